@@ -1,0 +1,264 @@
+//! One set of clap definitions for both faces: CLI flags on a laptop, and the
+//! same options from `INPUT_<NAME>` when a runner starts the action.
+//!
+//! Inputs become flags before clap parses (`--name=value`), so both faces
+//! share every default, validation and error message.
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+
+use crate::actions::inputs;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "registry-action",
+    version,
+    about = "Plan, build, scan and push a monorepo's container images",
+    long_about = "Plan, build, scan and push a monorepo's container images.\n\n\
+        Every option is also read from the GitHub Action input of the same name \
+        (INPUT_<NAME>), and the command from the `command` input."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Which images changed: a build matrix from the event or two commits.
+    Plan(PlanArgs),
+}
+
+impl Command {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Command::Plan(_) => "plan",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SourceKind {
+    /// Local git when the commits are in the clone, else the GitHub API.
+    Auto,
+    Git,
+    Github,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    /// Folder holding one directory per image.
+    #[arg(long, default_value = "ops/docker", value_parser = relative_dir)]
+    pub context_root: String,
+
+    /// How many levels below the context root an image directory may sit.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
+    pub max_depth: u8,
+
+    /// Globs of paths that count as changes (newline-separated; default all).
+    #[arg(long, value_name = "GLOBS")]
+    pub include: Vec<String>,
+
+    /// Globs of paths that never count as changes (newline-separated).
+    #[arg(long, value_name = "GLOBS")]
+    pub exclude: Vec<String>,
+
+    /// Globs whose change selects every image (newline-separated).
+    #[arg(long, value_name = "GLOBS")]
+    pub rebuild_all_on: Vec<String>,
+
+    /// Select every image, whatever changed.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = inputs::parse_bool)]
+    pub all: bool,
+
+    /// Where the changed files come from.
+    #[arg(long, value_enum, default_value_t = SourceKind::Auto)]
+    pub source: SourceKind,
+
+    /// Token for the GitHub API (falls back to GITHUB_TOKEN).
+    #[arg(long, hide_env_values = true, value_name = "TOKEN")]
+    pub github_token: Option<String>,
+
+    /// Compare from this commit instead of the event's.
+    #[arg(long, value_name = "REV")]
+    pub base: Option<String>,
+
+    /// Compare up to this commit instead of the event's.
+    #[arg(long, value_name = "REV")]
+    pub head: Option<String>,
+
+    /// Registry the images are pushed to (names the `image` field).
+    #[arg(long, default_value = "docker.io")]
+    pub registry: String,
+
+    /// Namespace of the images (default: the repository owner, lower-cased).
+    #[arg(long)]
+    pub namespace: Option<String>,
+}
+
+impl PlanArgs {
+    /// Multiline inputs arrive as one value; flags may repeat. Both flatten.
+    pub fn globs(values: &[String]) -> Vec<String> {
+        values.iter().flat_map(|v| inputs::split_list(v)).collect()
+    }
+}
+
+fn relative_dir(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim().trim_start_matches("./").trim_end_matches('/');
+    if trimmed.is_empty() || trimmed.starts_with('/') || trimmed.split('/').any(|c| c == "..") {
+        return Err(format!(
+            "{raw:?} must be a folder inside the repository, relative to its root, e.g. `ops/docker`"
+        ));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// The argument list clap parses: the command line, with the command taken
+/// from the `command` input when none is given, and every option of that
+/// command not given on the command line filled from its `INPUT_*` variable.
+pub fn with_inputs(args: Vec<OsString>, env: &HashMap<String, String>) -> Vec<OsString> {
+    let mut args = args;
+    let input = |name: &str| {
+        env.get(&inputs::env_name(name))
+            .and_then(|v| inputs::normalize(v))
+    };
+    if args.len() <= 1 {
+        if let Some(command) = input("command") {
+            args.push(command.into());
+        }
+    }
+    let cli = Cli::command();
+    let Some(sub) = args
+        .get(1)
+        .and_then(|a| a.to_str())
+        .and_then(|name| cli.find_subcommand(name))
+    else {
+        return args;
+    };
+    let given: Vec<String> = args
+        .iter()
+        .filter_map(|a| a.to_str())
+        .filter_map(|a| a.strip_prefix("--"))
+        .map(|a| a.split('=').next().unwrap_or(a).to_owned())
+        .collect();
+    let mut from_inputs = Vec::new();
+    for arg in sub.get_arguments() {
+        let Some(long) = arg.get_long() else { continue };
+        if given.iter().any(|g| g == long) {
+            continue;
+        }
+        if let Some(value) = input(long) {
+            from_inputs.push(OsString::from(format!("--{long}={value}")));
+        }
+    }
+    args.extend(from_inputs);
+    args
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn parse(argv: &[&str], env: &[(&str, &str)]) -> Result<Cli, clap::Error> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Cli::try_parse_from(with_inputs(argv.iter().map(OsString::from).collect(), &env))
+    }
+
+    fn plan(cli: Cli) -> PlanArgs {
+        let Command::Plan(args) = cli.command;
+        args
+    }
+
+    #[test]
+    fn inputs_fill_options_and_the_command() {
+        let args = plan(
+            parse(
+                &["registry-action"],
+                &[
+                    ("INPUT_COMMAND", "plan"),
+                    ("INPUT_CONTEXT-ROOT", "  images/ "),
+                    ("INPUT_MAX-DEPTH", "2"),
+                    ("INPUT_EXCLUDE", "**/*.md\n\n  docs/**  \n"),
+                    ("INPUT_ALL", "True"),
+                    ("INPUT_BASE", ""),
+                    ("INPUT_SOURCE", "git"),
+                ],
+            )
+            .unwrap(),
+        );
+        assert_eq!(args.context_root, "images");
+        assert_eq!(args.max_depth, 2);
+        assert_eq!(PlanArgs::globs(&args.exclude), ["**/*.md", "docs/**"]);
+        assert!(args.all);
+        assert_eq!(args.base, None, "an empty input is unset");
+        assert_eq!(args.source, SourceKind::Git);
+    }
+
+    #[test]
+    fn the_command_line_wins_over_inputs() {
+        let args = plan(
+            parse(
+                &[
+                    "registry-action",
+                    "plan",
+                    "--context-root",
+                    "cli/root",
+                    "--include",
+                    "a/**",
+                    "--include",
+                    "b/**",
+                ],
+                &[
+                    ("INPUT_CONTEXT-ROOT", "input/root"),
+                    ("INPUT_INCLUDE", "c/**"),
+                ],
+            )
+            .unwrap(),
+        );
+        assert_eq!(args.context_root, "cli/root");
+        assert_eq!(PlanArgs::globs(&args.include), ["a/**", "b/**"]);
+    }
+
+    #[test]
+    fn defaults() {
+        let args = plan(parse(&["registry-action", "plan"], &[]).unwrap());
+        assert_eq!(args.context_root, "ops/docker");
+        assert_eq!(args.max_depth, 1);
+        assert!(!args.all);
+        assert_eq!(args.source, SourceKind::Auto);
+        assert_eq!(args.registry, "docker.io");
+    }
+
+    #[test]
+    fn bad_values_name_the_option_and_the_value() {
+        let err = parse(
+            &["registry-action"],
+            &[("INPUT_COMMAND", "plan"), ("INPUT_ALL", "yes")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("--all") && err.contains("yes"), "{err}");
+        let err = parse(
+            &["registry-action"],
+            &[("INPUT_COMMAND", "plan"), ("INPUT_SOURCE", "svn")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("svn") && err.contains("auto"), "{err}");
+        let err = parse(&["registry-action", "plan", "--context-root", "../x"], &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("inside the repository"), "{err}");
+        let err = parse(&["registry-action"], &[("INPUT_COMMAND", "deploy")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("deploy"), "{err}");
+    }
+}

@@ -1,0 +1,230 @@
+//! `plan`: event → changed files → images → matrix.
+
+use anyhow::{Context as _, bail};
+
+use crate::actions::event::Event;
+use crate::actions::outputs::Outputs;
+use crate::cli::{PlanArgs, SourceKind};
+use crate::commands::Session;
+use crate::plan::discover::discover;
+use crate::plan::filter::{Globs, PathFilter};
+use crate::plan::git::GitSource;
+use crate::plan::github::GitHubSource;
+use crate::plan::image::{Destination, Image};
+use crate::plan::matrix;
+use crate::plan::outcome::{Compared, Outcome};
+use crate::plan::select::{Rules, Trigger, select};
+use crate::plan::source::{ChangeSource, SourceError};
+use crate::plan::strategy::{self, Intent, Overrides, Range};
+use crate::report;
+
+pub async fn run(args: &PlanArgs, session: &Session) -> anyhow::Result<()> {
+    let ctx = &session.ctx;
+    let rules = Rules {
+        filter: PathFilter::new(
+            Globs::new("include", &PlanArgs::globs(&args.include))?,
+            Globs::new("exclude", &PlanArgs::globs(&args.exclude))?,
+        ),
+        rebuild_all_on: Globs::new("rebuild-all-on", &PlanArgs::globs(&args.rebuild_all_on))?,
+    };
+    let event = load_event(session)?;
+    let destination = Destination {
+        registry: args.registry.clone(),
+        namespace: namespace(args, session)?,
+    };
+    let images = discover(&ctx.workspace, &args.context_root, args.max_depth.into())?
+        .into_iter()
+        .map(|found| {
+            Image::new(&args.context_root, &found.name, &found.dockerfile, &destination)
+                .with_context(|| format!("image directory `{}/{}` can't be pushed under that name; rename the directory to lower-case letters, digits, `.`, `_` or `-`", args.context_root, found.name))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let names: Vec<&str> = images.iter().map(|i| i.name.as_str()).collect();
+    let overrides = Overrides {
+        base: args.base.clone(),
+        head: args.head.clone(),
+    };
+    let intent = if args.all {
+        Intent::All("`all` is set".into())
+    } else {
+        strategy::intent(event.as_ref(), &overrides, &names)
+    };
+    let mut notes = Vec::new();
+    let mut sha = args.head.clone().or_else(|| ctx.sha.clone());
+    let mut version = None;
+    let (trigger, compared) = match intent {
+        Intent::All(reason) => (
+            Trigger::All {
+                reason: reason.clone(),
+            },
+            Compared::All(reason),
+        ),
+        Intent::Nothing(reason) => (
+            Trigger::Nothing {
+                reason: reason.clone(),
+            },
+            Compared::Nothing(reason),
+        ),
+        Intent::Release {
+            tag,
+            image,
+            version: v,
+        } => {
+            let reason = format!("release tag `{tag}`");
+            let trigger = match image {
+                Some(image) => Trigger::Release { image, reason },
+                None => Trigger::All { reason },
+            };
+            let compared = Compared::Release {
+                tag,
+                version: v.to_string(),
+            };
+            version = Some(v);
+            (trigger, compared)
+        }
+        Intent::Compare(ranges) => {
+            if let Some(range) = ranges.first() {
+                sha = Some(range.head().to_owned());
+            }
+            changes(&ranges, args, session, &mut notes).await?
+        }
+    };
+    for note in &notes {
+        session.workflow.warning(note);
+    }
+    let selected = select(&images, &trigger, &rules)?;
+    let outcome = Outcome {
+        event: ctx.event_name.clone(),
+        compared,
+        entries: matrix::entries(&images, &selected, version.as_ref()),
+        images_found: images.len(),
+        notes,
+        sha,
+    };
+    for entry in &outcome.entries {
+        tracing::info!(image = %entry.image, tier = entry.tier, "selected: {}", entry.reason);
+    }
+    let mut outputs = Outputs::new();
+    outputs.set_json("matrix", &outcome.entries)?;
+    let basenames: Vec<&str> = outcome
+        .entries
+        .iter()
+        .map(|e| e.basename.as_str())
+        .collect();
+    outputs.set_json("images", &basenames)?;
+    outputs.set("changed", (!outcome.entries.is_empty()).to_string());
+    outputs.set("count", outcome.entries.len().to_string());
+    if let Some(sha) = &outcome.sha {
+        outputs.set("sha", sha.clone());
+    }
+    if let Some(version) = &version {
+        outputs.set("version", version.to_string());
+    }
+    session.finish(&outputs, &report::plan::summary(&outcome))
+}
+
+fn load_event(session: &Session) -> anyhow::Result<Option<Event>> {
+    let ctx = &session.ctx;
+    let Some(name) = &ctx.event_name else {
+        return Ok(None);
+    };
+    let Some(path) = &ctx.event_path else {
+        bail!(
+            "GITHUB_EVENT_NAME is `{name}` but GITHUB_EVENT_PATH is not set; run inside a workflow, or unset GITHUB_EVENT_NAME and pass `base`/`head`"
+        );
+    };
+    Ok(Some(Event::load(name, path)?))
+}
+
+fn namespace(args: &PlanArgs, session: &Session) -> anyhow::Result<String> {
+    args.namespace
+        .clone()
+        .or_else(|| {
+            session
+                .ctx
+                .repository_owner
+                .as_ref()
+                .map(|o| o.to_lowercase())
+        })
+        .context("no namespace for the image names: set `namespace` (or GITHUB_REPOSITORY_OWNER)")
+}
+
+/// Tries each range with each source, most precise first; when none can
+/// answer, every image is selected, because a plan must never build fewer
+/// images than changed.
+async fn changes(
+    ranges: &[Range],
+    args: &PlanArgs,
+    session: &Session,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<(Trigger, Compared)> {
+    let ctx = &session.ctx;
+    let git = match args.source {
+        SourceKind::Github => None,
+        _ => GitSource::open(&ctx.workspace).await?,
+    };
+    if args.source == SourceKind::Git && git.is_none() {
+        bail!(
+            "`source: git` but the workspace {} is not a git work tree; check the repository out first (actions/checkout) or use `source: auto`",
+            ctx.workspace.display()
+        );
+    }
+    let api = match (args.source, &ctx.repository) {
+        (SourceKind::Git, _) => None,
+        (_, Some(repository)) => {
+            let token = args
+                .github_token
+                .as_deref()
+                .or(session.env_token.as_deref());
+            Some(GitHubSource::new(&ctx.api_url, token, repository)?)
+        }
+        (SourceKind::Github, None) => {
+            bail!(
+                "`source: github` needs the repository: GITHUB_REPOSITORY is not set (`owner/name`)"
+            )
+        }
+        (SourceKind::Auto, None) => None,
+    };
+    for range in ranges {
+        if let Some(found) = attempt(git.as_ref(), range, notes).await? {
+            return Ok(found);
+        }
+        if let Some(found) = attempt(api.as_ref(), range, notes).await? {
+            return Ok(found);
+        }
+    }
+    let reason = "the changes couldn't be listed completely, so every image is rebuilt".to_owned();
+    Ok((
+        Trigger::All {
+            reason: reason.clone(),
+        },
+        Compared::All(reason),
+    ))
+}
+
+async fn attempt<S: ChangeSource>(
+    source: Option<&S>,
+    range: &Range,
+    notes: &mut Vec<String>,
+) -> anyhow::Result<Option<(Trigger, Compared)>> {
+    let Some(source) = source else {
+        return Ok(None);
+    };
+    match source.changed_files(range).await {
+        Ok(files) => Ok(Some((
+            Trigger::Changes {
+                files: files.clone(),
+            },
+            Compared::Range {
+                range: range.to_string(),
+                source: source.name(),
+                files: files.len(),
+            },
+        ))),
+        Err(SourceError::Unavailable(why) | SourceError::Incomplete(why)) => {
+            notes.push(format!("{} can't list {range}: {why}", source.name()));
+            Ok(None)
+        }
+        Err(SourceError::Failed(err)) => Err(err),
+    }
+}

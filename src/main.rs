@@ -1,0 +1,111 @@
+use std::collections::HashMap;
+use std::process::ExitCode;
+
+use clap::Parser as _;
+use registry_action::actions::context::Context;
+use registry_action::actions::workflow::{Annotation, Level, Workflow};
+use registry_action::cli::{self, Cli};
+use registry_action::commands::{self, Session};
+
+fn main() -> ExitCode {
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let ctx = Context::from_process_env();
+    init_tracing(ctx.debug);
+    // Off a runner, stdout carries only the JSON outputs.
+    let workflow = if ctx.in_actions() {
+        Workflow::stdout(true)
+    } else {
+        Workflow::new(false, Box::new(std::io::stderr()))
+    };
+    let cli = match Cli::try_parse_from(cli::with_inputs(std::env::args_os().collect(), &env)) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let env_token = ["GITHUB_TOKEN", "FORGEJO_TOKEN"]
+        .iter()
+        .find_map(|name| env.get(*name).filter(|v| !v.trim().is_empty()).cloned());
+    let session = Session {
+        ctx,
+        workflow,
+        env_token,
+    };
+    mask_secrets(&cli, &session);
+    let name = cli.command.name();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => return fail(&session, name, &anyhow::Error::new(err)),
+    };
+    let result = runtime.block_on(async {
+        tokio::select! {
+            result = commands::run(cli.command, &session) => result,
+            signal = shutdown_signal() => Err(anyhow::anyhow!("cancelled by {signal}; nothing more was done")),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => fail(&session, name, &err),
+    }
+}
+
+/// Secrets are masked before anything else can print them.
+fn mask_secrets(cli: &Cli, session: &Session) {
+    let cli::Command::Plan(args) = &cli.command;
+    for secret in args.github_token.iter().chain(&session.env_token) {
+        session.workflow.add_mask(secret);
+    }
+}
+
+fn fail(session: &Session, command: &str, err: &anyhow::Error) -> ExitCode {
+    if session.workflow.in_actions() {
+        session.workflow.annotate(
+            &Annotation::new(Level::Error, format!("{err:#}"))
+                .with_title(format!("registry-action {command}")),
+        );
+    } else {
+        eprintln!("error: {err:#}");
+    }
+    ExitCode::FAILURE
+}
+
+fn init_tracing(debug: bool) {
+    let default = if debug {
+        "registry_action=debug"
+    } else {
+        "registry_action=info"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_ansi(false)
+        .init();
+}
+
+/// PID 1 in a container gets no default signal handlers, so SIGINT and
+/// SIGTERM (the runner's cancel) are caught here and end the run cleanly.
+async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => "SIGINT",
+        _ = term.recv() => "SIGTERM",
+    }
+}

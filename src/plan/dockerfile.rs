@@ -1,0 +1,486 @@
+//! The `FROM` lines of a Dockerfile: which images an image builds on, and
+//! where each one is written.
+//!
+//! Only as much of the Dockerfile grammar as `FROM` needs: parser
+//! directives, comments, line continuations, heredocs (so a `from x import y`
+//! inside `RUN <<EOF` is not an instruction) and global `ARG` substitution.
+
+use std::collections::BTreeMap;
+
+/// One `FROM` instruction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stage {
+    /// The image or earlier stage, after `ARG` substitution.
+    pub base: String,
+    /// The `AS` name, as written.
+    pub name: Option<String>,
+    /// 1-based line of the `FROM` keyword.
+    pub line: usize,
+}
+
+/// Every `FROM` in `content`, in order.
+///
+/// As in Docker, only `ARG`s declared before the first `FROM` reach a `FROM`
+/// line; `build_args` override their defaults and an unset variable expands
+/// to nothing.
+pub fn stages(content: &str, build_args: &BTreeMap<String, String>) -> Vec<Stage> {
+    let escape = escape_char(content);
+    let mut vars = BTreeMap::new();
+    let mut stages = Vec::new();
+    for (line, text) in instructions(content, escape) {
+        let (keyword, rest) = text
+            .trim_start()
+            .split_once(char::is_whitespace)
+            .unwrap_or((text.trim(), ""));
+        if keyword.eq_ignore_ascii_case("arg") && stages.is_empty() {
+            // One at a time: a default may use an ARG declared before it.
+            for word in split_words(rest, escape) {
+                let (name, default) = match word.split_once('=') {
+                    Some((name, default)) => (name, Some(expand(default, &vars, escape))),
+                    None => (word, None),
+                };
+                if let Some(value) = build_args.get(name).cloned().or(default) {
+                    vars.insert(name.to_string(), value);
+                }
+            }
+        } else if keyword.eq_ignore_ascii_case("from") {
+            let mut words = split_words(rest, escape)
+                .into_iter()
+                .skip_while(|word| word.starts_with("--"));
+            let Some(base) = words.next() else { continue };
+            let name = match (words.next(), words.next()) {
+                (Some(as_), Some(name)) if as_.eq_ignore_ascii_case("as") => Some(name.to_string()),
+                _ => None,
+            };
+            stages.push(Stage {
+                base: expand(base, &vars, escape),
+                name,
+                line,
+            });
+        }
+    }
+    stages
+}
+
+/// The stages built on an image from a registry: not `scratch`, not an
+/// earlier stage.
+pub fn external_bases(stages: &[Stage]) -> Vec<&Stage> {
+    stages
+        .iter()
+        .enumerate()
+        .filter(|(i, stage)| {
+            let is_stage = stages[..*i].iter().any(|earlier| {
+                earlier
+                    .name
+                    .as_deref()
+                    .is_some_and(|name| name.eq_ignore_ascii_case(&stage.base))
+            });
+            !is_stage && !stage.base.eq_ignore_ascii_case("scratch")
+        })
+        .map(|(_, stage)| stage)
+        .collect()
+}
+
+/// The stage `docker build` builds when no `--target` is given.
+pub fn final_stage(stages: &[Stage]) -> Option<&Stage> {
+    stages.last()
+}
+
+/// The `# escape=` parser directive, which Windows Dockerfiles set to a
+/// backtick so that `\` can be a path separator.
+fn escape_char(content: &str) -> char {
+    // Directives are only read at the top, before anything else, even a comment.
+    for line in content.lines() {
+        let Some((key, value)) = line
+            .trim()
+            .strip_prefix('#')
+            .and_then(|body| body.split_once('='))
+        else {
+            break;
+        };
+        let key = key.trim();
+        if !(key.starts_with(|c: char| c.is_ascii_alphabetic())
+            && key.chars().all(|c| c.is_ascii_alphanumeric()))
+        {
+            break;
+        }
+        if key.eq_ignore_ascii_case("escape") && value.trim() == "`" {
+            return '`';
+        }
+    }
+    '\\'
+}
+
+/// Logical instructions as (1-based first line, text with continuations joined).
+fn instructions(content: &str, escape: char) -> Vec<(usize, String)> {
+    let is_code = |line: &&str| {
+        let line = line.trim();
+        !line.is_empty() && !line.starts_with('#')
+    };
+    let mut instructions = Vec::new();
+    let mut lines = content.lines().enumerate();
+    while let Some((index, first)) = lines.next() {
+        if !is_code(&first) {
+            continue;
+        }
+        let mut text = String::new();
+        let mut part = first;
+        // Comment and blank lines inside a continuation are dropped, as Docker does.
+        while let Some(head) = part.trim_end().strip_suffix(escape) {
+            text.push_str(head);
+            match lines.by_ref().map(|(_, line)| line).find(is_code) {
+                Some(next) => part = next,
+                None => {
+                    part = "";
+                    break;
+                }
+            }
+        }
+        text.push_str(part);
+        for (delimiter, strip_tabs) in heredocs(&text) {
+            lines.by_ref().find(|(_, line)| {
+                let line = if strip_tabs {
+                    line.trim_start_matches('\t')
+                } else {
+                    line
+                };
+                line == delimiter
+            });
+        }
+        instructions.push((index + 1, text));
+    }
+    instructions
+}
+
+/// The heredoc delimiters (`<<EOF`, `<<-"EOF"`) a `RUN`, `COPY` or `ADD`
+/// opens, with whether `<<-` strips leading tabs from the closing line.
+fn heredocs(text: &str) -> Vec<(String, bool)> {
+    let mut words = text.split_whitespace();
+    let takes_heredocs = words.next().is_some_and(|keyword| {
+        ["run", "copy", "add"]
+            .iter()
+            .any(|k| keyword.eq_ignore_ascii_case(k))
+    });
+    if !takes_heredocs {
+        return Vec::new();
+    }
+    words
+        .filter_map(|word| {
+            word.trim_start_matches(|c: char| c.is_ascii_digit())
+                .strip_prefix("<<")
+        })
+        .filter_map(|spec| {
+            let (spec, strip_tabs) = match spec.strip_prefix('-') {
+                Some(spec) => (spec, true),
+                None => (spec, false),
+            };
+            let delimiter: String = spec.chars().filter(|c| !matches!(c, '"' | '\'')).collect();
+            (!delimiter.is_empty() && !delimiter.contains('<')).then_some((delimiter, strip_tabs))
+        })
+        .collect()
+}
+
+/// Splits on whitespace outside quotes; words keep their quotes for `expand`.
+fn split_words(text: &str, escape: char) -> Vec<&str> {
+    let mut words = Vec::new();
+    let mut start = None;
+    let mut quote = None;
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == escape && quote != Some('\'') {
+            escaped = true;
+        } else if let Some(q) = quote {
+            if c == q {
+                quote = None;
+            }
+        } else if c == '"' || c == '\'' {
+            quote = Some(c);
+        } else if c.is_whitespace() {
+            if let Some(s) = start.take() {
+                words.push(&text[s..i]);
+            }
+            continue;
+        }
+        start.get_or_insert(i);
+    }
+    words.extend(start.map(|s| &text[s..]));
+    words
+}
+
+/// Removes quotes and escapes and substitutes `$NAME`, `${NAME}`,
+/// `${NAME:-default}`, `${NAME-default}`, `${NAME:+alt}` and `${NAME+alt}`.
+fn expand(word: &str, vars: &BTreeMap<String, String>, escape: char) -> String {
+    let chars: Vec<char> = word.chars().collect();
+    let mut out = String::new();
+    let mut quote = None;
+    let mut i = 0;
+    while let Some(&c) = chars.get(i) {
+        i += 1;
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some('\''), c) => out.push(c),
+            (None, '\'' | '"') => quote = Some(c),
+            (_, '$') => out.push_str(&variable(&chars, &mut i, vars, escape)),
+            (_, c) if c == escape && i < chars.len() => {
+                out.push(chars[i]);
+                i += 1;
+            }
+            (_, c) => out.push(c),
+        }
+    }
+    out
+}
+
+/// The value of the variable reference after a `$` at `chars[*i]`, moving `i`
+/// past it.
+fn variable(
+    chars: &[char],
+    i: &mut usize,
+    vars: &BTreeMap<String, String>,
+    escape: char,
+) -> String {
+    let is_name = |c: &char| c.is_ascii_alphanumeric() || *c == '_';
+    match chars.get(*i) {
+        Some('{') => {
+            let start = *i + 1;
+            let mut depth = 1;
+            let mut end = start;
+            while let Some(&c) = chars.get(end) {
+                depth += match c {
+                    '{' => 1,
+                    '}' => -1,
+                    _ => 0,
+                };
+                if depth == 0 {
+                    break;
+                }
+                end += 1;
+            }
+            *i = (end + 1).min(chars.len());
+            let body = &chars[start..end.min(chars.len())];
+            let name_len = body.iter().take_while(|c| is_name(c)).count();
+            let name: String = body[..name_len].iter().collect();
+            let modifier: String = body[name_len..].iter().collect();
+            let value = vars.get(&name).map(String::as_str);
+            let set_and_non_empty = value.filter(|v| !v.is_empty());
+            let word = |w: &str| expand(w, vars, escape);
+            if let Some(default) = modifier.strip_prefix(":-") {
+                set_and_non_empty.map_or_else(|| word(default), str::to_string)
+            } else if let Some(alt) = modifier.strip_prefix(":+") {
+                set_and_non_empty.map(|_| word(alt)).unwrap_or_default()
+            } else if let Some(default) = modifier.strip_prefix('-') {
+                value.map_or_else(|| word(default), str::to_string)
+            } else if let Some(alt) = modifier.strip_prefix('+') {
+                value.map(|_| word(alt)).unwrap_or_default()
+            } else {
+                // Other shell modifiers (`#`, `%`, `?`) never matter for a FROM line.
+                value.unwrap_or_default().to_string()
+            }
+        }
+        Some(c) if c.is_ascii_alphabetic() || *c == '_' => {
+            let name: String = chars[*i..].iter().take_while(|c| is_name(c)).collect();
+            *i += name.len();
+            vars.get(&name).cloned().unwrap_or_default()
+        }
+        _ => "$".to_string(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn parse(content: &str) -> Vec<Stage> {
+        stages(content, &BTreeMap::new())
+    }
+
+    fn bases(stages: &[Stage]) -> Vec<&str> {
+        stages.iter().map(|stage| stage.base.as_str()).collect()
+    }
+
+    fn stage(base: &str, name: Option<&str>, line: usize) -> Stage {
+        Stage {
+            base: base.to_string(),
+            name: name.map(str::to_string),
+            line,
+        }
+    }
+
+    #[test]
+    fn multi_stage_with_names_and_reuse() {
+        let content = "\
+FROM rust:1.85 AS build
+RUN cargo build --release
+
+FROM build AS test
+RUN cargo test
+
+FROM gcr.io/distroless/cc AS runtime
+COPY --from=build /app /app
+";
+        let stages = parse(content);
+        assert_eq!(
+            stages,
+            vec![
+                stage("rust:1.85", Some("build"), 1),
+                stage("build", Some("test"), 4),
+                stage("gcr.io/distroless/cc", Some("runtime"), 7),
+            ]
+        );
+        let external: Vec<_> = external_bases(&stages)
+            .iter()
+            .map(|s| s.base.as_str())
+            .collect();
+        assert_eq!(external, ["rust:1.85", "gcr.io/distroless/cc"]);
+        assert_eq!(final_stage(&stages), Some(&stages[2]));
+    }
+
+    #[test]
+    fn a_stage_name_only_shadows_later_stages() {
+        let stages = parse("FROM app AS base\nFROM base AS app\nFROM app\n");
+        let external: Vec<_> = external_bases(&stages)
+            .into_iter()
+            .map(|s| s.line)
+            .collect();
+        assert_eq!(external, [1]);
+    }
+
+    #[test]
+    fn global_args_defaults_and_overrides() {
+        let content = "\
+ARG BASE=alpine
+ARG VERSION=3.20
+ARG UNSET
+FROM ${BASE}:$VERSION$UNSET
+ARG VERSION=9.9
+FROM node:$VERSION
+";
+        assert_eq!(bases(&parse(content)), ["alpine:3.20", "node:3.20"]);
+
+        let args = BTreeMap::from([
+            ("VERSION".to_string(), "3.21".to_string()),
+            ("UNSET".to_string(), "-slim".to_string()),
+            ("UNDECLARED".to_string(), "x".to_string()),
+        ]);
+        assert_eq!(
+            bases(&stages(content, &args)),
+            ["alpine:3.21-slim", "node:3.21"]
+        );
+        assert_eq!(bases(&stages("FROM a$UNDECLARED", &args)), ["a"]);
+    }
+
+    #[test]
+    fn args_on_one_line_see_earlier_ones_and_lose_their_quotes() {
+        let content = "ARG REGISTRY=\"ghcr.io/webgrip\" IMAGE=${REGISTRY}/base TAG=\"1.0\"\nFROM $IMAGE:$TAG\n";
+        assert_eq!(bases(&parse(content)), ["ghcr.io/webgrip/base:1.0"]);
+    }
+
+    #[test]
+    fn substitution_modifiers() {
+        let content = "\
+ARG EMPTY=
+ARG SET=x
+FROM a${MISSING:-d}
+FROM b${EMPTY:-d}
+FROM c${SET:-d}
+FROM d${MISSING:+alt}
+FROM e${SET:+alt}
+FROM f${EMPTY-d}
+FROM g${EMPTY+alt}
+FROM h${MISSING:-${SET}y}
+FROM i${SET}
+";
+        assert_eq!(
+            bases(&parse(content)),
+            ["ad", "bd", "cx", "d", "ealt", "f", "galt", "hxy", "ix"]
+        );
+    }
+
+    #[test]
+    fn continuation_lines_comments_and_platform_flags() {
+        let content = "\
+# syntax=docker/dockerfile:1
+
+# a comment mentioning FROM evil
+FROM \\
+    --platform=$BUILDPLATFORM \\
+    # a comment inside the instruction
+
+    node:20 \\
+    AS web
+RUN echo \\
+FROM not-an-instruction
+FROM --platform=linux/amd64 nginx:1.27
+";
+        assert_eq!(
+            parse(content),
+            vec![
+                stage("node:20", Some("web"), 4),
+                stage("nginx:1.27", None, 12)
+            ]
+        );
+    }
+
+    #[test]
+    fn scratch_is_not_pulled() {
+        let stages =
+            parse("FROM golang:1.23 AS build\nFROM scratch\nCOPY --from=build /bin/app /app\n");
+        assert_eq!(bases(&stages), ["golang:1.23", "scratch"]);
+        assert_eq!(external_bases(&stages), [&stages[0]]);
+        assert_eq!(final_stage(&stages).unwrap().base, "scratch");
+    }
+
+    #[test]
+    fn keywords_and_stage_names_are_case_insensitive() {
+        let stages = parse("arg V=1\nfrom Alpine:$V as Base\nFrOm base As final\n");
+        assert_eq!(
+            stages,
+            vec![
+                stage("Alpine:1", Some("Base"), 2),
+                stage("base", Some("final"), 3)
+            ]
+        );
+        assert_eq!(external_bases(&stages), [&stages[0]]);
+    }
+
+    #[test]
+    fn escape_directive_changes_the_continuation_character() {
+        let content = "# escape=`\r\nARG WIN=ltsc2022\r\nFROM `\r\n  mcr.microsoft.com/windows/servercore:$WIN\r\nRUN dir C:\\ \r\nFROM x\r\n";
+        assert_eq!(
+            parse(content),
+            vec![
+                stage("mcr.microsoft.com/windows/servercore:ltsc2022", None, 3),
+                stage("x", None, 6)
+            ]
+        );
+    }
+
+    #[test]
+    fn heredoc_bodies_are_not_instructions() {
+        let content = "\
+FROM python:3.13
+RUN <<EOF python3 - && cat <<-'END'
+from os import path
+EOF
+\tFROM nothing
+\tEND
+FROM python:3.13-slim
+";
+        assert_eq!(bases(&parse(content)), ["python:3.13", "python:3.13-slim"]);
+        assert_eq!(parse(content)[1].line, 7);
+    }
+
+    #[test]
+    fn no_from_means_no_stages() {
+        let stages = parse("# just a comment\nARG X=1\nRUN true\n");
+        assert!(stages.is_empty());
+        assert!(external_bases(&stages).is_empty());
+        assert_eq!(final_stage(&stages), None);
+        assert!(parse("").is_empty());
+        // A bare FROM is a syntax error for Docker; it names no image here.
+        assert!(parse("FROM\nFROM --platform=x\n").is_empty());
+    }
+}

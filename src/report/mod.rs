@@ -1,0 +1,8 @@
+//! Rendering for people: job-summary markdown (pure).
+
+pub mod plan;
+
+/// Escapes text for a markdown table cell.
+pub fn cell(text: &str) -> String {
+    text.replace('|', "\\|").replace(['\n', '\r'], " ")
+}

@@ -1,0 +1,125 @@
+//! The `plan` job summary.
+
+use std::fmt::Write as _;
+
+use crate::plan::outcome::{Compared, Outcome};
+use crate::report::cell;
+
+pub fn summary(outcome: &Outcome) -> String {
+    let mut md = String::from("### registry-action plan\n\n");
+    let event = outcome
+        .event
+        .as_deref()
+        .map(|e| format!(" for `{e}`"))
+        .unwrap_or_default();
+    let _ = match &outcome.compared {
+        Compared::Range {
+            range,
+            source,
+            files,
+        } => writeln!(
+            md,
+            "Compared `{range}`{event} with **{source}**: {files} changed file{}.",
+            plural(*files)
+        ),
+        Compared::All(reason) => writeln!(md, "Every image selected{event}: {reason}."),
+        Compared::Release { tag, version } => {
+            writeln!(md, "Release tag `{tag}`{event}: version `{version}`.")
+        }
+        Compared::Nothing(reason) => writeln!(md, "Nothing to build{event}: {reason}."),
+    };
+    for note in &outcome.notes {
+        let _ = writeln!(md, "\n> {}", note.replace('\n', " "));
+    }
+    let _ = writeln!(
+        md,
+        "\n**{} of {} image{}** selected{}.\n",
+        outcome.entries.len(),
+        outcome.images_found,
+        plural(outcome.images_found),
+        outcome
+            .sha
+            .as_deref()
+            .map(|s| format!(" at `{s}`"))
+            .unwrap_or_default()
+    );
+    if !outcome.entries.is_empty() {
+        md.push_str("| image | path | tier | why |\n|---|---|---|---|\n");
+        for e in &outcome.entries {
+            let _ = writeln!(
+                md,
+                "| `{}` | `{}` | {} | {} |",
+                cell(&e.image),
+                cell(&e.path),
+                e.tier,
+                cell(&e.reason)
+            );
+        }
+    }
+    md
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 { "" } else { "s" }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::matrix::Entry;
+
+    #[test]
+    fn says_what_was_compared_and_why_each_image() {
+        let outcome = Outcome {
+            event: Some("push".into()),
+            compared: Compared::Range {
+                range: "1111111..2222222".into(),
+                source: "git",
+                files: 3,
+            },
+            entries: vec![Entry {
+                path: "ops/docker/app".into(),
+                basename: "app".into(),
+                name: "app".into(),
+                image: "acme/app".into(),
+                dockerfile: "ops/docker/app/Dockerfile".into(),
+                context: "ops/docker/app".into(),
+                reason: "changed `ops/docker/app/a|b`".into(),
+                depends_on: vec![],
+                tier: 0,
+                version: None,
+            }],
+            images_found: 4,
+            notes: vec!["github: commit 1111111 is gone".into()],
+            sha: Some("2222222222222222222222222222222222222222".into()),
+        };
+        assert_eq!(
+            summary(&outcome),
+            "### registry-action plan\n\n\
+             Compared `1111111..2222222` for `push` with **git**: 3 changed files.\n\n\
+             > github: commit 1111111 is gone\n\n\
+             **1 of 4 images** selected at `2222222222222222222222222222222222222222`.\n\n\
+             | image | path | tier | why |\n|---|---|---|---|\n\
+             | `acme/app` | `ops/docker/app` | 0 | changed `ops/docker/app/a\\|b` |\n"
+        );
+    }
+
+    #[test]
+    fn nothing_to_build() {
+        let outcome = Outcome {
+            event: Some("push".into()),
+            compared: Compared::Nothing("`refs/heads/x` was deleted".into()),
+            entries: vec![],
+            images_found: 1,
+            notes: vec![],
+            sha: None,
+        };
+        let md = summary(&outcome);
+        assert!(
+            md.contains("Nothing to build for `push`: `refs/heads/x` was deleted."),
+            "{md}"
+        );
+        assert!(md.contains("**0 of 1 image** selected."), "{md}");
+        assert!(!md.contains("| image |"));
+    }
+}

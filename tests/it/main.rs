@@ -1,0 +1,9 @@
+//! One integration binary: the plan against real git repositories, against
+//! a replay of the GitHub API, and the binary run as a runner runs it.
+
+#![allow(clippy::unwrap_used)]
+
+mod plan_git;
+mod plan_github;
+mod runner;
+mod support;

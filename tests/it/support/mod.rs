@@ -1,0 +1,26 @@
+//! Test support: real git repositories, the binary run as a runner runs it,
+//! and a local HTTP server replaying the real GitHub payloads.
+
+#![allow(dead_code)]
+
+pub mod git;
+pub mod replay;
+pub mod run;
+
+use std::path::PathBuf;
+
+/// `../shared/fixtures`, where the real payloads live.
+pub fn fixtures() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures")
+}
+
+pub fn fixture_json(relative: &str) -> serde_json::Value {
+    let path = fixtures().join(relative);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "fixture {} is missing ({e}); the tests read ../shared/fixtures beside the checkout",
+            path.display()
+        )
+    });
+    serde_json::from_str(&text).expect("fixture is JSON")
+}
