@@ -380,3 +380,20 @@ fn dispatch_and_all_select_every_image() {
         "a `workflow_dispatch` event builds every image"
     );
 }
+
+#[test]
+fn a_merge_group_diffs_base_to_head() {
+    let (repo, base) = monorepo();
+    repo.write("ops/docker/tool/queued", "1");
+    let head = repo.commit("queued change");
+    let event = json!({"action": "checks_requested", "merge_group": {
+        "head_sha": head, "head_ref": "refs/heads/gh-readonly-queue/main/pr-1",
+        "base_sha": base, "base_ref": "refs/heads/main"}});
+    let ran = Action::github(repo.path())
+        .input("command", "plan")
+        .event("merge_group", &event)
+        .run();
+    ran.assert_ok();
+    assert_eq!(ran.selected(), ["tool"]);
+    assert_eq!(ran.outputs["sha"], head);
+}
