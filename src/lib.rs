@@ -9,6 +9,9 @@
 pub mod actions;
 pub mod cli;
 pub mod commands;
+pub mod engine;
 pub mod plan;
 pub mod reference;
+pub mod registry;
 pub mod report;
+pub mod tags;

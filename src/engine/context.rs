@@ -1,0 +1,580 @@
+//! The build context the engine receives: a plain tar of the context
+//! directory, filtered by its `.dockerignore`.
+//!
+//! The tar is byte-for-byte reproducible (sorted walk, zero mtime, root
+//! owner, no user names): the engine's build cache and the re-run detection
+//! key on it, so two checkouts of the same tree must give the same bytes.
+
+use std::fs::{self, Metadata};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, anyhow, bail};
+use tar::{Builder, EntryType, Header};
+
+use super::dockerignore::DockerIgnore;
+
+/// What the engine looks for when no Dockerfile is named.
+pub const DEFAULT_DOCKERFILE: &str = "Dockerfile";
+
+/// Where a Dockerfile from outside the context is put inside it, since the
+/// engine only reads the Dockerfile from the tar.
+pub const OUTSIDE_DOCKERFILE: &str = ".registry-action.Dockerfile";
+
+const IGNORE_FILE: &str = ".dockerignore";
+
+/// A build context ready for the engine's `/build` endpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Context {
+    /// Uncompressed tar.
+    pub tar: Vec<u8>,
+    /// Regular files and symlinks in the tar.
+    pub files: usize,
+    /// Content bytes of the regular files.
+    pub bytes: u64,
+    /// The engine's `dockerfile` parameter: the Dockerfile's path inside the tar.
+    pub dockerfile: String,
+}
+
+/// Tars `dir` for the engine. `dockerfile` defaults to `dir/Dockerfile`; a
+/// relative one is resolved against the working directory, like
+/// `docker build -f`, and may lie outside `dir`.
+///
+/// Blocking file I/O: call it from `spawn_blocking` in async code.
+pub fn tar_context(dir: &Path, dockerfile: Option<&Path>) -> anyhow::Result<Context> {
+    let root = context_root(dir)?;
+    let dockerfile = locate_dockerfile(&root, dir, dockerfile)?;
+    let mut ignore = read_ignore_file(&root)?;
+    // Docker always sends these two, whatever `.dockerignore` says.
+    ignore.keep(IGNORE_FILE);
+    let mut tarball = Tarball::new();
+    let (name, generated) = match dockerfile {
+        Dockerfile::Inside(name) => {
+            ignore.keep(&name);
+            (name, None)
+        }
+        Dockerfile::Outside(path) => {
+            tarball.add_outside_dockerfile(&path)?;
+            (OUTSIDE_DOCKERFILE.to_owned(), Some(OUTSIDE_DOCKERFILE))
+        }
+    };
+    let walk = Walk {
+        ignore: &ignore,
+        generated,
+    };
+    walk.directory(&mut tarball, &root, &Relative::root())?;
+    tarball.finish(name)
+}
+
+fn context_root(dir: &Path) -> anyhow::Result<PathBuf> {
+    let root = fs::canonicalize(dir).map_err(|error| {
+        anyhow!(
+            "build context {} cannot be opened ({error}); set the `path` input to the image's directory",
+            dir.display()
+        )
+    })?;
+    if !root.is_dir() {
+        bail!(
+            "build context {} is not a directory; set the `path` input to the image's directory",
+            dir.display()
+        );
+    }
+    Ok(root)
+}
+
+enum Dockerfile {
+    /// `/`-separated path inside the context.
+    Inside(String),
+    /// Canonical path outside it.
+    Outside(PathBuf),
+}
+
+fn locate_dockerfile(root: &Path, dir: &Path, given: Option<&Path>) -> anyhow::Result<Dockerfile> {
+    let path = given.map_or_else(|| dir.join(DEFAULT_DOCKERFILE), Path::to_path_buf);
+    let missing = |reason: String| {
+        anyhow!(
+            "no Dockerfile at {} ({reason}); set the `path` input to a directory holding one",
+            path.display()
+        )
+    };
+    let real = fs::canonicalize(&path).map_err(|error| missing(error.to_string()))?;
+    if !real.is_file() {
+        return Err(missing("not a regular file".to_owned()));
+    }
+    // Canonical paths on both sides, so a Dockerfile symlinked from outside
+    // counts as outside: the engine could not follow that link.
+    let Ok(inside) = real.strip_prefix(root) else {
+        return Ok(Dockerfile::Outside(real));
+    };
+    let name = slash_path(inside).ok_or_else(|| not_utf8(&real))?;
+    Ok(Dockerfile::Inside(name))
+}
+
+fn read_ignore_file(root: &Path) -> anyhow::Result<DockerIgnore> {
+    let path = root.join(IGNORE_FILE);
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            return Ok(DockerIgnore::default());
+        }
+        Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
+    };
+    DockerIgnore::try_parse(&text).with_context(|| format!("in {}", path.display()))
+}
+
+fn slash_path(path: &Path) -> Option<String> {
+    let parts: Option<Vec<&str>> = path.iter().map(|part| part.to_str()).collect();
+    parts.map(|parts| parts.join("/"))
+}
+
+fn not_utf8(path: &Path) -> anyhow::Error {
+    anyhow!(
+        "{} is not valid UTF-8; rename it or exclude it in .dockerignore",
+        path.display()
+    )
+}
+
+/// A path relative to the context root. `utf8` is false once any segment
+/// was not valid UTF-8: `text` is then lossy, good enough to match ignore
+/// rules but never to name an entry.
+struct Relative {
+    text: String,
+    utf8: bool,
+}
+
+impl Relative {
+    fn root() -> Self {
+        Relative {
+            text: String::new(),
+            utf8: true,
+        }
+    }
+
+    fn child(&self, name: &std::ffi::OsStr) -> Self {
+        let segment = name.to_string_lossy();
+        let text = if self.text.is_empty() {
+            segment.into_owned()
+        } else {
+            format!("{}/{segment}", self.text)
+        };
+        Relative {
+            text,
+            utf8: self.utf8 && name.to_str().is_some(),
+        }
+    }
+}
+
+struct Walk<'a> {
+    ignore: &'a DockerIgnore,
+    /// The outside Dockerfile's name, which shadows a file of that name.
+    generated: Option<&'static str>,
+}
+
+impl Walk<'_> {
+    fn directory(&self, tarball: &mut Tarball, dir: &Path, rel: &Relative) -> anyhow::Result<()> {
+        for name in sorted_names(dir)? {
+            self.entry(tarball, &dir.join(&name), &rel.child(&name))?;
+        }
+        Ok(())
+    }
+
+    fn entry(&self, tarball: &mut Tarball, path: &Path, rel: &Relative) -> anyhow::Result<()> {
+        if self.generated == Some(rel.text.as_str()) {
+            return Ok(());
+        }
+        let meta =
+            fs::symlink_metadata(path).with_context(|| format!("reading {}", path.display()))?;
+        if self.ignore.is_excluded(&rel.text) {
+            // Docker leaves the excluded directory itself out but still
+            // sends what an exception re-includes below it.
+            if meta.is_dir() && self.ignore.may_reinclude_below(&rel.text) {
+                self.directory(tarball, path, rel)?;
+            }
+            return Ok(());
+        }
+        if !rel.utf8 {
+            return Err(not_utf8(path));
+        }
+        let name = rel.text.as_str();
+        let kind = meta.file_type();
+        if kind.is_dir() {
+            tarball.add_directory(name, &meta)?;
+            self.directory(tarball, path, rel)
+        } else if kind.is_symlink() {
+            tarball.add_symlink(name, path, &meta)
+        } else if kind.is_file() {
+            tarball.add_file(name, path, &meta)
+        } else {
+            // Sockets, FIFOs and devices mean nothing to a build.
+            tracing::debug!(path = %path.display(), "skipping special file in build context");
+            Ok(())
+        }
+    }
+}
+
+/// Byte order of the names, so the tar never depends on `readdir` order.
+fn sorted_names(dir: &Path) -> anyhow::Result<Vec<std::ffi::OsString>> {
+    let mut names = fs::read_dir(dir)
+        .and_then(|entries| {
+            entries
+                .map(|entry| entry.map(|e| e.file_name()))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .with_context(|| format!("listing {}", dir.display()))?;
+    names.sort();
+    Ok(names)
+}
+
+struct Tarball {
+    builder: Builder<Vec<u8>>,
+    files: usize,
+    bytes: u64,
+}
+
+impl Tarball {
+    fn new() -> Self {
+        Tarball {
+            builder: Builder::new(Vec::new()),
+            files: 0,
+            bytes: 0,
+        }
+    }
+
+    fn add_outside_dockerfile(&mut self, path: &Path) -> anyhow::Result<()> {
+        let content = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        self.add_content(OUTSIDE_DOCKERFILE, 0o644, &content)
+    }
+
+    fn add_directory(&mut self, name: &str, meta: &Metadata) -> anyhow::Result<()> {
+        let mut header = header(EntryType::Directory, mode(meta), 0);
+        self.builder
+            .append_data(&mut header, format!("{name}/"), std::io::empty())
+            .with_context(|| format!("adding {name}/ to the build context"))
+    }
+
+    fn add_symlink(&mut self, name: &str, path: &Path, meta: &Metadata) -> anyhow::Result<()> {
+        let target =
+            fs::read_link(path).with_context(|| format!("reading link {}", path.display()))?;
+        if target.to_str().is_none() {
+            bail!(
+                "symlink {} points to {}, which is not valid UTF-8; change the link or exclude it in .dockerignore",
+                path.display(),
+                target.display()
+            );
+        }
+        let mut header = header(EntryType::Symlink, mode(meta), 0);
+        self.builder
+            .append_link(&mut header, name, &target)
+            .with_context(|| format!("adding {name} to the build context"))?;
+        self.files += 1;
+        Ok(())
+    }
+
+    fn add_file(&mut self, name: &str, path: &Path, meta: &Metadata) -> anyhow::Result<()> {
+        // Read it whole so the header's size is the size actually written,
+        // even if the file changes under us.
+        let content = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        self.add_content(name, mode(meta), &content)
+    }
+
+    fn add_content(&mut self, name: &str, mode: u32, content: &[u8]) -> anyhow::Result<()> {
+        let size = content.len() as u64;
+        let mut header = header(EntryType::Regular, mode, size);
+        self.builder
+            .append_data(&mut header, name, content)
+            .with_context(|| format!("adding {name} to the build context"))?;
+        self.files += 1;
+        self.bytes += size;
+        Ok(())
+    }
+
+    fn finish(self, dockerfile: String) -> anyhow::Result<Context> {
+        let tar = self
+            .builder
+            .into_inner()
+            .context("finishing the build context tar")?;
+        Ok(Context {
+            tar,
+            files: self.files,
+            bytes: self.bytes,
+            dockerfile,
+        })
+    }
+}
+
+/// Everything that varies between checkouts of the same tree (mtime,
+/// owner, user and group names) is left zero; `new_gnu` zero-fills the names.
+fn header(kind: EntryType, mode: u32, size: u64) -> Header {
+    let mut header = Header::new_gnu();
+    header.set_entry_type(kind);
+    header.set_mode(mode);
+    header.set_size(size);
+    header.set_mtime(0);
+    header.set_uid(0);
+    header.set_gid(0);
+    header
+}
+
+#[cfg(unix)]
+fn mode(meta: &Metadata) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o7777
+}
+
+/// Without Unix modes, give what a fresh Linux checkout would have.
+#[cfg(not(unix))]
+fn mode(meta: &Metadata) -> u32 {
+    if meta.is_dir() { 0o755 } else { 0o644 }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    #[derive(Debug, PartialEq, Eq)]
+    struct Entry {
+        path: String,
+        kind: EntryType,
+        mode: u32,
+        link: Option<String>,
+        content: Vec<u8>,
+    }
+
+    fn entries(context: &Context) -> Vec<Entry> {
+        let mut archive = tar::Archive::new(context.tar.as_slice());
+        archive
+            .entries()
+            .unwrap()
+            .map(|entry| {
+                let mut entry = entry.unwrap();
+                let header = entry.header();
+                assert_eq!(header.mtime().unwrap(), 0);
+                assert_eq!((header.uid().unwrap(), header.gid().unwrap()), (0, 0));
+                assert_eq!(header.username().unwrap(), Some(""));
+                let path = entry.path().unwrap().to_str().unwrap().to_owned();
+                let kind = header.entry_type();
+                let mode = header.mode().unwrap();
+                let link = entry
+                    .link_name()
+                    .unwrap()
+                    .map(|link| link.to_str().unwrap().to_owned());
+                let mut content = Vec::new();
+                entry.read_to_end(&mut content).unwrap();
+                Entry {
+                    path,
+                    kind,
+                    mode,
+                    link,
+                    content,
+                }
+            })
+            .collect()
+    }
+
+    fn paths(context: &Context) -> Vec<String> {
+        entries(context)
+            .into_iter()
+            .map(|entry| entry.path)
+            .collect()
+    }
+
+    fn write(root: &Path, path: &str, content: &str) {
+        let path = root.join(path);
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(path, content).unwrap();
+    }
+
+    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for (path, content) in files {
+            write(dir.path(), path, content);
+        }
+        dir
+    }
+
+    #[test]
+    fn tars_the_tree_in_sorted_order_with_counts() {
+        let dir = tree(&[
+            ("Dockerfile", "FROM scratch\n"),
+            ("src/b.rs", "b"),
+            ("src/a.rs", "aa"),
+            ("README", "r"),
+        ]);
+        let context = tar_context(dir.path(), None).unwrap();
+        assert_eq!(
+            paths(&context),
+            ["Dockerfile", "README", "src/", "src/a.rs", "src/b.rs"]
+        );
+        assert_eq!(context.dockerfile, "Dockerfile");
+        assert_eq!(context.files, 4);
+        assert_eq!(context.bytes, 13 + 1 + 2 + 1);
+    }
+
+    #[test]
+    fn applies_ignore_rules_and_exceptions() {
+        let dir = tree(&[
+            ("Dockerfile", "FROM scratch\n"),
+            (".dockerignore", "*.log\nnode_modules\n!node_modules/keep\n"),
+            ("app.log", ""),
+            ("app.rs", ""),
+            ("logs/deep.log", ""),
+            ("node_modules/drop/x.js", ""),
+            ("node_modules/keep/y.js", ""),
+        ]);
+        let context = tar_context(dir.path(), None).unwrap();
+        assert_eq!(
+            paths(&context),
+            [
+                ".dockerignore",
+                "Dockerfile",
+                "app.rs",
+                "logs/",
+                "logs/deep.log",
+                "node_modules/keep/",
+                "node_modules/keep/y.js",
+            ]
+        );
+    }
+
+    #[test]
+    fn always_sends_the_dockerfile_and_the_ignore_file() {
+        let dir = tree(&[
+            ("Dockerfile", "FROM scratch\n"),
+            (".dockerignore", "*\n"),
+            ("other", ""),
+        ]);
+        let context = tar_context(dir.path(), None).unwrap();
+        assert_eq!(paths(&context), [".dockerignore", "Dockerfile"]);
+    }
+
+    #[test]
+    fn sends_a_named_dockerfile_below_an_ignored_directory() {
+        let dir = tree(&[
+            ("ops/build.Dockerfile", "FROM scratch\n"),
+            ("ops/secret", ""),
+            (".dockerignore", "ops\n"),
+        ]);
+        let dockerfile = dir.path().join("ops/build.Dockerfile");
+        let context = tar_context(dir.path(), Some(&dockerfile)).unwrap();
+        assert_eq!(context.dockerfile, "ops/build.Dockerfile");
+        assert_eq!(paths(&context), [".dockerignore", "ops/build.Dockerfile"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn keeps_modes() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tree(&[("Dockerfile", "FROM scratch\n"), ("run.sh", "#!/bin/sh\n")]);
+        let script = dir.path().join("run.sh");
+        fs::set_permissions(&script, fs::Permissions::from_mode(0o750)).unwrap();
+        let context = tar_context(dir.path(), None).unwrap();
+        let run = entries(&context)
+            .into_iter()
+            .find(|e| e.path == "run.sh")
+            .unwrap();
+        assert_eq!(run.mode, 0o750);
+        assert_eq!(run.kind, EntryType::Regular);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn keeps_symlinks_as_symlinks() {
+        let dir = tree(&[("Dockerfile", "FROM scratch\n"), ("real/file", "x")]);
+        std::os::unix::fs::symlink("real", dir.path().join("alias")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("outside")).unwrap();
+        let context = tar_context(dir.path(), None).unwrap();
+        let links: Vec<_> = entries(&context)
+            .into_iter()
+            .filter(|entry| entry.kind == EntryType::Symlink)
+            .map(|entry| (entry.path, entry.link.unwrap(), entry.content.len()))
+            .collect();
+        assert_eq!(
+            links,
+            [
+                ("alias".to_owned(), "real".to_owned(), 0),
+                ("outside".to_owned(), "/etc/passwd".to_owned(), 0),
+            ]
+        );
+        assert!(!paths(&context).contains(&"alias/file".to_owned()));
+    }
+
+    #[test]
+    fn same_tree_gives_same_bytes() {
+        let files = [
+            ("Dockerfile", "FROM scratch\n"),
+            ("z/y/x", "1"),
+            ("a", "2"),
+            (".dockerignore", "a\n"),
+        ];
+        let first = tree(&files);
+        let mut reversed = files;
+        reversed.reverse();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let second = tree(&reversed);
+        let one = tar_context(first.path(), None).unwrap();
+        let again = tar_context(first.path(), None).unwrap();
+        let elsewhere = tar_context(second.path(), None).unwrap();
+        assert_eq!(one.tar, again.tar);
+        assert_eq!(one.tar, elsewhere.tar);
+    }
+
+    #[test]
+    fn adds_an_outside_dockerfile_under_a_generated_name() {
+        let dir = tree(&[("app.rs", ""), (".registry-action.Dockerfile", "stale")]);
+        let outside = tree(&[("build.Dockerfile", "FROM alpine\n")]);
+        let dockerfile = outside.path().join("build.Dockerfile");
+        let context = tar_context(dir.path(), Some(&dockerfile)).unwrap();
+        assert_eq!(context.dockerfile, OUTSIDE_DOCKERFILE);
+        let entries = entries(&context);
+        let generated: Vec<_> = entries
+            .iter()
+            .filter(|entry| entry.path == OUTSIDE_DOCKERFILE)
+            .collect();
+        assert_eq!(generated.len(), 1);
+        assert_eq!(generated[0].content, b"FROM alpine\n");
+        assert_eq!(paths(&context), [OUTSIDE_DOCKERFILE, "app.rs"]);
+    }
+
+    #[test]
+    fn missing_directory_names_it_and_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nope");
+        let error = tar_context(&missing, None).unwrap_err().to_string();
+        assert!(error.contains(&missing.display().to_string()), "{error}");
+        assert!(error.contains("`path` input"), "{error}");
+    }
+
+    #[test]
+    fn missing_dockerfile_names_it_and_the_fix() {
+        let dir = tree(&[("app.rs", "")]);
+        let error = tar_context(dir.path(), None).unwrap_err().to_string();
+        let expected = dir.path().join("Dockerfile").display().to_string();
+        assert!(error.contains(&expected), "{error}");
+        assert!(error.contains("`path` input"), "{error}");
+    }
+
+    #[test]
+    fn refuses_bad_ignore_patterns() {
+        let dir = tree(&[("Dockerfile", ""), (".dockerignore", "ok\n[\n")]);
+        let error = format!("{:#}", tar_context(dir.path(), None).unwrap_err());
+        assert!(error.contains("line 2"), "{error}");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn refuses_non_utf8_paths_unless_ignored() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let dir = tree(&[("Dockerfile", "")]);
+        let bad = dir.path().join(OsStr::from_bytes(b"bad\xff"));
+        fs::write(&bad, "").unwrap();
+        let error = tar_context(dir.path(), None).unwrap_err().to_string();
+        assert!(error.contains("not valid UTF-8"), "{error}");
+        assert!(error.contains("bad"), "{error}");
+
+        write(dir.path(), ".dockerignore", "bad*\n");
+        let context = tar_context(dir.path(), None).unwrap();
+        assert_eq!(paths(&context), [".dockerignore", "Dockerfile"]);
+    }
+}

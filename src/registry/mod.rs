@@ -1,0 +1,612 @@
+//! The OCI distribution API over reqwest: auth (basic, bearer token with
+//! scopes), manifests, blobs and tags.
+
+pub mod auth;
+pub mod retry;
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+
+use auth::{Challenge, Credentials, parse_challenge};
+
+/// Every manifest form an image can have; a registry picks what it holds.
+pub const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, \
+    application/vnd.oci.image.index.v1+json, \
+    application/vnd.docker.distribution.manifest.v2+json, \
+    application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Pages of a tag listing followed at most: a bounded loop.
+const MAX_TAG_PAGES: usize = 200;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(
+        "{registry} refused the credentials for `{repository}` (401); check `username` and `password` (a token with push rights for that repository)"
+    )]
+    Unauthorized {
+        registry: String,
+        repository: String,
+    },
+    #[error(
+        "{registry} denied access to `{repository}` ({status}){message}; the account needs push rights on that repository"
+    )]
+    Denied {
+        registry: String,
+        repository: String,
+        status: u16,
+        message: String,
+    },
+    #[error("{registry} answered {method} {path} with {status}{message}{hint}")]
+    Status {
+        registry: String,
+        method: Method,
+        path: String,
+        status: u16,
+        message: String,
+        hint: &'static str,
+    },
+    #[error("couldn't reach {registry} ({url}): {source}; check `registry` and that it is up")]
+    Transport {
+        registry: String,
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{registry} sent {what} whose digest is {actual}, not {expected}; refusing it")]
+    DigestMismatch {
+        registry: String,
+        what: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{0}")]
+    Protocol(String),
+}
+
+/// A manifest exactly as the registry holds it: the bytes are what the
+/// digest names, so they are never re-serialised.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    pub bytes: Vec<u8>,
+    pub media_type: String,
+    pub digest: String,
+}
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    token: Option<String>,
+    access_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TagList {
+    #[serde(default)]
+    tags: Option<Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct ErrorEnvelope {
+    #[serde(default)]
+    errors: Vec<ErrorEntry>,
+}
+
+#[derive(Deserialize)]
+struct ErrorEntry {
+    code: Option<String>,
+    message: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Auth {
+    Unknown,
+    Anonymous,
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+pub struct Registry {
+    http: reqwest::Client,
+    /// As users name it (`docker.io`, `127.0.0.1:5000`).
+    name: String,
+    /// Where the API lives (`https://registry-1.docker.io`).
+    base: String,
+    credentials: Option<Credentials>,
+    auth: Mutex<Auth>,
+    tokens: Mutex<HashMap<String, String>>,
+}
+
+pub fn sha256_digest(bytes: &[u8]) -> String {
+    let hash = Sha256::digest(bytes);
+    let mut out = String::with_capacity(71);
+    out.push_str("sha256:");
+    for b in hash.iter() {
+        out.push_str(&format!("{b:02x}"));
+    }
+    out
+}
+
+/// The API endpoint for a registry name: Docker Hub's name differs from its
+/// API host, and loopback registries speak plain HTTP (as the engine allows).
+pub fn endpoint(registry: &str) -> String {
+    let host = match registry {
+        "docker.io" | "index.docker.io" | "registry-1.docker.io" => "registry-1.docker.io",
+        other => other,
+    };
+    let hostname = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    let loopback = hostname == "localhost"
+        || hostname == "[::1]"
+        || hostname
+            .parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    if loopback {
+        format!("http://{host}")
+    } else {
+        format!("https://{host}")
+    }
+}
+
+impl Registry {
+    pub fn new(registry: &str, credentials: Option<Credentials>) -> Result<Self, RegistryError> {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("registry-action/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(300))
+            .build()
+            .map_err(|e| RegistryError::Protocol(format!("couldn't set up an HTTP client: {e}")))?;
+        Ok(Registry {
+            http,
+            name: registry.to_owned(),
+            base: endpoint(registry),
+            credentials,
+            auth: Mutex::new(Auth::Unknown),
+            tokens: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Proves the credentials work for `repository` before anything is built.
+    pub async fn check_access(&self, repository: &str) -> Result<(), RegistryError> {
+        // A tags listing needs pull; a 404 (no repository yet) still means
+        // the credentials were accepted.
+        let path = format!("/v2/{repository}/tags/list?n=1");
+        let response = self.send(Method::GET, &path, repository, |r| r).await?;
+        match response.status().as_u16() {
+            200 | 404 => Ok(()),
+            _ => Err(self.failure(Method::GET, &path, repository, response).await),
+        }
+    }
+
+    /// The manifest a tag or digest names, or `None` when there is none.
+    pub async fn manifest(
+        &self,
+        repository: &str,
+        reference: &str,
+    ) -> Result<Option<Manifest>, RegistryError> {
+        let path = format!("/v2/{repository}/manifests/{reference}");
+        let response = self
+            .send(Method::GET, &path, repository, |r| {
+                r.header(header::ACCEPT, MANIFEST_TYPES)
+            })
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => return Ok(None),
+            s if s.is_success() => {}
+            _ => return Err(self.failure(Method::GET, &path, repository, response).await),
+        }
+        let media_type = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let told = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bytes = self.body(&path, response).await?;
+        let digest = sha256_digest(&bytes);
+        let expected = told.unwrap_or_else(|| {
+            if reference.starts_with("sha256:") {
+                reference.to_owned()
+            } else {
+                digest.clone()
+            }
+        });
+        if expected != digest {
+            return Err(RegistryError::DigestMismatch {
+                registry: self.name.clone(),
+                what: format!("the manifest of {repository}:{reference}"),
+                expected,
+                actual: digest,
+            });
+        }
+        Ok(Some(Manifest {
+            bytes,
+            media_type,
+            digest,
+        }))
+    }
+
+    /// Puts `manifest` under `tag`. Registry-side tagging: the blobs are
+    /// already there, so nothing but the manifest travels.
+    pub async fn put_manifest(
+        &self,
+        repository: &str,
+        tag: &str,
+        manifest: &Manifest,
+    ) -> Result<(), RegistryError> {
+        let path = format!("/v2/{repository}/manifests/{tag}");
+        let response = self
+            .send(Method::PUT, &path, repository, |r| {
+                r.header(header::CONTENT_TYPE, &manifest.media_type)
+                    .body(manifest.bytes.clone())
+            })
+            .await?;
+        if !response.status().is_success() {
+            return Err(self.failure(Method::PUT, &path, repository, response).await);
+        }
+        let told = response
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok());
+        match told {
+            Some(told) if told != manifest.digest => Err(RegistryError::DigestMismatch {
+                registry: self.name.clone(),
+                what: format!("the manifest stored as {repository}:{tag}"),
+                expected: manifest.digest.clone(),
+                actual: told.to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// A blob's bytes, verified against its digest.
+    pub async fn blob(&self, repository: &str, digest: &str) -> Result<Vec<u8>, RegistryError> {
+        let path = format!("/v2/{repository}/blobs/{digest}");
+        let response = self.send(Method::GET, &path, repository, |r| r).await?;
+        if !response.status().is_success() {
+            return Err(self.failure(Method::GET, &path, repository, response).await);
+        }
+        let bytes = self.body(&path, response).await?;
+        let actual = sha256_digest(&bytes);
+        if actual != digest {
+            return Err(RegistryError::DigestMismatch {
+                registry: self.name.clone(),
+                what: format!("blob {digest} of {repository}"),
+                expected: digest.to_owned(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Every tag of a repository, following `Link` pages.
+    pub async fn tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
+        let mut tags = Vec::new();
+        let mut path = format!("/v2/{repository}/tags/list?n=1000");
+        for _ in 0..MAX_TAG_PAGES {
+            let response = self.send(Method::GET, &path, repository, |r| r).await?;
+            if response.status() == StatusCode::NOT_FOUND {
+                return Ok(tags);
+            }
+            if !response.status().is_success() {
+                return Err(self.failure(Method::GET, &path, repository, response).await);
+            }
+            let next = response
+                .headers()
+                .get(header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_link);
+            let bytes = self.body(&path, response).await?;
+            let page: TagList = serde_json::from_slice(&bytes).map_err(|e| {
+                RegistryError::Protocol(format!(
+                    "{} sent a tag list that is not JSON: {e}",
+                    self.name
+                ))
+            })?;
+            tags.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(next) => path = next,
+                None => return Ok(tags),
+            }
+        }
+        Err(RegistryError::Protocol(format!(
+            "{} kept paging the tags of {repository} past {MAX_TAG_PAGES} pages; stopping",
+            self.name
+        )))
+    }
+
+    async fn body(&self, path: &str, response: Response) -> Result<Vec<u8>, RegistryError> {
+        response
+            .bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|source| RegistryError::Transport {
+                registry: self.name.clone(),
+                url: format!("{}{path}", self.base),
+                source,
+            })
+    }
+
+    /// Sends with auth and bounded retries. A 401 asks the challenge for a
+    /// token (or switches to basic) once, then tries again.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        repository: &str,
+        build: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Result<Response, RegistryError> {
+        let url = format!("{}{path}", self.base);
+        let mut authenticated_again = false;
+        let mut attempt = 0;
+        loop {
+            let request =
+                self.authorize(build(self.http.request(method.clone(), &url)), repository);
+            let response = request
+                .send()
+                .await
+                .map_err(|source| RegistryError::Transport {
+                    registry: self.name.clone(),
+                    url: url.clone(),
+                    source,
+                })?;
+            let status = response.status().as_u16();
+            if status == 401 && !authenticated_again {
+                authenticated_again = true;
+                if self.authenticate(&response, repository).await? {
+                    continue;
+                }
+            }
+            if retry::retryable(status) && attempt + 1 < retry::ATTEMPTS {
+                let get = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let pause = retry::wait(attempt, get("retry-after"), get("x-retry-after"), now);
+                tracing::warn!(
+                    "{} answered {status} to {method} {path}; retrying in {pause:?}",
+                    self.name
+                );
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+                continue;
+            }
+            return Ok(response);
+        }
+    }
+
+    fn authorize(&self, request: RequestBuilder, repository: &str) -> RequestBuilder {
+        let auth = self.auth.lock().map(|a| a.clone()).unwrap_or(Auth::Unknown);
+        match (auth, &self.credentials) {
+            (Auth::Basic, Some(c)) => request.basic_auth(&c.username, Some(&c.password)),
+            (Auth::Bearer { .. }, _) => match self
+                .tokens
+                .lock()
+                .ok()
+                .and_then(|t| t.get(repository).cloned())
+            {
+                Some(token) => request.bearer_auth(token),
+                None => request,
+            },
+            _ => request,
+        }
+    }
+
+    /// Learns how to authenticate from a 401. `false` when there is nothing
+    /// more to try (no credentials for basic, an unknown scheme).
+    async fn authenticate(
+        &self,
+        response: &Response,
+        repository: &str,
+    ) -> Result<bool, RegistryError> {
+        let challenge = response
+            .headers()
+            .get(header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_challenge);
+        let auth = match challenge {
+            Some(Challenge::Basic) if self.credentials.is_some() => Auth::Basic,
+            Some(Challenge::Bearer { realm, service }) => {
+                let token = self
+                    .fetch_token(&realm, service.as_deref(), repository)
+                    .await?;
+                if let Ok(mut tokens) = self.tokens.lock() {
+                    tokens.insert(repository.to_owned(), token);
+                }
+                Auth::Bearer { realm, service }
+            }
+            _ => Auth::Anonymous,
+        };
+        let usable = auth != Auth::Anonymous;
+        if let Ok(mut current) = self.auth.lock() {
+            *current = auth;
+        }
+        Ok(usable)
+    }
+
+    async fn fetch_token(
+        &self,
+        realm: &str,
+        service: Option<&str>,
+        repository: &str,
+    ) -> Result<String, RegistryError> {
+        let actions = if self.credentials.is_some() {
+            "pull,push"
+        } else {
+            "pull"
+        };
+        let scope = format!("repository:{repository}:{actions}");
+        let mut query = vec![("scope", scope.as_str())];
+        if let Some(service) = service {
+            query.push(("service", service));
+        }
+        let mut request = self.http.get(realm).query(&query);
+        if let Some(c) = &self.credentials {
+            request = request.basic_auth(&c.username, Some(&c.password));
+        }
+        // The realm URL is named without its query: the query can carry
+        // account details, never worth printing.
+        let response = request
+            .send()
+            .await
+            .map_err(|source| RegistryError::Transport {
+                registry: self.name.clone(),
+                url: realm.to_owned(),
+                source,
+            })?;
+        match response.status().as_u16() {
+            200..=299 => {}
+            401 | 403 => {
+                return Err(RegistryError::Unauthorized {
+                    registry: self.name.clone(),
+                    repository: repository.to_owned(),
+                });
+            }
+            status => {
+                return Err(RegistryError::Protocol(format!(
+                    "the token service of {} answered {status}; try again later",
+                    self.name
+                )));
+            }
+        }
+        let answer: TokenAnswer = response.json().await.map_err(|e| {
+            RegistryError::Protocol(format!(
+                "the token service of {} sent no token: {e}",
+                self.name
+            ))
+        })?;
+        answer.token.or(answer.access_token).ok_or_else(|| {
+            RegistryError::Protocol(format!("the token service of {} sent no token", self.name))
+        })
+    }
+
+    async fn failure(
+        &self,
+        method: Method,
+        path: &str,
+        repository: &str,
+        response: Response,
+    ) -> RegistryError {
+        let status = response.status().as_u16();
+        let body = response.bytes().await.unwrap_or_default();
+        let message = serde_json::from_slice::<ErrorEnvelope>(&body)
+            .ok()
+            .and_then(|e| e.errors.into_iter().next())
+            .map(|e| {
+                format!(
+                    ": {} {}",
+                    e.code.unwrap_or_default(),
+                    e.message.unwrap_or_default()
+                )
+            })
+            .unwrap_or_default();
+        match status {
+            401 => RegistryError::Unauthorized {
+                registry: self.name.clone(),
+                repository: repository.to_owned(),
+            },
+            403 => RegistryError::Denied {
+                registry: self.name.clone(),
+                repository: repository.to_owned(),
+                status,
+                message,
+            },
+            _ => RegistryError::Status {
+                registry: self.name.clone(),
+                method,
+                path: path.to_owned(),
+                status,
+                message,
+                hint: match status {
+                    405 => {
+                        "; the registry does not allow this operation (for deletes: storage.delete.enabled)"
+                    }
+                    429 => "; rate-limited even after retries — try again later",
+                    500..=599 => "; the registry failed even after retries — try again later",
+                    _ => "",
+                },
+            },
+        }
+    }
+}
+
+/// The path of the `rel="next"` page of a `Link` header (RFC 5988).
+pub fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        let is_next = params
+            .split(';')
+            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"");
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        // Keep only the path: a next page must stay on the same registry.
+        let path = match target.find("://") {
+            Some(i) => &target[target[i + 3..].find('/').map(|j| i + 3 + j)?..],
+            None => target,
+        };
+        is_next.then(|| path.to_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints() {
+        assert_eq!(endpoint("docker.io"), "https://registry-1.docker.io");
+        assert_eq!(endpoint("ghcr.io"), "https://ghcr.io");
+        assert_eq!(endpoint("127.0.0.1:5000"), "http://127.0.0.1:5000");
+        assert_eq!(endpoint("127.8.0.3:80"), "http://127.8.0.3:80");
+        assert_eq!(endpoint("localhost:5000"), "http://localhost:5000");
+        assert_eq!(
+            endpoint("registry.example:5000"),
+            "https://registry.example:5000"
+        );
+    }
+
+    #[test]
+    fn next_links_from_the_real_headers() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/fixtures/oci/tags-list-pagination-headers.next-link.json"
+        ))
+        .unwrap_or_default();
+        let headers: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let link = headers["link"].as_str().unwrap_or_default();
+        let next = next_link(link);
+        assert!(
+            next.as_deref()
+                .is_some_and(|p| p.starts_with("/v2/") && p.contains("last=")),
+            "{link} → {next:?}"
+        );
+        assert_eq!(
+            next_link(r#"</v2/a/tags/list?n=2&last=b>; rel="next""#).as_deref(),
+            Some("/v2/a/tags/list?n=2&last=b")
+        );
+        assert_eq!(
+            next_link(r#"</v2/a/tags/list?n=2&last=b>; rel="prev""#),
+            None
+        );
+    }
+
+    #[test]
+    fn digests() {
+        assert_eq!(
+            sha256_digest(b""),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}
