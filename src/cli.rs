@@ -29,12 +29,15 @@ pub struct Cli {
 pub enum Command {
     /// Which images changed: a build matrix from the event or two commits.
     Plan(PlanArgs),
+    /// Build one image directory and push it with its SHA, latest and semver tags.
+    Publish(PublishArgs),
 }
 
 impl Command {
     pub fn name(&self) -> &'static str {
         match self {
             Command::Plan(_) => "plan",
+            Command::Publish(_) => "publish",
         }
     }
 }
@@ -97,6 +100,91 @@ pub struct PlanArgs {
     /// Namespace of the images (default: the repository owner, lower-cased).
     #[arg(long)]
     pub namespace: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LatestArg {
+    /// The default branch and final releases.
+    Auto,
+    True,
+    False,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PublishArgs {
+    /// The image directory (a matrix entry's `path`), e.g. `ops/docker/app`.
+    #[arg(long, value_parser = relative_dir)]
+    pub path: String,
+
+    /// The image name (default `<namespace>/<directory name>` on `registry`).
+    #[arg(long)]
+    pub image: Option<String>,
+
+    /// Registry to push to.
+    #[arg(long, default_value = "docker.io")]
+    pub registry: String,
+
+    /// Namespace of the image (default: the repository owner, lower-cased).
+    #[arg(long)]
+    pub namespace: Option<String>,
+
+    /// Registry user name.
+    #[arg(long)]
+    pub username: Option<String>,
+
+    /// Registry password or access token.
+    #[arg(long, hide_env_values = true)]
+    pub password: Option<String>,
+
+    /// Dockerfile (default `<path>/Dockerfile`).
+    #[arg(long)]
+    pub dockerfile: Option<String>,
+
+    /// Build arguments, `KEY=VALUE` one per line.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
+
+    /// Extra image labels, `KEY=VALUE` one per line.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+
+    /// Build stage to stop at.
+    #[arg(long)]
+    pub target: Option<String>,
+
+    /// Target platform, e.g. `linux/amd64` (one; the engine's builder makes single-platform images).
+    #[arg(long)]
+    pub platforms: Option<String>,
+
+    /// Network for RUN steps (`default`, `host`, `none`).
+    #[arg(long)]
+    pub network: Option<String>,
+
+    /// Extra tags, one per line.
+    #[arg(long)]
+    pub tags: Vec<String>,
+
+    /// When `latest` moves.
+    #[arg(long, value_enum, default_value_t = LatestArg::Auto)]
+    pub latest: LatestArg,
+
+    /// `false` builds (and checks) without pushing, for pull requests.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "true",
+          default_missing_value = "true", value_parser = inputs::parse_bool)]
+    pub push: bool,
+
+    /// Build even when the commit's SHA tag already exists.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = inputs::parse_bool)]
+    pub rebuild: bool,
+
+    /// The commit built (default: the pull request head, else GITHUB_SHA).
+    #[arg(long)]
+    pub sha: Option<String>,
+
+    /// The release version (a matrix entry's `version`; default from the tag pushed).
+    #[arg(long)]
+    pub version: Option<String>,
 }
 
 impl PlanArgs {
@@ -172,8 +260,10 @@ mod tests {
     }
 
     fn plan(cli: Cli) -> PlanArgs {
-        let Command::Plan(args) = cli.command;
-        args
+        match cli.command {
+            Command::Plan(args) => args,
+            other => panic!("not plan: {other:?}"),
+        }
     }
 
     #[test]

@@ -59,8 +59,11 @@ fn main() -> ExitCode {
 
 /// Secrets are masked before anything else can print them.
 fn mask_secrets(cli: &Cli, session: &Session) {
-    let cli::Command::Plan(args) = &cli.command;
-    for secret in args.github_token.iter().chain(&session.env_token) {
+    let given = match &cli.command {
+        cli::Command::Plan(args) => args.github_token.as_ref(),
+        cli::Command::Publish(args) => args.password.as_ref(),
+    };
+    for secret in given.into_iter().chain(&session.env_token) {
         session.workflow.add_mask(secret);
     }
 }

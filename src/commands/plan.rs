@@ -2,7 +2,6 @@
 
 use anyhow::{Context as _, bail};
 
-use crate::actions::event::Event;
 use crate::actions::outputs::Outputs;
 use crate::cli::{PlanArgs, SourceKind};
 use crate::commands::Session;
@@ -27,10 +26,10 @@ pub async fn run(args: &PlanArgs, session: &Session) -> anyhow::Result<()> {
         ),
         rebuild_all_on: Globs::new("rebuild-all-on", &PlanArgs::globs(&args.rebuild_all_on))?,
     };
-    let event = load_event(session)?;
+    let event = session.event()?;
     let destination = Destination {
         registry: args.registry.clone(),
-        namespace: namespace(args, session)?,
+        namespace: session.namespace(args.namespace.as_deref())?,
     };
     let images = discover(&ctx.workspace, &args.context_root, args.max_depth.into())?
         .into_iter()
@@ -121,32 +120,6 @@ pub async fn run(args: &PlanArgs, session: &Session) -> anyhow::Result<()> {
         outputs.set("version", version.to_string());
     }
     session.finish(&outputs, &report::plan::summary(&outcome))
-}
-
-fn load_event(session: &Session) -> anyhow::Result<Option<Event>> {
-    let ctx = &session.ctx;
-    let Some(name) = &ctx.event_name else {
-        return Ok(None);
-    };
-    let Some(path) = &ctx.event_path else {
-        bail!(
-            "GITHUB_EVENT_NAME is `{name}` but GITHUB_EVENT_PATH is not set; run inside a workflow, or unset GITHUB_EVENT_NAME and pass `base`/`head`"
-        );
-    };
-    Ok(Some(Event::load(name, path)?))
-}
-
-fn namespace(args: &PlanArgs, session: &Session) -> anyhow::Result<String> {
-    args.namespace
-        .clone()
-        .or_else(|| {
-            session
-                .ctx
-                .repository_owner
-                .as_ref()
-                .map(|o| o.to_lowercase())
-        })
-        .context("no namespace for the image names: set `namespace` (or GITHUB_REPOSITORY_OWNER)")
 }
 
 /// Tries each range with each source, most precise first; when none can

@@ -1,2 +1,4 @@
 pub mod context;
+pub mod docker;
 pub mod dockerignore;
+pub mod export;

@@ -95,6 +95,23 @@ impl GitSource {
         self.require(rev).await
     }
 
+    /// Whether `ancestor` is an ancestor of `descendant`; `None` when the
+    /// clone lacks either commit.
+    pub async fn is_ancestor(
+        &self,
+        ancestor: &str,
+        descendant: &str,
+    ) -> anyhow::Result<Option<bool>> {
+        let (Some(a), Some(d)) = (self.commit(ancestor).await?, self.commit(descendant).await?)
+        else {
+            return Ok(None);
+        };
+        Ok(Some(matches!(
+            self.run(&["merge-base", "--is-ancestor", &a, &d]).await?,
+            Output::Ok(_)
+        )))
+    }
+
     async fn merge_base(&self, a: &str, b: &str) -> Result<String, SourceError> {
         match self.run(&["merge-base", a, b]).await? {
             Output::Ok(out) => Ok(String::from_utf8_lossy(&out).trim().to_owned()),

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
@@ -292,6 +293,63 @@ impl Registry {
         Ok(bytes)
     }
 
+    /// Whether the repository already holds a blob (then it is not sent).
+    pub async fn has_blob(&self, repository: &str, digest: &str) -> Result<bool, RegistryError> {
+        let path = format!("/v2/{repository}/blobs/{digest}");
+        let response = self.send(Method::HEAD, &path, repository, |r| r).await?;
+        match response.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(self
+                .failure(Method::HEAD, &path, repository, response)
+                .await),
+        }
+    }
+
+    /// Uploads a blob in one request (POST for a session, then PUT with the
+    /// digest, which the registry verifies before it accepts the bytes).
+    pub async fn upload_blob(
+        &self,
+        repository: &str,
+        digest: &str,
+        bytes: Bytes,
+    ) -> Result<(), RegistryError> {
+        let start = format!("/v2/{repository}/blobs/uploads/");
+        let response = self
+            .send(Method::POST, &start, repository, |r| {
+                r.header(header::CONTENT_LENGTH, 0)
+            })
+            .await?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(self
+                .failure(Method::POST, &start, repository, response)
+                .await);
+        }
+        let location = response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(same_host_path)
+            .ok_or_else(|| {
+                RegistryError::Protocol(format!(
+                    "{} started an upload to {repository} without a usable Location",
+                    self.name
+                ))
+            })?;
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let put = format!("{location}{separator}digest={digest}");
+        let response = self
+            .send(Method::PUT, &put, repository, |r| {
+                r.header(header::CONTENT_TYPE, "application/octet-stream")
+                    .body(bytes.clone())
+            })
+            .await?;
+        if response.status() != StatusCode::CREATED {
+            return Err(self.failure(Method::PUT, &put, repository, response).await);
+        }
+        Ok(())
+    }
+
     /// Every tag of a repository, following `Link` pages.
     pub async fn tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
         let mut tags = Vec::new();
@@ -551,13 +609,18 @@ pub fn next_link(link: &str) -> Option<String> {
             .split(';')
             .any(|p| p.trim().replace(' ', "") == "rel=\"next\"");
         let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
-        // Keep only the path: a next page must stay on the same registry.
-        let path = match target.find("://") {
-            Some(i) => &target[target[i + 3..].find('/').map(|j| i + 3 + j)?..],
-            None => target,
-        };
-        is_next.then(|| path.to_owned())
+        is_next.then(|| same_host_path(target)).flatten()
     })
+}
+
+/// The path and query of a URL the registry sent: requests (and the
+/// credentials they carry) never follow it to another host.
+fn same_host_path(target: &str) -> Option<String> {
+    let path = match target.find("://") {
+        Some(i) => &target[target[i + 3..].find('/').map(|j| i + 3 + j)?..],
+        None => target,
+    };
+    path.starts_with('/').then(|| path.to_owned())
 }
 
 #[cfg(test)]

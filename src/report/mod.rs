@@ -1,6 +1,7 @@
 //! Rendering for people: job-summary markdown (pure).
 
 pub mod plan;
+pub mod publish;
 
 /// Escapes text for a markdown table cell.
 pub fn cell(text: &str) -> String {

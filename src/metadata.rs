@@ -1,0 +1,136 @@
+//! Image metadata (pure): the standard OCI labels, `KEY=VALUE` inputs, and
+//! the release version a tag names.
+
+use std::collections::HashMap;
+
+/// What the standard labels say.
+pub struct Provenance<'a> {
+    /// `https://github.com/owner/repo`.
+    pub source: Option<String>,
+    pub revision: &'a str,
+    /// RFC 3339.
+    pub created: String,
+    pub version: Option<String>,
+    pub title: &'a str,
+}
+
+/// `org.opencontainers.image.*` labels; the revision label is what the
+/// `latest` guard reads back from the registry.
+pub fn oci_labels(p: &Provenance<'_>) -> HashMap<String, String> {
+    let mut labels = HashMap::new();
+    let mut put = |key: &str, value: String| {
+        labels.insert(format!("org.opencontainers.image.{key}"), value);
+    };
+    if let Some(source) = &p.source {
+        put("source", source.clone());
+    }
+    put("revision", p.revision.to_owned());
+    put("created", p.created.clone());
+    put(
+        "version",
+        p.version.clone().unwrap_or_else(|| p.revision.to_owned()),
+    );
+    put("title", p.title.to_owned());
+    labels
+}
+
+/// `KEY=VALUE` lines (a multiline input or repeated flags).
+pub fn pairs(input: &'static str, lines: &[String]) -> Result<HashMap<String, String>, String> {
+    lines
+        .iter()
+        .flat_map(|v| crate::actions::inputs::split_list(v))
+        .map(|line| match line.split_once('=') {
+            Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+            _ => Err(format!(
+                "`{input}`: {line:?} is not KEY=VALUE; write one KEY=VALUE per line"
+            )),
+        })
+        .collect()
+}
+
+/// The version of a release tag for this image: `v1.2.3`, or
+/// `<image>-v1.2.3` for the image named `image`.
+pub fn version_from_ref(git_ref: &str, image: &str) -> Option<semver::Version> {
+    let tag = git_ref.strip_prefix("refs/tags/")?;
+    let version = tag
+        .strip_prefix('v')
+        .or_else(|| tag.strip_prefix(image)?.strip_prefix("-v"))?;
+    semver::Version::parse(version).ok()
+}
+
+/// Seconds since the epoch as RFC 3339 (UTC), without a date crate.
+pub fn rfc3339(unix: u64) -> String {
+    let (days, rem) = (unix / 86_400, unix % 86_400);
+    let (hh, mm, ss) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Howard Hinnant's civil-from-days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_from_refs() {
+        let v = |s| semver::Version::parse(s).unwrap();
+        assert_eq!(
+            version_from_ref("refs/tags/v1.2.3", "app"),
+            Some(v("1.2.3"))
+        );
+        assert_eq!(
+            version_from_ref("refs/tags/app-v2.0.0-rc.1", "app"),
+            Some(v("2.0.0-rc.1"))
+        );
+        assert_eq!(version_from_ref("refs/tags/web-v2.0.0", "app"), None);
+        assert_eq!(version_from_ref("refs/heads/v1.2.3", "app"), None);
+        assert_eq!(version_from_ref("refs/tags/v1", "app"), None);
+    }
+
+    #[test]
+    fn key_value_lines() {
+        let parsed = pairs("build-args", &["A=1\nB=x=y\n".into(), "C=".into()]).unwrap();
+        assert_eq!(parsed["A"], "1");
+        assert_eq!(parsed["B"], "x=y");
+        assert_eq!(parsed["C"], "");
+        let err = pairs("labels", &["novalue".into()]).unwrap_err();
+        assert!(
+            err.contains("`labels`") && err.contains("\"novalue\""),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_795_824_000), "2026-11-28T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn labels() {
+        let labels = oci_labels(&Provenance {
+            source: Some("https://github.com/acme/mono".into()),
+            revision: "abc",
+            created: "2026-01-01T00:00:00Z".into(),
+            version: None,
+            title: "app",
+        });
+        assert_eq!(labels["org.opencontainers.image.revision"], "abc");
+        assert_eq!(labels["org.opencontainers.image.version"], "abc");
+        assert_eq!(
+            labels["org.opencontainers.image.source"],
+            "https://github.com/acme/mono"
+        );
+        assert_eq!(labels.len(), 5);
+    }
+}

@@ -1,0 +1,85 @@
+//! The `publish` job summary.
+
+use std::fmt::Write as _;
+
+use crate::report::cell;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Published {
+    pub image: String,
+    pub tags: Vec<String>,
+    pub digest: String,
+    /// Compressed bytes of the image (config and layers).
+    pub size: u64,
+    /// Blob bytes sent to the registry (0 when it had them all).
+    pub uploaded: u64,
+    pub built: bool,
+    pub pushed: bool,
+    pub seconds: f64,
+    /// What was skipped or withheld, and why.
+    pub notes: Vec<String>,
+}
+
+pub fn summary(p: &Published) -> String {
+    let mut md = String::from(
+        "### registry-action publish\n\n| image | tags | digest | size | sent | time |\n|---|---|---|---|---|---|\n",
+    );
+    let tags = p
+        .tags
+        .iter()
+        .map(|t| format!("`{}`", cell(t)))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let _ = writeln!(
+        md,
+        "| `{}` | {tags} | `{}` | {} | {} | {:.1} s |",
+        cell(&p.image),
+        cell(&p.digest),
+        if p.built { bytes(p.size) } else { "—".into() },
+        if p.pushed {
+            bytes(p.uploaded)
+        } else {
+            "not pushed".into()
+        },
+        p.seconds
+    );
+    for note in &p.notes {
+        let _ = writeln!(md, "\n> {}", note.replace('\n', " "));
+    }
+    md
+}
+
+fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_row_and_the_notes() {
+        let md = summary(&Published {
+            image: "acme/app".into(),
+            tags: vec!["0123".into(), "latest".into()],
+            digest: "sha256:ab".into(),
+            size: 3 << 20,
+            uploaded: 2048,
+            built: true,
+            pushed: true,
+            seconds: 1.25,
+            notes: vec!["`latest` stays".into()],
+        });
+        assert!(
+            md.contains(
+                "| `acme/app` | `0123` `latest` | `sha256:ab` | 3.0 MiB | 2.0 KiB | 1.2 s |"
+            ),
+            "{md}"
+        );
+        assert!(md.ends_with("\n> `latest` stays\n"), "{md}");
+    }
+}
