@@ -6,4 +6,5 @@
 mod plan_git;
 mod plan_github;
 mod runner;
+mod services;
 mod support;

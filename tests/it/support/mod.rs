@@ -6,6 +6,7 @@
 pub mod git;
 pub mod replay;
 pub mod run;
+pub mod services;
 
 use std::path::PathBuf;
 
