@@ -5,6 +5,7 @@
 
 mod plan_git;
 mod plan_github;
+mod publish;
 mod runner;
 mod services;
 mod support;

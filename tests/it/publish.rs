@@ -1,0 +1,422 @@
+//! `publish` against the real engine and the three real registries.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Value, json};
+
+use crate::plan_git::push_event;
+use crate::support::git::Repo;
+use crate::support::run::{Action, Ran};
+use crate::support::services::{Services, services};
+
+/// A multi-stage image: the final stage copies from a named stage.
+const DOCKERFILE: &str = "FROM scratch AS files\nCOPY rootfs/ /\n\nFROM scratch\nCOPY --from=files /etc/app.conf /etc/app.conf\n";
+
+fn monorepo() -> Repo {
+    let repo = Repo::new();
+    repo.write("ops/docker/app/Dockerfile", DOCKERFILE)
+        .write("ops/docker/app/rootfs/etc/app.conf", "v=1\n");
+    repo.commit("app");
+    repo
+}
+
+/// The runner's environment for a push of `sha` on `git_ref` to the open
+/// registry, namespace `ns`.
+fn publish(repo: &Repo, ns: &str, git_ref: &str, sha: &str) -> Action {
+    let s = services();
+    Action::github(repo.path())
+        .env("DOCKER_HOST", &s.docker_host)
+        .env("GITHUB_SHA", sha)
+        .env("GITHUB_REF", git_ref)
+        .event(
+            "push",
+            &push_event(
+                git_ref,
+                "0000000000000000000000000000000000000000",
+                sha,
+                false,
+            ),
+        )
+        .input("command", "publish")
+        .input("path", "ops/docker/app")
+        .input("registry", &s.registry_open)
+        .input("namespace", &unique(ns))
+}
+
+/// Namespaces are unique to this test run, so that a registry still
+/// holding an earlier run's images can't make or break a test.
+fn unique(ns: &str) -> String {
+    static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let run = RUN.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_owned());
+    format!("{ns}-{run}")
+}
+
+/// `t-x/app` → this run's repository.
+fn scoped(repository: &str) -> String {
+    let (ns, rest) = repository.split_once('/').unwrap();
+    format!("{}/{rest}", unique(ns))
+}
+
+/// GET on a registry, returning status, `Docker-Content-Digest` and body.
+async fn get(
+    registry: &str,
+    path: &str,
+    auth: Option<(&str, &str)>,
+) -> (u16, Option<String>, Value) {
+    let client = reqwest::Client::new();
+    let mut request = client.get(format!("http://{registry}{path}")).header(
+        "accept",
+        "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json",
+    );
+    if let Some((user, password)) = auth {
+        request = request.basic_auth(user, Some(password));
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let digest = response
+        .headers()
+        .get("docker-content-digest")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body = response.json().await.unwrap_or(Value::Null);
+    (status, digest, body)
+}
+
+async fn tags(registry: &str, repository: &str, auth: Option<(&str, &str)>) -> BTreeSet<String> {
+    let repository = scoped(repository);
+    let (_, _, body) = get(registry, &format!("/v2/{repository}/tags/list"), auth).await;
+    body["tags"]
+        .as_array()
+        .map(|t| t.iter().map(|t| t.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+async fn digest_of(s: &Services, repository: &str, tag: &str) -> Option<String> {
+    let repository = scoped(repository);
+    get(
+        &s.registry_open,
+        &format!("/v2/{repository}/manifests/{tag}"),
+        None,
+    )
+    .await
+    .1
+}
+
+fn set(items: &[&str]) -> BTreeSet<String> {
+    items.iter().map(|s| s.to_string()).collect()
+}
+
+#[tokio::test]
+async fn dual_tags_name_one_digest_with_the_revision_label() {
+    let s = services();
+    let repo = monorepo();
+    let sha = repo.head();
+    let ran = publish(&repo, "t-dual", "refs/heads/main", &sha)
+        .run_async()
+        .await;
+    ran.assert_ok();
+    assert_eq!(
+        tags(&s.registry_open, "t-dual/app", None).await,
+        set(&[&sha, "latest"])
+    );
+    let digest = ran.outputs["digest"].clone();
+    assert!(digest.starts_with("sha256:"), "{ran}");
+    assert_eq!(
+        digest_of(s, "t-dual/app", &sha).await.as_deref(),
+        Some(digest.as_str())
+    );
+    assert_eq!(
+        digest_of(s, "t-dual/app", "latest").await.as_deref(),
+        Some(digest.as_str())
+    );
+
+    let (_, _, manifest) = get(
+        &s.registry_open,
+        &format!("/v2/{}/manifests/{sha}", scoped("t-dual/app")),
+        None,
+    )
+    .await;
+    assert_eq!(
+        manifest["layers"].as_array().unwrap().len(),
+        1,
+        "one COPY in the final stage"
+    );
+    let config = manifest["config"]["digest"].as_str().unwrap();
+    let (_, _, config) = get(
+        &s.registry_open,
+        &format!("/v2/{}/blobs/{config}", scoped("t-dual/app")),
+        None,
+    )
+    .await;
+    let labels = &config["config"]["Labels"];
+    assert_eq!(labels["org.opencontainers.image.revision"], json!(sha));
+    assert_eq!(labels["org.opencontainers.image.title"], "app");
+    assert_eq!(
+        labels["org.opencontainers.image.source"],
+        "https://github.com/acme/monorepo"
+    );
+
+    let image = format!("{}/{}", s.registry_open, scoped("t-dual/app"));
+    assert_eq!(ran.outputs["image"], image);
+    assert_eq!(ran.outputs["sha-tag"], format!("{image}:{sha}"));
+    assert_eq!(
+        ran.outputs["tags"],
+        format!("{image}:{sha}\n{image}:latest")
+    );
+    assert_eq!(ran.outputs["pushed"], "true");
+    assert!(ran.summary.contains(&digest), "{}", ran.summary);
+}
+
+#[tokio::test]
+async fn release_tags_get_semver_tags_and_prereleases_only_their_version() {
+    let s = services();
+    let repo = monorepo();
+    let v1 = repo.head();
+    publish(&repo, "t-semver", "refs/tags/app-v1.2.3", &v1)
+        .run_async()
+        .await
+        .assert_ok();
+    assert_eq!(
+        tags(&s.registry_open, "t-semver/app", None).await,
+        set(&[&v1, "1.2.3", "1.2", "1", "latest"])
+    );
+    let released = digest_of(s, "t-semver/app", "1.2.3").await;
+
+    repo.write("ops/docker/app/rootfs/etc/app.conf", "v=2\n");
+    let rc = repo.commit("rc");
+    let ran = publish(&repo, "t-semver", "refs/tags/app-v1.3.0-rc.1", &rc)
+        .run_async()
+        .await;
+    ran.assert_ok();
+    assert_eq!(
+        tags(&s.registry_open, "t-semver/app", None).await,
+        set(&[&v1, &rc, "1.2.3", "1.2", "1", "latest", "1.3.0-rc.1"])
+    );
+    assert_eq!(
+        digest_of(s, "t-semver/app", "latest").await,
+        released,
+        "a prerelease never moves latest"
+    );
+    assert_eq!(digest_of(s, "t-semver/app", "1").await, released);
+    assert!(ran.summary.contains("is a prerelease"), "{}", ran.summary);
+}
+
+#[tokio::test]
+async fn latest_never_moves_backwards() {
+    let s = services();
+    let repo = monorepo();
+    let older = repo.head();
+    repo.write("ops/docker/app/rootfs/etc/app.conf", "v=2\n");
+    let newer = repo.commit("newer");
+    publish(&repo, "t-order", "refs/heads/main", &newer)
+        .run_async()
+        .await
+        .assert_ok();
+    let latest = digest_of(s, "t-order/app", "latest").await;
+
+    // The older commit's job finishes last, as in a race between two merges.
+    let ran = publish(&repo, "t-order", "refs/heads/main", &older)
+        .run_async()
+        .await;
+    ran.assert_ok();
+    assert_eq!(digest_of(s, "t-order/app", "latest").await, latest);
+    assert_ne!(digest_of(s, "t-order/app", &older).await, latest);
+    assert!(ran.summary.contains("`latest` stays on"), "{}", ran.summary);
+    assert_eq!(ran.outputs["tags"].lines().count(), 1, "{ran}");
+}
+
+#[tokio::test]
+async fn a_rerun_skips_the_build_and_a_rebuild_never_replaces_the_sha_tag() {
+    let s = services();
+    let repo = monorepo();
+    let sha = repo.head();
+    let first = publish(&repo, "t-rerun", "refs/heads/main", &sha)
+        .run_async()
+        .await;
+    first.assert_ok();
+    let again = publish(&repo, "t-rerun", "refs/heads/main", &sha)
+        .run_async()
+        .await;
+    again.assert_ok();
+    assert_eq!(again.outputs["digest"], first.outputs["digest"]);
+    assert!(
+        again.summary.contains("already exists: build skipped"),
+        "{}",
+        again.summary
+    );
+    assert!(
+        !again.stderr.contains("Step 1/"),
+        "no build on a re-run:\n{again}"
+    );
+
+    let rebuild = publish(&repo, "t-rerun", "refs/heads/main", &sha)
+        .input("rebuild", "true")
+        .run_async()
+        .await;
+    rebuild.assert_failed("is never replaced");
+    assert_eq!(
+        digest_of(s, "t-rerun/app", &sha).await.as_deref(),
+        Some(first.outputs["digest"].as_str())
+    );
+}
+
+#[tokio::test]
+async fn basic_auth_pushes_with_credentials_and_never_leaks_the_password() {
+    let s = services();
+    let repo = monorepo();
+    let sha = repo.head();
+    let ran = publish(&repo, "t-basic", "refs/heads/main", &sha)
+        .input("registry", &s.registry_basic)
+        .input("username", &s.basic_user)
+        .input("password", &s.basic_password)
+        .run_async()
+        .await;
+    ran.assert_ok();
+    let auth = Some((s.basic_user.as_str(), s.basic_password.as_str()));
+    assert_eq!(
+        tags(&s.registry_basic, "t-basic/app", auth).await,
+        set(&[&sha, "latest"])
+    );
+    assert_secret_masked_only(&ran, &s.basic_password);
+}
+
+#[tokio::test]
+async fn bad_credentials_fail_before_anything_is_built_or_pushed() {
+    let s = services();
+    let repo = monorepo();
+    let ran = publish(&repo, "t-badauth", "refs/heads/main", &repo.head())
+        .input("registry", &s.registry_basic)
+        .input("username", &s.basic_user)
+        .input("password", "wrong-password-123")
+        .run_async()
+        .await;
+    ran.assert_failed("refused the credentials");
+    assert!(
+        !ran.stderr.contains("Step 1/"),
+        "nothing is built with bad credentials:\n{ran}"
+    );
+    let auth = Some((s.basic_user.as_str(), s.basic_password.as_str()));
+    assert!(
+        tags(&s.registry_basic, "t-badauth/app", auth)
+            .await
+            .is_empty()
+    );
+    assert_secret_masked_only(&ran, "wrong-password-123");
+}
+
+#[tokio::test]
+async fn the_token_flow_docker_hub_uses_works() {
+    let s = services();
+    let repo = monorepo();
+    let sha = repo.head();
+    let ran = publish(&repo, "t-token", "refs/heads/main", &sha)
+        .input("registry", &s.registry_token)
+        .input("username", &s.token_user)
+        .input("password", &s.token_password)
+        .run_async()
+        .await;
+    ran.assert_ok();
+    assert!(ran.outputs["digest"].starts_with("sha256:"));
+    assert_secret_masked_only(&ran, &s.token_password);
+}
+
+#[tokio::test]
+async fn a_failing_build_pushes_nothing() {
+    let s = services();
+    let repo = Repo::new();
+    repo.write(
+        "ops/docker/app/Dockerfile",
+        "FROM scratch\nCOPY missing.txt /\n",
+    );
+    let sha = repo.commit("broken");
+    let ran = publish(&repo, "t-broken", "refs/heads/main", &sha)
+        .run_async()
+        .await;
+    ran.assert_failed("the build of");
+    assert!(
+        ran.stdout.contains("missing.txt"),
+        "the engine's reason is shown\n{ran}"
+    );
+    assert!(
+        tags(&s.registry_open, "t-broken/app", None)
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn push_false_builds_and_pushes_nothing() {
+    let s = services();
+    let repo = monorepo();
+    let ran = publish(&repo, "t-nopush", "refs/heads/main", &repo.head())
+        .input("push", "false")
+        .run_async()
+        .await;
+    ran.assert_ok();
+    assert_eq!(ran.outputs["pushed"], "false");
+    assert!(ran.outputs["digest"].starts_with("sha256:"));
+    assert!(
+        tags(&s.registry_open, "t-nopush/app", None)
+            .await
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn bad_input_fails_with_the_value_and_the_fix() {
+    let repo = monorepo();
+    let sha = repo.head();
+    let cases: [(&str, &str, &str); 5] = [
+        (
+            "path",
+            "ops/docker/nope",
+            "\"ops/docker/nope\" is not a directory",
+        ),
+        ("image", "Bad Name", "\"docker.io/Bad Name\""),
+        ("platforms", "linux/amd64,linux/arm64", "multi-platform"),
+        ("build-args", "NOVALUE", "not KEY=VALUE"),
+        ("tags", "-x", "invalid tag \"-x\""),
+    ];
+    for (input, value, needle) in cases {
+        let mut action = publish(&repo, "t-bad", "refs/heads/main", &sha).input(input, value);
+        if input == "image" {
+            action = action.input("registry", "docker.io");
+        }
+        action.run_async().await.assert_failed(needle);
+    }
+    publish(&repo, "t-bad", "refs/heads/main", &sha)
+        .input("username", "someone")
+        .run_async()
+        .await
+        .assert_failed("`password` is empty");
+    publish(&repo, "t-bad", "refs/heads/main", "abc123")
+        .run_async()
+        .await
+        .assert_failed("not a full commit SHA");
+}
+
+#[tokio::test]
+async fn an_unreachable_registry_fails_cleanly() {
+    let repo = monorepo();
+    let ran = publish(&repo, "t-down", "refs/heads/main", &repo.head())
+        .input("registry", "127.0.0.1:9")
+        .run_async()
+        .await;
+    ran.assert_failed("couldn't reach 127.0.0.1:9");
+}
+
+/// The secret appears once, in the `::add-mask::` line, and nowhere else.
+fn assert_secret_masked_only(ran: &Ran, secret: &str) {
+    assert!(
+        ran.stdout.contains(&format!("::add-mask::{secret}")),
+        "{ran}"
+    );
+    let rest = ran.stdout.replacen(&format!("::add-mask::{secret}"), "", 1);
+    for (what, text) in [
+        ("stdout", &rest),
+        ("stderr", &ran.stderr),
+        ("outputs", &ran.outputs_raw),
+        ("summary", &ran.summary),
+    ] {
+        assert!(!text.contains(secret), "the secret leaked into {what}");
+    }
+}
