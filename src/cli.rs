@@ -100,6 +100,11 @@ pub struct PlanArgs {
     /// Namespace of the images (default: the repository owner, lower-cased).
     #[arg(long)]
     pub namespace: Option<String>,
+
+    /// Build arguments, `KEY=VALUE` one per line: they resolve `ARG`s in
+    /// `FROM` lines when matching images to their bases.
+    #[arg(long, value_name = "KEY=VALUE")]
+    pub build_args: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

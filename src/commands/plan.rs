@@ -31,10 +31,15 @@ pub async fn run(args: &PlanArgs, session: &Session) -> anyhow::Result<()> {
         registry: args.registry.clone(),
         namespace: session.namespace(args.namespace.as_deref())?,
     };
+    let build_args: std::collections::BTreeMap<String, String> =
+        crate::metadata::pairs("build-args", &args.build_args)
+            .map_err(anyhow::Error::msg)?
+            .into_iter()
+            .collect();
     let images = discover(&ctx.workspace, &args.context_root, args.max_depth.into())?
         .into_iter()
         .map(|found| {
-            Image::new(&args.context_root, &found.name, &found.dockerfile, &destination)
+            Image::new(&args.context_root, &found.name, &found.dockerfile, &destination, &build_args)
                 .with_context(|| format!("image directory `{}/{}` can't be pushed under that name; rename the directory to lower-case letters, digits, `.`, `_` or `-`", args.context_root, found.name))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -30,11 +30,13 @@ pub struct Destination {
 }
 
 impl Image {
+    /// `build_args` resolve `ARG`s in `FROM` lines, as the build would.
     pub fn new(
         context_root: &str,
         name: &str,
         dockerfile_text: &str,
         destination: &Destination,
+        build_args: &BTreeMap<String, String>,
     ) -> Result<Self, ReferenceError> {
         let path = format!("{}/{name}", context_root.trim_end_matches('/'));
         let full = format!(
@@ -43,7 +45,7 @@ impl Image {
             destination.namespace.trim_matches('/')
         );
         let reference = Reference::parse(&full)?;
-        let stages = dockerfile::stages(dockerfile_text, &BTreeMap::new());
+        let stages = dockerfile::stages(dockerfile_text, build_args);
         let bases = dockerfile::external_bases(&stages)
             .into_iter()
             .filter_map(|stage| Reference::parse(&stage.base).ok())
@@ -85,7 +87,14 @@ mod tests {
 
     #[test]
     fn pushed_name_and_paths() {
-        let image = Image::new("ops/docker", "helm-deploy", "FROM scratch\n", &hub()).unwrap();
+        let image = Image::new(
+            "ops/docker",
+            "helm-deploy",
+            "FROM scratch\n",
+            &hub(),
+            &BTreeMap::new(),
+        )
+        .unwrap();
         assert_eq!(image.path, "ops/docker/helm-deploy");
         assert_eq!(image.dockerfile, "ops/docker/helm-deploy/Dockerfile");
         assert_eq!(image.basename, "helm-deploy");
@@ -95,7 +104,14 @@ mod tests {
 
     #[test]
     fn contains_only_files_below_the_directory() {
-        let image = Image::new("ops/docker", "app", "FROM scratch\n", &hub()).unwrap();
+        let image = Image::new(
+            "ops/docker",
+            "app",
+            "FROM scratch\n",
+            &hub(),
+            &BTreeMap::new(),
+        )
+        .unwrap();
         assert!(image.contains("ops/docker/app/Dockerfile"));
         assert!(image.contains("ops/docker/app/rootfs/etc/x"));
         assert!(!image.contains("ops/docker/app-two/Dockerfile"));
@@ -104,17 +120,31 @@ mod tests {
 
     #[test]
     fn builds_on_matches_the_normalised_pushed_name() {
-        let base = Image::new("ops/docker", "base", "FROM scratch\n", &hub()).unwrap();
+        let base = Image::new(
+            "ops/docker",
+            "base",
+            "FROM scratch\n",
+            &hub(),
+            &BTreeMap::new(),
+        )
+        .unwrap();
         for from in [
             "FROM webgrip/base:1.0\n",
             "FROM docker.io/webgrip/base\n",
             "FROM index.docker.io/WebGrip/base@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
             "ARG BASE=webgrip/base\nFROM ${BASE} AS build\nFROM scratch\nCOPY --from=build / /\n",
         ] {
-            let app = Image::new("ops/docker", "app", from, &hub()).unwrap();
+            let app = Image::new("ops/docker", "app", from, &hub(), &BTreeMap::new()).unwrap();
             assert!(app.builds_on(&base), "{from}");
         }
-        let other = Image::new("ops/docker", "app", "FROM otherorg/base\n", &hub()).unwrap();
+        let other = Image::new(
+            "ops/docker",
+            "app",
+            "FROM otherorg/base\n",
+            &hub(),
+            &BTreeMap::new(),
+        )
+        .unwrap();
         assert!(!other.builds_on(&base));
     }
 
@@ -124,12 +154,20 @@ mod tests {
             registry: "127.0.0.1:5000".into(),
             namespace: "demo".into(),
         };
-        let base = Image::new("ops/docker", "base", "FROM scratch\n", &local).unwrap();
+        let base = Image::new(
+            "ops/docker",
+            "base",
+            "FROM scratch\n",
+            &local,
+            &BTreeMap::new(),
+        )
+        .unwrap();
         let app = Image::new(
             "ops/docker",
             "app",
-            "FROM 127.0.0.1:5000/demo/base:latest\n",
+            "ARG REGISTRY=127.0.0.1:9999\nFROM ${REGISTRY}/demo/base:latest\n",
             &local,
+            &BTreeMap::from([("REGISTRY".to_owned(), "127.0.0.1:5000".to_owned())]),
         )
         .unwrap();
         assert!(app.builds_on(&base));

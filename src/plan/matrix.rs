@@ -79,8 +79,22 @@ mod tests {
             namespace: "webgrip".into(),
         };
         let images = vec![
-            Image::new("ops/docker", "base", "FROM scratch", &dest).unwrap(),
-            Image::new("ops/docker", "helm-deploy", "FROM webgrip/base", &dest).unwrap(),
+            Image::new(
+                "ops/docker",
+                "base",
+                "FROM scratch",
+                &dest,
+                &Default::default(),
+            )
+            .unwrap(),
+            Image::new(
+                "ops/docker",
+                "helm-deploy",
+                "FROM webgrip/base",
+                &dest,
+                &Default::default(),
+            )
+            .unwrap(),
         ];
         let selected = vec![Selected {
             image: 1,

@@ -221,7 +221,9 @@ mod tests {
         };
         specs
             .iter()
-            .map(|(name, from)| Image::new("ops/docker", name, from, &dest).unwrap())
+            .map(|(name, from)| {
+                Image::new("ops/docker", name, from, &dest, &Default::default()).unwrap()
+            })
             .collect()
     }
 
@@ -383,8 +385,22 @@ mod tests {
             namespace: "acme".into(),
         };
         let imgs = vec![
-            Image::new("ops/docker", "team", "FROM scratch", &dest).unwrap(),
-            Image::new("ops/docker", "team/api", "FROM scratch", &dest).unwrap(),
+            Image::new(
+                "ops/docker",
+                "team",
+                "FROM scratch",
+                &dest,
+                &Default::default(),
+            )
+            .unwrap(),
+            Image::new(
+                "ops/docker",
+                "team/api",
+                "FROM scratch",
+                &dest,
+                &Default::default(),
+            )
+            .unwrap(),
         ];
         let picked = select(
             &imgs,

@@ -6,6 +6,7 @@
 mod plan_git;
 mod plan_github;
 mod publish;
+mod registry;
 mod runner;
 mod services;
 mod support;
