@@ -263,6 +263,24 @@ impl Workflow {
         Group { workflow: self }
     }
 
+    /// Opens a group for untrusted text; see [`Verbatim`].
+    pub fn verbatim(&self, title: &str) -> Verbatim<'_> {
+        if !self.in_actions {
+            self.write_line(&format!("== {title} =="));
+            return Verbatim {
+                workflow: self,
+                resume: None,
+            };
+        }
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        self.write_line(&format!("::group::{}", escape_data(title)));
+        self.write_line(&format!("::stop-commands::{token}"));
+        Verbatim {
+            workflow: self,
+            resume: Some(token),
+        }
+    }
+
     /// Shown only when the run has step debugging on; off Actions, `tracing`
     /// already covers debug output.
     pub fn debug(&self, message: &str) {
@@ -293,6 +311,30 @@ impl Workflow {
     }
 }
 
+/// A log group of untrusted text, such as build output: the runner is told
+/// to stop reading workflow commands until the group ends, so a `RUN echo
+/// ::add-mask::…` or a crafted file name can't issue commands in our name.
+#[must_use = "the group ends as soon as this guard is dropped"]
+pub struct Verbatim<'a> {
+    workflow: &'a Workflow,
+    resume: Option<String>,
+}
+
+impl Verbatim<'_> {
+    pub fn line(&self, text: &str) {
+        self.workflow.write_line(text);
+    }
+}
+
+impl Drop for Verbatim<'_> {
+    fn drop(&mut self) {
+        if let Some(token) = &self.resume {
+            self.workflow.write_line(&format!("::{token}::"));
+            self.workflow.write_line("::endgroup::");
+        }
+    }
+}
+
 /// Ends its log group when dropped, so a `?` inside the group cannot leave
 /// the rest of the log folded into it.
 #[must_use = "the group ends as soon as this guard is dropped"]
@@ -314,6 +356,30 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
     use std::sync::Arc;
+
+    #[test]
+    fn verbatim_groups_stop_commands_until_they_end() {
+        let capture = Capture::default();
+        let workflow = Workflow::new(true, Box::new(capture.clone()));
+        {
+            let block = workflow.verbatim("build app");
+            block.line("::add-mask::not-ours");
+        }
+        let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        let token = lines[1].strip_prefix("::stop-commands::").unwrap();
+        assert_eq!(token.len(), 32);
+        assert_eq!(
+            lines,
+            [
+                "::group::build app",
+                lines[1],
+                "::add-mask::not-ours",
+                &format!("::{token}::"),
+                "::endgroup::"
+            ]
+        );
+    }
 
     /// A writer tests can read back after the `Workflow` took ownership.
     #[derive(Clone, Default)]

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
+use bollard::auth::DockerCredentials;
 use bytes::Bytes;
 
 use crate::actions::event::Event;
@@ -136,18 +137,18 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
                 .context("couldn't make a work directory under RUNNER_TEMP")?;
             let labels = labels(session, &sha, version.as_ref(), &basename, extra_labels);
             let local = format!("{}:{}", reference.name(), set.sha);
-            let image = build(
-                session,
-                &dir,
-                &dockerfile,
-                &local,
+            let spec = BuildSpec {
+                context: &dir,
+                dockerfile: &dockerfile,
+                tag: &local,
                 build_args,
                 labels,
-                args,
+                target: args.target.clone(),
                 platform,
-                work.path(),
-            )
-            .await?;
+                network: args.network.clone(),
+                credentials: engine_credentials(reference.registry(), credentials.as_ref()),
+            };
+            let image = build(session, spec, work.path()).await?;
             report.size = image.layers.iter().map(|l| l.size).sum::<u64>() + image.config.size;
             report.built = true;
             let manifest = Manifest {
@@ -401,41 +402,45 @@ fn labels(
     labels
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn build(
-    session: &Session,
-    dir: &Path,
-    dockerfile: &Path,
-    local: &str,
-    build_args: HashMap<String, String>,
-    labels: HashMap<String, String>,
-    args: &PublishArgs,
-    platform: Option<String>,
-    work: &Path,
-) -> anyhow::Result<OciImage> {
+/// The login handed to the engine with the build request (never written to
+/// a file), so `FROM` lines can pull private images of the same registry.
+fn engine_credentials(
+    registry: &str,
+    credentials: Option<&Credentials>,
+) -> HashMap<String, DockerCredentials> {
+    let Some(c) = credentials else {
+        return HashMap::new();
+    };
+    // The engine keys Docker Hub logins by its legacy index address.
+    let server = match registry {
+        "docker.io" => "https://index.docker.io/v1/".to_owned(),
+        other => other.to_owned(),
+    };
+    HashMap::from([(
+        server.clone(),
+        DockerCredentials {
+            username: Some(c.username.clone()),
+            password: Some(c.password.clone()),
+            serveraddress: Some(server),
+            ..Default::default()
+        },
+    )])
+}
+
+/// Builds, exports and converts to an OCI image in `work`; the build log
+/// is shown as untrusted text.
+async fn build(session: &Session, spec: BuildSpec<'_>, work: &Path) -> anyhow::Result<OciImage> {
     let engine = Engine::connect().await?;
+    let local = spec.tag.to_owned();
     {
-        let _group = session.workflow.group(&format!("build {local}"));
-        let spec = BuildSpec {
-            context: dir,
-            dockerfile,
-            tag: local,
-            build_args,
-            labels,
-            target: args.target.clone(),
-            platform,
-            network: args.network.clone(),
-            credentials: HashMap::new(),
-        };
-        engine
-            .build(spec, &mut |line| tracing::info!("{line}"))
-            .await?;
+        let log = session.workflow.verbatim(&format!("build {local}"));
+        engine.build(spec, &mut |line| log.line(line)).await?;
     }
     let saved: PathBuf = work.join("image.tar");
-    engine.save(local, &saved).await?;
-    engine.untag(local).await;
-    let (saved_path, out) = (saved.clone(), work.to_owned());
-    let image = tokio::task::spawn_blocking(move || oci_image(&saved_path, &out))
+    engine.save(&local, &saved).await?;
+    engine.untag(&local).await;
+    let out = work.to_owned();
+    let image = tokio::task::spawn_blocking(move || oci_image(&saved, &out))
         .await
         .context("the export task failed")??;
     Ok(image)

@@ -244,7 +244,7 @@ async fn a_rerun_skips_the_build_and_a_rebuild_never_replaces_the_sha_tag() {
         again.summary
     );
     assert!(
-        !again.stderr.contains("Step 1/"),
+        !again.stdout.contains("Step 1/"),
         "no build on a re-run:\n{again}"
     );
 
@@ -291,7 +291,7 @@ async fn bad_credentials_fail_before_anything_is_built_or_pushed() {
         .await;
     ran.assert_failed("refused the credentials");
     assert!(
-        !ran.stderr.contains("Step 1/"),
+        !ran.stdout.contains("Step 1/"),
         "nothing is built with bad credentials:\n{ran}"
     );
     let auth = Some((s.basic_user.as_str(), s.basic_password.as_str()));
