@@ -190,6 +190,11 @@ pub struct PublishArgs {
     /// The release version (a matrix entry's `version`; default from the tag pushed).
     #[arg(long)]
     pub version: Option<String>,
+
+    /// Token for the GitHub API: tells commit order for the `latest` guard
+    /// when the clone is shallow (falls back to GITHUB_TOKEN).
+    #[arg(long, hide_env_values = true, value_name = "TOKEN")]
+    pub github_token: Option<String>,
 }
 
 impl PlanArgs {

@@ -59,9 +59,9 @@ fn main() -> ExitCode {
 
 /// Secrets are masked before anything else can print them.
 fn mask_secrets(cli: &Cli, session: &Session) {
-    let given = match &cli.command {
-        cli::Command::Plan(args) => args.github_token.as_ref(),
-        cli::Command::Publish(args) => args.password.as_ref(),
+    let given: Vec<&String> = match &cli.command {
+        cli::Command::Plan(args) => args.github_token.iter().collect(),
+        cli::Command::Publish(args) => args.password.iter().chain(&args.github_token).collect(),
     };
     for secret in given.into_iter().chain(&session.env_token) {
         session.workflow.add_mask(secret);

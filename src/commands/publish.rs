@@ -22,6 +22,7 @@ use crate::engine::docker::{BuildSpec, Engine};
 use crate::engine::export::{Blob, OciImage, oci_image};
 use crate::metadata::{self, Provenance};
 use crate::plan::git::GitSource;
+use crate::plan::github::GitHubSource;
 use crate::reference::Reference;
 use crate::registry::auth::Credentials;
 use crate::registry::{Manifest, Registry};
@@ -113,7 +114,11 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
         published: &published_versions,
     })?;
     if set.latest && args.push {
-        guard_latest(&registry, &repository, &sha, session, &mut set).await?;
+        let token = args
+            .github_token
+            .as_deref()
+            .or(session.env_token.as_deref());
+        guard_latest(&registry, &repository, &sha, session, token, &mut set).await?;
     }
 
     let mut report = Published {
@@ -307,6 +312,7 @@ async fn guard_latest(
     repository: &str,
     sha: &str,
     session: &Session,
+    token: Option<&str>,
     set: &mut TagSet,
 ) -> anyhow::Result<()> {
     let Some(current) = registry.manifest(repository, "latest").await? else {
@@ -318,29 +324,42 @@ async fn guard_latest(
     if revision.eq_ignore_ascii_case(sha) {
         return Ok(());
     }
-    let Some(git) = GitSource::open(&session.ctx.workspace).await? else {
-        set.withheld.push(format!(
-            "`latest` (now `{}`): no local history to compare with; moved",
-            &revision[..revision.len().min(7)]
-        ));
-        return Ok(());
-    };
-    match git.is_ancestor(sha, &revision).await? {
-        Some(true) => {
+    let short = &revision[..revision.len().min(7)];
+    match ancestry(session, token, sha, &revision).await? {
+        Some((true, source)) => {
             set.latest = false;
             set.tags.retain(|t| t != "latest");
             set.withheld.push(format!(
-                "`latest` stays on `{}`, built from a newer commit",
-                &revision[..revision.len().min(7)]
+                "`latest` stays on `{short}`, built from a newer commit (per {source})"
             ));
         }
-        Some(false) => {}
+        Some((false, _)) => {}
         None => set.withheld.push(format!(
-            "`latest` was built from `{}`, which is not in the clone; moved it (fetch more history to let the guard decide)",
-            &revision[..revision.len().min(7)]
+            "`latest` was built from `{short}`, which neither the clone nor the GitHub API knows; moved it"
         )),
     }
     Ok(())
+}
+
+/// Whether `sha` is an ancestor of `revision`: from the local clone when
+/// it has both commits, else from the compare API (a depth-1 checkout has
+/// neither), with the source that answered.
+async fn ancestry(
+    session: &Session,
+    token: Option<&str>,
+    sha: &str,
+    revision: &str,
+) -> anyhow::Result<Option<(bool, &'static str)>> {
+    if let Some(git) = GitSource::open(&session.ctx.workspace).await? {
+        if let Some(answer) = git.is_ancestor(sha, revision).await? {
+            return Ok(Some((answer, "git")));
+        }
+    }
+    let Some(repository) = &session.ctx.repository else {
+        return Ok(None);
+    };
+    let api = GitHubSource::new(&session.ctx.api_url, token, repository)?;
+    Ok(api.is_ancestor(sha, revision).await?.map(|a| (a, "github")))
 }
 
 async fn revision_of(

@@ -38,6 +38,8 @@ struct Comparison {
     commits: Vec<CommitRef>,
     #[serde(default)]
     total_commits: usize,
+    #[serde(default)]
+    status: String,
 }
 
 #[derive(Deserialize)]
@@ -141,6 +143,20 @@ impl GitHubSource {
             encode(head)
         );
         Ok(self.get(&route).await?.body)
+    }
+
+    /// Whether `ancestor` is an ancestor of (or the same as) `descendant`,
+    /// from the compare status; `None` when GitHub doesn't know a commit.
+    pub async fn is_ancestor(
+        &self,
+        ancestor: &str,
+        descendant: &str,
+    ) -> anyhow::Result<Option<bool>> {
+        match self.compare(ancestor, descendant).await {
+            Ok(c) => Ok(Some(matches!(c.status.as_str(), "ahead" | "identical"))),
+            Err(Failure::Missing(_)) => Ok(None),
+            Err(Failure::Fatal(msg)) => Err(anyhow!(msg)),
+        }
     }
 
     /// A compare that may have been cut at 300 files is completed from the

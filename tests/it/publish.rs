@@ -420,3 +420,42 @@ fn assert_secret_masked_only(ran: &Ran, secret: &str) {
         assert!(!text.contains(secret), "the secret leaked into {what}");
     }
 }
+
+#[tokio::test]
+async fn in_a_shallow_clone_the_compare_api_keeps_latest_from_moving_back() {
+    let s = services();
+    let repo = monorepo();
+    let older = repo.head();
+    repo.write("ops/docker/app/rootfs/etc/app.conf", "v=2\n");
+    let newer = repo.commit("newer");
+    publish(&repo, "t-shallow", "refs/heads/main", &newer)
+        .run_async()
+        .await
+        .assert_ok();
+    let latest = digest_of(s, "t-shallow/app", "latest").await;
+
+    // The older job's checkout: its own files, no history at all.
+    repo.git(&["checkout", "-q", &older]);
+    std::fs::remove_dir_all(repo.join(".git")).unwrap();
+    let replay = crate::support::replay::Replay::start().await;
+    // The real compare payload says `ahead`: newer descends from older.
+    replay.compare(&older, &newer, &[], &[&newer]).await;
+    let ran = publish(&repo, "t-shallow", "refs/heads/main", &older)
+        .env("GITHUB_API_URL", &replay.uri())
+        .input("github-token", "api-token-0123456789")
+        .run_async()
+        .await;
+    ran.assert_ok();
+    assert_eq!(digest_of(s, "t-shallow/app", "latest").await, latest);
+    assert!(
+        ran.summary
+            .contains("built from a newer commit (per github)"),
+        "{}",
+        ran.summary
+    );
+    assert_eq!(
+        replay.authorizations().await,
+        ["Bearer api-token-0123456789"]
+    );
+    assert_secret_masked_only(&ran, "api-token-0123456789");
+}
