@@ -31,6 +31,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Build one image directory and push it with its SHA, latest and semver tags.
     Publish(PublishArgs),
+    /// Scan an image archive, or grade a scanner report, against the policy.
+    Scan(ScanCommandArgs),
 }
 
 impl Command {
@@ -38,6 +40,7 @@ impl Command {
         match self {
             Command::Plan(_) => "plan",
             Command::Publish(_) => "publish",
+            Command::Scan(_) => "scan",
         }
     }
 }
@@ -195,6 +198,76 @@ pub struct PublishArgs {
     /// when the clone is shallow (falls back to GITHUB_TOKEN).
     #[arg(long, hide_env_values = true, value_name = "TOKEN")]
     pub github_token: Option<String>,
+
+    #[command(flatten)]
+    pub scan: ScanArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ScannerArg {
+    Trivy,
+    Grype,
+    /// Skip the scan.
+    None,
+}
+
+/// A severity threshold: `critical`…`unknown`, or `none` for never.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Threshold(pub Option<crate::scan::Severity>);
+
+fn threshold(raw: &str) -> Result<Threshold, String> {
+    crate::scan::threshold(raw.trim()).map(Threshold)
+}
+
+/// The scan gate, shared by `publish` and `scan`.
+#[derive(Debug, Clone, Args)]
+pub struct ScanArgs {
+    /// Scanner to run on the built image.
+    #[arg(long, value_enum, default_value_t = ScannerArg::Trivy)]
+    pub scanner: ScannerArg,
+
+    /// Findings at or above this severity block the release (`none`: never).
+    #[arg(long, default_value = "critical", value_parser = threshold)]
+    pub fail_on: Threshold,
+
+    /// Findings at or above this severity warn but release (`none`: never).
+    #[arg(long, default_value = "high", value_parser = threshold)]
+    pub warn_on: Threshold,
+
+    /// Leave out findings that have no fixed version yet.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = inputs::parse_bool)]
+    pub ignore_unfixed: bool,
+
+    /// A `.trivyignore.yaml` file (id, paths, purls, expired_at, statement).
+    #[arg(long)]
+    pub ignore_file: Option<String>,
+
+    /// Write a SARIF report (every severity) to this path.
+    #[arg(long)]
+    pub sarif: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ScanCommandArgs {
+    /// A `docker save` archive to scan.
+    #[arg(long, conflicts_with = "report")]
+    pub archive: Option<String>,
+
+    /// A Trivy or Grype JSON report made elsewhere, graded instead of scanning.
+    #[arg(long)]
+    pub report: Option<String>,
+
+    /// The image's name, for the summary and annotations.
+    #[arg(long)]
+    pub image: Option<String>,
+
+    /// The image directory; its Dockerfile's final `FROM` line carries the annotations.
+    #[arg(long)]
+    pub path: Option<String>,
+
+    #[command(flatten)]
+    pub scan: ScanArgs,
 }
 
 impl PlanArgs {

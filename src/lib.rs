@@ -15,4 +15,5 @@ pub mod plan;
 pub mod reference;
 pub mod registry;
 pub mod report;
+pub mod scan;
 pub mod tags;

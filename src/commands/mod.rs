@@ -2,6 +2,7 @@
 
 pub mod plan;
 pub mod publish;
+pub mod scan;
 
 use anyhow::{Context as _, bail};
 
@@ -69,5 +70,6 @@ pub async fn run(command: Command, session: &Session) -> anyhow::Result<()> {
     match command {
         Command::Plan(args) => plan::run(&args, session).await,
         Command::Publish(args) => publish::run(&args, session).await,
+        Command::Scan(args) => scan::run(&args, session).await,
     }
 }

@@ -18,6 +18,7 @@ use crate::actions::event::Event;
 use crate::actions::outputs::Outputs;
 use crate::cli::{LatestArg, PublishArgs};
 use crate::commands::Session;
+use crate::commands::scan::{self, Subject};
 use crate::engine::docker::{BuildSpec, Engine};
 use crate::engine::export::{Blob, OciImage, oci_image};
 use crate::metadata::{self, Provenance};
@@ -30,6 +31,9 @@ use crate::report::publish::{Published, summary};
 use crate::tags::{self, Facts, Latest, TagSet};
 
 const REVISION_LABEL: &str = "org.opencontainers.image.revision";
+/// The engine's export in the work directory: converted for the push and
+/// handed to the scanner as it is.
+const SAVED: &str = "image.tar";
 
 pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
     let ctx = &session.ctx;
@@ -127,6 +131,7 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
         notes: set.withheld.clone(),
         ..Published::default()
     };
+    let mut gate = None;
     let manifest = match (existing, args.rebuild) {
         (Some(found), false) => {
             report.notes.push(format!(
@@ -156,6 +161,44 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
             let image = build(session, spec, work.path()).await?;
             report.size = image.layers.iter().map(|l| l.size).sum::<u64>() + image.config.size;
             report.built = true;
+            let dockerfile_rel = dockerfile
+                .strip_prefix(&ctx.workspace)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| dockerfile.display().to_string());
+            let at = scan::location(session, &dockerfile_rel);
+            let archive = work.path().join(SAVED);
+            gate = scan::gate(
+                session,
+                &args.scan,
+                &reference.familiar(),
+                Subject::Archive(&archive),
+                at.as_ref(),
+            )
+            .await?;
+            if let Some(blocking) = gate.as_ref().filter(|g| g.blocks()) {
+                report.seconds = started.elapsed().as_secs_f64();
+                report
+                    .notes
+                    .push("the scan blocked the release: nothing was pushed".into());
+                let mut outputs = Outputs::new();
+                outputs.set("image", reference.familiar());
+                outputs.set("pushed", "false");
+                blocking.set_outputs(&mut outputs);
+                session.finish(
+                    &outputs,
+                    &format!(
+                        "{}
+{}",
+                        summary(&report),
+                        blocking.summary
+                    ),
+                )?;
+                bail!(
+                    "the scan of {} found what `fail-on` ({}) blocks; nothing was pushed — fix or ignore the findings (see the job summary)",
+                    reference.familiar(),
+                    args.scan.fail_on.0.map_or("none", |s| s.as_str())
+                );
+            }
             let manifest = Manifest {
                 bytes: image.manifest.clone(),
                 media_type: "application/vnd.oci.image.manifest.v1+json".into(),
@@ -201,7 +244,13 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
     );
     outputs.set("sha-tag", format!("{}:{}", reference.familiar(), set.sha));
     outputs.set("pushed", args.push.to_string());
-    session.finish(&outputs, &summary(&report))
+    let mut markdown = summary(&report);
+    if let Some(gate) = &gate {
+        gate.set_outputs(&mut outputs);
+        markdown.push('\n');
+        markdown.push_str(&gate.summary);
+    }
+    session.finish(&outputs, &markdown)
 }
 
 fn image_reference(
@@ -455,7 +504,7 @@ async fn build(session: &Session, spec: BuildSpec<'_>, work: &Path) -> anyhow::R
         let log = session.workflow.verbatim(&format!("build {local}"));
         engine.build(spec, &mut |line| log.line(line)).await?;
     }
-    let saved: PathBuf = work.join("image.tar");
+    let saved: PathBuf = work.join(SAVED);
     engine.save(&local, &saved).await?;
     engine.untag(&local).await;
     let out = work.to_owned();

@@ -2,6 +2,7 @@
 
 pub mod plan;
 pub mod publish;
+pub mod scan;
 
 /// Escapes text for a markdown table cell.
 pub fn cell(text: &str) -> String {

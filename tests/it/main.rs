@@ -8,5 +8,6 @@ mod plan_github;
 mod publish;
 mod registry;
 mod runner;
+mod scan;
 mod services;
 mod support;

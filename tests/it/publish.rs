@@ -22,7 +22,7 @@ fn monorepo() -> Repo {
 
 /// The runner's environment for a push of `sha` on `git_ref` to the open
 /// registry, namespace `ns`.
-fn publish(repo: &Repo, ns: &str, git_ref: &str, sha: &str) -> Action {
+pub fn publish(repo: &Repo, ns: &str, git_ref: &str, sha: &str) -> Action {
     let s = services();
     Action::github(repo.path())
         .env("DOCKER_HOST", &s.docker_host)
@@ -41,6 +41,8 @@ fn publish(repo: &Repo, ns: &str, git_ref: &str, sha: &str) -> Action {
         .input("path", "ops/docker/app")
         .input("registry", &s.registry_open)
         .input("namespace", &unique(ns))
+        // The scan gate has its own tests (scan.rs); these are about publishing.
+        .input("scanner", "none")
 }
 
 /// Namespaces are unique to this test run, so that a registry still
@@ -81,7 +83,11 @@ async fn get(
     (status, digest, body)
 }
 
-async fn tags(registry: &str, repository: &str, auth: Option<(&str, &str)>) -> BTreeSet<String> {
+pub async fn tags(
+    registry: &str,
+    repository: &str,
+    auth: Option<(&str, &str)>,
+) -> BTreeSet<String> {
     let repository = scoped(repository);
     let (_, _, body) = get(registry, &format!("/v2/{repository}/tags/list"), auth).await;
     body["tags"]

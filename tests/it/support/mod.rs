@@ -7,6 +7,7 @@ pub mod git;
 pub mod replay;
 pub mod run;
 pub mod services;
+pub mod trivy;
 
 use std::path::PathBuf;
 

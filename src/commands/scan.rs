@@ -1,0 +1,189 @@
+//! The scan gate, for `publish` (between build and push) and the standalone
+//! `scan` command: scan → policy → annotations, summary, SARIF, outputs.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+
+use crate::actions::outputs::Outputs;
+use crate::cli::{ScanArgs, ScanCommandArgs, ScannerArg};
+use crate::commands::Session;
+use crate::plan::dockerfile;
+use crate::report::scan::{Scanned, annotations, summary};
+use crate::scan::policy::{Outcome, Policy, Verdict, evaluate};
+use crate::scan::{IgnoreFile, Scanner, detect_and_parse, ignore, runner, sarif};
+
+/// What the scanner is given.
+pub enum Subject<'a> {
+    /// A `docker save` archive, scanned now.
+    Archive(&'a Path),
+    /// A report made elsewhere, graded only.
+    Report(&'a Path),
+}
+
+/// Where the findings are annotated: the image's Dockerfile, by its
+/// repository-relative path, at the final `FROM` line.
+pub struct Location {
+    pub dockerfile: String,
+    pub line: u32,
+}
+
+pub struct Gate {
+    pub verdict: Verdict,
+    pub summary: String,
+}
+
+impl Gate {
+    pub fn blocks(&self) -> bool {
+        self.verdict.result == Outcome::Fail
+    }
+
+    pub fn set_outputs(&self, outputs: &mut Outputs) {
+        let c = &self.verdict.counts;
+        outputs.set("scan-result", self.verdict.result.to_string());
+        for (name, n) in [
+            ("critical", c.critical),
+            ("high", c.high),
+            ("medium", c.medium),
+            ("low", c.low),
+            ("unknown", c.unknown),
+        ] {
+            outputs.set(name, n.to_string());
+        }
+    }
+}
+
+/// `None` when `scanner: none`.
+pub async fn gate(
+    session: &Session,
+    args: &ScanArgs,
+    image: &str,
+    subject: Subject<'_>,
+    location: Option<&Location>,
+) -> anyhow::Result<Option<Gate>> {
+    let policy = Policy {
+        fail_on: args.fail_on.0,
+        warn_on: args.warn_on.0,
+        ignore_unfixed: args.ignore_unfixed,
+    };
+    let ignore = load_ignore(session, args.ignore_file.as_deref())?;
+    let (scanner, findings) = match subject {
+        Subject::Report(path) => {
+            let bytes = std::fs::read(path)
+                .with_context(|| format!("`report`: couldn't read {}", path.display()))?;
+            detect_and_parse(&bytes).with_context(|| format!("`report`: {}", path.display()))?
+        }
+        Subject::Archive(path) => {
+            let scanner = match args.scanner {
+                ScannerArg::None => return Ok(None),
+                ScannerArg::Trivy => Scanner::Trivy,
+                ScannerArg::Grype => Scanner::Grype,
+            };
+            let report = {
+                let _group = session
+                    .workflow
+                    .group(&format!("scan {image} with {scanner}"));
+                runner::scan_archive(scanner, path).await?
+            };
+            (scanner, runner::parse(scanner, &report)?)
+        }
+    };
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let verdict = evaluate(findings, &policy, ignore.as_ref(), now);
+    let scanned = Scanned {
+        image,
+        scanner,
+        verdict: &verdict,
+        policy: &policy,
+    };
+    if let Some(at) = location {
+        for annotation in annotations(&scanned, &at.dockerfile, at.line) {
+            session.workflow.annotate(&annotation);
+        }
+    }
+    if let Some(path) = &args.sarif {
+        let (artifact, line) =
+            location.map_or(("Dockerfile", 1), |l| (l.dockerfile.as_str(), l.line));
+        let document = sarif::render(&verdict, scanner.as_str(), artifact, line as usize);
+        let target = session.ctx.workspace.join(path);
+        std::fs::write(&target, serde_json::to_vec_pretty(&document)?)
+            .with_context(|| format!("`sarif`: couldn't write {}", target.display()))?;
+    }
+    tracing::info!(
+        "{scanner} scan of {image}: {} ({} critical, {} high)",
+        verdict.result,
+        verdict.counts.critical,
+        verdict.counts.high
+    );
+    Ok(Some(Gate {
+        summary: summary(&scanned),
+        verdict,
+    }))
+}
+
+fn load_ignore(session: &Session, path: Option<&str>) -> anyhow::Result<Option<IgnoreFile>> {
+    let Some(path) = path else {
+        return Ok(None);
+    };
+    let full = session.ctx.workspace.join(path);
+    let text = std::fs::read_to_string(&full).with_context(|| {
+        format!(
+            "`ignore-file`: couldn't read {}; give a path relative to the repository",
+            full.display()
+        )
+    })?;
+    Ok(Some(
+        ignore::parse(&text).with_context(|| format!("`ignore-file` {path}"))?,
+    ))
+}
+
+/// The final `FROM` line of an image directory's Dockerfile.
+pub fn location(session: &Session, dockerfile_rel: &str) -> Option<Location> {
+    let text = std::fs::read_to_string(session.ctx.workspace.join(dockerfile_rel)).ok()?;
+    let stages = dockerfile::stages(&text, &Default::default());
+    let line = dockerfile::final_stage(&stages)?.line;
+    Some(Location {
+        dockerfile: dockerfile_rel.to_owned(),
+        line: u32::try_from(line).unwrap_or(1),
+    })
+}
+
+/// `scan`: an archive or a report, graded with the same policy as `publish`.
+pub async fn run(args: &ScanCommandArgs, session: &Session) -> anyhow::Result<()> {
+    // Relative paths are the workspace's; an absolute one stays as it is.
+    let (path, is_report) = match (&args.archive, &args.report) {
+        (Some(archive), None) => (session.ctx.workspace.join(archive), false),
+        (None, Some(report)) => (session.ctx.workspace.join(report), true),
+        _ => bail!(
+            "`scan` needs `archive` (a docker save tarball) or `report` (a Trivy or Grype JSON report)"
+        ),
+    };
+    let subject = if is_report {
+        Subject::Report(&path)
+    } else {
+        Subject::Archive(&path)
+    };
+    let image = args
+        .image
+        .clone()
+        .unwrap_or_else(|| path.display().to_string());
+    let location = args
+        .path
+        .as_deref()
+        .and_then(|p| location(session, &format!("{}/Dockerfile", p.trim_end_matches('/'))));
+    let Some(gate) = gate(session, &args.scan, &image, subject, location.as_ref()).await? else {
+        bail!(
+            "`scanner: none` leaves `scan` nothing to do; pick `trivy` or `grype`, or pass `report`"
+        );
+    };
+    let mut outputs = Outputs::new();
+    gate.set_outputs(&mut outputs);
+    session.finish(&outputs, &gate.summary)?;
+    if gate.blocks() {
+        bail!("{image}: the scan found what `fail-on` blocks; see the job summary");
+    }
+    Ok(())
+}

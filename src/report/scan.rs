@@ -1,0 +1,325 @@
+//! Scan results for people: the job-summary section and the annotations on
+//! the image's Dockerfile (pure).
+
+use std::fmt::Write as _;
+
+use crate::actions::workflow::{Annotation, Level};
+use crate::report::cell;
+use crate::scan::policy::{Outcome, Policy, Verdict};
+use crate::scan::{Finding, Scanner, Severity};
+
+/// The runner attaches this many annotations of each level per step; more
+/// are logged but not shown, so the overflow is folded into the last one.
+pub const ANNOTATIONS_PER_LEVEL: usize = 10;
+/// Rows of the findings table; the rest are counted.
+const TABLE_ROWS: usize = 50;
+/// Ids listed in a folded annotation before "…".
+const FOLDED_IDS: usize = 40;
+
+pub struct Scanned<'a> {
+    pub image: &'a str,
+    pub scanner: Scanner,
+    pub verdict: &'a Verdict,
+    pub policy: &'a Policy,
+}
+
+pub fn summary(s: &Scanned<'_>) -> String {
+    let v = s.verdict;
+    let mut md = format!(
+        "#### {} scan of `{}`: **{}**\n\n",
+        s.scanner,
+        cell(s.image),
+        match v.result {
+            Outcome::Pass => "pass",
+            Outcome::Warn => "warn — released",
+            Outcome::Fail => "fail — not pushed",
+        }
+    );
+    let _ = writeln!(
+        md,
+        "| critical | high | medium | low | unknown | ignored |\n|---|---|---|---|---|---|\n| {} | {} | {} | {} | {} | {} |\n",
+        v.counts.critical,
+        v.counts.high,
+        v.counts.medium,
+        v.counts.low,
+        v.counts.unknown,
+        v.ignored.len()
+    );
+    let _ = writeln!(
+        md,
+        "Policy: fail on {}, warn on {}{}.\n",
+        threshold(s.policy.fail_on),
+        threshold(s.policy.warn_on),
+        if s.policy.ignore_unfixed {
+            ", unfixed findings ignored"
+        } else {
+            ""
+        }
+    );
+    for expired in &v.expired {
+        let _ = writeln!(md, "> ⚠️ {}\n", expired.replace('\n', " "));
+    }
+    if !v.findings.is_empty() {
+        md.push_str("| severity | id | package | installed → fixed |\n|---|---|---|---|\n");
+        for f in v.findings.iter().take(TABLE_ROWS) {
+            let id = match &f.url {
+                Some(url) => format!("[{}]({})", cell(&f.id), url),
+                None => cell(&f.id),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {id} | `{}` | {} → {} |",
+                lower(f.severity),
+                cell(&f.package),
+                cell(&f.installed),
+                f.fixed
+                    .as_deref()
+                    .map_or_else(|| "no fix yet".to_owned(), cell)
+            );
+        }
+        if v.findings.len() > TABLE_ROWS {
+            let _ = writeln!(
+                md,
+                "\n{} more finding{} not listed; the SARIF file has them all.",
+                v.findings.len() - TABLE_ROWS,
+                if v.findings.len() - TABLE_ROWS == 1 {
+                    ""
+                } else {
+                    "s"
+                }
+            );
+        }
+    }
+    md
+}
+
+fn threshold(t: Option<Severity>) -> &'static str {
+    t.map_or("nothing", lower)
+}
+
+/// Severities read lower-case in prose; Trivy's upper-case stays in SARIF.
+fn lower(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Critical => "critical",
+        Severity::High => "high",
+        Severity::Medium => "medium",
+        Severity::Low => "low",
+        Severity::Unknown => "unknown",
+    }
+}
+
+/// Annotations on `file` (the Dockerfile, repository-relative) at `line`
+/// (its final `FROM`): blocking findings as errors, warned ones as
+/// warnings, the rest as notices — at most ten of each, the tenth folding
+/// in whatever did not fit, so nothing is silently dropped.
+pub fn annotations(s: &Scanned<'_>, file: &str, line: u32) -> Vec<Annotation> {
+    let level_of = |f: &Finding| {
+        if s.policy.fail_on.is_some_and(|t| f.severity >= t) {
+            Level::Error
+        } else if s.policy.warn_on.is_some_and(|t| f.severity >= t) {
+            Level::Warning
+        } else {
+            Level::Notice
+        }
+    };
+    let mut out = Vec::new();
+    for level in [Level::Error, Level::Warning, Level::Notice] {
+        let mut of_level: Vec<&Finding> = s
+            .verdict
+            .findings
+            .iter()
+            .filter(|f| level_of(f) == level)
+            .collect();
+        let mut extra = Vec::new();
+        if level == Level::Warning {
+            extra.extend(
+                s.verdict
+                    .expired
+                    .iter()
+                    .map(|e| (format!("expired ignore entry in {}", s.image), e.clone())),
+            );
+        }
+        let room = ANNOTATIONS_PER_LEVEL.saturating_sub(extra.len());
+        let folded: Vec<&Finding> = if of_level.len() > room {
+            of_level.split_off(room.saturating_sub(1))
+        } else {
+            Vec::new()
+        };
+        for f in of_level {
+            out.push(
+                Annotation::new(level, message(f))
+                    .with_title(format!("{} {} in {}", lower(f.severity), f.id, s.image))
+                    .with_file(file)
+                    .with_line(line),
+            );
+        }
+        if !folded.is_empty() {
+            let mut ids: Vec<&str> = folded
+                .iter()
+                .take(FOLDED_IDS)
+                .map(|f| f.id.as_str())
+                .collect();
+            if folded.len() > FOLDED_IDS {
+                ids.push("…");
+            }
+            out.push(
+                Annotation::new(
+                    level,
+                    format!(
+                        "{} more finding{} at this level: {}. The job summary and the SARIF file list them all.",
+                        folded.len(),
+                        if folded.len() == 1 { "" } else { "s" },
+                        ids.join(", ")
+                    ),
+                )
+                .with_title(format!("{} more in {}", folded.len(), s.image))
+                .with_file(file)
+                .with_line(line),
+            );
+        }
+        for (title, text) in extra {
+            out.push(
+                Annotation::new(level, text)
+                    .with_title(title)
+                    .with_file(file)
+                    .with_line(line),
+            );
+        }
+    }
+    out
+}
+
+fn message(f: &Finding) -> String {
+    let fix = match &f.fixed {
+        Some(fixed) => format!("fixed in {fixed}"),
+        None => "no fix yet".to_owned(),
+    };
+    let mut text = format!("{} in {} {} ({fix})", f.id, f.package, f.installed);
+    if !f.title.is_empty() {
+        text.push_str(": ");
+        text.push_str(&f.title);
+    }
+    if let Some(url) = &f.url {
+        text.push_str(&format!("\n{url}"));
+    }
+    text
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::scan::Counts;
+
+    fn finding(id: &str, severity: Severity) -> Finding {
+        Finding {
+            id: id.into(),
+            package: "busybox".into(),
+            installed: "1.0".into(),
+            fixed: Some("1.1".into()),
+            severity,
+            title: "bad".into(),
+            target: "img".into(),
+            url: Some(format!("https://avd.example/{id}")),
+            purl: None,
+            path: None,
+        }
+    }
+
+    fn verdict(findings: Vec<Finding>, result: Outcome) -> Verdict {
+        Verdict {
+            result,
+            counts: Counts::from_findings(&findings),
+            findings,
+            ignored: vec![],
+            expired: vec![],
+        }
+    }
+
+    #[test]
+    fn levels_follow_the_policy() {
+        let v = verdict(
+            vec![
+                finding("C-1", Severity::Critical),
+                finding("H-1", Severity::High),
+                finding("M-1", Severity::Medium),
+            ],
+            Outcome::Fail,
+        );
+        let policy = Policy::default();
+        let s = Scanned {
+            image: "acme/app",
+            scanner: Scanner::Trivy,
+            verdict: &v,
+            policy: &policy,
+        };
+        let a = annotations(&s, "ops/docker/app/Dockerfile", 3);
+        let levels: Vec<Level> = a.iter().map(|a| a.level).collect();
+        assert_eq!(levels, [Level::Error, Level::Warning, Level::Notice]);
+        assert_eq!(
+            a[0].to_command(),
+            "::error file=ops/docker/app/Dockerfile,line=3,title=critical C-1 in acme/app::C-1 in busybox 1.0 (fixed in 1.1): bad%0Ahttps://avd.example/C-1"
+        );
+    }
+
+    #[test]
+    fn more_than_ten_are_folded_into_the_tenth() {
+        let findings = (0..25)
+            .map(|i| finding(&format!("C-{i:02}"), Severity::Critical))
+            .collect();
+        let v = verdict(findings, Outcome::Fail);
+        let policy = Policy::default();
+        let s = Scanned {
+            image: "acme/app",
+            scanner: Scanner::Trivy,
+            verdict: &v,
+            policy: &policy,
+        };
+        let a = annotations(&s, "Dockerfile", 1);
+        assert_eq!(a.len(), ANNOTATIONS_PER_LEVEL);
+        assert!(
+            a[9].message
+                .starts_with("16 more findings at this level: C-09, C-10"),
+            "{}",
+            a[9].message
+        );
+        assert!(a[9].message.contains("C-24"));
+    }
+
+    #[test]
+    fn summary_counts_and_lists() {
+        let mut v = verdict(vec![finding("H-1", Severity::High)], Outcome::Warn);
+        v.expired.push("entry CVE-1 expired on 2020-01-01".into());
+        let policy = Policy::default();
+        let s = Scanned {
+            image: "acme/app",
+            scanner: Scanner::Trivy,
+            verdict: &v,
+            policy: &policy,
+        };
+        let md = summary(&s);
+        assert!(
+            md.starts_with("#### Trivy scan of `acme/app`: **warn — released**"),
+            "{md}"
+        );
+        assert!(md.contains("| 0 | 1 | 0 | 0 | 0 | 0 |"), "{md}");
+        assert!(
+            md.contains("Policy: fail on critical, warn on high."),
+            "{md}"
+        );
+        assert!(
+            md.contains("> ⚠️ entry CVE-1 expired on 2020-01-01"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| high | [H-1](https://avd.example/H-1) | `busybox` | 1.0 → 1.1 |"),
+            "{md}"
+        );
+        let a = annotations(&s, "Dockerfile", 1);
+        assert_eq!(
+            a.iter().filter(|a| a.level == Level::Warning).count(),
+            2,
+            "the finding and the expired entry"
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! The scan gate with a real Trivy binary, offline, on images built
+//! `FROM scratch` that carry an Alpine package database; and the `scan`
+//! command on the real reports in ../shared/fixtures.
+
+use serde_json::Value;
+
+use crate::publish::{publish, tags};
+use crate::support::fixtures;
+use crate::support::git::Repo;
+use crate::support::run::Action;
+use crate::support::services::services;
+use crate::support::trivy::{alpine_rootfs, trivy};
+
+const DOCKERFILE: &str = "# the scanned image\nFROM scratch\nCOPY rootfs/ /\n";
+
+fn image_with(packages: &[(&str, &str)]) -> Repo {
+    let repo = Repo::new();
+    repo.write("ops/docker/app/Dockerfile", DOCKERFILE);
+    alpine_rootfs(&repo, "ops/docker/app", packages);
+    repo.commit("app");
+    repo
+}
+
+fn scanned(repo: &Repo, ns: &str) -> Action {
+    trivy().around(publish(repo, ns, "refs/heads/main", &repo.head()).input("scanner", "trivy"))
+}
+
+#[tokio::test]
+async fn a_critical_finding_blocks_the_release_and_pushes_nothing() {
+    let repo = image_with(&[("busybox", "1.36.1-r15"), ("libcrypto3", "3.1.4-r0")]);
+    let ran = scanned(&repo, "s-critical")
+        .input("sarif", "trivy.sarif")
+        .run_async()
+        .await;
+    assert_eq!(ran.code, 1, "{ran}");
+    assert!(ran.stdout.contains("nothing was pushed"), "{ran}");
+    assert!(
+        tags(&services().registry_open, "s-critical/app", None)
+            .await
+            .is_empty()
+    );
+    assert_eq!(ran.outputs["scan-result"], "fail");
+    assert_eq!(
+        (
+            ran.outputs["critical"].as_str(),
+            ran.outputs["high"].as_str()
+        ),
+        ("1", "1")
+    );
+    assert_eq!(ran.outputs["pushed"], "false");
+    assert!(
+        ran.stdout.contains(
+            "::error file=ops/docker/app/Dockerfile,line=2,title=critical TEST-2026-0001 in "
+        ),
+        "the finding is annotated on the final FROM line\n{ran}"
+    );
+    assert!(
+        ran.stdout
+            .contains("::warning file=ops/docker/app/Dockerfile,line=2,title=high TEST-2026-0002"),
+        "{ran}"
+    );
+    assert!(
+        ran.summary.contains("**fail — not pushed**"),
+        "{}",
+        ran.summary
+    );
+    assert!(
+        ran.summary
+            .contains("| critical | TEST-2026-0001 | `busybox` | 1.36.1-r15 → 1.36.1-r16 |"),
+        "{}",
+        ran.summary
+    );
+
+    let sarif: Value =
+        serde_json::from_slice(&std::fs::read(repo.join("trivy.sarif")).unwrap()).unwrap();
+    let results = sarif["runs"][0]["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2, "every severity is kept");
+    assert!(
+        results.iter().all(|r| r["level"] == "error"),
+        "critical and high map to error"
+    );
+}
+
+#[tokio::test]
+async fn a_high_finding_warns_and_releases() {
+    let repo = image_with(&[("libcrypto3", "3.1.4-r0"), ("zlib", "1.3.1-r0")]);
+    let ran = scanned(&repo, "s-high").run_async().await;
+    ran.assert_ok();
+    assert_eq!(ran.outputs["scan-result"], "warn");
+    assert_eq!(
+        (ran.outputs["high"].as_str(), ran.outputs["medium"].as_str()),
+        ("1", "1")
+    );
+    assert_eq!(
+        tags(&services().registry_open, "s-high/app", None)
+            .await
+            .len(),
+        2,
+        "SHA and latest pushed"
+    );
+    assert!(
+        ran.stdout
+            .contains("::warning file=ops/docker/app/Dockerfile,line=2,title=high TEST-2026-0002"),
+        "{ran}"
+    );
+    assert!(
+        ran.stdout
+            .contains("::notice file=ops/docker/app/Dockerfile,line=2,title=medium TEST-2026-0003"),
+        "{ran}"
+    );
+    assert!(
+        ran.summary.contains("**warn — released**"),
+        "{}",
+        ran.summary
+    );
+}
+
+#[tokio::test]
+async fn a_clean_image_passes_and_ignore_unfixed_drops_what_has_no_fix() {
+    let repo = image_with(&[("libcrypto3", "3.1.4-r0")]);
+    let ran = scanned(&repo, "s-unfixed")
+        .input("ignore-unfixed", "true")
+        .run_async()
+        .await;
+    ran.assert_ok();
+    assert_eq!(ran.outputs["scan-result"], "pass");
+    assert_eq!(ran.outputs["high"], "0");
+}
+
+#[tokio::test]
+async fn an_ignore_entry_hides_a_finding_until_it_expires() {
+    let repo = image_with(&[("busybox", "1.36.1-r15")]);
+    repo.write(
+        ".trivyignore.yaml",
+        "vulnerabilities:\n  - id: TEST-2026-0001\n    statement: patched in our build\n    expired_at: 2999-01-01\n",
+    );
+    repo.commit("ignore, for now");
+    let ran = scanned(&repo, "s-ignore")
+        .input("ignore-file", ".trivyignore.yaml")
+        .run_async()
+        .await;
+    ran.assert_ok();
+    assert_eq!(ran.outputs["scan-result"], "pass");
+    assert!(
+        ran.summary.contains("| 0 | 0 | 0 | 0 | 0 | 1 |"),
+        "one ignored\n{}",
+        ran.summary
+    );
+
+    repo.write(
+        ".trivyignore.yaml",
+        "vulnerabilities:\n  - id: TEST-2026-0001\n    statement: patched in our build\n    expired_at: 2024-01-01\n",
+    );
+    repo.commit("the ignore entry expired");
+    let ran = scanned(&repo, "s-ignore")
+        .input("ignore-file", ".trivyignore.yaml")
+        .run_async()
+        .await;
+    assert_eq!(ran.code, 1, "an expired entry no longer ignores\n{ran}");
+    assert_eq!(ran.outputs["scan-result"], "fail");
+    assert!(
+        ran.summary.contains("TEST-2026-0001") && ran.summary.contains("2024-01-01"),
+        "{}",
+        ran.summary
+    );
+    assert!(
+        ran.stdout
+            .contains("::warning file=ops/docker/app/Dockerfile,line=2,title=expired ignore entry"),
+        "{ran}"
+    );
+}
+
+fn scan_report(report: &str) -> Action {
+    let dir = tempfile::tempdir().unwrap().keep();
+    Action::github(&dir)
+        .input("command", "scan")
+        .input("report", &fixtures().join(report).display().to_string())
+        .input("image", "acme/app")
+}
+
+#[test]
+fn the_scan_command_grades_reports_made_elsewhere() {
+    let ran = scan_report("trivy/photon-30.json").run();
+    assert_eq!(ran.code, 1, "{ran}");
+    assert_eq!(ran.outputs["scan-result"], "fail");
+    assert_eq!(
+        (
+            ran.outputs["critical"].as_str(),
+            ran.outputs["high"].as_str()
+        ),
+        ("2", "1")
+    );
+
+    let ran = scan_report("trivy/centos-7.json").run();
+    ran.assert_ok();
+    assert_eq!(ran.outputs["scan-result"], "pass");
+
+    let ran = scan_report("grype/grype-chainguard-ruby-wolfi.json").run();
+    ran.assert_ok();
+    assert_eq!(
+        (
+            ran.outputs["scan-result"].as_str(),
+            ran.outputs["high"].as_str()
+        ),
+        ("warn", "3")
+    );
+    assert!(
+        ran.summary
+            .starts_with("#### Grype scan of `acme/app`: **warn"),
+        "{}",
+        ran.summary
+    );
+
+    let ran = scan_report("trivy/photon-30.json")
+        .input("fail-on", "none")
+        .input("warn-on", "none")
+        .run();
+    ran.assert_ok();
+    assert_eq!(ran.outputs["scan-result"], "pass");
+}
+
+#[test]
+fn bad_scan_inputs_fail_with_the_value() {
+    scan_report("trivy/photon-30.json")
+        .input("fail-on", "severe")
+        .run()
+        .assert_failed("severe");
+    scan_report("trivy/absent.json")
+        .run()
+        .assert_failed("absent.json");
+    let dir = tempfile::tempdir().unwrap();
+    Action::github(dir.path())
+        .input("command", "scan")
+        .run()
+        .assert_failed("needs `archive`");
+}
