@@ -246,6 +246,20 @@ pub struct ScanArgs {
     /// Write a SARIF report (every severity) to this path.
     #[arg(long)]
     pub sarif: Option<String>,
+
+    /// A GitHub check run with one annotation per finding (needs
+    /// `checks: write`): `auto` on GitHub with a token, `true` fails the
+    /// step when it can't be made, `false` never.
+    #[arg(long, value_enum, ignore_case = true, default_value_t = CheckRunArg::Auto)]
+    pub check_run: CheckRunArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckRunArg {
+    /// On GitHub Actions, with a token, a repository and a commit.
+    Auto,
+    True,
+    False,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -265,6 +279,14 @@ pub struct ScanCommandArgs {
     /// The image directory; its Dockerfile's final `FROM` line carries the annotations.
     #[arg(long)]
     pub path: Option<String>,
+
+    /// The commit the check run is for (default: the pull request head, else GITHUB_SHA).
+    #[arg(long)]
+    pub sha: Option<String>,
+
+    /// Token for the check run (falls back to GITHUB_TOKEN).
+    #[arg(long, hide_env_values = true, value_name = "TOKEN")]
+    pub github_token: Option<String>,
 
     #[command(flatten)]
     pub scan: ScanArgs,

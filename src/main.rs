@@ -46,9 +46,12 @@ fn main() -> ExitCode {
         Err(err) => return fail(&session, name, &anyhow::Error::new(err)),
     };
     let result = runtime.block_on(async {
+        // Installed before the command starts, so a cancel that lands at
+        // once is still caught.
+        let mut shutdown = Shutdown::install();
         tokio::select! {
+            signal = shutdown.recv() => Err(anyhow::anyhow!("cancelled by {signal}; nothing more was done")),
             result = commands::run(cli.command, &session) => result,
-            signal = shutdown_signal() => Err(anyhow::anyhow!("cancelled by {signal}; nothing more was done")),
         }
     });
     match result {
@@ -100,16 +103,26 @@ fn init_tracing(debug: bool) {
 
 /// PID 1 in a container gets no default signal handlers, so SIGINT and
 /// SIGTERM (the runner's cancel) are caught here and end the run cleanly.
-async fn shutdown_signal() -> &'static str {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = int.recv() => "SIGINT",
-        _ = term.recv() => "SIGTERM",
+struct Shutdown {
+    signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Shutdown {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        let signals = signal(SignalKind::interrupt())
+            .and_then(|int| Ok((int, signal(SignalKind::terminate())?)))
+            .ok();
+        Shutdown { signals }
+    }
+
+    async fn recv(&mut self) -> &'static str {
+        let Some((int, term)) = &mut self.signals else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => "SIGINT",
+            _ = term.recv() => "SIGTERM",
+        }
     }
 }

@@ -173,6 +173,10 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
                 &reference.familiar(),
                 Subject::Archive(&archive),
                 at.as_ref(),
+                args.github_token
+                    .as_deref()
+                    .or(session.env_token.as_deref()),
+                Some(&sha),
             )
             .await?;
             if let Some(blocking) = gate.as_ref().filter(|g| g.blocks()) {

@@ -6,10 +6,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 
+use crate::actions::context::Platform;
+use crate::actions::event::Event;
 use crate::actions::outputs::Outputs;
-use crate::cli::{ScanArgs, ScanCommandArgs, ScannerArg};
+use crate::cli::{CheckRunArg, ScanArgs, ScanCommandArgs, ScannerArg};
 use crate::commands::Session;
 use crate::plan::dockerfile;
+use crate::report::check_run::{self, CheckRun, CheckRunResult, Conclusion};
 use crate::report::scan::{Scanned, annotations, summary};
 use crate::scan::policy::{Outcome, Policy, Verdict, evaluate};
 use crate::scan::{IgnoreFile, Scanner, detect_and_parse, ignore, runner, sarif};
@@ -54,13 +57,16 @@ impl Gate {
     }
 }
 
-/// `None` when `scanner: none`.
+/// `None` when `scanner: none`. `token` and `head_sha` are for the check
+/// run (`check-run`): the API token and the commit being published.
 pub async fn gate(
     session: &Session,
     args: &ScanArgs,
     image: &str,
     subject: Subject<'_>,
     location: Option<&Location>,
+    token: Option<&str>,
+    head_sha: Option<&str>,
 ) -> anyhow::Result<Option<Gate>> {
     let policy = Policy {
         fail_on: args.fail_on.0,
@@ -104,6 +110,17 @@ pub async fn gate(
             session.workflow.annotate(&annotation);
         }
     }
+    let markdown = summary(&scanned);
+    publish_check_run(
+        session,
+        args.check_run,
+        &scanned,
+        location,
+        &markdown,
+        token,
+        head_sha,
+    )
+    .await?;
     if let Some(path) = &args.sarif {
         let (artifact, line) =
             location.map_or(("Dockerfile", 1), |l| (l.dockerfile.as_str(), l.line));
@@ -119,9 +136,86 @@ pub async fn gate(
         verdict.counts.high
     );
     Ok(Some(Gate {
-        summary: summary(&scanned),
+        summary: markdown,
         verdict,
     }))
+}
+
+/// The verdict as a GitHub check run, after the workflow-command
+/// annotations: `auto` tries on GitHub when it has a token, a repository
+/// and a commit, and only notes or warns when it can't; `true` fails.
+async fn publish_check_run(
+    session: &Session,
+    mode: CheckRunArg,
+    scanned: &Scanned<'_>,
+    location: Option<&Location>,
+    markdown: &str,
+    token: Option<&str>,
+    head_sha: Option<&str>,
+) -> anyhow::Result<()> {
+    let required = match mode {
+        CheckRunArg::False => return Ok(()),
+        CheckRunArg::True => true,
+        CheckRunArg::Auto => false,
+    };
+    if !required && session.ctx.platform != Platform::GitHub {
+        return Ok(());
+    }
+    let repository = session.ctx.repository.as_deref();
+    let (Some(token), Some(repository), Some(head_sha)) = (token, repository, head_sha) else {
+        if required {
+            bail!(
+                "`check-run: true` needs a token (`github-token` or GITHUB_TOKEN), the repository (GITHUB_REPOSITORY) and a commit (`sha` or GITHUB_SHA)"
+            );
+        }
+        return Ok(());
+    };
+    let name = check_run::name(scanned.image);
+    let title = check_run::title(&scanned.scanner.to_string(), scanned.verdict);
+    let run = CheckRun {
+        repository,
+        head_sha,
+        name: &name,
+        conclusion: Conclusion::from_outcome(scanned.verdict.result),
+        title: &title,
+        summary: markdown,
+        annotations: location.map_or_else(Vec::new, |at| {
+            check_run::check_annotations(scanned.verdict, scanned.policy, &at.dockerfile, at.line)
+        }),
+    };
+    match check_run::publish_check_run(&session.ctx.api_url, token, &run).await {
+        Ok(CheckRunResult::Created {
+            html_url,
+            annotated,
+            omitted,
+            requests,
+            ..
+        }) => {
+            tracing::info!(
+                "check run `{name}`: {annotated} annotations ({omitted} left out) in {requests} requests{}",
+                html_url.map(|u| format!(", {u}")).unwrap_or_default()
+            );
+            Ok(())
+        }
+        Ok(CheckRunResult::Unavailable(reason)) if required => bail!(
+            "`check-run: true` but GitHub refused the check run: {reason}; grant the job `permissions: checks: write` (a pull request from a fork only ever gets a read-only token), or set `check-run: auto`"
+        ),
+        Ok(CheckRunResult::Unavailable(reason)) => {
+            session.workflow.notice(&format!(
+                "check-run annotations need `permissions: checks: write` (a pull request from a fork gets a read-only token); the check run `{name}` was skipped ({reason}). The findings are in this step's annotations and the job summary."
+            ));
+            Ok(())
+        }
+        Err(err) if required => {
+            Err(err.context(format!("`check-run: true`: the check run `{name}` failed")))
+        }
+        Err(err) => {
+            session.workflow.warning(&format!(
+                "the check run `{name}` was skipped: {err:#}. The findings are in this step's annotations and the job summary."
+            ));
+            Ok(())
+        }
+    }
 }
 
 fn load_ignore(session: &Session, path: Option<&str>) -> anyhow::Result<Option<IgnoreFile>> {
@@ -174,7 +268,26 @@ pub async fn run(args: &ScanCommandArgs, session: &Session) -> anyhow::Result<()
         .path
         .as_deref()
         .and_then(|p| location(session, &format!("{}/Dockerfile", p.trim_end_matches('/'))));
-    let Some(gate) = gate(session, &args.scan, &image, subject, location.as_ref()).await? else {
+    // Before anything can print it (the runner masks only secrets).
+    if let Some(token) = &args.github_token {
+        session.workflow.add_mask(token);
+    }
+    let token = args
+        .github_token
+        .as_deref()
+        .or(session.env_token.as_deref());
+    let head_sha = head_sha(args, session);
+    let Some(gate) = gate(
+        session,
+        &args.scan,
+        &image,
+        subject,
+        location.as_ref(),
+        token,
+        head_sha.as_deref(),
+    )
+    .await?
+    else {
         bail!(
             "`scanner: none` leaves `scan` nothing to do; pick `trivy` or `grype`, or pass `report`"
         );
@@ -186,4 +299,23 @@ pub async fn run(args: &ScanCommandArgs, session: &Session) -> anyhow::Result<()
         bail!("{image}: the scan found what `fail-on` blocks; see the job summary");
     }
     Ok(())
+}
+
+/// The commit a check run is for: `sha`, the pull request's head (never
+/// the merge commit GITHUB_SHA names), else GITHUB_SHA. An unreadable
+/// event only loses the pull-request head, and only when a check run is
+/// wanted is the event read at all.
+fn head_sha(args: &ScanCommandArgs, session: &Session) -> Option<String> {
+    if let Some(sha) = &args.sha {
+        return Some(sha.clone());
+    }
+    if args.scan.check_run == CheckRunArg::False {
+        return None;
+    }
+    match session.event() {
+        Ok(Some(Event::PullRequest(pr))) => return Some(pr.head_sha),
+        Ok(_) => {}
+        Err(err) => tracing::warn!("couldn't read the event for the pull request head: {err:#}"),
+    }
+    session.ctx.sha.clone()
 }

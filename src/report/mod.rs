@@ -1,5 +1,6 @@
 //! Rendering for people: job-summary markdown (pure).
 
+pub mod check_run;
 pub mod plan;
 pub mod publish;
 pub mod scan;

@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod action_yml;
+mod check_run;
 mod plan_git;
 mod plan_github;
 mod publish;
