@@ -8,6 +8,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::*;
+
 use std::collections::BTreeMap;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -192,27 +196,6 @@ fn write_commit(
     writeln!(out)
 }
 
-/// Global and system config left out, so a developer's settings (hooks,
-/// fsmonitor, signing) can't change the repository or the timing.
-fn git_command(dir: &Path) -> Command {
-    let mut command = Command::new("git");
-    command
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null");
-    command
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = git_command(dir).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// The push of the second commit onto `main`, as the runner writes it.
 /// API mode never reads the clone, so every scenario uses the same event.
 fn push_event(repo: &Monorepo) -> tempfile::NamedTempFile {
@@ -334,28 +317,6 @@ fn run_once(scenario: &Scenario) -> (Duration, usize) {
     let outputs = parse_outputs(&std::fs::read_to_string(&output).unwrap());
     (wall, outputs["count"].parse().unwrap())
 }
-
-/// GITHUB_OUTPUT as the runner reads it: `NAME=VALUE`, or `NAME<<DELIMITER`
-/// then the value's lines up to the delimiter.
-fn parse_outputs(text: &str) -> BTreeMap<String, String> {
-    let mut outputs = BTreeMap::new();
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        let heredoc = line
-            .split_once("<<")
-            .filter(|(name, _)| !name.contains('='));
-        if let Some((name, delimiter)) = heredoc {
-            let value: Vec<&str> = lines.by_ref().take_while(|l| *l != delimiter).collect();
-            outputs.insert(name.to_owned(), value.join("\n"));
-        } else if let Some((name, value)) = line.split_once('=') {
-            outputs.insert(name.to_owned(), value.to_owned());
-        }
-    }
-    outputs
-}
-
-// ---------------------------------------------------------------------------
-// Scenarios
 
 struct Row {
     scenario: &'static str,
@@ -549,8 +510,4 @@ fn median(walls: &[Duration]) -> Duration {
     } else {
         walls[mid]
     }
-}
-
-fn ms(wall: Duration) -> String {
-    format!("{:.1} ms", wall.as_secs_f64() * 1000.0)
 }

@@ -16,6 +16,10 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
+use common::*;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -241,28 +245,6 @@ fn random_bytes(seed: u64, stream: u64) -> Vec<u8> {
     out
 }
 
-/// Global and system config left out, so a developer's settings (hooks,
-/// signing) can't change the repository or the timing.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .current_dir(dir)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_AUTHOR_NAME", "Bench")
-        .env("GIT_AUTHOR_EMAIL", "bench@example.com")
-        .env("GIT_COMMITTER_NAME", "Bench")
-        .env("GIT_COMMITTER_EMAIL", "bench@example.com")
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 // ---------------------------------------------------------------------------
 // The byte-counting proxy
 
@@ -451,29 +433,6 @@ impl Measured {
     }
 }
 
-/// GITHUB_OUTPUT as the runner reads it: `NAME=VALUE`, or `NAME<<DELIMITER`
-/// then the value's lines up to the delimiter.
-fn parse_outputs(text: &str) -> BTreeMap<String, String> {
-    let mut outputs = BTreeMap::new();
-    let mut lines = text.lines();
-    while let Some(line) = lines.next() {
-        let heredoc = line
-            .split_once("<<")
-            .filter(|(name, _)| !name.contains('='));
-        if let Some((name, delimiter)) = heredoc {
-            let value: Vec<&str> = lines.by_ref().take_while(|l| *l != delimiter).collect();
-            outputs.insert(name.to_owned(), value.join("\n"));
-        } else if let Some((name, value)) = line.split_once('=') {
-            outputs.insert(name.to_owned(), value.to_owned());
-        }
-    }
-    outputs
-}
-
-// ---------------------------------------------------------------------------
-// Checking through the registry itself (not the proxy)
-
-/// Every tag the repository has after phase B names `digest`; returns them.
 async fn check_tags(registry: &str, repository: &str, sha: &str, digest: &str) -> BTreeSet<String> {
     let client = reqwest::Client::new();
     let list: serde_json::Value = client

@@ -25,6 +25,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per run: the size of the biggest variant doesn't matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Which images changed: a build matrix from the event or two commits.
@@ -225,6 +227,13 @@ pub struct ScanArgs {
     /// Scanner to run on the built image.
     #[arg(long, value_enum, default_value_t = ScannerArg::Trivy)]
     pub scanner: ScannerArg,
+
+    /// Run the scanner as this image through the Docker Engine, even when
+    /// its binary is on PATH. Unset: the binary on PATH, else the pinned
+    /// default image (`aquasec/trivy:0.59.1`, `anchore/grype:v0.87.0`).
+    /// Pin it by digest (`name@sha256:…`) to be sure what runs.
+    #[arg(long, value_name = "IMAGE")]
+    pub scanner_image: Option<String>,
 
     /// Findings at or above this severity block the release (`none`: never).
     #[arg(long, default_value = "critical", value_parser = threshold)]

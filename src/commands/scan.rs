@@ -90,7 +90,7 @@ pub async fn gate(
                 let _group = session
                     .workflow
                     .group(&format!("scan {image} with {scanner}"));
-                runner::scan_archive(scanner, path).await?
+                runner::scan_archive(scanner, path, args.scanner_image.as_deref()).await?
             };
             (scanner, runner::parse(scanner, &report)?)
         }

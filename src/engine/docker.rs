@@ -85,6 +85,11 @@ impl Engine {
         Ok(Engine { docker })
     }
 
+    /// The bollard client, for engine work beyond build and export.
+    pub fn into_docker(self) -> Docker {
+        self.docker
+    }
+
     /// Builds and returns the image ID; every log line goes to `on_line`.
     pub async fn build(
         &self,

@@ -2,3 +2,4 @@ pub mod context;
 pub mod docker;
 pub mod dockerignore;
 pub mod export;
+pub mod run;

@@ -86,12 +86,6 @@ pub fn parse(json: &[u8]) -> Result<Vec<Finding>, ScanError> {
     convert(report)
 }
 
-/// For `detect_and_parse`, which has already parsed the document once.
-pub(crate) fn from_value(value: serde_json::Value) -> Result<Vec<Finding>, ScanError> {
-    let report: Report = serde_json::from_value(value).map_err(json_error)?;
-    convert(report)
-}
-
 fn json_error(source: serde_json::Error) -> ScanError {
     ScanError::Json {
         scanner: Scanner::Grype,

@@ -86,18 +86,17 @@ impl std::fmt::Display for Scanner {
 /// has `SchemaVersion`/`Results`, Grype's has `matches`. This serves the
 /// `report` input, where the user hands over a file from their own scan.
 pub fn detect_and_parse(json: &[u8]) -> Result<(Scanner, Vec<Finding>), ScanError> {
-    let value: serde_json::Value = serde_json::from_slice(json)
-        .map_err(|e| ScanError::UnknownFormat(format!("not JSON ({e})")))?;
-    let Some(object) = value.as_object() else {
-        return Err(ScanError::UnknownFormat("not a JSON object".into()));
-    };
-    if object.contains_key("SchemaVersion") || object.contains_key("Results") {
-        Ok((Scanner::Trivy, trivy::from_value(value)?))
-    } else if object.contains_key("matches") {
-        Ok((Scanner::Grype, grype::from_value(value)?))
+    // Only the top-level keys are read here (values skipped unparsed), then
+    // the typed parser reads the file once: no intermediate JSON tree.
+    let keys: std::collections::BTreeMap<String, serde::de::IgnoredAny> =
+        serde_json::from_slice(json)
+            .map_err(|e| ScanError::UnknownFormat(format!("not a JSON object ({e})")))?;
+    if keys.contains_key("SchemaVersion") || keys.contains_key("Results") {
+        Ok((Scanner::Trivy, trivy::parse(json)?))
+    } else if keys.contains_key("matches") {
+        Ok((Scanner::Grype, grype::parse(json)?))
     } else {
-        let mut keys: Vec<&str> = object.keys().map(String::as_str).take(8).collect();
-        keys.sort_unstable();
+        let keys: Vec<&str> = keys.keys().map(String::as_str).take(8).collect();
         Err(ScanError::UnknownFormat(format!(
             "top-level keys are [{}]",
             keys.join(", ")
@@ -147,6 +146,9 @@ pub(crate) mod tests {
         let err = detect_and_parse(b"[]").unwrap_err().to_string();
         assert!(err.contains("not a JSON object"), "{err}");
         let err = detect_and_parse(b"{oops").unwrap_err().to_string();
-        assert!(err.contains("not JSON"), "{err}");
+        assert!(
+            err.contains("not a JSON object") && err.contains("line 1"),
+            "{err}"
+        );
     }
 }

@@ -7,6 +7,8 @@
 //! image's `FROM` line, since that is the line a fix (a new base image or an
 //! upgrade in the Dockerfile) changes.
 
+use std::collections::HashMap;
+
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
@@ -22,26 +24,25 @@ const SHORT: usize = 200;
 pub fn render(verdict: &Verdict, tool: &str, artifact: &str, line: usize) -> Value {
     // SARIF lines start at 1; 0 would make GitHub reject the upload.
     let line = line.max(1);
-    let mut ids: Vec<&str> = Vec::new();
+    // One pass groups findings by id in first-seen order: reports carry
+    // tens of thousands of findings, so no per-id rescans.
+    let mut index: HashMap<&str, usize> = HashMap::new();
+    let mut groups: Vec<Vec<&Finding>> = Vec::new();
+    let mut rule_of = Vec::with_capacity(verdict.findings.len());
     for finding in &verdict.findings {
-        if !ids.contains(&finding.id.as_str()) {
-            ids.push(&finding.id);
-        }
+        let i = *index.entry(finding.id.as_str()).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[i].push(finding);
+        rule_of.push(i);
     }
-    let rules: Vec<Value> = ids
-        .iter()
-        .map(|id| {
-            let group: Vec<&Finding> = verdict.findings.iter().filter(|f| f.id == *id).collect();
-            rule(&group)
-        })
-        .collect();
+    let rules: Vec<Value> = groups.iter().map(|group| rule(group)).collect();
     let results: Vec<Value> = verdict
         .findings
         .iter()
-        .map(|f| {
-            let index = ids.iter().position(|id| *id == f.id).unwrap_or_default();
-            result(f, index, artifact, line)
-        })
+        .zip(rule_of)
+        .map(|(f, i)| result(f, i, artifact, line))
         .collect();
 
     let (name, uri) = match tool {

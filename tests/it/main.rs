@@ -11,5 +11,6 @@ mod publish;
 mod registry;
 mod runner;
 mod scan;
+mod scan_container;
 mod services;
 mod support;
