@@ -34,20 +34,7 @@ async fn a_critical_finding_blocks_the_release_and_pushes_nothing() {
         .await;
     assert_eq!(ran.code, 1, "{ran}");
     assert!(ran.stdout.contains("nothing was pushed"), "{ran}");
-    assert!(
-        tags(&services().registry_open, "s-critical/app", None)
-            .await
-            .is_empty()
-    );
-    assert_eq!(ran.outputs["scan-result"], "fail");
-    assert_eq!(
-        (
-            ran.outputs["critical"].as_str(),
-            ran.outputs["high"].as_str()
-        ),
-        ("1", "1")
-    );
-    assert_eq!(ran.outputs["pushed"], "false");
+    assert_blocked(&ran, "s-critical/app").await;
     assert!(
         ran.stdout.contains(
             "::error file=ops/docker/app/Dockerfile,line=2,title=critical TEST-2026-0001 in "
@@ -233,4 +220,25 @@ fn bad_scan_inputs_fail_with_the_value() {
         .input("command", "scan")
         .run()
         .assert_failed("needs `archive`");
+}
+
+/// A release the scan blocked: one critical and one high finding counted,
+/// exit 1, and nothing in the registry.
+pub async fn assert_blocked(ran: &crate::support::run::Ran, repository: &str) {
+    assert_eq!(ran.code, 1, "{ran}");
+    assert!(ran.stdout.contains("nothing was pushed"), "{ran}");
+    assert!(
+        tags(&services().registry_open, repository, None)
+            .await
+            .is_empty()
+    );
+    assert_eq!(ran.outputs["scan-result"], "fail", "{ran}");
+    assert_eq!(
+        (
+            ran.outputs["critical"].as_str(),
+            ran.outputs["high"].as_str()
+        ),
+        ("1", "1")
+    );
+    assert_eq!(ran.outputs["pushed"], "false");
 }
