@@ -281,7 +281,8 @@ pub struct ScanCommandArgs {
     #[arg(long)]
     pub report: Option<String>,
 
-    /// The image's name, for the summary and annotations.
+    /// An image to scan, by reference (pulled onto the engine when absent);
+    /// with `archive` or `report`, only the name shown.
     #[arg(long)]
     pub image: Option<String>,
 

@@ -248,11 +248,20 @@ pub fn location(session: &Session, dockerfile_rel: &str) -> Option<Location> {
 /// `scan`: an archive or a report, graded with the same policy as `publish`.
 pub async fn run(args: &ScanCommandArgs, session: &Session) -> anyhow::Result<()> {
     // Relative paths are the workspace's; an absolute one stays as it is.
-    let (path, is_report) = match (&args.archive, &args.report) {
-        (Some(archive), None) => (session.ctx.workspace.join(archive), false),
-        (None, Some(report)) => (session.ctx.workspace.join(report), true),
+    let work = tempfile::tempdir_in(
+        session
+            .ctx
+            .runner_temp
+            .clone()
+            .unwrap_or_else(std::env::temp_dir),
+    )
+    .context("couldn't make a work directory under RUNNER_TEMP")?;
+    let (path, is_report) = match (&args.archive, &args.report, &args.image) {
+        (Some(archive), None, _) => (session.ctx.workspace.join(archive), false),
+        (None, Some(report), _) => (session.ctx.workspace.join(report), true),
+        (None, None, Some(image)) => (export(image, work.path()).await?, false),
         _ => bail!(
-            "`scan` needs `archive` (a docker save tarball) or `report` (a Trivy or Grype JSON report)"
+            "`scan` needs `image` (a reference), `archive` (a docker save tarball) or `report` (a Trivy or Grype JSON report)"
         ),
     };
     let subject = if is_report {
@@ -318,4 +327,19 @@ fn head_sha(args: &ScanCommandArgs, session: &Session) -> Option<String> {
         Err(err) => tracing::warn!("couldn't read the event for the pull request head: {err:#}"),
     }
     session.ctx.sha.clone()
+}
+
+/// The image as an archive in `work`: pulled onto the engine first when it
+/// isn't there, then exported.
+async fn export(image: &str, work: &Path) -> anyhow::Result<std::path::PathBuf> {
+    crate::engine::run::Runner::connect()
+        .await?
+        .ensure_image(image)
+        .await?;
+    let archive = work.join("image.tar");
+    crate::engine::docker::Engine::connect()
+        .await?
+        .save(image, &archive)
+        .await?;
+    Ok(archive)
 }

@@ -1,6 +1,6 @@
 //! Changed paths → the images to build, in dependency order (pure).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::plan::filter::{Globs, PathFilter};
 use crate::plan::image::Image;
@@ -77,8 +77,9 @@ pub fn select(
             match rebuild_all {
                 Some(reason) => select_all(images, rules, &reason, &mut reasons),
                 None => {
+                    let owners = Owners::new(images);
                     for file in files {
-                        if let Some(index) = owner(images, file) {
+                        if let Some(index) = owners.of(file) {
                             reasons
                                 .entry(index)
                                 .or_default()
@@ -119,28 +120,56 @@ fn select_all(
     }
 }
 
-/// The deepest image directory holding `file` (nesting is possible with
-/// `max-depth` > 1).
-fn owner(images: &[Image], file: &str) -> Option<usize> {
-    images
-        .iter()
-        .enumerate()
-        .filter(|(_, image)| image.contains(file))
-        .max_by_key(|(_, image)| image.path.len())
-        .map(|(index, _)| index)
+/// Image directories by path, to find a file's image by its ancestors.
+struct Owners<'a>(HashMap<&'a str, usize>);
+
+impl<'a> Owners<'a> {
+    fn new(images: &'a [Image]) -> Self {
+        Owners(
+            images
+                .iter()
+                .enumerate()
+                .map(|(i, image)| (image.path.as_str(), i))
+                .collect(),
+        )
+    }
+
+    /// The deepest image directory holding `file` (nesting is possible
+    /// with `max-depth` > 1): its parent directories, nearest first.
+    fn of(&self, file: &str) -> Option<usize> {
+        let mut dir = file;
+        while let Some((parent, _)) = dir.rsplit_once('/') {
+            if let Some(&index) = self.0.get(parent) {
+                return Some(index);
+            }
+            dir = parent;
+        }
+        None
+    }
 }
 
+/// For each image, the images of this repository its `FROM` lines name:
+/// one name lookup per base, not a comparison of every pair, since a
+/// monorepo can hold a thousand images.
 fn dependencies(images: &[Image]) -> Vec<Vec<usize>> {
+    let by_name: HashMap<String, usize> = images
+        .iter()
+        .enumerate()
+        .map(|(i, image)| (image.reference.name(), i))
+        .collect();
     images
         .iter()
         .enumerate()
         .map(|(i, image)| {
-            images
+            let mut deps: Vec<usize> = image
+                .bases
                 .iter()
-                .enumerate()
-                .filter(|&(j, base)| j != i && image.builds_on(base))
-                .map(|(j, _)| j)
-                .collect()
+                .filter_map(|base| by_name.get(&base.name()).copied())
+                .filter(|&j| j != i)
+                .collect();
+            deps.sort_unstable();
+            deps.dedup();
+            deps
         })
         .collect()
 }
@@ -376,6 +405,18 @@ mod tests {
             select(&imgs, &unknown, &rules(&[], &[], &[])).unwrap_err(),
             SelectError::UnknownImage("zz".into())
         );
+    }
+
+    #[test]
+    fn a_file_belongs_to_its_own_directory_not_a_prefix_of_it() {
+        let imgs = images(&[("app", "FROM scratch"), ("app-two", "FROM scratch")]);
+        let picked = select(
+            &imgs,
+            &changes(&["ops/docker/app-two/x", "ops/docker/app"]),
+            &rules(&[], &[], &[]),
+        )
+        .unwrap();
+        assert_eq!(names(&imgs, &picked), ["app-two"]);
     }
 
     #[test]

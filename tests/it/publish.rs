@@ -54,7 +54,7 @@ fn unique(ns: &str) -> String {
 }
 
 /// `t-x/app` → this run's repository.
-fn scoped(repository: &str) -> String {
+pub fn scoped(repository: &str) -> String {
     let (ns, rest) = repository.split_once('/').unwrap();
     format!("{}/{rest}", unique(ns))
 }

@@ -219,7 +219,7 @@ fn bad_scan_inputs_fail_with_the_value() {
     Action::github(dir.path())
         .input("command", "scan")
         .run()
-        .assert_failed("needs `archive`");
+        .assert_failed("needs `image` (a reference)");
 }
 
 /// A release the scan blocked: one critical and one high finding counted,
@@ -241,4 +241,42 @@ pub async fn assert_blocked(ran: &crate::support::run::Ran, repository: &str) {
         ("1", "1")
     );
     assert_eq!(ran.outputs["pushed"], "false");
+}
+
+#[tokio::test]
+async fn the_scan_command_pulls_an_image_by_reference_and_grades_it() {
+    let s = services();
+    let repo = image_with(&[("busybox", "1.36.1-r15"), ("libcrypto3", "3.1.4-r0")]);
+    let sha = repo.head();
+    // Published without a scan; scanned afterwards by its reference.
+    publish(&repo, "s-byref", "refs/heads/main", &sha)
+        .run_async()
+        .await
+        .assert_ok();
+    let reference = format!(
+        "{}/{}:{sha}",
+        s.registry_open,
+        crate::publish::scoped("s-byref/app")
+    );
+    let ran = trivy()
+        .around(Action::github(repo.path()))
+        .env("DOCKER_HOST", &s.docker_host)
+        .input("command", "scan")
+        .input("image", &reference)
+        .input("path", "ops/docker/app")
+        .run_async()
+        .await;
+    assert_eq!(ran.code, 1, "{ran}");
+    assert_eq!(ran.outputs["scan-result"], "fail");
+    assert_eq!(ran.outputs["critical"], "1");
+    assert!(
+        ran.summary.contains(&format!("scan of `{reference}`")),
+        "{}",
+        ran.summary
+    );
+    assert!(
+        ran.stdout
+            .contains("::error file=ops/docker/app/Dockerfile,line=2,"),
+        "{ran}"
+    );
 }
