@@ -15,5 +15,6 @@ pub mod plan;
 pub mod reference;
 pub mod registry;
 pub mod report;
+pub mod retention;
 pub mod scan;
 pub mod tags;
