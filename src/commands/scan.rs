@@ -247,7 +247,6 @@ pub fn location(session: &Session, dockerfile_rel: &str) -> Option<Location> {
 
 /// `scan`: an archive or a report, graded with the same policy as `publish`.
 pub async fn run(args: &ScanCommandArgs, session: &Session) -> anyhow::Result<()> {
-    // Relative paths are the workspace's; an absolute one stays as it is.
     let work = tempfile::tempdir_in(
         session
             .ctx
@@ -256,6 +255,7 @@ pub async fn run(args: &ScanCommandArgs, session: &Session) -> anyhow::Result<()
             .unwrap_or_else(std::env::temp_dir),
     )
     .context("couldn't make a work directory under RUNNER_TEMP")?;
+    // Relative paths are the workspace's; an absolute one stays as it is.
     let (path, is_report) = match (&args.archive, &args.report, &args.image) {
         (Some(archive), None, _) => (session.ctx.workspace.join(archive), false),
         (None, Some(report), _) => (session.ctx.workspace.join(report), true),
@@ -277,10 +277,6 @@ pub async fn run(args: &ScanCommandArgs, session: &Session) -> anyhow::Result<()
         .path
         .as_deref()
         .and_then(|p| location(session, &format!("{}/Dockerfile", p.trim_end_matches('/'))));
-    // Before anything can print it (the runner masks only secrets).
-    if let Some(token) = &args.github_token {
-        session.workflow.add_mask(token);
-    }
     let token = args
         .github_token
         .as_deref()
