@@ -25,8 +25,9 @@ use octocrab::service::middleware::retry::RetryConfig;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::report::finding_message;
+use crate::scan::Finding;
 use crate::scan::policy::{Outcome, Policy, Verdict};
-use crate::scan::{Finding, Severity};
 
 /// Annotations GitHub takes per create or update request.
 pub const ANNOTATIONS_PER_REQUEST: usize = 50;
@@ -100,10 +101,10 @@ pub fn check_annotations(verdict: &Verdict, policy: &Policy, path: &str, line: u
                 "end_line": line,
                 "annotation_level": level(f, policy),
                 "title": fit(
-                    &format!("{} {} in {} {}", lower(f.severity), f.id, f.package, f.installed),
+                    &format!("{} {} in {} {}", f.severity.lowercase(), f.id, f.package, f.installed),
                     TITLE_LIMIT,
                 ),
-                "message": fit(&message(f), DETAILS_LIMIT),
+                "message": fit(&finding_message(f), DETAILS_LIMIT),
                 "raw_details": fit(&raw_details(f), DETAILS_LIMIT),
             })
         })
@@ -148,39 +149,11 @@ pub fn fit(text: &str, limit: usize) -> String {
 }
 
 fn level(f: &Finding, policy: &Policy) -> &'static str {
-    if policy.fail_on.is_some_and(|t| f.severity >= t) {
-        "failure"
-    } else if policy.warn_on.is_some_and(|t| f.severity >= t) {
-        "warning"
-    } else {
-        "notice"
+    match policy.grade(f.severity) {
+        Outcome::Fail => "failure",
+        Outcome::Warn => "warning",
+        Outcome::Pass => "notice",
     }
-}
-
-fn lower(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Critical => "critical",
-        Severity::High => "high",
-        Severity::Medium => "medium",
-        Severity::Low => "low",
-        Severity::Unknown => "unknown",
-    }
-}
-
-fn message(f: &Finding) -> String {
-    let fix = match &f.fixed {
-        Some(fixed) => format!("fixed in {fixed}"),
-        None => "no fix yet".to_owned(),
-    };
-    let mut text = format!("{} in {} {} ({fix})", f.id, f.package, f.installed);
-    if !f.title.is_empty() && f.title != f.id {
-        text.push_str(": ");
-        text.push_str(&f.title);
-    }
-    if let Some(url) = &f.url {
-        let _ = write!(text, "\n{url}");
-    }
-    text
 }
 
 fn raw_details(f: &Finding) -> String {
@@ -397,32 +370,8 @@ fn classify(status: u16, body: &str, rate_limited: bool, what: &str) -> Failure 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::scan::Counts;
-
-    fn finding(id: &str, severity: Severity) -> Finding {
-        Finding {
-            id: id.into(),
-            package: "busybox".into(),
-            installed: "1.0".into(),
-            fixed: Some("1.1".into()),
-            severity,
-            title: "bad".into(),
-            target: "img (alpine 3.19)".into(),
-            url: Some(format!("https://avd.example/{id}")),
-            purl: None,
-            path: None,
-        }
-    }
-
-    fn verdict(findings: Vec<Finding>, result: Outcome) -> Verdict {
-        Verdict {
-            result,
-            counts: Counts::from_findings(&findings),
-            findings,
-            ignored: vec![],
-            expired: vec![],
-        }
-    }
+    use crate::scan::Severity;
+    use crate::scan::tests::{finding, verdict};
 
     #[test]
     fn one_annotation_per_finding_levelled_by_the_policy() {

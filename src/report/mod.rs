@@ -9,3 +9,22 @@ pub mod scan;
 pub fn cell(text: &str) -> String {
     text.replace('|', "\\|").replace(['\n', '\r'], " ")
 }
+
+/// One finding in a sentence, for annotations: id, package, the fix, the
+/// advisory's title (unless it only repeats the id) and its link.
+pub fn finding_message(f: &crate::scan::Finding) -> String {
+    let fix = match &f.fixed {
+        Some(fixed) => format!("fixed in {fixed}"),
+        None => "no fix yet".to_owned(),
+    };
+    let mut text = format!("{} in {} {} ({fix})", f.id, f.package, f.installed);
+    if !f.title.is_empty() && f.title != f.id {
+        text.push_str(": ");
+        text.push_str(&f.title);
+    }
+    if let Some(url) = &f.url {
+        text.push('\n');
+        text.push_str(url);
+    }
+    text
+}

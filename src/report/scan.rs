@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::actions::workflow::{Annotation, Level};
-use crate::report::cell;
+use crate::report::{cell, finding_message};
 use crate::scan::policy::{Outcome, Policy, Verdict};
 use crate::scan::{Finding, Scanner, Severity};
 
@@ -69,7 +69,7 @@ pub fn summary(s: &Scanned<'_>) -> String {
             let _ = writeln!(
                 md,
                 "| {} | {id} | `{}` | {} → {} |",
-                lower(f.severity),
+                f.severity.lowercase(),
                 cell(&f.package),
                 cell(&f.installed),
                 f.fixed
@@ -94,18 +94,7 @@ pub fn summary(s: &Scanned<'_>) -> String {
 }
 
 fn threshold(t: Option<Severity>) -> &'static str {
-    t.map_or("nothing", lower)
-}
-
-/// Severities read lower-case in prose; Trivy's upper-case stays in SARIF.
-fn lower(severity: Severity) -> &'static str {
-    match severity {
-        Severity::Critical => "critical",
-        Severity::High => "high",
-        Severity::Medium => "medium",
-        Severity::Low => "low",
-        Severity::Unknown => "unknown",
-    }
+    t.map_or("nothing", Severity::lowercase)
 }
 
 /// Annotations on `file` (the Dockerfile, repository-relative) at `line`
@@ -113,14 +102,10 @@ fn lower(severity: Severity) -> &'static str {
 /// warnings, the rest as notices — at most ten of each, the tenth folding
 /// in whatever did not fit, so nothing is silently dropped.
 pub fn annotations(s: &Scanned<'_>, file: &str, line: u32) -> Vec<Annotation> {
-    let level_of = |f: &Finding| {
-        if s.policy.fail_on.is_some_and(|t| f.severity >= t) {
-            Level::Error
-        } else if s.policy.warn_on.is_some_and(|t| f.severity >= t) {
-            Level::Warning
-        } else {
-            Level::Notice
-        }
+    let level_of = |f: &Finding| match s.policy.grade(f.severity) {
+        Outcome::Fail => Level::Error,
+        Outcome::Warn => Level::Warning,
+        Outcome::Pass => Level::Notice,
     };
     let mut out = Vec::new();
     for level in [Level::Error, Level::Warning, Level::Notice] {
@@ -147,8 +132,13 @@ pub fn annotations(s: &Scanned<'_>, file: &str, line: u32) -> Vec<Annotation> {
         };
         for f in of_level {
             out.push(
-                Annotation::new(level, message(f))
-                    .with_title(format!("{} {} in {}", lower(f.severity), f.id, s.image))
+                Annotation::new(level, finding_message(f))
+                    .with_title(format!(
+                        "{} {} in {}",
+                        f.severity.lowercase(),
+                        f.id,
+                        s.image
+                    ))
                     .with_file(file)
                     .with_line(line),
             );
@@ -189,52 +179,12 @@ pub fn annotations(s: &Scanned<'_>, file: &str, line: u32) -> Vec<Annotation> {
     out
 }
 
-fn message(f: &Finding) -> String {
-    let fix = match &f.fixed {
-        Some(fixed) => format!("fixed in {fixed}"),
-        None => "no fix yet".to_owned(),
-    };
-    let mut text = format!("{} in {} {} ({fix})", f.id, f.package, f.installed);
-    if !f.title.is_empty() {
-        text.push_str(": ");
-        text.push_str(&f.title);
-    }
-    if let Some(url) = &f.url {
-        text.push_str(&format!("\n{url}"));
-    }
-    text
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::scan::Counts;
-
-    fn finding(id: &str, severity: Severity) -> Finding {
-        Finding {
-            id: id.into(),
-            package: "busybox".into(),
-            installed: "1.0".into(),
-            fixed: Some("1.1".into()),
-            severity,
-            title: "bad".into(),
-            target: "img".into(),
-            url: Some(format!("https://avd.example/{id}")),
-            purl: None,
-            path: None,
-        }
-    }
-
-    fn verdict(findings: Vec<Finding>, result: Outcome) -> Verdict {
-        Verdict {
-            result,
-            counts: Counts::from_findings(&findings),
-            findings,
-            ignored: vec![],
-            expired: vec![],
-        }
-    }
+    use crate::scan::Severity;
+    use crate::scan::tests::{finding, verdict};
 
     #[test]
     fn levels_follow_the_policy() {

@@ -23,6 +23,18 @@ impl Severity {
         Severity::Unknown,
     ];
 
+    /// How prose reads it (summaries, annotations, inputs); Trivy's
+    /// upper-case spelling stays in SARIF.
+    pub fn lowercase(self) -> &'static str {
+        match self {
+            Severity::Critical => "critical",
+            Severity::High => "high",
+            Severity::Medium => "medium",
+            Severity::Low => "low",
+            Severity::Unknown => "unknown",
+        }
+    }
+
     /// Trivy's spelling, which is also what SARIF tags and messages show.
     pub fn as_str(self) -> &'static str {
         match self {

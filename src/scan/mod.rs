@@ -109,6 +109,32 @@ pub fn detect_and_parse(json: &[u8]) -> Result<(Scanner, Vec<Finding>), ScanErro
 pub(crate) mod tests {
     use super::*;
 
+    /// A finding with everything filled in, for report rendering tests.
+    pub(crate) fn finding(id: &str, severity: Severity) -> Finding {
+        Finding {
+            id: id.into(),
+            package: "busybox".into(),
+            installed: "1.0".into(),
+            fixed: Some("1.1".into()),
+            severity,
+            title: "bad".into(),
+            target: "img (alpine 3.19)".into(),
+            url: Some(format!("https://avd.example/{id}")),
+            purl: None,
+            path: None,
+        }
+    }
+
+    pub(crate) fn verdict(findings: Vec<Finding>, result: policy::Outcome) -> Verdict {
+        Verdict {
+            result,
+            counts: Counts::from_findings(&findings),
+            findings,
+            ignored: vec![],
+            expired: vec![],
+        }
+    }
+
     /// Reads a report from `../shared/fixtures`, where the real reports live.
     pub(crate) fn fixture(relative: &str) -> Vec<u8> {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -56,6 +56,20 @@ pub struct Verdict {
     pub expired: Vec<String>,
 }
 
+impl Policy {
+    /// What one finding of `severity` does to the release: the rule the
+    /// verdict, the annotations and the check run all level by.
+    pub fn grade(&self, severity: Severity) -> Outcome {
+        if self.fail_on.is_some_and(|t| severity >= t) {
+            Outcome::Fail
+        } else if self.warn_on.is_some_and(|t| severity >= t) {
+            Outcome::Warn
+        } else {
+            Outcome::Pass
+        }
+    }
+}
+
 /// `now` is seconds since the Unix epoch; it only decides ignore expiry.
 pub fn evaluate(
     findings: Vec<Finding>,
@@ -95,16 +109,8 @@ pub fn evaluate(
     counted.sort_by(order);
     ignored.sort_by(|(a, _), (b, _)| order(a, b));
     let counts = Counts::from_findings(&counted);
-    let reaches = |threshold: Option<Severity>| {
-        threshold.is_some_and(|t| counts.max().is_some_and(|max| max >= t))
-    };
-    let result = if reaches(policy.fail_on) {
-        Outcome::Fail
-    } else if reaches(policy.warn_on) {
-        Outcome::Warn
-    } else {
-        Outcome::Pass
-    };
+    // The most severe finding decides, as it would alone.
+    let result = counts.max().map_or(Outcome::Pass, |max| policy.grade(max));
     Verdict {
         result,
         counts,
