@@ -10,6 +10,7 @@ pub mod actions;
 pub mod cli;
 pub mod commands;
 pub mod engine;
+pub mod github;
 pub mod metadata;
 pub mod plan;
 pub mod reference;

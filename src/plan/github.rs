@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context as _, anyhow};
+use anyhow::anyhow;
 use octocrab::Octocrab;
 use octocrab::service::middleware::retry::RetryConfig;
 use serde::Deserialize;
@@ -59,11 +59,6 @@ struct FileEntry {
     previous_filename: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    message: Option<String>,
-}
-
 struct Page<T> {
     body: T,
     has_next: bool,
@@ -79,25 +74,13 @@ enum Failure {
 
 impl GitHubSource {
     pub fn new(api_url: &str, token: Option<&str>, repository: &str) -> anyhow::Result<Self> {
-        let mut builder = Octocrab::builder()
-            .base_uri(api_url)
-            .with_context(|| {
-                format!("invalid GitHub API URL {api_url:?}; set GITHUB_API_URL to the API root, e.g. https://api.github.com")
-            })?
-            .add_retry_config(RetryConfig::Simple(2))
-            .set_connect_timeout(Some(Duration::from_secs(10)))
-            .set_read_timeout(Some(Duration::from_secs(60)))
-            .add_header(
-                http::HeaderName::from_static("x-github-api-version"),
-                "2022-11-28".into(),
-            );
-        if let Some(token) = token {
-            builder = builder.personal_token(token.to_owned());
-        }
         Ok(GitHubSource {
-            crab: builder
-                .build()
-                .context("couldn't set up the GitHub API client")?,
+            crab: crate::github::client(
+                api_url,
+                token,
+                RetryConfig::Simple(2),
+                Duration::from_secs(60),
+            )?,
             repo: repository.to_owned(),
             requests: AtomicUsize::new(0),
         })
@@ -272,15 +255,7 @@ fn names(files: Vec<FileEntry>) -> Vec<String> {
 }
 
 fn classify(status: u16, body: &str, route: &str) -> Failure {
-    let message = serde_json::from_str::<ErrorBody>(body)
-        .ok()
-        .and_then(|b| b.message)
-        .unwrap_or_default();
-    let said = if message.is_empty() {
-        String::new()
-    } else {
-        format!(" ({message:?})")
-    };
+    let said = crate::github::quoted(&crate::github::error_message(body));
     match status {
         401 => Failure::Fatal(format!(
             "the GitHub API refused the token for {route}: 401{said}; pass a valid `github-token` (the default `${{{{ github.token }}}}` works for this repository)"

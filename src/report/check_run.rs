@@ -19,7 +19,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use anyhow::{Context as _, anyhow, bail};
+use anyhow::{anyhow, bail};
 use octocrab::Octocrab;
 use octocrab::service::middleware::retry::RetryConfig;
 use serde::Deserialize;
@@ -205,11 +205,6 @@ struct Created {
     html_url: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct ErrorBody {
-    message: Option<String>,
-}
-
 enum Failure {
     Unavailable(String),
     Fatal(anyhow::Error),
@@ -232,21 +227,14 @@ pub async fn publish_check_run(
             run.repository
         );
     };
-    let crab = Octocrab::builder()
-        .base_uri(api_url)
-        .with_context(|| {
-            format!("invalid GitHub API URL {api_url:?}; set GITHUB_API_URL to the API root, e.g. https://api.github.com")
-        })?
-        .add_retry_config(RetryConfig::None)
-        .set_connect_timeout(Some(Duration::from_secs(10)))
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .add_header(
-            http::HeaderName::from_static("x-github-api-version"),
-            "2022-11-28".into(),
-        )
-        .personal_token(token.to_owned())
-        .build()
-        .context("couldn't set up the GitHub API client")?;
+    // Not retried: a retried POST could make a second run, a retried
+    // PATCH would append its batch twice.
+    let crab = crate::github::client(
+        api_url,
+        Some(token),
+        RetryConfig::None,
+        Duration::from_secs(30),
+    )?;
 
     let omitted = run.annotations.len().saturating_sub(MAX_ANNOTATIONS);
     let sent = &run.annotations[..run.annotations.len() - omitted];
@@ -338,15 +326,8 @@ async fn send(
 }
 
 fn classify(status: u16, body: &str, rate_limited: bool, what: &str) -> Failure {
-    let message = serde_json::from_str::<ErrorBody>(body)
-        .ok()
-        .and_then(|b| b.message)
-        .unwrap_or_default();
-    let said = if message.is_empty() {
-        String::new()
-    } else {
-        format!(" ({message:?})")
-    };
+    let message = crate::github::error_message(body);
+    let said = crate::github::quoted(&message);
     let rate_limited = rate_limited || message.to_ascii_lowercase().contains("rate limit");
     match status {
         403 if !rate_limited => Failure::Unavailable(format!("{what}: 403{said}")),

@@ -1,0 +1,73 @@
+//! What every GitHub REST caller here shares: the octocrab client and the
+//! reading of GitHub's error bodies.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use octocrab::Octocrab;
+use octocrab::service::middleware::retry::RetryConfig;
+use serde::Deserialize;
+
+/// A client for `api_url` (GitHub, GHES `…/api/v3`, Forgejo `…/api/v1`),
+/// pinned to the REST API version the payloads here were read from.
+pub fn client(
+    api_url: &str,
+    token: Option<&str>,
+    retry: RetryConfig,
+    read_timeout: Duration,
+) -> anyhow::Result<Octocrab> {
+    let mut builder = Octocrab::builder()
+        .base_uri(api_url)
+        .with_context(|| {
+            format!("invalid GitHub API URL {api_url:?}; set GITHUB_API_URL to the API root, e.g. https://api.github.com")
+        })?
+        .add_retry_config(retry)
+        .set_connect_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(read_timeout))
+        .add_header(
+            http::HeaderName::from_static("x-github-api-version"),
+            "2022-11-28".into(),
+        );
+    if let Some(token) = token {
+        builder = builder.personal_token(token.to_owned());
+    }
+    builder
+        .build()
+        .context("couldn't set up the GitHub API client")
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    message: Option<String>,
+}
+
+/// GitHub's `message` from an error body; empty when there is none.
+pub fn error_message(body: &str) -> String {
+    serde_json::from_str::<ErrorBody>(body)
+        .ok()
+        .and_then(|b| b.message)
+        .unwrap_or_default()
+}
+
+/// ` ("message")` for an error line, or nothing.
+pub fn quoted(message: &str) -> String {
+    if message.is_empty() {
+        String::new()
+    } else {
+        format!(" ({message:?})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies() {
+        let message = error_message(r#"{"message":"Bad credentials","documentation_url":"x"}"#);
+        assert_eq!(message, "Bad credentials");
+        assert_eq!(quoted(&message), " (\"Bad credentials\")");
+        assert_eq!(error_message("<html>502</html>"), "");
+        assert_eq!(quoted(""), "");
+    }
+}
