@@ -147,15 +147,9 @@ async fn changes(
             ctx.workspace.display()
         );
     }
-    let api = match (args.source, &ctx.repository) {
+    let api_repository = match (args.source, &ctx.repository) {
         (SourceKind::Git, _) => None,
-        (_, Some(repository)) => {
-            let token = args
-                .github_token
-                .as_deref()
-                .or(session.env_token.as_deref());
-            Some(GitHubSource::new(&ctx.api_url, token, repository)?)
-        }
+        (_, Some(repository)) => Some(repository.as_str()),
         (SourceKind::Github, None) => {
             bail!(
                 "`source: github` needs the repository: GITHUB_REPOSITORY is not set (`owner/name`)"
@@ -163,9 +157,22 @@ async fn changes(
         }
         (SourceKind::Auto, None) => None,
     };
+    // The API client (TLS roots and all) is set up only once local git
+    // couldn't answer: most plans never need it.
+    let mut api = None;
     for range in ranges {
         if let Some(found) = attempt(git.as_ref(), range, notes).await? {
             return Ok(found);
+        }
+        let Some(repository) = api_repository else {
+            continue;
+        };
+        if api.is_none() {
+            let token = args
+                .github_token
+                .as_deref()
+                .or(session.env_token.as_deref());
+            api = Some(GitHubSource::new(&ctx.api_url, token, repository)?);
         }
         if let Some(found) = attempt(api.as_ref(), range, notes).await? {
             return Ok(found);

@@ -328,14 +328,9 @@ fn head_sha(args: &ScanCommandArgs, session: &Session) -> Option<String> {
 /// The image as an archive in `work`: pulled onto the engine first when it
 /// isn't there, then exported.
 async fn export(image: &str, work: &Path) -> anyhow::Result<std::path::PathBuf> {
-    crate::engine::run::Runner::connect()
-        .await?
-        .ensure_image(image)
-        .await?;
+    let engine = crate::engine::docker::Engine::connect().await?;
+    engine.runner().ensure_image(image).await?;
     let archive = work.join("image.tar");
-    crate::engine::docker::Engine::connect()
-        .await?
-        .save(image, &archive)
-        .await?;
+    engine.save(image, &archive).await?;
     Ok(archive)
 }

@@ -85,9 +85,9 @@ impl Engine {
         Ok(Engine { docker })
     }
 
-    /// The bollard client, for engine work beyond build and export.
-    pub fn into_docker(self) -> Docker {
-        self.docker
+    /// Containers on this same connection (the client is a shared handle).
+    pub fn runner(&self) -> crate::engine::run::Runner {
+        crate::engine::run::Runner::new(self.docker.clone())
     }
 
     /// Builds and returns the image ID; every log line goes to `on_line`.

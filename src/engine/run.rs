@@ -108,9 +108,11 @@ pub struct Runner {
 impl Runner {
     /// Connects as [`Engine::connect`] does.
     pub async fn connect() -> Result<Self, EngineError> {
-        Ok(Runner {
-            docker: Engine::connect().await?.into_docker(),
-        })
+        Ok(Engine::connect().await?.runner())
+    }
+
+    pub(crate) fn new(docker: Docker) -> Self {
+        Runner { docker }
     }
 
     /// The image is on the engine, pulled (anonymously) when it was not.
