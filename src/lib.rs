@@ -1,10 +1,14 @@
 //! registry-action: a monorepo's container-image pipeline in one binary.
 //!
 //! The pipeline, in the order a run walks it:
-//! `cli` (inputs from flags or `INPUT_*`) → `actions` (the runner contract) →
-//! `plan` (changed paths → image set → matrix) → `commands` (orchestration).
-//! `reference` holds the pure image-reference grammar the plan uses to match
-//! `FROM` lines against the images it publishes.
+//! `cli` (inputs from flags or `INPUT_*`) → `actions` (the runner contract)
+//! → `plan` (changed paths → image set → matrix) → `commands` (one file per
+//! command, orchestration only): `publish` builds through `engine`, scans
+//! with `scan`, pushes through `registry` with the tags `tags` decides;
+//! `report` renders summaries, annotations and check runs.
+//! Pure helpers: `reference` (image names), `metadata` (labels, versions),
+//! `retention` (what a cleanup may delete); `github` is the shared REST
+//! client.
 
 pub mod actions;
 pub mod cli;
