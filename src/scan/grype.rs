@@ -7,8 +7,6 @@ use serde::Deserialize;
 
 use super::{Finding, ScanError, Scanner};
 
-const HINT: &str = "`grype -o json --file report.json IMAGE`";
-
 #[derive(Deserialize)]
 struct Report {
     matches: Vec<Match>,
@@ -82,16 +80,7 @@ struct Location {
 }
 
 pub fn parse(json: &[u8]) -> Result<Vec<Finding>, ScanError> {
-    let report: Report = serde_json::from_slice(json).map_err(json_error)?;
-    convert(report)
-}
-
-fn json_error(source: serde_json::Error) -> ScanError {
-    ScanError::Json {
-        scanner: Scanner::Grype,
-        hint: HINT,
-        source,
-    }
+    convert(super::decode(Scanner::Grype, json)?)
 }
 
 fn convert(report: Report) -> Result<Vec<Finding>, ScanError> {

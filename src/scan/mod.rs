@@ -71,6 +71,24 @@ impl Scanner {
             Scanner::Grype => "grype",
         }
     }
+
+    /// How to make the report this crate reads, for error messages.
+    fn report_command(self) -> &'static str {
+        match self {
+            Scanner::Trivy => "`trivy image --format json --output report.json IMAGE`",
+            Scanner::Grype => "`grype -o json --file report.json IMAGE`",
+        }
+    }
+}
+
+/// Deserialises `scanner`'s JSON report; a failure names the scanner and
+/// how to produce a report it reads.
+fn decode<T: serde::de::DeserializeOwned>(scanner: Scanner, json: &[u8]) -> Result<T, ScanError> {
+    serde_json::from_slice(json).map_err(|source| ScanError::Json {
+        scanner,
+        hint: scanner.report_command(),
+        source,
+    })
 }
 
 impl std::fmt::Display for Scanner {

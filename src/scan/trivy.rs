@@ -8,8 +8,6 @@ use serde::Deserialize;
 
 use super::{Finding, ScanError, Scanner};
 
-const HINT: &str = "`trivy image --format json --output report.json IMAGE`";
-
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
 struct Report {
@@ -57,16 +55,7 @@ struct PkgIdentifier {
 }
 
 pub fn parse(json: &[u8]) -> Result<Vec<Finding>, ScanError> {
-    let report: Report = serde_json::from_slice(json).map_err(json_error)?;
-    convert(report)
-}
-
-fn json_error(source: serde_json::Error) -> ScanError {
-    ScanError::Json {
-        scanner: Scanner::Trivy,
-        hint: HINT,
-        source,
-    }
+    convert(super::decode(Scanner::Trivy, json)?)
 }
 
 fn convert(report: Report) -> Result<Vec<Finding>, ScanError> {
