@@ -21,19 +21,14 @@ mod common;
 use common::*;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tokio::runtime::Runtime;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_registry-action");
-const DEFAULT_SERVICES: &str = "/tmp/registry-action-services";
 const IMAGE_DIR: &str = "ops/docker/big";
 const LAYERS: usize = 4;
 const LAYER_BYTES: usize = 32 << 20;
@@ -141,48 +136,6 @@ fn main() -> ExitCode {
 }
 
 // ---------------------------------------------------------------------------
-// The services
-
-struct Services {
-    docker_host: String,
-    registry_open: String,
-}
-
-impl Services {
-    /// `$REGISTRY_ACTION_SERVICES/env`, as `scripts/services start` writes it.
-    fn load() -> Result<Self, String> {
-        let dir = std::env::var_os("REGISTRY_ACTION_SERVICES")
-            .filter(|d| !d.is_empty())
-            .map_or_else(|| PathBuf::from(DEFAULT_SERVICES), PathBuf::from);
-        let file = dir.join("env");
-        let text = std::fs::read_to_string(&file)
-            .map_err(|e| format!("cannot read {} ({e})", file.display()))?;
-        let env: BTreeMap<&str, &str> = text
-            .lines()
-            .filter_map(|l| l.split_once('='))
-            .map(|(k, v)| (k.trim(), v.trim()))
-            .collect();
-        let get = |key: &str| {
-            env.get(key)
-                .map(|v| v.to_string())
-                .ok_or_else(|| format!("{} has no {key}", file.display()))
-        };
-        let services = Services {
-            docker_host: get("DOCKER_HOST")?,
-            registry_open: get("REGISTRY_OPEN")?,
-        };
-        TcpStream::connect(&services.registry_open).map_err(|e| {
-            format!(
-                "the open registry {} (from {}) does not answer ({e})",
-                services.registry_open,
-                file.display()
-            )
-        })?;
-        Ok(services)
-    }
-}
-
-// ---------------------------------------------------------------------------
 // The workspace
 
 struct Workspace {
@@ -247,86 +200,6 @@ fn random_bytes(seed: u64, stream: u64) -> Vec<u8> {
 
 // ---------------------------------------------------------------------------
 // The byte-counting proxy
-
-/// Client → registry traffic of every connection, summed.
-#[derive(Default)]
-struct Counters {
-    bytes: AtomicU64,
-    requests: AtomicU64,
-}
-
-struct Proxy {
-    addr: String,
-    counters: Arc<Counters>,
-}
-
-impl Proxy {
-    /// On 127.0.0.1:0, one thread per direction of each connection.
-    fn start(upstream: &str) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let counters = Arc::new(Counters::default());
-        let (upstream, shared) = (upstream.to_owned(), counters.clone());
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { continue };
-                let Ok(server) = TcpStream::connect(&upstream) else {
-                    continue;
-                };
-                let (c2, s2, counters) = (
-                    client.try_clone().unwrap(),
-                    server.try_clone().unwrap(),
-                    shared.clone(),
-                );
-                std::thread::spawn(move || pipe(client, server, Some(&counters)));
-                std::thread::spawn(move || pipe(s2, c2, None));
-            }
-        });
-        Proxy { addr, counters }
-    }
-
-    fn snapshot(&self) -> (u64, u64) {
-        (
-            self.counters.bytes.load(Ordering::Relaxed),
-            self.counters.requests.load(Ordering::Relaxed),
-        )
-    }
-}
-
-/// Copies until EOF, then half-closes the other side. Client → registry
-/// counts bytes and request lines (`… HTTP/1.1\r\n`; a 11-byte match inside
-/// random layer bytes is vanishingly unlikely).
-fn pipe(mut from: TcpStream, mut to: TcpStream, counters: Option<&Counters>) {
-    const LINE_END: &[u8] = b" HTTP/1.1\r\n";
-    let mut buf = vec![0; 256 << 10];
-    // How much of LINE_END the stream ends with; the pattern's first byte
-    // occurs nowhere else in it, so a mismatch restarts at 0 or 1.
-    let mut matched = 0;
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if let Some(counters) = counters {
-            counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
-            for &b in &buf[..n] {
-                matched = if b == LINE_END[matched] {
-                    matched + 1
-                } else {
-                    usize::from(b == LINE_END[0])
-                };
-                if matched == LINE_END.len() {
-                    counters.requests.fetch_add(1, Ordering::Relaxed);
-                    matched = 0;
-                }
-            }
-        }
-        if to.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown(Shutdown::Write);
-}
 
 // ---------------------------------------------------------------------------
 // Running the binary

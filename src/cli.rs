@@ -35,6 +35,16 @@ pub enum Command {
     Publish(PublishArgs),
     /// Scan an image archive, or grade a scanner report, against the policy.
     Scan(ScanCommandArgs),
+    /// Delete old commit-SHA tags, keeping the newest `keep` and every protected tag.
+    Cleanup(CleanupArgs),
+    /// Report tags and stored bytes per repository, and growth since a previous report.
+    Usage(UsageArgs),
+    /// Copy tags of a repository to another registry (or repository), digests unchanged.
+    Mirror(MirrorArgs),
+    /// Write tags of a repository to an OCI image layout (a directory or a .tar).
+    Backup(BackupArgs),
+    /// Push the tags of an OCI image layout (a directory or a .tar) to a repository.
+    Restore(RestoreArgs),
 }
 
 impl Command {
@@ -43,6 +53,35 @@ impl Command {
             Command::Plan(_) => "plan",
             Command::Publish(_) => "publish",
             Command::Scan(_) => "scan",
+            Command::Cleanup(_) => "cleanup",
+            Command::Usage(_) => "usage",
+            Command::Mirror(_) => "mirror",
+            Command::Backup(_) => "backup",
+            Command::Restore(_) => "restore",
+        }
+    }
+
+    /// Every secret given to this command, for masking before anything runs.
+    pub fn secrets(&self) -> Vec<&String> {
+        match self {
+            Command::Plan(args) => args.github_token.iter().collect(),
+            Command::Publish(args) => args
+                .password
+                .iter()
+                .chain(&args.github_token)
+                .chain(&args.mirror_password)
+                .collect(),
+            Command::Scan(args) => args.github_token.iter().collect(),
+            Command::Cleanup(args) => args.repositories.password.iter().collect(),
+            Command::Usage(args) => args.repositories.password.iter().collect(),
+            Command::Mirror(args) => args
+                .from
+                .from_password
+                .iter()
+                .chain(&args.to.password)
+                .collect(),
+            Command::Backup(args) => args.from.from_password.iter().collect(),
+            Command::Restore(args) => args.to.password.iter().collect(),
         }
     }
 }
@@ -55,8 +94,9 @@ pub enum SourceKind {
     Github,
 }
 
+/// Where the image directories are.
 #[derive(Debug, Clone, Args)]
-pub struct PlanArgs {
+pub struct ImageDirs {
     /// Folder holding one directory per image.
     #[arg(long, default_value = "ops/docker", value_parser = relative_dir)]
     pub context_root: String,
@@ -64,6 +104,12 @@ pub struct PlanArgs {
     /// How many levels below the context root an image directory may sit.
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=8))]
     pub max_depth: u8,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub dirs: ImageDirs,
 
     /// Globs of paths that count as changes (newline-separated; default all).
     #[arg(long, value_name = "GLOBS")]
@@ -110,6 +156,169 @@ pub struct PlanArgs {
     /// `FROM` lines when matching images to their bases.
     #[arg(long, value_name = "KEY=VALUE")]
     pub build_args: Vec<String>,
+}
+
+/// Which repositories `cleanup` and `usage` read, and how to reach them.
+#[derive(Debug, Clone, Args)]
+pub struct RepositoryArgs {
+    /// Repositories, one per line: `name` (under `namespace`) or
+    /// `namespace/name`; default every image directory under `context-root`.
+    #[arg(long, value_name = "NAMES")]
+    pub images: Vec<String>,
+
+    #[command(flatten)]
+    pub dirs: ImageDirs,
+
+    /// Registry holding the images.
+    #[arg(long, default_value = "docker.io")]
+    pub registry: String,
+
+    /// Namespace of the images (default: the repository owner, lower-cased).
+    #[arg(long)]
+    pub namespace: Option<String>,
+
+    /// Registry user name.
+    #[arg(long)]
+    pub username: Option<String>,
+
+    /// Registry password or access token.
+    #[arg(long, hide_env_values = true)]
+    pub password: Option<String>,
+
+    /// Docker Hub's API, used instead of the registry API when `registry` is Docker Hub.
+    #[arg(long, default_value = crate::hub::DEFAULT_API)]
+    pub hub_api: String,
+
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=64))]
+    pub concurrency: u8,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CleanupArgs {
+    #[command(flatten)]
+    pub repositories: RepositoryArgs,
+
+    /// Prunable tags kept per repository, newest first.
+    #[arg(long, default_value_t = 50)]
+    pub keep: usize,
+
+    /// Globs of prunable tags (newline-separated; default full 40-hex commit SHAs).
+    #[arg(long, value_name = "GLOBS")]
+    pub tag_pattern: Vec<String>,
+
+    /// Globs of tags never deleted (newline-separated); `latest` and semantic versions always are.
+    #[arg(long, value_name = "GLOBS")]
+    pub protect: Vec<String>,
+
+    /// Only delete tags older than this, e.g. `30d`, `2w`, `720h`.
+    #[arg(long, value_name = "AGE")]
+    pub older_than: Option<String>,
+
+    /// Report what would be deleted, delete nothing.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = inputs::parse_bool)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct UsageArgs {
+    #[command(flatten)]
+    pub repositories: RepositoryArgs,
+
+    /// A previous `usage` report (JSON file) to measure growth against.
+    #[arg(long, value_name = "FILE")]
+    pub previous_report: Option<String>,
+
+    /// Also write the report (JSON) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report_file: Option<String>,
+}
+
+/// Where `mirror` and `backup` read from.
+#[derive(Debug, Clone, Args)]
+pub struct FromArgs {
+    /// The repository copied from, `registry/namespace/name`, e.g.
+    /// `docker.io/library/alpine` (a `:tag` selects that tag).
+    #[arg(long, value_name = "REPOSITORY")]
+    pub from: String,
+
+    /// User name for the `from` registry.
+    #[arg(long)]
+    pub from_username: Option<String>,
+
+    /// Password or access token for the `from` registry.
+    #[arg(long, hide_env_values = true)]
+    pub from_password: Option<String>,
+}
+
+/// Where `mirror` and `restore` write to.
+#[derive(Debug, Clone, Args)]
+pub struct ToArgs {
+    /// The repository copied to, `registry/namespace/name`.
+    #[arg(long, value_name = "REPOSITORY")]
+    pub to: String,
+
+    /// User name for the `to` registry.
+    #[arg(long)]
+    pub username: Option<String>,
+
+    /// Password or access token for the `to` registry.
+    #[arg(long, hide_env_values = true)]
+    pub password: Option<String>,
+}
+
+/// What a copy takes and how.
+#[derive(Debug, Clone, Args)]
+pub struct CopyArgs {
+    /// Tags to copy, one per line; globs (`1.*`) allowed; default all.
+    #[arg(long, value_name = "TAGS")]
+    pub tags: Vec<String>,
+
+    /// Requests in flight at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=64))]
+    pub concurrency: u8,
+
+    /// Report what would be copied, write nothing.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = inputs::parse_bool)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MirrorArgs {
+    #[command(flatten)]
+    pub from: FromArgs,
+    #[command(flatten)]
+    pub to: ToArgs,
+    #[command(flatten)]
+    pub copy: CopyArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub from: FromArgs,
+
+    /// The OCI image layout: a directory, or a file ending in `.tar`.
+    #[arg(long, value_name = "PATH")]
+    pub archive: String,
+
+    #[command(flatten)]
+    pub copy: CopyArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RestoreArgs {
+    /// The OCI image layout to push: a directory, or a file ending in `.tar`.
+    #[arg(long, value_name = "PATH")]
+    pub archive: String,
+
+    #[command(flatten)]
+    pub to: ToArgs,
+
+    #[command(flatten)]
+    pub copy: CopyArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -200,6 +409,25 @@ pub struct PublishArgs {
     /// when the clone is shallow (falls back to GITHUB_TOKEN).
     #[arg(long, hide_env_values = true, value_name = "TOKEN")]
     pub github_token: Option<String>,
+
+    /// Further registries that get the same digest under the same tags,
+    /// one per line: `registry` (same repository path) or
+    /// `registry/namespace/name`.
+    #[arg(long, value_name = "REGISTRIES")]
+    pub mirror_to: Vec<String>,
+
+    /// User name for the `mirror-to` registries.
+    #[arg(long)]
+    pub mirror_username: Option<String>,
+
+    /// Password or access token for the `mirror-to` registries.
+    #[arg(long, hide_env_values = true)]
+    pub mirror_password: Option<String>,
+
+    /// Fail the job when a mirror fails (the release itself stays pushed).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = inputs::parse_bool)]
+    pub mirror_required: bool,
 
     #[command(flatten)]
     pub scan: ScanArgs,
@@ -398,8 +626,8 @@ mod tests {
             )
             .unwrap(),
         );
-        assert_eq!(args.context_root, "images");
-        assert_eq!(args.max_depth, 2);
+        assert_eq!(args.dirs.context_root, "images");
+        assert_eq!(args.dirs.max_depth, 2);
         assert_eq!(PlanArgs::globs(&args.exclude), ["**/*.md", "docs/**"]);
         assert!(args.all);
         assert_eq!(args.base, None, "an empty input is unset");
@@ -427,15 +655,15 @@ mod tests {
             )
             .unwrap(),
         );
-        assert_eq!(args.context_root, "cli/root");
+        assert_eq!(args.dirs.context_root, "cli/root");
         assert_eq!(PlanArgs::globs(&args.include), ["a/**", "b/**"]);
     }
 
     #[test]
     fn defaults() {
         let args = plan(parse(&["registry-action", "plan"], &[]).unwrap());
-        assert_eq!(args.context_root, "ops/docker");
-        assert_eq!(args.max_depth, 1);
+        assert_eq!(args.dirs.context_root, "ops/docker");
+        assert_eq!(args.dirs.max_depth, 1);
         assert!(!args.all);
         assert_eq!(args.source, SourceKind::Auto);
         assert_eq!(args.registry, "docker.io");

@@ -8,14 +8,18 @@
 //! `report` renders summaries, annotations and check runs.
 //! Pure helpers: `reference` (image names), `metadata` (labels, versions),
 //! `retention` (what a cleanup may delete); `github` is the shared REST
-//! client.
+//! client; `hub` is Docker Hub's own API (tag dates and deletes).
 
 pub mod actions;
 pub mod cli;
 pub mod commands;
 pub mod engine;
 pub mod github;
+pub mod hub;
+pub mod inventory;
+pub mod layout;
 pub mod metadata;
+pub mod mirror;
 pub mod plan;
 pub mod reference;
 pub mod registry;
@@ -23,3 +27,5 @@ pub mod report;
 pub mod retention;
 pub mod scan;
 pub mod tags;
+pub mod time;
+pub mod usage;

@@ -62,11 +62,7 @@ fn main() -> ExitCode {
 
 /// Secrets are masked before anything else can print them.
 fn mask_secrets(cli: &Cli, session: &Session) {
-    let given: Vec<&String> = match &cli.command {
-        cli::Command::Plan(args) => args.github_token.iter().collect(),
-        cli::Command::Publish(args) => args.password.iter().chain(&args.github_token).collect(),
-        cli::Command::Scan(args) => args.github_token.iter().collect(),
-    };
+    let given = cli.command.secrets();
     for secret in given.into_iter().chain(&session.env_token) {
         session.workflow.add_mask(secret);
     }

@@ -58,23 +58,6 @@ pub fn version_from_ref(git_ref: &str, image: &str) -> Option<semver::Version> {
     semver::Version::parse(version).ok()
 }
 
-/// Seconds since the epoch as RFC 3339 (UTC), without a date crate.
-pub fn rfc3339(unix: u64) -> String {
-    let (days, rem) = (unix / 86_400, unix % 86_400);
-    let (hh, mm, ss) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    // Howard Hinnant's civil-from-days.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -107,13 +90,6 @@ mod tests {
             err.contains("`labels`") && err.contains("\"novalue\""),
             "{err}"
         );
-    }
-
-    #[test]
-    fn dates() {
-        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
-        assert_eq!(rfc3339(1_795_824_000), "2026-11-28T00:00:00Z");
-        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
     }
 
     #[test]

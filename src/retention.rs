@@ -347,6 +347,34 @@ pub fn plan(tags: &[TagInfo], rules: &Rules) -> Plan {
     }
 }
 
+/// Re-judges `plan` against tags read again just before deleting: a
+/// deletion whose digest another tag now names (pushed or moved there while
+/// the listing was read, e.g. `latest` rolled back) is dropped, and its tags
+/// are kept as sharing that tag's manifest.
+pub fn recheck(mut plan: Plan, listed_now: &[(String, String)]) -> Plan {
+    let mut dropped = Vec::new();
+    plan.delete.retain(|deletion| {
+        let claimed = listed_now.iter().find(|(tag, digest)| {
+            digest.eq_ignore_ascii_case(&deletion.digest) && !deletion.tags.contains(tag)
+        });
+        match claimed {
+            Some((with, _)) => {
+                dropped.extend(
+                    deletion
+                        .tags
+                        .iter()
+                        .map(|t| (t.clone(), Kept::SharesDigest { with: with.clone() })),
+                );
+                false
+            }
+            None => true,
+        }
+    });
+    plan.kept.extend(dropped);
+    plan.kept.sort_by(|a, b| a.0.cmp(&b.0));
+    plan
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -991,5 +1019,36 @@ mod tests {
 
     fn plan_again(listing: &[TagInfo], first: &Plan) -> Plan {
         plan(&apply(listing, &first.delete), &Rules::new(NOW))
+    }
+
+    #[test]
+    fn a_tag_moved_onto_a_doomed_digest_saves_it() {
+        let listing = vec![
+            tag(&sha(1), &digest(1), 30),
+            tag(&sha(2), &digest(2), 20),
+            tag(&sha(3), &digest(3), 10),
+        ];
+        let first = plan(&listing, &rules(1));
+        assert_eq!(
+            first.delete,
+            vec![
+                deletion(&digest(1), &[&sha(1)]),
+                deletion(&digest(2), &[&sha(2)])
+            ]
+        );
+        // While we read, someone rolled `latest` back to the oldest image.
+        let now = vec![
+            (
+                "latest".to_string(),
+                digest(1).to_uppercase().replace("SHA256", "sha256"),
+            ),
+            (sha(3), digest(3)),
+            // The doomed tags themselves don't save their own digest.
+            (sha(2), digest(2)),
+        ];
+        let checked = recheck(first, &now);
+        assert_eq!(checked.delete, vec![deletion(&digest(2), &[&sha(2)])]);
+        assert!(checked.kept.contains(&kept(&sha(1), shares("latest"))));
+        assert!(checked.kept.windows(2).all(|w| w[0].0 <= w[1].0));
     }
 }

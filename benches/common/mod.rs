@@ -3,9 +3,15 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+const DEFAULT_SERVICES: &str = "/tmp/registry-action-services";
 
 /// GITHUB_OUTPUT as the runner reads it: `NAME=VALUE`, or `NAME<<DELIMITER`
 /// then the value's lines up to the delimiter.
@@ -53,4 +59,129 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 
 pub fn ms(wall: Duration) -> String {
     format!("{:.1} ms", wall.as_secs_f64() * 1000.0)
+}
+
+// ---------------------------------------------------------------------------
+// The services
+
+pub struct Services {
+    pub docker_host: String,
+    pub registry_open: String,
+}
+
+impl Services {
+    /// `$REGISTRY_ACTION_SERVICES/env`, as `scripts/services start` writes it.
+    pub fn load() -> Result<Self, String> {
+        let dir = std::env::var_os("REGISTRY_ACTION_SERVICES")
+            .filter(|d| !d.is_empty())
+            .map_or_else(|| PathBuf::from(DEFAULT_SERVICES), PathBuf::from);
+        let file = dir.join("env");
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| format!("cannot read {} ({e})", file.display()))?;
+        let env: BTreeMap<&str, &str> = text
+            .lines()
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .collect();
+        let get = |key: &str| {
+            env.get(key)
+                .map(|v| v.to_string())
+                .ok_or_else(|| format!("{} has no {key}", file.display()))
+        };
+        let services = Services {
+            docker_host: get("DOCKER_HOST")?,
+            registry_open: get("REGISTRY_OPEN")?,
+        };
+        TcpStream::connect(&services.registry_open).map_err(|e| {
+            format!(
+                "the open registry {} (from {}) does not answer ({e})",
+                services.registry_open,
+                file.display()
+            )
+        })?;
+        Ok(services)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A loopback proxy that counts what the client sends
+
+/// Client → registry traffic of every connection, summed.
+#[derive(Default)]
+pub struct Counters {
+    bytes: AtomicU64,
+    requests: AtomicU64,
+}
+
+pub struct Proxy {
+    pub addr: String,
+    counters: Arc<Counters>,
+}
+
+impl Proxy {
+    /// On 127.0.0.1:0, one thread per direction of each connection.
+    pub fn start(upstream: &str) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let counters = Arc::new(Counters::default());
+        let (upstream, shared) = (upstream.to_owned(), counters.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (c2, s2, counters) = (
+                    client.try_clone().unwrap(),
+                    server.try_clone().unwrap(),
+                    shared.clone(),
+                );
+                std::thread::spawn(move || pipe(client, server, Some(&counters)));
+                std::thread::spawn(move || pipe(s2, c2, None));
+            }
+        });
+        Proxy { addr, counters }
+    }
+
+    pub fn snapshot(&self) -> (u64, u64) {
+        (
+            self.counters.bytes.load(Ordering::Relaxed),
+            self.counters.requests.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Copies until EOF, then half-closes the other side. Client → registry
+/// counts bytes and request lines (`… HTTP/1.1\r\n`; a 11-byte match inside
+/// random layer bytes is vanishingly unlikely).
+fn pipe(mut from: TcpStream, mut to: TcpStream, counters: Option<&Counters>) {
+    const LINE_END: &[u8] = b" HTTP/1.1\r\n";
+    let mut buf = vec![0; 256 << 10];
+    // How much of LINE_END the stream ends with; the pattern's first byte
+    // occurs nowhere else in it, so a mismatch restarts at 0 or 1.
+    let mut matched = 0;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if let Some(counters) = counters {
+            counters.bytes.fetch_add(n as u64, Ordering::Relaxed);
+            for &b in &buf[..n] {
+                matched = if b == LINE_END[matched] {
+                    matched + 1
+                } else {
+                    usize::from(b == LINE_END[0])
+                };
+                if matched == LINE_END.len() {
+                    counters.requests.fetch_add(1, Ordering::Relaxed);
+                    matched = 0;
+                }
+            }
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
 }

@@ -1,8 +1,14 @@
 //! One file per command: orchestration only.
 
+pub mod backup;
+pub mod cleanup;
+pub mod mirror;
 pub mod plan;
 pub mod publish;
+mod repositories;
+pub mod restore;
 pub mod scan;
+pub mod usage;
 
 use anyhow::{Context as _, bail};
 
@@ -13,6 +19,7 @@ use crate::actions::outputs::Outputs;
 use crate::actions::summary;
 use crate::actions::workflow::Workflow;
 use crate::cli::Command;
+use crate::registry::auth::Credentials;
 
 /// What every command gets: the run's context and the workflow-command sink.
 pub struct Session {
@@ -23,10 +30,6 @@ pub struct Session {
 }
 
 impl Session {
-    /// Hands results to the runner — the output file and the step summary —
-    /// or, on a laptop, prints outputs as one JSON object on stdout and the
-    /// summary on stderr. Called once, at the end of a successful run, so a
-    /// failed run writes no outputs.
     /// The event payload, when a runner named one.
     pub fn event(&self) -> anyhow::Result<Option<Event>> {
         let Some(name) = &self.ctx.event_name else {
@@ -50,6 +53,10 @@ impl Session {
             )
     }
 
+    /// Hands results to the runner — the output file and the step summary —
+    /// or, on a laptop, prints outputs as one JSON object on stdout and the
+    /// summary on stderr. Called once, at the end of a successful run, so a
+    /// failed run writes no outputs.
     pub fn finish(&self, outputs: &Outputs, summary_md: &str) -> anyhow::Result<()> {
         match &self.ctx.output_file {
             Some(path) => outputs.write_to_file(path).with_context(|| {
@@ -71,5 +78,30 @@ pub async fn run(command: Command, session: &Session) -> anyhow::Result<()> {
         Command::Plan(args) => plan::run(&args, session).await,
         Command::Publish(args) => publish::run(&args, session).await,
         Command::Scan(args) => scan::run(&args, session).await,
+        Command::Cleanup(args) => cleanup::run(&args, session).await,
+        Command::Usage(args) => usage::run(&args, session).await,
+        Command::Mirror(args) => mirror::run(&args, session).await,
+        Command::Backup(args) => backup::run(&args, session).await,
+        Command::Restore(args) => restore::run(&args, session).await,
+    }
+}
+
+/// Registry credentials: both halves or neither.
+pub fn credentials(
+    username: &Option<String>,
+    password: &Option<String>,
+) -> anyhow::Result<Option<Credentials>> {
+    match (username, password) {
+        (Some(username), Some(password)) => Ok(Some(Credentials {
+            username: username.clone(),
+            password: password.clone(),
+        })),
+        (None, None) => Ok(None),
+        (Some(_), None) => bail!(
+            "`username` is set but `password` is empty; pass the password or token as a secret"
+        ),
+        (None, Some(_)) => {
+            bail!("`password` is set but `username` is empty; set the registry user name")
+        }
     }
 }

@@ -36,11 +36,11 @@ pub async fn run(args: &PlanArgs, session: &Session) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?
             .into_iter()
             .collect();
-    let images = discover(&ctx.workspace, &args.context_root, args.max_depth.into())?
+    let images = discover(&ctx.workspace, &args.dirs.context_root, args.dirs.max_depth.into())?
         .into_iter()
         .map(|found| {
-            Image::new(&args.context_root, &found.name, &found.dockerfile, &destination, &build_args)
-                .with_context(|| format!("image directory `{}/{}` can't be pushed under that name; rename the directory to lower-case letters, digits, `.`, `_` or `-`", args.context_root, found.name))
+            Image::new(&args.dirs.context_root, &found.name, &found.dockerfile, &destination, &build_args)
+                .with_context(|| format!("image directory `{}/{}` can't be pushed under that name; rename the directory to lower-case letters, digits, `.`, `_` or `-`", args.dirs.context_root, found.name))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let names: Vec<&str> = images.iter().map(|i| i.name.as_str()).collect();

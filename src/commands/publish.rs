@@ -18,10 +18,12 @@ use crate::actions::event::Event;
 use crate::actions::outputs::Outputs;
 use crate::cli::{LatestArg, PublishArgs};
 use crate::commands::Session;
+use crate::commands::mirror::{mirror_results, release_mirrors};
 use crate::commands::scan::{self, Subject};
 use crate::engine::docker::{BuildSpec, Engine};
 use crate::engine::export::{Blob, OciImage, oci_image};
 use crate::metadata::{self, Provenance};
+use crate::mirror::summary::{Mirrored, mirrors};
 use crate::plan::git::GitSource;
 use crate::plan::github::GitHubSource;
 use crate::reference::Reference;
@@ -64,7 +66,7 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
         .to_owned();
     let reference = image_reference(args, session, &basename)?;
     let repository = reference.repository().to_owned();
-    let credentials = credentials(args)?;
+    let credentials = super::credentials(&args.username, &args.password)?;
     let build_args = metadata::pairs("build-args", &args.build_args).map_err(anyhow::Error::msg)?;
     let extra_labels = metadata::pairs("labels", &args.labels).map_err(anyhow::Error::msg)?;
     let extra_tags: Vec<String> = args
@@ -231,6 +233,31 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
             registry.put_manifest(&repository, tag, &manifest).await?;
         }
     }
+    let mirrored = if args.push {
+        release_mirrors(args, &registry, &repository, &set.tags).await?
+    } else {
+        Vec::new()
+    };
+    let failed: Vec<&Mirrored> = mirrored.iter().filter(|m| m.result.is_err()).collect();
+    if args.mirror_required && !failed.is_empty() {
+        bail!(
+            "{} is released, but mirroring it to {} failed and `mirror-required` is set; see the log, then re-run (only what is missing is copied)",
+            reference.familiar(),
+            failed
+                .iter()
+                .map(|m| m.target.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    for m in &failed {
+        if let Err(e) = &m.result {
+            session.workflow.warning(&format!(
+                "mirroring to {} failed: {e}; the release stands (set `mirror-required: true` to fail the job instead)",
+                m.target
+            ));
+        }
+    }
     report.digest = manifest.digest.clone();
     report.pushed = args.push;
     report.seconds = started.elapsed().as_secs_f64();
@@ -249,6 +276,11 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
     outputs.set("sha-tag", format!("{}:{}", reference.familiar(), set.sha));
     outputs.set("pushed", args.push.to_string());
     let mut markdown = summary(&report);
+    if !mirrored.is_empty() {
+        outputs.set_json("mirrors", &mirror_results(&mirrored))?;
+        markdown.push('\n');
+        markdown.push_str(&mirrors(&mirrored));
+    }
     if let Some(gate) = &gate {
         gate.set_outputs(&mut outputs);
         markdown.push('\n');
@@ -285,22 +317,6 @@ fn has_registry(image: &str) -> bool {
     image
         .split_once('/')
         .is_some_and(|(first, _)| first.contains(['.', ':']) || first == "localhost")
-}
-
-fn credentials(args: &PublishArgs) -> anyhow::Result<Option<Credentials>> {
-    match (&args.username, &args.password) {
-        (Some(username), Some(password)) => Ok(Some(Credentials {
-            username: username.clone(),
-            password: password.clone(),
-        })),
-        (None, None) => Ok(None),
-        (Some(_), None) => bail!(
-            "`username` is set but `password` is empty; pass the password or token as a secret"
-        ),
-        (None, Some(_)) => {
-            bail!("`password` is set but `username` is empty; set the registry user name")
-        }
-    }
 }
 
 fn single_platform(platforms: Option<&str>) -> anyhow::Result<Option<String>> {
@@ -466,7 +482,7 @@ fn labels(
             .as_ref()
             .map(|r| format!("{}/{r}", ctx.server_url.trim_end_matches('/'))),
         revision: sha,
-        created: metadata::rfc3339(now),
+        created: crate::time::rfc3339(now as i64),
         version: version.map(ToString::to_string),
         title,
     });

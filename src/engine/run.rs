@@ -1,26 +1,39 @@
 //! One-shot containers through the engine (bollard): make sure the image is
-//! there (pulling it when it is not), run a command with bind mounts and a
-//! chosen environment, collect stdout and the tail of stderr, and remove the
-//! container whatever happened.
+//! there (pulling it when it is not), copy local files into the container,
+//! run a command with a chosen environment, collect stdout and the tail of
+//! stderr, and remove the container whatever happened.
+//!
+//! Files go in through the engine API (a tar stream), not bind mounts: a
+//! bind mount names a path on the engine's host, and inside the action's
+//! own container (`runs.using: docker`) our paths are not the host's.
 //!
 //! The scan gate runs a scanner this way when its binary is not on PATH.
 
-use std::path::PathBuf;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bollard::Docker;
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
+use bollard::models::{ContainerCreateBody, HostConfig};
 use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, CreateImageOptions, RemoveContainerOptions,
-    WaitContainerOptions,
+    UploadToContainerOptions, WaitContainerOptions,
 };
+use bytes::Bytes;
 use futures_util::StreamExt as _;
+use tokio::sync::mpsc;
 
 use crate::engine::docker::{Engine, EngineError};
 
 /// Bytes of stderr kept for an error message (the end of it).
 const STDERR_KEPT: usize = 64 * 1024;
+
+/// Size of each chunk of the tar stream sent to the engine.
+const CHUNK: usize = 1 << 20;
+
+/// Chunks in flight between the tar writer and the upload.
+const CHUNKS_QUEUED: usize = 4;
 
 /// Every container made here carries this label, so a stray one is easy
 /// to find (`docker ps -a --filter label=registry-action.run`).
@@ -41,10 +54,12 @@ pub enum RunError {
         #[source]
         source: bollard::errors::Error,
     },
-    #[error(
-        "the Docker Engine can't mount into a container of {image}: {message}; the engine mounts paths of its own host, so run where it shares this machine's filesystem (not inside another container)"
-    )]
-    MountSource { image: String, message: String },
+    #[error("couldn't copy {} into a container of {image}: {reason}", path.display())]
+    CopyIn {
+        image: String,
+        path: PathBuf,
+        reason: String,
+    },
     #[error(
         "the container of {image} was still running after {} s; it was stopped and removed",
         after.as_secs()
@@ -52,14 +67,13 @@ pub enum RunError {
     TimedOut { image: String, after: Duration },
 }
 
-/// A host directory mounted into the container.
+/// A local file or directory copied into the container before it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BindMount {
-    /// An absolute path on the engine's host.
+pub struct CopyIn {
+    /// A path on this machine (or in this container).
     pub source: PathBuf,
-    /// An absolute path inside the container.
+    /// The absolute path it gets inside the container.
     pub target: String,
-    pub read_only: bool,
 }
 
 /// What to run.
@@ -70,7 +84,7 @@ pub struct RunSpec<'a> {
     pub cmd: Vec<String>,
     /// `KEY=VALUE`: the container's whole environment besides the image's own.
     pub env: Vec<String>,
-    pub mounts: Vec<BindMount>,
+    pub copies: Vec<CopyIn>,
     /// `none` cuts the container off every network; otherwise the engine's default.
     pub network_none: bool,
     /// The container is stopped and removed when it runs longer.
@@ -170,17 +184,6 @@ impl Runner {
     /// when anything failed or the timeout struck.
     pub async fn run(&self, spec: &RunSpec<'_>) -> Result<Exited, RunError> {
         let api = |action| api_error(action, spec.image);
-        let mounts = spec
-            .mounts
-            .iter()
-            .map(|m| Mount {
-                typ: Some(MountType::BIND),
-                source: Some(m.source.display().to_string()),
-                target: Some(m.target.clone()),
-                read_only: Some(m.read_only),
-                ..Default::default()
-            })
-            .collect();
         let body = ContainerCreateBody {
             image: Some(spec.image.to_owned()),
             cmd: Some(spec.cmd.clone()),
@@ -192,7 +195,6 @@ impl Runner {
             tty: Some(false),
             open_stdin: Some(false),
             host_config: Some(HostConfig {
-                mounts: Some(mounts),
                 network_mode: spec.network_none.then(|| "none".to_owned()),
                 auto_remove: Some(false),
                 ..Default::default()
@@ -207,18 +209,11 @@ impl Runner {
             name: Some(name),
             ..Default::default()
         };
-        let created = match self.docker.create_container(Some(options), body).await {
-            Ok(created) => created,
-            Err(bollard::errors::Error::DockerResponseServerError { message, .. })
-                if message.contains("bind source path does not exist") =>
-            {
-                return Err(RunError::MountSource {
-                    image: spec.image.to_owned(),
-                    message,
-                });
-            }
-            Err(source) => return Err(api("create")(source)),
-        };
+        let created = self
+            .docker
+            .create_container(Some(options), body)
+            .await
+            .map_err(api("create"))?;
         for warning in &created.warnings {
             tracing::warn!("creating a container of {}: {warning}", spec.image);
         }
@@ -226,19 +221,55 @@ impl Runner {
             docker: Some(self.docker.clone()),
             id: created.id.clone(),
         };
-        let result =
-            match tokio::time::timeout(spec.timeout, self.attach_start_wait(&created.id, spec))
-                .await
-            {
-                Ok(result) => result,
-                Err(_) => Err(RunError::TimedOut {
-                    image: spec.image.to_owned(),
-                    after: spec.timeout,
-                }),
-            };
+        let run = async {
+            for copy in &spec.copies {
+                self.copy_in(&created.id, spec.image, copy).await?;
+            }
+            self.attach_start_wait(&created.id, spec).await
+        };
+        let result = match tokio::time::timeout(spec.timeout, run).await {
+            Ok(result) => result,
+            Err(_) => Err(RunError::TimedOut {
+                image: spec.image.to_owned(),
+                after: spec.timeout,
+            }),
+        };
         guard.docker = None;
         remove(&self.docker, &created.id).await;
         result
+    }
+
+    /// Streams `copy` into the created container as a tar, written on a
+    /// blocking thread while the engine reads it, so an image archive of
+    /// any size never sits in memory.
+    async fn copy_in(&self, id: &str, image: &str, copy: &CopyIn) -> Result<(), RunError> {
+        let failed = |reason: String| RunError::CopyIn {
+            image: image.to_owned(),
+            path: copy.source.clone(),
+            reason,
+        };
+        let (sender, receiver) = mpsc::channel(CHUNKS_QUEUED);
+        let (source, target) = (copy.source.clone(), copy.target.clone());
+        let writer = tokio::task::spawn_blocking(move || write_tar(&source, &target, sender));
+        let chunks = futures_util::stream::unfold(receiver, |mut receiver| async move {
+            receiver.recv().await.map(|chunk| (chunk, receiver))
+        });
+        // Extracted at the root: the engine wants the directory to exist,
+        // and the tar's own entries make the target's parents.
+        let options = UploadToContainerOptions {
+            path: "/".into(),
+            ..Default::default()
+        };
+        let uploaded = self
+            .docker
+            .upload_to_container(id, Some(options), bollard::body_try_stream(chunks))
+            .await;
+        let written = writer
+            .await
+            .map_err(|e| failed(format!("the tar writer stopped ({e})")))?;
+        // A write error is the cause of the failed upload it leads to.
+        written.map_err(|e| failed(e.to_string()))?;
+        uploaded.map_err(|e| failed(format!("the engine refused it ({e})")))
     }
 
     async fn attach_start_wait(&self, id: &str, spec: &RunSpec<'_>) -> Result<Exited, RunError> {
@@ -350,6 +381,53 @@ impl Drop for Removal {
             handle.spawn(async move { remove(&docker, &id).await });
         }
     }
+}
+
+/// Sends chunks of the tar stream to the upload; a chunk the upload no
+/// longer wants (it failed) ends the writing.
+struct ChunkSender(mpsc::Sender<std::io::Result<Bytes>>);
+
+impl Write for ChunkSender {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
+            .map_err(|_| std::io::Error::other("the engine stopped reading"))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A tar holding `source` (a file or a directory tree) as `target`,
+/// written to `sender`; an error also goes down the stream, so the engine
+/// never takes a cut tar for a whole one.
+fn write_tar(
+    source: &Path,
+    target: &str,
+    sender: mpsc::Sender<std::io::Result<Bytes>>,
+) -> std::io::Result<()> {
+    let errors = sender.clone();
+    let result = tar_into(source, target, ChunkSender(sender));
+    if let Err(e) = &result {
+        let _ = errors.blocking_send(Err(std::io::Error::new(e.kind(), e.to_string())));
+    }
+    result
+}
+
+fn tar_into(source: &Path, target: &str, sink: ChunkSender) -> std::io::Result<()> {
+    let name = target.trim_start_matches('/');
+    let mut tar = tar::Builder::new(BufWriter::with_capacity(CHUNK, sink));
+    // The engine refuses GNU sparse entries ("unhandled tar header type
+    // 83"), and scanner databases are often sparse files.
+    tar.sparse(false);
+    if source.is_dir() {
+        tar.append_dir_all(name, source)?;
+    } else {
+        tar.append_path_with_name(source, name)?;
+    }
+    tar.into_inner()?.flush()
 }
 
 /// `name[:tag]` or `name@digest` → the repository and the tag or digest the

@@ -2,7 +2,13 @@
 //! scopes), manifests, blobs and tags.
 
 pub mod auth;
+pub mod contents;
+mod delete;
+pub mod mount;
 pub mod retry;
+pub mod stream;
+
+pub use delete::Deleted;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -65,6 +71,13 @@ pub enum RegistryError {
         expected: String,
         actual: String,
     },
+    #[error(
+        "{registry} does not allow deletes (405 on `{repository}`); enable them in the registry's configuration (`storage: delete: enabled: true`, or REGISTRY_STORAGE_DELETE_ENABLED=true for docker-registry/distribution), or run with `dry-run`"
+    )]
+    DeleteDisabled {
+        registry: String,
+        repository: String,
+    },
     #[error("{0}")]
     Protocol(String),
 }
@@ -120,6 +133,8 @@ pub struct Registry {
     /// Where the API lives (`https://registry-1.docker.io`).
     base: String,
     credentials: Option<Credentials>,
+    /// The actions a bearer token is asked for (`pull,push`, more for cleanup).
+    token_actions: &'static str,
     auth: Mutex<Auth>,
     tokens: Mutex<HashMap<String, String>>,
 }
@@ -167,6 +182,7 @@ impl Registry {
             name: registry.to_owned(),
             base: endpoint(registry),
             credentials,
+            token_actions: "pull,push",
             auth: Mutex::new(Auth::Unknown),
             tokens: Mutex::new(HashMap::new()),
         })
@@ -502,7 +518,7 @@ impl Registry {
         repository: &str,
     ) -> Result<String, RegistryError> {
         let actions = if self.credentials.is_some() {
-            "pull,push"
+            self.token_actions
         } else {
             "pull"
         };

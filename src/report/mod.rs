@@ -1,9 +1,21 @@
 //! Rendering for people: job-summary markdown (pure).
 
 pub mod check_run;
+pub mod cleanup;
 pub mod plan;
 pub mod publish;
 pub mod scan;
+pub mod usage;
+
+/// A byte count for people: B, KiB, MiB or GiB.
+pub fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 30 => format!("{:.2} GiB", n as f64 / f64::from(1 << 30)),
+        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1 << 20)),
+        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
+        n => format!("{n} B"),
+    }
+}
 
 /// Escapes text for a markdown table cell.
 pub fn cell(text: &str) -> String {

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::report::cell;
+use crate::report::{bytes, cell};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Published {
@@ -47,14 +47,6 @@ pub fn summary(p: &Published) -> String {
         let _ = writeln!(md, "\n> {}", note.replace('\n', " "));
     }
     md
-}
-
-fn bytes(n: u64) -> String {
-    match n {
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1 << 20)),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
 }
 
 #[cfg(test)]

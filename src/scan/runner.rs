@@ -9,10 +9,13 @@
 //! Either way the scanner sees a scrubbed environment, never the action's
 //! inputs, tokens or registry passwords. The binary gets what it needs to
 //! work (PATH, HOME, temp and proxy settings) and its own `TRIVY_*` /
-//! `GRYPE_*` settings; the container gets only those own settings, the
-//! archive's directory read-only at `/scan`, the scanner's cache directory
+//! `GRYPE_*` settings; the container gets only those own settings (and
+//! `TMPDIR=/scan`), a copy of the archive under `/scan`, a copy of the scanner's cache directory
 //! (`TRIVY_CACHE_DIR` / `GRYPE_DB_CACHE_DIR`) at the same path when one is
 //! set, and no network at all when the scanner is told to stay offline.
+//! Copies, sent through the engine API, rather than bind mounts: inside the
+//! action's own container our paths are not paths of the engine's host.
+//! What the scanner adds to its cache in there is not kept.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -22,7 +25,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::process::Command;
 
-use crate::engine::run::{BindMount, RunError, RunSpec, Runner};
+use crate::engine::run::{CopyIn, RunError, RunSpec, Runner};
 use crate::scan::{ScanError, Scanner};
 
 const PASSED_THROUGH: &[&str] = &[
@@ -39,7 +42,7 @@ const PASSED_THROUGH: &[&str] = &[
     "SSL_CERT_DIR",
 ];
 
-/// Where the archive's directory is mounted inside a scanner container.
+/// Where the archive is copied to inside a scanner container.
 const IN_CONTAINER: &str = "/scan";
 
 /// How long a scanner container may run before it is stopped and removed.
@@ -220,8 +223,9 @@ async fn scan_with_binary(
     Ok(output.stdout)
 }
 
-/// What the container is given: the archive's directory at `/scan`, the
-/// cache directory at its own path, the scanner's own variables only.
+/// What the container is given: the archive in `/scan`, the cache
+/// directory (when there is one) at its own path, the scanner's own
+/// variables only.
 fn container_spec<'a>(
     scanner: Scanner,
     image: &'a str,
@@ -230,15 +234,15 @@ fn container_spec<'a>(
 ) -> anyhow::Result<RunSpec<'a>> {
     let archive = std::path::absolute(archive)
         .with_context(|| format!("couldn't resolve {}", archive.display()))?;
-    let (Some(dir), Some(file)) = (archive.parent(), archive.file_name()) else {
+    let Some(file) = archive.file_name() else {
         anyhow::bail!("{} is not a file path", archive.display());
     };
+    let target = format!("{IN_CONTAINER}/{}", file.to_string_lossy());
     let prefix = own_prefix(scanner);
     let mut env: Vec<(String, String)> = our_env.filter(|(k, _)| k.starts_with(prefix)).collect();
-    let mut mounts = vec![BindMount {
-        source: dir.to_owned(),
-        target: IN_CONTAINER.to_owned(),
-        read_only: true,
+    let mut copies = vec![CopyIn {
+        source: archive.clone(),
+        target: target.clone(),
     }];
     let cache_name = cache_variable(scanner);
     if let Some((_, value)) = env
@@ -247,27 +251,25 @@ fn container_spec<'a>(
     {
         let cache = std::path::absolute(value.trim())
             .with_context(|| format!("couldn't resolve {cache_name}={value}"))?;
-        std::fs::create_dir_all(&cache).with_context(|| {
-            format!(
-                "couldn't create the scanner cache {cache_name}={}",
-                cache.display()
-            )
-        })?;
-        // Mounted where it is, so the variable means the same inside.
+        // At the same path, so the variable means the same inside; a cache
+        // not made yet is the scanner's to make in there.
         *value = cache.display().to_string();
-        mounts.push(BindMount {
-            target: value.clone(),
-            source: cache,
-            read_only: false,
-        });
+        if cache.is_dir() {
+            copies.push(CopyIn {
+                target: value.clone(),
+                source: cache,
+            });
+        }
     }
     let network_none = offline(scanner, &env);
-    let target = format!("{IN_CONTAINER}/{}", file.to_string_lossy());
+    // Scratch space beside the archive: a minimal scanner image may have
+    // no /tmp, and the copies no longer make one on the way.
+    env.push(("TMPDIR".to_owned(), IN_CONTAINER.to_owned()));
     Ok(RunSpec {
         image,
         cmd: arguments(scanner, &target),
         env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
-        mounts,
+        copies,
         network_none,
         timeout: CONTAINER_TIMEOUT,
     })
@@ -366,10 +368,11 @@ mod tests {
     }
 
     #[test]
-    fn the_container_sees_the_archive_the_cache_and_its_own_settings_only() {
+    fn the_container_gets_copies_of_the_archive_and_the_cache_and_its_own_settings_only() {
         let dir = tempfile::tempdir().unwrap();
         let archive = dir.path().join("work/image.tar");
         let cache = dir.path().join("cache");
+        std::fs::create_dir(&cache).unwrap();
         let spec = container_spec(
             Scanner::Trivy,
             "aquasec/trivy:0.59.1",
@@ -385,7 +388,6 @@ mod tests {
             .into_iter(),
         )
         .unwrap();
-        assert!(cache.is_dir(), "the cache is made, to be mounted");
         assert_eq!(
             spec.cmd,
             [
@@ -403,21 +405,20 @@ mod tests {
             spec.env,
             [
                 format!("TRIVY_CACHE_DIR={}", cache.display()),
-                "TRIVY_OFFLINE_SCAN=true".to_owned()
+                "TRIVY_OFFLINE_SCAN=true".to_owned(),
+                "TMPDIR=/scan".to_owned()
             ]
         );
         assert_eq!(
-            spec.mounts,
+            spec.copies,
             [
-                BindMount {
-                    source: dir.path().join("work"),
-                    target: "/scan".into(),
-                    read_only: true
+                CopyIn {
+                    source: archive.clone(),
+                    target: "/scan/image.tar".into(),
                 },
-                BindMount {
+                CopyIn {
                     source: cache.clone(),
                     target: cache.display().to_string(),
-                    read_only: false
                 }
             ]
         );
@@ -431,8 +432,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(spec.cmd[0], "docker-archive:/scan/image.tar");
-        assert_eq!(spec.env, ["GRYPE_LOG_LEVEL=warn"]);
-        assert_eq!(spec.mounts.len(), 1, "no cache set, none mounted");
+        assert_eq!(spec.env, ["GRYPE_LOG_LEVEL=warn", "TMPDIR=/scan"]);
+        assert_eq!(spec.copies.len(), 1, "no cache set, none copied");
+
+        let spec = container_spec(
+            Scanner::Trivy,
+            "aquasec/trivy:0.59.1",
+            &archive,
+            env(&[(
+                "TRIVY_CACHE_DIR",
+                dir.path().join("absent").to_str().unwrap(),
+            )])
+            .into_iter(),
+        )
+        .unwrap();
+        assert_eq!(spec.copies.len(), 1, "a cache not made yet is not copied");
+        assert!(spec.env[0].ends_with("/absent"), "but still named");
         assert!(!spec.network_none, "the engine's default network");
     }
 

@@ -3,8 +3,12 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod action_image;
 mod action_yml;
 mod check_run;
+mod cleanup;
+mod hub;
+mod mirror;
 mod plan_git;
 mod plan_github;
 mod publish;
@@ -14,3 +18,4 @@ mod scan;
 mod scan_container;
 mod services;
 mod support;
+mod usage;

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::plan_git::push_event;
 use crate::support::git::Repo;
-use crate::support::run::{Action, Ran};
+use crate::support::run::Action;
 use crate::support::services::{Services, services};
 
 /// A multi-stage image: the final stage copies from a named stage.
@@ -282,7 +282,7 @@ async fn basic_auth_pushes_with_credentials_and_never_leaks_the_password() {
         tags(&s.registry_basic, "t-basic/app", auth).await,
         set(&[&sha, "latest"])
     );
-    assert_secret_masked_only(&ran, &s.basic_password);
+    ran.assert_secret_masked_only(&s.basic_password);
 }
 
 #[tokio::test]
@@ -306,7 +306,7 @@ async fn bad_credentials_fail_before_anything_is_built_or_pushed() {
             .await
             .is_empty()
     );
-    assert_secret_masked_only(&ran, "wrong-password-123");
+    ran.assert_secret_masked_only("wrong-password-123");
 }
 
 #[tokio::test]
@@ -322,7 +322,7 @@ async fn the_token_flow_docker_hub_uses_works() {
         .await;
     ran.assert_ok();
     assert!(ran.outputs["digest"].starts_with("sha256:"));
-    assert_secret_masked_only(&ran, &s.token_password);
+    ran.assert_secret_masked_only(&s.token_password);
 }
 
 #[tokio::test]
@@ -410,23 +410,6 @@ async fn an_unreachable_registry_fails_cleanly() {
     ran.assert_failed("couldn't reach 127.0.0.1:9");
 }
 
-/// The secret appears once, in the `::add-mask::` line, and nowhere else.
-fn assert_secret_masked_only(ran: &Ran, secret: &str) {
-    assert!(
-        ran.stdout.contains(&format!("::add-mask::{secret}")),
-        "{ran}"
-    );
-    let rest = ran.stdout.replacen(&format!("::add-mask::{secret}"), "", 1);
-    for (what, text) in [
-        ("stdout", &rest),
-        ("stderr", &ran.stderr),
-        ("outputs", &ran.outputs_raw),
-        ("summary", &ran.summary),
-    ] {
-        assert!(!text.contains(secret), "the secret leaked into {what}");
-    }
-}
-
 #[tokio::test]
 async fn in_a_shallow_clone_the_compare_api_keeps_latest_from_moving_back() {
     let s = services();
@@ -463,5 +446,5 @@ async fn in_a_shallow_clone_the_compare_api_keeps_latest_from_moving_back() {
         replay.authorizations().await,
         ["Bearer api-token-0123456789"]
     );
-    assert_secret_masked_only(&ran, "api-token-0123456789");
+    ran.assert_secret_masked_only("api-token-0123456789");
 }

@@ -31,9 +31,9 @@ async fn engine() -> Docker {
         .unwrap()
 }
 
-/// Builds `tag`: [`SCANNER_IMAGE`] or [`FAILING_IMAGE`] (the engine's
-/// cache makes a rebuild quick).
-async fn scanner_image(tag: &'static str) -> &'static str {
+/// Builds `tag`: [`SCANNER_IMAGE`], [`FAILING_IMAGE`] or another test's
+/// own (the engine's cache makes a rebuild quick).
+pub async fn scanner_image(tag: &'static str) -> &'static str {
     let dockerfile = format!(
         "FROM scratch\nCOPY trivy /usr/local/bin/trivy\nLABEL registry-action-test={tag}\nENTRYPOINT [\"/usr/local/bin/trivy\"]\n"
     );

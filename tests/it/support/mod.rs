@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod git;
+pub mod images;
+pub mod own_registry;
 pub mod replay;
 pub mod run;
 pub mod services;

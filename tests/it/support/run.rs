@@ -101,21 +101,31 @@ impl Action {
         self.runner.path().to_owned()
     }
 
-    pub fn run(self) -> Ran {
+    /// The process as the runner starts it, for tests that need to stop it
+    /// midway; `finish` reads what it left.
+    pub fn command(&self) -> Command {
         let cwd = self
             .env
             .get("PWD_FOR_TEST")
             .or_else(|| self.env.get("GITHUB_WORKSPACE"))
             .cloned()
             .unwrap_or_else(|| ".".into());
-        let out = Command::new(BINARY)
+        let mut command = Command::new(BINARY);
+        command
             .args(&self.args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .envs(self.env.iter().filter(|(k, _)| *k != "PWD_FOR_TEST"))
-            .current_dir(cwd)
-            .output()
-            .expect("the binary runs");
+            .current_dir(cwd);
+        command
+    }
+
+    pub fn run(self) -> Ran {
+        let out = self.command().output().expect("the binary runs");
+        self.finish(out)
+    }
+
+    pub fn finish(&self, out: std::process::Output) -> Ran {
         let read = |var: &str| {
             self.env
                 .get(var)
@@ -175,6 +185,23 @@ impl Ran {
             "a failed run wrote outputs\n{self}"
         );
         self
+    }
+}
+
+impl Ran {
+    /// The secret appears once, in the `::add-mask::` line, and nowhere else.
+    pub fn assert_secret_masked_only(&self, secret: &str) {
+        let mask = format!("::add-mask::{secret}");
+        assert!(self.stdout.contains(&mask), "{self}");
+        let rest = self.stdout.replacen(&mask, "", 1);
+        for (what, text) in [
+            ("stdout", &rest),
+            ("stderr", &self.stderr),
+            ("outputs", &self.outputs_raw),
+            ("summary", &self.summary),
+        ] {
+            assert!(!text.contains(secret), "the secret leaked into {what}");
+        }
     }
 }
 

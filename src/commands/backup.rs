@@ -1,0 +1,62 @@
+//! `backup`: tags of a repository into an OCI image layout, for an offline
+//! restore; a `.tar` is the same layout packed (skopeo's `oci-archive:`).
+
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use crate::cli::BackupArgs;
+use crate::commands::Session;
+use crate::commands::mirror::{copy, open_from, outputs, wanted};
+use crate::layout::{self, Layout};
+use crate::mirror::Store;
+use crate::mirror::summary::summary;
+
+pub async fn run(args: &BackupArgs, session: &Session) -> anyhow::Result<()> {
+    let (registry, reference) = open_from(&args.from)?;
+    let archive = session.ctx.workspace.join(&args.archive);
+    let tar = layout::is_tar(&archive);
+    // A tar is assembled beside itself (same file system, so the final
+    // rename is atomic) and replaces the old one only when complete; a dry
+    // run with no layout yet compares against an empty one there.
+    let fresh_dry_run = args.copy.dry_run && !archive.exists();
+    let staging = if tar || fresh_dry_run {
+        let parent = archive.parent().unwrap_or(Path::new("."));
+        Some(
+            tempfile::Builder::new()
+                .prefix(".registry-action-backup-")
+                .tempdir_in(parent)
+                .with_context(|| {
+                    format!("couldn't make a work directory in {}", parent.display())
+                })?,
+        )
+    } else {
+        None
+    };
+    let dir = staging.as_ref().map_or(archive.as_path(), |s| s.path());
+    let written = if args.copy.dry_run && staging.is_none() {
+        Layout::open(dir)?
+    } else {
+        Layout::create(dir)?
+    };
+    let from = Store::Registry {
+        registry: &registry,
+        repository: reference.repository(),
+    };
+    let tags = wanted(&args.copy, reference.tag())?;
+    let report = copy(&from, &Store::Layout(&written), &tags, &args.copy).await?;
+    if tar && !args.copy.dry_run {
+        layout::pack(dir, &archive)?;
+    }
+    let mut outputs = outputs(&report)?;
+    outputs.set("archive", archive.display().to_string());
+    session.finish(
+        &outputs,
+        &summary(
+            "backup",
+            &from.describe(),
+            &archive.display().to_string(),
+            &report,
+        ),
+    )
+}

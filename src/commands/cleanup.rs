@@ -1,0 +1,142 @@
+//! `cleanup`: list → plan retention → re-check → delete, per repository.
+
+use std::collections::BTreeSet;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use glob::Pattern;
+
+use crate::actions::inputs::split_list;
+use crate::actions::outputs::Outputs;
+use crate::cli::CleanupArgs;
+use crate::commands::Session;
+use crate::commands::repositories::{self, Store};
+use crate::report::cleanup::{Cleaned, summary};
+use crate::retention::{self, Rules};
+
+pub async fn run(args: &CleanupArgs, session: &Session) -> anyhow::Result<()> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let rules = rules(args, now)?;
+    let repositories = repositories::names(&args.repositories, session)?;
+    let concurrency = usize::from(args.repositories.concurrency);
+    let store = Store::open(&args.repositories, !args.dry_run).await?;
+
+    let mut cleaned = Vec::new();
+    for repository in repositories {
+        let inventory = store.inventory(&repository, concurrency).await?;
+        let first = retention::plan(&inventory.tags, &rules);
+        // Read again just before deleting: a tag pushed or moved onto a
+        // doomed manifest meanwhile saves it.
+        let doomed: BTreeSet<&str> = first.deleted_tags().collect();
+        let listed_now = store.relist(&repository, &doomed, concurrency).await?;
+        let plan = retention::recheck(first.clone(), &listed_now);
+        let digests: BTreeSet<&str> = plan.delete.iter().map(|d| d.digest.as_str()).collect();
+        let freed = inventory.freed_bytes(&digests);
+        if !args.dry_run {
+            store
+                .apply(&repository, &plan, &inventory, concurrency)
+                .await?;
+        }
+        cleaned.push(Cleaned {
+            pushed: inventory
+                .tags
+                .iter()
+                .map(|t| (t.tag.clone(), t.pushed))
+                .collect(),
+            repository,
+            plan,
+            freed,
+        });
+    }
+
+    let mut outputs = Outputs::new();
+    let deletions: Vec<serde_json::Value> = cleaned
+        .iter()
+        .flat_map(|c| {
+            c.plan.delete.iter().flat_map(move |d| {
+                d.tags.iter().map(move |tag| {
+                    serde_json::json!({"repository": c.repository, "tag": tag, "digest": d.digest})
+                })
+            })
+        })
+        .collect();
+    let empty: Vec<serde_json::Value> = Vec::new();
+    outputs.set_json("deleted", if args.dry_run { &empty } else { &deletions })?;
+    outputs.set_json("planned", &deletions)?;
+    outputs.set(
+        "kept",
+        cleaned
+            .iter()
+            .map(|c| c.plan.kept.len())
+            .sum::<usize>()
+            .to_string(),
+    );
+    outputs.set(
+        "freed-bytes",
+        cleaned.iter().map(|c| c.freed).sum::<u64>().to_string(),
+    );
+    session.finish(&outputs, &summary(&cleaned, args.dry_run, now))
+}
+
+fn rules(args: &CleanupArgs, now: i64) -> anyhow::Result<Rules> {
+    Ok(Rules {
+        keep: args.keep,
+        prunable: patterns("tag-pattern", &args.tag_pattern)?,
+        protect: patterns("protect", &args.protect)?,
+        older_than: match &args.older_than {
+            Some(age) => Some(now - seconds(age)?),
+            None => None,
+        },
+        now,
+    })
+}
+
+fn patterns(input: &str, values: &[String]) -> anyhow::Result<Vec<Pattern>> {
+    values
+        .iter()
+        .flat_map(|v| split_list(v))
+        .map(|glob| {
+            Pattern::new(&glob).with_context(|| {
+                format!("`{input}`: {glob:?} is not a glob; use `*`, `?` and `[…]`, e.g. `pr-*`")
+            })
+        })
+        .collect()
+}
+
+/// An age such as `30d`, `2w`, `36h` or `P30D`, in seconds (a day is 24 h).
+fn seconds(age: &str) -> anyhow::Result<i64> {
+    let invalid =
+        || format!("`older-than`: {age:?} is not an age; write e.g. `30d`, `2w` or `720h`");
+    let span: jiff::Span = age.trim().parse().with_context(invalid)?;
+    let total = span
+        .total((
+            jiff::Unit::Second,
+            jiff::SpanRelativeTo::days_are_24_hours(),
+        ))
+        .with_context(invalid)?;
+    if total < 0.0 || span.get_months() != 0 || span.get_years() != 0 {
+        bail!("{}; months and years vary in length, say days", invalid());
+    }
+    Ok(total as i64)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages() {
+        assert_eq!(seconds("30d").unwrap(), 30 * 86_400);
+        assert_eq!(seconds("2w").unwrap(), 14 * 86_400);
+        assert_eq!(seconds("36h").unwrap(), 36 * 3600);
+        assert_eq!(seconds("P30D").unwrap(), 30 * 86_400);
+        assert_eq!(seconds("1 day 12 hours").unwrap(), 36 * 3600);
+        let err = seconds("a month").unwrap_err().to_string();
+        assert!(err.contains("\"a month\"") && err.contains("30d"), "{err}");
+        assert!(seconds("1mo").is_err());
+        assert!(seconds("-3d").is_err());
+    }
+}

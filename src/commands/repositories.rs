@@ -1,0 +1,288 @@
+//! The repositories `cleanup` and `usage` work on, and the store holding
+//! them: Docker Hub through its own API (its registry API can't delete
+//! tags), any other registry through the OCI distribution API.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use anyhow::{Context as _, bail};
+use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+
+use crate::cli::RepositoryArgs;
+use crate::commands::Session;
+use crate::hub::{Deleted as HubDeleted, Hub, HubError, HubTag};
+use crate::inventory::{Inventory, Stored};
+use crate::plan::discover::discover;
+use crate::registry::{Deleted, Registry};
+use crate::retention::{Deletion, Plan};
+
+/// `namespace/name` for every repository asked for, sorted, once each.
+pub fn names(args: &RepositoryArgs, session: &Session) -> anyhow::Result<Vec<String>> {
+    let given: Vec<String> = args
+        .images
+        .iter()
+        .flat_map(|v| crate::actions::inputs::split_list(v))
+        .collect();
+    let listed = if given.is_empty() {
+        discover(
+            &session.ctx.workspace,
+            &args.dirs.context_root,
+            usize::from(args.dirs.max_depth),
+        )
+        .context("no `images` given, so the image directories were to name them")?
+        .into_iter()
+        .map(|found| found.name)
+        .collect()
+    } else {
+        given
+    };
+    let mut namespace = None;
+    let mut names = BTreeSet::new();
+    for name in listed {
+        let name = name.trim_matches('/').to_owned();
+        if name.is_empty() || name.contains(':') || name.contains('@') || name.contains("..") {
+            bail!(
+                "`images`: {name:?} is not a repository name; give `name` or `namespace/name`, without a tag"
+            );
+        }
+        if name.contains('/') && !args.images.is_empty() {
+            names.insert(name);
+            continue;
+        }
+        let namespace = match &namespace {
+            Some(ns) => ns,
+            None => namespace.insert(session.namespace(args.namespace.as_deref())?),
+        };
+        names.insert(format!("{namespace}/{name}"));
+    }
+    Ok(names.into_iter().collect())
+}
+
+pub fn is_docker_hub(registry: &str) -> bool {
+    matches!(
+        registry,
+        "docker.io" | "index.docker.io" | "registry-1.docker.io"
+    )
+}
+
+pub enum Store {
+    Oci(Registry),
+    Hub(Hub),
+}
+
+impl Store {
+    /// Connects and, with credentials, logs in. `deleting` asks token
+    /// issuers for the right to delete.
+    pub async fn open(args: &RepositoryArgs, deleting: bool) -> anyhow::Result<Self> {
+        let credentials = super::credentials(&args.username, &args.password)?;
+        if is_docker_hub(&args.registry) {
+            let hub = Hub::new(&args.hub_api)?;
+            return Ok(Store::Hub(match credentials {
+                Some(c) => hub.login(&c.username, &c.password).await?,
+                None if deleting => bail!(
+                    "deleting Docker Hub tags needs `username` and `password` (a personal access token with delete rights)"
+                ),
+                None => hub,
+            }));
+        }
+        let registry = Registry::new(&args.registry, credentials)?;
+        Ok(Store::Oci(if deleting {
+            registry.deleting()
+        } else {
+            registry
+        }))
+    }
+
+    pub async fn inventory(
+        &self,
+        repository: &str,
+        concurrency: usize,
+    ) -> anyhow::Result<Inventory> {
+        match self {
+            Store::Oci(registry) => Ok(Inventory::read(registry, repository, concurrency).await?),
+            Store::Hub(hub) => {
+                let tags = hub_tags(hub, repository).await?;
+                // Hub reports an image's compressed size, not its layers:
+                // each manifest counts as one blob of that size.
+                let manifests: BTreeMap<String, Stored> = tags
+                    .iter()
+                    .filter_map(|t| {
+                        let digest = t.digest.clone()?;
+                        Some((
+                            digest,
+                            Stored {
+                                size: t.full_size,
+                                children: t.children.clone(),
+                                created: t.last_pushed,
+                                ..Stored::default()
+                            },
+                        ))
+                    })
+                    .collect();
+                Ok(Inventory {
+                    tags: tags.iter().map(|t| t.to_tag_info()).collect(),
+                    manifests,
+                })
+            }
+        }
+    }
+
+    /// What the tags outside `skip` name right now.
+    pub async fn relist(
+        &self,
+        repository: &str,
+        skip: &BTreeSet<&str>,
+        concurrency: usize,
+    ) -> anyhow::Result<Vec<(String, String)>> {
+        match self {
+            Store::Oci(registry) => {
+                let tags = registry.tags(repository).await?;
+                let named: Vec<Option<(String, String)>> =
+                    stream::iter(tags.into_iter().filter(|t| !skip.contains(t.as_str())))
+                        .map(|tag| async move {
+                            let digest = registry.manifest_digest(repository, &tag).await?;
+                            Ok::<_, crate::registry::RegistryError>(digest.map(|d| (tag, d)))
+                        })
+                        .buffer_unordered(concurrency)
+                        .try_collect()
+                        .await?;
+                Ok(named.into_iter().flatten().collect())
+            }
+            Store::Hub(hub) => Ok(hub_tags(hub, repository)
+                .await?
+                .into_iter()
+                .filter(|t| !skip.contains(t.name.as_str()))
+                .filter_map(|t| Some((t.name, t.digest?)))
+                .collect()),
+        }
+    }
+
+    /// Carries out the plan's deletions, an index before its children;
+    /// how many manifests (OCI) or tags (Hub) this run removed. A failure
+    /// says how far it got.
+    pub async fn apply(
+        &self,
+        repository: &str,
+        plan: &Plan,
+        inventory: &Inventory,
+        concurrency: usize,
+    ) -> anyhow::Result<usize> {
+        let mut removed = 0;
+        let mut finished = 0;
+        let total = plan.delete.len();
+        for wave in waves(&plan.delete, inventory) {
+            let size = wave.len();
+            let result: anyhow::Result<Vec<usize>> = stream::iter(wave)
+                .map(|deletion| self.delete(repository, deletion))
+                .buffer_unordered(concurrency)
+                .try_collect()
+                .await;
+            match result {
+                Ok(counts) => {
+                    removed += counts.iter().sum::<usize>();
+                    finished += size;
+                }
+                Err(err) => {
+                    return Err(err.context(format!(
+                        "deleting from {repository} stopped with {finished} of {total} manifests done; run again to finish (nothing kept is deleted)"
+                    )));
+                }
+            }
+        }
+        Ok(removed)
+    }
+
+    async fn delete(&self, repository: &str, deletion: &Deletion) -> anyhow::Result<usize> {
+        match self {
+            Store::Oci(registry) => {
+                let outcome = registry
+                    .delete_manifest(repository, &deletion.digest)
+                    .await?;
+                tracing::info!("{repository}@{}: {outcome:?}", deletion.digest);
+                Ok(usize::from(outcome == Deleted::Now))
+            }
+            Store::Hub(hub) => {
+                let (namespace, name) = split(repository)?;
+                let mut now = 0;
+                for tag in &deletion.tags {
+                    if hub.delete_tag(namespace, name, tag).await? == HubDeleted::Now {
+                        now += 1;
+                    }
+                }
+                Ok(now)
+            }
+        }
+    }
+}
+
+/// A repository never pushed holds nothing, as on an OCI registry.
+async fn hub_tags(hub: &Hub, repository: &str) -> anyhow::Result<Vec<HubTag>> {
+    let (namespace, name) = split(repository)?;
+    match hub.tags(namespace, name).await {
+        Err(HubError::NoRepository { .. }) => Ok(Vec::new()),
+        other => Ok(other?),
+    }
+}
+
+fn split(repository: &str) -> anyhow::Result<(&str, &str)> {
+    repository.split_once('/').with_context(|| {
+        format!("{repository:?} is not `namespace/name`; Docker Hub repositories have both")
+    })
+}
+
+/// The deletions in plan order, cut where one is the child of an earlier
+/// one in the same batch: batches run one after another, each concurrently,
+/// so an index is always gone before its children.
+fn waves<'a>(deletions: &'a [Deletion], inventory: &Inventory) -> Vec<Vec<&'a Deletion>> {
+    let mut waves: Vec<Vec<&Deletion>> = Vec::new();
+    let mut below: BTreeSet<&str> = BTreeSet::new();
+    for deletion in deletions {
+        if below.contains(deletion.digest.as_str()) || waves.is_empty() {
+            waves.push(Vec::new());
+            below.clear();
+        }
+        if let Some(stored) = inventory.manifests.get(&deletion.digest) {
+            below.extend(stored.children.iter().map(String::as_str));
+        }
+        if let Some(wave) = waves.last_mut() {
+            wave.push(deletion);
+        }
+    }
+    waves
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn deletion(digest: &str) -> Deletion {
+        Deletion {
+            digest: digest.into(),
+            tags: vec![format!("tag-{digest}")],
+        }
+    }
+
+    #[test]
+    fn an_index_goes_in_a_batch_before_its_children() {
+        let mut inventory = Inventory::default();
+        inventory.manifests.insert(
+            "idx".into(),
+            Stored {
+                children: vec!["child".into()],
+                ..Stored::default()
+            },
+        );
+        let plan = [
+            deletion("idx"),
+            deletion("a"),
+            deletion("child"),
+            deletion("b"),
+        ];
+        let digests: Vec<Vec<&str>> = waves(&plan, &inventory)
+            .iter()
+            .map(|w| w.iter().map(|d| d.digest.as_str()).collect())
+            .collect();
+        assert_eq!(digests, vec![vec!["idx", "a"], vec!["child", "b"]]);
+        assert!(waves(&[], &inventory).is_empty());
+    }
+}

@@ -1,0 +1,48 @@
+//! `restore`: push the tags of an OCI image layout (a directory, or a `.tar`)
+//! to a repository, digests unchanged.
+
+use anyhow::Context as _;
+
+use crate::cli::RestoreArgs;
+use crate::commands::Session;
+use crate::commands::mirror::{copy, open_to, outputs, wanted};
+use crate::layout::{self, Layout};
+use crate::mirror::Store;
+use crate::mirror::summary::summary;
+
+pub async fn run(args: &RestoreArgs, session: &Session) -> anyhow::Result<()> {
+    let archive = session.ctx.workspace.join(&args.archive);
+    let (registry, reference) = open_to(&args.to)?;
+    let unpacked = if layout::is_tar(&archive) {
+        let dir = tempfile::Builder::new()
+            .prefix("registry-action-restore-")
+            .tempdir_in(
+                session
+                    .ctx
+                    .runner_temp
+                    .clone()
+                    .unwrap_or_else(std::env::temp_dir),
+            )
+            .context("couldn't make a work directory under RUNNER_TEMP")?;
+        layout::unpack(&archive, dir.path())?;
+        Some(dir)
+    } else {
+        None
+    };
+    let read = Layout::open(unpacked.as_ref().map_or(archive.as_path(), |d| d.path()))?;
+    let to = Store::Registry {
+        registry: &registry,
+        repository: reference.repository(),
+    };
+    let tags = wanted(&args.copy, None)?;
+    let report = copy(&Store::Layout(&read), &to, &tags, &args.copy).await?;
+    session.finish(
+        &outputs(&report)?,
+        &summary(
+            "restore",
+            &archive.display().to_string(),
+            &to.describe(),
+            &report,
+        ),
+    )
+}

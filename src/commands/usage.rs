@@ -1,0 +1,60 @@
+//! `usage`: read each repository, measure it, compare with an earlier report.
+
+use anyhow::Context as _;
+
+use crate::actions::outputs::Outputs;
+use crate::cli::UsageArgs;
+use crate::commands::Session;
+use crate::commands::repositories::{self, Store};
+use crate::report::usage::summary;
+use crate::usage::{self, Report};
+
+pub async fn run(args: &UsageArgs, session: &Session) -> anyhow::Result<()> {
+    let previous = match &args.previous_report {
+        Some(path) => Some(read_report(&session.ctx.workspace.join(path))?),
+        None => None,
+    };
+    let repositories = repositories::names(&args.repositories, session)?;
+    let concurrency = usize::from(args.repositories.concurrency);
+    let store = Store::open(&args.repositories, false).await?;
+    let mut measured = Vec::new();
+    for repository in repositories {
+        let inventory = store.inventory(&repository, concurrency).await?;
+        measured.push(usage::measure(&repository, &inventory));
+    }
+    let now = jiff::Timestamp::now();
+    let mut report = Report {
+        registry: args.repositories.registry.clone(),
+        generated: now.round(jiff::Unit::Second).unwrap_or(now).to_string(),
+        total_bytes: measured.iter().map(|r| r.bytes).sum(),
+        repositories: measured,
+    };
+    if let Some(previous) = &previous {
+        report = usage::compare(report, previous);
+    }
+    if let Some(path) = &args.report_file {
+        let path = session.ctx.workspace.join(path);
+        let text = serde_json::to_string_pretty(&report)?;
+        std::fs::write(&path, text)
+            .with_context(|| format!("couldn't write the report to {}", path.display()))?;
+    }
+    let mut outputs = Outputs::new();
+    outputs.set_json("report", &report)?;
+    outputs.set("total-bytes", report.total_bytes.to_string());
+    session.finish(&outputs, &summary(&report))
+}
+
+fn read_report(path: &std::path::Path) -> anyhow::Result<Report> {
+    let text = std::fs::read_to_string(path).with_context(|| {
+        format!(
+            "`previous-report`: couldn't read {}; pass the JSON file an earlier `usage` run wrote with `report-file`",
+            path.display()
+        )
+    })?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "`previous-report`: {} is not a `usage` report; pass the JSON file an earlier run wrote with `report-file`",
+            path.display()
+        )
+    })
+}

@@ -1,0 +1,300 @@
+//! What a repository holds: every tag, the manifest it names and the blobs
+//! behind it, read once for `cleanup` and `usage`.
+//!
+//! Reading is bounded-concurrent: one GET per tag (the manifest bytes give
+//! the digest and the references in one request), one per child of an
+//! index, one per distinct image config (for its creation time).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+
+use crate::registry::contents::{self, Contents, Descriptor};
+use crate::registry::{Registry, RegistryError};
+use crate::retention::TagInfo;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Inventory {
+    pub tags: Vec<TagInfo>,
+    /// Every manifest a tag reaches (tagged, or a child of a tagged index),
+    /// by digest.
+    pub manifests: BTreeMap<String, Stored>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Stored {
+    /// The manifest's own size.
+    pub size: u64,
+    /// Config and layers of an image; empty for an index.
+    pub blobs: Vec<Descriptor>,
+    /// Child manifests of an index.
+    pub children: Vec<String>,
+    pub created: Option<i64>,
+}
+
+impl Inventory {
+    /// Reads `repository`; a repository that doesn't exist is empty.
+    pub async fn read(
+        registry: &Registry,
+        repository: &str,
+        concurrency: usize,
+    ) -> Result<Self, RegistryError> {
+        let concurrency = concurrency.max(1);
+        let names = registry.tags(repository).await?;
+        let fetched: Vec<(String, Option<(String, Stored)>)> = stream::iter(names)
+            .map(|tag| async move {
+                let stored = fetch(registry, repository, &tag).await?;
+                Ok::<_, RegistryError>((tag, stored))
+            })
+            .buffer_unordered(concurrency)
+            .try_collect()
+            .await?;
+
+        let mut manifests = BTreeMap::new();
+        // A tag deleted while we listed is simply not there any more.
+        let mut tagged = Vec::new();
+        for (tag, found) in fetched {
+            if let Some((digest, stored)) = found {
+                tagged.push((tag, digest.clone()));
+                manifests.insert(digest, stored);
+            }
+        }
+        read_children(registry, repository, concurrency, &mut manifests).await?;
+        read_created(registry, repository, concurrency, &mut manifests).await?;
+
+        let tags = tagged
+            .into_iter()
+            .map(|(tag, digest)| {
+                let stored = manifests.get(&digest);
+                TagInfo {
+                    tag,
+                    pushed: stored.and_then(|s| s.created),
+                    children: stored.map(|s| s.children.clone()).unwrap_or_default(),
+                    digest,
+                }
+            })
+            .collect();
+        Ok(Inventory { tags, manifests })
+    }
+
+    /// Bytes stored for what `roots` reach, each blob and manifest counted
+    /// once however many images share it.
+    pub fn stored_bytes<'a>(&self, roots: impl IntoIterator<Item = &'a str>) -> u64 {
+        let mut seen = BTreeSet::new();
+        let mut bytes = 0;
+        let mut queue: Vec<&str> = roots.into_iter().collect();
+        while let Some(digest) = queue.pop() {
+            if !seen.insert(digest) {
+                continue;
+            }
+            let Some(stored) = self.manifests.get(digest) else {
+                continue;
+            };
+            bytes += stored.size;
+            for blob in &stored.blobs {
+                if seen.insert(blob.digest.as_str()) {
+                    bytes += blob.size;
+                }
+            }
+            queue.extend(stored.children.iter().map(String::as_str));
+        }
+        bytes
+    }
+
+    /// What deleting the manifests `deleted` would free once the registry
+    /// collects garbage: bytes reached from every tag now, less those the
+    /// remaining tags still reach.
+    pub fn freed_bytes(&self, deleted: &BTreeSet<&str>) -> u64 {
+        let all = self.tags.iter().map(|t| t.digest.as_str());
+        let remaining = self
+            .tags
+            .iter()
+            .map(|t| t.digest.as_str())
+            .filter(|d| !deleted.contains(d));
+        self.stored_bytes(all) - self.stored_bytes(remaining)
+    }
+}
+
+/// A tag's manifest: its digest and references, `None` when the tag is gone.
+async fn fetch(
+    registry: &Registry,
+    repository: &str,
+    reference: &str,
+) -> Result<Option<(String, Stored)>, RegistryError> {
+    let Some(manifest) = registry.manifest(repository, reference).await? else {
+        return Ok(None);
+    };
+    let mut stored = Stored {
+        size: manifest.bytes.len() as u64,
+        ..Stored::default()
+    };
+    match manifest.contents()? {
+        Contents::Image { config, layers } => {
+            stored.blobs = std::iter::once(config).chain(layers).collect();
+        }
+        Contents::Index { manifests, created } => {
+            stored.children = manifests.into_iter().map(|m| m.digest).collect();
+            stored.created = created.as_deref().and_then(crate::time::unix_seconds);
+        }
+    }
+    Ok(Some((manifest.digest, stored)))
+}
+
+/// Reads the children of indexes, level by level (an index may list
+/// indexes); bounded by the depth content addressing allows in practice.
+async fn read_children(
+    registry: &Registry,
+    repository: &str,
+    concurrency: usize,
+    manifests: &mut BTreeMap<String, Stored>,
+) -> Result<(), RegistryError> {
+    const MAX_LEVELS: usize = 4;
+    for _ in 0..MAX_LEVELS {
+        let missing: BTreeSet<String> = manifests
+            .values()
+            .flat_map(|s| s.children.iter())
+            .filter(|c| !manifests.contains_key(*c))
+            .cloned()
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        let found: Vec<Option<(String, Stored)>> = stream::iter(missing)
+            .map(|digest| async move { fetch(registry, repository, &digest).await })
+            .buffer_unordered(concurrency)
+            .try_collect()
+            .await?;
+        manifests.extend(found.into_iter().flatten());
+    }
+    Ok(())
+}
+
+/// Creation times: each image's config (read once per distinct config),
+/// then each index without its own as its newest child's.
+async fn read_created(
+    registry: &Registry,
+    repository: &str,
+    concurrency: usize,
+    manifests: &mut BTreeMap<String, Stored>,
+) -> Result<(), RegistryError> {
+    let configs: BTreeSet<String> = manifests
+        .values()
+        .filter_map(|s| s.blobs.first().map(|c| c.digest.clone()))
+        .collect();
+    let times: HashMap<String, Option<i64>> = stream::iter(configs)
+        .map(|digest| async move {
+            let bytes = registry.blob(repository, &digest).await?;
+            Ok::<_, RegistryError>((digest, contents::created(&bytes)))
+        })
+        .buffer_unordered(concurrency)
+        .try_collect()
+        .await?;
+    for stored in manifests.values_mut() {
+        if let Some(config) = stored.blobs.first() {
+            stored.created = times.get(&config.digest).copied().flatten();
+        }
+    }
+    let index_times: Vec<(String, Option<i64>)> = manifests
+        .iter()
+        .filter(|(_, s)| s.created.is_none() && !s.children.is_empty())
+        .map(|(digest, s)| {
+            let newest = s
+                .children
+                .iter()
+                .filter_map(|c| manifests.get(c).and_then(|m| m.created))
+                .max();
+            (digest.clone(), newest)
+        })
+        .collect();
+    for (digest, created) in index_times {
+        if let Some(stored) = manifests.get_mut(&digest) {
+            stored.created = created;
+        }
+    }
+    Ok(())
+}
+
+/// Builders for tests of what reads an inventory.
+#[cfg(test)]
+pub mod testing {
+    use super::*;
+
+    /// An image manifest of `size` bytes over `(digest, size)` blobs.
+    pub fn image(size: u64, blobs: &[(&str, u64)]) -> Stored {
+        Stored {
+            size,
+            blobs: blobs
+                .iter()
+                .map(|&(digest, size)| Descriptor {
+                    media_type: String::new(),
+                    digest: digest.into(),
+                    size,
+                })
+                .collect(),
+            ..Stored::default()
+        }
+    }
+
+    pub fn tag(tag: &str, digest: &str) -> TagInfo {
+        TagInfo {
+            tag: tag.into(),
+            digest: digest.into(),
+            pushed: None,
+            children: Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::testing::{image, tag};
+    use super::*;
+
+    /// Two images sharing a base layer, and an index over one of them.
+    fn sample() -> Inventory {
+        let mut manifests = BTreeMap::new();
+        manifests.insert(
+            "m1".into(),
+            image(10, &[("c1", 1), ("base", 1000), ("l1", 100)]),
+        );
+        manifests.insert(
+            "m2".into(),
+            image(10, &[("c2", 2), ("base", 1000), ("l2", 200)]),
+        );
+        manifests.insert(
+            "idx".into(),
+            Stored {
+                size: 5,
+                children: vec!["m2".into()],
+                ..Stored::default()
+            },
+        );
+        Inventory {
+            tags: vec![tag("old", "m1"), tag("new", "m2"), tag("multi", "idx")],
+            manifests,
+        }
+    }
+
+    #[test]
+    fn shared_layers_count_once() {
+        let inv = sample();
+        assert_eq!(inv.stored_bytes(["m1"]), 10 + 1 + 1000 + 100);
+        assert_eq!(
+            inv.stored_bytes(["m1", "m2", "idx"]),
+            10 + 1 + 1000 + 100 + 10 + 2 + 200 + 5
+        );
+        // The index reaches its child's blobs.
+        assert_eq!(inv.stored_bytes(["idx"]), 5 + 10 + 2 + 1000 + 200);
+    }
+
+    #[test]
+    fn freed_bytes_leave_what_others_still_use() {
+        let inv = sample();
+        // Deleting m1 frees its own layer and config, not the shared base.
+        assert_eq!(inv.freed_bytes(&BTreeSet::from(["m1"])), 10 + 1 + 100);
+        // m2 is still reached through the kept index: nothing freed.
+        assert_eq!(inv.freed_bytes(&BTreeSet::from(["m2"])), 0);
+        assert_eq!(inv.freed_bytes(&BTreeSet::from(["idx"])), 5);
+    }
+}

@@ -1,0 +1,464 @@
+//! OCI image layouts (image-spec `image-layout.md`): a directory holding
+//! `oci-layout`, `index.json` and `blobs/sha256/<hex>`, or the same packed
+//! in a tar — what skopeo reads as `oci:<dir>:<tag>` and
+//! `oci-archive:<tar>:<tag>`. Tags are the index entries'
+//! `org.opencontainers.image.ref.name` annotations.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{self, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use futures_util::StreamExt as _;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+use crate::registry::stream::{BlobStream, verified};
+use crate::registry::{Manifest, RegistryError, sha256_digest};
+
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+const LAYOUT_FILE: &str = "oci-layout";
+const LAYOUT_VERSION: &str = "1.0.0";
+const INDEX_FILE: &str = "index.json";
+const BLOBS: &str = "blobs/sha256";
+/// Bytes read from a blob file per chunk.
+const CHUNK: usize = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LayoutError {
+    #[error("{action} {path} failed: {source}; check the path, its permissions and free space")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error(
+        "{path} is not an OCI image layout: {why}; pass a directory or .tar written by `backup` (or by skopeo's oci:/oci-archive:)"
+    )]
+    Invalid { path: PathBuf, why: String },
+}
+
+fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LayoutError {
+    let path = path.to_owned();
+    move |source| LayoutError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Entry {
+    media_type: String,
+    digest: String,
+    size: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Index {
+    schema_version: u32,
+    #[serde(default)]
+    media_type: Option<String>,
+    manifests: Vec<Entry>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LayoutVersion {
+    image_layout_version: String,
+}
+
+/// An image layout directory, read or being written.
+pub struct Layout {
+    root: PathBuf,
+    index: Mutex<Vec<Entry>>,
+}
+
+impl Layout {
+    /// A layout to write into: created when absent, extended when it holds
+    /// one already (blobs it has are not fetched again; tags are replaced).
+    pub fn create(root: &Path) -> Result<Self, LayoutError> {
+        let blobs = root.join(BLOBS);
+        fs::create_dir_all(&blobs).map_err(io_error("creating", &blobs))?;
+        if root.join(LAYOUT_FILE).exists() {
+            return Self::open(root);
+        }
+        let marker = root.join(LAYOUT_FILE);
+        let text = format!(r#"{{"imageLayoutVersion":"{LAYOUT_VERSION}"}}"#);
+        fs::write(&marker, text).map_err(io_error("writing", &marker))?;
+        Ok(Layout {
+            root: root.to_owned(),
+            index: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// An existing layout, to read.
+    pub fn open(root: &Path) -> Result<Self, LayoutError> {
+        let invalid = |why: String| LayoutError::Invalid {
+            path: root.to_owned(),
+            why,
+        };
+        let marker = root.join(LAYOUT_FILE);
+        let text =
+            fs::read(&marker).map_err(|e| invalid(format!("no readable {LAYOUT_FILE} ({e})")))?;
+        let version: LayoutVersion = serde_json::from_slice(&text)
+            .map_err(|e| invalid(format!("{LAYOUT_FILE} is not JSON ({e})")))?;
+        if version.image_layout_version != LAYOUT_VERSION {
+            return Err(invalid(format!(
+                "layout version {} (only {LAYOUT_VERSION} is known)",
+                version.image_layout_version
+            )));
+        }
+        let path = root.join(INDEX_FILE);
+        let index = match fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice::<Index>(&bytes)
+                    .map_err(|e| invalid(format!("{INDEX_FILE} is not an image index ({e})")))?
+                    .manifests
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_error("reading", &path)(e)),
+        };
+        Ok(Layout {
+            root: root.to_owned(),
+            index: Mutex::new(index),
+        })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn entries(&self) -> Vec<Entry> {
+        self.index.lock().map(|i| i.clone()).unwrap_or_default()
+    }
+
+    /// The tags (`ref.name` annotations) in index order.
+    pub fn tags(&self) -> Vec<String> {
+        self.entries()
+            .into_iter()
+            .filter_map(|e| e.annotations.get(REF_NAME).cloned())
+            .collect()
+    }
+
+    /// The digest a tag names, or `None`.
+    pub fn manifest_digest(&self, tag: &str) -> Option<String> {
+        self.entries()
+            .into_iter()
+            .find(|e| e.annotations.get(REF_NAME).is_some_and(|n| n == tag))
+            .map(|e| e.digest)
+    }
+
+    fn blob_path(&self, digest: &str) -> Result<PathBuf, LayoutError> {
+        let hex = digest
+            .strip_prefix("sha256:")
+            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .ok_or_else(|| LayoutError::Invalid {
+                path: self.root.clone(),
+                why: format!("{digest:?} is not a sha256 digest"),
+            })?;
+        Ok(self.root.join(BLOBS).join(hex))
+    }
+
+    /// A manifest by tag or digest, verified; its media type is the index
+    /// entry's, else the one it declares, else what its shape says.
+    pub fn manifest(&self, reference: &str) -> Result<Option<Manifest>, LayoutError> {
+        let entry = self.entries().into_iter().find(|e| {
+            e.digest == reference || e.annotations.get(REF_NAME).is_some_and(|n| n == reference)
+        });
+        let digest = match &entry {
+            Some(e) => e.digest.clone(),
+            None if reference.starts_with("sha256:") => reference.to_owned(),
+            None => return Ok(None),
+        };
+        let path = self.blob_path(&digest)?;
+        let bytes = match fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_error("reading", &path)(e)),
+        };
+        let actual = sha256_digest(&bytes);
+        if actual != digest {
+            return Err(LayoutError::Invalid {
+                path: path.clone(),
+                why: format!("its bytes hash to {actual}, not {digest}: the file is corrupt"),
+            });
+        }
+        let media_type = entry
+            .map(|e| e.media_type)
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| declared_media_type(&bytes));
+        Ok(Some(Manifest {
+            bytes,
+            media_type,
+            digest,
+        }))
+    }
+
+    /// Whether the blob is there whole (a partial file never has its name).
+    pub fn has_blob(&self, digest: &str, size: u64) -> Result<bool, LayoutError> {
+        let path = self.blob_path(digest)?;
+        Ok(fs::metadata(path).is_ok_and(|m| m.len() == size))
+    }
+
+    /// A blob read back in chunks, verified as it is read.
+    pub async fn blob_stream(&self, digest: &str) -> Result<BlobStream, LayoutError> {
+        let path = self.blob_path(digest)?;
+        let file = tokio::fs::File::open(&path)
+            .await
+            .map_err(io_error("opening", &path))?;
+        let shown = path.display().to_string();
+        let chunks = futures_util::stream::unfold(Some(file), move |file| {
+            let shown = shown.clone();
+            async move {
+                let mut file = file?;
+                let mut buf = vec![0; CHUNK];
+                match file.read(&mut buf).await {
+                    Ok(0) => None,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        Some((Ok(bytes::Bytes::from(buf)), Some(file)))
+                    }
+                    Err(e) => Some((
+                        Err(RegistryError::Protocol(format!(
+                            "reading {shown} failed: {e}"
+                        ))),
+                        None,
+                    )),
+                }
+            }
+        });
+        Ok(verified(
+            chunks,
+            digest,
+            &self.root.display().to_string(),
+            format!("blob {digest}"),
+        ))
+    }
+
+    /// Writes a blob from `chunks` under a temporary name, renamed into
+    /// place only once the stream ended verified: no partial blob is kept.
+    pub async fn write_blob(&self, digest: &str, chunks: BlobStream) -> Result<u64, LayoutError> {
+        let path = self.blob_path(digest)?;
+        let partial = path.with_extension("partial");
+        let written = write_stream(&partial, chunks).await;
+        match written {
+            Ok(n) => {
+                tokio::fs::rename(&partial, &path)
+                    .await
+                    .map_err(io_error("renaming into place", &path))?;
+                Ok(n)
+            }
+            Err(e) => {
+                let _ = tokio::fs::remove_file(&partial).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Stores a manifest as a blob and, for a tag, names it in the index
+    /// (which reaches the disk with [`Layout::save_index`]).
+    pub fn put_manifest(&self, reference: &str, manifest: &Manifest) -> Result<(), LayoutError> {
+        let path = self.blob_path(&manifest.digest)?;
+        write_atomically(&path, &manifest.bytes)?;
+        if reference.starts_with("sha256:") {
+            return Ok(());
+        }
+        let entry = Entry {
+            media_type: manifest.media_type.clone(),
+            digest: manifest.digest.clone(),
+            size: manifest.bytes.len() as u64,
+            annotations: BTreeMap::from([(REF_NAME.to_owned(), reference.to_owned())]),
+        };
+        if let Ok(mut index) = self.index.lock() {
+            index.retain(|e| e.annotations.get(REF_NAME).is_none_or(|n| n != reference));
+            index.push(entry);
+        }
+        Ok(())
+    }
+
+    /// Writes `index.json`: last, so it never names a manifest whose blobs
+    /// are not all in place.
+    pub fn save_index(&self) -> Result<(), LayoutError> {
+        let index = Index {
+            schema_version: 2,
+            media_type: Some(INDEX_MEDIA_TYPE.to_owned()),
+            manifests: self.entries(),
+        };
+        let bytes = serde_json::to_vec(&index).map_err(|e| LayoutError::Invalid {
+            path: self.root.clone(),
+            why: format!("its index can't be serialised ({e})"),
+        })?;
+        write_atomically(&self.root.join(INDEX_FILE), &bytes)
+    }
+}
+
+fn declared_media_type(bytes: &[u8]) -> String {
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Shape {
+        media_type: Option<String>,
+        manifests: Option<serde_json::Value>,
+    }
+    match serde_json::from_slice::<Shape>(bytes) {
+        Ok(Shape {
+            media_type: Some(m),
+            ..
+        }) => m,
+        Ok(Shape {
+            manifests: Some(_), ..
+        }) => INDEX_MEDIA_TYPE.to_owned(),
+        _ => MANIFEST_MEDIA_TYPE.to_owned(),
+    }
+}
+
+async fn write_stream(path: &Path, mut chunks: BlobStream) -> Result<u64, LayoutError> {
+    let mut file = tokio::fs::File::create(path)
+        .await
+        .map_err(io_error("creating", path))?;
+    let mut written = 0;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| LayoutError::Io {
+            action: "filling",
+            path: path.to_owned(),
+            source: io::Error::other(e),
+        })?;
+        file.write_all(&chunk)
+            .await
+            .map_err(io_error("writing", path))?;
+        written += chunk.len() as u64;
+    }
+    file.sync_all().await.map_err(io_error("syncing", path))?;
+    Ok(written)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
+    let partial = path.with_extension("partial");
+    let mut file = File::create(&partial).map_err(io_error("creating", &partial))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(io_error("writing", &partial))?;
+    fs::rename(&partial, path).map_err(io_error("renaming into place", path))
+}
+
+/// Packs the layout in `dir` into the tar `archive` (written under a
+/// temporary name, then renamed): `oci-layout`, `index.json`, `blobs/…`.
+pub fn pack(dir: &Path, archive: &Path) -> Result<(), LayoutError> {
+    let partial = archive.with_extension("tar.partial");
+    let file = File::create(&partial).map_err(io_error("creating", &partial))?;
+    let mut builder = tar::Builder::new(io::BufWriter::new(file));
+    builder.mode(tar::HeaderMode::Deterministic);
+    let mut blobs: Vec<PathBuf> = fs::read_dir(dir.join(BLOBS))
+        .map_err(io_error("listing", &dir.join(BLOBS)))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_none())
+        .collect();
+    blobs.sort();
+    let appended = (|| -> io::Result<()> {
+        builder.append_path_with_name(dir.join(LAYOUT_FILE), LAYOUT_FILE)?;
+        builder.append_path_with_name(dir.join(INDEX_FILE), INDEX_FILE)?;
+        builder.append_dir("blobs", dir.join("blobs"))?;
+        builder.append_dir(BLOBS, dir.join(BLOBS))?;
+        for blob in &blobs {
+            let name = Path::new(BLOBS).join(blob.file_name().unwrap_or_default());
+            builder.append_path_with_name(blob, name)?;
+        }
+        builder.into_inner()?.flush()
+    })();
+    if let Err(e) = appended {
+        let _ = fs::remove_file(&partial);
+        return Err(io_error("packing into", &partial)(e));
+    }
+    fs::rename(&partial, archive).map_err(io_error("renaming into place", archive))
+}
+
+/// Unpacks the tar `archive` into `dir` (member paths stay inside it).
+pub fn unpack(archive: &Path, dir: &Path) -> Result<(), LayoutError> {
+    let file = File::open(archive).map_err(io_error("opening", archive))?;
+    tar::Archive::new(io::BufReader::new(file))
+        .unpack(dir)
+        .map_err(io_error("unpacking", archive))
+}
+
+/// Whether a path names a tar archive rather than a layout directory.
+pub fn is_tar(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "tar")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn manifest(bytes: &[u8], media_type: &str) -> Manifest {
+        Manifest {
+            bytes: bytes.to_vec(),
+            media_type: media_type.into(),
+            digest: sha256_digest(bytes),
+        }
+    }
+
+    #[tokio::test]
+    async fn written_layouts_read_back_through_a_tar() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(&dir.path().join("l")).unwrap();
+        let blob = b"layer bytes".to_vec();
+        let digest = sha256_digest(&blob);
+        let chunks = futures_util::stream::iter([Ok(bytes::Bytes::from(blob.clone()))]);
+        let stream = verified(chunks, &digest, "test", "blob".into());
+        assert_eq!(layout.write_blob(&digest, stream).await.unwrap(), 11);
+        let m = manifest(br#"{"schemaVersion":2,"layers":[]}"#, MANIFEST_MEDIA_TYPE);
+        layout.put_manifest("1.0", &m).unwrap();
+        layout.put_manifest("1.0", &m).unwrap();
+        layout.save_index().unwrap();
+
+        let tar = dir.path().join("l.tar");
+        pack(layout.root(), &tar).unwrap();
+        let out = dir.path().join("out");
+        unpack(&tar, &out).unwrap();
+        let read = Layout::open(&out).unwrap();
+        assert_eq!(read.tags(), ["1.0"]);
+        assert_eq!(read.manifest("1.0").unwrap(), Some(m.clone()));
+        assert_eq!(read.manifest(&m.digest).unwrap(), Some(m));
+        assert!(read.has_blob(&digest, 11).unwrap());
+        let mut back = Vec::new();
+        let mut stream = read.blob_stream(&digest).await.unwrap();
+        while let Some(chunk) = stream.next().await {
+            back.extend_from_slice(&chunk.unwrap());
+        }
+        assert_eq!(back, blob);
+        let index: serde_json::Value =
+            serde_json::from_slice(&fs::read(out.join(INDEX_FILE)).unwrap()).unwrap();
+        assert_eq!(index["manifests"][0]["annotations"][REF_NAME], "1.0");
+    }
+
+    #[tokio::test]
+    async fn a_corrupt_blob_is_refused_and_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(dir.path()).unwrap();
+        let digest = sha256_digest(b"expected");
+        let chunks = futures_util::stream::iter([Ok(bytes::Bytes::from_static(b"tampered"))]);
+        let stream = verified(chunks, &digest, "src", "blob".into());
+        let err = layout.write_blob(&digest, stream).await.unwrap_err();
+        assert!(err.to_string().contains(&digest), "{err}");
+        assert_eq!(fs::read_dir(dir.path().join(BLOBS)).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn not_a_layout_says_what_to_pass() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Layout::open(dir.path()).err().unwrap().to_string();
+        assert!(
+            err.contains("not an OCI image layout") && err.contains("backup"),
+            "{err}"
+        );
+    }
+}

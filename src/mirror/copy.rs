@@ -1,0 +1,259 @@
+//! The copy itself: plan every tag's tree, move the missing blobs, then
+//! write the manifests bottom-up.
+
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+
+use crate::registry::contents::{Contents, Descriptor};
+use crate::registry::{Manifest, RegistryError, retry};
+
+use super::MirrorError;
+use super::store::{Moved, Store};
+
+/// Manifests one tag may nest (an index's children, their children…).
+const MAX_MANIFESTS: usize = 1024;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Options {
+    /// Requests in flight at once (blobs, manifests, tags).
+    pub concurrency: usize,
+    /// Read and compare only; write nothing.
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    Copied,
+    /// The target's tag already names the same digest.
+    UpToDate,
+    /// Would be copied, on a dry run.
+    WouldCopy,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Copied => "copied",
+            State::UpToDate => "up to date",
+            State::WouldCopy => "would copy",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagCopy {
+    pub tag: String,
+    pub digest: String,
+    pub state: State,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Report {
+    pub tags: Vec<TagCopy>,
+    /// Blobs streamed to the target, and their bytes (on a dry run: the
+    /// ones that would be).
+    pub blobs_sent: usize,
+    pub bytes_sent: u64,
+    /// Blobs the target registry linked from the source repository.
+    pub blobs_mounted: usize,
+    /// Blobs the target had already.
+    pub blobs_present: usize,
+    pub dry_run: bool,
+}
+
+/// One tag, read from the source.
+struct Planned {
+    tag: String,
+    top: Manifest,
+    /// Every manifest below `top`, children before their parents.
+    children: Vec<Manifest>,
+    blobs: Vec<Descriptor>,
+    up_to_date: bool,
+}
+
+/// Copies `tags` from `source` to `target` (see the module docs).
+pub async fn copy(
+    source: &Store<'_>,
+    target: &Store<'_>,
+    tags: &[String],
+    options: &Options,
+) -> Result<Report, MirrorError> {
+    let width = options.concurrency.max(1);
+    let planned: Vec<Planned> = stream::iter(tags)
+        .map(|tag| plan(source, target, tag))
+        .buffered(width)
+        .try_collect()
+        .await?;
+
+    let blobs: BTreeMap<&str, &Descriptor> = planned
+        .iter()
+        .filter(|p| !p.up_to_date)
+        .flat_map(|p| &p.blobs)
+        .map(|b| (b.digest.as_str(), b))
+        .collect();
+    let moved: Vec<Moved> = stream::iter(blobs.into_values())
+        .map(|blob| transfer(source, target, blob, options.dry_run))
+        .buffer_unordered(width)
+        .try_collect()
+        .await?;
+
+    if !options.dry_run {
+        stream::iter(planned.iter().filter(|p| !p.up_to_date))
+            .map(|p| async move {
+                for child in &p.children {
+                    target.put_manifest(&child.digest, child).await?;
+                }
+                target.put_manifest(&p.tag, &p.top).await
+            })
+            .buffer_unordered(width)
+            .try_collect::<Vec<()>>()
+            .await?;
+        target.finish()?;
+    }
+
+    let mut report = Report {
+        dry_run: options.dry_run,
+        ..Report::default()
+    };
+    for m in moved {
+        match m {
+            Moved::Present => report.blobs_present += 1,
+            Moved::Mounted => report.blobs_mounted += 1,
+            Moved::Sent(bytes) | Moved::Missing(bytes) => {
+                report.blobs_sent += 1;
+                report.bytes_sent += bytes;
+            }
+        }
+    }
+    report.tags = planned
+        .into_iter()
+        .map(|p| TagCopy {
+            state: match (p.up_to_date, options.dry_run) {
+                (true, _) => State::UpToDate,
+                (false, true) => State::WouldCopy,
+                (false, false) => State::Copied,
+            },
+            tag: p.tag,
+            digest: p.top.digest,
+        })
+        .collect();
+    Ok(report)
+}
+
+/// Reads a tag's manifest tree from the source, unless the target's tag
+/// already names the same digest.
+async fn plan(source: &Store<'_>, target: &Store<'_>, tag: &str) -> Result<Planned, MirrorError> {
+    let top = source
+        .manifest(tag)
+        .await?
+        .ok_or_else(|| MirrorError::NoSuchTag {
+            store: source.describe(),
+            tag: tag.to_owned(),
+        })?;
+    let mut planned = Planned {
+        tag: tag.to_owned(),
+        up_to_date: target.manifest_digest(tag).await?.as_deref() == Some(top.digest.as_str()),
+        top,
+        children: Vec::new(),
+        blobs: Vec::new(),
+    };
+    if planned.up_to_date {
+        return Ok(planned);
+    }
+    let mut seen = HashSet::new();
+    let mut queue = VecDeque::from([planned.top.clone()]);
+    let mut found = Vec::new();
+    while let Some(manifest) = queue.pop_front() {
+        match manifest.contents()? {
+            Contents::Image { config, layers } => {
+                planned.blobs.push(config);
+                planned.blobs.extend(layers);
+            }
+            Contents::Index { manifests, .. } => {
+                for child in &manifests {
+                    if !seen.insert(child.digest.clone()) {
+                        continue;
+                    }
+                    if seen.len() > MAX_MANIFESTS {
+                        return Err(MirrorError::TooDeep {
+                            store: source.describe(),
+                            tag: tag.to_owned(),
+                            limit: MAX_MANIFESTS,
+                        });
+                    }
+                    let fetched = child_manifest(source, tag, &manifest, child).await?;
+                    queue.push_back(fetched.clone());
+                    found.push(fetched);
+                }
+            }
+        }
+    }
+    // Breadth-first puts parents before children; the writes go the other way.
+    found.reverse();
+    planned.children = found;
+    Ok(planned)
+}
+
+async fn child_manifest(
+    source: &Store<'_>,
+    tag: &str,
+    parent: &Manifest,
+    child: &Descriptor,
+) -> Result<Manifest, MirrorError> {
+    let fetched =
+        source
+            .manifest(&child.digest)
+            .await?
+            .ok_or_else(|| MirrorError::MissingChild {
+                store: source.describe(),
+                tag: tag.to_owned(),
+                parent: parent.digest.clone(),
+                digest: child.digest.clone(),
+            })?;
+    if fetched.digest != child.digest {
+        return Err(RegistryError::DigestMismatch {
+            registry: source.describe(),
+            what: format!("the manifest {} lists", parent.digest),
+            expected: child.digest.clone(),
+            actual: fetched.digest,
+        }
+        .into());
+    }
+    Ok(fetched)
+}
+
+/// One blob, unless the target has it; a transfer cut off midway starts
+/// over, a bounded number of times.
+async fn transfer(
+    source: &Store<'_>,
+    target: &Store<'_>,
+    blob: &Descriptor,
+    dry_run: bool,
+) -> Result<Moved, MirrorError> {
+    if target.has_blob(blob).await? {
+        return Ok(Moved::Present);
+    }
+    if dry_run {
+        return Ok(Moved::Missing(blob.size));
+    }
+    let mut attempt = 0;
+    loop {
+        match target.receive(source, blob).await {
+            Err(e) if e.transient() && attempt + 1 < retry::ATTEMPTS => {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let pause = retry::wait(attempt, None, None, now);
+                tracing::warn!(
+                    "copying blob {} failed ({e}); retrying in {pause:?}",
+                    blob.digest
+                );
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}

@@ -1,0 +1,83 @@
+//! Copies images between stores — registries and OCI image layouts — with
+//! their digests unchanged: manifest bytes are moved as they are, indexes
+//! with all their children, blobs streamed and verified on the way.
+//!
+//! A copy is planned before anything is written: every selected tag's
+//! manifest tree is read first, then the blobs the target lacks are moved
+//! (each once, however many tags share it), then the manifests, children
+//! before the index or tag that names them. An interrupted copy leaves only
+//! whole blobs behind, and a re-run moves only what is still missing.
+
+mod copy;
+pub mod select;
+mod store;
+pub mod summary;
+
+pub use copy::{Options, Report, State, TagCopy, copy};
+pub use store::Store;
+
+use crate::layout::LayoutError;
+use crate::registry::RegistryError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Layout(#[from] LayoutError),
+    #[error(transparent)]
+    Select(#[from] select::SelectError),
+    #[error("{store} has no tag `{tag}`; check `tags` against the tags it lists")]
+    NoSuchTag { store: String, tag: String },
+    #[error(
+        "{store} lists manifest {digest} in {parent} but doesn't hold it; nothing of `{tag}` was copied"
+    )]
+    MissingChild {
+        store: String,
+        tag: String,
+        parent: String,
+        digest: String,
+    },
+    #[error(
+        "`{tag}` on {store} nests more than {limit} manifests; refusing to copy what looks like a loop"
+    )]
+    TooDeep {
+        store: String,
+        tag: String,
+        limit: usize,
+    },
+}
+
+impl MirrorError {
+    /// A dropped connection or a registry that fell over mid-blob: worth
+    /// starting that blob over. Everything else is an answer.
+    fn transient(&self) -> bool {
+        matches!(
+            self,
+            MirrorError::Registry(RegistryError::Transport { .. })
+                | MirrorError::Registry(RegistryError::Status {
+                    status: 429 | 500..=599,
+                    ..
+                })
+        )
+    }
+}
+
+/// The tags to copy from `source`: `wanted` as given (globs expanded
+/// against its tag list), or every tag it has when `wanted` is empty. The
+/// tag list is only read when it is needed.
+pub async fn tags_to_copy(
+    source: &Store<'_>,
+    wanted: &[String],
+) -> Result<Vec<String>, MirrorError> {
+    let available = if wanted.is_empty() || wanted.iter().any(|w| select::is_pattern(w)) {
+        Some(source.tags().await?)
+    } else {
+        None
+    };
+    Ok(select::select(
+        wanted,
+        available.as_deref(),
+        &source.describe(),
+    )?)
+}

@@ -1,0 +1,161 @@
+//! One side of a copy: a repository on a registry, or an image layout.
+
+use crate::layout::Layout;
+use crate::registry::contents::Descriptor;
+use crate::registry::mount::Upload;
+use crate::registry::stream::BlobStream;
+use crate::registry::{Manifest, Registry};
+
+use super::MirrorError;
+
+pub enum Store<'a> {
+    Registry {
+        registry: &'a Registry,
+        repository: &'a str,
+    },
+    Layout(&'a Layout),
+}
+
+/// How a blob reached the target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Moved {
+    Present,
+    Mounted,
+    Sent(u64),
+    /// Missing, and left so on a dry run.
+    Missing(u64),
+}
+
+impl Store<'_> {
+    /// As a person would name it: `registry/repository`, or the layout's path.
+    pub fn describe(&self) -> String {
+        match self {
+            Store::Registry {
+                registry,
+                repository,
+            } => format!("{}/{repository}", registry.name()),
+            Store::Layout(layout) => layout.root().display().to_string(),
+        }
+    }
+
+    pub(super) async fn tags(&self) -> Result<Vec<String>, MirrorError> {
+        Ok(match self {
+            Store::Registry {
+                registry,
+                repository,
+            } => registry.tags(repository).await?,
+            Store::Layout(layout) => layout.tags(),
+        })
+    }
+
+    pub(super) async fn manifest(&self, reference: &str) -> Result<Option<Manifest>, MirrorError> {
+        Ok(match self {
+            Store::Registry {
+                registry,
+                repository,
+            } => registry.manifest(repository, reference).await?,
+            Store::Layout(layout) => layout.manifest(reference)?,
+        })
+    }
+
+    pub(super) async fn manifest_digest(&self, tag: &str) -> Result<Option<String>, MirrorError> {
+        Ok(match self {
+            Store::Registry {
+                registry,
+                repository,
+            } => registry.manifest_digest(repository, tag).await?,
+            Store::Layout(layout) => layout.manifest_digest(tag),
+        })
+    }
+
+    pub(super) async fn has_blob(&self, blob: &Descriptor) -> Result<bool, MirrorError> {
+        Ok(match self {
+            Store::Registry {
+                registry,
+                repository,
+            } => registry.has_blob(repository, &blob.digest).await?,
+            Store::Layout(layout) => layout.has_blob(&blob.digest, blob.size)?,
+        })
+    }
+
+    async fn blob(&self, blob: &Descriptor) -> Result<BlobStream, MirrorError> {
+        Ok(match self {
+            Store::Registry {
+                registry,
+                repository,
+            } => {
+                registry
+                    .blob_stream(repository, &blob.digest, blob.size)
+                    .await?
+            }
+            Store::Layout(layout) => layout.blob_stream(&blob.digest).await?,
+        })
+    }
+
+    /// Moves one blob from `source` into this store: mounted when both are
+    /// repositories of one registry, else streamed through.
+    pub(super) async fn receive(
+        &self,
+        source: &Store<'_>,
+        blob: &Descriptor,
+    ) -> Result<Moved, MirrorError> {
+        match self {
+            Store::Registry {
+                registry,
+                repository,
+            } => {
+                let from = match source {
+                    Store::Registry {
+                        registry: other,
+                        repository: from,
+                    } if other.name() == registry.name() && from != repository => Some(*from),
+                    _ => None,
+                };
+                match registry
+                    .start_upload(repository, &blob.digest, from)
+                    .await?
+                {
+                    Upload::Mounted => Ok(Moved::Mounted),
+                    Upload::Session(session) => {
+                        let chunks = source.blob(blob).await?;
+                        registry
+                            .finish_upload(repository, &session, &blob.digest, blob.size, chunks)
+                            .await?;
+                        Ok(Moved::Sent(blob.size))
+                    }
+                }
+            }
+            Store::Layout(layout) => {
+                let chunks = source.blob(blob).await?;
+                Ok(Moved::Sent(layout.write_blob(&blob.digest, chunks).await?))
+            }
+        }
+    }
+
+    pub(super) async fn put_manifest(
+        &self,
+        reference: &str,
+        manifest: &Manifest,
+    ) -> Result<(), MirrorError> {
+        match self {
+            Store::Registry {
+                registry,
+                repository,
+            } => {
+                registry
+                    .put_manifest(repository, reference, manifest)
+                    .await?
+            }
+            Store::Layout(layout) => layout.put_manifest(reference, manifest)?,
+        }
+        Ok(())
+    }
+
+    /// What must happen after the last manifest: a layout's index.
+    pub(super) fn finish(&self) -> Result<(), MirrorError> {
+        match self {
+            Store::Registry { .. } => Ok(()),
+            Store::Layout(layout) => Ok(layout.save_index()?),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Upload sessions and cross-repository mounts: what a streamed copy needs
+//! beyond the one-request upload.
+
+use reqwest::{Method, StatusCode, header};
+
+use super::{Registry, RegistryError, same_host_path};
+
+/// How a blob upload began.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upload {
+    /// The registry linked the blob from the other repository: nothing to send.
+    Mounted,
+    /// Send the bytes to this path (see [`Registry::finish_upload`]).
+    Session(String),
+}
+
+impl Registry {
+    /// Opens an upload of `digest` into `repository`. With `from`, asks the
+    /// registry to mount it from that repository instead; a registry that
+    /// won't (202: another storage, no pull right on `from`) hands out a
+    /// session anyway, and a token that can't name `from` gets a plain one.
+    pub async fn start_upload(
+        &self,
+        repository: &str,
+        digest: &str,
+        from: Option<&str>,
+    ) -> Result<Upload, RegistryError> {
+        let plain = format!("/v2/{repository}/blobs/uploads/");
+        if let Some(from) = from {
+            let path = format!("{plain}?mount={digest}&from={from}");
+            let response = self
+                .send(Method::POST, &path, repository, |r| {
+                    r.header(header::CONTENT_LENGTH, 0)
+                })
+                .await?;
+            match response.status() {
+                StatusCode::CREATED => return Ok(Upload::Mounted),
+                StatusCode::ACCEPTED => return self.session(repository, &response),
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {}
+                _ => {
+                    return Err(self
+                        .failure(Method::POST, &path, repository, response)
+                        .await);
+                }
+            }
+        }
+        let response = self
+            .send(Method::POST, &plain, repository, |r| {
+                r.header(header::CONTENT_LENGTH, 0)
+            })
+            .await?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(self
+                .failure(Method::POST, &plain, repository, response)
+                .await);
+        }
+        self.session(repository, &response)
+    }
+
+    fn session(
+        &self,
+        repository: &str,
+        response: &reqwest::Response,
+    ) -> Result<Upload, RegistryError> {
+        response
+            .headers()
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(same_host_path)
+            .map(Upload::Session)
+            .ok_or_else(|| {
+                RegistryError::Protocol(format!(
+                    "{} started an upload to {repository} without a usable Location",
+                    self.name
+                ))
+            })
+    }
+}

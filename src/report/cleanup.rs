@@ -1,0 +1,187 @@
+//! The `cleanup` job summary: what went (or would go), and why the rest stayed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+
+use crate::report::{bytes, cell};
+use crate::retention::{Kept, Plan};
+
+/// Rows listed per repository before the rest is counted.
+const MAX_ROWS: usize = 100;
+
+pub struct Cleaned {
+    pub repository: String,
+    pub plan: Plan,
+    /// Estimated bytes the registry frees once it collects garbage.
+    pub freed: u64,
+    /// Push time per tag, for the ages shown.
+    pub pushed: HashMap<String, Option<i64>>,
+}
+
+pub fn summary(cleaned: &[Cleaned], dry_run: bool, now: i64) -> String {
+    let mut md = String::from("### registry-action cleanup\n\n");
+    if dry_run {
+        md.push_str("**Dry run: nothing was deleted.** The tags below would be.\n\n");
+    }
+    let verb = if dry_run { "would delete" } else { "deleted" };
+    let _ = writeln!(
+        md,
+        "| repository | tags {verb} | manifests | tags kept | frees (estimate) |\n|---|---|---|---|---|"
+    );
+    for c in cleaned {
+        let _ = writeln!(
+            md,
+            "| `{}` | {} | {} | {} | {} |",
+            cell(&c.repository),
+            c.plan.deleted_tags().count(),
+            c.plan.delete.len(),
+            c.plan.kept.len(),
+            bytes(c.freed)
+        );
+    }
+    for c in cleaned {
+        repository_details(&mut md, c, verb, now);
+    }
+    md.push_str(
+        "\nFreed bytes count blobs no remaining tag uses; the registry returns them at its next garbage collection.\n",
+    );
+    md
+}
+
+fn repository_details(md: &mut String, c: &Cleaned, verb: &str, now: i64) {
+    let _ = writeln!(md, "\n#### `{}`\n", cell(&c.repository));
+    if !c.plan.delete.is_empty() {
+        let _ = writeln!(
+            md,
+            "<details><summary>{} tags {verb}</summary>\n\n| tag | age | digest |\n|---|---|---|",
+            c.plan.deleted_tags().count()
+        );
+        let rows: Vec<(&str, &str)> = c
+            .plan
+            .delete
+            .iter()
+            .flat_map(|d| d.tags.iter().map(|t| (t.as_str(), d.digest.as_str())))
+            .collect();
+        for (tag, digest) in rows.iter().take(MAX_ROWS) {
+            let age = c.pushed.get(*tag).copied().flatten();
+            let _ = writeln!(
+                md,
+                "| `{}` | {} | `{}` |",
+                cell(tag),
+                age_text(age, now),
+                short(digest)
+            );
+        }
+        if rows.len() > MAX_ROWS {
+            let _ = writeln!(md, "| … and {} more | | |", rows.len() - MAX_ROWS);
+        }
+        md.push_str("\n</details>\n\n");
+    }
+    let mut reasons: BTreeMap<String, Vec<&str>> = BTreeMap::new();
+    for (tag, kept) in &c.plan.kept {
+        reasons.entry(reason(kept)).or_default().push(tag);
+    }
+    for (reason, tags) in reasons {
+        let shown: Vec<String> = tags
+            .iter()
+            .take(10)
+            .map(|t| format!("`{}`", cell(t)))
+            .collect();
+        let more = if tags.len() > 10 {
+            format!(" and {} more", tags.len() - 10)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            md,
+            "- kept, {reason} ({}): {}{more}",
+            tags.len(),
+            shown.join(", ")
+        );
+    }
+}
+
+fn reason(kept: &Kept) -> String {
+    match kept {
+        Kept::Newest => "among the newest `keep`".into(),
+        Kept::Protected(why) => format!("protected: {why}"),
+        Kept::NotPrunable => "not matched by `tag-pattern`".into(),
+        Kept::TooRecent => "younger than `older-than`".into(),
+        Kept::UnknownAge => "no trustworthy push time".into(),
+        Kept::SharesDigest { with } => {
+            format!("same manifest as kept `{with}` (deleting it would delete both)")
+        }
+        Kept::ChildOfKept { index_tag } => format!("part of the kept multi-arch `{index_tag}`"),
+    }
+}
+
+fn age_text(pushed: Option<i64>, now: i64) -> String {
+    match pushed {
+        Some(t) if now >= t => match now - t {
+            s if s >= 86_400 => format!("{} d", s / 86_400),
+            s if s >= 3600 => format!("{} h", s / 3600),
+            s => format!("{} min", s / 60),
+        },
+        _ => "unknown".into(),
+    }
+}
+
+fn short(digest: &str) -> &str {
+    digest.get(..19).unwrap_or(digest)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::retention::Deletion;
+
+    #[test]
+    fn says_what_went_and_why_the_rest_stayed() {
+        let plan = Plan {
+            delete: vec![Deletion {
+                digest: format!("sha256:{}", "a".repeat(64)),
+                tags: vec!["old|sha".into()],
+            }],
+            kept: vec![
+                ("latest".into(), Kept::Protected("`latest`".into())),
+                ("new".into(), Kept::Newest),
+                (
+                    "twin".into(),
+                    Kept::SharesDigest {
+                        with: "latest".into(),
+                    },
+                ),
+            ],
+        };
+        let cleaned = [Cleaned {
+            repository: "acme/app".into(),
+            plan,
+            freed: 3 << 20,
+            pushed: HashMap::from([("old|sha".to_string(), Some(1000))]),
+        }];
+        let md = summary(&cleaned, true, 1000 + 3 * 86_400);
+        assert!(md.contains("Dry run: nothing was deleted"), "{md}");
+        assert!(md.contains("| `acme/app` | 1 | 1 | 3 | 3.0 MiB |"), "{md}");
+        assert!(
+            md.contains("| `old\\|sha` | 3 d | `sha256:aaaaaaaaaaaa` |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("- kept, protected: `latest` (1): `latest`"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "- kept, same manifest as kept `latest` (deleting it would delete both) (1): `twin`"
+            ),
+            "{md}"
+        );
+        let real = summary(&cleaned, false, 0);
+        assert!(
+            !real.contains("Dry run") && real.contains("tags deleted"),
+            "{real}"
+        );
+        assert!(real.contains("| `old\\|sha` | unknown |"), "{real}");
+    }
+}

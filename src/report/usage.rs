@@ -1,0 +1,108 @@
+//! The `usage` job summary.
+
+use std::fmt::Write as _;
+
+use crate::report::{bytes, cell};
+use crate::usage::Report;
+
+pub fn summary(report: &Report) -> String {
+    let mut md = format!(
+        "### registry-action usage: `{}`\n\n| repository | tags | SHA tags | manifests | stored | growth |\n|---|---|---|---|---|---|\n",
+        cell(&report.registry)
+    );
+    for r in &report.repositories {
+        let growth = match r.growth {
+            Some(g) => format!("{} bytes, {:+} tags", signed(g.bytes), g.tags),
+            None => "—".into(),
+        };
+        let _ = writeln!(
+            md,
+            "| `{}` | {} | {} | {} | {} | {growth} |",
+            cell(&r.repository),
+            r.tags,
+            r.sha_tags,
+            r.manifests,
+            bytes(r.bytes)
+        );
+    }
+    let _ = writeln!(md, "\n**Total stored:** {}\n", bytes(report.total_bytes));
+    for r in report.repositories.iter().filter(|r| !r.largest.is_empty()) {
+        let _ = writeln!(
+            md,
+            "<details><summary>Largest images of <code>{}</code></summary>\n\n| size | tags | digest |\n|---|---|---|",
+            cell(&r.repository)
+        );
+        for image in &r.largest {
+            let tags: Vec<String> = image
+                .tags
+                .iter()
+                .take(5)
+                .map(|t| format!("`{}`", cell(t)))
+                .collect();
+            let more = image.tags.len().saturating_sub(5);
+            let more = if more > 0 {
+                format!(" +{more}")
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {}{more} | `{}` |",
+                bytes(image.bytes),
+                tags.join(" "),
+                cell(&image.digest)
+            );
+        }
+        md.push_str("\n</details>\n");
+    }
+    md
+}
+
+fn signed(n: i64) -> String {
+    let size = bytes(n.unsigned_abs());
+    if n < 0 {
+        format!("−{size}")
+    } else {
+        format!("+{size}")
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::usage::{Growth, Image, Repository};
+
+    #[test]
+    fn table_and_largest_images() {
+        let report = Report {
+            registry: "127.0.0.1:5000".into(),
+            generated: "2026-01-01T00:00:00Z".into(),
+            total_bytes: 2 << 20,
+            repositories: vec![Repository {
+                repository: "acme/app".into(),
+                tags: 4,
+                sha_tags: 2,
+                manifests: 2,
+                bytes: 2 << 20,
+                largest: vec![Image {
+                    digest: "sha256:ab".into(),
+                    tags: vec!["latest".into()],
+                    bytes: 1 << 20,
+                }],
+                growth: Some(Growth {
+                    bytes: -2048,
+                    tags: 3,
+                    sha_tags: 3,
+                }),
+            }],
+        };
+        let md = summary(&report);
+        assert!(
+            md.contains("| `acme/app` | 4 | 2 | 2 | 2.0 MiB | −2.0 KiB bytes, +3 tags |"),
+            "{md}"
+        );
+        assert!(md.contains("**Total stored:** 2.0 MiB"), "{md}");
+        assert!(md.contains("| 1.0 MiB | `latest` | `sha256:ab` |"), "{md}");
+    }
+}

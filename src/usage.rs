@@ -1,0 +1,178 @@
+//! Storage per repository (pure): tags, commit-SHA tags, bytes stored with
+//! shared layers counted once, the largest images, and growth since an
+//! earlier report.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::inventory::Inventory;
+use crate::retention::is_commit_sha;
+
+/// Images listed per repository as the largest.
+const LARGEST: usize = 5;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Report {
+    pub registry: String,
+    /// RFC 3339.
+    pub generated: String,
+    pub total_bytes: u64,
+    pub repositories: Vec<Repository>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Repository {
+    pub repository: String,
+    pub tags: usize,
+    pub sha_tags: usize,
+    pub manifests: usize,
+    /// Every blob and manifest the tags reach, each counted once.
+    pub bytes: u64,
+    pub largest: Vec<Image>,
+    /// Against the previous report; absent when it didn't list the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub growth: Option<Growth>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Image {
+    pub digest: String,
+    /// Sorted.
+    pub tags: Vec<String>,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Growth {
+    pub bytes: i64,
+    pub tags: i64,
+    pub sha_tags: i64,
+}
+
+pub fn measure(repository: &str, inventory: &Inventory) -> Repository {
+    let mut by_digest: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for t in &inventory.tags {
+        by_digest.entry(&t.digest).or_default().push(t.tag.clone());
+    }
+    let mut largest: Vec<Image> = by_digest
+        .iter()
+        .map(|(digest, tags)| {
+            let mut tags = tags.clone();
+            tags.sort();
+            Image {
+                digest: (*digest).to_owned(),
+                bytes: inventory.stored_bytes([*digest]),
+                tags,
+            }
+        })
+        .collect();
+    largest.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.digest.cmp(&b.digest)));
+    largest.truncate(LARGEST);
+    Repository {
+        repository: repository.to_owned(),
+        tags: inventory.tags.len(),
+        sha_tags: inventory
+            .tags
+            .iter()
+            .filter(|t| is_commit_sha(&t.tag))
+            .count(),
+        manifests: by_digest.len(),
+        bytes: inventory.stored_bytes(by_digest.keys().copied()),
+        largest,
+        growth: None,
+    }
+}
+
+/// Fills in each repository's growth since `previous`.
+pub fn compare(mut report: Report, previous: &Report) -> Report {
+    for repo in &mut report.repositories {
+        let Some(before) = previous
+            .repositories
+            .iter()
+            .find(|p| p.repository == repo.repository)
+        else {
+            continue;
+        };
+        let delta = |now: u64, then: u64| now as i64 - then as i64;
+        repo.growth = Some(Growth {
+            bytes: delta(repo.bytes, before.bytes),
+            tags: delta(repo.tags as u64, before.tags as u64),
+            sha_tags: delta(repo.sha_tags as u64, before.sha_tags as u64),
+        });
+    }
+    report
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::inventory::testing::{image, tag};
+
+    fn inventory() -> Inventory {
+        let sha = |n: u8| format!("{n:040x}");
+        Inventory {
+            tags: vec![
+                tag(&sha(1), "m1"),
+                tag(&sha(2), "m2"),
+                tag("latest", "m2"),
+                tag("1.0.0", "m2"),
+            ],
+            manifests: BTreeMap::from([
+                ("m1".into(), image(100, &[("base", 5000), ("a", 10)])),
+                ("m2".into(), image(100, &[("base", 5000), ("b", 20)])),
+            ]),
+        }
+    }
+
+    #[test]
+    fn counts_shared_layers_once() {
+        let r = measure("acme/app", &inventory());
+        assert_eq!((r.tags, r.sha_tags, r.manifests), (4, 2, 2));
+        assert_eq!(r.bytes, 100 + 5000 + 10 + 100 + 20);
+        assert_eq!(r.largest[0].digest, "m2");
+        assert_eq!(r.largest[0].bytes, 100 + 5000 + 20);
+        assert_eq!(
+            r.largest[0].tags[..2],
+            [
+                "0000000000000000000000000000000000000002".to_string(),
+                "1.0.0".into()
+            ][..]
+        );
+        assert_eq!(r.largest.len(), 2);
+    }
+
+    #[test]
+    fn growth_against_an_earlier_report() {
+        let now = Report {
+            registry: "r".into(),
+            generated: "2026-01-02T00:00:00Z".into(),
+            total_bytes: 0,
+            repositories: vec![
+                measure("acme/app", &inventory()),
+                measure("acme/new", &Inventory::default()),
+            ],
+        };
+        let mut before = now.clone();
+        before.repositories[0].bytes -= 1000;
+        before.repositories[0].tags = 6;
+        before.repositories.truncate(1);
+        let text = serde_json::to_string(&before).unwrap();
+        let before: Report = serde_json::from_str(&text).unwrap();
+        let compared = compare(now, &before);
+        assert_eq!(
+            compared.repositories[0].growth,
+            Some(Growth {
+                bytes: 1000,
+                tags: -2,
+                sha_tags: 0
+            })
+        );
+        assert_eq!(compared.repositories[1].growth, None);
+    }
+}

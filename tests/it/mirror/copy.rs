@@ -1,0 +1,235 @@
+//! Copies between the three registries, through the binary.
+
+use super::*;
+
+/// An index of two platforms sharing a base layer, and a plain image.
+async fn seed(registry: &Registry, repository: &str) -> (Manifest, Manifest) {
+    let base = random_layer(1, 300_000);
+    let amd64 = push_image(
+        registry,
+        repository,
+        "1.0-amd64",
+        "amd64",
+        &[base.clone(), random_layer(2, 200_000)],
+    )
+    .await;
+    let arm64 = push_image(
+        registry,
+        repository,
+        "1.0-arm64",
+        "arm64",
+        &[base, random_layer(3, 100_000)],
+    )
+    .await;
+    let index = push_index(
+        registry,
+        repository,
+        "1.0",
+        &[(&amd64, "amd64"), (&arm64, "arm64")],
+    )
+    .await;
+    let plain = push_image(
+        registry,
+        repository,
+        "tool",
+        "amd64",
+        &[random_layer(4, 50_000)],
+    )
+    .await;
+    (index, plain)
+}
+
+#[tokio::test]
+async fn an_index_and_its_children_arrive_byte_for_byte_then_only_what_is_new() {
+    let s = services();
+    let (from, to) = (open(), basic());
+    let (source, target) = (unique("src"), unique("dst"));
+    let (index, plain) = seed(&from, &source).await;
+    let from_ref = format!("{}/{source}", s.registry_open);
+    let to_ref = format!("{}/{target}", s.registry_basic);
+    let login = [
+        ("command", "mirror"),
+        ("from", from_ref.as_str()),
+        ("to", to_ref.as_str()),
+        ("username", s.basic_user.as_str()),
+        ("password", s.basic_password.as_str()),
+    ];
+
+    let ran = run(&[&login[..], &[("tags", "1.0\ntool")]].concat()).await;
+    ran.assert_ok();
+    let first = copied(&ran);
+    assert_eq!(first["1.0"], index.digest.as_str());
+    assert_eq!(first["tool"], plain.digest.as_str());
+    assert_same_tree((&from, &source), (&to, &target), "1.0").await;
+    assert_same_tree((&from, &source), (&to, &target), "tool").await;
+    // 4 layers (the base once) + 2 configs (`tool` shares amd64's); the
+    // child tags were not asked for.
+    assert_eq!(output(&ran, "blobs-sent"), 6, "{ran}");
+    assert_eq!(output(&ran, "blobs-mounted"), 0);
+    assert!(to.manifest(&target, "1.0-amd64").await.unwrap().is_none());
+    assert!(
+        ran.summary.contains("| `1.0` |") && ran.summary.contains("copied"),
+        "{ran}"
+    );
+    assert_never_shown(&ran, &s.basic_password);
+
+    // A new tag sharing the base layer: the re-run copies it and nothing else.
+    let newer = push_image(
+        &from,
+        &source,
+        "2.0",
+        "amd64",
+        &[random_layer(1, 300_000), random_layer(5, 10_000)],
+    )
+    .await;
+    let ran = run(&[&login[..], &[("tags", "1.0\n2.*")]].concat()).await;
+    ran.assert_ok();
+    assert_eq!(copied(&ran)["2.0"], newer.digest.as_str());
+    assert_eq!(output(&ran, "blobs-sent"), 1, "the new layer\n{ran}");
+    assert_eq!(
+        output(&ran, "blobs-present"),
+        2,
+        "the base and the config\n{ran}"
+    );
+    assert!(ran.summary.contains("up to date"), "{ran}");
+    assert_same_tree((&from, &source), (&to, &target), "2.0").await;
+
+    // Everything: the child tags too, all blobs already there.
+    let ran = run(&login).await;
+    ran.assert_ok();
+    let all: Vec<String> = copied(&ran).keys().cloned().collect();
+    assert_eq!(all, ["1.0", "1.0-amd64", "1.0-arm64", "2.0", "tool"]);
+    assert_eq!(output(&ran, "bytes-sent"), 0, "{ran}");
+    assert_eq!(
+        to.tags(&target).await.unwrap(),
+        from.tags(&source).await.unwrap()
+    );
+}
+
+#[tokio::test]
+async fn within_one_registry_blobs_are_mounted_not_sent() {
+    let s = services();
+    let registry = open();
+    let (source, target) = (unique("mount-src"), unique("mount-dst"));
+    let (index, _) = seed(&registry, &source).await;
+    let ran = run(&[
+        ("command", "mirror"),
+        ("from", &format!("{}/{source}:1.0", s.registry_open)),
+        ("to", &format!("{}/{target}", s.registry_open)),
+    ])
+    .await;
+    ran.assert_ok();
+    assert_eq!(copied(&ran)["1.0"], index.digest.as_str());
+    assert_eq!(output(&ran, "blobs-mounted"), 5, "{ran}");
+    assert_eq!(output(&ran, "bytes-sent"), 0, "{ran}");
+    assert_same_tree((&registry, &source), (&registry, &target), "1.0").await;
+}
+
+#[tokio::test]
+async fn a_dry_run_to_a_token_registry_writes_nothing_then_the_copy_does() {
+    let s = services();
+    let (from, to) = (open(), token());
+    let (source, target) = (unique("dry-src"), unique("dry-dst"));
+    let image = push_image(&from, &source, "v1", "amd64", &[random_layer(9, 64_000)]).await;
+    let inputs = [
+        ("command", "mirror"),
+        ("from", &*format!("{}/{source}", s.registry_open)),
+        ("to", &*format!("{}/{target}", s.registry_token)),
+        ("username", s.token_user.as_str()),
+        ("password", s.token_password.as_str()),
+    ];
+    let ran = run(&[&inputs[..], &[("dry-run", "true")]].concat()).await;
+    ran.assert_ok();
+    assert_eq!(copied(&ran)["v1"], image.digest.as_str());
+    assert_eq!(
+        output(&ran, "blobs-sent"),
+        2,
+        "would send layer and config\n{ran}"
+    );
+    assert!(
+        ran.summary.contains("(dry run)") && ran.summary.contains("would copy"),
+        "{ran}"
+    );
+    assert!(
+        to.manifest(&target, "v1").await.unwrap().is_none(),
+        "a dry run wrote a manifest"
+    );
+    assert!(
+        !to.has_blob(&target, &image_layer(&image)).await.unwrap(),
+        "a dry run wrote a blob"
+    );
+
+    run(&inputs).await.assert_ok();
+    assert_same_tree((&from, &source), (&to, &target), "v1").await;
+}
+
+fn image_layer(manifest: &Manifest) -> String {
+    let value: serde_json::Value = serde_json::from_slice(&manifest.bytes).unwrap();
+    value["layers"][0]["digest"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn refused_credentials_on_either_side_fail_before_anything_is_written() {
+    let s = services();
+    let source = unique("auth-src");
+    push_image(&open(), &source, "v1", "amd64", &[random_layer(11, 1000)]).await;
+    let target = unique("auth-dst");
+
+    let ran = run(&[
+        ("command", "mirror"),
+        ("from", &format!("{}/{source}", s.registry_open)),
+        ("to", &format!("{}/{target}", s.registry_basic)),
+        ("username", &s.basic_user),
+        ("password", "not-the-password"),
+    ])
+    .await;
+    ran.assert_failed("refused the credentials");
+    assert_never_shown(&ran, "not-the-password");
+    assert!(basic().manifest(&target, "v1").await.unwrap().is_none());
+
+    // The token registry as the source, with a wrong password for its issuer.
+    let ran = run(&[
+        ("command", "mirror"),
+        ("from", &format!("{}/{source}", s.registry_token)),
+        ("from-username", &s.token_user),
+        ("from-password", "wrong-token-password"),
+        ("to", &format!("{}/{target}", s.registry_open)),
+        ("tags", "v1"),
+    ])
+    .await;
+    ran.assert_failed("refused the credentials");
+    assert_never_shown(&ran, "wrong-token-password");
+    assert!(open().manifest(&target, "v1").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_token_registry_that_refuses_the_mount_gets_an_upload_instead() {
+    let s = services();
+    let registry = token();
+    let (source, target) = (unique("token-mount-src"), unique("token-mount-dst"));
+    let image = push_image(
+        &registry,
+        &source,
+        "v1",
+        "amd64",
+        &[random_layer(51, 30_000)],
+    )
+    .await;
+    let ran = run(&[
+        ("command", "mirror"),
+        ("from", &format!("{}/{source}", s.registry_token)),
+        ("from-username", &s.token_user),
+        ("from-password", &s.token_password),
+        ("to", &format!("{}/{target}", s.registry_token)),
+        ("username", &s.token_user),
+        ("password", &s.token_password),
+    ])
+    .await;
+    ran.assert_ok();
+    assert_eq!(copied(&ran)["v1"], image.digest.as_str());
+    // The token names only the target repository, so the registry answers
+    // the mount with 401; layer and config travel instead.
+    assert_eq!(output(&ran, "blobs-mounted"), 0, "{ran}");
+    assert_eq!(output(&ran, "blobs-sent"), 2, "{ran}");
+    assert_same_tree((&registry, &source), (&registry, &target), "v1").await;
+}
