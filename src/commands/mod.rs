@@ -43,6 +43,20 @@ impl Session {
         Ok(Some(Event::load(name, path)?))
     }
 
+    /// A fresh work directory under RUNNER_TEMP (the runner empties it
+    /// after the job), removed when dropped.
+    pub fn work_dir(&self) -> anyhow::Result<tempfile::TempDir> {
+        tempfile::Builder::new()
+            .prefix("registry-action-")
+            .tempdir_in(
+                self.ctx
+                    .runner_temp
+                    .clone()
+                    .unwrap_or_else(std::env::temp_dir),
+            )
+            .context("couldn't make a work directory under RUNNER_TEMP")
+    }
+
     /// The image namespace: the input, else the repository owner lower-cased.
     pub fn namespace(&self, given: Option<&str>) -> anyhow::Result<String> {
         given

@@ -143,10 +143,7 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
             found
         }
         (existing, _) => {
-            let work = tempfile::Builder::new()
-                .prefix("registry-action-")
-                .tempdir_in(ctx.runner_temp.clone().unwrap_or_else(std::env::temp_dir))
-                .context("couldn't make a work directory under RUNNER_TEMP")?;
+            let work = session.work_dir()?;
             let labels = labels(session, &sha, version.as_ref(), &basename, extra_labels);
             let local = format!("{}:{}", reference.name(), set.sha);
             let spec = BuildSpec {

@@ -1,8 +1,6 @@
 //! `restore`: push the tags of an OCI image layout (a directory, or a `.tar`)
 //! to a repository, digests unchanged.
 
-use anyhow::Context as _;
-
 use crate::cli::RestoreArgs;
 use crate::commands::Session;
 use crate::commands::mirror::{copy, open_to, outputs, wanted};
@@ -14,16 +12,7 @@ pub async fn run(args: &RestoreArgs, session: &Session) -> anyhow::Result<()> {
     let archive = session.ctx.workspace.join(&args.archive);
     let (registry, reference) = open_to(&args.to)?;
     let unpacked = if layout::is_tar(&archive) {
-        let dir = tempfile::Builder::new()
-            .prefix("registry-action-restore-")
-            .tempdir_in(
-                session
-                    .ctx
-                    .runner_temp
-                    .clone()
-                    .unwrap_or_else(std::env::temp_dir),
-            )
-            .context("couldn't make a work directory under RUNNER_TEMP")?;
+        let dir = session.work_dir()?;
         layout::unpack(&archive, dir.path())?;
         Some(dir)
     } else {

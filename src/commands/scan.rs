@@ -247,14 +247,7 @@ pub fn location(session: &Session, dockerfile_rel: &str) -> Option<Location> {
 
 /// `scan`: an archive or a report, graded with the same policy as `publish`.
 pub async fn run(args: &ScanCommandArgs, session: &Session) -> anyhow::Result<()> {
-    let work = tempfile::tempdir_in(
-        session
-            .ctx
-            .runner_temp
-            .clone()
-            .unwrap_or_else(std::env::temp_dir),
-    )
-    .context("couldn't make a work directory under RUNNER_TEMP")?;
+    let work = session.work_dir()?;
     // Relative paths are the workspace's; an absolute one stays as it is.
     let (path, is_report) = match (&args.archive, &args.report, &args.image) {
         (Some(archive), None, _) => (session.ctx.workspace.join(archive), false),
