@@ -522,10 +522,16 @@ impl Registry {
         } else {
             "pull"
         };
-        let scope = format!("repository:{repository}:{actions}");
-        let mut query = vec![("scope", scope.as_str())];
+        // `target source` (a mount) asks for pull on the source as well.
+        let mut scopes = repository.split(' ');
+        let mut query: Vec<(&str, String)> = scopes
+            .next()
+            .map(|target| ("scope", format!("repository:{target}:{actions}")))
+            .into_iter()
+            .chain(scopes.map(|source| ("scope", format!("repository:{source}:pull"))))
+            .collect();
         if let Some(service) = service {
-            query.push(("service", service));
+            query.push(("service", service.to_owned()));
         }
         let mut request = self.http.get(realm).query(&query);
         if let Some(c) = &self.credentials {

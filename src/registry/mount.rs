@@ -16,9 +16,10 @@ pub enum Upload {
 
 impl Registry {
     /// Opens an upload of `digest` into `repository`. With `from`, asks the
-    /// registry to mount it from that repository instead; a registry that
-    /// won't (202: another storage, no pull right on `from`) hands out a
-    /// session anyway, and a token that can't name `from` gets a plain one.
+    /// registry to mount it from that repository instead, with a token that
+    /// names both (token scopes are per repository); a registry that won't
+    /// (202: another storage, no pull right on `from`) hands out a session
+    /// anyway, and an issuer that refuses `from` gets a plain one.
     pub async fn start_upload(
         &self,
         repository: &str,
@@ -28,20 +29,26 @@ impl Registry {
         let plain = format!("/v2/{repository}/blobs/uploads/");
         if let Some(from) = from {
             let path = format!("{plain}?mount={digest}&from={from}");
-            let response = self
-                .send(Method::POST, &path, repository, |r| {
+            let both = format!("{repository} {from}");
+            let answer = self
+                .send(Method::POST, &path, &both, |r| {
                     r.header(header::CONTENT_LENGTH, 0)
                 })
-                .await?;
-            match response.status() {
-                StatusCode::CREATED => return Ok(Upload::Mounted),
-                StatusCode::ACCEPTED => return self.session(repository, &response),
-                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {}
-                _ => {
-                    return Err(self
-                        .failure(Method::POST, &path, repository, response)
-                        .await);
-                }
+                .await;
+            match answer {
+                Ok(response) => match response.status() {
+                    StatusCode::CREATED => return Ok(Upload::Mounted),
+                    StatusCode::ACCEPTED => return self.session(repository, &response),
+                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {}
+                    _ => {
+                        return Err(self
+                            .failure(Method::POST, &path, repository, response)
+                            .await);
+                    }
+                },
+                // A token issuer that won't grant pull on `from`.
+                Err(RegistryError::Unauthorized { .. } | RegistryError::Denied { .. }) => {}
+                Err(other) => return Err(other),
             }
         }
         let response = self
