@@ -13,6 +13,9 @@
 //! tagged child is judged by its own tags, an untagged one is left to the
 //! registry's garbage collection), so a kept tag on a child is unaffected.
 //!
+//! Docker Hub's API deletes tags instead (`Rules::tags_only`): there each
+//! tag is judged alone, since removing it leaves its manifest to the others.
+//!
 //! The plan depends on the listing's content, not its order (a paginated
 //! listing comes back in any order), and re-planning on what is left after
 //! applying all or part of it deletes nothing the first plan kept.
@@ -50,6 +53,9 @@ pub struct Rules {
     pub older_than: Option<i64>,
     /// A `pushed` later than this is a clock error, not a push time.
     pub now: i64,
+    /// The registry deletes tags, not manifests (Docker Hub's API): a tag
+    /// goes alone, so sharing a manifest or an index keeps nothing.
+    pub tags_only: bool,
 }
 
 impl Rules {
@@ -64,6 +70,7 @@ impl Rules {
             protect: Vec::new(),
             older_than: None,
             now,
+            tags_only: false,
         }
     }
 }
@@ -222,10 +229,17 @@ pub fn plan(tags: &[TagInfo], rules: &Rules) -> Plan {
 
     // Digests are hex, which registries spell in lower case; compare them so
     // that a listing mixing cases never splits one manifest in two.
+    let group_key = |info: &TagInfo| {
+        if rules.tags_only {
+            format!("{}\n{}", info.digest.to_ascii_lowercase(), info.tag)
+        } else {
+            info.digest.to_ascii_lowercase()
+        }
+    };
     let mut groups: BTreeMap<String, Group<'_>> = BTreeMap::new();
     for (i, info) in entries.iter().enumerate() {
         groups
-            .entry(info.digest.to_ascii_lowercase())
+            .entry(group_key(info))
             .or_insert_with(|| Group {
                 digest: &info.digest,
                 members: Vec::new(),
@@ -235,7 +249,7 @@ pub fn plan(tags: &[TagInfo], rules: &Rules) -> Plan {
             .push(i);
     }
     // From the whole listing: a duplicate entry may be the one with children.
-    for info in tags {
+    for info in tags.iter().filter(|_| !rules.tags_only) {
         if let Some(group) = groups.get_mut(&info.digest.to_ascii_lowercase()) {
             group
                 .children
@@ -1050,5 +1064,37 @@ mod tests {
         assert_eq!(checked.delete, vec![deletion(&digest(2), &[&sha(2)])]);
         assert!(checked.kept.contains(&kept(&sha(1), shares("latest"))));
         assert!(checked.kept.windows(2).all(|w| w[0].0 <= w[1].0));
+    }
+
+    #[test]
+    fn where_tags_go_alone_sharing_keeps_nothing() {
+        let child = digest(9);
+        let listing = vec![
+            tag(&sha(1), &digest(1), 30),
+            tag("latest", &digest(1), 30),
+            index(&sha(2), &digest(2), 20, std::slice::from_ref(&child)),
+            tag(&sha(3), &child, 25),
+            tag(&sha(4), &digest(4), 1),
+        ];
+        let hub = Rules {
+            tags_only: true,
+            ..rules(1)
+        };
+        let planned = plan(&listing, &hub);
+        let mut gone: Vec<&str> = planned.deleted_tags().collect();
+        gone.sort();
+        assert_eq!(gone, [sha(1), sha(2), sha(3)]);
+        assert!(planned.delete.iter().all(|d| d.tags.len() == 1));
+        assert!(
+            planned
+                .kept
+                .contains(&kept("latest", protected("`latest`")))
+        );
+        // The same listing on an OCI registry keeps what shares or is a child.
+        let oci: Vec<String> = plan(&listing, &rules(1))
+            .deleted_tags()
+            .map(str::to_owned)
+            .collect();
+        assert!(!oci.contains(&sha(1)) && oci.contains(&sha(2)), "{oci:?}");
     }
 }

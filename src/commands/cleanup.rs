@@ -18,10 +18,11 @@ pub async fn run(args: &CleanupArgs, session: &Session) -> anyhow::Result<()> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let rules = rules(args, now)?;
+    let mut rules = rules(args, now)?;
     let repositories = repositories::names(&args.repositories, session)?;
     let concurrency = usize::from(args.repositories.concurrency);
     let store = Store::open(&args.repositories, !args.dry_run).await?;
+    rules.tags_only = matches!(store, Store::Hub(_));
 
     let mut cleaned = Vec::new();
     for repository in repositories {
@@ -31,7 +32,7 @@ pub async fn run(args: &CleanupArgs, session: &Session) -> anyhow::Result<()> {
         // doomed manifest meanwhile saves it.
         let doomed: BTreeSet<&str> = first.deleted_tags().collect();
         let listed_now = store.relist(&repository, &doomed, concurrency).await?;
-        let plan = retention::recheck(first.clone(), &listed_now);
+        let plan = retention::recheck(first, &listed_now);
         let digests: BTreeSet<&str> = plan.delete.iter().map(|d| d.digest.as_str()).collect();
         let freed = inventory.freed_bytes(&digests);
         if !args.dry_run {
@@ -90,6 +91,7 @@ fn rules(args: &CleanupArgs, now: i64) -> anyhow::Result<Rules> {
             None => None,
         },
         now,
+        tags_only: false,
     })
 }
 

@@ -533,8 +533,8 @@ async fn errors_never_show_the_password_or_the_token() {
 }
 
 /// The `cleanup` command on Docker Hub, run as a runner runs it: six SHA
-/// tags an hour apart, `latest` on the newest; `keep: 2` deletes the four
-/// oldest by name, waiting out a 429 on the first delete.
+/// tags an hour apart, `latest` on the oldest; `keep: 2` deletes the four
+/// oldest SHA tags by name, waiting out a 429 on the first delete.
 #[tokio::test]
 async fn cleanup_deletes_the_oldest_sha_tags_by_name() {
     let server = server().await;
@@ -551,7 +551,9 @@ async fn cleanup_deletes_the_oldest_sha_tags_by_name() {
             tag
         })
         .collect();
-    let mut latest = results[5].clone();
+    // `latest` rolled back to the oldest image: Hub deletes tags, not
+    // manifests, so its SHA tag still goes.
+    let mut latest = results[0].clone();
     latest["name"] = json!("latest");
     results.push(latest);
     Mock::given(method("GET"))
