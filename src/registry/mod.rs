@@ -330,28 +330,11 @@ impl Registry {
         digest: &str,
         bytes: Bytes,
     ) -> Result<(), RegistryError> {
-        let start = format!("/v2/{repository}/blobs/uploads/");
-        let response = self
-            .send(Method::POST, &start, repository, |r| {
-                r.header(header::CONTENT_LENGTH, 0)
-            })
-            .await?;
-        if response.status() != StatusCode::ACCEPTED {
-            return Err(self
-                .failure(Method::POST, &start, repository, response)
-                .await);
-        }
-        let location = response
-            .headers()
-            .get(header::LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(same_host_path)
-            .ok_or_else(|| {
-                RegistryError::Protocol(format!(
-                    "{} started an upload to {repository} without a usable Location",
-                    self.name
-                ))
-            })?;
+        let mount::Upload::Session(location) = self.start_upload(repository, digest, None).await?
+        else {
+            // Only asked for with a `from`: nothing left to send.
+            return Ok(());
+        };
         let separator = if location.contains('?') { '&' } else { '?' };
         let put = format!("{location}{separator}digest={digest}");
         let response = self
