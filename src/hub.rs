@@ -16,7 +16,7 @@
 //! never leaves this module, travels only to the API's own origin, and is
 //! cut out of every error.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use reqwest::{RequestBuilder, Response, Url, redirect};
 use serde::Deserialize;
@@ -425,11 +425,7 @@ impl Hub {
             if !retry::retryable(status) || attempt + 1 >= retry::ATTEMPTS {
                 return Ok(response);
             }
-            let header = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs());
-            let pause = retry::wait(attempt, header("retry-after"), header("x-retry-after"), now);
+            let pause = retry::pause(attempt, response.headers());
             tracing::warn!("Docker Hub answered {status} to {what}; retrying in {pause:?}");
             tokio::time::sleep(pause).await;
             attempt += 1;

@@ -28,7 +28,7 @@ pub fn names(args: &RepositoryArgs, session: &Session) -> anyhow::Result<Vec<Str
             &args.dirs.context_root,
             usize::from(args.dirs.max_depth),
         )
-        .context("no `images` given, so the image directories were to name them")?
+        .context("no `images` given and the image directories couldn't be listed to name the repositories; set `images` (one `name` or `namespace/name` per line)")?
         .into_iter()
         .map(|found| found.name)
         .collect()

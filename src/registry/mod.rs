@@ -12,7 +12,7 @@ pub use delete::Deleted;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use bytes::Bytes;
 use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
@@ -428,11 +428,7 @@ impl Registry {
                 }
             }
             if retry::retryable(status) && attempt + 1 < retry::ATTEMPTS {
-                let get = |name: &str| response.headers().get(name).and_then(|v| v.to_str().ok());
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                let pause = retry::wait(attempt, get("retry-after"), get("x-retry-after"), now);
+                let pause = retry::pause(attempt, response.headers());
                 tracing::warn!(
                     "{} answered {status} to {method} {path}; retrying in {pause:?}",
                     self.name

@@ -12,6 +12,15 @@ pub fn retryable(status: u16) -> bool {
     status == 429 || (500..600).contains(&status)
 }
 
+/// How long to wait before another try at what answered with `headers`.
+pub fn pause(attempt: u32, headers: &http::HeaderMap) -> Duration {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    wait(attempt, header("retry-after"), header("x-retry-after"), now)
+}
+
 /// `Retry-After` (seconds) or Docker Hub's `X-Retry-After` (a unix time)
 /// when given, else exponential back-off from half a second.
 pub fn wait(

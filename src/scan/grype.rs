@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 
-use super::{Finding, ScanError, Scanner};
+use super::{Finding, ScanError, Scanner, non_empty};
 
 #[derive(Deserialize)]
 struct Report {
@@ -147,10 +147,6 @@ fn finding(m: Match, target: &str) -> Result<Finding, ScanError> {
             .into_iter()
             .find_map(|l| non_empty(Some(l.path))),
     })
-}
-
-fn non_empty(s: Option<String>) -> Option<String> {
-    s.filter(|s| !s.trim().is_empty())
 }
 
 #[cfg(test)]

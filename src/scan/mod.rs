@@ -83,6 +83,11 @@ impl Scanner {
 
 /// Deserialises `scanner`'s JSON report; a failure names the scanner and
 /// how to produce a report it reads.
+/// Scanners write `""` as often as they omit a field; both mean "none".
+fn non_empty(s: Option<String>) -> Option<String> {
+    s.filter(|s| !s.trim().is_empty())
+}
+
 fn decode<T: serde::de::DeserializeOwned>(scanner: Scanner, json: &[u8]) -> Result<T, ScanError> {
     serde_json::from_slice(json).map_err(|source| ScanError::Json {
         scanner,

@@ -6,7 +6,7 @@
 
 use serde::Deserialize;
 
-use super::{Finding, ScanError, Scanner};
+use super::{Finding, ScanError, Scanner, non_empty};
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -87,11 +87,6 @@ fn convert(report: Report) -> Result<Vec<Finding>, ScanError> {
         }
     }
     Ok(findings)
-}
-
-/// Trivy writes `""` as often as it omits a field; both mean "none".
-fn non_empty(s: Option<String>) -> Option<String> {
-    s.filter(|s| !s.trim().is_empty())
 }
 
 #[cfg(test)]
