@@ -322,6 +322,14 @@ pub struct RestoreArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BuilderArg {
+    /// BuildKit, or the legacy builder when the engine refuses a BuildKit session.
+    Auto,
+    Buildkit,
+    Legacy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LatestArg {
     /// The default branch and final releases.
     Auto,
@@ -371,13 +379,30 @@ pub struct PublishArgs {
     #[arg(long)]
     pub target: Option<String>,
 
-    /// Target platform, e.g. `linux/amd64` (one; the engine's builder makes single-platform images).
+    /// Target platform, e.g. `linux/amd64` (one per job for now).
     #[arg(long)]
     pub platforms: Option<String>,
 
-    /// Network for RUN steps (`default`, `host`, `none`).
+    /// Network for RUN steps: `default`, `host` or `none` (the legacy
+    /// builder also takes a network's name).
     #[arg(long)]
     pub network: Option<String>,
+
+    /// `auto` (BuildKit; the legacy builder only when the engine refuses a
+    /// BuildKit session), `buildkit` or `legacy`.
+    #[arg(long, value_enum, default_value_t = BuilderArg::Auto)]
+    pub builder: BuilderArg,
+
+    /// `true`: the image carries BuildKit's inline cache, and the build
+    /// reuses the cache of the images in `cache-from`.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "true",
+          default_missing_value = "true", value_parser = inputs::parse_bool)]
+    pub cache: bool,
+
+    /// Images whose inline cache the build may reuse, one per line
+    /// (default: the image's `latest`, and its version tags on releases).
+    #[arg(long, value_name = "IMAGES")]
+    pub cache_from: Vec<String>,
 
     /// Extra tags, one per line.
     #[arg(long)]

@@ -16,14 +16,17 @@ use bytes::Bytes;
 
 use crate::actions::event::Event;
 use crate::actions::outputs::Outputs;
-use crate::cli::{LatestArg, PublishArgs};
+use crate::actions::workflow::{Annotation, Level};
+use crate::cli::{BuilderArg, LatestArg, PublishArgs};
 use crate::commands::Session;
 use crate::commands::mirror::{mirror_results, release_mirrors};
-use crate::commands::scan::{self, Subject};
-use crate::engine::docker::{BuildSpec, Engine};
-use crate::engine::export::{Blob, OciImage, oci_image};
+use crate::commands::scan::{self, Gate, Subject};
+use crate::engine::build::{BUILDKIT_NETWORKS, refused_session};
+use crate::engine::docker::{BuildSpec, Builder, Built, Engine, EngineError};
+use crate::engine::export::{Blob, MANIFEST_MEDIA_TYPE, OciImage, oci_image};
 use crate::metadata::{self, Provenance};
 use crate::mirror::summary::{Mirrored, mirrors};
+use crate::plan::dockerfile;
 use crate::plan::git::GitSource;
 use crate::plan::github::GitHubSource;
 use crate::reference::Reference;
@@ -38,8 +41,76 @@ const REVISION_LABEL: &str = "org.opencontainers.image.revision";
 const SAVED: &str = "image.tar";
 
 pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
-    let ctx = &session.ctx;
     let started = Instant::now();
+    let target = resolve(args, session).await?;
+    let mut report = target.report();
+    let (manifest, gate) = match target.existing.clone().filter(|_| !args.rebuild) {
+        Some(found) => (reuse(found, &target, &mut report), None),
+        None => {
+            let work = session.work_dir()?;
+            let image = build(session, &target, work.path(), &mut report).await?;
+            let gate = gate(args, session, &target, work.path()).await?;
+            if let Some(blocking) = gate.as_ref().filter(|g| g.blocks()) {
+                return withhold(args, session, &target, report, blocking, started);
+            }
+            let manifest = push(args, &target, &image, &mut report).await?;
+            (manifest, gate)
+        }
+    };
+    tag(args, &target, &manifest).await?;
+    let mirrored = mirror(args, session, &target).await?;
+    report.digest = manifest.digest.clone();
+    report.pushed = args.push;
+    report.seconds = started.elapsed().as_secs_f64();
+    finish(args, session, &target, &report, &mirrored, gate.as_ref())
+}
+
+/// Everything decided before building: where the image comes from, where it
+/// goes, under which tags, and whether the commit is already published.
+struct Target {
+    dir: PathBuf,
+    dockerfile: PathBuf,
+    /// The Dockerfile relative to the workspace, for annotations.
+    dockerfile_rel: String,
+    reference: Reference,
+    repository: String,
+    credentials: Option<Credentials>,
+    registry: Registry,
+    build_args: HashMap<String, String>,
+    labels: HashMap<String, String>,
+    /// The build stage to stop at (`target`).
+    stage: Option<String>,
+    platform: Option<String>,
+    network: Option<String>,
+    builder: BuilderArg,
+    /// Write BuildKit's inline cache into the image.
+    inline_cache: bool,
+    cache_from: Vec<String>,
+    sha: String,
+    set: TagSet,
+    /// The manifest the SHA tag names already, if any.
+    existing: Option<Manifest>,
+}
+
+impl Target {
+    fn report(&self) -> Published {
+        Published {
+            image: self.reference.familiar(),
+            tags: self.set.tags.clone(),
+            notes: self.set.withheld.clone(),
+            ..Published::default()
+        }
+    }
+
+    fn token<'a>(&self, args: &'a PublishArgs, session: &'a Session) -> Option<&'a str> {
+        args.github_token
+            .as_deref()
+            .or(session.env_token.as_deref())
+    }
+}
+
+async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target> {
+    let ctx = &session.ctx;
     let dir = ctx.workspace.join(&args.path);
     let dockerfile = match &args.dockerfile {
         Some(f) => ctx.workspace.join(f),
@@ -58,6 +129,10 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
             dockerfile.display()
         );
     }
+    let dockerfile_rel = dockerfile
+        .strip_prefix(&ctx.workspace)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| dockerfile.display().to_string());
     let basename = args
         .path
         .rsplit('/')
@@ -69,26 +144,11 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
     let credentials = super::credentials(&args.username, &args.password)?;
     let build_args = metadata::pairs("build-args", &args.build_args).map_err(anyhow::Error::msg)?;
     let extra_labels = metadata::pairs("labels", &args.labels).map_err(anyhow::Error::msg)?;
-    let extra_tags: Vec<String> = args
-        .tags
-        .iter()
-        .flat_map(|t| crate::actions::inputs::split_list(t))
-        .collect();
     let platform = single_platform(args.platforms.as_deref())?;
+    check_network(args.builder, args.network.as_deref())?;
     let event = session.event()?;
     let sha = commit_sha(args, session, event.as_ref())?;
-    let version = match &args.version {
-        Some(v) => Some(
-            semver::Version::parse(v.trim_start_matches('v')).with_context(|| {
-                format!("`version`: {v:?} is not a semantic version (like 1.2.3 or 1.2.3-rc.1)")
-            })?,
-        ),
-        None => ctx
-            .git_ref
-            .as_deref()
-            .and_then(|r| metadata::version_from_ref(r, &basename)),
-    };
-
+    let version = release_version(args, session, &basename)?;
     let registry = Registry::new(reference.registry(), credentials.clone())?;
     if args.push {
         registry.check_access(&repository).await?;
@@ -100,17 +160,86 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
     } else {
         None
     };
+    let set = tag_set(
+        args,
+        session,
+        &registry,
+        &repository,
+        &sha,
+        version.as_ref(),
+        event.as_ref(),
+    )
+    .await?;
+    let cache_from = cache_sources(args, &reference, &set);
+    let labels = labels(session, &sha, version.as_ref(), &basename, extra_labels);
+    Ok(Target {
+        dir,
+        dockerfile,
+        dockerfile_rel,
+        reference,
+        repository,
+        credentials,
+        registry,
+        build_args,
+        labels,
+        stage: args.target.clone(),
+        platform,
+        network: args.network.clone(),
+        builder: args.builder,
+        inline_cache: args.cache,
+        cache_from,
+        sha,
+        set,
+        existing,
+    })
+}
+
+fn release_version(
+    args: &PublishArgs,
+    session: &Session,
+    basename: &str,
+) -> anyhow::Result<Option<semver::Version>> {
+    Ok(match &args.version {
+        Some(v) => Some(
+            semver::Version::parse(v.trim_start_matches('v')).with_context(|| {
+                format!("`version`: {v:?} is not a semantic version (like 1.2.3 or 1.2.3-rc.1)")
+            })?,
+        ),
+        None => session
+            .ctx
+            .git_ref
+            .as_deref()
+            .and_then(|r| metadata::version_from_ref(r, basename)),
+    })
+}
+
+/// The tags this run gives the image, `latest` held back when it would move
+/// backwards.
+async fn tag_set(
+    args: &PublishArgs,
+    session: &Session,
+    registry: &Registry,
+    repository: &str,
+    sha: &str,
+    version: Option<&semver::Version>,
+    event: Option<&Event>,
+) -> anyhow::Result<TagSet> {
+    let extra_tags: Vec<String> = args
+        .tags
+        .iter()
+        .flat_map(|t| crate::actions::inputs::split_list(t))
+        .collect();
     let published_versions = if args.push && version.is_some() {
-        released_versions(&registry, &repository).await?
+        released_versions(registry, repository).await?
     } else {
         Vec::new()
     };
     let mut set = tags::tags(&Facts {
-        sha: &sha,
-        git_ref: ctx.git_ref.as_deref(),
-        default_branch: default_branch(event.as_ref()),
+        sha,
+        git_ref: session.ctx.git_ref.as_deref(),
+        default_branch: default_branch(event),
         pull_request: matches!(event, Some(Event::PullRequest(_))),
-        version: version.as_ref(),
+        version,
         latest: match args.latest {
             LatestArg::Auto => Latest::Auto,
             LatestArg::True => Latest::Always,
@@ -124,122 +253,283 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
             .github_token
             .as_deref()
             .or(session.env_token.as_deref());
-        guard_latest(&registry, &repository, &sha, session, token, &mut set).await?;
+        guard_latest(registry, repository, sha, session, token, &mut set).await?;
     }
+    Ok(set)
+}
 
-    let mut report = Published {
-        image: reference.familiar(),
-        tags: set.tags.clone(),
-        notes: set.withheld.clone(),
-        ..Published::default()
-    };
-    let mut gate = None;
-    let manifest = match (existing, args.rebuild) {
-        (Some(found), false) => {
-            report.notes.push(format!(
-                "`{}` already exists: build skipped (set `rebuild: true` to build anyway)",
-                set.sha
-            ));
-            found
-        }
-        (existing, _) => {
-            let work = session.work_dir()?;
-            let labels = labels(session, &sha, version.as_ref(), &basename, extra_labels);
-            let local = format!("{}:{}", reference.name(), set.sha);
-            let spec = BuildSpec {
-                context: &dir,
-                dockerfile: &dockerfile,
-                tag: &local,
-                build_args,
-                labels,
-                target: args.target.clone(),
-                platform,
-                network: args.network.clone(),
-                credentials: engine_credentials(reference.registry(), credentials.as_ref()),
-            };
-            let image = build(session, spec, work.path()).await?;
-            report.size = image.layers.iter().map(|l| l.size).sum::<u64>() + image.config.size;
-            report.built = true;
-            let dockerfile_rel = dockerfile
-                .strip_prefix(&ctx.workspace)
-                .map(|p| p.display().to_string())
-                .unwrap_or_else(|_| dockerfile.display().to_string());
-            let at = scan::location(session, &dockerfile_rel);
-            let archive = work.path().join(SAVED);
-            gate = scan::gate(
-                session,
-                &args.scan,
-                &reference.familiar(),
-                Subject::Archive(&archive),
-                at.as_ref(),
-                args.github_token
-                    .as_deref()
-                    .or(session.env_token.as_deref()),
-                Some(&sha),
-            )
-            .await?;
-            if let Some(blocking) = gate.as_ref().filter(|g| g.blocks()) {
-                report.seconds = started.elapsed().as_secs_f64();
-                report
-                    .notes
-                    .push("the scan blocked the release: nothing was pushed".into());
-                let mut outputs = Outputs::new();
-                outputs.set("image", reference.familiar());
-                outputs.set("pushed", "false");
-                blocking.set_outputs(&mut outputs);
-                session.finish(
-                    &outputs,
-                    &format!(
-                        "{}
-{}",
-                        summary(&report),
-                        blocking.summary
-                    ),
-                )?;
-                bail!(
-                    "the scan of {} found what `fail-on` ({}) blocks; nothing was pushed — fix or ignore the findings (see the job summary)",
-                    reference.familiar(),
-                    args.scan.fail_on.0.map_or("none", |s| s.as_str())
-                );
-            }
-            let manifest = Manifest {
-                bytes: image.manifest.clone(),
-                media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-                digest: image.manifest_digest.clone(),
-            };
-            if let Some(existing) = existing.filter(|e| e.digest != manifest.digest) {
-                bail!(
-                    "`{}:{}` already exists with digest {} and this rebuild made {}; an immutable SHA tag is never replaced — delete the tag in the registry first if you mean to replace it",
-                    reference.familiar(),
-                    set.sha,
-                    existing.digest,
-                    manifest.digest
-                );
-            }
-            if args.push {
-                report.uploaded = push_blobs(&registry, &repository, &image).await?;
-                registry
-                    .put_manifest(&repository, &set.sha, &manifest)
-                    .await?;
-            }
-            manifest
-        }
-    };
-    if args.push {
-        for tag in set.tags.iter().filter(|t| **t != set.sha) {
-            registry.put_manifest(&repository, tag, &manifest).await?;
-        }
+/// BuildKit's `RUN` takes only these networks through the engine's API; the
+/// legacy builder also takes a network's name.
+fn check_network(builder: BuilderArg, network: Option<&str>) -> anyhow::Result<()> {
+    match network {
+        Some(name) if builder != BuilderArg::Legacy && !BUILDKIT_NETWORKS.contains(&name) => bail!(
+            "`network`: {name:?} is not a network BuildKit can use; give `default`, `host` or `none` (or set `builder: legacy` to use a named network)"
+        ),
+        _ => Ok(()),
     }
-    let mirrored = if args.push {
-        release_mirrors(args, &registry, &repository, &set.tags).await?
-    } else {
-        Vec::new()
+}
+
+/// The images whose inline cache the build may reuse: `cache-from` as
+/// given, else the tags this release moves (they name the previous build
+/// of this image), always with `latest`.
+fn cache_sources(args: &PublishArgs, reference: &Reference, set: &TagSet) -> Vec<String> {
+    if !args.cache {
+        return Vec::new();
+    }
+    let given: Vec<String> = args
+        .cache_from
+        .iter()
+        .flat_map(|t| crate::actions::inputs::split_list(t))
+        .collect();
+    if !given.is_empty() {
+        return given;
+    }
+    let name = reference.familiar();
+    let mut moving: Vec<String> = std::iter::once("latest")
+        .chain(
+            set.tags
+                .iter()
+                .map(String::as_str)
+                .filter(|t| *t != set.sha && *t != "latest"),
+        )
+        .map(|tag| format!("{name}:{tag}"))
+        .collect();
+    moving.dedup();
+    moving
+}
+
+/// The SHA tag exists already: nothing is built, the other tags are pointed
+/// at it.
+fn reuse(found: Manifest, target: &Target, report: &mut Published) -> Manifest {
+    report.notes.push(format!(
+        "`{}` already exists: build skipped (set `rebuild: true` to build anyway)",
+        target.set.sha
+    ));
+    found
+}
+
+/// Builds, exports and converts to an OCI image in `work`; the build log is
+/// shown as untrusted text.
+async fn build(
+    session: &Session,
+    target: &Target,
+    work: &Path,
+    report: &mut Published,
+) -> anyhow::Result<OciImage> {
+    let engine = Engine::connect().await?;
+    let local = format!("{}:{}", target.reference.name(), target.set.sha);
+    let built = build_with_fallback(session, &engine, target, &local, report).await?;
+    report.built = true;
+    if built.cached + built.executed > 0 {
+        report.notes.push(format!(
+            "BuildKit: {} steps from the cache, {} run",
+            built.cached, built.executed
+        ));
+    }
+    let saved: PathBuf = work.join(SAVED);
+    engine.save(&local, &saved).await?;
+    engine.untag(&local).await;
+    let out = work.to_owned();
+    let image = tokio::task::spawn_blocking(move || oci_image(&saved, &out))
+        .await
+        .context("the export task failed")??;
+    report.size = image.layers.iter().map(|l| l.size).sum::<u64>() + image.config.size;
+    Ok(image)
+}
+
+/// Builds with the builder asked for; under `auto`, an engine that refuses a
+/// BuildKit session gets the legacy builder instead, and the summary says so.
+async fn build_with_fallback(
+    session: &Session,
+    engine: &Engine,
+    target: &Target,
+    local: &str,
+    report: &mut Published,
+) -> anyhow::Result<Built> {
+    let first = match target.builder {
+        BuilderArg::Legacy => Builder::Legacy,
+        BuilderArg::Auto | BuilderArg::Buildkit => Builder::BuildKit,
     };
+    match build_once(session, engine, target, local, first).await {
+        Err(e) if target.builder == BuilderArg::Auto && refused_session(&e) => {
+            report.notes.push(format!(
+                "the engine refused a BuildKit session ({e}); built with the legacy builder (no inline cache, no `RUN --mount`)"
+            ));
+            Ok(build_once(session, engine, target, local, Builder::Legacy).await?)
+        }
+        Err(e) => {
+            annotate_failed_step(session, target, &e);
+            Err(e.into())
+        }
+        Ok(built) => Ok(built),
+    }
+}
+
+async fn build_once(
+    session: &Session,
+    engine: &Engine,
+    target: &Target,
+    local: &str,
+    builder: Builder,
+) -> Result<Built, EngineError> {
+    let spec = BuildSpec {
+        context: &target.dir,
+        dockerfile: &target.dockerfile,
+        tag: local,
+        build_args: target.build_args.clone(),
+        labels: target.labels.clone(),
+        target: target.stage.clone(),
+        platform: target.platform.clone(),
+        network: target.network.clone(),
+        credentials: engine_credentials(target.reference.registry(), target.credentials.as_ref()),
+        builder,
+        inline_cache: target.inline_cache,
+        cache_from: target.cache_from.clone(),
+    };
+    let log = session.workflow.verbatim(&format!("build {local}"));
+    engine.build(spec, &mut |line| log.line(line)).await
+}
+
+/// A failed BuildKit step becomes an error annotation on its Dockerfile line.
+fn annotate_failed_step(session: &Session, target: &Target, error: &EngineError) {
+    let EngineError::BuildFailed {
+        step: Some(step),
+        message,
+        tail,
+        ..
+    } = error
+    else {
+        return;
+    };
+    let mut annotation =
+        Annotation::new(Level::Error, format!("`{step}` failed: {message}\n{tail}"))
+            .with_title("build step failed")
+            .with_file(&target.dockerfile_rel);
+    let line = std::fs::read_to_string(&target.dockerfile)
+        .ok()
+        .and_then(|content| dockerfile::step_line(&content, step));
+    if let Some(line) = line {
+        annotation = annotation.with_line(u32::try_from(line).unwrap_or(1));
+    }
+    session.workflow.annotate(&annotation);
+}
+
+/// One scan of the export, graded; `None` with `scanner: none`.
+async fn gate(
+    args: &PublishArgs,
+    session: &Session,
+    target: &Target,
+    work: &Path,
+) -> anyhow::Result<Option<Gate>> {
+    let at = scan::location(session, &target.dockerfile_rel);
+    let archive = work.join(SAVED);
+    scan::gate(
+        session,
+        &args.scan,
+        &target.reference.familiar(),
+        Subject::Archive(&archive),
+        at.as_ref(),
+        target.token(args, session),
+        Some(&target.sha),
+    )
+    .await
+}
+
+/// The scan blocked the release: the summary says so, nothing is pushed.
+fn withhold(
+    args: &PublishArgs,
+    session: &Session,
+    target: &Target,
+    mut report: Published,
+    blocking: &Gate,
+    started: Instant,
+) -> anyhow::Result<()> {
+    report.seconds = started.elapsed().as_secs_f64();
+    report
+        .notes
+        .push("the scan blocked the release: nothing was pushed".into());
+    let mut outputs = Outputs::new();
+    outputs.set("image", target.reference.familiar());
+    outputs.set("pushed", "false");
+    blocking.set_outputs(&mut outputs);
+    session.finish(
+        &outputs,
+        &format!("{}\n{}", summary(&report), blocking.summary),
+    )?;
+    bail!(
+        "the scan of {} found what `fail-on` ({}) blocks; nothing was pushed — fix or ignore the findings (see the job summary)",
+        target.reference.familiar(),
+        args.scan.fail_on.0.map_or("none", |s| s.as_str())
+    );
+}
+
+/// Blobs, then the manifest under the SHA tag; an immutable SHA tag is
+/// never replaced by a different digest.
+async fn push(
+    args: &PublishArgs,
+    target: &Target,
+    image: &OciImage,
+    report: &mut Published,
+) -> anyhow::Result<Manifest> {
+    let manifest = Manifest {
+        bytes: image.manifest.clone(),
+        media_type: MANIFEST_MEDIA_TYPE.into(),
+        digest: image.manifest_digest.clone(),
+    };
+    if let Some(existing) = target
+        .existing
+        .as_ref()
+        .filter(|e| e.digest != manifest.digest)
+    {
+        bail!(
+            "`{}:{}` already exists with digest {} and this rebuild made {}; an immutable SHA tag is never replaced — delete the tag in the registry first if you mean to replace it",
+            target.reference.familiar(),
+            target.set.sha,
+            existing.digest,
+            manifest.digest
+        );
+    }
+    if args.push {
+        report.uploaded = push_blobs(&target.registry, &target.repository, image).await?;
+        target
+            .registry
+            .put_manifest(&target.repository, &target.set.sha, &manifest)
+            .await?;
+    }
+    Ok(manifest)
+}
+
+/// Every further tag, registry-side: the same manifest bytes again.
+async fn tag(args: &PublishArgs, target: &Target, manifest: &Manifest) -> anyhow::Result<()> {
+    if !args.push {
+        return Ok(());
+    }
+    for tag in target.set.tags.iter().filter(|t| **t != target.set.sha) {
+        target
+            .registry
+            .put_manifest(&target.repository, tag, manifest)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Copies the release to `mirror-to`; a failed mirror is a warning unless
+/// `mirror-required`.
+async fn mirror(
+    args: &PublishArgs,
+    session: &Session,
+    target: &Target,
+) -> anyhow::Result<Vec<Mirrored>> {
+    if !args.push {
+        return Ok(Vec::new());
+    }
+    let mirrored =
+        release_mirrors(args, &target.registry, &target.repository, &target.set.tags).await?;
     let failed: Vec<&Mirrored> = mirrored.iter().filter(|m| m.result.is_err()).collect();
     if args.mirror_required && !failed.is_empty() {
         bail!(
             "{} is released, but mirroring it to {} failed and `mirror-required` is set; see the log, then re-run (only what is missing is copied)",
-            reference.familiar(),
+            target.reference.familiar(),
             failed
                 .iter()
                 .map(|m| m.target.as_str())
@@ -255,30 +545,41 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
             ));
         }
     }
-    report.digest = manifest.digest.clone();
-    report.pushed = args.push;
-    report.seconds = started.elapsed().as_secs_f64();
+    Ok(mirrored)
+}
 
+/// Outputs and the job summary.
+fn finish(
+    args: &PublishArgs,
+    session: &Session,
+    target: &Target,
+    report: &Published,
+    mirrored: &[Mirrored],
+    gate: Option<&Gate>,
+) -> anyhow::Result<()> {
+    let name = target.reference.familiar();
     let mut outputs = Outputs::new();
-    outputs.set("image", reference.familiar());
-    outputs.set("digest", manifest.digest.clone());
+    outputs.set("image", name.clone());
+    outputs.set("digest", report.digest.clone());
     outputs.set(
         "tags",
-        set.tags
+        target
+            .set
+            .tags
             .iter()
-            .map(|t| format!("{}:{t}", reference.familiar()))
+            .map(|t| format!("{name}:{t}"))
             .collect::<Vec<_>>()
             .join("\n"),
     );
-    outputs.set("sha-tag", format!("{}:{}", reference.familiar(), set.sha));
+    outputs.set("sha-tag", format!("{name}:{}", target.set.sha));
     outputs.set("pushed", args.push.to_string());
-    let mut markdown = summary(&report);
+    let mut markdown = summary(report);
     if !mirrored.is_empty() {
-        outputs.set_json("mirrors", &mirror_results(&mirrored))?;
+        outputs.set_json("mirrors", &mirror_results(mirrored))?;
         markdown.push('\n');
-        markdown.push_str(&mirrors(&mirrored));
+        markdown.push_str(&mirrors(mirrored));
     }
-    if let Some(gate) = &gate {
+    if let Some(gate) = gate {
         gate.set_outputs(&mut outputs);
         markdown.push('\n');
         markdown.push_str(&gate.summary);
@@ -510,25 +811,6 @@ fn engine_credentials(
             ..Default::default()
         },
     )])
-}
-
-/// Builds, exports and converts to an OCI image in `work`; the build log
-/// is shown as untrusted text.
-async fn build(session: &Session, spec: BuildSpec<'_>, work: &Path) -> anyhow::Result<OciImage> {
-    let engine = Engine::connect().await?;
-    let local = spec.tag.to_owned();
-    {
-        let log = session.workflow.verbatim(&format!("build {local}"));
-        engine.build(spec, &mut |line| log.line(line)).await?;
-    }
-    let saved: PathBuf = work.join(SAVED);
-    engine.save(&local, &saved).await?;
-    engine.untag(&local).await;
-    let out = work.to_owned();
-    let image = tokio::task::spawn_blocking(move || oci_image(&saved, &out))
-        .await
-        .context("the export task failed")??;
-    Ok(image)
 }
 
 /// Uploads what the registry lacks, config and layers; returns bytes sent.

@@ -5,14 +5,12 @@ use std::path::{Path, PathBuf};
 
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
-use bollard::query_parameters::{BuildImageOptions, RemoveImageOptions};
+use bollard::query_parameters::RemoveImageOptions;
 use futures_util::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 
+use crate::engine::build::{buildkit_log, buildkit_options, legacy_log, legacy_options};
 use crate::engine::context::tar_context;
-
-/// Build output lines kept for the error message of a failed build.
-const LOG_TAIL: usize = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -24,9 +22,11 @@ pub enum EngineError {
         #[source]
         source: bollard::errors::Error,
     },
-    #[error("the build of {image} failed: {message}\n{tail}")]
+    #[error("the build of {image} failed{}: {message}\n{tail}", step.as_deref().map(|s| format!(" at `{s}`")).unwrap_or_default())]
     BuildFailed {
         image: String,
+        /// The step that failed, as BuildKit names it (`[2/4] RUN make`).
+        step: Option<String>,
         message: String,
         tail: String,
     },
@@ -63,6 +63,28 @@ pub struct BuildSpec<'a> {
     pub network: Option<String>,
     /// Registry logins for `FROM` images, keyed by registry.
     pub credentials: HashMap<String, DockerCredentials>,
+    pub builder: Builder,
+    /// Images whose inline cache BuildKit may reuse (`cache-from`).
+    pub cache_from: Vec<String>,
+    /// Write BuildKit's cache record into the image's config, so a later
+    /// build on a fresh engine can reuse its layers.
+    pub inline_cache: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builder {
+    BuildKit,
+    Legacy,
+}
+
+/// What a build made, and how much of it came from the cache.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Built {
+    pub image_id: String,
+    /// Steps answered from the cache (BuildKit only).
+    pub cached: usize,
+    /// Steps that ran (BuildKit only).
+    pub executed: usize,
 }
 
 impl Engine {
@@ -95,7 +117,7 @@ impl Engine {
         &self,
         spec: BuildSpec<'_>,
         on_line: &mut dyn FnMut(&str),
-    ) -> Result<String, EngineError> {
+    ) -> Result<Built, EngineError> {
         let context_dir = spec.context.to_owned();
         let dockerfile = spec.dockerfile.to_owned();
         let context =
@@ -103,65 +125,37 @@ impl Engine {
                 .await
                 .map_err(|e| EngineError::Context(anyhow::anyhow!(e)))?
                 .map_err(EngineError::Context)?;
-        let options = BuildImageOptions {
-            dockerfile: context.dockerfile.clone(),
-            t: Some(spec.tag.to_owned()),
-            rm: true,
-            forcerm: true,
-            buildargs: Some(spec.build_args),
-            labels: Some(spec.labels),
-            target: spec.target.unwrap_or_default(),
-            platform: spec.platform.unwrap_or_default(),
-            networkmode: spec.network,
-            ..Default::default()
-        };
-        let credentials = (!spec.credentials.is_empty()).then_some(spec.credentials);
-        let mut stream = self.docker.build_image(
-            options,
-            credentials,
-            Some(bollard::body_full(context.tar.into())),
-        );
-        let mut tail: Vec<String> = Vec::new();
-        while let Some(item) = stream.next().await {
-            let failure = match item {
-                Ok(info) => {
-                    if let Some(line) = info.stream.as_deref().or(info.status.as_deref()) {
-                        for line in line.lines().filter(|l| !l.trim().is_empty()) {
-                            on_line(line);
-                            tail.push(line.to_owned());
-                        }
-                        if tail.len() > LOG_TAIL {
-                            tail.drain(..tail.len() - LOG_TAIL);
-                        }
-                    }
-                    info.error_detail.and_then(|d| d.message)
-                }
-                Err(bollard::errors::Error::DockerStreamError { error }) => Some(error),
-                Err(source) => {
-                    return Err(EngineError::Api {
-                        action: "build",
-                        image: spec.tag.to_owned(),
-                        source,
-                    });
-                }
-            };
-            if let Some(message) = failure {
-                return Err(EngineError::BuildFailed {
-                    image: spec.tag.to_owned(),
-                    message,
-                    tail: tail.join("\n"),
-                });
+        let tag = spec.tag.to_owned();
+        let credentials = (!spec.credentials.is_empty()).then_some(spec.credentials.clone());
+        let body = Some(bollard::body_full(context.tar.into()));
+        let mut built = match spec.builder {
+            Builder::BuildKit => {
+                let options = buildkit_options(&spec, context.dockerfile);
+                let stream = self.docker.build_image(options, credentials, body);
+                buildkit_log(stream, &tag, on_line).await?
             }
+            Builder::Legacy => {
+                let options = legacy_options(&spec, context.dockerfile);
+                let stream = self.docker.build_image(options, credentials, body);
+                legacy_log(stream, &tag, on_line).await?
+            }
+        };
+        if built.image_id.is_empty() {
+            built.image_id = self.image_id(&tag).await?;
         }
-        let inspected = self
-            .docker
-            .inspect_image(spec.tag)
-            .await
-            .map_err(|source| EngineError::Api {
-                action: "inspect",
-                image: spec.tag.to_owned(),
-                source,
-            })?;
+        Ok(built)
+    }
+
+    async fn image_id(&self, image: &str) -> Result<String, EngineError> {
+        let inspected =
+            self.docker
+                .inspect_image(image)
+                .await
+                .map_err(|source| EngineError::Api {
+                    action: "inspect",
+                    image: image.to_owned(),
+                    source,
+                })?;
         Ok(inspected.id.unwrap_or_default())
     }
 

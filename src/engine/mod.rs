@@ -1,5 +1,7 @@
+pub mod build;
 pub mod context;
 pub mod docker;
 pub mod dockerignore;
 pub mod export;
+pub mod progress;
 pub mod run;

@@ -86,6 +86,46 @@ pub fn final_stage(stages: &[Stage]) -> Option<&Stage> {
     stages.last()
 }
 
+/// The 1-based line where the instruction BuildKit names as a build step
+/// (`[build 2/4] RUN make`) starts. BuildKit prints the instruction with
+/// continuations joined and `ARG`s expanded, so the words are compared, and
+/// a step whose text no longer matches anything falls back to the first
+/// instruction that starts with the same words.
+pub fn step_line(content: &str, step: &str) -> Option<usize> {
+    let text = step
+        .strip_prefix('[')
+        .and_then(|rest| rest.split_once("] "))
+        .map_or(step, |(_, text)| text);
+    let wanted = words(text);
+    let keyword = wanted.first()?.clone();
+    let instructions: Vec<(usize, Vec<String>)> = instructions(content, escape_char(content))
+        .into_iter()
+        .map(|(line, text)| (line, words(&text)))
+        .filter(|(_, words)| words.first() == Some(&keyword))
+        .collect();
+    let exact = instructions.iter().find(|(_, words)| *words == wanted);
+    let prefix = || {
+        instructions
+            .iter()
+            .find(|(_, words)| words.len() > 1 && wanted.len() > 1 && words[..2] == wanted[..2])
+    };
+    exact.or_else(prefix).map(|(line, _)| *line)
+}
+
+/// Whitespace-separated words, the instruction keyword upper-cased.
+fn words(text: &str) -> Vec<String> {
+    text.split_whitespace()
+        .enumerate()
+        .map(|(i, w)| {
+            if i == 0 {
+                w.to_ascii_uppercase()
+            } else {
+                w.to_owned()
+            }
+        })
+        .collect()
+}
+
 /// The `# escape=` parser directive, which Windows Dockerfiles set to a
 /// backtick so that `\` can be a path separator.
 fn escape_char(content: &str) -> char {
@@ -295,6 +335,21 @@ mod tests {
 
     fn parse(content: &str) -> Vec<Stage> {
         stages(content, &BTreeMap::new())
+    }
+
+    #[test]
+    fn step_line_finds_the_instruction_buildkit_names() {
+        let content = "# syntax=docker/dockerfile:1\nFROM scratch AS build\nCOPY a /a\nRUN make \\\n    all\n\nFROM scratch\nrun   exit 3\nCOPY --from=build /a /b\n";
+        assert_eq!(step_line(content, "[build 2/3] RUN make     all"), Some(4));
+        assert_eq!(step_line(content, "[stage-1 2/3] RUN exit 3"), Some(8));
+        assert_eq!(
+            step_line(content, "[stage-1 3/3] COPY --from=build /a /b"),
+            Some(9)
+        );
+        // ARG expansion changed the text: the same first words still point at it.
+        assert_eq!(step_line(content, "[build 3/3] RUN make release"), Some(4));
+        assert_eq!(step_line(content, "[internal] load metadata"), None);
+        assert_eq!(step_line(content, "[2/2] ADD x /x"), None);
     }
 
     fn bases(stages: &[Stage]) -> Vec<&str> {

@@ -1,0 +1,157 @@
+//! BuildKit's progress stream as a readable build log.
+//!
+//! BuildKit reports the same step (a "vertex") many times as it is queued,
+//! started, logs output and completes; the log shows each step once, when it
+//! is first seen working or cached, its output under it, and one line when
+//! it ends. The step that failed is remembered, with its last output lines,
+//! for the error message and the annotation on its Dockerfile line.
+
+use std::collections::{HashMap, VecDeque};
+
+use bollard_buildkit_proto::google::protobuf::Timestamp;
+use bollard_buildkit_proto::moby::buildkit::v1::{StatusResponse, Vertex};
+
+/// The step that fetches `cache-from` images; it may fail harmlessly.
+const CACHE_IMPORT: &str = "importing cache";
+
+/// Output lines kept per step for the error of a failed step.
+const TAIL_LINES: usize = 20;
+
+/// A step that failed, as BuildKit named it (`[2/4] RUN make`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedStep {
+    pub name: String,
+    pub error: String,
+    /// The step's last output lines.
+    pub tail: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct Step {
+    number: usize,
+    announced: bool,
+    finished: bool,
+    tail: VecDeque<String>,
+    /// Output not yet ended by a newline: BuildKit splits logs anywhere.
+    partial: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Progress {
+    steps: HashMap<String, Step>,
+    names: HashMap<String, String>,
+    failed: Option<FailedStep>,
+    cached: usize,
+    executed: usize,
+}
+
+impl Progress {
+    /// The log lines one status update adds, in order.
+    pub fn update(&mut self, status: &StatusResponse) -> Vec<String> {
+        let mut lines = Vec::new();
+        for vertex in &status.vertexes {
+            self.vertex(vertex, &mut lines);
+        }
+        for log in &status.logs {
+            let text = String::from_utf8_lossy(&log.msg);
+            let step = self.step(&log.vertex);
+            step.partial.push_str(&text);
+            let number = step.number;
+            while let Some(end) = step.partial.find(['\n', '\r']) {
+                let line: String = step.partial.drain(..=end).collect();
+                let line = line.trim_end_matches(['\n', '\r']);
+                if line.is_empty() {
+                    continue;
+                }
+                step.tail.push_back(line.to_owned());
+                if step.tail.len() > TAIL_LINES {
+                    step.tail.pop_front();
+                }
+                lines.push(format!("#{number} {line}"));
+            }
+        }
+        for warning in &status.warnings {
+            let number = self.step(&warning.vertex).number;
+            lines.push(format!(
+                "#{number} WARNING: {}",
+                String::from_utf8_lossy(&warning.short)
+            ));
+        }
+        lines
+    }
+
+    /// The step that failed, if one did.
+    pub fn failed(&self) -> Option<&FailedStep> {
+        self.failed.as_ref()
+    }
+
+    /// Steps answered from the cache, and steps that ran.
+    pub fn counts(&self) -> (usize, usize) {
+        (self.cached, self.executed)
+    }
+
+    fn vertex(&mut self, vertex: &Vertex, lines: &mut Vec<String>) {
+        self.names
+            .entry(vertex.digest.clone())
+            .or_insert_with(|| vertex.name.clone());
+        let step = self.step(&vertex.digest);
+        if step.finished {
+            return;
+        }
+        let number = step.number;
+        if !step.announced && (vertex.started.is_some() || vertex.cached) {
+            step.announced = true;
+            lines.push(format!("#{number} {}", vertex.name));
+        }
+        if vertex.cached {
+            step.finished = true;
+            self.cached += 1;
+            lines.push(format!("#{number} CACHED"));
+        } else if !vertex.error.is_empty() && vertex.name.starts_with(CACHE_IMPORT) {
+            // No earlier image to take a cache from (a first build) is not a failure.
+            step.finished = true;
+            lines.push(format!("#{number} no cache imported: {}", vertex.error));
+        } else if !vertex.error.is_empty() {
+            step.finished = true;
+            lines.push(format!("#{number} ERROR: {}", vertex.error));
+            let tail = step.tail.iter().cloned().collect();
+            // The first failure is the cause; later ones are steps cancelled by it.
+            self.failed.get_or_insert(FailedStep {
+                name: vertex.name.clone(),
+                error: vertex.error.clone(),
+                tail,
+            });
+        } else if let Some(completed) = &vertex.completed {
+            step.finished = true;
+            if !is_internal(&vertex.name) {
+                self.executed += 1;
+            }
+            let seconds = vertex
+                .started
+                .as_ref()
+                .map_or(0.0, |started| seconds_between(started, completed));
+            lines.push(format!("#{number} DONE {seconds:.1}s"));
+        }
+    }
+
+    fn step(&mut self, digest: &str) -> &mut Step {
+        let next = self.steps.len() + 1;
+        self.steps.entry(digest.to_owned()).or_insert_with(|| Step {
+            number: next,
+            ..Step::default()
+        })
+    }
+}
+
+/// BuildKit's own bookkeeping (`[internal] load metadata …`), not a
+/// Dockerfile step.
+fn is_internal(name: &str) -> bool {
+    ["[internal]", CACHE_IMPORT, "exporting "]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+}
+
+fn seconds_between(from: &Timestamp, to: &Timestamp) -> f64 {
+    let nanos = (to.seconds - from.seconds) as f64 * 1e9 + f64::from(to.nanos - from.nanos);
+    (nanos / 1e9).max(0.0)
+}
