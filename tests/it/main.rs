@@ -5,6 +5,7 @@
 
 mod action_image;
 mod action_yml;
+mod buildkit_session;
 mod check_run;
 mod cleanup;
 mod hub;
