@@ -62,15 +62,19 @@ impl Command {
     }
 
     /// Every secret given to this command, for masking before anything runs.
-    pub fn secrets(&self) -> Vec<&String> {
-        match self {
+    pub fn secrets(&self) -> Vec<&str> {
+        let all: Vec<&String> = match self {
             Command::Plan(args) => args.github_token.iter().collect(),
-            Command::Publish(args) => args
-                .password
-                .iter()
-                .chain(&args.github_token)
-                .chain(&args.mirror_password)
-                .collect(),
+            Command::Publish(args) => {
+                return args
+                    .password
+                    .iter()
+                    .chain(&args.github_token)
+                    .chain(&args.mirror_password)
+                    .map(String::as_str)
+                    .chain(secret_values(&args.secrets))
+                    .collect();
+            }
             Command::Scan(args) => args.github_token.iter().collect(),
             Command::Cleanup(args) => args.repositories.password.iter().collect(),
             Command::Usage(args) => args.repositories.password.iter().collect(),
@@ -82,8 +86,20 @@ impl Command {
                 .collect(),
             Command::Backup(args) => args.from.from_password.iter().collect(),
             Command::Restore(args) => args.to.password.iter().collect(),
-        }
+        };
+        all.into_iter().map(String::as_str).collect()
     }
+}
+
+/// The values of `id=value` lines (a line without `=` is masked whole: it
+/// may be a value pasted without its id).
+fn secret_values(lines: &[String]) -> impl Iterator<Item = &str> {
+    lines
+        .iter()
+        .flat_map(|block| block.lines())
+        .map(|line| line.split_once('=').map_or(line, |(_, value)| value))
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -398,6 +414,11 @@ pub struct PublishArgs {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "true",
           default_missing_value = "true", value_parser = inputs::parse_bool)]
     pub cache: bool,
+
+    /// Secrets for `RUN --mount=type=secret,id=<id>`, `id=value` one per
+    /// line; never in the image, the log or an output.
+    #[arg(long, hide_env_values = true, value_name = "ID=VALUE")]
+    pub secrets: Vec<String>,
 
     /// Images whose inline cache the build may reuse, one per line
     /// (default: the image's `latest`, and its version tags on releases).

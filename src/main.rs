@@ -63,7 +63,7 @@ fn main() -> ExitCode {
 /// Secrets are masked before anything else can print them.
 fn mask_secrets(cli: &Cli, session: &Session) {
     let given = cli.command.secrets();
-    for secret in given.into_iter().chain(&session.env_token) {
+    for secret in given.into_iter().chain(session.env_token.as_deref()) {
         session.workflow.add_mask(secret);
     }
 }

@@ -22,6 +22,7 @@ use crate::commands::Session;
 use crate::commands::mirror::{mirror_results, release_mirrors};
 use crate::commands::scan::{self, Gate, Subject};
 use crate::engine::build::{BUILDKIT_NETWORKS, refused_session};
+use crate::engine::buildkit::BuildSecrets;
 use crate::engine::docker::{BuildSpec, Builder, Built, Engine, EngineError};
 use crate::engine::export::{Blob, MANIFEST_MEDIA_TYPE, OciImage, oci_image};
 use crate::metadata::{self, Provenance};
@@ -83,6 +84,8 @@ struct Target {
     platform: Option<String>,
     network: Option<String>,
     builder: BuilderArg,
+    /// Values for `RUN --mount=type=secret`.
+    secrets: BuildSecrets,
     /// Write BuildKit's inline cache into the image.
     inline_cache: bool,
     cache_from: Vec<String>,
@@ -186,6 +189,7 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
         platform,
         network: args.network.clone(),
         builder: args.builder,
+        secrets: build_secrets(&args.secrets)?,
         inline_cache: args.cache,
         cache_from,
         sha,
@@ -256,6 +260,25 @@ async fn tag_set(
         guard_latest(registry, repository, sha, session, token, &mut set).await?;
     }
     Ok(set)
+}
+
+/// `secrets`: `id=value` lines. A malformed line is named by its number,
+/// never echoed: it may be the secret itself.
+fn build_secrets(lines: &[String]) -> anyhow::Result<BuildSecrets> {
+    let mut secrets = BuildSecrets::new();
+    let lines = lines
+        .iter()
+        .flat_map(|v| crate::actions::inputs::split_list(v));
+    for (number, line) in lines.enumerate() {
+        match line.split_once('=') {
+            Some((id, value)) if !id.trim().is_empty() => secrets.insert(id.trim(), value),
+            _ => bail!(
+                "`secrets`: line {} is not id=value; write one `id=value` per line, the id as `RUN --mount=type=secret,id=<id>` names it",
+                number + 1
+            ),
+        }
+    }
+    Ok(secrets)
 }
 
 /// BuildKit's `RUN` takes only these networks through the engine's API; the
@@ -383,6 +406,7 @@ async fn build_once(
         network: target.network.clone(),
         credentials: engine_credentials(target.reference.registry(), target.credentials.as_ref()),
         builder,
+        secrets: target.secrets.clone(),
         inline_cache: target.inline_cache,
         cache_from: target.cache_from.clone(),
     };

@@ -5,6 +5,7 @@ use bollard::models::{BuildInfo, BuildInfoAux};
 use bollard::query_parameters::{BuildImageOptions, BuilderVersion};
 use futures_util::{Stream, StreamExt as _};
 
+use crate::engine::buildkit::BuildKitError;
 use crate::engine::docker::{BuildSpec, Built, EngineError};
 use crate::engine::progress::Progress;
 
@@ -24,7 +25,6 @@ pub fn buildkit_options(spec: &BuildSpec<'_>, dockerfile: String) -> BuildImageO
     }
     BuildImageOptions {
         version: BuilderVersion::BuilderBuildKit,
-        session: Some(uuid::Uuid::new_v4().simple().to_string()),
         cachefrom: (!spec.cache_from.is_empty()).then(|| spec.cache_from.clone()),
         buildargs: Some(build_args),
         ..common_options(spec, dockerfile)
@@ -56,7 +56,7 @@ fn common_options(spec: &BuildSpec<'_>, dockerfile: String) -> BuildImageOptions
 /// Reads a BuildKit build: progress as grouped step lines, the image ID
 /// from the final message, and on failure the step that failed.
 pub async fn buildkit_log(
-    mut stream: impl Stream<Item = Result<BuildInfo, bollard::errors::Error>> + Unpin,
+    mut stream: impl Stream<Item = Result<BuildInfo, BuildKitError>> + Unpin,
     image: &str,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<Built, EngineError> {
@@ -83,8 +83,8 @@ pub async fn buildkit_log(
                 }
                 info.error_detail.and_then(|d| d.message)
             }
-            Err(bollard::errors::Error::DockerStreamError { error }) => Some(error),
-            Err(source) => return Err(api_error(image, source)),
+            Err(BuildKitError::Build { message }) => Some(message),
+            Err(other) => return Err(EngineError::BuildKit(other)),
         };
         if let Some(message) = message {
             let failed = progress.failed();
@@ -142,27 +142,16 @@ pub async fn legacy_log(
 }
 
 /// Whether a BuildKit build failed because the engine would not hold a
-/// BuildKit session (an engine without BuildKit, or a proxy in front of it
-/// that refuses the `/session` upgrade): the one failure where building
+/// BuildKit session (an engine without BuildKit such as Podman's, or a
+/// DOCKER_HOST the session can't cross): the one failure where building
 /// again with the legacy builder can help.
 pub fn refused_session(error: &EngineError) -> bool {
-    let text = match error {
-        EngineError::BuildFailed {
-            step: None,
-            message,
-            ..
-        } => message.to_ascii_lowercase(),
-        EngineError::Api { source, .. } => source.to_string().to_ascii_lowercase(),
-        _ => return false,
-    };
-    [
-        "no active session",
-        "buildkit not supported",
-        "buildkit is not supported",
-        "session not supported",
-    ]
-    .iter()
-    .any(|sign| text.contains(sign))
+    matches!(
+        error,
+        EngineError::BuildKit(
+            BuildKitError::SessionRefused { .. } | BuildKitError::UnsupportedHost { .. }
+        )
+    )
 }
 
 fn api_error(image: &str, source: bollard::errors::Error) -> EngineError {

@@ -10,6 +10,9 @@ use futures_util::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::engine::build::{buildkit_log, buildkit_options, legacy_log, legacy_options};
+use crate::engine::buildkit::{
+    BuildKitEngine, BuildKitError, BuildRequest, BuildSecrets, EngineAddress,
+};
 use crate::engine::context::tar_context;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +33,8 @@ pub enum EngineError {
         message: String,
         tail: String,
     },
+    #[error(transparent)]
+    BuildKit(BuildKitError),
     #[error("couldn't read the build context: {0:#}")]
     Context(anyhow::Error),
     #[error("the Docker Engine failed to {action} {image}: {source}")]
@@ -64,6 +69,8 @@ pub struct BuildSpec<'a> {
     /// Registry logins for `FROM` images, keyed by registry.
     pub credentials: HashMap<String, DockerCredentials>,
     pub builder: Builder,
+    /// Values for `RUN --mount=type=secret` (BuildKit only).
+    pub secrets: BuildSecrets,
     /// Images whose inline cache BuildKit may reuse (`cache-from`).
     pub cache_from: Vec<String>,
     /// Write BuildKit's cache record into the image's config, so a later
@@ -126,16 +133,22 @@ impl Engine {
                 .map_err(|e| EngineError::Context(anyhow::anyhow!(e)))?
                 .map_err(EngineError::Context)?;
         let tag = spec.tag.to_owned();
-        let credentials = (!spec.credentials.is_empty()).then_some(spec.credentials.clone());
-        let body = Some(bollard::body_full(context.tar.into()));
         let mut built = match spec.builder {
             Builder::BuildKit => {
-                let options = buildkit_options(&spec, context.dockerfile);
-                let stream = self.docker.build_image(options, credentials, body);
-                buildkit_log(stream, &tag, on_line).await?
+                let address = EngineAddress::from_env().map_err(EngineError::BuildKit)?;
+                let engine = BuildKitEngine::new(address, self.docker.client_version().to_string());
+                let request = BuildRequest {
+                    options: buildkit_options(&spec, context.dockerfile),
+                    context: context.tar.into(),
+                    credentials: spec.credentials.clone(),
+                    secrets: spec.secrets.clone(),
+                };
+                buildkit_log(Box::pin(engine.build(request)), &tag, on_line).await?
             }
             Builder::Legacy => {
                 let options = legacy_options(&spec, context.dockerfile);
+                let credentials = (!spec.credentials.is_empty()).then(|| spec.credentials.clone());
+                let body = Some(bollard::body_full(context.tar.into()));
                 let stream = self.docker.build_image(options, credentials, body);
                 legacy_log(stream, &tag, on_line).await?
             }

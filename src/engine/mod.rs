@@ -1,4 +1,5 @@
 pub mod build;
+pub mod buildkit;
 pub mod context;
 pub mod docker;
 pub mod dockerignore;
