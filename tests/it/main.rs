@@ -18,4 +18,5 @@ mod scan;
 mod scan_container;
 mod services;
 mod support;
+mod upload;
 mod usage;
