@@ -12,10 +12,10 @@ use std::sync::Mutex;
 
 use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::io::AsyncWriteExt as _;
 
-use crate::registry::stream::{BlobStream, verified};
-use crate::registry::{Manifest, RegistryError, sha256_digest};
+use crate::registry::stream::{BlobStream, file_chunks, verified};
+use crate::registry::{Manifest, sha256_digest};
 
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
@@ -24,8 +24,6 @@ const LAYOUT_FILE: &str = "oci-layout";
 const LAYOUT_VERSION: &str = "1.0.0";
 const INDEX_FILE: &str = "index.json";
 const BLOBS: &str = "blobs/sha256";
-/// Bytes read from a blob file per chunk.
-const CHUNK: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
@@ -215,27 +213,7 @@ impl Layout {
         let file = tokio::fs::File::open(&path)
             .await
             .map_err(io_error("opening", &path))?;
-        let shown = path.display().to_string();
-        let chunks = futures_util::stream::unfold(Some(file), move |file| {
-            let shown = shown.clone();
-            async move {
-                let mut file = file?;
-                let mut buf = vec![0; CHUNK];
-                match file.read(&mut buf).await {
-                    Ok(0) => None,
-                    Ok(n) => {
-                        buf.truncate(n);
-                        Some((Ok(bytes::Bytes::from(buf)), Some(file)))
-                    }
-                    Err(e) => Some((
-                        Err(RegistryError::Protocol(format!(
-                            "reading {shown} failed: {e}"
-                        ))),
-                        None,
-                    )),
-                }
-            }
-        });
+        let chunks = file_chunks(file, path.display().to_string());
         Ok(verified(
             chunks,
             digest,

@@ -12,7 +12,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use bollard::auth::DockerCredentials;
-use bytes::Bytes;
 
 use crate::actions::event::Event;
 use crate::actions::outputs::Outputs;
@@ -24,7 +23,7 @@ use crate::commands::scan::{self, Gate, Subject};
 use crate::engine::build::{BUILDKIT_NETWORKS, refused_session};
 use crate::engine::buildkit::BuildSecrets;
 use crate::engine::docker::{BuildSpec, Builder, Built, Engine, EngineError};
-use crate::engine::export::{Blob, MANIFEST_MEDIA_TYPE, OciImage, oci_image};
+use crate::engine::export::{MANIFEST_MEDIA_TYPE, OciImage, oci_image};
 use crate::metadata::{self, Provenance};
 use crate::mirror::summary::{Mirrored, mirrors};
 use crate::plan::dockerfile;
@@ -848,19 +847,10 @@ async fn push_blobs(
         if registry.has_blob(repository, &blob.digest).await? {
             continue;
         }
-        let bytes = read(blob).await?;
         registry
-            .upload_blob(repository, &blob.digest, bytes)
+            .upload_blob_file(repository, &blob.digest, blob.size, &blob.path)
             .await?;
         sent += blob.size;
     }
     Ok(sent)
-}
-
-async fn read(blob: &Blob) -> anyhow::Result<Bytes> {
-    Ok(Bytes::from(
-        tokio::fs::read(&blob.path)
-            .await
-            .with_context(|| format!("couldn't read {}", blob.path.display()))?,
-    ))
 }

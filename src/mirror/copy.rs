@@ -2,7 +2,6 @@
 //! write the manifests bottom-up.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 
@@ -238,22 +237,11 @@ async fn transfer(
     if dry_run {
         return Ok(Moved::Missing(blob.size));
     }
-    let mut attempt = 0;
-    loop {
-        match target.receive(source, blob).await {
-            Err(e) if e.transient() && attempt + 1 < retry::ATTEMPTS => {
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs());
-                let pause = retry::wait(attempt, None, None, now);
-                tracing::warn!(
-                    "copying blob {} failed ({e}); retrying in {pause:?}",
-                    blob.digest
-                );
-                tokio::time::sleep(pause).await;
-                attempt += 1;
-            }
-            result => return result,
-        }
-    }
+    let what = format!("copying blob {}", blob.digest);
+    retry::again(
+        &what,
+        || target.receive(source, blob),
+        MirrorError::retry_pause,
+    )
+    .await
 }

@@ -16,6 +16,8 @@ pub mod summary;
 pub use copy::{Options, Report, State, TagCopy, copy};
 pub use store::Store;
 
+use std::time::Duration;
+
 use crate::layout::LayoutError;
 use crate::registry::RegistryError;
 
@@ -49,17 +51,14 @@ pub enum MirrorError {
 }
 
 impl MirrorError {
-    /// A dropped connection or a registry that fell over mid-blob: worth
-    /// starting that blob over. Everything else is an answer.
-    fn transient(&self) -> bool {
-        matches!(
-            self,
-            MirrorError::Registry(RegistryError::Transport { .. })
-                | MirrorError::Registry(RegistryError::Status {
-                    status: 429 | 500..=599,
-                    ..
-                })
-        )
+    /// How long to wait before starting a blob over after this error, or
+    /// `None` when it is an answer rather than a dropped connection or a
+    /// registry that fell over mid-blob.
+    fn retry_pause(&self, attempt: u32) -> Option<Duration> {
+        match self {
+            MirrorError::Registry(e) => e.retry_pause(attempt),
+            _ => None,
+        }
     }
 }
 

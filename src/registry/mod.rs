@@ -15,6 +15,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt as _;
 use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
@@ -48,6 +49,8 @@ pub enum RegistryError {
         status: u16,
         message: String,
     },
+    /// `path` is named without its query: upload sessions carry state
+    /// (signed, on some registries) there.
     #[error("{registry} answered {method} {path} with {status}{message}{hint}")]
     Status {
         registry: String,
@@ -56,7 +59,11 @@ pub enum RegistryError {
         status: u16,
         message: String,
         hint: &'static str,
+        /// The seconds the registry asked to wait (`Retry-After`), if it
+        /// did; seconds in a `u16` keep the error small.
+        retry_after: Option<u16>,
     },
+    /// Built by [`Registry::transport`], which keeps queries out of it.
     #[error("couldn't reach {registry} ({url}): {source}; check `registry` and that it is up")]
     Transport {
         registry: String,
@@ -78,8 +85,40 @@ pub enum RegistryError {
         registry: String,
         repository: String,
     },
+    /// A blob upload that failed for good; the cause is the source.
+    #[error(
+        "{registry} didn't take blob {digest} for `{repository}` (upload sessions tried: {tries})"
+    )]
+    Upload {
+        registry: String,
+        repository: String,
+        digest: String,
+        tries: u32,
+        #[source]
+        source: Box<RegistryError>,
+    },
     #[error("{0}")]
     Protocol(String),
+}
+
+impl RegistryError {
+    /// How long to wait before starting over what failed with this error
+    /// at `attempt`, or `None` when it is an answer, not an accident: a
+    /// dropped connection, or a registry that is overloaded or fell over.
+    pub fn retry_pause(&self, attempt: u32) -> Option<Duration> {
+        match self {
+            RegistryError::Transport { .. } => Some(retry::after(attempt, None)),
+            RegistryError::Status {
+                status,
+                retry_after,
+                ..
+            } if retry::retryable(*status) => Some(retry::after(
+                attempt,
+                retry_after.map(|s| Duration::from_secs(s.into())),
+            )),
+            _ => None,
+        }
+    }
 }
 
 /// A manifest exactly as the registry holds it: the bytes are what the
@@ -322,31 +361,20 @@ impl Registry {
         }
     }
 
-    /// Uploads a blob in one request (POST for a session, then PUT with the
-    /// digest, which the registry verifies before it accepts the bytes).
+    /// Uploads a blob held in memory; see [`Registry::upload_blob_file`]
+    /// for one on disk and for the retries both get.
     pub async fn upload_blob(
         &self,
         repository: &str,
         digest: &str,
         bytes: Bytes,
     ) -> Result<(), RegistryError> {
-        let mount::Upload::Session(location) = self.start_upload(repository, digest, None).await?
-        else {
-            // Only asked for with a `from`: nothing left to send.
-            return Ok(());
-        };
-        let separator = if location.contains('?') { '&' } else { '?' };
-        let put = format!("{location}{separator}digest={digest}");
-        let response = self
-            .send(Method::PUT, &put, repository, |r| {
-                r.header(header::CONTENT_TYPE, "application/octet-stream")
-                    .body(bytes.clone())
-            })
-            .await?;
-        if response.status() != StatusCode::CREATED {
-            return Err(self.failure(Method::PUT, &put, repository, response).await);
-        }
-        Ok(())
+        let size = bytes.len() as u64;
+        self.upload(repository, digest, size, || {
+            let chunk: Result<Bytes, RegistryError> = Ok(bytes.clone());
+            std::future::ready(Ok(futures_util::stream::iter([chunk]).boxed()))
+        })
+        .await
     }
 
     /// Every tag of a repository, following `Link` pages.
@@ -390,11 +418,19 @@ impl Registry {
             .bytes()
             .await
             .map(|b| b.to_vec())
-            .map_err(|source| RegistryError::Transport {
-                registry: self.name.clone(),
-                url: format!("{}{path}", self.base),
-                source,
-            })
+            .map_err(self.transport(path))
+    }
+
+    /// A request that never got its answer. Neither `path`'s query nor
+    /// reqwest's copy of the URL is kept: either can carry signed state.
+    fn transport(&self, path: &str) -> impl Fn(reqwest::Error) -> RegistryError + Send + 'static {
+        let registry = self.name.clone();
+        let url = format!("{}{}", self.base, without_query(path));
+        move |source| RegistryError::Transport {
+            registry: registry.clone(),
+            url: url.clone(),
+            source: source.without_url(),
+        }
     }
 
     /// Sends with auth and bounded retries. A 401 asks the challenge for a
@@ -412,14 +448,7 @@ impl Registry {
         loop {
             let request =
                 self.authorize(build(self.http.request(method.clone(), &url)), repository);
-            let response = request
-                .send()
-                .await
-                .map_err(|source| RegistryError::Transport {
-                    registry: self.name.clone(),
-                    url: url.clone(),
-                    source,
-                })?;
+            let response = request.send().await.map_err(self.transport(path))?;
             let status = response.status().as_u16();
             if status == 401 && !authenticated_again {
                 authenticated_again = true;
@@ -430,8 +459,9 @@ impl Registry {
             if retry::retryable(status) && attempt + 1 < retry::ATTEMPTS {
                 let pause = retry::pause(attempt, response.headers());
                 tracing::warn!(
-                    "{} answered {status} to {method} {path}; retrying in {pause:?}",
-                    self.name
+                    "{} answered {status} to {method} {}; retrying in {pause:?}",
+                    self.name,
+                    without_query(path)
                 );
                 tokio::time::sleep(pause).await;
                 attempt += 1;
@@ -523,8 +553,8 @@ impl Registry {
             .await
             .map_err(|source| RegistryError::Transport {
                 registry: self.name.clone(),
-                url: realm.to_owned(),
-                source,
+                url: without_query(realm).to_owned(),
+                source: source.without_url(),
             })?;
         match response.status().as_u16() {
             200..=299 => {}
@@ -560,6 +590,8 @@ impl Registry {
         response: Response,
     ) -> RegistryError {
         let status = response.status().as_u16();
+        let retry_after = retry::asked(response.headers())
+            .map(|wait| u16::try_from(wait.as_secs()).unwrap_or(u16::MAX));
         let body = response.bytes().await.unwrap_or_default();
         let message = serde_json::from_slice::<ErrorEnvelope>(&body)
             .ok()
@@ -586,7 +618,7 @@ impl Registry {
             _ => RegistryError::Status {
                 registry: self.name.clone(),
                 method,
-                path: path.to_owned(),
+                path: without_query(path).to_owned(),
                 status,
                 message,
                 hint: match status {
@@ -597,6 +629,7 @@ impl Registry {
                     500..=599 => "; the registry failed even after retries — try again later",
                     _ => "",
                 },
+                retry_after,
             },
         }
     }
@@ -612,6 +645,12 @@ pub fn next_link(link: &str) -> Option<String> {
         let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
         is_next.then(|| same_host_path(target)).flatten()
     })
+}
+
+/// `path` as errors may name it: upload sessions keep state, signed on
+/// some registries, in the query.
+fn without_query(path: &str) -> &str {
+    path.split_once('?').map_or(path, |(path, _)| path)
 }
 
 /// The path and query of a URL the registry sent: requests (and the
@@ -664,6 +703,38 @@ mod tests {
             next_link(r#"</v2/a/tags/list?n=2&last=b>; rel="prev""#),
             None
         );
+    }
+
+    #[test]
+    fn dropped_connections_and_overload_are_worth_starting_over() {
+        let status = |status, retry_after| RegistryError::Status {
+            registry: "r".into(),
+            method: Method::PUT,
+            path: "/v2/a/blobs/uploads/".into(),
+            status,
+            message: String::new(),
+            hint: "",
+            retry_after,
+        };
+        assert_eq!(
+            status(503, Some(3)).retry_pause(0),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(
+            status(429, None).retry_pause(1),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(status(400, None).retry_pause(0), None);
+        assert_eq!(RegistryError::Protocol("x".into()).retry_pause(0), None);
+    }
+
+    #[test]
+    fn errors_name_paths_without_their_query() {
+        assert_eq!(
+            without_query("/v2/a/blobs/uploads/u1?_state=s1&digest=sha256:x"),
+            "/v2/a/blobs/uploads/u1"
+        );
+        assert_eq!(without_query("/v2/a/tags/list"), "/v2/a/tags/list");
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! When to try a request again, and how long to wait (pure).
+//! When to try a request again, and how long to wait.
 
+use std::fmt::Display;
+use std::future::Future;
 use std::time::Duration;
 
 /// Attempts per request, the first included: bounded, as every loop here is.
@@ -14,36 +16,75 @@ pub fn retryable(status: u16) -> bool {
 
 /// How long to wait before another try at what answered with `headers`.
 pub fn pause(attempt: u32, headers: &http::HeaderMap) -> Duration {
+    after(attempt, asked(headers))
+}
+
+/// The wait a server asked for in `headers`, if it asked.
+pub fn asked(headers: &http::HeaderMap) -> Option<Duration> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    wait(attempt, header("retry-after"), header("x-retry-after"), now)
+    told(header("retry-after"), header("x-retry-after"), now)
 }
 
-/// `Retry-After` (seconds) or Docker Hub's `X-Retry-After` (a unix time)
-/// when given, else exponential back-off from half a second.
-pub fn wait(
-    attempt: u32,
-    retry_after: Option<&str>,
-    x_retry_after: Option<&str>,
-    now_unix: u64,
-) -> Duration {
-    let told = retry_after
+/// What the server asked for when it did, else exponential back-off from
+/// half a second; never more than [`MAX_WAIT`].
+pub fn after(attempt: u32, asked: Option<Duration>) -> Duration {
+    asked
+        .unwrap_or_else(|| Duration::from_millis(500 << attempt.min(6)))
+        .min(MAX_WAIT)
+}
+
+/// `Retry-After` (seconds) or Docker Hub's `X-Retry-After` (a unix time).
+fn told(retry_after: Option<&str>, x_retry_after: Option<&str>, now_unix: u64) -> Option<Duration> {
+    retry_after
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs)
         .or_else(|| {
             x_retry_after
                 .and_then(|v| v.trim().parse::<u64>().ok())
                 .map(|at| Duration::from_secs(at.saturating_sub(now_unix)))
-        });
-    told.unwrap_or_else(|| Duration::from_millis(500 << attempt.min(6)))
-        .min(MAX_WAIT)
+        })
+}
+
+/// Runs `work` until it succeeds, fails in a way `pause` finds final, or
+/// [`ATTEMPTS`] are spent. For work that can't resume midway (a blob whose
+/// connection dropped): every try starts over from the beginning.
+pub async fn again<T, E, F, Fut>(
+    what: &str,
+    mut work: F,
+    pause: impl Fn(&E, u32) -> Option<Duration>,
+) -> Result<T, E>
+where
+    E: Display,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let mut attempt = 0;
+    loop {
+        let error = match work().await {
+            Ok(done) => return Ok(done),
+            Err(e) => e,
+        };
+        match pause(&error, attempt).filter(|_| attempt + 1 < ATTEMPTS) {
+            Some(wait) => {
+                tracing::warn!("{what} failed ({error}); starting over in {wait:?}");
+                tokio::time::sleep(wait).await;
+                attempt += 1;
+            }
+            None => return Err(error),
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn wait(attempt: u32, retry_after: Option<&str>, x: Option<&str>, now: u64) -> Duration {
+        after(attempt, told(retry_after, x, now))
+    }
 
     #[test]
     fn waits() {
@@ -57,5 +98,29 @@ mod tests {
     #[test]
     fn which_statuses() {
         assert!(retryable(429) && retryable(503) && !retryable(404) && !retryable(401));
+    }
+
+    #[tokio::test]
+    async fn again_stops_at_success_at_a_final_error_or_after_all_attempts() {
+        let tries = std::cell::Cell::new(0);
+        let count = || {
+            tries.set(tries.get() + 1);
+            let n = tries.get();
+            async move { if n < 3 { Err(n) } else { Ok(n) } }
+        };
+        assert_eq!(again("t", count, |_, _| Some(Duration::ZERO)).await, Ok(3));
+        tries.set(0);
+        let fail = || {
+            tries.set(tries.get() + 1);
+            async { Err::<(), _>("cut") }
+        };
+        assert_eq!(
+            again("t", fail, |_, _| Some(Duration::ZERO)).await,
+            Err("cut")
+        );
+        assert_eq!(tries.get(), ATTEMPTS);
+        tries.set(0);
+        assert_eq!(again("t", fail, |_, _| None).await, Err("cut"));
+        assert_eq!(tries.get(), 1);
     }
 }

@@ -2,7 +2,10 @@
 //! from any stream, so a layer never sits whole in memory.
 
 use std::fmt::Write as _;
+use std::future::Future;
+use std::path::Path;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -10,8 +13,10 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _, TryStreamExt as _};
 use reqwest::{Method, StatusCode, header};
 use sha2::{Digest as _, Sha256};
+use tokio::io::AsyncReadExt as _;
 
-use super::{Registry, RegistryError};
+use super::mount::Upload;
+use super::{Registry, RegistryError, retry};
 
 /// A blob's bytes, chunk by chunk; see [`verified`].
 pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes, RegistryError>> + Send>>;
@@ -96,6 +101,38 @@ pub fn verified(
     .boxed()
 }
 
+/// Chunks a blob file is read in: big enough for few reads, small enough
+/// for memory to stay flat however large the blob.
+const CHUNK: usize = 1 << 20;
+
+/// The bytes of `file` from where it stands to its end, `CHUNK` at a time;
+/// `shown` names it in a read error.
+pub fn file_chunks(
+    file: tokio::fs::File,
+    shown: String,
+) -> impl Stream<Item = Result<Bytes, RegistryError>> + Send + 'static {
+    futures_util::stream::unfold(Some(file), move |file| {
+        let shown = shown.clone();
+        async move {
+            let mut file = file?;
+            let mut buf = vec![0; CHUNK];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok(Bytes::from(buf)), Some(file)))
+                }
+                Err(e) => Some((
+                    Err(RegistryError::Protocol(format!(
+                        "reading {shown} failed: {e}"
+                    ))),
+                    None,
+                )),
+            }
+        }
+    })
+}
+
 impl Registry {
     /// A blob of `size` bytes as it downloads, verified against `digest`
     /// (see [`verified`]).
@@ -119,14 +156,7 @@ impl Registry {
         if !response.status().is_success() {
             return Err(self.failure(Method::GET, &path, repository, response).await);
         }
-        let (registry, url) = (self.name.clone(), format!("{}{path}", self.base));
-        let chunks = response
-            .bytes_stream()
-            .map_err(move |source| RegistryError::Transport {
-                registry: registry.clone(),
-                url: url.clone(),
-                source,
-            });
+        let chunks = response.bytes_stream().map_err(self.transport(&path));
         Ok(verified(
             chunks,
             digest,
@@ -138,7 +168,9 @@ impl Registry {
     /// Finishes the upload `session` (a path from [`Registry::start_upload`])
     /// with the bytes of `chunks` in one PUT; the registry checks the digest
     /// again before it keeps them. Not retried here: a stream can't be
-    /// replayed, so the caller starts over with a new session.
+    /// replayed, so the caller starts over with a new session. Errors name
+    /// the upload endpoint, never the session: its path and query are the
+    /// registry's state, signed on some registries.
     pub async fn finish_upload(
         &self,
         repository: &str,
@@ -148,8 +180,8 @@ impl Registry {
         chunks: BlobStream,
     ) -> Result<(), RegistryError> {
         let separator = if session.contains('?') { '&' } else { '?' };
-        let path = format!("{session}{separator}digest={digest}");
-        let url = format!("{}{path}", self.base);
+        let url = format!("{}{session}{separator}digest={digest}", self.base);
+        let shown = format!("/v2/{repository}/blobs/uploads/");
         // The body's own error would reach us only as a transport failure;
         // kept aside, it is reported as what it was (e.g. a digest mismatch).
         let refused: Arc<Mutex<Option<RegistryError>>> = Arc::default();
@@ -174,15 +206,81 @@ impl Registry {
         if let Some(e) = refused.lock().ok().and_then(|mut e| e.take()) {
             return Err(e);
         }
-        let response = sent.map_err(|source| RegistryError::Transport {
-            registry: self.name.clone(),
-            url: format!("{}{session}", self.base),
-            source,
-        })?;
+        let response = sent.map_err(self.transport(&shown))?;
         if response.status() != StatusCode::CREATED {
-            return Err(self.failure(Method::PUT, &path, repository, response).await);
+            return Err(self
+                .failure(Method::PUT, &shown, repository, response)
+                .await);
         }
         Ok(())
+    }
+
+    /// Uploads the blob in the file at `path` (exactly the bytes that hash
+    /// to `digest`), read in chunks so that it never sits whole in memory.
+    /// See [`Registry::upload`] for what happens when a try is cut off.
+    pub async fn upload_blob_file(
+        &self,
+        repository: &str,
+        digest: &str,
+        size: u64,
+        path: &Path,
+    ) -> Result<(), RegistryError> {
+        self.upload(repository, digest, size, || async {
+            let file = tokio::fs::File::open(path).await.map_err(|e| {
+                RegistryError::Protocol(format!("couldn't open {}: {e}", path.display()))
+            })?;
+            let shown = path.display().to_string();
+            Ok(verified(
+                file_chunks(file, shown.clone()),
+                digest,
+                &shown,
+                format!("blob {digest}"),
+            ))
+        })
+        .await
+    }
+
+    /// Uploads a blob whose bytes `open` supplies, afresh for every try. The
+    /// bytes go in one PUT, which has no offset to resume from, so a try cut
+    /// off midway (dropped connection, 429, 5xx) starts over in a new
+    /// session, [`retry::ATTEMPTS`] tries in all. The registry completes
+    /// only a session whose bytes match the digest, so an abandoned one
+    /// never shows up as a blob.
+    pub(super) async fn upload<F, Fut>(
+        &self,
+        repository: &str,
+        digest: &str,
+        size: u64,
+        open: F,
+    ) -> Result<(), RegistryError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<BlobStream, RegistryError>>,
+    {
+        // Atomic only so that the future stays `Send`.
+        let (open, tries) = (&open, &AtomicU32::new(0));
+        let once = || async move {
+            tries.fetch_add(1, Ordering::Relaxed);
+            match self.start_upload(repository, digest, None).await? {
+                // Only asked for with a `from`: nothing left to send.
+                Upload::Mounted => Ok(()),
+                Upload::Session(session) => {
+                    let chunks = open().await?;
+                    self.finish_upload(repository, &session, digest, size, chunks)
+                        .await
+                }
+            }
+        };
+        let what = format!("uploading blob {digest} to {}/{repository}", self.name);
+        retry::again(&what, once, RegistryError::retry_pause)
+            .await
+            .map_err(|e| RegistryError::Upload {
+                registry: self.name.clone(),
+                repository: repository.to_owned(),
+                digest: digest.to_owned(),
+                tries: tries.load(Ordering::Relaxed),
+                source: Box::new(e),
+            })
     }
 }
 

@@ -20,4 +20,5 @@ mod scan;
 mod scan_container;
 mod services;
 mod support;
+mod upload;
 mod usage;

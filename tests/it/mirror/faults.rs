@@ -1,16 +1,12 @@
 //! What can go wrong mid-copy: a source sending bytes that don't match
 //! their digest, and a target that dies halfway through.
 
-use std::io::{Read as _, Write as _};
-use std::net::{Shutdown, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use super::*;
 use crate::support::own_registry::OwnRegistry;
+use crate::support::proxy::{Fault, Proxy};
 
 #[tokio::test]
 async fn a_blob_whose_bytes_do_not_match_its_digest_is_refused() {
@@ -72,67 +68,6 @@ async fn a_blob_whose_bytes_do_not_match_its_digest_is_refused() {
     assert!(registry.manifest(&target, "v1").await.unwrap().is_none());
 }
 
-/// A loopback TCP proxy that forwards until `limit` bytes went to the
-/// upstream, then drops every connection and every later one: to a client,
-/// a registry that died.
-struct Dying {
-    address: String,
-    dead: Arc<AtomicBool>,
-}
-
-impl Dying {
-    fn start(upstream: &str, limit: u64) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let address = listener.local_addr().unwrap().to_string();
-        let dead = Arc::new(AtomicBool::new(false));
-        let sent = Arc::new(AtomicU64::new(0));
-        let open: Arc<Mutex<Vec<TcpStream>>> = Arc::default();
-        let (upstream, flag) = (upstream.to_owned(), dead.clone());
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                let Ok(client) = client else { continue };
-                let Ok(server) = TcpStream::connect(&upstream) else {
-                    continue;
-                };
-                if flag.load(Ordering::SeqCst) {
-                    let _ = client.shutdown(Shutdown::Both);
-                    continue;
-                }
-                open.lock()
-                    .unwrap()
-                    .extend([client.try_clone().unwrap(), server.try_clone().unwrap()]);
-                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                let (sent, flag, open) = (sent.clone(), flag.clone(), open.clone());
-                std::thread::spawn(move || {
-                    pipe(client, server, |n| {
-                        if sent.fetch_add(n, Ordering::SeqCst) + n > limit
-                            && !flag.swap(true, Ordering::SeqCst)
-                        {
-                            for stream in open.lock().unwrap().iter() {
-                                let _ = stream.shutdown(Shutdown::Both);
-                            }
-                        }
-                        !flag.load(Ordering::SeqCst)
-                    })
-                });
-                std::thread::spawn(move || pipe(s2, c2, |_| true));
-            }
-        });
-        Dying { address, dead }
-    }
-}
-
-/// Copies while `go(bytes)` says so.
-fn pipe(mut from: TcpStream, mut to: TcpStream, go: impl Fn(u64) -> bool) {
-    let mut buf = vec![0; 64 << 10];
-    while let Ok(n) = from.read(&mut buf) {
-        if n == 0 || !go(n as u64) || to.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown(Shutdown::Write);
-}
-
 #[tokio::test]
 async fn a_target_that_dies_midway_keeps_only_whole_blobs_and_a_rerun_completes() {
     let s = services();
@@ -141,7 +76,7 @@ async fn a_target_that_dies_midway_keeps_only_whole_blobs_and_a_rerun_completes(
     let layers: Vec<Vec<u8>> = (0..6).map(|i| random_layer(40 + i, 2 << 20)).collect();
     let image = push_image(&from, &source, "v1", "amd64", &layers).await;
     let own = OwnRegistry::start(true);
-    let dying = Dying::start(&own.address, 5 << 20);
+    let dying = Proxy::start(&own.address, Fault::DieAfter(5 << 20));
     let target = unique("dies-dst");
     let inputs = |to: &str| {
         vec![
@@ -153,10 +88,7 @@ async fn a_target_that_dies_midway_keeps_only_whole_blobs_and_a_rerun_completes(
     };
 
     let ran = run_owned(&inputs(&dying.address)).await;
-    assert!(
-        dying.dead.load(Ordering::SeqCst),
-        "the target never died\n{ran}"
-    );
+    assert!(dying.dead(), "the target never died\n{ran}");
     ran.assert_failed("a re-run copies only what is missing");
 
     let to = Registry::new(&own.address, None).unwrap();

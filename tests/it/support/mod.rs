@@ -6,6 +6,7 @@
 pub mod git;
 pub mod images;
 pub mod own_registry;
+pub mod proxy;
 pub mod replay;
 pub mod run;
 pub mod services;

@@ -1,0 +1,131 @@
+//! A loopback TCP proxy in front of a real registry that breaks
+//! connections the way networks and dying servers do.
+
+use std::io::{Read as _, Write as _};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+#[derive(Debug, Clone, Copy)]
+pub enum Fault {
+    /// Once `bytes` went upstream in all, every connection is dropped, open
+    /// and later ones: to a client, a registry that died.
+    DieAfter(u64),
+    /// A connection that would send more than `after` bytes upstream is
+    /// dropped at that point, for the first `times` such connections; later
+    /// ones pass. Requests stay far below `after`, so only a blob upload
+    /// is cut.
+    Cut { after: u64, times: u32 },
+}
+
+pub struct Proxy {
+    /// `127.0.0.1:port`, to use as the registry's name.
+    pub address: String,
+    state: Arc<State>,
+}
+
+struct State {
+    fault: Fault,
+    dead: AtomicBool,
+    sent: AtomicU64,
+    cuts: AtomicU32,
+    open: Mutex<Vec<TcpStream>>,
+}
+
+impl Proxy {
+    pub fn start(upstream: &str, fault: Fault) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let state = Arc::new(State {
+            fault,
+            dead: AtomicBool::new(false),
+            sent: AtomicU64::new(0),
+            cuts: AtomicU32::new(0),
+            open: Mutex::default(),
+        });
+        let (upstream, shared) = (upstream.to_owned(), state.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                if shared.dead.load(Ordering::SeqCst) {
+                    let _ = client.shutdown(Shutdown::Both);
+                    continue;
+                }
+                shared.forward(client, server);
+            }
+        });
+        Proxy { address, state }
+    }
+
+    /// Whether a [`Fault::DieAfter`] proxy has died.
+    pub fn dead(&self) -> bool {
+        self.state.dead.load(Ordering::SeqCst)
+    }
+
+    /// How many connections a [`Fault::Cut`] proxy has cut.
+    pub fn cuts(&self) -> u32 {
+        self.state.cuts.load(Ordering::SeqCst)
+    }
+}
+
+impl State {
+    fn forward(self: &Arc<Self>, client: TcpStream, server: TcpStream) {
+        let ends = [client.try_clone().unwrap(), server.try_clone().unwrap()];
+        self.open
+            .lock()
+            .unwrap()
+            .extend(ends.iter().map(|s| s.try_clone().unwrap()));
+        let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+        let (state, here) = (self.clone(), AtomicU64::new(0));
+        std::thread::spawn(move || pipe(client, server, |n| state.allow(n, &here, &ends)));
+        std::thread::spawn(move || pipe(s2, c2, |_| true));
+    }
+
+    /// Whether `n` more bytes may go upstream on the connection with `ends`
+    /// that has sent `here` so far; drops what the fault says to drop.
+    fn allow(&self, n: u64, here: &AtomicU64, ends: &[TcpStream; 2]) -> bool {
+        match self.fault {
+            Fault::DieAfter(limit) => {
+                if self.sent.fetch_add(n, Ordering::SeqCst) + n > limit
+                    && !self.dead.swap(true, Ordering::SeqCst)
+                {
+                    close(&self.open.lock().unwrap());
+                }
+                !self.dead.load(Ordering::SeqCst)
+            }
+            Fault::Cut { after, times } => {
+                let cut = here.fetch_add(n, Ordering::SeqCst) + n > after
+                    && self
+                        .cuts
+                        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |c| {
+                            (c < times).then_some(c + 1)
+                        })
+                        .is_ok();
+                if cut {
+                    close(ends);
+                }
+                !cut
+            }
+        }
+    }
+}
+
+fn close(streams: &[TcpStream]) {
+    for stream in streams {
+        let _ = stream.shutdown(Shutdown::Both);
+    }
+}
+
+/// Copies while `go(bytes)` says so.
+fn pipe(mut from: TcpStream, mut to: TcpStream, go: impl Fn(u64) -> bool) {
+    let mut buf = vec![0; 64 << 10];
+    while let Ok(n) = from.read(&mut buf) {
+        if n == 0 || !go(n as u64) || to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
