@@ -35,6 +35,8 @@ use crate::registry::{Manifest, Registry};
 use crate::report::publish::{Published, summary};
 use crate::tags::{self, Facts, Latest, TagSet};
 
+/// How BuildKit names the step that fetches a `# syntax=` frontend image.
+const FRONTEND_STEP: &str = "resolve image config for";
 const REVISION_LABEL: &str = "org.opencontainers.image.revision";
 /// The engine's export in the work directory: converted for the push and
 /// handed to the scanner as it is.
@@ -379,10 +381,7 @@ async fn build_with_fallback(
             ));
             Ok(build_once(session, engine, target, local, Builder::Legacy).await?)
         }
-        Err(e) => {
-            annotate_failed_step(session, target, &e);
-            Err(e.into())
-        }
+        Err(e) => Err(explain_failure(session, target, e)),
         Ok(built) => Ok(built),
     }
 }
@@ -413,28 +412,44 @@ async fn build_once(
     engine.build(spec, &mut |line| log.line(line)).await
 }
 
-/// A failed BuildKit step becomes an error annotation on its Dockerfile line.
-fn annotate_failed_step(session: &Session, target: &Target, error: &EngineError) {
+/// A failed BuildKit step becomes an error annotation on its Dockerfile
+/// line; a frontend that a `# syntax=` line asked for and BuildKit could not
+/// fetch is said in those words.
+fn explain_failure(session: &Session, target: &Target, error: EngineError) -> anyhow::Error {
     let EngineError::BuildFailed {
         step: Some(step),
         message,
         tail,
         ..
-    } = error
+    } = &error
     else {
-        return;
+        return error.into();
     };
-    let mut annotation =
-        Annotation::new(Level::Error, format!("`{step}` failed: {message}\n{tail}"))
-            .with_title("build step failed")
-            .with_file(&target.dockerfile_rel);
-    let line = std::fs::read_to_string(&target.dockerfile)
-        .ok()
-        .and_then(|content| dockerfile::step_line(&content, step));
-    if let Some(line) = line {
-        annotation = annotation.with_line(u32::try_from(line).unwrap_or(1));
+    let content = std::fs::read_to_string(&target.dockerfile).unwrap_or_default();
+    let annotation = Annotation::new(Level::Error, format!("`{step}` failed: {message}\n{tail}"))
+        .with_title("build step failed")
+        .with_file(&target.dockerfile_rel);
+    if let Some((line, image)) = dockerfile::syntax_directive(&content)
+        .filter(|(_, image)| step.starts_with(FRONTEND_STEP) && step.contains(image.as_str()))
+    {
+        let explained = format!(
+            "the Dockerfile's `# syntax={image}` ({} line {line}) makes BuildKit fetch the frontend image {image}, which failed: {message}; let the engine reach that registry, or delete the line to build with the engine's own Dockerfile frontend",
+            target.dockerfile_rel
+        );
+        session.workflow.annotate(
+            &Annotation::new(Level::Error, &explained)
+                .with_title("Dockerfile frontend unavailable")
+                .with_file(&target.dockerfile_rel)
+                .with_line(u32::try_from(line).unwrap_or(1)),
+        );
+        return anyhow::anyhow!(explained);
     }
+    let annotation = match dockerfile::step_line(&content, step) {
+        Some(line) => annotation.with_line(u32::try_from(line).unwrap_or(1)),
+        None => annotation,
+    };
     session.workflow.annotate(&annotation);
+    error.into()
 }
 
 /// One scan of the export, graded; `None` with `scanner: none`.

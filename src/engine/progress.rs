@@ -105,7 +105,9 @@ impl Progress {
         }
         if vertex.cached {
             step.finished = true;
-            self.cached += 1;
+            if is_dockerfile_step(&vertex.name) {
+                self.cached += 1;
+            }
             lines.push(format!("#{number} CACHED"));
         } else if !vertex.error.is_empty() && vertex.name.starts_with(CACHE_IMPORT) {
             // No earlier image to take a cache from (a first build) is not a failure.
@@ -123,7 +125,7 @@ impl Progress {
             });
         } else if let Some(completed) = &vertex.completed {
             step.finished = true;
-            if !is_internal(&vertex.name) {
+            if is_dockerfile_step(&vertex.name) {
                 self.executed += 1;
             }
             let seconds = vertex
@@ -143,12 +145,10 @@ impl Progress {
     }
 }
 
-/// BuildKit's own bookkeeping (`[internal] load metadata …`), not a
-/// Dockerfile step.
-fn is_internal(name: &str) -> bool {
-    ["[internal]", CACHE_IMPORT, "exporting "]
-        .iter()
-        .any(|prefix| name.starts_with(prefix))
+/// A Dockerfile instruction (`[build 2/4] RUN make`), not BuildKit's own
+/// bookkeeping (`[internal] load metadata …`, `copy /context /`).
+fn is_dockerfile_step(name: &str) -> bool {
+    name.starts_with('[') && !name.starts_with("[internal]")
 }
 
 fn seconds_between(from: &Timestamp, to: &Timestamp) -> f64 {

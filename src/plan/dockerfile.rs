@@ -129,8 +129,26 @@ fn words(text: &str) -> Vec<String> {
 /// The `# escape=` parser directive, which Windows Dockerfiles set to a
 /// backtick so that `\` can be a path separator.
 fn escape_char(content: &str) -> char {
-    // Directives are only read at the top, before anything else, even a comment.
-    for line in content.lines() {
+    let backtick = directives(content)
+        .iter()
+        .any(|(_, key, value)| key.eq_ignore_ascii_case("escape") && value == "`");
+    if backtick { '`' } else { '\\' }
+}
+
+/// The `# syntax=` parser directive: its 1-based line and the frontend
+/// image BuildKit fetches for it.
+pub fn syntax_directive(content: &str) -> Option<(usize, String)> {
+    directives(content)
+        .into_iter()
+        .find(|(_, key, _)| key.eq_ignore_ascii_case("syntax"))
+        .map(|(line, _, value)| (line, value))
+}
+
+/// Parser directives `# key=value`: only at the top, before anything
+/// else, even a comment.
+fn directives(content: &str) -> Vec<(usize, String, String)> {
+    let mut found = Vec::new();
+    for (index, line) in content.lines().enumerate() {
         let Some((key, value)) = line
             .trim()
             .strip_prefix('#')
@@ -144,11 +162,9 @@ fn escape_char(content: &str) -> char {
         {
             break;
         }
-        if key.eq_ignore_ascii_case("escape") && value.trim() == "`" {
-            return '`';
-        }
+        found.push((index + 1, key.to_owned(), value.trim().to_owned()));
     }
-    '\\'
+    found
 }
 
 /// Logical instructions as (1-based first line, text with continuations joined).
@@ -335,6 +351,16 @@ mod tests {
 
     fn parse(content: &str) -> Vec<Stage> {
         stages(content, &BTreeMap::new())
+    }
+
+    #[test]
+    fn syntax_directive_is_read_only_at_the_top() {
+        assert_eq!(
+            syntax_directive("# escape=`\n# syntax = docker/dockerfile:1.7\nFROM scratch\n"),
+            Some((2, "docker/dockerfile:1.7".to_owned()))
+        );
+        assert_eq!(syntax_directive("FROM scratch\n# syntax=x\n"), None);
+        assert_eq!(syntax_directive("# a comment\n# syntax=x\n"), None);
     }
 
     #[test]

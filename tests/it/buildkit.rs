@@ -97,8 +97,12 @@ fn text(files: &BTreeMap<String, (u32, Vec<u8>)>, path: &str) -> String {
 
 /// A cross-build as real monorepos write it: the build stage runs on the
 /// runner's platform and learns the target from BuildKit's automatic
-/// arguments; a cache mount keeps its contents between builds.
-const CROSS: &str = r#"FROM --platform=$BUILDPLATFORM scratch AS build
+/// arguments; a cache mount keeps its contents between builds. `nonce`
+/// keeps an engine warm from earlier test runs from answering from its
+/// cache (the cache mount's id included).
+fn cross_dockerfile(nonce: &str) -> String {
+    format!(
+        r#"FROM --platform=$BUILDPLATFORM scratch AS build
 ARG TARGETPLATFORM
 ARG TARGETOS
 ARG TARGETARCH
@@ -107,20 +111,26 @@ ARG BUILDPLATFORM
 ARG BUILDOS
 ARG BUILDARCH
 COPY busybox /bin/busybox
-RUN ["/bin/busybox", "sh", "-c", "echo \"$TARGETPLATFORM|$TARGETOS|$TARGETARCH|$TARGETVARIANT|$BUILDPLATFORM|$BUILDOS|$BUILDARCH\" > /platforms"]
+RUN ["/bin/busybox", "sh", "-c", "echo {nonce} >/nonce; echo \"$TARGETPLATFORM|$TARGETOS|$TARGETARCH|$TARGETVARIANT|$BUILDPLATFORM|$BUILDOS|$BUILDARCH\" > /platforms"]
 COPY stamp /stamp
-RUN --mount=type=cache,target=/cache ["/bin/busybox", "sh", "-c", "/bin/busybox cat /stamp >> /cache/runs && /bin/busybox cp /cache/runs /runs"]
+RUN --mount=type=cache,id={nonce},target=/cache ["/bin/busybox", "sh", "-c", "/bin/busybox cat /stamp >> /cache/runs && /bin/busybox cp /cache/runs /runs"]
 
 FROM scratch
 COPY --from=build /platforms /platforms
 COPY --from=build /runs /runs
 COPY --chmod=0751 tool.sh /bin/tool
-"#;
+"#
+    )
+}
+
+fn nonce() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
 
 #[tokio::test]
 async fn buildkit_builds_cross_platform_dockerfiles_with_cache_mounts_and_chmod() {
     let repo = Repo::new();
-    repo.write("ops/docker/app/Dockerfile", CROSS)
+    repo.write("ops/docker/app/Dockerfile", &cross_dockerfile(&nonce()))
         .write("ops/docker/app/stamp", "one\n")
         .write("ops/docker/app/tool.sh", "#!/bin/sh\necho tool\n");
     add_busybox(&repo, "ops/docker/app/busybox");
@@ -144,8 +154,15 @@ async fn buildkit_builds_cross_platform_dockerfiles_with_cache_mounts_and_chmod(
     assert_eq!(config["os"], "linux");
 
     // The build log names each step once and marks what came from the cache.
+    let announced: Vec<&str> = ran
+        .stdout
+        .lines()
+        .filter(|l| l.contains(" [build 4/4] RUN --mount=type=cache"))
+        .collect();
+    assert_eq!(announced.len(), 1, "{}", ran.stdout);
+    let number = announced[0].split(' ').next().unwrap();
     assert!(
-        ran.stdout.contains("#7 [build 4/4] RUN --mount=type=cache"),
+        ran.stdout.contains(&format!("{number} DONE ")),
         "{}",
         ran.stdout
     );
@@ -177,7 +194,7 @@ async fn a_failed_step_is_annotated_on_its_dockerfile_line() {
     let repo = Repo::new();
     repo.write(
         "ops/docker/app/Dockerfile",
-        "FROM scratch\nCOPY busybox /bin/busybox\n\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo about to fail; exit 3\"]\n",
+        &format!("FROM scratch\nCOPY busybox /bin/busybox\n\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo about to fail {}; exit 3\"]\n", nonce()),
     );
     add_busybox(&repo, "ops/docker/app/busybox");
     let sha = repo.commit("failing");
@@ -224,4 +241,247 @@ async fn buildkit_takes_only_its_networks_and_legacy_stays_available() {
     ran.assert_ok();
     assert!(ran.stdout.contains(": COPY a /a\n ---> "), "{}", ran.stdout);
     assert_eq!(text(&image_files("t-bk-net/app", &sha).await, "a"), "a\n");
+}
+
+/// Every blob of a pushed image, config and layers, layers gunzipped.
+async fn image_blobs(repository: &str, tag: &str) -> Vec<Vec<u8>> {
+    let s = services();
+    let client = reqwest::Client::new();
+    let base = format!("{}/v2/{}", s.open_url(), scoped(repository));
+    let manifest: Value = client
+        .get(format!("{base}/manifests/{tag}"))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut digests = vec![manifest["config"]["digest"].as_str().unwrap().to_owned()];
+    for layer in manifest["layers"].as_array().unwrap() {
+        digests.push(layer["digest"].as_str().unwrap().to_owned());
+    }
+    let mut blobs = Vec::new();
+    for digest in digests {
+        let bytes = client
+            .get(format!("{base}/blobs/{digest}"))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        let mut plain = Vec::new();
+        if flate2::read::GzDecoder::new(&bytes[..])
+            .read_to_end(&mut plain)
+            .is_err()
+        {
+            plain = bytes.to_vec();
+        }
+        blobs.push(plain);
+    }
+    blobs
+}
+
+#[tokio::test]
+async fn a_secret_reaches_run_and_nothing_else() {
+    let secret = format!("s3cr3t-{}", uuid::Uuid::new_v4().simple());
+    let repo = Repo::new();
+    // Secrets are not part of BuildKit's cache key: the nonce makes the RUN run.
+    let uses_secret = |command: &str| {
+        format!(
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN --mount=type=secret,id=npm_token,required=true [\"/bin/busybox\", \"sh\", \"-c\", \"{command} # {}\"]\n",
+            nonce()
+        )
+    };
+    repo.write(
+        "ops/docker/app/Dockerfile",
+        &uses_secret(
+            "/bin/busybox sha256sum /run/secrets/npm_token | /bin/busybox cut -d' ' -f1 > /digest",
+        ),
+    );
+    add_busybox(&repo, "ops/docker/app/busybox");
+    let sha = repo.commit("secret");
+    let ran = publish(&repo, "t-bk-secret", "refs/heads/main", &sha)
+        .input("network", "none")
+        .input(
+            "secrets",
+            &format!("other=unused-value-123\nnpm_token={secret}\n"),
+        )
+        .run_async()
+        .await;
+    ran.assert_ok();
+    ran.assert_secret_masked_only(&secret);
+
+    let files = image_files("t-bk-secret/app", &sha).await;
+    let hash = <sha2::Sha256 as sha2::Digest>::digest(secret.as_bytes());
+    let want: String = hash.iter().map(|b| format!("{b:02x}")).collect::<String>() + "\n";
+    assert_eq!(text(&files, "digest"), want);
+    assert!(!files.contains_key("run/secrets/npm_token"));
+    for blob in image_blobs("t-bk-secret/app", &sha).await {
+        assert!(
+            !blob.windows(secret.len()).any(|w| w == secret.as_bytes()),
+            "the secret is in a pushed blob"
+        );
+    }
+
+    // A secret the Dockerfile needs and the input lacks fails naming its id.
+    repo.write("ops/docker/app/Dockerfile", &uses_secret("true"));
+    let sha = repo.commit("needs the secret");
+    let ran = publish(&repo, "t-bk-secret2", "refs/heads/main", &sha)
+        .input("network", "none")
+        .run_async()
+        .await;
+    ran.assert_failed("npm_token");
+
+    // A malformed line is named by its number, never echoed.
+    let ran = publish(&repo, "t-bk-secret3", "refs/heads/main", &sha)
+        .input("secrets", "pasted-without-an-id")
+        .run_async()
+        .await;
+    ran.assert_failed("`secrets`: line 1 is not id=value");
+    assert!(
+        !ran.stdout
+            .replace("::add-mask::pasted-without-an-id", "")
+            .contains("pasted-without-an-id"),
+        "{ran}"
+    );
+}
+
+#[tokio::test]
+async fn a_syntax_line_whose_frontend_cannot_be_fetched_is_named() {
+    let repo = Repo::new();
+    repo.write(
+        "ops/docker/app/Dockerfile",
+        "# syntax=docker/dockerfile:1.7\nFROM scratch\nCOPY a /a\n",
+    )
+    .write("ops/docker/app/a", "a\n");
+    let sha = repo.commit("syntax");
+    let ran = publish(&repo, "t-bk-syntax", "refs/heads/main", &sha)
+        .run_async()
+        .await;
+    ran.assert_failed("`# syntax=docker/dockerfile:1.7` (ops/docker/app/Dockerfile line 1)");
+}
+
+/// A second engine with an empty data root, as a fresh runner has;
+/// stopped (and its state removed) when dropped.
+struct FreshEngine {
+    state: std::path::PathBuf,
+    docker_host: String,
+}
+
+impl FreshEngine {
+    fn start() -> Self {
+        let state = std::path::PathBuf::from(format!("/tmp/ra-fresh-{}", &nonce()[..8]));
+        let out =
+            std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/services"))
+                .arg("engine-start")
+                .env("REGISTRY_ACTION_SERVICES", &state)
+                .output()
+                .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "scripts/services engine-start failed (run the tests as root, with Debian's docker.io): {}{stdout}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let docker_host = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("DOCKER_HOST="))
+            .unwrap()
+            .to_owned();
+        FreshEngine { state, docker_host }
+    }
+}
+
+impl Drop for FreshEngine {
+    fn drop(&mut self) {
+        let _ =
+            std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/services"))
+                .arg("engine-stop")
+                .env("REGISTRY_ACTION_SERVICES", &self.state)
+                .output();
+    }
+}
+
+fn layer_digests(manifest: &Value) -> Vec<String> {
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn manifest_of(repository: &str, tag: &str) -> Value {
+    let s = services();
+    reqwest::Client::new()
+        .get(format!(
+            "{}/v2/{}/manifests/{tag}",
+            s.open_url(),
+            scoped(repository)
+        ))
+        .header("accept", "application/vnd.oci.image.manifest.v1+json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_fresh_runner_reuses_the_inline_cache_of_latest() {
+    let repo = Repo::new();
+    repo.write(
+        "ops/docker/app/Dockerfile",
+        &format!(
+            "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo {} > /ran\"]\nCOPY conf /conf\n",
+            nonce()
+        ),
+    )
+    .write("ops/docker/app/conf", "x=1\n");
+    add_busybox(&repo, "ops/docker/app/busybox");
+    let first = repo.commit("app");
+    publish(&repo, "t-bk-fresh", "refs/heads/main", &first)
+        .input("network", "none")
+        .run_async()
+        .await
+        .assert_ok();
+    let config = config_of("t-bk-fresh/app", &first).await;
+    assert!(
+        config.get("moby.buildkit.cache.v0").is_some(),
+        "the pushed config carries the inline cache record: {config}"
+    );
+
+    // A new commit that leaves the image directory alone, on a new runner.
+    repo.write("README.md", "docs\n");
+    let second = repo.commit("docs");
+    let fresh = FreshEngine::start();
+    let ran = publish(&repo, "t-bk-fresh", "refs/heads/main", &second)
+        .env("DOCKER_HOST", &fresh.docker_host)
+        .input("network", "none")
+        .run_async()
+        .await;
+    ran.assert_ok();
+    let steps: Vec<&str> = ran.stdout.lines().filter(|l| l.contains(" [")).collect();
+    assert!(steps.iter().any(|l| l.contains("] RUN ")), "{}", ran.stdout);
+    for step in steps.iter().filter(|l| !l.contains("[internal]")) {
+        let number = step.split(' ').next().unwrap();
+        assert!(
+            ran.stdout.contains(&format!("{number} CACHED")),
+            "{step} ran again on the fresh engine\n{}",
+            ran.stdout
+        );
+    }
+    assert!(
+        ran.summary.contains("3 steps from the cache, 0 run"),
+        "{}",
+        ran.summary
+    );
+    assert_eq!(
+        layer_digests(&manifest_of("t-bk-fresh/app", &second).await),
+        layer_digests(&manifest_of("t-bk-fresh/app", &first).await),
+        "the same layers, not rebuilt"
+    );
 }
