@@ -155,3 +155,131 @@ fn seconds_between(from: &Timestamp, to: &Timestamp) -> f64 {
     let nanos = (to.seconds - from.seconds) as f64 * 1e9 + f64::from(to.nanos - from.nanos);
     (nanos / 1e9).max(0.0)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use bollard_buildkit_proto::moby::buildkit::v1::VertexLog;
+
+    fn at(seconds: i64) -> Option<Timestamp> {
+        Some(Timestamp { seconds, nanos: 0 })
+    }
+
+    fn vertex(digest: &str, name: &str) -> Vertex {
+        Vertex {
+            digest: digest.into(),
+            name: name.into(),
+            ..Vertex::default()
+        }
+    }
+
+    fn status(vertexes: Vec<Vertex>, logs: Vec<(&str, &str)>) -> StatusResponse {
+        StatusResponse {
+            vertexes,
+            logs: logs
+                .into_iter()
+                .map(|(vertex, msg)| VertexLog {
+                    vertex: vertex.into(),
+                    msg: msg.as_bytes().to_vec(),
+                    ..VertexLog::default()
+                })
+                .collect(),
+            ..StatusResponse::default()
+        }
+    }
+
+    #[test]
+    fn each_step_once_with_its_output_and_how_it_ended() {
+        let mut progress = Progress::default();
+        let run = "[2/2] RUN make";
+        let mut lines = progress.update(&status(vec![vertex("a", run)], vec![]));
+        assert!(lines.is_empty(), "queued, not started: {lines:?}");
+        let started = Vertex {
+            started: at(10),
+            ..vertex("a", run)
+        };
+        let cached = Vertex {
+            cached: true,
+            started: at(10),
+            ..vertex("b", "[1/2] COPY . /src")
+        };
+        lines.extend(progress.update(&status(vec![started.clone(), cached], vec![("a", "comp")])));
+        lines.extend(progress.update(&status(
+            vec![started.clone()],
+            vec![("a", "iling\nlinking\n")],
+        )));
+        let done = Vertex {
+            completed: at(12),
+            ..started
+        };
+        lines.extend(progress.update(&status(vec![done.clone()], vec![])));
+        lines.extend(progress.update(&status(vec![done], vec![])));
+        assert_eq!(
+            lines,
+            [
+                "#1 [2/2] RUN make",
+                "#2 [1/2] COPY . /src",
+                "#2 CACHED",
+                "#1 compiling",
+                "#1 linking",
+                "#1 DONE 2.0s",
+            ]
+        );
+        assert_eq!(progress.counts(), (1, 1));
+        assert_eq!(progress.failed(), None);
+    }
+
+    #[test]
+    fn the_first_failed_step_is_kept_with_its_last_lines() {
+        let mut progress = Progress::default();
+        let failing = Vertex {
+            started: at(1),
+            ..vertex("a", "[3/4] RUN test")
+        };
+        let mut log: Vec<String> = (1..=30).map(|n| format!("line {n}\n")).collect();
+        log.push("boom".into());
+        let text = log.concat();
+        progress.update(&status(
+            vec![failing.clone()],
+            vec![("a", &text), ("a", "\n")],
+        ));
+        let error = Vertex {
+            error: "exit code: 2".into(),
+            ..failing
+        };
+        let cancelled = Vertex {
+            started: at(1),
+            error: "context canceled".into(),
+            ..vertex("b", "[2/4] RUN other")
+        };
+        let lines = progress.update(&status(vec![error, cancelled], vec![]));
+        assert_eq!(lines[0], "#1 ERROR: exit code: 2");
+        let failed = progress.failed().unwrap();
+        assert_eq!(failed.name, "[3/4] RUN test");
+        assert_eq!(failed.error, "exit code: 2");
+        assert_eq!(failed.tail.len(), TAIL_LINES);
+        assert_eq!(failed.tail.first().unwrap(), "line 12");
+        assert_eq!(failed.tail.last().unwrap(), "boom");
+    }
+
+    #[test]
+    fn a_cache_that_is_not_there_yet_is_not_a_failure() {
+        let mut progress = Progress::default();
+        let import = Vertex {
+            started: at(1),
+            error: "app:latest: not found".into(),
+            ..vertex("c", "importing cache manifest from app:latest")
+        };
+        let lines = progress.update(&status(vec![import], vec![]));
+        assert_eq!(
+            lines,
+            [
+                "#1 importing cache manifest from app:latest",
+                "#1 no cache imported: app:latest: not found"
+            ]
+        );
+        assert_eq!(progress.failed(), None);
+        assert_eq!(progress.counts(), (0, 0));
+    }
+}
