@@ -1,18 +1,22 @@
-//! `cargo bench --bench publish`: what `publish` costs in time and in bytes
-//! sent to the registry, with the release binary started as a GitHub runner
-//! starts it, against the real engine and the open registry that
-//! `scripts/services start` runs on 127.0.0.1.
+//! `cargo bench --bench publish`: `publish` (the release binary started as a
+//! GitHub runner starts it) beside the baseline it must beat, `docker build`
+//! then `docker push` with Debian's docker CLI 20.10 and BuildKit, on the
+//! real engine and the open registry that `scripts/services start` runs.
 //!
-//! The image is 4 layers of 32 MiB of incompressible bytes. A byte-counting
-//! TCP proxy sits between the binary and the registry, so every phase says
-//! how much travelled client → registry: the first publish (every blob), a
-//! re-run that adds `latest` and 3 more tags (the build is skipped, only
-//! manifests travel), a plain re-run, and a new commit that changes nothing
-//! in the image (new SHA tag, blobs already there).
+//! Both push through one byte-counting TCP proxy in front of the registry,
+//! each to a fresh repository of its own, in three scenarios:
+//! - cold: 4 × 32 MiB incompressible layers, new bytes every round (the
+//!   engine remembers where it pushed a layer and would mount it instead),
+//!   the build cache pruned before each run and its images removed after;
+//! - unchanged: a new commit that changes nothing in the image directory,
+//!   after a publish of the previous one (the baseline's build is cached);
+//! - compressible: one layer of text (copies of this project's `src/`),
+//!   where the compressed blobs' sizes are compared too.
 //!
-//! Not a test: beyond checking that every run succeeded and that all tags
-//! name one digest (so a number never describes a publish that went wrong),
-//! it asserts nothing.
+//! `PUBLISH_BENCH_ROUNDS` (default 3) rounds each; who goes first alternates.
+//! Not a test: beyond checking that every run succeeded and that the digests
+//! agree (so a number never describes a publish that went wrong), it
+//! asserts nothing.
 
 #![allow(clippy::unwrap_used)]
 
@@ -20,22 +24,27 @@ mod common;
 
 use common::*;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::path::Path;
+use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio::runtime::Runtime;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_registry-action");
-const IMAGE_DIR: &str = "ops/docker/big";
+/// Debian's 20.10 CLI: /usr/local/bin/docker (28.x) wants buildx for BuildKit.
+const DOCKER: &str = "/usr/bin/docker";
+const ROUNDS_VAR: &str = "PUBLISH_BENCH_ROUNDS";
 const LAYERS: usize = 4;
 const LAYER_BYTES: usize = 32 << 20;
-const EXTRA_TAGS: [&str; 3] = ["stable", "edge", "bench-extra"];
+const TEXT_BYTES: u64 = 6 << 20;
+const REVISION_LABEL: &str = "org.opencontainers.image.revision";
 const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
 fn main() -> ExitCode {
+    if let Some(code) = measuring_child() {
+        return code;
+    }
     let services = match Services::load() {
         Ok(services) => services,
         Err(e) => {
@@ -46,112 +55,359 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let rt = Runtime::new().unwrap();
-    let proxy = Proxy::start(&services.registry_open);
-    let namespace = format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
-    let repository = format!("{namespace}/big");
-    let repo = Workspace::generate();
+    let rounds = match std::env::var(ROUNDS_VAR) {
+        Ok(n) => n.parse().expect("PUBLISH_BENCH_ROUNDS: a number of rounds"),
+        Err(_) => 3,
+    };
+    assert!(rounds > 0, "{ROUNDS_VAR} must be at least 1");
+    let bench = Bench {
+        proxy: Proxy::start(&services.registry_open),
+        services,
+        rt: Runtime::new().unwrap(),
+        run_id: format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+        docker_config: tempfile::tempdir().unwrap(),
+    };
     println!(
-        "image {IMAGE_DIR}: {LAYERS} layers x {} MiB, pushed as {}/{repository} (a counting proxy of {})",
-        LAYER_BYTES >> 20,
-        proxy.addr,
-        services.registry_open
+        "{rounds} rounds per scenario, pushed to {} (a counting proxy of {}) under {}-*",
+        bench.proxy.addr, bench.services.registry_open, bench.run_id
     );
-
-    let base = Run {
-        workspace: repo.path().to_owned(),
-        docker_host: services.docker_host.clone(),
-        registry: proxy.addr.clone(),
-        namespace: namespace.clone(),
-        sha: repo.head.clone(),
-        inputs: vec![("LATEST", "false".to_owned())],
-    };
-    let mut rows = Vec::new();
-
-    let first = base.execute(&proxy);
-    assert!(first.built, "the first publish must build");
-    let digest = first.outputs["digest"].clone();
-    rows.push(first.row("A: first publish (4 × 32 MiB layers)"));
-
-    let retag = Run {
-        inputs: vec![
-            ("LATEST", "true".to_owned()),
-            ("TAGS", EXTRA_TAGS.join("\n")),
-        ],
-        ..base.clone()
-    };
-    let second = retag.execute(&proxy);
-    assert!(
-        !second.built,
-        "a re-run of the same commit must skip the build"
-    );
-    assert_eq!(second.outputs["digest"], digest);
-    rows.push(second.row("B: re-run + `latest` + 3 tags"));
-    let tags = rt.block_on(check_tags(
-        &services.registry_open,
-        &repository,
-        &repo.head,
-        &digest,
-    ));
-
-    let rerun = Run {
-        inputs: [retag.inputs.clone(), vec![("REBUILD", "false".to_owned())]].concat(),
-        ..retag.clone()
-    };
-    let third = rerun.execute(&proxy);
-    assert!(
-        !third.built,
-        "`rebuild: false` with the SHA tag present builds nothing"
-    );
-    assert_eq!(third.outputs["digest"], digest);
-    rows.push(third.row("C: re-run, `rebuild: false`, nothing new"));
-
-    let next = repo.commit_outside_image();
-    let fresh = Run {
-        sha: next.clone(),
-        ..base.clone()
-    };
-    let fourth = fresh.execute(&proxy);
-    assert!(fourth.built, "a new commit gets its own build");
-    rows.push(fourth.row("D: new commit, image dir unchanged"));
-    let fresh_digest = rt.block_on(digest_of(&services.registry_open, &repository, &next));
-    assert_eq!(
-        fresh_digest.as_deref(),
-        Some(fourth.outputs["digest"].as_str())
-    );
-
+    let rows = [
+        bench.cold(rounds),
+        bench.unchanged(rounds),
+        bench.compressible(rounds),
+    ];
     print_table(&rows);
-    println!(
-        "after B: {} tags ({}) all name {digest}",
-        tags.len(),
-        tags.iter()
-            .map(|t| if t.len() == 40 { &t[..7] } else { t.as_str() })
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
-    println!(
-        "one run per phase (each depends on the registry state the previous left); bytes and requests are client → registry through the proxy."
-    );
     ExitCode::SUCCESS
 }
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tool {
+    Ours,
+    Docker,
+}
+
+impl Tool {
+    fn name(self) -> &'static str {
+        match self {
+            Tool::Ours => "ours",
+            Tool::Docker => "docker",
+        }
+    }
+
+    /// Who goes first alternates, so neither always meets the warmer caches.
+    fn order(round: usize) -> [Tool; 2] {
+        if round % 2 == 0 {
+            [Tool::Ours, Tool::Docker]
+        } else {
+            [Tool::Docker, Tool::Ours]
+        }
+    }
+}
+
+struct Bench {
+    services: Services,
+    proxy: Proxy,
+    rt: Runtime,
+    /// Prefix of every namespace this run pushes to.
+    run_id: String,
+    /// An empty DOCKER_CONFIG: no credential helper or user setting.
+    docker_config: tempfile::TempDir,
+}
+
+/// One publish by one tool, as the registry has it afterwards.
+struct Published {
+    tool: Tool,
+    sha: String,
+    sample: Sample,
+    digest: String,
+    manifest: Value,
+}
+
+impl Published {
+    fn config(&self) -> &str {
+        self.manifest["config"]["digest"].as_str().unwrap()
+    }
+
+    /// (digest, size) of each layer blob.
+    fn layers(&self) -> Vec<(String, u64)> {
+        let layers = self.manifest["layers"].as_array().unwrap();
+        layers
+            .iter()
+            .map(|l| {
+                let digest = l["digest"].as_str().unwrap().to_owned();
+                (digest, l["size"].as_u64().unwrap())
+            })
+            .collect()
+    }
+}
+
+#[derive(Clone, Copy)]
+struct Sample {
+    wall: Duration,
+    /// Client → registry through the proxy.
+    bytes: u64,
+    peak_rss_kib: u64,
+}
+
 // ---------------------------------------------------------------------------
-// The workspace
+// The scenarios
+
+impl Bench {
+    fn cold(&self, rounds: usize) -> Row {
+        let mut row = Row::new("cold: 4 × 32 MiB, no cache, new bytes", Some(1.0));
+        for round in 0..rounds {
+            let workspace = Workspace::random_layers();
+            for tool in Tool::order(round) {
+                self.prune_build_cache();
+                let published = self.publish(tool, &workspace, &workspace.head, "cold");
+                assert_eq!(published.layers().len(), LAYERS, "{}", tool.name());
+                self.remove_images(&published);
+                row.add(tool, published.sample);
+            }
+        }
+        row
+    }
+
+    /// After a publish of commit A, commit B (new SHA, same image dir).
+    fn unchanged(&self, rounds: usize) -> Row {
+        let mut row = Row::new("unchanged: new commit, same files", Some(1.2));
+        let workspace = Workspace::random_layers();
+        let first = [Tool::Ours, Tool::Docker]
+            .map(|tool| self.publish(tool, &workspace, &workspace.head, "unchanged"));
+        let mut ours = Vec::new();
+        for round in 0..rounds {
+            let sha = workspace.commit_outside_image(round);
+            for tool in Tool::order(round) {
+                let published = self.publish(tool, &workspace, &sha, "unchanged");
+                let before = &first[tool as usize];
+                assert_eq!(published.layers(), before.layers(), "{}", tool.name());
+                if tool == Tool::Docker {
+                    assert_eq!(published.digest, before.digest, "docker rebuilt");
+                }
+                row.add(tool, published.sample);
+                if tool == Tool::Ours {
+                    ours.push(published);
+                }
+            }
+        }
+        // Docker's are one image, ours one per commit.
+        for published in first.iter().chain(&ours) {
+            self.remove_images(published);
+        }
+        row
+    }
+
+    /// One layer of text: the compressed blob sizes count as much as time.
+    fn compressible(&self, rounds: usize) -> Row {
+        let mut row = Row::new("compressible: 1 text layer", None);
+        for round in 0..rounds {
+            let workspace = Workspace::text(round);
+            let mut sizes = [0; 2];
+            for tool in Tool::order(round) {
+                self.prune_build_cache();
+                let published = self.publish(tool, &workspace, &workspace.head, "text");
+                let layers = published.layers();
+                assert_eq!(layers.len(), 1, "{}", tool.name());
+                sizes[tool as usize] = layers[0].1;
+                self.remove_images(&published);
+                row.add(tool, published.sample);
+            }
+            row.blobs.push((sizes[0], sizes[1]));
+        }
+        row
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Running the tools
+
+impl Bench {
+    /// One publish into `<run_id>-<tool>-<scenario>/<image>:<sha>`, checked
+    /// against what the registry then holds.
+    fn publish(&self, tool: Tool, workspace: &Workspace, sha: &str, scenario: &str) -> Published {
+        let namespace = format!("{}-{}-{scenario}", self.run_id, tool.name());
+        let repository = format!("{namespace}/{}", workspace.image_name());
+        let (bytes_before, _) = self.proxy.snapshot();
+        let (runs, digest) = match tool {
+            Tool::Ours => self.ours(workspace, sha, &namespace),
+            Tool::Docker => self.docker_build_push(workspace, &repository, sha),
+        };
+        // The tools have exited, but the proxy's threads may still be
+        // counting the last bytes they wrote; let them drain.
+        std::thread::sleep(Duration::from_millis(100));
+        let (found, manifest) =
+            self.rt
+                .block_on(manifest(&self.services.registry_open, &repository, sha));
+        assert_eq!(found, digest, "{}: {repository}:{sha}", tool.name());
+        Published {
+            tool,
+            sha: sha.to_owned(),
+            sample: Sample {
+                wall: runs.iter().map(|r| r.wall).sum(),
+                bytes: self.proxy.snapshot().0 - bytes_before,
+                peak_rss_kib: runs.iter().map(|r| r.peak_rss_kib).max().unwrap(),
+            },
+            digest,
+            manifest,
+        }
+    }
+
+    /// `registry-action publish` as the runner starts it; the digest it
+    /// reports.
+    fn ours(&self, workspace: &Workspace, sha: &str, namespace: &str) -> (Vec<Measured>, String) {
+        let runner = tempfile::tempdir().unwrap();
+        let output = runner.path().join("set_output");
+        let summary = runner.path().join("step_summary");
+        let event = runner.path().join("event.json");
+        std::fs::write(&output, "").unwrap();
+        std::fs::write(&summary, "").unwrap();
+        let payload = json!({
+            "ref": "refs/heads/main",
+            "before": "0000000000000000000000000000000000000000",
+            "after": sha,
+            "created": false,
+            "deleted": false,
+            "forced": false,
+            "repository": {"full_name": "acme/monorepo", "default_branch": "main"},
+        });
+        std::fs::write(&event, payload.to_string()).unwrap();
+        let mut command = measured_command(BINARY);
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CI", "true")
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_WORKSPACE", workspace.path())
+            .env("GITHUB_REPOSITORY", "acme/monorepo")
+            .env("GITHUB_REPOSITORY_OWNER", "acme")
+            .env("GITHUB_EVENT_NAME", "push")
+            .env("GITHUB_EVENT_PATH", &event)
+            .env("GITHUB_REF", "refs/heads/main")
+            .env("GITHUB_SHA", sha)
+            // A closed loopback port: publish must not need the GitHub API.
+            .env("GITHUB_API_URL", "http://127.0.0.1:9")
+            .env("GITHUB_SERVER_URL", "https://github.com")
+            .env("GITHUB_OUTPUT", &output)
+            .env("GITHUB_STEP_SUMMARY", &summary)
+            .env("RUNNER_TEMP", runner.path())
+            .env("DOCKER_HOST", &self.services.docker_host)
+            .env("INPUT_COMMAND", "publish")
+            .env("INPUT_PATH", workspace.image)
+            .env("INPUT_REGISTRY", &self.proxy.addr)
+            .env("INPUT_NAMESPACE", namespace)
+            .env("INPUT_LATEST", "false")
+            .env("INPUT_SCANNER", "none")
+            .current_dir(workspace.path());
+        let run = run_measured(command);
+        assert!(
+            run.output.status.success(),
+            "publish failed:\n{}\n{}\n{}",
+            String::from_utf8_lossy(&run.output.stdout),
+            String::from_utf8_lossy(&run.output.stderr),
+            std::fs::read_to_string(&summary).unwrap()
+        );
+        let outputs = parse_outputs(&std::fs::read_to_string(&output).unwrap());
+        (vec![run], outputs["digest"].clone())
+    }
+
+    /// `docker build` then `docker push`; the digest push reports.
+    fn docker_build_push(
+        &self,
+        workspace: &Workspace,
+        repository: &str,
+        sha: &str,
+    ) -> (Vec<Measured>, String) {
+        let tag = format!("{}/{repository}:{sha}", self.proxy.addr);
+        let dir = workspace.path().join(workspace.image);
+        let build = self.docker(&[
+            "build",
+            "--network",
+            "none",
+            "-t",
+            &tag,
+            dir.to_str().unwrap(),
+        ]);
+        let push = self.docker(&["push", &tag]);
+        // `<tag>: digest: sha256:… size: 1234`
+        let digest = String::from_utf8_lossy(&push.output.stdout)
+            .split("digest: ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .expect("docker push names the digest")
+            .to_owned();
+        (vec![build, push], digest)
+    }
+
+    fn docker(&self, args: &[&str]) -> Measured {
+        let mut command = measured_command(DOCKER);
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("DOCKER_HOST", &self.services.docker_host)
+            .env("DOCKER_BUILDKIT", "1")
+            .env("DOCKER_CONFIG", self.docker_config.path())
+            .args(args);
+        let run = run_measured(command);
+        assert!(
+            run.output.status.success(),
+            "docker {args:?} failed: {}",
+            String::from_utf8_lossy(&run.output.stderr)
+        );
+        run
+    }
+
+    fn prune_build_cache(&self) {
+        self.docker(&["builder", "prune", "-af"]);
+    }
+
+    /// What a publish left in the engine, untagged parents included:
+    /// docker's tagged image; ours untags its image but keeps it, and the
+    /// legacy builder's per-step images, as cache, all labelled with the
+    /// commit.
+    fn remove_images(&self, published: &Published) {
+        match published.tool {
+            Tool::Ours => {
+                let label = format!("label={REVISION_LABEL}={}", published.sha);
+                self.docker(&["image", "prune", "-af", "--filter", &label])
+            }
+            Tool::Docker => self.docker(&["image", "rm", "-f", published.config()]),
+        };
+    }
+}
+
+async fn manifest(registry: &str, repository: &str, tag: &str) -> (String, Value) {
+    let response = reqwest::Client::new()
+        .get(format!("http://{registry}/v2/{repository}/manifests/{tag}"))
+        .header("accept", MANIFEST_ACCEPT)
+        .send()
+        .await
+        .unwrap()
+        .error_for_status()
+        .unwrap();
+    let digest = response.headers()["docker-content-digest"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    (digest, response.json().await.unwrap())
+}
+
+// ---------------------------------------------------------------------------
+// The workspaces
 
 struct Workspace {
     dir: tempfile::TempDir,
+    /// The image directory, relative to the workspace.
+    image: &'static str,
     head: String,
 }
 
 impl Workspace {
-    /// `ops/docker/big`: `FROM scratch` and one `COPY` per 32 MiB file.
-    /// The seed differs per bench run, so the first publish never finds its
-    /// layers in the engine's build cache from an earlier run.
-    fn generate() -> Self {
+    /// `ops/docker/big`: `FROM scratch` and one `COPY` per 32 MiB file of
+    /// bytes no earlier run has produced.
+    fn random_layers() -> Self {
         let started = Instant::now();
-        let dir = tempfile::tempdir().unwrap();
-        let image = dir.path().join(IMAGE_DIR);
-        std::fs::create_dir_all(&image).unwrap();
+        let workspace = Self::new("ops/docker/big");
+        let image = workspace.path().join(workspace.image);
         let mut dockerfile = String::from("FROM scratch\n");
         let seed = uuid::Uuid::new_v4().as_u64_pair().0 | 1;
         for layer in 0..LAYERS {
@@ -159,30 +415,83 @@ impl Workspace {
             std::fs::write(image.join(&name), random_bytes(seed, layer as u64)).unwrap();
             dockerfile.push_str(&format!("COPY {name} /data/{name}\n"));
         }
-        std::fs::write(image.join("Dockerfile"), dockerfile).unwrap();
+        workspace.commit(&dockerfile, (LAYERS * LAYER_BYTES) as u64, started)
+    }
+
+    /// `ops/docker/text`: one `COPY` of copies of this project's `src/`,
+    /// and a file naming the round so the layer is new to the engine.
+    fn text(round: usize) -> Self {
+        let started = Instant::now();
+        let workspace = Self::new("ops/docker/text");
+        let tree = workspace.path().join(workspace.image).join("tree");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let (mut copies, mut copied) = (0, 0);
+        while copied < TEXT_BYTES {
+            copied += copy_tree(&src, &tree.join(format!("src-{copies}")));
+            copies += 1;
+        }
+        let nonce = format!("{round} {}\n", uuid::Uuid::new_v4());
+        std::fs::write(tree.join("round"), nonce).unwrap();
+        workspace.commit("FROM scratch\nCOPY tree /tree\n", copied, started)
+    }
+
+    fn new(image: &'static str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join(image)).unwrap();
         std::fs::write(dir.path().join("README.md"), "bench\n").unwrap();
-        git(dir.path(), &["init", "-q", "-b", "main"]);
-        git(dir.path(), &["add", "-A"]);
-        git(dir.path(), &["commit", "-q", "-m", "big image"]);
-        let head = git(dir.path(), &["rev-parse", "HEAD"]);
+        Workspace {
+            dir,
+            image,
+            head: String::new(),
+        }
+    }
+
+    fn commit(mut self, dockerfile: &str, bytes: u64, started: Instant) -> Self {
+        std::fs::write(self.path().join(self.image).join("Dockerfile"), dockerfile).unwrap();
+        git(self.path(), &["init", "-q", "-b", "main"]);
+        git(self.path(), &["add", "-A"]);
+        git(self.path(), &["commit", "-q", "-m", "image"]);
+        self.head = git(self.path(), &["rev-parse", "HEAD"]);
         println!(
-            "generated and committed {} MiB in {:.1} s",
-            (LAYERS * LAYER_BYTES) >> 20,
+            "generated and committed {} ({}) in {:.1} s",
+            self.image,
+            human(bytes),
             started.elapsed().as_secs_f64()
         );
-        Workspace { dir, head }
+        self
     }
 
     fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    /// A commit that touches nothing in the image directory.
-    fn commit_outside_image(&self) -> String {
-        std::fs::write(self.path().join("README.md"), "bench, again\n").unwrap();
+    fn image_name(&self) -> &str {
+        self.image.rsplit('/').next().unwrap()
+    }
+
+    /// A commit that touches nothing in the image directory; its SHA.
+    fn commit_outside_image(&self, round: usize) -> String {
+        std::fs::write(self.path().join("README.md"), format!("bench {round}\n")).unwrap();
         git(self.path(), &["commit", "-q", "-am", "readme only"]);
         git(self.path(), &["rev-parse", "HEAD"])
     }
+}
+
+/// Copies the tree at `from` to `to`; the bytes copied.
+fn copy_tree(from: &Path, to: &Path) -> u64 {
+    std::fs::create_dir_all(to).unwrap();
+    let entries = std::fs::read_dir(from).unwrap();
+    entries
+        .map(|entry| {
+            let entry = entry.unwrap();
+            let target = to.join(entry.file_name());
+            if entry.file_type().unwrap().is_dir() {
+                copy_tree(&entry.path(), &target)
+            } else {
+                std::fs::copy(entry.path(), target).unwrap()
+            }
+        })
+        .sum()
 }
 
 /// xorshift64*: incompressible enough that gzip can't shrink a layer.
@@ -199,194 +508,104 @@ fn random_bytes(seed: u64, stream: u64) -> Vec<u8> {
 }
 
 // ---------------------------------------------------------------------------
-// The byte-counting proxy
-
-// ---------------------------------------------------------------------------
-// Running the binary
-
-/// One publish as the runner starts it.
-#[derive(Clone)]
-struct Run {
-    workspace: PathBuf,
-    docker_host: String,
-    registry: String,
-    namespace: String,
-    sha: String,
-    /// `INPUT_<NAME>` beyond command, path, registry and namespace.
-    inputs: Vec<(&'static str, String)>,
-}
-
-struct Measured {
-    wall: Duration,
-    bytes: u64,
-    requests: u64,
-    built: bool,
-    outputs: BTreeMap<String, String>,
-}
-
-impl Run {
-    fn execute(&self, proxy: &Proxy) -> Measured {
-        let runner = tempfile::tempdir().unwrap();
-        let output = runner.path().join("set_output");
-        let summary = runner.path().join("step_summary");
-        let event = runner.path().join("event.json");
-        std::fs::write(&output, "").unwrap();
-        std::fs::write(&summary, "").unwrap();
-        let payload = json!({
-            "ref": "refs/heads/main",
-            "before": "0000000000000000000000000000000000000000",
-            "after": self.sha,
-            "created": false,
-            "deleted": false,
-            "forced": false,
-            "repository": {"full_name": "acme/monorepo", "default_branch": "main"},
-        });
-        std::fs::write(&event, payload.to_string()).unwrap();
-        let mut command = Command::new(BINARY);
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("CI", "true")
-            .env("GITHUB_ACTIONS", "true")
-            .env("GITHUB_WORKSPACE", &self.workspace)
-            .env("GITHUB_REPOSITORY", "acme/monorepo")
-            .env("GITHUB_REPOSITORY_OWNER", "acme")
-            .env("GITHUB_EVENT_NAME", "push")
-            .env("GITHUB_EVENT_PATH", &event)
-            .env("GITHUB_REF", "refs/heads/main")
-            .env("GITHUB_SHA", &self.sha)
-            // A closed loopback port: publish must not need the GitHub API.
-            .env("GITHUB_API_URL", "http://127.0.0.1:9")
-            .env("GITHUB_SERVER_URL", "https://github.com")
-            .env("GITHUB_OUTPUT", &output)
-            .env("GITHUB_STEP_SUMMARY", &summary)
-            .env("RUNNER_TEMP", runner.path())
-            .env("DOCKER_HOST", &self.docker_host)
-            .env("INPUT_COMMAND", "publish")
-            .env("INPUT_PATH", IMAGE_DIR)
-            .env("INPUT_REGISTRY", &self.registry)
-            .env("INPUT_NAMESPACE", &self.namespace)
-            .envs(self.inputs.iter().map(|(k, v)| (format!("INPUT_{k}"), v)))
-            .current_dir(&self.workspace);
-        let (bytes, requests) = proxy.snapshot();
-        let started = Instant::now();
-        let out = command.output().unwrap();
-        let wall = started.elapsed();
-        let summary = std::fs::read_to_string(&summary).unwrap();
-        assert!(
-            out.status.success(),
-            "publish failed:\n{}\n{}\n{summary}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        // The binary has exited, but the proxy's threads may still be
-        // counting the last bytes it wrote; let them drain.
-        std::thread::sleep(Duration::from_millis(100));
-        let (bytes_after, requests_after) = proxy.snapshot();
-        Measured {
-            wall,
-            bytes: bytes_after - bytes,
-            requests: requests_after - requests,
-            built: !summary.contains("already exists: build skipped"),
-            outputs: parse_outputs(&std::fs::read_to_string(&output).unwrap()),
-        }
-    }
-}
-
-impl Measured {
-    fn row(&self, phase: &'static str) -> Row {
-        Row {
-            phase,
-            wall: self.wall,
-            bytes: self.bytes,
-            requests: self.requests,
-            built: self.built,
-            tags: self.outputs["tags"].lines().count(),
-        }
-    }
-}
-
-async fn check_tags(registry: &str, repository: &str, sha: &str, digest: &str) -> BTreeSet<String> {
-    let client = reqwest::Client::new();
-    let list: serde_json::Value = client
-        .get(format!("http://{registry}/v2/{repository}/tags/list"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let tags: BTreeSet<String> = list["tags"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t.as_str().unwrap().to_owned())
-        .collect();
-    let expected: BTreeSet<String> = [sha, "latest"]
-        .into_iter()
-        .chain(EXTRA_TAGS)
-        .map(str::to_owned)
-        .collect();
-    assert_eq!(tags, expected, "the tags after phase B");
-    for tag in &tags {
-        assert_eq!(
-            digest_of(registry, repository, tag).await.as_deref(),
-            Some(digest),
-            "{repository}:{tag} names another digest"
-        );
-    }
-    tags
-}
-
-async fn digest_of(registry: &str, repository: &str, tag: &str) -> Option<String> {
-    let response = reqwest::Client::new()
-        .get(format!("http://{registry}/v2/{repository}/manifests/{tag}"))
-        .header("accept", MANIFEST_ACCEPT)
-        .send()
-        .await
-        .unwrap();
-    response
-        .headers()
-        .get("docker-content-digest")
-        .map(|v| v.to_str().unwrap().to_owned())
-}
-
-// ---------------------------------------------------------------------------
 // The report
 
 struct Row {
-    phase: &'static str,
-    wall: Duration,
-    bytes: u64,
-    requests: u64,
-    built: bool,
-    tags: usize,
+    scenario: &'static str,
+    /// The most ours/docker wall time may be.
+    goal: Option<f64>,
+    /// Samples per tool, in `Tool` order.
+    samples: [Vec<Sample>; 2],
+    /// Compressed layer blob sizes per round: (ours, docker).
+    blobs: Vec<(u64, u64)>,
+}
+
+impl Row {
+    fn new(scenario: &'static str, goal: Option<f64>) -> Self {
+        Row {
+            scenario,
+            goal,
+            samples: [Vec::new(), Vec::new()],
+            blobs: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, tool: Tool, sample: Sample) {
+        self.samples[tool as usize].push(sample);
+    }
+
+    fn median_wall(&self, tool: Tool) -> Duration {
+        let walls: Vec<Duration> = self.samples[tool as usize].iter().map(|s| s.wall).collect();
+        median(&walls)
+    }
+
+    fn median_bytes(&self, tool: Tool) -> u64 {
+        let bytes: Vec<u64> = self.samples[tool as usize]
+            .iter()
+            .map(|s| s.bytes)
+            .collect();
+        median(&bytes)
+    }
+
+    fn peak_rss_kib(&self, tool: Tool) -> u64 {
+        let samples = self.samples[tool as usize].iter();
+        samples.map(|s| s.peak_rss_kib).max().unwrap()
+    }
 }
 
 fn print_table(rows: &[Row]) {
     println!();
     println!(
-        "| phase | wall time | bytes client → registry | requests | build | tags in outputs |"
+        "| scenario | ours | docker build + push | ours / docker | goal | bytes ours | bytes docker | peak RSS ours | peak RSS docker CLI |"
     );
-    println!("| --- | ---: | ---: | ---: | --- | ---: |");
+    println!("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |");
     for row in rows {
+        let (ours, docker) = (row.median_wall(Tool::Ours), row.median_wall(Tool::Docker));
+        let ratio = ours.as_secs_f64() / docker.as_secs_f64();
         println!(
-            "| {} | {:.2} s | {} | {} | {} | {} |",
-            row.phase,
-            row.wall.as_secs_f64(),
-            human(row.bytes),
-            row.requests,
-            if row.built { "built" } else { "skipped" },
-            row.tags,
+            "| {} | {:.2} s | {:.2} s | {ratio:.2} | {} | {} | {} | {} | {} |",
+            row.scenario,
+            ours.as_secs_f64(),
+            docker.as_secs_f64(),
+            row.goal.map_or("—".into(), |goal| verdict(ratio, goal)),
+            human(row.median_bytes(Tool::Ours)),
+            human(row.median_bytes(Tool::Docker)),
+            human(row.peak_rss_kib(Tool::Ours) << 10),
+            human(row.peak_rss_kib(Tool::Docker) << 10),
         );
     }
     println!();
+    for row in rows.iter().filter(|r| !r.blobs.is_empty()) {
+        let ratios: Vec<f64> = row
+            .blobs
+            .iter()
+            .map(|&(ours, docker)| ours as f64 / docker as f64)
+            .collect();
+        let worst = ratios.iter().copied().fold(0.0, f64::max);
+        let (ours, docker) = row.blobs[0];
+        println!(
+            "{}: compressed layer blob ours {ours} B, docker {docker} B (round 1); \
+             ours / docker per round {ratios:.3?}, the worst {}",
+            row.scenario,
+            verdict(worst, 1.05)
+        );
+    }
+    println!(
+        "times and bytes are medians of the rounds; bytes are client → registry through the proxy; \
+         peak RSS is the largest single process of any round (getrusage RUSAGE_CHILDREN), \
+         for docker the CLI's (build or push), not the engine's."
+    );
+}
+
+fn verdict(ratio: f64, goal: f64) -> String {
+    let met = if ratio <= goal { "met" } else { "missed" };
+    format!("≤ {goal:.2}: {met}")
 }
 
 fn human(bytes: u64) -> String {
     match bytes {
-        b if b >= 1 << 20 => format!("{:.1} MiB ({b} B)", b as f64 / f64::from(1 << 20)),
-        b if b >= 1 << 10 => format!("{:.1} KiB ({b} B)", b as f64 / 1024.0),
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1 << 20)),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
         b => format!("{b} B"),
     }
 }

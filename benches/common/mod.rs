@@ -3,13 +3,16 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::ffi::OsStr;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, ExitCode, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use nix::sys::resource::{UsageWho, getrusage};
 
 const DEFAULT_SERVICES: &str = "/tmp/registry-action-services";
 
@@ -59,6 +62,69 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
 
 pub fn ms(wall: Duration) -> String {
     format!("{:.1} ms", wall.as_secs_f64() * 1000.0)
+}
+
+/// The middle value (the upper of the two middle ones for an even count).
+pub fn median<T: Ord + Copy>(values: &[T]) -> T {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    sorted[sorted.len() / 2]
+}
+
+// ---------------------------------------------------------------------------
+// Peak RSS of one child process
+
+const PEAK_RSS_ARG: &str = "--peak-rss-of";
+const PEAK_RSS_LINE: &str = "\npeak-rss-kib=";
+
+/// `program` started through this bench binary, which runs it and adds its
+/// peak RSS to the end of stderr: getrusage(RUSAGE_CHILDREN) in that
+/// middle process sees the one program alone. Set env, args and current
+/// directory on the returned command as on the program's own; run it with
+/// `run_measured`, and call `measuring_child` first thing in `main`.
+pub fn measured_command(program: impl AsRef<OsStr>) -> Command {
+    let mut command = Command::new(std::env::current_exe().unwrap());
+    command.arg(PEAK_RSS_ARG).arg(program);
+    command
+}
+
+/// In the middle process `measured_command` starts: runs the program with
+/// this process's environment and stdio, and exits with its code.
+pub fn measuring_child() -> Option<ExitCode> {
+    let mut args = std::env::args_os().skip(1);
+    if args.next()? != PEAK_RSS_ARG {
+        return None;
+    }
+    let status = Command::new(args.next().unwrap())
+        .args(args)
+        .status()
+        .unwrap();
+    let kib = getrusage(UsageWho::RUSAGE_CHILDREN).unwrap().max_rss();
+    eprint!("{PEAK_RSS_LINE}{kib}");
+    Some(ExitCode::from(status.code().map_or(1, |c| c as u8)))
+}
+
+pub struct Measured {
+    /// The program's, with the peak RSS line taken off stderr.
+    pub output: Output,
+    pub wall: Duration,
+    pub peak_rss_kib: u64,
+}
+
+pub fn run_measured(mut command: Command) -> Measured {
+    let started = Instant::now();
+    let mut output = command.output().unwrap();
+    let wall = started.elapsed();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let (program_stderr, kib) = stderr
+        .rsplit_once(PEAK_RSS_LINE)
+        .expect("the measuring child reports a peak RSS");
+    output.stderr = program_stderr.as_bytes().to_vec();
+    Measured {
+        output,
+        wall,
+        peak_rss_kib: kib.trim().parse().unwrap(),
+    }
 }
 
 // ---------------------------------------------------------------------------
