@@ -2,4 +2,5 @@ pub mod context;
 pub mod docker;
 pub mod dockerignore;
 pub mod export;
+pub mod gzip;
 pub mod run;
