@@ -21,7 +21,7 @@ use crate::commands::Session;
 use crate::commands::mirror::{mirror_results, release_mirrors};
 use crate::commands::scan::{self, Subject};
 use crate::engine::docker::{BuildSpec, Engine};
-use crate::engine::export::{Blob, OciImage, oci_image};
+use crate::engine::export::{Blob, KnownLayers, OciImage, Source, oci_image};
 use crate::metadata::{self, Provenance};
 use crate::mirror::summary::{Mirrored, mirrors};
 use crate::plan::git::GitSource;
@@ -525,7 +525,7 @@ async fn build(session: &Session, spec: BuildSpec<'_>, work: &Path) -> anyhow::R
     engine.save(&local, &saved).await?;
     engine.untag(&local).await;
     let out = work.to_owned();
-    let image = tokio::task::spawn_blocking(move || oci_image(&saved, &out))
+    let image = tokio::task::spawn_blocking(move || oci_image(&saved, &out, &KnownLayers::new()))
         .await
         .context("the export task failed")??;
     Ok(image)
@@ -552,9 +552,13 @@ async fn push_blobs(
 }
 
 async fn read(blob: &Blob) -> anyhow::Result<Bytes> {
-    Ok(Bytes::from(
-        tokio::fs::read(&blob.path)
-            .await
-            .with_context(|| format!("couldn't read {}", blob.path.display()))?,
-    ))
+    let Source::File(path) = &blob.source else {
+        bail!(
+            "blob {} was not written here: it is to be mounted from the registry",
+            blob.digest
+        );
+    };
+    Ok(Bytes::from(tokio::fs::read(path).await.with_context(
+        || format!("couldn't read {}", path.display()),
+    )?))
 }
