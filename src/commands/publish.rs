@@ -23,7 +23,9 @@ use crate::commands::scan::{self, Gate, Subject};
 use crate::engine::build::{BUILDKIT_NETWORKS, refused_session};
 use crate::engine::buildkit::BuildSecrets;
 use crate::engine::docker::{BuildSpec, Builder, Built, Engine, EngineError};
-use crate::engine::export::{MANIFEST_MEDIA_TYPE, OciImage, oci_image};
+use crate::engine::export::{
+    KnownLayers, MANIFEST_MEDIA_TYPE, OciImage, Source, known_layers, oci_image,
+};
 use crate::metadata::{self, Provenance};
 use crate::mirror::summary::{Mirrored, mirrors};
 use crate::plan::dockerfile;
@@ -31,6 +33,7 @@ use crate::plan::git::GitSource;
 use crate::plan::github::GitHubSource;
 use crate::reference::Reference;
 use crate::registry::auth::Credentials;
+use crate::registry::mount::Upload;
 use crate::registry::{Manifest, Registry};
 use crate::report::publish::{Published, summary};
 use crate::tags::{self, Facts, Latest, TagSet};
@@ -94,6 +97,8 @@ struct Target {
     set: TagSet,
     /// The manifest the SHA tag names already, if any.
     existing: Option<Manifest>,
+    /// Whether this run pushes at all.
+    push: bool,
 }
 
 impl Target {
@@ -196,6 +201,7 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
         sha,
         set,
         existing,
+        push: args.push,
     })
 }
 
@@ -350,15 +356,124 @@ async fn build(
             built.cached, built.executed
         ));
     }
+    let known = reusable_layers(target, &engine.diff_ids(&local).await?).await?;
     let saved: PathBuf = work.join(SAVED);
     engine.save(&local, &saved).await?;
     engine.untag(&local).await;
     let out = work.to_owned();
-    let image = tokio::task::spawn_blocking(move || oci_image(&saved, &out))
+    let image = tokio::task::spawn_blocking(move || oci_image(&saved, &out, &known))
         .await
         .context("the export task failed")??;
     report.size = image.layers.iter().map(|l| l.size).sum::<u64>() + image.config.size;
+    let reused = image
+        .layers
+        .iter()
+        .filter(|l| matches!(l.source, Source::Registry { .. }))
+        .count();
+    if reused > 0 {
+        report.notes.push(format!(
+            "{reused} of {} layers already in the registry: reused, not exported or compressed again",
+            image.layers.len()
+        ));
+    }
     Ok(image)
+}
+
+/// The layers of this build that the registry already holds in this
+/// repository, so they are neither compressed nor sent again: those of the
+/// image's `latest`, and those of the monorepo images it is built `FROM`
+/// (mounted into this repository first). A layer the registry can't prove
+/// it holds here is left out, and so exported as usual.
+async fn reusable_layers(target: &Target, diff_ids: &[String]) -> anyhow::Result<KnownLayers> {
+    let mut candidates = KnownLayers::new();
+    for (repository, tag) in reuse_sources(target) {
+        for (diff_id, layer) in layers_of(&target.registry, &repository, &tag).await? {
+            if diff_ids.contains(&diff_id) {
+                candidates.entry(diff_id).or_insert(layer);
+            }
+        }
+    }
+    let mut held = KnownLayers::new();
+    for (diff_id, mut layer) in candidates {
+        let here = if layer.repository == target.repository {
+            target
+                .registry
+                .has_blob(&target.repository, &layer.digest)
+                .await?
+        } else {
+            let from = Some(layer.repository.as_str());
+            let upload = target
+                .registry
+                .start_upload(&target.repository, &layer.digest, from)
+                .await?;
+            upload == Upload::Mounted
+        };
+        if here {
+            layer.repository = target.repository.clone();
+            held.insert(diff_id, layer);
+        }
+    }
+    Ok(held)
+}
+
+/// Where earlier layers of this image may be: its own `latest`, then each
+/// `FROM` image on the same registry. Only when pushing: a build that pushes
+/// nothing must not change the registry by mounting.
+fn reuse_sources(target: &Target) -> Vec<(String, String)> {
+    if !target.push {
+        return Vec::new();
+    }
+    let content = std::fs::read_to_string(&target.dockerfile).unwrap_or_default();
+    let args = target
+        .build_args
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let stages = dockerfile::stages(&content, &args);
+    let bases = dockerfile::external_bases(&stages)
+        .into_iter()
+        .filter_map(|stage| Reference::parse(&stage.base).ok())
+        .filter(|base| base.registry() == target.reference.registry() && base.digest().is_none())
+        .map(|base| {
+            let tag = base.tag().unwrap_or("latest").to_owned();
+            (base.repository().to_owned(), tag)
+        });
+    std::iter::once((target.repository.clone(), "latest".to_owned()))
+        .chain(bases)
+        .collect()
+}
+
+/// The layers of `repository:tag` by diff ID; none when it is absent or not
+/// a single-platform image.
+async fn layers_of(
+    registry: &Registry,
+    repository: &str,
+    tag: &str,
+) -> anyhow::Result<KnownLayers> {
+    let Some(manifest) = registry.manifest(repository, tag).await? else {
+        return Ok(KnownLayers::new());
+    };
+    let Some(config) = config_digest(&manifest.bytes) else {
+        return Ok(KnownLayers::new());
+    };
+    let config = registry.blob(repository, &config).await?;
+    Ok(known_layers(repository, &manifest.bytes, &config))
+}
+
+/// The config digest an image manifest names.
+fn config_digest(manifest: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct ImageManifest {
+        config: Option<Descriptor>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Descriptor {
+        digest: String,
+    }
+    serde_json::from_slice::<ImageManifest>(manifest)
+        .ok()?
+        .config
+        .map(|c| c.digest)
 }
 
 /// Builds with the builder asked for; under `auto`, an engine that refuses a
@@ -773,14 +888,6 @@ async fn revision_of(
     manifest: &Manifest,
 ) -> anyhow::Result<Option<String>> {
     #[derive(serde::Deserialize)]
-    struct ImageManifest {
-        config: Option<Descriptor>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Descriptor {
-        digest: String,
-    }
-    #[derive(serde::Deserialize)]
     struct Config {
         config: Option<ConfigBody>,
     }
@@ -789,13 +896,10 @@ async fn revision_of(
         #[serde(rename = "Labels")]
         labels: Option<HashMap<String, String>>,
     }
-    let Ok(ImageManifest {
-        config: Some(config),
-    }) = serde_json::from_slice(&manifest.bytes)
-    else {
+    let Some(config) = config_digest(&manifest.bytes) else {
         return Ok(None);
     };
-    let bytes = registry.blob(repository, &config.digest).await?;
+    let bytes = registry.blob(repository, &config).await?;
     Ok(serde_json::from_slice::<Config>(&bytes)
         .ok()
         .and_then(|c| c.config?.labels?.remove(REVISION_LABEL)))
@@ -859,11 +963,15 @@ async fn push_blobs(
 ) -> anyhow::Result<u64> {
     let mut sent = 0;
     for blob in image.layers.iter().chain(std::iter::once(&image.config)) {
+        // A reused layer was proven to be in this repository before export.
+        let Source::File(path) = &blob.source else {
+            continue;
+        };
         if registry.has_blob(repository, &blob.digest).await? {
             continue;
         }
         registry
-            .upload_blob_file(repository, &blob.digest, blob.size, &blob.path)
+            .upload_blob_file(repository, &blob.digest, blob.size, path)
             .await?;
         sent += blob.size;
     }

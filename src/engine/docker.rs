@@ -159,17 +159,29 @@ impl Engine {
         Ok(built)
     }
 
+    /// The image's layers as diff IDs (`sha256:` of each uncompressed
+    /// layer), base first.
+    pub async fn diff_ids(&self, image: &str) -> Result<Vec<String>, EngineError> {
+        let inspected = self.inspect(image).await?;
+        Ok(inspected
+            .root_fs
+            .and_then(|root| root.layers)
+            .unwrap_or_default())
+    }
+
+    async fn inspect(&self, image: &str) -> Result<bollard::models::ImageInspect, EngineError> {
+        self.docker
+            .inspect_image(image)
+            .await
+            .map_err(|source| EngineError::Api {
+                action: "inspect",
+                image: image.to_owned(),
+                source,
+            })
+    }
+
     async fn image_id(&self, image: &str) -> Result<String, EngineError> {
-        let inspected =
-            self.docker
-                .inspect_image(image)
-                .await
-                .map_err(|source| EngineError::Api {
-                    action: "inspect",
-                    image: image.to_owned(),
-                    source,
-                })?;
-        Ok(inspected.id.unwrap_or_default())
+        Ok(self.inspect(image).await?.id.unwrap_or_default())
     }
 
     /// Streams `docker save` of one image to a file; returns its size.

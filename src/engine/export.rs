@@ -7,22 +7,48 @@
 //! `blobs/sha256/<hex>`, layers possibly already gzipped). Both carry a
 //! `manifest.json` naming the config and layers by member path, which is all
 //! we rely on.
+//!
+//! # Layers the registry already holds
+//!
+//! Compressing layers is most of what a publish costs, and when an image's
+//! directory did not change, every layer is one that was pushed before. So
+//! [`oci_image`] takes [`KnownLayers`]: diff ID (`sha256:` of the
+//! uncompressed layer tar) → a gzip blob a registry repository already
+//! holds, usually learnt by [`known_layers`] from the manifest and config
+//! of the image last pushed (say the repository's `latest`, for the same
+//! platform). The i-th layer of `manifest.json` has the diff ID
+//! `rootfs.diff_ids[i]` of the config, in both layouts: `docker save`
+//! writes them in that order and `docker load` checks it. A layer whose
+//! diff ID is in the map is neither read, compressed nor written: its
+//! [`Blob`] is [`Source::Registry`], with the known digest, size and media
+//! type, and the manifest lists that blob. When the config doesn't name
+//! exactly one diff ID per layer, nothing is reused. Pass an empty map to
+//! convert every layer.
+//!
+//! A `Source::Registry` blob has no bytes here: the caller mounts it from
+//! its repository when that is another one, and if the registry no longer
+//! has it, converts again without that diff ID in the map.
+//!
+//! New layers are compressed on every core by [`super::gzip`], into bytes
+//! that don't depend on the number of cores.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Component, Path, PathBuf};
 
 use flate2::write::MultiGzDecoder;
-use flate2::{Compression, GzBuilder};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use super::gzip::{Failed, Gzip};
 use crate::registry::sha256_digest;
 
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+/// Docker's name for the same gzip layer blobs.
+const DOCKER_LAYER_MEDIA_TYPE: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
 const SAVE_MANIFEST: &str = "manifest.json";
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -30,15 +56,40 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 /// Symlink chains longer than this are treated as absent members (a loop).
 const MAX_LINK_HOPS: usize = 16;
 
+/// Where a blob's bytes are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    /// A file in the work directory holding exactly the bytes that hash to
+    /// the blob's digest.
+    File(PathBuf),
+    /// Nowhere here: a registry holds it in `repository` (from
+    /// [`KnownLayer::repository`]), to be mounted from there if the image
+    /// goes to another repository.
+    Registry { repository: String },
+}
+
 /// One content-addressed blob ready for upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blob {
     pub digest: String,
     pub size: u64,
     pub media_type: String,
-    /// File holding exactly the bytes that hash to `digest`.
-    pub path: PathBuf,
+    pub source: Source,
 }
+
+/// A layer blob a registry holds; see [`KnownLayers`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownLayer {
+    pub digest: String,
+    pub size: u64,
+    pub media_type: String,
+    /// The repository holding the blob: where to mount it from.
+    pub repository: String,
+}
+
+/// Diff ID (`sha256:<hex>` of the uncompressed layer tar, as in an image
+/// config's `rootfs.diff_ids`) → the layer's blob in a registry.
+pub type KnownLayers = HashMap<String, KnownLayer>;
 
 #[derive(Debug, Clone)]
 pub struct OciImage {
@@ -50,7 +101,8 @@ pub struct OciImage {
     pub manifest_digest: String,
     /// `sha256:<hex>` of the config bytes: the image ID the engine reports.
     pub image_id: String,
-    /// Sum of the uncompressed layer tar sizes.
+    /// Sum of the uncompressed sizes of the layers read here (reused ones
+    /// are not read).
     pub uncompressed_size: u64,
 }
 
@@ -109,6 +161,19 @@ struct SavedImage {
     layers: Option<Vec<String>>,
 }
 
+/// The part of an image config that names its layers.
+#[derive(Deserialize)]
+struct ImageConfig {
+    rootfs: RootFs,
+}
+
+#[derive(Deserialize)]
+struct RootFs {
+    /// Docker omits it for an image without layers.
+    #[serde(default)]
+    diff_ids: Option<Vec<String>>,
+}
+
 /// Field order here is the serialised order: the manifest bytes must be
 /// stable for the digest to be.
 #[derive(Serialize)]
@@ -136,71 +201,147 @@ fn descriptor(blob: &Blob) -> Descriptor<'_> {
     }
 }
 
-/// What pass one learns: the image's member paths resolved to real files.
+/// What pass one learns: the config, and the layers' member paths resolved
+/// to real files.
 struct Index {
-    config: String,
+    config: Vec<u8>,
     layers: Vec<String>,
 }
 
-/// Converts the `docker save` tarball `saved` (one image) into an OCI image
-/// whose blobs are written to `work_dir`.
+/// Learns which layers a registry holds in `repository` from the manifest
+/// and config bytes of an image pushed there: the manifest's `layers`
+/// zipped with the config's `rootfs.diff_ids`, which list the same layers
+/// in the same order.
 ///
-/// A tar can only be read forward and `manifest.json` usually comes last, so
-/// this reads the tarball twice: once seeking over data to find the manifest
-/// and the member names, once streaming the members the manifest needs.
-pub fn oci_image(saved: &Path, work_dir: &Path) -> Result<OciImage, ExportError> {
-    let index = index(saved)?;
-
-    let mut config_bytes = None;
-    let mut layer_blobs: HashMap<String, (Blob, u64)> = HashMap::new();
-    let mut archive = tar::Archive::new(open(saved)?);
-    let entries = archive
-        .entries()
-        .map_err(|e| read_err(saved, "the tar headers", e))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| read_err(saved, "the tar headers", e))?;
-        if !entry.header().entry_type().is_file() {
-            continue;
-        }
-        let member = member_name(saved, &entry)?;
-        if member == index.config && config_bytes.is_none() {
-            // Configs are a few KiB; kept byte for byte since their hash is the image ID.
-            let mut bytes = Vec::new();
-            entry
-                .read_to_end(&mut bytes)
-                .map_err(|e| read_err(saved, &member, e))?;
-            config_bytes = Some(bytes);
-        } else if index.layers.contains(&member) && !layer_blobs.contains_key(&member) {
-            let sequence = layer_blobs.len();
-            let blob = write_layer(&mut entry, saved, &member, work_dir, sequence)?;
-            layer_blobs.insert(member, blob);
-        }
+/// Whatever doesn't fit gives nothing rather than a guess: bytes that are
+/// not an image manifest and its config (an index, a signature), lists of
+/// different lengths, malformed digests, layers stored elsewhere (`urls`).
+/// Only gzip layers are learnt, since gzip is all this crate pushes: a zstd
+/// or uncompressed layer is left out and so compressed anew. Docker's gzip
+/// media type is recorded as the OCI one, the same bytes under the name an
+/// OCI manifest uses.
+pub fn known_layers(repository: &str, manifest: &[u8], config: &[u8]) -> KnownLayers {
+    #[derive(Deserialize)]
+    struct PushedManifest {
+        layers: Vec<PushedLayer>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct PushedLayer {
+        media_type: String,
+        digest: String,
+        size: u64,
+        urls: Option<Vec<String>>,
     }
 
-    // Pass one saw every member, so these lookups only fail if the tarball
-    // changed between the passes.
-    let missing = |what, member: &str| ExportError::Missing {
-        saved: saved.to_owned(),
-        what,
-        member: member.to_owned(),
+    let (Ok(manifest), Some(diff_ids)) = (
+        serde_json::from_slice::<PushedManifest>(manifest),
+        diff_ids(config),
+    ) else {
+        return KnownLayers::new();
     };
-    let config_bytes = config_bytes.ok_or_else(|| missing("config", &index.config))?;
-    let image_id = sha256_digest(&config_bytes);
+    if diff_ids.len() != manifest.layers.len() {
+        return KnownLayers::new();
+    }
+    diff_ids
+        .into_iter()
+        .zip(manifest.layers)
+        .filter(|(diff_id, layer)| {
+            [LAYER_MEDIA_TYPE, DOCKER_LAYER_MEDIA_TYPE].contains(&layer.media_type.as_str())
+                && layer.urls.is_none()
+                && is_sha256(diff_id)
+                && is_sha256(&layer.digest)
+        })
+        .map(|(diff_id, layer)| {
+            let known = KnownLayer {
+                digest: layer.digest,
+                size: layer.size,
+                media_type: LAYER_MEDIA_TYPE.to_owned(),
+                repository: repository.to_owned(),
+            };
+            (diff_id, known)
+        })
+        .collect()
+}
+
+/// The config's `rootfs.diff_ids`; `None` if it has none or isn't an image
+/// config.
+fn diff_ids(config: &[u8]) -> Option<Vec<String>> {
+    let config: ImageConfig = serde_json::from_slice(config).ok()?;
+    Some(config.rootfs.diff_ids.unwrap_or_default())
+}
+
+fn is_sha256(digest: &str) -> bool {
+    digest.strip_prefix("sha256:").is_some_and(|hex| {
+        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
+/// Converts the `docker save` tarball `saved` (one image) into an OCI image
+/// whose blobs are written to `work_dir`, except the layers in `known`,
+/// which are reused (see the module doc).
+///
+/// A tar can only be read forward and `manifest.json` usually comes last, so
+/// this reads the tarball twice: once seeking over data to find the manifest,
+/// the config and the member names, once streaming the layers to convert.
+pub fn oci_image(
+    saved: &Path,
+    work_dir: &Path,
+    known: &KnownLayers,
+) -> Result<OciImage, ExportError> {
+    let index = index(saved)?;
+
+    // Configs are a few KiB; kept byte for byte since their hash is the image ID.
+    let image_id = sha256_digest(&index.config);
     let config_path = work_dir.join(format!("{}.json", hex_of(&image_id)));
-    fs::write(&config_path, &config_bytes).map_err(|e| write_err(saved, &config_path, e))?;
+    fs::write(&config_path, &index.config).map_err(|e| write_err(saved, &config_path, e))?;
     let config = Blob {
         digest: image_id.clone(),
-        size: config_bytes.len() as u64,
+        size: index.config.len() as u64,
         media_type: CONFIG_MEDIA_TYPE.to_owned(),
-        path: config_path,
+        source: Source::File(config_path),
     };
+
+    let diff_ids = diff_ids(&index.config)
+        .filter(|ids| ids.len() == index.layers.len())
+        .unwrap_or_default();
+    let reused: Vec<Option<Blob>> = (0..index.layers.len())
+        .map(|i| {
+            let known = known.get(diff_ids.get(i)?)?;
+            Some(Blob {
+                digest: known.digest.clone(),
+                size: known.size,
+                media_type: known.media_type.clone(),
+                source: Source::Registry {
+                    repository: known.repository.clone(),
+                },
+            })
+        })
+        .collect();
+    let wanted: HashSet<&str> = index
+        .layers
+        .iter()
+        .zip(&reused)
+        .filter(|(_, reused)| reused.is_none())
+        .map(|(member, _)| member.as_str())
+        .collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let converted = convert(saved, work_dir, &wanted, threads)?;
 
     let mut layers = Vec::with_capacity(index.layers.len());
     let mut uncompressed_size = 0;
-    for member in &index.layers {
-        let (blob, uncompressed) = layer_blobs
-            .get(member)
-            .ok_or_else(|| missing("layer", member))?;
+    for (member, reused) in index.layers.iter().zip(reused) {
+        if let Some(blob) = reused {
+            layers.push(blob);
+            continue;
+        }
+        // Pass one saw every member, so this only fails if the tarball
+        // changed between the passes.
+        let (blob, uncompressed) = converted.get(member).ok_or_else(|| ExportError::Missing {
+            saved: saved.to_owned(),
+            what: "layer",
+            member: member.to_owned(),
+        })?;
         uncompressed_size += uncompressed;
         layers.push(blob.clone());
     }
@@ -224,12 +365,13 @@ pub fn oci_image(saved: &Path, work_dir: &Path) -> Result<OciImage, ExportError>
     })
 }
 
-/// Pass one: reads `manifest.json`, and checks that the config and every
-/// layer it names exist, following the symlinks engines use to share one
-/// layer tar between identical layers.
+/// Pass one: reads `manifest.json`, checks that the config and every layer
+/// it names exist, following the symlinks engines use to share one layer
+/// tar between identical layers, and reads the config.
 fn index(saved: &Path) -> Result<Index, ExportError> {
     let mut manifest = None;
-    let mut files = HashSet::new();
+    // Member → where its data starts in the tarball, and its size.
+    let mut files = HashMap::new();
     let mut links = HashMap::new();
     let mut archive = tar::Archive::new(open(saved)?);
     // Seeking skips layer data instead of reading it.
@@ -248,7 +390,7 @@ fn index(saved: &Path) -> Result<Index, ExportError> {
                     .map_err(|e| read_err(saved, SAVE_MANIFEST, e))?;
                 manifest = Some(bytes);
             }
-            files.insert(member);
+            files.insert(member, (entry.raw_file_position(), entry.size()));
         } else if kind.is_symlink() || kind.is_hard_link() {
             let Some(target) = entry.link_name().map_err(|e| read_err(saved, &member, e))? else {
                 continue;
@@ -286,7 +428,7 @@ fn index(saved: &Path) -> Result<Index, ExportError> {
     let resolve = |what: &'static str, listed: &str| {
         let mut member = normalise(Path::new(listed));
         for _ in 0..MAX_LINK_HOPS {
-            if files.contains(&member) {
+            if files.contains_key(&member) {
                 return Ok(member);
             }
             match links.get(&member) {
@@ -300,80 +442,182 @@ fn index(saved: &Path) -> Result<Index, ExportError> {
             member: listed.to_owned(),
         })
     };
+    let config = resolve("config", &image.config)?;
+    let layers = image
+        .layers
+        .unwrap_or_default()
+        .iter()
+        .map(|layer| resolve("layer", layer))
+        .collect::<Result<_, _>>()?;
+
+    // The config must be known before any layer is met, to tell which are
+    // reused, and the tarball may hold it after them: read it where pass
+    // one saw it.
+    let (start, size) = files[&config];
+    let mut bytes = Vec::new();
+    let mut file = open(saved)?;
+    file.seek(SeekFrom::Start(start))
+        .and_then(|_| file.take(size).read_to_end(&mut bytes))
+        .map_err(|e| read_err(saved, &config, e))?;
     Ok(Index {
-        config: resolve("config", &image.config)?,
-        layers: image
-            .layers
-            .unwrap_or_default()
-            .iter()
-            .map(|layer| resolve("layer", layer))
-            .collect::<Result<_, _>>()?,
+        config: bytes,
+        layers,
     })
 }
 
-/// Streams one layer into `work_dir` as a gzip blob, hashing the bytes as
-/// they are written so the layer is read once and never held whole. Returns
-/// the blob and the layer's uncompressed size.
-fn write_layer(
-    layer: &mut impl Read,
+/// A layer handed to the compressor, stream `i` of it at `records[i]`.
+struct Compressing {
+    member: String,
+    partial: PathBuf,
+    uncompressed: u64,
+}
+
+type Converted = HashMap<String, (Blob, u64)>;
+
+/// Pass two: streams the `wanted` layer members out of the tarball into
+/// blobs in `work_dir`, each with its uncompressed size; the data of every
+/// other member is seeked over.
+fn convert(
     saved: &Path,
-    member: &str,
     work_dir: &Path,
-    sequence: usize,
-) -> Result<(Blob, u64), ExportError> {
-    let partial = work_dir.join(format!("layer-{sequence}.partial"));
-    let read_failed = |e| read_err(saved, member, e);
-    let write_failed = |e| write_err(saved, &partial, e);
-    let bad_layer = |problem: String| ExportError::Layer {
-        saved: saved.to_owned(),
-        member: member.to_owned(),
-        problem,
-    };
-
-    let mut buf = vec![0; 128 * 1024];
-    // Sniff the first bytes: engines 25+ may store layers already compressed.
-    let mut head = 0;
-    while head < ZSTD_MAGIC.len() {
-        match read_some(layer, &mut buf[head..ZSTD_MAGIC.len()]).map_err(read_failed)? {
-            0 => break,
-            n => head += n,
+    wanted: &HashSet<&str>,
+    threads: usize,
+) -> Result<Converted, ExportError> {
+    std::thread::scope(|scope| {
+        let mut gzip = Gzip::new(scope, threads);
+        let mut records = Vec::new();
+        let mut converted = Converted::new();
+        // Members met already: engines may store one tar twice.
+        let mut seen = HashSet::new();
+        let mut archive = tar::Archive::new(open(saved)?);
+        let entries = archive
+            .entries_with_seek()
+            .map_err(|e| read_err(saved, "the tar headers", e))?;
+        for entry in entries {
+            let mut entry = entry.map_err(|e| read_err(saved, "the tar headers", e))?;
+            if !entry.header().entry_type().is_file() {
+                continue;
+            }
+            let member = member_name(saved, &entry)?;
+            if !wanted.contains(member.as_str()) || !seen.insert(member.clone()) {
+                continue;
+            }
+            let layer = Layer {
+                saved,
+                member: &member,
+                work_dir,
+                partial: work_dir.join(format!("layer-{}.partial", seen.len())),
+            };
+            if let Some(kept) = layer.write(&mut entry, &mut gzip, &mut records)? {
+                converted.insert(member, kept);
+            }
         }
-    }
-    if buf[..head].starts_with(&ZSTD_MAGIC) {
-        // Pushing it as gzip would publish an unreadable image.
-        return Err(bad_layer(
-            "is zstd-compressed; only uncompressed or gzip layers can be pushed".to_owned(),
-        ));
-    }
 
-    let file = File::create(&partial).map_err(write_failed)?;
-    let mut out = Hashing {
-        inner: BufWriter::new(file),
-        hasher: Sha256::new(),
-        size: 0,
-    };
-    let uncompressed = if buf[..head].starts_with(&GZIP_MAGIC) {
-        // Keep the engine's compressed bytes (recompressing would only change
-        // the digest), but gunzip alongside to check them and learn the size.
-        let mut gunzip = MultiGzDecoder::new(Count(0));
-        let corrupt = |e: io::Error| bad_layer(format!("is not a valid gzip stream: {e}"));
-        pump(layer, &mut buf, head, read_failed, |chunk| {
-            out.write_all(chunk).map_err(write_failed)?;
-            gunzip.write_all(chunk).map_err(corrupt)
+        let writers = gzip
+            .finish()
+            .map_err(|failed| gzip_err(saved, &records, failed))?;
+        for (record, out) in records.into_iter().zip(writers) {
+            let blob = seal(out, saved, &record.partial, work_dir)?;
+            converted.insert(record.member, (blob, record.uncompressed));
+        }
+        Ok(converted)
+    })
+}
+
+/// The blob file being written, as the compressor's output.
+type Out = Hashing<BufWriter<File>>;
+
+/// One layer member being converted into `partial`.
+struct Layer<'a> {
+    saved: &'a Path,
+    member: &'a str,
+    work_dir: &'a Path,
+    partial: PathBuf,
+}
+
+impl Layer<'_> {
+    /// Streams the layer into its blob file, hashing the bytes as they are
+    /// written so the layer is read once and never held whole. A layer
+    /// already gzipped is kept and returned, with its uncompressed size, at
+    /// once; any other is handed to `gzip` and recorded in `records`, to be
+    /// sealed once compressed.
+    fn write(
+        &self,
+        layer: &mut impl Read,
+        gzip: &mut Gzip<'_, Out>,
+        records: &mut Vec<Compressing>,
+    ) -> Result<Option<(Blob, u64)>, ExportError> {
+        let (saved, member) = (self.saved, self.member);
+        let read_failed = |e| read_err(saved, member, e);
+        let write_failed = |e| write_err(saved, &self.partial, e);
+        let bad_layer = |problem: String| ExportError::Layer {
+            saved: saved.to_owned(),
+            member: member.to_owned(),
+            problem,
+        };
+
+        let mut buf = vec![0; 128 * 1024];
+        // Sniff the first bytes: engines 25+ may store layers already compressed.
+        let mut head = 0;
+        while head < ZSTD_MAGIC.len() {
+            match read_some(layer, &mut buf[head..ZSTD_MAGIC.len()]).map_err(read_failed)? {
+                0 => break,
+                n => head += n,
+            }
+        }
+        if buf[..head].starts_with(&ZSTD_MAGIC) {
+            // Pushing it as gzip would publish an unreadable image.
+            return Err(bad_layer(
+                "is zstd-compressed; only uncompressed or gzip layers can be pushed".to_owned(),
+            ));
+        }
+
+        let file = File::create(&self.partial).map_err(write_failed)?;
+        let mut out = Hashing {
+            inner: BufWriter::new(file),
+            hasher: Sha256::new(),
+            size: 0,
+        };
+        if buf[..head].starts_with(&GZIP_MAGIC) {
+            // Keep the engine's compressed bytes (recompressing would only
+            // change the digest), but gunzip alongside to check them and
+            // learn the size.
+            let mut gunzip = MultiGzDecoder::new(Count(0));
+            let corrupt = |e: io::Error| bad_layer(format!("is not a valid gzip stream: {e}"));
+            pump(layer, &mut buf, head, read_failed, |chunk| {
+                out.write_all(chunk).map_err(write_failed)?;
+                gunzip.write_all(chunk).map_err(corrupt)
+            })?;
+            let uncompressed = gunzip.finish().map_err(corrupt)?.0;
+            let blob = seal(out, saved, &self.partial, self.work_dir)?;
+            return Ok(Some((blob, uncompressed)));
+        }
+
+        let stream = gzip
+            .begin(out)
+            .map_err(|failed| write_err(saved, &self.partial, failed.source))?;
+        records.push(Compressing {
+            member: member.to_owned(),
+            partial: self.partial.clone(),
+            uncompressed: 0,
+        });
+        // A write may flush pieces of earlier layers: a failure names its own.
+        let uncompressed = pump(layer, &mut buf, head, read_failed, |chunk| {
+            gzip.write(stream, chunk)
+                .map_err(|failed| gzip_err(saved, records, failed))
         })?;
-        gunzip.finish().map_err(corrupt)?.0
-    } else {
-        // No file name and mtime 0, so the same layer always gives the same digest.
-        let mut gzip = GzBuilder::new()
-            .mtime(0)
-            .write(&mut out, Compression::default());
-        let size = pump(layer, &mut buf, head, read_failed, |chunk| {
-            gzip.write_all(chunk).map_err(write_failed)
-        })?;
-        gzip.finish().map_err(write_failed)?;
-        size
-    };
-    out.inner.flush().map_err(write_failed)?;
+        gzip.end(stream)
+            .map_err(|failed| gzip_err(saved, records, failed))?;
+        records[stream].uncompressed = uncompressed;
+        Ok(None)
+    }
+}
+
+/// Finishes a blob file: flushed, named after its digest.
+fn seal(mut out: Out, saved: &Path, partial: &Path, work_dir: &Path) -> Result<Blob, ExportError> {
+    out.inner
+        .flush()
+        .map_err(|e| write_err(saved, partial, e))?;
     let Hashing {
         inner,
         hasher,
@@ -383,14 +627,17 @@ fn write_layer(
 
     let digest = format!("sha256:{}", hex(&hasher.finalize()));
     let path = work_dir.join(format!("{}.tar.gz", hex_of(&digest)));
-    fs::rename(&partial, &path).map_err(|e| write_err(saved, &path, e))?;
-    let blob = Blob {
+    fs::rename(partial, &path).map_err(|e| write_err(saved, &path, e))?;
+    Ok(Blob {
         digest,
         size,
         media_type: LAYER_MEDIA_TYPE.to_owned(),
-        path,
-    };
-    Ok((blob, uncompressed))
+        source: Source::File(path),
+    })
+}
+
+fn gzip_err(saved: &Path, records: &[Compressing], failed: Failed) -> ExportError {
+    write_err(saved, &records[failed.stream].partial, failed.source)
 }
 
 /// Feeds `buf[..head]` (already read) and then the rest of `reader` to `sink`
@@ -518,7 +765,15 @@ fn hex_of(digest: &str) -> &str {
 mod tests {
     use super::*;
     use flate2::read::MultiGzDecoder as GunzipReader;
+    use flate2::{Compression, GzBuilder};
     use serde_json::Value;
+
+    fn file(blob: &Blob) -> &Path {
+        match &blob.source {
+            Source::File(path) => path,
+            Source::Registry { .. } => panic!("{} has no file", blob.digest),
+        }
+    }
 
     const CONFIG: &[u8] = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"config":{"Env":["A=1"]}}"#;
 
@@ -600,9 +855,9 @@ mod tests {
         let work = tempfile::tempdir().unwrap();
         let (saved, base, app) = legacy(dir.path());
 
-        let image = oci_image(&saved, work.path()).unwrap();
+        let image = oci_image(&saved, work.path(), &KnownLayers::new()).unwrap();
 
-        assert_eq!(fs::read(&image.config.path).unwrap(), CONFIG);
+        assert_eq!(fs::read(file(&image.config)).unwrap(), CONFIG);
         assert_eq!(image.image_id, sha256_digest(CONFIG));
         assert_eq!(image.config.digest, image.image_id);
         assert_eq!(image.config.size, CONFIG.len() as u64);
@@ -610,8 +865,8 @@ mod tests {
 
         assert_eq!(image.layers.len(), 2);
         for (blob, input) in image.layers.iter().zip([&base, &app]) {
-            let written = fs::read(&blob.path).unwrap();
-            assert!(blob.path.starts_with(work.path()));
+            let written = fs::read(file(blob)).unwrap();
+            assert!(file(blob).starts_with(work.path()));
             assert_eq!(blob.digest, sha256_digest(&written));
             assert_eq!(blob.size, written.len() as u64);
             assert_eq!(blob.media_type, LAYER_MEDIA_TYPE);
@@ -628,7 +883,7 @@ mod tests {
         let work = tempfile::tempdir().unwrap();
         let (saved, _, _) = legacy(dir.path());
 
-        let image = oci_image(&saved, work.path()).unwrap();
+        let image = oci_image(&saved, work.path(), &KnownLayers::new()).unwrap();
 
         assert_eq!(image.manifest_digest, sha256_digest(&image.manifest));
         let text = std::str::from_utf8(&image.manifest).unwrap();
@@ -654,8 +909,18 @@ mod tests {
     fn same_export_gives_same_digests() {
         let dir = tempfile::tempdir().unwrap();
         let (saved, _, _) = legacy(dir.path());
-        let first = oci_image(&saved, tempfile::tempdir().unwrap().path()).unwrap();
-        let second = oci_image(&saved, tempfile::tempdir().unwrap().path()).unwrap();
+        let first = oci_image(
+            &saved,
+            tempfile::tempdir().unwrap().path(),
+            &KnownLayers::new(),
+        )
+        .unwrap();
+        let second = oci_image(
+            &saved,
+            tempfile::tempdir().unwrap().path(),
+            &KnownLayers::new(),
+        )
+        .unwrap();
         assert_eq!(first.manifest_digest, second.manifest_digest);
         assert_eq!(first.manifest, second.manifest);
         let digests = |image: &OciImage| -> Vec<String> {
@@ -690,11 +955,11 @@ mod tests {
             ],
         );
 
-        let image = oci_image(&saved, work.path()).unwrap();
+        let image = oci_image(&saved, work.path(), &KnownLayers::new()).unwrap();
 
         assert_eq!(image.image_id, sha256_digest(CONFIG));
-        assert_eq!(gunzip(&fs::read(&image.layers[0].path).unwrap()), plain);
-        assert_eq!(fs::read(&image.layers[1].path).unwrap(), gzipped);
+        assert_eq!(gunzip(&fs::read(file(&image.layers[0])).unwrap()), plain);
+        assert_eq!(fs::read(file(&image.layers[1])).unwrap(), gzipped);
         assert_eq!(image.layers[1].digest, sha256_digest(&gzipped));
         assert_eq!(image.layers[1].size, gzipped.len() as u64);
         assert_eq!(image.uncompressed_size, (plain.len() + inner.len()) as u64);
@@ -717,18 +982,20 @@ mod tests {
             ],
         );
 
-        let image = oci_image(&saved, work.path()).unwrap();
+        let image = oci_image(&saved, work.path(), &KnownLayers::new()).unwrap();
 
         assert_eq!(image.layers.len(), 2);
         assert_eq!(image.layers[0], image.layers[1]);
-        assert_eq!(gunzip(&fs::read(&image.layers[0].path).unwrap()), layer);
+        assert_eq!(gunzip(&fs::read(file(&image.layers[0])).unwrap()), layer);
     }
 
     fn error_for(members: &[Member<'_>]) -> String {
         let dir = tempfile::tempdir().unwrap();
         let work = tempfile::tempdir().unwrap();
         let saved = save_tar(dir.path(), members);
-        let message = oci_image(&saved, work.path()).unwrap_err().to_string();
+        let message = oci_image(&saved, work.path(), &KnownLayers::new())
+            .unwrap_err()
+            .to_string();
         assert!(message.contains("is malformed"), "{message}");
         message
     }
@@ -789,5 +1056,258 @@ mod tests {
             assert!(message.contains("layer blobs/sha256/1111"), "{message}");
             assert!(message.contains(problem), "{message}");
         }
+    }
+
+    /// An image config whose diff IDs are those of `layers` (uncompressed).
+    fn config_for(layers: &[&[u8]]) -> Vec<u8> {
+        let diff_ids: Vec<String> = layers.iter().map(|layer| sha256_digest(layer)).collect();
+        serde_json::to_vec(&serde_json::json!({
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+        }))
+        .unwrap()
+    }
+
+    fn known(hex_digit: char, repository: &str) -> KnownLayer {
+        KnownLayer {
+            digest: format!("sha256:{}", hex_digit.to_string().repeat(64)),
+            size: 1234,
+            media_type: LAYER_MEDIA_TYPE.to_owned(),
+            repository: repository.to_owned(),
+        }
+    }
+
+    fn reused(known: &KnownLayer) -> Blob {
+        Blob {
+            digest: known.digest.clone(),
+            size: known.size,
+            media_type: known.media_type.clone(),
+            source: Source::Registry {
+                repository: known.repository.clone(),
+            },
+        }
+    }
+
+    fn files_in(dir: &Path) -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn known_layers_are_reused_and_the_others_compressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let base = layer_tar(&[("etc/os-release", b"ID=test\n")]);
+        let app = layer_tar(&[("app/main", b"binary")]);
+        let config = config_for(&[&base, &app]);
+        let manifest = save_manifest("c0ffee.json", &["aaaa/layer.tar", "bbbb/layer.tar"]);
+        let saved = save_tar(
+            dir.path(),
+            &[
+                Member::File("bbbb/layer.tar", &app),
+                Member::File("aaaa/layer.tar", &base),
+                Member::File("c0ffee.json", &config),
+                Member::File("manifest.json", &manifest),
+            ],
+        );
+        let base_blob = known('a', "team/base");
+        let known = KnownLayers::from([(sha256_digest(&base), base_blob.clone())]);
+
+        let image = oci_image(&saved, work.path(), &known).unwrap();
+
+        assert_eq!(image.layers[0], reused(&base_blob));
+        assert_eq!(gunzip(&fs::read(file(&image.layers[1])).unwrap()), app);
+        let mut written = vec![
+            file(&image.config).to_owned(),
+            file(&image.layers[1]).to_owned(),
+        ];
+        written.sort();
+        assert_eq!(files_in(work.path()), written);
+        let manifest: Value = serde_json::from_slice(&image.manifest).unwrap();
+        assert_eq!(manifest["layers"][0]["digest"], base_blob.digest);
+        assert_eq!(manifest["layers"][0]["size"], base_blob.size);
+        assert_eq!(manifest["layers"][1]["digest"], image.layers[1].digest);
+        assert_eq!(image.uncompressed_size, app.len() as u64);
+    }
+
+    /// An OCI-layout export (dockerd 25+) whose second layer is stored
+    /// gzipped, and a third zstd-compressed one: refused when read.
+    fn oci_layout(dir: &Path) -> (PathBuf, [Vec<u8>; 3], Vec<u8>) {
+        let plain = layer_tar(&[("etc/hostname", b"box\n")]);
+        let inner = layer_tar(&[("srv/index.html", b"<h1>hi</h1>")]);
+        let mut gz = GzBuilder::new().write(Vec::new(), Compression::best());
+        gz.write_all(&inner).unwrap();
+        let gzipped = gz.finish().unwrap();
+        let zstd_inner = layer_tar(&[("opt/big", b"zstd")]);
+        let zstd = [&ZSTD_MAGIC[..], b"frame"].concat();
+        let config = config_for(&[&plain, &inner, &zstd_inner]);
+        let config_member = format!("blobs/sha256/{}", hex_of(&sha256_digest(&config)));
+        let layers = [&plain, &gzipped, &zstd]
+            .map(|l| format!("blobs/sha256/{}", hex_of(&sha256_digest(l))));
+        let manifest = save_manifest(&config_member, &[&layers[0], &layers[1], &layers[2]]);
+        let saved = save_tar(
+            dir,
+            &[
+                Member::File(&layers[2], &zstd),
+                Member::File(&layers[1], &gzipped),
+                Member::File(&config_member, &config),
+                Member::File(&layers[0], &plain),
+                Member::File("manifest.json", &manifest),
+            ],
+        );
+        (saved, [plain, inner, zstd_inner], gzipped)
+    }
+
+    #[test]
+    fn oci_layout_layers_are_reused_by_the_diff_id_of_their_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let (saved, [plain, inner, zstd_inner], gzipped) = oci_layout(dir.path());
+        let [a, b, c] = [known('a', "app"), known('b', "app"), known('c', "app")];
+
+        // All known, the common case: only the config is written, and the
+        // zstd layer is not even read (it would be refused).
+        let work = tempfile::tempdir().unwrap();
+        let all = KnownLayers::from([
+            (sha256_digest(&plain), a.clone()),
+            (sha256_digest(&inner), b.clone()),
+            (sha256_digest(&zstd_inner), c.clone()),
+        ]);
+        let image = oci_image(&saved, work.path(), &all).unwrap();
+        assert_eq!(image.layers, [&a, &b, &c].map(reused));
+        assert_eq!(files_in(work.path()), [file(&image.config).to_owned()]);
+        assert_eq!(image.uncompressed_size, 0);
+
+        // The gzipped layer unknown: kept as the engine compressed it.
+        let work = tempfile::tempdir().unwrap();
+        let some = KnownLayers::from([
+            (sha256_digest(&plain), a.clone()),
+            (sha256_digest(&zstd_inner), c.clone()),
+        ]);
+        let image = oci_image(&saved, work.path(), &some).unwrap();
+        assert_eq!(image.layers[0], reused(&a));
+        assert_eq!(fs::read(file(&image.layers[1])).unwrap(), gzipped);
+        assert_eq!(image.layers[1].digest, sha256_digest(&gzipped));
+        assert_eq!(image.layers[2], reused(&c));
+        assert_eq!(image.uncompressed_size, inner.len() as u64);
+    }
+
+    #[test]
+    fn nothing_is_reused_unless_the_config_names_every_layer() {
+        let base = layer_tar(&[("etc/os-release", b"ID=test\n")]);
+        let app = layer_tar(&[("app/main", b"binary")]);
+        let known = KnownLayers::from([
+            (sha256_digest(&base), known('a', "app")),
+            (sha256_digest(&app), known('b', "app")),
+        ]);
+        let manifest = save_manifest("c0ffee.json", &["aaaa/layer.tar", "bbbb/layer.tar"]);
+        // One diff ID short; none at all; not an image config.
+        for config in [config_for(&[&base]), CONFIG.to_vec(), b"[]".to_vec()] {
+            let dir = tempfile::tempdir().unwrap();
+            let work = tempfile::tempdir().unwrap();
+            let saved = save_tar(
+                dir.path(),
+                &[
+                    Member::File("aaaa/layer.tar", &base),
+                    Member::File("bbbb/layer.tar", &app),
+                    Member::File("c0ffee.json", &config),
+                    Member::File("manifest.json", &manifest),
+                ],
+            );
+            let image = oci_image(&saved, work.path(), &known).unwrap();
+            for (blob, layer) in image.layers.iter().zip([&base, &app]) {
+                assert_eq!(&gunzip(&fs::read(file(blob)).unwrap()), layer);
+            }
+        }
+    }
+
+    fn pushed_manifest(layers: &[(&str, &str)]) -> Vec<u8> {
+        let layers: Vec<Value> = layers
+            .iter()
+            .map(|(media_type, digest)| serde_json::json!({"mediaType": media_type, "digest": digest, "size": 42}))
+            .collect();
+        serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": MANIFEST_MEDIA_TYPE,
+            "config": {"mediaType": CONFIG_MEDIA_TYPE, "digest": format!("sha256:{}", "c".repeat(64)), "size": 7},
+            "layers": layers,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn known_layers_zips_diff_ids_with_gzip_layers() {
+        let diff_ids = ["1", "2", "3", "4"].map(|d| format!("sha256:{}", d.repeat(64)));
+        let digests = ["a", "b", "c", "d"].map(|d| format!("sha256:{}", d.repeat(64)));
+        let manifest = pushed_manifest(&[
+            (LAYER_MEDIA_TYPE, &digests[0]),
+            (DOCKER_LAYER_MEDIA_TYPE, &digests[1]),
+            ("application/vnd.oci.image.layer.v1.tar+zstd", &digests[2]),
+            ("application/vnd.oci.image.layer.v1.tar", &digests[3]),
+        ]);
+        let config = serde_json::to_vec(
+            &serde_json::json!({"rootfs": {"type": "layers", "diff_ids": diff_ids}}),
+        )
+        .unwrap();
+
+        let known = known_layers("team/app", &manifest, &config);
+
+        let expected = |digest: &str| KnownLayer {
+            digest: digest.to_owned(),
+            size: 42,
+            media_type: LAYER_MEDIA_TYPE.to_owned(),
+            repository: "team/app".to_owned(),
+        };
+        assert_eq!(
+            known,
+            KnownLayers::from([
+                (diff_ids[0].clone(), expected(&digests[0])),
+                (diff_ids[1].clone(), expected(&digests[1])),
+            ])
+        );
+    }
+
+    #[test]
+    fn known_layers_learns_nothing_from_what_does_not_fit() {
+        let ids = |n: usize| -> Vec<u8> {
+            let diff_ids: Vec<String> = (0..n)
+                .map(|i| format!("sha256:{}", i.to_string().repeat(64)))
+                .collect();
+            serde_json::to_vec(&serde_json::json!({"rootfs": {"diff_ids": diff_ids}})).unwrap()
+        };
+        let good = format!("sha256:{}", "a".repeat(64));
+        let two = pushed_manifest(&[(LAYER_MEDIA_TYPE, &good), (LAYER_MEDIA_TYPE, &good)]);
+        let index =
+            serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": []})).unwrap();
+        for (manifest, config) in [
+            // More diff IDs than layers, and fewer.
+            (&two, ids(3)),
+            (&two, ids(1)),
+            // An index, a config that isn't an image's, bytes that aren't JSON.
+            (&index, ids(0)),
+            (&two, br#"{"config":{}}"#.to_vec()),
+            (&two, b"\x1f\x8b".to_vec()),
+        ] {
+            assert_eq!(known_layers("app", manifest, &config), KnownLayers::new());
+        }
+
+        // A malformed digest or diff ID, or a layer stored elsewhere, is
+        // left out alone.
+        let mut foreign: Value =
+            serde_json::from_slice(&pushed_manifest(&[(LAYER_MEDIA_TYPE, &good)])).unwrap();
+        foreign["layers"][0]["urls"] = serde_json::json!(["https://example.com/layer"]);
+        let foreign = serde_json::to_vec(&foreign).unwrap();
+        let short = pushed_manifest(&[(LAYER_MEDIA_TYPE, "sha256:abc"), (LAYER_MEDIA_TYPE, &good)]);
+        assert_eq!(known_layers("app", &foreign, &ids(1)), KnownLayers::new());
+        assert_eq!(known_layers("app", &short, &ids(2)).len(), 1);
+        let bad_id =
+            serde_json::to_vec(&serde_json::json!({"rootfs": {"diff_ids": ["sha256:XYZ"]}}))
+                .unwrap();
+        let one = pushed_manifest(&[(LAYER_MEDIA_TYPE, &good)]);
+        assert_eq!(known_layers("app", &one, &bad_id), KnownLayers::new());
     }
 }

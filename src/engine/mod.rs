@@ -4,5 +4,6 @@ pub mod context;
 pub mod docker;
 pub mod dockerignore;
 pub mod export;
+pub mod gzip;
 pub mod progress;
 pub mod run;

@@ -479,9 +479,57 @@ async fn a_fresh_runner_reuses_the_inline_cache_of_latest() {
         "{}",
         ran.summary
     );
+    assert!(
+        ran.summary
+            .contains("3 of 3 layers already in the registry: reused"),
+        "{}",
+        ran.summary
+    );
     assert_eq!(
         layer_digests(&manifest_of("t-bk-fresh/app", &second).await),
         layer_digests(&manifest_of("t-bk-fresh/app", &first).await),
         "the same layers, not rebuilt"
     );
+}
+
+#[tokio::test]
+async fn an_image_built_from_a_sibling_mounts_the_siblings_layers() {
+    let s = services();
+    let repo = Repo::new();
+    let scoped_base = scoped("t-bk-mount/base");
+    repo.write(
+        "ops/docker/base/Dockerfile",
+        "FROM scratch\nCOPY base.txt /base.txt\n",
+    )
+    .write("ops/docker/base/base.txt", &format!("base {}\n", nonce()))
+    .write(
+        "ops/docker/app/Dockerfile",
+        &format!(
+            "FROM {}/{scoped_base}:latest\nCOPY app.txt /app.txt\n",
+            s.registry_open
+        ),
+    )
+    .write("ops/docker/app/app.txt", "app\n");
+    let sha = repo.commit("base and app");
+    publish(&repo, "t-bk-mount", "refs/heads/main", &sha)
+        .input("path", "ops/docker/base")
+        .run_async()
+        .await
+        .assert_ok();
+    let ran = publish(&repo, "t-bk-mount", "refs/heads/main", &sha)
+        .run_async()
+        .await;
+    ran.assert_ok();
+    assert!(
+        ran.summary
+            .contains("1 of 2 layers already in the registry: reused"),
+        "{}",
+        ran.summary
+    );
+    let base = layer_digests(&manifest_of("t-bk-mount/base", &sha).await);
+    let app = layer_digests(&manifest_of("t-bk-mount/app", &sha).await);
+    assert_eq!(app[0], base[0]);
+    let files = image_files("t-bk-mount/app", &sha).await;
+    assert!(text(&files, "base.txt").starts_with("base "));
+    assert_eq!(text(&files, "app.txt"), "app\n");
 }
