@@ -16,7 +16,7 @@ use crate::support::services::services;
 const BUSYBOX: &str = "/bin/busybox";
 
 /// Copies busybox into the repository, or fails saying how to get it.
-pub fn add_busybox(repo: &Repo, to: &str) {
+fn add_busybox(repo: &Repo, to: &str) {
     let meta = std::fs::metadata(BUSYBOX).unwrap_or_else(|e| {
         panic!("{BUSYBOX} is missing ({e}): install Debian's busybox-static (apt-get install -y busybox-static)")
     });
@@ -26,32 +26,56 @@ pub fn add_busybox(repo: &Repo, to: &str) {
     std::fs::copy(BUSYBOX, target).unwrap();
 }
 
-/// Every file of a pushed image, layers applied in order, with its mode.
-pub async fn image_files(repository: &str, tag: &str) -> BTreeMap<String, (u32, Vec<u8>)> {
-    let s = services();
-    let client = reqwest::Client::new();
-    let base = format!("{}/v2/{}", s.open_url(), scoped(repository));
-    let manifest: Value = client
-        .get(format!("{base}/manifests/{tag}"))
+/// The image manifest `repository:tag` of the open registry.
+async fn manifest_of(repository: &str, tag: &str) -> Value {
+    let url = format!("{}/manifests/{tag}", repository_url(repository));
+    reqwest::Client::new()
+        .get(url)
         .header("accept", "application/vnd.oci.image.manifest.v1+json")
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+async fn blob_of(repository: &str, digest: &str) -> Vec<u8> {
+    let url = format!("{}/blobs/{digest}", repository_url(repository));
+    reqwest::get(url)
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec()
+}
+
+fn repository_url(repository: &str) -> String {
+    format!("{}/v2/{}", services().open_url(), scoped(repository))
+}
+
+fn layer_digests(manifest: &Value) -> Vec<String> {
+    manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn gunzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut plain = Vec::new();
+    flate2::read::GzDecoder::new(bytes).read_to_end(&mut plain)?;
+    Ok(plain)
+}
+
+/// Every file of a pushed image, layers applied in order, with its mode.
+async fn image_files(repository: &str, tag: &str) -> BTreeMap<String, (u32, Vec<u8>)> {
     let mut files = BTreeMap::new();
-    for layer in manifest["layers"].as_array().unwrap() {
-        let digest = layer["digest"].as_str().unwrap();
-        let blob = client
-            .get(format!("{base}/blobs/{digest}"))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]));
+    for digest in layer_digests(&manifest_of(repository, tag).await) {
+        let layer = gunzip(&blob_of(repository, &digest).await).unwrap();
+        let mut archive = tar::Archive::new(&layer[..]);
         for entry in archive.entries().unwrap() {
             let mut entry = entry.unwrap();
             let path = entry.path().unwrap().display().to_string();
@@ -64,28 +88,22 @@ pub async fn image_files(repository: &str, tag: &str) -> BTreeMap<String, (u32, 
     files
 }
 
-pub async fn config_of(repository: &str, tag: &str) -> Value {
-    let s = services();
-    let client = reqwest::Client::new();
-    let base = format!("{}/v2/{}", s.open_url(), scoped(repository));
-    let manifest: Value = client
-        .get(format!("{base}/manifests/{tag}"))
-        .header("accept", "application/vnd.oci.image.manifest.v1+json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+async fn config_of(repository: &str, tag: &str) -> Value {
+    let manifest = manifest_of(repository, tag).await;
     let digest = manifest["config"]["digest"].as_str().unwrap();
-    client
-        .get(format!("{base}/blobs/{digest}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    serde_json::from_slice(&blob_of(repository, digest).await).unwrap()
+}
+
+/// Every blob of a pushed image, config and layers, layers gunzipped.
+async fn image_blobs(repository: &str, tag: &str) -> Vec<Vec<u8>> {
+    let manifest = manifest_of(repository, tag).await;
+    let config = manifest["config"]["digest"].as_str().unwrap().to_owned();
+    let mut blobs = Vec::new();
+    for digest in std::iter::once(config).chain(layer_digests(&manifest)) {
+        let bytes = blob_of(repository, &digest).await;
+        blobs.push(gunzip(&bytes).unwrap_or(bytes));
+    }
+    blobs
 }
 
 fn text(files: &BTreeMap<String, (u32, Vec<u8>)>, path: &str) -> String {
@@ -243,46 +261,6 @@ async fn buildkit_takes_only_its_networks_and_legacy_stays_available() {
     assert_eq!(text(&image_files("t-bk-net/app", &sha).await, "a"), "a\n");
 }
 
-/// Every blob of a pushed image, config and layers, layers gunzipped.
-async fn image_blobs(repository: &str, tag: &str) -> Vec<Vec<u8>> {
-    let s = services();
-    let client = reqwest::Client::new();
-    let base = format!("{}/v2/{}", s.open_url(), scoped(repository));
-    let manifest: Value = client
-        .get(format!("{base}/manifests/{tag}"))
-        .header("accept", "application/vnd.oci.image.manifest.v1+json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let mut digests = vec![manifest["config"]["digest"].as_str().unwrap().to_owned()];
-    for layer in manifest["layers"].as_array().unwrap() {
-        digests.push(layer["digest"].as_str().unwrap().to_owned());
-    }
-    let mut blobs = Vec::new();
-    for digest in digests {
-        let bytes = client
-            .get(format!("{base}/blobs/{digest}"))
-            .send()
-            .await
-            .unwrap()
-            .bytes()
-            .await
-            .unwrap();
-        let mut plain = Vec::new();
-        if flate2::read::GzDecoder::new(&bytes[..])
-            .read_to_end(&mut plain)
-            .is_err()
-        {
-            plain = bytes.to_vec();
-        }
-        blobs.push(plain);
-    }
-    blobs
-}
-
 #[tokio::test]
 async fn a_secret_reaches_run_and_nothing_else() {
     let secret = format!("s3cr3t-{}", uuid::Uuid::new_v4().simple());
@@ -402,32 +380,6 @@ impl Drop for FreshEngine {
                 .env("REGISTRY_ACTION_SERVICES", &self.state)
                 .output();
     }
-}
-
-fn layer_digests(manifest: &Value) -> Vec<String> {
-    manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["digest"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-async fn manifest_of(repository: &str, tag: &str) -> Value {
-    let s = services();
-    reqwest::Client::new()
-        .get(format!(
-            "{}/v2/{}/manifests/{tag}",
-            s.open_url(),
-            scoped(repository)
-        ))
-        .header("accept", "application/vnd.oci.image.manifest.v1+json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
