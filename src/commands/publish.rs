@@ -12,6 +12,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use bollard::auth::DockerCredentials;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 
 use crate::actions::event::Event;
 use crate::actions::outputs::Outputs;
@@ -24,7 +25,7 @@ use crate::engine::build::{BUILDKIT_NETWORKS, refused_session};
 use crate::engine::buildkit::BuildSecrets;
 use crate::engine::docker::{BuildSpec, Builder, Built, Engine, EngineError};
 use crate::engine::export::{
-    KnownLayers, MANIFEST_MEDIA_TYPE, OciImage, Source, known_layers, oci_image,
+    Blob, KnownLayers, MANIFEST_MEDIA_TYPE, OciImage, Source, known_layers, oci_image,
 };
 use crate::metadata::{self, Provenance};
 use crate::mirror::summary::{Mirrored, mirrors};
@@ -40,6 +41,8 @@ use crate::tags::{self, Facts, Latest, TagSet};
 
 /// How BuildKit names the step that fetches a `# syntax=` frontend image.
 const FRONTEND_STEP: &str = "resolve image config for";
+/// Blob uploads in flight at once (docker push's default is 5).
+const PARALLEL_UPLOADS: usize = 4;
 const REVISION_LABEL: &str = "org.opencontainers.image.revision";
 /// The engine's export in the work directory: converted for the push and
 /// handed to the scanner as it is.
@@ -955,25 +958,36 @@ fn engine_credentials(
     )])
 }
 
-/// Uploads what the registry lacks, config and layers; returns bytes sent.
+/// Uploads what the registry lacks, config and layers, a few at a time as
+/// `docker push` does; returns bytes sent.
 async fn push_blobs(
     registry: &Registry,
     repository: &str,
     image: &OciImage,
 ) -> anyhow::Result<u64> {
-    let mut sent = 0;
-    for blob in image.layers.iter().chain(std::iter::once(&image.config)) {
-        // A reused layer was proven to be in this repository before export.
-        let Source::File(path) = &blob.source else {
-            continue;
-        };
-        if registry.has_blob(repository, &blob.digest).await? {
-            continue;
-        }
-        registry
-            .upload_blob_file(repository, &blob.digest, blob.size, path)
-            .await?;
-        sent += blob.size;
+    let uploads = image
+        .layers
+        .iter()
+        .chain(std::iter::once(&image.config))
+        .map(|blob| push_blob(registry, repository, blob));
+    let sent: Vec<u64> = futures_util::stream::iter(uploads)
+        .buffer_unordered(PARALLEL_UPLOADS)
+        .try_collect()
+        .await?;
+    Ok(sent.iter().sum())
+}
+
+/// One blob, unless the registry has it; returns bytes sent.
+async fn push_blob(registry: &Registry, repository: &str, blob: &Blob) -> anyhow::Result<u64> {
+    // A reused layer was proven to be in this repository before export.
+    let Source::File(path) = &blob.source else {
+        return Ok(0);
+    };
+    if registry.has_blob(repository, &blob.digest).await? {
+        return Ok(0);
     }
-    Ok(sent)
+    registry
+        .upload_blob_file(repository, &blob.digest, blob.size, path)
+        .await?;
+    Ok(blob.size)
 }

@@ -6,6 +6,7 @@
 //! key on it, so two checkouts of the same tree must give the same bytes.
 
 use std::fs::{self, Metadata};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow, bail};
@@ -22,47 +23,67 @@ pub const OUTSIDE_DOCKERFILE: &str = ".registry-action.Dockerfile";
 
 const IGNORE_FILE: &str = ".dockerignore";
 
-/// A build context ready for the engine's `/build` endpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Context {
-    /// Uncompressed tar.
-    pub tar: Vec<u8>,
-    /// Regular files and symlinks in the tar.
+/// A context checked and ready to be written: the Dockerfile's name inside
+/// the tar is known before a byte is, so the build request can be sent
+/// while the tar is still being made.
+pub struct ContextPlan {
+    root: PathBuf,
+    dockerfile: Dockerfile,
+    ignore: DockerIgnore,
+}
+
+/// What a written context holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stats {
+    /// Regular files and symlinks.
     pub files: usize,
     /// Content bytes of the regular files.
     pub bytes: u64,
-    /// The engine's `dockerfile` parameter: the Dockerfile's path inside the tar.
-    pub dockerfile: String,
 }
 
-/// Tars `dir` for the engine. `dockerfile` defaults to `dir/Dockerfile`; a
-/// relative one is resolved against the working directory, like
-/// `docker build -f`, and may lie outside `dir`.
-///
-/// Blocking file I/O: call it from `spawn_blocking` in async code.
-pub fn tar_context(dir: &Path, dockerfile: Option<&Path>) -> anyhow::Result<Context> {
-    let root = context_root(dir)?;
-    let dockerfile = locate_dockerfile(&root, dir, dockerfile)?;
-    let mut ignore = read_ignore_file(&root)?;
-    // Docker always sends these two, whatever `.dockerignore` says.
-    ignore.keep(IGNORE_FILE);
-    let mut tarball = Tarball::new();
-    let (name, generated) = match dockerfile {
-        Dockerfile::Inside(name) => {
-            ignore.keep(&name);
-            (name, None)
+impl ContextPlan {
+    pub fn new(dir: &Path, dockerfile: Option<&Path>) -> anyhow::Result<Self> {
+        let root = context_root(dir)?;
+        let dockerfile = locate_dockerfile(&root, dir, dockerfile)?;
+        let mut ignore = read_ignore_file(&root)?;
+        // Docker always sends these two, whatever `.dockerignore` says.
+        ignore.keep(IGNORE_FILE);
+        if let Dockerfile::Inside(name) = &dockerfile {
+            ignore.keep(name);
         }
-        Dockerfile::Outside(path) => {
-            tarball.add_outside_dockerfile(&path)?;
-            (OUTSIDE_DOCKERFILE.to_owned(), Some(OUTSIDE_DOCKERFILE))
+        Ok(ContextPlan {
+            root,
+            dockerfile,
+            ignore,
+        })
+    }
+
+    /// The engine's `dockerfile` parameter: the Dockerfile's path in the tar.
+    pub fn dockerfile(&self) -> &str {
+        match &self.dockerfile {
+            Dockerfile::Inside(name) => name,
+            Dockerfile::Outside(_) => OUTSIDE_DOCKERFILE,
         }
-    };
-    let walk = Walk {
-        ignore: &ignore,
-        generated,
-    };
-    walk.directory(&mut tarball, &root, &Relative::root())?;
-    tarball.finish(name)
+    }
+
+    /// Writes the tar to `out`, file by file (never the whole context in
+    /// memory); blocking file I/O.
+    pub fn write<W: Write>(&self, out: W) -> anyhow::Result<(W, Stats)> {
+        let mut tarball = Tarball::new(out);
+        let generated = match &self.dockerfile {
+            Dockerfile::Inside(_) => None,
+            Dockerfile::Outside(path) => {
+                tarball.add_outside_dockerfile(path)?;
+                Some(OUTSIDE_DOCKERFILE)
+            }
+        };
+        let walk = Walk {
+            ignore: &self.ignore,
+            generated,
+        };
+        walk.directory(&mut tarball, &self.root, &Relative::root())?;
+        tarball.finish()
+    }
 }
 
 fn context_root(dir: &Path) -> anyhow::Result<PathBuf> {
@@ -170,14 +191,24 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    fn directory(&self, tarball: &mut Tarball, dir: &Path, rel: &Relative) -> anyhow::Result<()> {
+    fn directory<W: Write>(
+        &self,
+        tarball: &mut Tarball<W>,
+        dir: &Path,
+        rel: &Relative,
+    ) -> anyhow::Result<()> {
         for name in sorted_names(dir)? {
             self.entry(tarball, &dir.join(&name), &rel.child(&name))?;
         }
         Ok(())
     }
 
-    fn entry(&self, tarball: &mut Tarball, path: &Path, rel: &Relative) -> anyhow::Result<()> {
+    fn entry<W: Write>(
+        &self,
+        tarball: &mut Tarball<W>,
+        path: &Path,
+        rel: &Relative,
+    ) -> anyhow::Result<()> {
         if self.generated == Some(rel.text.as_str()) {
             return Ok(());
         }
@@ -224,18 +255,16 @@ fn sorted_names(dir: &Path) -> anyhow::Result<Vec<std::ffi::OsString>> {
     Ok(names)
 }
 
-struct Tarball {
-    builder: Builder<Vec<u8>>,
-    files: usize,
-    bytes: u64,
+struct Tarball<W: Write> {
+    builder: Builder<W>,
+    stats: Stats,
 }
 
-impl Tarball {
-    fn new() -> Self {
+impl<W: Write> Tarball<W> {
+    fn new(out: W) -> Self {
         Tarball {
-            builder: Builder::new(Vec::new()),
-            files: 0,
-            bytes: 0,
+            builder: Builder::new(out),
+            stats: Stats { files: 0, bytes: 0 },
         }
     }
 
@@ -265,7 +294,7 @@ impl Tarball {
         self.builder
             .append_link(&mut header, name, &target)
             .with_context(|| format!("adding {name} to the build context"))?;
-        self.files += 1;
+        self.stats.files += 1;
         Ok(())
     }
 
@@ -282,22 +311,17 @@ impl Tarball {
         self.builder
             .append_data(&mut header, name, content)
             .with_context(|| format!("adding {name} to the build context"))?;
-        self.files += 1;
-        self.bytes += size;
+        self.stats.files += 1;
+        self.stats.bytes += size;
         Ok(())
     }
 
-    fn finish(self, dockerfile: String) -> anyhow::Result<Context> {
-        let tar = self
+    fn finish(self) -> anyhow::Result<(W, Stats)> {
+        let out = self
             .builder
             .into_inner()
             .context("finishing the build context tar")?;
-        Ok(Context {
-            tar,
-            files: self.files,
-            bytes: self.bytes,
-            dockerfile,
-        })
+        Ok((out, self.stats))
     }
 }
 
@@ -329,6 +353,37 @@ fn mode(meta: &Metadata) -> u32 {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+
+    /// A build context ready for the engine's `/build` endpoint.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    struct Context {
+        /// Uncompressed tar.
+        tar: Vec<u8>,
+        /// Regular files and symlinks in the tar.
+        files: usize,
+        /// Content bytes of the regular files.
+        bytes: u64,
+        /// The engine's `dockerfile` parameter: the Dockerfile's path inside the tar.
+        dockerfile: String,
+    }
+
+    /// Tars `dir` for the engine. `dockerfile` defaults to `dir/Dockerfile`; a
+    /// relative one is resolved against the working directory, like
+    /// `docker build -f`, and may lie outside `dir`.
+    ///
+    /// Blocking file I/O: call it from `spawn_blocking` in async code.
+    fn tar_context(dir: &Path, dockerfile: Option<&Path>) -> anyhow::Result<Context> {
+        let plan = ContextPlan::new(dir, dockerfile)?;
+        let dockerfile = plan.dockerfile().to_owned();
+        let (tar, stats) = plan.write(Vec::new())?;
+        Ok(Context {
+            tar,
+            files: stats.files,
+            bytes: stats.bytes,
+            dockerfile,
+        })
+    }
+
     use super::*;
     use std::io::Read;
 

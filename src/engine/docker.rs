@@ -11,9 +11,9 @@ use tokio::io::AsyncWriteExt as _;
 
 use crate::engine::build::{buildkit_log, buildkit_options, legacy_log, legacy_options};
 use crate::engine::buildkit::{
-    BuildKitEngine, BuildKitError, BuildRequest, BuildSecrets, EngineAddress,
+    BuildKitEngine, BuildKitError, BuildRequest, BuildSecrets, ContextBody, EngineAddress,
 };
-use crate::engine::context::tar_context;
+use crate::engine::context::{ContextPlan, Stats};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -127,28 +127,15 @@ impl Engine {
     ) -> Result<Built, EngineError> {
         let context_dir = spec.context.to_owned();
         let dockerfile = spec.dockerfile.to_owned();
-        let context =
-            tokio::task::spawn_blocking(move || tar_context(&context_dir, Some(&dockerfile)))
-                .await
-                .map_err(|e| EngineError::Context(anyhow::anyhow!(e)))?
-                .map_err(EngineError::Context)?;
+        let plan = blocking(move || ContextPlan::new(&context_dir, Some(&dockerfile))).await?;
         let tag = spec.tag.to_owned();
         let mut built = match spec.builder {
-            Builder::BuildKit => {
-                let address = EngineAddress::from_env().map_err(EngineError::BuildKit)?;
-                let engine = BuildKitEngine::new(address, self.docker.client_version().to_string());
-                let request = BuildRequest {
-                    options: buildkit_options(&spec, context.dockerfile),
-                    context: context.tar.into(),
-                    credentials: spec.credentials.clone(),
-                    secrets: spec.secrets.clone(),
-                };
-                buildkit_log(Box::pin(engine.build(request)), &tag, on_line).await?
-            }
+            Builder::BuildKit => self.buildkit(&spec, plan, on_line).await?,
             Builder::Legacy => {
-                let options = legacy_options(&spec, context.dockerfile);
+                let options = legacy_options(&spec, plan.dockerfile().to_owned());
+                let (tar, _) = blocking(move || plan.write(Vec::new())).await?;
                 let credentials = (!spec.credentials.is_empty()).then(|| spec.credentials.clone());
-                let body = Some(bollard::body_full(context.tar.into()));
+                let body = Some(bollard::body_full(tar.into()));
                 let stream = self.docker.build_image(options, credentials, body);
                 legacy_log(stream, &tag, on_line).await?
             }
@@ -157,6 +144,32 @@ impl Engine {
             built.image_id = self.image_id(&tag).await?;
         }
         Ok(built)
+    }
+
+    /// A BuildKit build whose context is tarred while it is sent. When the
+    /// context could not be read, that is the error, not the aborted
+    /// request it caused.
+    async fn buildkit(
+        &self,
+        spec: &BuildSpec<'_>,
+        plan: ContextPlan,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<Built, EngineError> {
+        let address = EngineAddress::from_env().map_err(EngineError::BuildKit)?;
+        let engine = BuildKitEngine::new(address, self.docker.client_version().to_string());
+        let options = buildkit_options(spec, plan.dockerfile().to_owned());
+        let (context, writer) = stream_context(plan);
+        let request = BuildRequest {
+            options,
+            context,
+            credentials: spec.credentials.clone(),
+            secrets: spec.secrets.clone(),
+        };
+        let built = buildkit_log(Box::pin(engine.build(request)), spec.tag, on_line).await;
+        match writer.await {
+            Ok(Err(unreadable)) => Err(EngineError::Context(unreadable)),
+            _ => built,
+        }
     }
 
     /// The image's layers as diff IDs (`sha256:` of each uncompressed
@@ -215,5 +228,74 @@ impl Engine {
         if let Err(e) = self.docker.remove_image(image, Some(options), None).await {
             tracing::debug!("couldn't remove the local tag {image}: {e}");
         }
+    }
+}
+
+/// Runs blocking file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| EngineError::Context(anyhow::anyhow!(e)))?
+        .map_err(EngineError::Context)
+}
+
+/// Context chunks in flight between the tar writer and the request.
+const CONTEXT_CHUNKS: usize = 4;
+const CONTEXT_CHUNK: usize = 1 << 20;
+
+/// The context as a request body, tarred on a blocking thread meanwhile;
+/// the handle says whether every file could be read.
+fn stream_context(
+    plan: ContextPlan,
+) -> (ContextBody, tokio::task::JoinHandle<anyhow::Result<Stats>>) {
+    let (tx, rx) = tokio::sync::mpsc::channel(CONTEXT_CHUNKS);
+    let writer = tokio::task::spawn_blocking(move || {
+        let out = ChunkWriter {
+            tx: tx.clone(),
+            buf: Vec::with_capacity(CONTEXT_CHUNK),
+        };
+        let written = plan
+            .write(out)
+            .and_then(|(mut out, stats)| Ok(out.send_buffered().map(|()| stats)?));
+        if let Err(e) = &written {
+            // Aborts the request: the engine must not build half a context.
+            let _ = tx.blocking_send(Err(std::io::Error::other(format!("{e:#}"))));
+        }
+        written
+    });
+    (ContextBody::stream(rx), writer)
+}
+
+/// Cuts what the tar writer writes into chunks for the request body.
+struct ChunkWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkWriter {
+    fn send_buffered(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CONTEXT_CHUNK));
+        self.tx.blocking_send(Ok(chunk.into())).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the build request ended")
+        })
+    }
+}
+
+impl std::io::Write for ChunkWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CONTEXT_CHUNK {
+            self.send_buffered()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

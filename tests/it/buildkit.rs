@@ -485,3 +485,24 @@ async fn an_image_built_from_a_sibling_mounts_the_siblings_layers() {
     assert!(text(&files, "base.txt").starts_with("base "));
     assert_eq!(text(&files, "app.txt"), "app\n");
 }
+
+#[tokio::test]
+async fn a_context_that_cannot_be_read_stops_the_build_saying_why() {
+    use std::os::unix::ffi::OsStrExt as _;
+    let repo = Repo::new();
+    repo.write("ops/docker/app/Dockerfile", "FROM scratch\nCOPY . /\n")
+        .write("ops/docker/app/big", &"x".repeat(3 << 20));
+    let sha = repo.commit("app");
+    // Tarred after the request has started: the walk meets it midway.
+    let name = std::ffi::OsStr::from_bytes(b"zz-\xff");
+    std::fs::write(repo.join("ops/docker/app").join(name), "x").unwrap();
+    let ran = publish(&repo, "t-bk-ctx", "refs/heads/main", &sha)
+        .run_async()
+        .await;
+    ran.assert_failed("is not valid UTF-8; rename it or exclude it in .dockerignore");
+    assert!(
+        crate::publish::tags(&services().registry_open, "t-bk-ctx/app", None)
+            .await
+            .is_empty()
+    );
+}

@@ -88,7 +88,7 @@ async fn build(
 ) -> Result<Vec<BuildInfo>, BuildKitError> {
     let request = BuildRequest {
         options,
-        context: context(dockerfile, &[("hello.txt", b"hello\n")]),
+        context: context(dockerfile, &[("hello.txt", b"hello\n")]).into(),
         credentials,
         secrets,
     };

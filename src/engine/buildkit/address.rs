@@ -7,8 +7,6 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -111,7 +109,7 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 /// One HTTP/1 connection. Dropping it stops its driver task, so nothing
 /// outlives the build that opened it.
 pub(super) struct Connection {
-    pub sender: SendRequest<Full<Bytes>>,
+    pub sender: SendRequest<super::Body>,
     host: String,
     driver: JoinHandle<()>,
 }

@@ -126,7 +126,7 @@ pub struct BuildRequest {
     /// `version` must be `BuilderBuildKit`; `session` is the session id,
     /// made up when `None` (it must be unique among running builds).
     pub options: BuildImageOptions,
-    pub context: Bytes,
+    pub context: ContextBody,
     pub credentials: HashMap<String, DockerCredentials>,
     pub secrets: BuildSecrets,
 }
@@ -136,11 +136,49 @@ impl std::fmt::Debug for BuildRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BuildRequest")
             .field("options", &self.options)
-            .field("context_bytes", &self.context.len())
+            .field("context_bytes", &self.context.size)
             .field("registries", &self.credentials.keys().collect::<Vec<_>>())
             .field("secrets", &self.secrets)
             .finish()
     }
+}
+
+/// The build context, `/build`'s body: bytes in hand, or a tar streamed
+/// while it is being made (so the engine unpacks while we read files).
+pub struct ContextBody {
+    body: Body,
+    /// Known for bytes in hand; a stream's size is not.
+    size: Option<usize>,
+}
+
+impl From<Bytes> for ContextBody {
+    fn from(bytes: Bytes) -> Self {
+        ContextBody {
+            size: Some(bytes.len()),
+            body: full(bytes),
+        }
+    }
+}
+
+impl ContextBody {
+    /// The chunks `chunks` receives; an `Err` aborts the request.
+    pub fn stream(chunks: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>) -> Self {
+        let frames = futures_util::stream::unfold(chunks, |mut chunks| async move {
+            let chunk = chunks.recv().await?;
+            Some((chunk.map(hyper::body::Frame::data), chunks))
+        });
+        ContextBody {
+            body: http_body_util::StreamBody::new(frames).boxed(),
+            size: None,
+        }
+    }
+}
+
+/// Every request body we send: the build's context or nothing at all.
+pub(super) type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+pub(super) fn full(bytes: Bytes) -> Body {
+    Full::new(bytes).map_err(|never| match never {}).boxed()
 }
 
 /// The engine to build on: where it listens and the API version
@@ -310,7 +348,7 @@ fn check_options(options: &BuildImageOptions) -> Result<(), BuildKitError> {
 async fn send_build(
     engine: &BuildKitEngine,
     options: &BuildImageOptions,
-    context: Bytes,
+    context: ContextBody,
 ) -> Result<(Connection, Incoming), BuildKitError> {
     let query = serde_urlencoded::to_string(options)
         .map_err(|e| BuildKitError::InvalidRequest(format!("the build options: {e}")))?;
@@ -319,7 +357,7 @@ async fn send_build(
     let request = connection
         .request(&format!("/v{}/build?{query}", engine.api_version))
         .header(http::header::CONTENT_TYPE, "application/x-tar")
-        .body(Full::new(context))
+        .body(context.body)
         .map_err(|e| BuildKitError::InvalidRequest(format!("the build request: {e}")))?;
     let response = tokio::time::timeout(
         engine.limits.build_answer,
@@ -389,7 +427,7 @@ mod tests {
                 version,
                 ..Default::default()
             },
-            context: Bytes::new(),
+            context: Bytes::new().into(),
             credentials: HashMap::new(),
             secrets: [("token", "s3cr3t")].into_iter().collect(),
         }
@@ -509,14 +547,14 @@ mod tests {
     #[test]
     fn debug_of_a_request_shows_no_secret_and_no_context() {
         let mut request = request(BuilderVersion::BuilderBuildKit);
-        request.context = Bytes::from_static(b"context-bytes");
+        request.context = Bytes::from_static(b"context-bytes").into();
         let shown = format!("{request:?}");
         assert!(
             !shown.contains("s3cr3t") && !shown.contains("context-bytes"),
             "{shown}"
         );
         assert!(
-            shown.contains("token") && shown.contains("context_bytes: 13"),
+            shown.contains("token") && shown.contains("context_bytes: Some(13)"),
             "{shown}"
         );
     }

@@ -9,7 +9,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body_util::Full;
 use hyper::StatusCode;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
@@ -103,7 +102,7 @@ fn session_request(
     connection: &Connection,
     api_version: &str,
     id: &str,
-) -> Result<http::Request<Full<Bytes>>, BuildKitError> {
+) -> Result<http::Request<super::Body>, BuildKitError> {
     let mut request = connection
         .request(&format!("/v{api_version}/session"))
         .header(http::header::CONNECTION, "Upgrade")
@@ -114,7 +113,7 @@ fn session_request(
         request = request.header("X-Docker-Expose-Session-Grpc-Method", method);
     }
     request
-        .body(Full::new(Bytes::new()))
+        .body(super::full(Bytes::new()))
         .map_err(|e| BuildKitError::InvalidRequest(format!("the session request: {e}")))
 }
 
