@@ -1,0 +1,101 @@
+//! The build stage: the builder asked for, the fallback, and what a
+//! failed build tells the user.
+
+use super::*;
+
+/// How BuildKit names the step that fetches a `# syntax=` frontend image.
+pub(super) const FRONTEND_STEP: &str = "resolve image config for";
+/// Builds with the builder asked for; under `auto`, an engine that refuses a
+/// BuildKit session gets the legacy builder instead, and the summary says so.
+pub(super) async fn build_with_fallback(
+    session: &Session,
+    engine: &Engine,
+    target: &Target,
+    local: &str,
+    report: &mut Published,
+) -> anyhow::Result<Built> {
+    let first = match target.builder {
+        BuilderArg::Legacy => Builder::Legacy,
+        BuilderArg::Auto | BuilderArg::Buildkit => Builder::BuildKit,
+    };
+    match build_once(session, engine, target, local, first).await {
+        Err(e) if target.builder == BuilderArg::Auto && refused_session(&e) => {
+            report.notes.push(format!(
+                "the engine refused a BuildKit session ({e}); built with the legacy builder (no inline cache, no `RUN --mount`)"
+            ));
+            Ok(build_once(session, engine, target, local, Builder::Legacy).await?)
+        }
+        Err(e) => Err(explain_failure(session, target, e)),
+        Ok(built) => Ok(built),
+    }
+}
+
+pub(super) async fn build_once(
+    session: &Session,
+    engine: &Engine,
+    target: &Target,
+    local: &str,
+    builder: Builder,
+) -> Result<Built, EngineError> {
+    let spec = BuildSpec {
+        context: &target.dir,
+        dockerfile: &target.dockerfile,
+        tag: local,
+        build_args: target.build_args.clone(),
+        labels: target.labels.clone(),
+        target: target.stage.clone(),
+        platform: target.platform.clone(),
+        network: target.network.clone(),
+        credentials: engine_credentials(target.reference.registry(), target.credentials.as_ref()),
+        builder,
+        secrets: target.secrets.clone(),
+        inline_cache: target.inline_cache,
+        cache_from: target.cache_from.clone(),
+    };
+    let log = session.workflow.verbatim(&format!("build {local}"));
+    engine.build(spec, &mut |line| log.line(line)).await
+}
+
+/// A failed BuildKit step becomes an error annotation on its Dockerfile
+/// line; a frontend that a `# syntax=` line asked for and BuildKit could not
+/// fetch is said in those words.
+pub(super) fn explain_failure(
+    session: &Session,
+    target: &Target,
+    error: EngineError,
+) -> anyhow::Error {
+    let EngineError::BuildFailed {
+        step: Some(step),
+        message,
+        tail,
+        ..
+    } = &error
+    else {
+        return error.into();
+    };
+    let content = std::fs::read_to_string(&target.dockerfile).unwrap_or_default();
+    let annotation = Annotation::new(Level::Error, format!("`{step}` failed: {message}\n{tail}"))
+        .with_title("build step failed")
+        .with_file(&target.dockerfile_rel);
+    if let Some((line, image)) = dockerfile::syntax_directive(&content)
+        .filter(|(_, image)| step.starts_with(FRONTEND_STEP) && step.contains(image.as_str()))
+    {
+        let explained = format!(
+            "the Dockerfile's `# syntax={image}` ({} line {line}) makes BuildKit fetch the frontend image {image}, which failed: {message}; let the engine reach that registry, or delete the line to build with the engine's own Dockerfile frontend",
+            target.dockerfile_rel
+        );
+        session.workflow.annotate(
+            &Annotation::new(Level::Error, &explained)
+                .with_title("Dockerfile frontend unavailable")
+                .with_file(&target.dockerfile_rel)
+                .with_line(u32::try_from(line).unwrap_or(1)),
+        );
+        return anyhow::anyhow!(explained);
+    }
+    let annotation = match dockerfile::step_line(&content, step) {
+        Some(line) => annotation.with_line(u32::try_from(line).unwrap_or(1)),
+        None => annotation,
+    };
+    session.workflow.annotate(&annotation);
+    error.into()
+}

@@ -1,0 +1,208 @@
+//! `publish` inputs turned into what the build and the push need.
+
+use super::*;
+
+pub(super) fn release_version(
+    args: &PublishArgs,
+    session: &Session,
+    basename: &str,
+) -> anyhow::Result<Option<semver::Version>> {
+    Ok(match &args.version {
+        Some(v) => Some(
+            semver::Version::parse(v.trim_start_matches('v')).with_context(|| {
+                format!("`version`: {v:?} is not a semantic version (like 1.2.3 or 1.2.3-rc.1)")
+            })?,
+        ),
+        None => session
+            .ctx
+            .git_ref
+            .as_deref()
+            .and_then(|r| metadata::version_from_ref(r, basename)),
+    })
+}
+
+/// `secrets`: `id=value` lines. A malformed line is named by its number,
+/// never echoed: it may be the secret itself.
+pub(super) fn build_secrets(lines: &[String]) -> anyhow::Result<BuildSecrets> {
+    let mut secrets = BuildSecrets::new();
+    let lines = lines
+        .iter()
+        .flat_map(|v| crate::actions::inputs::split_list(v));
+    for (number, line) in lines.enumerate() {
+        match line.split_once('=') {
+            Some((id, value)) if !id.trim().is_empty() => secrets.insert(id.trim(), value),
+            _ => bail!(
+                "`secrets`: line {} is not id=value; write one `id=value` per line, the id as `RUN --mount=type=secret,id=<id>` names it",
+                number + 1
+            ),
+        }
+    }
+    Ok(secrets)
+}
+
+/// BuildKit's `RUN` takes only these networks through the engine's API; the
+/// legacy builder also takes a network's name.
+pub(super) fn check_network(builder: BuilderArg, network: Option<&str>) -> anyhow::Result<()> {
+    match network {
+        Some(name) if builder != BuilderArg::Legacy && !BUILDKIT_NETWORKS.contains(&name) => bail!(
+            "`network`: {name:?} is not a network BuildKit can use; give `default`, `host` or `none` (or set `builder: legacy` to use a named network)"
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// The images whose inline cache the build may reuse: `cache-from` as
+/// given, else the tags this release moves (they name the previous build
+/// of this image), always with `latest`.
+pub(super) fn cache_sources(
+    args: &PublishArgs,
+    reference: &Reference,
+    set: &TagSet,
+) -> Vec<String> {
+    if !args.cache {
+        return Vec::new();
+    }
+    let given: Vec<String> = args
+        .cache_from
+        .iter()
+        .flat_map(|t| crate::actions::inputs::split_list(t))
+        .collect();
+    if !given.is_empty() {
+        return given;
+    }
+    let name = reference.familiar();
+    let mut moving: Vec<String> = std::iter::once("latest")
+        .chain(
+            set.tags
+                .iter()
+                .map(String::as_str)
+                .filter(|t| *t != set.sha && *t != "latest"),
+        )
+        .map(|tag| format!("{name}:{tag}"))
+        .collect();
+    moving.dedup();
+    moving
+}
+
+pub(super) fn image_reference(
+    args: &PublishArgs,
+    session: &Session,
+    basename: &str,
+) -> anyhow::Result<Reference> {
+    let name = match &args.image {
+        Some(image) if has_registry(image) => image.clone(),
+        Some(image) => format!("{}/{image}", args.registry),
+        None => format!(
+            "{}/{}/{basename}",
+            args.registry,
+            session.namespace(args.namespace.as_deref())?
+        ),
+    };
+    let reference = Reference::parse(&name)
+        .with_context(|| format!("`image`: {name:?} is not a valid image name"))?;
+    if reference.tag().is_some() || reference.digest().is_some() {
+        bail!(
+            "`image`: {name:?} names a tag or digest; give the name only — tags come from the commit, `latest`, versions and `tags`"
+        );
+    }
+    Ok(reference)
+}
+
+pub(super) fn has_registry(image: &str) -> bool {
+    image
+        .split_once('/')
+        .is_some_and(|(first, _)| first.contains(['.', ':']) || first == "localhost")
+}
+
+pub(super) fn single_platform(platforms: Option<&str>) -> anyhow::Result<Option<String>> {
+    let list: Vec<String> = platforms
+        .map(crate::actions::inputs::split_list)
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|l| l.split(','))
+        .map(|p| p.trim().to_owned())
+        .filter(|p| !p.is_empty())
+        .collect();
+    match list.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.clone())),
+        many => bail!(
+            "`platforms`: {many:?} asks for a multi-platform image, which the engine's builder can't make in one build; publish one platform per job (e.g. `linux/amd64`)"
+        ),
+    }
+}
+
+/// The commit built: the input, the pull request's head (never the merge
+/// commit GITHUB_SHA names), else GITHUB_SHA.
+pub(super) fn commit_sha(
+    args: &PublishArgs,
+    session: &Session,
+    event: Option<&Event>,
+) -> anyhow::Result<String> {
+    args.sha
+        .clone()
+        .or_else(|| match event {
+            Some(Event::PullRequest(pr)) => Some(pr.head_sha.clone()),
+            _ => None,
+        })
+        .or_else(|| session.ctx.sha.clone())
+        .context("no commit to tag: set `sha` (or GITHUB_SHA)")
+}
+
+pub(super) fn default_branch(event: Option<&Event>) -> Option<&str> {
+    match event {
+        Some(Event::Push(push)) => push.default_branch.as_deref(),
+        Some(Event::PullRequest(pr)) => pr.default_branch.as_deref(),
+        _ => None,
+    }
+}
+
+pub(super) fn labels(
+    session: &Session,
+    sha: &str,
+    version: Option<&semver::Version>,
+    title: &str,
+    extra: HashMap<String, String>,
+) -> HashMap<String, String> {
+    let ctx = &session.ctx;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut labels = metadata::oci_labels(&Provenance {
+        source: ctx
+            .repository
+            .as_ref()
+            .map(|r| format!("{}/{r}", ctx.server_url.trim_end_matches('/'))),
+        revision: sha,
+        created: crate::time::rfc3339(now as i64),
+        version: version.map(ToString::to_string),
+        title,
+    });
+    labels.extend(extra);
+    labels
+}
+
+/// The login handed to the engine with the build request (never written to
+/// a file), so `FROM` lines can pull private images of the same registry.
+pub(super) fn engine_credentials(
+    registry: &str,
+    credentials: Option<&Credentials>,
+) -> HashMap<String, DockerCredentials> {
+    let Some(c) = credentials else {
+        return HashMap::new();
+    };
+    // The engine keys Docker Hub logins by its legacy index address.
+    let server = match registry {
+        "docker.io" => "https://index.docker.io/v1/".to_owned(),
+        other => other.to_owned(),
+    };
+    HashMap::from([(
+        server.clone(),
+        DockerCredentials {
+            username: Some(c.username.clone()),
+            password: Some(c.password.clone()),
+            serveraddress: Some(server),
+            ..Default::default()
+        },
+    )])
+}

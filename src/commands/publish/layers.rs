@@ -1,0 +1,144 @@
+//! Layers the registry already holds (reused, mounted) and the upload of
+//! the rest.
+
+use super::*;
+
+/// Blob uploads in flight at once (docker push's default is 5).
+pub(super) const PARALLEL_UPLOADS: usize = 4;
+/// The layers of this build that the registry already holds in this
+/// repository, so they are neither compressed nor sent again: those of the
+/// image's `latest`, and those of the monorepo images it is built `FROM`
+/// (mounted into this repository first). A layer the registry can't prove
+/// it holds here is left out, and so exported as usual.
+pub(super) async fn reusable_layers(
+    target: &Target,
+    diff_ids: &[String],
+) -> anyhow::Result<KnownLayers> {
+    let mut candidates = KnownLayers::new();
+    for (repository, tag) in reuse_sources(target) {
+        for (diff_id, layer) in layers_of(&target.registry, &repository, &tag).await? {
+            if diff_ids.contains(&diff_id) {
+                candidates.entry(diff_id).or_insert(layer);
+            }
+        }
+    }
+    let mut held = KnownLayers::new();
+    for (diff_id, mut layer) in candidates {
+        let here = if layer.repository == target.repository {
+            target
+                .registry
+                .has_blob(&target.repository, &layer.digest)
+                .await?
+        } else {
+            let from = Some(layer.repository.as_str());
+            let upload = target
+                .registry
+                .start_upload(&target.repository, &layer.digest, from)
+                .await?;
+            upload == Upload::Mounted
+        };
+        if here {
+            layer.repository = target.repository.clone();
+            held.insert(diff_id, layer);
+        }
+    }
+    Ok(held)
+}
+
+/// Where earlier layers of this image may be: its own `latest`, then each
+/// `FROM` image on the same registry. Only when pushing: a build that pushes
+/// nothing must not change the registry by mounting.
+pub(super) fn reuse_sources(target: &Target) -> Vec<(String, String)> {
+    if !target.push {
+        return Vec::new();
+    }
+    let content = std::fs::read_to_string(&target.dockerfile).unwrap_or_default();
+    let args = target
+        .build_args
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let stages = dockerfile::stages(&content, &args);
+    let bases = dockerfile::external_bases(&stages)
+        .into_iter()
+        .filter_map(|stage| Reference::parse(&stage.base).ok())
+        .filter(|base| base.registry() == target.reference.registry() && base.digest().is_none())
+        .map(|base| {
+            let tag = base.tag().unwrap_or("latest").to_owned();
+            (base.repository().to_owned(), tag)
+        });
+    std::iter::once((target.repository.clone(), "latest".to_owned()))
+        .chain(bases)
+        .collect()
+}
+
+/// The layers of `repository:tag` by diff ID; none when it is absent or not
+/// a single-platform image.
+pub(super) async fn layers_of(
+    registry: &Registry,
+    repository: &str,
+    tag: &str,
+) -> anyhow::Result<KnownLayers> {
+    let Some(manifest) = registry.manifest(repository, tag).await? else {
+        return Ok(KnownLayers::new());
+    };
+    let Some(config) = config_digest(&manifest.bytes) else {
+        return Ok(KnownLayers::new());
+    };
+    let config = registry.blob(repository, &config).await?;
+    Ok(known_layers(repository, &manifest.bytes, &config))
+}
+
+/// The config digest an image manifest names.
+pub(super) fn config_digest(manifest: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct ImageManifest {
+        config: Option<Descriptor>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Descriptor {
+        digest: String,
+    }
+    serde_json::from_slice::<ImageManifest>(manifest)
+        .ok()?
+        .config
+        .map(|c| c.digest)
+}
+
+/// Uploads what the registry lacks, config and layers, a few at a time as
+/// `docker push` does; returns bytes sent.
+pub(super) async fn push_blobs(
+    registry: &Registry,
+    repository: &str,
+    image: &OciImage,
+) -> anyhow::Result<u64> {
+    let uploads = image
+        .layers
+        .iter()
+        .chain(std::iter::once(&image.config))
+        .map(|blob| push_blob(registry, repository, blob));
+    let sent: Vec<u64> = futures_util::stream::iter(uploads)
+        .buffer_unordered(PARALLEL_UPLOADS)
+        .try_collect()
+        .await?;
+    Ok(sent.iter().sum())
+}
+
+/// One blob, unless the registry has it; returns bytes sent.
+pub(super) async fn push_blob(
+    registry: &Registry,
+    repository: &str,
+    blob: &Blob,
+) -> anyhow::Result<u64> {
+    // A reused layer was proven to be in this repository before export.
+    let Source::File(path) = &blob.source else {
+        return Ok(0);
+    };
+    if registry.has_blob(repository, &blob.digest).await? {
+        return Ok(0);
+    }
+    registry
+        .upload_blob_file(repository, &blob.digest, blob.size, path)
+        .await?;
+    Ok(blob.size)
+}

@@ -1,0 +1,440 @@
+//! `publish`, read as its stages: resolve (inputs, tags, what the registry
+//! has) → build (BuildKit, export, layers reused) → gate (one scan) → push
+//! (blobs, then the SHA tag) → tag (the others, registry-side) → mirror →
+//! finish (outputs, summary).
+//!
+//! The image is pushed by this binary, not the engine: blobs first (skipping
+//! what the registry has), the manifest only after all of them, then every
+//! further tag as the same manifest bytes, so all tags name one digest and
+//! the later tags cost one small request each.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use bollard::auth::DockerCredentials;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+
+use crate::actions::event::Event;
+use crate::actions::outputs::Outputs;
+use crate::actions::workflow::{Annotation, Level};
+use crate::cli::{BuilderArg, LatestArg, PublishArgs};
+use crate::commands::Session;
+use crate::commands::mirror::{mirror_results, release_mirrors};
+use crate::commands::scan::{self, Gate, Subject};
+use crate::engine::build::{BUILDKIT_NETWORKS, refused_session};
+use crate::engine::buildkit::BuildSecrets;
+use crate::engine::docker::{BuildSpec, Builder, Built, Engine, EngineError};
+use crate::engine::export::{
+    Blob, KnownLayers, MANIFEST_MEDIA_TYPE, OciImage, Source, known_layers, oci_image,
+};
+use crate::metadata::{self, Provenance};
+use crate::mirror::summary::{Mirrored, mirrors};
+use crate::plan::dockerfile;
+use crate::plan::git::GitSource;
+use crate::plan::github::GitHubSource;
+use crate::reference::Reference;
+use crate::registry::auth::Credentials;
+use crate::registry::mount::Upload;
+use crate::registry::{Manifest, Registry};
+use crate::report::publish::{Published, summary};
+use crate::tags::{self, Facts, Latest, TagSet};
+
+mod build;
+mod inputs;
+mod latest;
+mod layers;
+
+use build::*;
+use inputs::*;
+use latest::*;
+use layers::*;
+
+/// The engine's export in the work directory: converted for the push and
+/// handed to the scanner as it is.
+const SAVED: &str = "image.tar";
+
+pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let target = resolve(args, session).await?;
+    let mut report = target.report();
+    let (manifest, gate) = match target.existing.clone().filter(|_| !args.rebuild) {
+        Some(found) => (reuse(found, &target, &mut report), None),
+        None => {
+            let work = session.work_dir()?;
+            let image = build(session, &target, work.path(), &mut report).await?;
+            let gate = gate(args, session, &target, work.path()).await?;
+            if let Some(blocking) = gate.as_ref().filter(|g| g.blocks()) {
+                return withhold(args, session, &target, report, blocking, started);
+            }
+            let manifest = push(args, &target, &image, &mut report).await?;
+            (manifest, gate)
+        }
+    };
+    tag(args, &target, &manifest).await?;
+    let mirrored = mirror(args, session, &target).await?;
+    report.digest = manifest.digest.clone();
+    report.pushed = args.push;
+    report.seconds = started.elapsed().as_secs_f64();
+    finish(args, session, &target, &report, &mirrored, gate.as_ref())
+}
+
+/// Everything decided before building: where the image comes from, where it
+/// goes, under which tags, and whether the commit is already published.
+struct Target {
+    dir: PathBuf,
+    dockerfile: PathBuf,
+    /// The Dockerfile relative to the workspace, for annotations.
+    dockerfile_rel: String,
+    reference: Reference,
+    repository: String,
+    credentials: Option<Credentials>,
+    registry: Registry,
+    build_args: HashMap<String, String>,
+    labels: HashMap<String, String>,
+    /// The build stage to stop at (`target`).
+    stage: Option<String>,
+    platform: Option<String>,
+    network: Option<String>,
+    builder: BuilderArg,
+    /// Values for `RUN --mount=type=secret`.
+    secrets: BuildSecrets,
+    /// Write BuildKit's inline cache into the image.
+    inline_cache: bool,
+    cache_from: Vec<String>,
+    sha: String,
+    set: TagSet,
+    /// The manifest the SHA tag names already, if any.
+    existing: Option<Manifest>,
+    /// Whether this run pushes at all.
+    push: bool,
+}
+
+impl Target {
+    fn report(&self) -> Published {
+        Published {
+            image: self.reference.familiar(),
+            tags: self.set.tags.clone(),
+            notes: self.set.withheld.clone(),
+            ..Published::default()
+        }
+    }
+
+    fn token<'a>(&self, args: &'a PublishArgs, session: &'a Session) -> Option<&'a str> {
+        args.github_token
+            .as_deref()
+            .or(session.env_token.as_deref())
+    }
+}
+
+async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target> {
+    let ctx = &session.ctx;
+    let dir = ctx.workspace.join(&args.path);
+    let dockerfile = match &args.dockerfile {
+        Some(f) => ctx.workspace.join(f),
+        None => dir.join("Dockerfile"),
+    };
+    if !dir.is_dir() {
+        bail!(
+            "`path`: {:?} is not a directory in the workspace {}; pass an image directory such as a matrix entry's `path`",
+            args.path,
+            ctx.workspace.display()
+        );
+    }
+    if !dockerfile.is_file() {
+        bail!(
+            "no Dockerfile at {}; add one or set `dockerfile`",
+            dockerfile.display()
+        );
+    }
+    let dockerfile_rel = dockerfile
+        .strip_prefix(&ctx.workspace)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| dockerfile.display().to_string());
+    let basename = args
+        .path
+        .rsplit('/')
+        .next()
+        .unwrap_or(&args.path)
+        .to_owned();
+    let reference = image_reference(args, session, &basename)?;
+    let repository = reference.repository().to_owned();
+    let credentials = super::credentials(&args.username, &args.password)?;
+    let build_args = metadata::pairs("build-args", &args.build_args).map_err(anyhow::Error::msg)?;
+    let extra_labels = metadata::pairs("labels", &args.labels).map_err(anyhow::Error::msg)?;
+    let platform = single_platform(args.platforms.as_deref())?;
+    check_network(args.builder, args.network.as_deref())?;
+    let event = session.event()?;
+    let sha = commit_sha(args, session, event.as_ref())?;
+    let version = release_version(args, session, &basename)?;
+    let registry = Registry::new(reference.registry(), credentials.clone())?;
+    if args.push {
+        registry.check_access(&repository).await?;
+    }
+    let existing = if args.push {
+        registry
+            .manifest(&repository, &sha.to_ascii_lowercase())
+            .await?
+    } else {
+        None
+    };
+    let set = tag_set(
+        args,
+        session,
+        &registry,
+        &repository,
+        &sha,
+        version.as_ref(),
+        event.as_ref(),
+    )
+    .await?;
+    let cache_from = cache_sources(args, &reference, &set);
+    let labels = labels(session, &sha, version.as_ref(), &basename, extra_labels);
+    Ok(Target {
+        dir,
+        dockerfile,
+        dockerfile_rel,
+        reference,
+        repository,
+        credentials,
+        registry,
+        build_args,
+        labels,
+        stage: args.target.clone(),
+        platform,
+        network: args.network.clone(),
+        builder: args.builder,
+        secrets: build_secrets(&args.secrets)?,
+        inline_cache: args.cache,
+        cache_from,
+        sha,
+        set,
+        existing,
+        push: args.push,
+    })
+}
+
+/// The SHA tag exists already: nothing is built, the other tags are pointed
+/// at it.
+fn reuse(found: Manifest, target: &Target, report: &mut Published) -> Manifest {
+    report.notes.push(format!(
+        "`{}` already exists: build skipped (set `rebuild: true` to build anyway)",
+        target.set.sha
+    ));
+    found
+}
+
+/// Builds, exports and converts to an OCI image in `work`; the build log is
+/// shown as untrusted text.
+async fn build(
+    session: &Session,
+    target: &Target,
+    work: &Path,
+    report: &mut Published,
+) -> anyhow::Result<OciImage> {
+    let engine = Engine::connect().await?;
+    let local = format!("{}:{}", target.reference.name(), target.set.sha);
+    let built = build_with_fallback(session, &engine, target, &local, report).await?;
+    report.built = true;
+    if built.cached + built.executed > 0 {
+        report.notes.push(format!(
+            "BuildKit: {} steps from the cache, {} run",
+            built.cached, built.executed
+        ));
+    }
+    let known = reusable_layers(target, &engine.diff_ids(&local).await?).await?;
+    let saved: PathBuf = work.join(SAVED);
+    engine.save(&local, &saved).await?;
+    engine.untag(&local).await;
+    let out = work.to_owned();
+    let image = tokio::task::spawn_blocking(move || oci_image(&saved, &out, &known))
+        .await
+        .context("the export task failed")??;
+    report.size = image.layers.iter().map(|l| l.size).sum::<u64>() + image.config.size;
+    let reused = image
+        .layers
+        .iter()
+        .filter(|l| matches!(l.source, Source::Registry { .. }))
+        .count();
+    if reused > 0 {
+        report.notes.push(format!(
+            "{reused} of {} layers already in the registry: reused, not exported or compressed again",
+            image.layers.len()
+        ));
+    }
+    Ok(image)
+}
+
+/// One scan of the export, graded; `None` with `scanner: none`.
+async fn gate(
+    args: &PublishArgs,
+    session: &Session,
+    target: &Target,
+    work: &Path,
+) -> anyhow::Result<Option<Gate>> {
+    let at = scan::location(session, &target.dockerfile_rel);
+    let archive = work.join(SAVED);
+    scan::gate(
+        session,
+        &args.scan,
+        &target.reference.familiar(),
+        Subject::Archive(&archive),
+        at.as_ref(),
+        target.token(args, session),
+        Some(&target.sha),
+    )
+    .await
+}
+
+/// The scan blocked the release: the summary says so, nothing is pushed.
+fn withhold(
+    args: &PublishArgs,
+    session: &Session,
+    target: &Target,
+    mut report: Published,
+    blocking: &Gate,
+    started: Instant,
+) -> anyhow::Result<()> {
+    report.seconds = started.elapsed().as_secs_f64();
+    report
+        .notes
+        .push("the scan blocked the release: nothing was pushed".into());
+    let mut outputs = Outputs::new();
+    outputs.set("image", target.reference.familiar());
+    outputs.set("pushed", "false");
+    blocking.set_outputs(&mut outputs);
+    session.finish(
+        &outputs,
+        &format!("{}\n{}", summary(&report), blocking.summary),
+    )?;
+    bail!(
+        "the scan of {} found what `fail-on` ({}) blocks; nothing was pushed — fix or ignore the findings (see the job summary)",
+        target.reference.familiar(),
+        args.scan.fail_on.0.map_or("none", |s| s.as_str())
+    );
+}
+
+/// Blobs, then the manifest under the SHA tag; an immutable SHA tag is
+/// never replaced by a different digest.
+async fn push(
+    args: &PublishArgs,
+    target: &Target,
+    image: &OciImage,
+    report: &mut Published,
+) -> anyhow::Result<Manifest> {
+    let manifest = Manifest {
+        bytes: image.manifest.clone(),
+        media_type: MANIFEST_MEDIA_TYPE.into(),
+        digest: image.manifest_digest.clone(),
+    };
+    if let Some(existing) = target
+        .existing
+        .as_ref()
+        .filter(|e| e.digest != manifest.digest)
+    {
+        bail!(
+            "`{}:{}` already exists with digest {} and this rebuild made {}; an immutable SHA tag is never replaced — delete the tag in the registry first if you mean to replace it",
+            target.reference.familiar(),
+            target.set.sha,
+            existing.digest,
+            manifest.digest
+        );
+    }
+    if args.push {
+        report.uploaded = push_blobs(&target.registry, &target.repository, image).await?;
+        target
+            .registry
+            .put_manifest(&target.repository, &target.set.sha, &manifest)
+            .await?;
+    }
+    Ok(manifest)
+}
+
+/// Every further tag, registry-side: the same manifest bytes again.
+async fn tag(args: &PublishArgs, target: &Target, manifest: &Manifest) -> anyhow::Result<()> {
+    if !args.push {
+        return Ok(());
+    }
+    for tag in target.set.tags.iter().filter(|t| **t != target.set.sha) {
+        target
+            .registry
+            .put_manifest(&target.repository, tag, manifest)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Copies the release to `mirror-to`; a failed mirror is a warning unless
+/// `mirror-required`.
+async fn mirror(
+    args: &PublishArgs,
+    session: &Session,
+    target: &Target,
+) -> anyhow::Result<Vec<Mirrored>> {
+    if !args.push {
+        return Ok(Vec::new());
+    }
+    let mirrored =
+        release_mirrors(args, &target.registry, &target.repository, &target.set.tags).await?;
+    let failed: Vec<&Mirrored> = mirrored.iter().filter(|m| m.result.is_err()).collect();
+    if args.mirror_required && !failed.is_empty() {
+        bail!(
+            "{} is released, but mirroring it to {} failed and `mirror-required` is set; see the log, then re-run (only what is missing is copied)",
+            target.reference.familiar(),
+            failed
+                .iter()
+                .map(|m| m.target.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    for m in &failed {
+        if let Err(e) = &m.result {
+            session.workflow.warning(&format!(
+                "mirroring to {} failed: {e}; the release stands (set `mirror-required: true` to fail the job instead)",
+                m.target
+            ));
+        }
+    }
+    Ok(mirrored)
+}
+
+/// Outputs and the job summary.
+fn finish(
+    args: &PublishArgs,
+    session: &Session,
+    target: &Target,
+    report: &Published,
+    mirrored: &[Mirrored],
+    gate: Option<&Gate>,
+) -> anyhow::Result<()> {
+    let name = target.reference.familiar();
+    let mut outputs = Outputs::new();
+    outputs.set("image", name.clone());
+    outputs.set("digest", report.digest.clone());
+    outputs.set(
+        "tags",
+        target
+            .set
+            .tags
+            .iter()
+            .map(|t| format!("{name}:{t}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    outputs.set("sha-tag", format!("{name}:{}", target.set.sha));
+    outputs.set("pushed", args.push.to_string());
+    let mut markdown = summary(report);
+    if !mirrored.is_empty() {
+        outputs.set_json("mirrors", &mirror_results(mirrored))?;
+        markdown.push('\n');
+        markdown.push_str(&mirrors(mirrored));
+    }
+    if let Some(gate) = gate {
+        gate.set_outputs(&mut outputs);
+        markdown.push('\n');
+        markdown.push_str(&gate.summary);
+    }
+    session.finish(&outputs, &markdown)
+}
