@@ -8,6 +8,7 @@ use std::io::Read as _;
 use serde_json::Value;
 
 use crate::publish::{publish, scoped};
+use crate::support::engine_proxy::NoSessionEngine;
 use crate::support::git::Repo;
 use crate::support::services::services;
 
@@ -505,4 +506,38 @@ async fn a_context_that_cannot_be_read_stops_the_build_saying_why() {
             .await
             .is_empty()
     );
+}
+
+#[tokio::test]
+async fn auto_takes_the_legacy_builder_only_when_the_engine_refuses_a_session() {
+    let engine = NoSessionEngine::start(&services().docker_socket);
+    let repo = Repo::new();
+    repo.write("ops/docker/app/Dockerfile", "FROM scratch\nCOPY a /a\n")
+        .write("ops/docker/app/a", &format!("{}\n", nonce()));
+    let sha = repo.commit("plain");
+    let ran = publish(&repo, "t-bk-nosession", "refs/heads/main", &sha)
+        .env("DOCKER_HOST", &engine.docker_host())
+        .run_async()
+        .await;
+    ran.assert_ok();
+    assert!(
+        ran.summary.contains("refused a BuildKit session")
+            && ran.summary.contains("built with the legacy builder"),
+        "{}",
+        ran.summary
+    );
+    assert!(ran.stdout.contains(": COPY a /a\n ---> "), "{}", ran.stdout);
+    assert!(
+        image_files("t-bk-nosession/app", &sha)
+            .await
+            .contains_key("a")
+    );
+
+    // Asked for BuildKit by name, the refusal is the error.
+    publish(&repo, "t-bk-nosession2", "refs/heads/main", &sha)
+        .env("DOCKER_HOST", &engine.docker_host())
+        .input("builder", "buildkit")
+        .run_async()
+        .await
+        .assert_failed("refused a BuildKit session (POST /session answered 404");
 }
