@@ -373,14 +373,7 @@ fn index(saved: &Path) -> Result<Index, ExportError> {
     // Member → where its data starts in the tarball, and its size.
     let mut files = HashMap::new();
     let mut links = HashMap::new();
-    let mut archive = tar::Archive::new(open(saved)?);
-    // Seeking skips layer data instead of reading it.
-    let entries = archive
-        .entries_with_seek()
-        .map_err(|e| read_err(saved, "the tar headers", e))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| read_err(saved, "the tar headers", e))?;
-        let member = member_name(saved, &entry)?;
+    each_entry(saved, |entry, member| {
         let kind = entry.header().entry_type();
         if kind.is_file() {
             if member == SAVE_MANIFEST {
@@ -393,7 +386,7 @@ fn index(saved: &Path) -> Result<Index, ExportError> {
             files.insert(member, (entry.raw_file_position(), entry.size()));
         } else if kind.is_symlink() || kind.is_hard_link() {
             let Some(target) = entry.link_name().map_err(|e| read_err(saved, &member, e))? else {
-                continue;
+                return Ok(());
             };
             // Symlink targets are relative to the link; hard links to the root.
             let target = if kind.is_symlink() {
@@ -406,7 +399,8 @@ fn index(saved: &Path) -> Result<Index, ExportError> {
             };
             links.insert(member, normalise(&target));
         }
-    }
+        Ok(())
+    })?;
 
     let manifest = manifest.ok_or_else(|| ExportError::NoManifest {
         saved: saved.to_owned(),
@@ -489,18 +483,10 @@ fn convert(
         let mut converted = Converted::new();
         // Members met already: engines may store one tar twice.
         let mut seen = HashSet::new();
-        let mut archive = tar::Archive::new(open(saved)?);
-        let entries = archive
-            .entries_with_seek()
-            .map_err(|e| read_err(saved, "the tar headers", e))?;
-        for entry in entries {
-            let mut entry = entry.map_err(|e| read_err(saved, "the tar headers", e))?;
-            if !entry.header().entry_type().is_file() {
-                continue;
-            }
-            let member = member_name(saved, &entry)?;
-            if !wanted.contains(member.as_str()) || !seen.insert(member.clone()) {
-                continue;
+        each_entry(saved, |entry, member| {
+            let is_file = entry.header().entry_type().is_file();
+            if !is_file || !wanted.contains(member.as_str()) || !seen.insert(member.clone()) {
+                return Ok(());
             }
             let layer = Layer {
                 saved,
@@ -508,10 +494,11 @@ fn convert(
                 work_dir,
                 partial: work_dir.join(format!("layer-{}.partial", seen.len())),
             };
-            if let Some(kept) = layer.write(&mut entry, &mut gzip, &mut records)? {
+            if let Some(kept) = layer.write(entry, &mut gzip, &mut records)? {
                 converted.insert(member, kept);
             }
-        }
+            Ok(())
+        })?;
 
         let writers = gzip
             .finish()
@@ -701,6 +688,24 @@ impl Write for Count {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Visits every member of the tarball with its normalised name; seeking
+/// skips the data of members the visitor does not read.
+fn each_entry(
+    saved: &Path,
+    mut visit: impl FnMut(&mut tar::Entry<'_, File>, String) -> Result<(), ExportError>,
+) -> Result<(), ExportError> {
+    let mut archive = tar::Archive::new(open(saved)?);
+    let entries = archive
+        .entries_with_seek()
+        .map_err(|e| read_err(saved, "the tar headers", e))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| read_err(saved, "the tar headers", e))?;
+        let member = member_name(saved, &entry)?;
+        visit(&mut entry, member)?;
+    }
+    Ok(())
 }
 
 fn open(saved: &Path) -> Result<File, ExportError> {
