@@ -61,47 +61,34 @@ pub async fn buildkit_log(
     on_line: &mut dyn FnMut(&str),
 ) -> Result<Built, EngineError> {
     let mut progress = Progress::default();
-    let mut image_id = String::new();
     while let Some(item) = stream.next().await {
-        let message = match item {
-            Ok(info) => {
-                match &info.aux {
-                    Some(BuildInfoAux::BuildKit(status)) => {
-                        for line in progress.update(status) {
-                            on_line(&line);
-                        }
-                    }
-                    Some(BuildInfoAux::Default(id)) => {
-                        image_id = id.id.clone().unwrap_or_default();
-                    }
-                    None => {}
-                }
-                if let Some(line) = info.stream.as_deref() {
-                    line.lines()
-                        .filter(|l| !l.trim().is_empty())
-                        .for_each(&mut *on_line);
-                }
-                info.error_detail.and_then(|d| d.message)
+        // The stream turns the engine's `errorDetail` into `Build`.
+        let info = match item {
+            Ok(info) => info,
+            Err(BuildKitError::Build { message }) => {
+                let failed = progress.failed();
+                return Err(EngineError::BuildFailed {
+                    image: image.to_owned(),
+                    step: failed.map(|f| f.name.clone()),
+                    message,
+                    tail: failed.map(|f| f.tail.join("\n")).unwrap_or_default(),
+                });
             }
-            Err(BuildKitError::Build { message }) => Some(message),
             Err(other) => return Err(EngineError::BuildKit(other)),
         };
-        if let Some(message) = message {
-            let failed = progress.failed();
-            return Err(EngineError::BuildFailed {
-                image: image.to_owned(),
-                step: failed.map(|f| f.name.clone()),
-                message,
-                tail: failed.map(|f| f.tail.join("\n")).unwrap_or_default(),
-            });
+        if let Some(BuildInfoAux::BuildKit(status)) = &info.aux {
+            for line in progress.update(status) {
+                on_line(&line);
+            }
+        }
+        if let Some(text) = info.stream.as_deref() {
+            text.lines()
+                .filter(|l| !l.trim().is_empty())
+                .for_each(&mut *on_line);
         }
     }
     let (cached, executed) = progress.counts();
-    Ok(Built {
-        image_id,
-        cached,
-        executed,
-    })
+    Ok(Built { cached, executed })
 }
 
 /// Reads a legacy build: its text lines as they come, the last few kept for

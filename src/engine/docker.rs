@@ -84,10 +84,9 @@ pub enum Builder {
     Legacy,
 }
 
-/// What a build made, and how much of it came from the cache.
+/// How much of a build came from the cache.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Built {
-    pub image_id: String,
     /// Steps answered from the cache (BuildKit only).
     pub cached: usize,
     /// Steps that ran (BuildKit only).
@@ -129,7 +128,7 @@ impl Engine {
         let dockerfile = spec.dockerfile.to_owned();
         let plan = blocking(move || ContextPlan::new(&context_dir, Some(&dockerfile))).await?;
         let tag = spec.tag.to_owned();
-        let mut built = match spec.builder {
+        let built = match spec.builder {
             Builder::BuildKit => self.buildkit(&spec, plan, on_line).await?,
             Builder::Legacy => {
                 let options = legacy_options(&spec, plan.dockerfile().to_owned());
@@ -140,9 +139,6 @@ impl Engine {
                 legacy_log(stream, &tag, on_line).await?
             }
         };
-        if built.image_id.is_empty() {
-            built.image_id = self.image_id(&tag).await?;
-        }
         Ok(built)
     }
 
@@ -191,10 +187,6 @@ impl Engine {
                 image: image.to_owned(),
                 source,
             })
-    }
-
-    async fn image_id(&self, image: &str) -> Result<String, EngineError> {
-        Ok(self.inspect(image).await?.id.unwrap_or_default())
     }
 
     /// Streams `docker save` of one image to a file; returns its size.

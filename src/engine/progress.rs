@@ -39,7 +39,6 @@ struct Step {
 #[derive(Debug, Default)]
 pub struct Progress {
     steps: HashMap<String, Step>,
-    names: HashMap<String, String>,
     failed: Option<FailedStep>,
     cached: usize,
     executed: usize,
@@ -91,9 +90,6 @@ impl Progress {
     }
 
     fn vertex(&mut self, vertex: &Vertex, lines: &mut Vec<String>) {
-        self.names
-            .entry(vertex.digest.clone())
-            .or_insert_with(|| vertex.name.clone());
         let step = self.step(&vertex.digest);
         if step.finished {
             return;

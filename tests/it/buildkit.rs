@@ -247,6 +247,13 @@ async fn buildkit_takes_only_its_networks_and_legacy_stays_available() {
         .run_async()
         .await
         .assert_failed("`network`: \"mynet\" is not a network BuildKit can use");
+    let ran = publish(&repo, "t-bk-net", "refs/heads/main", &sha)
+        .input("builder", "legacy")
+        .input("secrets", "npm_token=legacy-can-not-mount-this")
+        .run_async()
+        .await;
+    ran.assert_failed("`secrets` (npm_token) are for `RUN --mount=type=secret`, which the legacy builder can't do");
+    ran.assert_secret_masked_only("legacy-can-not-mount-this");
     publish(&repo, "t-bk-net", "refs/heads/main", &sha)
         .input("builder", "sideways")
         .run_async()

@@ -73,11 +73,11 @@ pub(super) fn explain_failure(
     else {
         return error.into();
     };
-    let content = std::fs::read_to_string(&target.dockerfile).unwrap_or_default();
+    let content = &target.dockerfile_text;
     let annotation = Annotation::new(Level::Error, format!("`{step}` failed: {message}\n{tail}"))
         .with_title("build step failed")
         .with_file(&target.dockerfile_rel);
-    if let Some((line, image)) = dockerfile::syntax_directive(&content)
+    if let Some((line, image)) = dockerfile::syntax_directive(content)
         .filter(|(_, image)| step.starts_with(FRONTEND_STEP) && step.contains(image.as_str()))
     {
         let explained = format!(
@@ -92,7 +92,7 @@ pub(super) fn explain_failure(
         );
         return anyhow::anyhow!(explained);
     }
-    let annotation = match dockerfile::step_line(&content, step) {
+    let annotation = match dockerfile::step_line(content, step) {
         Some(line) => annotation.with_line(u32::try_from(line).unwrap_or(1)),
         None => annotation,
     };

@@ -40,6 +40,17 @@ pub(super) fn build_secrets(lines: &[String]) -> anyhow::Result<BuildSecrets> {
     Ok(secrets)
 }
 
+/// Only BuildKit mounts secrets; the legacy builder would drop them unsaid.
+pub(super) fn check_secrets(builder: BuilderArg, secrets: &BuildSecrets) -> anyhow::Result<()> {
+    if builder == BuilderArg::Legacy && !secrets.is_empty() {
+        bail!(
+            "`secrets` ({}) are for `RUN --mount=type=secret`, which the legacy builder can't do; set `builder: auto` or `buildkit`",
+            secrets.ids().join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// BuildKit's `RUN` takes only these networks through the engine's API; the
 /// legacy builder also takes a network's name.
 pub(super) fn check_network(builder: BuilderArg, network: Option<&str>) -> anyhow::Result<()> {

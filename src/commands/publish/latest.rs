@@ -9,22 +9,17 @@ pub(super) const REVISION_LABEL: &str = "org.opencontainers.image.revision";
 pub(super) async fn tag_set(
     args: &PublishArgs,
     session: &Session,
-    registry: &Registry,
-    repository: &str,
     sha: &str,
     version: Option<&semver::Version>,
     event: Option<&Event>,
+    latest: Option<&Pushed>,
+    published_versions: &[semver::Version],
 ) -> anyhow::Result<TagSet> {
     let extra_tags: Vec<String> = args
         .tags
         .iter()
         .flat_map(|t| crate::actions::inputs::split_list(t))
         .collect();
-    let published_versions = if args.push && version.is_some() {
-        released_versions(registry, repository).await?
-    } else {
-        Vec::new()
-    };
     let mut set = tags::tags(&Facts {
         sha,
         git_ref: session.ctx.git_ref.as_deref(),
@@ -37,14 +32,16 @@ pub(super) async fn tag_set(
             LatestArg::False => Latest::Never,
         },
         extra: &extra_tags,
-        published: &published_versions,
+        published: published_versions,
     })?;
     if set.latest && args.push {
         let token = args
             .github_token
             .as_deref()
             .or(session.env_token.as_deref());
-        guard_latest(registry, repository, sha, session, token, &mut set).await?;
+        if let Some(revision) = latest.and_then(|image| revision_label(&image.config)) {
+            guard_latest(&revision, sha, session, token, &mut set).await?;
+        }
     }
     Ok(set)
 }
@@ -62,26 +59,19 @@ pub(super) async fn released_versions(
 }
 
 /// `latest` never moves backwards: when the image it names now was built
-/// from a commit that descends from this one, it stays.
+/// from `revision`, a commit that descends from this one, it stays.
 pub(super) async fn guard_latest(
-    registry: &Registry,
-    repository: &str,
+    revision: &str,
     sha: &str,
     session: &Session,
     token: Option<&str>,
     set: &mut TagSet,
 ) -> anyhow::Result<()> {
-    let Some(current) = registry.manifest(repository, "latest").await? else {
-        return Ok(());
-    };
-    let Some(revision) = revision_of(registry, repository, &current).await? else {
-        return Ok(());
-    };
     if revision.eq_ignore_ascii_case(sha) {
         return Ok(());
     }
     let short = &revision[..revision.len().min(7)];
-    match ancestry(session, token, sha, &revision).await? {
+    match ancestry(session, token, sha, revision).await? {
         Some((true, source)) => {
             set.latest = false;
             set.tags.retain(|t| t != "latest");
@@ -118,11 +108,8 @@ pub(super) async fn ancestry(
     Ok(api.is_ancestor(sha, revision).await?.map(|a| (a, "github")))
 }
 
-pub(super) async fn revision_of(
-    registry: &Registry,
-    repository: &str,
-    manifest: &Manifest,
-) -> anyhow::Result<Option<String>> {
+/// The commit an image config says it was built from.
+pub(super) fn revision_label(config: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Config {
         config: Option<ConfigBody>,
@@ -132,11 +119,7 @@ pub(super) async fn revision_of(
         #[serde(rename = "Labels")]
         labels: Option<HashMap<String, String>>,
     }
-    let Some(config) = config_digest(&manifest.bytes) else {
-        return Ok(None);
-    };
-    let bytes = registry.blob(repository, &config).await?;
-    Ok(serde_json::from_slice::<Config>(&bytes)
+    serde_json::from_slice::<Config>(config)
         .ok()
-        .and_then(|c| c.config?.labels?.remove(REVISION_LABEL)))
+        .and_then(|c| c.config?.labels?.remove(REVISION_LABEL))
 }

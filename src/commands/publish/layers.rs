@@ -14,12 +14,19 @@ pub(super) async fn reusable_layers(
     target: &Target,
     diff_ids: &[String],
 ) -> anyhow::Result<KnownLayers> {
+    let mut sources: Vec<KnownLayers> = Vec::new();
+    if let Some(latest) = &target.latest {
+        sources.push(latest.layers(&target.repository));
+    }
+    for (repository, tag) in base_images(target) {
+        if let Some(base) = pushed(&target.registry, &repository, &tag).await? {
+            sources.push(base.layers(&repository));
+        }
+    }
     let mut candidates = KnownLayers::new();
-    for (repository, tag) in reuse_sources(target) {
-        for (diff_id, layer) in layers_of(&target.registry, &repository, &tag).await? {
-            if diff_ids.contains(&diff_id) {
-                candidates.entry(diff_id).or_insert(layer);
-            }
+    for (diff_id, layer) in sources.into_iter().flatten() {
+        if diff_ids.contains(&diff_id) {
+            candidates.entry(diff_id).or_insert(layer);
         }
     }
     let mut held = KnownLayers::new();
@@ -45,48 +52,57 @@ pub(super) async fn reusable_layers(
     Ok(held)
 }
 
-/// Where earlier layers of this image may be: its own `latest`, then each
-/// `FROM` image on the same registry. Only when pushing: a build that pushes
-/// nothing must not change the registry by mounting.
-pub(super) fn reuse_sources(target: &Target) -> Vec<(String, String)> {
+/// The `FROM` images on this registry, whose layers may be mounted. Only
+/// when pushing: a build that pushes nothing must not change the registry.
+pub(super) fn base_images(target: &Target) -> Vec<(String, String)> {
     if !target.push {
         return Vec::new();
     }
-    let content = std::fs::read_to_string(&target.dockerfile).unwrap_or_default();
     let args = target
         .build_args
         .iter()
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let stages = dockerfile::stages(&content, &args);
-    let bases = dockerfile::external_bases(&stages)
+    let stages = dockerfile::stages(&target.dockerfile_text, &args);
+    dockerfile::external_bases(&stages)
         .into_iter()
         .filter_map(|stage| Reference::parse(&stage.base).ok())
         .filter(|base| base.registry() == target.reference.registry() && base.digest().is_none())
         .map(|base| {
             let tag = base.tag().unwrap_or("latest").to_owned();
             (base.repository().to_owned(), tag)
-        });
-    std::iter::once((target.repository.clone(), "latest".to_owned()))
-        .chain(bases)
+        })
         .collect()
 }
 
-/// The layers of `repository:tag` by diff ID; none when it is absent or not
-/// a single-platform image.
-pub(super) async fn layers_of(
+/// An image as the registry holds it: its manifest and config.
+pub(super) struct Pushed {
+    pub(super) manifest: Manifest,
+    pub(super) config: Vec<u8>,
+}
+
+impl Pushed {
+    /// Its layers by diff ID, as held in `repository`.
+    pub(super) fn layers(&self, repository: &str) -> KnownLayers {
+        known_layers(repository, &self.manifest.bytes, &self.config)
+    }
+}
+
+/// `repository:tag` with its config; none when it is absent or not a
+/// single-platform image.
+pub(super) async fn pushed(
     registry: &Registry,
     repository: &str,
     tag: &str,
-) -> anyhow::Result<KnownLayers> {
+) -> anyhow::Result<Option<Pushed>> {
     let Some(manifest) = registry.manifest(repository, tag).await? else {
-        return Ok(KnownLayers::new());
+        return Ok(None);
     };
     let Some(config) = config_digest(&manifest.bytes) else {
-        return Ok(KnownLayers::new());
+        return Ok(None);
     };
     let config = registry.blob(repository, &config).await?;
-    Ok(known_layers(repository, &manifest.bytes, &config))
+    Ok(Some(Pushed { manifest, config }))
 }
 
 /// The config digest an image manifest names.

@@ -87,6 +87,8 @@ struct Target {
     dockerfile: PathBuf,
     /// The Dockerfile relative to the workspace, for annotations.
     dockerfile_rel: String,
+    /// Its text, read once: bases to reuse layers from, failed steps' lines.
+    dockerfile_text: String,
     reference: Reference,
     repository: String,
     credentials: Option<Credentials>,
@@ -107,6 +109,9 @@ struct Target {
     set: TagSet,
     /// The manifest the SHA tag names already, if any.
     existing: Option<Manifest>,
+    /// The image `latest` names now (read once: its revision guards
+    /// `latest`, its layers are reused).
+    latest: Option<Pushed>,
     /// Whether this run pushes at all.
     push: bool,
 }
@@ -148,6 +153,8 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
             dockerfile.display()
         );
     }
+    let dockerfile_text = std::fs::read_to_string(&dockerfile)
+        .with_context(|| format!("couldn't read {}", dockerfile.display()))?;
     let dockerfile_rel = dockerfile
         .strip_prefix(&ctx.workspace)
         .map(|p| p.display().to_string())
@@ -165,28 +172,34 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
     let extra_labels = metadata::pairs("labels", &args.labels).map_err(anyhow::Error::msg)?;
     let platform = single_platform(args.platforms.as_deref())?;
     check_network(args.builder, args.network.as_deref())?;
+    let secrets = build_secrets(&args.secrets)?;
+    check_secrets(args.builder, &secrets)?;
     let event = session.event()?;
     let sha = commit_sha(args, session, event.as_ref())?;
     let version = release_version(args, session, &basename)?;
     let registry = Registry::new(reference.registry(), credentials.clone())?;
-    if args.push {
+    let (existing, latest) = if args.push {
         registry.check_access(&repository).await?;
-    }
-    let existing = if args.push {
-        registry
+        let existing = registry
             .manifest(&repository, &sha.to_ascii_lowercase())
-            .await?
+            .await?;
+        (existing, pushed(&registry, &repository, "latest").await?)
     } else {
-        None
+        (None, None)
+    };
+    let published_versions = if args.push && version.is_some() {
+        released_versions(&registry, &repository).await?
+    } else {
+        Vec::new()
     };
     let set = tag_set(
         args,
         session,
-        &registry,
-        &repository,
         &sha,
         version.as_ref(),
         event.as_ref(),
+        latest.as_ref(),
+        &published_versions,
     )
     .await?;
     let cache_from = cache_sources(args, &reference, &set);
@@ -195,6 +208,7 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
         dir,
         dockerfile,
         dockerfile_rel,
+        dockerfile_text,
         reference,
         repository,
         credentials,
@@ -205,12 +219,13 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
         platform,
         network: args.network.clone(),
         builder: args.builder,
-        secrets: build_secrets(&args.secrets)?,
+        secrets,
         inline_cache: args.cache,
         cache_from,
         sha,
         set,
         existing,
+        latest,
         push: args.push,
     })
 }
