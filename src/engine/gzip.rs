@@ -32,10 +32,10 @@ use flate2::{Compress, Compression, FlushCompress, Status};
 /// Input bytes per piece: big enough that the sync flush (5 bytes) and the
 /// cold start at each cut cost nothing measurable, small enough that a
 /// layer of a few MiB still spreads over the cores.
-pub const CHUNK: usize = 1 << 20;
+const CHUNK: usize = 1 << 20;
 /// zlib-rs level 5 compresses text within 1% of level 6 (what `gzip` and
 /// Go's `docker push` use) at about 1.4× its speed; level 4 is 3% bigger.
-pub const LEVEL: u32 = 5;
+const LEVEL: u32 = 5;
 /// Deflate's window: what a piece needs of the input before it.
 const WINDOW: usize = 32 * 1024;
 /// Three samples this long are 5% of a piece, so a stored piece costs a

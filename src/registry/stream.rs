@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -229,13 +229,9 @@ impl Registry {
             let file = tokio::fs::File::open(path).await.map_err(|e| {
                 RegistryError::Protocol(format!("couldn't open {}: {e}", path.display()))
             })?;
-            let shown = path.display().to_string();
-            Ok(verified(
-                file_chunks(file, shown.clone()),
-                digest,
-                &shown,
-                format!("blob {digest}"),
-            ))
+            // Not hashed again here: the export hashed these very bytes as
+            // it wrote them, and the registry checks them against `digest`.
+            Ok(file_chunks(file, path.display().to_string()).boxed())
         })
         .await
     }
@@ -257,22 +253,31 @@ impl Registry {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<BlobStream, RegistryError>>,
     {
-        // Atomic only so that the future stays `Send`.
+        // Atomics only so that the future stays `Send`.
         let (open, tries) = (&open, &AtomicU32::new(0));
+        let sending = &AtomicBool::new(false);
         let once = || async move {
             tries.fetch_add(1, Ordering::Relaxed);
+            sending.store(false, Ordering::Relaxed);
             match self.start_upload(repository, digest, None).await? {
                 // Only asked for with a `from`: nothing left to send.
                 Upload::Mounted => Ok(()),
                 Upload::Session(session) => {
+                    sending.store(true, Ordering::Relaxed);
                     let chunks = open().await?;
                     self.finish_upload(repository, &session, digest, size, chunks)
                         .await
                 }
             }
         };
+        // Opening the session already retried the registry's 429 and 5xx
+        // answers (`send`); only a dropped connection is worth a new try there.
+        let pause = |error: &RegistryError, attempt| match error {
+            RegistryError::Status { .. } if !sending.load(Ordering::Relaxed) => None,
+            _ => error.retry_pause(attempt),
+        };
         let what = format!("uploading blob {digest} to {}/{repository}", self.name);
-        retry::again(&what, once, RegistryError::retry_pause)
+        retry::again(&what, once, pause)
             .await
             .map_err(|e| RegistryError::Upload {
                 registry: self.name.clone(),

@@ -33,7 +33,7 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 
 pub use address::EngineAddress;
-pub use secrets::{BuildSecrets, SecretValue};
+pub use secrets::BuildSecrets;
 
 use address::Connection;
 use lines::JsonLines;
@@ -131,11 +131,20 @@ pub struct BuildRequest {
     pub secrets: BuildSecrets,
 }
 
-/// The context is shown by size only; the secrets by id only.
+/// The context is shown by size only; the secrets by id only; build-args
+/// by name only (users pass tokens there too).
 impl std::fmt::Debug for BuildRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut options = self.options.clone();
+        for value in options
+            .buildargs
+            .iter_mut()
+            .flat_map(|args| args.values_mut())
+        {
+            *value = "<redacted>".into();
+        }
         f.debug_struct("BuildRequest")
-            .field("options", &self.options)
+            .field("options", &options)
             .field("context_bytes", &self.context.size)
             .field("registries", &self.credentials.keys().collect::<Vec<_>>())
             .field("secrets", &self.secrets)
@@ -548,13 +557,16 @@ mod tests {
     fn debug_of_a_request_shows_no_secret_and_no_context() {
         let mut request = request(BuilderVersion::BuilderBuildKit);
         request.context = Bytes::from_static(b"context-bytes").into();
+        request.options.buildargs = Some(HashMap::from([("NPM_TOKEN".into(), "s3cr3t".into())]));
         let shown = format!("{request:?}");
         assert!(
             !shown.contains("s3cr3t") && !shown.contains("context-bytes"),
             "{shown}"
         );
         assert!(
-            shown.contains("token") && shown.contains("context_bytes: Some(13)"),
+            shown.contains("token")
+                && shown.contains("NPM_TOKEN")
+                && shown.contains("context_bytes: Some(13)"),
             "{shown}"
         );
     }
