@@ -107,6 +107,11 @@ async fn image_blobs(repository: &str, tag: &str) -> Vec<Vec<u8>> {
     blobs
 }
 
+async fn assert_nothing_pushed(repository: &str) {
+    let tags = crate::publish::tags(&services().registry_open, repository, None).await;
+    assert!(tags.is_empty(), "{repository} has tags {tags:?}");
+}
+
 fn text(files: &BTreeMap<String, (u32, Vec<u8>)>, path: &str) -> String {
     let (_, data) = files
         .get(path)
@@ -229,11 +234,7 @@ async fn a_failed_step_is_annotated_on_its_dockerfile_line() {
         ran.stdout
     );
     assert!(ran.stdout.contains("about to fail"), "{}", ran.stdout);
-    assert!(
-        crate::publish::tags(&services().registry_open, "t-bk-fail/app", None)
-            .await
-            .is_empty()
-    );
+    assert_nothing_pushed("t-bk-fail/app").await;
 }
 
 #[tokio::test]
@@ -508,11 +509,7 @@ async fn a_context_that_cannot_be_read_stops_the_build_saying_why() {
         .run_async()
         .await;
     ran.assert_failed("is not valid UTF-8; rename it or exclude it in .dockerignore");
-    assert!(
-        crate::publish::tags(&services().registry_open, "t-bk-ctx/app", None)
-            .await
-            .is_empty()
-    );
+    assert_nothing_pushed("t-bk-ctx/app").await;
 }
 
 #[tokio::test]

@@ -166,26 +166,24 @@ mod tests {
 
     #[test]
     fn parses_the_docker_host_forms() {
-        assert_eq!(
-            EngineAddress::parse("unix:///run/docker.sock").unwrap(),
-            EngineAddress::Unix("/run/docker.sock".into())
-        );
-        assert_eq!(
-            EngineAddress::parse("tcp://127.0.0.1:2376").unwrap(),
-            EngineAddress::Tcp("127.0.0.1:2376".into())
-        );
-        assert_eq!(
-            EngineAddress::parse("http://docker:2375/").unwrap(),
-            EngineAddress::Tcp("docker:2375".into())
-        );
-        assert_eq!(
-            EngineAddress::parse("tcp://docker").unwrap(),
-            EngineAddress::Tcp("docker:2375".into())
-        );
-        assert_eq!(
-            EngineAddress::parse("tcp://[::1]").unwrap(),
-            EngineAddress::Tcp("[::1]:2375".into())
-        );
+        for (host, want) in [
+            (
+                "unix:///run/docker.sock",
+                EngineAddress::Unix("/run/docker.sock".into()),
+            ),
+            (
+                "tcp://127.0.0.1:2376",
+                EngineAddress::Tcp("127.0.0.1:2376".into()),
+            ),
+            (
+                "http://docker:2375/",
+                EngineAddress::Tcp("docker:2375".into()),
+            ),
+            ("tcp://docker", EngineAddress::Tcp("docker:2375".into())),
+            ("tcp://[::1]", EngineAddress::Tcp("[::1]:2375".into())),
+        ] {
+            assert_eq!(EngineAddress::parse(host).unwrap(), want, "{host}");
+        }
     }
 
     #[test]
