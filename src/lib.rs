@@ -6,7 +6,8 @@
 //! command, orchestration only): `publish` builds through `engine`, scans
 //! with `scan`, pushes through `registry` with the tags `tags` decides;
 //! `report` renders summaries, annotations and check runs.
-//! Pure helpers: `reference` (image names), `metadata` (labels, versions),
+//! Pure helpers: `reference` (image names), `metadata` (labels), `release`
+//! (release tags, versions, prereleases),
 //! `retention` (what a cleanup may delete); `github` is the shared REST
 //! client; `hub` is Docker Hub's own API (tag dates and deletes).
 
@@ -23,6 +24,7 @@ pub mod mirror;
 pub mod plan;
 pub mod reference;
 pub mod registry;
+pub mod release;
 pub mod report;
 pub mod retention;
 pub mod scan;

@@ -55,7 +55,7 @@ impl GitSource {
     }
 
     /// The commit a revision names, if this clone has it.
-    async fn commit(&self, rev: &str) -> anyhow::Result<Option<String>> {
+    pub async fn commit(&self, rev: &str) -> anyhow::Result<Option<String>> {
         // A revision is user input: never let it read as an option.
         if rev.starts_with('-') {
             return Ok(None);

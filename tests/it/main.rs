@@ -15,6 +15,7 @@ mod plan_git;
 mod plan_github;
 mod publish;
 mod registry;
+mod release;
 mod runner;
 mod scan;
 mod scan_container;

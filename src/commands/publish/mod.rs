@@ -34,10 +34,12 @@ use crate::mirror::summary::{Mirrored, mirrors};
 use crate::plan::dockerfile;
 use crate::plan::git::GitSource;
 use crate::plan::github::GitHubSource;
+use crate::plan::strategy::short;
 use crate::reference::Reference;
 use crate::registry::auth::Credentials;
 use crate::registry::mount::Upload;
 use crate::registry::{Manifest, Registry};
+use crate::release::{FORMS, ReleaseTag, is_prerelease};
 use crate::report::publish::{Published, summary};
 use crate::tags::{self, Facts, Latest, TagSet};
 
@@ -175,8 +177,14 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
     let secrets = build_secrets(&args.secrets)?;
     check_secrets(args.builder, &secrets)?;
     let event = session.event()?;
-    let sha = commit_sha(args, session, event.as_ref())?;
-    let version = release_version(args, session, &basename)?;
+    let release = release_facts(args, session, event.as_ref(), &basename)?;
+    let sha = commit_sha(
+        args,
+        session,
+        event.as_ref(),
+        release_commit(args, session).await?,
+    )?;
+    let version = release.version.clone();
     let registry = Registry::new(reference.registry(), credentials.clone())?;
     let (existing, latest) = if args.push {
         registry.check_access(&repository).await?;
@@ -196,7 +204,7 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
         args,
         session,
         &sha,
-        version.as_ref(),
+        &release,
         event.as_ref(),
         latest.as_ref(),
         &published_versions,
