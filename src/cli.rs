@@ -473,7 +473,8 @@ pub struct PublishArgs {
           default_missing_value = "true", value_parser = inputs::parse_bool)]
     pub push: bool,
 
-    /// Build even when the commit's SHA tag already exists.
+    /// Build even when the commit's SHA tag, or an image of the same build
+    /// inputs, already exists.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
           default_missing_value = "true", value_parser = inputs::parse_bool)]
     pub rebuild: bool,

@@ -7,11 +7,13 @@
 //! with `scan`, pushes through `registry` with the tags `tags` decides;
 //! `report` renders summaries, annotations and check runs.
 //! Pure helpers: `reference` (image names), `metadata` (labels), `release`
-//! (release tags, versions, prereleases),
+//! (release tags, versions, prereleases), `build_key` (what makes a build
+//! the same build),
 //! `retention` (what a cleanup may delete); `github` is the shared REST
 //! client; `hub` is Docker Hub's own API (tag dates and deletes).
 
 pub mod actions;
+pub mod build_key;
 pub mod cli;
 pub mod commands;
 pub mod engine;

@@ -21,5 +21,6 @@ mod scan;
 mod scan_container;
 mod services;
 mod support;
+mod unchanged;
 mod upload;
 mod usage;

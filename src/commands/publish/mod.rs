@@ -1,14 +1,15 @@
 //! `publish`, read as its stages: resolve (inputs, tags, what the registry
-//! has) → build (BuildKit, export, layers reused) → gate (one scan) → push
-//! (blobs, then the SHA tag) → tag (the others, registry-side) → mirror →
-//! finish (outputs, summary).
+//! has) → build (BuildKit, export, layers reused; or none when the commit
+//! or an image of the same build inputs is already pushed) → gate (one
+//! scan) → push (blobs, then the SHA tag) → tag (the others,
+//! registry-side) → mirror → finish (outputs, summary).
 //!
 //! The image is pushed by this binary, not the engine: blobs first (skipping
 //! what the registry has), the manifest only after all of them, then every
 //! further tag as the same manifest bytes, so all tags name one digest and
 //! the later tags cost one small request each.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,7 +20,8 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use crate::actions::event::Event;
 use crate::actions::outputs::Outputs;
 use crate::actions::workflow::{Annotation, Level};
-use crate::cli::{BuilderArg, LatestArg, PublishArgs};
+use crate::build_key;
+use crate::cli::{BuilderArg, LatestArg, PublishArgs, ScannerArg};
 use crate::commands::Session;
 use crate::commands::mirror::{mirror_results, release_mirrors};
 use crate::commands::scan::{self, Gate, Subject};
@@ -47,11 +49,13 @@ mod build;
 mod inputs;
 mod latest;
 mod layers;
+mod unchanged;
 
 use build::*;
 use inputs::*;
 use latest::*;
 use layers::*;
+use unchanged::*;
 
 /// The engine's export in the work directory: converted for the push and
 /// handed to the scanner as it is.
@@ -61,9 +65,15 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
     let started = Instant::now();
     let target = resolve(args, session).await?;
     let mut report = target.report();
-    let (manifest, gate) = match target.existing.clone().filter(|_| !args.rebuild) {
-        Some(found) => (reuse(found, &target, &mut report), None),
-        None => {
+    let existing = target.existing.clone().filter(|_| !args.rebuild);
+    let earlier = match existing {
+        Some(_) => None,
+        None => same_build(args, session, &target).await?,
+    };
+    let (manifest, gate) = match (existing, earlier) {
+        (Some(found), _) => (reuse(found, &target, &mut report), None),
+        (None, Some(earlier)) => (release_again(&target, earlier, &mut report).await?, None),
+        (None, None) => {
             let work = session.work_dir()?;
             let image = build(session, &target, work.path(), &mut report).await?;
             let gate = gate(args, session, &target, work.path()).await?;
@@ -258,7 +268,11 @@ async fn build(
 ) -> anyhow::Result<OciImage> {
     let engine = Engine::connect().await?;
     let local = format!("{}:{}", target.reference.name(), target.set.sha);
-    let built = build_with_fallback(session, &engine, target, &local, report).await?;
+    let (built, bases) = tokio::join!(
+        build_with_fallback(session, &engine, target, &local, report),
+        base_digests(target)
+    );
+    let (built, builder) = built?;
     report.built = true;
     if built.cached + built.executed > 0 {
         report.notes.push(format!(
@@ -271,9 +285,14 @@ async fn build(
     engine.save(&local, &saved).await?;
     engine.untag(&local).await;
     let out = work.to_owned();
+    let annotations: BTreeMap<String, String> = key_of(target, &built.context, builder, bases)
+        .map(|key| (build_key::ANNOTATION.to_owned(), key))
+        .into_iter()
+        .collect();
     let image = tokio::task::spawn_blocking(move || oci_image(&saved, &out, &known))
         .await
-        .context("the export task failed")??;
+        .context("the export task failed")??
+        .annotated(&annotations);
     report.size = image.layers.iter().map(|l| l.size).sum::<u64>() + image.config.size;
     let reused = image
         .layers
