@@ -33,8 +33,8 @@ pub struct Inputs<'a> {
     /// Secret ids only: like BuildKit's cache, a new secret value alone
     /// doesn't make a new image.
     pub secret_ids: &'a [String],
-    /// Every image the Dockerfile builds on (bases, `# syntax=`
-    /// frontend), as written → the digest it names now.
+    /// Every image the build reads (bases, `--from` images, the
+    /// `# syntax=` frontend), as written → the digest it names now.
     pub bases: &'a BTreeMap<String, String>,
 }
 

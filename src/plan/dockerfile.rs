@@ -1,5 +1,5 @@
 //! The `FROM` lines of a Dockerfile: which images an image builds on, and
-//! where each one is written.
+//! where each one is written; and the other images a build reads.
 //!
 //! Only as much of the Dockerfile grammar as `FROM` needs: parser
 //! directives, comments, line continuations, heredocs (so a `from x import y`
@@ -79,6 +79,67 @@ pub fn external_bases(stages: &[Stage]) -> Vec<&Stage> {
         })
         .map(|(_, stage)| stage)
         .collect()
+}
+
+/// The images a build reads besides its bases — `COPY --from=<image>`,
+/// `ADD --from=<image>`, `RUN --mount=…,from=<image>` — as written. `Err`
+/// says what a build reads that no digest can pin: an `ADD` of a URL, or a
+/// `--from` made of variables.
+pub fn other_images(content: &str, stages: &[Stage]) -> Result<Vec<String>, String> {
+    let escape = escape_char(content);
+    let is_stage = |from: &str| {
+        from.bytes().all(|b| b.is_ascii_digit())
+            || stages.iter().any(|s| {
+                s.name
+                    .as_deref()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(from))
+            })
+    };
+    let mut images = Vec::new();
+    for (line, text) in instructions(content, escape) {
+        let words = split_words(&text, escape);
+        let Some((keyword, rest)) = words.split_first() else {
+            continue;
+        };
+        let keyword = keyword.to_ascii_lowercase();
+        let froms: Vec<&str> = match keyword.as_str() {
+            "copy" | "add" => rest
+                .iter()
+                .filter_map(|w| w.strip_prefix("--from="))
+                .collect(),
+            "run" => rest
+                .iter()
+                .filter_map(|w| w.strip_prefix("--mount="))
+                .flat_map(|mount| mount.split(','))
+                .filter_map(|option| option.strip_prefix("from="))
+                .collect(),
+            _ => Vec::new(),
+        };
+        for from in froms.into_iter().filter(|from| !is_stage(from)) {
+            if from.contains('$') {
+                return Err(format!(
+                    "line {line} reads from `{from}`, named by a variable"
+                ));
+            }
+            images.push(from.to_owned());
+        }
+        if keyword == "add" {
+            let sources = rest.iter().filter(|w| !w.starts_with("--"));
+            let sources: Vec<&&str> = sources.collect();
+            let remote = sources
+                .split_last()
+                .map(|(_, sources)| sources)
+                .unwrap_or_default()
+                .iter()
+                .find(|source| source.contains("://") || source.starts_with("git@"));
+            if let Some(url) = remote {
+                return Err(format!(
+                    "line {line} adds {url}, which may change at any time"
+                ));
+            }
+        }
+    }
+    Ok(images)
 }
 
 /// The stage `docker build` builds when no `--target` is given.
@@ -351,6 +412,27 @@ mod tests {
 
     fn parse(content: &str) -> Vec<Stage> {
         stages(content, &BTreeMap::new())
+    }
+
+    #[test]
+    fn other_images_are_those_read_from_outside_the_stages() {
+        let content = "FROM golang:1.23 AS build\nCOPY --from=0 /a /a\nFROM scratch\nCOPY --from=build /bin/app /app\nCOPY --from=alpine:3.20 /etc/ssl /etc/ssl\nRUN --mount=type=cache,target=/c --mount=type=bind,from=ghcr.io/o/tools:1,target=/t make\nADD --chmod=644 notes.txt /notes\n";
+        let stages = parse(content);
+        assert_eq!(
+            other_images(content, &stages).unwrap(),
+            ["alpine:3.20", "ghcr.io/o/tools:1"]
+        );
+        let remote = "FROM scratch\nADD https://example.com/x.tgz /x\n";
+        assert_eq!(
+            other_images(remote, &parse(remote)).unwrap_err(),
+            "line 2 adds https://example.com/x.tgz, which may change at any time"
+        );
+        let variable = "FROM scratch\nARG IMG\nCOPY --from=$IMG /a /a\n";
+        assert!(
+            other_images(variable, &parse(variable))
+                .unwrap_err()
+                .contains("line 3")
+        );
     }
 
     #[test]

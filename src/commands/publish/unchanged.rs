@@ -109,9 +109,10 @@ pub(super) fn key_of(
     }))
 }
 
-/// Every image the Dockerfile builds on — its external bases and its
-/// `# syntax=` frontend — by the digest each names now; `None` when one
-/// can't be resolved (then no key, and no build is skipped).
+/// Every image the Dockerfile reads — its external bases, `--from`
+/// images, its `# syntax=` frontend — by the digest each names now; `None`
+/// when one can't be resolved or the build reads what no digest pins (a
+/// remote `ADD`): then no key, and no build is skipped.
 pub(super) async fn base_digests(target: &Target) -> Option<BTreeMap<String, String>> {
     let args = target
         .build_args
@@ -119,9 +120,17 @@ pub(super) async fn base_digests(target: &Target) -> Option<BTreeMap<String, Str
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let stages = dockerfile::stages(&target.dockerfile_text, &args);
+    let others = match dockerfile::other_images(&target.dockerfile_text, &stages) {
+        Ok(others) => others,
+        Err(unpinned) => {
+            tracing::info!("{}: {unpinned}; no build key", target.dockerfile_rel);
+            return None;
+        }
+    };
     let written: Vec<String> = dockerfile::external_bases(&stages)
         .into_iter()
         .map(|stage| stage.base.clone())
+        .chain(others)
         .chain(dockerfile::syntax_directive(&target.dockerfile_text).map(|(_, image)| image))
         .collect();
     let mut digests = BTreeMap::new();
