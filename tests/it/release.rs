@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::publish::{digest_of, set, tags, unique};
 use crate::support::fixture_json;
-use crate::support::git::Repo;
+use crate::support::git::{Repo, noisy_app};
 use crate::support::proxy::{Fault, Proxy};
 use crate::support::run::{Action, Ran};
 use crate::support::services::services;
@@ -216,19 +216,8 @@ fn the_owner_falls_back_to_the_event_and_its_absence_names_namespace() {
     ran.assert_failed("set the `namespace` input");
 }
 
-/// A 1 MiB layer, so that a blob upload can't hide among requests.
 fn app_repo() -> Repo {
-    let repo = Repo::new();
-    let noise: String = (0..(1 << 20) / 32)
-        .map(|_| uuid::Uuid::new_v4().simple().to_string())
-        .collect();
-    repo.write(
-        "ops/docker/app/Dockerfile",
-        "FROM scratch\nCOPY noise /noise\n",
-    )
-    .write("ops/docker/app/noise", &noise);
-    repo.commit("app");
-    repo
+    noisy_app("FROM scratch\nCOPY noise /noise\n")
 }
 
 /// `publish` of `app` as the runner runs it on `event`, to `registry`.

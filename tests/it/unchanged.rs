@@ -6,23 +6,12 @@
 use serde_json::Value;
 
 use crate::publish::{digest_of, publish, scoped};
-use crate::support::git::Repo;
+use crate::support::git::{Repo, noisy_app};
 use crate::support::proxy::{Fault, Proxy};
 use crate::support::services::services;
 
-/// A 1 MiB layer, so that an upload can't hide among requests.
 fn app_repo() -> Repo {
-    let repo = Repo::new();
-    let noise: String = (0..(1 << 20) / 32)
-        .map(|_| uuid::Uuid::new_v4().simple().to_string())
-        .collect();
-    repo.write(
-        "ops/docker/app/Dockerfile",
-        "FROM scratch\nARG FLAVOUR=plain\nCOPY noise /noise\nLABEL flavour=$FLAVOUR\n",
-    )
-    .write("ops/docker/app/noise", &noise);
-    repo.commit("app");
-    repo
+    noisy_app("FROM scratch\nARG FLAVOUR=plain\nCOPY noise /noise\nLABEL flavour=$FLAVOUR\n")
 }
 
 async fn get_json(repository: &str, path: &str) -> Value {

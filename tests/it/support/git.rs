@@ -81,3 +81,16 @@ impl Repo {
         self.dir.path().join(path)
     }
 }
+
+/// `ops/docker/app` built by `dockerfile` next to a 1 MiB file `noise` of
+/// fresh random text, committed: a layer no upload can hide among requests.
+pub fn noisy_app(dockerfile: &str) -> Repo {
+    let repo = Repo::new();
+    let noise: String = (0..(1 << 20) / 32)
+        .map(|_| uuid::Uuid::new_v4().simple().to_string())
+        .collect();
+    repo.write("ops/docker/app/Dockerfile", dockerfile)
+        .write("ops/docker/app/noise", &noise);
+    repo.commit("app");
+    repo
+}
