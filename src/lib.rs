@@ -26,6 +26,7 @@ pub mod registry;
 pub mod report;
 pub mod retention;
 pub mod scan;
+pub mod supply;
 pub mod tags;
 pub mod time;
 pub mod usage;

@@ -45,11 +45,13 @@ mod build;
 mod inputs;
 mod latest;
 mod layers;
+mod supply;
 
 use build::*;
 use inputs::*;
 use latest::*;
 use layers::*;
+use supply::*;
 
 /// The engine's export in the work directory: converted for the push and
 /// handed to the scanner as it is.
@@ -58,9 +60,10 @@ const SAVED: &str = "image.tar";
 pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
     let started = Instant::now();
     let target = resolve(args, session).await?;
+    let supply = supply_inputs(args, session).await?;
     let mut report = target.report();
-    let (manifest, gate) = match target.existing.clone().filter(|_| !args.rebuild) {
-        Some(found) => (reuse(found, &target, &mut report), None),
+    let (manifest, gate, sbom) = match target.existing.clone().filter(|_| !args.rebuild) {
+        Some(found) => (reuse(found, &target, &mut report), None, None),
         None => {
             let work = session.work_dir()?;
             let image = build(session, &target, work.path(), &mut report).await?;
@@ -68,16 +71,45 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
             if let Some(blocking) = gate.as_ref().filter(|g| g.blocks()) {
                 return withhold(args, session, &target, report, blocking, started);
             }
+            let digest = &image.manifest_digest;
+            let sbom = sbom(
+                args,
+                session,
+                &target,
+                &supply,
+                gate.as_ref(),
+                digest,
+                work.path(),
+                &mut report,
+            )
+            .await?;
             let manifest = push(args, &target, &image, &mut report).await?;
-            (manifest, gate)
+            (manifest, gate, sbom)
         }
     };
     tag(args, &target, &manifest).await?;
-    let mirrored = mirror(args, session, &target).await?;
+    let signed = sign(
+        args,
+        &target,
+        &supply,
+        &manifest.digest,
+        sbom.as_ref(),
+        &mut report,
+    )
+    .await?;
+    let mirrored = mirror(args, session, &target, &signed).await?;
     report.digest = manifest.digest.clone();
     report.pushed = args.push;
     report.seconds = started.elapsed().as_secs_f64();
-    finish(args, session, &target, &report, &mirrored, gate.as_ref())
+    finish(
+        args,
+        session,
+        &target,
+        &report,
+        &mirrored,
+        gate.as_ref(),
+        sbom.as_ref(),
+    )
 }
 
 /// Everything decided before building: where the image comes from, where it
@@ -380,18 +412,19 @@ async fn tag(args: &PublishArgs, target: &Target, manifest: &Manifest) -> anyhow
     Ok(())
 }
 
-/// Copies the release to `mirror-to`; a failed mirror is a warning unless
-/// `mirror-required`.
+/// Copies the release, with its signature tags (`signed`), to `mirror-to`;
+/// a failed mirror is a warning unless `mirror-required`.
 async fn mirror(
     args: &PublishArgs,
     session: &Session,
     target: &Target,
+    signed: &[String],
 ) -> anyhow::Result<Vec<Mirrored>> {
     if !args.push {
         return Ok(Vec::new());
     }
-    let mirrored =
-        release_mirrors(args, &target.registry, &target.repository, &target.set.tags).await?;
+    let tags: Vec<String> = target.set.tags.iter().chain(signed).cloned().collect();
+    let mirrored = release_mirrors(args, &target.registry, &target.repository, &tags).await?;
     let failed: Vec<&Mirrored> = mirrored.iter().filter(|m| m.result.is_err()).collect();
     if args.mirror_required && !failed.is_empty() {
         bail!(
@@ -423,9 +456,13 @@ fn finish(
     report: &Published,
     mirrored: &[Mirrored],
     gate: Option<&Gate>,
+    sbom: Option<&Sbom>,
 ) -> anyhow::Result<()> {
     let name = target.reference.familiar();
     let mut outputs = Outputs::new();
+    if let Some(sbom) = sbom {
+        outputs.set("sbom-path", sbom.path().to_owned());
+    }
     outputs.set("image", name.clone());
     outputs.set("digest", report.digest.clone());
     outputs.set(
