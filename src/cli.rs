@@ -533,11 +533,21 @@ pub struct SupplyArgs {
     /// Sign the pushed digest the way `cosign sign --key` does: cosign's
     /// encrypted private key PEM, a PKCS#8 or EC P-256 PEM, or
     /// `hashivault://<key>` (Vault/OpenBao Transit via VAULT_ADDR and VAULT_TOKEN).
-    #[arg(long, hide_env_values = true, value_name = "KEY")]
+    #[arg(
+        long,
+        hide_env_values = true,
+        allow_hyphen_values = true,
+        value_name = "KEY"
+    )]
     pub sign_key: Option<String>,
 
     /// The password of an encrypted `sign-key` (COSIGN_PASSWORD).
-    #[arg(long, hide_env_values = true, value_name = "PASSWORD")]
+    #[arg(
+        long,
+        hide_env_values = true,
+        allow_hyphen_values = true,
+        value_name = "PASSWORD"
+    )]
     pub sign_key_password: Option<String>,
 }
 
@@ -548,7 +558,7 @@ pub struct VerifyArgs {
     pub image: String,
 
     /// The public key (`cosign.pub`): its PEM, or a file in the workspace.
-    #[arg(long, value_name = "PEM_OR_FILE")]
+    #[arg(long, allow_hyphen_values = true, value_name = "PEM_OR_FILE")]
     pub public_key: String,
 
     /// Also require an attestation of this SBOM type about the digest.

@@ -19,6 +19,7 @@ mod runner;
 mod scan;
 mod scan_container;
 mod services;
+mod supply;
 mod support;
 mod upload;
 mod usage;
