@@ -55,6 +55,17 @@ pub fn tag(digest: &str, suffix: &str) -> String {
     format!("{}.{suffix}", digest.replacen(':', "-", 1))
 }
 
+/// The digest a `sha256-<hex>.sig` or `.att` tag is about; `None` for any
+/// other tag. Such tags follow their image: copied with it, deleted with it.
+pub fn attached_to(tag: &str) -> Option<String> {
+    let stem = tag
+        .strip_suffix(".sig")
+        .or_else(|| tag.strip_suffix(".att"))?;
+    let hex = stem.strip_prefix("sha256-")?;
+    let is_hex = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    is_hex.then(|| format!("sha256:{hex}"))
+}
+
 /// cosign writes go-containerregistry's `Repository.Name()`: Docker Hub as
 /// `index.docker.io`. Verifiers don't check it; it is kept for fidelity.
 pub fn docker_reference(registry: &str, repository: &str) -> String {
@@ -343,6 +354,21 @@ mod tests {
             docker_reference("127.0.0.1:5000", "ns/app"),
             "127.0.0.1:5000/ns/app"
         );
+    }
+
+    #[test]
+    fn attached_tags_name_their_digest() {
+        assert_eq!(attached_to(&tag(DIGEST, "sig")).as_deref(), Some(DIGEST));
+        assert_eq!(attached_to(&tag(DIGEST, "att")).as_deref(), Some(DIGEST));
+        for other in [
+            "latest",
+            "sha256-0123.sig",
+            &tag(DIGEST, "sbom"),
+            &tag(DIGEST, "sig").to_uppercase(),
+            &tag(DIGEST, "sig").replace("sha256-", "sha512-"),
+        ] {
+            assert_eq!(attached_to(other), None, "{other}");
+        }
     }
 
     #[test]

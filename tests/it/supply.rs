@@ -728,3 +728,118 @@ async fn vault_transit_signs_what_cosign_verifies() {
     );
     refused.assert_secret_masked_only("hvs.wrong-token-77");
 }
+
+/// `mirror`, `backup`, `restore` of `tags: latest` of the repository `ns`
+/// on the open registry, into `to` on the basic-auth one.
+fn copy_command(repo: &Repo, command: &str, ns: &str, to_ns: &str, archive: &str) -> Action {
+    let s = services();
+    let from = format!("{}/{}", s.registry_open, scoped(&format!("{ns}/app")));
+    let to = format!("{}/{}", s.registry_basic, scoped(&format!("{to_ns}/app")));
+    let action = Action::github(repo.path())
+        .input("command", command)
+        .input("tags", "latest");
+    match command {
+        "mirror" => basic()
+            .with_login(action)
+            .input("from", &from)
+            .input("to", &to),
+        "backup" => action.input("from", &from).input("archive", archive),
+        _ => basic()
+            .with_login(action)
+            .input("archive", archive)
+            .input("to", &to),
+    }
+}
+
+#[tokio::test]
+async fn signatures_travel_with_mirror_backup_and_restore_and_go_with_cleanup() {
+    let ns = "sc-carry";
+    let repo = image_repo();
+    let cosign = basic().cosign();
+    let first = signed(&repo, ns, open(), &cosign.private_pem(), "cyclonedx")
+        .run_async()
+        .await;
+    first.assert_ok();
+    let digest = first.outputs["digest"].clone();
+
+    // Copies of `latest` alone carry its signature and attestation along.
+    copy_command(&repo, "mirror", ns, "sc-carry-mirror", "")
+        .run_async()
+        .await
+        .assert_ok();
+    copy_command(&repo, "backup", ns, "", "backup")
+        .run_async()
+        .await
+        .assert_ok();
+    copy_command(&repo, "restore", ns, "sc-carry-restore", "backup")
+        .run_async()
+        .await
+        .assert_ok();
+    for copy in ["sc-carry-mirror", "sc-carry-restore"] {
+        let image = basic().image(copy, &digest);
+        cosign
+            .verify(&cosign.pub_path(), &image)
+            .unwrap_or_else(|e| panic!("{copy}: {e}"));
+        cosign
+            .verify_attestation(&cosign.pub_path(), "cyclonedx", &image)
+            .unwrap_or_else(|e| panic!("{copy}: {e}"));
+    }
+
+    // A second commit, signed too; cleanup keeps one SHA tag.
+    repo.write("ops/docker/app/rootfs/etc/app.conf", "v=2\n");
+    repo.commit("second");
+    let second = signed(&repo, ns, open(), &cosign.private_pem(), "cyclonedx")
+        .run_async()
+        .await;
+    second.assert_ok();
+    let digests = [digest, second.outputs["digest"].clone()];
+    let usage = Action::github(repo.path())
+        .input("command", "usage")
+        .input("registry", &services().registry_open)
+        .input("images", &scoped(&format!("{ns}/app")))
+        .run_async()
+        .await;
+    usage.assert_ok();
+    let report: Value = serde_json::from_str(&usage.outputs["report"]).unwrap();
+    let counted = &report["repositories"][0];
+    assert_eq!(
+        (&counted["sha-tags"], &counted["signatures"]),
+        (&Value::from(2), &Value::from(4)),
+        "{usage}"
+    );
+
+    let (namespace, _) = scoped(&format!("{ns}/app"))
+        .split_once('/')
+        .map(|(n, r)| (n.to_owned(), r.to_owned()))
+        .unwrap();
+    let cleaned = Action::github(repo.path())
+        .input("command", "cleanup")
+        .input("registry", &services().registry_open)
+        .input("namespace", &namespace)
+        .input("images", "app")
+        .input("keep", "1")
+        .run_async()
+        .await;
+    cleaned.assert_ok();
+    let left = tags(&services().registry_open, &format!("{ns}/app"), None).await;
+    let deleted: Vec<&String> = digests
+        .iter()
+        .filter(|d| !left.contains(&cosign::tag(d, "sig")))
+        .collect();
+    assert_eq!(
+        deleted.len(),
+        1,
+        "one image's signature goes: {left:?}\n{cleaned}"
+    );
+    for digest in &digests {
+        let gone = deleted.contains(&digest);
+        for suffix in ["sig", "att"] {
+            assert_eq!(
+                left.contains(&cosign::tag(digest, suffix)),
+                !gone,
+                "{suffix} of {digest} (image deleted: {gone}): {left:?}"
+            );
+        }
+    }
+    assert_eq!(left.iter().filter(|t| t.len() == 40).count(), 1, "{left:?}");
+}
