@@ -548,11 +548,14 @@ async fn verify_fails_on_unsigned_wrong_key_tampered_and_mismatched_digests() {
     ));
 }
 
+/// A namespace, the inputs given, and what the error must say.
+type BadCase<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
+
 #[tokio::test]
 async fn bad_signing_inputs_fail_before_anything_is_pushed() {
     let repo = image_repo();
     let cosign = open().cosign();
-    let cases: [(&str, &[(&str, &str)], &str); 4] = [
+    let cases: [BadCase; 4] = [
         (
             "sc-bad-pem",
             &[("sign-key", "not-a-key-5e1f")],

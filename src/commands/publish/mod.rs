@@ -73,7 +73,6 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
             }
             let digest = &image.manifest_digest;
             let sbom = sbom(
-                args,
                 session,
                 &target,
                 &supply,

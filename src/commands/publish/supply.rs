@@ -16,6 +16,8 @@ use crate::supply::{Signer, key, sbom};
 /// built, so a bad key fails the job with nothing pushed.
 pub(super) struct Supply {
     sbom: Option<Predicate>,
+    /// `scanner-image`: the Trivy that scanned converts too.
+    scanner_image: Option<String>,
     signer: Option<Signer>,
 }
 
@@ -33,7 +35,11 @@ pub(super) async fn supply_inputs(args: &PublishArgs, session: &Session) -> anyh
         }
         None => None,
     };
-    Ok(Supply { sbom, signer })
+    Ok(Supply {
+        sbom,
+        scanner_image: args.scan.scanner_image.clone(),
+        signer,
+    })
 }
 
 /// A key from the `sign-key` PEM, or Vault Transit for `hashivault://`.
@@ -82,7 +88,6 @@ pub(super) struct Sbom {
 /// Converts the gate's own report (no second scan) into the SBOM asked
 /// for, its component named after the image and digest.
 pub(super) async fn sbom(
-    args: &PublishArgs,
     session: &Session,
     target: &Target,
     supply: &Supply,
@@ -105,7 +110,7 @@ pub(super) async fn sbom(
         sbom::named_report(raw, &format!("{name}@{digest}"))?,
     )
     .with_context(|| format!("couldn't write {}", named.display()))?;
-    let bytes = runner::convert(&named, predicate, args.scan.scanner_image.as_deref()).await?;
+    let bytes = runner::convert(&named, predicate, supply.scanner_image.as_deref()).await?;
     let document: Value = serde_json::from_slice(&bytes)
         .map_err(|e| anyhow::anyhow!("`trivy convert` wrote an SBOM that is not JSON: {e}"))?;
     let path = sbom::file_name(&name, &target.sha, predicate);
