@@ -59,9 +59,15 @@ pub struct Growth {
     pub sha_tags: i64,
 }
 
+/// Signatures and attestations are counted apart: stored bytes include
+/// them, the image counts and the largest images don't.
 pub fn measure(repository: &str, inventory: &Inventory) -> Repository {
+    let (attached, image_tags): (Vec<_>, Vec<_>) = inventory
+        .tags
+        .iter()
+        .partition(|t| attached_to(&t.tag).is_some());
     let mut by_digest: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for t in &inventory.tags {
+    for t in image_tags {
         by_digest.entry(&t.digest).or_default().push(t.tag.clone());
     }
     let mut largest: Vec<Image> = by_digest
@@ -86,13 +92,14 @@ pub fn measure(repository: &str, inventory: &Inventory) -> Repository {
             .iter()
             .filter(|t| is_commit_sha(&t.tag))
             .count(),
-        signatures: inventory
-            .tags
-            .iter()
-            .filter(|t| attached_to(&t.tag).is_some())
-            .count(),
+        signatures: attached.len(),
         manifests: by_digest.len(),
-        bytes: inventory.stored_bytes(by_digest.keys().copied()),
+        bytes: inventory.stored_bytes(
+            by_digest
+                .keys()
+                .copied()
+                .chain(attached.iter().map(|t| t.digest.as_str())),
+        ),
         largest,
         growth: None,
     }
@@ -147,7 +154,7 @@ mod tests {
         let r = measure("acme/app", &inventory());
         assert_eq!(
             (r.tags, r.sha_tags, r.signatures, r.manifests),
-            (5, 2, 1, 3)
+            (5, 2, 1, 2)
         );
         assert_eq!(r.bytes, 100 + 5000 + 10 + 100 + 20 + 3 + 7);
         assert_eq!(r.largest[0].digest, "m2");
@@ -159,7 +166,7 @@ mod tests {
                 "1.0.0".into()
             ][..]
         );
-        assert_eq!(r.largest.len(), 3);
+        assert_eq!(r.largest.len(), 2, "a signature is not an image");
     }
 
     #[test]

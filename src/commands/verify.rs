@@ -93,75 +93,70 @@ async fn signatures(
             cosign::tag(subject.digest, "sig")
         );
     };
-    let mut outcomes = Vec::new();
-    for layer in &layers {
+    let mut rejected = Vec::new();
+    for (number, layer) in (1..).zip(&layers) {
         let payload = subject.blob(layer).await?;
-        outcomes.push(check::signature(key, layer, &payload, subject.digest));
+        if let Err(why) = check::signature(key, layer, &payload, subject.digest) {
+            rejected.push((number, layer, why));
+        }
     }
-    let verified = outcomes.iter().filter(|o| o.is_ok()).count();
-    if verified == 0 {
+    if rejected.len() == layers.len() {
         bail!(
             "no signature of {image} ({}) verifies with the public key: {}",
             subject.digest,
-            failures(&layers, &outcomes)
+            failures(&rejected)
         );
     }
-    Ok((verified, layers.len()))
+    Ok((layers.len() - rejected.len(), layers.len()))
 }
 
-/// The attestation of `predicate`: at least one such layer must verify.
+/// The attestation of `predicate`: one such layer must verify. Layers of
+/// other predicate types are not read.
 async fn attestation(
     subject: &Subject<'_>,
     key: &VerifyingKey,
     predicate: Predicate,
     image: &str,
 ) -> anyhow::Result<(Predicate, Attested)> {
-    let layers = subject.layers("att").await?.unwrap_or_default();
-    let mut outcomes = Vec::new();
-    for layer in &layers {
-        let outcome = match layer.predicate_type() {
-            Some(found) if found != predicate.uri() => Err(Rejected::OtherPredicate {
-                found: found.to_owned(),
-                wanted: predicate.uri().to_owned(),
-            }),
-            _ => {
-                let envelope = subject.blob(layer).await?;
-                check::attestation(key, layer, &envelope, subject.digest, predicate)
-            }
-        };
-        if let Ok(attested) = outcome {
-            return Ok((predicate, attested));
-        }
-        outcomes.push(outcome.map(|_| ()));
-    }
-    if layers.is_empty() {
+    let Some(layers) = subject.layers("att").await? else {
         bail!(
             "{image} ({}) has no attestation: no `{}` tag; attest an SBOM (`publish` with `sbom` and `sign-key`, or `cosign attest --key --type {}`)",
             subject.digest,
             cosign::tag(subject.digest, "att"),
             predicate.cosign_type()
         );
+    };
+    let of_type = |layer: &&Layer| layer.predicate_type().is_none_or(|t| t == predicate.uri());
+    if !layers.iter().any(|l| of_type(&l)) {
+        let found: Vec<&str> = layers.iter().filter_map(Layer::predicate_type).collect();
+        bail!(
+            "{image} ({}) has no {} attestation, only {}",
+            subject.digest,
+            predicate.cosign_type(),
+            found.join(", ")
+        );
+    }
+    let mut rejected = Vec::new();
+    for (number, layer) in (1..).zip(&layers).filter(|(_, l)| of_type(l)) {
+        let envelope = subject.blob(layer).await?;
+        match check::attestation(key, layer, &envelope, subject.digest, predicate) {
+            Ok(attested) => return Ok((predicate, attested)),
+            Err(why) => rejected.push((number, layer, why)),
+        }
     }
     bail!(
         "no {} attestation of {image} ({}) verifies with the public key: {}",
         predicate.cosign_type(),
         subject.digest,
-        failures(&layers, &outcomes)
+        failures(&rejected)
     )
 }
 
 /// "layer 1 (sha256:…): why; layer 2 …"
-fn failures(layers: &[Layer], outcomes: &[Result<(), Rejected>]) -> String {
-    layers
+fn failures(rejected: &[(usize, &Layer, Rejected)]) -> String {
+    rejected
         .iter()
-        .zip(outcomes)
-        .enumerate()
-        .filter_map(|(i, (layer, outcome))| {
-            outcome
-                .as_ref()
-                .err()
-                .map(|why| format!("layer {} ({}): {why}", i + 1, layer.digest))
-        })
+        .map(|(number, layer, why)| format!("layer {number} ({}): {why}", layer.digest))
         .collect::<Vec<_>>()
         .join("; ")
 }

@@ -136,8 +136,8 @@ enum Task {
 impl Task {
     fn doing(self) -> &'static str {
         match self {
-            Task::Scan => "scanning the image",
-            Task::Convert(_) => "converting its report to an SBOM",
+            Task::Scan => "on the image",
+            Task::Convert(_) => "converting the scan's report to an SBOM",
         }
     }
 }

@@ -791,11 +791,23 @@ async fn signatures_travel_with_mirror_backup_and_restore_and_go_with_cleanup() 
     // A second commit, signed too; cleanup keeps one SHA tag.
     repo.write("ops/docker/app/rootfs/etc/app.conf", "v=2\n");
     repo.commit("second");
+    // Released with `mirror-to`: the mirror gets the signatures too.
+    let s = services();
+    let release_mirror = format!("{}/{}", s.registry_basic, scoped("sc-carry-release/app"));
     let second = signed(&repo, ns, open(), &cosign.private_pem(), "cyclonedx")
+        .input("mirror-to", &release_mirror)
+        .input("mirror-username", &s.basic_user)
+        .input("mirror-password", &s.basic_password)
+        .input("mirror-required", "true")
         .run_async()
         .await;
     second.assert_ok();
     let digests = [digest, second.outputs["digest"].clone()];
+    let mirrored = basic().image("sc-carry-release", &digests[1]);
+    cosign.verify(&cosign.pub_path(), &mirrored).unwrap();
+    cosign
+        .verify_attestation(&cosign.pub_path(), "cyclonedx", &mirrored)
+        .unwrap();
     let usage = Action::github(repo.path())
         .input("command", "usage")
         .input("registry", &services().registry_open)

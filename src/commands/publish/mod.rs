@@ -87,7 +87,7 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
         }
     };
     tag(args, &target, &manifest).await?;
-    let signed = sign(
+    sign(
         args,
         &target,
         &supply,
@@ -96,7 +96,7 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
         &mut report,
     )
     .await?;
-    let mirrored = mirror(args, session, &target, &signed).await?;
+    let mirrored = mirror(args, session, &target).await?;
     report.digest = manifest.digest.clone();
     report.pushed = args.push;
     report.seconds = started.elapsed().as_secs_f64();
@@ -411,19 +411,18 @@ async fn tag(args: &PublishArgs, target: &Target, manifest: &Manifest) -> anyhow
     Ok(())
 }
 
-/// Copies the release, with its signature tags (`signed`), to `mirror-to`;
-/// a failed mirror is a warning unless `mirror-required`.
+/// Copies the release to `mirror-to`; a failed mirror is a warning unless
+/// `mirror-required`.
 async fn mirror(
     args: &PublishArgs,
     session: &Session,
     target: &Target,
-    signed: &[String],
 ) -> anyhow::Result<Vec<Mirrored>> {
     if !args.push {
         return Ok(Vec::new());
     }
-    let tags: Vec<String> = target.set.tags.iter().chain(signed).cloned().collect();
-    let mirrored = release_mirrors(args, &target.registry, &target.repository, &tags).await?;
+    let mirrored =
+        release_mirrors(args, &target.registry, &target.repository, &target.set.tags).await?;
     let failed: Vec<&Mirrored> = mirrored.iter().filter(|m| m.result.is_err()).collect();
     if args.mirror_required && !failed.is_empty() {
         bail!(

@@ -137,8 +137,8 @@ impl Sbom {
     }
 }
 
-/// Signs the pushed digest and attests its SBOM; returns the tags written
-/// (`sha256-<hex>.sig`, `.att`), which mirrors copy along.
+/// Signs the pushed digest and attests its SBOM. A failure here leaves the
+/// image pushed but unsigned; a re-run skips the build and signs it.
 pub(super) async fn sign(
     args: &PublishArgs,
     target: &Target,
@@ -146,15 +146,15 @@ pub(super) async fn sign(
     digest: &str,
     sbom: Option<&Sbom>,
     report: &mut Published,
-) -> anyhow::Result<Vec<String>> {
+) -> anyhow::Result<()> {
     let Some(signer) = &supply.signer else {
-        return Ok(Vec::new());
+        return Ok(());
     };
     if !args.push {
         report
             .notes
             .push("not signed: nothing was pushed (`push: false`)".into());
-        return Ok(Vec::new());
+        return Ok(());
     }
     let started = Instant::now();
     let subject = Subject {
@@ -162,31 +162,30 @@ pub(super) async fn sign(
         repository: &target.repository,
         digest,
     };
-    let added = subject
-        .sign(signer)
-        .await
-        .with_context(|| format!("signing {}@{digest}", target.reference.familiar()))?;
-    let mut tags = vec![cosign::tag(digest, "sig")];
-    report.notes.push(if added {
-        format!("signed {digest}: `{}`", tags[0])
-    } else {
+    let unsigned = || {
         format!(
-            "{digest} was already signed with this key: `{}` unchanged",
-            tags[0]
+            "{}@{digest} is pushed, but signing it failed; re-run the job to sign it (the build is skipped)",
+            target.reference.familiar()
         )
+    };
+    let signature = cosign::tag(digest, "sig");
+    let added = subject.sign(signer).await.with_context(unsigned)?;
+    report.notes.push(if added {
+        format!("signed {digest}: `{signature}`")
+    } else {
+        format!("{digest} was already signed with this key: `{signature}` unchanged")
     });
     match sbom {
         Some(sbom) => {
             subject
                 .attest(signer, sbom.predicate, sbom.document.clone())
                 .await
-                .with_context(|| format!("attesting the SBOM of {}@{digest}", target.reference.familiar()))?;
-            tags.push(cosign::tag(digest, "att"));
+                .with_context(unsigned)?;
             report.notes.push(format!(
                 "attested the {} SBOM ({}): `{}`",
                 sbom.predicate.cosign_type(),
                 sbom.predicate.uri(),
-                tags[1]
+                cosign::tag(digest, "att")
             ));
         }
         None if supply.sbom.is_some() => report.notes.push(
@@ -198,5 +197,5 @@ pub(super) async fn sign(
         "signing took {:.2} s",
         started.elapsed().as_secs_f64()
     ));
-    Ok(tags)
+    Ok(())
 }
