@@ -487,6 +487,12 @@ async fn verify_fails_on_unsigned_wrong_key_tampered_and_mismatched_digests() {
     let image = target.image(ns, &digest);
     let tag_image = format!("{}/{}:latest", target.address, scoped(&format!("{ns}/app")));
 
+    // Keys that can't be used.
+    verify(&repo, target, &tag_image, "nope.pub", None)
+        .assert_failed("`public-key`: \"nope.pub\" is neither a PEM nor a readable file");
+    verify(&repo, target, &tag_image, &cosign.private_pem(), None)
+        .assert_failed("give the public key (`cosign.pub`), not the private one");
+
     // Unsigned.
     verify(&repo, target, &tag_image, &cosign.public_pem(), None).assert_failed("has no signature");
     let refused = cosign.verify(&cosign.pub_path(), &image).unwrap_err();
