@@ -178,6 +178,9 @@ pub struct PlanArgs {
     /// `FROM` lines when matching images to their bases.
     #[arg(long, value_name = "KEY=VALUE")]
     pub build_args: Vec<String>,
+
+    #[command(flatten)]
+    pub release: ReleaseArgs,
 }
 
 /// Which repositories `cleanup` and `usage` read, and how to reach them.
@@ -351,6 +354,38 @@ pub enum BuilderArg {
     Legacy,
 }
 
+/// Which release a run builds, besides what the event says.
+#[derive(Debug, Clone, Args)]
+pub struct ReleaseArgs {
+    /// The release to build, on any event (a dispatch, a schedule):
+    /// `v<semver>` (every image) or `<image>-v<semver>` (one image).
+    #[arg(long, value_name = "TAG")]
+    pub release_tag: Option<String>,
+
+    /// `auto` (a release flagged prerelease, or a version such as
+    /// `1.2.0-rc.1`), `true` (only the exact version tag) or `false`.
+    #[arg(long, value_enum, default_value_t = PrereleaseArg::Auto)]
+    pub prerelease: PrereleaseArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PrereleaseArg {
+    Auto,
+    True,
+    False,
+}
+
+impl PrereleaseArg {
+    /// `None` for `auto`: the release and its version decide.
+    pub fn forced(self) -> Option<bool> {
+        match self {
+            PrereleaseArg::Auto => None,
+            PrereleaseArg::True => Some(true),
+            PrereleaseArg::False => Some(false),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LatestArg {
     /// The default branch and final releases.
@@ -444,7 +479,8 @@ pub struct PublishArgs {
           default_missing_value = "true", value_parser = inputs::parse_bool)]
     pub push: bool,
 
-    /// Build even when the commit's SHA tag already exists.
+    /// Build even when the commit's SHA tag, or an image of the same build
+    /// inputs, already exists.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
           default_missing_value = "true", value_parser = inputs::parse_bool)]
     pub rebuild: bool,
@@ -453,9 +489,13 @@ pub struct PublishArgs {
     #[arg(long)]
     pub sha: Option<String>,
 
-    /// The release version (a matrix entry's `version`; default from the tag pushed).
+    /// The release version (a matrix entry's `version`; default from the
+    /// release tag, the release event or the tag pushed).
     #[arg(long)]
     pub version: Option<String>,
+
+    #[command(flatten)]
+    pub release: ReleaseArgs,
 
     /// Token for the GitHub API: tells commit order for the `latest` guard
     /// when the clone is shallow (falls back to GITHUB_TOKEN).
@@ -730,6 +770,101 @@ pub fn with_inputs(args: Vec<OsString>, env: &HashMap<String, String>) -> Vec<Os
     args
 }
 
+/// A parse error in the runner's words: the input as the workflow spells
+/// it, the value, and what it accepts. `None` for errors that are not about
+/// an input's value (help, version), which keep clap's own text.
+pub fn input_error(err: &clap::Error) -> Option<String> {
+    use clap::error::{ContextKind, ErrorKind};
+    let values = |kind| context_values(err, kind);
+    let first = |kind| values(kind).into_iter().next();
+    match err.kind() {
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+            let input = input_name(&first(ContextKind::InvalidArg)?);
+            let value = first(ContextKind::InvalidValue).unwrap_or_default();
+            let valid = values(ContextKind::ValidValue);
+            let why = if !valid.is_empty() {
+                format!("use one of: {}", valid.join(", "))
+            } else {
+                validation_reason(err)
+            };
+            Some(format!("input `{input}`: {value:?} is not accepted; {why}"))
+        }
+        ErrorKind::InvalidSubcommand => Some(format!(
+            "input `command`: {:?} is not a command; use one of: {}",
+            first(ContextKind::InvalidSubcommand).unwrap_or_default(),
+            command_names().join(", ")
+        )),
+        ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            Some(format!(
+                "input `command` is not set; set it to one of: {}",
+                command_names().join(", ")
+            ))
+        }
+        ErrorKind::MissingRequiredArgument => Some(format!(
+            "{} must be set for this command",
+            inputs_named(&values(ContextKind::InvalidArg))
+        )),
+        ErrorKind::ArgumentConflict => {
+            let mut both = values(ContextKind::InvalidArg);
+            both.extend(values(ContextKind::PriorArg));
+            Some(format!(
+                "{} can't be set together; set one",
+                inputs_named(&both)
+            ))
+        }
+        _ => None,
+    }
+}
+
+fn context_values(err: &clap::Error, kind: clap::error::ContextKind) -> Vec<String> {
+    use clap::error::ContextValue;
+    match err.get(kind) {
+        Some(ContextValue::String(one)) => vec![one.clone()],
+        Some(ContextValue::Strings(many)) => many.clone(),
+        _ => Vec::new(),
+    }
+}
+
+/// `--keep <KEEP>` → `keep`.
+fn input_name(flag: &str) -> String {
+    flag.trim_start_matches('-')
+        .split([' ', '='])
+        .next()
+        .unwrap_or(flag)
+        .to_owned()
+}
+
+fn inputs_named(flags: &[String]) -> String {
+    let names: Vec<String> = flags
+        .iter()
+        .map(|f| format!("`{}`", input_name(f)))
+        .collect();
+    match names.as_slice() {
+        [one] => format!("input {one}"),
+        many => format!("inputs {}", many.join(", ")),
+    }
+}
+
+/// What a value parser said; numbers get the accepted form spelled out.
+fn validation_reason(err: &clap::Error) -> String {
+    use std::error::Error as _;
+    match err.source() {
+        Some(source) if source.downcast_ref::<std::num::ParseIntError>().is_some() => {
+            "give a whole number".into()
+        }
+        Some(source) => source.to_string(),
+        None => "see the input's description in action.yml".into(),
+    }
+}
+
+fn command_names() -> Vec<String> {
+    Cli::command()
+        .get_subcommands()
+        .map(|c| c.get_name().to_owned())
+        .filter(|name| name != "help")
+        .collect()
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -834,5 +969,75 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("deploy"), "{err}");
+    }
+
+    fn input_error_for(env: &[(&str, &str)]) -> String {
+        let err = parse(&["registry-action"], env).unwrap_err();
+        input_error(&err).unwrap_or_else(|| panic!("no input error for {err}"))
+    }
+
+    #[test]
+    fn input_errors_name_the_input_the_value_and_the_form() {
+        for (env, expected) in [
+            (
+                vec![("INPUT_COMMAND", "cleanup"), ("INPUT_KEEP", "abc")],
+                "input `keep`: \"abc\" is not accepted; give a whole number",
+            ),
+            (
+                vec![("INPUT_COMMAND", "plan"), ("INPUT_SOURCE", "svn")],
+                "input `source`: \"svn\" is not accepted; use one of: auto, git, github",
+            ),
+            (
+                vec![("INPUT_COMMAND", "plan"), ("INPUT_ALL", "yes")],
+                "input `all`: \"yes\" is not accepted; \"yes\" is not a boolean: use `true` or `false`",
+            ),
+            (
+                vec![("INPUT_COMMAND", "plan"), ("INPUT_MAX-DEPTH", "20")],
+                "input `max-depth`: \"20\" is not accepted; 20 is not in 1..=8",
+            ),
+            (
+                vec![
+                    ("INPUT_COMMAND", "publish"),
+                    ("INPUT_PATH", "ops/docker/app"),
+                    ("INPUT_PRERELEASE", "maybe"),
+                ],
+                "input `prerelease`: \"maybe\" is not accepted; use one of: auto, true, false",
+            ),
+            (
+                vec![("INPUT_COMMAND", "mirror"), ("INPUT_FROM", "a.example/x/y")],
+                "input `to` must be set for this command",
+            ),
+            (
+                vec![
+                    ("INPUT_COMMAND", "scan"),
+                    ("INPUT_ARCHIVE", "a.tar"),
+                    ("INPUT_REPORT", "r.json"),
+                ],
+                "inputs `archive`, `report` can't be set together; set one",
+            ),
+        ] {
+            assert_eq!(input_error_for(&env), expected, "{env:?}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_or_missing_command_lists_the_commands() {
+        let unknown = input_error_for(&[("INPUT_COMMAND", "deploy")]);
+        assert!(
+            unknown.starts_with("input `command`: \"deploy\" is not a command; use one of: plan, publish, scan, cleanup"),
+            "{unknown}"
+        );
+        assert!(!unknown.contains("help"), "{unknown}");
+        let missing = input_error_for(&[]);
+        assert!(
+            missing.starts_with("input `command` is not set; set it to one of: plan,"),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn help_and_version_keep_clap_words() {
+        let err = parse(&["registry-action", "--version"], &[]).unwrap_err();
+        assert_eq!(input_error(&err), None);
     }
 }

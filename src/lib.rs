@@ -6,11 +6,14 @@
 //! command, orchestration only): `publish` builds through `engine`, scans
 //! with `scan`, pushes through `registry` with the tags `tags` decides;
 //! `report` renders summaries, annotations and check runs.
-//! Pure helpers: `reference` (image names), `metadata` (labels, versions),
+//! Pure helpers: `reference` (image names), `metadata` (labels), `release`
+//! (release tags, versions, prereleases), `build_key` (what makes a build
+//! the same build),
 //! `retention` (what a cleanup may delete); `github` is the shared REST
 //! client; `hub` is Docker Hub's own API (tag dates and deletes).
 
 pub mod actions;
+pub mod build_key;
 pub mod cli;
 pub mod commands;
 pub mod engine;
@@ -23,6 +26,7 @@ pub mod mirror;
 pub mod plan;
 pub mod reference;
 pub mod registry;
+pub mod release;
 pub mod report;
 pub mod retention;
 pub mod scan;

@@ -20,6 +20,13 @@ fn main() -> ExitCode {
     let cli = match Cli::try_parse_from(cli::with_inputs(std::env::args_os().collect(), &env)) {
         Ok(cli) => cli,
         Err(err) => {
+            if let Some(message) = cli::input_error(&err).filter(|_| ctx.in_actions()) {
+                workflow.annotate(
+                    &Annotation::new(Level::Error, message)
+                        .with_title("registry-action: invalid input"),
+                );
+                return ExitCode::FAILURE;
+            }
             let _ = err.print();
             return if err.use_stderr() {
                 ExitCode::FAILURE

@@ -1,5 +1,4 @@
-//! Image metadata (pure): the standard OCI labels, `KEY=VALUE` inputs, and
-//! the release version a tag names.
+//! Image metadata (pure): the standard OCI labels and `KEY=VALUE` inputs.
 
 use std::collections::HashMap;
 
@@ -48,36 +47,10 @@ pub fn pairs(input: &'static str, lines: &[String]) -> Result<HashMap<String, St
         .collect()
 }
 
-/// The version of a release tag for this image: `v1.2.3`, or
-/// `<image>-v1.2.3` for the image named `image`.
-pub fn version_from_ref(git_ref: &str, image: &str) -> Option<semver::Version> {
-    let tag = git_ref.strip_prefix("refs/tags/")?;
-    let version = tag
-        .strip_prefix('v')
-        .or_else(|| tag.strip_prefix(image)?.strip_prefix("-v"))?;
-    semver::Version::parse(version).ok()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn versions_from_refs() {
-        let v = |s| semver::Version::parse(s).unwrap();
-        assert_eq!(
-            version_from_ref("refs/tags/v1.2.3", "app"),
-            Some(v("1.2.3"))
-        );
-        assert_eq!(
-            version_from_ref("refs/tags/app-v2.0.0-rc.1", "app"),
-            Some(v("2.0.0-rc.1"))
-        );
-        assert_eq!(version_from_ref("refs/tags/web-v2.0.0", "app"), None);
-        assert_eq!(version_from_ref("refs/heads/v1.2.3", "app"), None);
-        assert_eq!(version_from_ref("refs/tags/v1", "app"), None);
-    }
 
     #[test]
     fn key_value_lines() {

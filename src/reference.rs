@@ -66,10 +66,36 @@ pub enum ReferenceError {
         "invalid image reference {reference:?}: the full name is {length} characters long; shorten the registry or repository path to at most 255"
     )]
     TooLong { reference: String, length: usize },
+    #[error(
+        "invalid image reference {reference:?}: repository {path:?} has upper-case letters, and OCI repository names are lower-case; write {lower:?}"
+    )]
+    UpperCase {
+        reference: String,
+        path: String,
+        lower: String,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Case {
+    Lower,
+    Exact,
 }
 
 impl Reference {
+    /// Lower-cases the repository: names derived from directories may
+    /// carry capitals.
     pub fn parse(s: &str) -> Result<Reference, ReferenceError> {
+        Self::parse_with(s, Case::Lower)
+    }
+
+    /// Refuses an upper-case repository: for names a user typed, where
+    /// lower-casing would silently name another repository.
+    pub fn parse_exact(s: &str) -> Result<Reference, ReferenceError> {
+        Self::parse_with(s, Case::Exact)
+    }
+
+    fn parse_with(s: &str, case: Case) -> Result<Reference, ReferenceError> {
         if s.is_empty() {
             return Err(ReferenceError::Empty);
         }
@@ -94,6 +120,13 @@ impl Reference {
             _ => (DOCKER_HUB.to_string(), name),
         };
         let mut repository = path.to_ascii_lowercase();
+        if case == Case::Exact && repository != path {
+            return Err(ReferenceError::UpperCase {
+                reference: s.to_string(),
+                path: path.to_string(),
+                lower: s.replacen(path, &repository, 1),
+            });
+        }
         for component in repository.split('/') {
             if component.is_empty() {
                 return Err(ReferenceError::EmptyComponent {
@@ -446,6 +479,25 @@ mod tests {
         }
         let pinned = format!("127.0.0.1:5000/team/app:v2@sha256:{HEX}");
         assert_eq!(Reference::parse(&pinned).unwrap().to_string(), pinned);
+    }
+
+    #[test]
+    fn exact_parsing_refuses_upper_case_repositories_with_the_fix() {
+        let err = Reference::parse_exact("127.0.0.1:5055/UPPER/x:Tag1")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            err,
+            "invalid image reference \"127.0.0.1:5055/UPPER/x:Tag1\": repository \"UPPER/x\" has upper-case letters, and OCI repository names are lower-case; write \"127.0.0.1:5055/upper/x:Tag1\""
+        );
+        assert_eq!(
+            Reference::parse("127.0.0.1:5055/UPPER/x")
+                .unwrap()
+                .repository(),
+            "upper/x"
+        );
+        let exact = Reference::parse_exact("Registry.Example:5000/team/app:V1").unwrap();
+        assert_eq!(exact.to_string(), "registry.example:5000/team/app:V1");
     }
 
     #[test]

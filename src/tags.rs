@@ -3,8 +3,9 @@
 //! Every image gets the full commit SHA (immutable). `latest` moves only on
 //! the default branch or a final release; semantic-version releases get
 //! `1.2.3`, `1.2` and `1`, but the floating `1.2` / `1` tags never move to an
-//! older version than one already published, and prereleases get only their
-//! exact version.
+//! older version than one already published, and prereleases (a release
+//! flagged so, or a version such as `1.2.0-rc.1`) get only their exact
+//! version.
 
 use semver::Version;
 
@@ -28,6 +29,8 @@ pub struct Facts<'a> {
     pub default_branch: Option<&'a str>,
     pub pull_request: bool,
     pub version: Option<&'a Version>,
+    /// A prerelease gets its exact version tag only, never `latest`.
+    pub prerelease: bool,
     pub latest: Latest,
     /// Extra tags the user asked for, already validated.
     pub extra: &'a [String],
@@ -83,7 +86,7 @@ pub fn tags(facts: &Facts<'_>) -> Result<TagSet, TagError> {
         withheld: Vec::new(),
     };
     if let Some(version) = facts.version {
-        version_tags(version, facts.published, &mut set);
+        version_tags(version, facts.prerelease, facts.published, &mut set);
     }
     set.latest = wants_latest(facts, &mut set.withheld);
     if set.latest {
@@ -98,14 +101,14 @@ pub fn tags(facts: &Facts<'_>) -> Result<TagSet, TagError> {
     Ok(set)
 }
 
-fn version_tags(version: &Version, published: &[Version], set: &mut TagSet) {
+fn version_tags(version: &Version, prerelease: bool, published: &[Version], set: &mut TagSet) {
     // `+build` metadata can't stand in a tag and doesn't order versions.
     let exact = Version {
         build: semver::BuildMetadata::EMPTY,
         ..version.clone()
     };
     set.tags.push(exact.to_string());
-    if !exact.pre.is_empty() {
+    if prerelease || !exact.pre.is_empty() {
         set.withheld.push(format!(
             "`{exact}` is a prerelease: no `{}.{}` / `{}` tags",
             exact.major, exact.minor, exact.major
@@ -133,11 +136,14 @@ fn wants_latest(facts: &Facts<'_>, withheld: &mut Vec<String>) -> bool {
     if facts.latest == Latest::Never {
         return false;
     }
+    if facts.prerelease {
+        withheld.push(match facts.version {
+            Some(version) => format!("`latest`: `{version}` is a prerelease"),
+            None => "`latest`: this is a prerelease".into(),
+        });
+        return false;
+    }
     if let Some(version) = facts.version {
-        if !version.pre.is_empty() {
-            withheld.push(format!("`latest`: `{version}` is a prerelease"));
-            return false;
-        }
         if let Some(newer) = facts
             .published
             .iter()
@@ -236,12 +242,38 @@ mod tests {
         let version = v("2.0.0-rc.1");
         let set = tags(&Facts {
             latest: Latest::Always,
+            prerelease: true,
             ..facts("refs/tags/v2.0.0-rc.1", Some(&version), &[])
         })
         .unwrap();
         assert_eq!(set.tags, [SHA, "2.0.0-rc.1"]);
         assert!(!set.latest);
         assert_eq!(set.withheld.len(), 2, "{:?}", set.withheld);
+    }
+
+    #[test]
+    fn a_release_flagged_prerelease_gets_its_exact_version_only() {
+        let version = v("3.1.0");
+        let set = tags(&Facts {
+            prerelease: true,
+            ..facts("refs/tags/app-v3.1.0", Some(&version), &[])
+        })
+        .unwrap();
+        assert_eq!(set.tags, [SHA, "3.1.0"]);
+        assert_eq!(
+            set.withheld,
+            [
+                "`3.1.0` is a prerelease: no `3.1` / `3` tags",
+                "`latest`: `3.1.0` is a prerelease"
+            ]
+        );
+    }
+
+    #[test]
+    fn a_candidate_declared_final_moves_latest_but_no_floating_tags() {
+        let version = v("4.0.0-rc.2");
+        let set = tags(&facts("refs/tags/v4.0.0-rc.2", Some(&version), &[])).unwrap();
+        assert_eq!(set.tags, [SHA, "4.0.0-rc.2", "latest"]);
     }
 
     #[test]

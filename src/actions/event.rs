@@ -19,6 +19,7 @@ pub enum Event {
         base_sha: String,
         head_sha: String,
     },
+    Release(Release),
     /// `workflow_dispatch`, `schedule`, `repository_dispatch` and any event
     /// that carries no range of commits.
     Other {
@@ -44,6 +45,15 @@ pub struct PullRequest {
     pub head_sha: String,
     pub base_ref: String,
     pub default_branch: Option<String>,
+}
+
+/// A `release` event (`published`, `released`, `prereleased`, `created`…).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub action: Option<String>,
+    pub tag: String,
+    pub prerelease: bool,
+    pub draft: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +87,7 @@ pub enum EventError {
 
 #[derive(Deserialize, Default)]
 struct Payload {
+    action: Option<String>,
     #[serde(rename = "ref")]
     git_ref: Option<String>,
     before: Option<String>,
@@ -90,11 +101,30 @@ struct Payload {
     repository: Option<Repository>,
     pull_request: Option<PullRequestPayload>,
     merge_group: Option<MergeGroupPayload>,
+    release: Option<ReleasePayload>,
 }
 
 #[derive(Deserialize)]
 struct Repository {
     default_branch: Option<String>,
+    full_name: Option<String>,
+    owner: Option<Owner>,
+}
+
+/// GitHub names the owner `login`; Gitea and Forgejo also `username`.
+#[derive(Deserialize)]
+struct Owner {
+    login: Option<String>,
+    username: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct ReleasePayload {
+    tag_name: String,
+    #[serde(default)]
+    prerelease: bool,
+    #[serde(default)]
+    draft: bool,
 }
 
 #[derive(Deserialize)]
@@ -172,11 +202,44 @@ impl Event {
                     head_sha: group.head_sha,
                 }
             }
+            "release" => {
+                let release = payload.release.ok_or(ParseError::Missing("`release`"))?;
+                Event::Release(Release {
+                    action: payload.action,
+                    tag: release.tag_name,
+                    prerelease: release.prerelease,
+                    draft: release.draft,
+                })
+            }
             other => Event::Other {
                 name: other.to_owned(),
             },
         })
     }
+}
+
+impl Event {
+    /// A release event's prerelease flag, when the release is `tag`'s.
+    pub fn release_flag(&self, tag: &str) -> Option<bool> {
+        match self {
+            Event::Release(release) if release.tag == tag => Some(release.prerelease),
+            _ => None,
+        }
+    }
+}
+
+/// The repository's owner as the payload names it: Forgejo leaves
+/// `GITHUB_REPOSITORY_OWNER` empty on some events, its payload doesn't.
+pub fn repository_owner(path: &Path) -> Option<String> {
+    let payload: Payload = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    let repository = payload.repository?;
+    let owner = repository.owner.and_then(|o| o.login.or(o.username));
+    owner
+        .or_else(|| {
+            let full = repository.full_name?;
+            full.split_once('/').map(|(owner, _)| owner.to_owned())
+        })
+        .filter(|o| !o.trim().is_empty())
 }
 
 enum ParseError {
@@ -280,5 +343,61 @@ mod tests {
                 name: "workflow_dispatch".into()
             }
         );
+    }
+
+    fn release(fixture_name: &str) -> Release {
+        match Event::load("release", &fixture(fixture_name)).unwrap() {
+            Event::Release(release) => release,
+            other => panic!("not a release: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn release_events_carry_the_tag_and_the_flags() {
+        for (name, action, tag, prerelease) in [
+            ("release-published.json", "published", "0.0.1", false),
+            ("release-prereleased.json", "prereleased", "0.0.1", true),
+            ("release-released.json", "released", "0.0.1", false),
+            ("release-created.json", "created", "0.0.1", false),
+            ("release-published-v-tag.json", "published", "v1.0.0", false),
+            ("gitea-release-published.json", "published", "0.0.5", false),
+        ] {
+            assert_eq!(
+                release(name),
+                Release {
+                    action: Some(action.into()),
+                    tag: tag.into(),
+                    prerelease,
+                    draft: false,
+                },
+                "{name}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("event.json");
+        std::fs::write(&path, b"{\"action\": \"published\"}").unwrap();
+        let err = Event::load("release", &path).unwrap_err().to_string();
+        assert!(err.contains("has no `release`"), "{err}");
+    }
+
+    #[test]
+    fn the_owner_comes_from_github_and_forgejo_payloads() {
+        for (name, owner) in [
+            ("release-published.json", "Codertocat"),
+            ("gitea-release-published.json", "anbraten"),
+            ("workflow_dispatch.json", "octo-org"),
+        ] {
+            assert_eq!(
+                repository_owner(&fixture(name)).as_deref(),
+                Some(owner),
+                "{name}"
+            );
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("event.json");
+        std::fs::write(&path, b"{\"repository\": {\"full_name\": \"forge/infra\"}}").unwrap();
+        assert_eq!(repository_owner(&path).as_deref(), Some("forge"));
+        std::fs::write(&path, b"{\"inputs\": {}}").unwrap();
+        assert_eq!(repository_owner(&path), None);
     }
 }

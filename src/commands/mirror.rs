@@ -68,7 +68,7 @@ pub(crate) fn open_to(args: &ToArgs) -> anyhow::Result<(Registry, Reference)> {
 }
 
 fn repository(input: &str, value: &str) -> anyhow::Result<Reference> {
-    let reference = Reference::parse(value.trim()).with_context(|| {
+    let reference = Reference::parse_exact(value.trim()).with_context(|| {
         format!("`{input}`: {value:?} is not a repository like registry.example/namespace/name")
     })?;
     if reference.digest().is_some() {

@@ -20,6 +20,7 @@ use crate::actions::outputs::Outputs;
 use crate::actions::summary;
 use crate::actions::workflow::Workflow;
 use crate::cli::Command;
+use crate::plan::git::GitSource;
 use crate::registry::auth::Credentials;
 
 /// What every command gets: the run's context and the workflow-command sink.
@@ -44,6 +45,15 @@ impl Session {
         Ok(Some(Event::load(name, path)?))
     }
 
+    /// The commit a tag names in the checked-out clone, when the workspace
+    /// is a clone that has the tag.
+    pub async fn tag_commit(&self, tag: &str) -> anyhow::Result<Option<String>> {
+        match GitSource::open(&self.ctx.workspace).await? {
+            Some(git) => git.commit(&format!("refs/tags/{tag}")).await,
+            None => Ok(None),
+        }
+    }
+
     /// A fresh work directory under RUNNER_TEMP (the runner empties it
     /// after the job), removed when dropped.
     pub fn work_dir(&self) -> anyhow::Result<tempfile::TempDir> {
@@ -58,13 +68,22 @@ impl Session {
             .context("couldn't make a work directory under RUNNER_TEMP")
     }
 
-    /// The image namespace: the input, else the repository owner lower-cased.
+    /// The image namespace: the input, else the repository owner
+    /// lower-cased — from GITHUB_REPOSITORY_OWNER, GITHUB_REPOSITORY, or
+    /// the event's repository (Forgejo leaves the first empty on dispatch).
     pub fn namespace(&self, given: Option<&str>) -> anyhow::Result<String> {
         given
             .map(str::to_owned)
-            .or_else(|| self.ctx.repository_owner.as_ref().map(|o| o.to_lowercase()))
+            .or_else(|| self.ctx.repository_owner.clone())
+            .or_else(|| {
+                self.ctx
+                    .event_path
+                    .as_deref()
+                    .and_then(crate::actions::event::repository_owner)
+            })
+            .map(|owner| owner.to_lowercase())
             .context(
-                "no namespace for the image names: set `namespace` (or GITHUB_REPOSITORY_OWNER)",
+                "no namespace for the image names: set the `namespace` input (GITHUB_REPOSITORY_OWNER, GITHUB_REPOSITORY and the event's repository name no owner)",
             )
     }
 

@@ -15,6 +15,7 @@ use crate::plan::outcome::{Compared, Outcome};
 use crate::plan::select::{Rules, Trigger, select};
 use crate::plan::source::{ChangeSource, SourceError};
 use crate::plan::strategy::{self, Intent, Overrides, Range};
+use crate::release::{FORMS, ReleaseTag};
 use crate::report;
 
 pub async fn run(args: &PlanArgs, session: &Session) -> anyhow::Result<()> {
@@ -45,6 +46,8 @@ pub async fn run(args: &PlanArgs, session: &Session) -> anyhow::Result<()> {
         .collect::<anyhow::Result<Vec<_>>>()?;
     let names: Vec<&str> = images.iter().map(|i| i.name.as_str()).collect();
     let overrides = Overrides {
+        release: release_tag(args, &names)?,
+        prerelease: args.release.prerelease.forced(),
         base: args.base.clone(),
         head: args.head.clone(),
     };
@@ -55,7 +58,7 @@ pub async fn run(args: &PlanArgs, session: &Session) -> anyhow::Result<()> {
     };
     let mut notes = Vec::new();
     let mut sha = args.head.clone().or_else(|| ctx.sha.clone());
-    let mut version = None;
+    let mut release = None;
     let (trigger, compared) = match intent {
         Intent::All(reason) => (
             Trigger::All {
@@ -69,21 +72,27 @@ pub async fn run(args: &PlanArgs, session: &Session) -> anyhow::Result<()> {
             },
             Compared::Nothing(reason),
         ),
-        Intent::Release {
-            tag,
-            image,
-            version: v,
-        } => {
-            let reason = format!("release tag `{tag}`");
-            let trigger = match image {
+        Intent::Release { tag, prerelease } => {
+            if args.head.is_none() && overrides.release.is_some() {
+                match session.tag_commit(&tag.tag).await? {
+                    Some(commit) => sha = Some(commit),
+                    None => notes.push(format!(
+                        "tag `{}` is not in the clone, so `sha` is GITHUB_SHA; check the tag out (`actions/checkout` with `ref: {}`)",
+                        tag.tag, tag.tag
+                    )),
+                }
+            }
+            let reason = format!("release tag `{}`", tag.tag);
+            let trigger = match tag.image.clone() {
                 Some(image) => Trigger::Release { image, reason },
                 None => Trigger::All { reason },
             };
             let compared = Compared::Release {
-                tag,
-                version: v.to_string(),
+                tag: tag.tag.clone(),
+                version: tag.version.to_string(),
+                prerelease,
             };
-            version = Some(v);
+            release = Some((tag.version, prerelease));
             (trigger, compared)
         }
         Intent::Compare(ranges) => {
@@ -100,7 +109,17 @@ pub async fn run(args: &PlanArgs, session: &Session) -> anyhow::Result<()> {
     let outcome = Outcome {
         event: ctx.event_name.clone(),
         compared,
-        entries: matrix::entries(&images, &selected, version.as_ref()),
+        entries: matrix::entries(
+            &images,
+            &selected,
+            release
+                .as_ref()
+                .map(|(version, prerelease)| matrix::Release {
+                    version,
+                    prerelease: *prerelease,
+                })
+                .as_ref(),
+        ),
         images_found: images.len(),
         notes,
         sha,
@@ -121,10 +140,29 @@ pub async fn run(args: &PlanArgs, session: &Session) -> anyhow::Result<()> {
     if let Some(sha) = &outcome.sha {
         outputs.set("sha", sha.clone());
     }
-    if let Some(version) = &version {
+    if let Some((version, _)) = &release {
         outputs.set("version", version.to_string());
     }
+    outputs.set(
+        "prerelease",
+        release.as_ref().is_some_and(|(_, p)| *p).to_string(),
+    );
     session.finish(&outputs, &report::plan::summary(&outcome))
+}
+
+/// `release-tag`, parsed against the image directories found.
+fn release_tag(args: &PlanArgs, names: &[&str]) -> anyhow::Result<Option<ReleaseTag>> {
+    let Some(tag) = &args.release.release_tag else {
+        return Ok(None);
+    };
+    match ReleaseTag::parse(tag, names) {
+        Some(release) => Ok(Some(release)),
+        None => bail!(
+            "`release-tag`: {tag:?} is not a release of these images: releases are tagged {FORMS}, where <image> is a directory under `{}` ({})",
+            args.dirs.context_root,
+            names.join(", ")
+        ),
+    }
 }
 
 /// Tries each range with each source, most precise first; when none can

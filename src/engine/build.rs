@@ -88,7 +88,11 @@ pub async fn buildkit_log(
         }
     }
     let (cached, executed) = progress.counts();
-    Ok(Built { cached, executed })
+    Ok(Built {
+        cached,
+        executed,
+        ..Built::default()
+    })
 }
 
 /// Reads a legacy build: its text lines as they come, the last few kept for

@@ -13,6 +13,7 @@ use anyhow::{Context as _, anyhow, bail};
 use tar::{Builder, EntryType, Header};
 
 use super::dockerignore::DockerIgnore;
+use super::hashing::Hashing;
 
 /// What the engine looks for when no Dockerfile is named.
 pub const DEFAULT_DOCKERFILE: &str = "Dockerfile";
@@ -33,12 +34,14 @@ pub struct ContextPlan {
 }
 
 /// What a written context holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stats {
     /// Regular files and symlinks.
     pub files: usize,
     /// Content bytes of the regular files.
     pub bytes: u64,
+    /// `sha256:` of the tar: reproducible, so it names the context.
+    pub digest: String,
 }
 
 impl ContextPlan {
@@ -256,15 +259,17 @@ fn sorted_names(dir: &Path) -> anyhow::Result<Vec<std::ffi::OsString>> {
 }
 
 struct Tarball<W: Write> {
-    builder: Builder<W>,
-    stats: Stats,
+    builder: Builder<Hashing<W>>,
+    files: usize,
+    bytes: u64,
 }
 
 impl<W: Write> Tarball<W> {
     fn new(out: W) -> Self {
         Tarball {
-            builder: Builder::new(out),
-            stats: Stats { files: 0, bytes: 0 },
+            builder: Builder::new(Hashing::new(out)),
+            files: 0,
+            bytes: 0,
         }
     }
 
@@ -294,7 +299,7 @@ impl<W: Write> Tarball<W> {
         self.builder
             .append_link(&mut header, name, &target)
             .with_context(|| format!("adding {name} to the build context"))?;
-        self.stats.files += 1;
+        self.files += 1;
         Ok(())
     }
 
@@ -311,17 +316,23 @@ impl<W: Write> Tarball<W> {
         self.builder
             .append_data(&mut header, name, content)
             .with_context(|| format!("adding {name} to the build context"))?;
-        self.stats.files += 1;
-        self.stats.bytes += size;
+        self.files += 1;
+        self.bytes += size;
         Ok(())
     }
 
     fn finish(self) -> anyhow::Result<(W, Stats)> {
-        let out = self
+        let (out, digest, _) = self
             .builder
             .into_inner()
-            .context("finishing the build context tar")?;
-        Ok((out, self.stats))
+            .context("finishing the build context tar")?
+            .finish();
+        let stats = Stats {
+            files: self.files,
+            bytes: self.bytes,
+            digest,
+        };
+        Ok((out, stats))
     }
 }
 
@@ -572,6 +583,12 @@ mod tests {
         let elsewhere = tar_context(second.path(), None).unwrap();
         assert_eq!(one.tar, again.tar);
         assert_eq!(one.tar, elsewhere.tar);
+        let plan = ContextPlan::new(first.path(), None).unwrap();
+        let (_, stats) = plan.write(std::io::sink()).unwrap();
+        assert_eq!(stats.digest, crate::registry::sha256_digest(&one.tar));
+        write(first.path(), "z/y/x", "changed");
+        let (_, changed) = plan.write(std::io::sink()).unwrap();
+        assert_ne!(changed.digest, stats.digest);
     }
 
     #[test]

@@ -91,6 +91,8 @@ pub struct Built {
     pub cached: usize,
     /// Steps that ran (BuildKit only).
     pub executed: usize,
+    /// `sha256:` of the context tar sent: names the build's input files.
+    pub context: String,
 }
 
 impl Engine {
@@ -132,11 +134,14 @@ impl Engine {
             Builder::BuildKit => self.buildkit(&spec, plan, on_line).await?,
             Builder::Legacy => {
                 let options = legacy_options(&spec, plan.dockerfile().to_owned());
-                let (tar, _) = blocking(move || plan.write(Vec::new())).await?;
+                let (tar, stats) = blocking(move || plan.write(Vec::new())).await?;
                 let credentials = (!spec.credentials.is_empty()).then(|| spec.credentials.clone());
                 let body = Some(bollard::body_full(tar.into()));
                 let stream = self.docker.build_image(options, credentials, body);
-                legacy_log(stream, &tag, on_line).await?
+                Built {
+                    context: stats.digest,
+                    ..legacy_log(stream, &tag, on_line).await?
+                }
             }
         };
         Ok(built)
@@ -164,7 +169,11 @@ impl Engine {
         let built = buildkit_log(Box::pin(engine.build(request)), spec.tag, on_line).await;
         match writer.await {
             Ok(Err(unreadable)) => Err(EngineError::Context(unreadable)),
-            _ => built,
+            Ok(Ok(stats)) => built.map(|built| Built {
+                context: stats.digest,
+                ..built
+            }),
+            Err(_) => built,
         }
     }
 

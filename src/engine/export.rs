@@ -32,16 +32,16 @@
 //! New layers are compressed on every core by [`super::gzip`], into bytes
 //! that don't depend on the number of cores.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Component, Path, PathBuf};
 
 use flate2::write::MultiGzDecoder;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest as _, Sha256};
 
 use super::gzip::{Failed, Gzip};
+use super::hashing::Hashing;
 use crate::registry::sha256_digest;
 
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -183,6 +183,99 @@ struct Manifest<'a> {
     media_type: &'a str,
     config: Descriptor<'a>,
     layers: Vec<Descriptor<'a>>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    annotations: &'a BTreeMap<String, String>,
+}
+
+/// The OCI image manifest of these blobs: compact JSON in a stable field
+/// order, so the same blobs always give the same digest.
+pub fn image_manifest(
+    config: &Blob,
+    layers: &[Blob],
+    annotations: &BTreeMap<String, String>,
+) -> Vec<u8> {
+    serde_json::to_vec(&Manifest {
+        schema_version: 2,
+        media_type: MANIFEST_MEDIA_TYPE,
+        config: descriptor(config),
+        layers: layers.iter().map(descriptor).collect(),
+        annotations,
+    })
+    .expect("a manifest of strings and numbers always serialises")
+}
+
+impl OciImage {
+    /// The same image with `annotations` on its manifest.
+    pub fn annotated(mut self, annotations: &BTreeMap<String, String>) -> Self {
+        self.manifest = image_manifest(&self.config, &self.layers, annotations);
+        self.manifest_digest = sha256_digest(&self.manifest);
+        self
+    }
+}
+
+/// A pushed manifest's layers in order, as blobs held in `repository`;
+/// `None` when it is not an image manifest.
+pub fn pushed_layers(manifest: &[u8], repository: &str) -> Option<Vec<Blob>> {
+    #[derive(Deserialize)]
+    struct Layers {
+        layers: Vec<Layer>,
+    }
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Layer {
+        media_type: String,
+        digest: String,
+        size: u64,
+    }
+    let parsed: Layers = serde_json::from_slice(manifest).ok()?;
+    Some(
+        parsed
+            .layers
+            .into_iter()
+            .map(|layer| Blob {
+                digest: layer.digest,
+                size: layer.size,
+                media_type: layer.media_type,
+                source: Source::Registry {
+                    repository: repository.to_owned(),
+                },
+            })
+            .collect(),
+    )
+}
+
+/// One annotation of a manifest.
+pub fn manifest_annotation(manifest: &[u8], key: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Annotated {
+        #[serde(default)]
+        annotations: BTreeMap<String, String>,
+    }
+    serde_json::from_slice::<Annotated>(manifest)
+        .ok()?
+        .annotations
+        .remove(key)
+}
+
+/// An image config with `labels` set, every other field kept.
+pub fn relabelled_config(
+    config: &[u8],
+    labels: &HashMap<String, String>,
+) -> Result<Vec<u8>, serde_json::Error> {
+    let mut value: serde_json::Value = serde_json::from_slice(config)?;
+    if !value.is_object() || !(value["config"].is_object() || value["config"].is_null()) {
+        return Err(serde::de::Error::custom("an image config is a JSON object"));
+    }
+    let section = &mut value["config"];
+    if !section["Labels"].is_object() {
+        section["Labels"] = serde_json::Value::Object(serde_json::Map::new());
+    }
+    if let Some(existing) = section["Labels"].as_object_mut() {
+        for (key, label) in labels {
+            existing.insert(key.clone(), serde_json::Value::String(label.clone()));
+        }
+    }
+    serde_json::to_vec(&value)
 }
 
 #[derive(Serialize)]
@@ -346,13 +439,7 @@ pub fn oci_image(
         layers.push(blob.clone());
     }
 
-    let manifest = serde_json::to_vec(&Manifest {
-        schema_version: 2,
-        media_type: MANIFEST_MEDIA_TYPE,
-        config: descriptor(&config),
-        layers: layers.iter().map(descriptor).collect(),
-    })
-    .expect("a manifest of strings and numbers always serialises");
+    let manifest = image_manifest(&config, &layers, &BTreeMap::new());
     let manifest_digest = sha256_digest(&manifest);
 
     Ok(OciImage {
@@ -560,11 +647,7 @@ impl Layer<'_> {
         }
 
         let file = File::create(&self.partial).map_err(write_failed)?;
-        let mut out = Hashing {
-            inner: BufWriter::new(file),
-            hasher: Sha256::new(),
-            size: 0,
-        };
+        let mut out = Hashing::new(BufWriter::new(file));
         if buf[..head].starts_with(&GZIP_MAGIC) {
             // Keep the engine's compressed bytes (recompressing would only
             // change the digest), but gunzip alongside to check them and
@@ -602,17 +685,10 @@ impl Layer<'_> {
 
 /// Finishes a blob file: flushed, named after its digest.
 fn seal(mut out: Out, saved: &Path, partial: &Path, work_dir: &Path) -> Result<Blob, ExportError> {
-    out.inner
-        .flush()
-        .map_err(|e| write_err(saved, partial, e))?;
-    let Hashing {
-        inner,
-        hasher,
-        size,
-    } = out;
+    out.flush().map_err(|e| write_err(saved, partial, e))?;
+    let (inner, digest, size) = out.finish();
     drop(inner);
 
-    let digest = format!("sha256:{}", hex(&hasher.finalize()));
     let path = work_dir.join(format!("{}.tar.gz", hex_of(&digest)));
     fs::rename(partial, &path).map_err(|e| write_err(saved, &path, e))?;
     Ok(Blob {
@@ -653,26 +729,6 @@ fn read_some(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             other => return other,
         }
-    }
-}
-
-/// Passes writes through while hashing and counting exactly what was written.
-struct Hashing<W> {
-    inner: W,
-    hasher: Sha256,
-    size: u64,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.size += n as u64;
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
     }
 }
 
@@ -750,14 +806,6 @@ fn write_err(saved: &Path, path: &Path, source: io::Error) -> ExportError {
         path: path.to_owned(),
         source,
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push_str(&format!("{b:02x}"));
-    }
-    out
 }
 
 /// The hex part of a `sha256:<hex>` digest, used for file names.
@@ -908,6 +956,60 @@ mod tests {
             assert_eq!(json["digest"], blob.digest);
             assert_eq!(json["size"], blob.size);
         }
+    }
+
+    #[test]
+    fn an_annotated_image_reads_back_its_annotation_and_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let (saved, _, _) = legacy(dir.path());
+        let plain = oci_image(&saved, work.path(), &KnownLayers::new()).unwrap();
+        assert_eq!(manifest_annotation(&plain.manifest, "k"), None);
+        let annotations = BTreeMap::from([("k".to_owned(), "v".to_owned())]);
+        let image = plain.clone().annotated(&annotations);
+        assert_ne!(image.manifest_digest, plain.manifest_digest);
+        assert_eq!(image.manifest_digest, sha256_digest(&image.manifest));
+        assert!(
+            std::str::from_utf8(&image.manifest)
+                .unwrap()
+                .ends_with(r#""annotations":{"k":"v"}}"#)
+        );
+        assert_eq!(
+            manifest_annotation(&image.manifest, "k").as_deref(),
+            Some("v")
+        );
+        let layers = pushed_layers(&image.manifest, "team/app").unwrap();
+        assert_eq!(layers.len(), 2);
+        for (read, written) in layers.iter().zip(&image.layers) {
+            assert_eq!((&read.digest, read.size), (&written.digest, written.size));
+            assert_eq!(
+                read.source,
+                Source::Registry {
+                    repository: "team/app".into()
+                }
+            );
+        }
+        assert_eq!(pushed_layers(b"{}", "team/app"), None);
+    }
+
+    #[test]
+    fn relabelling_sets_labels_and_keeps_the_rest() {
+        let config = br#"{"architecture":"amd64","config":{"Env":["A=1"],"Labels":{"keep":"me","rev":"old"}},"rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let labels = HashMap::from([("rev".to_owned(), "new".to_owned())]);
+        let out: Value =
+            serde_json::from_slice(&relabelled_config(config, &labels).unwrap()).unwrap();
+        assert_eq!(
+            out["config"]["Labels"],
+            serde_json::json!({"keep": "me", "rev": "new"})
+        );
+        assert_eq!(out["config"]["Env"], serde_json::json!(["A=1"]));
+        assert_eq!(out["architecture"], "amd64");
+        let bare: Value =
+            serde_json::from_slice(&relabelled_config(br#"{"rootfs":{}}"#, &labels).unwrap())
+                .unwrap();
+        assert_eq!(bare["config"]["Labels"]["rev"], "new");
+        assert!(relabelled_config(b"[1]", &labels).is_err());
+        assert!(relabelled_config(b"{\"config\":3}", &labels).is_err());
     }
 
     #[test]

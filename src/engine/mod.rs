@@ -5,5 +5,6 @@ pub mod docker;
 pub mod dockerignore;
 pub mod export;
 pub mod gzip;
+pub mod hashing;
 pub mod progress;
 pub mod run;

@@ -55,7 +55,7 @@ impl GitSource {
     }
 
     /// The commit a revision names, if this clone has it.
-    async fn commit(&self, rev: &str) -> anyhow::Result<Option<String>> {
+    pub async fn commit(&self, rev: &str) -> anyhow::Result<Option<String>> {
         // A revision is user input: never let it read as an option.
         if rev.starts_with('-') {
             return Ok(None);
@@ -70,6 +70,25 @@ impl GitSource {
                 Output::Refused(_) => None,
             },
         )
+    }
+
+    /// The newest commit that changed any of `paths` (inside this clone),
+    /// if the clone's history reaches it.
+    pub async fn last_change(&self, paths: &[&Path]) -> anyhow::Result<Option<String>> {
+        let mut args = vec![
+            "log".to_owned(),
+            "-1".into(),
+            "--format=%H".into(),
+            "--".into(),
+        ];
+        args.extend(paths.iter().map(|p| p.display().to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Ok(match self.run(&args).await? {
+            Output::Ok(out) => {
+                Some(String::from_utf8_lossy(&out).trim().to_owned()).filter(|sha| !sha.is_empty())
+            }
+            Output::Refused(_) => None,
+        })
     }
 
     async fn require(&self, rev: &str) -> Result<String, SourceError> {

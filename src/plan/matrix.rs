@@ -22,12 +22,20 @@ pub struct Entry {
     pub tier: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
+    /// Always present, so `fromJSON` workflows can pass it to `publish`.
+    pub prerelease: bool,
+}
+
+/// The release a matrix builds, if any.
+pub struct Release<'a> {
+    pub version: &'a semver::Version,
+    pub prerelease: bool,
 }
 
 pub fn entries(
     images: &[Image],
     selected: &[Selected],
-    version: Option<&semver::Version>,
+    release: Option<&Release<'_>>,
 ) -> Vec<Entry> {
     selected
         .iter()
@@ -47,7 +55,8 @@ pub fn entries(
                     .map(|&d| images[d].name.clone())
                     .collect(),
                 tier: s.tier,
-                version: version.map(ToString::to_string),
+                version: release.map(|r| r.version.to_string()),
+                prerelease: release.is_some_and(|r| r.prerelease),
             }
         })
         .collect()
@@ -103,7 +112,11 @@ mod tests {
             tier: 1,
         }];
         let version = semver::Version::parse("1.2.3").unwrap();
-        let json = serde_json::to_value(entries(&images, &selected, Some(&version))).unwrap();
+        let release = Release {
+            version: &version,
+            prerelease: true,
+        };
+        let json = serde_json::to_value(entries(&images, &selected, Some(&release))).unwrap();
         assert_eq!(
             json,
             serde_json::json!([{
@@ -116,7 +129,8 @@ mod tests {
                 "reason": "changed `f1`; changed `f2`; changed `f3` (+2 more)",
                 "depends-on": ["base"],
                 "tier": 1,
-                "version": "1.2.3"
+                "version": "1.2.3",
+                "prerelease": true
             }])
         );
     }

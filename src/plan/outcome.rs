@@ -14,6 +14,7 @@ pub enum Compared {
     Release {
         tag: String,
         version: String,
+        prerelease: bool,
     },
     Nothing(String),
 }

@@ -4,7 +4,8 @@
 //! each with every available source and falls back to selecting every image
 //! when none can answer, so a push never selects fewer images than changed.
 
-use crate::actions::event::{Event, Push};
+use crate::actions::event::{Event, Push, Release};
+use crate::release::{ReleaseTag, is_prerelease, not_a_release_tag};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Range {
@@ -62,23 +63,32 @@ pub fn short(rev: &str) -> &str {
 pub enum Intent {
     Compare(Vec<Range>),
     All(String),
-    /// A release tag: `image` is `None` for `v<semver>` (every image).
+    /// A release: its tag's `image` is `None` for `v<semver>` (every image).
     Release {
-        tag: String,
-        image: Option<String>,
-        version: semver::Version,
+        tag: ReleaseTag,
+        prerelease: bool,
     },
     Nothing(String),
 }
 
-/// `base` / `head` inputs: they replace what the event says.
+/// Inputs that replace what the event says: `release-tag` (already
+/// parsed), `prerelease` (`None` for `auto`), `base` / `head`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Overrides {
+    pub release: Option<ReleaseTag>,
+    pub prerelease: Option<bool>,
     pub base: Option<String>,
     pub head: Option<String>,
 }
 
 pub fn intent(event: Option<&Event>, overrides: &Overrides, image_names: &[&str]) -> Intent {
+    if let Some(tag) = &overrides.release {
+        let flag = event.and_then(|e| e.release_flag(&tag.tag));
+        return Intent::Release {
+            prerelease: is_prerelease(overrides.prerelease, flag, &tag.version),
+            tag: tag.clone(),
+        };
+    }
     if let Some(base) = &overrides.base {
         let head = overrides
             .head
@@ -92,7 +102,8 @@ pub fn intent(event: Option<&Event>, overrides: &Overrides, image_names: &[&str]
     }
     let intent = match event {
         None => Intent::All("no event and no `base` to compare with".into()),
-        Some(Event::Push(push)) => push_intent(push, image_names),
+        Some(Event::Push(push)) => push_intent(push, overrides.prerelease, image_names),
+        Some(Event::Release(release)) => release_intent(release, overrides.prerelease, image_names),
         Some(Event::PullRequest(pr)) => Intent::Compare(vec![Range::PullRequest {
             number: pr.number,
             base: pr.base_sha.clone(),
@@ -117,7 +128,7 @@ fn event_head(event: &Event) -> Option<String> {
         Event::Push(push) => push.after.clone(),
         Event::PullRequest(pr) => Some(pr.head_sha.clone()),
         Event::MergeGroup { head_sha, .. } => Some(head_sha.clone()),
-        Event::Other { .. } => None,
+        Event::Release(_) | Event::Other { .. } => None,
     }
 }
 
@@ -131,12 +142,12 @@ fn with_head(range: Range, head: &str) -> Range {
     }
 }
 
-fn push_intent(push: &Push, image_names: &[&str]) -> Intent {
+fn push_intent(push: &Push, prerelease: Option<bool>, image_names: &[&str]) -> Intent {
     let Some(after) = push.after.clone().filter(|_| !push.deleted) else {
         return Intent::Nothing(format!("`{}` was deleted", push.git_ref));
     };
     if let Some(tag) = push.git_ref.strip_prefix("refs/tags/") {
-        return release(tag, image_names);
+        return release(tag, prerelease, None, image_names);
     }
     let branch = push
         .git_ref
@@ -175,35 +186,31 @@ fn push_intent(push: &Push, image_names: &[&str]) -> Intent {
     }
 }
 
+/// A draft is not released yet: nothing is built until it is published.
+fn release_intent(event: &Release, prerelease: Option<bool>, image_names: &[&str]) -> Intent {
+    if event.draft {
+        return Intent::Nothing(format!(
+            "release `{}` is a draft: nothing is built until it is published",
+            event.tag
+        ));
+    }
+    release(&event.tag, prerelease, Some(event.prerelease), image_names)
+}
+
 /// `v1.2.3` releases every image; `<image>-v1.2.3` releases one.
-fn release(tag: &str, image_names: &[&str]) -> Intent {
-    let parse = |v: &str| semver::Version::parse(v).ok();
-    if let Some(version) = tag.strip_prefix('v').and_then(parse) {
-        return Intent::Release {
-            tag: tag.to_owned(),
-            image: None,
-            version,
-        };
+fn release(
+    tag: &str,
+    prerelease: Option<bool>,
+    flag: Option<bool>,
+    image_names: &[&str],
+) -> Intent {
+    match ReleaseTag::parse(tag, image_names) {
+        Some(tag) => Intent::Release {
+            prerelease: is_prerelease(prerelease, flag, &tag.version),
+            tag,
+        },
+        None => Intent::Nothing(not_a_release_tag(tag)),
     }
-    // The longest matching name wins, so `api-v2-v1.0.0` is `api-v2` at 1.0.0.
-    let mut names: Vec<&str> = image_names.to_vec();
-    names.sort_by_key(|n| std::cmp::Reverse(n.len()));
-    for name in names {
-        let version = tag
-            .strip_prefix(name)
-            .and_then(|rest| rest.strip_prefix("-v"))
-            .and_then(parse);
-        if let Some(version) = version {
-            return Intent::Release {
-                tag: tag.to_owned(),
-                image: Some(name.to_owned()),
-                version,
-            };
-        }
-    }
-    Intent::Nothing(format!(
-        "tag `{tag}` is not a release tag: releases are tagged `v<semver>` (every image) or `<image>-v<semver>` (one image)"
-    ))
 }
 
 #[cfg(test)]
@@ -297,41 +304,104 @@ mod tests {
         ));
     }
 
+    /// The image and version a planned release names, and its flag.
+    fn released(intent: Intent) -> (Option<String>, String, bool) {
+        match intent {
+            Intent::Release { tag, prerelease } => (tag.image, tag.version.to_string(), prerelease),
+            other => panic!("not a release: {other:?}"),
+        }
+    }
+
+    fn release_event(tag: &str, prerelease: bool, draft: bool) -> Event {
+        Event::Release(Release {
+            action: Some("published".into()),
+            tag: tag.into(),
+            prerelease,
+            draft,
+        })
+    }
+
     #[test]
     fn release_tags() {
-        let version = |v: &str| semver::Version::parse(v).unwrap();
+        let push_tag = |tag: &str| plan(&push(&format!("refs/tags/{tag}"), None, Some(B), false));
+        assert_eq!(released(push_tag("v1.2.3")), (None, "1.2.3".into(), false));
         assert_eq!(
-            plan(&push("refs/tags/v1.2.3", None, Some(B), false)),
-            Intent::Release {
-                tag: "v1.2.3".into(),
-                image: None,
-                version: version("1.2.3")
-            }
+            released(push_tag("api-v2-v1.0.0-rc.1")),
+            (Some("api-v2".into()), "1.0.0-rc.1".into(), true)
         );
         assert_eq!(
-            plan(&push("refs/tags/api-v2-v1.0.0-rc.1", None, Some(B), false)),
-            Intent::Release {
-                tag: "api-v2-v1.0.0-rc.1".into(),
-                image: Some("api-v2".into()),
-                version: version("1.0.0-rc.1"),
-            }
-        );
-        assert_eq!(
-            plan(&push("refs/tags/web-v3.0.0", None, Some(B), false)),
-            Intent::Release {
-                tag: "web-v3.0.0".into(),
-                image: Some("web".into()),
-                version: version("3.0.0")
-            }
+            released(push_tag("web-v3.0.0")),
+            (Some("web".into()), "3.0.0".into(), false)
         );
         assert!(matches!(
-            plan(&push("refs/tags/nightly", None, Some(B), false)),
+            push_tag("nightly"),
             Intent::Nothing(reason) if reason.contains("`nightly`")
         ));
+        assert!(matches!(push_tag("unknown-v1.0.0"), Intent::Nothing(_)));
+    }
+
+    #[test]
+    fn release_events_release_their_tag_with_their_flag() {
+        assert_eq!(
+            released(plan(&release_event("web-v1.2.3", false, false))),
+            (Some("web".into()), "1.2.3".into(), false)
+        );
+        assert_eq!(
+            released(plan(&release_event("v2.0.0", true, false))),
+            (None, "2.0.0".into(), true),
+            "a release flagged prerelease is one, whatever its version"
+        );
         assert!(matches!(
-            plan(&push("refs/tags/unknown-v1.0.0", None, Some(B), false)),
-            Intent::Nothing(_)
+            plan(&release_event("web-v1.2.3", false, true)),
+            Intent::Nothing(reason) if reason.contains("draft")
         ));
+        assert!(matches!(
+            plan(&release_event("0.0.1", false, false)),
+            Intent::Nothing(reason) if reason.contains("`0.0.1` is not a release tag")
+        ));
+    }
+
+    #[test]
+    fn release_tag_input_wins_and_prerelease_input_decides() {
+        let names = ["api", "web"];
+        let overrides = |tag: &str, prerelease: Option<bool>| Overrides {
+            release: ReleaseTag::parse(tag, &names),
+            prerelease,
+            base: Some(A.into()),
+            ..Overrides::default()
+        };
+        let dispatch = Event::Other {
+            name: "workflow_dispatch".into(),
+        };
+        assert_eq!(
+            released(intent(
+                Some(&dispatch),
+                &overrides("api-v1.0.0", None),
+                &names
+            )),
+            (Some("api".into()), "1.0.0".into(), false)
+        );
+        assert!(released(intent(None, &overrides("v1.0.0-rc.2", None), &names)).2);
+        assert!(!released(intent(None, &overrides("v1.0.0-rc.2", Some(false)), &names)).2);
+        assert!(released(intent(None, &overrides("v1.0.0", Some(true)), &names)).2);
+        // The event's flag counts for its own tag only.
+        let flagged = release_event("web-v9.0.0", true, false);
+        assert!(
+            released(intent(
+                Some(&flagged),
+                &overrides("web-v9.0.0", None),
+                &names
+            ))
+            .2
+        );
+        assert!(
+            !released(intent(
+                Some(&flagged),
+                &overrides("web-v1.0.0", None),
+                &names
+            ))
+            .2
+        );
     }
 
     #[test]
@@ -358,7 +428,7 @@ mod tests {
         let event = push("refs/heads/main", Some(A), Some(B), false);
         let only_base = Overrides {
             base: Some("v1".into()),
-            head: None,
+            ..Overrides::default()
         };
         assert_eq!(
             intent(Some(&event), &only_base, &[]),
@@ -368,8 +438,8 @@ mod tests {
             }])
         );
         let only_head = Overrides {
-            base: None,
             head: Some("cafe".into()),
+            ..Overrides::default()
         };
         assert_eq!(
             intent(Some(&event), &only_head, &[]),

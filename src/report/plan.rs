@@ -23,8 +23,17 @@ pub fn summary(outcome: &Outcome) -> String {
             plural(*files)
         ),
         Compared::All(reason) => writeln!(md, "Every image selected{event}: {reason}."),
-        Compared::Release { tag, version } => {
-            writeln!(md, "Release tag `{tag}`{event}: version `{version}`.")
+        Compared::Release {
+            tag,
+            version,
+            prerelease,
+        } => {
+            let kind = if *prerelease {
+                ", a prerelease: only its exact version tag, never `latest`"
+            } else {
+                ""
+            };
+            writeln!(md, "Release tag `{tag}`{event}: version `{version}`{kind}.")
         }
         Compared::Nothing(reason) => writeln!(md, "Nothing to build{event}: {reason}."),
     };
@@ -88,6 +97,7 @@ mod tests {
                 depends_on: vec![],
                 tier: 0,
                 version: None,
+                prerelease: false,
             }],
             images_found: 4,
             notes: vec!["github: commit 1111111 is gone".into()],
@@ -121,5 +131,24 @@ mod tests {
         );
         assert!(md.contains("**0 of 1 image** selected."), "{md}");
         assert!(!md.contains("| image |"));
+    }
+
+    #[test]
+    fn a_prerelease_says_which_tags_stay() {
+        let outcome = Outcome {
+            event: Some("release".into()),
+            compared: Compared::Release {
+                tag: "app-v2.0.0".into(),
+                version: "2.0.0".into(),
+                prerelease: true,
+            },
+            entries: vec![],
+            images_found: 1,
+            notes: vec![],
+            sha: None,
+        };
+        assert!(summary(&outcome).contains(
+            "Release tag `app-v2.0.0` for `release`: version `2.0.0`, a prerelease: only its exact version tag, never `latest`."
+        ));
     }
 }

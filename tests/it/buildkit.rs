@@ -419,9 +419,12 @@ async fn a_fresh_runner_reuses_the_inline_cache_of_latest() {
     repo.write("README.md", "docs\n");
     let second = repo.commit("docs");
     let fresh = FreshEngine::start();
+    // `rebuild`: the build inputs are unchanged, so without it nothing
+    // would be built at all (tests/it/unchanged.rs).
     let ran = publish(&repo, "t-bk-fresh", "refs/heads/main", &second)
         .env("DOCKER_HOST", &fresh.docker_host)
         .input("network", "none")
+        .input("rebuild", "true")
         .run_async()
         .await;
     ran.assert_ok();

@@ -47,7 +47,7 @@ pub fn publish(repo: &Repo, ns: &str, git_ref: &str, sha: &str) -> Action {
 
 /// Namespaces are unique to this test run, so that a registry still
 /// holding an earlier run's images can't make or break a test.
-fn unique(ns: &str) -> String {
+pub fn unique(ns: &str) -> String {
     static RUN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let run = RUN.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_owned());
     format!("{ns}-{run}")
@@ -96,7 +96,7 @@ pub async fn tags(
         .unwrap_or_default()
 }
 
-async fn digest_of(s: &Services, repository: &str, tag: &str) -> Option<String> {
+pub async fn digest_of(s: &Services, repository: &str, tag: &str) -> Option<String> {
     let repository = scoped(repository);
     get(
         &s.registry_open,
@@ -107,7 +107,7 @@ async fn digest_of(s: &Services, repository: &str, tag: &str) -> Option<String> 
     .1
 }
 
-fn set(items: &[&str]) -> BTreeSet<String> {
+pub fn set(items: &[&str]) -> BTreeSet<String> {
     items.iter().map(|s| s.to_string()).collect()
 }
 

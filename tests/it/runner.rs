@@ -49,7 +49,7 @@ fn outputs_are_heredocs_with_fresh_delimiters() {
     assert!(delimiters.iter().all(|d| d.starts_with("ghadelimiter_")));
     assert_eq!(
         ran.outputs.keys().collect::<Vec<_>>(),
-        ["changed", "count", "images", "matrix", "sha"]
+        ["changed", "count", "images", "matrix", "prerelease", "sha"]
     );
 }
 
@@ -150,10 +150,22 @@ fn bad_inputs_fail_naming_the_value() {
     let (repo, before, after) = repo_with_images();
     let event = push_event("refs/heads/main", &before, &after, false);
     for (input, value, needle) in [
-        ("source", "svn", "svn"),
+        (
+            "source",
+            "svn",
+            "::error title=registry-action%3A invalid input::input `source`: \"svn\" is not accepted; use one of: auto, git, github",
+        ),
         ("exclude", "ops/[docker", "\"ops/[docker\""),
-        ("all", "yes", "yes"),
-        ("max-depth", "0", "max-depth"),
+        (
+            "all",
+            "yes",
+            "::input `all`: \"yes\" is not accepted; \"yes\" is not a boolean",
+        ),
+        (
+            "max-depth",
+            "0",
+            "::input `max-depth`: \"0\" is not accepted; 0 is not in 1..=8",
+        ),
     ] {
         let ran = Action::github(repo.path())
             .input("command", "plan")
@@ -192,7 +204,24 @@ fn a_missing_or_malformed_event_fails() {
 fn an_unknown_command_fails_with_exit_1() {
     let repo = Repo::new();
     let ran = Action::github(repo.path()).input("command", "deploy").run();
-    ran.assert_failed("deploy");
+    ran.assert_failed("::input `command`: \"deploy\" is not a command; use one of: plan, publish,");
+}
+
+#[test]
+fn a_bad_value_names_the_input_on_a_runner_and_the_flag_on_a_laptop() {
+    let repo = Repo::new();
+    Action::github(repo.path())
+        .input("command", "cleanup")
+        .input("keep", "abc")
+        .run()
+        .assert_failed("::error title=registry-action%3A invalid input::input `keep`: \"abc\" is not accepted; give a whole number");
+    let ran = Action::local(repo.path())
+        .arg("cleanup")
+        .arg("--keep")
+        .arg("abc")
+        .run();
+    ran.assert_failed("invalid value 'abc' for '--keep <KEEP>'");
+    assert!(!ran.stderr.contains("::error"), "{ran}");
 }
 
 #[test]

@@ -13,20 +13,26 @@ pub(super) async fn build_with_fallback(
     target: &Target,
     local: &str,
     report: &mut Published,
-) -> anyhow::Result<Built> {
-    let first = match target.builder {
-        BuilderArg::Legacy => Builder::Legacy,
-        BuilderArg::Auto | BuilderArg::Buildkit => Builder::BuildKit,
-    };
+) -> anyhow::Result<(Built, Builder)> {
+    let first = requested_builder(target.builder);
     match build_once(session, engine, target, local, first).await {
         Err(e) if target.builder == BuilderArg::Auto && refused_session(&e) => {
             report.notes.push(format!(
                 "the engine refused a BuildKit session ({e}); built with the legacy builder (no inline cache, no `RUN --mount`)"
             ));
-            Ok(build_once(session, engine, target, local, Builder::Legacy).await?)
+            let built = build_once(session, engine, target, local, Builder::Legacy).await?;
+            Ok((built, Builder::Legacy))
         }
         Err(e) => Err(explain_failure(session, target, e)),
-        Ok(built) => Ok(built),
+        Ok(built) => Ok((built, first)),
+    }
+}
+
+/// The builder `builder` asks for first.
+pub(super) fn requested_builder(builder: BuilderArg) -> Builder {
+    match builder {
+        BuilderArg::Legacy => Builder::Legacy,
+        BuilderArg::Auto | BuilderArg::Buildkit => Builder::BuildKit,
     }
 }
 

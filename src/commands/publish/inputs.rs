@@ -2,23 +2,85 @@
 
 use super::*;
 
-pub(super) fn release_version(
+/// The release this run publishes, if any.
+pub(super) struct ReleaseFacts {
+    pub version: Option<semver::Version>,
+    pub prerelease: bool,
+}
+
+/// The version from `version`, else from the release tag (`release-tag`,
+/// else the release event's, else the tag pushed); prerelease from the
+/// `prerelease` input, else the release event's flag and the version.
+pub(super) fn release_facts(
     args: &PublishArgs,
     session: &Session,
+    event: Option<&Event>,
     basename: &str,
-) -> anyhow::Result<Option<semver::Version>> {
-    Ok(match &args.version {
+) -> anyhow::Result<ReleaseFacts> {
+    let (tag, flag) = match (&args.release.release_tag, event) {
+        (Some(tag), _) => {
+            let parsed = ReleaseTag::parse(tag, &[basename]).with_context(|| {
+                format!("`release-tag`: {tag:?} is not a release of `{basename}`: releases are tagged {FORMS}")
+            })?;
+            (Some(parsed), event.and_then(|e| e.release_flag(tag)))
+        }
+        (None, Some(Event::Release(release))) => (
+            ReleaseTag::parse(&release.tag, &[basename]),
+            Some(release.prerelease),
+        ),
+        (None, _) => (
+            session
+                .ctx
+                .git_ref
+                .as_deref()
+                .and_then(|r| ReleaseTag::from_ref(r, basename)),
+            None,
+        ),
+    };
+    let version = match &args.version {
         Some(v) => Some(
             semver::Version::parse(v.trim_start_matches('v')).with_context(|| {
                 format!("`version`: {v:?} is not a semantic version (like 1.2.3 or 1.2.3-rc.1)")
             })?,
         ),
-        None => session
-            .ctx
-            .git_ref
-            .as_deref()
-            .and_then(|r| metadata::version_from_ref(r, basename)),
+        None => tag.map(|t| t.version),
+    };
+    let forced = args.release.prerelease.forced();
+    Ok(ReleaseFacts {
+        prerelease: match &version {
+            Some(version) => is_prerelease(forced, flag, version),
+            None => forced == Some(true),
+        },
+        version,
     })
+}
+
+/// With `release-tag`, the commit built is the tag's, and the checkout must
+/// be that commit: a dispatch checks out its branch unless told otherwise.
+pub(super) async fn release_commit(
+    args: &PublishArgs,
+    session: &Session,
+) -> anyhow::Result<Option<String>> {
+    let (Some(tag), None) = (&args.release.release_tag, &args.sha) else {
+        return Ok(None);
+    };
+    let Some(git) = GitSource::open(&session.ctx.workspace).await? else {
+        return Ok(None);
+    };
+    let Some(commit) = git.commit(&format!("refs/tags/{tag}")).await? else {
+        bail!(
+            "`release-tag`: tag {tag:?} is not in the checked-out clone; check it out (`actions/checkout` with `ref: {tag}`) so the release is built from the tagged commit"
+        );
+    };
+    let head = git.commit("HEAD").await?.unwrap_or_default();
+    if head != commit {
+        bail!(
+            "`release-tag`: {tag:?} is commit {}, but the workspace has {} checked out; check the tag out (`actions/checkout` with `ref: {tag}`) so the release is built from it",
+            short(&commit),
+            short(&head)
+        );
+    }
+    Ok(Some(commit))
 }
 
 /// `secrets`: `id=value` lines. A malformed line is named by its number,
@@ -143,15 +205,18 @@ pub(super) fn single_platform(platforms: Option<&str>) -> anyhow::Result<Option<
     }
 }
 
-/// The commit built: the input, the pull request's head (never the merge
-/// commit GITHUB_SHA names), else GITHUB_SHA.
+/// The commit built: the input, the release tag's commit, the pull
+/// request's head (never the merge commit GITHUB_SHA names), else
+/// GITHUB_SHA.
 pub(super) fn commit_sha(
     args: &PublishArgs,
     session: &Session,
     event: Option<&Event>,
+    release_commit: Option<String>,
 ) -> anyhow::Result<String> {
     args.sha
         .clone()
+        .or(release_commit)
         .or_else(|| match event {
             Some(Event::PullRequest(pr)) => Some(pr.head_sha.clone()),
             _ => None,

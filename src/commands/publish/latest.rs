@@ -10,7 +10,7 @@ pub(super) async fn tag_set(
     args: &PublishArgs,
     session: &Session,
     sha: &str,
-    version: Option<&semver::Version>,
+    release: &ReleaseFacts,
     event: Option<&Event>,
     latest: Option<&Pushed>,
     published_versions: &[semver::Version],
@@ -25,7 +25,8 @@ pub(super) async fn tag_set(
         git_ref: session.ctx.git_ref.as_deref(),
         default_branch: default_branch(event),
         pull_request: matches!(event, Some(Event::PullRequest(_))),
-        version,
+        version: release.version.as_ref(),
+        prerelease: release.prerelease,
         latest: match args.latest {
             LatestArg::Auto => Latest::Auto,
             LatestArg::True => Latest::Always,

@@ -76,6 +76,7 @@ pub(super) fn base_images(target: &Target) -> Vec<(String, String)> {
 }
 
 /// An image as the registry holds it: its manifest and config.
+#[derive(Clone)]
 pub(super) struct Pushed {
     pub(super) manifest: Manifest,
     pub(super) config: Vec<u8>,

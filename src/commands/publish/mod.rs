@@ -1,14 +1,15 @@
 //! `publish`, read as its stages: resolve (inputs, tags, what the registry
-//! has) → build (BuildKit, export, layers reused) → gate (one scan) → push
-//! (blobs, then the SHA tag) → tag (the others, registry-side) → mirror →
-//! finish (outputs, summary).
+//! has) → build (BuildKit, export, layers reused; or none when the commit
+//! or an image of the same build inputs is already pushed) → gate (one
+//! scan) → push (blobs, then the SHA tag) → tag (the others,
+//! registry-side) → mirror → finish (outputs, summary).
 //!
 //! The image is pushed by this binary, not the engine: blobs first (skipping
 //! what the registry has), the manifest only after all of them, then every
 //! further tag as the same manifest bytes, so all tags name one digest and
 //! the later tags cost one small request each.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -19,7 +20,8 @@ use futures_util::{StreamExt as _, TryStreamExt as _};
 use crate::actions::event::Event;
 use crate::actions::outputs::Outputs;
 use crate::actions::workflow::{Annotation, Level};
-use crate::cli::{BuilderArg, LatestArg, PublishArgs};
+use crate::build_key;
+use crate::cli::{BuilderArg, LatestArg, PublishArgs, ScannerArg};
 use crate::commands::Session;
 use crate::commands::mirror::{mirror_results, release_mirrors};
 use crate::commands::scan::{self, Gate, Subject};
@@ -34,10 +36,12 @@ use crate::mirror::summary::{Mirrored, mirrors};
 use crate::plan::dockerfile;
 use crate::plan::git::GitSource;
 use crate::plan::github::GitHubSource;
+use crate::plan::strategy::short;
 use crate::reference::Reference;
 use crate::registry::auth::Credentials;
 use crate::registry::mount::Upload;
 use crate::registry::{Manifest, Registry};
+use crate::release::{FORMS, ReleaseTag, is_prerelease};
 use crate::report::publish::{Published, summary};
 use crate::tags::{self, Facts, Latest, TagSet};
 
@@ -46,12 +50,14 @@ mod inputs;
 mod latest;
 mod layers;
 mod supply;
+mod unchanged;
 
 use build::*;
 use inputs::*;
 use latest::*;
 use layers::*;
 use supply::*;
+use unchanged::*;
 
 /// The engine's export in the work directory: converted for the push and
 /// handed to the scanner as it is.
@@ -62,9 +68,19 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
     let target = resolve(args, session).await?;
     let supply = supply_inputs(args, session).await?;
     let mut report = target.report();
-    let (manifest, gate, sbom) = match target.existing.clone().filter(|_| !args.rebuild) {
-        Some(found) => (reuse(found, &target, &mut report), None, None),
-        None => {
+    let existing = target.existing.clone().filter(|_| !args.rebuild);
+    let earlier = match existing {
+        Some(_) => None,
+        None => same_build(args, session, &target).await?,
+    };
+    let (manifest, gate, sbom) = match (existing, earlier) {
+        (Some(found), _) => (reuse(found, &target, &mut report), None, None),
+        (None, Some(earlier)) => (
+            release_again(&target, earlier, &mut report).await?,
+            None,
+            None,
+        ),
+        (None, None) => {
             let work = session.work_dir()?;
             let image = build(session, &target, work.path(), &mut report).await?;
             let gate = gate(args, session, &target, work.path()).await?;
@@ -206,8 +222,14 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
     let secrets = build_secrets(&args.secrets)?;
     check_secrets(args.builder, &secrets)?;
     let event = session.event()?;
-    let sha = commit_sha(args, session, event.as_ref())?;
-    let version = release_version(args, session, &basename)?;
+    let release = release_facts(args, session, event.as_ref(), &basename)?;
+    let sha = commit_sha(
+        args,
+        session,
+        event.as_ref(),
+        release_commit(args, session).await?,
+    )?;
+    let version = release.version.clone();
     let registry = Registry::new(reference.registry(), credentials.clone())?;
     let (existing, latest) = if args.push {
         registry.check_access(&repository).await?;
@@ -227,7 +249,7 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
         args,
         session,
         &sha,
-        version.as_ref(),
+        &release,
         event.as_ref(),
         latest.as_ref(),
         &published_versions,
@@ -281,7 +303,11 @@ async fn build(
 ) -> anyhow::Result<OciImage> {
     let engine = Engine::connect().await?;
     let local = format!("{}:{}", target.reference.name(), target.set.sha);
-    let built = build_with_fallback(session, &engine, target, &local, report).await?;
+    let (built, bases) = tokio::join!(
+        build_with_fallback(session, &engine, target, &local, report),
+        base_digests(target)
+    );
+    let (built, builder) = built?;
     report.built = true;
     if built.cached + built.executed > 0 {
         report.notes.push(format!(
@@ -294,9 +320,14 @@ async fn build(
     engine.save(&local, &saved).await?;
     engine.untag(&local).await;
     let out = work.to_owned();
+    let annotations: BTreeMap<String, String> = key_of(target, &built.context, builder, bases)
+        .map(|key| (build_key::ANNOTATION.to_owned(), key))
+        .into_iter()
+        .collect();
     let image = tokio::task::spawn_blocking(move || oci_image(&saved, &out, &known))
         .await
-        .context("the export task failed")??;
+        .context("the export task failed")??
+        .annotated(&annotations);
     report.size = image.layers.iter().map(|l| l.size).sum::<u64>() + image.config.size;
     let reused = image
         .layers

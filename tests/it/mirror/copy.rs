@@ -233,3 +233,30 @@ async fn a_token_registry_mounts_with_a_token_naming_both_repositories() {
     assert_eq!(output(&ran, "blobs-sent"), 0, "{ran}");
     assert_same_tree((&registry, &source), (&registry, &target), "v1").await;
 }
+
+#[tokio::test]
+async fn upper_case_repository_names_are_refused_before_anything_is_read() {
+    let registry = &services().registry_open;
+    for (command, inputs, input) in [
+        ("mirror", [("from", "Team/App"), ("to", "team/app")], "from"),
+        ("mirror", [("from", "team/app"), ("to", "UPPER/x")], "to"),
+        (
+            "backup",
+            [("from", "UPPER/x"), ("archive", "b.tar")],
+            "from",
+        ),
+        ("restore", [("archive", "b.tar"), ("to", "UPPER/x")], "to"),
+    ] {
+        let mut owned: Vec<(&str, String)> = vec![("command", command.into())];
+        for (name, value) in inputs {
+            let value = match name {
+                "from" | "to" => format!("{registry}/{value}"),
+                _ => value.into(),
+            };
+            owned.push((name, value));
+        }
+        let ran = run_owned(&owned).await;
+        ran.assert_failed(&format!("`{input}`: \"{registry}/"));
+        ran.assert_failed("has upper-case letters, and OCI repository names are lower-case; write");
+    }
+}

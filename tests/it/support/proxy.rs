@@ -65,6 +65,11 @@ impl Proxy {
         self.state.dead.load(Ordering::SeqCst)
     }
 
+    /// Bytes a [`Fault::DieAfter`] proxy sent upstream: requests and blobs.
+    pub fn sent(&self) -> u64 {
+        self.state.sent.load(Ordering::SeqCst)
+    }
+
     /// How many connections a [`Fault::Cut`] proxy has cut.
     pub fn cuts(&self) -> u32 {
         self.state.cuts.load(Ordering::SeqCst)

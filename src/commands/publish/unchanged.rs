@@ -1,0 +1,212 @@
+//! A new commit of an unchanged image directory. Every pushed image carries
+//! its build key (`build_key`); when the key of the build this run would
+//! make is that of an image already in the repository, that image is
+//! released again under this commit — its config with this commit's
+//! labels, its layers as they are — and nothing is built, exported or
+//! uploaded but the config.
+
+use super::*;
+use crate::build_key::{self, ANNOTATION, Inputs};
+use crate::engine::context::ContextPlan;
+use crate::engine::export::{
+    CONFIG_MEDIA_TYPE, image_manifest, manifest_annotation, pushed_layers, relabelled_config,
+};
+
+/// An image of this repository that this run would build again.
+pub(super) struct Earlier {
+    /// The tag it was found under, for the summary.
+    tag: String,
+    image: Pushed,
+    key: String,
+}
+
+/// Only when pushing, without `rebuild`, and without a scan gate: the
+/// gate scans the files a build exports.
+pub(super) async fn same_build(
+    args: &PublishArgs,
+    session: &Session,
+    target: &Target,
+) -> anyhow::Result<Option<Earlier>> {
+    if !args.push || args.rebuild || args.scan.scanner != ScannerArg::None {
+        return Ok(None);
+    }
+    let candidates = candidates(session, target).await?;
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    let context = context_digest(target).await?;
+    let builder = requested_builder(target.builder);
+    let Some(key) = key_of(target, &context, builder, base_digests(target).await) else {
+        return Ok(None);
+    };
+    Ok(candidates.into_iter().find(|earlier| earlier.key == key))
+}
+
+/// The image of the newest commit that changed the image's directory or
+/// Dockerfile, and `latest`: those that carry a build key.
+async fn candidates(session: &Session, target: &Target) -> anyhow::Result<Vec<Earlier>> {
+    let mut found: Vec<(String, Pushed)> = Vec::new();
+    if let Some(git) = GitSource::open(&session.ctx.workspace).await? {
+        let paths = [target.dir.as_path(), target.dockerfile.as_path()];
+        if let Some(sha) = git.last_change(&paths).await?.filter(|s| *s != target.sha) {
+            if let Some(image) = pushed(&target.registry, &target.repository, &sha).await? {
+                found.push((sha, image));
+            }
+        }
+    }
+    if let Some(latest) = &target.latest {
+        found.push(("latest".into(), latest.clone()));
+    }
+    Ok(found
+        .into_iter()
+        .filter_map(|(tag, image)| {
+            let key = manifest_annotation(&image.manifest.bytes, ANNOTATION)?;
+            Some(Earlier { tag, image, key })
+        })
+        .collect())
+}
+
+/// The digest of the context as the engine would receive it.
+async fn context_digest(target: &Target) -> anyhow::Result<String> {
+    let (dir, dockerfile) = (target.dir.clone(), target.dockerfile.clone());
+    tokio::task::spawn_blocking(move || {
+        let plan = ContextPlan::new(&dir, Some(&dockerfile))?;
+        Ok(plan.write(std::io::sink())?.1.digest)
+    })
+    .await
+    .context("the context digest task failed")?
+}
+
+/// The build key of this target built from `context` with `builder`;
+/// `None` when a base image's digest is unknown.
+pub(super) fn key_of(
+    target: &Target,
+    context: &str,
+    builder: Builder,
+    bases: Option<BTreeMap<String, String>>,
+) -> Option<String> {
+    let bases = bases?;
+    let secret_ids: Vec<String> = target
+        .secrets
+        .ids()
+        .iter()
+        .map(|id| id.to_string())
+        .collect();
+    Some(build_key::key(&Inputs {
+        context,
+        stage: target.stage.as_deref(),
+        build_args: &target.build_args,
+        labels: &target.labels,
+        platform: target.platform.as_deref(),
+        network: target.network.as_deref(),
+        builder: match builder {
+            Builder::BuildKit => "buildkit",
+            Builder::Legacy => "legacy",
+        },
+        inline_cache: target.inline_cache,
+        secret_ids: &secret_ids,
+        bases: &bases,
+    }))
+}
+
+/// Every image the Dockerfile builds on — its external bases and its
+/// `# syntax=` frontend — by the digest each names now; `None` when one
+/// can't be resolved (then no key, and no build is skipped).
+pub(super) async fn base_digests(target: &Target) -> Option<BTreeMap<String, String>> {
+    let args = target
+        .build_args
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let stages = dockerfile::stages(&target.dockerfile_text, &args);
+    let written: Vec<String> = dockerfile::external_bases(&stages)
+        .into_iter()
+        .map(|stage| stage.base.clone())
+        .chain(dockerfile::syntax_directive(&target.dockerfile_text).map(|(_, image)| image))
+        .collect();
+    let mut digests = BTreeMap::new();
+    for image in written {
+        match resolve(target, &image).await {
+            Ok(Some(digest)) => {
+                digests.insert(image, digest);
+            }
+            Ok(None) => {
+                tracing::info!("{image} is not in its registry: the build key is unknown");
+                return None;
+            }
+            Err(e) => {
+                tracing::info!("couldn't resolve {image} ({e:#}): the build key is unknown");
+                return None;
+            }
+        }
+    }
+    Some(digests)
+}
+
+/// The digest `image` names: its own, or its tag's, asked of its registry
+/// (with this run's login when it is the target's registry).
+async fn resolve(target: &Target, image: &str) -> anyhow::Result<Option<String>> {
+    let reference = Reference::parse(image)?;
+    if let Some(digest) = reference.digest() {
+        return Ok(Some(digest.to_owned()));
+    }
+    let tag = reference.tag().unwrap_or("latest");
+    let digest = if reference.registry() == target.reference.registry() {
+        target
+            .registry
+            .manifest_digest(reference.repository(), tag)
+            .await?
+    } else {
+        Registry::new(reference.registry(), None)?
+            .manifest_digest(reference.repository(), tag)
+            .await?
+    };
+    Ok(digest)
+}
+
+/// The earlier image under this commit's SHA tag: its config relabelled,
+/// its layers and build key as they are.
+pub(super) async fn release_again(
+    target: &Target,
+    earlier: Earlier,
+    report: &mut Published,
+) -> anyhow::Result<Manifest> {
+    let config = relabelled_config(&earlier.image.config, &target.labels)
+        .with_context(|| format!("`{}`'s image config is not valid JSON", earlier.tag))?;
+    let layers = pushed_layers(&earlier.image.manifest.bytes, &target.repository)
+        .with_context(|| format!("`{}` is not an image manifest", earlier.tag))?;
+    let config_blob = Blob {
+        digest: crate::registry::sha256_digest(&config),
+        size: config.len() as u64,
+        media_type: CONFIG_MEDIA_TYPE.into(),
+        source: Source::Registry {
+            repository: target.repository.clone(),
+        },
+    };
+    let annotations = BTreeMap::from([(ANNOTATION.to_owned(), earlier.key.clone())]);
+    let bytes = image_manifest(&config_blob, &layers, &annotations);
+    let manifest = Manifest {
+        digest: crate::registry::sha256_digest(&bytes),
+        bytes,
+        media_type: MANIFEST_MEDIA_TYPE.into(),
+    };
+    let registry = &target.registry;
+    if !registry
+        .has_blob(&target.repository, &config_blob.digest)
+        .await?
+    {
+        registry
+            .upload_blob(&target.repository, &config_blob.digest, config.into())
+            .await?;
+        report.uploaded = config_blob.size;
+    }
+    registry
+        .put_manifest(&target.repository, &target.set.sha, &manifest)
+        .await?;
+    report.size = layers.iter().map(|l| l.size).sum::<u64>() + config_blob.size;
+    report.notes.push(format!(
+        "nothing changed since `{}` (same build key): released again with this commit's labels — no build, no layer uploaded",
+        short(&earlier.tag)
+    ));
+    Ok(manifest)
+}
