@@ -45,6 +45,8 @@ pub enum Command {
     Backup(BackupArgs),
     /// Push the tags of an OCI image layout (a directory or a .tar) to a repository.
     Restore(RestoreArgs),
+    /// Check an image's cosign signature (and attestation) with a public key.
+    Verify(VerifyArgs),
 }
 
 impl Command {
@@ -58,6 +60,7 @@ impl Command {
             Command::Mirror(_) => "mirror",
             Command::Backup(_) => "backup",
             Command::Restore(_) => "restore",
+            Command::Verify(_) => "verify",
         }
     }
 
@@ -71,6 +74,8 @@ impl Command {
                     .iter()
                     .chain(&args.github_token)
                     .chain(&args.mirror_password)
+                    .chain(&args.supply.sign_key)
+                    .chain(&args.supply.sign_key_password)
                     .map(String::as_str)
                     .chain(secret_values(&args.secrets))
                     .collect();
@@ -86,6 +91,7 @@ impl Command {
                 .collect(),
             Command::Backup(args) => args.from.from_password.iter().collect(),
             Command::Restore(args) => args.to.password.iter().collect(),
+            Command::Verify(args) => args.password.iter().collect(),
         };
         all.into_iter().map(String::as_str).collect()
     }
@@ -517,6 +523,95 @@ pub struct PublishArgs {
 
     #[command(flatten)]
     pub scan: ScanArgs,
+
+    #[command(flatten)]
+    pub supply: SupplyArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SbomArg {
+    /// CycloneDX 1.6 JSON.
+    Cyclonedx,
+    /// SPDX 2.3 JSON.
+    Spdx,
+    None,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AttestationArg {
+    Cyclonedx,
+    Spdx,
+}
+
+impl AttestationArg {
+    pub fn predicate(self) -> crate::supply::cosign::Predicate {
+        match self {
+            AttestationArg::Cyclonedx => crate::supply::cosign::Predicate::CycloneDx,
+            AttestationArg::Spdx => crate::supply::cosign::Predicate::Spdx,
+        }
+    }
+}
+
+impl SbomArg {
+    pub fn predicate(self) -> Option<crate::supply::cosign::Predicate> {
+        match self {
+            SbomArg::Cyclonedx => Some(crate::supply::cosign::Predicate::CycloneDx),
+            SbomArg::Spdx => Some(crate::supply::cosign::Predicate::Spdx),
+            SbomArg::None => None,
+        }
+    }
+}
+
+/// `publish`'s supply chain: the SBOM, the signature and the attestation.
+#[derive(Debug, Clone, Args)]
+pub struct SupplyArgs {
+    /// Write an SBOM of the image, converted from the scan's report (needs
+    /// `scanner: trivy`); with `sign-key`, also attested in the registry.
+    #[arg(long, value_enum, default_value_t = SbomArg::None)]
+    pub sbom: SbomArg,
+
+    /// Sign the pushed digest the way `cosign sign --key` does: cosign's
+    /// encrypted private key PEM, a PKCS#8 or EC P-256 PEM, or
+    /// `hashivault://<key>` (Vault/OpenBao Transit via VAULT_ADDR and VAULT_TOKEN).
+    #[arg(
+        long,
+        hide_env_values = true,
+        allow_hyphen_values = true,
+        value_name = "KEY"
+    )]
+    pub sign_key: Option<String>,
+
+    /// The password of an encrypted `sign-key` (COSIGN_PASSWORD).
+    #[arg(
+        long,
+        hide_env_values = true,
+        allow_hyphen_values = true,
+        value_name = "PASSWORD"
+    )]
+    pub sign_key_password: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct VerifyArgs {
+    /// The image, `registry/namespace/name:tag` or `…@sha256:…`.
+    #[arg(long)]
+    pub image: String,
+
+    /// The public key (`cosign.pub`): its PEM, or a file in the workspace.
+    #[arg(long, allow_hyphen_values = true, value_name = "PEM_OR_FILE")]
+    pub public_key: String,
+
+    /// Also require an attestation of this SBOM type about the digest.
+    #[arg(long, value_enum)]
+    pub attestation: Option<AttestationArg>,
+
+    /// Registry user name.
+    #[arg(long)]
+    pub username: Option<String>,
+
+    /// Registry password or access token.
+    #[arg(long, hide_env_values = true)]
+    pub password: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -30,6 +30,7 @@ pub mod release;
 pub mod report;
 pub mod retention;
 pub mod scan;
+pub mod supply;
 pub mod tags;
 pub mod time;
 pub mod usage;

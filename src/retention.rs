@@ -94,6 +94,9 @@ pub enum Kept {
     /// Its manifest is a child of a kept multi-arch index; deleting it would
     /// break that index.
     ChildOfKept { index_tag: String },
+    /// A cosign signature or attestation (`sha256-<hex>.sig`/`.att`) of a
+    /// kept manifest: it goes only with the manifest it is about.
+    Attached { to: String },
 }
 
 /// One manifest to delete, and every tag that goes with it.
@@ -162,6 +165,9 @@ fn standing(info: &TagInfo, rules: &Rules) -> Standing {
     let tag = info.tag.as_str();
     if tag == "latest" {
         return Standing::Kept(Kept::Protected("`latest`".into()));
+    }
+    if let Some(to) = crate::supply::cosign::attached_to(tag) {
+        return Standing::Kept(Kept::Attached { to });
     }
     if is_version_tag(tag) {
         return Standing::Kept(Kept::Protected("semantic version".into()));
@@ -304,6 +310,8 @@ pub fn plan(tags: &[TagInfo], rules: &Rules) -> Plan {
         }
     }
 
+    follow_subjects(&groups, &mut verdict, &entries, is_kept);
+
     let deleted: Vec<(&str, &Group<'_>)> = groups
         .iter()
         .filter(|(_, group)| !is_kept(&verdict, group))
@@ -358,6 +366,34 @@ pub fn plan(tags: &[TagInfo], rules: &Rules) -> Plan {
             .zip(verdict)
             .filter_map(|(info, kept)| Some((info.tag.clone(), kept?)))
             .collect(),
+    }
+}
+
+/// Signatures and attestations go with the manifest they are about: a
+/// manifest holding only such tags is deleted when every one of their
+/// subjects is (and kept otherwise, whatever `keep` says).
+fn follow_subjects(
+    groups: &BTreeMap<String, Group<'_>>,
+    verdict: &mut [Option<Kept>],
+    entries: &[&TagInfo],
+    is_kept: impl Fn(&[Option<Kept>], &Group<'_>) -> bool,
+) {
+    let doomed: BTreeSet<&str> = groups
+        .iter()
+        .filter(|(_, group)| !is_kept(verdict, group))
+        .flat_map(|(_, group)| group.members.iter().map(|&i| entries[i].digest.as_str()))
+        .collect();
+    let doomed: BTreeSet<String> = doomed.iter().map(|d| d.to_ascii_lowercase()).collect();
+    for group in groups.values() {
+        let follows = group
+            .members
+            .iter()
+            .all(|&i| matches!(&verdict[i], Some(Kept::Attached { to }) if doomed.contains(to)));
+        if follows {
+            for &i in &group.members {
+                verdict[i] = None;
+            }
+        }
     }
 }
 
@@ -449,6 +485,46 @@ mod tests {
 
     fn shares(with: &str) -> Kept {
         Kept::SharesDigest { with: with.into() }
+    }
+
+    /// `sha256-<hex>.<suffix>` of `digest(n)`.
+    fn attached(n: u32, suffix: &str) -> String {
+        crate::supply::cosign::tag(&digest(n), suffix)
+    }
+
+    #[test]
+    fn signatures_and_attestations_go_with_their_image_and_never_count_as_sha_tags() {
+        let listing = vec![
+            tag(&sha(1), &digest(1), 30),
+            tag(&attached(1, "sig"), &digest(11), 30),
+            tag(&attached(1, "att"), &digest(12), 30),
+            tag(&sha(2), &digest(2), 20),
+            tag(&attached(2, "sig"), &digest(21), 20),
+            tag(&sha(3), &digest(3), 10),
+        ];
+        let expected_delete = vec![
+            deletion(&digest(1), &[&sha(1)]),
+            deletion(&digest(11), &[&attached(1, "sig")]),
+            deletion(&digest(12), &[&attached(1, "att")]),
+        ];
+        let planned = plan(&listing, &rules(2));
+        let mut deleted = planned.delete.clone();
+        deleted.sort();
+        assert_eq!(deleted, expected_delete);
+        assert!(
+            planned
+                .kept
+                .contains(&kept(&attached(2, "sig"), Kept::Attached { to: digest(2) }))
+        );
+
+        // Even a pattern that matches them doesn't make them count.
+        let everything = Rules {
+            prunable: vec![Pattern::new("*").unwrap()],
+            ..rules(2)
+        };
+        let mut deleted = plan(&listing, &everything).delete;
+        deleted.sort();
+        assert_eq!(deleted, expected_delete);
     }
 
     fn protected(why: &str) -> Kept {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::inventory::Inventory;
 use crate::retention::is_commit_sha;
+use crate::supply::cosign::attached_to;
 
 /// Images listed per repository as the largest.
 const LARGEST: usize = 5;
@@ -28,6 +29,10 @@ pub struct Repository {
     pub repository: String,
     pub tags: usize,
     pub sha_tags: usize,
+    /// cosign signature and attestation tags (`sha256-<hex>.sig`/`.att`),
+    /// counted apart: they are not images. Absent from older reports.
+    #[serde(default)]
+    pub signatures: usize,
     pub manifests: usize,
     /// Every blob and manifest the tags reach, each counted once.
     pub bytes: u64,
@@ -54,9 +59,15 @@ pub struct Growth {
     pub sha_tags: i64,
 }
 
+/// Signatures and attestations are counted apart: stored bytes include
+/// them, the image counts and the largest images don't.
 pub fn measure(repository: &str, inventory: &Inventory) -> Repository {
+    let (attached, image_tags): (Vec<_>, Vec<_>) = inventory
+        .tags
+        .iter()
+        .partition(|t| attached_to(&t.tag).is_some());
     let mut by_digest: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-    for t in &inventory.tags {
+    for t in image_tags {
         by_digest.entry(&t.digest).or_default().push(t.tag.clone());
     }
     let mut largest: Vec<Image> = by_digest
@@ -81,8 +92,14 @@ pub fn measure(repository: &str, inventory: &Inventory) -> Repository {
             .iter()
             .filter(|t| is_commit_sha(&t.tag))
             .count(),
+        signatures: attached.len(),
         manifests: by_digest.len(),
-        bytes: inventory.stored_bytes(by_digest.keys().copied()),
+        bytes: inventory.stored_bytes(
+            by_digest
+                .keys()
+                .copied()
+                .chain(attached.iter().map(|t| t.digest.as_str())),
+        ),
         largest,
         growth: None,
     }
@@ -122,10 +139,12 @@ mod tests {
                 tag(&sha(2), "m2"),
                 tag("latest", "m2"),
                 tag("1.0.0", "m2"),
+                tag(&format!("sha256-{}.sig", "a".repeat(64)), "s2"),
             ],
             manifests: BTreeMap::from([
                 ("m1".into(), image(100, &[("base", 5000), ("a", 10)])),
                 ("m2".into(), image(100, &[("base", 5000), ("b", 20)])),
+                ("s2".into(), image(3, &[("payload", 7)])),
             ]),
         }
     }
@@ -133,8 +152,11 @@ mod tests {
     #[test]
     fn counts_shared_layers_once() {
         let r = measure("acme/app", &inventory());
-        assert_eq!((r.tags, r.sha_tags, r.manifests), (4, 2, 2));
-        assert_eq!(r.bytes, 100 + 5000 + 10 + 100 + 20);
+        assert_eq!(
+            (r.tags, r.sha_tags, r.signatures, r.manifests),
+            (5, 2, 1, 2)
+        );
+        assert_eq!(r.bytes, 100 + 5000 + 10 + 100 + 20 + 3 + 7);
         assert_eq!(r.largest[0].digest, "m2");
         assert_eq!(r.largest[0].bytes, 100 + 5000 + 20);
         assert_eq!(
@@ -144,7 +166,7 @@ mod tests {
                 "1.0.0".into()
             ][..]
         );
-        assert_eq!(r.largest.len(), 2);
+        assert_eq!(r.largest.len(), 2, "a signature is not an image");
     }
 
     #[test]
@@ -160,7 +182,7 @@ mod tests {
         };
         let mut before = now.clone();
         before.repositories[0].bytes -= 1000;
-        before.repositories[0].tags = 6;
+        before.repositories[0].tags = 7;
         before.repositories.truncate(1);
         let text = serde_json::to_string(&before).unwrap();
         let before: Report = serde_json::from_str(&text).unwrap();

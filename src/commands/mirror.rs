@@ -161,13 +161,15 @@ pub(crate) async fn release_mirrors(
         concurrency: RELEASE_MIRROR_CONCURRENCY,
         dry_run: false,
     };
+    // With the signatures and attestations of the release's digest.
+    let tags = mirror::tags_to_copy(&from, tags).await?;
     let mut mirrored = Vec::new();
     for (target, registry, reference) in &targets {
         let to = Store::Registry {
             registry,
             repository: reference.repository(),
         };
-        let result = mirror::copy(&from, &to, tags, &options)
+        let result = mirror::copy(&from, &to, &tags, &options)
             .await
             .map_err(|e| e.to_string());
         mirrored.push(Mirrored {

@@ -9,6 +9,7 @@ mod repositories;
 pub mod restore;
 pub mod scan;
 pub mod usage;
+pub mod verify;
 
 use anyhow::{Context as _, bail};
 
@@ -116,6 +117,7 @@ pub async fn run(command: Command, session: &Session) -> anyhow::Result<()> {
         Command::Mirror(args) => mirror::run(&args, session).await,
         Command::Backup(args) => backup::run(&args, session).await,
         Command::Restore(args) => restore::run(&args, session).await,
+        Command::Verify(args) => verify::run(&args, session).await,
     }
 }
 

@@ -35,6 +35,9 @@ pub struct Location {
 pub struct Gate {
     pub verdict: Verdict,
     pub summary: String,
+    /// The scanner's JSON report, when the scan ran here: `publish`
+    /// converts it to the SBOM.
+    pub report: Option<Vec<u8>>,
 }
 
 impl Gate {
@@ -74,11 +77,13 @@ pub async fn gate(
         ignore_unfixed: args.ignore_unfixed,
     };
     let ignore = load_ignore(session, args.ignore_file.as_deref())?;
-    let (scanner, findings) = match subject {
+    let (scanner, findings, report) = match subject {
         Subject::Report(path) => {
             let bytes = std::fs::read(path)
                 .with_context(|| format!("`report`: couldn't read {}", path.display()))?;
-            detect_and_parse(&bytes).with_context(|| format!("`report`: {}", path.display()))?
+            let (scanner, findings) = detect_and_parse(&bytes)
+                .with_context(|| format!("`report`: {}", path.display()))?;
+            (scanner, findings, None)
         }
         Subject::Archive(path) => {
             let scanner = match args.scanner {
@@ -92,7 +97,7 @@ pub async fn gate(
                     .group(&format!("scan {image} with {scanner}"));
                 runner::scan_archive(scanner, path, args.scanner_image.as_deref()).await?
             };
-            (scanner, runner::parse(scanner, &report)?)
+            (scanner, runner::parse(scanner, &report)?, Some(report))
         }
     };
     let now = SystemTime::now()
@@ -138,6 +143,7 @@ pub async fn gate(
     Ok(Some(Gate {
         summary: markdown,
         verdict,
+        report,
     }))
 }
 

@@ -16,10 +16,12 @@ pub mod summary;
 pub use copy::{Options, Report, State, TagCopy, copy};
 pub use store::Store;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::layout::LayoutError;
 use crate::registry::RegistryError;
+use crate::supply::cosign::attached_to;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MirrorError {
@@ -63,20 +65,48 @@ impl MirrorError {
 }
 
 /// The tags to copy from `source`: `wanted` as given (globs expanded
-/// against its tag list), or every tag it has when `wanted` is empty. The
-/// tag list is only read when it is needed.
+/// against its tag list), or every tag it has when `wanted` is empty; and
+/// with them the cosign signatures and attestations (`sha256-<hex>.sig`,
+/// `.att`) of the digests they name, so a signed image stays verifiable
+/// where it is copied to, whatever `tags` selects.
 pub async fn tags_to_copy(
     source: &Store<'_>,
     wanted: &[String],
 ) -> Result<Vec<String>, MirrorError> {
-    let available = if wanted.is_empty() || wanted.iter().any(|w| select::is_pattern(w)) {
-        Some(source.tags().await?)
-    } else {
-        None
-    };
-    Ok(select::select(
-        wanted,
-        available.as_deref(),
-        &source.describe(),
-    )?)
+    let available = source.tags().await?;
+    let mut chosen = select::select(wanted, Some(&available), &source.describe())?;
+    let attached = attachments(source, &chosen, &available).await?;
+    chosen.extend(attached);
+    Ok(chosen)
+}
+
+/// The `.sig`/`.att` tags in `available` about the digests `chosen` names
+/// that `chosen` doesn't hold yet.
+async fn attachments(
+    source: &Store<'_>,
+    chosen: &[String],
+    available: &[String],
+) -> Result<Vec<String>, MirrorError> {
+    let attached: BTreeSet<&str> = available
+        .iter()
+        .map(String::as_str)
+        .filter(|t| attached_to(t).is_some())
+        .collect();
+    let mut extra: Vec<String> = Vec::new();
+    if attached.is_empty() {
+        return Ok(extra);
+    }
+    for tag in chosen.iter().filter(|t| attached_to(t).is_none()) {
+        let Some(digest) = source.manifest_digest(tag).await? else {
+            continue;
+        };
+        for suffix in ["sig", "att"] {
+            let name = crate::supply::cosign::tag(&digest, suffix);
+            if attached.contains(name.as_str()) && !chosen.contains(&name) && !extra.contains(&name)
+            {
+                extra.push(name);
+            }
+        }
+    }
+    Ok(extra)
 }

@@ -112,6 +112,7 @@ fn reason(kept: &Kept) -> String {
             format!("same manifest as kept `{with}` (deleting it would delete both)")
         }
         Kept::ChildOfKept { index_tag } => format!("part of the kept multi-arch `{index_tag}`"),
+        Kept::Attached { to } => format!("signature or attestation of the kept `{to}`"),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod plan;
 pub mod publish;
 pub mod scan;
 pub mod usage;
+pub mod verify;
 
 /// A byte count for people: B, KiB, MiB or GiB.
 pub fn bytes(n: u64) -> String {

@@ -7,7 +7,7 @@ use crate::usage::Report;
 
 pub fn summary(report: &Report) -> String {
     let mut md = format!(
-        "### registry-action usage: `{}`\n\n| repository | tags | SHA tags | manifests | stored | growth |\n|---|---|---|---|---|---|\n",
+        "### registry-action usage: `{}`\n\n| repository | tags | SHA tags | manifests | signatures | stored | growth |\n|---|---|---|---|---|---|---|\n",
         cell(&report.registry)
     );
     for r in &report.repositories {
@@ -17,11 +17,12 @@ pub fn summary(report: &Report) -> String {
         };
         let _ = writeln!(
             md,
-            "| `{}` | {} | {} | {} | {} | {growth} |",
+            "| `{}` | {} | {} | {} | {} | {} | {growth} |",
             cell(&r.repository),
             r.tags,
             r.sha_tags,
             r.manifests,
+            r.signatures,
             bytes(r.bytes)
         );
     }
@@ -83,6 +84,7 @@ mod tests {
                 repository: "acme/app".into(),
                 tags: 4,
                 sha_tags: 2,
+                signatures: 1,
                 manifests: 2,
                 bytes: 2 << 20,
                 largest: vec![Image {
@@ -99,7 +101,7 @@ mod tests {
         };
         let md = summary(&report);
         assert!(
-            md.contains("| `acme/app` | 4 | 2 | 2 | 2.0 MiB | −2.0 KiB bytes, +3 tags |"),
+            md.contains("| `acme/app` | 4 | 2 | 2 | 1 | 2.0 MiB | −2.0 KiB bytes, +3 tags |"),
             "{md}"
         );
         assert!(md.contains("**Total stored:** 2.0 MiB"), "{md}");

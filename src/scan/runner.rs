@@ -27,6 +27,7 @@ use tokio::process::Command;
 
 use crate::engine::run::{CopyIn, RunError, RunSpec, Runner};
 use crate::scan::{ScanError, Scanner};
+use crate::supply::cosign::Predicate;
 
 const PASSED_THROUGH: &[&str] = &[
     "PATH",
@@ -123,22 +124,54 @@ fn cache_variable(scanner: Scanner) -> &'static str {
     }
 }
 
-/// The arguments that make the scanner write a JSON report of the archive
-/// at `archive` (a path as the scanner sees it) to stdout.
-fn arguments(scanner: Scanner, archive: &str) -> Vec<String> {
-    match scanner {
-        Scanner::Trivy => vec![
+/// What the scanner does with the file it is given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Task {
+    /// Scan a `docker save` archive into a JSON report.
+    Scan,
+    /// Turn Trivy's JSON report into an SBOM (`trivy convert`), no rescan.
+    Convert(Predicate),
+}
+
+impl Task {
+    fn doing(self) -> &'static str {
+        match self {
+            Task::Scan => "on the image",
+            Task::Convert(_) => "converting the scan's report to an SBOM",
+        }
+    }
+}
+
+/// The arguments that make the scanner do `task` on `file` (a path as the
+/// scanner sees it) and write the result to stdout.
+fn arguments(scanner: Scanner, task: Task, file: &str) -> Vec<String> {
+    match (scanner, task) {
+        (Scanner::Trivy, Task::Convert(predicate)) => vec![
+            "convert".into(),
+            "--format".into(),
+            match predicate {
+                Predicate::CycloneDx => "cyclonedx",
+                Predicate::Spdx => "spdx-json",
+            }
+            .into(),
+            "--quiet".into(),
+            file.to_owned(),
+        ],
+        // Every package listed, not only vulnerable ones: the SBOM is
+        // converted from this same report.
+        (Scanner::Trivy, _) => vec![
             "image".into(),
             "--input".into(),
-            archive.to_owned(),
+            file.to_owned(),
             "--format".into(),
             "json".into(),
+            "--list-all-pkgs".into(),
             "--quiet".into(),
             "--exit-code".into(),
             "0".into(),
         ],
-        Scanner::Grype => vec![
-            format!("docker-archive:{archive}"),
+        (Scanner::Grype, _) => vec![
+            format!("docker-archive:{file}"),
             "--output".into(),
             "json".into(),
             "--quiet".into(),
@@ -170,8 +203,33 @@ pub async fn scan_archive(
     archive: &Path,
     scanner_image: Option<&str>,
 ) -> anyhow::Result<Vec<u8>> {
+    run(scanner, Task::Scan, archive, scanner_image).await
+}
+
+/// The SBOM of the image Trivy's JSON `report` (made with every package
+/// listed) is about, converted without a rescan, by the same Trivy.
+pub async fn convert(
+    report: &Path,
+    predicate: Predicate,
+    scanner_image: Option<&str>,
+) -> anyhow::Result<Vec<u8>> {
+    run(
+        Scanner::Trivy,
+        Task::Convert(predicate),
+        report,
+        scanner_image,
+    )
+    .await
+}
+
+async fn run(
+    scanner: Scanner,
+    task: Task,
+    file: &Path,
+    scanner_image: Option<&str>,
+) -> anyhow::Result<Vec<u8>> {
     match choose(scanner, scanner_image, std::env::var_os("PATH").as_deref()) {
-        Via::Binary(binary) => scan_with_binary(scanner, &binary, archive).await,
+        Via::Binary(binary) => scan_with_binary(scanner, &binary, task, file).await,
         Via::Container { image, explicit } => {
             let how = if explicit {
                 "`scanner-image`".to_owned()
@@ -182,7 +240,7 @@ pub async fn scan_archive(
                 )
             };
             tracing::info!("{scanner} runs in a container of {image}");
-            scan_in_container(scanner, &image, archive)
+            scan_in_container(scanner, &image, task, file)
                 .await
                 .with_context(|| format!("{scanner} in a container of {image} ({how})"))
         }
@@ -192,13 +250,14 @@ pub async fn scan_archive(
 async fn scan_with_binary(
     scanner: Scanner,
     binary: &Path,
+    task: Task,
     archive: &Path,
 ) -> anyhow::Result<Vec<u8>> {
     let prefix = own_prefix(scanner);
     let env = std::env::vars()
         .filter(|(k, _)| PASSED_THROUGH.contains(&k.as_str()) || k.starts_with(prefix));
     let output = Command::new(binary)
-        .args(arguments(scanner, &archive.display().to_string()))
+        .args(arguments(scanner, task, &archive.display().to_string()))
         .env_clear()
         .envs(env)
         .stdin(Stdio::null())
@@ -215,7 +274,8 @@ async fn scan_with_binary(
         let stderr = String::from_utf8_lossy(&output.stderr);
         let tail: Vec<&str> = stderr.lines().rev().take(STDERR_LINES).collect();
         anyhow::bail!(
-            "{scanner} failed on the image ({}): {}",
+            "{scanner} failed {} ({}): {}",
+            task.doing(),
             output.status,
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
@@ -229,6 +289,7 @@ async fn scan_with_binary(
 fn container_spec<'a>(
     scanner: Scanner,
     image: &'a str,
+    task: Task,
     archive: &Path,
     our_env: impl Iterator<Item = (String, String)>,
 ) -> anyhow::Result<RunSpec<'a>> {
@@ -267,7 +328,7 @@ fn container_spec<'a>(
     env.push(("TMPDIR".to_owned(), IN_CONTAINER.to_owned()));
     Ok(RunSpec {
         image,
-        cmd: arguments(scanner, &target),
+        cmd: arguments(scanner, task, &target),
         env: env.into_iter().map(|(k, v)| format!("{k}={v}")).collect(),
         copies,
         network_none,
@@ -278,9 +339,10 @@ fn container_spec<'a>(
 async fn scan_in_container(
     scanner: Scanner,
     image: &str,
+    task: Task,
     archive: &Path,
 ) -> anyhow::Result<Vec<u8>> {
-    let spec = container_spec(scanner, image, archive, std::env::vars())?;
+    let spec = container_spec(scanner, image, task, archive, std::env::vars())?;
     let runner = Runner::connect().await?;
     match runner.ensure_image(image).await {
         Ok(()) => {}
@@ -292,7 +354,8 @@ async fn scan_in_container(
     let exited = runner.run(&spec).await?;
     if exited.code != 0 {
         anyhow::bail!(
-            "{scanner} failed on the image (exit code {}): {}",
+            "{scanner} failed {} (exit code {}): {}",
+            task.doing(),
             exited.code,
             exited.stderr_tail(STDERR_LINES)
         );
@@ -376,6 +439,7 @@ mod tests {
         let spec = container_spec(
             Scanner::Trivy,
             "aquasec/trivy:0.59.1",
+            Task::Scan,
             &archive,
             env(&[
                 ("TRIVY_CACHE_DIR", cache.to_str().unwrap()),
@@ -396,9 +460,28 @@ mod tests {
                 "/scan/image.tar",
                 "--format",
                 "json",
+                "--list-all-pkgs",
                 "--quiet",
                 "--exit-code",
                 "0"
+            ]
+        );
+        let convert = container_spec(
+            Scanner::Trivy,
+            "aquasec/trivy:0.59.1",
+            Task::Convert(Predicate::Spdx),
+            &dir.path().join("report.json"),
+            env(&[]).into_iter(),
+        )
+        .unwrap();
+        assert_eq!(
+            convert.cmd,
+            [
+                "convert",
+                "--format",
+                "spdx-json",
+                "--quiet",
+                "/scan/report.json"
             ]
         );
         assert_eq!(
@@ -427,6 +510,7 @@ mod tests {
         let spec = container_spec(
             Scanner::Grype,
             "anchore/grype:v0.87.0",
+            Task::Scan,
             &archive,
             env(&[("TRIVY_OFFLINE_SCAN", "true"), ("GRYPE_LOG_LEVEL", "warn")]).into_iter(),
         )
@@ -438,6 +522,7 @@ mod tests {
         let spec = container_spec(
             Scanner::Trivy,
             "aquasec/trivy:0.59.1",
+            Task::Scan,
             &archive,
             env(&[(
                 "TRIVY_CACHE_DIR",

@@ -20,6 +20,7 @@ mod runner;
 mod scan;
 mod scan_container;
 mod services;
+mod supply;
 mod support;
 mod unchanged;
 mod upload;

@@ -188,3 +188,22 @@ async fn a_failing_scanner_container_fails_the_step_with_its_stderr() {
         "the failed container is removed too"
     );
 }
+
+#[tokio::test]
+async fn the_scanner_container_converts_its_report_to_the_sbom_too() {
+    let image = scanner_image("registry-action-test/trivy:0.59.1-sbom").await;
+    let repo = image_with(&[("libcrypto3", "3.1.4-r0"), ("zlib", "1.3.1-r0")]);
+    let ran = scanned(&repo, "sc-sbom-container", image)
+        .input("sbom", "cyclonedx")
+        .env("PATH", &path_without_trivy())
+        .run_async()
+        .await;
+    ran.assert_ok();
+    let sbom: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(repo.path().join(&ran.outputs["sbom-path"])).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sbom["specVersion"], "1.6");
+    assert_eq!(sbom["components"].as_array().unwrap().len(), 3);
+    assert_eq!(containers_of(image).await, 0, "both containers are removed");
+}

@@ -49,12 +49,14 @@ mod build;
 mod inputs;
 mod latest;
 mod layers;
+mod supply;
 mod unchanged;
 
 use build::*;
 use inputs::*;
 use latest::*;
 use layers::*;
+use supply::*;
 use unchanged::*;
 
 /// The engine's export in the work directory: converted for the push and
@@ -64,15 +66,20 @@ const SAVED: &str = "image.tar";
 pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
     let started = Instant::now();
     let target = resolve(args, session).await?;
+    let supply = supply_inputs(args, session).await?;
     let mut report = target.report();
     let existing = target.existing.clone().filter(|_| !args.rebuild);
     let earlier = match existing {
         Some(_) => None,
         None => same_build(args, session, &target).await?,
     };
-    let (manifest, gate) = match (existing, earlier) {
-        (Some(found), _) => (reuse(found, &target, &mut report), None),
-        (None, Some(earlier)) => (release_again(&target, earlier, &mut report).await?, None),
+    let (manifest, gate, sbom) = match (existing, earlier) {
+        (Some(found), _) => (reuse(found, &target, &mut report), None, None),
+        (None, Some(earlier)) => (
+            release_again(&target, earlier, &mut report).await?,
+            None,
+            None,
+        ),
         (None, None) => {
             let work = session.work_dir()?;
             let image = build(session, &target, work.path(), &mut report).await?;
@@ -80,16 +87,44 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
             if let Some(blocking) = gate.as_ref().filter(|g| g.blocks()) {
                 return withhold(args, session, &target, report, blocking, started);
             }
+            let digest = &image.manifest_digest;
+            let sbom = sbom(
+                session,
+                &target,
+                &supply,
+                gate.as_ref(),
+                digest,
+                work.path(),
+                &mut report,
+            )
+            .await?;
             let manifest = push(args, &target, &image, &mut report).await?;
-            (manifest, gate)
+            (manifest, gate, sbom)
         }
     };
     tag(args, &target, &manifest).await?;
+    sign(
+        args,
+        &target,
+        &supply,
+        &manifest.digest,
+        sbom.as_ref(),
+        &mut report,
+    )
+    .await?;
     let mirrored = mirror(args, session, &target).await?;
     report.digest = manifest.digest.clone();
     report.pushed = args.push;
     report.seconds = started.elapsed().as_secs_f64();
-    finish(args, session, &target, &report, &mirrored, gate.as_ref())
+    finish(
+        args,
+        session,
+        &target,
+        &report,
+        &mirrored,
+        gate.as_ref(),
+        sbom.as_ref(),
+    )
 }
 
 /// Everything decided before building: where the image comes from, where it
@@ -450,9 +485,13 @@ fn finish(
     report: &Published,
     mirrored: &[Mirrored],
     gate: Option<&Gate>,
+    sbom: Option<&Sbom>,
 ) -> anyhow::Result<()> {
     let name = target.reference.familiar();
     let mut outputs = Outputs::new();
+    if let Some(sbom) = sbom {
+        outputs.set("sbom-path", sbom.path().to_owned());
+    }
     outputs.set("image", name.clone());
     outputs.set("digest", report.digest.clone());
     outputs.set(

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod cosign;
 pub mod engine_proxy;
 pub mod git;
 pub mod images;

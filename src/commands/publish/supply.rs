@@ -1,0 +1,201 @@
+//! `publish`'s supply chain: the SBOM converted from the scan's own report
+//! (before the push), then the signature and the SBOM's attestation of the
+//! pushed digest (after it).
+
+use serde_json::Value;
+
+use super::*;
+use crate::cli::ScannerArg;
+use crate::scan::runner;
+use crate::supply::attach::Subject;
+use crate::supply::cosign::{self, Predicate};
+use crate::supply::transit::{self, Transit, Vault};
+use crate::supply::{Signer, key, sbom};
+
+/// The SBOM asked for and who signs: read and checked before anything is
+/// built, so a bad key fails the job with nothing pushed.
+pub(super) struct Supply {
+    sbom: Option<Predicate>,
+    /// `scanner-image`: the Trivy that scanned converts too.
+    scanner_image: Option<String>,
+    signer: Option<Signer>,
+}
+
+pub(super) async fn supply_inputs(args: &PublishArgs, session: &Session) -> anyhow::Result<Supply> {
+    let sbom = args.supply.sbom.predicate();
+    if sbom.is_some() && args.scan.scanner != ScannerArg::Trivy {
+        bail!(
+            "`sbom` is converted from Trivy's report, but `scanner` is `{}`; set `scanner: trivy`, or `sbom: none`",
+            format!("{:?}", args.scan.scanner).to_lowercase()
+        );
+    }
+    let signer = match args.supply.sign_key.as_deref() {
+        Some(value) => {
+            Some(signer(value, args.supply.sign_key_password.as_deref(), session).await?)
+        }
+        None => None,
+    };
+    Ok(Supply {
+        sbom,
+        scanner_image: args.scan.scanner_image.clone(),
+        signer,
+    })
+}
+
+/// A key from the `sign-key` PEM, or Vault Transit for `hashivault://`.
+async fn signer(value: &str, password: Option<&str>, session: &Session) -> anyhow::Result<Signer> {
+    if let Some(name) = value.trim().strip_prefix(transit::SCHEME) {
+        let vault = vault(session)?;
+        let transit = Transit::connect(vault, name)
+            .await
+            .with_context(|| format!("`sign-key`: hashivault://{name}"))?;
+        return Ok(Signer::Transit(transit));
+    }
+    key::signing_key(value, password.unwrap_or_default())
+        .map(Signer::Key)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "`sign-key` can't be used: {e}. Give the contents of `cosign.key` (from `cosign generate-key-pair`, its password in `sign-key-password`), a PKCS#8 or EC P-256 private key PEM, or `hashivault://<key>`"
+            )
+        })
+}
+
+/// Vault's address and token from the environment, as cosign reads them;
+/// the token is masked before anything can print it.
+fn vault(session: &Session) -> anyhow::Result<Vault> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let (Some(addr), Some(token)) = (var("VAULT_ADDR"), var("VAULT_TOKEN")) else {
+        bail!(
+            "`sign-key: hashivault://…` needs VAULT_ADDR and VAULT_TOKEN in the step's environment (`env:`), as cosign does"
+        );
+    };
+    session.workflow.add_mask(&token);
+    Ok(Vault {
+        addr,
+        token,
+        mount: var("TRANSIT_SECRET_ENGINE_PATH").unwrap_or_else(|| "transit".into()),
+    })
+}
+
+/// The SBOM written to the workspace.
+pub(super) struct Sbom {
+    /// Relative to the workspace, as the `sbom-path` output gives it.
+    path: String,
+    predicate: Predicate,
+    document: Value,
+}
+
+/// Converts the gate's own report (no second scan) into the SBOM asked
+/// for, its component named after the image and digest.
+pub(super) async fn sbom(
+    session: &Session,
+    target: &Target,
+    supply: &Supply,
+    gate: Option<&Gate>,
+    digest: &str,
+    work: &Path,
+    report: &mut Published,
+) -> anyhow::Result<Option<Sbom>> {
+    let Some(predicate) = supply.sbom else {
+        return Ok(None);
+    };
+    let Some(raw) = gate.and_then(|g| g.report.as_deref()) else {
+        return Ok(None);
+    };
+    let started = Instant::now();
+    let name = target.reference.familiar();
+    let named = work.join("report.json");
+    std::fs::write(
+        &named,
+        sbom::named_report(raw, &format!("{name}@{digest}"))?,
+    )
+    .with_context(|| format!("couldn't write {}", named.display()))?;
+    let bytes = runner::convert(&named, predicate, supply.scanner_image.as_deref()).await?;
+    let document: Value = serde_json::from_slice(&bytes)
+        .map_err(|e| anyhow::anyhow!("`trivy convert` wrote an SBOM that is not JSON: {e}"))?;
+    let path = sbom::file_name(&name, &target.sha, predicate);
+    let full = session.ctx.workspace.join(&path);
+    std::fs::write(&full, &bytes)
+        .with_context(|| format!("`sbom`: couldn't write {}", full.display()))?;
+    report.notes.push(format!(
+        "SBOM `{path}`: {} {}, {} components (converted from the scan's report in {:.2} s)",
+        predicate.cosign_type(),
+        sbom::spec_version(predicate, &document).unwrap_or_default(),
+        sbom::components(predicate, &document),
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(Some(Sbom {
+        path,
+        predicate,
+        document,
+    }))
+}
+
+impl Sbom {
+    pub(super) fn path(&self) -> &str {
+        &self.path
+    }
+}
+
+/// Signs the pushed digest and attests its SBOM. A failure here leaves the
+/// image pushed but unsigned; a re-run skips the build and signs it.
+pub(super) async fn sign(
+    args: &PublishArgs,
+    target: &Target,
+    supply: &Supply,
+    digest: &str,
+    sbom: Option<&Sbom>,
+    report: &mut Published,
+) -> anyhow::Result<()> {
+    let Some(signer) = &supply.signer else {
+        return Ok(());
+    };
+    if !args.push {
+        report
+            .notes
+            .push("not signed: nothing was pushed (`push: false`)".into());
+        return Ok(());
+    }
+    let started = Instant::now();
+    let subject = Subject {
+        registry: &target.registry,
+        repository: &target.repository,
+        digest,
+    };
+    let unsigned = || {
+        format!(
+            "{}@{digest} is pushed, but signing it failed; re-run the job to sign it (the build is skipped)",
+            target.reference.familiar()
+        )
+    };
+    let signature = cosign::tag(digest, "sig");
+    let added = subject.sign(signer).await.with_context(unsigned)?;
+    report.notes.push(if added {
+        format!("signed {digest}: `{signature}`")
+    } else {
+        format!("{digest} was already signed with this key: `{signature}` unchanged")
+    });
+    match sbom {
+        Some(sbom) => {
+            subject
+                .attest(signer, sbom.predicate, sbom.document.clone())
+                .await
+                .with_context(unsigned)?;
+            report.notes.push(format!(
+                "attested the {} SBOM ({}): `{}`",
+                sbom.predicate.cosign_type(),
+                sbom.predicate.uri(),
+                cosign::tag(digest, "att")
+            ));
+        }
+        None if supply.sbom.is_some() => report.notes.push(
+            "no attestation: the build was skipped, so there is no scan to make the SBOM from (set `rebuild: true`)".into(),
+        ),
+        None => {}
+    }
+    report.notes.push(format!(
+        "signing took {:.2} s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}

@@ -1,0 +1,70 @@
+//! The `verify` job summary.
+
+use std::fmt::Write as _;
+
+use crate::report::cell;
+
+/// What `verify` proved about one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The image as given.
+    pub image: String,
+    pub digest: String,
+    /// Signature layers that verified, of all layers in `.sig`.
+    pub signatures: usize,
+    pub layers: usize,
+    /// The attestation checked: its predicate type, spec version and the
+    /// number of components it lists.
+    pub attestation: Option<(String, Option<String>, usize)>,
+}
+
+pub fn summary(v: &Verified) -> String {
+    let mut md = String::from(
+        "### registry-action verify\n\n| image | digest | signature | attestation |\n|---|---|---|---|\n",
+    );
+    let attestation = match &v.attestation {
+        Some((kind, version, components)) => format!(
+            "✅ `{}`{}, {components} components",
+            cell(kind),
+            version
+                .as_deref()
+                .map(|v| format!(" {}", cell(v)))
+                .unwrap_or_default()
+        ),
+        None => "not checked".into(),
+    };
+    let _ = writeln!(
+        md,
+        "| `{}` | `{}` | ✅ {} of {} layers verified with the key | {attestation} |",
+        cell(&v.image),
+        cell(&v.digest),
+        v.signatures,
+        v.layers
+    );
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_row_with_what_verified() {
+        let md = summary(&Verified {
+            image: "r/ns/app:latest".into(),
+            digest: "sha256:ab".into(),
+            signatures: 1,
+            layers: 2,
+            attestation: Some(("https://cyclonedx.org/bom".into(), Some("1.6".into()), 3)),
+        });
+        assert!(md.contains("| `r/ns/app:latest` | `sha256:ab` | ✅ 1 of 2 layers verified with the key | ✅ `https://cyclonedx.org/bom` 1.6, 3 components |"), "{md}");
+        let md = summary(&Verified {
+            image: "i".into(),
+            digest: "d".into(),
+            signatures: 1,
+            layers: 1,
+            attestation: None,
+        });
+        assert!(md.contains("| not checked |"), "{md}");
+    }
+}
