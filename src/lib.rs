@@ -5,13 +5,15 @@
 //! → `plan` (changed paths → image set → matrix) → `commands` (one file per
 //! command, orchestration only): `publish` builds through `engine`, scans
 //! with `scan`, pushes through `registry` with the tags `tags` decides;
-//! `report` renders summaries, annotations and check runs.
+//! `report` renders summaries, annotations and check runs; `bases` waits
+//! for the monorepo images an image builds on.
 //! Pure helpers: `reference` (image names), `metadata` (labels), `release`
 //! (release tags, versions, prereleases),
 //! `retention` (what a cleanup may delete); `github` is the shared REST
 //! client; `hub` is Docker Hub's own API (tag dates and deletes).
 
 pub mod actions;
+pub mod bases;
 pub mod cli;
 pub mod commands;
 pub mod engine;

@@ -67,9 +67,10 @@ pub(super) fn base_images(target: &Target) -> Vec<(String, String)> {
     dockerfile::external_bases(&stages)
         .into_iter()
         .filter_map(|stage| Reference::parse(&stage.base).ok())
-        .filter(|base| base.registry() == target.reference.registry() && base.digest().is_none())
+        .filter(|base| base.registry() == target.reference.registry())
         .map(|base| {
-            let tag = base.tag().unwrap_or("latest").to_owned();
+            // A digest: a pin, or a base of this commit (`depends-on`).
+            let tag = base.digest().or(base.tag()).unwrap_or("latest").to_owned();
             (base.repository().to_owned(), tag)
         })
         .collect()

@@ -1,5 +1,6 @@
 //! `publish`, read as its stages: resolve (inputs, tags, what the registry
-//! has) → build (BuildKit, export, layers reused) → gate (one scan) → push
+//! has) → bases (wait for `depends-on`, pin their digests) → build
+//! (BuildKit, export, layers reused) → gate (one scan) → push
 //! (blobs, then the SHA tag) → tag (the others, registry-side) → mirror →
 //! finish (outputs, summary).
 //!
@@ -43,11 +44,13 @@ use crate::release::{FORMS, ReleaseTag, is_prerelease};
 use crate::report::publish::{Published, summary};
 use crate::tags::{self, Facts, Latest, TagSet};
 
+mod bases;
 mod build;
 mod inputs;
 mod latest;
 mod layers;
 
+use bases::*;
 use build::*;
 use inputs::*;
 use latest::*;
@@ -59,12 +62,14 @@ const SAVED: &str = "image.tar";
 
 pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
     let started = Instant::now();
-    let target = resolve(args, session).await?;
+    let mut target = resolve(args, session).await?;
+    let bases = bases(args, session, &target)?;
     let mut report = target.report();
     let (manifest, gate) = match target.existing.clone().filter(|_| !args.rebuild) {
         Some(found) => (reuse(found, &target, &mut report), None),
         None => {
             let work = session.work_dir()?;
+            pin_bases(args, session, &mut target, &bases, work.path(), &mut report).await?;
             let image = build(session, &target, work.path(), &mut report).await?;
             let gate = gate(args, session, &target, work.path()).await?;
             if let Some(blocking) = gate.as_ref().filter(|g| g.blocks()) {
