@@ -5,10 +5,11 @@ use std::time::Duration;
 
 /// The first look again comes this long after the first, each later one
 /// twice as long as the one before, up to `MAX_PAUSE`: a base pushed
-/// within seconds is picked up within seconds, and a half-hour wait costs
-/// some 65 registry requests, not a stream of them.
+/// within seconds is picked up within seconds, one pushed later at most
+/// 15 s after, and a half-hour wait costs some 125 manifest requests, not
+/// a stream of them.
 const FIRST_PAUSE: Duration = Duration::from_secs(1);
-const MAX_PAUSE: Duration = Duration::from_secs(30);
+const MAX_PAUSE: Duration = Duration::from_secs(15);
 /// The jobs API is asked at most this often: its rate limit is shared by
 /// every job of the repository.
 pub const JOBS_EVERY: Duration = Duration::from_secs(60);
@@ -115,8 +116,8 @@ mod tests {
         let pauses: Vec<u64> = (0..8)
             .map(|round| pause(round, secs(0), secs(3600)).as_secs())
             .collect();
-        assert_eq!(pauses, [1, 2, 4, 8, 16, 30, 30, 30]);
-        assert_eq!(pause(40, secs(0), secs(3600)), secs(30));
+        assert_eq!(pauses, [1, 2, 4, 8, 15, 15, 15, 15]);
+        assert_eq!(pause(40, secs(0), secs(3600)), secs(15));
         assert_eq!(pause(5, secs(1790), secs(1800)), secs(10));
         assert_eq!(pause(5, secs(1900), secs(1800)), secs(0));
     }
