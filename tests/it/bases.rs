@@ -6,8 +6,7 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Output, Stdio};
 use std::sync::mpsc;
 
-use serde_json::Value;
-
+use crate::buildkit::{layer_digests, manifest_of};
 use crate::plan_git::push_event;
 use crate::publish::{digest_of, publish, tags, unique};
 use crate::support::git::Repo;
@@ -55,26 +54,7 @@ const BRANCH: &str = "refs/heads/feature";
 
 /// The layer digests of `repository:tag` in the open registry.
 async fn layers(repository: &str, tag: &str) -> Vec<String> {
-    let url = format!(
-        "{}/v2/{}/manifests/{tag}",
-        services().open_url(),
-        crate::publish::scoped(repository)
-    );
-    let manifest: Value = reqwest::Client::new()
-        .get(url)
-        .header("accept", "application/vnd.oci.image.manifest.v1+json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["digest"].as_str().unwrap().to_owned())
-        .collect()
+    layer_digests(&manifest_of(repository, tag).await)
 }
 
 /// Starts `action`, returns once its log has a line containing `needle`,
