@@ -98,7 +98,8 @@ pub fn depends_on(values: &[String]) -> Result<Vec<String>, String> {
             "`depends-on`: {bad:?} is not an image name; give the names of the matrix entry's `depends-on`, like `base`"
         ));
     }
-    names.dedup();
+    let mut seen = std::collections::BTreeSet::new();
+    names.retain(|name| seen.insert(name.clone()));
     Ok(names)
 }
 
@@ -161,7 +162,10 @@ mod tests {
             list(&["[\n  \"base\",\n  \"team/runtime\"\n]"]).unwrap(),
             ["base", "team/runtime"]
         );
-        assert_eq!(list(&["base\nruntime\n"]).unwrap(), ["base", "runtime"]);
+        assert_eq!(
+            list(&["base\nruntime\nbase\n"]).unwrap(),
+            ["base", "runtime"]
+        );
         assert_eq!(list(&["[]"]).unwrap(), Vec::<String>::new());
         assert_eq!(list(&[""]).unwrap(), Vec::<String>::new());
         let err = list(&["[base]"]).unwrap_err();

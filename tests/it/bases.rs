@@ -249,6 +249,28 @@ async fn an_unchanged_base_is_not_waited_for() {
 }
 
 #[tokio::test]
+async fn a_build_that_pushes_nothing_waits_for_nothing() {
+    let ns = "t-wait-nopush";
+    let repo = monorepo(ns);
+    let first = repo.head();
+    base(&repo, ns, MAIN, &first).run_async().await.assert_ok();
+    repo.write("ops/docker/base/base.txt", &nonce());
+    let sha = repo.commit("a new base, in a pull request");
+    let ran = app(&repo, ns, &sha)
+        .input("push", "false")
+        .input("wait-timeout", "0s")
+        .run_async()
+        .await;
+    ran.assert_ok();
+    assert!(
+        ran.summary
+            .contains("`push: false`: `depends-on` is not waited for"),
+        "{}",
+        ran.summary
+    );
+}
+
+#[tokio::test]
 async fn depends_on_and_wait_timeout_refuse_what_they_cannot_use() {
     let ns = "t-wait-bad";
     let repo = monorepo(ns);

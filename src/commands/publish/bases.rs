@@ -108,6 +108,13 @@ pub(super) async fn pin_bases(
     if bases.is_empty() {
         return Ok(());
     }
+    if !target.push {
+        // Nor does the bases' own job push: their SHA tags never come.
+        report.notes.push(
+            "`push: false`: `depends-on` is not waited for; built FROM the bases as the Dockerfile names them".into(),
+        );
+        return Ok(());
+    }
     let digests = wait(args, session, target, bases).await?;
     let mut pins = BTreeMap::new();
     for (base, digest) in bases.iter().zip(digests) {
