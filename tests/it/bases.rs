@@ -271,6 +271,40 @@ async fn a_build_that_pushes_nothing_waits_for_nothing() {
 }
 
 #[tokio::test]
+async fn a_pinned_base_is_built_as_pinned_and_not_waited_for() {
+    let ns = "t-wait-pin";
+    let repo = monorepo(ns);
+    let first = repo.head();
+    base(&repo, ns, MAIN, &first)
+        .input("tags", "1.0")
+        .run_async()
+        .await
+        .assert_ok();
+    repo.write(
+        "ops/docker/app/Dockerfile",
+        &format!(
+            "FROM {}/{}/base:1.0\nCOPY app.txt /app.txt\n",
+            services().registry_open,
+            unique(ns)
+        ),
+    );
+    let sha = repo.commit("app pins base 1.0");
+    let ran = app(&repo, ns, &sha)
+        .input("wait-timeout", "0s")
+        .run_async()
+        .await;
+    ran.assert_ok();
+    assert!(
+        ran.stdout.contains(
+            "`depends-on` names \"base\", but ops/docker/app/Dockerfile pins it to a version or digest"
+        ),
+        "{ran}"
+    );
+    let app = layers(&format!("{ns}/app"), &sha).await;
+    assert_eq!(app[..1], layers(&format!("{ns}/base"), "1.0").await[..]);
+}
+
+#[tokio::test]
 async fn depends_on_and_wait_timeout_refuse_what_they_cannot_use() {
     let ns = "t-wait-bad";
     let repo = monorepo(ns);
