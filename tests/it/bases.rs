@@ -6,9 +6,9 @@ use std::io::{BufRead as _, BufReader};
 use std::process::{Output, Stdio};
 use std::sync::mpsc;
 
-use crate::buildkit::{layer_digests, manifest_of};
+use crate::buildkit::{assert_nothing_pushed, layer_digests, manifest_of};
 use crate::plan_git::push_event;
-use crate::publish::{digest_of, publish, tags, unique};
+use crate::publish::{digest_of, publish, unique};
 use crate::support::git::Repo;
 use crate::support::replay::Replay;
 use crate::support::run::{Action, Ran};
@@ -184,11 +184,7 @@ async fn a_failed_base_job_stops_the_wait_naming_the_base() {
         .await;
     ran.assert_failed("`depends-on`: the job of `base` (\"publish (ops/docker/base,");
     assert!(ran.stdout.contains("ended `failure`"), "{ran}");
-    assert!(
-        tags(&services().registry_open, &format!("{ns}/app"), None)
-            .await
-            .is_empty()
-    );
+    assert_nothing_pushed(&format!("{ns}/app")).await;
 }
 
 #[tokio::test]
@@ -209,11 +205,7 @@ async fn a_base_that_never_arrives_times_out_naming_it() {
         ran.stdout.contains("the jobs API couldn't be asked"),
         "{ran}"
     );
-    assert!(
-        tags(&services().registry_open, &format!("{ns}/app"), None)
-            .await
-            .is_empty()
-    );
+    assert_nothing_pushed(&format!("{ns}/app")).await;
 }
 
 #[tokio::test]
@@ -328,9 +320,5 @@ async fn depends_on_and_wait_timeout_refuse_what_they_cannot_use() {
         .assert_failed(
             "input `wait-timeout`: \"soon\" is not accepted; \"soon\" is not a duration",
         );
-    assert!(
-        tags(&services().registry_open, &format!("{ns}/app"), None)
-            .await
-            .is_empty()
-    );
+    assert_nothing_pushed(&format!("{ns}/app")).await;
 }

@@ -107,7 +107,7 @@ async fn image_blobs(repository: &str, tag: &str) -> Vec<Vec<u8>> {
     blobs
 }
 
-async fn assert_nothing_pushed(repository: &str) {
+pub async fn assert_nothing_pushed(repository: &str) {
     let tags = crate::publish::tags(&services().registry_open, repository, None).await;
     assert!(tags.is_empty(), "{repository} has tags {tags:?}");
 }

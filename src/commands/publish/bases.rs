@@ -43,16 +43,7 @@ pub(super) fn bases(
         return Ok(Vec::new());
     }
     let namespace = session.namespace(args.namespace.as_deref())?;
-    let build_args = target
-        .build_args
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let stages = dockerfile::stages(&target.dockerfile_text, &build_args);
-    let froms: Vec<(usize, Reference)> = dockerfile::external_bases(&stages)
-        .into_iter()
-        .filter_map(|stage| Reference::parse(&stage.base).ok().map(|r| (stage.line, r)))
-        .collect();
+    let froms = target.froms();
     let mut bases = Vec::new();
     for name in names {
         let wanted = Reference::parse(&format!("{}/{namespace}/{name}", args.registry))
@@ -93,6 +84,23 @@ pub(super) fn bases(
         });
     }
     Ok(bases)
+}
+
+impl Target {
+    /// The images the Dockerfile's stages are built `FROM`, with the line
+    /// of each `FROM` (`ARG`s resolved as the build resolves them).
+    pub(super) fn froms(&self) -> Vec<(usize, Reference)> {
+        let build_args = self
+            .build_args
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let stages = dockerfile::stages(&self.dockerfile_text, &build_args);
+        dockerfile::external_bases(&stages)
+            .into_iter()
+            .filter_map(|stage| Reference::parse(&stage.base).ok().map(|r| (stage.line, r)))
+            .collect()
+    }
 }
 
 /// Waits for every base, then points the build at a copy of the
