@@ -26,6 +26,7 @@ pub async fn run(args: &PlanArgs, session: &Session) -> anyhow::Result<()> {
             Globs::new("exclude", &PlanArgs::globs(&args.exclude))?,
         ),
         rebuild_all_on: Globs::new("rebuild-all-on", &PlanArgs::globs(&args.rebuild_all_on))?,
+        // The commit is known once the event is read; set before selecting.
         sha: None,
     };
     let event = session.event()?;
