@@ -524,6 +524,17 @@ pub struct PublishArgs {
     #[command(flatten)]
     pub scan: ScanArgs,
 
+    /// The images of this repository to wait for (a matrix entry's
+    /// `depends-on`: a JSON array, or one per line): the build starts once
+    /// each one's image of this commit is in the registry, FROM that digest.
+    #[arg(long, value_name = "IMAGES")]
+    pub depends_on: Vec<String>,
+
+    /// How long to wait for `depends-on`, e.g. `30m`, `90s`, `1h`.
+    #[arg(long, value_name = "DURATION", default_value = "30m",
+          value_parser = crate::bases::policy::duration)]
+    pub wait_timeout: std::time::Duration,
+
     #[command(flatten)]
     pub supply: SupplyArgs,
 }

@@ -5,7 +5,8 @@
 //! → `plan` (changed paths → image set → matrix) → `commands` (one file per
 //! command, orchestration only): `publish` builds through `engine`, scans
 //! with `scan`, pushes through `registry` with the tags `tags` decides;
-//! `report` renders summaries, annotations and check runs.
+//! `report` renders summaries, annotations and check runs; `bases` waits
+//! for the monorepo images an image builds on.
 //! Pure helpers: `reference` (image names), `metadata` (labels), `release`
 //! (release tags, versions, prereleases), `build_key` (what makes a build
 //! the same build),
@@ -14,6 +15,7 @@
 
 pub mod actions;
 pub mod build_key;
+pub mod bases;
 pub mod cli;
 pub mod commands;
 pub mod engine;

@@ -51,6 +51,8 @@ pub struct Context {
     pub output_file: Option<PathBuf>,
     pub summary_file: Option<PathBuf>,
     pub runner_temp: Option<PathBuf>,
+    /// The workflow run (`GITHUB_RUN_ID`), whose jobs the API lists.
+    pub run_id: Option<String>,
     pub debug: bool,
 }
 
@@ -101,6 +103,7 @@ impl Context {
             output_file: get("GITHUB_OUTPUT").map(PathBuf::from),
             summary_file: get("GITHUB_STEP_SUMMARY").map(PathBuf::from),
             runner_temp: get("RUNNER_TEMP").map(PathBuf::from),
+            run_id: get("GITHUB_RUN_ID"),
             debug: get("RUNNER_DEBUG").as_deref() == Some("1"),
         }
     }

@@ -26,6 +26,8 @@ pub async fn run(args: &PlanArgs, session: &Session) -> anyhow::Result<()> {
             Globs::new("exclude", &PlanArgs::globs(&args.exclude))?,
         ),
         rebuild_all_on: Globs::new("rebuild-all-on", &PlanArgs::globs(&args.rebuild_all_on))?,
+        // The commit is known once the event is read; set before selecting.
+        sha: None,
     };
     let event = session.event()?;
     let destination = Destination {
@@ -105,6 +107,10 @@ pub async fn run(args: &PlanArgs, session: &Session) -> anyhow::Result<()> {
     for note in &notes {
         session.workflow.warning(note);
     }
+    let rules = Rules {
+        sha: sha.clone(),
+        ..rules
+    };
     let selected = select(&images, &trigger, &rules)?;
     let outcome = Outcome {
         event: ctx.event_name.clone(),
@@ -129,6 +135,9 @@ pub async fn run(args: &PlanArgs, session: &Session) -> anyhow::Result<()> {
     }
     let mut outputs = Outputs::new();
     outputs.set_json("matrix", &outcome.entries)?;
+    for (tier, entries) in matrix::tiers(&outcome.entries).iter().enumerate() {
+        outputs.set_json(&format!("matrix-tier-{tier}"), entries)?;
+    }
     let basenames: Vec<&str> = outcome
         .entries
         .iter()

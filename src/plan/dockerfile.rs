@@ -27,7 +27,7 @@ pub fn stages(content: &str, build_args: &BTreeMap<String, String>) -> Vec<Stage
     let escape = escape_char(content);
     let mut vars = BTreeMap::new();
     let mut stages = Vec::new();
-    for (line, text) in instructions(content, escape) {
+    for Instruction { line, text, .. } in instructions(content, escape) {
         let (keyword, rest) = text
             .trim_start()
             .split_once(char::is_whitespace)
@@ -96,7 +96,7 @@ pub fn other_images(content: &str, stages: &[Stage]) -> Result<Vec<String>, Stri
             })
     };
     let mut images = Vec::new();
-    for (line, text) in instructions(content, escape) {
+    for Instruction { line, text, .. } in instructions(content, escape) {
         let words = split_words(&text, escape);
         let Some((keyword, rest)) = words.split_first() else {
             continue;
@@ -161,7 +161,7 @@ pub fn step_line(content: &str, step: &str) -> Option<usize> {
     let keyword = wanted.first()?.clone();
     let instructions: Vec<(usize, Vec<String>)> = instructions(content, escape_char(content))
         .into_iter()
-        .map(|(line, text)| (line, words(&text)))
+        .map(|i| (i.line, words(&i.text)))
         .filter(|(_, words)| words.first() == Some(&keyword))
         .collect();
     let exact = instructions.iter().find(|(_, words)| *words == wanted);
@@ -228,25 +228,36 @@ fn directives(content: &str) -> Vec<(usize, String, String)> {
     found
 }
 
-/// Logical instructions as (1-based first line, text with continuations joined).
-fn instructions(content: &str, escape: char) -> Vec<(usize, String)> {
-    let is_code = |line: &&str| {
+/// One logical instruction: its 1-based first and last lines and its text
+/// with continuations joined.
+struct Instruction {
+    line: usize,
+    end: usize,
+    text: String,
+}
+
+fn instructions(content: &str, escape: char) -> Vec<Instruction> {
+    let is_code = |line: &str| {
         let line = line.trim();
         !line.is_empty() && !line.starts_with('#')
     };
     let mut instructions = Vec::new();
     let mut lines = content.lines().enumerate();
     while let Some((index, first)) = lines.next() {
-        if !is_code(&first) {
+        if !is_code(first) {
             continue;
         }
         let mut text = String::new();
         let mut part = first;
+        let mut end = index;
         // Comment and blank lines inside a continuation are dropped, as Docker does.
         while let Some(head) = part.trim_end().strip_suffix(escape) {
             text.push_str(head);
-            match lines.by_ref().map(|(_, line)| line).find(is_code) {
-                Some(next) => part = next,
+            match lines.by_ref().find(|(_, line)| is_code(line)) {
+                Some((at, next)) => {
+                    part = next;
+                    end = at;
+                }
                 None => {
                     part = "";
                     break;
@@ -264,9 +275,57 @@ fn instructions(content: &str, escape: char) -> Vec<(usize, String)> {
                 line == delimiter
             });
         }
-        instructions.push((index + 1, text));
+        instructions.push(Instruction {
+            line: index + 1,
+            end: end + 1,
+            text,
+        });
     }
     instructions
+}
+
+/// `content` with the image of the `FROM` instructions starting on the
+/// given lines replaced (`--platform` and `AS` kept). A `FROM` continued
+/// over several lines becomes one line followed by blank ones, so every
+/// later instruction keeps its line number for annotations.
+pub fn pin(content: &str, images: &BTreeMap<usize, String>) -> String {
+    let escape = escape_char(content);
+    let mut rewritten: BTreeMap<usize, String> = BTreeMap::new();
+    for instruction in instructions(content, escape) {
+        let Some(image) = images.get(&instruction.line) else {
+            continue;
+        };
+        let (keyword, rest) = instruction
+            .text
+            .trim_start()
+            .split_once(char::is_whitespace)
+            .unwrap_or((instruction.text.trim(), ""));
+        let mut words = vec![keyword];
+        let mut replaced = false;
+        for word in split_words(rest, escape) {
+            if !replaced && !word.starts_with("--") {
+                words.push(image);
+                replaced = true;
+            } else {
+                words.push(word);
+            }
+        }
+        rewritten.insert(instruction.line, words.join(" "));
+        for blank in instruction.line + 1..=instruction.end {
+            rewritten.insert(blank, String::new());
+        }
+    }
+    content
+        .split_inclusive('\n')
+        .enumerate()
+        .map(|(index, line)| match rewritten.get(&(index + 1)) {
+            Some(text) => {
+                let ending = &line[line.trim_end_matches(['\r', '\n']).len()..];
+                format!("{text}{ending}")
+            }
+            None => line.to_owned(),
+        })
+        .collect()
 }
 
 /// The heredoc delimiters (`<<EOF`, `<<-"EOF"`) a `RUN`, `COPY` or `ADD`
@@ -634,6 +693,51 @@ FROM python:3.13-slim
 ";
         assert_eq!(bases(&parse(content)), ["python:3.13", "python:3.13-slim"]);
         assert_eq!(parse(content)[1].line, 7);
+    }
+
+    #[test]
+    fn pin_replaces_only_the_image_and_keeps_every_line_number() {
+        let content = "\
+# syntax=docker/dockerfile:1
+ARG REGISTRY=127.0.0.1:5000
+FROM --platform=$BUILDPLATFORM \\
+    # the base of this repository
+    ${REGISTRY}/acme/base:latest \\
+    AS build\r
+RUN make
+FROM acme/tool:1.0
+FROM acme/base
+COPY --from=build /a /a
+";
+        let pins = BTreeMap::from([
+            (3, "127.0.0.1:5000/acme/base@sha256:aa".to_owned()),
+            (9, "docker.io/acme/base@sha256:aa".to_owned()),
+        ]);
+        let pinned = pin(content, &pins);
+        assert_eq!(
+            pinned,
+            "\
+# syntax=docker/dockerfile:1
+ARG REGISTRY=127.0.0.1:5000
+FROM --platform=$BUILDPLATFORM 127.0.0.1:5000/acme/base@sha256:aa AS build
+
+
+\r
+RUN make
+FROM acme/tool:1.0
+FROM docker.io/acme/base@sha256:aa
+COPY --from=build /a /a
+"
+        );
+        assert_eq!(
+            parse(&pinned),
+            vec![
+                stage("127.0.0.1:5000/acme/base@sha256:aa", Some("build"), 3),
+                stage("acme/tool:1.0", None, 8),
+                stage("docker.io/acme/base@sha256:aa", None, 9),
+            ]
+        );
+        assert_eq!(pin(content, &BTreeMap::new()), content);
     }
 
     #[test]

@@ -7,6 +7,10 @@ use crate::plan::select::Selected;
 
 /// Reasons beyond this many are counted, not listed, to keep the matrix small.
 const REASONS_SHOWN: usize = 3;
+/// The `matrix-tier-N` outputs: a workflow declares one job per tier, so
+/// their number is fixed. The last one also holds every deeper tier, whose
+/// images then wait for their bases through `publish`'s `depends-on`.
+pub const TIER_OUTPUTS: usize = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -62,6 +66,17 @@ pub fn entries(
         .collect()
 }
 
+/// `entries` split by tier for the `matrix-tier-N` outputs: always
+/// `TIER_OUTPUTS` lists (empty ones too, so every `fromJSON` parses), tiers
+/// beyond the last in the last.
+pub fn tiers(entries: &[Entry]) -> Vec<Vec<&Entry>> {
+    let mut tiers = vec![Vec::new(); TIER_OUTPUTS];
+    for entry in entries {
+        tiers[entry.tier.min(TIER_OUTPUTS - 1)].push(entry);
+    }
+    tiers
+}
+
 fn reason(reasons: &[String]) -> String {
     let mut text = reasons
         .iter()
@@ -80,6 +95,48 @@ fn reason(reasons: &[String]) -> String {
 mod tests {
     use super::*;
     use crate::plan::image::Destination;
+
+    fn entry(name: &str, tier: usize) -> Entry {
+        Entry {
+            path: format!("ops/docker/{name}"),
+            basename: name.into(),
+            name: name.into(),
+            image: format!("acme/{name}"),
+            dockerfile: format!("ops/docker/{name}/Dockerfile"),
+            context: format!("ops/docker/{name}"),
+            reason: String::new(),
+            depends_on: Vec::new(),
+            tier,
+            version: None,
+            prerelease: false,
+        }
+    }
+
+    #[test]
+    fn tiers_are_a_fixed_set_and_the_last_takes_deeper_ones() {
+        let entries: Vec<Entry> = [("a", 0), ("b", 0), ("c", 1), ("d", 7), ("e", 9)]
+            .iter()
+            .map(|(name, tier)| entry(name, *tier))
+            .collect();
+        let names: Vec<Vec<&str>> = tiers(&entries)
+            .iter()
+            .map(|t| t.iter().map(|e| e.name.as_str()).collect())
+            .collect();
+        let none: Vec<&str> = Vec::new();
+        assert_eq!(
+            names,
+            [
+                vec!["a", "b"],
+                vec!["c"],
+                none.clone(),
+                none.clone(),
+                none.clone(),
+                none.clone(),
+                none,
+                vec!["d", "e"]
+            ]
+        );
+    }
 
     #[test]
     fn entry_shape_is_what_workflows_read() {

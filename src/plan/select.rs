@@ -4,6 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use crate::plan::filter::{Globs, PathFilter};
 use crate::plan::image::Image;
+use crate::reference::Reference;
 
 /// What the event and its changes ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +23,9 @@ pub enum Trigger {
 pub struct Rules {
     pub filter: PathFilter,
     pub rebuild_all_on: Globs,
+    /// The commit this run pushes as a tag: a `FROM` naming it follows its
+    /// sibling like `latest` does.
+    pub sha: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,10 +33,11 @@ pub struct Selected {
     /// Index into the images slice.
     pub image: usize,
     pub reasons: Vec<String>,
-    /// Images of this repository it builds on (indexes), selected or not.
+    /// Selected images it builds on (indexes): the bases this run pushes
+    /// first, so the ones to wait for. An unchanged base is already pushed.
     pub depends_on: Vec<usize>,
-    /// 0 for images with no base in this repository, else one more than
-    /// their deepest base: build tier by tier.
+    /// 0 for images with no base in `depends_on`, else one more than their
+    /// deepest base: build tier by tier.
     pub tier: usize,
 }
 
@@ -53,8 +58,9 @@ pub fn select(
     trigger: &Trigger,
     rules: &Rules,
 ) -> Result<Vec<Selected>, SelectError> {
-    let deps = dependencies(images);
-    let tiers = tiers(images, &deps)?;
+    let deps = dependencies(images, rules.sha.as_deref());
+    // Over every dependency: finds cycles, and orders the walk that adds dependents.
+    let depth = tiers(images, &deps)?;
     let mut reasons: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     match trigger {
         Trigger::Nothing { .. } => {}
@@ -92,15 +98,17 @@ pub fn select(
     }
     // A release versions one image; its dependents were built on their own push.
     if !matches!(trigger, Trigger::Release { .. }) {
-        add_dependents(images, &deps, &tiers, &mut reasons);
+        add_dependents(images, &deps, &depth, &mut reasons);
     }
+    let in_run = within(&deps, &reasons);
+    let run_tiers = tiers(images, &in_run)?;
     let mut selected: Vec<Selected> = reasons
         .into_iter()
         .map(|(image, reasons)| Selected {
             image,
             reasons,
-            depends_on: deps[image].clone(),
-            tier: tiers[image],
+            depends_on: in_run[image].clone(),
+            tier: run_tiers[image],
         })
         .collect();
     selected.sort_by(|a, b| (a.tier, &images[a.image].path).cmp(&(b.tier, &images[b.image].path)));
@@ -148,10 +156,34 @@ impl<'a> Owners<'a> {
     }
 }
 
-/// For each image, the images of this repository its `FROM` lines name:
-/// one name lookup per base, not a comparison of every pair, since a
-/// monorepo can hold a thousand images.
-fn dependencies(images: &[Image]) -> Vec<Vec<usize>> {
+/// Each image's dependencies restricted to the images selected: what this
+/// run builds before it.
+fn within(deps: &[Vec<usize>], selected: &BTreeMap<usize, Vec<String>>) -> Vec<Vec<usize>> {
+    deps.iter()
+        .map(|d| {
+            d.iter()
+                .copied()
+                .filter(|i| selected.contains_key(i))
+                .collect()
+        })
+        .collect()
+}
+
+/// Whether a `FROM` takes what a run pushing `sha` moves of its sibling:
+/// no tag, `latest`, or that commit's SHA tag. A version or a digest is a
+/// pin, which rebuilding the sibling changes nothing for.
+pub fn follows(base: &Reference, sha: Option<&str>) -> bool {
+    base.digest().is_none()
+        && match base.tag() {
+            None | Some("latest") => true,
+            Some(tag) => sha.is_some_and(|sha| sha.eq_ignore_ascii_case(tag)),
+        }
+}
+
+/// For each image, the images of this repository its `FROM` lines follow
+/// (see `follows`): one name lookup per base, not a comparison of every
+/// pair, since a monorepo can hold a thousand images.
+fn dependencies(images: &[Image], sha: Option<&str>) -> Vec<Vec<usize>> {
     let by_name: HashMap<String, usize> = images
         .iter()
         .enumerate()
@@ -164,6 +196,7 @@ fn dependencies(images: &[Image]) -> Vec<Vec<usize>> {
             let mut deps: Vec<usize> = image
                 .bases
                 .iter()
+                .filter(|base| follows(base, sha))
                 .filter_map(|base| by_name.get(&base.name()).copied())
                 .filter(|&j| j != i)
                 .collect();
@@ -243,6 +276,8 @@ mod tests {
     use super::*;
     use crate::plan::image::Destination;
 
+    const SHA: &str = "8272236a3c3f0a9fd1d2b0e3b5e2f2d0c5a3e1f4";
+
     fn images(specs: &[(&str, &str)]) -> Vec<Image> {
         let dest = Destination {
             registry: "docker.io".into(),
@@ -267,6 +302,7 @@ mod tests {
         Rules {
             filter: PathFilter::new(g("include", include), g("exclude", exclude)),
             rebuild_all_on: g("rebuild-all-on", all_on),
+            sha: Some(SHA.into()),
         }
     }
 
@@ -369,7 +405,7 @@ mod tests {
     }
 
     #[test]
-    fn an_unchanged_base_still_sets_the_tier() {
+    fn an_unchanged_base_is_not_waited_for() {
         let imgs = images(&[("app", "FROM acme/base"), ("base", "FROM scratch")]);
         let picked = select(
             &imgs,
@@ -378,7 +414,43 @@ mod tests {
         )
         .unwrap();
         assert_eq!(names(&imgs, &picked), ["app"]);
-        assert_eq!(picked[0].tier, 1);
+        assert_eq!(picked[0].depends_on, Vec::<usize>::new());
+        assert_eq!(picked[0].tier, 0);
+    }
+
+    #[test]
+    fn a_pinned_sibling_is_no_dependency() {
+        let digest = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let imgs = images(&[
+            ("rust-ci-runner", "FROM scratch"),
+            ("tauri-ci-runner", "FROM acme/rust-ci-runner:1.3.0"),
+            ("techdocs-builder", "FROM scratch"),
+            (
+                "mkdocs-runner",
+                &format!("FROM acme/techdocs-builder:1.2.7@{digest}"),
+            ),
+            ("app", &format!("FROM acme/rust-ci-runner:{SHA}")),
+            ("web", "FROM acme/techdocs-builder:latest"),
+        ]);
+        let picked = select(
+            &imgs,
+            &changes(&[
+                "ops/docker/rust-ci-runner/Dockerfile",
+                "ops/docker/techdocs-builder/Dockerfile",
+            ]),
+            &rules(&[], &[], &[]),
+        )
+        .unwrap();
+        assert_eq!(
+            names(&imgs, &picked),
+            ["rust-ci-runner", "techdocs-builder", "app", "web"]
+        );
+        assert_eq!(picked[2].depends_on, [0]);
+        assert_eq!(picked[3].depends_on, [2]);
+        assert_eq!(
+            picked.iter().map(|s| s.tier).collect::<Vec<_>>(),
+            [0, 0, 1, 1]
+        );
     }
 
     #[test]

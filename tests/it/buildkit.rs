@@ -28,7 +28,7 @@ fn add_busybox(repo: &Repo, to: &str) {
 }
 
 /// The image manifest `repository:tag` of the open registry.
-async fn manifest_of(repository: &str, tag: &str) -> Value {
+pub async fn manifest_of(repository: &str, tag: &str) -> Value {
     let url = format!("{}/manifests/{tag}", repository_url(repository));
     reqwest::Client::new()
         .get(url)
@@ -56,7 +56,7 @@ fn repository_url(repository: &str) -> String {
     format!("{}/v2/{}", services().open_url(), scoped(repository))
 }
 
-fn layer_digests(manifest: &Value) -> Vec<String> {
+pub fn layer_digests(manifest: &Value) -> Vec<String> {
     manifest["layers"]
         .as_array()
         .unwrap()
@@ -107,7 +107,7 @@ async fn image_blobs(repository: &str, tag: &str) -> Vec<Vec<u8>> {
     blobs
 }
 
-async fn assert_nothing_pushed(repository: &str) {
+pub async fn assert_nothing_pushed(repository: &str) {
     let tags = crate::publish::tags(&services().registry_open, repository, None).await;
     assert!(tags.is_empty(), "{repository} has tags {tags:?}");
 }

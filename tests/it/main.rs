@@ -5,6 +5,7 @@
 
 mod action_image;
 mod action_yml;
+mod bases;
 mod buildkit;
 mod buildkit_session;
 mod check_run;

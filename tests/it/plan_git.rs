@@ -87,7 +87,8 @@ fn a_push_of_several_commits_sees_all_of_them() {
     let after = repo.commit("three");
     assert_eq!(
         plan_push(&repo, "refs/heads/main", &before, &after, false).selected(),
-        ["tool", "app"]
+        // `base` is unchanged, so `app` waits for nothing: both tier 0.
+        ["app", "tool"]
     );
 }
 
@@ -105,6 +106,43 @@ fn a_changed_base_rebuilds_its_dependents_in_order() {
     );
     assert_eq!(matrix[1]["depends-on"], json!(["base"]));
     assert_eq!(matrix[1]["reason"], "base image `base` is rebuilt");
+    let tier = |n: usize| -> Value {
+        serde_json::from_str(&ran.outputs[&format!("matrix-tier-{n}")]).unwrap()
+    };
+    assert_eq!(tier(0), json!([matrix[0]]));
+    assert_eq!(tier(1), json!([matrix[1]]));
+    for n in 2..8 {
+        assert_eq!(tier(n), json!([]), "matrix-tier-{n}");
+    }
+    assert!(!ran.outputs.contains_key("matrix-tier-8"), "{ran}");
+}
+
+#[test]
+fn a_base_pinned_by_version_or_unchanged_is_not_a_dependency() {
+    let (repo, before) = monorepo();
+    repo.image("pinned", "acme/base:1.3.0");
+    let before = {
+        let _ = before;
+        repo.commit("pinned")
+    };
+    repo.write("ops/docker/base/etc/motd", "hello\n");
+    let after = repo.commit("base");
+    let ran = plan_push(&repo, "refs/heads/main", &before, &after, false);
+    assert_eq!(ran.selected(), ["base", "app"]);
+
+    repo.write("ops/docker/app/x", "1\n")
+        .write("ops/docker/pinned/x", "1\n");
+    let next = repo.commit("app and pinned");
+    let ran = plan_push(&repo, "refs/heads/main", &after, &next, false);
+    assert_eq!(ran.selected(), ["app", "pinned"]);
+    for entry in ran.matrix() {
+        assert_eq!(
+            (&entry["depends-on"], &entry["tier"]),
+            (&json!([]), &json!(0)),
+            "{entry}"
+        );
+    }
+    assert_eq!(ran.outputs["matrix-tier-1"], "[]");
 }
 
 #[test]
@@ -164,7 +202,7 @@ fn a_forced_push_counts_what_the_old_tip_had_too() {
     // tool changed on the old tip only: its image must be rebuilt to drop it.
     assert_eq!(
         plan_push(&repo, "refs/heads/feature", &old, &new, true).selected(),
-        ["tool", "app"]
+        ["app", "tool"]
     );
 }
 

@@ -49,7 +49,22 @@ fn outputs_are_heredocs_with_fresh_delimiters() {
     assert!(delimiters.iter().all(|d| d.starts_with("ghadelimiter_")));
     assert_eq!(
         ran.outputs.keys().collect::<Vec<_>>(),
-        ["changed", "count", "images", "matrix", "prerelease", "sha"]
+        [
+            "changed",
+            "count",
+            "images",
+            "matrix",
+            "matrix-tier-0",
+            "matrix-tier-1",
+            "matrix-tier-2",
+            "matrix-tier-3",
+            "matrix-tier-4",
+            "matrix-tier-5",
+            "matrix-tier-6",
+            "matrix-tier-7",
+            "prerelease",
+            "sha"
+        ]
     );
 }
 

@@ -58,18 +58,14 @@ pub(super) fn base_images(target: &Target) -> Vec<(String, String)> {
     if !target.push {
         return Vec::new();
     }
-    let args = target
-        .build_args
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let stages = dockerfile::stages(&target.dockerfile_text, &args);
-    dockerfile::external_bases(&stages)
+    target
+        .froms()
         .into_iter()
-        .filter_map(|stage| Reference::parse(&stage.base).ok())
-        .filter(|base| base.registry() == target.reference.registry() && base.digest().is_none())
+        .map(|(_, base)| base)
+        .filter(|base| base.registry() == target.reference.registry())
         .map(|base| {
-            let tag = base.tag().unwrap_or("latest").to_owned();
+            // A digest: a pin, or a base of this commit (`depends-on`).
+            let tag = base.digest().or(base.tag()).unwrap_or("latest").to_owned();
             (base.repository().to_owned(), tag)
         })
         .collect()

@@ -1,8 +1,9 @@
 //! `publish`, read as its stages: resolve (inputs, tags, what the registry
-//! has) → build (BuildKit, export, layers reused; or none when the commit
-//! or an image of the same build inputs is already pushed) → gate (one
-//! scan) → push (blobs, then the SHA tag) → tag (the others,
-//! registry-side) → mirror → finish (outputs, summary).
+//! has) → bases (wait for `depends-on`, pin their digests) → build
+//! (BuildKit, export, layers reused; or none when the commit, or an
+//! image of the same build inputs, is already pushed) → gate (one scan)
+//! → SBOM → push (blobs, then the SHA tag) → tag (the others,
+//! registry-side) → sign → mirror → finish (outputs, summary).
 //!
 //! The image is pushed by this binary, not the engine: blobs first (skipping
 //! what the registry has), the manifest only after all of them, then every
@@ -45,6 +46,7 @@ use crate::release::{FORMS, ReleaseTag, is_prerelease};
 use crate::report::publish::{Published, summary};
 use crate::tags::{self, Facts, Latest, TagSet};
 
+mod bases;
 mod build;
 mod inputs;
 mod latest;
@@ -52,6 +54,7 @@ mod layers;
 mod supply;
 mod unchanged;
 
+use bases::*;
 use build::*;
 use inputs::*;
 use latest::*;
@@ -65,13 +68,16 @@ const SAVED: &str = "image.tar";
 
 pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
     let started = Instant::now();
-    let target = resolve(args, session).await?;
+    let mut target = resolve(args, session).await?;
     let supply = supply_inputs(args, session).await?;
+    let bases = bases(args, session, &target)?;
     let mut report = target.report();
     let existing = target.existing.clone().filter(|_| !args.rebuild);
+    // A base this run rebuilds gets a new digest, so an image waiting for
+    // one is never the same build as before.
     let earlier = match existing {
-        Some(_) => None,
-        None => same_build(args, session, &target).await?,
+        None if bases.is_empty() => same_build(args, session, &target).await?,
+        _ => None,
     };
     let (manifest, gate, sbom) = match (existing, earlier) {
         (Some(found), _) => (reuse(found, &target, &mut report), None, None),
@@ -82,6 +88,7 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
         ),
         (None, None) => {
             let work = session.work_dir()?;
+            pin_bases(args, session, &mut target, &bases, work.path(), &mut report).await?;
             let image = build(session, &target, work.path(), &mut report).await?;
             let gate = gate(args, session, &target, work.path()).await?;
             if let Some(blocking) = gate.as_ref().filter(|g| g.blocks()) {

@@ -114,12 +114,7 @@ pub(super) fn key_of(
 /// when one can't be resolved or the build reads what no digest pins (a
 /// remote `ADD`): then no key, and no build is skipped.
 pub(super) async fn base_digests(target: &Target) -> Option<BTreeMap<String, String>> {
-    let args = target
-        .build_args
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    let stages = dockerfile::stages(&target.dockerfile_text, &args);
+    let stages = target.stages();
     let others = match dockerfile::other_images(&target.dockerfile_text, &stages) {
         Ok(others) => others,
         Err(unpinned) => {

@@ -105,6 +105,32 @@ impl Replay {
         }
     }
 
+    /// `GET /repos/{repo}/actions/runs/{run}/jobs`: the documented job, once
+    /// per `(name, status, conclusion)`.
+    pub async fn run_jobs(&self, run: u64, jobs: &[(&str, &str, Option<&str>)]) {
+        let mut body = fixture_json("github-api/actions-run-jobs.derived-from-docs.json");
+        let template = body["jobs"][0].clone();
+        body["jobs"] = jobs
+            .iter()
+            .map(|(name, status, conclusion)| {
+                let mut job = template.clone();
+                job["name"] = json!(name);
+                job["status"] = json!(status);
+                job["conclusion"] = json!(conclusion);
+                job
+            })
+            .collect();
+        body["total_count"] = json!(jobs.len());
+        self.get(
+            &format!("/repos/{REPO}/actions/runs/{run}/jobs"),
+            None,
+            200,
+            body,
+            None,
+        )
+        .await;
+    }
+
     /// Any status with GitHub's error body on a path.
     pub async fn fail(&self, route: &str, status: u16, message: &str) {
         let body = json!({"message": message, "documentation_url": "https://docs.github.com/rest"});

@@ -1,0 +1,361 @@
+//! The bases stage: the images of this repository that the Dockerfile
+//! builds `FROM` and the matrix entry names in `depends-on` are waited for
+//! (their image of this commit, the SHA tag, in the registry), then built
+//! FROM exactly that digest: those `FROM` lines are rewritten to
+//! `name@digest` in a copy of the Dockerfile in the work directory, which
+//! is what the engine builds. A `FROM` pinned to a version or a digest is
+//! left as written.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use super::*;
+use crate::actions::context::Platform;
+use crate::bases::jobs::{Job, Outcome, RunJobs, base_dirs, job_of};
+use crate::bases::policy::{self, JOBS_EVERY, PROGRESS_EVERY, due, human, pause};
+use crate::plan::select::follows;
+
+/// The copy of the Dockerfile with the bases' digests, in the work directory.
+const PINNED: &str = "Dockerfile.pinned";
+
+/// A base to wait for.
+pub(super) struct Base {
+    /// As `depends-on` names it.
+    name: String,
+    /// The image as the Dockerfile names it (registry and repository).
+    image: Reference,
+    /// The 1-based lines of the `FROM`s that follow it.
+    lines: Vec<usize>,
+    /// The matrix `path` its job's name may hold.
+    dirs: Vec<String>,
+}
+
+/// `depends-on`, checked against the Dockerfile before anything is built:
+/// each name must be an image of this namespace its `FROM` lines name. A
+/// base every `FROM` pins is built FROM the pin, with a warning.
+pub(super) fn bases(
+    args: &PublishArgs,
+    session: &Session,
+    target: &Target,
+) -> anyhow::Result<Vec<Base>> {
+    let names = policy::depends_on(&args.depends_on).map_err(anyhow::Error::msg)?;
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let namespace = session.namespace(args.namespace.as_deref())?;
+    let froms = target.froms();
+    let mut bases = Vec::new();
+    for name in names {
+        let wanted = Reference::parse(&format!("{}/{namespace}/{name}", args.registry))
+            .with_context(|| format!("`depends-on`: {name:?} is not an image name"))?;
+        let naming: Vec<&(usize, Reference)> = froms
+            .iter()
+            .filter(|(_, from)| from.name() == wanted.name())
+            .collect();
+        let Some((_, image)) = naming.first() else {
+            bail!(
+                "`depends-on`: {name:?} is not an image {} builds FROM: no FROM line names {} (they name: {}); pass the matrix entry's `depends-on` as it is",
+                target.dockerfile_rel,
+                wanted.familiar(),
+                froms
+                    .iter()
+                    .map(|(_, from)| from.familiar())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        };
+        let lines: Vec<usize> = naming
+            .iter()
+            .filter(|(_, from)| follows(from, Some(&target.sha)))
+            .map(|(line, _)| *line)
+            .collect();
+        if lines.is_empty() {
+            session.workflow.warning(&format!(
+                "`depends-on` names {name:?}, but {} pins it to a version or digest: built FROM the pin, not waited for",
+                target.dockerfile_rel
+            ));
+            continue;
+        }
+        bases.push(Base {
+            dirs: base_dirs(&args.path, &name),
+            image: image.clone(),
+            name,
+            lines,
+        });
+    }
+    Ok(bases)
+}
+
+impl Target {
+    /// The Dockerfile's stages, `ARG`s resolved as the build resolves them.
+    pub(super) fn stages(&self) -> Vec<dockerfile::Stage> {
+        let build_args = self
+            .build_args
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        dockerfile::stages(&self.dockerfile_text, &build_args)
+    }
+
+    /// The images the Dockerfile's stages are built `FROM`, with the line
+    /// of each `FROM` (`ARG`s resolved as the build resolves them).
+    pub(super) fn froms(&self) -> Vec<(usize, Reference)> {
+        let stages = self.stages();
+        dockerfile::external_bases(&stages)
+            .into_iter()
+            .filter_map(|stage| Reference::parse(&stage.base).ok().map(|r| (stage.line, r)))
+            .collect()
+    }
+}
+
+/// Waits for every base, then points the build at a copy of the
+/// Dockerfile whose `FROM`s name the digests found.
+pub(super) async fn pin_bases(
+    args: &PublishArgs,
+    session: &Session,
+    target: &mut Target,
+    bases: &[Base],
+    work: &Path,
+    report: &mut Published,
+) -> anyhow::Result<()> {
+    if bases.is_empty() {
+        return Ok(());
+    }
+    if !target.push {
+        // Nor does the bases' own job push: their SHA tags never come.
+        report.notes.push(
+            "`push: false`: `depends-on` is not waited for; built FROM the bases as the Dockerfile names them".into(),
+        );
+        return Ok(());
+    }
+    let digests = wait(args, session, target, bases).await?;
+    let mut pins = BTreeMap::new();
+    for (base, digest) in bases.iter().zip(digests) {
+        let pinned = format!("{}@{digest}", base.image.name());
+        for line in &base.lines {
+            pins.insert(*line, pinned.clone());
+        }
+        report.notes.push(format!(
+            "built FROM `{pinned}`, the image of `{}` for this commit",
+            base.name
+        ));
+    }
+    let text = dockerfile::pin(&target.dockerfile_text, &pins);
+    let path = work.join(PINNED);
+    std::fs::write(&path, &text).with_context(|| format!("couldn't write {}", path.display()))?;
+    target.dockerfile = path;
+    target.dockerfile_text = text;
+    Ok(())
+}
+
+/// Looks for each base's SHA tag, pausing longer each time, until all are
+/// there (their digests, in order), a base's job has ended without one, or
+/// `wait-timeout` has passed.
+async fn wait(
+    args: &PublishArgs,
+    session: &Session,
+    target: &Target,
+    bases: &[Base],
+) -> anyhow::Result<Vec<String>> {
+    let started = Instant::now();
+    let timeout = args.wait_timeout;
+    let mut waiting = Waiting::new(target, bases, run_jobs(args, session, target))?;
+    let (mut asked, mut logged) = (None, Some(Duration::ZERO));
+    tracing::info!(
+        "waiting up to {} for this commit's {}",
+        human(timeout),
+        waiting.missing()
+    );
+    for round in 0.. {
+        waiting.look().await?;
+        let elapsed = started.elapsed();
+        if !waiting.done() && due(asked, elapsed, JOBS_EVERY) {
+            asked = Some(elapsed);
+            waiting.ask_jobs().await;
+        }
+        waiting.judge_jobs().await?;
+        if waiting.done() {
+            tracing::info!("every base is in the registry after {}", human(elapsed));
+            break;
+        }
+        if elapsed >= timeout {
+            bail!(
+                "`depends-on`: waited {} (`wait-timeout`), and this commit's {} never arrived in the registry ({}); check that job, or raise `wait-timeout`",
+                human(timeout),
+                waiting.missing(),
+                waiting.job_states()
+            );
+        }
+        if due(logged, elapsed, PROGRESS_EVERY) {
+            logged = Some(elapsed);
+            tracing::info!(
+                "still waiting after {} for {} ({})",
+                human(elapsed),
+                waiting.missing(),
+                waiting.job_states()
+            );
+        }
+        tokio::time::sleep(pause(round, elapsed, timeout)).await;
+    }
+    Ok(waiting.digests.into_iter().flatten().collect())
+}
+
+/// What a wait knows so far.
+struct Waiting<'a> {
+    target: &'a Target,
+    bases: &'a [Base],
+    /// Clients for bases on another registry than the target's.
+    others: Vec<Option<Registry>>,
+    /// The run's jobs API, or why it can't be asked.
+    api: Result<RunJobs, String>,
+    jobs: Vec<Job>,
+    digests: Vec<Option<String>>,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(
+        target: &'a Target,
+        bases: &'a [Base],
+        api: Result<RunJobs, String>,
+    ) -> anyhow::Result<Self> {
+        let others = bases
+            .iter()
+            .map(|base| {
+                (base.image.registry() != target.reference.registry())
+                    .then(|| Registry::new(base.image.registry(), None))
+                    .transpose()
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Waiting {
+            target,
+            bases,
+            others,
+            api,
+            jobs: Vec::new(),
+            digests: vec![None; bases.len()],
+        })
+    }
+
+    fn done(&self) -> bool {
+        self.digests.iter().all(Option::is_some)
+    }
+
+    fn pending(&self) -> Vec<usize> {
+        (0..self.bases.len())
+            .filter(|&i| self.digests[i].is_none())
+            .collect()
+    }
+
+    /// Each missing base's SHA tag, once.
+    async fn look(&mut self) -> anyhow::Result<()> {
+        for i in self.pending() {
+            self.digests[i] = self.digest(i).await?;
+        }
+        Ok(())
+    }
+
+    async fn digest(&self, i: usize) -> anyhow::Result<Option<String>> {
+        let registry = self.others[i].as_ref().unwrap_or(&self.target.registry);
+        let tag = self.target.set.sha.to_ascii_lowercase();
+        Ok(registry
+            .manifest(self.bases[i].image.repository(), &tag)
+            .await?
+            .map(|m| m.digest))
+    }
+
+    /// Lists the run's jobs; an API that fails is not asked again.
+    async fn ask_jobs(&mut self) {
+        if let Ok(api) = &self.api {
+            match api.list().await {
+                Ok(jobs) => self.jobs = jobs,
+                Err(why) => self.api = Err(why),
+            }
+        }
+    }
+
+    /// Stops the wait when a missing base's job has ended without its image.
+    async fn judge_jobs(&mut self) -> anyhow::Result<()> {
+        for i in self.pending() {
+            let base = &self.bases[i];
+            let Some(job) = job_of(&self.jobs, &base.dirs) else {
+                continue;
+            };
+            let image = format!("{}:{}", base.image.familiar(), self.target.set.sha);
+            match job.outcome() {
+                Outcome::Running => {}
+                Outcome::Ended(conclusion) => bail!(
+                    "`depends-on`: the job of `{0}` ({1:?}) ended `{conclusion}`, so its image of this commit ({image}) won't come; {2} is not built FROM an older `{0}`: fix `{0}` and re-run the failed jobs",
+                    base.name,
+                    job.name,
+                    self.target.reference.familiar(),
+                ),
+                // The job pushes before it ends: one more look settles it.
+                Outcome::Succeeded => {
+                    self.digests[i] = self.digest(i).await?;
+                    if self.digests[i].is_none() {
+                        bail!(
+                            "`depends-on`: the job of `{0}` ({1:?}) succeeded, but {image} is not in the registry; publish `{0}` with `push: true` to {2} so that its dependents can build on it",
+                            base.name,
+                            job.name,
+                            base.image.registry()
+                        );
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The missing bases, as the log names them.
+    fn missing(&self) -> String {
+        self.pending()
+            .into_iter()
+            .map(|i| {
+                let base = &self.bases[i];
+                format!(
+                    "`{}` ({}:{})",
+                    base.name,
+                    base.image.familiar(),
+                    self.target.set.sha
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// What the jobs API said of each missing base.
+    fn job_states(&self) -> String {
+        if let Err(why) = &self.api {
+            return format!("the jobs API couldn't be asked: {why}; the registry alone decides");
+        }
+        self.pending()
+            .into_iter()
+            .map(|i| {
+                let base = &self.bases[i];
+                match job_of(&self.jobs, &base.dirs) {
+                    Some(job) => format!("the job of `{}` is {}", base.name, job.status),
+                    None => format!(
+                        "no job of this run has `{}` in its name",
+                        base.dirs.join("` or `")
+                    ),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// The jobs API of this run, or why it can't be asked: then the registry
+/// alone decides.
+fn run_jobs(args: &PublishArgs, session: &Session, target: &Target) -> Result<RunJobs, String> {
+    let ctx = &session.ctx;
+    if ctx.platform != Platform::GitHub {
+        return Err(format!("{} has no jobs API for this", ctx.platform));
+    }
+    RunJobs::new(
+        &ctx.api_url,
+        target.token(args, session),
+        ctx.repository.as_deref(),
+        ctx.run_id.as_deref(),
+    )
+}
