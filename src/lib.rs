@@ -14,8 +14,8 @@
 //! client; `hub` is Docker Hub's own API (tag dates and deletes).
 
 pub mod actions;
-pub mod build_key;
 pub mod bases;
+pub mod build_key;
 pub mod cli;
 pub mod commands;
 pub mod engine;

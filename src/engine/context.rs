@@ -13,7 +13,9 @@ use anyhow::{Context as _, anyhow, bail};
 use tar::{Builder, EntryType, Header};
 
 use super::dockerignore::DockerIgnore;
-use super::hashing::Hashing;
+use sha2::{Digest as _, Sha256};
+
+use super::hashing::digest_of;
 
 /// What the engine looks for when no Dockerfile is named.
 pub const DEFAULT_DOCKERFILE: &str = "Dockerfile";
@@ -40,7 +42,8 @@ pub struct Stats {
     pub files: usize,
     /// Content bytes of the regular files.
     pub bytes: u64,
-    /// `sha256:` of the tar: reproducible, so it names the context.
+    /// The context's identity (see [`ContextPlan::identity`]): names the
+    /// build's input files.
     pub digest: String,
 }
 
@@ -69,22 +72,37 @@ impl ContextPlan {
         }
     }
 
+    /// The context's identity — what [`Stats::digest`] of a write would
+    /// be — without writing the tar: the files are hashed side by side.
+    pub fn identity(&self) -> anyhow::Result<String> {
+        let mut listing = Listing::default();
+        if let Dockerfile::Outside(path) = &self.dockerfile {
+            listing.file(OUTSIDE_DOCKERFILE, 0o644, path)?;
+        }
+        self.walk()
+            .directory(&mut listing, &self.root, &Relative::root())?;
+        listing.identity()
+    }
+
+    fn walk(&self) -> Walk<'_> {
+        Walk {
+            ignore: &self.ignore,
+            generated: match self.dockerfile {
+                Dockerfile::Inside(_) => None,
+                Dockerfile::Outside(_) => Some(OUTSIDE_DOCKERFILE),
+            },
+        }
+    }
+
     /// Writes the tar to `out`, file by file (never the whole context in
     /// memory); blocking file I/O.
     pub fn write<W: Write>(&self, out: W) -> anyhow::Result<(W, Stats)> {
         let mut tarball = Tarball::new(out);
-        let generated = match &self.dockerfile {
-            Dockerfile::Inside(_) => None,
-            Dockerfile::Outside(path) => {
-                tarball.add_outside_dockerfile(path)?;
-                Some(OUTSIDE_DOCKERFILE)
-            }
-        };
-        let walk = Walk {
-            ignore: &self.ignore,
-            generated,
-        };
-        walk.directory(&mut tarball, &self.root, &Relative::root())?;
+        if let Dockerfile::Outside(path) = &self.dockerfile {
+            tarball.add_outside_dockerfile(path)?;
+        }
+        self.walk()
+            .directory(&mut tarball, &self.root, &Relative::root())?;
         tarball.finish()
     }
 }
@@ -194,24 +212,14 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    fn directory<W: Write>(
-        &self,
-        tarball: &mut Tarball<W>,
-        dir: &Path,
-        rel: &Relative,
-    ) -> anyhow::Result<()> {
+    fn directory(&self, sink: &mut impl Sink, dir: &Path, rel: &Relative) -> anyhow::Result<()> {
         for name in sorted_names(dir)? {
-            self.entry(tarball, &dir.join(&name), &rel.child(&name))?;
+            self.entry(sink, &dir.join(&name), &rel.child(&name))?;
         }
         Ok(())
     }
 
-    fn entry<W: Write>(
-        &self,
-        tarball: &mut Tarball<W>,
-        path: &Path,
-        rel: &Relative,
-    ) -> anyhow::Result<()> {
+    fn entry(&self, sink: &mut impl Sink, path: &Path, rel: &Relative) -> anyhow::Result<()> {
         if self.generated == Some(rel.text.as_str()) {
             return Ok(());
         }
@@ -221,7 +229,7 @@ impl Walk<'_> {
             // Docker leaves the excluded directory itself out but still
             // sends what an exception re-includes below it.
             if meta.is_dir() && self.ignore.may_reinclude_below(&rel.text) {
-                self.directory(tarball, path, rel)?;
+                self.directory(sink, path, rel)?;
             }
             return Ok(());
         }
@@ -231,18 +239,201 @@ impl Walk<'_> {
         let name = rel.text.as_str();
         let kind = meta.file_type();
         if kind.is_dir() {
-            tarball.add_directory(name, &meta)?;
-            self.directory(tarball, path, rel)
+            sink.directory(name, mode(&meta))?;
+            self.directory(sink, path, rel)
         } else if kind.is_symlink() {
-            tarball.add_symlink(name, path, &meta)
+            sink.symlink(name, mode(&meta), &link_target(path)?)
         } else if kind.is_file() {
-            tarball.add_file(name, path, &meta)
+            sink.file(name, mode(&meta), path)
         } else {
             // Sockets, FIFOs and devices mean nothing to a build.
             tracing::debug!(path = %path.display(), "skipping special file in build context");
             Ok(())
         }
     }
+}
+
+fn link_target(path: &Path) -> anyhow::Result<String> {
+    let target = fs::read_link(path).with_context(|| format!("reading link {}", path.display()))?;
+    match target.to_str() {
+        Some(text) => Ok(text.to_owned()),
+        None => bail!(
+            "symlink {} points to {}, which is not valid UTF-8; change the link or exclude it in .dockerignore",
+            path.display(),
+            target.display()
+        ),
+    }
+}
+
+/// Where the walk hands each entry, in tar order.
+trait Sink {
+    fn directory(&mut self, name: &str, mode: u32) -> anyhow::Result<()>;
+    fn symlink(&mut self, name: &str, mode: u32, target: &str) -> anyhow::Result<()>;
+    fn file(&mut self, name: &str, mode: u32, path: &Path) -> anyhow::Result<()>;
+}
+
+/// The context's identity: every entry's name, kind, mode, size, link and
+/// content digest, in tar order. The tar and a listing of the tree give
+/// the same identity, so it can be learnt without writing the tar, with
+/// the files hashed side by side.
+struct Identity(Sha256);
+
+impl Identity {
+    fn new() -> Self {
+        Identity(Sha256::new())
+    }
+
+    fn add(&mut self, kind: char, name: &str, mode: u32, link: &str, content: Option<(u64, &str)>) {
+        let (size, digest) = content.unwrap_or((0, ""));
+        for field in [
+            kind.to_string(),
+            name.to_owned(),
+            format!("{mode:o}"),
+            link.to_owned(),
+            size.to_string(),
+            digest.to_owned(),
+        ] {
+            self.0.update(field.as_bytes());
+            self.0.update([0]);
+        }
+    }
+
+    fn finish(self) -> String {
+        digest_of(self.0)
+    }
+}
+
+/// The tree as the tar would hold it, file contents not yet read.
+#[derive(Default)]
+struct Listing {
+    entries: Vec<Listed>,
+}
+
+enum Listed {
+    Directory {
+        name: String,
+        mode: u32,
+    },
+    Symlink {
+        name: String,
+        mode: u32,
+        target: String,
+    },
+    File {
+        name: String,
+        mode: u32,
+        path: PathBuf,
+    },
+}
+
+impl Sink for Listing {
+    fn directory(&mut self, name: &str, mode: u32) -> anyhow::Result<()> {
+        self.entries.push(Listed::Directory {
+            name: name.to_owned(),
+            mode,
+        });
+        Ok(())
+    }
+
+    fn symlink(&mut self, name: &str, mode: u32, target: &str) -> anyhow::Result<()> {
+        self.entries.push(Listed::Symlink {
+            name: name.to_owned(),
+            mode,
+            target: target.to_owned(),
+        });
+        Ok(())
+    }
+
+    fn file(&mut self, name: &str, mode: u32, path: &Path) -> anyhow::Result<()> {
+        self.entries.push(Listed::File {
+            name: name.to_owned(),
+            mode,
+            path: path.to_owned(),
+        });
+        Ok(())
+    }
+}
+
+impl Listing {
+    /// The identity, with the files read and hashed on every core.
+    fn identity(&self) -> anyhow::Result<String> {
+        let paths: Vec<&Path> = self
+            .entries
+            .iter()
+            .filter_map(|entry| match entry {
+                Listed::File { path, .. } => Some(path.as_path()),
+                _ => None,
+            })
+            .collect();
+        let mut contents = file_digests(&paths)?.into_iter();
+        let mut identity = Identity::new();
+        for entry in &self.entries {
+            match entry {
+                Listed::Directory { name, mode } => identity.add('d', name, *mode, "", None),
+                Listed::Symlink { name, mode, target } => {
+                    identity.add('l', name, *mode, target, None)
+                }
+                Listed::File { name, mode, .. } => {
+                    let (size, digest) = contents.next().context("a file digest went missing")?;
+                    identity.add('f', name, *mode, "", Some((size, &digest)));
+                }
+            }
+        }
+        Ok(identity.finish())
+    }
+}
+
+/// Each file's size and `sha256:`, read in pieces on worker threads.
+fn file_digests(paths: &[&Path]) -> anyhow::Result<Vec<(u64, String)>> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(paths.len())
+        .max(1);
+    let mut found: Vec<(usize, (u64, String))> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| -> anyhow::Result<Vec<(usize, (u64, String))>> {
+                    let mut buf = vec![0; 1 << 20];
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(path) = paths.get(i) else {
+                            return Ok(done);
+                        };
+                        done.push((i, file_digest(path, &mut buf)?));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| {
+                w.join()
+                    .unwrap_or_else(|_| Err(anyhow!("a hashing thread panicked")))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()
+            .map(|parts| parts.into_iter().flatten().collect())
+    })?;
+    found.sort_by_key(|(i, _)| *i);
+    Ok(found.into_iter().map(|(_, digest)| digest).collect())
+}
+
+fn file_digest(path: &Path, buf: &mut [u8]) -> anyhow::Result<(u64, String)> {
+    use std::io::Read as _;
+    let reading = || format!("reading {}", path.display());
+    let mut file = fs::File::open(path).with_context(reading)?;
+    let mut hasher = Sha256::new();
+    let mut size = 0;
+    loop {
+        let n = file.read(buf).with_context(reading)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((size, digest_of(hasher)))
 }
 
 /// Byte order of the names, so the tar never depends on `readdir` order.
@@ -259,7 +450,8 @@ fn sorted_names(dir: &Path) -> anyhow::Result<Vec<std::ffi::OsString>> {
 }
 
 struct Tarball<W: Write> {
-    builder: Builder<Hashing<W>>,
+    builder: Builder<W>,
+    identity: Identity,
     files: usize,
     bytes: u64,
 }
@@ -267,7 +459,8 @@ struct Tarball<W: Write> {
 impl<W: Write> Tarball<W> {
     fn new(out: W) -> Self {
         Tarball {
-            builder: Builder::new(Hashing::new(out)),
+            builder: Builder::new(out),
+            identity: Identity::new(),
             files: 0,
             bytes: 0,
         }
@@ -278,61 +471,60 @@ impl<W: Write> Tarball<W> {
         self.add_content(OUTSIDE_DOCKERFILE, 0o644, &content)
     }
 
-    fn add_directory(&mut self, name: &str, meta: &Metadata) -> anyhow::Result<()> {
-        let mut header = header(EntryType::Directory, mode(meta), 0);
-        self.builder
-            .append_data(&mut header, format!("{name}/"), std::io::empty())
-            .with_context(|| format!("adding {name}/ to the build context"))
-    }
-
-    fn add_symlink(&mut self, name: &str, path: &Path, meta: &Metadata) -> anyhow::Result<()> {
-        let target =
-            fs::read_link(path).with_context(|| format!("reading link {}", path.display()))?;
-        if target.to_str().is_none() {
-            bail!(
-                "symlink {} points to {}, which is not valid UTF-8; change the link or exclude it in .dockerignore",
-                path.display(),
-                target.display()
-            );
-        }
-        let mut header = header(EntryType::Symlink, mode(meta), 0);
-        self.builder
-            .append_link(&mut header, name, &target)
-            .with_context(|| format!("adding {name} to the build context"))?;
-        self.files += 1;
-        Ok(())
-    }
-
-    fn add_file(&mut self, name: &str, path: &Path, meta: &Metadata) -> anyhow::Result<()> {
-        // Read it whole so the header's size is the size actually written,
-        // even if the file changes under us.
-        let content = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        self.add_content(name, mode(meta), &content)
-    }
-
     fn add_content(&mut self, name: &str, mode: u32, content: &[u8]) -> anyhow::Result<()> {
         let size = content.len() as u64;
         let mut header = header(EntryType::Regular, mode, size);
         self.builder
             .append_data(&mut header, name, content)
             .with_context(|| format!("adding {name} to the build context"))?;
+        let mut hasher = Sha256::new();
+        hasher.update(content);
+        self.identity
+            .add('f', name, mode, "", Some((size, &digest_of(hasher))));
         self.files += 1;
         self.bytes += size;
         Ok(())
     }
 
     fn finish(self) -> anyhow::Result<(W, Stats)> {
-        let (out, digest, _) = self
+        let out = self
             .builder
             .into_inner()
-            .context("finishing the build context tar")?
-            .finish();
+            .context("finishing the build context tar")?;
         let stats = Stats {
             files: self.files,
             bytes: self.bytes,
-            digest,
+            digest: self.identity.finish(),
         };
         Ok((out, stats))
+    }
+}
+
+impl<W: Write> Sink for Tarball<W> {
+    fn directory(&mut self, name: &str, mode: u32) -> anyhow::Result<()> {
+        let mut header = header(EntryType::Directory, mode, 0);
+        self.builder
+            .append_data(&mut header, format!("{name}/"), std::io::empty())
+            .with_context(|| format!("adding {name}/ to the build context"))?;
+        self.identity.add('d', name, mode, "", None);
+        Ok(())
+    }
+
+    fn symlink(&mut self, name: &str, mode: u32, target: &str) -> anyhow::Result<()> {
+        let mut header = header(EntryType::Symlink, mode, 0);
+        self.builder
+            .append_link(&mut header, name, target)
+            .with_context(|| format!("adding {name} to the build context"))?;
+        self.identity.add('l', name, mode, target, None);
+        self.files += 1;
+        Ok(())
+    }
+
+    fn file(&mut self, name: &str, mode: u32, path: &Path) -> anyhow::Result<()> {
+        // Read it whole so the header's size is the size actually written,
+        // even if the file changes under us.
+        let content = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        self.add_content(name, mode, &content)
     }
 }
 
@@ -585,10 +777,41 @@ mod tests {
         assert_eq!(one.tar, elsewhere.tar);
         let plan = ContextPlan::new(first.path(), None).unwrap();
         let (_, stats) = plan.write(std::io::sink()).unwrap();
-        assert_eq!(stats.digest, crate::registry::sha256_digest(&one.tar));
+        assert_eq!(plan.identity().unwrap(), stats.digest);
+        let elsewhere = ContextPlan::new(second.path(), None).unwrap();
+        assert_eq!(elsewhere.identity().unwrap(), stats.digest);
         write(first.path(), "z/y/x", "changed");
+        assert_ne!(plan.identity().unwrap(), stats.digest);
         let (_, changed) = plan.write(std::io::sink()).unwrap();
-        assert_ne!(changed.digest, stats.digest);
+        assert_eq!(plan.identity().unwrap(), changed.digest);
+    }
+
+    #[test]
+    fn the_identity_without_a_tar_is_the_written_tars_for_every_kind_of_entry() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let outside = tempfile::tempdir().unwrap();
+        write(outside.path(), "build.Dockerfile", "FROM scratch\n");
+        let dir = tree(&[
+            ("a/b", "1"),
+            ("c", "22"),
+            ("skip/x", "3"),
+            (".dockerignore", "skip\n"),
+        ]);
+        std::os::unix::fs::symlink("c", dir.path().join("link")).unwrap();
+        fs::set_permissions(dir.path().join("c"), fs::Permissions::from_mode(0o750)).unwrap();
+        let plan =
+            ContextPlan::new(dir.path(), Some(&outside.path().join("build.Dockerfile"))).unwrap();
+        let (_, stats) = plan.write(std::io::sink()).unwrap();
+        assert_eq!(plan.identity().unwrap(), stats.digest);
+        fs::set_permissions(dir.path().join("c"), fs::Permissions::from_mode(0o755)).unwrap();
+        assert_ne!(
+            plan.identity().unwrap(),
+            stats.digest,
+            "a mode is part of it"
+        );
+        write(dir.path(), "skip/x", "ignored");
+        let (_, again) = plan.write(std::io::sink()).unwrap();
+        assert_eq!(plan.identity().unwrap(), again.digest);
     }
 
     #[test]

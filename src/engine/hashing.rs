@@ -27,14 +27,18 @@ impl<W> Hashing<W> {
     /// The inner writer, the `sha256:<hex>` digest and the size of exactly
     /// what was written.
     pub fn finish(self) -> (W, String, u64) {
-        let hash = self.hasher.finalize();
-        let mut digest = String::with_capacity(71);
-        digest.push_str("sha256:");
-        for b in hash.iter() {
-            digest.push_str(&format!("{b:02x}"));
-        }
-        (self.inner, digest, self.size)
+        (self.inner, digest_of(self.hasher), self.size)
     }
+}
+
+/// `sha256:<hex>` of what `hasher` was fed.
+pub fn digest_of(hasher: Sha256) -> String {
+    let mut digest = String::with_capacity(71);
+    digest.push_str("sha256:");
+    for b in hasher.finalize().iter() {
+        digest.push_str(&format!("{b:02x}"));
+    }
+    digest
 }
 
 impl<W: Write> Write for Hashing<W> {

@@ -66,15 +66,12 @@ async fn candidates(session: &Session, target: &Target) -> anyhow::Result<Vec<Ea
         .collect())
 }
 
-/// The digest of the context as the engine would receive it.
+/// The identity of the context the engine would receive.
 async fn context_digest(target: &Target) -> anyhow::Result<String> {
     let (dir, dockerfile) = (target.dir.clone(), target.dockerfile.clone());
-    tokio::task::spawn_blocking(move || {
-        let plan = ContextPlan::new(&dir, Some(&dockerfile))?;
-        Ok(plan.write(std::io::sink())?.1.digest)
-    })
-    .await
-    .context("the context digest task failed")?
+    tokio::task::spawn_blocking(move || ContextPlan::new(&dir, Some(&dockerfile))?.identity())
+        .await
+        .context("the context digest task failed")?
 }
 
 /// The build key of this target built from `context` with `builder`;
