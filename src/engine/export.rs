@@ -382,17 +382,6 @@ pub fn oci_image(
     work_dir: &Path,
     known: &KnownLayers,
 ) -> Result<OciImage, ExportError> {
-    oci_image_with(saved, work_dir, known, &|_| {})
-}
-
-/// [`oci_image`], handing each new layer blob to `on_blob` as soon as its
-/// file is complete, so it can be uploaded while the rest compress.
-pub fn oci_image_with(
-    saved: &Path,
-    work_dir: &Path,
-    known: &KnownLayers,
-    on_blob: &dyn Fn(&Blob),
-) -> Result<OciImage, ExportError> {
     let index = index(saved)?;
 
     // Configs are a few KiB; kept byte for byte since their hash is the image ID.
@@ -430,7 +419,7 @@ pub fn oci_image_with(
         .map(|(member, _)| member.as_str())
         .collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let converted = convert(saved, work_dir, &wanted, threads, on_blob)?;
+    let converted = convert(saved, work_dir, &wanted, threads)?;
 
     let mut layers = Vec::with_capacity(index.layers.len());
     let mut uncompressed_size = 0;
@@ -574,7 +563,6 @@ fn convert(
     work_dir: &Path,
     wanted: &HashSet<&str>,
     threads: usize,
-    on_blob: &dyn Fn(&Blob),
 ) -> Result<Converted, ExportError> {
     std::thread::scope(|scope| {
         let mut gzip = Gzip::new(scope, threads);
@@ -582,12 +570,6 @@ fn convert(
         let mut converted = Converted::new();
         // Members met already: engines may store one tar twice.
         let mut seen = HashSet::new();
-        let sealed = |stream: usize, out: Out, records: &[Compressing]| {
-            let record: &Compressing = &records[stream];
-            let blob = seal(out, saved, &record.partial, work_dir)?;
-            on_blob(&blob);
-            Ok::<_, ExportError>((record.member.clone(), (blob, record.uncompressed)))
-        };
         each_entry(saved, |entry, member| {
             let is_file = entry.header().entry_type().is_file();
             if !is_file || !wanted.contains(member.as_str()) || !seen.insert(member.clone()) {
@@ -600,12 +582,7 @@ fn convert(
                 partial: work_dir.join(format!("layer-{}.partial", seen.len())),
             };
             if let Some(kept) = layer.write(entry, &mut gzip, &mut records)? {
-                on_blob(&kept.0);
                 converted.insert(member, kept);
-            }
-            for (stream, out) in gzip.completed() {
-                let (member, done) = sealed(stream, out, &records)?;
-                converted.insert(member, done);
             }
             Ok(())
         })?;
@@ -613,9 +590,9 @@ fn convert(
         let writers = gzip
             .finish()
             .map_err(|failed| gzip_err(saved, &records, failed))?;
-        for (stream, out) in writers {
-            let (member, done) = sealed(stream, out, &records)?;
-            converted.insert(member, done);
+        for (record, out) in records.into_iter().zip(writers) {
+            let blob = seal(out, saved, &record.partial, work_dir)?;
+            converted.insert(record.member, (blob, record.uncompressed));
         }
         Ok(converted)
     })

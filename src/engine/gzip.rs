@@ -61,14 +61,11 @@ pub struct Gzip<'scope, W> {
     pending: VecDeque<(usize, Receiver<io::Result<Piece>>)>,
     /// Pieces in flight at most: memory stays at a few `CHUNK`s per thread.
     max_pending: usize,
-    /// Streams whose last piece is written, not yet handed back.
-    done: Vec<usize>,
     scope: PhantomData<&'scope ()>,
 }
 
 struct Stream<W> {
-    /// `None` once handed back by [`Gzip::completed`].
-    out: Option<W>,
+    out: W,
     /// Input not yet sent, less than a `CHUNK`.
     buf: Vec<u8>,
     /// The last `WINDOW` bytes of input sent, to prime the next piece.
@@ -107,7 +104,6 @@ impl<'scope, W: Write> Gzip<'scope, W> {
             streams: Vec::new(),
             pending: VecDeque::new(),
             max_pending,
-            done: Vec::new(),
             scope: PhantomData,
         }
     }
@@ -118,7 +114,7 @@ impl<'scope, W: Write> Gzip<'scope, W> {
         out.write_all(&header())
             .map_err(|source| Failed { stream, source })?;
         self.streams.push(Stream {
-            out: Some(out),
+            out,
             buf: Vec::with_capacity(CHUNK),
             window: Vec::new(),
             crc: Crc::new(),
@@ -145,26 +141,10 @@ impl<'scope, W: Write> Gzip<'scope, W> {
         self.send(stream, true)
     }
 
-    /// The writers of the streams complete since the last call, with
-    /// their indices: what they hold is final.
-    pub fn completed(&mut self) -> Vec<(usize, W)> {
-        let streams = &mut self.streams;
-        self.done
-            .drain(..)
-            .filter_map(|stream| streams[stream].out.take().map(|out| (stream, out)))
-            .collect()
-    }
-
-    /// Waits for every piece, and returns the writers not yet handed back
-    /// by [`completed`](Gzip::completed), in the order begun.
-    pub fn finish(mut self) -> Result<Vec<(usize, W)>, Failed> {
+    /// Waits for every piece, and returns the writers in the order begun.
+    pub fn finish(mut self) -> Result<Vec<W>, Failed> {
         while self.write_oldest()? {}
-        Ok(self
-            .streams
-            .into_iter()
-            .enumerate()
-            .filter_map(|(stream, s)| s.out.map(|out| (stream, out)))
-            .collect())
+        Ok(self.streams.into_iter().map(|s| s.out).collect())
     }
 
     fn send(&mut self, stream: usize, last: bool) -> Result<(), Failed> {
@@ -206,8 +186,7 @@ impl<'scope, W: Write> Gzip<'scope, W> {
             .map_err(|_| stopped(stream))?
             .map_err(fail)?;
         let s = &mut self.streams[stream];
-        let out = s.out.as_mut().ok_or_else(|| stopped(stream))?;
-        out.write_all(&piece.deflated).map_err(fail)?;
+        s.out.write_all(&piece.deflated).map_err(fail)?;
         s.crc.combine(&piece.crc);
         if piece.last {
             let crc = s.crc.clone().finalize();
@@ -215,8 +194,7 @@ impl<'scope, W: Write> Gzip<'scope, W> {
             trailer[..4].copy_from_slice(&crc.to_le_bytes());
             // ISIZE is the length modulo 2^32 (RFC 1952).
             trailer[4..].copy_from_slice(&(s.len as u32).to_le_bytes());
-            out.write_all(&trailer).map_err(fail)?;
-            self.done.push(stream);
+            s.out.write_all(&trailer).map_err(fail)?;
         }
         Ok(true)
     }
@@ -372,36 +350,8 @@ mod tests {
             for stream in streams {
                 gzip.end(stream).unwrap();
             }
-            gzip.finish()
-                .unwrap()
-                .into_iter()
-                .map(|(_, out)| out)
-                .collect()
+            gzip.finish().unwrap()
         })
-    }
-
-    #[test]
-    fn completed_streams_come_back_early_and_finish_returns_the_rest() {
-        let (first, second) = (text(3 * CHUNK + 7), noise(CHUNK / 2, 9));
-        std::thread::scope(|scope| {
-            let mut gzip = Gzip::new(scope, 2);
-            let a = gzip.begin(Vec::new()).unwrap();
-            gzip.write(a, &first).unwrap();
-            gzip.end(a).unwrap();
-            let b = gzip.begin(Vec::new()).unwrap();
-            let mut early = gzip.completed();
-            // Writing more of `b` pushes `a`'s pieces out, so `a` completes.
-            for _ in 0..8 {
-                gzip.write(b, &second).unwrap();
-                early.extend(gzip.completed());
-            }
-            gzip.end(b).unwrap();
-            let rest = gzip.finish().unwrap();
-            assert_eq!(early.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [a]);
-            assert_eq!(gunzip(&early[0].1), first);
-            assert_eq!(rest.iter().map(|(i, _)| *i).collect::<Vec<_>>(), [b]);
-            assert_eq!(gunzip(&rest[0].1), second.repeat(8));
-        });
     }
 
     fn gunzip(bytes: &[u8]) -> Vec<u8> {

@@ -137,24 +137,6 @@ pub(super) async fn push_blobs(
     Ok(sent.iter().sum())
 }
 
-/// Uploads the blobs as the export hands them over, until it is done;
-/// returns bytes sent.
-pub(super) async fn upload_as_converted(
-    registry: &Registry,
-    repository: &str,
-    converted: tokio::sync::mpsc::UnboundedReceiver<Blob>,
-) -> anyhow::Result<u64> {
-    let blobs = futures_util::stream::unfold(converted, |mut converted| async move {
-        converted.recv().await.map(|blob| (blob, converted))
-    });
-    let sent: Vec<u64> = blobs
-        .map(|blob| async move { push_blob(registry, repository, &blob).await })
-        .buffer_unordered(PARALLEL_UPLOADS)
-        .try_collect()
-        .await?;
-    Ok(sent.iter().sum())
-}
-
 /// One blob, unless the registry has it; returns bytes sent.
 pub(super) async fn push_blob(
     registry: &Registry,

@@ -30,7 +30,7 @@ use crate::engine::build::{BUILDKIT_NETWORKS, refused_session};
 use crate::engine::buildkit::BuildSecrets;
 use crate::engine::docker::{BuildSpec, Builder, Built, Engine, EngineError};
 use crate::engine::export::{
-    Blob, KnownLayers, MANIFEST_MEDIA_TYPE, OciImage, Source, known_layers, oci_image_with,
+    Blob, KnownLayers, MANIFEST_MEDIA_TYPE, OciImage, Source, known_layers, oci_image,
 };
 use crate::metadata::{self, Provenance};
 use crate::mirror::summary::{Mirrored, mirrors};
@@ -89,8 +89,7 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
         (None, None) => {
             let work = session.work_dir()?;
             pin_bases(args, session, &mut target, &bases, work.path(), &mut report).await?;
-            let upload_early = args.push && args.scan.scanner == ScannerArg::None;
-            let image = build(session, &target, work.path(), upload_early, &mut report).await?;
+            let image = build(session, &target, work.path(), &mut report).await?;
             let gate = gate(args, session, &target, work.path()).await?;
             if let Some(blocking) = gate.as_ref().filter(|g| g.blocks()) {
                 return withhold(args, session, &target, report, blocking, started);
@@ -303,14 +302,10 @@ fn reuse(found: Manifest, target: &Target, report: &mut Published) -> Manifest {
 
 /// Builds, exports and converts to an OCI image in `work`; the build log is
 /// shown as untrusted text.
-/// With `upload_early` (a push that no scan gates), each layer is uploaded
-/// as soon as it is compressed, while the others still are; the manifest
-/// still waits for all of them.
 async fn build(
     session: &Session,
     target: &Target,
     work: &Path,
-    upload_early: bool,
     report: &mut Published,
 ) -> anyhow::Result<OciImage> {
     let engine = Engine::connect().await?;
@@ -336,22 +331,10 @@ async fn build(
         .map(|key| (build_key::ANNOTATION.to_owned(), key))
         .into_iter()
         .collect();
-    let (blobs, converted) = tokio::sync::mpsc::unbounded_channel();
-    let export = tokio::task::spawn_blocking(move || {
-        oci_image_with(&saved, &out, &known, &|blob| {
-            if upload_early {
-                let _ = blobs.send(blob.clone());
-            }
-        })
-    });
-    let (image, uploaded) = tokio::join!(
-        export,
-        upload_as_converted(&target.registry, &target.repository, converted)
-    );
-    let image = image
+    let image = tokio::task::spawn_blocking(move || oci_image(&saved, &out, &known))
+        .await
         .context("the export task failed")??
         .annotated(&annotations);
-    report.uploaded += uploaded?;
     report.size = image.layers.iter().map(|l| l.size).sum::<u64>() + image.config.size;
     let reused = image
         .layers
@@ -443,7 +426,7 @@ async fn push(
         );
     }
     if args.push {
-        report.uploaded += push_blobs(&target.registry, &target.repository, image).await?;
+        report.uploaded = push_blobs(&target.registry, &target.repository, image).await?;
         target
             .registry
             .put_manifest(&target.repository, &target.set.sha, &manifest)
