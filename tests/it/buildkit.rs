@@ -89,7 +89,7 @@ async fn image_files(repository: &str, tag: &str) -> BTreeMap<String, (u32, Vec<
     files
 }
 
-async fn config_of(repository: &str, tag: &str) -> Value {
+pub async fn config_of(repository: &str, tag: &str) -> Value {
     let manifest = manifest_of(repository, tag).await;
     let digest = manifest["config"]["digest"].as_str().unwrap();
     serde_json::from_slice(&blob_of(repository, digest).await).unwrap()

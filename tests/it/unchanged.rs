@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 
+use crate::buildkit::{config_of, manifest_of};
 use crate::publish::{digest_of, publish, scoped};
 use crate::support::git::{Repo, noisy_app};
 use crate::support::proxy::{Fault, Proxy};
@@ -12,36 +13,6 @@ use crate::support::services::services;
 
 fn app_repo() -> Repo {
     noisy_app("FROM scratch\nARG FLAVOUR=plain\nCOPY noise /noise\nLABEL flavour=$FLAVOUR\n")
-}
-
-async fn get_json(repository: &str, path: &str) -> Value {
-    let s = services();
-    let url = format!(
-        "http://{}/v2/{}/{path}",
-        s.registry_open,
-        scoped(repository)
-    );
-    reqwest::Client::new()
-        .get(url)
-        .header("accept", "application/vnd.oci.image.manifest.v1+json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
-}
-
-async fn manifest(repository: &str, tag: &str) -> Value {
-    get_json(repository, &format!("manifests/{tag}")).await
-}
-
-async fn config(repository: &str, tag: &str) -> Value {
-    let digest = manifest(repository, tag).await["config"]["digest"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    get_json(repository, &format!("blobs/{digest}")).await
 }
 
 fn build_key(manifest: &Value) -> &str {
@@ -83,13 +54,13 @@ async fn a_commit_that_changes_nothing_in_the_directory_is_released_without_a_bu
         counted.sent()
     );
     let (before, after) = (
-        manifest("t-same/app", &first).await,
-        manifest("t-same/app", &second).await,
+        manifest_of("t-same/app", &first).await,
+        manifest_of("t-same/app", &second).await,
     );
     assert_eq!(after["layers"], before["layers"]);
     assert_eq!(build_key(&after), build_key(&before));
     assert_ne!(after["config"]["digest"], before["config"]["digest"]);
-    let labels = &config("t-same/app", &second).await["config"]["Labels"];
+    let labels = &config_of("t-same/app", &second).await["config"]["Labels"];
     assert_eq!(labels["org.opencontainers.image.revision"], second.as_str());
     assert_eq!(
         labels["flavour"], "plain",
@@ -117,11 +88,11 @@ async fn a_changed_build_argument_or_rebuild_builds_again() {
         .await;
     ran.assert_ok();
     assert!(ran.stdout.contains("::group::build"), "built:\n{ran}");
-    let labels = &config("t-same-arg/app", &second).await["config"]["Labels"];
+    let labels = &config_of("t-same-arg/app", &second).await["config"]["Labels"];
     assert_eq!(labels["flavour"], "spicy");
     assert_ne!(
-        build_key(&manifest("t-same-arg/app", &second).await),
-        build_key(&manifest("t-same-arg/app", &first).await)
+        build_key(&manifest_of("t-same-arg/app", &second).await),
+        build_key(&manifest_of("t-same-arg/app", &first).await)
     );
 
     repo.write("README.md", "more docs\n");
@@ -155,7 +126,7 @@ async fn a_base_that_moved_builds_its_dependents_again() {
             .await
             .assert_ok();
     }
-    let key = build_key(&manifest("t-same-base/app", &first).await).to_owned();
+    let key = build_key(&manifest_of("t-same-base/app", &first).await).to_owned();
 
     repo.write("ops/docker/base/v", "2\n");
     let second = repo.commit("base changes");
@@ -172,8 +143,8 @@ async fn a_base_that_moved_builds_its_dependents_again() {
         ran.stdout.contains("::group::build"),
         "built on the new base:\n{ran}"
     );
-    let app = manifest("t-same-base/app", &second).await;
+    let app = manifest_of("t-same-base/app", &second).await;
     assert_ne!(build_key(&app), key);
-    let new_base = manifest("t-same-base/base", &second).await;
+    let new_base = manifest_of("t-same-base/base", &second).await;
     assert_eq!(app["layers"][0], new_base["layers"][0]);
 }
