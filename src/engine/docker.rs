@@ -167,13 +167,19 @@ impl Engine {
             secrets: spec.secrets.clone(),
         };
         let built = buildkit_log(Box::pin(engine.build(request)), spec.tag, on_line).await;
-        match writer.await {
-            Ok(Err(unreadable)) => Err(EngineError::Context(unreadable)),
-            Ok(Ok(stats)) => built.map(|built| Built {
+        match (built, writer.await) {
+            (Ok(built), Ok(Ok(stats))) => Ok(Built {
                 context: stats.digest,
                 ..built
             }),
-            Err(_) => built,
+            // A file that couldn't be read is the cause; a request that
+            // ended before the context was sent is only its consequence.
+            (_, Ok(Err(unreadable))) if !request_ended(&unreadable) => {
+                Err(EngineError::Context(unreadable))
+            }
+            (Err(failed), _) => Err(failed),
+            (Ok(_), Ok(Err(unsent))) => Err(EngineError::Context(unsent)),
+            (Ok(_), Err(panicked)) => Err(EngineError::Context(anyhow::anyhow!(panicked))),
         }
     }
 
@@ -269,6 +275,15 @@ fn stream_context(
     (ContextBody::stream(rx), writer)
 }
 
+/// Whether the context writer stopped because the request was gone.
+fn request_ended(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
 /// Cuts what the tar writer writes into chunks for the request body.
 struct ChunkWriter {
     tx: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
@@ -298,5 +313,26 @@ impl std::io::Write for ChunkWriter {
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_gone_request_counts_as_the_request_ending() {
+        use anyhow::Context as _;
+        let gone: anyhow::Result<()> = Err(std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            "the build request ended",
+        ))
+        .context("adding app.bin to the build context");
+        assert!(request_ended(&gone.unwrap_err()));
+        let unreadable: anyhow::Result<()> =
+            Err(std::io::Error::from(std::io::ErrorKind::PermissionDenied))
+                .context("reading secret.txt");
+        assert!(!request_ended(&unreadable.unwrap_err()));
     }
 }
