@@ -125,6 +125,24 @@ pub(super) async fn base_digests(target: &Target) -> Option<BTreeMap<String, Str
         .chain(others)
         .chain(dockerfile::syntax_directive(&target.dockerfile_text).map(|(_, image)| image))
         .collect();
+    let resolving = resolve_all(target, written);
+    match tokio::time::timeout(RESOLVE_LIMIT, resolving).await {
+        Ok(digests) => digests,
+        Err(_) => {
+            tracing::info!(
+                "the base images didn't resolve within {}s: the build key is unknown",
+                RESOLVE_LIMIT.as_secs()
+            );
+            None
+        }
+    }
+}
+
+/// A registry that is slow to answer must not hold up the build it runs
+/// beside: past this, the build just carries no key.
+const RESOLVE_LIMIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+async fn resolve_all(target: &Target, written: Vec<String>) -> Option<BTreeMap<String, String>> {
     let mut digests = BTreeMap::new();
     for image in written {
         match resolve(target, &image).await {
