@@ -49,7 +49,7 @@ impl Session {
     /// is a clone that has the tag.
     pub async fn tag_commit(&self, tag: &str) -> anyhow::Result<Option<String>> {
         match GitSource::open(&self.ctx.workspace).await? {
-            Some(git) => git.commit(&format!("refs/tags/{tag}")).await,
+            Some(git) => git.tag_commit(tag).await,
             None => Ok(None),
         }
     }

@@ -15,7 +15,7 @@ use tar::{Builder, EntryType, Header};
 use super::dockerignore::DockerIgnore;
 use sha2::{Digest as _, Sha256};
 
-use super::hashing::digest_of;
+use crate::registry::digest_of;
 
 /// What the engine looks for when no Dockerfile is named.
 pub const DEFAULT_DOCKERFILE: &str = "Dockerfile";

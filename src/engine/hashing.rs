@@ -5,6 +5,8 @@ use std::io::{self, Write};
 
 use sha2::{Digest as _, Sha256};
 
+use crate::registry::digest_of;
+
 pub struct Hashing<W> {
     inner: W,
     hasher: Sha256,
@@ -29,16 +31,6 @@ impl<W> Hashing<W> {
     pub fn finish(self) -> (W, String, u64) {
         (self.inner, digest_of(self.hasher), self.size)
     }
-}
-
-/// `sha256:<hex>` of what `hasher` was fed.
-pub fn digest_of(hasher: Sha256) -> String {
-    let mut digest = String::with_capacity(71);
-    digest.push_str("sha256:");
-    for b in hasher.finalize().iter() {
-        digest.push_str(&format!("{b:02x}"));
-    }
-    digest
 }
 
 impl<W: Write> Write for Hashing<W> {

@@ -72,6 +72,11 @@ impl GitSource {
         )
     }
 
+    /// The commit tag `tag` names, if this clone has the tag.
+    pub async fn tag_commit(&self, tag: &str) -> anyhow::Result<Option<String>> {
+        self.commit(&format!("refs/tags/{tag}")).await
+    }
+
     /// The newest commit that changed any of `paths` (inside this clone),
     /// if the clone's history reaches it.
     pub async fn last_change(&self, paths: &[&Path]) -> anyhow::Result<Option<String>> {

@@ -179,13 +179,17 @@ pub struct Registry {
 }
 
 pub fn sha256_digest(bytes: &[u8]) -> String {
-    let hash = Sha256::digest(bytes);
-    let mut out = String::with_capacity(71);
-    out.push_str("sha256:");
-    for b in hash.iter() {
-        out.push_str(&format!("{b:02x}"));
+    digest_of(Sha256::new_with_prefix(bytes))
+}
+
+/// `sha256:<hex>` of what `hasher` was fed.
+pub fn digest_of(hasher: Sha256) -> String {
+    let mut digest = String::with_capacity(71);
+    digest.push_str("sha256:");
+    for b in hasher.finalize().iter() {
+        digest.push_str(&format!("{b:02x}"));
     }
-    out
+    digest
 }
 
 /// The API endpoint for a registry name: Docker Hub's name differs from its

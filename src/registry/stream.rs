@@ -1,7 +1,6 @@
 //! Blobs as streams: downloads are hashed as they arrive and uploads are fed
 //! from any stream, so a layer never sits whole in memory.
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
@@ -77,13 +76,7 @@ pub fn verified(
                 }
                 None => {
                     s.done = true;
-                    let actual = s.hasher.finalize_reset().iter().fold(
-                        String::from("sha256:"),
-                        |mut out, b| {
-                            let _ = write!(out, "{b:02x}");
-                            out
-                        },
-                    );
+                    let actual = super::digest_of(std::mem::take(&mut s.hasher));
                     if actual != s.expected {
                         let mismatch = RegistryError::DigestMismatch {
                             registry: s.origin.clone(),

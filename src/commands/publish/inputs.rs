@@ -67,7 +67,7 @@ pub(super) async fn release_commit(
     let Some(git) = GitSource::open(&session.ctx.workspace).await? else {
         return Ok(None);
     };
-    let Some(commit) = git.commit(&format!("refs/tags/{tag}")).await? else {
+    let Some(commit) = git.tag_commit(tag).await? else {
         bail!(
             "`release-tag`: tag {tag:?} is not in the checked-out clone; check it out (`actions/checkout` with `ref: {tag}`) so the release is built from the tagged commit"
         );
