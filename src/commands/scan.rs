@@ -19,8 +19,10 @@ use crate::scan::{IgnoreFile, Scanner, detect_and_parse, ignore, runner, sarif};
 
 /// What the scanner is given.
 pub enum Subject<'a> {
-    /// A `docker save` archive, scanned now.
-    Archive(&'a Path),
+    /// A `docker save` archive, scanned now; with `every_package`, the
+    /// report lists every package, not only vulnerable ones (an SBOM is
+    /// converted from it).
+    Archive { path: &'a Path, every_package: bool },
     /// A report made elsewhere, graded only.
     Report(&'a Path),
 }
@@ -85,7 +87,10 @@ pub async fn gate(
                 .with_context(|| format!("`report`: {}", path.display()))?;
             (scanner, findings, None)
         }
-        Subject::Archive(path) => {
+        Subject::Archive {
+            path,
+            every_package,
+        } => {
             let scanner = match args.scanner {
                 ScannerArg::None => return Ok(None),
                 ScannerArg::Trivy => Scanner::Trivy,
@@ -95,7 +100,8 @@ pub async fn gate(
                 let _group = session
                     .workflow
                     .group(&format!("scan {image} with {scanner}"));
-                runner::scan_archive(scanner, path, args.scanner_image.as_deref()).await?
+                runner::scan_archive(scanner, path, every_package, args.scanner_image.as_deref())
+                    .await?
             };
             (scanner, runner::parse(scanner, &report)?, Some(report))
         }
@@ -266,7 +272,10 @@ pub async fn run(args: &ScanCommandArgs, session: &Session) -> anyhow::Result<()
     let subject = if is_report {
         Subject::Report(&path)
     } else {
-        Subject::Archive(&path)
+        Subject::Archive {
+            path: &path,
+            every_package: false,
+        }
     };
     let image = args
         .image

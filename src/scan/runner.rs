@@ -127,8 +127,9 @@ fn cache_variable(scanner: Scanner) -> &'static str {
 /// What the scanner does with the file it is given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Task {
-    /// Scan a `docker save` archive into a JSON report.
-    Scan,
+    /// Scan a `docker save` archive into a JSON report; listing every
+    /// package only when an SBOM is made from it (the report grows large).
+    Scan { every_package: bool },
     /// Turn Trivy's JSON report into an SBOM (`trivy convert`), no rescan.
     Convert(Predicate),
 }
@@ -136,7 +137,7 @@ enum Task {
 impl Task {
     fn doing(self) -> &'static str {
         match self {
-            Task::Scan => "on the image",
+            Task::Scan { .. } => "on the image",
             Task::Convert(_) => "converting the scan's report to an SBOM",
         }
     }
@@ -157,19 +158,21 @@ fn arguments(scanner: Scanner, task: Task, file: &str) -> Vec<String> {
             "--quiet".into(),
             file.to_owned(),
         ],
-        // Every package listed, not only vulnerable ones: the SBOM is
-        // converted from this same report.
-        (Scanner::Trivy, _) => vec![
-            "image".into(),
-            "--input".into(),
-            file.to_owned(),
-            "--format".into(),
-            "json".into(),
-            "--list-all-pkgs".into(),
-            "--quiet".into(),
-            "--exit-code".into(),
-            "0".into(),
-        ],
+        (Scanner::Trivy, Task::Scan { every_package }) => [
+            "image",
+            "--input",
+            file,
+            "--format",
+            "json",
+            "--quiet",
+            "--exit-code",
+            "0",
+        ]
+        .into_iter()
+        .chain(every_package.then_some("--list-all-pkgs"))
+        .map(str::to_owned)
+        .collect(),
+        // Only Trivy converts (`convert` asks it by name).
         (Scanner::Grype, _) => vec![
             format!("docker-archive:{file}"),
             "--output".into(),
@@ -201,9 +204,16 @@ fn offline(scanner: Scanner, env: &[(String, String)]) -> bool {
 pub async fn scan_archive(
     scanner: Scanner,
     archive: &Path,
+    every_package: bool,
     scanner_image: Option<&str>,
 ) -> anyhow::Result<Vec<u8>> {
-    run(scanner, Task::Scan, archive, scanner_image).await
+    run(
+        scanner,
+        Task::Scan { every_package },
+        archive,
+        scanner_image,
+    )
+    .await
 }
 
 /// The SBOM of the image Trivy's JSON `report` (made with every package
@@ -439,7 +449,9 @@ mod tests {
         let spec = container_spec(
             Scanner::Trivy,
             "aquasec/trivy:0.59.1",
-            Task::Scan,
+            Task::Scan {
+                every_package: true,
+            },
             &archive,
             env(&[
                 ("TRIVY_CACHE_DIR", cache.to_str().unwrap()),
@@ -460,10 +472,10 @@ mod tests {
                 "/scan/image.tar",
                 "--format",
                 "json",
-                "--list-all-pkgs",
                 "--quiet",
                 "--exit-code",
-                "0"
+                "0",
+                "--list-all-pkgs"
             ]
         );
         let convert = container_spec(
@@ -510,7 +522,9 @@ mod tests {
         let spec = container_spec(
             Scanner::Grype,
             "anchore/grype:v0.87.0",
-            Task::Scan,
+            Task::Scan {
+                every_package: false,
+            },
             &archive,
             env(&[("TRIVY_OFFLINE_SCAN", "true"), ("GRYPE_LOG_LEVEL", "warn")]).into_iter(),
         )
@@ -522,7 +536,9 @@ mod tests {
         let spec = container_spec(
             Scanner::Trivy,
             "aquasec/trivy:0.59.1",
-            Task::Scan,
+            Task::Scan {
+                every_package: false,
+            },
             &archive,
             env(&[(
                 "TRIVY_CACHE_DIR",
@@ -534,6 +550,11 @@ mod tests {
         assert_eq!(spec.copies.len(), 1, "a cache not made yet is not copied");
         assert!(spec.env[0].ends_with("/absent"), "but still named");
         assert!(!spec.network_none, "the engine's default network");
+        assert!(
+            !spec.cmd.iter().any(|a| a == "--list-all-pkgs"),
+            "every package only for an SBOM: {:?}",
+            spec.cmd
+        );
     }
 
     #[test]

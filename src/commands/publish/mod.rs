@@ -363,7 +363,10 @@ async fn gate(
         session,
         &args.scan,
         &target.reference.familiar(),
-        Subject::Archive(&archive),
+        Subject::Archive {
+            path: &archive,
+            every_package: args.supply.sbom.predicate().is_some(),
+        },
         at.as_ref(),
         target.token(args, session),
         Some(&target.sha),
