@@ -153,6 +153,9 @@ pub(crate) async fn release_mirrors(
             reference,
         ));
     }
+    if targets.is_empty() {
+        return Ok(Vec::new());
+    }
     let from = Store::Registry {
         registry: primary,
         repository,
@@ -161,8 +164,18 @@ pub(crate) async fn release_mirrors(
         concurrency: RELEASE_MIRROR_CONCURRENCY,
         dry_run: false,
     };
-    // With the signatures and attestations of the release's digest.
-    let tags = mirror::tags_to_copy(&from, tags).await?;
+    // With the signatures and attestations of the release's digest. The
+    // release is pushed by now: a failure here is every mirror's, recorded.
+    let tags = match mirror::tags_to_copy(&from, tags).await {
+        Ok(tags) => tags,
+        Err(e) => {
+            let failed = |(target, _, _): &(String, Registry, Reference)| Mirrored {
+                target: target.clone(),
+                result: Err(e.to_string()),
+            };
+            return Ok(targets.iter().map(failed).collect());
+        }
+    };
     let mut mirrored = Vec::new();
     for (target, registry, reference) in &targets {
         let to = Store::Registry {
