@@ -20,7 +20,7 @@ use p256::ecdsa::VerifyingKey;
 
 pub async fn run(args: &VerifyArgs, session: &Session) -> anyhow::Result<()> {
     let key = public_key(args, session)?;
-    let reference = Reference::parse(args.image.trim())
+    let reference = Reference::parse_exact(args.image.trim())
         .with_context(|| format!("`image`: {:?} is not an image reference", args.image))?;
     let registry = Registry::new(
         reference.registry(),
@@ -67,7 +67,8 @@ fn public_key(args: &VerifyArgs, session: &Session) -> anyhow::Result<VerifyingK
 }
 
 /// The manifest digest the image names (a digest is taken as it is, once
-/// the registry proves it has it).
+/// the registry proves it has it). The manifest is read, not only its
+/// `HEAD`: the digest checked is the one of the bytes the tag serves.
 async fn resolve(registry: &Registry, reference: &Reference) -> anyhow::Result<String> {
     let wanted = reference.digest().or(reference.tag()).unwrap_or("latest");
     match registry.manifest(reference.repository(), wanted).await? {

@@ -16,7 +16,8 @@ pub enum Rejected {
     WrongKey,
     #[error("it names digest {named}, not the image's {expected}")]
     DigestMismatch { named: String, expected: String },
-    #[error("it is not a {0}")]
+    /// What is wrong, said in full (`it is not …`, `its payload …`).
+    #[error("{0}")]
     Malformed(String),
     #[error("its predicate type is {found}, not {wanted}")]
     OtherPredicate { found: String, wanted: String },
@@ -39,10 +40,10 @@ pub fn signature(
         return Err(Rejected::WrongKey);
     }
     let claims: SimpleSigning = serde_json::from_slice(payload)
-        .map_err(|_| Rejected::Malformed("simple-signing payload".into()))?;
+        .map_err(|_| Rejected::Malformed("it is not a simple-signing payload".into()))?;
     if claims.critical.kind != cosign::SIGNATURE_TYPE {
         return Err(Rejected::Malformed(format!(
-            "container image signature (type {:?})",
+            "it is not a container image signature (type {:?})",
             claims.critical.kind
         )));
     }
@@ -89,7 +90,7 @@ pub fn attestation(
         return Err(Rejected::WrongKey);
     }
     let statement: cosign::Statement = serde_json::from_slice(&statement)
-        .map_err(|_| Rejected::Malformed("in-toto statement".into()))?;
+        .map_err(|_| Rejected::Malformed("it is not an in-toto statement".into()))?;
     if statement.predicate_type != predicate.uri() {
         return Err(Rejected::OtherPredicate {
             found: statement.predicate_type,

@@ -315,7 +315,7 @@ pub fn envelope(statement: &[u8], signature_der: &[u8]) -> Vec<u8> {
 /// An envelope read back: its statement bytes and DER signatures.
 pub fn open_envelope(bytes: &[u8]) -> Result<(Vec<u8>, Vec<Vec<u8>>), String> {
     let envelope: Envelope =
-        serde_json::from_slice(bytes).map_err(|e| format!("not a DSSE envelope ({e})"))?;
+        serde_json::from_slice(bytes).map_err(|e| format!("it is not a DSSE envelope ({e})"))?;
     if envelope.payload_type != IN_TOTO {
         return Err(format!(
             "its payload type is {:?}, not {IN_TOTO}",

@@ -71,7 +71,10 @@ impl Transit {
     /// Reads the key's latest public half, proving address, token and key
     /// name before anything is built.
     pub async fn connect(vault: Vault, key: &str) -> anyhow::Result<Transit> {
+        // No redirects: the token travels in a header of its own, which a
+        // redirect to another host would carry along.
         let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .connect_timeout(Duration::from_secs(10))
             .timeout(Duration::from_secs(60))
             .build()?;
