@@ -53,8 +53,8 @@ fn common_options(spec: &BuildSpec<'_>, dockerfile: String) -> BuildImageOptions
     }
 }
 
-/// Reads a BuildKit build: progress as grouped step lines, the image ID
-/// from the final message, and on failure the step that failed.
+/// Reads a BuildKit build: progress as grouped step lines, the steps
+/// cached and run, and on failure the step that failed.
 pub async fn buildkit_log(
     mut stream: impl Stream<Item = Result<BuildInfo, BuildKitError>> + Unpin,
     image: &str,

@@ -120,7 +120,7 @@ impl Engine {
         crate::engine::run::Runner::new(self.docker.clone())
     }
 
-    /// Builds and returns the image ID; every log line goes to `on_line`.
+    /// Builds; every log line goes to `on_line`.
     pub async fn build(
         &self,
         spec: BuildSpec<'_>,

@@ -21,7 +21,6 @@ const TAIL_LINES: usize = 20;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FailedStep {
     pub name: String,
-    pub error: String,
     /// The step's last output lines.
     pub tail: Vec<String>,
 }
@@ -116,7 +115,6 @@ impl Progress {
             // The first failure is the cause; later ones are steps cancelled by it.
             self.failed.get_or_insert(FailedStep {
                 name: vertex.name.clone(),
-                error: vertex.error.clone(),
                 tail,
             });
         } else if let Some(completed) = &vertex.completed {
@@ -253,7 +251,6 @@ mod tests {
         assert_eq!(lines[0], "#1 ERROR: exit code: 2");
         let failed = progress.failed().unwrap();
         assert_eq!(failed.name, "[3/4] RUN test");
-        assert_eq!(failed.error, "exit code: 2");
         assert_eq!(failed.tail.len(), TAIL_LINES);
         assert_eq!(failed.tail.first().unwrap(), "line 12");
         assert_eq!(failed.tail.last().unwrap(), "boom");

@@ -256,11 +256,10 @@ impl<'a> Waiting<'a> {
 
     async fn digest(&self, i: usize) -> anyhow::Result<Option<String>> {
         let registry = self.others[i].as_ref().unwrap_or(&self.target.registry);
-        let tag = self.target.set.sha.to_ascii_lowercase();
+        // A HEAD per look: the engine checks the bytes when it pulls by digest.
         Ok(registry
-            .manifest(self.bases[i].image.repository(), &tag)
-            .await?
-            .map(|m| m.digest))
+            .manifest_digest(self.bases[i].image.repository(), &self.target.set.sha)
+            .await?)
     }
 
     /// Lists the run's jobs; an API that fails is not asked again.

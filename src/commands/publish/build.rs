@@ -16,7 +16,12 @@ pub(super) async fn build_with_fallback(
 ) -> anyhow::Result<(Built, Builder)> {
     let first = requested_builder(target.builder);
     match build_once(session, engine, target, local, first).await {
-        Err(e) if target.builder == BuilderArg::Auto && refused_session(&e) => {
+        // Secrets need BuildKit: without it the refusal is the error.
+        Err(e)
+            if target.builder == BuilderArg::Auto
+                && target.secrets.is_empty()
+                && refused_session(&e) =>
+        {
             report.notes.push(format!(
                 "the engine refused a BuildKit session ({e}); built with the legacy builder (no inline cache, no `RUN --mount`)"
             ));
