@@ -403,6 +403,7 @@ fn follow_subjects(
 /// are kept as sharing that tag's manifest.
 pub fn recheck(mut plan: Plan, listed_now: &[(String, String)]) -> Plan {
     let mut dropped = Vec::new();
+    let mut rescued = BTreeSet::new();
     plan.delete.retain(|deletion| {
         let claimed = listed_now.iter().find(|(tag, digest)| {
             digest.eq_ignore_ascii_case(&deletion.digest) && !deletion.tags.contains(tag)
@@ -415,10 +416,32 @@ pub fn recheck(mut plan: Plan, listed_now: &[(String, String)]) -> Plan {
                         .iter()
                         .map(|t| (t.clone(), Kept::SharesDigest { with: with.clone() })),
                 );
+                rescued.insert(deletion.digest.to_ascii_lowercase());
                 false
             }
             None => true,
         }
+    });
+    // A rescued image keeps its signatures and attestations too.
+    plan.delete.retain(|deletion| {
+        let subjects: Vec<Option<String>> = deletion
+            .tags
+            .iter()
+            .map(|t| crate::supply::cosign::attached_to(t))
+            .collect();
+        let follows = subjects
+            .iter()
+            .all(|to| to.as_ref().is_some_and(|to| rescued.contains(to)));
+        if follows {
+            dropped.extend(
+                deletion
+                    .tags
+                    .iter()
+                    .zip(subjects)
+                    .filter_map(|(t, to)| Some((t.clone(), Kept::Attached { to: to? }))),
+            );
+        }
+        !follows
     });
     plan.kept.extend(dropped);
     plan.kept.sort_by(|a, b| a.0.cmp(&b.0));
@@ -1140,6 +1163,43 @@ mod tests {
         assert_eq!(checked.delete, vec![deletion(&digest(2), &[&sha(2)])]);
         assert!(checked.kept.contains(&kept(&sha(1), shares("latest"))));
         assert!(checked.kept.windows(2).all(|w| w[0].0 <= w[1].0));
+    }
+
+    #[test]
+    fn an_image_rescued_by_the_recheck_keeps_its_signatures() {
+        let signature = Deletion {
+            digest: digest(7),
+            tags: vec![attached(1, "att"), attached(1, "sig")],
+        };
+        let other = Deletion {
+            digest: digest(8),
+            tags: vec![attached(2, "sig")],
+        };
+        let first = Plan {
+            delete: vec![
+                signature.clone(),
+                other.clone(),
+                deletion(&digest(1), &[&sha(1)]),
+                deletion(&digest(2), &[&sha(2)]),
+            ],
+            kept: Vec::new(),
+        };
+        let now = vec![("latest".to_string(), digest(1))];
+        let checked = recheck(first, &now);
+        assert_eq!(
+            checked.delete,
+            vec![other, deletion(&digest(2), &[&sha(2)])],
+            "image 2 and its signature still go"
+        );
+        for tag in &signature.tags {
+            assert!(
+                checked
+                    .kept
+                    .contains(&kept(tag, Kept::Attached { to: digest(1) })),
+                "{tag}: {:?}",
+                checked.kept
+            );
+        }
     }
 
     #[test]
