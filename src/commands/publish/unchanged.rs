@@ -48,7 +48,11 @@ async fn candidates(session: &Session, target: &Target) -> anyhow::Result<Vec<Ea
     let mut found: Vec<(String, Pushed)> = Vec::new();
     if let Some(git) = GitSource::open(&session.ctx.workspace).await? {
         let paths = [target.dir.as_path(), target.dockerfile.as_path()];
-        if let Some(sha) = git.last_change(&paths).await?.filter(|s| *s != target.sha) {
+        if let Some(sha) = git
+            .last_change(&paths)
+            .await?
+            .filter(|s| *s != target.set.sha)
+        {
             if let Some(image) = pushed(&target.registry, &target.repository, &sha).await? {
                 found.push((sha, image));
             }
