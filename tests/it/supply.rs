@@ -561,7 +561,7 @@ type BadCase<'a> = (&'a str, &'a [(&'a str, &'a str)], &'a str);
 async fn bad_signing_inputs_fail_before_anything_is_pushed() {
     let repo = image_repo();
     let cosign = open().cosign();
-    let cases: [BadCase; 4] = [
+    let cases: [BadCase; 5] = [
         (
             "sc-bad-pem",
             &[("sign-key", "not-a-key-5e1f")],
@@ -584,6 +584,11 @@ async fn bad_signing_inputs_fail_before_anything_is_pushed() {
             "sc-bad-vault",
             &[("sign-key", "hashivault://cosign")],
             "needs VAULT_ADDR and VAULT_TOKEN",
+        ),
+        (
+            "sc-bad-transit-key",
+            &[("sign-key", "hashivault://")],
+            "`sign-key`: `hashivault://` names no Transit key; give its name, e.g. `hashivault://cosign`",
         ),
     ];
     for (ns, inputs, message) in cases {

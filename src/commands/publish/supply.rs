@@ -45,6 +45,13 @@ pub(super) async fn supply_inputs(args: &PublishArgs, session: &Session) -> anyh
 /// A key from the `sign-key` PEM, or Vault Transit for `hashivault://`.
 async fn signer(value: &str, password: Option<&str>, session: &Session) -> anyhow::Result<Signer> {
     if let Some(name) = value.trim().strip_prefix(transit::SCHEME) {
+        if name.trim().is_empty() {
+            bail!(
+                "`sign-key`: `{}` names no Transit key; give its name, e.g. `{}cosign`",
+                transit::SCHEME,
+                transit::SCHEME
+            );
+        }
         let vault = vault(session)?;
         let transit = Transit::connect(vault, name)
             .await
