@@ -348,7 +348,8 @@ pub struct RestoreArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BuilderArg {
-    /// BuildKit, or the legacy builder when the engine refuses a BuildKit session.
+    /// BuildKit, or the legacy builder when the engine refuses a BuildKit
+    /// session and no secrets need mounting.
     Auto,
     Buildkit,
     Legacy,
@@ -446,7 +447,7 @@ pub struct PublishArgs {
     pub network: Option<String>,
 
     /// `auto` (BuildKit; the legacy builder only when the engine refuses a
-    /// BuildKit session), `buildkit` or `legacy`.
+    /// BuildKit session and no `secrets` are given), `buildkit` or `legacy`.
     #[arg(long, value_enum, default_value_t = BuilderArg::Auto)]
     pub builder: BuilderArg,
 
