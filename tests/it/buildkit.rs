@@ -547,4 +547,12 @@ async fn auto_takes_the_legacy_builder_only_when_the_engine_refuses_a_session() 
         .run_async()
         .await
         .assert_failed("refused a BuildKit session (POST /session answered 404");
+
+    // Secrets need BuildKit: under `auto` too the refusal is the error.
+    publish(&repo, "t-bk-nosession3", "refs/heads/main", &sha)
+        .env("DOCKER_HOST", &engine.docker_host())
+        .input("secrets", "token=s3cr3t-value")
+        .run_async()
+        .await
+        .assert_failed("refused a BuildKit session (POST /session answered 404");
 }
