@@ -22,10 +22,23 @@ pub fn fixtures() -> PathBuf {
 }
 
 pub fn fixture_json(relative: &str) -> serde_json::Value {
-    let path = fixtures().join(relative);
+    json_at(fixtures().join(relative))
+}
+
+/// `tests/fixtures`: documented payloads `../shared/fixtures` lacks (each
+/// folder's README gives the origins).
+pub fn own_fixture_json(relative: &str) -> serde_json::Value {
+    json_at(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(relative),
+    )
+}
+
+fn json_at(path: PathBuf) -> serde_json::Value {
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
         panic!(
-            "fixture {} is missing ({e}); the tests read ../shared/fixtures beside the checkout",
+            "fixture {} is missing ({e}); the tests read ../shared/fixtures beside the checkout and tests/fixtures",
             path.display()
         )
     });

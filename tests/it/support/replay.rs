@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use super::fixture_json;
+use super::{fixture_json, own_fixture_json};
 
 pub const REPO: &str = "acme/monorepo";
 
@@ -108,7 +108,8 @@ impl Replay {
     /// `GET /repos/{repo}/actions/runs/{run}/jobs`: the documented job, once
     /// per `(name, status, conclusion)`.
     pub async fn run_jobs(&self, run: u64, jobs: &[(&str, &str, Option<&str>)]) {
-        let mut body = fixture_json("github-api/actions-run-jobs.derived-from-docs.json");
+        let mut body =
+            own_fixture_json("github-api/actions-run-jobs.rest-api-description-example.json");
         let template = body["jobs"][0].clone();
         body["jobs"] = jobs
             .iter()
