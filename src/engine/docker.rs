@@ -1,11 +1,13 @@
 //! The Docker Engine through bollard: build, export, remove.
 
 use std::collections::HashMap;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::RemoveImageOptions;
+use bytes::Bytes;
 use futures_util::StreamExt as _;
 use tokio::io::AsyncWriteExt as _;
 
@@ -226,6 +228,55 @@ impl Engine {
         Ok(size)
     }
 
+    /// Hands the export of `image` (`docker save`) to `consume` as it
+    /// arrives, `consume` running on a blocking thread. When the engine
+    /// fails midway, its error is returned rather than what the cut-off
+    /// stream made `consume` say.
+    pub async fn save_streamed<T: Send + 'static>(
+        &self,
+        image: &str,
+        consume: impl FnOnce(&mut dyn Read) -> T + Send + 'static,
+    ) -> Result<T, EngineError> {
+        // A few chunks in flight: the engine runs ahead of `consume` only so far.
+        let (chunks, received) = tokio::sync::mpsc::channel(16);
+        let consumer = tokio::task::spawn_blocking(move || {
+            consume(&mut Chunks {
+                received,
+                current: Bytes::new(),
+            })
+        });
+        let mut stream = self.docker.export_image(image);
+        let mut failure = None;
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(bytes) => {
+                    // Gone: `consume` has stopped reading (it failed).
+                    if chunks.send(Ok(bytes)).await.is_err() {
+                        break;
+                    }
+                }
+                Err(source) => {
+                    let cut = io::Error::other("the engine's export stopped");
+                    let _ = chunks.send(Err(cut)).await;
+                    failure = Some(EngineError::Api {
+                        action: "export",
+                        image: image.to_owned(),
+                        source,
+                    });
+                    break;
+                }
+            }
+        }
+        drop(chunks);
+        let consumed = consumer
+            .await
+            .map_err(|e| EngineError::Context(anyhow::anyhow!(e)))?;
+        match failure {
+            Some(failure) => Err(failure),
+            None => Ok(consumed),
+        }
+    }
+
     /// Drops the local tag; the layers stay for the build cache.
     pub async fn untag(&self, image: &str) {
         let options = RemoveImageOptions {
@@ -235,6 +286,26 @@ impl Engine {
         if let Err(e) = self.docker.remove_image(image, Some(options), None).await {
             tracing::debug!("couldn't remove the local tag {image}: {e}");
         }
+    }
+}
+
+/// The export's chunks as a blocking reader.
+struct Chunks {
+    received: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.received.blocking_recv() {
+                Some(chunk) => self.current = chunk?,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
     }
 }
 

@@ -41,8 +41,11 @@ use flate2::write::MultiGzDecoder;
 use serde::{Deserialize, Serialize};
 
 use super::gzip::{Failed, Gzip};
+
+mod streamed;
 use super::hashing::Hashing;
 use crate::registry::sha256_digest;
+pub use streamed::oci_image_streamed;
 
 pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
@@ -383,18 +386,6 @@ pub fn oci_image(
     known: &KnownLayers,
 ) -> Result<OciImage, ExportError> {
     let index = index(saved)?;
-
-    // Configs are a few KiB; kept byte for byte since their hash is the image ID.
-    let image_id = sha256_digest(&index.config);
-    let config_path = work_dir.join(format!("{}.json", hex_of(&image_id)));
-    fs::write(&config_path, &index.config).map_err(|e| write_err(saved, &config_path, e))?;
-    let config = Blob {
-        digest: image_id.clone(),
-        size: index.config.len() as u64,
-        media_type: CONFIG_MEDIA_TYPE.to_owned(),
-        source: Source::File(config_path),
-    };
-
     let diff_ids = diff_ids(&index.config)
         .filter(|ids| ids.len() == index.layers.len())
         .unwrap_or_default();
@@ -418,8 +409,33 @@ pub fn oci_image(
         .filter(|(_, reused)| reused.is_none())
         .map(|(member, _)| member.as_str())
         .collect();
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let converted = convert(saved, work_dir, &wanted, threads)?;
+    let converted = convert(saved, work_dir, &wanted, cores())?;
+    assemble(saved, work_dir, &index, reused, converted)
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The OCI image of an export whose layers are converted (or reused, where
+/// `reused` says so): the config written as a blob, the manifest made.
+fn assemble(
+    saved: &Path,
+    work_dir: &Path,
+    index: &Index,
+    reused: Vec<Option<Blob>>,
+    converted: Converted,
+) -> Result<OciImage, ExportError> {
+    // Configs are a few KiB; kept byte for byte since their hash is the image ID.
+    let image_id = sha256_digest(&index.config);
+    let config_path = work_dir.join(format!("{}.json", hex_of(&image_id)));
+    fs::write(&config_path, &index.config).map_err(|e| write_err(saved, &config_path, e))?;
+    let config = Blob {
+        digest: image_id.clone(),
+        size: index.config.len() as u64,
+        media_type: CONFIG_MEDIA_TYPE.to_owned(),
+        source: Source::File(config_path),
+    };
 
     let mut layers = Vec::with_capacity(index.layers.len());
     let mut uncompressed_size = 0;
@@ -428,8 +444,8 @@ pub fn oci_image(
             layers.push(blob);
             continue;
         }
-        // Pass one saw every member, so this only fails if the tarball
-        // changed between the passes.
+        // Every layer member was converted, so this only fails if the
+        // tarball changed while it was read.
         let (blob, uncompressed) = converted.get(member).ok_or_else(|| ExportError::Missing {
             saved: saved.to_owned(),
             what: "layer",
@@ -459,7 +475,7 @@ fn index(saved: &Path) -> Result<Index, ExportError> {
     let mut manifest = None;
     // Member → where its data starts in the tarball, and its size.
     let mut files = HashMap::new();
-    let mut links = HashMap::new();
+    let mut links = Links::new();
     each_entry(saved, |entry, member| {
         let kind = entry.header().entry_type();
         if kind.is_file() {
@@ -471,29 +487,72 @@ fn index(saved: &Path) -> Result<Index, ExportError> {
                 manifest = Some(bytes);
             }
             files.insert(member, (entry.raw_file_position(), entry.size()));
-        } else if kind.is_symlink() || kind.is_hard_link() {
-            let Some(target) = entry.link_name().map_err(|e| read_err(saved, &member, e))? else {
-                return Ok(());
-            };
-            // Symlink targets are relative to the link; hard links to the root.
-            let target = if kind.is_symlink() {
-                Path::new(&member)
-                    .parent()
-                    .unwrap_or(Path::new(""))
-                    .join(target)
-            } else {
-                target.into_owned()
-            };
-            links.insert(member, normalise(&target));
+        } else {
+            note_link(saved, entry, member, &mut links)?;
         }
         Ok(())
     })?;
-
     let manifest = manifest.ok_or_else(|| ExportError::NoManifest {
         saved: saved.to_owned(),
     })?;
+    let (config, layers) = members(saved, &manifest, |m| files.contains_key(m), &links)?;
+
+    // The config must be known before any layer is met, to tell which are
+    // reused, and the tarball may hold it after them: read it where pass
+    // one saw it.
+    let (start, size) = files[&config];
+    let mut bytes = Vec::new();
+    let mut file = open(saved)?;
+    file.seek(SeekFrom::Start(start))
+        .and_then(|_| file.take(size).read_to_end(&mut bytes))
+        .map_err(|e| read_err(saved, &config, e))?;
+    Ok(Index {
+        config: bytes,
+        layers,
+    })
+}
+
+/// Link member → the member it points at (normalised).
+type Links = HashMap<String, String>;
+
+/// Records `entry` in `links` when it is a symlink or hard link.
+fn note_link<R: Read>(
+    saved: &Path,
+    entry: &tar::Entry<'_, R>,
+    member: String,
+    links: &mut Links,
+) -> Result<(), ExportError> {
+    let kind = entry.header().entry_type();
+    if !(kind.is_symlink() || kind.is_hard_link()) {
+        return Ok(());
+    }
+    let Some(target) = entry.link_name().map_err(|e| read_err(saved, &member, e))? else {
+        return Ok(());
+    };
+    // Symlink targets are relative to the link; hard links to the root.
+    let target = if kind.is_symlink() {
+        Path::new(&member)
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join(target)
+    } else {
+        target.into_owned()
+    };
+    links.insert(member, normalise(&target));
+    Ok(())
+}
+
+/// The config member and the layer members, in order, that the export's
+/// `manifest.json` names, each resolved through `links` to a member for
+/// which `is_member` holds.
+fn members(
+    saved: &Path,
+    manifest: &[u8],
+    is_member: impl Fn(&str) -> bool,
+    links: &Links,
+) -> Result<(String, Vec<String>), ExportError> {
     let mut images: Vec<SavedImage> =
-        serde_json::from_slice(&manifest).map_err(|source| ExportError::Json {
+        serde_json::from_slice(manifest).map_err(|source| ExportError::Json {
             saved: saved.to_owned(),
             member: SAVE_MANIFEST.to_owned(),
             source,
@@ -509,7 +568,7 @@ fn index(saved: &Path) -> Result<Index, ExportError> {
     let resolve = |what: &'static str, listed: &str| {
         let mut member = normalise(Path::new(listed));
         for _ in 0..MAX_LINK_HOPS {
-            if files.contains_key(&member) {
+            if is_member(&member) {
                 return Ok(member);
             }
             match links.get(&member) {
@@ -530,20 +589,7 @@ fn index(saved: &Path) -> Result<Index, ExportError> {
         .iter()
         .map(|layer| resolve("layer", layer))
         .collect::<Result<_, _>>()?;
-
-    // The config must be known before any layer is met, to tell which are
-    // reused, and the tarball may hold it after them: read it where pass
-    // one saw it.
-    let (start, size) = files[&config];
-    let mut bytes = Vec::new();
-    let mut file = open(saved)?;
-    file.seek(SeekFrom::Start(start))
-        .and_then(|_| file.take(size).read_to_end(&mut bytes))
-        .map_err(|e| read_err(saved, &config, e))?;
-    Ok(Index {
-        config: bytes,
-        layers,
-    })
+    Ok((config, layers))
 }
 
 /// A layer handed to the compressor, stream `i` of it at `records[i]`.
@@ -553,6 +599,7 @@ struct Compressing {
     uncompressed: u64,
 }
 
+/// Layer member → its blob and uncompressed size.
 type Converted = HashMap<String, (Blob, u64)>;
 
 /// Pass two: streams the `wanted` layer members out of the tarball into
@@ -565,37 +612,129 @@ fn convert(
     threads: usize,
 ) -> Result<Converted, ExportError> {
     std::thread::scope(|scope| {
-        let mut gzip = Gzip::new(scope, threads);
-        let mut records = Vec::new();
-        let mut converted = Converted::new();
-        // Members met already: engines may store one tar twice.
-        let mut seen = HashSet::new();
+        let mut converter = Converter::new(scope, saved, work_dir, threads, |_| {});
         each_entry(saved, |entry, member| {
-            let is_file = entry.header().entry_type().is_file();
-            if !is_file || !wanted.contains(member.as_str()) || !seen.insert(member.clone()) {
-                return Ok(());
-            }
-            let layer = Layer {
-                saved,
-                member: &member,
-                work_dir,
-                partial: work_dir.join(format!("layer-{}.partial", seen.len())),
-            };
-            if let Some(kept) = layer.write(entry, &mut gzip, &mut records)? {
-                converted.insert(member, kept);
+            if entry.header().entry_type().is_file() && wanted.contains(member.as_str()) {
+                converter.layer(entry, member)?;
             }
             Ok(())
         })?;
+        converter.finish()
+    })
+}
 
-        let writers = gzip
+/// Turns layer members into blob files in `work_dir`, compressing them on
+/// every core, and tells `sealed` of each blob as soon as it is complete,
+/// while later layers are still being read.
+struct Converter<'scope, 'a, F> {
+    saved: &'a Path,
+    work_dir: &'a Path,
+    gzip: Gzip<'scope, Out>,
+    records: Vec<Compressing>,
+    converted: Converted,
+    /// Members met already: engines may store one tar twice.
+    seen: HashSet<String>,
+    sealed: F,
+}
+
+impl<'scope, 'a, F: FnMut(&Blob)> Converter<'scope, 'a, F> {
+    fn new(
+        scope: &'scope std::thread::Scope<'scope, '_>,
+        saved: &'a Path,
+        work_dir: &'a Path,
+        threads: usize,
+        sealed: F,
+    ) -> Self {
+        Converter {
+            saved,
+            work_dir,
+            gzip: Gzip::new(scope, threads),
+            records: Vec::new(),
+            converted: Converted::new(),
+            seen: HashSet::new(),
+            sealed,
+        }
+    }
+
+    /// Converts the layer `member`, read from `data`, unless met before.
+    fn layer(&mut self, data: &mut impl Read, member: String) -> Result<(), ExportError> {
+        if !self.seen.insert(member.clone()) {
+            return Ok(());
+        }
+        let layer = Layer {
+            saved: self.saved,
+            member: &member,
+            work_dir: self.work_dir,
+            partial: self
+                .work_dir
+                .join(format!("layer-{}.partial", self.seen.len())),
+        };
+        if let Some(kept) = layer.write(data, &mut self.gzip, &mut self.records)? {
+            (self.sealed)(&kept.0);
+            self.converted.insert(member, kept);
+        }
+        let finished = self.gzip.take_finished();
+        self.seal(finished)
+    }
+
+    /// Whether `member` was met (converting or converted).
+    fn has(&self, member: &str) -> bool {
+        self.seen.contains(member)
+    }
+
+    fn finish(self) -> Result<Converted, ExportError> {
+        let Converter {
+            saved,
+            work_dir,
+            gzip,
+            records,
+            mut converted,
+            mut sealed,
+            ..
+        } = self;
+        let finished = gzip
             .finish()
             .map_err(|failed| gzip_err(saved, &records, failed))?;
-        for (record, out) in records.into_iter().zip(writers) {
-            let blob = seal(out, saved, &record.partial, work_dir)?;
-            converted.insert(record.member, (blob, record.uncompressed));
-        }
+        seal_all(
+            finished,
+            saved,
+            work_dir,
+            &records,
+            &mut converted,
+            &mut sealed,
+        )?;
         Ok(converted)
-    })
+    }
+
+    fn seal(&mut self, finished: Vec<(usize, Out)>) -> Result<(), ExportError> {
+        seal_all(
+            finished,
+            self.saved,
+            self.work_dir,
+            &self.records,
+            &mut self.converted,
+            &mut self.sealed,
+        )
+    }
+}
+
+/// Seals the finished compressor outputs into blobs, records them and
+/// tells `sealed`.
+fn seal_all(
+    finished: Vec<(usize, Out)>,
+    saved: &Path,
+    work_dir: &Path,
+    records: &[Compressing],
+    converted: &mut Converted,
+    sealed: &mut impl FnMut(&Blob),
+) -> Result<(), ExportError> {
+    for (stream, out) in finished {
+        let record = &records[stream];
+        let blob = seal(out, saved, &record.partial, work_dir)?;
+        sealed(&blob);
+        converted.insert(record.member.clone(), (blob, record.uncompressed));
+    }
+    Ok(())
 }
 
 /// The blob file being written, as the compressor's output.
@@ -828,6 +967,34 @@ mod tests {
         }
     }
 
+    /// Converts an export of which nothing is reused both ways, two passes
+    /// over the file and one over a stream of it (keeping a copy), checks
+    /// they agree to the byte, and returns the two-pass image.
+    fn fresh(saved: &Path, work: &Path) -> OciImage {
+        let image = oci_image(saved, work, &KnownLayers::new()).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        let copy = other.path().join("copy.tar");
+        let mut announced = Vec::new();
+        let streamed =
+            oci_image_streamed(open(saved).unwrap(), &copy, true, other.path(), |blob| {
+                announced.push(blob.clone())
+            })
+            .unwrap();
+        assert_eq!(fs::read(&copy).unwrap(), fs::read(saved).unwrap());
+        assert_eq!(streamed.manifest, image.manifest);
+        assert_eq!(streamed.uncompressed_size, image.uncompressed_size);
+        for (one, two) in streamed.layers.iter().zip(&image.layers) {
+            assert_eq!(fs::read(file(one)).unwrap(), fs::read(file(two)).unwrap());
+        }
+        // Each distinct layer announced once, before the image was returned.
+        let mut distinct: Vec<&Blob> = streamed.layers.iter().collect();
+        distinct.dedup();
+        announced.sort_by(|a, b| a.digest.cmp(&b.digest));
+        distinct.sort_by(|a, b| a.digest.cmp(&b.digest));
+        assert_eq!(announced.iter().collect::<Vec<_>>(), distinct);
+        image
+    }
+
     const CONFIG: &[u8] = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]},"config":{"Env":["A=1"]}}"#;
 
     /// An uncompressed layer tar holding `files`.
@@ -908,7 +1075,7 @@ mod tests {
         let work = tempfile::tempdir().unwrap();
         let (saved, base, app) = legacy(dir.path());
 
-        let image = oci_image(&saved, work.path(), &KnownLayers::new()).unwrap();
+        let image = fresh(&saved, work.path());
 
         assert_eq!(fs::read(file(&image.config)).unwrap(), CONFIG);
         assert_eq!(image.image_id, sha256_digest(CONFIG));
@@ -936,7 +1103,7 @@ mod tests {
         let work = tempfile::tempdir().unwrap();
         let (saved, _, _) = legacy(dir.path());
 
-        let image = oci_image(&saved, work.path(), &KnownLayers::new()).unwrap();
+        let image = fresh(&saved, work.path());
 
         assert_eq!(image.manifest_digest, sha256_digest(&image.manifest));
         let text = std::str::from_utf8(&image.manifest).unwrap();
@@ -963,7 +1130,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let work = tempfile::tempdir().unwrap();
         let (saved, _, _) = legacy(dir.path());
-        let plain = oci_image(&saved, work.path(), &KnownLayers::new()).unwrap();
+        let plain = fresh(&saved, work.path());
         assert_eq!(manifest_annotation(&plain.manifest, "k"), None);
         let annotations = BTreeMap::from([("k".to_owned(), "v".to_owned())]);
         let image = plain.clone().annotated(&annotations);
@@ -1062,7 +1229,7 @@ mod tests {
             ],
         );
 
-        let image = oci_image(&saved, work.path(), &KnownLayers::new()).unwrap();
+        let image = fresh(&saved, work.path());
 
         assert_eq!(image.image_id, sha256_digest(CONFIG));
         assert_eq!(gunzip(&fs::read(file(&image.layers[0])).unwrap()), plain);
@@ -1089,7 +1256,7 @@ mod tests {
             ],
         );
 
-        let image = oci_image(&saved, work.path(), &KnownLayers::new()).unwrap();
+        let image = fresh(&saved, work.path());
 
         assert_eq!(image.layers.len(), 2);
         assert_eq!(image.layers[0], image.layers[1]);
@@ -1104,6 +1271,11 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(message.contains("is malformed"), "{message}");
+        let streamed =
+            oci_image_streamed(open(&saved).unwrap(), &saved, false, work.path(), |_| {})
+                .unwrap_err()
+                .to_string();
+        assert_eq!(streamed, message);
         message
     }
 

@@ -57,6 +57,9 @@ pub struct Failed {
 pub struct Gzip<'scope, W> {
     tasks: SyncSender<Task>,
     streams: Vec<Stream<W>>,
+    /// Streams whose last piece is written, with their writers, not yet
+    /// handed back by [`take_finished`](Gzip::take_finished).
+    finished: Vec<(usize, W)>,
     /// Pieces sent to the workers, oldest first: written in this order.
     pending: VecDeque<(usize, Receiver<io::Result<Piece>>)>,
     /// Pieces in flight at most: memory stays at a few `CHUNK`s per thread.
@@ -65,7 +68,8 @@ pub struct Gzip<'scope, W> {
 }
 
 struct Stream<W> {
-    out: W,
+    /// `None` once the stream is finished and its writer handed over.
+    out: Option<W>,
     /// Input not yet sent, less than a `CHUNK`.
     buf: Vec<u8>,
     /// The last `WINDOW` bytes of input sent, to prime the next piece.
@@ -102,6 +106,7 @@ impl<'scope, W: Write> Gzip<'scope, W> {
         Gzip {
             tasks,
             streams: Vec::new(),
+            finished: Vec::new(),
             pending: VecDeque::new(),
             max_pending,
             scope: PhantomData,
@@ -114,7 +119,7 @@ impl<'scope, W: Write> Gzip<'scope, W> {
         out.write_all(&header())
             .map_err(|source| Failed { stream, source })?;
         self.streams.push(Stream {
-            out,
+            out: Some(out),
             buf: Vec::with_capacity(CHUNK),
             window: Vec::new(),
             crc: Crc::new(),
@@ -141,10 +146,20 @@ impl<'scope, W: Write> Gzip<'scope, W> {
         self.send(stream, true)
     }
 
-    /// Waits for every piece, and returns the writers in the order begun.
-    pub fn finish(mut self) -> Result<Vec<W>, Failed> {
+    /// The streams completed so far (gzip trailer written), each with its
+    /// index and writer, so a caller can use a blob while later ones are
+    /// still being compressed.
+    pub fn take_finished(&mut self) -> Vec<(usize, W)> {
+        std::mem::take(&mut self.finished)
+    }
+
+    /// Waits for every piece, and returns the writers not yet taken, in the
+    /// order begun.
+    pub fn finish(mut self) -> Result<Vec<(usize, W)>, Failed> {
         while self.write_oldest()? {}
-        Ok(self.streams.into_iter().map(|s| s.out).collect())
+        let mut rest = std::mem::take(&mut self.finished);
+        rest.sort_by_key(|(stream, _)| *stream);
+        Ok(rest)
     }
 
     fn send(&mut self, stream: usize, last: bool) -> Result<(), Failed> {
@@ -186,7 +201,8 @@ impl<'scope, W: Write> Gzip<'scope, W> {
             .map_err(|_| stopped(stream))?
             .map_err(fail)?;
         let s = &mut self.streams[stream];
-        s.out.write_all(&piece.deflated).map_err(fail)?;
+        let out = s.out.as_mut().ok_or_else(|| stopped(stream))?;
+        out.write_all(&piece.deflated).map_err(fail)?;
         s.crc.combine(&piece.crc);
         if piece.last {
             let crc = s.crc.clone().finalize();
@@ -194,7 +210,10 @@ impl<'scope, W: Write> Gzip<'scope, W> {
             trailer[..4].copy_from_slice(&crc.to_le_bytes());
             // ISIZE is the length modulo 2^32 (RFC 1952).
             trailer[4..].copy_from_slice(&(s.len as u32).to_le_bytes());
-            s.out.write_all(&trailer).map_err(fail)?;
+            out.write_all(&trailer).map_err(fail)?;
+            if let Some(out) = s.out.take() {
+                self.finished.push((stream, out));
+            }
         }
         Ok(true)
     }
@@ -341,6 +360,7 @@ mod tests {
                 .map(|_| gzip.begin(Vec::new()).unwrap())
                 .collect();
             let longest = inputs.iter().map(|i| i.len()).max().unwrap_or(0);
+            let mut outputs = vec![None; inputs.len()];
             for at in (0..longest).step_by(step) {
                 for (&stream, input) in streams.iter().zip(inputs) {
                     let part = input.get(at..input.len().min(at + step)).unwrap_or(&[]);
@@ -349,9 +369,39 @@ mod tests {
             }
             for stream in streams {
                 gzip.end(stream).unwrap();
+                for (done, out) in gzip.take_finished() {
+                    outputs[done] = Some(out);
+                }
             }
-            gzip.finish().unwrap()
+            for (done, out) in gzip.finish().unwrap() {
+                outputs[done] = Some(out);
+            }
+            outputs.into_iter().map(Option::unwrap).collect()
         })
+    }
+
+    #[test]
+    fn a_stream_is_handed_back_once_complete_while_others_go_on() {
+        let first = text(CHUNK / 2);
+        let second = text(8 * CHUNK);
+        std::thread::scope(|scope| {
+            let mut gzip = Gzip::new(scope, 2);
+            let a = gzip.begin(Vec::new()).unwrap();
+            let b = gzip.begin(Vec::new()).unwrap();
+            gzip.write(a, &first).unwrap();
+            gzip.end(a).unwrap();
+            // Pieces of `b` push the last piece of `a` out.
+            gzip.write(b, &second).unwrap();
+            let early = gzip.take_finished();
+            assert_eq!(early.len(), 1);
+            assert_eq!(early[0].0, a);
+            assert_eq!(gunzip(&early[0].1), first);
+            assert!(gzip.take_finished().is_empty());
+            gzip.end(b).unwrap();
+            let rest = gzip.finish().unwrap();
+            assert_eq!(rest.len(), 1);
+            assert_eq!((rest[0].0, gunzip(&rest[0].1)), (b, second.clone()));
+        });
     }
 
     fn gunzip(bytes: &[u8]) -> Vec<u8> {
