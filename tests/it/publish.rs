@@ -170,6 +170,19 @@ async fn dual_tags_name_one_digest_with_the_revision_label() {
     );
     assert_eq!(ran.outputs["pushed"], "true");
     assert!(ran.summary.contains(&digest), "{}", ran.summary);
+    // Layers go up as soon as they are compressed, the config after: each
+    // byte counted once, every blob of this new image sent.
+    let row: Vec<&str> = ran
+        .summary
+        .lines()
+        .find(|line| line.contains(&digest))
+        .unwrap()
+        .split('|')
+        .map(str::trim)
+        .collect();
+    let (size, sent) = (row[4], row[5]);
+    assert_eq!(sent, size, "{}", ran.summary);
+    assert_ne!(sent, "0 B", "{}", ran.summary);
 }
 
 #[tokio::test]

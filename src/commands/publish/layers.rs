@@ -118,6 +118,65 @@ pub(super) fn config_digest(manifest: &[u8]) -> Option<String> {
         .map(|c| c.digest)
 }
 
+/// The engine's export of `local` as an OCI image.
+///
+/// With no layer reused, one pass over the export as it arrives, kept on
+/// disk only for the scanner; and when pushing with no scan to wait for
+/// (nothing is pushed before the gate passes) and no SHA tag to guard, each
+/// layer is uploaded the moment it is compressed, its bytes added to
+/// `report.uploaded`. Otherwise the export is saved, then converted in two
+/// passes that skip the reused layers.
+pub(super) async fn export(
+    engine: &Engine,
+    target: &Target,
+    local: &str,
+    known: KnownLayers,
+    work: &Path,
+    scanned: bool,
+    report: &mut Published,
+) -> anyhow::Result<OciImage> {
+    let saved = work.join(SAVED);
+    let out = work.to_owned();
+    if !known.is_empty() {
+        engine.save(local, &saved).await?;
+        return tokio::task::spawn_blocking(move || oci_image(&saved, &out, &known))
+            .await
+            .context("the export task failed")?
+            .map_err(Into::into);
+    }
+    let early = target.push && !scanned && target.existing.is_none();
+    let (sealed, blobs) = tokio::sync::mpsc::unbounded_channel::<Blob>();
+    let converting = engine.save_streamed(local, move |export| {
+        oci_image_streamed(export, &saved, scanned, &out, |blob| {
+            if early {
+                // Gone only when the uploads have failed; that error is reported.
+                let _ = sealed.send(blob.clone());
+            }
+        })
+    });
+    let uploading = upload_as_sealed(&target.registry, &target.repository, blobs);
+    let (image, uploaded) = tokio::join!(converting, uploading);
+    let image = image??;
+    report.uploaded += uploaded?;
+    Ok(image)
+}
+
+/// Uploads each blob received, a few at a time, until the sender is gone;
+/// returns bytes sent.
+async fn upload_as_sealed(
+    registry: &Registry,
+    repository: &str,
+    blobs: tokio::sync::mpsc::UnboundedReceiver<Blob>,
+) -> anyhow::Result<u64> {
+    futures_util::stream::unfold(blobs, |mut blobs| async move {
+        blobs.recv().await.map(|blob| (blob, blobs))
+    })
+    .map(|blob| async move { push_blob(registry, repository, &blob).await })
+    .buffer_unordered(PARALLEL_UPLOADS)
+    .try_fold(0, |sent, more| async move { Ok(sent + more) })
+    .await
+}
+
 /// Uploads what the registry lacks, config and layers, a few at a time as
 /// `docker push` does; returns bytes sent.
 pub(super) async fn push_blobs(

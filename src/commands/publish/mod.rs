@@ -31,6 +31,7 @@ use crate::engine::buildkit::BuildSecrets;
 use crate::engine::docker::{BuildSpec, Builder, Built, Engine, EngineError};
 use crate::engine::export::{
     Blob, KnownLayers, MANIFEST_MEDIA_TYPE, OciImage, Source, known_layers, oci_image,
+    oci_image_streamed,
 };
 use crate::metadata::{self, Provenance};
 use crate::mirror::summary::{Mirrored, mirrors};
@@ -89,7 +90,8 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
         (None, None) => {
             let work = session.work_dir()?;
             pin_bases(args, session, &mut target, &bases, work.path(), &mut report).await?;
-            let image = build(session, &target, work.path(), &mut report).await?;
+            let scanned = args.scan.scanner != ScannerArg::None;
+            let image = build(session, &target, work.path(), scanned, &mut report).await?;
             let gate = gate(args, session, &target, work.path()).await?;
             if let Some(blocking) = gate.as_ref().filter(|g| g.blocks()) {
                 return withhold(args, session, &target, report, blocking, started);
@@ -306,6 +308,7 @@ async fn build(
     session: &Session,
     target: &Target,
     work: &Path,
+    scanned: bool,
     report: &mut Published,
 ) -> anyhow::Result<OciImage> {
     let engine = Engine::connect().await?;
@@ -323,18 +326,13 @@ async fn build(
         ));
     }
     let known = reusable_layers(target, &engine.diff_ids(&local).await?).await?;
-    let saved: PathBuf = work.join(SAVED);
-    engine.save(&local, &saved).await?;
-    engine.untag(&local).await;
-    let out = work.to_owned();
     let annotations: BTreeMap<String, String> = key_of(target, &built.context, builder, bases)
         .map(|key| (build_key::ANNOTATION.to_owned(), key))
         .into_iter()
         .collect();
-    let image = tokio::task::spawn_blocking(move || oci_image(&saved, &out, &known))
-        .await
-        .context("the export task failed")??
-        .annotated(&annotations);
+    let image = export(&engine, target, &local, known, work, scanned, report).await;
+    engine.untag(&local).await;
+    let image = image?.annotated(&annotations);
     report.size = image.layers.iter().map(|l| l.size).sum::<u64>() + image.config.size;
     let reused = image
         .layers
@@ -429,7 +427,7 @@ async fn push(
         );
     }
     if args.push {
-        report.uploaded = push_blobs(&target.registry, &target.repository, image).await?;
+        report.uploaded += push_blobs(&target.registry, &target.repository, image).await?;
         target
             .registry
             .put_manifest(&target.repository, &target.set.sha, &manifest)
