@@ -14,6 +14,7 @@ use tokio::io::AsyncWriteExt as _;
 use crate::engine::build::{buildkit_log, buildkit_options, legacy_log, legacy_options};
 use crate::engine::buildkit::{
     BuildKitEngine, BuildKitError, BuildRequest, BuildSecrets, ContextBody, EngineAddress,
+    docker_host,
 };
 use crate::engine::context::{ContextPlan, Stats};
 
@@ -102,8 +103,7 @@ impl Engine {
     /// API version both sides speak: Debian's engine stops at 1.41, hosted
     /// runners are far newer.
     pub async fn connect() -> Result<Self, EngineError> {
-        let host =
-            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let host = docker_host();
         let unreachable = |source| EngineError::Unreachable {
             host: host.clone(),
             source,

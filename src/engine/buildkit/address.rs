@@ -20,6 +20,15 @@ const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
 /// Docker's port for plain-TCP engines when DOCKER_HOST names none.
 const DEFAULT_TCP_PORT: u16 = 2375;
 
+/// The engine DOCKER_HOST names, Docker's default socket when it is unset
+/// or empty (as the docker CLI reads it).
+pub fn docker_host() -> String {
+    std::env::var("DOCKER_HOST")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| DEFAULT_HOST.to_owned())
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EngineAddress {
     Unix(PathBuf),
@@ -31,10 +40,7 @@ impl EngineAddress {
     /// DOCKER_HOST, read the way `Engine::connect` reads it, so the session
     /// reaches the same engine as the rest of the build.
     pub fn from_env() -> Result<Self, BuildKitError> {
-        let host = std::env::var("DOCKER_HOST")
-            .ok()
-            .filter(|h| !h.is_empty())
-            .unwrap_or_else(|| DEFAULT_HOST.to_owned());
+        let host = docker_host();
         let tls = std::env::var_os("DOCKER_TLS_VERIFY").is_some_and(|v| !v.is_empty());
         let address = Self::parse(&host)?;
         if tls && matches!(address, EngineAddress::Tcp(_)) {

@@ -32,7 +32,7 @@ use futures_util::Stream;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 
-pub use address::EngineAddress;
+pub use address::{EngineAddress, docker_host};
 pub use secrets::BuildSecrets;
 
 use address::Connection;
