@@ -11,6 +11,11 @@ use std::str::FromStr;
 
 const DOCKER_HUB: &str = "docker.io";
 const DOCKER_HUB_ALIASES: [&str; 2] = ["index.docker.io", "registry-1.docker.io"];
+
+/// Whether `host` (lower-case) is one of Docker Hub's names.
+pub fn is_docker_hub(host: &str) -> bool {
+    host == DOCKER_HUB || DOCKER_HUB_ALIASES.contains(&host)
+}
 const OFFICIAL_PREFIX: &str = "library/";
 const NAME_MAX: usize = 255;
 const TAG_MAX: usize = 128;

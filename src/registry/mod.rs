@@ -192,12 +192,16 @@ pub fn digest_of(hasher: Sha256) -> String {
     digest
 }
 
+/// Docker Hub's registry API host.
+const DOCKER_HUB_API: &str = "registry-1.docker.io";
+
 /// The API endpoint for a registry name: Docker Hub's name differs from its
 /// API host, and loopback registries speak plain HTTP (as the engine allows).
 pub fn endpoint(registry: &str) -> String {
-    let host = match registry {
-        "docker.io" | "index.docker.io" | "registry-1.docker.io" => "registry-1.docker.io",
-        other => other,
+    let host = if crate::reference::is_docker_hub(registry) {
+        DOCKER_HUB_API
+    } else {
+        registry
     };
     let hostname = host.rsplit_once(':').map_or(host, |(h, _)| h);
     let loopback = hostname == "localhost"

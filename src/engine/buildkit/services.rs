@@ -34,12 +34,12 @@ use tonic::transport::server::Router;
 use tonic::{Request, Response, Status};
 
 use super::secrets::BuildSecrets;
+use crate::reference::is_docker_hub;
 
-/// Docker Hub's registry host as BuildKit asks for it.
+/// Docker Hub's registry host as BuildKit asks for it, whatever name its
+/// login is filed under (the engine's legacy key is
+/// `https://index.docker.io/v1/`).
 const DOCKER_HUB: &str = "registry-1.docker.io";
-/// The other names Docker Hub logins are filed under (the engine's legacy
-/// key is `https://index.docker.io/v1/`).
-const DOCKER_HUB_ALIASES: [&str; 3] = ["docker.io", "index.docker.io", "registry-1.docker.io"];
 
 /// What the session serves.
 pub(super) struct Services {
@@ -172,7 +172,7 @@ fn registry_host(key: &str) -> String {
         .next()
         .unwrap_or_default()
         .to_ascii_lowercase();
-    if DOCKER_HUB_ALIASES.contains(&host.as_str()) {
+    if is_docker_hub(&host) {
         DOCKER_HUB.to_owned()
     } else {
         host
