@@ -184,7 +184,13 @@ mod tests {
 
     #[test]
     fn a_bad_platform_is_named_with_the_form_to_write() {
-        for bad in ["amd64", "linux/", "linux/arm/v7/x", "linux/amd 64", "/arm64"] {
+        for bad in [
+            "amd64",
+            "linux/",
+            "linux/arm/v7/x",
+            "linux/amd 64",
+            "/arm64",
+        ] {
             let err = list(&format!("linux/amd64,{bad}")).unwrap_err();
             assert!(err.contains(&format!("{:?}", bad.trim())), "{err}");
             assert!(err.contains("os/architecture[/variant]"), "{err}");
@@ -209,7 +215,10 @@ mod tests {
             size: 7,
             platform: p(platform),
         };
-        let entries = [entry("sha256:a", "linux/amd64"), entry("sha256:b", "linux/arm64")];
+        let entries = [
+            entry("sha256:a", "linux/amd64"),
+            entry("sha256:b", "linux/arm64"),
+        ];
         let bytes = image_index(&entries);
         let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(json["schemaVersion"], 2);

@@ -12,14 +12,23 @@ pub(super) const PARALLEL_UPLOADS: usize = 4;
 /// it holds here is left out, and so exported as usual.
 pub(super) async fn reusable_layers(
     target: &Target,
+    platform: Option<&Platform>,
     diff_ids: &[String],
 ) -> anyhow::Result<KnownLayers> {
     let mut sources: Vec<KnownLayers> = Vec::new();
-    if let Some(latest) = &target.latest {
+    // `target.latest` is read for the first platform; another one's layers
+    // are those of its own child of `latest`.
+    let latest = match platform {
+        Some(p) if target.platforms.first() != Some(p) && target.latest.is_some() => {
+            pushed(&target.registry, &target.repository, "latest", Some(p)).await?
+        }
+        _ => target.latest.clone(),
+    };
+    if let Some(latest) = &latest {
         sources.push(latest.layers(&target.repository));
     }
     for (repository, tag) in base_images(target) {
-        if let Some(base) = pushed(&target.registry, &repository, &tag).await? {
+        if let Some(base) = pushed(&target.registry, &repository, &tag, platform).await? {
             sources.push(base.layers(&repository));
         }
     }
@@ -85,16 +94,28 @@ impl Pushed {
     }
 }
 
-/// `repository:tag` with its config; none when it is absent or not a
-/// single-platform image.
+/// `repository:tag` with its config; for a multi-platform image, its
+/// child for `platform` (default: the runner's); none when it is absent
+/// or the index has no such child.
 pub(super) async fn pushed(
     registry: &Registry,
     repository: &str,
     tag: &str,
+    platform: Option<&Platform>,
 ) -> anyhow::Result<Option<Pushed>> {
-    let Some(manifest) = registry.manifest(repository, tag).await? else {
+    let Some(mut manifest) = registry.manifest(repository, tag).await? else {
         return Ok(None);
     };
+    if config_digest(&manifest.bytes).is_none() {
+        let wanted = platform.cloned().unwrap_or_else(crate::platform::host);
+        let Some(child) = child_for(&manifest.bytes, &wanted).map(str::to_owned) else {
+            return Ok(None);
+        };
+        let Some(found) = registry.manifest(repository, &child).await? else {
+            return Ok(None);
+        };
+        manifest = found;
+    }
     let Some(config) = config_digest(&manifest.bytes) else {
         return Ok(None);
     };

@@ -38,6 +38,7 @@ use crate::plan::dockerfile;
 use crate::plan::git::GitSource;
 use crate::plan::github::GitHubSource;
 use crate::plan::strategy::short;
+use crate::platform::{Platform, child_for};
 use crate::reference::Reference;
 use crate::registry::auth::Credentials;
 use crate::registry::mount::Upload;
@@ -51,6 +52,8 @@ mod build;
 mod inputs;
 mod latest;
 mod layers;
+pub mod merge;
+mod platforms;
 mod supply;
 mod unchanged;
 
@@ -59,6 +62,7 @@ use build::*;
 use inputs::*;
 use latest::*;
 use layers::*;
+use platforms::*;
 use supply::*;
 use unchanged::*;
 
@@ -74,9 +78,12 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
     let mut report = target.report();
     let existing = target.existing.clone().filter(|_| !args.rebuild);
     // A base this run rebuilds gets a new digest, so an image waiting for
-    // one is never the same build as before.
+    // one is never the same build as before; several platforms or a push
+    // by digest always build.
     let earlier = match existing {
-        None if bases.is_empty() => same_build(args, session, &target).await?,
+        None if bases.is_empty() && target.platforms.len() <= 1 && !target.push_by_digest => {
+            same_build(args, session, &target).await?
+        }
         _ => None,
     };
     let (manifest, gate, sbom) = match (existing, earlier) {
@@ -89,12 +96,13 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
         (None, None) => {
             let work = session.work_dir()?;
             pin_bases(args, session, &mut target, &bases, work.path(), &mut report).await?;
-            let image = build(session, &target, work.path(), &mut report).await?;
-            let gate = gate(args, session, &target, work.path()).await?;
+            let images = build(session, &target, work.path(), &mut report).await?;
+            let gate = gate(args, session, &target, &images).await?;
             if let Some(blocking) = gate.as_ref().filter(|g| g.blocks()) {
                 return withhold(args, session, &target, report, blocking, started);
             }
-            let digest = &image.manifest_digest;
+            let release = release_manifest(&images)?;
+            let digest = &release.digest;
             let sbom = sbom(
                 session,
                 &target,
@@ -105,8 +113,8 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
                 &mut report,
             )
             .await?;
-            let manifest = push(args, &target, &image, &mut report).await?;
-            (manifest, gate, sbom)
+            push(args, &target, &images, &release, &mut report).await?;
+            (release, gate, sbom)
         }
     };
     tag(args, &target, &manifest).await?;
@@ -151,7 +159,10 @@ struct Target {
     labels: HashMap<String, String>,
     /// The build stage to stop at (`target`).
     stage: Option<String>,
-    platform: Option<String>,
+    /// `platforms`, in the order given; empty: the engine's own.
+    platforms: Vec<Platform>,
+    /// `push-by-digest`: pushed untagged, for `merge`.
+    push_by_digest: bool,
     network: Option<String>,
     builder: BuilderArg,
     /// Values for `RUN --mount=type=secret`.
@@ -224,7 +235,7 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
     let credentials = super::credentials(&args.username, &args.password)?;
     let build_args = metadata::pairs("build-args", &args.build_args).map_err(anyhow::Error::msg)?;
     let extra_labels = metadata::pairs("labels", &args.labels).map_err(anyhow::Error::msg)?;
-    let platform = single_platform(args.platforms.as_deref())?;
+    let platforms = requested_platforms(args)?;
     check_network(args.builder, args.network.as_deref())?;
     let secrets = build_secrets(&args.secrets)?;
     check_secrets(args.builder, &secrets)?;
@@ -240,10 +251,15 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
     let registry = Registry::new(reference.registry(), credentials.clone())?;
     let (existing, latest) = if args.push {
         registry.check_access(&repository).await?;
-        let existing = registry
-            .manifest(&repository, &sha.to_ascii_lowercase())
-            .await?;
-        (existing, pushed(&registry, &repository, "latest").await?)
+        let sha_tag = sha.to_ascii_lowercase();
+        let existing = match args.push_by_digest {
+            false => registry.manifest(&repository, &sha_tag).await?,
+            // Pushed by digest, the image has no tag of its own: once
+            // merged, it is the SHA tag's child for its platform.
+            true => merged_child(&registry, &repository, &sha_tag, platforms.first()).await?,
+        };
+        let latest = pushed(&registry, &repository, "latest", platforms.first()).await?;
+        (existing, latest)
     } else {
         (None, None)
     };
@@ -252,7 +268,7 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
     } else {
         Vec::new()
     };
-    let set = tag_set(
+    let mut set = tag_set(
         args,
         session,
         &sha,
@@ -262,6 +278,9 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
         &published_versions,
     )
     .await?;
+    if args.push_by_digest {
+        untagged(&mut set);
+    }
     let cache_from = cache_sources(args, &reference, &set);
     let labels = labels(session, &sha, version.as_ref(), &basename, extra_labels);
     Ok(Target {
@@ -276,7 +295,8 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
         build_args,
         labels,
         stage: args.target.clone(),
-        platform,
+        platforms,
+        push_by_digest: args.push_by_digest,
         network: args.network.clone(),
         builder: args.builder,
         secrets,
@@ -300,42 +320,80 @@ fn reuse(found: Manifest, target: &Target, report: &mut Published) -> Manifest {
     found
 }
 
-/// Builds, exports and converts to an OCI image in `work`; the build log is
-/// shown as untrusted text.
+/// Builds, exports and converts each platform's image in `work` (one
+/// after the other: a monorepo sibling `FROM` resolves per platform); the
+/// build log is shown as untrusted text.
 async fn build(
     session: &Session,
     target: &Target,
     work: &Path,
     report: &mut Published,
-) -> anyhow::Result<OciImage> {
+) -> anyhow::Result<Vec<Exported>> {
     let engine = Engine::connect().await?;
-    let local = format!("{}:{}", target.reference.name(), target.set.sha);
+    let asked: Vec<Option<&Platform>> = match target.platforms.as_slice() {
+        [] => vec![None],
+        some => some.iter().map(Some).collect(),
+    };
+    let several = asked.len() > 1;
+    let mut images = Vec::with_capacity(asked.len());
+    for platform in asked {
+        let dir = match platform {
+            Some(p) if several => work.join(p.slug()),
+            _ => work.to_owned(),
+        };
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("couldn't create {}", dir.display()))?;
+        images.push(build_platform(session, &engine, target, platform, &dir, report).await?);
+    }
+    report.built = true;
+    report.size = images.iter().map(|e| e.size()).sum();
+    report.platforms = images.iter().map(|e| e.platform.to_string()).collect();
+    Ok(images)
+}
+
+/// One platform's image (`None`: the engine's own platform), exported to
+/// `dir` and converted, its config checked to be of that platform.
+async fn build_platform(
+    session: &Session,
+    engine: &Engine,
+    target: &Target,
+    platform: Option<&Platform>,
+    dir: &Path,
+    report: &mut Published,
+) -> anyhow::Result<Exported> {
+    let mut local = format!("{}:{}", target.reference.name(), target.set.sha);
+    if let (Some(p), true) = (platform, target.platforms.len() > 1) {
+        local = format!("{local}-{}", p.slug());
+    }
+    let for_platform = match (platform, target.platforms.len() > 1) {
+        (Some(p), true) => format!(" ({p})"),
+        _ => String::new(),
+    };
     let (built, bases) = tokio::join!(
-        build_with_fallback(session, &engine, target, &local, report),
+        build_with_fallback(session, engine, target, platform, &local, report),
         base_digests(target)
     );
     let (built, builder) = built?;
-    report.built = true;
     if built.cached + built.executed > 0 {
         report.notes.push(format!(
-            "BuildKit: {} steps from the cache, {} run",
+            "BuildKit{for_platform}: {} steps from the cache, {} run",
             built.cached, built.executed
         ));
     }
-    let known = reusable_layers(target, &engine.diff_ids(&local).await?).await?;
-    let saved: PathBuf = work.join(SAVED);
+    let known = reusable_layers(target, platform, &engine.diff_ids(&local).await?).await?;
+    let saved: PathBuf = dir.join(SAVED);
     engine.save(&local, &saved).await?;
     engine.untag(&local).await;
-    let out = work.to_owned();
-    let annotations: BTreeMap<String, String> = key_of(target, &built.context, builder, bases)
-        .map(|key| (build_key::ANNOTATION.to_owned(), key))
-        .into_iter()
-        .collect();
+    let out = dir.to_owned();
+    let annotations: BTreeMap<String, String> =
+        key_of(target, platform, &built.context, builder, bases)
+            .map(|key| (build_key::ANNOTATION.to_owned(), key))
+            .into_iter()
+            .collect();
     let image = tokio::task::spawn_blocking(move || oci_image(&saved, &out, &known))
         .await
         .context("the export task failed")??
         .annotated(&annotations);
-    report.size = image.layers.iter().map(|l| l.size).sum::<u64>() + image.config.size;
     let reused = image
         .layers
         .iter()
@@ -343,11 +401,11 @@ async fn build(
         .count();
     if reused > 0 {
         report.notes.push(format!(
-            "{reused} of {} layers already in the registry: reused, not exported or compressed again",
+            "{reused} of {} layers{for_platform} already in the registry: reused, not exported or compressed again",
             image.layers.len()
         ));
     }
-    Ok(image)
+    Exported::new(image, platform, dir.join(SAVED))
 }
 
 /// One scan of the export, graded; `None` with `scanner: none`.
@@ -355,18 +413,29 @@ async fn gate(
     args: &PublishArgs,
     session: &Session,
     target: &Target,
-    work: &Path,
+    images: &[Exported],
 ) -> anyhow::Result<Option<Gate>> {
     let at = scan::location(session, &target.dockerfile_rel);
-    let archive = work.join(SAVED);
+    let every_package = args.supply.sbom.predicate().is_some();
+    let archives: Vec<(String, PathBuf)> = images
+        .iter()
+        .map(|e| (e.platform.to_string(), e.archive.clone()))
+        .collect();
+    let subject = match archives.as_slice() {
+        [(_, path)] => Subject::Archive {
+            path,
+            every_package,
+        },
+        _ => Subject::Platforms {
+            archives: &archives,
+            every_package,
+        },
+    };
     scan::gate(
         session,
         &args.scan,
         &target.reference.familiar(),
-        Subject::Archive {
-            path: &archive,
-            every_package: args.supply.sbom.predicate().is_some(),
-        },
+        subject,
         at.as_ref(),
         target.token(args, session),
         Some(&target.sha),
@@ -402,45 +471,56 @@ fn withhold(
     );
 }
 
-/// Blobs, then the manifest under the SHA tag; an immutable SHA tag is
-/// never replaced by a different digest.
+/// Each platform's blobs, then its manifest (by digest when an index will
+/// list it), then what `release` is under the SHA tag (or by digest only,
+/// with `push-by-digest`); an immutable SHA tag is never replaced by a
+/// different digest.
 async fn push(
     args: &PublishArgs,
     target: &Target,
-    image: &OciImage,
+    images: &[Exported],
+    release: &Manifest,
     report: &mut Published,
-) -> anyhow::Result<Manifest> {
-    let manifest = Manifest {
-        bytes: image.manifest.clone(),
-        media_type: MANIFEST_MEDIA_TYPE.into(),
-        digest: image.manifest_digest.clone(),
-    };
+) -> anyhow::Result<()> {
     if let Some(existing) = target
         .existing
         .as_ref()
-        .filter(|e| e.digest != manifest.digest)
+        .filter(|e| e.digest != release.digest)
     {
         bail!(
             "`{}:{}` already exists with digest {} and this rebuild made {}; an immutable SHA tag is never replaced — delete the tag in the registry first if you mean to replace it",
             target.reference.familiar(),
             target.set.sha,
             existing.digest,
-            manifest.digest
+            release.digest
         );
     }
-    if args.push {
-        report.uploaded = push_blobs(&target.registry, &target.repository, image).await?;
-        target
-            .registry
-            .put_manifest(&target.repository, &target.set.sha, &manifest)
-            .await?;
+    if !args.push {
+        return Ok(());
     }
-    Ok(manifest)
+    let (registry, repository) = (&target.registry, &target.repository);
+    for exported in images {
+        report.uploaded += push_blobs(registry, repository, &exported.image).await?;
+        let manifest = exported.manifest();
+        if manifest.digest != release.digest {
+            registry
+                .put_manifest(repository, &manifest.digest, &manifest)
+                .await?;
+        }
+    }
+    let reference = match target.push_by_digest {
+        true => &release.digest,
+        false => &target.set.sha,
+    };
+    registry
+        .put_manifest(repository, reference, release)
+        .await?;
+    Ok(())
 }
 
 /// Every further tag, registry-side: the same manifest bytes again.
 async fn tag(args: &PublishArgs, target: &Target, manifest: &Manifest) -> anyhow::Result<()> {
-    if !args.push {
+    if !args.push || target.push_by_digest {
         return Ok(());
     }
     for tag in target.set.tags.iter().filter(|t| **t != target.set.sha) {
@@ -459,7 +539,7 @@ async fn mirror(
     session: &Session,
     target: &Target,
 ) -> anyhow::Result<Vec<Mirrored>> {
-    if !args.push {
+    if !args.push || target.push_by_digest {
         return Ok(Vec::new());
     }
     let mirrored =
@@ -514,7 +594,14 @@ fn finish(
             .collect::<Vec<_>>()
             .join("\n"),
     );
-    outputs.set("sha-tag", format!("{name}:{}", target.set.sha));
+    if !target.push_by_digest {
+        outputs.set("sha-tag", format!("{name}:{}", target.set.sha));
+    }
+    let platforms: Vec<String> = match report.platforms.is_empty() {
+        true => target.platforms.iter().map(ToString::to_string).collect(),
+        false => report.platforms.clone(),
+    };
+    outputs.set("platform", platforms.join(","));
     outputs.set("pushed", args.push.to_string());
     let mut markdown = summary(report);
     if !mirrored.is_empty() {
