@@ -401,3 +401,86 @@ async fn merge_refuses_what_is_not_one_platform_image_of_this_repository() {
         "nothing but the one-job publish's SHA tag"
     );
 }
+
+/// A monorepo image `FROM` a sibling that is itself an index: each
+/// platform's build starts from the sibling's child of that platform.
+#[tokio::test]
+async fn an_image_from_a_multi_platform_sibling_builds_on_each_platforms_child() {
+    let s = services();
+    let repo = Repo::new();
+    busyboxes(&repo, "ops/docker/base");
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    let base = format!("{}/{}", s.registry_open, scoped("t-multi-from/base"));
+    repo.write("ops/docker/base/Dockerfile", &uname_dockerfile(&nonce))
+        .write("ops/docker/base/shared.txt", "base\n")
+        .write(
+            "ops/docker/app/Dockerfile",
+            &format!("FROM {base}:latest\nCOPY note /note\n"),
+        )
+        .write("ops/docker/app/note", "app on base\n");
+    let sha = repo.commit("base and app");
+    for path in ["ops/docker/base", "ops/docker/app"] {
+        publish(&repo, "t-multi-from", "refs/heads/main", &sha)
+            .input("path", path)
+            .input("platforms", "linux/amd64,linux/arm64")
+            .input("network", "none")
+            .run_async()
+            .await
+            .assert_ok();
+    }
+    let (_, _, index) = manifest("t-multi-from/app", "latest").await;
+    let children = children(&index);
+    assert_eq!(children.len(), 2, "{index}");
+    for ((platform, child), uname) in children.iter().zip(["x86_64", "aarch64"]) {
+        let files = image_files("t-multi-from/app", child).await;
+        assert_eq!(text(&files, "arch"), format!("{uname}\n"), "{platform}");
+        assert_eq!(text(&files, "note"), "app on base\n");
+        let config = config_of("t-multi-from/app", child).await;
+        assert_eq!(config["architecture"], platform.rsplit('/').next().unwrap());
+    }
+}
+
+/// Each platform's export is scanned; the verdict grades the union (a
+/// package both carry counts once) and the summary has a row each.
+#[tokio::test]
+async fn the_gate_scans_every_platform_and_grades_the_union() {
+    use crate::support::trivy::{alpine_rootfs, trivy};
+    let s = services();
+    let repo = Repo::new();
+    alpine_rootfs(&repo, "ops/docker/app/amd64", &[("libcrypto3", "3.1.4-r0")]);
+    alpine_rootfs(
+        &repo,
+        "ops/docker/app/arm64",
+        &[("libcrypto3", "3.1.4-r0"), ("zlib", "1.3.1-r0")],
+    );
+    repo.write(
+        "ops/docker/app/Dockerfile",
+        "FROM scratch\nARG TARGETARCH\nCOPY ${TARGETARCH}/rootfs/ /\n",
+    );
+    let sha = repo.commit("app");
+    let ran = trivy()
+        .around(
+            publish(&repo, "t-multi-scan", "refs/heads/main", &sha)
+                .input("scanner", "trivy")
+                .input("platforms", "linux/amd64,linux/arm64"),
+        )
+        .run_async()
+        .await;
+    ran.assert_ok();
+    assert_eq!(ran.outputs["scan-result"], "warn");
+    assert_eq!(
+        (ran.outputs["high"].as_str(), ran.outputs["medium"].as_str()),
+        ("1", "1"),
+        "libcrypto3 once, zlib from arm64"
+    );
+    for row in [
+        "| `linux/amd64` | 0 | 1 | 0 | 0 | 0 |",
+        "| `linux/arm64` | 0 | 1 | 1 | 0 | 0 |",
+    ] {
+        assert!(ran.summary.contains(row), "{row}\n{}", ran.summary);
+    }
+    assert_eq!(
+        tags(&s.registry_open, "t-multi-scan/app", None).await,
+        set(&[&sha, "latest"])
+    );
+}
