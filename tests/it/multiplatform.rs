@@ -484,3 +484,101 @@ async fn the_gate_scans_every_platform_and_grades_the_union() {
         set(&[&sha, "latest"])
     );
 }
+
+/// Two commits' indexes; `cleanup` keeping one deletes the older index and
+/// its untagged children, and leaves the kept index whole.
+#[tokio::test]
+async fn cleanup_deletes_an_old_index_with_its_children_and_keeps_the_new_one_whole() {
+    use registry_action::registry::Registry;
+    let s = services();
+    let (repo, first) = per_platform_repo();
+    let mut indexes = Vec::new();
+    for sha in [first.clone(), String::new()] {
+        let sha = if sha.is_empty() {
+            repo.write(
+                "ops/docker/app/Dockerfile",
+                "FROM scratch\nARG TARGETARCH\nCOPY busybox-${TARGETARCH} /bin/sh\n",
+            );
+            repo.commit("second")
+        } else {
+            sha
+        };
+        let ran = publish(&repo, "t-multi-clean", "refs/heads/main", &sha)
+            .input("platforms", "linux/amd64,linux/arm64")
+            .run_async()
+            .await;
+        ran.assert_ok();
+        let (_, _, index) = manifest("t-multi-clean/app", &sha).await;
+        indexes.push((sha, ran.outputs["digest"].clone(), children(&index)));
+    }
+    let workspace = tempfile::tempdir().unwrap();
+    let cleaned = crate::support::run::Action::github(workspace.path())
+        .input("command", "cleanup")
+        .input("registry", &s.registry_open)
+        .input("namespace", &crate::publish::unique("t-multi-clean"))
+        .input("images", "app")
+        .input("keep", "1")
+        .run_async()
+        .await;
+    cleaned.assert_ok();
+
+    assert_eq!(
+        tags(&s.registry_open, "t-multi-clean/app", None).await,
+        set(&[&indexes[1].0, "latest"])
+    );
+    let registry = Registry::new(&s.registry_open, None).unwrap();
+    let repository = scoped("t-multi-clean/app");
+    let present = |digest: String| {
+        let (registry, repository) = (&registry, &repository);
+        async move {
+            registry
+                .manifest(repository, &digest)
+                .await
+                .unwrap()
+                .is_some()
+        }
+    };
+    let (_, old, old_children) = &indexes[0];
+    assert!(!present(old.clone()).await, "the old index is deleted");
+    for (platform, child) in old_children {
+        assert!(!present(child.clone()).await, "its {platform} child too");
+    }
+    let (_, new, new_children) = &indexes[1];
+    assert!(present(new.clone()).await);
+    for (platform, child) in new_children {
+        assert!(
+            present(child.clone()).await,
+            "the kept index's {platform} child stays"
+        );
+    }
+}
+
+/// `mirror-to` copies the index and every child, digests unchanged.
+#[tokio::test]
+async fn a_multi_platform_release_reaches_its_mirror_whole() {
+    let s = services();
+    let (repo, sha) = per_platform_repo();
+    let ran = publish(&repo, "t-multi-mirror", "refs/heads/main", &sha)
+        .input("platforms", "linux/amd64,linux/arm64")
+        .input("mirror-to", &s.registry_basic)
+        .input("mirror-username", &s.basic_user)
+        .input("mirror-password", &s.basic_password)
+        .input("mirror-required", "true")
+        .run_async()
+        .await;
+    ran.assert_ok();
+    let (_, _, index) = manifest("t-multi-mirror/app", &sha).await;
+    let mirror = crate::mirror::basic();
+    let repository = scoped("t-multi-mirror/app");
+    for tag in [sha.as_str(), "latest"] {
+        let copied = mirror.manifest(&repository, tag).await.unwrap().unwrap();
+        assert_eq!(copied.digest, ran.outputs["digest"], "{tag}");
+    }
+    for (platform, child) in children(&index) {
+        let copied = mirror.manifest(&repository, &child).await.unwrap();
+        assert!(
+            copied.is_some(),
+            "{platform} child {child} is on the mirror"
+        );
+    }
+}
