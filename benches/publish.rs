@@ -28,7 +28,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::runtime::Runtime;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_registry-action");
@@ -255,58 +255,16 @@ impl Bench {
     /// `registry-action publish` as the runner starts it; the digest it
     /// reports.
     fn ours(&self, workspace: &Workspace, sha: &str, namespace: &str) -> (Vec<Measured>, String) {
-        let runner = tempfile::tempdir().unwrap();
-        let output = runner.path().join("set_output");
-        let summary = runner.path().join("step_summary");
-        let event = runner.path().join("event.json");
-        std::fs::write(&output, "").unwrap();
-        std::fs::write(&summary, "").unwrap();
-        let payload = json!({
-            "ref": "refs/heads/main",
-            "before": "0000000000000000000000000000000000000000",
-            "after": sha,
-            "created": false,
-            "deleted": false,
-            "forced": false,
-            "repository": {"full_name": "acme/monorepo", "default_branch": "main"},
-        });
-        std::fs::write(&event, payload.to_string()).unwrap();
-        let mut command = measured_command(BINARY);
+        let runner = Runner::new();
+        let mut command = runner.command(BINARY, workspace.path(), sha, &self.services.docker_host);
         command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("CI", "true")
-            .env("GITHUB_ACTIONS", "true")
-            .env("GITHUB_WORKSPACE", workspace.path())
-            .env("GITHUB_REPOSITORY", "acme/monorepo")
-            .env("GITHUB_REPOSITORY_OWNER", "acme")
-            .env("GITHUB_EVENT_NAME", "push")
-            .env("GITHUB_EVENT_PATH", &event)
-            .env("GITHUB_REF", "refs/heads/main")
-            .env("GITHUB_SHA", sha)
-            // A closed loopback port: publish must not need the GitHub API.
-            .env("GITHUB_API_URL", "http://127.0.0.1:9")
-            .env("GITHUB_SERVER_URL", "https://github.com")
-            .env("GITHUB_OUTPUT", &output)
-            .env("GITHUB_STEP_SUMMARY", &summary)
-            .env("RUNNER_TEMP", runner.path())
-            .env("DOCKER_HOST", &self.services.docker_host)
             .env("INPUT_COMMAND", "publish")
             .env("INPUT_PATH", workspace.image)
             .env("INPUT_REGISTRY", &self.proxy.addr)
             .env("INPUT_NAMESPACE", namespace)
             .env("INPUT_LATEST", "false")
-            .env("INPUT_SCANNER", "none")
-            .current_dir(workspace.path());
-        let run = run_measured(command);
-        assert!(
-            run.output.status.success(),
-            "publish failed:\n{}\n{}\n{}",
-            String::from_utf8_lossy(&run.output.stdout),
-            String::from_utf8_lossy(&run.output.stderr),
-            std::fs::read_to_string(&summary).unwrap()
-        );
-        let outputs = parse_outputs(&std::fs::read_to_string(&output).unwrap());
+            .env("INPUT_SCANNER", "none");
+        let (run, outputs) = runner.run(command);
         (vec![run], outputs["digest"].clone())
     }
 
