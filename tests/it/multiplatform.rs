@@ -483,6 +483,23 @@ async fn the_gate_scans_every_platform_and_grades_the_union() {
         tags(&s.registry_open, "t-multi-scan/app", None).await,
         set(&[&sha, "latest"])
     );
+
+    // `scan image=` of the index scans the runner's platform: the amd64
+    // child, which has no zlib.
+    let reference = format!("{}/{}:latest", s.registry_open, scoped("t-multi-scan/app"));
+    let ran = trivy()
+        .around(crate::support::run::Action::github(repo.path()))
+        .env("DOCKER_HOST", &s.docker_host)
+        .input("command", "scan")
+        .input("image", &reference)
+        .run_async()
+        .await;
+    ran.assert_ok();
+    assert_eq!(
+        (ran.outputs["high"].as_str(), ran.outputs["medium"].as_str()),
+        ("1", "0"),
+        "{ran}"
+    );
 }
 
 /// Two commits' indexes; `cleanup` keeping one deletes the older index and
