@@ -24,8 +24,6 @@ use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_registry-action");
-/// Debian's 20.10 CLI: /usr/local/bin/docker (28.x) wants buildx for BuildKit.
-const DOCKER: &str = "/usr/bin/docker";
 const ROUNDS_VAR: &str = "MULTIPLATFORM_BENCH_ROUNDS";
 const PLATFORMS: [&str; 2] = ["linux/amd64", "linux/arm64"];
 const LAYERS: usize = 4;
@@ -117,7 +115,7 @@ fn workspace() -> Workspace {
             let stream = (p * LAYERS + layer) as u64;
             std::fs::write(
                 image.join(format!("{arch}/blob-{layer}.bin")),
-                random_bytes(seed, stream),
+                random_bytes(seed, stream, LAYER_BYTES),
             )
             .unwrap();
         }
@@ -305,40 +303,12 @@ impl Bench {
     }
 
     fn docker(&self, args: &[&str]) -> Measured {
-        let mut command = measured_command(DOCKER);
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DOCKER_HOST", &self.services.docker_host)
-            .env("DOCKER_BUILDKIT", "1")
-            .env("DOCKER_CLI_EXPERIMENTAL", "enabled")
-            .env("DOCKER_CONFIG", self.docker_config.path())
-            .args(args);
-        let run = run_measured(command);
-        assert!(
-            run.output.status.success(),
-            "docker {args:?} failed: {}",
-            String::from_utf8_lossy(&run.output.stderr)
-        );
-        run
+        docker(&self.services.docker_host, self.docker_config.path(), args)
     }
 
     fn prune_build_cache(&self) {
         self.docker(&["builder", "prune", "-af"]);
     }
-}
-
-/// xorshift64*: incompressible enough that gzip can't shrink a layer.
-fn random_bytes(seed: u64, stream: u64) -> Vec<u8> {
-    let mut state = (seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
-    let mut out = Vec::with_capacity(LAYER_BYTES);
-    while out.len() < LAYER_BYTES {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out
 }
 
 fn print_table(publish: &[Vec<Sample>; 2], merge: &[Vec<Sample>; 2]) {

@@ -32,8 +32,6 @@ use serde_json::Value;
 use tokio::runtime::Runtime;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_registry-action");
-/// Debian's 20.10 CLI: /usr/local/bin/docker (28.x) wants buildx for BuildKit.
-const DOCKER: &str = "/usr/bin/docker";
 const ROUNDS_VAR: &str = "PUBLISH_BENCH_ROUNDS";
 const LAYERS: usize = 4;
 const LAYER_BYTES: usize = 32 << 20;
@@ -297,21 +295,7 @@ impl Bench {
     }
 
     fn docker(&self, args: &[&str]) -> Measured {
-        let mut command = measured_command(DOCKER);
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DOCKER_HOST", &self.services.docker_host)
-            .env("DOCKER_BUILDKIT", "1")
-            .env("DOCKER_CONFIG", self.docker_config.path())
-            .args(args);
-        let run = run_measured(command);
-        assert!(
-            run.output.status.success(),
-            "docker {args:?} failed: {}",
-            String::from_utf8_lossy(&run.output.stderr)
-        );
-        run
+        docker(&self.services.docker_host, self.docker_config.path(), args)
     }
 
     fn prune_build_cache(&self) {
@@ -370,7 +354,11 @@ impl Workspace {
         let seed = uuid::Uuid::new_v4().as_u64_pair().0 | 1;
         for layer in 0..LAYERS {
             let name = format!("blob-{layer}.bin");
-            std::fs::write(image.join(&name), random_bytes(seed, layer as u64)).unwrap();
+            std::fs::write(
+                image.join(&name),
+                random_bytes(seed, layer as u64, LAYER_BYTES),
+            )
+            .unwrap();
             dockerfile.push_str(&format!("COPY {name} /data/{name}\n"));
         }
         workspace.commit(&dockerfile, (LAYERS * LAYER_BYTES) as u64, started)
@@ -450,19 +438,6 @@ fn copy_tree(from: &Path, to: &Path) -> u64 {
             }
         })
         .sum()
-}
-
-/// xorshift64*: incompressible enough that gzip can't shrink a layer.
-fn random_bytes(seed: u64, stream: u64) -> Vec<u8> {
-    let mut state = (seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
-    let mut out = Vec::with_capacity(LAYER_BYTES);
-    while out.len() < LAYER_BYTES {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------

@@ -127,6 +127,43 @@ pub fn run_measured(mut command: Command) -> Measured {
     }
 }
 
+/// xorshift64*: `size` bytes incompressible enough that gzip can't shrink
+/// them, one stream per (`seed`, `stream`).
+pub fn random_bytes(seed: u64, stream: u64, size: usize) -> Vec<u8> {
+    let mut state = (seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
+    let mut out = Vec::with_capacity(size + 8);
+    while out.len() < size {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(size);
+    out
+}
+
+/// Debian's 20.10 docker CLI (/usr/local/bin/docker, 28.x, wants buildx
+/// for BuildKit) with BuildKit, the engine at `docker_host` and an empty
+/// DOCKER_CONFIG (`config`: no credential helper or user setting); fails
+/// unless it succeeds.
+pub fn docker(docker_host: &str, config: &Path, args: &[&str]) -> Measured {
+    let mut command = measured_command("/usr/bin/docker");
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DOCKER_HOST", docker_host)
+        .env("DOCKER_BUILDKIT", "1")
+        .env("DOCKER_CONFIG", config)
+        .args(args);
+    let run = run_measured(command);
+    assert!(
+        run.output.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&run.output.stderr)
+    );
+    run
+}
+
 // ---------------------------------------------------------------------------
 // The action as a GitHub runner starts it
 

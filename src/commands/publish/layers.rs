@@ -107,14 +107,10 @@ pub(super) async fn pushed(
         return Ok(None);
     };
     if config_digest(&manifest.bytes).is_none() {
-        let wanted = platform.cloned().unwrap_or_else(crate::platform::host);
-        let Some(child) = child_for(&manifest.bytes, &wanted).map(str::to_owned) else {
+        let Some(child) = child_manifest(registry, repository, &manifest, platform).await? else {
             return Ok(None);
         };
-        let Some(found) = registry.manifest(repository, &child).await? else {
-            return Ok(None);
-        };
-        manifest = found;
+        manifest = child;
     }
     let Some(config) = config_digest(&manifest.bytes) else {
         return Ok(None);

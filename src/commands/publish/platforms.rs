@@ -126,12 +126,23 @@ pub(super) async fn merged_child(
     tag: &str,
     platform: Option<&Platform>,
 ) -> anyhow::Result<Option<Manifest>> {
-    let Some(index) = registry.manifest(repository, tag).await? else {
-        return Ok(None);
-    };
+    match registry.manifest(repository, tag).await? {
+        Some(index) => child_manifest(registry, repository, &index, platform).await,
+        None => Ok(None),
+    }
+}
+
+/// The child `index` lists for `platform` (default: the runner's); none
+/// when it lists no such child, or is not an index.
+pub(super) async fn child_manifest(
+    registry: &Registry,
+    repository: &str,
+    index: &Manifest,
+    platform: Option<&Platform>,
+) -> anyhow::Result<Option<Manifest>> {
     let wanted = platform.cloned().unwrap_or_else(platform::host);
-    let Some(child) = child_for(&index.bytes, &wanted) else {
-        return Ok(None);
-    };
-    Ok(registry.manifest(repository, child).await?)
+    match child_for(&index.bytes, &wanted) {
+        Some(child) => Ok(registry.manifest(repository, child).await?),
+        None => Ok(None),
+    }
 }
