@@ -599,3 +599,82 @@ async fn a_multi_platform_release_reaches_its_mirror_whole() {
         );
     }
 }
+
+/// `usage` of a multi-platform image counts the layer both platforms
+/// share once, with the index and both children.
+#[tokio::test]
+async fn usage_counts_a_layer_the_platforms_share_once() {
+    let s = services();
+    let repo = Repo::new();
+    busyboxes(&repo, "ops/docker/app");
+    repo.write(
+        "ops/docker/app/Dockerfile",
+        "FROM scratch\nCOPY shared.txt /shared.txt\nARG TARGETARCH\nCOPY busybox-${TARGETARCH} /bin/busybox\n",
+    )
+    .write("ops/docker/app/shared.txt", &"shared by both platforms\n".repeat(4096));
+    let sha = repo.commit("app");
+    publish(&repo, "t-multi-usage", "refs/heads/main", &sha)
+        .input("platforms", "linux/amd64,linux/arm64")
+        .run_async()
+        .await
+        .assert_ok();
+
+    let (_, _, index) = manifest("t-multi-usage/app", &sha).await;
+    let index_size = raw_manifest("t-multi-usage/app", &sha).await.len() as u64;
+    let mut stored = 0;
+    let mut blobs = std::collections::BTreeMap::new();
+    let mut listed = 0;
+    for (_, child) in children(&index) {
+        let (_, _, image) = manifest("t-multi-usage/app", &child).await;
+        let layers = image["layers"].as_array().unwrap();
+        for blob in layers.iter().chain([&image["config"]]) {
+            let size = blob["size"].as_u64().unwrap();
+            listed += size;
+            blobs.insert(blob["digest"].as_str().unwrap().to_owned(), size);
+        }
+        stored += index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["digest"] == child.as_str())
+            .unwrap()["size"]
+            .as_u64()
+            .unwrap();
+    }
+    let unique: u64 = blobs.values().sum();
+    assert!(
+        unique < listed,
+        "the shared.txt layer is one blob in both children"
+    );
+
+    let workspace = tempfile::tempdir().unwrap();
+    let ran = crate::support::run::Action::github(workspace.path())
+        .input("command", "usage")
+        .input("registry", &s.registry_open)
+        .input("images", &scoped("t-multi-usage/app"))
+        .input("report-file", "usage.json")
+        .run_async()
+        .await;
+    ran.assert_ok();
+    let report: Value = serde_json::from_str(&ran.outputs["report"]).unwrap();
+    assert_eq!(
+        report["repositories"][0]["bytes"].as_u64(),
+        Some(index_size + stored + unique),
+        "the index, its two children, each blob once"
+    );
+}
+
+async fn raw_manifest(repository: &str, reference: &str) -> Vec<u8> {
+    let url = format!(
+        "{}/v2/{}/manifests/{reference}",
+        services().open_url(),
+        scoped(repository)
+    );
+    let response = reqwest::Client::new()
+        .get(url)
+        .header("accept", INDEX)
+        .send()
+        .await
+        .unwrap();
+    response.bytes().await.unwrap().to_vec()
+}
