@@ -336,6 +336,15 @@ async fn jobs_push_by_digest_untagged_then_merge_writes_one_index_with_publish_t
         .await;
     ran.assert_ok();
     assert_eq!(ran.outputs["digest"], pushed[0]);
+    // Without `platforms` (a native runner), the runner's platform: here
+    // amd64.
+    let ran = publish(&repo, "t-merge", "refs/heads/main", &sha)
+        .input("push-by-digest", "true")
+        .run_async()
+        .await;
+    ran.assert_ok();
+    assert_eq!(ran.outputs["digest"], pushed[1]);
+    assert_eq!(ran.outputs["platform"], "linux/amd64");
 }
 
 #[tokio::test]

@@ -597,11 +597,7 @@ fn finish(
     if !target.push_by_digest {
         outputs.set("sha-tag", format!("{name}:{}", target.set.sha));
     }
-    let platforms: Vec<String> = match report.platforms.is_empty() {
-        true => target.platforms.iter().map(ToString::to_string).collect(),
-        false => report.platforms.clone(),
-    };
-    outputs.set("platform", platforms.join(","));
+    outputs.set("platform", platforms_built(target, report).join(","));
     outputs.set("pushed", args.push.to_string());
     let mut markdown = summary(report);
     if !mirrored.is_empty() {

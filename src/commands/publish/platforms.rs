@@ -146,3 +146,16 @@ pub(super) async fn child_manifest(
         None => Ok(None),
     }
 }
+
+/// The `platform` output: as the built configs declare them; when nothing
+/// was built (the image was there already), as asked, and for a push by
+/// digest without `platforms`, the runner's (the engine builds for it).
+pub(super) fn platforms_built(target: &Target, report: &Published) -> Vec<String> {
+    if !report.platforms.is_empty() {
+        return report.platforms.clone();
+    }
+    match target.platforms.as_slice() {
+        [] if target.push_by_digest => vec![platform::host().to_string()],
+        asked => asked.iter().map(ToString::to_string).collect(),
+    }
+}
