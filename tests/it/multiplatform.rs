@@ -345,6 +345,22 @@ async fn jobs_push_by_digest_untagged_then_merge_writes_one_index_with_publish_t
     ran.assert_ok();
     assert_eq!(ran.outputs["digest"], pushed[1]);
     assert_eq!(ran.outputs["platform"], "linux/amd64");
+    // `rebuild` pushes a new untagged image; the merged tags don't move.
+    publish(&repo, "t-merge", "refs/heads/main", &sha)
+        .input("platforms", "linux/arm64")
+        .input("push-by-digest", "true")
+        .input("rebuild", "true")
+        .run_async()
+        .await
+        .assert_ok();
+    assert_eq!(
+        manifest("t-merge/app", &sha).await.1,
+        Some(index_digest.clone())
+    );
+    assert_eq!(
+        manifest("t-merge/app", "latest").await.1,
+        Some(index_digest)
+    );
 }
 
 #[tokio::test]

@@ -361,14 +361,15 @@ async fn build_platform(
     dir: &Path,
     report: &mut Published,
 ) -> anyhow::Result<Exported> {
-    let mut local = format!("{}:{}", target.reference.name(), target.set.sha);
-    if let (Some(p), true) = (platform, target.platforms.len() > 1) {
-        local = format!("{local}-{}", p.slug());
-    }
-    let for_platform = match (platform, target.platforms.len() > 1) {
-        (Some(p), true) => format!(" ({p})"),
-        _ => String::new(),
-    };
+    // One of several: its local tag and notes name it.
+    let one_of = platform.filter(|_| target.platforms.len() > 1);
+    let local = format!(
+        "{}:{}{}",
+        target.reference.name(),
+        target.set.sha,
+        one_of.map(|p| format!("-{}", p.slug())).unwrap_or_default()
+    );
+    let for_platform = one_of.map(|p| format!(" ({p})")).unwrap_or_default();
     let (built, bases) = tokio::join!(
         build_with_fallback(session, engine, target, platform, &local, report),
         base_digests(target)
@@ -482,10 +483,12 @@ async fn push(
     release: &Manifest,
     report: &mut Published,
 ) -> anyhow::Result<()> {
+    // Pushed by digest, a rebuild replaces no tag: `existing` is only the
+    // merged index's child.
     if let Some(existing) = target
         .existing
         .as_ref()
-        .filter(|e| e.digest != release.digest)
+        .filter(|e| !target.push_by_digest && e.digest != release.digest)
     {
         bail!(
             "`{}:{}` already exists with digest {} and this rebuild made {}; an immutable SHA tag is never replaced — delete the tag in the registry first if you mean to replace it",
