@@ -163,20 +163,6 @@ async fn push_image(
     manifest
 }
 
-/// xorshift64*: incompressible, different per stream.
-fn random_bytes(seed: u64, stream: u64, size: usize) -> Vec<u8> {
-    let mut state = (seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
-    let mut out = Vec::with_capacity(size + 8);
-    while out.len() < size {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(size);
-    out
-}
-
 // ---------------------------------------------------------------------------
 // The tools
 

@@ -28,12 +28,10 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::runtime::Runtime;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_registry-action");
-/// Debian's 20.10 CLI: /usr/local/bin/docker (28.x) wants buildx for BuildKit.
-const DOCKER: &str = "/usr/bin/docker";
 const ROUNDS_VAR: &str = "PUBLISH_BENCH_ROUNDS";
 const LAYERS: usize = 4;
 const LAYER_BYTES: usize = 32 << 20;
@@ -255,58 +253,16 @@ impl Bench {
     /// `registry-action publish` as the runner starts it; the digest it
     /// reports.
     fn ours(&self, workspace: &Workspace, sha: &str, namespace: &str) -> (Vec<Measured>, String) {
-        let runner = tempfile::tempdir().unwrap();
-        let output = runner.path().join("set_output");
-        let summary = runner.path().join("step_summary");
-        let event = runner.path().join("event.json");
-        std::fs::write(&output, "").unwrap();
-        std::fs::write(&summary, "").unwrap();
-        let payload = json!({
-            "ref": "refs/heads/main",
-            "before": "0000000000000000000000000000000000000000",
-            "after": sha,
-            "created": false,
-            "deleted": false,
-            "forced": false,
-            "repository": {"full_name": "acme/monorepo", "default_branch": "main"},
-        });
-        std::fs::write(&event, payload.to_string()).unwrap();
-        let mut command = measured_command(BINARY);
+        let runner = Runner::new();
+        let mut command = runner.command(BINARY, workspace.path(), sha, &self.services.docker_host);
         command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("CI", "true")
-            .env("GITHUB_ACTIONS", "true")
-            .env("GITHUB_WORKSPACE", workspace.path())
-            .env("GITHUB_REPOSITORY", "acme/monorepo")
-            .env("GITHUB_REPOSITORY_OWNER", "acme")
-            .env("GITHUB_EVENT_NAME", "push")
-            .env("GITHUB_EVENT_PATH", &event)
-            .env("GITHUB_REF", "refs/heads/main")
-            .env("GITHUB_SHA", sha)
-            // A closed loopback port: publish must not need the GitHub API.
-            .env("GITHUB_API_URL", "http://127.0.0.1:9")
-            .env("GITHUB_SERVER_URL", "https://github.com")
-            .env("GITHUB_OUTPUT", &output)
-            .env("GITHUB_STEP_SUMMARY", &summary)
-            .env("RUNNER_TEMP", runner.path())
-            .env("DOCKER_HOST", &self.services.docker_host)
             .env("INPUT_COMMAND", "publish")
             .env("INPUT_PATH", workspace.image)
             .env("INPUT_REGISTRY", &self.proxy.addr)
             .env("INPUT_NAMESPACE", namespace)
             .env("INPUT_LATEST", "false")
-            .env("INPUT_SCANNER", "none")
-            .current_dir(workspace.path());
-        let run = run_measured(command);
-        assert!(
-            run.output.status.success(),
-            "publish failed:\n{}\n{}\n{}",
-            String::from_utf8_lossy(&run.output.stdout),
-            String::from_utf8_lossy(&run.output.stderr),
-            std::fs::read_to_string(&summary).unwrap()
-        );
-        let outputs = parse_outputs(&std::fs::read_to_string(&output).unwrap());
+            .env("INPUT_SCANNER", "none");
+        let (run, outputs) = runner.run(command);
         (vec![run], outputs["digest"].clone())
     }
 
@@ -339,21 +295,7 @@ impl Bench {
     }
 
     fn docker(&self, args: &[&str]) -> Measured {
-        let mut command = measured_command(DOCKER);
-        command
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("DOCKER_HOST", &self.services.docker_host)
-            .env("DOCKER_BUILDKIT", "1")
-            .env("DOCKER_CONFIG", self.docker_config.path())
-            .args(args);
-        let run = run_measured(command);
-        assert!(
-            run.output.status.success(),
-            "docker {args:?} failed: {}",
-            String::from_utf8_lossy(&run.output.stderr)
-        );
-        run
+        docker(&self.services.docker_host, self.docker_config.path(), args)
     }
 
     fn prune_build_cache(&self) {
@@ -412,7 +354,11 @@ impl Workspace {
         let seed = uuid::Uuid::new_v4().as_u64_pair().0 | 1;
         for layer in 0..LAYERS {
             let name = format!("blob-{layer}.bin");
-            std::fs::write(image.join(&name), random_bytes(seed, layer as u64)).unwrap();
+            std::fs::write(
+                image.join(&name),
+                random_bytes(seed, layer as u64, LAYER_BYTES),
+            )
+            .unwrap();
             dockerfile.push_str(&format!("COPY {name} /data/{name}\n"));
         }
         workspace.commit(&dockerfile, (LAYERS * LAYER_BYTES) as u64, started)
@@ -492,19 +438,6 @@ fn copy_tree(from: &Path, to: &Path) -> u64 {
             }
         })
         .sum()
-}
-
-/// xorshift64*: incompressible enough that gzip can't shrink a layer.
-fn random_bytes(seed: u64, stream: u64) -> Vec<u8> {
-    let mut state = (seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
-    let mut out = Vec::with_capacity(LAYER_BYTES);
-    while out.len() < LAYER_BYTES {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out
 }
 
 // ---------------------------------------------------------------------------

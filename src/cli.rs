@@ -33,6 +33,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Build one image directory and push it with its SHA, latest and semver tags.
     Publish(PublishArgs),
+    /// List images pushed by digest (one job per platform) in one index, with publish's tags.
+    Merge(MergeArgs),
     /// Scan an image archive, or grade a scanner report, against the policy.
     Scan(ScanCommandArgs),
     /// Delete old commit-SHA tags, keeping the newest `keep` and every protected tag.
@@ -54,6 +56,7 @@ impl Command {
         match self {
             Command::Plan(_) => "plan",
             Command::Publish(_) => "publish",
+            Command::Merge(_) => "merge",
             Command::Scan(_) => "scan",
             Command::Cleanup(_) => "cleanup",
             Command::Usage(_) => "usage",
@@ -80,6 +83,7 @@ impl Command {
                     .chain(secret_values(&args.secrets))
                     .collect();
             }
+            Command::Merge(args) => args.password.iter().chain(&args.github_token).collect(),
             Command::Scan(args) => args.github_token.iter().collect(),
             Command::Cleanup(args) => args.repositories.password.iter().collect(),
             Command::Usage(args) => args.repositories.password.iter().collect(),
@@ -437,7 +441,8 @@ pub struct PublishArgs {
     #[arg(long)]
     pub target: Option<String>,
 
-    /// Target platform, e.g. `linux/amd64` (one per job for now).
+    /// Target platforms, comma- or newline-separated, e.g.
+    /// `linux/amd64,linux/arm64`: several make one OCI image index.
     #[arg(long)]
     pub platforms: Option<String>,
 
@@ -479,6 +484,12 @@ pub struct PublishArgs {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "true",
           default_missing_value = "true", value_parser = inputs::parse_bool)]
     pub push: bool,
+
+    /// `true` pushes the image untagged and outputs its `digest` and
+    /// `platform`, for a `merge` job to list in one index.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = inputs::parse_bool)]
+    pub push_by_digest: bool,
 
     /// Build even when the commit's SHA tag, or an image of the same build
     /// inputs, already exists.
@@ -538,6 +549,87 @@ pub struct PublishArgs {
 
     #[command(flatten)]
     pub supply: SupplyArgs,
+}
+
+/// `merge`: the images of one release pushed by digest, one job per
+/// platform, named by publish's inputs for the image and its tags.
+#[derive(Debug, Clone, Args)]
+pub struct MergeArgs {
+    /// The image directory, as the publish jobs had it.
+    #[arg(long, value_parser = relative_dir)]
+    pub path: String,
+
+    /// The image name (default `<namespace>/<directory name>` on `registry`).
+    #[arg(long)]
+    pub image: Option<String>,
+
+    /// Registry the images were pushed to.
+    #[arg(long, default_value = "docker.io")]
+    pub registry: String,
+
+    /// Namespace of the image (default: the repository owner, lower-cased).
+    #[arg(long)]
+    pub namespace: Option<String>,
+
+    /// Registry user name.
+    #[arg(long)]
+    pub username: Option<String>,
+
+    /// Registry password or access token.
+    #[arg(long, hide_env_values = true)]
+    pub password: Option<String>,
+
+    /// The `digest` outputs of the `push-by-digest` jobs, one per line.
+    #[arg(long, value_name = "DIGESTS")]
+    pub digests: Vec<String>,
+
+    /// Extra tags, one per line.
+    #[arg(long)]
+    pub tags: Vec<String>,
+
+    /// When `latest` moves.
+    #[arg(long, value_enum, default_value_t = LatestArg::Auto)]
+    pub latest: LatestArg,
+
+    /// The commit built (default: the pull request head, else GITHUB_SHA).
+    #[arg(long)]
+    pub sha: Option<String>,
+
+    /// The release version (default from the release tag, the release
+    /// event or the tag pushed).
+    #[arg(long)]
+    pub version: Option<String>,
+
+    #[command(flatten)]
+    pub release: ReleaseArgs,
+
+    /// Token for the GitHub API (the `latest` guard in a shallow clone).
+    #[arg(long, hide_env_values = true, value_name = "TOKEN")]
+    pub github_token: Option<String>,
+}
+
+impl MergeArgs {
+    /// `publish`'s arguments for the same image and release, the rest at
+    /// their defaults: `merge` resolves tags exactly as `publish` does.
+    pub fn as_publish(&self) -> anyhow::Result<PublishArgs> {
+        use clap::FromArgMatches as _;
+        let matches = PublishArgs::augment_args(clap::Command::new("merge"))
+            .no_binary_name(true)
+            .try_get_matches_from(["--path", self.path.as_str()])?;
+        let mut publish = PublishArgs::from_arg_matches(&matches)?;
+        publish.image = self.image.clone();
+        publish.registry = self.registry.clone();
+        publish.namespace = self.namespace.clone();
+        publish.username = self.username.clone();
+        publish.password = self.password.clone();
+        publish.tags = self.tags.clone();
+        publish.latest = self.latest;
+        publish.sha = self.sha.clone();
+        publish.version = self.version.clone();
+        publish.release = self.release.clone();
+        publish.github_token = self.github_token.clone();
+        Ok(publish)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -1036,7 +1128,7 @@ mod tests {
     fn an_unknown_or_missing_command_lists_the_commands() {
         let unknown = input_error_for(&[("INPUT_COMMAND", "deploy")]);
         assert!(
-            unknown.starts_with("input `command`: \"deploy\" is not a command; use one of: plan, publish, scan, cleanup"),
+            unknown.starts_with("input `command`: \"deploy\" is not a command; use one of: plan, publish, merge, scan, cleanup"),
             "{unknown}"
         );
         assert!(!unknown.contains("help"), "{unknown}");

@@ -9,9 +9,12 @@
 //! Registries delete by manifest digest, and that removes every tag on the
 //! digest, so the plan is made of digests, not tags: a digest goes only when
 //! every tag on it may go, and never while a kept multi-arch index lists it.
-//! Deleting an index removes the index manifest alone; its children stay (a
-//! tagged child is judged by its own tags, an untagged one is left to the
-//! registry's garbage collection), so a kept tag on a child is unaffected.
+//! Deleting an index deletes its untagged children after it (they were
+//! pushed for that index: `push-by-digest`, a multi-platform publish),
+//! unless a kept index lists them too; a tagged child is judged by its own
+//! tags, so a kept tag on a child is unaffected. A run interrupted between
+//! an index and its untagged children leaves those to the registry's
+//! garbage collection: no tag reaches them any more.
 //!
 //! Docker Hub's API deletes tags instead (`Rules::tags_only`): there each
 //! tag is judged alone, since removing it leaves its manifest to the others.
@@ -357,6 +360,9 @@ pub fn plan(tags: &[TagInfo], rules: &Rules) -> Plan {
             (depth.get(key).copied().unwrap_or(0), newest, key, deletion)
         })
         .collect();
+    delete.extend(untagged_children(
+        &groups, &deleted, &depth, &entries, &verdict, is_kept,
+    ));
     delete.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
 
     Plan {
@@ -367,6 +373,57 @@ pub fn plan(tags: &[TagInfo], rules: &Rules) -> Plan {
             .filter_map(|(info, kept)| Some((info.tag.clone(), kept?)))
             .collect(),
     }
+}
+
+/// The untagged children of deleted indexes (pushed for that index alone:
+/// by `push-by-digest` jobs, or by a one-job multi-platform publish), each
+/// after its index; a child a kept index lists stays, and a tagged child
+/// is judged by its own tags above.
+fn untagged_children<'g>(
+    groups: &'g BTreeMap<String, Group<'_>>,
+    deleted: &[(&str, &Group<'_>)],
+    depth: &BTreeMap<&str, usize>,
+    entries: &[&TagInfo],
+    verdict: &[Option<Kept>],
+    is_kept: impl Fn(&[Option<Kept>], &Group<'_>) -> bool,
+) -> Vec<(usize, i64, &'g str, Deletion)> {
+    let held: BTreeSet<&str> = groups
+        .values()
+        .filter(|group| is_kept(verdict, group))
+        .flat_map(|group| group.children.iter().map(String::as_str))
+        .collect();
+    // Depth below the deepest deleted index listing it, and that index's
+    // push time (the child's own is unknown: no tag dates it).
+    let mut below: BTreeMap<&'g str, (usize, i64)> = BTreeMap::new();
+    for &(key, _) in deleted {
+        let Some(group) = groups.get(key) else {
+            continue;
+        };
+        let index_depth = depth.get(key).copied().unwrap_or(0);
+        let pushed = group
+            .members
+            .iter()
+            .filter_map(|&i| entries[i].pushed)
+            .max()
+            .unwrap_or(0);
+        for child in &group.children {
+            if groups.contains_key(child) || held.contains(child.as_str()) {
+                continue;
+            }
+            let at = below.entry(child.as_str()).or_insert((0, 0));
+            *at = (at.0.max(index_depth + 1), at.1.max(pushed));
+        }
+    }
+    below
+        .into_iter()
+        .map(|(child, (at, pushed))| {
+            let deletion = Deletion {
+                digest: child.to_owned(),
+                tags: Vec::new(),
+            };
+            (at, pushed, child, deletion)
+        })
+        .collect()
 }
 
 /// Signatures and attestations go with the manifest they are about: a
@@ -429,9 +486,11 @@ pub fn recheck(mut plan: Plan, listed_now: &[(String, String)]) -> Plan {
             .iter()
             .map(|t| crate::supply::cosign::attached_to(t))
             .collect();
-        let follows = subjects
-            .iter()
-            .all(|to| to.as_ref().is_some_and(|to| rescued.contains(to)));
+        // An untagged child has no tags to follow anything with.
+        let follows = !subjects.is_empty()
+            && subjects
+                .iter()
+                .all(|to| to.as_ref().is_some_and(|to| rescued.contains(to)));
         if follows {
             dropped.extend(
                 deletion
@@ -939,7 +998,7 @@ mod tests {
     }
 
     #[test]
-    fn deleting_an_index_leaves_its_children_to_their_own_tags() {
+    fn deleting_an_index_deletes_its_untagged_children_and_leaves_tagged_ones_to_their_tags() {
         let listing = [
             index(
                 &sha(1),
@@ -952,7 +1011,8 @@ mod tests {
             // An old tag on a child: deleted on its own merit, after the
             // index although it is older.
             tag(&sha(11), &digest(11), 300),
-            // digest(12) is untagged: not this plan's to delete.
+            // digest(12) is untagged: it was pushed for the index alone
+            // and goes right after it.
             tag(&sha(2), &digest(2), 200),
         ];
         let plan = plan(&listing, &rules(0));
@@ -962,8 +1022,11 @@ mod tests {
                 deletion(&digest(2), &[&sha(2)]),
                 deletion(&digest(1), &[&sha(1)]),
                 deletion(&digest(11), &[&sha(11)]),
+                deletion(&digest(12), &[]),
             ]
         );
+        let rechecked = recheck(plan.clone(), &[(sha(2), digest(2))]);
+        assert_eq!(rechecked.delete, plan.delete, "nothing moved: all stay");
         assert_eq!(plan.kept, [kept("1.0.0", protected("semantic version"))]);
     }
 
@@ -1011,6 +1074,7 @@ mod tests {
                 deletion(&digest(4), &[&sha(4)]),
                 deletion(&digest(3), &[&sha(3)]),
                 deletion(&digest(61), &[&sha(61)]),
+                deletion(&digest(62), &[]),
             ]
         );
         let left = apply(&listing, &first.delete);
@@ -1036,10 +1100,27 @@ mod tests {
             let partial = apply(&listing, &done);
             let rest = plan(&partial, &rules);
             // The same deletions, less those done; the order may differ (a
-            // child whose index is gone is no longer held back).
-            let remaining: BTreeSet<&Deletion> =
-                first.delete.iter().filter(|d| !done.contains(d)).collect();
-            assert_eq!(rest.delete.iter().collect::<BTreeSet<_>>(), remaining);
+            // child whose index is gone is no longer held back). An
+            // untagged child whose index is gone is out of sight; a child
+            // whose tag went first is planned again as untagged, which the
+            // registry answers as already gone.
+            let orphaned = |d: &Deletion| {
+                d.tags.is_empty()
+                    && listing.iter().any(|i| {
+                        i.children.contains(&d.digest) && done.iter().any(|x| x.digest == i.digest)
+                    })
+            };
+            let remaining: BTreeSet<&Deletion> = first
+                .delete
+                .iter()
+                .filter(|d| !done.contains(d) && !orphaned(d))
+                .collect();
+            let again: BTreeSet<&Deletion> = rest
+                .delete
+                .iter()
+                .filter(|d| !(d.tags.is_empty() && done.iter().any(|x| x.digest == d.digest)))
+                .collect();
+            assert_eq!(again, remaining);
             assert_eq!(tag_names(&apply(&partial, &rest.delete)), end);
             assert_eq!(rest.kept, first.kept);
         }

@@ -127,6 +127,120 @@ pub fn run_measured(mut command: Command) -> Measured {
     }
 }
 
+/// xorshift64*: `size` bytes incompressible enough that gzip can't shrink
+/// them, one stream per (`seed`, `stream`).
+pub fn random_bytes(seed: u64, stream: u64, size: usize) -> Vec<u8> {
+    let mut state = (seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
+    let mut out = Vec::with_capacity(size + 8);
+    while out.len() < size {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(size);
+    out
+}
+
+/// Debian's 20.10 docker CLI (/usr/local/bin/docker, 28.x, wants buildx
+/// for BuildKit) with BuildKit, the engine at `docker_host` and an empty
+/// DOCKER_CONFIG (`config`: no credential helper or user setting); fails
+/// unless it succeeds.
+pub fn docker(docker_host: &str, config: &Path, args: &[&str]) -> Measured {
+    let mut command = measured_command("/usr/bin/docker");
+    command
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DOCKER_HOST", docker_host)
+        .env("DOCKER_BUILDKIT", "1")
+        .env("DOCKER_CONFIG", config)
+        .args(args);
+    let run = run_measured(command);
+    assert!(
+        run.output.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&run.output.stderr)
+    );
+    run
+}
+
+// ---------------------------------------------------------------------------
+// The action as a GitHub runner starts it
+
+/// A runner's files for one step: outputs, summary, the push event.
+pub struct Runner {
+    dir: tempfile::TempDir,
+}
+
+impl Runner {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        for file in ["set_output", "step_summary"] {
+            std::fs::write(dir.path().join(file), "").unwrap();
+        }
+        Runner { dir }
+    }
+
+    /// `binary` (measured) with the environment of a push of `sha` to
+    /// `main` in `workspace`; the caller adds the `INPUT_*`.
+    pub fn command(&self, binary: &str, workspace: &Path, sha: &str, docker_host: &str) -> Command {
+        let event = self.dir.path().join("event.json");
+        let payload = serde_json::json!({
+            "ref": "refs/heads/main",
+            "before": "0000000000000000000000000000000000000000",
+            "after": sha,
+            "created": false,
+            "deleted": false,
+            "forced": false,
+            "repository": {"full_name": "acme/monorepo", "default_branch": "main"},
+        });
+        std::fs::write(&event, payload.to_string()).unwrap();
+        let mut command = measured_command(binary);
+        command
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("CI", "true")
+            .env("GITHUB_ACTIONS", "true")
+            .env("GITHUB_WORKSPACE", workspace)
+            .env("GITHUB_REPOSITORY", "acme/monorepo")
+            .env("GITHUB_REPOSITORY_OWNER", "acme")
+            .env("GITHUB_EVENT_NAME", "push")
+            .env("GITHUB_EVENT_PATH", &event)
+            .env("GITHUB_REF", "refs/heads/main")
+            .env("GITHUB_SHA", sha)
+            // A closed loopback port: the step must not need the GitHub API.
+            .env("GITHUB_API_URL", "http://127.0.0.1:9")
+            .env("GITHUB_SERVER_URL", "https://github.com")
+            .env("GITHUB_OUTPUT", self.dir.path().join("set_output"))
+            .env("GITHUB_STEP_SUMMARY", self.dir.path().join("step_summary"))
+            .env("RUNNER_TEMP", self.dir.path())
+            .env("DOCKER_HOST", docker_host)
+            .current_dir(workspace);
+        command
+    }
+
+    /// Runs `command`, failing with its log and summary unless it succeeds;
+    /// the outputs it wrote.
+    pub fn run(&self, command: Command) -> (Measured, BTreeMap<String, String>) {
+        let run = run_measured(command);
+        let summary = std::fs::read_to_string(self.dir.path().join("step_summary")).unwrap();
+        assert!(
+            run.output.status.success(),
+            "the step failed:\n{}\n{}\n{summary}",
+            String::from_utf8_lossy(&run.output.stdout),
+            String::from_utf8_lossy(&run.output.stderr),
+        );
+        let outputs = std::fs::read_to_string(self.dir.path().join("set_output")).unwrap();
+        (run, parse_outputs(&outputs))
+    }
+}
+
+impl Default for Runner {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The services
 

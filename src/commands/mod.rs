@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod cleanup;
+pub mod merge;
 pub mod mirror;
 pub mod plan;
 pub mod publish;
@@ -111,6 +112,7 @@ pub async fn run(command: Command, session: &Session) -> anyhow::Result<()> {
     match command {
         Command::Plan(args) => plan::run(&args, session).await,
         Command::Publish(args) => publish::run(&args, session).await,
+        Command::Merge(args) => merge::run(&args, session).await,
         Command::Scan(args) => scan::run(&args, session).await,
         Command::Cleanup(args) => cleanup::run(&args, session).await,
         Command::Usage(args) => usage::run(&args, session).await,

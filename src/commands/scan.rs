@@ -13,9 +13,9 @@ use crate::cli::{CheckRunArg, ScanArgs, ScanCommandArgs, ScannerArg};
 use crate::commands::Session;
 use crate::plan::dockerfile;
 use crate::report::check_run::{self, CheckRun, CheckRunResult, Conclusion};
-use crate::report::scan::{Scanned, annotations, summary};
+use crate::report::scan::{Scanned, annotations, platform_rows, summary};
 use crate::scan::policy::{Outcome, Policy, Verdict, evaluate};
-use crate::scan::{IgnoreFile, Scanner, detect_and_parse, ignore, runner, sarif};
+use crate::scan::{Counts, Finding, IgnoreFile, Scanner, detect_and_parse, ignore, runner, sarif};
 
 /// What the scanner is given.
 pub enum Subject<'a> {
@@ -25,6 +25,13 @@ pub enum Subject<'a> {
     Archive { path: &'a Path, every_package: bool },
     /// A report made elsewhere, graded only.
     Report(&'a Path),
+    /// One archive per platform of a multi-platform image, each scanned;
+    /// the union of their findings is graded, and the summary has a row
+    /// per platform.
+    Platforms {
+        archives: &'a [(String, std::path::PathBuf)],
+        every_package: bool,
+    },
 }
 
 /// Where the findings are annotated: the image's Dockerfile, by its
@@ -79,6 +86,7 @@ pub async fn gate(
         ignore_unfixed: args.ignore_unfixed,
     };
     let ignore = load_ignore(session, args.ignore_file.as_deref())?;
+    let mut rows: Vec<(String, Vec<Finding>)> = Vec::new();
     let (scanner, findings, report) = match subject {
         Subject::Report(path) => {
             let bytes = std::fs::read(path)
@@ -91,19 +99,28 @@ pub async fn gate(
             path,
             every_package,
         } => {
-            let scanner = match args.scanner {
-                ScannerArg::None => return Ok(None),
-                ScannerArg::Trivy => Scanner::Trivy,
-                ScannerArg::Grype => Scanner::Grype,
+            let Some(scanner) = scanner_of(args) else {
+                return Ok(None);
             };
-            let report = {
-                let _group = session
-                    .workflow
-                    .group(&format!("scan {image} with {scanner}"));
-                runner::scan_archive(scanner, path, every_package, args.scanner_image.as_deref())
-                    .await?
-            };
+            let report = scan_one(session, args, scanner, image, path, every_package).await?;
             (scanner, runner::parse(scanner, &report)?, Some(report))
+        }
+        Subject::Platforms {
+            archives,
+            every_package,
+        } => {
+            let Some(scanner) = scanner_of(args) else {
+                return Ok(None);
+            };
+            let mut first = None;
+            for (platform, path) in archives {
+                let label = format!("{image} ({platform})");
+                let report = scan_one(session, args, scanner, &label, path, every_package).await?;
+                rows.push((platform.clone(), runner::parse(scanner, &report)?));
+                first.get_or_insert(report);
+            }
+            let union = union(rows.iter().flat_map(|(_, f)| f.iter().cloned()));
+            (scanner, union, first)
         }
     };
     let now = SystemTime::now()
@@ -121,7 +138,17 @@ pub async fn gate(
             session.workflow.annotate(&annotation);
         }
     }
-    let markdown = summary(&scanned);
+    let mut markdown = summary(&scanned);
+    if !rows.is_empty() {
+        let counted: Vec<(String, Counts)> = rows
+            .into_iter()
+            .map(|(platform, found)| {
+                let counts = evaluate(found, &policy, ignore.as_ref(), now).counts;
+                (platform, counts)
+            })
+            .collect();
+        markdown.push_str(&platform_rows(&counted));
+    }
     publish_check_run(
         session,
         args.check_run,
@@ -151,6 +178,38 @@ pub async fn gate(
         verdict,
         report,
     }))
+}
+
+fn scanner_of(args: &ScanArgs) -> Option<Scanner> {
+    match args.scanner {
+        ScannerArg::None => None,
+        ScannerArg::Trivy => Some(Scanner::Trivy),
+        ScannerArg::Grype => Some(Scanner::Grype),
+    }
+}
+
+/// One archive through the scanner, its log in a group; the raw report.
+async fn scan_one(
+    session: &Session,
+    args: &ScanArgs,
+    scanner: Scanner,
+    image: &str,
+    path: &Path,
+    every_package: bool,
+) -> anyhow::Result<Vec<u8>> {
+    let _group = session
+        .workflow
+        .group(&format!("scan {image} with {scanner}"));
+    runner::scan_archive(scanner, path, every_package, args.scanner_image.as_deref()).await
+}
+
+/// Findings of several platforms, each vulnerability of a package version
+/// once: the platforms of one image mostly share their packages.
+fn union(findings: impl Iterator<Item = Finding>) -> Vec<Finding> {
+    let mut seen = std::collections::HashSet::new();
+    findings
+        .filter(|f| seen.insert((f.id.clone(), f.package.clone(), f.installed.clone())))
+        .collect()
 }
 
 /// The verdict as a GitHub check run, after the workflow-command

@@ -18,6 +18,8 @@ pub struct Published {
     pub seconds: f64,
     /// What was skipped or withheld, and why.
     pub notes: Vec<String>,
+    /// The platforms built, as their configs declare them.
+    pub platforms: Vec<String>,
 }
 
 pub fn summary(p: &Published) -> String {
@@ -43,6 +45,14 @@ pub fn summary(p: &Published) -> String {
         },
         p.seconds
     );
+    if p.platforms.len() > 1 {
+        let listed: Vec<String> = p
+            .platforms
+            .iter()
+            .map(|pl| format!("`{}`", cell(pl)))
+            .collect();
+        let _ = writeln!(md, "\nOne index over {}.", listed.join(", "));
+    }
     for note in &p.notes {
         let _ = writeln!(md, "\n> {}", note.replace('\n', " "));
     }
@@ -65,7 +75,12 @@ mod tests {
             pushed: true,
             seconds: 1.25,
             notes: vec!["`latest` stays".into()],
+            platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
         });
+        assert!(
+            md.contains("One index over `linux/amd64`, `linux/arm64`."),
+            "{md}"
+        );
         assert!(
             md.contains(
                 "| `acme/app` | `0123` `latest` | `sha256:ab` | 3.0 MiB | 2.0 KiB | 1.2 s |"

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use crate::actions::workflow::{Annotation, Level};
 use crate::report::{cell, finding_message};
 use crate::scan::policy::{Outcome, Policy, Verdict};
-use crate::scan::{Finding, Scanner, Severity};
+use crate::scan::{Counts, Finding, Scanner, Severity};
 
 /// The runner attaches this many annotations of each level per step; more
 /// are logged but not shown, so the overflow is folded into the last one.
@@ -89,6 +89,27 @@ pub fn summary(s: &Scanned<'_>) -> String {
                 }
             );
         }
+    }
+    md
+}
+
+/// A row per platform of a multi-platform image: what each one's scan
+/// counted (the verdict above grades their union).
+pub fn platform_rows(rows: &[(String, Counts)]) -> String {
+    let mut md = String::from(
+        "\n| platform | critical | high | medium | low | unknown |\n|---|---|---|---|---|---|\n",
+    );
+    for (platform, c) in rows {
+        let _ = writeln!(
+            md,
+            "| `{}` | {} | {} | {} | {} | {} |",
+            cell(platform),
+            c.critical,
+            c.high,
+            c.medium,
+            c.low,
+            c.unknown
+        );
     }
     md
 }

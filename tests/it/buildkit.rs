@@ -72,7 +72,7 @@ fn gunzip(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
 }
 
 /// Every file of a pushed image, layers applied in order, with its mode.
-async fn image_files(repository: &str, tag: &str) -> BTreeMap<String, (u32, Vec<u8>)> {
+pub async fn image_files(repository: &str, tag: &str) -> BTreeMap<String, (u32, Vec<u8>)> {
     let mut files = BTreeMap::new();
     for digest in layer_digests(&manifest_of(repository, tag).await) {
         let layer = gunzip(&blob_of(repository, &digest).await).unwrap();
@@ -112,7 +112,7 @@ pub async fn assert_nothing_pushed(repository: &str) {
     assert!(tags.is_empty(), "{repository} has tags {tags:?}");
 }
 
-fn text(files: &BTreeMap<String, (u32, Vec<u8>)>, path: &str) -> String {
+pub fn text(files: &BTreeMap<String, (u32, Vec<u8>)>, path: &str) -> String {
     let (_, data) = files
         .get(path)
         .unwrap_or_else(|| panic!("{path} is not in the image: {:?}", files.keys()));

@@ -394,7 +394,11 @@ async fn bad_input_fails_with_the_value_and_the_fix() {
             "\"ops/docker/nope\" is not a directory",
         ),
         ("image", "Bad Name", "\"docker.io/Bad Name\""),
-        ("platforms", "linux/amd64,linux/arm64", "multi-platform"),
+        (
+            "platforms",
+            "linux/amd64,arm64",
+            "`platforms`: \"arm64\" is not a platform",
+        ),
         ("build-args", "NOVALUE", "not KEY=VALUE"),
         ("tags", "-x", "invalid tag \"-x\""),
     ];

@@ -11,24 +11,28 @@ pub(super) async fn build_with_fallback(
     session: &Session,
     engine: &Engine,
     target: &Target,
+    platform: Option<&Platform>,
     local: &str,
     report: &mut Published,
 ) -> anyhow::Result<(Built, Builder)> {
     let first = requested_builder(target.builder);
-    match build_once(session, engine, target, local, first).await {
-        // Secrets need BuildKit: without it the refusal is the error.
+    match build_once(session, engine, target, platform, local, first).await {
+        // Secrets need BuildKit: without it the refusal is the error; so
+        // are several platforms, which the legacy builder mixes up.
         Err(e)
             if target.builder == BuilderArg::Auto
                 && target.secrets.is_empty()
+                && target.platforms.len() <= 1
                 && refused_session(&e) =>
         {
             report.notes.push(format!(
                 "the engine refused a BuildKit session ({e}); built with the legacy builder (no inline cache, no `RUN --mount`)"
             ));
-            let built = build_once(session, engine, target, local, Builder::Legacy).await?;
+            let built =
+                build_once(session, engine, target, platform, local, Builder::Legacy).await?;
             Ok((built, Builder::Legacy))
         }
-        Err(e) => Err(explain_failure(session, target, e)),
+        Err(e) => Err(explain_failure(session, target, platform, e)),
         Ok(built) => Ok((built, first)),
     }
 }
@@ -45,6 +49,7 @@ pub(super) async fn build_once(
     session: &Session,
     engine: &Engine,
     target: &Target,
+    platform: Option<&Platform>,
     local: &str,
     builder: Builder,
 ) -> Result<Built, EngineError> {
@@ -55,7 +60,7 @@ pub(super) async fn build_once(
         build_args: target.build_args.clone(),
         labels: target.labels.clone(),
         target: target.stage.clone(),
-        platform: target.platform.clone(),
+        platform: platform.map(ToString::to_string),
         network: target.network.clone(),
         credentials: engine_credentials(target.reference.registry(), target.credentials.as_ref()),
         builder,
@@ -73,8 +78,17 @@ pub(super) async fn build_once(
 pub(super) fn explain_failure(
     session: &Session,
     target: &Target,
+    platform: Option<&Platform>,
     error: EngineError,
 ) -> anyhow::Error {
+    if let Some(explained) = no_emulation(&error, platform) {
+        session.workflow.annotate(
+            &Annotation::new(Level::Error, &explained)
+                .with_title("no emulation for this platform")
+                .with_file(&target.dockerfile_rel),
+        );
+        return anyhow::anyhow!(explained);
+    }
     let EngineError::BuildFailed {
         step: Some(step),
         message,
@@ -109,4 +123,44 @@ pub(super) fn explain_failure(
     };
     session.workflow.annotate(&annotation);
     error.into()
+}
+
+/// What the kernel answers when asked to run a program of another
+/// architecture with no emulator registered in binfmt_misc.
+const EXEC_FORMAT_ERROR: &str = "exec format error";
+
+/// A `RUN` of a foreign platform's program without QEMU: said in those
+/// words, with the two ways out.
+pub(super) fn no_emulation(error: &EngineError, platform: Option<&Platform>) -> Option<String> {
+    let EngineError::BuildFailed {
+        step,
+        message,
+        tail,
+        ..
+    } = error
+    else {
+        return None;
+    };
+    if !message.contains(EXEC_FORMAT_ERROR) && !tail.contains(EXEC_FORMAT_ERROR) {
+        return None;
+    }
+    let qemu = platform.map_or("aarch64", |p| qemu_name(&p.architecture));
+    let platform = platform.map_or_else(|| "this platform".to_owned(), ToString::to_string);
+    let step = step
+        .as_deref()
+        .map(|s| format!("`{s}` "))
+        .unwrap_or_default();
+    Some(format!(
+        "{step}failed building for {platform}: exec format error — the runner can't run {platform} programs because QEMU is not registered in binfmt_misc. Add `docker/setup-qemu-action` before this step (on Debian as root: `apt-get install qemu-user-static binfmt-support && update-binfmts --enable qemu-{qemu}`), or cross-build without emulation: `FROM --platform=$BUILDPLATFORM` for the stages that compile, choosing the output with `TARGETARCH`"
+    ))
+}
+
+/// QEMU's name for an architecture as images name it.
+fn qemu_name(architecture: &str) -> &str {
+    match architecture {
+        "amd64" => "x86_64",
+        "arm64" => "aarch64",
+        "386" => "i386",
+        other => other,
+    }
 }

@@ -187,24 +187,6 @@ pub(super) fn has_registry(image: &str) -> bool {
         .is_some_and(|(first, _)| first.contains(['.', ':']) || first == "localhost")
 }
 
-pub(super) fn single_platform(platforms: Option<&str>) -> anyhow::Result<Option<String>> {
-    let list: Vec<String> = platforms
-        .map(crate::actions::inputs::split_list)
-        .unwrap_or_default()
-        .iter()
-        .flat_map(|l| l.split(','))
-        .map(|p| p.trim().to_owned())
-        .filter(|p| !p.is_empty())
-        .collect();
-    match list.as_slice() {
-        [] => Ok(None),
-        [one] => Ok(Some(one.clone())),
-        many => bail!(
-            "`platforms`: {many:?} asks for a multi-platform image, which the engine's builder can't make in one build; publish one platform per job (e.g. `linux/amd64`)"
-        ),
-    }
-}
-
 /// The commit built: the input, the release tag's commit, the pull
 /// request's head (never the merge commit GITHUB_SHA names), else
 /// GITHUB_SHA.

@@ -12,14 +12,23 @@ pub(super) const PARALLEL_UPLOADS: usize = 4;
 /// it holds here is left out, and so exported as usual.
 pub(super) async fn reusable_layers(
     target: &Target,
+    platform: Option<&Platform>,
     diff_ids: &[String],
 ) -> anyhow::Result<KnownLayers> {
     let mut sources: Vec<KnownLayers> = Vec::new();
-    if let Some(latest) = &target.latest {
+    // `target.latest` is read for the first platform; another one's layers
+    // are those of its own child of `latest`.
+    let latest = match platform {
+        Some(p) if target.platforms.first() != Some(p) && target.latest.is_some() => {
+            pushed(&target.registry, &target.repository, "latest", Some(p)).await?
+        }
+        _ => target.latest.clone(),
+    };
+    if let Some(latest) = &latest {
         sources.push(latest.layers(&target.repository));
     }
     for (repository, tag) in base_images(target) {
-        if let Some(base) = pushed(&target.registry, &repository, &tag).await? {
+        if let Some(base) = pushed(&target.registry, &repository, &tag, platform).await? {
             sources.push(base.layers(&repository));
         }
     }
@@ -85,16 +94,24 @@ impl Pushed {
     }
 }
 
-/// `repository:tag` with its config; none when it is absent or not a
-/// single-platform image.
+/// `repository:tag` with its config; for a multi-platform image, its
+/// child for `platform` (default: the runner's); none when it is absent
+/// or the index has no such child.
 pub(super) async fn pushed(
     registry: &Registry,
     repository: &str,
     tag: &str,
+    platform: Option<&Platform>,
 ) -> anyhow::Result<Option<Pushed>> {
-    let Some(manifest) = registry.manifest(repository, tag).await? else {
+    let Some(mut manifest) = registry.manifest(repository, tag).await? else {
         return Ok(None);
     };
+    if config_digest(&manifest.bytes).is_none() {
+        let Some(child) = child_manifest(registry, repository, &manifest, platform).await? else {
+            return Ok(None);
+        };
+        manifest = child;
+    }
     let Some(config) = config_digest(&manifest.bytes) else {
         return Ok(None);
     };
@@ -118,21 +135,29 @@ pub(super) fn config_digest(manifest: &[u8]) -> Option<String> {
         .map(|c| c.digest)
 }
 
+/// Who else reads the export, and when.
+pub(super) struct ExportUses {
+    /// The scanner reads the export's archive.
+    pub(super) scanned: bool,
+    /// Layers may be uploaded before the image is complete: nothing that
+    /// could still refuse it (a scan, a platform check) comes after.
+    pub(super) upload_early: bool,
+}
+
 /// The engine's export of `local` as an OCI image.
 ///
 /// With no layer reused, one pass over the export as it arrives, kept on
-/// disk only for the scanner; and when pushing with no scan to wait for
-/// (nothing is pushed before the gate passes) and no SHA tag to guard, each
-/// layer is uploaded the moment it is compressed, its bytes added to
-/// `report.uploaded`. Otherwise the export is saved, then converted in two
-/// passes that skip the reused layers.
+/// disk only for the scanner; and, when `uses` allows it and the run pushes
+/// with no SHA tag to guard, each layer is uploaded the moment it is
+/// compressed, its bytes added to `report.uploaded`. Otherwise the export
+/// is saved, then converted in two passes that skip the reused layers.
 pub(super) async fn export(
     engine: &Engine,
     target: &Target,
     local: &str,
     known: KnownLayers,
     work: &Path,
-    scanned: bool,
+    uses: ExportUses,
     report: &mut Published,
 ) -> anyhow::Result<OciImage> {
     let saved = work.join(SAVED);
@@ -144,7 +169,8 @@ pub(super) async fn export(
             .context("the export task failed")?
             .map_err(Into::into);
     }
-    let early = target.push && !scanned && target.existing.is_none();
+    let early = uses.upload_early && target.push && target.existing.is_none();
+    let scanned = uses.scanned;
     let (sealed, blobs) = tokio::sync::mpsc::unbounded_channel::<Blob>();
     let converting = engine.save_streamed(local, move |export| {
         oci_image_streamed(export, &saved, scanned, &out, |blob| {

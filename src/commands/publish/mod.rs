@@ -39,6 +39,7 @@ use crate::plan::dockerfile;
 use crate::plan::git::GitSource;
 use crate::plan::github::GitHubSource;
 use crate::plan::strategy::short;
+use crate::platform::{Platform, child_for};
 use crate::reference::Reference;
 use crate::registry::auth::Credentials;
 use crate::registry::mount::Upload;
@@ -52,6 +53,8 @@ mod build;
 mod inputs;
 mod latest;
 mod layers;
+pub mod merge;
+mod platforms;
 mod supply;
 mod unchanged;
 
@@ -60,6 +63,7 @@ use build::*;
 use inputs::*;
 use latest::*;
 use layers::*;
+use platforms::*;
 use supply::*;
 use unchanged::*;
 
@@ -75,9 +79,12 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
     let mut report = target.report();
     let existing = target.existing.clone().filter(|_| !args.rebuild);
     // A base this run rebuilds gets a new digest, so an image waiting for
-    // one is never the same build as before.
+    // one is never the same build as before; several platforms or a push
+    // by digest always build.
     let earlier = match existing {
-        None if bases.is_empty() => same_build(args, session, &target).await?,
+        None if bases.is_empty() && target.platforms.len() <= 1 && !target.push_by_digest => {
+            same_build(args, session, &target).await?
+        }
         _ => None,
     };
     let (manifest, gate, sbom) = match (existing, earlier) {
@@ -91,12 +98,13 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
             let work = session.work_dir()?;
             pin_bases(args, session, &mut target, &bases, work.path(), &mut report).await?;
             let scanned = args.scan.scanner != ScannerArg::None;
-            let image = build(session, &target, work.path(), scanned, &mut report).await?;
-            let gate = gate(args, session, &target, work.path()).await?;
+            let images = build(session, &target, work.path(), scanned, &mut report).await?;
+            let gate = gate(args, session, &target, &images).await?;
             if let Some(blocking) = gate.as_ref().filter(|g| g.blocks()) {
                 return withhold(args, session, &target, report, blocking, started);
             }
-            let digest = &image.manifest_digest;
+            let release = release_manifest(&images)?;
+            let digest = &release.digest;
             let sbom = sbom(
                 session,
                 &target,
@@ -107,8 +115,8 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
                 &mut report,
             )
             .await?;
-            let manifest = push(args, &target, &image, &mut report).await?;
-            (manifest, gate, sbom)
+            push(args, &target, &images, &release, &mut report).await?;
+            (release, gate, sbom)
         }
     };
     tag(args, &target, &manifest).await?;
@@ -153,7 +161,10 @@ struct Target {
     labels: HashMap<String, String>,
     /// The build stage to stop at (`target`).
     stage: Option<String>,
-    platform: Option<String>,
+    /// `platforms`, in the order given; empty: the engine's own.
+    platforms: Vec<Platform>,
+    /// `push-by-digest`: pushed untagged, for `merge`.
+    push_by_digest: bool,
     network: Option<String>,
     builder: BuilderArg,
     /// Values for `RUN --mount=type=secret`.
@@ -226,7 +237,7 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
     let credentials = super::credentials(&args.username, &args.password)?;
     let build_args = metadata::pairs("build-args", &args.build_args).map_err(anyhow::Error::msg)?;
     let extra_labels = metadata::pairs("labels", &args.labels).map_err(anyhow::Error::msg)?;
-    let platform = single_platform(args.platforms.as_deref())?;
+    let platforms = requested_platforms(args)?;
     check_network(args.builder, args.network.as_deref())?;
     let secrets = build_secrets(&args.secrets)?;
     check_secrets(args.builder, &secrets)?;
@@ -242,10 +253,15 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
     let registry = Registry::new(reference.registry(), credentials.clone())?;
     let (existing, latest) = if args.push {
         registry.check_access(&repository).await?;
-        let existing = registry
-            .manifest(&repository, &sha.to_ascii_lowercase())
-            .await?;
-        (existing, pushed(&registry, &repository, "latest").await?)
+        let sha_tag = sha.to_ascii_lowercase();
+        let existing = match args.push_by_digest {
+            false => registry.manifest(&repository, &sha_tag).await?,
+            // Pushed by digest, the image has no tag of its own: once
+            // merged, it is the SHA tag's child for its platform.
+            true => merged_child(&registry, &repository, &sha_tag, platforms.first()).await?,
+        };
+        let latest = pushed(&registry, &repository, "latest", platforms.first()).await?;
+        (existing, latest)
     } else {
         (None, None)
     };
@@ -254,7 +270,7 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
     } else {
         Vec::new()
     };
-    let set = tag_set(
+    let mut set = tag_set(
         args,
         session,
         &sha,
@@ -264,6 +280,9 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
         &published_versions,
     )
     .await?;
+    if args.push_by_digest {
+        untagged(&mut set);
+    }
     let cache_from = cache_sources(args, &reference, &set);
     let labels = labels(session, &sha, version.as_ref(), &basename, extra_labels);
     Ok(Target {
@@ -278,7 +297,8 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
         build_args,
         labels,
         stage: args.target.clone(),
-        platform,
+        platforms,
+        push_by_digest: args.push_by_digest,
         network: args.network.clone(),
         builder: args.builder,
         secrets,
@@ -302,38 +322,85 @@ fn reuse(found: Manifest, target: &Target, report: &mut Published) -> Manifest {
     found
 }
 
-/// Builds, exports and converts to an OCI image in `work`; the build log is
-/// shown as untrusted text.
+/// Builds, exports and converts each platform's image in `work` (one
+/// after the other: a monorepo sibling `FROM` resolves per platform); the
+/// build log is shown as untrusted text.
 async fn build(
     session: &Session,
     target: &Target,
     work: &Path,
     scanned: bool,
     report: &mut Published,
-) -> anyhow::Result<OciImage> {
+) -> anyhow::Result<Vec<Exported>> {
     let engine = Engine::connect().await?;
-    let local = format!("{}:{}", target.reference.name(), target.set.sha);
+    let asked: Vec<Option<&Platform>> = match target.platforms.as_slice() {
+        [] => vec![None],
+        some => some.iter().map(Some).collect(),
+    };
+    let several = asked.len() > 1;
+    let mut images = Vec::with_capacity(asked.len());
+    for platform in asked {
+        let dir = match platform {
+            Some(p) if several => work.join(p.slug()),
+            _ => work.to_owned(),
+        };
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("couldn't create {}", dir.display()))?;
+        images
+            .push(build_platform(session, &engine, target, platform, &dir, scanned, report).await?);
+    }
+    report.built = true;
+    report.size = images.iter().map(|e| e.size()).sum();
+    report.platforms = images.iter().map(|e| e.platform.to_string()).collect();
+    Ok(images)
+}
+
+/// One platform's image (`None`: the engine's own platform), exported to
+/// `dir` and converted, its config checked to be of that platform.
+async fn build_platform(
+    session: &Session,
+    engine: &Engine,
+    target: &Target,
+    platform: Option<&Platform>,
+    dir: &Path,
+    scanned: bool,
+    report: &mut Published,
+) -> anyhow::Result<Exported> {
+    // One of several: its local tag and notes name it.
+    let one_of = platform.filter(|_| target.platforms.len() > 1);
+    let local = format!(
+        "{}:{}{}",
+        target.reference.name(),
+        target.set.sha,
+        one_of.map(|p| format!("-{}", p.slug())).unwrap_or_default()
+    );
+    let for_platform = one_of.map(|p| format!(" ({p})")).unwrap_or_default();
     let (built, bases) = tokio::join!(
-        build_with_fallback(session, &engine, target, &local, report),
+        build_with_fallback(session, engine, target, platform, &local, report),
         base_digests(target)
     );
     let (built, builder) = built?;
-    report.built = true;
     if built.cached + built.executed > 0 {
         report.notes.push(format!(
-            "BuildKit: {} steps from the cache, {} run",
+            "BuildKit{for_platform}: {} steps from the cache, {} run",
             built.cached, built.executed
         ));
     }
-    let known = reusable_layers(target, &engine.diff_ids(&local).await?).await?;
-    let annotations: BTreeMap<String, String> = key_of(target, &built.context, builder, bases)
-        .map(|key| (build_key::ANNOTATION.to_owned(), key))
-        .into_iter()
-        .collect();
-    let image = export(&engine, target, &local, known, work, scanned, report).await;
+    let known = reusable_layers(target, platform, &engine.diff_ids(&local).await?).await?;
+    let annotations: BTreeMap<String, String> =
+        key_of(target, platform, &built.context, builder, bases)
+            .map(|key| (build_key::ANNOTATION.to_owned(), key))
+            .into_iter()
+            .collect();
+    // Uploaded before the platform check below only where the engine can't
+    // have built another platform: its own, or one BuildKit was asked for.
+    let uses = ExportUses {
+        scanned,
+        upload_early: !scanned && (platform.is_none() || builder == Builder::BuildKit),
+    };
+    let image = export(engine, target, &local, known, dir, uses, report).await;
     engine.untag(&local).await;
     let image = image?.annotated(&annotations);
-    report.size = image.layers.iter().map(|l| l.size).sum::<u64>() + image.config.size;
     let reused = image
         .layers
         .iter()
@@ -341,11 +408,11 @@ async fn build(
         .count();
     if reused > 0 {
         report.notes.push(format!(
-            "{reused} of {} layers already in the registry: reused, not exported or compressed again",
+            "{reused} of {} layers{for_platform} already in the registry: reused, not exported or compressed again",
             image.layers.len()
         ));
     }
-    Ok(image)
+    Exported::new(image, platform, dir.join(SAVED))
 }
 
 /// One scan of the export, graded; `None` with `scanner: none`.
@@ -353,18 +420,29 @@ async fn gate(
     args: &PublishArgs,
     session: &Session,
     target: &Target,
-    work: &Path,
+    images: &[Exported],
 ) -> anyhow::Result<Option<Gate>> {
     let at = scan::location(session, &target.dockerfile_rel);
-    let archive = work.join(SAVED);
+    let every_package = args.supply.sbom.predicate().is_some();
+    let archives: Vec<(String, PathBuf)> = images
+        .iter()
+        .map(|e| (e.platform.to_string(), e.archive.clone()))
+        .collect();
+    let subject = match archives.as_slice() {
+        [(_, path)] => Subject::Archive {
+            path,
+            every_package,
+        },
+        _ => Subject::Platforms {
+            archives: &archives,
+            every_package,
+        },
+    };
     scan::gate(
         session,
         &args.scan,
         &target.reference.familiar(),
-        Subject::Archive {
-            path: &archive,
-            every_package: args.supply.sbom.predicate().is_some(),
-        },
+        subject,
         at.as_ref(),
         target.token(args, session),
         Some(&target.sha),
@@ -400,45 +478,58 @@ fn withhold(
     );
 }
 
-/// Blobs, then the manifest under the SHA tag; an immutable SHA tag is
-/// never replaced by a different digest.
+/// Each platform's blobs, then its manifest (by digest when an index will
+/// list it), then what `release` is under the SHA tag (or by digest only,
+/// with `push-by-digest`); an immutable SHA tag is never replaced by a
+/// different digest.
 async fn push(
     args: &PublishArgs,
     target: &Target,
-    image: &OciImage,
+    images: &[Exported],
+    release: &Manifest,
     report: &mut Published,
-) -> anyhow::Result<Manifest> {
-    let manifest = Manifest {
-        bytes: image.manifest.clone(),
-        media_type: MANIFEST_MEDIA_TYPE.into(),
-        digest: image.manifest_digest.clone(),
-    };
+) -> anyhow::Result<()> {
+    // Pushed by digest, a rebuild replaces no tag: `existing` is only the
+    // merged index's child.
     if let Some(existing) = target
         .existing
         .as_ref()
-        .filter(|e| e.digest != manifest.digest)
+        .filter(|e| !target.push_by_digest && e.digest != release.digest)
     {
         bail!(
             "`{}:{}` already exists with digest {} and this rebuild made {}; an immutable SHA tag is never replaced — delete the tag in the registry first if you mean to replace it",
             target.reference.familiar(),
             target.set.sha,
             existing.digest,
-            manifest.digest
+            release.digest
         );
     }
-    if args.push {
-        report.uploaded += push_blobs(&target.registry, &target.repository, image).await?;
-        target
-            .registry
-            .put_manifest(&target.repository, &target.set.sha, &manifest)
-            .await?;
+    if !args.push {
+        return Ok(());
     }
-    Ok(manifest)
+    let (registry, repository) = (&target.registry, &target.repository);
+    for exported in images {
+        report.uploaded += push_blobs(registry, repository, &exported.image).await?;
+        let manifest = exported.manifest();
+        if manifest.digest != release.digest {
+            registry
+                .put_manifest(repository, &manifest.digest, &manifest)
+                .await?;
+        }
+    }
+    let reference = match target.push_by_digest {
+        true => &release.digest,
+        false => &target.set.sha,
+    };
+    registry
+        .put_manifest(repository, reference, release)
+        .await?;
+    Ok(())
 }
 
 /// Every further tag, registry-side: the same manifest bytes again.
 async fn tag(args: &PublishArgs, target: &Target, manifest: &Manifest) -> anyhow::Result<()> {
-    if !args.push {
+    if !args.push || target.push_by_digest {
         return Ok(());
     }
     for tag in target.set.tags.iter().filter(|t| **t != target.set.sha) {
@@ -457,7 +548,7 @@ async fn mirror(
     session: &Session,
     target: &Target,
 ) -> anyhow::Result<Vec<Mirrored>> {
-    if !args.push {
+    if !args.push || target.push_by_digest {
         return Ok(Vec::new());
     }
     let mirrored =
@@ -512,7 +603,10 @@ fn finish(
             .collect::<Vec<_>>()
             .join("\n"),
     );
-    outputs.set("sha-tag", format!("{name}:{}", target.set.sha));
+    if !target.push_by_digest {
+        outputs.set("sha-tag", format!("{name}:{}", target.set.sha));
+    }
+    outputs.set("platform", platforms_built(target, report).join(","));
     outputs.set("pushed", args.push.to_string());
     let mut markdown = summary(report);
     if !mirrored.is_empty() {

@@ -36,7 +36,14 @@ pub(super) async fn same_build(
     }
     let context = context_digest(target).await?;
     let builder = requested_builder(target.builder);
-    let Some(key) = key_of(target, &context, builder, base_digests(target).await) else {
+    let platform = target.platforms.first();
+    let Some(key) = key_of(
+        target,
+        platform,
+        &context,
+        builder,
+        base_digests(target).await,
+    ) else {
         return Ok(None);
     };
     Ok(candidates.into_iter().find(|earlier| earlier.key == key))
@@ -53,7 +60,10 @@ async fn candidates(session: &Session, target: &Target) -> anyhow::Result<Vec<Ea
             .await?
             .filter(|s| *s != target.set.sha)
         {
-            if let Some(image) = pushed(&target.registry, &target.repository, &sha).await? {
+            let platform = target.platforms.first();
+            if let Some(image) =
+                pushed(&target.registry, &target.repository, &sha, platform).await?
+            {
                 found.push((sha, image));
             }
         }
@@ -82,6 +92,7 @@ async fn context_digest(target: &Target) -> anyhow::Result<String> {
 /// `None` when a base image's digest is unknown.
 pub(super) fn key_of(
     target: &Target,
+    platform: Option<&Platform>,
     context: &str,
     builder: Builder,
     bases: Option<BTreeMap<String, String>>,
@@ -98,7 +109,7 @@ pub(super) fn key_of(
         stage: target.stage.as_deref(),
         build_args: &target.build_args,
         labels: &target.labels,
-        platform: target.platform.as_deref(),
+        platform: platform.map(ToString::to_string).as_deref(),
         network: target.network.as_deref(),
         builder: match builder {
             Builder::BuildKit => "buildkit",

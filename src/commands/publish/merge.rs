@@ -1,0 +1,121 @@
+//! `merge`, read as its stages: resolve (publish's: the image, the
+//! commit, the tags) → children (each digest in the repository, one
+//! platform each) → index → tags (the SHA tag first, never replaced by
+//! another digest; then the others) → finish.
+
+use super::*;
+use crate::cli::MergeArgs;
+use crate::platform::Entry;
+use crate::registry::contents::Contents;
+
+pub async fn run(args: &MergeArgs, session: &Session) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let digests = digests(&args.digests)?;
+    let publish = args.as_publish()?;
+    let target = resolve(&publish, session).await?;
+    let mut entries = Vec::with_capacity(digests.len());
+    for digest in &digests {
+        entries.push(child(&target, digest).await?);
+    }
+    // Jobs finish in any order: the index lists platforms in one order,
+    // so a re-run makes the same digest.
+    entries.sort_by(|a, b| a.platform.cmp(&b.platform));
+    if let Some(pair) = entries.windows(2).find(|w| w[0].platform == w[1].platform) {
+        bail!(
+            "`digests`: {} and {} are both {}; give one image per platform",
+            pair[0].digest,
+            pair[1].digest,
+            pair[0].platform
+        );
+    }
+    let index = index_manifest(&entries);
+    let mut report = target.report();
+    report.platforms = entries.iter().map(|e| e.platform.to_string()).collect();
+    match &target.existing {
+        Some(existing) if existing.digest == index.digest => report.notes.push(format!(
+            "`{}` already names this index: nothing to write",
+            target.set.sha
+        )),
+        Some(existing) => bail!(
+            "`{}:{}` already names {}, not the index of these digests ({}); an immutable SHA tag is never replaced — delete the tag in the registry first if you mean to replace it",
+            target.reference.familiar(),
+            target.set.sha,
+            existing.digest,
+            index.digest
+        ),
+        None => {
+            target
+                .registry
+                .put_manifest(&target.repository, &target.set.sha, &index)
+                .await?
+        }
+    }
+    tag(&publish, &target, &index).await?;
+    report.digest = index.digest.clone();
+    report.pushed = true;
+    report.seconds = started.elapsed().as_secs_f64();
+    finish(&publish, session, &target, &report, &[], None, None)
+}
+
+/// `digests`: one `sha256:<hex>` per line (an `image@digest` reference
+/// gives its digest).
+fn digests(lines: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut digests: Vec<String> = Vec::new();
+    for line in lines
+        .iter()
+        .flat_map(|l| crate::actions::inputs::split_list(l))
+    {
+        let digest = line.rsplit('@').next().unwrap_or(&line).to_owned();
+        let hex = digest.strip_prefix("sha256:").unwrap_or_default();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!(
+                "`digests`: {line:?} is not a digest; give the `digest` output of each `push-by-digest` job, one `sha256:<64 hex>` per line"
+            );
+        }
+        if !digests.contains(&digest) {
+            digests.push(digest.to_ascii_lowercase());
+        }
+    }
+    if digests.is_empty() {
+        bail!(
+            "`digests` is empty; give the `digest` output of each `push-by-digest` job, one per line"
+        );
+    }
+    Ok(digests)
+}
+
+/// The index entry for `digest`: an image manifest in the repository,
+/// with the platform its config declares.
+async fn child(target: &Target, digest: &str) -> anyhow::Result<Entry> {
+    let name = target.reference.familiar();
+    let Some(manifest) = target.registry.manifest(&target.repository, digest).await? else {
+        bail!(
+            "`digests`: {digest} is not in {name}; push each platform with `push-by-digest: true` to this image first, and pass its `digest` output"
+        );
+    };
+    let config = match manifest.contents()? {
+        Contents::Image { config, .. } => config,
+        Contents::Index { .. } => bail!(
+            "`digests`: {name}@{digest} is a multi-platform index, not one platform's image; give the digests `push-by-digest` output, one per platform"
+        ),
+    };
+    let bytes = target
+        .registry
+        .blob(&target.repository, &config.digest)
+        .await?;
+    let Some(platform) = Platform::of_config(&bytes) else {
+        bail!(
+            "`digests`: {name}@{digest} is not a container image (its config names no os/architecture)"
+        );
+    };
+    Ok(Entry {
+        media_type: if manifest.media_type.is_empty() {
+            MANIFEST_MEDIA_TYPE.to_owned()
+        } else {
+            manifest.media_type.clone()
+        },
+        size: manifest.bytes.len() as u64,
+        digest: manifest.digest,
+        platform,
+    })
+}

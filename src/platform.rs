@@ -1,0 +1,249 @@
+//! Platforms and image indexes (pure): the `platforms` input, the platform
+//! an image config declares, the OCI image index that lists one image per
+//! platform, and which child of an index a platform picks.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// How an OCI image index is served and stored.
+pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
+
+/// `os/architecture[/variant]`, as `docker build --platform` and an index
+/// entry's `platform` spell it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Platform {
+    pub os: String,
+    pub architecture: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<String>,
+}
+
+impl fmt::Display for Platform {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(variant) = &self.variant {
+            write!(f, "/{variant}")?;
+        }
+        Ok(())
+    }
+}
+
+impl Platform {
+    /// `linux/arm64`, `linux/arm/v7`; lower-cased as the engine does. The
+    /// error says what is wrong with `text`, for the caller to name its input.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let lower = text.trim().to_ascii_lowercase();
+        let parts: Vec<&str> = lower.split('/').collect();
+        let valid = |p: &&str| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        if !(2..=3).contains(&parts.len()) || !parts.iter().all(valid) {
+            return Err(format!(
+                "{text:?} is not a platform; write os/architecture[/variant], e.g. linux/amd64 or linux/arm/v7"
+            ));
+        }
+        Ok(Platform {
+            os: parts[0].to_owned(),
+            architecture: parts[1].to_owned(),
+            variant: parts.get(2).map(|v| (*v).to_owned()),
+        })
+    }
+
+    /// The platform an image config declares (`os`, `architecture`,
+    /// `variant`); `None` when it is not an image config.
+    pub fn of_config(config: &[u8]) -> Option<Self> {
+        let platform: Platform = serde_json::from_slice(config).ok()?;
+        (!platform.os.is_empty() && !platform.architecture.is_empty()).then_some(platform)
+    }
+
+    /// A name fit for a file or a local tag: `linux-arm-v7`.
+    pub fn slug(&self) -> String {
+        self.to_string().replace('/', "-")
+    }
+
+    /// Whether an image made for `self` serves a request for `wanted`. A
+    /// missing variant matches any: engines write arm64 configs without
+    /// one (and `linux/arm64` means `v8`).
+    pub fn serves(&self, wanted: &Platform) -> bool {
+        self.os == wanted.os
+            && self.architecture == wanted.architecture
+            && match (&self.variant, &wanted.variant) {
+                (Some(mine), Some(theirs)) => mine == theirs,
+                _ => true,
+            }
+    }
+}
+
+/// The `platforms` input: comma- and/or newline-separated, duplicates
+/// dropped, in the order given.
+pub fn list(raw: &str) -> Result<Vec<Platform>, String> {
+    let mut platforms: Vec<Platform> = Vec::new();
+    for item in raw
+        .split([',', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let platform = Platform::parse(item)?;
+        if !platforms.contains(&platform) {
+            platforms.push(platform);
+        }
+    }
+    Ok(platforms)
+}
+
+/// One image manifest of an index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Entry {
+    pub media_type: String,
+    pub digest: String,
+    pub size: u64,
+    pub platform: Platform,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Index<'a> {
+    schema_version: u32,
+    media_type: &'static str,
+    manifests: &'a [Entry],
+}
+
+/// The OCI image index over `entries`, compact JSON, in the order given
+/// (the same entries always make the same bytes, so a re-run makes the
+/// same digest).
+pub fn image_index(entries: &[Entry]) -> Vec<u8> {
+    serde_json::to_vec(&Index {
+        schema_version: 2,
+        media_type: INDEX_MEDIA_TYPE,
+        manifests: entries,
+    })
+    .unwrap_or_default()
+}
+
+/// The child an index offers for `wanted`: the first that serves it,
+/// skipping entries without a platform (attestations, signatures).
+pub fn child_for<'a>(index: &'a [u8], wanted: &Platform) -> Option<&'a str> {
+    #[derive(Deserialize)]
+    struct Raw<'a> {
+        #[serde(borrow)]
+        manifests: Vec<RawEntry<'a>>,
+    }
+    #[derive(Deserialize)]
+    struct RawEntry<'a> {
+        digest: &'a str,
+        platform: Option<Platform>,
+    }
+    let raw: Raw<'a> = serde_json::from_slice(index).ok()?;
+    raw.manifests
+        .into_iter()
+        .find(|e| e.platform.as_ref().is_some_and(|p| p.serves(wanted)))
+        .map(|e| e.digest)
+}
+
+/// The platform of the machine this runs on, as images name it: the
+/// child `scan image=` reads from an index.
+pub fn host() -> Platform {
+    let architecture = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "arm" => "arm",
+        "powerpc64" => "ppc64le",
+        "s390x" => "s390x",
+        "riscv64" => "riscv64",
+        other => other,
+    };
+    Platform {
+        os: "linux".into(),
+        architecture: architecture.into(),
+        variant: None,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn p(text: &str) -> Platform {
+        Platform::parse(text).unwrap()
+    }
+
+    #[test]
+    fn the_input_takes_commas_and_lines_and_drops_repeats() {
+        let parsed = list("linux/amd64, linux/arm64\nlinux/arm/v7\n\nLINUX/AMD64").unwrap();
+        let shown: Vec<String> = parsed.iter().map(ToString::to_string).collect();
+        assert_eq!(shown, ["linux/amd64", "linux/arm64", "linux/arm/v7"]);
+        assert_eq!(parsed[2].slug(), "linux-arm-v7");
+        assert_eq!(list(" \n ").unwrap(), []);
+    }
+
+    #[test]
+    fn a_bad_platform_is_named_with_the_form_to_write() {
+        for bad in [
+            "amd64",
+            "linux/",
+            "linux/arm/v7/x",
+            "linux/amd 64",
+            "/arm64",
+        ] {
+            let err = list(&format!("linux/amd64,{bad}")).unwrap_err();
+            assert!(err.contains(&format!("{:?}", bad.trim())), "{err}");
+            assert!(err.contains("os/architecture[/variant]"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_config_declares_its_platform() {
+        let config = br#"{"architecture":"arm","os":"linux","variant":"v7","rootfs":{}}"#;
+        assert_eq!(Platform::of_config(config), Some(p("linux/arm/v7")));
+        let arm64 = br#"{"architecture":"arm64","os":"linux","config":{}}"#;
+        assert_eq!(Platform::of_config(arm64), Some(p("linux/arm64")));
+        assert_eq!(Platform::of_config(br#"{"os":"linux"}"#), None);
+        assert_eq!(Platform::of_config(b"[]"), None);
+    }
+
+    #[test]
+    fn an_index_lists_its_entries_with_their_platforms_and_picks_children() {
+        let entry = |digest: &str, platform: &str| Entry {
+            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+            digest: digest.into(),
+            size: 7,
+            platform: p(platform),
+        };
+        let entries = [
+            entry("sha256:a", "linux/amd64"),
+            entry("sha256:b", "linux/arm64"),
+        ];
+        let bytes = image_index(&entries);
+        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(json["schemaVersion"], 2);
+        assert_eq!(json["mediaType"], INDEX_MEDIA_TYPE);
+        assert_eq!(
+            json["manifests"][1]["platform"],
+            serde_json::json!({"os": "linux", "architecture": "arm64"})
+        );
+        assert_eq!(image_index(&entries), bytes, "the same bytes every time");
+        assert_eq!(child_for(&bytes, &p("linux/arm64")), Some("sha256:b"));
+        assert_eq!(child_for(&bytes, &p("linux/arm64/v8")), Some("sha256:b"));
+        assert_eq!(child_for(&bytes, &p("linux/amd64")), Some("sha256:a"));
+        assert_eq!(child_for(&bytes, &p("linux/s390x")), None);
+    }
+
+    #[test]
+    fn a_real_index_picks_by_variant() {
+        let bytes = std::fs::read(format!(
+            "{}/../shared/fixtures/oci/docker-manifest-list-ubuntu-17.10.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let v7 = child_for(&bytes, &p("linux/arm/v7")).unwrap();
+        let amd64 = child_for(&bytes, &p("linux/amd64")).unwrap();
+        assert_ne!(v7, amd64);
+        assert!(v7.starts_with("sha256:"));
+    }
+}
