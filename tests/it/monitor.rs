@@ -11,6 +11,7 @@ use registry_action::registry::{Manifest, Registry, sha256_digest};
 use serde_json::{Value, json};
 
 use crate::support::images::Seeder;
+use crate::support::mermaid;
 use crate::support::own_registry::OwnRegistry;
 use crate::support::proxy::{Fault, Proxy};
 use crate::support::run::{Action, Ran};
@@ -149,6 +150,20 @@ async fn healthy_images_are_ok_and_growth_since_the_previous_report_warns() {
     assert!(
         second.summary.contains("```mermaid\nxychart-beta\n"),
         "{second}"
+    );
+    assert_eq!(
+        mermaid::check(&second.summary),
+        Ok(vec!["ok xychart".to_owned()])
+    );
+}
+
+#[test]
+fn mermaids_parser_refuses_a_broken_chart() {
+    let broken = "```mermaid\nxychart-beta\n    x-axis [a b]\n    line [1, x]\n```\n";
+    let lines = mermaid::check(broken).unwrap_err();
+    assert!(
+        lines[0].starts_with("error Parse error on line 3"),
+        "{lines:?}"
     );
 }
 
