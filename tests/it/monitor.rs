@@ -2,15 +2,13 @@
 //! whose stored bytes were damaged, and a real Trivy on an offline test
 //! database; asserted on the outputs, the report and the exit code.
 
-use std::io::Write as _;
 use std::time::Duration;
 
-use bytes::Bytes;
+use registry_action::registry::Registry;
 use registry_action::registry::auth::Credentials;
-use registry_action::registry::{Manifest, Registry, sha256_digest};
 use serde_json::{Value, json};
 
-use crate::support::images::Seeder;
+use crate::support::images::{Seeder, put_image, tar_gz, upload};
 use crate::support::mermaid;
 use crate::support::own_registry::OwnRegistry;
 use crate::support::proxy::{Fault, Proxy};
@@ -51,6 +49,20 @@ fn kinds(ran: &Ran) -> Vec<(String, String, String)> {
             (field("level"), field("check"), field("subject"))
         })
         .collect()
+}
+
+fn messages(ran: &Ran) -> Vec<String> {
+    alerts(ran)
+        .iter()
+        .map(|a| a["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// A critical alert: `status` says so, and the step failed after writing
+/// its outputs.
+fn assert_critical(ran: &Ran) {
+    assert_eq!(ran.code, 1, "{ran}");
+    assert_eq!(ran.outputs["status"], "critical", "{ran}");
 }
 
 fn kind(level: &str, check: &str, subject: &str) -> (String, String, String) {
@@ -135,7 +147,7 @@ async fn healthy_images_are_ok_and_growth_since_the_previous_report_warns() {
         kinds(&second),
         [kind("warning", "storage", &s.registry_open)]
     );
-    let message = alerts(&second)[0]["message"].as_str().unwrap().to_owned();
+    let message = messages(&second)[0].clone();
     assert!(
         message.starts_with("storage grows 100% a month (")
             && message.ends_with("over `max-growth` (10%)"),
@@ -200,8 +212,7 @@ async fn a_refused_login_is_critical_names_the_registry_and_never_shows_the_pass
         .input("check-push", "true")
         .run_async()
         .await;
-    assert_eq!(refused.code, 1, "{refused}");
-    assert_eq!(refused.outputs["status"], "critical", "{refused}");
+    assert_critical(&refused);
     assert_eq!(
         kinds(&refused),
         [
@@ -209,10 +220,7 @@ async fn a_refused_login_is_critical_names_the_registry_and_never_shows_the_pass
             kind("critical", "auth", &app)
         ]
     );
-    let messages: Vec<String> = alerts(&refused)
-        .iter()
-        .map(|a| a["message"].as_str().unwrap().to_owned())
-        .collect();
+    let messages = messages(&refused);
     assert_eq!(
         messages[0],
         format!(
@@ -254,7 +262,7 @@ async fn a_slow_registry_warns_and_a_hung_one_fails_within_the_request_timeout()
     ran.assert_ok();
     assert_eq!(ran.outputs["status"], "warning", "{ran}");
     assert_eq!(kinds(&ran), [kind("warning", "pull", &app)]);
-    let message = alerts(&ran)[0]["message"].as_str().unwrap().to_owned();
+    let message = messages(&ran)[0].clone();
     assert!(
         message.starts_with(&format!("pulling `{app}:latest` took "))
             && message.ends_with("over `max-pull-time` (1 s)"),
@@ -268,9 +276,9 @@ async fn a_slow_registry_warns_and_a_hung_one_fails_within_the_request_timeout()
         .input("request-timeout", "1s")
         .run_async()
         .await;
-    assert_eq!(ran.code, 1, "{ran}");
+    assert_critical(&ran);
     assert_eq!(kinds(&ran), [kind("critical", "pull", &app)]);
-    let message = alerts(&ran)[0]["message"].as_str().unwrap().to_owned();
+    let message = messages(&ran)[0].clone();
     assert!(
         message.starts_with(&format!(
             "pulling `{app}:latest` failed: couldn't reach {}",
@@ -291,16 +299,13 @@ async fn a_dead_registry_and_a_missing_image_are_reported_per_image() {
     let ran = monitor(workspace.path(), &s.registry_open, &[&app, &gone])
         .run_async()
         .await;
-    assert_eq!(ran.code, 1, "{ran}");
+    assert_critical(&ran);
     assert_eq!(kinds(&ran), [kind("critical", "pull", &gone)]);
     assert!(
-        alerts(&ran)[0]["message"]
-            .as_str()
-            .unwrap()
-            .starts_with(&format!(
-                "`{gone}:latest` is not in {}: pulls of it fail",
-                s.registry_open
-            )),
+        messages(&ran)[0].starts_with(&format!(
+            "`{gone}:latest` is not in {}: pulls of it fail",
+            s.registry_open
+        )),
         "{ran}"
     );
     let rows = report(workspace.path())["images"].clone();
@@ -313,7 +318,7 @@ async fn a_dead_registry_and_a_missing_image_are_reported_per_image() {
     let ran = monitor(workspace.path(), "127.0.0.1:9", &[&app, &gone])
         .run_async()
         .await;
-    assert_eq!(ran.code, 1, "{ran}");
+    assert_critical(&ran);
     assert_eq!(
         kinds(&ran),
         [
@@ -350,9 +355,9 @@ async fn a_blob_whose_bytes_dont_match_its_digest_fails_the_pull() {
     let ran = monitor(workspace.path(), &own.address, &[&app])
         .run_async()
         .await;
-    assert_eq!(ran.code, 1, "{ran}");
+    assert_critical(&ran);
     assert_eq!(kinds(&ran), [kind("critical", "pull", &app)]);
-    let message = alerts(&ran)[0]["message"].as_str().unwrap().to_owned();
+    let message = messages(&ran)[0].clone();
     assert!(
         message.contains(&format!(
             "sent blob {layer} of {app} whose digest is sha256:"
@@ -368,59 +373,22 @@ async fn push_alpine(registry: &Registry, repository: &str, packages: &[(&str, &
         .iter()
         .map(|(name, version)| format!("P:{name}\nV:{version}\nA:x86_64\n\n"))
         .collect();
-    let files = [
-        ("etc/alpine-release", "3.19.1\n".to_owned()),
+    let (layer, diff_id) = tar_gz(&[
+        ("etc/alpine-release", b"3.19.1\n"),
         (
             "etc/os-release",
-            "NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.19.1\n".to_owned(),
+            b"NAME=\"Alpine Linux\"\nID=alpine\nVERSION_ID=3.19.1\n",
         ),
-        ("lib/apk/db/installed", db),
-    ];
-    let mut tar = tar::Builder::new(Vec::new());
-    for (path, text) in &files {
-        let mut header = tar::Header::new_gnu();
-        header.set_size(text.len() as u64);
-        header.set_mode(0o644);
-        tar.append_data(&mut header, path, text.as_bytes()).unwrap();
-    }
-    let raw = tar.into_inner().unwrap();
-    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    gz.write_all(&raw).unwrap();
-    let layer = gz.finish().unwrap();
+        ("lib/apk/db/installed", db.as_bytes()),
+    ]);
     let config = serde_json::to_vec(&json!({
         "architecture": "amd64",
         "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [sha256_digest(&raw)]},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
     }))
     .unwrap();
-    let (layer_digest, config_digest) = (sha256_digest(&layer), sha256_digest(&config));
-    for (digest, bytes) in [
-        (&layer_digest, layer.clone()),
-        (&config_digest, config.clone()),
-    ] {
-        registry
-            .upload_blob(repository, digest, Bytes::from(bytes))
-            .await
-            .unwrap();
-    }
-    let body = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                   "digest": config_digest, "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                    "digest": layer_digest, "size": layer.len()}],
-    }))
-    .unwrap();
-    let manifest = Manifest {
-        digest: sha256_digest(&body),
-        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-        bytes: body,
-    };
-    registry
-        .put_manifest(repository, "latest", &manifest)
-        .await
-        .unwrap();
+    let layer = upload(registry, repository, layer).await;
+    put_image(registry, repository, config, &[layer], &["latest"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -449,8 +417,7 @@ async fn a_new_critical_advisory_in_a_published_image_is_critical() {
         .input("scanner", "trivy")
         .run_async()
         .await;
-    assert_eq!(ran.code, 1, "{ran}");
-    assert_eq!(ran.outputs["status"], "critical", "{ran}");
+    assert_critical(&ran);
     assert_eq!(
         kinds(&ran),
         [
@@ -459,10 +426,7 @@ async fn a_new_critical_advisory_in_a_published_image_is_critical() {
             kind("warning", "scan", &s.registry_open),
         ]
     );
-    let messages: Vec<String> = alerts(&ran)
-        .iter()
-        .map(|a| a["message"].as_str().unwrap().to_owned())
-        .collect();
+    let messages = messages(&ran);
     assert!(
         messages[0].starts_with(&format!(
             "`{vulnerable}:latest` has 1 critical finding(s): TEST-2026-0001;"
