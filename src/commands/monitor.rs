@@ -58,7 +58,9 @@ pub async fn run(args: &MonitorArgs, session: &Session) -> anyhow::Result<()> {
 struct Checker<'a> {
     args: &'a MonitorArgs,
     registry: Registry,
-    store: Store,
+    /// Docker Hub's API needs a login of its own, which can be refused:
+    /// then every image's storage says why, and the other checks still run.
+    store: Result<Store, String>,
     cache: BlobCache,
     /// Holds the cache and the scan archives; removed at the end.
     work: tempfile::TempDir,
@@ -77,7 +79,9 @@ impl<'a> Checker<'a> {
         Ok(Checker {
             args,
             registry,
-            store: Store::open(repos, false).await?,
+            store: Store::open(repos, false)
+                .await
+                .map_err(|err| format!("{err:#}")),
             cache,
             work,
             ignore: load_ignore(session, args.ignore_file.as_deref())?,
@@ -156,8 +160,12 @@ impl<'a> Checker<'a> {
     }
 
     async fn storage(&self, repository: &str) -> Storage {
+        let store = match &self.store {
+            Ok(store) => store,
+            Err(why) => return Storage::Failed(why.clone()),
+        };
         let concurrency = usize::from(self.args.repositories.concurrency);
-        match self.store.inventory(repository, concurrency).await {
+        match store.inventory(repository, concurrency).await {
             Ok(inventory) => Storage::Measured(crate::usage::measure(repository, &inventory)),
             Err(err) => Storage::Failed(format!("{err:#}")),
         }
