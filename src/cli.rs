@@ -283,7 +283,7 @@ pub struct MonitorArgs {
           value_parser = crate::bases::policy::duration)]
     pub request_timeout: std::time::Duration,
 
-    /// Also prove the credentials may push (an upload is opened and cancelled).
+    /// Also prove the credentials may push (an upload is opened; no blob is written).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
           default_missing_value = "true", value_parser = inputs::parse_bool)]
     pub check_push: bool,

@@ -135,13 +135,18 @@ impl<'a> Checker<'a> {
         image
     }
 
-    /// An upload opened and cancelled: the registry's own answer to
-    /// whether these credentials may push, leaving nothing behind.
+    /// An upload opened: the registry's own answer to whether these
+    /// credentials may push. It is cancelled where the registry lets them;
+    /// distribution wants the `delete` right for that, which a push token
+    /// may lack, and then its upload purge drops the empty session. Either
+    /// way no blob is written.
     async fn push_access(&self, repository: &str) -> Result<(), RegistryError> {
-        match self.registry.start_upload(repository, "", None).await? {
-            Upload::Session(session) => self.registry.cancel_upload(repository, &session).await,
-            Upload::Mounted => Ok(()),
+        if let Upload::Session(session) = self.registry.start_upload(repository, "", None).await? {
+            if let Err(err) = self.registry.cancel_upload(repository, &session).await {
+                tracing::debug!("the push check's upload to {repository} stays open: {err}");
+            }
         }
+        Ok(())
     }
 
     async fn pull(

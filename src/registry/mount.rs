@@ -66,6 +66,7 @@ impl Registry {
 
     /// Abandons an upload session from [`Registry::start_upload`]: the
     /// registry keeps nothing of it. One already gone (404) is fine.
+    /// distribution asks for the `delete` right here, not `push`.
     pub async fn cancel_upload(
         &self,
         repository: &str,

@@ -245,6 +245,46 @@ async fn a_refused_login_is_critical_names_the_registry_and_never_shows_the_pass
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_token_flow_proves_pull_and_push_and_a_refused_token_is_critical() {
+    let s = services();
+    let app = format!("{}/app", namespace("token"));
+    let credentials = Credentials {
+        username: s.token_user.clone(),
+        password: s.token_password.clone(),
+    };
+    seed(
+        &Registry::new(&s.registry_token, Some(credentials)).unwrap(),
+        &[&app],
+    )
+    .await;
+    let workspace = tempfile::tempdir().unwrap();
+    let run = |password: &str| {
+        monitor(workspace.path(), &s.registry_token, &[&app])
+            .input("username", &s.token_user)
+            .input("password", password)
+            .input("check-push", "true")
+            .run_async()
+    };
+
+    let allowed = run(&s.token_password).await;
+    allowed.assert_ok();
+    assert_eq!(allowed.outputs["status"], "ok", "{allowed}");
+    allowed.assert_secret_masked_only(&s.token_password);
+
+    let wrong = "expired-token-0815";
+    let refused = run(wrong).await;
+    assert_critical(&refused);
+    assert_eq!(
+        messages(&refused)[0],
+        format!(
+            "{} refused to let `{app}` be pulled (401 unauthorized): renew the token in the secret passed as `password`, or give the account (`username`) that right",
+            s.registry_token
+        )
+    );
+    refused.assert_secret_masked_only(wrong);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_slow_registry_warns_and_a_hung_one_fails_within_the_request_timeout() {
     let s = services();
     let ns = namespace("slow");
