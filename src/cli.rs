@@ -49,6 +49,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Check an image's cosign signature (and attestation) with a public key.
     Verify(VerifyArgs),
+    /// Health checks for a scheduled run: pulls, logins, storage, rescans → alerts.
+    Monitor(MonitorArgs),
 }
 
 impl Command {
@@ -64,6 +66,7 @@ impl Command {
             Command::Backup(_) => "backup",
             Command::Restore(_) => "restore",
             Command::Verify(_) => "verify",
+            Command::Monitor(_) => "monitor",
         }
     }
 
@@ -96,6 +99,7 @@ impl Command {
             Command::Backup(args) => args.from.from_password.iter().collect(),
             Command::Restore(args) => args.to.password.iter().collect(),
             Command::Verify(args) => args.password.iter().collect(),
+            Command::Monitor(args) => args.repositories.password.iter().collect(),
         };
         all.into_iter().map(String::as_str).collect()
     }
@@ -262,6 +266,73 @@ pub struct UsageArgs {
     /// Also write the report (JSON) to this file.
     #[arg(long, value_name = "FILE")]
     pub report_file: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MonitorArgs {
+    #[command(flatten)]
+    pub repositories: RepositoryArgs,
+
+    /// The tag each image is checked at: pulled, timed and rescanned.
+    #[arg(long, default_value = "latest")]
+    pub tag: String,
+
+    /// A pull slower than this warns, e.g. `30s`, `2m` (default: never).
+    #[arg(long, value_name = "DURATION", value_parser = crate::bases::policy::duration)]
+    pub max_pull_time: Option<std::time::Duration>,
+
+    /// The longest one registry request may take before its image is
+    /// reported as failed, e.g. `30s`.
+    #[arg(long, value_name = "DURATION", default_value = "30s",
+          value_parser = crate::bases::policy::duration)]
+    pub request_timeout: std::time::Duration,
+
+    /// Also prove the credentials may push (an upload is opened; no blob is written).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = inputs::parse_bool)]
+    pub check_push: bool,
+
+    /// A previous `monitor` or `usage` report (JSON file) to measure growth against.
+    #[arg(long, value_name = "FILE")]
+    pub previous_report: Option<String>,
+
+    /// Also write the report (JSON) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report_file: Option<String>,
+
+    /// Storage growth per month that warns, e.g. `10%`.
+    #[arg(long, default_value = "10%", value_parser = crate::monitor::thresholds::percent)]
+    pub max_growth: f64,
+
+    /// Stored bytes, all images together, that are a critical alert, e.g. `50GiB`.
+    #[arg(long, value_name = "SIZE", value_parser = crate::monitor::thresholds::size)]
+    pub max_storage: Option<u64>,
+
+    /// Commit-SHA tags per image beyond which `cleanup` is due (a warning).
+    #[arg(long, default_value_t = 50)]
+    pub keep: usize,
+
+    /// Share of images whose rescan finds nothing critical, below which the
+    /// run warns, e.g. `95%`.
+    #[arg(long, default_value = "95%", value_parser = crate::monitor::thresholds::percent)]
+    pub min_pass_rate: f64,
+
+    /// Scanner for the rescan of each image.
+    #[arg(long, value_enum, default_value_t = ScannerArg::Trivy)]
+    pub scanner: ScannerArg,
+
+    /// Run the scanner as this image through the Docker Engine (see `scan`).
+    #[arg(long, value_name = "IMAGE")]
+    pub scanner_image: Option<String>,
+
+    /// Leave out findings that have no fixed version yet.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
+          default_missing_value = "true", value_parser = inputs::parse_bool)]
+    pub ignore_unfixed: bool,
+
+    /// A `.trivyignore.yaml` file (id, paths, purls, expired_at, statement).
+    #[arg(long)]
+    pub ignore_file: Option<String>,
 }
 
 /// Where `mirror` and `backup` read from.

@@ -10,7 +10,8 @@
 //! Pure helpers: `reference` (image names), `metadata` (labels), `release`
 //! (release tags, versions, prereleases), `build_key` (what makes a build
 //! the same build),
-//! `platform` (platforms, image indexes), `retention` (what a cleanup may delete); `github` is the shared REST
+//! `platform` (platforms, image indexes), `retention` (what a cleanup may
+//! delete), `monitor` (health checks → alerts); `github` is the shared REST
 //! client; `hub` is Docker Hub's own API (tag dates and deletes).
 
 pub mod actions;
@@ -25,6 +26,7 @@ pub mod inventory;
 pub mod layout;
 pub mod metadata;
 pub mod mirror;
+pub mod monitor;
 pub mod plan;
 pub mod platform;
 pub mod reference;

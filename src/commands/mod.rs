@@ -4,6 +4,7 @@ pub mod backup;
 pub mod cleanup;
 pub mod merge;
 pub mod mirror;
+pub mod monitor;
 pub mod plan;
 pub mod publish;
 mod repositories;
@@ -120,6 +121,7 @@ pub async fn run(command: Command, session: &Session) -> anyhow::Result<()> {
         Command::Backup(args) => backup::run(&args, session).await,
         Command::Restore(args) => restore::run(&args, session).await,
         Command::Verify(args) => verify::run(&args, session).await,
+        Command::Monitor(args) => monitor::run(&args, session).await,
     }
 }
 

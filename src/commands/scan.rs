@@ -289,7 +289,7 @@ async fn publish_check_run(
     }
 }
 
-fn load_ignore(session: &Session, path: Option<&str>) -> anyhow::Result<Option<IgnoreFile>> {
+pub fn load_ignore(session: &Session, path: Option<&str>) -> anyhow::Result<Option<IgnoreFile>> {
     let Some(path) = path else {
         return Ok(None);
     };

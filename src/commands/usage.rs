@@ -7,11 +7,11 @@ use crate::cli::UsageArgs;
 use crate::commands::Session;
 use crate::commands::repositories::{self, Store};
 use crate::report::usage::summary;
-use crate::usage::{self, Report};
+use crate::usage::{self, Report, Repository};
 
 pub async fn run(args: &UsageArgs, session: &Session) -> anyhow::Result<()> {
     let previous = match &args.previous_report {
-        Some(path) => Some(read_report(&session.ctx.workspace.join(path))?),
+        Some(path) => Some(read_report::<Report>(&session.ctx.workspace.join(path))?),
         None => None,
     };
     let repositories = repositories::names(&args.repositories, session)?;
@@ -22,16 +22,7 @@ pub async fn run(args: &UsageArgs, session: &Session) -> anyhow::Result<()> {
         let inventory = store.inventory(&repository, concurrency).await?;
         measured.push(usage::measure(&repository, &inventory));
     }
-    let now = jiff::Timestamp::now();
-    let mut report = Report {
-        registry: args.repositories.registry.clone(),
-        generated: now.round(jiff::Unit::Second).unwrap_or(now).to_string(),
-        total_bytes: measured.iter().map(|r| r.bytes).sum(),
-        repositories: measured,
-    };
-    if let Some(previous) = &previous {
-        report = usage::compare(report, previous);
-    }
+    let report = today(&args.repositories.registry, measured, previous.as_ref());
     if let Some(path) = &args.report_file {
         let path = session.ctx.workspace.join(path);
         let text = serde_json::to_string_pretty(&report)?;
@@ -44,7 +35,24 @@ pub async fn run(args: &UsageArgs, session: &Session) -> anyhow::Result<()> {
     session.finish(&outputs, &summary(&report))
 }
 
-fn read_report(path: &std::path::Path) -> anyhow::Result<Report> {
+/// The report of what was measured now, with growth since `previous`.
+pub fn today(registry: &str, measured: Vec<Repository>, previous: Option<&Report>) -> Report {
+    let now = jiff::Timestamp::now();
+    let report = Report {
+        registry: registry.to_owned(),
+        generated: now.round(jiff::Unit::Second).unwrap_or(now).to_string(),
+        total_bytes: measured.iter().map(|r| r.bytes).sum(),
+        repositories: measured,
+    };
+    match previous {
+        Some(previous) => usage::compare(report, previous),
+        None => report,
+    }
+}
+
+/// A report an earlier run wrote: `usage`'s, or `monitor`'s, which is one
+/// with more fields.
+pub fn read_report<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> anyhow::Result<T> {
     let text = std::fs::read_to_string(path).with_context(|| {
         format!(
             "`previous-report`: couldn't read {}; pass the JSON file an earlier `usage` run wrote with `report-file`",

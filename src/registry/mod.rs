@@ -165,8 +165,22 @@ enum Auth {
     },
 }
 
+/// How long one request may take, unless [`Registry::with_timeout`] says.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+fn client(timeout: Duration) -> Result<reqwest::Client, RegistryError> {
+    reqwest::Client::builder()
+        .user_agent(concat!("registry-action/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .timeout(timeout)
+        .build()
+        .map_err(|e| RegistryError::Protocol(format!("couldn't set up an HTTP client: {e}")))
+}
+
 pub struct Registry {
     http: reqwest::Client,
+    /// A request's bound; blobs get more per byte (see `stream`).
+    timeout: Duration,
     /// As users name it (`docker.io`, `127.0.0.1:5000`).
     name: String,
     /// Where the API lives (`https://registry-1.docker.io`).
@@ -218,14 +232,9 @@ pub fn endpoint(registry: &str) -> String {
 
 impl Registry {
     pub fn new(registry: &str, credentials: Option<Credentials>) -> Result<Self, RegistryError> {
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("registry-action/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(300))
-            .build()
-            .map_err(|e| RegistryError::Protocol(format!("couldn't set up an HTTP client: {e}")))?;
         Ok(Registry {
-            http,
+            http: client(DEFAULT_TIMEOUT)?,
+            timeout: DEFAULT_TIMEOUT,
             name: registry.to_owned(),
             base: endpoint(registry),
             credentials,
@@ -237,6 +246,15 @@ impl Registry {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Every request, and every blob's first byte, within `timeout`
+    /// (instead of 300 s): for checks that must report a hung registry
+    /// rather than wait on it.
+    pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, RegistryError> {
+        self.http = client(timeout)?;
+        self.timeout = timeout;
+        Ok(self)
     }
 
     /// Proves the credentials work for `repository` before anything is built.

@@ -64,6 +64,25 @@ impl Registry {
         self.session(repository, &response)
     }
 
+    /// Abandons an upload session from [`Registry::start_upload`]: the
+    /// registry keeps nothing of it. One already gone (404) is fine.
+    /// distribution asks for the `delete` right here, not `push`.
+    pub async fn cancel_upload(
+        &self,
+        repository: &str,
+        session: &str,
+    ) -> Result<(), RegistryError> {
+        let response = self
+            .send(Method::DELETE, session, repository, |r| r)
+            .await?;
+        match response.status() {
+            s if s.is_success() || s == StatusCode::NOT_FOUND => Ok(()),
+            _ => Err(self
+                .failure(Method::DELETE, session, repository, response)
+                .await),
+        }
+    }
+
     fn session(
         &self,
         repository: &str,

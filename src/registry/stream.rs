@@ -20,11 +20,12 @@ use super::{Registry, RegistryError, retry};
 /// A blob's bytes, chunk by chunk; see [`verified`].
 pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes, RegistryError>> + Send>>;
 
-/// How long one blob may take to travel. The client's 300 s covers a whole
-/// request, body included, which a large layer on a slow link can need
-/// more than; a second more per 256 KiB still gives up on a stalled one.
-fn transfer_timeout(size: u64) -> Duration {
-    Duration::from_secs(300 + size / (256 << 10))
+/// How long one blob may take to travel. The client's bound (300 s unless
+/// set) covers a whole request, body included, which a large layer on a
+/// slow link can need more than; a second more per 256 KiB still gives up
+/// on a stalled one.
+fn transfer_timeout(base: Duration, size: u64) -> Duration {
+    base + Duration::from_secs(size / (256 << 10))
 }
 
 struct Hashing<S> {
@@ -143,7 +144,7 @@ impl Registry {
         let path = format!("/v2/{repository}/blobs/{digest}");
         let response = self
             .send(Method::GET, &path, repository, |r| {
-                r.timeout(transfer_timeout(size))
+                r.timeout(transfer_timeout(self.timeout, size))
             })
             .await?;
         if !response.status().is_success() {
@@ -191,7 +192,7 @@ impl Registry {
                 .put(&url)
                 .header(header::CONTENT_TYPE, "application/octet-stream")
                 .header(header::CONTENT_LENGTH, size)
-                .timeout(transfer_timeout(size))
+                .timeout(transfer_timeout(self.timeout, size))
                 .body(body),
             repository,
         );

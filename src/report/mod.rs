@@ -2,6 +2,7 @@
 
 pub mod check_run;
 pub mod cleanup;
+pub mod monitor;
 pub mod plan;
 pub mod publish;
 pub mod scan;

@@ -12,6 +12,7 @@ mod check_run;
 mod cleanup;
 mod hub;
 mod mirror;
+mod monitor;
 mod multiplatform;
 mod plan_git;
 mod plan_github;

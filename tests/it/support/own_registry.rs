@@ -55,6 +55,22 @@ impl OwnRegistry {
     }
 }
 
+impl OwnRegistry {
+    /// Where the registry keeps a blob's bytes (distribution's filesystem
+    /// driver layout), for tests that damage them. (The mirror bench
+    /// shares this file and has no use for it.)
+    #[allow(dead_code)]
+    pub fn blob_data(&self, digest: &str) -> std::path::PathBuf {
+        let hex = digest.trim_start_matches("sha256:");
+        self._dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
 impl Drop for OwnRegistry {
     fn drop(&mut self) {
         let _ = self.child.kill();

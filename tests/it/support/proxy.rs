@@ -16,6 +16,9 @@ pub enum Fault {
     /// ones pass. Requests stay far below `after`, so only a blob upload
     /// is cut.
     Cut { after: u64, times: u32 },
+    /// Every chunk the registry sends back waits this long first: a slow
+    /// registry, or (longer than a client's timeout) a hung one.
+    Delay(std::time::Duration),
 }
 
 pub struct Proxy {
@@ -86,7 +89,16 @@ impl State {
         let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
         let (state, here) = (self.clone(), AtomicU64::new(0));
         std::thread::spawn(move || pipe(client, server, |n| state.allow(n, &here, &ends)));
-        std::thread::spawn(move || pipe(s2, c2, |_| true));
+        let delay = match self.fault {
+            Fault::Delay(delay) => delay,
+            _ => std::time::Duration::ZERO,
+        };
+        std::thread::spawn(move || {
+            pipe(s2, c2, |_| {
+                std::thread::sleep(delay);
+                true
+            })
+        });
     }
 
     /// Whether `n` more bytes may go upstream on the connection with `ends`
@@ -114,6 +126,7 @@ impl State {
                 }
                 !cut
             }
+            Fault::Delay(_) => true,
         }
     }
 }

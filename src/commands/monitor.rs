@@ -1,0 +1,351 @@
+//! `monitor`: for a scheduled run, every image checked as its users meet
+//! it — login, pull, storage, a rescan of what is published — then judged
+//! into alerts, reported, and the run failed on a critical one.
+
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+
+use crate::actions::outputs::Outputs;
+use crate::cli::{MonitorArgs, ScannerArg};
+use crate::commands::Session;
+use crate::commands::repositories::{self, Store};
+use crate::commands::scan::load_ignore;
+use crate::commands::usage::{read_report, today};
+use crate::monitor::pull::{self, BlobCache, Parts};
+use crate::monitor::trend::{self, Point};
+use crate::monitor::{
+    self, Access, Image, Level, Limits, Pull, Report, Scan, Storage, Totals, Verdict, archive,
+};
+use crate::registry::mount::Upload;
+use crate::registry::{Registry, RegistryError};
+use crate::report::monitor::summary;
+use crate::scan::policy::{Policy, evaluate};
+use crate::scan::{IgnoreFile, Scanner, Severity, runner};
+
+pub async fn run(args: &MonitorArgs, session: &Session) -> anyhow::Result<()> {
+    let previous = match &args.previous_report {
+        Some(path) => Some(read_report::<Report>(&session.ctx.workspace.join(path))?),
+        None => None,
+    };
+    let names = repositories::names(&args.repositories, session)?;
+    let checker = Checker::new(args, session).await?;
+    let mut images = Vec::new();
+    for repository in &names {
+        images.push(checker.check(repository).await);
+    }
+    let report = judged(args, images, previous.as_ref());
+    let report_file = write_report(args, session, &report)?;
+    announce(session, &report);
+    let mut outputs = Outputs::new();
+    outputs.set("status", report.status.as_str());
+    outputs.set_json("alerts", &report.alerts)?;
+    outputs.set("report-file", report_file.display().to_string());
+    session.finish(&outputs, &summary(&report))?;
+    if report.status == Level::Critical {
+        let count = report
+            .alerts
+            .iter()
+            .filter(|a| a.level == Level::Critical)
+            .count();
+        bail!("monitor raised {count} critical alert(s); see the job summary");
+    }
+    Ok(())
+}
+
+/// What every image is checked with.
+struct Checker<'a> {
+    args: &'a MonitorArgs,
+    registry: Registry,
+    /// Docker Hub's API needs a login of its own, which can be refused:
+    /// then every image's storage says why, and the other checks still run.
+    store: Result<Store, String>,
+    cache: BlobCache,
+    /// Holds the cache and the scan archives; removed at the end.
+    work: tempfile::TempDir,
+    ignore: Option<IgnoreFile>,
+}
+
+impl<'a> Checker<'a> {
+    async fn new(args: &'a MonitorArgs, session: &Session) -> anyhow::Result<Self> {
+        let repos = &args.repositories;
+        let credentials = super::credentials(&repos.username, &repos.password)?;
+        let registry =
+            Registry::new(&repos.registry, credentials)?.with_timeout(args.request_timeout)?;
+        let work = session.work_dir()?;
+        let cache = BlobCache::create(&work.path().join("blobs"))
+            .context("couldn't make the blob cache under RUNNER_TEMP")?;
+        Ok(Checker {
+            args,
+            registry,
+            store: Store::open(repos, false)
+                .await
+                .map_err(|err| format!("{err:#}")),
+            cache,
+            work,
+            ignore: load_ignore(session, args.ignore_file.as_deref())?,
+        })
+    }
+
+    /// Login, push right, pull, storage and rescan of one image. A refused
+    /// login or a registry that doesn't answer ends the image's checks:
+    /// the one alert says why.
+    async fn check(&self, repository: &str) -> Image {
+        tracing::info!("checking {repository}");
+        let mut image = Image {
+            repository: repository.to_owned(),
+            pull_access: Access::Granted,
+            push_access: None,
+            pull: Pull::Skipped,
+            storage: Storage::Skipped,
+            scan: Scan::Skipped,
+        };
+        let answered = self.registry.check_access(repository).await;
+        image.pull_access = access(&answered);
+        if self.args.check_push {
+            image.push_access = Some(access(&self.push_access(repository).await));
+        }
+        match (&image.pull_access, answered) {
+            (Access::Refused(_), _) => return image,
+            (Access::Unreachable, Err(err)) => {
+                image.pull = Pull::Failed(err.to_string());
+                return image;
+            }
+            _ => {}
+        }
+        let parts = match self.pull(repository).await {
+            Ok(Some((pulled, parts))) => {
+                image.pull = Pull::Done(pulled);
+                Some(parts)
+            }
+            Ok(None) => {
+                image.pull = Pull::Missing;
+                None
+            }
+            Err(err) => {
+                image.pull = Pull::Failed(err.to_string());
+                None
+            }
+        };
+        image.storage = self.storage(repository).await;
+        if let Some(parts) = parts {
+            image.scan = self.rescan(repository, &parts).await;
+        }
+        image
+    }
+
+    /// An upload opened: the registry's own answer to whether these
+    /// credentials may push. It is cancelled where the registry lets them;
+    /// distribution wants the `delete` right for that, which a push token
+    /// may lack, and then its upload purge drops the empty session. Either
+    /// way no blob is written.
+    async fn push_access(&self, repository: &str) -> Result<(), RegistryError> {
+        if let Upload::Session(session) = self.registry.start_upload(repository, "", None).await? {
+            if let Err(err) = self.registry.cancel_upload(repository, &session).await {
+                tracing::debug!("the push check's upload to {repository} stays open: {err}");
+            }
+        }
+        Ok(())
+    }
+
+    async fn pull(
+        &self,
+        repository: &str,
+    ) -> Result<Option<(monitor::Pulled, Parts)>, RegistryError> {
+        let concurrency = usize::from(self.args.repositories.concurrency);
+        pull::pull(
+            &self.registry,
+            &self.cache,
+            repository,
+            &self.args.tag,
+            concurrency,
+        )
+        .await
+    }
+
+    async fn storage(&self, repository: &str) -> Storage {
+        let store = match &self.store {
+            Ok(store) => store,
+            Err(why) => return Storage::Failed(why.clone()),
+        };
+        let concurrency = usize::from(self.args.repositories.concurrency);
+        match store.inventory(repository, concurrency).await {
+            Ok(inventory) => Storage::Measured(crate::usage::measure(repository, &inventory)),
+            Err(err) => Storage::Failed(format!("{err:#}")),
+        }
+    }
+
+    /// The pulled image scanned again with today's advisories.
+    async fn rescan(&self, repository: &str, parts: &Parts) -> Scan {
+        let scanner = match self.args.scanner {
+            ScannerArg::None => return Scan::Skipped,
+            ScannerArg::Trivy => Scanner::Trivy,
+            ScannerArg::Grype => Scanner::Grype,
+        };
+        match self.scan(scanner, repository, parts).await {
+            Ok(scan) => scan,
+            Err(err) => Scan::Failed(format!("{err:#}")),
+        }
+    }
+
+    async fn scan(
+        &self,
+        scanner: Scanner,
+        repository: &str,
+        parts: &Parts,
+    ) -> anyhow::Result<Scan> {
+        let path = self.work.path().join("image.tar");
+        archive::write(&self.cache, parts, repository, &self.args.tag, &path)?;
+        let report =
+            runner::scan_archive(scanner, &path, false, self.args.scanner_image.as_deref()).await;
+        let _ = std::fs::remove_file(&path);
+        let findings = runner::parse(scanner, &report?)?;
+        let policy = Policy {
+            ignore_unfixed: self.args.ignore_unfixed,
+            ..Policy::default()
+        };
+        let verdict = evaluate(findings, &policy, self.ignore.as_ref(), unix_now());
+        let ids = |severity: Severity| {
+            let mut ids: Vec<String> = verdict
+                .findings
+                .iter()
+                .filter(|f| f.severity == severity)
+                .map(|f| f.id.clone())
+                .collect();
+            ids.dedup();
+            ids
+        };
+        Ok(Scan::Done {
+            critical: ids(Severity::Critical),
+            high: ids(Severity::High),
+        })
+    }
+}
+
+/// How the registry answered the credentials.
+fn access(answer: &Result<(), RegistryError>) -> Access {
+    match answer {
+        Ok(()) => Access::Granted,
+        Err(RegistryError::Unauthorized { .. }) => Access::Refused("401 unauthorized".into()),
+        Err(RegistryError::Denied {
+            status, message, ..
+        }) => Access::Refused(format!("{status} denied{message}")),
+        Err(_) => Access::Unreachable,
+    }
+}
+
+/// The run's report: today's storage against the previous report, the
+/// trend, and the verdict on everything measured.
+fn judged(args: &MonitorArgs, images: Vec<Image>, previous: Option<&Report>) -> Report {
+    let measured = images
+        .iter()
+        .filter_map(|i| match &i.storage {
+            Storage::Measured(repo) => Some(repo.clone()),
+            _ => None,
+        })
+        .collect();
+    let usage = today(
+        &args.repositories.registry,
+        measured,
+        previous.map(|p| &p.usage),
+    );
+    let totals = Totals {
+        bytes: usage.total_bytes,
+        before: previous.and_then(|p| {
+            let days = trend::days_between(&p.usage.generated, &usage.generated)?;
+            Some((p.usage.total_bytes, days))
+        }),
+    };
+    let now = Point {
+        generated: usage.generated.clone(),
+        total_bytes: usage.total_bytes,
+    };
+    let history = trend::extend(
+        previous.map(|p| {
+            let last = Point {
+                generated: p.usage.generated.clone(),
+                total_bytes: p.usage.total_bytes,
+            };
+            (p.history.as_slice(), last)
+        }),
+        now,
+    );
+    let Verdict {
+        rows,
+        alerts,
+        status,
+        pass_rate,
+    } = monitor::judge(&images, &totals, &limits(args));
+    Report {
+        usage,
+        history,
+        status,
+        pass_rate,
+        images: rows,
+        alerts,
+    }
+}
+
+fn limits(args: &MonitorArgs) -> Limits {
+    Limits {
+        registry: args.repositories.registry.clone(),
+        tag: args.tag.clone(),
+        credentials: args.repositories.username.is_some(),
+        max_pull_time: args.max_pull_time,
+        max_growth: args.max_growth,
+        max_storage: args.max_storage,
+        keep: args.keep,
+        min_pass_rate: args.min_pass_rate,
+    }
+}
+
+/// `report-file`, else `monitor-report.json` under RUNNER_TEMP (or the
+/// system's temp folder off a runner).
+fn write_report(args: &MonitorArgs, session: &Session, report: &Report) -> anyhow::Result<PathBuf> {
+    let path = match &args.report_file {
+        Some(path) => session.ctx.workspace.join(path),
+        None => session
+            .ctx
+            .runner_temp
+            .clone()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("monitor-report.json"),
+    };
+    write_json(&path, report)?;
+    Ok(path)
+}
+
+fn write_json(path: &Path, report: &Report) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(report)?;
+    std::fs::write(path, text).with_context(|| {
+        format!(
+            "`report-file`: couldn't write the report to {}; give a writable path in the workspace",
+            path.display()
+        )
+    })
+}
+
+/// Each alert as an annotation: critical ones as errors, warnings as
+/// warnings, so the run's page shows them without opening the summary.
+fn announce(session: &Session, report: &Report) {
+    for alert in &report.alerts {
+        let text = format!(
+            "{} · {}: {}",
+            alert.check.as_str(),
+            alert.subject,
+            alert.message
+        );
+        match alert.level {
+            Level::Critical => session.workflow.error(&text),
+            Level::Warning => session.workflow.warning(&text),
+            Level::Ok => {}
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
