@@ -491,7 +491,11 @@ async fn a_new_critical_advisory_in_a_published_image_is_critical() {
         (Some("ok"), Some("critical")),
         "images are listed sorted: clean, then vulnerable"
     );
-    assert!(ran.summary.contains("**scan pass rate:** 50%"), "{ran}");
+    assert!(
+        ran.summary.contains("**Pulled:** 2 of 2 · **stored:** "),
+        "{ran}"
+    );
+    assert!(ran.summary.contains(" · **scan pass rate:** 50%"), "{ran}");
 }
 
 #[test]
