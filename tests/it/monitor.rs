@@ -517,6 +517,11 @@ fn bad_thresholds_name_the_input() {
             "soon",
             "input `max-pull-time`: \"soon\" is not accepted; \"soon\" is not a duration",
         ),
+        (
+            "request-timeout",
+            "0s",
+            "input `request-timeout`: \"0s\" is not accepted; \"0s\" is no time at all: give at least `1s`",
+        ),
     ] {
         let ran = monitor(workspace.path(), "127.0.0.1:9", &["acme/app"])
             .input(input, value)
