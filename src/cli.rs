@@ -278,13 +278,13 @@ pub struct MonitorArgs {
     pub tag: String,
 
     /// A pull slower than this warns, e.g. `30s`, `2m` (default: never).
-    #[arg(long, value_name = "DURATION", value_parser = crate::bases::policy::duration)]
+    #[arg(long, value_name = "DURATION", value_parser = crate::monitor::thresholds::duration)]
     pub max_pull_time: Option<std::time::Duration>,
 
     /// The longest one registry request may take before its image is
     /// reported as failed, e.g. `30s`.
     #[arg(long, value_name = "DURATION", default_value = "30s",
-          value_parser = crate::bases::policy::duration)]
+          value_parser = crate::monitor::thresholds::duration)]
     pub request_timeout: std::time::Duration,
 
     /// Also prove the credentials may push (an upload is opened; no blob is written).

@@ -1,5 +1,5 @@
 //! The limits `monitor` is given, as the workflow spells them (pure):
-//! percentages (`10%`) and sizes (`50GiB`).
+//! percentages (`10%`), sizes (`50GiB`) and durations that are not zero.
 
 /// `10%`, `7.5%` or `0.1` → a fraction (0.1, 0.075, 0.1).
 pub fn percent(raw: &str) -> Result<f64, String> {
@@ -14,6 +14,16 @@ pub fn percent(raw: &str) -> Result<f64, String> {
             "{raw:?} is not a percentage: give a number and `%`, such as `10%` or `95%`"
         )),
     }
+}
+
+/// A duration as `wait-timeout` takes it (`30s`, `2m`), but never zero:
+/// a zero bound would fail every request, or call every pull slow.
+pub fn duration(raw: &str) -> Result<std::time::Duration, String> {
+    let duration = crate::bases::policy::duration(raw)?;
+    if duration.is_zero() {
+        return Err(format!("{raw:?} is no time at all: give at least `1s`"));
+    }
+    Ok(duration)
 }
 
 /// `50GiB`, `500MB`, `1.5TiB` or a plain byte count → bytes. Binary (`KiB`,
@@ -63,6 +73,16 @@ mod tests {
             let err = percent(bad).unwrap_err();
             assert!(err.contains("`10%`"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn durations_are_never_zero() {
+        assert_eq!(duration("1m30s"), Ok(std::time::Duration::from_secs(90)));
+        assert_eq!(
+            duration("0s"),
+            Err("\"0s\" is no time at all: give at least `1s`".into())
+        );
+        assert!(duration("soon").unwrap_err().contains("not a duration"));
     }
 
     #[test]

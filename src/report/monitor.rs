@@ -15,9 +15,16 @@ pub fn summary(report: &Report) -> String {
     );
     md.push_str(&table(&report.images));
     md.push_str(&alerts(report));
+    // A pull that succeeded has its time, slow or not.
+    let pulled = report
+        .images
+        .iter()
+        .filter(|row| row.pull_seconds.is_some())
+        .count();
     let _ = writeln!(
         md,
-        "\n**Stored:** {}{}\n",
+        "\n**Pulled:** {pulled} of {} · **stored:** {}{}\n",
+        report.images.len(),
         bytes(report.usage.total_bytes),
         report
             .pass_rate
@@ -195,7 +202,7 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("**Stored:** 2.0 KiB · **scan pass rate:** 50%"),
+            md.contains("**Pulled:** 1 of 1 · **stored:** 2.0 KiB · **scan pass rate:** 50%"),
             "{md}"
         );
         assert!(md.contains("xychart-beta"), "{md}");

@@ -491,7 +491,11 @@ async fn a_new_critical_advisory_in_a_published_image_is_critical() {
         (Some("ok"), Some("critical")),
         "images are listed sorted: clean, then vulnerable"
     );
-    assert!(ran.summary.contains("**scan pass rate:** 50%"), "{ran}");
+    assert!(
+        ran.summary.contains("**Pulled:** 2 of 2 · **stored:** "),
+        "{ran}"
+    );
+    assert!(ran.summary.contains(" · **scan pass rate:** 50%"), "{ran}");
 }
 
 #[test]
@@ -512,6 +516,11 @@ fn bad_thresholds_name_the_input() {
             "max-pull-time",
             "soon",
             "input `max-pull-time`: \"soon\" is not accepted; \"soon\" is not a duration",
+        ),
+        (
+            "request-timeout",
+            "0s",
+            "input `request-timeout`: \"0s\" is not accepted; \"0s\" is no time at all: give at least `1s`",
         ),
     ] {
         let ran = monitor(workspace.path(), "127.0.0.1:9", &["acme/app"])
