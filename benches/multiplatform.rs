@@ -78,6 +78,7 @@ fn main() -> ExitCode {
                 _ => bench.docker_manifest(&workspace, round),
             });
         }
+        bench.remove_images(&workspace, round);
     }
     print_table(&publish, &merge);
     ExitCode::SUCCESS
@@ -304,6 +305,23 @@ impl Bench {
 
     fn docker(&self, args: &[&str]) -> Measured {
         docker(&self.services.docker_host, self.docker_config.path(), args)
+    }
+
+    /// What the round left in the engine: docker's two tagged images; ours
+    /// untags its images but keeps them as cache, labelled with the commit.
+    fn remove_images(&self, workspace: &Workspace, round: usize) {
+        let repository = format!(
+            "{}/{}/multi",
+            self.proxy.addr,
+            self.namespace("docker", round)
+        );
+        for platform in PLATFORMS {
+            let arch = platform.rsplit('/').next().unwrap();
+            let tag = format!("{repository}:{}-{arch}", workspace.head);
+            self.docker(&["image", "rm", "-f", &tag]);
+        }
+        let label = format!("label=org.opencontainers.image.revision={}", workspace.head);
+        self.docker(&["image", "prune", "-af", "--filter", &label]);
     }
 
     fn prune_build_cache(&self) {
