@@ -4,7 +4,8 @@
 //! CLI 20.10 and BuildKit (`docker build --platform` then `docker push`,
 //! twice: there is no buildx here); and the `merge` step alone (two
 //! digests pushed by `push-by-digest` → one index under the SHA tag)
-//! against `docker manifest create` + `docker manifest push`.
+//! against `docker manifest create` + `docker manifest push` over the two
+//! images the docker baseline pushed.
 //!
 //! The real engine and open registry of `scripts/services start`, through
 //! one byte-counting proxy; the build cache is pruned before each publish.
@@ -73,10 +74,11 @@ fn main() -> ExitCode {
         let pushed = bench.pushed_by_digest(&workspace, round);
         for tool in order {
             merge[tool].push(match tool {
-                0 => bench.ours_merge(&workspace, &pushed, round),
-                _ => bench.docker_manifest(&pushed, round),
+                0 => bench.ours_merge(&workspace, &pushed),
+                _ => bench.docker_manifest(&workspace, round),
             });
         }
+        bench.remove_images(&workspace, round);
     }
     print_table(&publish, &merge);
     ExitCode::SUCCESS
@@ -175,10 +177,7 @@ impl Bench {
             .env("INPUT_LATEST", "false")
             .env("INPUT_SCANNER", "none");
         for (name, value) in inputs {
-            command.env(
-                format!("INPUT_{}", name.to_uppercase().replace('-', "_")),
-                value,
-            );
+            command.env(format!("INPUT_{}", name.to_uppercase()), value);
         }
         let (run, outputs) = runner.run(command);
         (run.wall, outputs)
@@ -237,17 +236,13 @@ impl Bench {
                 ];
                 let (_, outputs) = self.action(workspace, &namespace, &inputs);
                 assert_eq!(outputs["platform"], *platform);
+                assert_eq!(outputs["tags"], "", "pushed untagged");
                 (namespace.clone(), outputs["digest"].clone())
             })
             .collect()
     }
 
-    fn ours_merge(
-        &self,
-        workspace: &Workspace,
-        pushed: &[(String, String)],
-        _round: usize,
-    ) -> Sample {
+    fn ours_merge(&self, workspace: &Workspace, pushed: &[(String, String)]) -> Sample {
         let namespace = &pushed[0].0;
         let digests: Vec<&str> = pushed.iter().map(|(_, d)| d.as_str()).collect();
         let digests = digests.join("\n");
@@ -266,14 +261,20 @@ impl Bench {
     }
 
     /// `docker manifest create` over the same two digests, then push.
-    fn docker_manifest(&self, pushed: &[(String, String)], round: usize) -> Sample {
-        let repository = format!("{}/{}/multi", self.proxy.addr, pushed[0].0);
-        let list = format!("{repository}:docker-{round}");
+    /// `docker manifest create` over the two images its own publishes
+    /// pushed (the 20.10 CLI reads no OCI manifests, which ours are).
+    fn docker_manifest(&self, workspace: &Workspace, round: usize) -> Sample {
+        let repository = format!(
+            "{}/{}/multi",
+            self.proxy.addr,
+            self.namespace("docker", round)
+        );
+        let list = format!("{repository}:{}", workspace.head);
         self.measure(|| {
             let mut args = vec!["manifest", "create", "--insecure", list.as_str()];
-            let children: Vec<String> = pushed
+            let children: Vec<String> = PLATFORMS
                 .iter()
-                .map(|(_, d)| format!("{repository}@{d}"))
+                .map(|p| format!("{list}-{}", p.rsplit('/').next().unwrap()))
                 .collect();
             args.extend(children.iter().map(String::as_str));
             let create = self.docker(&args);
@@ -304,6 +305,23 @@ impl Bench {
 
     fn docker(&self, args: &[&str]) -> Measured {
         docker(&self.services.docker_host, self.docker_config.path(), args)
+    }
+
+    /// What the round left in the engine: docker's two tagged images; ours
+    /// untags its images but keeps them as cache, labelled with the commit.
+    fn remove_images(&self, workspace: &Workspace, round: usize) {
+        let repository = format!(
+            "{}/{}/multi",
+            self.proxy.addr,
+            self.namespace("docker", round)
+        );
+        for platform in PLATFORMS {
+            let arch = platform.rsplit('/').next().unwrap();
+            let tag = format!("{repository}:{}-{arch}", workspace.head);
+            self.docker(&["image", "rm", "-f", &tag]);
+        }
+        let label = format!("label=org.opencontainers.image.revision={}", workspace.head);
+        self.docker(&["image", "prune", "-af", "--filter", &label]);
     }
 
     fn prune_build_cache(&self) {

@@ -258,28 +258,43 @@ fn merge(
         .input("digests", &digests.join("\n"))
 }
 
-#[tokio::test]
-async fn jobs_push_by_digest_untagged_then_merge_writes_one_index_with_publish_tags() {
-    let s = services();
-    let (repo, sha) = per_platform_repo();
+/// One `push-by-digest` job per platform, as a matrix runs them; each
+/// pushes untagged and outputs its platform. Their digests, in order.
+async fn push_each(
+    repo: &Repo,
+    ns: &str,
+    git_ref: &str,
+    sha: &str,
+    platforms: &[&str],
+) -> Vec<String> {
     let mut pushed = Vec::new();
-    for platform in ["linux/arm64", "linux/amd64"] {
-        let ran = publish(&repo, "t-merge", "refs/heads/main", &sha)
+    for platform in platforms {
+        let ran = publish(repo, ns, git_ref, sha)
             .input("platforms", platform)
             .input("push-by-digest", "true")
             .run_async()
             .await;
         ran.assert_ok();
-        assert_eq!(ran.outputs["platform"], platform);
+        assert_eq!(ran.outputs["platform"], *platform);
         assert_eq!(ran.outputs["tags"], "");
         assert!(!ran.outputs.contains_key("sha-tag"), "{ran}");
-        let digest = ran.outputs["digest"].clone();
-        let (_, found, child) = manifest("t-merge/app", &digest).await;
+        pushed.push(ran.outputs["digest"].clone());
+    }
+    pushed
+}
+
+#[tokio::test]
+async fn jobs_push_by_digest_untagged_then_merge_writes_one_index_with_publish_tags() {
+    let s = services();
+    let (repo, sha) = per_platform_repo();
+    let platforms = ["linux/arm64", "linux/amd64"];
+    let pushed = push_each(&repo, "t-merge", "refs/heads/main", &sha, &platforms).await;
+    for (platform, digest) in platforms.iter().zip(&pushed) {
+        let (_, found, child) = manifest("t-merge/app", digest).await;
         assert_eq!(found.as_deref(), Some(digest.as_str()), "pushed by digest");
-        let config = config_of("t-merge/app", &digest).await;
+        let config = config_of("t-merge/app", digest).await;
         assert_eq!(config["architecture"], platform.rsplit('/').next().unwrap());
         assert!(child["config"].is_object());
-        pushed.push(digest);
     }
     assert!(
         tags(&s.registry_open, "t-merge/app", None).await.is_empty(),
@@ -367,16 +382,15 @@ async fn jobs_push_by_digest_untagged_then_merge_writes_one_index_with_publish_t
 async fn a_merged_prerelease_gets_only_its_version_tag() {
     let s = services();
     let (repo, sha) = per_platform_repo();
-    let mut pushed = Vec::new();
-    for platform in ["linux/amd64", "linux/arm64"] {
-        let ran = publish(&repo, "t-merge-rc", "refs/tags/app-v2.0.0-rc.1", &sha)
-            .input("platforms", platform)
-            .input("push-by-digest", "true")
-            .run_async()
-            .await;
-        ran.assert_ok();
-        pushed.push(ran.outputs["digest"].clone());
-    }
+    let platforms = ["linux/amd64", "linux/arm64"];
+    let pushed = push_each(
+        &repo,
+        "t-merge-rc",
+        "refs/tags/app-v2.0.0-rc.1",
+        &sha,
+        &platforms,
+    )
+    .await;
     let digests: Vec<&str> = pushed.iter().map(String::as_str).collect();
     let ran = merge(
         &repo,
