@@ -65,7 +65,11 @@ fn digests(lines: &[String]) -> anyhow::Result<Vec<String>> {
         .iter()
         .flat_map(|l| crate::actions::inputs::split_list(l))
     {
-        let digest = line.rsplit('@').next().unwrap_or(&line).to_owned();
+        let digest = line
+            .rsplit('@')
+            .next()
+            .unwrap_or(&line)
+            .to_ascii_lowercase();
         let hex = digest.strip_prefix("sha256:").unwrap_or_default();
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             bail!(
@@ -73,7 +77,7 @@ fn digests(lines: &[String]) -> anyhow::Result<Vec<String>> {
             );
         }
         if !digests.contains(&digest) {
-            digests.push(digest.to_ascii_lowercase());
+            digests.push(digest);
         }
     }
     if digests.is_empty() {
@@ -118,4 +122,40 @@ async fn child(target: &Target, digest: &str) -> anyhow::Result<Entry> {
         digest: manifest.digest,
         platform,
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::digests;
+
+    #[test]
+    fn a_digest_given_twice_in_any_case_or_as_a_reference_is_merged_once() {
+        let hex = "ab".repeat(32);
+        let lines = vec![
+            format!(
+                "sha256:{hex}\nregistry.example/acme/app@sha256:{}",
+                hex.to_uppercase()
+            ),
+            format!("sha256:{}", "cd".repeat(32)),
+        ];
+        assert_eq!(
+            digests(&lines).unwrap(),
+            vec![
+                format!("sha256:{hex}"),
+                format!("sha256:{}", "cd".repeat(32))
+            ]
+        );
+    }
+
+    #[test]
+    fn what_is_not_a_digest_is_refused_naming_the_input() {
+        let error = digests(&["sha256:abc".to_owned()]).unwrap_err().to_string();
+        assert!(
+            error.starts_with("`digests`: \"sha256:abc\" is not a digest"),
+            "{error}"
+        );
+        let error = digests(&[String::new()]).unwrap_err().to_string();
+        assert!(error.starts_with("`digests` is empty"), "{error}");
+    }
 }
