@@ -25,6 +25,7 @@ mod own_registry;
 
 use own_registry::OwnRegistry;
 
+use common::random::random_bytes;
 use common::*;
 
 use std::process::{Command, ExitCode, Stdio};

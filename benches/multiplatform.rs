@@ -17,6 +17,7 @@
 
 mod common;
 
+use common::random::random_bytes;
 use common::*;
 
 use std::process::ExitCode;

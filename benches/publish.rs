@@ -22,6 +22,7 @@
 
 mod common;
 
+use common::random::random_bytes;
 use common::*;
 
 use std::path::Path;

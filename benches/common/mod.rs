@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod random;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
@@ -125,21 +127,6 @@ pub fn run_measured(mut command: Command) -> Measured {
         wall,
         peak_rss_kib: kib.trim().parse().unwrap(),
     }
-}
-
-/// xorshift64*: `size` bytes incompressible enough that gzip can't shrink
-/// them, one stream per (`seed`, `stream`).
-pub fn random_bytes(seed: u64, stream: u64, size: usize) -> Vec<u8> {
-    let mut state = (seed ^ stream.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1;
-    let mut out = Vec::with_capacity(size + 8);
-    while out.len() < size {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(size);
-    out
 }
 
 /// Debian's 20.10 docker CLI (/usr/local/bin/docker, 28.x, wants buildx

@@ -56,18 +56,12 @@ pub fn token() -> Registry {
     .unwrap()
 }
 
-/// Incompressible bytes (xorshift64*), different for every seed.
+#[path = "../../../benches/common/random.rs"]
+mod random;
+
+/// Incompressible bytes, different for every seed.
 pub fn random_layer(seed: u64, size: usize) -> Vec<u8> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(size + 8);
-    while out.len() < size {
-        state ^= state >> 12;
-        state ^= state << 25;
-        state ^= state >> 27;
-        out.extend_from_slice(&state.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(size);
-    out
+    random::random_bytes(0, seed, size)
 }
 
 /// Pushes an image of `layers` (and a config naming `arch`) as `tag`.
