@@ -76,6 +76,7 @@ impl Command {
             Command::Plan(args) => args.github_token.iter().collect(),
             Command::Publish(args) => {
                 return args
+                    .location
                     .password
                     .iter()
                     .chain(&args.github_token)
@@ -86,7 +87,12 @@ impl Command {
                     .chain(secret_values(&args.secrets))
                     .collect();
             }
-            Command::Merge(args) => args.password.iter().chain(&args.github_token).collect(),
+            Command::Merge(args) => args
+                .location
+                .password
+                .iter()
+                .chain(&args.github_token)
+                .collect(),
             Command::Scan(args) => args.github_token.iter().collect(),
             Command::Cleanup(args) => args.repositories.password.iter().collect(),
             Command::Usage(args) => args.repositories.password.iter().collect(),
@@ -470,8 +476,10 @@ pub enum LatestArg {
     False,
 }
 
+/// Where an image directory is published: shared by `publish` and
+/// `merge`, whose jobs must name the same image.
 #[derive(Debug, Clone, Args)]
-pub struct PublishArgs {
+pub struct ImageLocation {
     /// The image directory (a matrix entry's `path`), e.g. `ops/docker/app`.
     #[arg(long, value_parser = relative_dir)]
     pub path: String,
@@ -480,7 +488,7 @@ pub struct PublishArgs {
     #[arg(long)]
     pub image: Option<String>,
 
-    /// Registry to push to.
+    /// Registry the image is pushed to.
     #[arg(long, default_value = "docker.io")]
     pub registry: String,
 
@@ -495,6 +503,12 @@ pub struct PublishArgs {
     /// Registry password or access token.
     #[arg(long, hide_env_values = true)]
     pub password: Option<String>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct PublishArgs {
+    #[command(flatten)]
+    pub location: ImageLocation,
 
     /// Dockerfile (default `<path>/Dockerfile`).
     #[arg(long)]
@@ -626,29 +640,9 @@ pub struct PublishArgs {
 /// platform, named by publish's inputs for the image and its tags.
 #[derive(Debug, Clone, Args)]
 pub struct MergeArgs {
-    /// The image directory, as the publish jobs had it.
-    #[arg(long, value_parser = relative_dir)]
-    pub path: String,
-
-    /// The image name (default `<namespace>/<directory name>` on `registry`).
-    #[arg(long)]
-    pub image: Option<String>,
-
-    /// Registry the images were pushed to.
-    #[arg(long, default_value = "docker.io")]
-    pub registry: String,
-
-    /// Namespace of the image (default: the repository owner, lower-cased).
-    #[arg(long)]
-    pub namespace: Option<String>,
-
-    /// Registry user name.
-    #[arg(long)]
-    pub username: Option<String>,
-
-    /// Registry password or access token.
-    #[arg(long, hide_env_values = true)]
-    pub password: Option<String>,
+    /// The image the publish jobs pushed by digest.
+    #[command(flatten)]
+    pub location: ImageLocation,
 
     /// The `digest` outputs of the `push-by-digest` jobs, one per line.
     #[arg(long, value_name = "DIGESTS")]
@@ -686,13 +680,9 @@ impl MergeArgs {
         use clap::FromArgMatches as _;
         let matches = PublishArgs::augment_args(clap::Command::new("merge"))
             .no_binary_name(true)
-            .try_get_matches_from(["--path", self.path.as_str()])?;
+            .try_get_matches_from(["--path", self.location.path.as_str()])?;
         let mut publish = PublishArgs::from_arg_matches(&matches)?;
-        publish.image = self.image.clone();
-        publish.registry = self.registry.clone();
-        publish.namespace = self.namespace.clone();
-        publish.username = self.username.clone();
-        publish.password = self.password.clone();
+        publish.location = self.location.clone();
         publish.tags = self.tags.clone();
         publish.latest = self.latest;
         publish.sha = self.sha.clone();

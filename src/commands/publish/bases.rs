@@ -42,11 +42,11 @@ pub(super) fn bases(
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    let namespace = session.namespace(args.namespace.as_deref())?;
+    let namespace = session.namespace(args.location.namespace.as_deref())?;
     let froms = target.froms();
     let mut bases = Vec::new();
     for name in names {
-        let wanted = Reference::parse(&format!("{}/{namespace}/{name}", args.registry))
+        let wanted = Reference::parse(&format!("{}/{namespace}/{name}", args.location.registry))
             .with_context(|| format!("`depends-on`: {name:?} is not an image name"))?;
         let naming: Vec<&(usize, Reference)> = froms
             .iter()
@@ -77,7 +77,7 @@ pub(super) fn bases(
             continue;
         }
         bases.push(Base {
-            dirs: base_dirs(&args.path, &name),
+            dirs: base_dirs(&args.location.path, &name),
             image: image.clone(),
             name,
             lines,

@@ -162,13 +162,13 @@ pub(super) fn image_reference(
     session: &Session,
     basename: &str,
 ) -> anyhow::Result<Reference> {
-    let name = match &args.image {
+    let name = match &args.location.image {
         Some(image) if has_registry(image) => image.clone(),
-        Some(image) => format!("{}/{image}", args.registry),
+        Some(image) => format!("{}/{image}", args.location.registry),
         None => format!(
             "{}/{}/{basename}",
-            args.registry,
-            session.namespace(args.namespace.as_deref())?
+            args.location.registry,
+            session.namespace(args.location.namespace.as_deref())?
         ),
     };
     let reference = Reference::parse(&name)

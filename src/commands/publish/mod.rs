@@ -202,7 +202,7 @@ impl Target {
 
 async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target> {
     let ctx = &session.ctx;
-    let dir = ctx.workspace.join(&args.path);
+    let dir = ctx.workspace.join(&args.location.path);
     let dockerfile = match &args.dockerfile {
         Some(f) => ctx.workspace.join(f),
         None => dir.join("Dockerfile"),
@@ -210,7 +210,7 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
     if !dir.is_dir() {
         bail!(
             "`path`: {:?} is not a directory in the workspace {}; pass an image directory such as a matrix entry's `path`",
-            args.path,
+            args.location.path,
             ctx.workspace.display()
         );
     }
@@ -227,14 +227,15 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
         .map(|p| p.display().to_string())
         .unwrap_or_else(|_| dockerfile.display().to_string());
     let basename = args
+        .location
         .path
         .rsplit('/')
         .next()
-        .unwrap_or(&args.path)
+        .unwrap_or(&args.location.path)
         .to_owned();
     let reference = image_reference(args, session, &basename)?;
     let repository = reference.repository().to_owned();
-    let credentials = super::credentials(&args.username, &args.password)?;
+    let credentials = super::credentials(&args.location.username, &args.location.password)?;
     let build_args = metadata::pairs("build-args", &args.build_args).map_err(anyhow::Error::msg)?;
     let extra_labels = metadata::pairs("labels", &args.labels).map_err(anyhow::Error::msg)?;
     let platforms = requested_platforms(args)?;
