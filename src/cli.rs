@@ -79,7 +79,7 @@ impl Command {
                     .location
                     .password
                     .iter()
-                    .chain(&args.github_token)
+                    .chain(&args.tagging.github_token)
                     .chain(&args.mirror_password)
                     .chain(&args.supply.sign_key)
                     .chain(&args.supply.sign_key_password)
@@ -91,7 +91,7 @@ impl Command {
                 .location
                 .password
                 .iter()
-                .chain(&args.github_token)
+                .chain(&args.tagging.github_token)
                 .collect(),
             Command::Scan(args) => args.github_token.iter().collect(),
             Command::Cleanup(args) => args.repositories.password.iter().collect(),
@@ -505,6 +505,36 @@ pub struct ImageLocation {
     pub password: Option<String>,
 }
 
+/// Which tags an image gets: shared by `publish` and `merge`, which apply
+/// the same rules.
+#[derive(Debug, Clone, Args)]
+pub struct Tagging {
+    /// Extra tags, one per line.
+    #[arg(long)]
+    pub tags: Vec<String>,
+
+    /// When `latest` moves.
+    #[arg(long, value_enum, default_value_t = LatestArg::Auto)]
+    pub latest: LatestArg,
+
+    /// The commit built (default: the pull request head, else GITHUB_SHA).
+    #[arg(long)]
+    pub sha: Option<String>,
+
+    /// The release version (a matrix entry's `version`; default from the
+    /// release tag, the release event or the tag pushed).
+    #[arg(long)]
+    pub version: Option<String>,
+
+    #[command(flatten)]
+    pub release: ReleaseArgs,
+
+    /// Token for the GitHub API: tells commit order for the `latest` guard
+    /// when the clone is shallow (falls back to GITHUB_TOKEN).
+    #[arg(long, hide_env_values = true, value_name = "TOKEN")]
+    pub github_token: Option<String>,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct PublishArgs {
     #[command(flatten)]
@@ -557,14 +587,6 @@ pub struct PublishArgs {
     #[arg(long, value_name = "IMAGES")]
     pub cache_from: Vec<String>,
 
-    /// Extra tags, one per line.
-    #[arg(long)]
-    pub tags: Vec<String>,
-
-    /// When `latest` moves.
-    #[arg(long, value_enum, default_value_t = LatestArg::Auto)]
-    pub latest: LatestArg,
-
     /// `false` builds (and checks) without pushing, for pull requests.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "true",
           default_missing_value = "true", value_parser = inputs::parse_bool)]
@@ -582,22 +604,8 @@ pub struct PublishArgs {
           default_missing_value = "true", value_parser = inputs::parse_bool)]
     pub rebuild: bool,
 
-    /// The commit built (default: the pull request head, else GITHUB_SHA).
-    #[arg(long)]
-    pub sha: Option<String>,
-
-    /// The release version (a matrix entry's `version`; default from the
-    /// release tag, the release event or the tag pushed).
-    #[arg(long)]
-    pub version: Option<String>,
-
     #[command(flatten)]
-    pub release: ReleaseArgs,
-
-    /// Token for the GitHub API: tells commit order for the `latest` guard
-    /// when the clone is shallow (falls back to GITHUB_TOKEN).
-    #[arg(long, hide_env_values = true, value_name = "TOKEN")]
-    pub github_token: Option<String>,
+    pub tagging: Tagging,
 
     /// Further registries that get the same digest under the same tags,
     /// one per line: `registry` (same repository path) or
@@ -648,29 +656,9 @@ pub struct MergeArgs {
     #[arg(long, value_name = "DIGESTS")]
     pub digests: Vec<String>,
 
-    /// Extra tags, one per line.
-    #[arg(long)]
-    pub tags: Vec<String>,
-
-    /// When `latest` moves.
-    #[arg(long, value_enum, default_value_t = LatestArg::Auto)]
-    pub latest: LatestArg,
-
-    /// The commit built (default: the pull request head, else GITHUB_SHA).
-    #[arg(long)]
-    pub sha: Option<String>,
-
-    /// The release version (default from the release tag, the release
-    /// event or the tag pushed).
-    #[arg(long)]
-    pub version: Option<String>,
-
+    /// The tags, as publish would give them.
     #[command(flatten)]
-    pub release: ReleaseArgs,
-
-    /// Token for the GitHub API (the `latest` guard in a shallow clone).
-    #[arg(long, hide_env_values = true, value_name = "TOKEN")]
-    pub github_token: Option<String>,
+    pub tagging: Tagging,
 }
 
 impl MergeArgs {
@@ -683,12 +671,7 @@ impl MergeArgs {
             .try_get_matches_from(["--path", self.location.path.as_str()])?;
         let mut publish = PublishArgs::from_arg_matches(&matches)?;
         publish.location = self.location.clone();
-        publish.tags = self.tags.clone();
-        publish.latest = self.latest;
-        publish.sha = self.sha.clone();
-        publish.version = self.version.clone();
-        publish.release = self.release.clone();
-        publish.github_token = self.github_token.clone();
+        publish.tagging = self.tagging.clone();
         Ok(publish)
     }
 }

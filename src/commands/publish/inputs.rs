@@ -17,7 +17,7 @@ pub(super) fn release_facts(
     event: Option<&Event>,
     basename: &str,
 ) -> anyhow::Result<ReleaseFacts> {
-    let (tag, flag) = match (&args.release.release_tag, event) {
+    let (tag, flag) = match (&args.tagging.release.release_tag, event) {
         (Some(tag), _) => {
             let parsed = ReleaseTag::parse(tag, &[basename]).with_context(|| {
                 format!("`release-tag`: {tag:?} is not a release of `{basename}`: releases are tagged {FORMS}")
@@ -37,7 +37,7 @@ pub(super) fn release_facts(
             None,
         ),
     };
-    let version = match &args.version {
+    let version = match &args.tagging.version {
         Some(v) => Some(
             semver::Version::parse(v.trim_start_matches('v')).with_context(|| {
                 format!("`version`: {v:?} is not a semantic version (like 1.2.3 or 1.2.3-rc.1)")
@@ -45,7 +45,7 @@ pub(super) fn release_facts(
         ),
         None => tag.map(|t| t.version),
     };
-    let forced = args.release.prerelease.forced();
+    let forced = args.tagging.release.prerelease.forced();
     Ok(ReleaseFacts {
         prerelease: match &version {
             Some(version) => is_prerelease(forced, flag, version),
@@ -61,7 +61,7 @@ pub(super) async fn release_commit(
     args: &PublishArgs,
     session: &Session,
 ) -> anyhow::Result<Option<String>> {
-    let (Some(tag), None) = (&args.release.release_tag, &args.sha) else {
+    let (Some(tag), None) = (&args.tagging.release.release_tag, &args.tagging.sha) else {
         return Ok(None);
     };
     let Some(git) = GitSource::open(&session.ctx.workspace).await? else {
@@ -196,7 +196,8 @@ pub(super) fn commit_sha(
     event: Option<&Event>,
     release_commit: Option<String>,
 ) -> anyhow::Result<String> {
-    args.sha
+    args.tagging
+        .sha
         .clone()
         .or(release_commit)
         .or_else(|| match event {

@@ -16,6 +16,7 @@ pub(super) async fn tag_set(
     published_versions: &[semver::Version],
 ) -> anyhow::Result<TagSet> {
     let extra_tags: Vec<String> = args
+        .tagging
         .tags
         .iter()
         .flat_map(|t| crate::actions::inputs::split_list(t))
@@ -27,7 +28,7 @@ pub(super) async fn tag_set(
         pull_request: matches!(event, Some(Event::PullRequest(_))),
         version: release.version.as_ref(),
         prerelease: release.prerelease,
-        latest: match args.latest {
+        latest: match args.tagging.latest {
             LatestArg::Auto => Latest::Auto,
             LatestArg::True => Latest::Always,
             LatestArg::False => Latest::Never,
@@ -37,6 +38,7 @@ pub(super) async fn tag_set(
     })?;
     if set.latest && args.push {
         let token = args
+            .tagging
             .github_token
             .as_deref()
             .or(session.env_token.as_deref());

@@ -194,7 +194,8 @@ impl Target {
     }
 
     fn token<'a>(&self, args: &'a PublishArgs, session: &'a Session) -> Option<&'a str> {
-        args.github_token
+        args.tagging
+            .github_token
             .as_deref()
             .or(session.env_token.as_deref())
     }
