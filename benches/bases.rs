@@ -59,14 +59,8 @@ impl Mode {
 }
 
 fn main() -> ExitCode {
-    let services = match Services::load() {
-        Ok(services) => services,
-        Err(e) => {
-            eprintln!(
-                "the bases bench needs the Docker Engine and a registry: {e}; run `scripts/services start` first (as root)"
-            );
-            return ExitCode::FAILURE;
-        }
+    let Some(services) = Services::for_bench("bases") else {
+        return ExitCode::FAILURE;
     };
     let rounds: usize =
         std::env::var(ROUNDS_VAR).map_or(2, |n| n.parse().expect("BASES_BENCH_ROUNDS: a number"));

@@ -32,14 +32,8 @@ fn sha(n: u32) -> String {
 }
 
 fn main() -> ExitCode {
-    let services = match Services::load() {
-        Ok(services) => services,
-        Err(e) => {
-            eprintln!(
-                "the cleanup bench needs the registries: {e}; run `scripts/services start` first (as root)"
-            );
-            return ExitCode::FAILURE;
-        }
+    let Some(services) = Services::for_bench("cleanup") else {
+        return ExitCode::FAILURE;
     };
     if Command::new("skopeo").arg("--version").output().is_err() {
         eprintln!("the cleanup bench compares with skopeo: apt-get install -y skopeo");

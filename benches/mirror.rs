@@ -44,14 +44,8 @@ const BASE_BYTES: usize = 4 << 20;
 const OWN_BYTES: usize = 64 << 10;
 
 fn main() -> ExitCode {
-    let services = match Services::load() {
-        Ok(services) => services,
-        Err(e) => {
-            eprintln!(
-                "the mirror bench needs the registries: {e}; run `scripts/services start` first (as root)"
-            );
-            return ExitCode::FAILURE;
-        }
+    let Some(services) = Services::for_bench("mirror") else {
+        return ExitCode::FAILURE;
     };
     if Command::new("skopeo").arg("--version").output().is_err() {
         eprintln!("the mirror bench compares with skopeo: apt-get install -y skopeo");

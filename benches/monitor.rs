@@ -42,14 +42,8 @@ const BASE: usize = 8 << 20;
 const OWN: usize = 256 << 10;
 
 fn main() -> ExitCode {
-    let services = match Services::load() {
-        Ok(services) => services,
-        Err(e) => {
-            eprintln!(
-                "the monitor bench needs the engine and the registry: {e}; run `scripts/services start` first (as root)"
-            );
-            return ExitCode::FAILURE;
-        }
+    let Some(services) = Services::for_bench("monitor") else {
+        return ExitCode::FAILURE;
     };
     let rounds: usize = std::env::var("MONITOR_BENCH_ROUNDS")
         .ok()

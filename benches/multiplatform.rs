@@ -37,15 +37,8 @@ fn main() -> ExitCode {
     if let Some(code) = measuring_child() {
         return code;
     }
-    let services = match Services::load() {
-        Ok(services) => services,
-        Err(e) => {
-            eprintln!(
-                "the multiplatform bench needs the Docker Engine and registries: {e}; \
-                 run `scripts/services start` first (as root)"
-            );
-            return ExitCode::FAILURE;
-        }
+    let Some(services) = Services::for_bench("multiplatform") else {
+        return ExitCode::FAILURE;
     };
     let rounds: usize = match std::env::var(ROUNDS_VAR) {
         Ok(n) => n

@@ -44,15 +44,8 @@ fn main() -> ExitCode {
     if let Some(code) = measuring_child() {
         return code;
     }
-    let services = match Services::load() {
-        Ok(services) => services,
-        Err(e) => {
-            eprintln!(
-                "the publish bench needs the Docker Engine and registries: {e}; \
-                 run `scripts/services start` first (as root)"
-            );
-            return ExitCode::FAILURE;
-        }
+    let Some(services) = Services::for_bench("publish") else {
+        return ExitCode::FAILURE;
     };
     let rounds = match std::env::var(ROUNDS_VAR) {
         Ok(n) => n.parse().expect("PUBLISH_BENCH_ROUNDS: a number of rounds"),

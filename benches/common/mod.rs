@@ -237,6 +237,19 @@ pub struct Services {
 }
 
 impl Services {
+    /// The services for the `bench` bench; when they aren't running, says
+    /// how to start them and gives `None`.
+    pub fn for_bench(bench: &str) -> Option<Self> {
+        Self::load()
+            .map_err(|e| {
+                eprintln!(
+                    "the {bench} bench needs the Docker Engine and the registries: {e}; \
+                     run `scripts/services start` first (as root)"
+                )
+            })
+            .ok()
+    }
+
     /// `$REGISTRY_ACTION_SERVICES/env`, as `scripts/services start` writes it.
     pub fn load() -> Result<Self, String> {
         let dir = std::env::var_os("REGISTRY_ACTION_SERVICES")
