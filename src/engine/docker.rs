@@ -1,7 +1,7 @@
 //! The Docker Engine through bollard: build, export, remove.
 
 use std::collections::HashMap;
-use std::io::{self, Read};
+use std::io::{self, Read, Write as _};
 use std::path::{Path, PathBuf};
 
 use bollard::Docker;
@@ -9,7 +9,6 @@ use bollard::auth::DockerCredentials;
 use bollard::query_parameters::RemoveImageOptions;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use tokio::io::AsyncWriteExt as _;
 
 use crate::engine::build::{buildkit_log, buildkit_options, legacy_log, legacy_options};
 use crate::engine::buildkit::{
@@ -208,24 +207,19 @@ impl Engine {
 
     /// Streams `docker save` of one image to a file; returns its size.
     pub async fn save(&self, image: &str, to: &Path) -> Result<u64, EngineError> {
-        let write = |source| EngineError::Write {
+        let path = to.to_owned();
+        let written = self
+            .save_streamed(image, move |export| {
+                let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+                let size = io::copy(export, &mut file)?;
+                file.flush()?;
+                Ok(size)
+            })
+            .await?;
+        written.map_err(|source| EngineError::Write {
             path: to.to_owned(),
             source,
-        };
-        let mut file = tokio::fs::File::create(to).await.map_err(write)?;
-        let mut stream = self.docker.export_image(image);
-        let mut size = 0u64;
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|source| EngineError::Api {
-                action: "export",
-                image: image.to_owned(),
-                source,
-            })?;
-            size += chunk.len() as u64;
-            file.write_all(&chunk).await.map_err(write)?;
-        }
-        file.flush().await.map_err(write)?;
-        Ok(size)
+        })
     }
 
     /// Hands the export of `image` (`docker save`) to `consume` as it
