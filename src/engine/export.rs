@@ -988,9 +988,9 @@ mod tests {
         }
         // Each distinct layer announced once, before the image was returned.
         let mut distinct: Vec<&Blob> = streamed.layers.iter().collect();
+        distinct.sort_by(|a, b| a.digest.cmp(&b.digest));
         distinct.dedup();
         announced.sort_by(|a, b| a.digest.cmp(&b.digest));
-        distinct.sort_by(|a, b| a.digest.cmp(&b.digest));
         assert_eq!(announced.iter().collect::<Vec<_>>(), distinct);
         image
     }
