@@ -108,6 +108,9 @@ pub struct Deletion {
     pub digest: String,
     /// Sorted by name.
     pub tags: Vec<String>,
+    /// An untagged child: the deleted indexes that list it (lower-case
+    /// digests). Kept whenever one of them is.
+    pub of: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -356,6 +359,7 @@ pub fn plan(tags: &[TagInfo], rules: &Rules) -> Plan {
                     .iter()
                     .map(|&i| entries[i].tag.clone())
                     .collect(),
+                of: Vec::new(),
             };
             (depth.get(key).copied().unwrap_or(0), newest, key, deletion)
         })
@@ -394,7 +398,7 @@ fn untagged_children<'g>(
         .collect();
     // Depth below the deepest deleted index listing it, and that index's
     // push time (the child's own is unknown: no tag dates it).
-    let mut below: BTreeMap<&'g str, (usize, i64)> = BTreeMap::new();
+    let mut below: BTreeMap<&'g str, (usize, i64, Vec<String>)> = BTreeMap::new();
     for &(key, _) in deleted {
         let Some(group) = groups.get(key) else {
             continue;
@@ -410,16 +414,19 @@ fn untagged_children<'g>(
             if groups.contains_key(child) || held.contains(child.as_str()) {
                 continue;
             }
-            let at = below.entry(child.as_str()).or_insert((0, 0));
-            *at = (at.0.max(index_depth + 1), at.1.max(pushed));
+            let at = below.entry(child.as_str()).or_default();
+            at.0 = at.0.max(index_depth + 1);
+            at.1 = at.1.max(pushed);
+            at.2.push(group.digest.to_ascii_lowercase());
         }
     }
     below
         .into_iter()
-        .map(|(child, (at, pushed))| {
+        .map(|(child, (at, pushed, of))| {
             let deletion = Deletion {
                 digest: child.to_owned(),
                 tags: Vec::new(),
+                of,
             };
             (at, pushed, child, deletion)
         })
@@ -465,6 +472,11 @@ pub fn recheck(mut plan: Plan, listed_now: &[(String, String)]) -> Plan {
         let claimed = listed_now.iter().find(|(tag, digest)| {
             digest.eq_ignore_ascii_case(&deletion.digest) && !deletion.tags.contains(tag)
         });
+        // Indexes come before their children: a kept index keeps them.
+        if claimed.is_none() && deletion.of.iter().any(|index| rescued.contains(index)) {
+            rescued.insert(deletion.digest.to_ascii_lowercase());
+            return false;
+        }
         match claimed {
             Some((with, _)) => {
                 dropped.extend(
@@ -558,6 +570,7 @@ mod tests {
         Deletion {
             digest: digest.into(),
             tags: tags.iter().map(|t| t.to_string()).collect(),
+            of: Vec::new(),
         }
     }
 
@@ -1022,12 +1035,22 @@ mod tests {
                 deletion(&digest(2), &[&sha(2)]),
                 deletion(&digest(1), &[&sha(1)]),
                 deletion(&digest(11), &[&sha(11)]),
-                deletion(&digest(12), &[]),
+                Deletion {
+                    of: vec![digest(1)],
+                    ..deletion(&digest(12), &[])
+                },
             ]
         );
         let rechecked = recheck(plan.clone(), &[(sha(2), digest(2))]);
         assert_eq!(rechecked.delete, plan.delete, "nothing moved: all stay");
         assert_eq!(plan.kept, [kept("1.0.0", protected("semantic version"))]);
+        // `latest` moved to the index meanwhile: the index stays, and so
+        // does its untagged child, which it still lists.
+        let rescued = recheck(plan.clone(), &[("latest".into(), digest(1))]);
+        let deleted: Vec<&str> = rescued.delete.iter().map(|d| d.digest.as_str()).collect();
+        assert!(!deleted.contains(&digest(1).as_str()), "{deleted:?}");
+        assert!(!deleted.contains(&digest(12).as_str()), "{deleted:?}");
+        assert!(deleted.contains(&digest(2).as_str()), "{deleted:?}");
     }
 
     /// Every rule at once, for the convergence tests.
@@ -1074,7 +1097,10 @@ mod tests {
                 deletion(&digest(4), &[&sha(4)]),
                 deletion(&digest(3), &[&sha(3)]),
                 deletion(&digest(61), &[&sha(61)]),
-                deletion(&digest(62), &[]),
+                Deletion {
+                    of: vec![digest(60)],
+                    ..deletion(&digest(62), &[])
+                },
             ]
         );
         let left = apply(&listing, &first.delete);
@@ -1251,10 +1277,12 @@ mod tests {
         let signature = Deletion {
             digest: digest(7),
             tags: vec![attached(1, "att"), attached(1, "sig")],
+            of: Vec::new(),
         };
         let other = Deletion {
             digest: digest(8),
             tags: vec![attached(2, "sig")],
+            of: Vec::new(),
         };
         let first = Plan {
             delete: vec![

@@ -257,6 +257,7 @@ mod tests {
         Deletion {
             digest: digest.into(),
             tags: vec![format!("tag-{digest}")],
+            of: Vec::new(),
         }
     }
 

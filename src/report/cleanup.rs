@@ -143,6 +143,7 @@ mod tests {
             delete: vec![Deletion {
                 digest: format!("sha256:{}", "a".repeat(64)),
                 tags: vec!["old|sha".into()],
+                of: Vec::new(),
             }],
             kept: vec![
                 ("latest".into(), Kept::Protected("`latest`".into())),
