@@ -121,8 +121,11 @@ pub async fn pull(
             )));
         }
     };
+    // An image may list one layer twice: fetched (and counted) once.
+    let mut seen = std::collections::HashSet::new();
     let blobs: Vec<&Descriptor> = std::iter::once(&parts.config)
         .chain(&parts.layers)
+        .filter(|b| seen.insert(b.digest.as_str()))
         .collect();
     let missing: Vec<&Descriptor> = blobs.iter().copied().filter(|b| !cache.has(b)).collect();
     let fetched_bytes: u64 = stream::iter(missing.iter().copied())

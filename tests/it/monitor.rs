@@ -529,3 +529,36 @@ fn bad_thresholds_name_the_input() {
         ran.assert_failed(expected);
     }
 }
+
+/// Older builds list the empty layer more than once: one fetch, no race.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_image_listing_one_layer_twice_pulls_cleanly() {
+    let s = services();
+    let ns = namespace("twice");
+    let app = format!("{ns}/app");
+    let registry = Registry::new(&s.registry_open, None).unwrap();
+    let (layer, diff_id) = tar_gz(&[("etc/empty", b"")]);
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [diff_id, diff_id]},
+    }))
+    .unwrap();
+    let layer = upload(&registry, &app, layer).await;
+    put_image(
+        &registry,
+        &app,
+        config,
+        &[layer.clone(), layer],
+        &["latest"],
+    )
+    .await;
+    let workspace = tempfile::tempdir().unwrap();
+
+    let ran = monitor(workspace.path(), &s.registry_open, &[&app])
+        .run_async()
+        .await;
+    ran.assert_ok();
+    assert_eq!(ran.outputs["status"], "ok", "{ran}");
+    assert_eq!(kinds(&ran), []);
+}
