@@ -673,10 +673,16 @@ pub fn next_link(link: &str) -> Option<String> {
     })
 }
 
-/// `path` as errors may name it: upload sessions keep state, signed on
-/// some registries, in the query.
+/// `path` as logs and errors may name it: an upload session keeps its
+/// state, signed on some registries, in its path and query, so only the
+/// upload endpoint is shown.
 fn without_query(path: &str) -> &str {
-    path.split_once('?').map_or(path, |(path, _)| path)
+    const UPLOADS: &str = "/blobs/uploads/";
+    let path = path.split_once('?').map_or(path, |(path, _)| path);
+    match path.find(UPLOADS) {
+        Some(at) => &path[..at + UPLOADS.len()],
+        None => path,
+    }
 }
 
 /// The path and query of a URL the registry sent: requests (and the
@@ -755,10 +761,14 @@ mod tests {
     }
 
     #[test]
-    fn errors_name_paths_without_their_query() {
+    fn errors_name_paths_without_their_query_or_upload_session() {
         assert_eq!(
             without_query("/v2/a/blobs/uploads/u1?_state=s1&digest=sha256:x"),
-            "/v2/a/blobs/uploads/u1"
+            "/v2/a/blobs/uploads/"
+        );
+        assert_eq!(
+            without_query("/v2/a/blobs/uploads/?from=b&mount=sha256:x"),
+            "/v2/a/blobs/uploads/"
         );
         assert_eq!(without_query("/v2/a/tags/list"), "/v2/a/tags/list");
     }
