@@ -9,6 +9,11 @@ pub fn percent(raw: &str) -> Result<f64, String> {
         None => (text, 1.0),
     };
     match number.parse::<f64>() {
+        // `95` without `%` is almost surely meant as 95 %, not 9500 %.
+        Ok(n) if scale == 1.0 && n > 1.0 => Err(format!(
+            "{raw:?} would be {}%; write `{text}%`, or a fraction such as `0.95`",
+            n * 100.0
+        )),
         Ok(n) if n.is_finite() && n >= 0.0 => Ok(n / scale),
         _ => Err(format!(
             "{raw:?} is not a percentage: give a number and `%`, such as `10%` or `95%`"
@@ -73,6 +78,11 @@ mod tests {
             let err = percent(bad).unwrap_err();
             assert!(err.contains("`10%`"), "{bad}: {err}");
         }
+        assert_eq!(
+            percent("95"),
+            Err("\"95\" would be 9500%; write `95%`, or a fraction such as `0.95`".to_owned())
+        );
+        assert_eq!(percent("1"), Ok(1.0));
     }
 
     #[test]
