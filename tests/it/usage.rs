@@ -112,5 +112,5 @@ async fn a_previous_report_that_is_not_one_is_named() {
         .input("previous-report", "old.json")
         .run_async()
         .await;
-    ran.assert_failed("is not a `usage` report");
+    ran.assert_failed("is not a `usage` or `monitor` report");
 }
