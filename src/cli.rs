@@ -440,7 +440,7 @@ pub enum BuilderArg {
 #[derive(Debug, Clone, Args)]
 pub struct ReleaseArgs {
     /// The release to build, on any event (a dispatch, a schedule):
-    /// `v<semver>` (every image) or `<image>-v<semver>` (one image).
+    /// `v<semver>` or `<semver>` (every image) or `<image>-v<semver>` (one image).
     #[arg(long, value_name = "TAG")]
     pub release_tag: Option<String>,
 

@@ -5,7 +5,8 @@
 use semver::Version;
 
 /// The tag forms a release may use, for error messages.
-pub const FORMS: &str = "`v<semver>` (every image) or `<image>-v<semver>` (one image)";
+pub const FORMS: &str =
+    "`v<semver>` or `<semver>` (every image) or `<image>-v<semver>` (one image)";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReleaseTag {
@@ -16,11 +17,13 @@ pub struct ReleaseTag {
 }
 
 impl ReleaseTag {
-    /// `None` when `tag` is neither form for any of `image_names`. The
+    /// `None` when `tag` is none of the forms for any of `image_names`. The
     /// longest matching name wins, so `api-v2-v1.0.0` is `api-v2` at 1.0.0.
+    /// A bare `1.2.3` counts as `v1.2.3`: GitHub's and Forgejo's release
+    /// forms suggest it, and metadata-action's semver reads both.
     pub fn parse(tag: &str, image_names: &[&str]) -> Option<Self> {
         let version = |v: &str| Version::parse(v).ok();
-        if let Some(version) = tag.strip_prefix('v').and_then(version) {
+        if let Some(version) = version(tag.strip_prefix('v').unwrap_or(tag)) {
             return Some(ReleaseTag {
                 tag: tag.to_owned(),
                 image: None,
@@ -78,13 +81,16 @@ mod tests {
         let names = ["api", "api-v2", "web"];
         let every = ReleaseTag::parse("v1.2.3", &names).unwrap();
         assert_eq!((every.image, every.version), (None, v("1.2.3")));
+        let bare = ReleaseTag::parse("0.0.1", &names).unwrap();
+        assert_eq!((bare.image, bare.version), (None, v("0.0.1")));
         let one = ReleaseTag::parse("api-v2-v1.0.0-rc.1", &names).unwrap();
         assert_eq!(
             (one.image.as_deref(), one.version),
             (Some("api-v2"), v("1.0.0-rc.1"))
         );
         for tag in [
-            "0.0.1",
+            "1.2",
+            "vv1.2.3",
             "example",
             "v1",
             "db-v1.0.0",

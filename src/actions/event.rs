@@ -56,6 +56,32 @@ pub struct Release {
     pub draft: bool,
 }
 
+/// The release actions that put a release out; `edited`, `deleted` and
+/// `unpublished` don't, and a plain `on: release` delivers them too.
+pub const RELEASING_ACTIONS: [&str; 4] = ["published", "released", "prereleased", "created"];
+
+impl Release {
+    /// Why this event builds nothing, if it doesn't: a draft is not out
+    /// yet, and only the releasing actions put a release out. A payload
+    /// without an action (some forges' dispatches) is taken as published.
+    pub fn builds_nothing(&self) -> Option<String> {
+        if self.draft {
+            return Some(format!(
+                "release `{}` is a draft: nothing is built until it is published",
+                self.tag
+            ));
+        }
+        match self.action.as_deref() {
+            Some(action) if !RELEASING_ACTIONS.contains(&action) => Some(format!(
+                "release `{}` was {action}: only {} releases are built",
+                self.tag,
+                RELEASING_ACTIONS.join(", ")
+            )),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EventError {
     #[error(

@@ -112,20 +112,17 @@ pub async fn run(args: &PlanArgs, session: &Session) -> anyhow::Result<()> {
         ..rules
     };
     let selected = select(&images, &trigger, &rules)?;
+    // `prerelease: true` holds `latest` back on any run, release or not.
+    let matrix_release = matrix::Release {
+        version: release.as_ref().map(|(version, _)| version),
+        prerelease: release
+            .as_ref()
+            .map_or(overrides.prerelease == Some(true), |(_, p)| *p),
+    };
     let outcome = Outcome {
         event: ctx.event_name.clone(),
         compared,
-        entries: matrix::entries(
-            &images,
-            &selected,
-            release
-                .as_ref()
-                .map(|(version, prerelease)| matrix::Release {
-                    version,
-                    prerelease: *prerelease,
-                })
-                .as_ref(),
-        ),
+        entries: matrix::entries(&images, &selected, &matrix_release),
         images_found: images.len(),
         notes,
         sha,
@@ -149,13 +146,10 @@ pub async fn run(args: &PlanArgs, session: &Session) -> anyhow::Result<()> {
     if let Some(sha) = &outcome.sha {
         outputs.set("sha", sha.clone());
     }
-    if let Some((version, _)) = &release {
+    if let Some(version) = matrix_release.version {
         outputs.set("version", version.to_string());
     }
-    outputs.set(
-        "prerelease",
-        release.as_ref().is_some_and(|(_, p)| *p).to_string(),
-    );
+    outputs.set("prerelease", matrix_release.prerelease.to_string());
     session.finish(&outputs, &report::plan::summary(&outcome))
 }
 

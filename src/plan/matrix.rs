@@ -30,17 +30,14 @@ pub struct Entry {
     pub prerelease: bool,
 }
 
-/// The release a matrix builds, if any.
+/// The release a matrix builds: its version, if any, and whether `latest`
+/// stays where it is.
 pub struct Release<'a> {
-    pub version: &'a semver::Version,
+    pub version: Option<&'a semver::Version>,
     pub prerelease: bool,
 }
 
-pub fn entries(
-    images: &[Image],
-    selected: &[Selected],
-    release: Option<&Release<'_>>,
-) -> Vec<Entry> {
+pub fn entries(images: &[Image], selected: &[Selected], release: &Release<'_>) -> Vec<Entry> {
     selected
         .iter()
         .map(|s| {
@@ -59,8 +56,8 @@ pub fn entries(
                     .map(|&d| images[d].name.clone())
                     .collect(),
                 tier: s.tier,
-                version: release.map(|r| r.version.to_string()),
-                prerelease: release.is_some_and(|r| r.prerelease),
+                version: release.version.map(ToString::to_string),
+                prerelease: release.prerelease,
             }
         })
         .collect()
@@ -170,10 +167,10 @@ mod tests {
         }];
         let version = semver::Version::parse("1.2.3").unwrap();
         let release = Release {
-            version: &version,
+            version: Some(&version),
             prerelease: true,
         };
-        let json = serde_json::to_value(entries(&images, &selected, Some(&release))).unwrap();
+        let json = serde_json::to_value(entries(&images, &selected, &release)).unwrap();
         assert_eq!(
             json,
             serde_json::json!([{

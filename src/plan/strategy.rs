@@ -186,13 +186,9 @@ fn push_intent(push: &Push, prerelease: Option<bool>, image_names: &[&str]) -> I
     }
 }
 
-/// A draft is not released yet: nothing is built until it is published.
 fn release_intent(event: &Release, prerelease: Option<bool>, image_names: &[&str]) -> Intent {
-    if event.draft {
-        return Intent::Nothing(format!(
-            "release `{}` is a draft: nothing is built until it is published",
-            event.tag
-        ));
+    if let Some(why) = event.builds_nothing() {
+        return Intent::Nothing(why);
     }
     release(&event.tag, prerelease, Some(event.prerelease), image_names)
 }
@@ -313,8 +309,12 @@ mod tests {
     }
 
     fn release_event(tag: &str, prerelease: bool, draft: bool) -> Event {
+        release_action("published", tag, prerelease, draft)
+    }
+
+    fn release_action(action: &str, tag: &str, prerelease: bool, draft: bool) -> Event {
         Event::Release(Release {
-            action: Some("published".into()),
+            action: Some(action.into()),
             tag: tag.into(),
             prerelease,
             draft,
@@ -356,9 +356,37 @@ mod tests {
             Intent::Nothing(reason) if reason.contains("draft")
         ));
         assert!(matches!(
-            plan(&release_event("0.0.1", false, false)),
-            Intent::Nothing(reason) if reason.contains("`0.0.1` is not a release tag")
+            plan(&release_event("0.0.5-rc", false, false)),
+            Intent::Release {
+                prerelease: true,
+                ..
+            }
         ));
+        assert!(matches!(
+            plan(&release_event("example", false, false)),
+            Intent::Nothing(reason) if reason.contains("`example` is not a release tag")
+        ));
+    }
+
+    #[test]
+    fn only_the_releasing_actions_build() {
+        for action in ["published", "released", "prereleased", "created"] {
+            assert_eq!(
+                released(plan(&release_action(action, "web-v1.2.3", false, false))),
+                (Some("web".into()), "1.2.3".into(), false),
+                "{action}"
+            );
+        }
+        for action in ["edited", "deleted", "unpublished"] {
+            assert!(
+                matches!(
+                    plan(&release_action(action, "web-v1.2.3", false, false)),
+                    Intent::Nothing(reason)
+                        if reason == format!("release `web-v1.2.3` was {action}: only published, released, prereleased, created releases are built")
+                ),
+                "{action}"
+            );
+        }
     }
 
     #[test]

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use crate::plan_git::push_event;
 use crate::support::git::Repo;
-use crate::support::run::Action;
+use crate::support::run::{Action, Ran};
 use crate::support::services::{Services, services};
 
 /// A multi-stage image: the final stage copies from a named stage.
@@ -172,17 +172,22 @@ async fn dual_tags_name_one_digest_with_the_revision_label() {
     assert!(ran.summary.contains(&digest), "{}", ran.summary);
     // Layers go up as soon as they are compressed, the config after: each
     // byte counted once, every blob of this new image sent.
+    let (size, sent) = size_and_sent(&ran, &digest);
+    assert_eq!(sent, size, "{}", ran.summary);
+    assert_ne!(sent, "0 B", "{}", ran.summary);
+}
+
+/// The summary's size and bytes-sent cells of the image row for `digest`.
+pub fn size_and_sent<'a>(ran: &'a Ran, digest: &str) -> (&'a str, &'a str) {
     let row: Vec<&str> = ran
         .summary
         .lines()
-        .find(|line| line.contains(&digest))
-        .unwrap()
+        .find(|line| line.contains(digest))
+        .unwrap_or_else(|| panic!("no row for {digest}:\n{}", ran.summary))
         .split('|')
         .map(str::trim)
         .collect();
-    let (size, sent) = (row[4], row[5]);
-    assert_eq!(sent, size, "{}", ran.summary);
-    assert_ne!(sent, "0 B", "{}", ran.summary);
+    (row[4], row[5])
 }
 
 #[tokio::test]

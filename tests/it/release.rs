@@ -90,18 +90,55 @@ fn a_forgejo_release_of_v_semver_selects_every_image() {
 }
 
 #[test]
-fn drafts_and_tags_that_are_not_releases_select_nothing_and_succeed() {
+fn the_real_release_payloads_release_every_image_at_their_version() {
     let repo = monorepo();
-    // No real payload has `draft: true` (fixtures README): derived from the
-    // real `created` payload, only the flag changed.
+    for (fixture, version, prerelease) in [
+        ("release-published.json", "0.0.1", false),
+        ("release-released.json", "0.0.1", false),
+        ("release-created.json", "0.0.1", false),
+        ("release-prereleased.json", "0.0.1", true),
+        ("release-published-v-tag.json", "1.0.0", false),
+        ("gitea-release-published.json", "0.0.5", false),
+    ] {
+        let ran = plan(
+            &repo,
+            "release",
+            &fixture_json(&format!("github-events/{fixture}")),
+        )
+        .run();
+        ran.assert_ok();
+        assert_eq!(ran.selected(), ["base", "tool", "app"], "{fixture}");
+        assert_eq!(
+            entries_field(&ran, "version"),
+            vec![json!(version); 3],
+            "{fixture}"
+        );
+        assert_eq!(
+            entries_field(&ran, "prerelease"),
+            vec![json!(prerelease); 3],
+            "{fixture}"
+        );
+    }
+}
+
+#[test]
+fn drafts_other_actions_and_tags_that_are_not_releases_select_nothing_and_succeed() {
+    let repo = monorepo();
+    // No real payload has `draft: true` or an `edited` / `deleted` action
+    // (fixtures README): derived from the real payloads, one field changed.
     let mut draft = release_event("release-created.json", "tool-v1.0.0");
     draft["release"]["draft"] = json!(true);
+    let mut edited = release_event("release-published.json", "tool-v1.0.0");
+    edited["action"] = json!("edited");
+    let mut deleted = release_event("release-published.json", "tool-v1.0.0");
+    deleted["action"] = json!("deleted");
     for (payload, why) in [
         (draft, "release `tool-v1.0.0` is a draft"),
         (
-            fixture_json("github-events/release-published.json"),
-            "tag `0.0.1` is not a release tag",
+            edited,
+            "release `tool-v1.0.0` was edited: only published, released, prereleased, created releases are built",
         ),
+        (deleted, "release `tool-v1.0.0` was deleted"),
         (
             fixture_json("github-events/gitea-release-published-tag-example.json"),
             "tag `example` is not a release tag",
@@ -116,7 +153,7 @@ fn drafts_and_tags_that_are_not_releases_select_nothing_and_succeed() {
 }
 
 #[test]
-fn runs_that_are_not_releases_carry_prerelease_false() {
+fn runs_that_are_not_releases_carry_prerelease_false_unless_told() {
     let repo = monorepo();
     let ran = plan(
         &repo,
@@ -128,6 +165,21 @@ fn runs_that_are_not_releases_carry_prerelease_false() {
     assert_eq!(entries_field(&ran, "prerelease"), vec![json!(false); 3]);
     assert!(ran.matrix().iter().all(|e| e.get("version").is_none()));
     assert_eq!(ran.outputs["prerelease"], "false");
+
+    let ran = plan(
+        &repo,
+        "workflow_dispatch",
+        &fixture_json("github-events/workflow_dispatch.json"),
+    )
+    .input("prerelease", "true")
+    .run();
+    ran.assert_ok();
+    assert_eq!(
+        entries_field(&ran, "prerelease"),
+        vec![json!(true); 3],
+        "`prerelease: true` holds `latest` back on any run, as publish's input does"
+    );
+    assert_eq!(ran.outputs["prerelease"], "true");
 }
 
 /// Forgejo's dispatch: `GITHUB_REPOSITORY_OWNER` empty, the release named
@@ -278,6 +330,12 @@ async fn a_release_of_a_published_commit_only_adds_tags() {
     for tag in ["latest", "1.2.3", "1.2", "1"] {
         assert_eq!(digest_of(s, "t-rel-add/app", tag).await, digest, "{tag}");
     }
+    assert_eq!(
+        crate::publish::size_and_sent(&ran, digest.as_deref().unwrap()).1,
+        "0 B",
+        "no blob uploaded:\n{}",
+        ran.summary
+    );
     assert!(
         counted.sent() < 64 << 10,
         "only manifests and requests went up, not the 1 MiB layer: {} bytes",
@@ -369,4 +427,69 @@ async fn release_tag_on_a_dispatch_builds_only_the_checked_out_tag() {
         .run_async()
         .await
         .assert_failed("`release-tag`: \"other-v1.0.0\" is not a release of `app`");
+}
+
+#[tokio::test]
+async fn the_prerelease_input_decides_which_tags_move() {
+    let s = services();
+    let repo = app_repo();
+    let first = repo.head();
+    repo.git(&["tag", "app-v1.0.0"]);
+    let dispatch = |tag: &str, prerelease: &str| {
+        let sha = repo.head();
+        publish_on(
+            &repo,
+            "t-rel-input",
+            &s.registry_open,
+            "workflow_dispatch",
+            &fixture_json("github-events/workflow_dispatch.json"),
+        )
+        .env("GITHUB_SHA", &sha)
+        .env("GITHUB_REF", "refs/heads/main")
+        .input("release-tag", tag)
+        .input("prerelease", prerelease)
+    };
+    dispatch("app-v1.0.0", "true").run_async().await.assert_ok();
+    assert_eq!(
+        tags(&s.registry_open, "t-rel-input/app", None).await,
+        set(&[&first, "1.0.0"]),
+        "`prerelease: true` on a final version: only its exact version tag"
+    );
+
+    repo.write("ops/docker/app/noise", "rc\n");
+    let rc = repo.commit("rc");
+    repo.git(&["tag", "app-v2.0.0-rc.1"]);
+    dispatch("app-v2.0.0-rc.1", "false")
+        .run_async()
+        .await
+        .assert_ok();
+    assert_eq!(
+        tags(&s.registry_open, "t-rel-input/app", None).await,
+        set(&[&first, "1.0.0", &rc, "2.0.0-rc.1", "latest"]),
+        "`prerelease: false` moves `latest`, never `2.0` / `2` for a release candidate"
+    );
+    assert_eq!(
+        digest_of(s, "t-rel-input/app", "latest").await,
+        digest_of(s, "t-rel-input/app", &rc).await
+    );
+}
+
+#[tokio::test]
+async fn publish_on_a_release_that_is_not_out_pushes_nothing() {
+    let s = services();
+    let repo = app_repo();
+    let mut edited = release_event("release-published.json", "app-v1.0.0");
+    edited["action"] = json!("edited");
+    publish_on(&repo, "t-rel-edit", &s.registry_open, "release", &edited)
+        .env("GITHUB_SHA", &repo.head())
+        .run_async()
+        .await
+        .assert_failed(
+            "release `app-v1.0.0` was edited: only published, released, prereleased, created releases are built",
+        );
+    assert!(
+        tags(&s.registry_open, "t-rel-edit/app", None)
+            .await
+            .is_empty()
+    );
 }
