@@ -14,11 +14,11 @@ use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt as _;
 
+use crate::platform::INDEX_MEDIA_TYPE;
 use crate::registry::stream::{BlobStream, file_chunks, verified};
 use crate::registry::{Manifest, sha256_digest};
 
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
-const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 const LAYOUT_FILE: &str = "oci-layout";
 const LAYOUT_VERSION: &str = "1.0.0";

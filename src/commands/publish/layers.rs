@@ -2,6 +2,7 @@
 //! the rest.
 
 use super::*;
+use crate::registry::contents::Contents;
 
 /// Blob uploads in flight at once (docker push's default is 5).
 pub(super) const PARALLEL_UPLOADS: usize = 4;
@@ -103,36 +104,25 @@ pub(super) async fn pushed(
     tag: &str,
     platform: Option<&Platform>,
 ) -> anyhow::Result<Option<Pushed>> {
-    let Some(mut manifest) = registry.manifest(repository, tag).await? else {
+    let Some(manifest) = registry.manifest(repository, tag).await? else {
         return Ok(None);
     };
-    if config_digest(&manifest.bytes).is_none() {
-        let Some(child) = child_manifest(registry, repository, &manifest, platform).await? else {
-            return Ok(None);
-        };
-        manifest = child;
-    }
-    let Some(config) = config_digest(&manifest.bytes) else {
+    let manifest = match manifest.contents() {
+        Ok(Contents::Image { .. }) => manifest,
+        Ok(Contents::Index { .. }) => {
+            match child_manifest(registry, repository, &manifest, platform).await? {
+                Some(child) => child,
+                None => return Ok(None),
+            }
+        }
+        // Not an image this tool could have pushed: nothing to reuse.
+        Err(_) => return Ok(None),
+    };
+    let Ok(Contents::Image { config, .. }) = manifest.contents() else {
         return Ok(None);
     };
-    let config = registry.blob(repository, &config).await?;
+    let config = registry.blob(repository, &config.digest).await?;
     Ok(Some(Pushed { manifest, config }))
-}
-
-/// The config digest an image manifest names.
-pub(super) fn config_digest(manifest: &[u8]) -> Option<String> {
-    #[derive(serde::Deserialize)]
-    struct ImageManifest {
-        config: Option<Descriptor>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Descriptor {
-        digest: String,
-    }
-    serde_json::from_slice::<ImageManifest>(manifest)
-        .ok()?
-        .config
-        .map(|c| c.digest)
 }
 
 /// Who else reads the export, and when.
