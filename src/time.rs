@@ -17,6 +17,11 @@ pub fn unix_seconds(text: &str) -> Option<i64> {
         .map(|z| z.timestamp().as_second())
 }
 
+/// Now, in seconds since the Unix epoch (0 on a clock set before it).
+pub fn now() -> i64 {
+    jiff::Timestamp::now().as_second().max(0)
+}
+
 /// Seconds since the epoch as RFC 3339 in UTC, to the second.
 pub fn rfc3339(unix: i64) -> String {
     jiff::Timestamp::from_second(unix)

@@ -1,7 +1,6 @@
 //! `cleanup`: list → plan retention → re-check → delete, per repository.
 
 use std::collections::BTreeSet;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use glob::Pattern;
@@ -15,9 +14,7 @@ use crate::report::cleanup::{Cleaned, summary};
 use crate::retention::{self, Rules};
 
 pub async fn run(args: &CleanupArgs, session: &Session) -> anyhow::Result<()> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = crate::time::now();
     let mut rules = rules(args, now)?;
     let repositories = repositories::names(&args.repositories, session)?;
     let concurrency = usize::from(args.repositories.concurrency);

@@ -3,7 +3,6 @@
 //! into alerts, reported, and the run failed on a critical one.
 
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 
@@ -205,7 +204,7 @@ impl<'a> Checker<'a> {
             ignore_unfixed: self.args.ignore_unfixed,
             ..Policy::default()
         };
-        let verdict = evaluate(findings, &policy, self.ignore.as_ref(), unix_now());
+        let verdict = evaluate(findings, &policy, self.ignore.as_ref(), crate::time::now());
         let ids = |severity: Severity| {
             let mut ids: Vec<String> = verdict
                 .findings
@@ -342,10 +341,4 @@ fn announce(session: &Session, report: &Report) {
             Level::Ok => {}
         }
     }
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }

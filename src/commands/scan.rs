@@ -2,7 +2,6 @@
 //! `scan` command: scan → policy → annotations, summary, SARIF, outputs.
 
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 
@@ -123,9 +122,7 @@ pub async fn gate(
             (scanner, union, first)
         }
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
+    let now = crate::time::now();
     let verdict = evaluate(findings, &policy, ignore.as_ref(), now);
     let scanned = Scanned {
         image,

@@ -22,9 +22,7 @@ pub fn pause(attempt: u32, headers: &http::HeaderMap) -> Duration {
 /// The wait a server asked for in `headers`, if it asked.
 pub fn asked(headers: &http::HeaderMap) -> Option<Duration> {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::time::now().unsigned_abs();
     told(header("retry-after"), header("x-retry-after"), now)
 }
 

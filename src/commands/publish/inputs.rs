@@ -231,16 +231,14 @@ pub(super) fn labels(
     extra: HashMap<String, String>,
 ) -> HashMap<String, String> {
     let ctx = &session.ctx;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
+    let now = crate::time::now();
     let mut labels = metadata::oci_labels(&Provenance {
         source: ctx
             .repository
             .as_ref()
             .map(|r| format!("{}/{r}", ctx.server_url.trim_end_matches('/'))),
         revision: sha,
-        created: crate::time::rfc3339(now as i64),
+        created: crate::time::rfc3339(now),
         version: version.map(ToString::to_string),
         title,
     });
