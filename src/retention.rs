@@ -108,8 +108,8 @@ pub struct Deletion {
     pub digest: String,
     /// Sorted by name.
     pub tags: Vec<String>,
-    /// An untagged child: the deleted indexes that list it (lower-case
-    /// digests). Kept whenever one of them is.
+    /// The deleted indexes that list it (lower-case digests): kept
+    /// whenever one of them is, since deleting it would break that index.
     pub of: Vec<String>,
 }
 
@@ -359,7 +359,7 @@ pub fn plan(tags: &[TagInfo], rules: &Rules) -> Plan {
                     .iter()
                     .map(|&i| entries[i].tag.clone())
                     .collect(),
-                of: Vec::new(),
+                of: listed_by(key, &deleted),
             };
             (depth.get(key).copied().unwrap_or(0), newest, key, deletion)
         })
@@ -377,6 +377,15 @@ pub fn plan(tags: &[TagInfo], rules: &Rules) -> Plan {
             .filter_map(|(info, kept)| Some((info.tag.clone(), kept?)))
             .collect(),
     }
+}
+
+/// The deleted indexes that list `child`, as lower-case digests.
+fn listed_by(child: &str, deleted: &[(&str, &Group<'_>)]) -> Vec<String> {
+    deleted
+        .iter()
+        .filter(|(_, group)| group.children.iter().any(|c| c == child))
+        .map(|(_, group)| group.digest.to_ascii_lowercase())
+        .collect()
 }
 
 /// The untagged children of deleted indexes (pushed for that index alone:
@@ -464,32 +473,32 @@ fn follow_subjects(
 /// Re-judges `plan` against tags read again just before deleting: a
 /// deletion whose digest another tag now names (pushed or moved there while
 /// the listing was read, e.g. `latest` rolled back) is dropped, and its tags
-/// are kept as sharing that tag's manifest.
+/// are kept as sharing that tag's manifest; so is every child of an index
+/// kept that way, tagged or not.
 pub fn recheck(mut plan: Plan, listed_now: &[(String, String)]) -> Plan {
     let mut dropped = Vec::new();
-    let mut rescued = BTreeSet::new();
+    // Rescued digests (lower-case), each with the tag that keeps it.
+    let mut rescued: BTreeMap<String, String> = BTreeMap::new();
     plan.delete.retain(|deletion| {
         let claimed = listed_now.iter().find(|(tag, digest)| {
             digest.eq_ignore_ascii_case(&deletion.digest) && !deletion.tags.contains(tag)
         });
-        // Indexes come before their children: a kept index keeps them.
-        if claimed.is_none() && deletion.of.iter().any(|index| rescued.contains(index)) {
-            rescued.insert(deletion.digest.to_ascii_lowercase());
-            return false;
-        }
-        match claimed {
-            Some((with, _)) => {
-                dropped.extend(
-                    deletion
-                        .tags
-                        .iter()
-                        .map(|t| (t.clone(), Kept::SharesDigest { with: with.clone() })),
-                );
-                rescued.insert(deletion.digest.to_ascii_lowercase());
-                false
-            }
-            None => true,
-        }
+        let (keeper, why) = match claimed {
+            Some((with, _)) => (with.clone(), Kept::SharesDigest { with: with.clone() }),
+            // Indexes come before their children: a kept index keeps them.
+            None => match deletion.of.iter().find_map(|index| rescued.get(index)) {
+                Some(index_tag) => (
+                    index_tag.clone(),
+                    Kept::ChildOfKept {
+                        index_tag: index_tag.clone(),
+                    },
+                ),
+                None => return true,
+            },
+        };
+        dropped.extend(deletion.tags.iter().map(|t| (t.clone(), why.clone())));
+        rescued.insert(deletion.digest.to_ascii_lowercase(), keeper);
+        false
     });
     // A rescued image keeps its signatures and attestations too.
     plan.delete.retain(|deletion| {
@@ -502,7 +511,7 @@ pub fn recheck(mut plan: Plan, listed_now: &[(String, String)]) -> Plan {
         let follows = !subjects.is_empty()
             && subjects
                 .iter()
-                .all(|to| to.as_ref().is_some_and(|to| rescued.contains(to)));
+                .all(|to| to.as_ref().is_some_and(|to| rescued.contains_key(to)));
         if follows {
             dropped.extend(
                 deletion
@@ -1034,7 +1043,10 @@ mod tests {
             [
                 deletion(&digest(2), &[&sha(2)]),
                 deletion(&digest(1), &[&sha(1)]),
-                deletion(&digest(11), &[&sha(11)]),
+                Deletion {
+                    of: vec![digest(1)],
+                    ..deletion(&digest(11), &[&sha(11)])
+                },
                 Deletion {
                     of: vec![digest(1)],
                     ..deletion(&digest(12), &[])
@@ -1045,12 +1057,20 @@ mod tests {
         assert_eq!(rechecked.delete, plan.delete, "nothing moved: all stay");
         assert_eq!(plan.kept, [kept("1.0.0", protected("semantic version"))]);
         // `latest` moved to the index meanwhile: the index stays, and so
-        // does its untagged child, which it still lists.
+        // do its children, tagged or not, which it still lists.
         let rescued = recheck(plan.clone(), &[("latest".into(), digest(1))]);
-        let deleted: Vec<&str> = rescued.delete.iter().map(|d| d.digest.as_str()).collect();
-        assert!(!deleted.contains(&digest(1).as_str()), "{deleted:?}");
-        assert!(!deleted.contains(&digest(12).as_str()), "{deleted:?}");
-        assert!(deleted.contains(&digest(2).as_str()), "{deleted:?}");
+        assert_eq!(rescued.delete, [deletion(&digest(2), &[&sha(2)])]);
+        assert!(
+            rescued.kept.contains(&kept(
+                &sha(11),
+                Kept::ChildOfKept {
+                    index_tag: "latest".into()
+                }
+            )),
+            "{:?}",
+            rescued.kept
+        );
+        assert!(rescued.kept.contains(&kept(&sha(1), shares("latest"))));
     }
 
     /// Every rule at once, for the convergence tests.
@@ -1096,7 +1116,10 @@ mod tests {
                 deletion(&digest(5), &[&sha(5)]),
                 deletion(&digest(4), &[&sha(4)]),
                 deletion(&digest(3), &[&sha(3)]),
-                deletion(&digest(61), &[&sha(61)]),
+                Deletion {
+                    of: vec![digest(60)],
+                    ..deletion(&digest(61), &[&sha(61)])
+                },
                 Deletion {
                     of: vec![digest(60)],
                     ..deletion(&digest(62), &[])
@@ -1129,22 +1152,26 @@ mod tests {
             // child whose index is gone is no longer held back). An
             // untagged child whose index is gone is out of sight; a child
             // whose tag went first is planned again as untagged, which the
-            // registry answers as already gone.
+            // registry answers as already gone. A child no longer names an
+            // index that is gone.
+            let what = |d: &Deletion| (d.digest.clone(), d.tags.clone());
             let orphaned = |d: &Deletion| {
                 d.tags.is_empty()
                     && listing.iter().any(|i| {
                         i.children.contains(&d.digest) && done.iter().any(|x| x.digest == i.digest)
                     })
             };
-            let remaining: BTreeSet<&Deletion> = first
+            let remaining: BTreeSet<_> = first
                 .delete
                 .iter()
                 .filter(|d| !done.contains(d) && !orphaned(d))
+                .map(what)
                 .collect();
-            let again: BTreeSet<&Deletion> = rest
+            let again: BTreeSet<_> = rest
                 .delete
                 .iter()
                 .filter(|d| !(d.tags.is_empty() && done.iter().any(|x| x.digest == d.digest)))
+                .map(what)
                 .collect();
             assert_eq!(again, remaining);
             assert_eq!(tag_names(&apply(&partial, &rest.delete)), end);
