@@ -64,7 +64,9 @@ pub enum RegistryError {
         retry_after: Option<u16>,
     },
     /// Built by [`Registry::transport`], which keeps queries out of it.
-    #[error("couldn't reach {registry} ({url}): {source}; check `registry` and that it is up")]
+    #[error(
+        "couldn't reach {registry} ({url}): {source}; check that the address is right and the registry is up"
+    )]
     Transport {
         registry: String,
         url: String,

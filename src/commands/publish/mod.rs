@@ -555,25 +555,24 @@ async fn mirror(
     }
     let mirrored =
         release_mirrors(args, &target.registry, &target.repository, &target.set.tags).await?;
-    let failed: Vec<&Mirrored> = mirrored.iter().filter(|m| m.result.is_err()).collect();
-    if args.mirror_required && !failed.is_empty() {
+    let failures: Vec<String> = mirrored
+        .iter()
+        .filter_map(|m| {
+            let err = m.result.as_ref().err()?;
+            Some(format!("mirroring to {} failed: {err}", m.target))
+        })
+        .collect();
+    if args.mirror_required && !failures.is_empty() {
         bail!(
-            "{} is released, but mirroring it to {} failed and `mirror-required` is set; see the log, then re-run (only what is missing is copied)",
+            "{} is released, but {}; `mirror-required` is set, so the job fails: re-run it (only what is missing is copied)",
             target.reference.familiar(),
-            failed
-                .iter()
-                .map(|m| m.target.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
+            failures.join("; ")
         );
     }
-    for m in &failed {
-        if let Err(e) = &m.result {
-            session.workflow.warning(&format!(
-                "mirroring to {} failed: {e}; the release stands (set `mirror-required: true` to fail the job instead)",
-                m.target
-            ));
-        }
+    for failure in &failures {
+        session.workflow.warning(&format!(
+            "{failure}; the release stands (set `mirror-required: true` to fail the job instead)"
+        ));
     }
     Ok(mirrored)
 }

@@ -70,6 +70,7 @@ async fn a_release_reaches_its_mirrors_and_a_dead_one_is_only_a_warning() {
         .run_async()
         .await;
     ran.assert_failed("`mirror-required` is set");
+    ran.assert_failed("failed: couldn't reach 127.0.0.1:9");
     assert_eq!(
         open()
             .manifest_digest(&repository, &sha)
