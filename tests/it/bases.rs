@@ -57,9 +57,30 @@ async fn layers(repository: &str, tag: &str) -> Vec<String> {
     layer_digests(&manifest_of(repository, tag).await)
 }
 
+/// `action` asking the replayed jobs API of run `run`.
+fn asking(action: Action, replay: &Replay, run: u64) -> Action {
+    action
+        .env("GITHUB_API_URL", &replay.uri())
+        .env("GITHUB_RUN_ID", &run.to_string())
+        .input("github-token", "ghs_jobs")
+}
+
+/// Runs `waiting` (an `app`), publishes `base` of `sha` once its log has a
+/// line containing `needle`, and returns how `waiting` ended.
+async fn base_arrives_after(waiting: Action, needle: &str, repo: Repo, ns: &str, sha: &str) -> Ran {
+    let (needle, ns, sha) = (needle.to_owned(), ns.to_owned(), sha.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let finish = start_until(waiting, needle);
+        base(&repo, &ns, BRANCH, &sha).run().assert_ok();
+        finish()
+    })
+    .await
+    .unwrap()
+}
+
 /// Starts `action`, returns once its log has a line containing `needle`,
 /// and hands back a function that waits for the rest of the run.
-fn start_until(action: Action, needle: &'static str) -> impl FnOnce() -> Ran {
+fn start_until(action: Action, needle: String) -> impl FnOnce() -> Ran {
     let mut child = action
         .command()
         .stdout(Stdio::piped())
@@ -72,7 +93,7 @@ fn start_until(action: Action, needle: &'static str) -> impl FnOnce() -> Ran {
         let mut log = String::new();
         for line in BufReader::new(stderr).lines() {
             let line = line.unwrap();
-            if line.contains(needle) {
+            if line.contains(&needle) {
                 let _ = seen.send(());
             }
             log.push_str(&line);
@@ -108,17 +129,15 @@ async fn an_image_started_before_its_base_waits_and_builds_on_this_commits_base(
             ],
         )
         .await;
-    let waiting = app(&repo, ns, &sha)
-        .env("GITHUB_API_URL", &replay.uri())
-        .env("GITHUB_RUN_ID", "7")
-        .input("github-token", "ghs_jobs");
-    let (ran, _) = tokio::task::spawn_blocking(move || {
-        let finish = start_until(waiting, "waiting up to 30m for this commit's `base`");
-        let base = base(&repo, ns, BRANCH, &sha).run();
-        (finish(), base.assert_ok().code)
-    })
-    .await
-    .unwrap();
+    let waiting = asking(app(&repo, ns, &sha), &replay, 7);
+    let ran = base_arrives_after(
+        waiting,
+        "waiting up to 30m for this commit's `base`",
+        repo,
+        ns,
+        &sha,
+    )
+    .await;
     ran.assert_ok();
     let sha = ran.outputs["sha-tag"]
         .rsplit(':')
@@ -185,6 +204,54 @@ async fn a_failed_base_job_stops_the_wait_naming_the_base() {
     ran.assert_failed("`depends-on`: the job of `base` (\"publish (ops/docker/base,");
     assert!(ran.stdout.contains("ended `failure`"), "{ran}");
     assert_nothing_pushed(&format!("{ns}/app")).await;
+}
+
+/// A multi-platform base: its per-platform jobs push by digest and succeed,
+/// then a `merge` job pushes the SHA tag.
+const SUCCEEDED_BASE: (&str, &str, Option<&str>) =
+    ("publish ops/docker/base", "completed", Some("success"));
+const NOT_YET: &str = "isn't in the registry yet (a `merge` job may still push it)";
+
+#[tokio::test]
+async fn a_base_job_that_succeeded_without_the_image_is_waited_for() {
+    let ns = "t-wait-merge";
+    let repo = monorepo(ns);
+    let sha = repo.head();
+    let replay = Replay::start().await;
+    replay.run_jobs(11, &[SUCCEEDED_BASE]).await;
+    let waiting = asking(app(&repo, ns, &sha), &replay, 11);
+    let ran = base_arrives_after(waiting, NOT_YET, repo, ns, &sha).await;
+    ran.assert_ok();
+    assert_eq!(ran.stderr.matches(NOT_YET).count(), 1, "{ran}");
+    assert!(
+        ran.stderr
+            .contains("the job of `base` (\"publish ops/docker/base\") succeeded"),
+        "{ran}"
+    );
+}
+
+#[tokio::test]
+async fn a_base_job_that_succeeded_without_the_image_times_out_saying_so() {
+    let ns = "t-wait-merge-never";
+    let repo = monorepo(ns);
+    let sha = repo.head();
+    let replay = Replay::start().await;
+    replay.run_jobs(12, &[SUCCEEDED_BASE]).await;
+    let ran = asking(app(&repo, ns, &sha), &replay, 12)
+        .input("wait-timeout", "3s")
+        .run_async()
+        .await;
+    ran.assert_failed(&format!(
+        "the job of `base` (\"publish ops/docker/base\") succeeded without pushing {}/{}/base:{sha}",
+        services().registry_open,
+        unique(ns)
+    ));
+    assert!(
+        ran.stdout
+            .contains("`depends-on`: waited 3s (`wait-timeout`)"),
+        "{ran}"
+    );
+    assert_eq!(ran.stderr.matches(NOT_YET).count(), 1, "{ran}");
 }
 
 #[tokio::test]

@@ -173,7 +173,7 @@ async fn wait(
             asked = Some(elapsed);
             waiting.ask_jobs().await;
         }
-        waiting.judge_jobs().await?;
+        waiting.judge_jobs()?;
         if waiting.done() {
             tracing::info!("every base is in the registry after {}", human(elapsed));
             break;
@@ -210,6 +210,8 @@ struct Waiting<'a> {
     api: Result<RunJobs, String>,
     jobs: Vec<Job>,
     digests: Vec<Option<String>>,
+    /// The bases whose job succeeded before their image came: said once.
+    told: Vec<bool>,
 }
 
 impl<'a> Waiting<'a> {
@@ -233,6 +235,7 @@ impl<'a> Waiting<'a> {
             api,
             jobs: Vec::new(),
             digests: vec![None; bases.len()],
+            told: vec![false; bases.len()],
         })
     }
 
@@ -272,52 +275,50 @@ impl<'a> Waiting<'a> {
         }
     }
 
-    /// Stops the wait when a missing base's job has ended without its image.
-    async fn judge_jobs(&mut self) -> anyhow::Result<()> {
+    /// Stops the wait when a missing base's job has ended without its
+    /// image. One that succeeded keeps it going: a `merge` job may push
+    /// the SHA tag after the per-platform jobs that built the image.
+    fn judge_jobs(&mut self) -> anyhow::Result<()> {
+        let jobs = &self.jobs;
         for i in self.pending() {
             let base = &self.bases[i];
-            let Some(job) = job_of(&self.jobs, &base.dirs) else {
+            let Some(job) = job_of(jobs, &base.dirs) else {
                 continue;
             };
-            let image = format!("{}:{}", base.image.familiar(), self.target.set.sha);
             match job.outcome() {
                 Outcome::Running => {}
                 Outcome::Ended(conclusion) => bail!(
-                    "`depends-on`: the job of `{0}` ({1:?}) ended `{conclusion}`, so its image of this commit ({image}) won't come; {2} is not built FROM an older `{0}`: fix `{0}` and re-run the failed jobs",
+                    "`depends-on`: the job of `{0}` ({1:?}) ended `{conclusion}`, so its image of this commit ({2}) won't come; {3} is not built FROM an older `{0}`: fix `{0}` and re-run the failed jobs",
                     base.name,
                     job.name,
+                    self.sha_tag(i),
                     self.target.reference.familiar(),
                 ),
-                // The job pushes before it ends: one more look settles it.
-                Outcome::Succeeded => {
-                    self.digests[i] = self.digest(i).await?;
-                    if self.digests[i].is_none() {
-                        bail!(
-                            "`depends-on`: the job of `{0}` ({1:?}) succeeded, but {image} is not in the registry; publish `{0}` with `push: true` to {2} so that its dependents can build on it",
-                            base.name,
-                            job.name,
-                            base.image.registry()
-                        );
-                    }
+                Outcome::Succeeded if !self.told[i] => {
+                    self.told[i] = true;
+                    tracing::info!(
+                        "the job of `{}` ({:?}) succeeded, but {} isn't in the registry yet (a `merge` job may still push it): waiting on",
+                        base.name,
+                        job.name,
+                        self.sha_tag(i)
+                    );
                 }
+                Outcome::Succeeded => {}
             }
         }
         Ok(())
+    }
+
+    /// A base's image of this commit, as the log names it.
+    fn sha_tag(&self, i: usize) -> String {
+        format!("{}:{}", self.bases[i].image.familiar(), self.target.set.sha)
     }
 
     /// The missing bases, as the log names them.
     fn missing(&self) -> String {
         self.pending()
             .into_iter()
-            .map(|i| {
-                let base = &self.bases[i];
-                format!(
-                    "`{}` ({}:{})",
-                    base.name,
-                    base.image.familiar(),
-                    self.target.set.sha
-                )
-            })
+            .map(|i| format!("`{}` ({})", self.bases[i].name, self.sha_tag(i)))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -331,8 +332,15 @@ impl<'a> Waiting<'a> {
             .into_iter()
             .map(|i| {
                 let base = &self.bases[i];
-                match job_of(&self.jobs, &base.dirs) {
-                    Some(job) => format!("the job of `{}` is {}", base.name, job.status),
+                match job_of(&self.jobs, &base.dirs).map(|job| (job, job.outcome())) {
+                    Some((job, Outcome::Succeeded)) => format!(
+                        "the job of `{}` ({:?}) succeeded without pushing {}: publish it with `push: true` to {}, or have its `merge` job push that tag",
+                        base.name,
+                        job.name,
+                        self.sha_tag(i),
+                        base.image.registry()
+                    ),
+                    Some((job, _)) => format!("the job of `{}` is {}", base.name, job.status),
                     None => format!(
                         "no job of this run has `{}` in its name",
                         base.dirs.join("` or `")
