@@ -5,6 +5,7 @@
 use std::io::{BufRead as _, BufReader};
 use std::process::{Output, Stdio};
 use std::sync::mpsc;
+use std::time::Duration;
 
 use crate::buildkit::{assert_nothing_pushed, layer_digests, manifest_of};
 use crate::plan_git::push_event;
@@ -76,6 +77,17 @@ async fn base_arrives_after(waiting: Action, needle: &str, repo: Repo, ns: &str,
     })
     .await
     .unwrap()
+}
+
+/// The requests for run `run`'s jobs the replay saw.
+async fn jobs_asked(replay: &Replay, run: u64) -> usize {
+    let route = format!("/repos/acme/monorepo/actions/runs/{run}/jobs?");
+    replay
+        .requests()
+        .await
+        .iter()
+        .filter(|r| r.starts_with(&route))
+        .count()
 }
 
 /// Starts `action`, returns once its log has a line containing `needle`,
@@ -206,6 +218,59 @@ async fn a_failed_base_job_stops_the_wait_naming_the_base() {
     assert_nothing_pushed(&format!("{ns}/app")).await;
 }
 
+#[tokio::test]
+async fn a_jobs_api_that_refuses_leaves_the_registry_to_decide() {
+    let ns = "t-wait-refused";
+    let repo = monorepo(ns);
+    let sha = repo.head();
+    let replay = Replay::start().await;
+    replay
+        .fail(
+            "/repos/acme/monorepo/actions/runs/9/jobs",
+            403,
+            "Resource not accessible by integration",
+        )
+        .await;
+    let waiting = asking(app(&repo, ns, &sha), &replay, 9);
+    let ran = base_arrives_after(waiting, "the jobs API couldn't be asked", repo, ns, &sha).await;
+    ran.assert_ok();
+    assert!(
+        ran.stderr
+            .contains("the GitHub API answered 403 (\"Resource not accessible by integration\")"),
+        "{ran}"
+    );
+    assert!(ran.stderr.contains("the registry alone decides"), "{ran}");
+    assert_eq!(jobs_asked(&replay, 9).await, 1);
+}
+
+#[tokio::test]
+async fn a_forgejo_run_never_asks_the_jobs_api() {
+    let ns = "t-wait-forgejo";
+    let repo = monorepo(ns);
+    let sha = repo.head();
+    let replay = Replay::start().await;
+    // Were it asked, this would stop the wait at once.
+    replay
+        .run_jobs(
+            10,
+            &[("publish ops/docker/base", "completed", Some("failure"))],
+        )
+        .await;
+    let ran = asking(app(&repo, ns, &sha), &replay, 10)
+        .env("GITEA_ACTIONS", "true")
+        .env("FORGEJO_ACTIONS", "true")
+        .input("wait-timeout", "2s")
+        .run_async()
+        .await;
+    ran.assert_failed("`depends-on`: waited 2s (`wait-timeout`)");
+    assert!(
+        ran.stdout
+            .contains("Forgejo Actions has no jobs API for this"),
+        "{ran}"
+    );
+    assert_eq!(replay.requests().await, Vec::<String>::new());
+}
+
 /// A multi-platform base: its per-platform jobs push by digest and succeed,
 /// then a `merge` job pushes the SHA tag.
 const SUCCEEDED_BASE: (&str, &str, Option<&str>) =
@@ -252,6 +317,31 @@ async fn a_base_job_that_succeeded_without_the_image_times_out_saying_so() {
         "{ran}"
     );
     assert_eq!(ran.stderr.matches(NOT_YET).count(), 1, "{ran}");
+}
+
+#[tokio::test]
+async fn a_hung_jobs_api_does_not_hold_up_the_wait() {
+    let ns = "t-wait-hung";
+    let repo = monorepo(ns);
+    let sha = repo.head();
+    let replay = Replay::start().await;
+    replay
+        .run_jobs_after(
+            13,
+            &[("publish ops/docker/base", "in_progress", None)],
+            Duration::from_secs(60),
+        )
+        .await;
+    // Past the jobs API's short timeout, short of a stall of a minute and more.
+    let waiting = asking(app(&repo, ns, &sha), &replay, 13).input("wait-timeout", "40s");
+    let ran = base_arrives_after(waiting, "waiting up to 40s", repo, ns, &sha).await;
+    ran.assert_ok();
+    assert!(
+        ran.stderr
+            .contains("the jobs API couldn't be asked this time (the GitHub API timed out"),
+        "{ran}"
+    );
+    assert_eq!(jobs_asked(&replay, 13).await, 1);
 }
 
 #[tokio::test]

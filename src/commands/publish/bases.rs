@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::actions::context::Platform;
-use crate::bases::jobs::{Job, Outcome, RunJobs, base_dirs, job_of};
+use crate::bases::jobs::{Job, Outcome, RunJobs, Unlisted, base_dirs, job_of};
 use crate::bases::policy::{self, JOBS_EVERY, PROGRESS_EVERY, due, human, pause};
 use crate::plan::select::follows;
 
@@ -208,7 +208,8 @@ struct Waiting<'a> {
     others: Vec<Option<Registry>>,
     /// The run's jobs API, or why it can't be asked.
     api: Result<RunJobs, String>,
-    jobs: Vec<Job>,
+    /// The jobs of its last answer, or why the last try got none.
+    jobs: Result<Vec<Job>, String>,
     digests: Vec<Option<String>>,
     /// The bases whose job succeeded before their image came: said once.
     told: Vec<bool>,
@@ -228,12 +229,15 @@ impl<'a> Waiting<'a> {
                     .transpose()
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if let Err(why) = &api {
+            tracing::info!("the jobs API can't be asked ({why}): the registry alone decides");
+        }
         Ok(Waiting {
             target,
             bases,
             others,
             api,
-            jobs: Vec::new(),
+            jobs: Ok(Vec::new()),
             digests: vec![None; bases.len()],
             told: vec![false; bases.len()],
         })
@@ -265,21 +269,36 @@ impl<'a> Waiting<'a> {
             .await?)
     }
 
-    /// Lists the run's jobs; an API that fails is not asked again.
+    /// Lists the run's jobs. An API that refuses is not asked again; one
+    /// that timed out or failed on its side is, a minute later.
     async fn ask_jobs(&mut self) {
-        if let Ok(api) = &self.api {
-            match api.list().await {
-                Ok(jobs) => self.jobs = jobs,
-                Err(why) => self.api = Err(why),
+        let Ok(api) = &self.api else {
+            return;
+        };
+        self.jobs = match api.list().await {
+            Ok(jobs) => Ok(jobs),
+            Err(Unlisted { why, lasting: true }) => {
+                tracing::info!(
+                    "the jobs API couldn't be asked ({why}): the registry alone decides"
+                );
+                self.api = Err(why);
+                Ok(Vec::new())
             }
-        }
+            Err(Unlisted { why, .. }) => {
+                tracing::info!(
+                    "the jobs API couldn't be asked this time ({why}): asking again in {}, the registry meanwhile",
+                    human(JOBS_EVERY)
+                );
+                Err(why)
+            }
+        };
     }
 
     /// Stops the wait when a missing base's job has ended without its
     /// image. One that succeeded keeps it going: a `merge` job may push
     /// the SHA tag after the per-platform jobs that built the image.
     fn judge_jobs(&mut self) -> anyhow::Result<()> {
-        let jobs = &self.jobs;
+        let jobs = self.jobs.as_deref().unwrap_or_default();
         for i in self.pending() {
             let base = &self.bases[i];
             let Some(job) = job_of(jobs, &base.dirs) else {
@@ -328,11 +347,15 @@ impl<'a> Waiting<'a> {
         if let Err(why) = &self.api {
             return format!("the jobs API couldn't be asked: {why}; the registry alone decides");
         }
+        let jobs = match &self.jobs {
+            Ok(jobs) => jobs,
+            Err(why) => return format!("the jobs API couldn't be asked last time: {why}"),
+        };
         self.pending()
             .into_iter()
             .map(|i| {
                 let base = &self.bases[i];
-                match job_of(&self.jobs, &base.dirs).map(|job| (job, job.outcome())) {
+                match job_of(jobs, &base.dirs).map(|job| (job, job.outcome())) {
                     Some((job, Outcome::Succeeded)) => format!(
                         "the job of `{}` ({:?}) succeeded without pushing {}: publish it with `push: true` to {}, or have its `merge` job push that tag",
                         base.name,
