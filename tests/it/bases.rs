@@ -182,6 +182,11 @@ async fn an_image_started_before_its_base_waits_and_builds_on_this_commits_base(
         "{:?}",
         replay.requests().await
     );
+    // Progress is one line a minute, not one per look.
+    assert_eq!(ran.stderr.matches("waiting up to").count(), 1, "{ran}");
+    assert!(!ran.stderr.contains("still waiting"), "{ran}");
+    let naming_base = format!("/base:{sha}");
+    assert_eq!(ran.stderr.matches(&naming_base).count(), 1, "{ran}");
 }
 
 #[tokio::test]
