@@ -14,6 +14,10 @@ const PER_PAGE: usize = 100;
 /// A matrix holds at most 256 jobs; a few more pages cover the run's
 /// other jobs.
 const MAX_PAGES: usize = 4;
+/// The wait looks at the registry between two listings: a jobs API that
+/// hangs must not hold those looks up for long, and it is asked again a
+/// minute later anyway, so one short try and no retries.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Job {
@@ -73,6 +77,29 @@ pub fn base_dirs(path: &str, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Why the jobs couldn't be listed.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Unlisted {
+    pub why: String,
+    /// Asking again would get the same answer (refused, not understood);
+    /// otherwise (timed out, unreachable, a server error) a later try may
+    /// get through.
+    pub lasting: bool,
+}
+
+impl Unlisted {
+    fn lasting(why: String) -> Self {
+        Unlisted { why, lasting: true }
+    }
+
+    fn passing(why: String) -> Self {
+        Unlisted {
+            why,
+            lasting: false,
+        }
+    }
+}
+
 /// The jobs of one workflow run.
 pub struct RunJobs {
     crab: Octocrab,
@@ -90,22 +117,29 @@ impl RunJobs {
         let (Some(token), Some(repository), Some(run_id)) = (token, repository, run_id) else {
             return Err("no token, repository or run id to ask the jobs API with".into());
         };
-        let crab = crate::github::client(
-            api_url,
-            Some(token),
-            RetryConfig::Simple(2),
-            Duration::from_secs(30),
-        )
-        .map_err(|e| e.to_string())?;
+        let crab = crate::github::client(api_url, Some(token), RetryConfig::None, TIMEOUT)
+            .map_err(|e| e.to_string())?;
         Ok(RunJobs {
             crab,
             route: format!("/repos/{repository}/actions/runs/{run_id}/jobs"),
         })
     }
 
-    /// The jobs of the run's latest attempt; `Err` says why they couldn't
-    /// be listed (then the registry alone decides).
-    pub async fn list(&self) -> Result<Vec<Job>, String> {
+    /// The jobs of the run's latest attempt, within `TIMEOUT`; `Err` says
+    /// why they couldn't be listed.
+    pub async fn list(&self) -> Result<Vec<Job>, Unlisted> {
+        tokio::time::timeout(TIMEOUT, self.pages())
+            .await
+            .unwrap_or_else(|_| {
+                Err(Unlisted::passing(format!(
+                    "the GitHub API timed out: no list of the run's jobs ({}) within {}s",
+                    self.route,
+                    TIMEOUT.as_secs()
+                )))
+            })
+    }
+
+    async fn pages(&self) -> Result<Vec<Job>, Unlisted> {
         let mut jobs = Vec::new();
         for page in 1..=MAX_PAGES {
             let route = format!(
@@ -122,31 +156,37 @@ impl RunJobs {
         Ok(jobs)
     }
 
-    async fn page(&self, route: &str) -> Result<Listing, String> {
-        let response = self
-            .crab
-            ._get(route)
-            .await
-            .map_err(|e| format!("couldn't reach the GitHub API for {route}: {e}"))?;
+    async fn page(&self, route: &str) -> Result<Listing, Unlisted> {
+        let response = self.crab._get(route).await.map_err(|e| {
+            Unlisted::passing(format!("couldn't reach the GitHub API for {route}: {e}"))
+        })?;
         let status = response.status().as_u16();
-        let body = self
-            .crab
-            .body_to_string(response)
-            .await
-            .map_err(|e| format!("couldn't read the GitHub API answer for {route}: {e}"))?;
+        let body = self.crab.body_to_string(response).await.map_err(|e| {
+            Unlisted::passing(format!(
+                "couldn't read the GitHub API answer for {route}: {e}"
+            ))
+        })?;
         if !(200..300).contains(&status) {
             let hint = if matches!(status, 401 | 403) {
                 "; give the workflow `permissions: actions: read`"
             } else {
                 ""
             };
-            return Err(format!(
+            let why = format!(
                 "the GitHub API answered {status}{} for {route}{hint}",
                 quoted(&error_message(&body))
-            ));
+            );
+            return Err(if status >= 500 || status == 429 {
+                Unlisted::passing(why)
+            } else {
+                Unlisted::lasting(why)
+            });
         }
-        serde_json::from_str(&body)
-            .map_err(|e| format!("the GitHub API answered {route} with unexpected JSON: {e}"))
+        serde_json::from_str(&body).map_err(|e| {
+            Unlisted::lasting(format!(
+                "the GitHub API answered {route} with unexpected JSON: {e}"
+            ))
+        })
     }
 }
 

@@ -431,6 +431,12 @@ mod tests {
             ),
             ("app", &format!("FROM acme/rust-ci-runner:{SHA}")),
             ("web", "FROM acme/techdocs-builder:latest"),
+            // A digest pins, with no tag or with one that alone would follow.
+            ("digest-only", &format!("FROM acme/rust-ci-runner@{digest}")),
+            (
+                "latest-and-digest",
+                &format!("FROM acme/techdocs-builder:latest@{digest}"),
+            ),
         ]);
         let picked = select(
             &imgs,

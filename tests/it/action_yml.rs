@@ -66,3 +66,34 @@ fn the_readme_tables_document_every_input() {
         "inputs missing from the README tables: {undocumented:?}"
     );
 }
+
+/// A tier with no job in the example would leave its images unbuilt while
+/// the run looks green: the example a user copies builds every tier `plan`
+/// fills.
+#[test]
+fn the_tiers_example_has_a_job_for_every_tier_plan_fills() {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/workflows/images-tiers.yml"
+    ))
+    .unwrap();
+    let yml: serde_yaml::Value = serde_yaml::from_str(&text).unwrap();
+    let jobs = yml["jobs"].as_mapping().unwrap();
+    let passed_on = jobs["plan"]["outputs"].as_mapping().unwrap();
+    for n in 0..registry_action::plan::matrix::TIER_OUTPUTS {
+        let output = format!("${{{{ steps.plan.outputs.matrix-tier-{n} }}}}");
+        let (key, _) = passed_on
+            .iter()
+            .find(|(_, value)| value.as_str() == Some(output.as_str()))
+            .unwrap_or_else(|| panic!("the plan job doesn't pass on matrix-tier-{n}"));
+        let include = format!(
+            "${{{{ fromJSON(needs.plan.outputs.{}) }}}}",
+            key.as_str().unwrap()
+        );
+        assert!(
+            jobs.values()
+                .any(|job| job["strategy"]["matrix"]["include"].as_str() == Some(include.as_str())),
+            "no job builds matrix-tier-{n}"
+        );
+    }
+}

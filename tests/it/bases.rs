@@ -5,6 +5,7 @@
 use std::io::{BufRead as _, BufReader};
 use std::process::{Output, Stdio};
 use std::sync::mpsc;
+use std::time::Duration;
 
 use crate::buildkit::{assert_nothing_pushed, layer_digests, manifest_of};
 use crate::plan_git::push_event;
@@ -57,9 +58,41 @@ async fn layers(repository: &str, tag: &str) -> Vec<String> {
     layer_digests(&manifest_of(repository, tag).await)
 }
 
+/// `action` asking the replayed jobs API of run `run`.
+fn asking(action: Action, replay: &Replay, run: u64) -> Action {
+    action
+        .env("GITHUB_API_URL", &replay.uri())
+        .env("GITHUB_RUN_ID", &run.to_string())
+        .input("github-token", "ghs_jobs")
+}
+
+/// Runs `waiting` (an `app`), publishes `base` of `sha` once its log has a
+/// line containing `needle`, and returns how `waiting` ended.
+async fn base_arrives_after(waiting: Action, needle: &str, repo: Repo, ns: &str, sha: &str) -> Ran {
+    let (needle, ns, sha) = (needle.to_owned(), ns.to_owned(), sha.to_owned());
+    tokio::task::spawn_blocking(move || {
+        let finish = start_until(waiting, needle);
+        base(&repo, &ns, BRANCH, &sha).run().assert_ok();
+        finish()
+    })
+    .await
+    .unwrap()
+}
+
+/// The requests for run `run`'s jobs the replay saw.
+async fn jobs_asked(replay: &Replay, run: u64) -> usize {
+    let route = format!("/repos/acme/monorepo/actions/runs/{run}/jobs?");
+    replay
+        .requests()
+        .await
+        .iter()
+        .filter(|r| r.starts_with(&route))
+        .count()
+}
+
 /// Starts `action`, returns once its log has a line containing `needle`,
 /// and hands back a function that waits for the rest of the run.
-fn start_until(action: Action, needle: &'static str) -> impl FnOnce() -> Ran {
+fn start_until(action: Action, needle: String) -> impl FnOnce() -> Ran {
     let mut child = action
         .command()
         .stdout(Stdio::piped())
@@ -72,7 +105,7 @@ fn start_until(action: Action, needle: &'static str) -> impl FnOnce() -> Ran {
         let mut log = String::new();
         for line in BufReader::new(stderr).lines() {
             let line = line.unwrap();
-            if line.contains(needle) {
+            if line.contains(&needle) {
                 let _ = seen.send(());
             }
             log.push_str(&line);
@@ -108,17 +141,15 @@ async fn an_image_started_before_its_base_waits_and_builds_on_this_commits_base(
             ],
         )
         .await;
-    let waiting = app(&repo, ns, &sha)
-        .env("GITHUB_API_URL", &replay.uri())
-        .env("GITHUB_RUN_ID", "7")
-        .input("github-token", "ghs_jobs");
-    let (ran, _) = tokio::task::spawn_blocking(move || {
-        let finish = start_until(waiting, "waiting up to 30m for this commit's `base`");
-        let base = base(&repo, ns, BRANCH, &sha).run();
-        (finish(), base.assert_ok().code)
-    })
-    .await
-    .unwrap();
+    let waiting = asking(app(&repo, ns, &sha), &replay, 7);
+    let ran = base_arrives_after(
+        waiting,
+        "waiting up to 30m for this commit's `base`",
+        repo,
+        ns,
+        &sha,
+    )
+    .await;
     ran.assert_ok();
     let sha = ran.outputs["sha-tag"]
         .rsplit(':')
@@ -151,6 +182,11 @@ async fn an_image_started_before_its_base_waits_and_builds_on_this_commits_base(
         "{:?}",
         replay.requests().await
     );
+    // Progress is one line a minute, not one per look.
+    assert_eq!(ran.stderr.matches("waiting up to").count(), 1, "{ran}");
+    assert!(!ran.stderr.contains("still waiting"), "{ran}");
+    let naming_base = format!("/base:{sha}");
+    assert_eq!(ran.stderr.matches(&naming_base).count(), 1, "{ran}");
 }
 
 #[tokio::test]
@@ -185,6 +221,132 @@ async fn a_failed_base_job_stops_the_wait_naming_the_base() {
     ran.assert_failed("`depends-on`: the job of `base` (\"publish (ops/docker/base,");
     assert!(ran.stdout.contains("ended `failure`"), "{ran}");
     assert_nothing_pushed(&format!("{ns}/app")).await;
+}
+
+#[tokio::test]
+async fn a_jobs_api_that_refuses_leaves_the_registry_to_decide() {
+    let ns = "t-wait-refused";
+    let repo = monorepo(ns);
+    let sha = repo.head();
+    let replay = Replay::start().await;
+    replay
+        .fail(
+            "/repos/acme/monorepo/actions/runs/9/jobs",
+            403,
+            "Resource not accessible by integration",
+        )
+        .await;
+    let waiting = asking(app(&repo, ns, &sha), &replay, 9);
+    let ran = base_arrives_after(waiting, "the jobs API couldn't be asked", repo, ns, &sha).await;
+    ran.assert_ok();
+    assert!(
+        ran.stderr
+            .contains("the GitHub API answered 403 (\"Resource not accessible by integration\")"),
+        "{ran}"
+    );
+    assert!(ran.stderr.contains("the registry alone decides"), "{ran}");
+    assert_eq!(jobs_asked(&replay, 9).await, 1);
+}
+
+#[tokio::test]
+async fn a_forgejo_run_never_asks_the_jobs_api() {
+    let ns = "t-wait-forgejo";
+    let repo = monorepo(ns);
+    let sha = repo.head();
+    let replay = Replay::start().await;
+    // Were it asked, this would stop the wait at once.
+    replay
+        .run_jobs(
+            10,
+            &[("publish ops/docker/base", "completed", Some("failure"))],
+        )
+        .await;
+    let ran = asking(app(&repo, ns, &sha), &replay, 10)
+        .env("GITEA_ACTIONS", "true")
+        .env("FORGEJO_ACTIONS", "true")
+        .input("wait-timeout", "2s")
+        .run_async()
+        .await;
+    ran.assert_failed("`depends-on`: waited 2s (`wait-timeout`)");
+    assert!(
+        ran.stdout
+            .contains("Forgejo Actions has no jobs API for this"),
+        "{ran}"
+    );
+    assert_eq!(replay.requests().await, Vec::<String>::new());
+}
+
+/// A multi-platform base: its per-platform jobs push by digest and succeed,
+/// then a `merge` job pushes the SHA tag.
+const SUCCEEDED_BASE: (&str, &str, Option<&str>) =
+    ("publish ops/docker/base", "completed", Some("success"));
+const NOT_YET: &str = "isn't in the registry yet (a `merge` job may still push it)";
+
+#[tokio::test]
+async fn a_base_job_that_succeeded_without_the_image_is_waited_for() {
+    let ns = "t-wait-merge";
+    let repo = monorepo(ns);
+    let sha = repo.head();
+    let replay = Replay::start().await;
+    replay.run_jobs(11, &[SUCCEEDED_BASE]).await;
+    let waiting = asking(app(&repo, ns, &sha), &replay, 11);
+    let ran = base_arrives_after(waiting, NOT_YET, repo, ns, &sha).await;
+    ran.assert_ok();
+    assert_eq!(ran.stderr.matches(NOT_YET).count(), 1, "{ran}");
+    assert!(
+        ran.stderr
+            .contains("the job of `base` (\"publish ops/docker/base\") succeeded"),
+        "{ran}"
+    );
+}
+
+#[tokio::test]
+async fn a_base_job_that_succeeded_without_the_image_times_out_saying_so() {
+    let ns = "t-wait-merge-never";
+    let repo = monorepo(ns);
+    let sha = repo.head();
+    let replay = Replay::start().await;
+    replay.run_jobs(12, &[SUCCEEDED_BASE]).await;
+    let ran = asking(app(&repo, ns, &sha), &replay, 12)
+        .input("wait-timeout", "3s")
+        .run_async()
+        .await;
+    ran.assert_failed(&format!(
+        "the job of `base` (\"publish ops/docker/base\") succeeded without pushing {}/{}/base:{sha}",
+        services().registry_open,
+        unique(ns)
+    ));
+    assert!(
+        ran.stdout
+            .contains("`depends-on`: waited 3s (`wait-timeout`)"),
+        "{ran}"
+    );
+    assert_eq!(ran.stderr.matches(NOT_YET).count(), 1, "{ran}");
+}
+
+#[tokio::test]
+async fn a_hung_jobs_api_does_not_hold_up_the_wait() {
+    let ns = "t-wait-hung";
+    let repo = monorepo(ns);
+    let sha = repo.head();
+    let replay = Replay::start().await;
+    replay
+        .run_jobs_after(
+            13,
+            &[("publish ops/docker/base", "in_progress", None)],
+            Duration::from_secs(60),
+        )
+        .await;
+    // Past the jobs API's short timeout, short of a stall of a minute and more.
+    let waiting = asking(app(&repo, ns, &sha), &replay, 13).input("wait-timeout", "40s");
+    let ran = base_arrives_after(waiting, "waiting up to 40s", repo, ns, &sha).await;
+    ran.assert_ok();
+    assert!(
+        ran.stderr
+            .contains("the jobs API couldn't be asked this time (the GitHub API timed out"),
+        "{ran}"
+    );
+    assert_eq!(jobs_asked(&replay, 13).await, 1);
 }
 
 #[tokio::test]

@@ -143,6 +143,20 @@ fn a_base_pinned_by_version_or_unchanged_is_not_a_dependency() {
         );
     }
     assert_eq!(ran.outputs["matrix-tier-1"], "[]");
+
+    repo.write("ops/docker/base/etc/motd", "again\n")
+        .write("ops/docker/pinned/x", "2\n");
+    let last = repo.commit("base and pinned");
+    let ran = plan_push(&repo, "refs/heads/main", &next, &last, false);
+    let matrix = ran.matrix();
+    let pinned = matrix.iter().find(|e| e["name"] == "pinned").unwrap();
+    assert_eq!(pinned["reason"], "changed `ops/docker/pinned/x`");
+    assert_eq!(
+        (&pinned["depends-on"], &pinned["tier"]),
+        (&json!([]), &json!(0))
+    );
+    let tier_0: Value = serde_json::from_str(&ran.outputs["matrix-tier-0"]).unwrap();
+    assert!(tier_0.as_array().unwrap().contains(pinned), "{ran}");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::actions::context::Platform;
-use crate::bases::jobs::{Job, Outcome, RunJobs, base_dirs, job_of};
+use crate::bases::jobs::{Job, Outcome, RunJobs, Unlisted, base_dirs, job_of};
 use crate::bases::policy::{self, JOBS_EVERY, PROGRESS_EVERY, due, human, pause};
 use crate::plan::select::follows;
 
@@ -173,7 +173,7 @@ async fn wait(
             asked = Some(elapsed);
             waiting.ask_jobs().await;
         }
-        waiting.judge_jobs().await?;
+        waiting.judge_jobs()?;
         if waiting.done() {
             tracing::info!("every base is in the registry after {}", human(elapsed));
             break;
@@ -208,8 +208,11 @@ struct Waiting<'a> {
     others: Vec<Option<Registry>>,
     /// The run's jobs API, or why it can't be asked.
     api: Result<RunJobs, String>,
-    jobs: Vec<Job>,
+    /// The jobs of its last answer, or why the last try got none.
+    jobs: Result<Vec<Job>, String>,
     digests: Vec<Option<String>>,
+    /// The bases whose job succeeded before their image came: said once.
+    told: Vec<bool>,
 }
 
 impl<'a> Waiting<'a> {
@@ -226,13 +229,17 @@ impl<'a> Waiting<'a> {
                     .transpose()
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if let Err(why) = &api {
+            tracing::info!("the jobs API can't be asked ({why}): the registry alone decides");
+        }
         Ok(Waiting {
             target,
             bases,
             others,
             api,
-            jobs: Vec::new(),
+            jobs: Ok(Vec::new()),
             digests: vec![None; bases.len()],
+            told: vec![false; bases.len()],
         })
     }
 
@@ -262,62 +269,75 @@ impl<'a> Waiting<'a> {
             .await?)
     }
 
-    /// Lists the run's jobs; an API that fails is not asked again.
+    /// Lists the run's jobs. An API that refuses is not asked again; one
+    /// that timed out or failed on its side is, a minute later.
     async fn ask_jobs(&mut self) {
-        if let Ok(api) = &self.api {
-            match api.list().await {
-                Ok(jobs) => self.jobs = jobs,
-                Err(why) => self.api = Err(why),
+        let Ok(api) = &self.api else {
+            return;
+        };
+        self.jobs = match api.list().await {
+            Ok(jobs) => Ok(jobs),
+            Err(Unlisted { why, lasting: true }) => {
+                tracing::info!(
+                    "the jobs API couldn't be asked ({why}): the registry alone decides"
+                );
+                self.api = Err(why);
+                Ok(Vec::new())
             }
-        }
+            Err(Unlisted { why, .. }) => {
+                tracing::info!(
+                    "the jobs API couldn't be asked this time ({why}): asking again in {}, the registry meanwhile",
+                    human(JOBS_EVERY)
+                );
+                Err(why)
+            }
+        };
     }
 
-    /// Stops the wait when a missing base's job has ended without its image.
-    async fn judge_jobs(&mut self) -> anyhow::Result<()> {
+    /// Stops the wait when a missing base's job has ended without its
+    /// image. One that succeeded keeps it going: a `merge` job may push
+    /// the SHA tag after the per-platform jobs that built the image.
+    fn judge_jobs(&mut self) -> anyhow::Result<()> {
+        let jobs = self.jobs.as_deref().unwrap_or_default();
         for i in self.pending() {
             let base = &self.bases[i];
-            let Some(job) = job_of(&self.jobs, &base.dirs) else {
+            let Some(job) = job_of(jobs, &base.dirs) else {
                 continue;
             };
-            let image = format!("{}:{}", base.image.familiar(), self.target.set.sha);
             match job.outcome() {
                 Outcome::Running => {}
                 Outcome::Ended(conclusion) => bail!(
-                    "`depends-on`: the job of `{0}` ({1:?}) ended `{conclusion}`, so its image of this commit ({image}) won't come; {2} is not built FROM an older `{0}`: fix `{0}` and re-run the failed jobs",
+                    "`depends-on`: the job of `{0}` ({1:?}) ended `{conclusion}`, so its image of this commit ({2}) won't come; {3} is not built FROM an older `{0}`: fix `{0}` and re-run the failed jobs",
                     base.name,
                     job.name,
+                    self.sha_tag(i),
                     self.target.reference.familiar(),
                 ),
-                // The job pushes before it ends: one more look settles it.
-                Outcome::Succeeded => {
-                    self.digests[i] = self.digest(i).await?;
-                    if self.digests[i].is_none() {
-                        bail!(
-                            "`depends-on`: the job of `{0}` ({1:?}) succeeded, but {image} is not in the registry; publish `{0}` with `push: true` to {2} so that its dependents can build on it",
-                            base.name,
-                            job.name,
-                            base.image.registry()
-                        );
-                    }
+                Outcome::Succeeded if !self.told[i] => {
+                    self.told[i] = true;
+                    tracing::info!(
+                        "the job of `{}` ({:?}) succeeded, but {} isn't in the registry yet (a `merge` job may still push it): waiting on",
+                        base.name,
+                        job.name,
+                        self.sha_tag(i)
+                    );
                 }
+                Outcome::Succeeded => {}
             }
         }
         Ok(())
+    }
+
+    /// A base's image of this commit, as the log names it.
+    fn sha_tag(&self, i: usize) -> String {
+        format!("{}:{}", self.bases[i].image.familiar(), self.target.set.sha)
     }
 
     /// The missing bases, as the log names them.
     fn missing(&self) -> String {
         self.pending()
             .into_iter()
-            .map(|i| {
-                let base = &self.bases[i];
-                format!(
-                    "`{}` ({}:{})",
-                    base.name,
-                    base.image.familiar(),
-                    self.target.set.sha
-                )
-            })
+            .map(|i| format!("`{}` ({})", self.bases[i].name, self.sha_tag(i)))
             .collect::<Vec<_>>()
             .join(", ")
     }
@@ -327,12 +347,23 @@ impl<'a> Waiting<'a> {
         if let Err(why) = &self.api {
             return format!("the jobs API couldn't be asked: {why}; the registry alone decides");
         }
+        let jobs = match &self.jobs {
+            Ok(jobs) => jobs,
+            Err(why) => return format!("the jobs API couldn't be asked last time: {why}"),
+        };
         self.pending()
             .into_iter()
             .map(|i| {
                 let base = &self.bases[i];
-                match job_of(&self.jobs, &base.dirs) {
-                    Some(job) => format!("the job of `{}` is {}", base.name, job.status),
+                match job_of(jobs, &base.dirs).map(|job| (job, job.outcome())) {
+                    Some((job, Outcome::Succeeded)) => format!(
+                        "the job of `{}` ({:?}) succeeded without pushing {}: publish it with `push: true` to {}, or have its `merge` job push that tag",
+                        base.name,
+                        job.name,
+                        self.sha_tag(i),
+                        base.image.registry()
+                    ),
+                    Some((job, _)) => format!("the job of `{}` is {}", base.name, job.status),
                     None => format!(
                         "no job of this run has `{}` in its name",
                         base.dirs.join("` or `")

@@ -1,6 +1,8 @@
 //! A local HTTP server replaying the real GitHub REST payloads from
 //! `../shared/fixtures/github-api`, reshaped to the test's files and commits.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -108,6 +110,16 @@ impl Replay {
     /// `GET /repos/{repo}/actions/runs/{run}/jobs`: the documented job, once
     /// per `(name, status, conclusion)`.
     pub async fn run_jobs(&self, run: u64, jobs: &[(&str, &str, Option<&str>)]) {
+        self.run_jobs_after(run, jobs, Duration::ZERO).await;
+    }
+
+    /// `run_jobs`, answered only after `delay`: an API that hangs.
+    pub async fn run_jobs_after(
+        &self,
+        run: u64,
+        jobs: &[(&str, &str, Option<&str>)],
+        delay: Duration,
+    ) {
         let mut body =
             own_fixture_json("github-api/actions-run-jobs.rest-api-description-example.json");
         let template = body["jobs"][0].clone();
@@ -122,14 +134,15 @@ impl Replay {
             })
             .collect();
         body["total_count"] = json!(jobs.len());
-        self.get(
-            &format!("/repos/{REPO}/actions/runs/{run}/jobs"),
-            None,
-            200,
-            body,
-            None,
-        )
-        .await;
+        Mock::given(method("GET"))
+            .and(path(format!("/repos/{REPO}/actions/runs/{run}/jobs")))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json(body)
+                    .set_delay(delay),
+            )
+            .mount(&self.server)
+            .await;
     }
 
     /// Any status with GitHub's error body on a path.
