@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-/// The first look again comes this long after the first, each later one
-/// twice as long as the one before, up to `MAX_PAUSE`: a base pushed
-/// within seconds is picked up within seconds, one pushed later at most
-/// 15 s after, and a half-hour wait costs some 125 manifest requests, not
-/// a stream of them.
+/// Looks come a quarter of the time waited so far apart, from one a
+/// second up to one per `MAX_PAUSE`: a base that lands is picked up within
+/// a quarter of the wait (a dependent of a 3-minute build starts at most
+/// 45 s late, at most 15 s on longer ones; doubling pauses lost up to the
+/// whole wait again to an unlucky look), and a half-hour wait costs some
+/// 130 manifest requests, not a stream of them.
 const FIRST_PAUSE: Duration = Duration::from_secs(1);
 const MAX_PAUSE: Duration = Duration::from_secs(15);
 /// The jobs API is asked at most this often: its rate limit is shared by
@@ -16,13 +17,11 @@ pub const JOBS_EVERY: Duration = Duration::from_secs(60);
 /// One progress line per this, not one per look.
 pub const PROGRESS_EVERY: Duration = Duration::from_secs(60);
 
-/// The pause after look number `round` (0 for the first), never past the
-/// deadline.
-pub fn pause(round: u32, elapsed: Duration, timeout: Duration) -> Duration {
-    let backoff = FIRST_PAUSE
-        .saturating_mul(1 << round.min(16))
-        .min(MAX_PAUSE);
-    backoff.min(timeout.saturating_sub(elapsed))
+/// The pause after a look `elapsed` into the wait, never past the deadline.
+pub fn pause(elapsed: Duration, timeout: Duration) -> Duration {
+    (elapsed / 4)
+        .clamp(FIRST_PAUSE, MAX_PAUSE)
+        .min(timeout.saturating_sub(elapsed))
 }
 
 /// Whether something done every `every`, last at `last`, is due at `now`.
@@ -113,14 +112,20 @@ mod tests {
     }
 
     #[test]
-    fn pauses_double_up_to_a_cap_and_stop_at_the_deadline() {
-        let pauses: Vec<u64> = (0..8)
-            .map(|round| pause(round, secs(0), secs(3600)).as_secs())
-            .collect();
-        assert_eq!(pauses, [1, 2, 4, 8, 15, 15, 15, 15]);
-        assert_eq!(pause(40, secs(0), secs(3600)), secs(15));
-        assert_eq!(pause(5, secs(1790), secs(1800)), secs(10));
-        assert_eq!(pause(5, secs(1900), secs(1800)), secs(0));
+    fn pauses_grow_with_the_wait_up_to_a_cap_and_stop_at_the_deadline() {
+        let pauses: Vec<u64> = [0, 2, 4, 8, 20, 40, 60, 600]
+            .map(|elapsed| pause(secs(elapsed), secs(3600)).as_secs())
+            .to_vec();
+        assert_eq!(pauses, [1, 1, 1, 2, 5, 10, 15, 15]);
+        assert_eq!(pause(secs(1790), secs(1800)), secs(10));
+        assert_eq!(pause(secs(1900), secs(1800)), secs(0));
+        // A half-hour wait: few requests, not a stream.
+        let (mut elapsed, mut looks) = (Duration::ZERO, 0);
+        while elapsed < secs(1800) {
+            elapsed += pause(elapsed, secs(1800));
+            looks += 1;
+        }
+        assert!((120..=140).contains(&looks), "{looks} looks");
     }
 
     #[test]

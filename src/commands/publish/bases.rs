@@ -166,7 +166,7 @@ async fn wait(
         human(timeout),
         waiting.missing()
     );
-    for round in 0.. {
+    loop {
         waiting.look().await?;
         let elapsed = started.elapsed();
         if !waiting.done() && due(asked, elapsed, JOBS_EVERY) {
@@ -195,7 +195,7 @@ async fn wait(
                 waiting.job_states()
             );
         }
-        tokio::time::sleep(pause(round, elapsed, timeout)).await;
+        tokio::time::sleep(pause(elapsed, timeout)).await;
     }
     Ok(waiting.digests.into_iter().flatten().collect())
 }
