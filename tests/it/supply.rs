@@ -52,6 +52,30 @@ fn token() -> Target<'static> {
     }
 }
 
+/// `$check(target, ns)` as one test per registry (`$check::open`, `::basic`,
+/// `::token`), each in a namespace of its own: the issue asks every cosign
+/// proof of each registry's authentication.
+macro_rules! on_each_registry {
+    ($check:ident, $ns:literal) => {
+        mod $check {
+            #[tokio::test]
+            async fn open() {
+                super::$check(super::open(), concat!($ns, "-open")).await;
+            }
+
+            #[tokio::test]
+            async fn basic() {
+                super::$check(super::basic(), concat!($ns, "-basic")).await;
+            }
+
+            #[tokio::test]
+            async fn token() {
+                super::$check(super::token(), concat!($ns, "-token")).await;
+            }
+        }
+    };
+}
+
 impl Target<'_> {
     fn with_login(self, action: Action) -> Action {
         let action = action.input("registry", self.address);
@@ -246,20 +270,7 @@ async fn a_signed_release_verifies_with_cosign(target: Target<'_>, ns: &str) {
     }
 }
 
-#[tokio::test]
-async fn a_signed_release_verifies_with_cosign_on_the_open_registry() {
-    a_signed_release_verifies_with_cosign(open(), "sc-open").await;
-}
-
-#[tokio::test]
-async fn a_signed_release_verifies_with_cosign_on_the_basic_auth_registry() {
-    a_signed_release_verifies_with_cosign(basic(), "sc-basic").await;
-}
-
-#[tokio::test]
-async fn a_signed_release_verifies_with_cosign_on_the_token_registry() {
-    a_signed_release_verifies_with_cosign(token(), "sc-token").await;
-}
+on_each_registry!(a_signed_release_verifies_with_cosign, "sc");
 
 #[tokio::test]
 async fn the_sbom_is_cyclonedx_1_6_named_after_the_image_and_valid() {
@@ -351,10 +362,15 @@ fn plain_key(seed: u8) -> (SigningKey, String, String) {
     (key, private, public)
 }
 
-#[tokio::test]
-async fn cosigns_signatures_and_ours_sit_side_by_side_and_reruns_add_nothing() {
-    let target = open();
-    let ns = "sc-interop";
+on_each_registry!(
+    cosigns_signatures_and_ours_sit_side_by_side_and_reruns_add_nothing,
+    "sc-interop"
+);
+
+async fn cosigns_signatures_and_ours_sit_side_by_side_and_reruns_add_nothing(
+    target: Target<'_>,
+    ns: &str,
+) {
     let repo = image_repo();
     let ours = target.cosign();
     let first = signed(&repo, ns, target, &ours.private_pem(), "cyclonedx")
@@ -473,13 +489,19 @@ fn der(key: &SigningKey, message: &[u8]) -> Vec<u8> {
     signature.to_der().as_bytes().to_vec()
 }
 
-#[tokio::test]
-async fn verify_fails_on_unsigned_wrong_key_tampered_and_mismatched_digests() {
-    let target = open();
-    let ns = "sc-negative";
+on_each_registry!(
+    verify_fails_on_unsigned_wrong_key_tampered_and_mismatched_digests,
+    "sc-negative"
+);
+
+async fn verify_fails_on_unsigned_wrong_key_tampered_and_mismatched_digests(
+    target: Target<'_>,
+    ns: &str,
+) {
     let repo = image_repo();
     let cosign = target.cosign();
-    let ran = publish(&repo, ns, "refs/heads/main", &repo.head())
+    let ran = target
+        .with_login(publish(&repo, ns, "refs/heads/main", &repo.head()))
         .run_async()
         .await;
     ran.assert_ok();
