@@ -240,15 +240,18 @@ async fn a_signed_release_verifies_with_cosign(target: Target<'_>, ns: &str) {
         "{names:?}"
     );
 
-    let ours = verify(
-        &repo,
-        target,
-        &image,
-        &cosign.public_pem(),
-        Some("cyclonedx"),
-    );
+    repo.write("keys/cosign.pub", &cosign.public_pem());
+    let ours = verify(&repo, target, &image, "keys/cosign.pub", Some("cyclonedx"));
     ours.assert_ok();
     assert!(ours.summary.contains(&digest), "{}", ours.summary);
+    let key_id = openssl_key_id(&cosign.pub_path());
+    assert_eq!(ours.outputs["key-id"], key_id);
+    assert!(
+        ours.summary
+            .contains(&format!("`{}` (`keys/cosign.pub`)", &key_id[..19])),
+        "{}",
+        ours.summary
+    );
     assert!(
         ours.summary.contains("1 of 1 layers verified"),
         "{}",
@@ -352,6 +355,22 @@ async fn an_spdx_sbom_is_attested_as_an_spdx_document() {
     .assert_failed("no cyclonedx attestation");
 }
 
+/// `sha256:` of the public key's DER as openssl writes it: the identity
+/// `verify` reports, computed without our key code.
+fn openssl_key_id(public: &std::path::Path) -> String {
+    let out = std::process::Command::new("openssl")
+        .args(["pkey", "-pubin", "-outform", "DER", "-in"])
+        .arg(public)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        crate::support::cosign::text(&out)
+    );
+    sha256_digest(&out.stdout)
+}
+
 fn plain_key(seed: u8) -> (SigningKey, String, String) {
     let key = SigningKey::from_slice(&[seed; 32]).unwrap();
     let private = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
@@ -422,6 +441,14 @@ async fn cosigns_signatures_and_ours_sit_side_by_side_and_reruns_add_nothing(
         ran.assert_ok();
         assert!(
             ran.summary.contains("1 of 3 layers verified"),
+            "{}",
+            ran.summary
+        );
+        let key_id = openssl_key_id(&key);
+        assert_eq!(ran.outputs["key-id"], key_id, "each signer named");
+        assert!(
+            ran.summary
+                .contains(&format!("`{}` (inline PEM)", &key_id[..19])),
             "{}",
             ran.summary
         );
