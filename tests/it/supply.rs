@@ -20,23 +20,23 @@ use crate::support::run::{Action, Ran};
 use crate::support::services::services;
 use crate::support::trivy::{alpine_rootfs, trivy};
 
-const PASSWORD: &str = "correct-horse-7f3a";
+pub const PASSWORD: &str = "correct-horse-7f3a";
 
 /// Which registry, and its login.
 #[derive(Clone, Copy)]
-struct Target<'a> {
-    address: &'a str,
-    login: Option<(&'a str, &'a str)>,
+pub struct Target<'a> {
+    pub address: &'a str,
+    pub login: Option<(&'a str, &'a str)>,
 }
 
-fn open() -> Target<'static> {
+pub fn open() -> Target<'static> {
     Target {
         address: &services().registry_open,
         login: None,
     }
 }
 
-fn basic() -> Target<'static> {
+pub fn basic() -> Target<'static> {
     let s = services();
     Target {
         address: &s.registry_basic,
@@ -44,7 +44,7 @@ fn basic() -> Target<'static> {
     }
 }
 
-fn token() -> Target<'static> {
+pub fn token() -> Target<'static> {
     let s = services();
     Target {
         address: &s.registry_token,
@@ -77,7 +77,7 @@ macro_rules! on_each_registry {
 }
 
 impl Target<'_> {
-    fn with_login(self, action: Action) -> Action {
+    pub fn with_login(self, action: Action) -> Action {
         let action = action.input("registry", self.address);
         match self.login {
             Some((user, password)) => action.input("username", user).input("password", password),
@@ -85,7 +85,7 @@ impl Target<'_> {
         }
     }
 
-    fn cosign(self) -> Cosign {
+    pub fn cosign(self) -> Cosign {
         let logins: Vec<(&str, &str, &str)> = self
             .login
             .map(|(user, password)| (self.address, user, password))
@@ -94,7 +94,7 @@ impl Target<'_> {
         Cosign::new(PASSWORD, &logins)
     }
 
-    fn client(self) -> Registry {
+    pub fn client(self) -> Registry {
         let credentials = self.login.map(|(username, password)| Credentials {
             username: username.into(),
             password: password.into(),
@@ -103,14 +103,14 @@ impl Target<'_> {
     }
 
     /// `registry/ns-run/app@digest`.
-    fn image(self, ns: &str, digest: &str) -> String {
+    pub fn image(self, ns: &str, digest: &str) -> String {
         format!("{}/{}@{digest}", self.address, scoped(&format!("{ns}/app")))
     }
 }
 
 /// An image whose root filesystem lists Alpine packages, so the SBOM has
 /// components.
-fn image_repo() -> Repo {
+pub fn image_repo() -> Repo {
     let repo = Repo::new();
     repo.write(
         "ops/docker/app/Dockerfile",
@@ -126,7 +126,7 @@ fn image_repo() -> Repo {
 }
 
 /// `publish` scanned by Trivy, to `target`, signing with `key`.
-fn signed(repo: &Repo, ns: &str, target: Target, key: &str, sbom: &str) -> Action {
+pub fn signed(repo: &Repo, ns: &str, target: Target, key: &str, sbom: &str) -> Action {
     let action = publish(repo, ns, "refs/heads/main", &repo.head())
         .input("scanner", "trivy")
         .input("sbom", sbom)
@@ -136,7 +136,13 @@ fn signed(repo: &Repo, ns: &str, target: Target, key: &str, sbom: &str) -> Actio
 }
 
 /// Our `verify` of `image` with the public key `pem`.
-fn verify(repo: &Repo, target: Target, image: &str, pem: &str, attestation: Option<&str>) -> Ran {
+pub fn verify(
+    repo: &Repo,
+    target: Target,
+    image: &str,
+    pem: &str,
+    attestation: Option<&str>,
+) -> Ran {
     let mut action = target
         .with_login(Action::github(repo.path()).input("command", "verify"))
         .input("image", image)
@@ -147,7 +153,7 @@ fn verify(repo: &Repo, target: Target, image: &str, pem: &str, attestation: Opti
     action.run()
 }
 
-async fn layers(target: Target<'_>, ns: &str, digest: &str, suffix: &str) -> Vec<Layer> {
+pub async fn layers(target: Target<'_>, ns: &str, digest: &str, suffix: &str) -> Vec<Layer> {
     let client = target.client();
     let repository = scoped(&format!("{ns}/app"));
     let manifest = client
@@ -182,7 +188,7 @@ async fn everything(ran: &Ran, repo: &Repo, target: Target<'_>, ns: &str, digest
 }
 
 /// Everything but the `::add-mask::` lines, the one place a secret may be.
-fn unmasked(text: &str) -> String {
+pub fn unmasked(text: &str) -> String {
     text.lines()
         .filter(|l| !l.starts_with("::add-mask::"))
         .collect::<Vec<_>>()
@@ -190,7 +196,7 @@ fn unmasked(text: &str) -> String {
 }
 
 /// The key's secret lines (the base64 body of the PEM).
-fn secret_lines(pem: &str) -> Vec<String> {
+pub fn secret_lines(pem: &str) -> Vec<String> {
     pem.lines()
         .filter(|l| !l.starts_with("-----") && l.len() > 20)
         .map(str::to_owned)
@@ -357,7 +363,7 @@ async fn an_spdx_sbom_is_attested_as_an_spdx_document() {
 
 /// `sha256:` of the public key's DER as openssl writes it: the identity
 /// `verify` reports, computed without our key code.
-fn openssl_key_id(public: &std::path::Path) -> String {
+pub fn openssl_key_id(public: &std::path::Path) -> String {
     let out = std::process::Command::new("openssl")
         .args(["pkey", "-pubin", "-outform", "DER", "-in"])
         .arg(public)
@@ -371,7 +377,7 @@ fn openssl_key_id(public: &std::path::Path) -> String {
     sha256_digest(&out.stdout)
 }
 
-fn plain_key(seed: u8) -> (SigningKey, String, String) {
+pub fn plain_key(seed: u8) -> (SigningKey, String, String) {
     let key = SigningKey::from_slice(&[seed; 32]).unwrap();
     let private = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
     let public = key
