@@ -24,6 +24,7 @@ mod scan;
 mod scan_container;
 mod services;
 mod supply;
+mod supply_attestations;
 mod supply_trivy;
 mod support;
 mod unchanged;

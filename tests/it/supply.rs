@@ -501,17 +501,30 @@ async fn put_signature(
     payload: &[u8],
     signature: &[u8],
 ) {
+    let layer = Layer::signature(payload, signature);
+    put_only(target, ns, digest, "sig", layer, payload).await;
+}
+
+/// Makes `layer` (whose blob is `blob`) the only one under `.<suffix>`.
+pub async fn put_only(
+    target: Target<'_>,
+    ns: &str,
+    digest: &str,
+    suffix: &str,
+    layer: Layer,
+    blob: &[u8],
+) {
     let client = target.client();
     let repository = scoped(&format!("{ns}/app"));
-    let built = cosign::manifest(vec![Layer::signature(payload, signature)]);
-    for blob in [payload.to_vec(), built.config] {
+    let built = cosign::manifest(vec![layer]);
+    for blob in [blob.to_vec(), built.config] {
         client
             .upload_blob(&repository, &sha256_digest(&blob), blob.into())
             .await
             .unwrap();
     }
     client
-        .put_manifest(&repository, &cosign::tag(digest, "sig"), &built.manifest)
+        .put_manifest(&repository, &cosign::tag(digest, suffix), &built.manifest)
         .await
         .unwrap();
 }
