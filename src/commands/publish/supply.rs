@@ -196,7 +196,7 @@ pub(super) async fn sign(
             ));
         }
         None if supply.sbom.is_some() => report.notes.push(
-            "no attestation: the build was skipped, so there is no scan to make the SBOM from (set `rebuild: true`)".into(),
+            "no attestation: the build was skipped, so there is no scan to make the SBOM from; `rebuild: true` builds and attests again (on this commit only a build that makes the same digest: `cache: false` and a fixed `org.opencontainers.image.created` label)".into(),
         ),
         None => {}
     }
