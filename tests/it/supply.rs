@@ -364,17 +364,24 @@ async fn an_spdx_sbom_is_attested_as_an_spdx_document() {
 /// `sha256:` of the public key's DER as openssl writes it: the identity
 /// `verify` reports, computed without our key code.
 pub fn openssl_key_id(public: &std::path::Path) -> String {
+    let public = public.to_str().unwrap();
+    sha256_digest(&openssl(&[
+        "pkey", "-pubin", "-outform", "DER", "-in", public,
+    ]))
+}
+
+/// What `openssl args…` writes to stdout; it must succeed.
+fn openssl(args: &[&str]) -> Vec<u8> {
     let out = std::process::Command::new("openssl")
-        .args(["pkey", "-pubin", "-outform", "DER", "-in"])
-        .arg(public)
+        .args(args)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "openssl: {}",
+        "openssl {args:?}: {}",
         crate::support::cosign::text(&out)
     );
-    sha256_digest(&out.stdout)
+    out.stdout
 }
 
 pub fn plain_key(seed: u8) -> (SigningKey, String, String) {
@@ -683,6 +690,49 @@ async fn bad_signing_inputs_fail_before_anything_is_pushed() {
                 }
             }
         }
+    }
+}
+
+/// A key made by openssl as SEC1 (`EC PRIVATE KEY`), not by cosign, and
+/// the file of its public half (`PUBLIC KEY`) in `dir`.
+fn openssl_sec1_key(dir: &std::path::Path) -> (String, std::path::PathBuf) {
+    let pem = openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout"]);
+    let (key, public) = (dir.join("ec.key"), dir.join("ec.pub"));
+    std::fs::write(&key, &pem).unwrap();
+    let pub_pem = openssl(&["ec", "-pubout", "-in", key.to_str().unwrap()]);
+    std::fs::write(&public, pub_pem).unwrap();
+    let pem = String::from_utf8(pem).unwrap();
+    assert!(pem.starts_with("-----BEGIN EC PRIVATE KEY-----"), "SEC1");
+    (pem, public)
+}
+
+#[tokio::test]
+async fn an_openssl_sec1_key_signs_and_attests_what_cosign_verifies() {
+    let target = open();
+    let ns = "sc-sec1";
+    let repo = image_repo();
+    let cosign = target.cosign();
+    let (key, public) = openssl_sec1_key(cosign.dir.path());
+    let ran = trivy().around(
+        target.with_login(
+            publish(&repo, ns, "refs/heads/main", &repo.head())
+                .input("scanner", "trivy")
+                .input("sbom", "cyclonedx")
+                .input("sign-key", &key),
+        ),
+    );
+    let ran = ran.run_async().await;
+    ran.assert_ok();
+    let image = target.image(ns, &ran.outputs["digest"]);
+    cosign.verify(&public, &image).unwrap();
+    cosign
+        .verify_attestation(&public, "cyclonedx", &image)
+        .unwrap();
+    let pem = std::fs::read_to_string(&public).unwrap();
+    verify(&repo, target, &image, &pem, Some("cyclonedx")).assert_ok();
+    let all = unmasked(&format!("{ran}"));
+    for secret in secret_lines(&key) {
+        assert!(!all.contains(&secret), "the key leaked:\n{ran}");
     }
 }
 
