@@ -25,6 +25,7 @@ mod scan_container;
 mod services;
 mod supply;
 mod supply_attestations;
+mod supply_merge;
 mod supply_trivy;
 mod support;
 mod unchanged;
