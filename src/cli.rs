@@ -81,8 +81,7 @@ impl Command {
                     .iter()
                     .chain(&args.tagging.github_token)
                     .chain(&args.mirror_password)
-                    .chain(&args.supply.sign_key)
-                    .chain(&args.supply.sign_key_password)
+                    .chain(args.supply.signing.secrets())
                     .map(String::as_str)
                     .chain(secret_values(&args.secrets))
                     .collect();
@@ -92,6 +91,7 @@ impl Command {
                 .password
                 .iter()
                 .chain(&args.tagging.github_token)
+                .chain(args.signing.secrets())
                 .collect(),
             Command::Scan(args) => args.github_token.iter().collect(),
             Command::Cleanup(args) => args.repositories.password.iter().collect(),
@@ -659,6 +659,10 @@ pub struct MergeArgs {
     /// The tags, as publish would give them.
     #[command(flatten)]
     pub tagging: Tagging,
+
+    /// Signs the index, as publish signs its image.
+    #[command(flatten)]
+    pub signing: Signing,
 }
 
 impl MergeArgs {
@@ -672,6 +676,7 @@ impl MergeArgs {
         let mut publish = PublishArgs::from_arg_matches(&matches)?;
         publish.location = self.location.clone();
         publish.tagging = self.tagging.clone();
+        publish.supply.signing = self.signing.clone();
         Ok(publish)
     }
 }
@@ -718,6 +723,14 @@ pub struct SupplyArgs {
     #[arg(long, value_enum, default_value_t = SbomArg::None)]
     pub sbom: SbomArg,
 
+    #[command(flatten)]
+    pub signing: Signing,
+}
+
+/// Who signs the digest pushed: shared by `publish` and `merge`, which
+/// sign what they push the same way.
+#[derive(Debug, Clone, Args)]
+pub struct Signing {
     /// Sign the pushed digest the way `cosign sign --key` does: cosign's
     /// encrypted private key PEM, a PKCS#8 or EC P-256 PEM, or
     /// `hashivault://<key>` (Vault/OpenBao Transit via VAULT_ADDR and VAULT_TOKEN).
@@ -737,6 +750,12 @@ pub struct SupplyArgs {
         value_name = "PASSWORD"
     )]
     pub sign_key_password: Option<String>,
+}
+
+impl Signing {
+    pub fn secrets(&self) -> impl Iterator<Item = &String> {
+        self.sign_key.iter().chain(&self.sign_key_password)
+    }
 }
 
 #[derive(Debug, Clone, Args)]

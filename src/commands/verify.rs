@@ -19,7 +19,8 @@ use crate::supply::key;
 use p256::ecdsa::VerifyingKey;
 
 pub async fn run(args: &VerifyArgs, session: &Session) -> anyhow::Result<()> {
-    let key = public_key(args, session)?;
+    let (key, key_file) = public_key(args, session)?;
+    let key_id = key::fingerprint(&key).map_err(|e| anyhow::anyhow!("`public-key`: {e}"))?;
     let reference = Reference::parse_exact(args.image.trim())
         .with_context(|| format!("`image`: {:?} is not an image reference", args.image))?;
     let registry = Registry::new(
@@ -40,19 +41,27 @@ pub async fn run(args: &VerifyArgs, session: &Session) -> anyhow::Result<()> {
     let verified = Verified {
         image: args.image.trim().to_owned(),
         digest,
+        key_id,
+        key_file,
         signatures,
         layers,
         attestation: attestation.map(|(p, a)| (p.uri().to_owned(), a.spec_version, a.components)),
     };
     let mut outputs = Outputs::new();
     outputs.set("digest", verified.digest.clone());
+    outputs.set("key-id", verified.key_id.clone());
     session.finish(&outputs, &summary(&verified))
 }
 
-/// `public-key`: the PEM itself, or a file in the workspace holding it.
-fn public_key(args: &VerifyArgs, session: &Session) -> anyhow::Result<VerifyingKey> {
+/// `public-key`: the PEM itself, or a file in the workspace holding it
+/// (then also its name as given, for the summary).
+fn public_key(
+    args: &VerifyArgs,
+    session: &Session,
+) -> anyhow::Result<(VerifyingKey, Option<String>)> {
     let given = args.public_key.trim();
-    let pem = if given.starts_with("-----BEGIN") {
+    let inline = given.starts_with("-----BEGIN");
+    let pem = if inline {
         given.to_owned()
     } else {
         let path = session.ctx.workspace.join(given);
@@ -63,7 +72,8 @@ fn public_key(args: &VerifyArgs, session: &Session) -> anyhow::Result<VerifyingK
             )
         })?
     };
-    key::verifying_key(&pem).map_err(|e| anyhow::anyhow!("`public-key`: {e}"))
+    let key = key::verifying_key(&pem).map_err(|e| anyhow::anyhow!("`public-key`: {e}"))?;
+    Ok((key, (!inline).then(|| given.to_owned())))
 }
 
 /// The manifest digest the image names (a digest is taken as it is, once

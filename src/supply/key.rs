@@ -7,7 +7,7 @@ use crypto_secretbox::aead::{Aead as _, KeyInit as _};
 use crypto_secretbox::{Nonce, XSalsa20Poly1305};
 use p256::ecdsa::{SigningKey, VerifyingKey};
 use p256::pkcs8::der::pem;
-use p256::pkcs8::{DecodePrivateKey as _, DecodePublicKey as _};
+use p256::pkcs8::{DecodePrivateKey as _, DecodePublicKey as _, EncodePublicKey as _};
 use serde::Deserialize;
 use zeroize::Zeroizing;
 
@@ -100,6 +100,15 @@ pub fn verifying_key(pem_text: &str) -> Result<VerifyingKey, KeyError> {
     VerifyingKey::from_public_key_der(&der).map_err(|_| KeyError::NotP256)
 }
 
+/// Who `verify` says verified: `sha256:` of the key's SubjectPublicKeyInfo
+/// DER, as `openssl pkey -pubin -outform DER | sha256sum` prints it for
+/// `cosign.pub`; the same key gives the same identity however its PEM was
+/// wrapped or encoded.
+pub fn fingerprint(key: &VerifyingKey) -> Result<String, KeyError> {
+    let der = key.to_public_key_der().map_err(|_| KeyError::NotP256)?;
+    Ok(crate::registry::sha256_digest(der.as_bytes()))
+}
+
 fn decode(pem_text: &str) -> Result<(String, Vec<u8>), KeyError> {
     // Secrets pasted into CI settings often gain indentation or CRLFs.
     let normalized: String = pem_text
@@ -154,7 +163,7 @@ fn decrypt(json: &[u8], password: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> 
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use p256::pkcs8::{EncodePrivateKey as _, EncodePublicKey as _, LineEnding};
+    use p256::pkcs8::{EncodePrivateKey as _, LineEnding};
 
     fn key() -> SigningKey {
         SigningKey::from_slice(&[7u8; 32]).unwrap()
@@ -218,6 +227,18 @@ mod tests {
             "{err}"
         );
         assert!(matches!(signing_key("hunter2", ""), Err(KeyError::NotPem)));
+    }
+
+    #[test]
+    fn the_fingerprint_is_the_sha256_of_the_public_key_der() {
+        let public = key().verifying_key().to_owned();
+        let der = public.to_public_key_der().unwrap();
+        let id = fingerprint(&public).unwrap();
+        assert_eq!(id, crate::registry::sha256_digest(der.as_bytes()));
+        assert_ne!(
+            id,
+            fingerprint(SigningKey::from_slice(&[8u8; 32]).unwrap().verifying_key()).unwrap()
+        );
     }
 
     #[test]

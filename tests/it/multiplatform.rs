@@ -235,7 +235,7 @@ fn s390x_elf() -> Vec<u8> {
 }
 
 /// One job per platform, as a matrix on native runners would run them.
-fn per_platform_repo() -> (Repo, String) {
+pub fn per_platform_repo() -> (Repo, String) {
     let repo = Repo::new();
     busyboxes(&repo, "ops/docker/app");
     repo.write(
@@ -246,7 +246,7 @@ fn per_platform_repo() -> (Repo, String) {
     (repo, sha)
 }
 
-fn merge(
+pub fn merge(
     repo: &Repo,
     ns: &str,
     git_ref: &str,
@@ -260,7 +260,7 @@ fn merge(
 
 /// One `push-by-digest` job per platform, as a matrix runs them; each
 /// pushes untagged and outputs its platform. Their digests, in order.
-async fn push_each(
+pub async fn push_each(
     repo: &Repo,
     ns: &str,
     git_ref: &str,

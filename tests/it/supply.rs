@@ -20,23 +20,23 @@ use crate::support::run::{Action, Ran};
 use crate::support::services::services;
 use crate::support::trivy::{alpine_rootfs, trivy};
 
-const PASSWORD: &str = "correct-horse-7f3a";
+pub const PASSWORD: &str = "correct-horse-7f3a";
 
 /// Which registry, and its login.
 #[derive(Clone, Copy)]
-struct Target<'a> {
-    address: &'a str,
-    login: Option<(&'a str, &'a str)>,
+pub struct Target<'a> {
+    pub address: &'a str,
+    pub login: Option<(&'a str, &'a str)>,
 }
 
-fn open() -> Target<'static> {
+pub fn open() -> Target<'static> {
     Target {
         address: &services().registry_open,
         login: None,
     }
 }
 
-fn basic() -> Target<'static> {
+pub fn basic() -> Target<'static> {
     let s = services();
     Target {
         address: &s.registry_basic,
@@ -44,7 +44,7 @@ fn basic() -> Target<'static> {
     }
 }
 
-fn token() -> Target<'static> {
+pub fn token() -> Target<'static> {
     let s = services();
     Target {
         address: &s.registry_token,
@@ -52,8 +52,32 @@ fn token() -> Target<'static> {
     }
 }
 
+/// `$check(target, ns)` as one test per registry (`$check::open`, `::basic`,
+/// `::token`), each in a namespace of its own: the issue asks every cosign
+/// proof of each registry's authentication.
+macro_rules! on_each_registry {
+    ($check:ident, $ns:literal) => {
+        mod $check {
+            #[tokio::test]
+            async fn open() {
+                super::$check(super::open(), concat!($ns, "-open")).await;
+            }
+
+            #[tokio::test]
+            async fn basic() {
+                super::$check(super::basic(), concat!($ns, "-basic")).await;
+            }
+
+            #[tokio::test]
+            async fn token() {
+                super::$check(super::token(), concat!($ns, "-token")).await;
+            }
+        }
+    };
+}
+
 impl Target<'_> {
-    fn with_login(self, action: Action) -> Action {
+    pub fn with_login(self, action: Action) -> Action {
         let action = action.input("registry", self.address);
         match self.login {
             Some((user, password)) => action.input("username", user).input("password", password),
@@ -61,7 +85,7 @@ impl Target<'_> {
         }
     }
 
-    fn cosign(self) -> Cosign {
+    pub fn cosign(self) -> Cosign {
         let logins: Vec<(&str, &str, &str)> = self
             .login
             .map(|(user, password)| (self.address, user, password))
@@ -70,7 +94,7 @@ impl Target<'_> {
         Cosign::new(PASSWORD, &logins)
     }
 
-    fn client(self) -> Registry {
+    pub fn client(self) -> Registry {
         let credentials = self.login.map(|(username, password)| Credentials {
             username: username.into(),
             password: password.into(),
@@ -79,14 +103,14 @@ impl Target<'_> {
     }
 
     /// `registry/ns-run/app@digest`.
-    fn image(self, ns: &str, digest: &str) -> String {
+    pub fn image(self, ns: &str, digest: &str) -> String {
         format!("{}/{}@{digest}", self.address, scoped(&format!("{ns}/app")))
     }
 }
 
 /// An image whose root filesystem lists Alpine packages, so the SBOM has
 /// components.
-fn image_repo() -> Repo {
+pub fn image_repo() -> Repo {
     let repo = Repo::new();
     repo.write(
         "ops/docker/app/Dockerfile",
@@ -102,7 +126,7 @@ fn image_repo() -> Repo {
 }
 
 /// `publish` scanned by Trivy, to `target`, signing with `key`.
-fn signed(repo: &Repo, ns: &str, target: Target, key: &str, sbom: &str) -> Action {
+pub fn signed(repo: &Repo, ns: &str, target: Target, key: &str, sbom: &str) -> Action {
     let action = publish(repo, ns, "refs/heads/main", &repo.head())
         .input("scanner", "trivy")
         .input("sbom", sbom)
@@ -112,7 +136,13 @@ fn signed(repo: &Repo, ns: &str, target: Target, key: &str, sbom: &str) -> Actio
 }
 
 /// Our `verify` of `image` with the public key `pem`.
-fn verify(repo: &Repo, target: Target, image: &str, pem: &str, attestation: Option<&str>) -> Ran {
+pub fn verify(
+    repo: &Repo,
+    target: Target,
+    image: &str,
+    pem: &str,
+    attestation: Option<&str>,
+) -> Ran {
     let mut action = target
         .with_login(Action::github(repo.path()).input("command", "verify"))
         .input("image", image)
@@ -123,7 +153,7 @@ fn verify(repo: &Repo, target: Target, image: &str, pem: &str, attestation: Opti
     action.run()
 }
 
-async fn layers(target: Target<'_>, ns: &str, digest: &str, suffix: &str) -> Vec<Layer> {
+pub async fn layers(target: Target<'_>, ns: &str, digest: &str, suffix: &str) -> Vec<Layer> {
     let client = target.client();
     let repository = scoped(&format!("{ns}/app"));
     let manifest = client
@@ -158,7 +188,7 @@ async fn everything(ran: &Ran, repo: &Repo, target: Target<'_>, ns: &str, digest
 }
 
 /// Everything but the `::add-mask::` lines, the one place a secret may be.
-fn unmasked(text: &str) -> String {
+pub fn unmasked(text: &str) -> String {
     text.lines()
         .filter(|l| !l.starts_with("::add-mask::"))
         .collect::<Vec<_>>()
@@ -166,7 +196,7 @@ fn unmasked(text: &str) -> String {
 }
 
 /// The key's secret lines (the base64 body of the PEM).
-fn secret_lines(pem: &str) -> Vec<String> {
+pub fn secret_lines(pem: &str) -> Vec<String> {
     pem.lines()
         .filter(|l| !l.starts_with("-----") && l.len() > 20)
         .map(str::to_owned)
@@ -216,15 +246,18 @@ async fn a_signed_release_verifies_with_cosign(target: Target<'_>, ns: &str) {
         "{names:?}"
     );
 
-    let ours = verify(
-        &repo,
-        target,
-        &image,
-        &cosign.public_pem(),
-        Some("cyclonedx"),
-    );
+    repo.write("keys/cosign.pub", &cosign.public_pem());
+    let ours = verify(&repo, target, &image, "keys/cosign.pub", Some("cyclonedx"));
     ours.assert_ok();
     assert!(ours.summary.contains(&digest), "{}", ours.summary);
+    let key_id = openssl_key_id(&cosign.pub_path());
+    assert_eq!(ours.outputs["key-id"], key_id);
+    assert!(
+        ours.summary
+            .contains(&format!("`{}` (`keys/cosign.pub`)", &key_id[..19])),
+        "{}",
+        ours.summary
+    );
     assert!(
         ours.summary.contains("1 of 1 layers verified"),
         "{}",
@@ -246,20 +279,7 @@ async fn a_signed_release_verifies_with_cosign(target: Target<'_>, ns: &str) {
     }
 }
 
-#[tokio::test]
-async fn a_signed_release_verifies_with_cosign_on_the_open_registry() {
-    a_signed_release_verifies_with_cosign(open(), "sc-open").await;
-}
-
-#[tokio::test]
-async fn a_signed_release_verifies_with_cosign_on_the_basic_auth_registry() {
-    a_signed_release_verifies_with_cosign(basic(), "sc-basic").await;
-}
-
-#[tokio::test]
-async fn a_signed_release_verifies_with_cosign_on_the_token_registry() {
-    a_signed_release_verifies_with_cosign(token(), "sc-token").await;
-}
+on_each_registry!(a_signed_release_verifies_with_cosign, "sc");
 
 #[tokio::test]
 async fn the_sbom_is_cyclonedx_1_6_named_after_the_image_and_valid() {
@@ -341,7 +361,30 @@ async fn an_spdx_sbom_is_attested_as_an_spdx_document() {
     .assert_failed("no cyclonedx attestation");
 }
 
-fn plain_key(seed: u8) -> (SigningKey, String, String) {
+/// `sha256:` of the public key's DER as openssl writes it: the identity
+/// `verify` reports, computed without our key code.
+pub fn openssl_key_id(public: &std::path::Path) -> String {
+    let public = public.to_str().unwrap();
+    sha256_digest(&openssl(&[
+        "pkey", "-pubin", "-outform", "DER", "-in", public,
+    ]))
+}
+
+/// What `openssl args…` writes to stdout; it must succeed.
+fn openssl(args: &[&str]) -> Vec<u8> {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        crate::support::cosign::text(&out)
+    );
+    out.stdout
+}
+
+pub fn plain_key(seed: u8) -> (SigningKey, String, String) {
     let key = SigningKey::from_slice(&[seed; 32]).unwrap();
     let private = key.to_pkcs8_pem(LineEnding::LF).unwrap().to_string();
     let public = key
@@ -351,10 +394,15 @@ fn plain_key(seed: u8) -> (SigningKey, String, String) {
     (key, private, public)
 }
 
-#[tokio::test]
-async fn cosigns_signatures_and_ours_sit_side_by_side_and_reruns_add_nothing() {
-    let target = open();
-    let ns = "sc-interop";
+on_each_registry!(
+    cosigns_signatures_and_ours_sit_side_by_side_and_reruns_add_nothing,
+    "sc-interop"
+);
+
+async fn cosigns_signatures_and_ours_sit_side_by_side_and_reruns_add_nothing(
+    target: Target<'_>,
+    ns: &str,
+) {
     let repo = image_repo();
     let ours = target.cosign();
     let first = signed(&repo, ns, target, &ours.private_pem(), "cyclonedx")
@@ -409,6 +457,14 @@ async fn cosigns_signatures_and_ours_sit_side_by_side_and_reruns_add_nothing() {
             "{}",
             ran.summary
         );
+        let key_id = openssl_key_id(&key);
+        assert_eq!(ran.outputs["key-id"], key_id, "each signer named");
+        assert!(
+            ran.summary
+                .contains(&format!("`{}` (inline PEM)", &key_id[..19])),
+            "{}",
+            ran.summary
+        );
     }
 
     // An attestation replaces the earlier ones of its predicate type.
@@ -452,17 +508,30 @@ async fn put_signature(
     payload: &[u8],
     signature: &[u8],
 ) {
+    let layer = Layer::signature(payload, signature);
+    put_only(target, ns, digest, "sig", layer, payload).await;
+}
+
+/// Makes `layer` (whose blob is `blob`) the only one under `.<suffix>`.
+pub async fn put_only(
+    target: Target<'_>,
+    ns: &str,
+    digest: &str,
+    suffix: &str,
+    layer: Layer,
+    blob: &[u8],
+) {
     let client = target.client();
     let repository = scoped(&format!("{ns}/app"));
-    let built = cosign::manifest(vec![Layer::signature(payload, signature)]);
-    for blob in [payload.to_vec(), built.config] {
+    let built = cosign::manifest(vec![layer]);
+    for blob in [blob.to_vec(), built.config] {
         client
             .upload_blob(&repository, &sha256_digest(&blob), blob.into())
             .await
             .unwrap();
     }
     client
-        .put_manifest(&repository, &cosign::tag(digest, "sig"), &built.manifest)
+        .put_manifest(&repository, &cosign::tag(digest, suffix), &built.manifest)
         .await
         .unwrap();
 }
@@ -473,13 +542,19 @@ fn der(key: &SigningKey, message: &[u8]) -> Vec<u8> {
     signature.to_der().as_bytes().to_vec()
 }
 
-#[tokio::test]
-async fn verify_fails_on_unsigned_wrong_key_tampered_and_mismatched_digests() {
-    let target = open();
-    let ns = "sc-negative";
+on_each_registry!(
+    verify_fails_on_unsigned_wrong_key_tampered_and_mismatched_digests,
+    "sc-negative"
+);
+
+async fn verify_fails_on_unsigned_wrong_key_tampered_and_mismatched_digests(
+    target: Target<'_>,
+    ns: &str,
+) {
     let repo = image_repo();
     let cosign = target.cosign();
-    let ran = publish(&repo, ns, "refs/heads/main", &repo.head())
+    let ran = target
+        .with_login(publish(&repo, ns, "refs/heads/main", &repo.head()))
         .run_async()
         .await;
     ran.assert_ok();
@@ -615,6 +690,49 @@ async fn bad_signing_inputs_fail_before_anything_is_pushed() {
                 }
             }
         }
+    }
+}
+
+/// A key made by openssl as SEC1 (`EC PRIVATE KEY`), not by cosign, and
+/// the file of its public half (`PUBLIC KEY`) in `dir`.
+fn openssl_sec1_key(dir: &std::path::Path) -> (String, std::path::PathBuf) {
+    let pem = openssl(&["ecparam", "-name", "prime256v1", "-genkey", "-noout"]);
+    let (key, public) = (dir.join("ec.key"), dir.join("ec.pub"));
+    std::fs::write(&key, &pem).unwrap();
+    let pub_pem = openssl(&["ec", "-pubout", "-in", key.to_str().unwrap()]);
+    std::fs::write(&public, pub_pem).unwrap();
+    let pem = String::from_utf8(pem).unwrap();
+    assert!(pem.starts_with("-----BEGIN EC PRIVATE KEY-----"), "SEC1");
+    (pem, public)
+}
+
+#[tokio::test]
+async fn an_openssl_sec1_key_signs_and_attests_what_cosign_verifies() {
+    let target = open();
+    let ns = "sc-sec1";
+    let repo = image_repo();
+    let cosign = target.cosign();
+    let (key, public) = openssl_sec1_key(cosign.dir.path());
+    let ran = trivy().around(
+        target.with_login(
+            publish(&repo, ns, "refs/heads/main", &repo.head())
+                .input("scanner", "trivy")
+                .input("sbom", "cyclonedx")
+                .input("sign-key", &key),
+        ),
+    );
+    let ran = ran.run_async().await;
+    ran.assert_ok();
+    let image = target.image(ns, &ran.outputs["digest"]);
+    cosign.verify(&public, &image).unwrap();
+    cosign
+        .verify_attestation(&public, "cyclonedx", &image)
+        .unwrap();
+    let pem = std::fs::read_to_string(&public).unwrap();
+    verify(&repo, target, &image, &pem, Some("cyclonedx")).assert_ok();
+    let all = unmasked(&format!("{ran}"));
+    for secret in secret_lines(&key) {
+        assert!(!all.contains(&secret), "the key leaked:\n{ran}");
     }
 }
 

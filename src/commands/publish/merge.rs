@@ -1,7 +1,8 @@
 //! `merge`, read as its stages: resolve (publish's: the image, the
-//! commit, the tags) → children (each digest in the repository, one
-//! platform each) → index → tags (the SHA tag first, never replaced by
-//! another digest; then the others) → finish.
+//! commit, the tags; the signing key, read before anything is written) →
+//! children (each digest in the repository, one platform each) → index →
+//! tags (the SHA tag first, never replaced by another digest; then the
+//! others) → sign (the index digest, as publish signs) → finish.
 
 use super::*;
 use crate::cli::MergeArgs;
@@ -13,6 +14,7 @@ pub async fn run(args: &MergeArgs, session: &Session) -> anyhow::Result<()> {
     let digests = digests(&args.digests)?;
     let publish = args.as_publish()?;
     let target = resolve(&publish, session).await?;
+    let supply = supply_inputs(&publish, session).await?;
     let mut entries = Vec::with_capacity(digests.len());
     for digest in &digests {
         entries.push(child(&target, digest).await?);
@@ -51,6 +53,7 @@ pub async fn run(args: &MergeArgs, session: &Session) -> anyhow::Result<()> {
         }
     }
     tag(&publish, &target, &index).await?;
+    sign(&publish, &target, &supply, &index.digest, None, &mut report).await?;
     report.digest = index.digest.clone();
     report.pushed = true;
     report.seconds = started.elapsed().as_secs_f64();

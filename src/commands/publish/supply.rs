@@ -1,6 +1,6 @@
 //! `publish`'s supply chain: the SBOM converted from the scan's own report
 //! (before the push), then the signature and the SBOM's attestation of the
-//! pushed digest (after it).
+//! pushed digest (after it). `merge` signs its index the same way.
 
 use serde_json::Value;
 
@@ -29,10 +29,9 @@ pub(super) async fn supply_inputs(args: &PublishArgs, session: &Session) -> anyh
             format!("{:?}", args.scan.scanner).to_lowercase()
         );
     }
-    let signer = match args.supply.sign_key.as_deref() {
-        Some(value) => {
-            Some(signer(value, args.supply.sign_key_password.as_deref(), session).await?)
-        }
+    let signing = &args.supply.signing;
+    let signer = match signing.sign_key.as_deref() {
+        Some(value) => Some(signer(value, signing.sign_key_password.as_deref(), session).await?),
         None => None,
     };
     Ok(Supply {
@@ -171,7 +170,7 @@ pub(super) async fn sign(
     };
     let unsigned = || {
         format!(
-            "{}@{digest} is pushed, but signing it failed; re-run the job to sign it (the build is skipped)",
+            "{}@{digest} is pushed, but signing it failed; re-run the job to sign it (what is pushed is not built or pushed again)",
             target.reference.familiar()
         )
     };
@@ -196,7 +195,7 @@ pub(super) async fn sign(
             ));
         }
         None if supply.sbom.is_some() => report.notes.push(
-            "no attestation: the build was skipped, so there is no scan to make the SBOM from (set `rebuild: true`)".into(),
+            "no attestation: the build was skipped, so there is no scan to make the SBOM from; `rebuild: true` builds and attests again (on this commit only a build that makes the same digest: `cache: false` and a fixed `org.opencontainers.image.created` label)".into(),
         ),
         None => {}
     }

@@ -14,6 +14,7 @@ pub mod replay;
 pub mod run;
 pub mod services;
 pub mod trivy;
+pub mod trivy_db;
 
 use std::path::PathBuf;
 
