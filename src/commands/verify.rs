@@ -20,7 +20,7 @@ use p256::ecdsa::VerifyingKey;
 
 pub async fn run(args: &VerifyArgs, session: &Session) -> anyhow::Result<()> {
     let (key, key_file) = public_key(args, session)?;
-    let key_id = key::fingerprint(&key).map_err(|e| anyhow::anyhow!("`public-key`: {e}"))?;
+    let key_id = key::fingerprint(&key);
     let reference = Reference::parse_exact(args.image.trim())
         .with_context(|| format!("`image`: {:?} is not an image reference", args.image))?;
     let registry = Registry::new(

@@ -7,7 +7,7 @@ use registry_action::supply::cosign;
 
 use crate::multiplatform::{merge, per_platform_repo, push_each};
 use crate::publish::{set, tags};
-use crate::supply::{PASSWORD, layers, open, verify};
+use crate::supply::{PASSWORD, layers, open, secret_lines, unmasked, verify};
 
 #[tokio::test]
 async fn merge_signs_the_index_it_writes_and_cosign_verifies_it() {
@@ -46,6 +46,11 @@ async fn merge_signs_the_index_it_writes_and_cosign_verifies_it() {
     let ran = signed_merge(&digests, &key).run_async().await;
     ran.assert_ok();
     ran.assert_secret_masked_only(PASSWORD);
+    let told = unmasked(&format!("{ran}"));
+    for line in secret_lines(&key) {
+        assert!(ran.stdout.contains(&format!("::add-mask::{line}")), "{ran}");
+        assert!(!told.contains(&line), "a key line leaked:\n{ran}");
+    }
     let index = ran.outputs["digest"].clone();
     assert!(
         ran.summary.contains(&format!("signed {index}")),
