@@ -161,26 +161,17 @@ impl RunJobs {
             Unlisted::passing(format!("couldn't reach the GitHub API for {route}: {e}"))
         })?;
         let status = response.status().as_u16();
+        let spent = response
+            .headers()
+            .get("x-ratelimit-remaining")
+            .is_some_and(|v| v.as_bytes() == b"0");
         let body = self.crab.body_to_string(response).await.map_err(|e| {
             Unlisted::passing(format!(
                 "couldn't read the GitHub API answer for {route}: {e}"
             ))
         })?;
         if !(200..300).contains(&status) {
-            let hint = if matches!(status, 401 | 403) {
-                "; give the workflow `permissions: actions: read`"
-            } else {
-                ""
-            };
-            let why = format!(
-                "the GitHub API answered {status}{} for {route}{hint}",
-                quoted(&error_message(&body))
-            );
-            return Err(if status >= 500 || status == 429 {
-                Unlisted::passing(why)
-            } else {
-                Unlisted::lasting(why)
-            });
+            return Err(refusal(status, spent, &body, route));
         }
         serde_json::from_str(&body).map_err(|e| {
             Unlisted::lasting(format!(
@@ -190,10 +181,65 @@ impl RunJobs {
     }
 }
 
+/// Why an answer other than 2xx lists no jobs, and whether asking again
+/// may help: a server error, 429 or a spent rate limit (GitHub answers
+/// that with 403 too) passes; any other refusal lasts.
+fn refusal(status: u16, rate_limit_spent: bool, body: &str, route: &str) -> Unlisted {
+    let message = error_message(body);
+    let rate_limited =
+        rate_limit_spent || status == 429 || message.to_ascii_lowercase().contains("rate limit");
+    let hint = match status {
+        _ if rate_limited => "; the rate limit is spent: asking again later",
+        401 | 403 => "; give the workflow `permissions: actions: read`",
+        _ => "",
+    };
+    let why = format!(
+        "the GitHub API answered {status}{} for {route}{hint}",
+        quoted(&message)
+    );
+    match rate_limited || status >= 500 {
+        true => Unlisted::passing(why),
+        false => Unlisted::lasting(why),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_last_unless_the_server_failed_or_the_rate_limit_is_spent() {
+        let lasting = |status, spent, body| refusal(status, spent, body, "/r").lasting;
+        assert!(lasting(
+            403,
+            false,
+            r#"{"message":"Resource not accessible by integration"}"#
+        ));
+        assert!(lasting(401, false, r#"{"message":"Bad credentials"}"#));
+        assert!(lasting(404, false, "{}"));
+        assert!(!lasting(403, true, "{}"));
+        assert!(!lasting(
+            403,
+            false,
+            r#"{"message":"API rate limit exceeded for installation ID 1."}"#
+        ));
+        assert!(!lasting(429, false, ""));
+        assert!(!lasting(502, false, "bad gateway"));
+        let why = refusal(
+            403,
+            false,
+            r#"{"message":"Resource not accessible by integration"}"#,
+            "/r",
+        )
+        .why;
+        assert!(
+            why.ends_with("give the workflow `permissions: actions: read`"),
+            "{why}"
+        );
+        let why = refusal(403, true, "{}", "/r").why;
+        assert!(why.contains("rate limit is spent"), "{why}");
+    }
 
     fn job(name: &str, status: &str, conclusion: Option<&str>) -> Job {
         Job {

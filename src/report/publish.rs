@@ -22,6 +22,11 @@ pub struct Published {
     pub platforms: Vec<String>,
 }
 
+/// A run with nothing to publish: why, in place of the table.
+pub fn nothing(why: &str) -> String {
+    format!("### registry-action publish\n\n{why}: nothing is published.\n")
+}
+
 pub fn summary(p: &Published) -> String {
     let mut md = String::from(
         "### registry-action publish\n\n| image | tags | digest | size | sent | time |\n|---|---|---|---|---|---|\n",

@@ -300,28 +300,32 @@ async fn a_base_job_that_succeeded_without_the_image_is_waited_for() {
     );
 }
 
+/// Still no image a listing after the job succeeded: the wait stops then,
+/// not at `wait-timeout`.
 #[tokio::test]
-async fn a_base_job_that_succeeded_without_the_image_times_out_saying_so() {
+async fn a_base_job_that_succeeded_without_the_image_stops_the_wait_a_minute_later() {
     let ns = "t-wait-merge-never";
     let repo = monorepo(ns);
     let sha = repo.head();
     let replay = Replay::start().await;
     replay.run_jobs(12, &[SUCCEEDED_BASE]).await;
     let ran = asking(app(&repo, ns, &sha), &replay, 12)
-        .input("wait-timeout", "3s")
+        .input("wait-timeout", "10m")
         .run_async()
         .await;
     ran.assert_failed(&format!(
-        "the job of `base` (\"publish ops/docker/base\") succeeded without pushing {}/{}/base:{sha}",
+        "`depends-on`: the job of `base` (\"publish ops/docker/base\") succeeded without pushing {}/{}/base:{sha}",
         services().registry_open,
         unique(ns)
     ));
-    assert!(
-        ran.stdout
-            .contains("`depends-on`: waited 3s (`wait-timeout`)"),
-        "{ran}"
-    );
+    ran.assert_failed("is not built FROM an older `base`");
+    assert!(!ran.stdout.contains("(`wait-timeout`)"), "{ran}");
     assert_eq!(ran.stderr.matches(NOT_YET).count(), 1, "{ran}");
+    assert_eq!(
+        jobs_asked(&replay, 12).await,
+        2,
+        "a listing, and one a minute later"
+    );
 }
 
 #[tokio::test]
@@ -483,4 +487,38 @@ async fn depends_on_and_wait_timeout_refuse_what_they_cannot_use() {
             "input `wait-timeout`: \"soon\" is not accepted; \"soon\" is not a duration",
         );
     assert_nothing_pushed(&format!("{ns}/app")).await;
+}
+
+/// Two runs of one commit race (a release's `created`, `published` and
+/// `released`, or a re-run): the one that pushes second finds the SHA tag
+/// naming another digest and tags nothing.
+#[tokio::test]
+async fn a_run_that_loses_the_race_for_the_sha_tag_tags_nothing() {
+    let ns = "t-race";
+    let repo = monorepo(ns);
+    let first = repo.head();
+    base(&repo, ns, MAIN, &first).run_async().await.assert_ok();
+    repo.write("ops/docker/base/base.txt", &nonce());
+    let sha = repo.commit("a new base");
+    let waiting = app(&repo, ns, &sha);
+    let (racer, ns_, sha_) = (repo, ns.to_owned(), sha.clone());
+    let ran = tokio::task::spawn_blocking(move || {
+        let finish = start_until(waiting, "waiting up to".to_owned());
+        // The other run: `app` of this commit, built FROM `latest`'s base
+        // and pushed while the first waits.
+        publish(&racer, &ns_, BRANCH, &sha_).run().assert_ok();
+        base(&racer, &ns_, BRANCH, &sha_).run().assert_ok();
+        finish()
+    })
+    .await
+    .unwrap();
+    let winner = digest_of(services(), &format!("{ns}/app"), &sha)
+        .await
+        .unwrap();
+    ran.assert_failed(&format!("already names {winner} and this run made"));
+    ran.assert_failed("nothing of this run is tagged");
+    assert_eq!(
+        digest_of(services(), &format!("{ns}/app"), &sha).await,
+        Some(winner)
+    );
 }

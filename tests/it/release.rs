@@ -475,18 +475,25 @@ async fn the_prerelease_input_decides_which_tags_move() {
 }
 
 #[tokio::test]
-async fn publish_on_a_release_that_is_not_out_pushes_nothing() {
+async fn publish_on_a_release_that_is_not_out_pushes_nothing_and_succeeds() {
     let s = services();
     let repo = app_repo();
     let mut edited = release_event("release-published.json", "app-v1.0.0");
     edited["action"] = json!("edited");
-    publish_on(&repo, "t-rel-edit", &s.registry_open, "release", &edited)
+    let ran = publish_on(&repo, "t-rel-edit", &s.registry_open, "release", &edited)
         .env("GITHUB_SHA", &repo.head())
         .run_async()
-        .await
-        .assert_failed(
-            "release `app-v1.0.0` was edited: only published, released, prereleased, created releases are built",
-        );
+        .await;
+    ran.assert_ok();
+    let why = "release `app-v1.0.0` was edited: only published, released, prereleased, created releases are built";
+    assert!(
+        ran.stdout
+            .contains(&format!("::notice::{why}: nothing is published")),
+        "{ran}"
+    );
+    assert!(ran.summary.contains(why), "{}", ran.summary);
+    assert_eq!(ran.outputs["pushed"], "false");
+    assert!(!ran.outputs.contains_key("digest"), "{ran}");
     assert!(
         tags(&s.registry_open, "t-rel-edit/app", None)
             .await

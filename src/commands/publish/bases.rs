@@ -168,12 +168,13 @@ async fn wait(
     );
     loop {
         waiting.look().await?;
-        let elapsed = started.elapsed();
-        if !waiting.done() && due(asked, elapsed, JOBS_EVERY) {
-            asked = Some(elapsed);
+        if !waiting.done() && due(asked, started.elapsed(), JOBS_EVERY) {
+            asked = Some(started.elapsed());
             waiting.ask_jobs().await;
         }
-        waiting.judge_jobs()?;
+        // After the listing, which may take a while.
+        let elapsed = started.elapsed();
+        waiting.judge_jobs(elapsed)?;
         if waiting.done() {
             tracing::info!("every base is in the registry after {}", human(elapsed));
             break;
@@ -211,8 +212,8 @@ struct Waiting<'a> {
     /// The jobs of its last answer, or why the last try got none.
     jobs: Result<Vec<Job>, String>,
     digests: Vec<Option<String>>,
-    /// The bases whose job succeeded before their image came: said once.
-    told: Vec<bool>,
+    /// When each base's job was first seen succeeded without its image.
+    succeeded: Vec<Option<Duration>>,
 }
 
 impl<'a> Waiting<'a> {
@@ -239,7 +240,7 @@ impl<'a> Waiting<'a> {
             api,
             jobs: Ok(Vec::new()),
             digests: vec![None; bases.len()],
-            told: vec![false; bases.len()],
+            succeeded: vec![None; bases.len()],
         })
     }
 
@@ -295,37 +296,58 @@ impl<'a> Waiting<'a> {
     }
 
     /// Stops the wait when a missing base's job has ended without its
-    /// image. One that succeeded keeps it going: a `merge` job may push
-    /// the SHA tag after the per-platform jobs that built the image.
-    fn judge_jobs(&mut self) -> anyhow::Result<()> {
+    /// image. One that succeeded gets a listing more (a `merge` job may
+    /// push the SHA tag after the per-platform jobs that built the image);
+    /// still missing a minute later, it won't come.
+    fn judge_jobs(&mut self, elapsed: Duration) -> anyhow::Result<()> {
         let jobs = self.jobs.as_deref().unwrap_or_default();
         for i in self.pending() {
             let base = &self.bases[i];
             let Some(job) = job_of(jobs, &base.dirs) else {
                 continue;
             };
-            match job.outcome() {
-                Outcome::Running => {}
-                Outcome::Ended(conclusion) => bail!(
+            match (job.outcome(), self.succeeded[i]) {
+                (Outcome::Running, _) => {}
+                (Outcome::Ended(conclusion), _) => bail!(
                     "`depends-on`: the job of `{0}` ({1:?}) ended `{conclusion}`, so its image of this commit ({2}) won't come; {3} is not built FROM an older `{0}`: fix `{0}` and re-run the failed jobs",
                     base.name,
                     job.name,
                     self.sha_tag(i),
                     self.target.reference.familiar(),
                 ),
-                Outcome::Succeeded if !self.told[i] => {
-                    self.told[i] = true;
+                (Outcome::Succeeded, None) => {
+                    self.succeeded[i] = Some(elapsed);
                     tracing::info!(
-                        "the job of `{}` ({:?}) succeeded, but {} isn't in the registry yet (a `merge` job may still push it): waiting on",
+                        "the job of `{}` ({:?}) succeeded, but {} isn't in the registry yet (a `merge` job may still push it): waiting another {}",
                         base.name,
                         job.name,
-                        self.sha_tag(i)
+                        self.sha_tag(i),
+                        human(JOBS_EVERY)
                     );
                 }
-                Outcome::Succeeded => {}
+                (Outcome::Succeeded, Some(seen)) if elapsed.saturating_sub(seen) >= JOBS_EVERY => {
+                    bail!(
+                        "`depends-on`: {}; {} is not built FROM an older `{}`",
+                        self.succeeded_without(i, &job.name),
+                        self.target.reference.familiar(),
+                        base.name
+                    )
+                }
+                (Outcome::Succeeded, Some(_)) => {}
             }
         }
         Ok(())
+    }
+
+    /// A base whose job succeeded and whose SHA tag never came.
+    fn succeeded_without(&self, i: usize, job: &str) -> String {
+        let base = &self.bases[i];
+        format!(
+            "the job of `{}` ({job:?}) succeeded without pushing {}: publish it with `push: true` to {}, or have its `merge` job push that tag",
+            base.name,
+            self.sha_tag(i),
+            base.image.registry()
+        )
     }
 
     /// A base's image of this commit, as the log names it.
@@ -356,13 +378,7 @@ impl<'a> Waiting<'a> {
             .map(|i| {
                 let base = &self.bases[i];
                 match job_of(jobs, &base.dirs).map(|job| (job, job.outcome())) {
-                    Some((job, Outcome::Succeeded)) => format!(
-                        "the job of `{}` ({:?}) succeeded without pushing {}: publish it with `push: true` to {}, or have its `merge` job push that tag",
-                        base.name,
-                        job.name,
-                        self.sha_tag(i),
-                        base.image.registry()
-                    ),
+                    Some((job, Outcome::Succeeded)) => self.succeeded_without(i, &job.name),
                     Some((job, _)) => format!("the job of `{}` is {}", base.name, job.status),
                     None => format!(
                         "no job of this run has `{}` in its name",

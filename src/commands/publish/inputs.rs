@@ -27,7 +27,7 @@ pub(super) fn release_facts(
         (None, Some(Event::Release(release))) => {
             if let Some(why) = release.builds_nothing() {
                 bail!(
-                    "{why}; nothing is published for it: trigger on `release: types: [published]` (plan's matrix is empty for this event)"
+                    "{why}; `merge` has nothing to list for it: trigger on `release: types: [published]` (plan's matrix is empty for this event)"
                 );
             }
             (

@@ -73,6 +73,9 @@ const SAVED: &str = "image.tar";
 
 pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
     let started = Instant::now();
+    if let Some(why) = release_not_out(args, session)? {
+        return nothing_to_publish(session, &why);
+    }
     let mut target = resolve(args, session).await?;
     let supply = supply_inputs(args, session).await?;
     let bases = bases(args, session, &target)?;
@@ -142,6 +145,29 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
         gate.as_ref(),
         sbom.as_ref(),
     )
+}
+
+/// A release event that puts no release out (a draft, or `edited`,
+/// `deleted`, `unpublished`: a plain `on: release` delivers those too)
+/// publishes nothing, as `plan` selects nothing for it; `release-tag` or
+/// `version` name a release of their own.
+fn release_not_out(args: &PublishArgs, session: &Session) -> anyhow::Result<Option<String>> {
+    if args.tagging.release.release_tag.is_some() || args.tagging.version.is_some() {
+        return Ok(None);
+    }
+    Ok(match session.event()? {
+        Some(Event::Release(release)) => release.builds_nothing(),
+        _ => None,
+    })
+}
+
+fn nothing_to_publish(session: &Session, why: &str) -> anyhow::Result<()> {
+    session
+        .workflow
+        .notice(&format!("{why}: nothing is published"));
+    let mut outputs = Outputs::new();
+    outputs.set("pushed", "false");
+    session.finish(&outputs, &crate::report::publish::nothing(why))
 }
 
 /// Everything decided before building: where the image comes from, where it
@@ -493,18 +519,8 @@ async fn push(
 ) -> anyhow::Result<()> {
     // Pushed by digest, a rebuild replaces no tag: `existing` is only the
     // merged index's child.
-    if let Some(existing) = target
-        .existing
-        .as_ref()
-        .filter(|e| !target.push_by_digest && e.digest != release.digest)
-    {
-        bail!(
-            "`{}:{}` already exists with digest {} and this rebuild made {}; an immutable SHA tag is never replaced — delete the tag in the registry first if you mean to replace it",
-            target.reference.familiar(),
-            target.set.sha,
-            existing.digest,
-            release.digest
-        );
+    if !target.push_by_digest {
+        never_replace(target, target.existing.as_ref().map(|e| &e.digest), release)?;
     }
     if !args.push {
         return Ok(());
@@ -521,12 +537,38 @@ async fn push(
     }
     let reference = match target.push_by_digest {
         true => &release.digest,
-        false => &target.set.sha,
+        false => {
+            // Another run of this commit may have tagged it while this one
+            // built (a release's `created`, `published` and `released`).
+            let now = registry
+                .manifest_digest(repository, &target.set.sha)
+                .await?;
+            never_replace(target, now.as_ref(), release)?;
+            &target.set.sha
+        }
     };
     registry
         .put_manifest(repository, reference, release)
         .await?;
     Ok(())
+}
+
+/// The SHA tag is immutable: `found` (what it names) must be what this
+/// run made, if it names anything.
+fn never_replace(
+    target: &Target,
+    found: Option<&String>,
+    release: &Manifest,
+) -> anyhow::Result<()> {
+    match found {
+        Some(found) if *found != release.digest => bail!(
+            "`{}:{}` already names {found} and this run made {}; an immutable SHA tag is never replaced, so nothing of this run is tagged — delete the tag in the registry first if you mean to replace it, and give the workflow a `concurrency` group if two runs of one commit raced",
+            target.reference.familiar(),
+            target.set.sha,
+            release.digest
+        ),
+        _ => Ok(()),
+    }
 }
 
 /// Every further tag, registry-side: the same manifest bytes again.
