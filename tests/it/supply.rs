@@ -135,6 +135,23 @@ pub fn signed(repo: &Repo, ns: &str, target: Target, key: &str, sbom: &str) -> A
     trivy().around(target.with_login(action))
 }
 
+/// A signed, CycloneDX-attested release of `repo` with `cosign`'s key:
+/// the run, its digest, and the image by that digest.
+pub async fn signed_release(
+    repo: &Repo,
+    ns: &str,
+    target: Target<'_>,
+    cosign: &Cosign,
+) -> (Ran, String, String) {
+    let ran = signed(repo, ns, target, &cosign.private_pem(), "cyclonedx")
+        .run_async()
+        .await;
+    ran.assert_ok();
+    let digest = ran.outputs["digest"].clone();
+    let image = target.image(ns, &digest);
+    (ran, digest, image)
+}
+
 /// Our `verify` of `image` with the public key `pem`.
 pub fn verify(
     repo: &Repo,
@@ -206,12 +223,7 @@ pub fn secret_lines(pem: &str) -> Vec<String> {
 async fn a_signed_release_verifies_with_cosign(target: Target<'_>, ns: &str) {
     let repo = image_repo();
     let cosign = target.cosign();
-    let ran = signed(&repo, ns, target, &cosign.private_pem(), "cyclonedx")
-        .run_async()
-        .await;
-    ran.assert_ok();
-    let digest = ran.outputs["digest"].clone();
-    let image = target.image(ns, &digest);
+    let (ran, digest, image) = signed_release(&repo, ns, target, &cosign).await;
 
     let payloads = cosign.verify(&cosign.pub_path(), &image).unwrap();
     assert_eq!(payloads.len(), 1);
@@ -405,12 +417,7 @@ async fn cosigns_signatures_and_ours_sit_side_by_side_and_reruns_add_nothing(
 ) {
     let repo = image_repo();
     let ours = target.cosign();
-    let first = signed(&repo, ns, target, &ours.private_pem(), "cyclonedx")
-        .run_async()
-        .await;
-    first.assert_ok();
-    let digest = first.outputs["digest"].clone();
-    let image = target.image(ns, &digest);
+    let (_, digest, image) = signed_release(&repo, ns, target, &ours).await;
 
     // cosign signs and attests the same digest with its own key.
     let theirs = target.cosign();

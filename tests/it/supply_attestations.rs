@@ -6,7 +6,7 @@ use registry_action::supply::cosign::{self, Layer, Predicate};
 use serde_json::Value;
 
 use crate::publish::scoped;
-use crate::supply::{image_repo, layers, open, put_only, signed, verify};
+use crate::supply::{image_repo, layers, open, put_only, signed, signed_release, verify};
 use crate::support::run::Action;
 
 const SPDX: &str = "https://spdx.dev/Document";
@@ -18,12 +18,7 @@ async fn a_tampered_attestation_fails_cosign_and_verify() {
     let ns = "sc-tamper";
     let repo = image_repo();
     let cosign = target.cosign();
-    let ran = signed(&repo, ns, target, &cosign.private_pem(), "cyclonedx")
-        .run_async()
-        .await;
-    ran.assert_ok();
-    let digest = ran.outputs["digest"].clone();
-    let image = target.image(ns, &digest);
+    let (_, digest, image) = signed_release(&repo, ns, target, &cosign).await;
     cosign
         .verify_attestation(&cosign.pub_path(), "cyclonedx", &image)
         .unwrap();
