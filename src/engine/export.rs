@@ -69,6 +69,9 @@ pub enum Source {
     /// [`KnownLayer::repository`]), to be mounted from there if the image
     /// goes to another repository.
     Registry { repository: String },
+    /// A file here, already sent to the target repository as it was made
+    /// (publish uploads layers early): nothing left to send.
+    Sent(PathBuf),
 }
 
 /// One content-addressed blob ready for upload.
@@ -962,7 +965,7 @@ mod tests {
 
     fn file(blob: &Blob) -> &Path {
         match &blob.source {
-            Source::File(path) => path,
+            Source::File(path) | Source::Sent(path) => path,
             Source::Registry { .. } => panic!("{} has no file", blob.digest),
         }
     }

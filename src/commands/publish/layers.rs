@@ -2,6 +2,8 @@
 //! the rest.
 
 use super::*;
+use std::collections::HashSet;
+
 use crate::registry::contents::Contents;
 
 /// Blob uploads in flight at once (docker push's default is 5).
@@ -172,24 +174,44 @@ pub(super) async fn export(
     });
     let uploading = upload_as_sealed(&target.registry, &target.repository, blobs);
     let (image, uploaded) = tokio::join!(converting, uploading);
-    let image = image??;
-    report.uploaded += uploaded?;
+    let mut image = image??;
+    let (sent, stored) = uploaded?;
+    report.uploaded += sent;
+    // The push stage needn't ask the registry about these again.
+    for layer in image
+        .layers
+        .iter_mut()
+        .filter(|l| stored.contains(&l.digest))
+    {
+        if let Source::File(path) = &layer.source {
+            layer.source = Source::Sent(path.clone());
+        }
+    }
     Ok(image)
 }
 
 /// Uploads each blob received, a few at a time, until the sender is gone;
-/// returns bytes sent.
+/// returns bytes sent and the digests now in the repository.
 async fn upload_as_sealed(
     registry: &Registry,
     repository: &str,
     blobs: tokio::sync::mpsc::UnboundedReceiver<Blob>,
-) -> anyhow::Result<u64> {
+) -> anyhow::Result<(u64, HashSet<String>)> {
     futures_util::stream::unfold(blobs, |mut blobs| async move {
         blobs.recv().await.map(|blob| (blob, blobs))
     })
-    .map(|blob| async move { push_blob(registry, repository, &blob).await })
+    .map(|blob| async move {
+        let sent = push_blob(registry, repository, &blob).await?;
+        anyhow::Ok((sent, blob.digest))
+    })
     .buffer_unordered(PARALLEL_UPLOADS)
-    .try_fold(0, |sent, more| async move { Ok(sent + more) })
+    .try_fold(
+        (0, HashSet::new()),
+        |(sent, mut stored), (more, digest)| async move {
+            stored.insert(digest);
+            Ok((sent + more, stored))
+        },
+    )
     .await
 }
 
@@ -218,7 +240,8 @@ pub(super) async fn push_blob(
     repository: &str,
     blob: &Blob,
 ) -> anyhow::Result<u64> {
-    // A reused layer was proven to be in this repository before export.
+    // A reused layer was proven to be in this repository before export,
+    // an early one was sent there.
     let Source::File(path) = &blob.source else {
         return Ok(0);
     };
