@@ -6,6 +6,7 @@ use serde_json::Value;
 use crate::buildkit::{config_of, image_files, text};
 use crate::publish::{publish, scoped, set, tags};
 use crate::support::git::Repo;
+use crate::support::run::Action;
 use crate::support::services::services;
 
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -161,8 +162,7 @@ async fn several_platforms_refuse_the_legacy_builder_and_a_bad_platform_before_b
     repo.write("ops/docker/app/Dockerfile", "FROM scratch\nCOPY f /f\n")
         .write("ops/docker/app/f", "x\n");
     let sha = repo.commit("app");
-    let ran = publish(&repo, "t-multi-bad", "refs/heads/main", &sha)
-        .input("platforms", "linux/amd64,linux/arm64")
+    let ran = both(&repo, "t-multi-bad", "refs/heads/main", &sha)
         .input("builder", "legacy")
         .run_async()
         .await;
@@ -175,8 +175,7 @@ async fn several_platforms_refuse_the_legacy_builder_and_a_bad_platform_before_b
         .await;
     ran.assert_failed("`platforms`: \"arm64\" is not a platform; write os/architecture[/variant]");
 
-    let ran = publish(&repo, "t-multi-bad", "refs/heads/main", &sha)
-        .input("platforms", "linux/amd64,linux/arm64")
+    let ran = both(&repo, "t-multi-bad", "refs/heads/main", &sha)
         .input("push-by-digest", "true")
         .run_async()
         .await;
@@ -235,6 +234,11 @@ fn s390x_elf() -> Vec<u8> {
 }
 
 /// One job per platform, as a matrix on native runners would run them.
+/// `publish` of both platforms in one job.
+fn both(repo: &Repo, ns: &str, git_ref: &str, sha: &str) -> Action {
+    publish(repo, ns, git_ref, sha).input("platforms", "linux/amd64,linux/arm64")
+}
+
 pub fn per_platform_repo() -> (Repo, String) {
     let repo = Repo::new();
     busyboxes(&repo, "ops/docker/app");
@@ -246,13 +250,7 @@ pub fn per_platform_repo() -> (Repo, String) {
     (repo, sha)
 }
 
-pub fn merge(
-    repo: &Repo,
-    ns: &str,
-    git_ref: &str,
-    sha: &str,
-    digests: &[&str],
-) -> crate::support::run::Action {
+pub fn merge(repo: &Repo, ns: &str, git_ref: &str, sha: &str, digests: &[&str]) -> Action {
     publish(repo, ns, git_ref, sha)
         .input("command", "merge")
         .input("digests", &digests.join("\n"))
@@ -424,8 +422,7 @@ async fn merge_refuses_what_is_not_one_platform_image_of_this_repository() {
     ran.assert_failed(&format!("`digests`: {absent} is not in"));
 
     // An index (a one-job multi-platform publish) is not one platform.
-    let ran = publish(&repo, "t-merge-bad", "refs/heads/feature", &sha)
-        .input("platforms", "linux/amd64,linux/arm64")
+    let ran = both(&repo, "t-merge-bad", "refs/heads/feature", &sha)
         .run_async()
         .await;
     ran.assert_ok();
@@ -527,7 +524,7 @@ async fn the_gate_scans_every_platform_and_grades_the_union() {
     // child, which has no zlib.
     let reference = format!("{}/{}:latest", s.registry_open, scoped("t-multi-scan/app"));
     let ran = trivy()
-        .around(crate::support::run::Action::github(repo.path()))
+        .around(Action::github(repo.path()))
         .env("DOCKER_HOST", &s.docker_host)
         .input("command", "scan")
         .input("image", &reference)
@@ -559,8 +556,7 @@ async fn cleanup_deletes_an_old_index_with_its_children_and_keeps_the_new_one_wh
         } else {
             sha
         };
-        let ran = publish(&repo, "t-multi-clean", "refs/heads/main", &sha)
-            .input("platforms", "linux/amd64,linux/arm64")
+        let ran = both(&repo, "t-multi-clean", "refs/heads/main", &sha)
             .run_async()
             .await;
         ran.assert_ok();
@@ -568,7 +564,7 @@ async fn cleanup_deletes_an_old_index_with_its_children_and_keeps_the_new_one_wh
         indexes.push((sha, ran.outputs["digest"].clone(), children(&index)));
     }
     let workspace = tempfile::tempdir().unwrap();
-    let cleaned = crate::support::run::Action::github(workspace.path())
+    let cleaned = Action::github(workspace.path())
         .input("command", "cleanup")
         .input("registry", &s.registry_open)
         .input("namespace", &crate::publish::unique("t-multi-clean"))
@@ -614,8 +610,7 @@ async fn cleanup_deletes_an_old_index_with_its_children_and_keeps_the_new_one_wh
 async fn a_multi_platform_release_reaches_its_mirror_whole() {
     let s = services();
     let (repo, sha) = per_platform_repo();
-    let ran = publish(&repo, "t-multi-mirror", "refs/heads/main", &sha)
-        .input("platforms", "linux/amd64,linux/arm64")
+    let ran = both(&repo, "t-multi-mirror", "refs/heads/main", &sha)
         .input("mirror-to", &s.registry_basic)
         .input("mirror-username", &s.basic_user)
         .input("mirror-password", &s.basic_password)
@@ -652,8 +647,7 @@ async fn usage_counts_a_layer_the_platforms_share_once() {
     )
     .write("ops/docker/app/shared.txt", &"shared by both platforms\n".repeat(4096));
     let sha = repo.commit("app");
-    publish(&repo, "t-multi-usage", "refs/heads/main", &sha)
-        .input("platforms", "linux/amd64,linux/arm64")
+    both(&repo, "t-multi-usage", "refs/heads/main", &sha)
         .run_async()
         .await
         .assert_ok();
@@ -687,7 +681,7 @@ async fn usage_counts_a_layer_the_platforms_share_once() {
     );
 
     let workspace = tempfile::tempdir().unwrap();
-    let ran = crate::support::run::Action::github(workspace.path())
+    let ran = Action::github(workspace.path())
         .input("command", "usage")
         .input("registry", &s.registry_open)
         .input("images", &scoped("t-multi-usage/app"))
