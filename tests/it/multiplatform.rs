@@ -339,6 +339,11 @@ async fn jobs_push_by_digest_untagged_then_merge_writes_one_index_with_publish_t
         "{}",
         ran.summary
     );
+    // Another set of digests for the same commit never replaces it.
+    merge(&repo, "t-merge", "refs/heads/main", &sha, &[&pushed[0]])
+        .run_async()
+        .await
+        .assert_failed(&format!("already names {index_digest} and this run made"));
 
     // A re-run of a platform job after the merge builds nothing new: its
     // digest is the merged index's child.

@@ -38,19 +38,7 @@ pub async fn run(args: &MergeArgs, session: &Session) -> anyhow::Result<()> {
             "`{}` already names this index: nothing to write",
             target.set.sha
         )),
-        Some(existing) => bail!(
-            "`{}:{}` already names {}, not the index of these digests ({}); an immutable SHA tag is never replaced — delete the tag in the registry first if you mean to replace it",
-            target.reference.familiar(),
-            target.set.sha,
-            existing.digest,
-            index.digest
-        ),
-        None => {
-            target
-                .registry
-                .put_manifest(&target.repository, &target.set.sha, &index)
-                .await?
-        }
+        _ => write_sha_tag(&target, &index).await?,
     }
     tag(&publish, &target, &index).await?;
     sign(&publish, &target, &supply, &index.digest, None, &mut report).await?;

@@ -535,20 +535,28 @@ async fn push(
                 .await?;
         }
     }
-    let reference = match target.push_by_digest {
-        true => &release.digest,
-        false => {
-            // Another run of this commit may have tagged it while this one
-            // built (a release's `created`, `published` and `released`).
-            let now = registry
-                .manifest_digest(repository, &target.set.sha)
-                .await?;
-            never_replace(target, now.as_ref(), release)?;
-            &target.set.sha
+    match target.push_by_digest {
+        true => {
+            registry
+                .put_manifest(repository, &release.digest, release)
+                .await?
         }
-    };
+        false => write_sha_tag(target, release).await?,
+    }
+    Ok(())
+}
+
+/// The SHA tag, written unless another run of this commit (a release's
+/// `created`, `published` and `released`, a re-run) tagged another digest
+/// meanwhile: read again just before writing.
+async fn write_sha_tag(target: &Target, release: &Manifest) -> anyhow::Result<()> {
+    let (registry, repository) = (&target.registry, &target.repository);
+    let now = registry
+        .manifest_digest(repository, &target.set.sha)
+        .await?;
+    never_replace(target, now.as_ref(), release)?;
     registry
-        .put_manifest(repository, reference, release)
+        .put_manifest(repository, &target.set.sha, release)
         .await?;
     Ok(())
 }
