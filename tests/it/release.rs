@@ -499,4 +499,16 @@ async fn publish_on_a_release_that_is_not_out_pushes_nothing_and_succeeds() {
             .await
             .is_empty()
     );
+    // `version` names a release of its own: published whatever the event.
+    publish_on(&repo, "t-rel-edit", &s.registry_open, "release", &edited)
+        .env("GITHUB_SHA", &repo.head())
+        .input("version", "1.0.0")
+        .run_async()
+        .await
+        .assert_ok();
+    assert!(
+        tags(&s.registry_open, "t-rel-edit/app", None)
+            .await
+            .contains("1.0.0")
+    );
 }

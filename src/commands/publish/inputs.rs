@@ -24,17 +24,10 @@ pub(super) fn release_facts(
             })?;
             (Some(parsed), event.and_then(|e| e.release_flag(tag)))
         }
-        (None, Some(Event::Release(release))) => {
-            if let Some(why) = release.builds_nothing() {
-                bail!(
-                    "{why}; `merge` has nothing to list for it: trigger on `release: types: [published]` (plan's matrix is empty for this event)"
-                );
-            }
-            (
-                ReleaseTag::parse(&release.tag, &[basename]),
-                Some(release.prerelease),
-            )
-        }
+        (None, Some(Event::Release(release))) => (
+            ReleaseTag::parse(&release.tag, &[basename]),
+            Some(release.prerelease),
+        ),
         (None, _) => (
             session
                 .ctx

@@ -13,6 +13,11 @@ pub async fn run(args: &MergeArgs, session: &Session) -> anyhow::Result<()> {
     let started = Instant::now();
     let digests = digests(&args.digests)?;
     let publish = args.as_publish()?;
+    if let Some(why) = release_not_out(&publish, session)? {
+        bail!(
+            "{why}; `merge` has nothing to list for it: trigger on `release: types: [published]` (plan's matrix is empty for this event)"
+        );
+    }
     let target = resolve(&publish, session).await?;
     let supply = supply_inputs(&publish, session).await?;
     let mut entries = Vec::with_capacity(digests.len());
