@@ -168,8 +168,9 @@ async fn wait(
     );
     loop {
         waiting.look().await?;
-        if !waiting.done() && due(asked, started.elapsed(), JOBS_EVERY) {
-            asked = Some(started.elapsed());
+        let now = started.elapsed();
+        if !waiting.done() && due(asked, now, JOBS_EVERY) {
+            asked = Some(now);
             waiting.ask_jobs().await;
         }
         // After the listing, which may take a while.

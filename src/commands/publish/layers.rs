@@ -120,6 +120,7 @@ pub(super) async fn pushed(
         // Not an image this tool could have pushed: nothing to reuse.
         Err(_) => return Ok(None),
     };
+    // The child of an index is read again: it may not be an image either.
     let Ok(Contents::Image { config, .. }) = manifest.contents() else {
         return Ok(None);
     };

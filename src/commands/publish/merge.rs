@@ -105,7 +105,7 @@ async fn child(target: &Target, digest: &str) -> anyhow::Result<Entry> {
         .await?;
     let Some(platform) = Platform::of_config(&bytes) else {
         bail!(
-            "`digests`: {name}@{digest} is not a container image (its config names no os/architecture)"
+            "`digests`: {name}@{digest} is not a container image (its config names no os/architecture); give the `digest` outputs of the `push-by-digest` publish jobs"
         );
     };
     Ok(Entry {

@@ -65,7 +65,10 @@ impl Exported {
             ),
             (Some(built), _) => built,
             (None, Some(asked)) => asked.clone(),
-            (None, None) => bail!("the built image's config names no os/architecture"),
+            (None, None) => bail!(
+                "the built image's config ({}) names no os/architecture, so it can't be listed by platform; set `platforms` (e.g. linux/amd64) to say which it is",
+                image.config.digest
+            ),
         };
         Ok(Exported {
             image,
