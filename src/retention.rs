@@ -343,15 +343,10 @@ pub fn plan(tags: &[TagInfo], rules: &Rules) -> Plan {
             break;
         }
     }
+    let listed_by = listed_by(&deleted);
     let mut delete: Vec<(usize, i64, &str, Deletion)> = deleted
         .iter()
         .map(|&(key, group)| {
-            let newest = group
-                .members
-                .iter()
-                .filter_map(|&i| entries[i].pushed)
-                .max()
-                .unwrap_or(0);
             let deletion = Deletion {
                 digest: group.digest.to_owned(),
                 tags: group
@@ -359,13 +354,14 @@ pub fn plan(tags: &[TagInfo], rules: &Rules) -> Plan {
                     .iter()
                     .map(|&i| entries[i].tag.clone())
                     .collect(),
-                of: listed_by(key, &deleted),
+                of: listed_by.get(key).cloned().unwrap_or_default(),
             };
-            (depth.get(key).copied().unwrap_or(0), newest, key, deletion)
+            let at = depth.get(key).copied().unwrap_or(0);
+            (at, newest(group, &entries), key, deletion)
         })
         .collect();
     delete.extend(untagged_children(
-        &groups, &deleted, &depth, &entries, &verdict, is_kept,
+        &groups, &deleted, &listed_by, &depth, &entries, &verdict, is_kept,
     ));
     delete.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
 
@@ -379,13 +375,29 @@ pub fn plan(tags: &[TagInfo], rules: &Rules) -> Plan {
     }
 }
 
-/// The deleted indexes that list `child`, as lower-case digests.
-fn listed_by(child: &str, deleted: &[(&str, &Group<'_>)]) -> Vec<String> {
-    deleted
+/// For each manifest a deleted index lists, those indexes (lower-case
+/// digests).
+fn listed_by<'d>(deleted: &[(&str, &'d Group<'_>)]) -> BTreeMap<&'d str, Vec<String>> {
+    let mut listed: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (_, group) in deleted {
+        for child in &group.children {
+            listed
+                .entry(child.as_str())
+                .or_default()
+                .push(group.digest.to_ascii_lowercase());
+        }
+    }
+    listed
+}
+
+/// The newest push time of a group's tags (0 when none is known).
+fn newest(group: &Group<'_>, entries: &[&TagInfo]) -> i64 {
+    group
+        .members
         .iter()
-        .filter(|(_, group)| group.children.iter().any(|c| c == child))
-        .map(|(_, group)| group.digest.to_ascii_lowercase())
-        .collect()
+        .filter_map(|&i| entries[i].pushed)
+        .max()
+        .unwrap_or(0)
 }
 
 /// The untagged children of deleted indexes (pushed for that index alone:
@@ -395,6 +407,7 @@ fn listed_by(child: &str, deleted: &[(&str, &Group<'_>)]) -> Vec<String> {
 fn untagged_children<'g>(
     groups: &'g BTreeMap<String, Group<'_>>,
     deleted: &[(&str, &Group<'_>)],
+    listed_by: &BTreeMap<&str, Vec<String>>,
     depth: &BTreeMap<&str, usize>,
     entries: &[&TagInfo],
     verdict: &[Option<Kept>],
@@ -407,18 +420,13 @@ fn untagged_children<'g>(
         .collect();
     // Depth below the deepest deleted index listing it, and that index's
     // push time (the child's own is unknown: no tag dates it).
-    let mut below: BTreeMap<&'g str, (usize, i64, Vec<String>)> = BTreeMap::new();
+    let mut below: BTreeMap<&'g str, (usize, i64)> = BTreeMap::new();
     for &(key, _) in deleted {
         let Some(group) = groups.get(key) else {
             continue;
         };
         let index_depth = depth.get(key).copied().unwrap_or(0);
-        let pushed = group
-            .members
-            .iter()
-            .filter_map(|&i| entries[i].pushed)
-            .max()
-            .unwrap_or(0);
+        let pushed = newest(group, entries);
         for child in &group.children {
             if groups.contains_key(child) || held.contains(child.as_str()) {
                 continue;
@@ -426,16 +434,15 @@ fn untagged_children<'g>(
             let at = below.entry(child.as_str()).or_default();
             at.0 = at.0.max(index_depth + 1);
             at.1 = at.1.max(pushed);
-            at.2.push(group.digest.to_ascii_lowercase());
         }
     }
     below
         .into_iter()
-        .map(|(child, (at, pushed, of))| {
+        .map(|(child, (at, pushed))| {
             let deletion = Deletion {
                 digest: child.to_owned(),
                 tags: Vec::new(),
-                of,
+                of: listed_by.get(child).cloned().unwrap_or_default(),
             };
             (at, pushed, child, deletion)
         })
