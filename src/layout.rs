@@ -207,8 +207,9 @@ impl Layout {
         Ok(fs::metadata(path).is_ok_and(|m| m.len() == size))
     }
 
-    /// A blob read back in chunks, verified as it is read.
-    pub async fn blob_stream(&self, digest: &str) -> Result<BlobStream, LayoutError> {
+    /// A blob read back in chunks, verified against its descriptor as it
+    /// is read.
+    pub async fn blob_stream(&self, digest: &str, size: u64) -> Result<BlobStream, LayoutError> {
         let path = self.blob_path(digest)?;
         let file = tokio::fs::File::open(&path)
             .await
@@ -217,6 +218,7 @@ impl Layout {
         Ok(verified(
             chunks,
             digest,
+            size,
             &self.root.display().to_string(),
             format!("blob {digest}"),
         ))
@@ -391,7 +393,7 @@ mod tests {
         let blob = b"layer bytes".to_vec();
         let digest = sha256_digest(&blob);
         let chunks = futures_util::stream::iter([Ok(bytes::Bytes::from(blob.clone()))]);
-        let stream = verified(chunks, &digest, "test", "blob".into());
+        let stream = verified(chunks, &digest, 11, "test", "blob".into());
         assert_eq!(layout.write_blob(&digest, stream).await.unwrap(), 11);
         let m = manifest(br#"{"schemaVersion":2,"layers":[]}"#, MANIFEST_MEDIA_TYPE);
         layout.put_manifest("1.0", &m).unwrap();
@@ -408,7 +410,7 @@ mod tests {
         assert_eq!(read.manifest(&m.digest).unwrap(), Some(m));
         assert!(read.has_blob(&digest, 11).unwrap());
         let mut back = Vec::new();
-        let mut stream = read.blob_stream(&digest).await.unwrap();
+        let mut stream = read.blob_stream(&digest, 11).await.unwrap();
         while let Some(chunk) = stream.next().await {
             back.extend_from_slice(&chunk.unwrap());
         }
@@ -424,7 +426,7 @@ mod tests {
         let layout = Layout::create(dir.path()).unwrap();
         let digest = sha256_digest(b"expected");
         let chunks = futures_util::stream::iter([Ok(bytes::Bytes::from_static(b"tampered"))]);
-        let stream = verified(chunks, &digest, "src", "blob".into());
+        let stream = verified(chunks, &digest, 8, "src", "blob".into());
         let err = layout.write_blob(&digest, stream).await.unwrap_err();
         assert!(err.to_string().contains(&digest), "{err}");
         assert_eq!(fs::read_dir(dir.path().join(BLOBS)).unwrap().count(), 0);
