@@ -1,7 +1,8 @@
 //! What a registry sends is bounded in size and time, held by the real
 //! binary against a hostile one (support::hostile): a manifest that never
 //! ends or declares 200 MB, a 200 MB tag list, a config far past its
-//! descriptor, a manifest at a byte a second, a server that never answers.
+//! descriptor, a manifest at a byte a second, a blob that stops midway, a
+//! server that stops reading an upload, a server that never answers.
 //! Every run fails (exit 1) with an error naming the URL and the limit or
 //! `request-timeout`, within its timeout and a few seconds, its own peak
 //! memory under 256 MiB.
@@ -9,7 +10,10 @@
 use std::path::Path;
 use std::time::Duration;
 
-use registry_action::registry::sha256_digest;
+use bytes::Bytes;
+use registry_action::layout::Layout;
+use registry_action::registry::stream::verified;
+use registry_action::registry::{Manifest, sha256_digest};
 
 use crate::support::hostile::{self, Hostile, Measured, Misbehaviour, REPOSITORY, run_measured};
 use crate::support::run::Action;
@@ -44,6 +48,12 @@ fn command(workspace: &Path, command: &str, registry: &str, timeout: &str) -> Ac
             action
                 .input("from", &format!("{registry}/{REPOSITORY}"))
                 .input("to", &target)
+        }
+        "restore" => {
+            write_layout(&workspace.join("backup"));
+            action
+                .input("archive", "backup")
+                .input("to", &format!("{registry}/{REPOSITORY}"))
         }
         "cleanup" => action
             .input("registry", registry)
@@ -100,6 +110,47 @@ fn run(
     );
     let sent = server.sent();
     (measured, sent)
+}
+
+/// The size of the layer [`write_layout`] writes: more than loopback's
+/// socket buffers take, so that a server that stops reading stalls it.
+const BIG_LAYER: usize = 24 << 20;
+
+/// An OCI layout at `root` holding `1.0`: a small config and a
+/// [`BIG_LAYER`] layer.
+fn write_layout(root: &Path) {
+    let layout = Layout::create(root).unwrap();
+    let config = hostile::config();
+    let layer: Vec<u8> = (0..BIG_LAYER).map(|i| (i % 251) as u8).collect();
+    let blobs = [(config, "config"), (layer, "layer")].map(|(bytes, what)| {
+        let (digest, size) = (sha256_digest(&bytes), bytes.len() as u64);
+        let chunks = futures_util::stream::iter([Ok(Bytes::from(bytes))]);
+        let stream = verified(chunks, &digest, size, "test", what.to_owned());
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        assert_eq!(
+            runtime
+                .block_on(layout.write_blob(&digest, stream))
+                .unwrap(),
+            size
+        );
+        (digest, size)
+    });
+    let body = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                   "digest": blobs[0].0, "size": blobs[0].1},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                    "digest": blobs[1].0, "size": blobs[1].1}],
+    }))
+    .unwrap();
+    let manifest = Manifest {
+        digest: sha256_digest(&body),
+        media_type: "application/vnd.oci.image.manifest.v1+json".into(),
+        bytes: body,
+    };
+    layout.put_manifest("1.0", &manifest).unwrap();
+    layout.save_index().unwrap();
 }
 
 fn manifest_too_large(server: &Hostile) -> String {
@@ -204,6 +255,53 @@ fn a_manifest_sent_a_byte_a_second_fails_at_request_timeout() {
         "5s",
         2 * seconds("5s") + GRACE,
         late("5s"),
+    );
+}
+
+#[test]
+fn a_blob_that_stops_midway_fails_after_request_timeout_without_a_byte() {
+    let config = hostile::config();
+    let stalled = |server: &Hostile| {
+        format!(
+            "{} moved no byte for 3s for {} (`request-timeout`)",
+            server.address,
+            server.url(&format!("blobs/{}", sha256_digest(&config)))
+        )
+    };
+    // The storage check reads the config.
+    run(
+        Misbehaviour::StalledConfig,
+        "usage",
+        "3s",
+        seconds("3s") + GRACE,
+        stalled,
+    );
+    // The pull streams it, then the storage check reads it.
+    run(
+        Misbehaviour::StalledConfig,
+        "monitor",
+        "3s",
+        2 * seconds("3s") + GRACE,
+        stalled,
+    );
+}
+
+/// Without a bound on stalls the upload would wait out its whole
+/// transfer time: `request-timeout` and a second per 32 KiB, here 771 s.
+#[test]
+fn an_upload_the_registry_stops_reading_fails_after_request_timeout_without_progress() {
+    run(
+        Misbehaviour::StalledUpload,
+        "restore",
+        "3s",
+        seconds("3s") + GRACE,
+        |server| {
+            format!(
+                "{} moved no byte for 3s for {} (`request-timeout`)",
+                server.address,
+                server.url("blobs/uploads/")
+            )
+        },
     );
 }
 

@@ -29,6 +29,9 @@ pub const HUGE: u64 = 200_000_000;
 pub const MAX_BODY: u64 = 512 << 20;
 /// No connection is served longer.
 pub const MAX_LIFE: Duration = Duration::from_secs(120);
+/// An upload up to this size is read and stored, even by
+/// [`Misbehaviour::StalledUpload`].
+pub const SMALL_UPLOAD: u64 = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Misbehaviour {
@@ -42,6 +45,11 @@ pub enum Misbehaviour {
     OversizedConfig,
     /// The manifest comes one byte a second.
     TrickledManifest,
+    /// The config blob: its headers and half its bytes, then nothing.
+    StalledConfig,
+    /// Uploads of more than [`SMALL_UPLOAD`] bytes: taken until the socket
+    /// is full, then never read again. Smaller ones are stored.
+    StalledUpload,
     /// Connections are accepted and requests read; nothing is answered.
     Silent,
 }
@@ -59,9 +67,16 @@ struct State {
     sent: AtomicU64,
 }
 
-/// The image config served (and declared in the manifest).
+/// The image config served (and declared in the manifest). Padded to
+/// 512 KiB by a label, so that its whole transfer may take longer than a
+/// stall (`request-timeout` plus a second per 32 KiB): a stalled transfer
+/// fails by its stall, not by its total.
 pub fn config() -> Vec<u8> {
-    br#"{"architecture":"amd64","os":"linux","created":"2024-03-01T10:00:00Z","config":{},"rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec()
+    let pad = "x".repeat(512 << 10);
+    format!(
+        r#"{{"architecture":"amd64","os":"linux","created":"2024-03-01T10:00:00Z","config":{{"Labels":{{"pad":"{pad}"}}}},"rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+    )
+    .into_bytes()
 }
 
 /// The image manifest `latest` names.
@@ -120,12 +135,36 @@ impl Drop for Hostile {
 
 impl State {
     fn serve(&self, mut client: TcpStream) {
-        let Some((method, path)) = request(&client) else {
+        let Some(mut reader) = client.try_clone().ok().map(BufReader::new) else {
+            return;
+        };
+        let Some((method, path, length)) = request(&mut reader) else {
             return;
         };
         let path = path.split('?').next().unwrap_or_default().to_owned();
         if self.misbehaviour == Misbehaviour::Silent {
             return self.hold(client);
+        }
+        let uploads = format!("/v2/{REPOSITORY}/blobs/uploads/");
+        if method == "POST" && path == uploads {
+            let _ = write!(
+                client,
+                "HTTP/1.1 202 Accepted\r\nLocation: {uploads}session\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            return;
+        }
+        if method == "PUT" && path.starts_with(&uploads) {
+            if self.misbehaviour == Misbehaviour::StalledUpload && length > SMALL_UPLOAD {
+                return self.idle();
+            }
+            let read = std::io::copy(&mut reader.take(length), &mut std::io::sink());
+            if read.is_ok_and(|n| n == length) {
+                let _ = write!(
+                    client,
+                    "HTTP/1.1 201 Created\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+            }
+            return;
         }
         let manifest = manifest();
         let config = config();
@@ -165,6 +204,7 @@ impl State {
             match self.misbehaviour {
                 // Chunked: no length to refuse it by, only the reading.
                 Misbehaviour::OversizedConfig => self.chunked(&mut client, &config, HUGE),
+                Misbehaviour::StalledConfig => self.stalled(&mut client, &config),
                 _ => answer(
                     &mut client,
                     &method,
@@ -264,6 +304,28 @@ impl State {
         Ok(())
     }
 
+    /// The right headers for `body`, half of it, then nothing more.
+    fn stalled(&self, client: &mut TcpStream, body: &[u8]) -> std::io::Result<()> {
+        write!(
+            client,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )?;
+        client.write_all(&body[..body.len() / 2])?;
+        client.flush()?;
+        self.idle();
+        Ok(())
+    }
+
+    /// Keeps the connection as it is, reading nothing, until the test is
+    /// done with the server.
+    fn idle(&self) {
+        let started = Instant::now();
+        while self.serving() && started.elapsed() < MAX_LIFE {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Keeps the connection open, answering nothing, until the client
     /// hangs up.
     fn hold(&self, mut client: TcpStream) {
@@ -296,23 +358,30 @@ fn filler() -> Vec<u8> {
     br#""0123456789abcdef0123456789abcdef","#.repeat(2048)
 }
 
-/// The request line of the one request read (headers skipped; the
-/// requests here have no body).
-fn request(client: &TcpStream) -> Option<(String, String)> {
-    let _ = client.set_read_timeout(Some(Duration::from_secs(10)));
-    let mut reader = BufReader::new(client.try_clone().ok()?);
+/// Method, path and `Content-Length` of the one request read; its body,
+/// if any, is left in `reader`.
+fn request(reader: &mut BufReader<TcpStream>) -> Option<(String, String, u64)> {
+    let _ = reader
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_secs(10)));
     let mut line = String::new();
     reader.read_line(&mut line).ok()?;
     let mut parts = line.split_whitespace();
     let (method, path) = (parts.next()?.to_owned(), parts.next()?.to_owned());
+    let mut length = 0;
     // Headers, up to the blank line; bounded like everything here.
     for _ in 0..200 {
         let mut header = String::new();
         if reader.read_line(&mut header).ok()? == 0 || header == "\r\n" {
             break;
         }
+        if let Some((name, value)) = header.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse().unwrap_or(0);
+            }
+        }
     }
-    Some((method, path))
+    Some((method, path, length))
 }
 
 fn answer(
