@@ -153,6 +153,9 @@ impl<S> Hashing<S> {
 /// chunks when the registry stops reading, which nothing else would notice.
 struct Progress {
     last: Mutex<tokio::time::Instant>,
+    /// The client asked for a chunk the source hasn't given yet: a wait on
+    /// the source (which has bounds of its own), not on the registry.
+    awaiting_source: AtomicBool,
     /// The whole body was taken: what is left is the registry's answer,
     /// which the request's own bound covers.
     ended: AtomicBool,
@@ -162,6 +165,7 @@ impl Progress {
     fn new() -> Arc<Self> {
         Arc::new(Progress {
             last: Mutex::new(tokio::time::Instant::now()),
+            awaiting_source: AtomicBool::new(false),
             ended: AtomicBool::new(false),
         })
     }
@@ -171,27 +175,32 @@ impl Progress {
         let progress = self.clone();
         futures_util::stream::poll_fn(move |cx| {
             let next = chunks.poll_next_unpin(cx);
-            match &next {
-                Poll::Ready(Some(_)) => {
-                    if let Ok(mut last) = progress.last.lock() {
-                        *last = tokio::time::Instant::now();
-                    }
+            let waiting = next.is_pending();
+            if !waiting {
+                if let Ok(mut last) = progress.last.lock() {
+                    *last = tokio::time::Instant::now();
                 }
-                Poll::Ready(None) => progress.ended.store(true, Ordering::Relaxed),
-                Poll::Pending => {}
+            }
+            progress.awaiting_source.store(waiting, Ordering::Relaxed);
+            if let Poll::Ready(None) = next {
+                progress.ended.store(true, Ordering::Relaxed);
             }
             next
         })
         .boxed()
     }
 
-    /// Resolves once no chunk was taken for `bound`; never after the end.
-    /// Each turn sleeps until a later instant than the one before, so the
-    /// loop ends with the transfer.
+    /// Resolves once the client took no chunk for `bound` while one was
+    /// there to take; never after the end. The request's own bound ends
+    /// the loop, through the `select!` it runs in.
     async fn stalled(&self, bound: Duration) {
         loop {
             if self.ended.load(Ordering::Relaxed) {
                 return std::future::pending().await;
+            }
+            if self.awaiting_source.load(Ordering::Relaxed) {
+                tokio::time::sleep(bound / 4).await;
+                continue;
             }
             let Ok(last) = self.last.lock().map(|l| *l) else {
                 return;
@@ -568,5 +577,17 @@ mod tests {
             waited.is_err(),
             "an ended body is the answer's wait, not a stall"
         );
+
+        // A source that keeps the client waiting is the source's stall.
+        let progress = Progress::new();
+        let mut body = progress.tracking(futures_util::stream::pending().boxed());
+        let asked = tokio::time::timeout(Duration::from_millis(50), body.next()).await;
+        assert!(asked.is_err());
+        let waited = tokio::time::timeout(
+            Duration::from_millis(400),
+            progress.stalled(Duration::from_millis(100)),
+        )
+        .await;
+        assert!(waited.is_err(), "blamed the registry for a slow source");
     }
 }
