@@ -24,6 +24,8 @@ pub const GITHUB_ANSWER: u64 = 32 << 20;
 /// is read up to its descriptor's size, and no blob larger than this is
 /// read into memory at all. Layers are streamed, never held.
 pub const IN_MEMORY_BLOB: u64 = 32 << 20;
+/// An OCI layout's `index.json`: a backup's every tag, by name and digest.
+pub const LAYOUT_INDEX: u64 = 64 << 20;
 /// What is read of an error body: enough for any message worth quoting.
 pub const ERROR_PREFIX: usize = 64 << 10;
 
