@@ -231,6 +231,20 @@ pub struct RepositoryArgs {
     /// Requests in flight at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=64))]
     pub concurrency: u8,
+
+    #[command(flatten)]
+    pub timeout: RequestTimeout,
+}
+
+/// How long a registry may take: an input of every command that talks to one.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct RequestTimeout {
+    /// The longest one registry request may take, from connecting to the
+    /// last byte of its answer, retries included, e.g. `30s`; in a blob
+    /// transfer, the longest wait for the next byte.
+    #[arg(long, value_name = "DURATION", default_value = "30s",
+          value_parser = crate::monitor::thresholds::duration)]
+    pub request_timeout: std::time::Duration,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -286,12 +300,6 @@ pub struct MonitorArgs {
     /// A pull slower than this warns, e.g. `30s`, `2m` (default: never).
     #[arg(long, value_name = "DURATION", value_parser = crate::monitor::thresholds::duration)]
     pub max_pull_time: Option<std::time::Duration>,
-
-    /// The longest one registry request may take before its image is
-    /// reported as failed, e.g. `30s`.
-    #[arg(long, value_name = "DURATION", default_value = "30s",
-          value_parser = crate::monitor::thresholds::duration)]
-    pub request_timeout: std::time::Duration,
 
     /// Also prove the credentials may push (an upload is opened; no blob is written).
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
@@ -389,6 +397,9 @@ pub struct CopyArgs {
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
           default_missing_value = "true", value_parser = inputs::parse_bool)]
     pub dry_run: bool,
+
+    #[command(flatten)]
+    pub timeout: RequestTimeout,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -503,6 +514,9 @@ pub struct ImageLocation {
     /// Registry password or access token.
     #[arg(long, hide_env_values = true)]
     pub password: Option<String>,
+
+    #[command(flatten)]
+    pub timeout: RequestTimeout,
 }
 
 /// Which tags an image gets: shared by `publish` and `merge`, which apply
@@ -779,6 +793,9 @@ pub struct VerifyArgs {
     /// Registry password or access token.
     #[arg(long, hide_env_values = true)]
     pub password: Option<String>,
+
+    #[command(flatten)]
+    pub timeout: RequestTimeout,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

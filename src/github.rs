@@ -4,9 +4,14 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use http_body_util::combinators::BoxBody;
 use octocrab::Octocrab;
 use octocrab::service::middleware::retry::RetryConfig;
 use serde::Deserialize;
+
+use crate::limits::{self, Cut, TooLarge};
 
 /// A client for `api_url` (GitHub, GHES `…/api/v3`, Forgejo `…/api/v1`),
 /// pinned to the REST API version the payloads here were read from.
@@ -34,6 +39,28 @@ pub fn client(
     builder
         .build()
         .context("couldn't set up the GitHub API client")
+}
+
+/// The text of a GitHub answer to `route`, read up to
+/// [`limits::GITHUB_ANSWER`]; the error says why it couldn't be.
+pub async fn body_text(
+    response: http::Response<BoxBody<Bytes, octocrab::Error>>,
+    route: &str,
+) -> Result<String, String> {
+    let chunks = response.into_body().into_data_stream();
+    let bytes = limits::read(chunks, None, limits::GITHUB_ANSWER)
+        .await
+        .map_err(|cut| match cut {
+            Cut::Over => TooLarge {
+                url: format!("the GitHub API's {route}"),
+                what: "an answer of the GitHub API",
+                limit: limits::GITHUB_ANSWER,
+            }
+            .to_string(),
+            Cut::Failed(e) => format!("couldn't read the GitHub API answer for {route}: {e}"),
+        })?;
+    String::from_utf8(bytes)
+        .map_err(|_| format!("the GitHub API answered {route} with text that is not UTF-8"))
 }
 
 #[derive(Deserialize)]

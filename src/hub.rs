@@ -21,7 +21,8 @@ use std::time::Duration;
 use reqwest::{RequestBuilder, Response, Url, redirect};
 use serde::Deserialize;
 
-use crate::registry::retry;
+use crate::limits::{self, Cut, TooLarge};
+use crate::registry::retry::{self, Deadline};
 use crate::retention::TagInfo;
 
 pub const DEFAULT_API: &str = "https://hub.docker.com";
@@ -101,6 +102,13 @@ pub enum HubError {
     },
     #[error("Docker Hub kept paging the tags of `{repository}` past {pages} pages; stopping")]
     TooManyPages { repository: String, pages: usize },
+    #[error(transparent)]
+    TooLarge(#[from] TooLarge),
+    #[error(
+        "Docker Hub didn't answer {what} in full within {} (`request-timeout`); try again later, or raise `request-timeout` if it is only slow",
+        crate::bases::policy::human(*after)
+    )]
+    TimedOut { what: String, after: Duration },
 }
 
 /// What a delete did; a rerun after a partial cleanup sees `AlreadyGone`.
@@ -231,7 +239,13 @@ pub struct Hub {
     http: reqwest::Client,
     api: Url,
     token: Option<String>,
+    /// `request-timeout`: a request's bound, retries and body included.
+    timeout: Duration,
 }
+
+/// How many tries an answer took, kept on it for the error that quotes it.
+#[derive(Debug, Clone, Copy)]
+struct Tries(u32);
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -257,10 +271,10 @@ impl Hub {
         if parsed.query().is_some() || !parsed.username().is_empty() {
             return Err(bad("a base URL has no query or credentials"));
         }
+        // Every request sets its own bound (`send`).
         let http = reqwest::Client::builder()
             .user_agent(concat!("registry-action/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(10))
-            .timeout(Duration::from_secs(60))
             // A redirect would carry the token elsewhere, or turn a DELETE
             // into a GET.
             .redirect(redirect::Policy::none())
@@ -270,7 +284,14 @@ impl Hub {
             http,
             api: parsed,
             token: None,
+            timeout: crate::registry::DEFAULT_TIMEOUT,
         })
+    }
+
+    /// Every request within `timeout`, its body and retries included.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
     }
 
     /// Exchanges a username and a password or access token for a bearer
@@ -293,7 +314,7 @@ impl Hub {
         match status {
             200..=299 => {}
             401 | 403 => {
-                let body = response.bytes().await.unwrap_or_default();
+                let body = limits::error_prefix(response).await;
                 return Err(HubError::Rejected {
                     username: username.to_owned(),
                     status,
@@ -408,42 +429,75 @@ impl Hub {
     }
 
     /// Sends with bounded retries on 429 and 5xx, waiting as `Retry-After`
-    /// or Docker Hub's `X-Retry-After` says. The last answer is returned
-    /// whatever it is; callers map it.
+    /// or Docker Hub's `X-Retry-After` says. All of it, and the answer's
+    /// body, within `request-timeout`: a retry whose pause wouldn't leave
+    /// time is not made. The last answer is returned whatever it is;
+    /// callers map it.
     async fn send(
         &self,
         what: &str,
         build: impl Fn() -> RequestBuilder,
     ) -> Result<Response, HubError> {
+        let deadline = Deadline::after(self.timeout);
         let mut attempt = 0;
         loop {
-            let response = build().send().await.map_err(|source| HubError::Transport {
-                what: what.to_owned(),
-                source,
-            })?;
+            let left = deadline.left().ok_or_else(|| self.timed_out(what))?;
+            let mut response = build()
+                .timeout(left)
+                .send()
+                .await
+                .map_err(|source| self.transport(what, source))?;
             let status = response.status().as_u16();
-            if !retry::retryable(status) || attempt + 1 >= retry::ATTEMPTS {
+            let pause = retry::pause(attempt, response.headers());
+            if !retry::retryable(status)
+                || attempt + 1 >= retry::ATTEMPTS
+                || !deadline.allows(pause)
+            {
+                response.extensions_mut().insert(Tries(attempt + 1));
                 return Ok(response);
             }
-            let pause = retry::pause(attempt, response.headers());
             tracing::warn!("Docker Hub answered {status} to {what}; retrying in {pause:?}");
             tokio::time::sleep(pause).await;
             attempt += 1;
         }
     }
 
+    fn transport(&self, what: &str, source: reqwest::Error) -> HubError {
+        if source.is_timeout() {
+            return self.timed_out(what);
+        }
+        HubError::Transport {
+            what: what.to_owned(),
+            source,
+        }
+    }
+
+    fn timed_out(&self, what: &str) -> HubError {
+        HubError::TimedOut {
+            what: what.to_owned(),
+            after: self.timeout,
+        }
+    }
+
+    /// An answer's JSON, its body read up to [`limits::API_ANSWER`].
     async fn json<T: serde::de::DeserializeOwned>(
         &self,
         what: &str,
         response: Response,
         secrets: &[&str],
     ) -> Result<T, HubError> {
-        let body = response
-            .bytes()
+        let mut url = response.url().clone();
+        url.set_query(None);
+        let body = limits::response(response, limits::API_ANSWER)
             .await
-            .map_err(|source| HubError::Transport {
-                what: what.to_owned(),
-                source,
+            .map_err(|cut| match cut {
+                Cut::Over => TooLarge {
+                    url: url.to_string(),
+                    what: "an answer of Docker Hub's API",
+                    limit: limits::API_ANSWER,
+                }
+                .into(),
+                Cut::Failed(source) => self.transport(what, source),
             })?;
         serde_json::from_slice(&body).map_err(|e| HubError::Protocol {
             what: format!("an answer to {what}"),
@@ -454,7 +508,11 @@ impl Hub {
     /// The error for an answer that isn't success, after retries.
     async fn failure(&self, what: &str, response: Response, secrets: &[&str]) -> HubError {
         let status = response.status().as_u16();
-        let body = response.bytes().await.unwrap_or_default();
+        let tries = response
+            .extensions()
+            .get::<Tries>()
+            .map_or(retry::ATTEMPTS, |t| t.0);
+        let body = limits::error_prefix(response).await;
         let mut secrets = secrets.to_vec();
         secrets.extend(self.token.as_deref());
         let detail = detail(&body, &secrets);
@@ -471,7 +529,7 @@ impl Hub {
             403 => HubError::Forbidden { what, detail },
             429 => HubError::RateLimited {
                 what,
-                attempts: retry::ATTEMPTS,
+                attempts: tries,
             },
             _ => HubError::Status {
                 what,

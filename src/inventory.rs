@@ -177,13 +177,13 @@ async fn read_created(
     concurrency: usize,
     manifests: &mut BTreeMap<String, Stored>,
 ) -> Result<(), RegistryError> {
-    let configs: BTreeSet<String> = manifests
+    let configs: BTreeMap<String, u64> = manifests
         .values()
-        .filter_map(|s| s.blobs.first().map(|c| c.digest.clone()))
+        .filter_map(|s| s.blobs.first().map(|c| (c.digest.clone(), c.size)))
         .collect();
     let times: HashMap<String, Option<i64>> = stream::iter(configs)
-        .map(|digest| async move {
-            let bytes = registry.blob(repository, &digest).await?;
+        .map(|(digest, size)| async move {
+            let bytes = registry.blob(repository, &digest, size).await?;
             Ok::<_, RegistryError>((digest, contents::created(&bytes)))
         })
         .buffer_unordered(concurrency)

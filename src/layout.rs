@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Write as _};
+use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -14,6 +14,7 @@ use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt as _;
 
+use crate::limits;
 use crate::platform::INDEX_MEDIA_TYPE;
 use crate::registry::stream::{BlobStream, file_chunks, verified};
 use crate::registry::{Manifest, sha256_digest};
@@ -38,6 +39,23 @@ pub enum LayoutError {
         "{path} is not an OCI image layout: {why}; pass a directory or .tar written by `backup` (or by skopeo's oci:/oci-archive:)"
     )]
     Invalid { path: PathBuf, why: String },
+}
+
+/// The file at `path`, or `None` when it holds more than `limit` bytes: an
+/// archive from outside is read under the limits a registry's answers are.
+fn read_at_most(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    File::open(path)?
+        .take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= limit).then_some(bytes))
+}
+
+fn too_large(what: &str, limit: u64) -> String {
+    format!(
+        "its {what} is larger than {}, the limit for one",
+        crate::report::bytes(limit)
+    )
 }
 
 fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> LayoutError {
@@ -116,8 +134,9 @@ impl Layout {
             )));
         }
         let path = root.join(INDEX_FILE);
-        let index = match fs::read(&path) {
-            Ok(bytes) => {
+        let index = match read_at_most(&path, limits::LAYOUT_INDEX) {
+            Ok(None) => return Err(invalid(too_large(INDEX_FILE, limits::LAYOUT_INDEX))),
+            Ok(Some(bytes)) => {
                 serde_json::from_slice::<Index>(&bytes)
                     .map_err(|e| invalid(format!("{INDEX_FILE} is not an image index ({e})")))?
                     .manifests
@@ -178,8 +197,14 @@ impl Layout {
             None => return Ok(None),
         };
         let path = self.blob_path(&digest)?;
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
+        let bytes = match read_at_most(&path, limits::MANIFEST) {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => {
+                return Err(LayoutError::Invalid {
+                    why: too_large("manifest", limits::MANIFEST),
+                    path,
+                });
+            }
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_error("reading", &path)(e)),
         };
@@ -207,8 +232,9 @@ impl Layout {
         Ok(fs::metadata(path).is_ok_and(|m| m.len() == size))
     }
 
-    /// A blob read back in chunks, verified as it is read.
-    pub async fn blob_stream(&self, digest: &str) -> Result<BlobStream, LayoutError> {
+    /// A blob read back in chunks, verified against its descriptor as it
+    /// is read.
+    pub async fn blob_stream(&self, digest: &str, size: u64) -> Result<BlobStream, LayoutError> {
         let path = self.blob_path(digest)?;
         let file = tokio::fs::File::open(&path)
             .await
@@ -217,6 +243,7 @@ impl Layout {
         Ok(verified(
             chunks,
             digest,
+            size,
             &self.root.display().to_string(),
             format!("blob {digest}"),
         ))
@@ -391,7 +418,7 @@ mod tests {
         let blob = b"layer bytes".to_vec();
         let digest = sha256_digest(&blob);
         let chunks = futures_util::stream::iter([Ok(bytes::Bytes::from(blob.clone()))]);
-        let stream = verified(chunks, &digest, "test", "blob".into());
+        let stream = verified(chunks, &digest, 11, "test", "blob".into());
         assert_eq!(layout.write_blob(&digest, stream).await.unwrap(), 11);
         let m = manifest(br#"{"schemaVersion":2,"layers":[]}"#, MANIFEST_MEDIA_TYPE);
         layout.put_manifest("1.0", &m).unwrap();
@@ -408,7 +435,7 @@ mod tests {
         assert_eq!(read.manifest(&m.digest).unwrap(), Some(m));
         assert!(read.has_blob(&digest, 11).unwrap());
         let mut back = Vec::new();
-        let mut stream = read.blob_stream(&digest).await.unwrap();
+        let mut stream = read.blob_stream(&digest, 11).await.unwrap();
         while let Some(chunk) = stream.next().await {
             back.extend_from_slice(&chunk.unwrap());
         }
@@ -424,10 +451,30 @@ mod tests {
         let layout = Layout::create(dir.path()).unwrap();
         let digest = sha256_digest(b"expected");
         let chunks = futures_util::stream::iter([Ok(bytes::Bytes::from_static(b"tampered"))]);
-        let stream = verified(chunks, &digest, "src", "blob".into());
+        let stream = verified(chunks, &digest, 8, "src", "blob".into());
         let err = layout.write_blob(&digest, stream).await.unwrap_err();
         assert!(err.to_string().contains(&digest), "{err}");
         assert_eq!(fs::read_dir(dir.path().join(BLOBS)).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_manifest_past_its_limit_is_refused_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(dir.path()).unwrap();
+        let mut big = br#"{"schemaVersion":2,"layers":[],"x":""#.to_vec();
+        big.resize(limits::MANIFEST as usize + 1, b' ');
+        let m = manifest(&big, MANIFEST_MEDIA_TYPE);
+        layout.put_manifest("big", &m).unwrap();
+        layout.save_index().unwrap();
+        let err = Layout::open(dir.path())
+            .unwrap()
+            .manifest("big")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("its manifest is larger than 4.0 MiB, the limit for one"),
+            "{err}"
+        );
     }
 
     #[test]

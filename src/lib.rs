@@ -12,7 +12,8 @@
 //! the same build),
 //! `platform` (platforms, image indexes), `retention` (what a cleanup may
 //! delete), `monitor` (health checks → alerts); `github` is the shared REST
-//! client; `hub` is Docker Hub's own API (tag dates and deletes).
+//! client; `hub` is Docker Hub's own API (tag dates and deletes); `limits` bounds
+//! every body read from outside.
 
 pub mod actions;
 pub mod bases;
@@ -24,6 +25,7 @@ pub mod github;
 pub mod hub;
 pub mod inventory;
 pub mod layout;
+pub mod limits;
 pub mod metadata;
 pub mod mirror;
 pub mod monitor;

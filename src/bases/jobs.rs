@@ -165,11 +165,9 @@ impl RunJobs {
             .headers()
             .get("x-ratelimit-remaining")
             .is_some_and(|v| v.as_bytes() == b"0");
-        let body = self.crab.body_to_string(response).await.map_err(|e| {
-            Unlisted::passing(format!(
-                "couldn't read the GitHub API answer for {route}: {e}"
-            ))
-        })?;
+        let body = crate::github::body_text(response, route)
+            .await
+            .map_err(Unlisted::passing)?;
         if !(200..300).contains(&status) {
             return Err(refusal(status, spent, &body, route));
         }

@@ -13,7 +13,7 @@ use crate::mirror::Store;
 use crate::mirror::summary::summary;
 
 pub async fn run(args: &BackupArgs, session: &Session) -> anyhow::Result<()> {
-    let (registry, reference) = open_from(&args.from)?;
+    let (registry, reference) = open_from(&args.from, args.copy.timeout.request_timeout)?;
     let archive = session.ctx.workspace.join(&args.archive);
     let tar = layout::is_tar(&archive);
     // A tar is assembled beside itself (same file system, so the final

@@ -1,6 +1,8 @@
 //! `mirror`: copy tags from one repository to another — across registries,
 //! or between repositories of one registry (then blobs are mounted).
 
+use std::time::Duration;
+
 use anyhow::{Context as _, bail};
 
 use crate::actions::inputs::split_list;
@@ -16,8 +18,9 @@ use crate::registry::Registry;
 const RELEASE_MIRROR_CONCURRENCY: usize = 8;
 
 pub async fn run(args: &MirrorArgs, session: &Session) -> anyhow::Result<()> {
-    let (source, from) = open_from(&args.from)?;
-    let (target, to) = open_to(&args.to)?;
+    let timeout = args.copy.timeout.request_timeout;
+    let (source, from) = open_from(&args.from, timeout)?;
+    let (target, to) = open_to(&args.to, timeout)?;
     let tags = wanted(&args.copy, from.tag())?;
     let (from, to) = (
         Store::Registry {
@@ -43,16 +46,19 @@ pub async fn run(args: &MirrorArgs, session: &Session) -> anyhow::Result<()> {
 }
 
 /// The `from` registry, and the repository (with the tag it may name).
-pub(crate) fn open_from(args: &FromArgs) -> anyhow::Result<(Registry, Reference)> {
+pub(crate) fn open_from(
+    args: &FromArgs,
+    timeout: Duration,
+) -> anyhow::Result<(Registry, Reference)> {
     let reference = repository("from", &args.from)?;
     let login = credentials(&args.from_username, &args.from_password)
         .context("`from-username` and `from-password` go together")?;
-    let registry = Registry::new(reference.registry(), login)?;
+    let registry = Registry::new(reference.registry(), login)?.with_timeout(timeout)?;
     Ok((registry, reference))
 }
 
 /// The `to` registry and repository; tags come from the source.
-pub(crate) fn open_to(args: &ToArgs) -> anyhow::Result<(Registry, Reference)> {
+pub(crate) fn open_to(args: &ToArgs, timeout: Duration) -> anyhow::Result<(Registry, Reference)> {
     let reference = repository("to", &args.to)?;
     if reference.tag().is_some() {
         bail!(
@@ -63,7 +69,8 @@ pub(crate) fn open_to(args: &ToArgs) -> anyhow::Result<(Registry, Reference)> {
     let registry = Registry::new(
         reference.registry(),
         credentials(&args.username, &args.password)?,
-    )?;
+    )?
+    .with_timeout(timeout)?;
     Ok((registry, reference))
 }
 
@@ -149,7 +156,7 @@ pub(crate) async fn release_mirrors(
         let reference = self::repository("mirror-to", &name)?;
         targets.push((
             name,
-            Registry::new(reference.registry(), login.clone())?,
+            Registry::new(reference.registry(), login.clone())?.with_timeout(primary.timeout())?,
             reference,
         ));
     }

@@ -70,8 +70,8 @@ impl<'a> Checker<'a> {
     async fn new(args: &'a MonitorArgs, session: &Session) -> anyhow::Result<Self> {
         let repos = &args.repositories;
         let credentials = super::credentials(&repos.username, &repos.password)?;
-        let registry =
-            Registry::new(&repos.registry, credentials)?.with_timeout(args.request_timeout)?;
+        let registry = Registry::new(&repos.registry, credentials)?
+            .with_timeout(repos.timeout.request_timeout)?;
         let work = session.work_dir()?;
         let cache = BlobCache::create(&work.path().join("blobs"))
             .context("couldn't make the blob cache under RUNNER_TEMP")?;

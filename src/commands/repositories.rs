@@ -75,7 +75,7 @@ impl Store {
     pub async fn open(args: &RepositoryArgs, deleting: bool) -> anyhow::Result<Self> {
         let credentials = super::credentials(&args.username, &args.password)?;
         if is_docker_hub(&args.registry) {
-            let hub = Hub::new(&args.hub_api)?;
+            let hub = Hub::new(&args.hub_api)?.with_timeout(args.timeout.request_timeout);
             return Ok(Store::Hub(match credentials {
                 Some(c) => hub.login(&c.username, &c.password).await?,
                 None if deleting => bail!(
@@ -84,7 +84,8 @@ impl Store {
                 None => hub,
             }));
         }
-        let registry = Registry::new(&args.registry, credentials)?;
+        let registry = Registry::new(&args.registry, credentials)?
+            .with_timeout(args.timeout.request_timeout)?;
         Ok(Store::Oci(if deleting {
             registry.deleting()
         } else {

@@ -10,7 +10,7 @@ use crate::mirror::summary::summary;
 
 pub async fn run(args: &RestoreArgs, session: &Session) -> anyhow::Result<()> {
     let archive = session.ctx.workspace.join(&args.archive);
-    let (registry, reference) = open_to(&args.to)?;
+    let (registry, reference) = open_to(&args.to, args.copy.timeout.request_timeout)?;
     let unpacked = if layout::is_tar(&archive) {
         let dir = session.work_dir()?;
         layout::unpack(&archive, dir.path())?;

@@ -26,7 +26,8 @@ pub async fn run(args: &VerifyArgs, session: &Session) -> anyhow::Result<()> {
     let registry = Registry::new(
         reference.registry(),
         super::credentials(&args.username, &args.password)?,
-    )?;
+    )?
+    .with_timeout(args.timeout.request_timeout)?;
     let digest = resolve(&registry, &reference).await?;
     let subject = Subject {
         registry: &registry,

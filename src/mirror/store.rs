@@ -88,7 +88,7 @@ impl Store<'_> {
                     .blob_stream(repository, &blob.digest, blob.size)
                     .await?
             }
-            Store::Layout(layout) => layout.blob_stream(&blob.digest).await?,
+            Store::Layout(layout) => layout.blob_stream(&blob.digest, blob.size).await?,
         })
     }
 

@@ -102,11 +102,9 @@ impl GitHubSource {
             .get(http::header::LINK)
             .and_then(|v| v.to_str().ok())
             .is_some_and(has_next_link);
-        let body = self.crab.body_to_string(response).await.map_err(|e| {
-            Failure::Fatal(format!(
-                "couldn't read the GitHub API answer for {route}: {e}"
-            ))
-        })?;
+        let body = crate::github::body_text(response, route)
+            .await
+            .map_err(Failure::Fatal)?;
         if !(200..300).contains(&status) {
             return Err(classify(status, &body, route));
         }

@@ -21,6 +21,9 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use auth::{Challenge, Credentials, parse_challenge};
+use retry::Deadline;
+
+use crate::limits::{self, Cut, TooLarge};
 
 /// Every manifest form an image can have; a registry picks what it holds.
 pub const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, \
@@ -30,6 +33,9 @@ pub const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, \
 
 /// Pages of a tag listing followed at most: a bounded loop.
 const MAX_TAG_PAGES: usize = 200;
+/// Tags of one repository read at most: far beyond any repository, and a
+/// bound on what a listing may cost (as on Docker Hub, see `hub`).
+const MAX_TAGS: usize = 100_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -99,8 +105,63 @@ pub enum RegistryError {
         #[source]
         source: Box<RegistryError>,
     },
+    /// A blob whose bytes don't match its descriptor's size.
+    #[error(
+        "{registry} sent {sent} for {what}, not the {declared} bytes its descriptor declares; refusing it"
+    )]
+    SizeMismatch {
+        registry: String,
+        what: String,
+        declared: u64,
+        /// `more than N bytes`, or the count when it ended short.
+        sent: String,
+    },
+    #[error(transparent)]
+    TooLarge(#[from] TooLarge),
+    /// A wait that outlasted its bound; never retried: a registry that
+    /// didn't answer in time is not given that time again.
+    #[error(
+        "{registry} {} {} for {url} ({}); check that the registry is up, or raise `request-timeout` if it is only slow",
+        wait.what(),
+        crate::bases::policy::human(*after),
+        wait.bound()
+    )]
+    TimedOut {
+        registry: String,
+        url: String,
+        wait: Wait,
+        after: Duration,
+    },
     #[error("{0}")]
     Protocol(String),
+}
+
+/// Which bound a request outlasted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// A request, connecting to the last byte of its answer, retries included.
+    Answer,
+    /// A blob transfer in which no byte moved.
+    Stall,
+    /// A blob transfer as a whole (see [`stream`]).
+    Transfer,
+}
+
+impl Wait {
+    fn what(self) -> &'static str {
+        match self {
+            Wait::Answer => "didn't answer in full within",
+            Wait::Stall => "moved no byte for",
+            Wait::Transfer => "didn't finish a blob transfer within",
+        }
+    }
+
+    fn bound(self) -> &'static str {
+        match self {
+            Wait::Answer | Wait::Stall => "`request-timeout`",
+            Wait::Transfer => "`request-timeout` plus a second per 32 KiB of the blob",
+        }
+    }
 }
 
 impl RegistryError {
@@ -167,21 +228,24 @@ enum Auth {
     },
 }
 
-/// How long one request may take, unless [`Registry::with_timeout`] says.
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// How long one request may take, unless [`Registry::with_timeout`] says:
+/// `request-timeout`'s default.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Every request sets its own bound (see [`Registry::send`]); the client
+/// bounds only the connect, which no request may spend all its time on.
 fn client(timeout: Duration) -> Result<reqwest::Client, RegistryError> {
     reqwest::Client::builder()
         .user_agent(concat!("registry-action/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .timeout(timeout)
         .build()
         .map_err(|e| RegistryError::Protocol(format!("couldn't set up an HTTP client: {e}")))
 }
 
 pub struct Registry {
     http: reqwest::Client,
-    /// A request's bound; blobs get more per byte (see `stream`).
+    /// `request-timeout`: a request's bound, retries included, and a
+    /// blob's longest stall (see `stream`).
     timeout: Duration,
     /// As users name it (`docker.io`, `127.0.0.1:5000`).
     name: String,
@@ -250,13 +314,18 @@ impl Registry {
         &self.name
     }
 
-    /// Every request, and every blob's first byte, within `timeout`
-    /// (instead of 300 s): for checks that must report a hung registry
-    /// rather than wait on it.
+    /// Every request within `timeout`, its body and retries included, and
+    /// no blob transfer idle for longer (instead of [`DEFAULT_TIMEOUT`]).
     pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, RegistryError> {
         self.http = client(timeout)?;
         self.timeout = timeout;
         Ok(self)
+    }
+
+    /// The bound [`Registry::with_timeout`] set, for another registry the
+    /// same run talks to.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Proves the credentials work for `repository` before anything is built.
@@ -299,7 +368,9 @@ impl Registry {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let bytes = self.body(&path, response).await?;
+        let bytes = self
+            .body(&path, response, limits::MANIFEST, "a manifest")
+            .await?;
         let digest = sha256_digest(&bytes);
         let expected = told.unwrap_or_else(|| {
             if reference.starts_with("sha256:") {
@@ -356,22 +427,28 @@ impl Registry {
         }
     }
 
-    /// A blob's bytes, verified against its digest.
-    pub async fn blob(&self, repository: &str, digest: &str) -> Result<Vec<u8>, RegistryError> {
-        let path = format!("/v2/{repository}/blobs/{digest}");
-        let response = self.send(Method::GET, &path, repository, |r| r).await?;
-        if !response.status().is_success() {
-            return Err(self.failure(Method::GET, &path, repository, response).await);
+    /// A small blob's bytes (a config, a signature), verified against its
+    /// descriptor's `size` and `digest` as they arrive; one larger than
+    /// [`limits::IN_MEMORY_BLOB`] is refused unread.
+    pub async fn blob(
+        &self,
+        repository: &str,
+        digest: &str,
+        size: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
+        if size > limits::IN_MEMORY_BLOB {
+            return Err(TooLarge {
+                url: self.shown(&format!("/v2/{repository}/blobs/{digest}")),
+                what: "a blob read into memory (a config, a signature, an attestation)",
+                limit: limits::IN_MEMORY_BLOB,
+            }
+            .into());
         }
-        let bytes = self.body(&path, response).await?;
-        let actual = sha256_digest(&bytes);
-        if actual != digest {
-            return Err(RegistryError::DigestMismatch {
-                registry: self.name.clone(),
-                what: format!("blob {digest} of {repository}"),
-                expected: digest.to_owned(),
-                actual,
-            });
+        let mut chunks = self.blob_stream(repository, digest, size).await?;
+        // `verified` stops at `size`: this never holds more.
+        let mut bytes = Vec::with_capacity(usize::try_from(size.min(1 << 20)).unwrap_or(0));
+        while let Some(chunk) = chunks.next().await {
+            bytes.extend_from_slice(&chunk?);
         }
         Ok(bytes)
     }
@@ -422,7 +499,9 @@ impl Registry {
                 .get(header::LINK)
                 .and_then(|v| v.to_str().ok())
                 .and_then(next_link);
-            let bytes = self.body(&path, response).await?;
+            let bytes = self
+                .body(&path, response, limits::TAG_PAGE, "a page of a tag list")
+                .await?;
             let page: TagList = serde_json::from_slice(&bytes).map_err(|e| {
                 RegistryError::Protocol(format!(
                     "{} sent a tag list that is not JSON: {e}",
@@ -430,6 +509,12 @@ impl Registry {
                 ))
             })?;
             tags.extend(page.tags.unwrap_or_default());
+            if tags.len() > MAX_TAGS {
+                return Err(RegistryError::Protocol(format!(
+                    "{} listed more than {MAX_TAGS} tags for {repository}; stopping",
+                    self.name
+                )));
+            }
             match next {
                 Some(next) => path = next,
                 None => return Ok(tags),
@@ -441,28 +526,77 @@ impl Registry {
         )))
     }
 
-    async fn body(&self, path: &str, response: Response) -> Result<Vec<u8>, RegistryError> {
-        response
-            .bytes()
+    /// The body of `response` to `path`, at most `limit` bytes of `what`;
+    /// [`Registry::send`]'s deadline bounds the time it takes.
+    async fn body(
+        &self,
+        path: &str,
+        response: Response,
+        limit: u64,
+        what: &'static str,
+    ) -> Result<Vec<u8>, RegistryError> {
+        limits::response(response, limit)
             .await
-            .map(|b| b.to_vec())
-            .map_err(self.transport(path))
+            .map_err(|cut| match cut {
+                Cut::Over => TooLarge {
+                    url: self.shown(path),
+                    what,
+                    limit,
+                }
+                .into(),
+                Cut::Failed(e) => self.transport(path, Wait::Answer, self.timeout)(e),
+            })
     }
 
-    /// A request that never got its answer. Neither `path`'s query nor
-    /// reqwest's copy of the URL is kept: either can carry signed state.
-    fn transport(&self, path: &str) -> impl Fn(reqwest::Error) -> RegistryError + Send + 'static {
+    /// `path` on this registry as errors name it: without its query (see
+    /// [`without_query`]).
+    fn shown(&self, path: &str) -> String {
+        format!("{}{}", self.base, without_query(path))
+    }
+
+    /// A request that never got its answer, or not within `after` (the
+    /// `wait` it was given). Neither `path`'s query nor reqwest's copy of
+    /// the URL is kept: either can carry signed state.
+    fn transport(
+        &self,
+        path: &str,
+        wait: Wait,
+        after: Duration,
+    ) -> impl Fn(reqwest::Error) -> RegistryError + Send + 'static {
         let registry = self.name.clone();
-        let url = format!("{}{}", self.base, without_query(path));
-        move |source| RegistryError::Transport {
-            registry: registry.clone(),
-            url: url.clone(),
-            source: source.without_url(),
+        let url = self.shown(path);
+        move |source| {
+            if source.is_timeout() {
+                RegistryError::TimedOut {
+                    registry: registry.clone(),
+                    url: url.clone(),
+                    wait,
+                    after,
+                }
+            } else {
+                RegistryError::Transport {
+                    registry: registry.clone(),
+                    url: url.clone(),
+                    source: source.without_url(),
+                }
+            }
+        }
+    }
+
+    fn timed_out(&self, path: &str, wait: Wait, after: Duration) -> RegistryError {
+        RegistryError::TimedOut {
+            registry: self.name.clone(),
+            url: self.shown(path),
+            wait,
+            after,
         }
     }
 
     /// Sends with auth and bounded retries. A 401 asks the challenge for a
-    /// token (or switches to basic) once, then tries again.
+    /// token (or switches to basic) once, then tries again. All of it, and
+    /// the answer's body, within `request-timeout`: a retry whose pause
+    /// wouldn't leave time is not made. `build` may give the body longer
+    /// (a blob's); the answer's head still comes within the deadline.
     async fn send(
         &self,
         method: Method,
@@ -470,22 +604,30 @@ impl Registry {
         repository: &str,
         build: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response, RegistryError> {
+        let deadline = Deadline::after(self.timeout);
         let url = format!("{}{path}", self.base);
         let mut authenticated_again = false;
         let mut attempt = 0;
         loop {
-            let request =
-                self.authorize(build(self.http.request(method.clone(), &url)), repository);
-            let response = request.send().await.map_err(self.transport(path))?;
+            let late = || self.timed_out(path, Wait::Answer, deadline.bound);
+            let left = deadline.left().ok_or_else(late)?;
+            let request = self.authorize(
+                build(self.http.request(method.clone(), &url).timeout(left)),
+                repository,
+            );
+            let response = tokio::time::timeout(left, request.send())
+                .await
+                .map_err(|_| late())?
+                .map_err(self.transport(path, Wait::Answer, deadline.bound))?;
             let status = response.status().as_u16();
             if status == 401 && !authenticated_again {
                 authenticated_again = true;
-                if self.authenticate(&response, repository).await? {
+                if self.authenticate(&response, repository, &deadline).await? {
                     continue;
                 }
             }
-            if retry::retryable(status) && attempt + 1 < retry::ATTEMPTS {
-                let pause = retry::pause(attempt, response.headers());
+            let pause = retry::pause(attempt, response.headers());
+            if retry::retryable(status) && attempt + 1 < retry::ATTEMPTS && deadline.allows(pause) {
                 tracing::warn!(
                     "{} answered {status} to {method} {}; retrying in {pause:?}",
                     self.name,
@@ -522,6 +664,7 @@ impl Registry {
         &self,
         response: &Response,
         repository: &str,
+        deadline: &Deadline,
     ) -> Result<bool, RegistryError> {
         let challenge = response
             .headers()
@@ -532,7 +675,7 @@ impl Registry {
             Some(Challenge::Basic) if self.credentials.is_some() => Auth::Basic,
             Some(Challenge::Bearer { realm, service }) => {
                 let token = self
-                    .fetch_token(&realm, service.as_deref(), repository)
+                    .fetch_token(&realm, service.as_deref(), repository, deadline)
                     .await?;
                 if let Ok(mut tokens) = self.tokens.lock() {
                     tokens.insert(repository.to_owned(), token);
@@ -553,6 +696,7 @@ impl Registry {
         realm: &str,
         service: Option<&str>,
         repository: &str,
+        deadline: &Deadline,
     ) -> Result<String, RegistryError> {
         let actions = if self.credentials.is_some() {
             self.token_actions
@@ -570,20 +714,29 @@ impl Registry {
         if let Some(service) = service {
             query.push(("service", service.to_owned()));
         }
-        let mut request = self.http.get(realm).query(&query);
+        // The realm URL is named without its query: the query can carry
+        // account details, never worth printing.
+        let shown = without_query(realm).to_owned();
+        let late = || RegistryError::TimedOut {
+            registry: self.name.clone(),
+            url: shown.clone(),
+            wait: Wait::Answer,
+            after: deadline.bound,
+        };
+        let failed = |source: reqwest::Error| match source.is_timeout() {
+            true => late(),
+            false => RegistryError::Transport {
+                registry: self.name.clone(),
+                url: shown.clone(),
+                source: source.without_url(),
+            },
+        };
+        let left = deadline.left().ok_or_else(late)?;
+        let mut request = self.http.get(realm).query(&query).timeout(left);
         if let Some(c) = &self.credentials {
             request = request.basic_auth(&c.username, Some(&c.password));
         }
-        // The realm URL is named without its query: the query can carry
-        // account details, never worth printing.
-        let response = request
-            .send()
-            .await
-            .map_err(|source| RegistryError::Transport {
-                registry: self.name.clone(),
-                url: without_query(realm).to_owned(),
-                source: source.without_url(),
-            })?;
+        let response = request.send().await.map_err(failed)?;
         match response.status().as_u16() {
             200..=299 => {}
             401 | 403 => {
@@ -599,7 +752,18 @@ impl Registry {
                 )));
             }
         }
-        let answer: TokenAnswer = response.json().await.map_err(|e| {
+        let body = limits::response(response, limits::TOKEN)
+            .await
+            .map_err(|cut| match cut {
+                Cut::Over => TooLarge {
+                    url: shown.clone(),
+                    what: "a token service's answer",
+                    limit: limits::TOKEN,
+                }
+                .into(),
+                Cut::Failed(e) => failed(e),
+            })?;
+        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
             RegistryError::Protocol(format!(
                 "the token service of {} sent no token: {e}",
                 self.name
@@ -620,7 +784,10 @@ impl Registry {
         let status = response.status().as_u16();
         let retry_after = retry::asked(response.headers())
             .map(|wait| u16::try_from(wait.as_secs()).unwrap_or(u16::MAX));
-        let body = response.bytes().await.unwrap_or_default();
+        // Only quoted: its start, and no longer than a request may take.
+        let body = tokio::time::timeout(self.timeout, limits::error_prefix(response))
+            .await
+            .unwrap_or_default();
         let message = serde_json::from_slice::<ErrorEnvelope>(&body)
             .ok()
             .and_then(|e| e.errors.into_iter().next())

@@ -9,6 +9,38 @@ pub const ATTEMPTS: u32 = 4;
 /// No server gets to park a run longer than this per retry.
 const MAX_WAIT: Duration = Duration::from_secs(30);
 
+/// When one request, every retry and pause included, must be done: the
+/// bound `request-timeout` sets, which retries never stretch.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    at: tokio::time::Instant,
+    /// The whole bound, as the error names it.
+    pub bound: Duration,
+}
+
+impl Deadline {
+    pub fn after(bound: Duration) -> Self {
+        Deadline {
+            at: tokio::time::Instant::now() + bound,
+            bound,
+        }
+    }
+
+    /// The time left; `None` once it is spent.
+    pub fn left(&self) -> Option<Duration> {
+        Some(
+            self.at
+                .saturating_duration_since(tokio::time::Instant::now()),
+        )
+        .filter(|left| !left.is_zero())
+    }
+
+    /// Whether waiting `pause` still leaves time to try again.
+    pub fn allows(&self, pause: Duration) -> bool {
+        self.left().is_some_and(|left| left > pause)
+    }
+}
+
 /// 429 and 5xx are worth another try; anything else is an answer.
 pub fn retryable(status: u16) -> bool {
     status == 429 || (500..600).contains(&status)
@@ -91,6 +123,22 @@ mod tests {
         assert_eq!(wait(0, Some("9999"), None, 0), MAX_WAIT);
         assert_eq!(wait(0, None, None, 0), Duration::from_millis(500));
         assert_eq!(wait(2, Some("soon"), None, 0), Duration::from_millis(2000));
+    }
+
+    #[tokio::test]
+    async fn a_deadline_allows_only_pauses_that_leave_time() {
+        let deadline = Deadline::after(Duration::from_millis(300));
+        assert!(
+            deadline
+                .left()
+                .is_some_and(|l| l <= Duration::from_millis(300))
+        );
+        assert!(deadline.allows(Duration::from_millis(100)));
+        assert!(!deadline.allows(Duration::from_millis(300)));
+        tokio::time::sleep(Duration::from_millis(310)).await;
+        assert_eq!(deadline.left(), None);
+        assert!(!deadline.allows(Duration::ZERO));
+        assert_eq!(deadline.bound, Duration::from_millis(300));
     }
 
     #[test]

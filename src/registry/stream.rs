@@ -1,11 +1,18 @@
-//! Blobs as streams: downloads are hashed as they arrive and uploads are fed
-//! from any stream, so a layer never sits whole in memory.
+//! Blobs as streams: downloads are hashed and counted as they arrive and
+//! uploads are fed from any stream, so a layer never sits whole in memory.
+//!
+//! A blob can be large and a link slow, so its transfer is bounded by its
+//! stalls rather than by one total that would cut off a big layer: no byte
+//! may take longer than `request-timeout` to move. A total still applies,
+//! generous enough for any working link (see [`transfer_timeout`]), so that
+//! a trickle can't hold a run either.
 
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,22 +22,43 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncReadExt as _;
 
 use super::mount::Upload;
-use super::{Registry, RegistryError, retry};
+use super::{Registry, RegistryError, Wait, retry};
 
 /// A blob's bytes, chunk by chunk; see [`verified`].
 pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes, RegistryError>> + Send>>;
 
-/// How long one blob may take to travel. The client's bound (300 s unless
-/// set) covers a whole request, body included, which a large layer on a
-/// slow link can need more than; a second more per 256 KiB still gives up
-/// on a stalled one.
+/// How long one blob may take to travel in all: `request-timeout`, and a
+/// second more per 32 KiB (a 1 GiB layer gets over nine hours). Stalls are
+/// what gives up on a dead transfer (see [`paced`]); this only stops a
+/// trickle.
 fn transfer_timeout(base: Duration, size: u64) -> Duration {
-    base + Duration::from_secs(size / (256 << 10))
+    base + Duration::from_secs(size / (32 << 10))
+}
+
+/// `chunks`, ended by `stalled()` when the next one takes longer than
+/// `bound` to come.
+fn paced<E: Send + 'static>(
+    chunks: impl Stream<Item = Result<Bytes, E>> + Send + 'static,
+    bound: Duration,
+    stalled: impl Fn() -> E + Send + 'static,
+) -> impl Stream<Item = Result<Bytes, E>> + Send + 'static {
+    let chunks = Box::pin(chunks);
+    futures_util::stream::unfold(Some((chunks, stalled)), move |state| async move {
+        let (mut chunks, stalled) = state?;
+        match tokio::time::timeout(bound, chunks.next()).await {
+            Ok(Some(item)) => Some((item, Some((chunks, stalled)))),
+            Ok(None) => None,
+            Err(_) => Some((Err(stalled()), None)),
+        }
+    })
 }
 
 struct Hashing<S> {
     chunks: S,
     hasher: Sha256,
+    /// Bytes so far, and how many the descriptor declares.
+    seen: u64,
+    size: u64,
     /// Held back until the digest is known, so that a consumer never sees
     /// the end of a blob whose bytes are wrong.
     pending: Option<Bytes>,
@@ -40,19 +68,24 @@ struct Hashing<S> {
     done: bool,
 }
 
-/// `chunks`, checked against `expected` while they pass. The last chunk is
-/// released only once the digest matches; otherwise the stream ends with
-/// [`RegistryError::DigestMismatch`], so an upload fed from it never
+/// `chunks`, checked against the descriptor (`expected` digest, `size`)
+/// while they pass. A byte past `size` ends the stream at once, so no more
+/// is ever read; the last chunk is released only once the size and digest
+/// match. Otherwise the stream ends with [`RegistryError::SizeMismatch`]
+/// or [`RegistryError::DigestMismatch`], so an upload fed from it never
 /// completes and a file written from it is never kept.
 pub fn verified(
     chunks: impl Stream<Item = Result<Bytes, RegistryError>> + Send + 'static,
     expected: &str,
+    size: u64,
     origin: &str,
     what: String,
 ) -> BlobStream {
     let state = Hashing {
         chunks: Box::pin(chunks),
         hasher: Sha256::new(),
+        seen: 0,
+        size,
         pending: None,
         expected: expected.to_owned(),
         origin: origin.to_owned(),
@@ -66,6 +99,12 @@ pub fn verified(
         loop {
             match s.chunks.next().await {
                 Some(Ok(chunk)) => {
+                    s.seen += chunk.len() as u64;
+                    if s.seen > s.size {
+                        s.done = true;
+                        let sent = format!("more than {} bytes", s.size);
+                        return Some((Err(s.size_mismatch(sent)), s));
+                    }
                     s.hasher.update(&chunk);
                     if let Some(previous) = s.pending.replace(chunk) {
                         return Some((Ok(previous), s));
@@ -77,6 +116,10 @@ pub fn verified(
                 }
                 None => {
                     s.done = true;
+                    if s.seen < s.size {
+                        let sent = format!("{} bytes", s.seen);
+                        return Some((Err(s.size_mismatch(sent)), s));
+                    }
                     let actual = super::digest_of(std::mem::take(&mut s.hasher));
                     if actual != s.expected {
                         let mismatch = RegistryError::DigestMismatch {
@@ -93,6 +136,81 @@ pub fn verified(
         }
     })
     .boxed()
+}
+
+impl<S> Hashing<S> {
+    fn size_mismatch(&self, sent: String) -> RegistryError {
+        RegistryError::SizeMismatch {
+            registry: self.origin.clone(),
+            what: self.what.clone(),
+            declared: self.size,
+            sent,
+        }
+    }
+}
+
+/// Whether an upload's body still moves: the hyper client stops taking
+/// chunks when the registry stops reading, which nothing else would notice.
+struct Progress {
+    last: Mutex<tokio::time::Instant>,
+    /// The client asked for a chunk the source hasn't given yet: a wait on
+    /// the source (which has bounds of its own), not on the registry.
+    awaiting_source: AtomicBool,
+    /// The whole body was taken: what is left is the registry's answer,
+    /// which the request's own bound covers.
+    ended: AtomicBool,
+}
+
+impl Progress {
+    fn new() -> Arc<Self> {
+        Arc::new(Progress {
+            last: Mutex::new(tokio::time::Instant::now()),
+            awaiting_source: AtomicBool::new(false),
+            ended: AtomicBool::new(false),
+        })
+    }
+
+    /// `chunks`, noting each one taken and their end.
+    fn tracking(self: &Arc<Self>, mut chunks: BlobStream) -> BlobStream {
+        let progress = self.clone();
+        futures_util::stream::poll_fn(move |cx| {
+            let next = chunks.poll_next_unpin(cx);
+            let waiting = next.is_pending();
+            if !waiting {
+                if let Ok(mut last) = progress.last.lock() {
+                    *last = tokio::time::Instant::now();
+                }
+            }
+            progress.awaiting_source.store(waiting, Ordering::Relaxed);
+            if let Poll::Ready(None) = next {
+                progress.ended.store(true, Ordering::Relaxed);
+            }
+            next
+        })
+        .boxed()
+    }
+
+    /// Resolves once the client took no chunk for `bound` while one was
+    /// there to take; never after the end. The request's own bound ends
+    /// the loop, through the `select!` it runs in.
+    async fn stalled(&self, bound: Duration) {
+        loop {
+            if self.ended.load(Ordering::Relaxed) {
+                return std::future::pending().await;
+            }
+            if self.awaiting_source.load(Ordering::Relaxed) {
+                tokio::time::sleep(bound / 4).await;
+                continue;
+            }
+            let Ok(last) = self.last.lock().map(|l| *l) else {
+                return;
+            };
+            if last.elapsed() >= bound {
+                return;
+            }
+            tokio::time::sleep_until(last + bound).await;
+        }
+    }
 }
 
 /// Chunks a blob file is read in: big enough for few reads, small enough
@@ -142,18 +260,36 @@ impl Registry {
             )));
         }
         let path = format!("/v2/{repository}/blobs/{digest}");
+        let transfer = transfer_timeout(self.timeout, size);
         let response = self
-            .send(Method::GET, &path, repository, |r| {
-                r.timeout(transfer_timeout(self.timeout, size))
-            })
+            .send(Method::GET, &path, repository, |r| r.timeout(transfer))
             .await?;
         if !response.status().is_success() {
             return Err(self.failure(Method::GET, &path, repository, response).await);
         }
-        let chunks = response.bytes_stream().map_err(self.transport(&path));
+        if let Some(declared) = response.content_length().filter(|&n| n > size) {
+            return Err(RegistryError::SizeMismatch {
+                registry: self.name.clone(),
+                what: format!("blob {digest} of {repository}"),
+                declared: size,
+                sent: format!("a Content-Length of {declared}"),
+            });
+        }
+        let chunks =
+            response
+                .bytes_stream()
+                .map_err(self.transport(&path, Wait::Transfer, transfer));
+        let (registry, url, after) = (self.name.clone(), self.shown(&path), self.timeout);
+        let chunks = paced(chunks, after, move || RegistryError::TimedOut {
+            registry: registry.clone(),
+            url: url.clone(),
+            wait: Wait::Stall,
+            after,
+        });
         Ok(verified(
             chunks,
             digest,
+            size,
             &self.name,
             format!("blob {digest} of {repository}"),
         ))
@@ -180,27 +316,35 @@ impl Registry {
         // kept aside, it is reported as what it was (e.g. a digest mismatch).
         let refused: Arc<Mutex<Option<RegistryError>>> = Arc::default();
         let slot = refused.clone();
-        let body = reqwest::Body::wrap_stream(chunks.map_err(move |e| {
+        let progress = Progress::new();
+        let body = reqwest::Body::wrap_stream(progress.tracking(chunks).map_err(move |e| {
             let message = e.to_string();
             if let Ok(mut slot) = slot.lock() {
                 slot.get_or_insert(e);
             }
             std::io::Error::other(message)
         }));
+        let transfer = transfer_timeout(self.timeout, size);
         let request = self.authorize(
             self.http
                 .put(&url)
                 .header(header::CONTENT_TYPE, "application/octet-stream")
                 .header(header::CONTENT_LENGTH, size)
-                .timeout(transfer_timeout(self.timeout, size))
+                .timeout(transfer)
                 .body(body),
             repository,
         );
-        let sent = request.send().await;
+        let sent = tokio::select! {
+            sent = request.send() => Some(sent),
+            () = progress.stalled(self.timeout) => None,
+        };
         if let Some(e) = refused.lock().ok().and_then(|mut e| e.take()) {
             return Err(e);
         }
-        let response = sent.map_err(self.transport(&shown))?;
+        let Some(sent) = sent else {
+            return Err(self.timed_out(&shown, Wait::Stall, self.timeout));
+        };
+        let response = sent.map_err(self.transport(&shown, Wait::Transfer, transfer))?;
         if response.status() != StatusCode::CREATED {
             return Err(self
                 .failure(Method::PUT, &shown, repository, response)
@@ -316,11 +460,12 @@ mod tests {
         let stream = verified(
             chunks(&[b"hello", b" ", b"world"]),
             &digest,
+            11,
             "r",
             "b".into(),
         );
         assert_eq!(collect(stream).await, (b"hello world".to_vec(), None));
-        let empty = verified(chunks(&[]), &sha256_digest(b""), "r", "b".into());
+        let empty = verified(chunks(&[]), &sha256_digest(b""), 0, "r", "b".into());
         assert_eq!(collect(empty).await, (Vec::new(), None));
     }
 
@@ -330,6 +475,7 @@ mod tests {
         let stream = verified(
             chunks(&[b"hello", b" ", b"w0rld"]),
             &digest,
+            11,
             "reg",
             "blob x".into(),
         );
@@ -340,5 +486,108 @@ mod tests {
             error.contains(&digest) && error.contains(&sha256_digest(b"hello w0rld")),
             "{error}"
         );
+    }
+
+    #[tokio::test]
+    async fn no_byte_past_the_declared_size_is_read() {
+        let taken = std::sync::Arc::new(AtomicU32::new(0));
+        let counter = taken.clone();
+        // A "config" whose descriptor says 121 bytes, sent without end.
+        let endless = futures_util::stream::repeat_with(move || {
+            counter.fetch_add(1, Ordering::Relaxed);
+            Ok(Bytes::from_static(&[b'x'; 100]))
+        });
+        let stream = verified(endless, &sha256_digest(b"x"), 121, "reg", "blob c".into());
+        let (bytes, error) = collect(stream).await;
+        assert!(bytes.is_empty(), "a held-back chunk of a refused blob");
+        assert_eq!(taken.load(Ordering::Relaxed), 2);
+        assert_eq!(
+            error.as_deref(),
+            Some(
+                "reg sent more than 121 bytes for blob c, not the 121 bytes its descriptor declares; refusing it"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_blob_that_ends_short_of_its_size_is_refused() {
+        let digest = sha256_digest(b"hello");
+        let stream = verified(chunks(&[b"hello"]), &digest, 6, "reg", "blob s".into());
+        let (bytes, error) = collect(stream).await;
+        assert!(bytes.is_empty());
+        assert_eq!(
+            error.as_deref(),
+            Some(
+                "reg sent 5 bytes for blob s, not the 6 bytes its descriptor declares; refusing it"
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_stall_ends_a_paced_stream() {
+        let slow = futures_util::stream::iter([Ok::<_, &str>(Bytes::from_static(b"a"))])
+            .chain(futures_util::stream::pending());
+        let started = std::time::Instant::now();
+        let items: Vec<_> = paced(slow, Duration::from_millis(200), || "stalled")
+            .collect()
+            .await;
+        assert_eq!(items, [Ok(Bytes::from_static(b"a")), Err("stalled")]);
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+        // Chunks that keep coming within the bound pass, however long in all.
+        let steady = futures_util::stream::iter(0..5).then(|_| async {
+            tokio::time::sleep(Duration::from_millis(60)).await;
+            Ok::<_, &str>(Bytes::from_static(b"b"))
+        });
+        let items: Vec<_> = paced(steady, Duration::from_millis(200), || "stalled")
+            .collect()
+            .await;
+        assert_eq!(items.len(), 5);
+        assert!(items.iter().all(Result::is_ok));
+    }
+
+    #[tokio::test]
+    async fn an_upload_body_that_stops_moving_is_noticed_and_one_that_ended_is_not() {
+        let progress = Progress::new();
+        let body = futures_util::stream::iter([Ok(Bytes::from_static(b"a"))])
+            .chain(futures_util::stream::pending())
+            .boxed();
+        let mut body = progress.tracking(body);
+        assert!(body.next().await.is_some());
+        let started = std::time::Instant::now();
+        progress.stalled(Duration::from_millis(200)).await;
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(150) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
+
+        let progress = Progress::new();
+        let mut body = progress.tracking(chunks(&[b"a"]).boxed());
+        while body.next().await.is_some() {}
+        let waited = tokio::time::timeout(
+            Duration::from_millis(400),
+            progress.stalled(Duration::from_millis(100)),
+        )
+        .await;
+        assert!(
+            waited.is_err(),
+            "an ended body is the answer's wait, not a stall"
+        );
+
+        // A source that keeps the client waiting is the source's stall.
+        let progress = Progress::new();
+        let mut body = progress.tracking(futures_util::stream::pending().boxed());
+        let asked = tokio::time::timeout(Duration::from_millis(50), body.next()).await;
+        assert!(asked.is_err());
+        let waited = tokio::time::timeout(
+            Duration::from_millis(400),
+            progress.stalled(Duration::from_millis(100)),
+        )
+        .await;
+        assert!(waited.is_err(), "blamed the registry for a slow source");
     }
 }

@@ -314,11 +314,9 @@ async fn send(
         .get("x-ratelimit-remaining")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim() == "0");
-    let text = crab.body_to_string(response).await.map_err(|e| {
-        Failure::Fatal(anyhow!(
-            "couldn't read the GitHub API answer to {what}: {e}"
-        ))
-    })?;
+    let text = crate::github::body_text(response, &what)
+        .await
+        .map_err(|e| Failure::Fatal(anyhow!(e)))?;
     if (200..300).contains(&status) {
         return Ok(text);
     }

@@ -35,7 +35,9 @@ impl Subject<'_> {
     }
 
     pub async fn blob(&self, layer: &Layer) -> Result<Vec<u8>, RegistryError> {
-        self.registry.blob(self.repository, &layer.digest).await
+        self.registry
+            .blob(self.repository, &layer.digest, layer.size)
+            .await
     }
 
     /// Signs the digest, appending to its signatures; nothing is written

@@ -14,6 +14,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use super::key;
+use crate::limits::{self, Cut, TooLarge};
 
 /// The `sign-key` scheme cosign uses for Vault Transit.
 pub const SCHEME: &str = "hashivault://";
@@ -150,7 +151,19 @@ impl Client {
             )
         })?;
         let status = response.status();
-        let bytes = response.bytes().await?;
+        let bytes = limits::response(response, limits::API_ANSWER)
+            .await
+            .map_err(|cut| match cut {
+                Cut::Over => anyhow::anyhow!(TooLarge {
+                    url: url.clone(),
+                    what: "an answer of Vault Transit",
+                    limit: limits::API_ANSWER,
+                }),
+                Cut::Failed(e) => anyhow::anyhow!(
+                    "couldn't read Vault Transit's answer to {method} {url} ({}); check VAULT_ADDR",
+                    e.without_url()
+                ),
+            })?;
         if !status.is_success() {
             let said = serde_json::from_slice::<Errors>(&bytes)
                 .map(|e| e.errors.join("; "))

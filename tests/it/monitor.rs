@@ -321,8 +321,8 @@ async fn a_slow_registry_warns_and_a_hung_one_fails_within_the_request_timeout()
     let message = messages(&ran)[0].clone();
     assert!(
         message.starts_with(&format!(
-            "pulling `{app}:latest` failed: couldn't reach {}",
-            hung.address
+            "pulling `{app}:latest` failed: {} didn't answer in full within 1s for http://{}/v2/{app}/",
+            hung.address, hung.address
         )),
         "{message}"
     );

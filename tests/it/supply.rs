@@ -197,7 +197,10 @@ async fn everything(ran: &Ran, repo: &Repo, target: Target<'_>, ns: &str, digest
         };
         all.push_str(&String::from_utf8_lossy(&manifest.bytes));
         for layer in cosign::layers(&manifest).unwrap() {
-            let blob = client.blob(&repository, &layer.digest).await.unwrap();
+            let blob = client
+                .blob(&repository, &layer.digest, layer.size)
+                .await
+                .unwrap();
             all.push_str(&String::from_utf8_lossy(&blob));
         }
     }

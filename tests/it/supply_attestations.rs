@@ -28,7 +28,7 @@ async fn a_tampered_attestation_fails_cosign_and_verify() {
     let layer = &layers(target, ns, &digest, "att").await[0];
     let envelope = target
         .client()
-        .blob(&scoped(&format!("{ns}/app")), &layer.digest)
+        .blob(&scoped(&format!("{ns}/app")), &layer.digest, layer.size)
         .await
         .unwrap();
     let (statement, signatures) = cosign::open_envelope(&envelope).unwrap();

@@ -68,7 +68,8 @@ async fn layer(repository: &str, tag: &str) -> (String, Value, Vec<u8>) {
     let layers = value["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 1, "{value}");
     let digest = layers[0]["digest"].as_str().unwrap();
-    let blob = registry.blob(repository, digest).await.unwrap();
+    let size = layers[0]["size"].as_u64().unwrap();
+    let blob = registry.blob(repository, digest, size).await.unwrap();
     (manifest.digest, layers[0].clone(), blob)
 }
 

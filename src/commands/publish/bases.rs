@@ -227,7 +227,10 @@ impl<'a> Waiting<'a> {
             .iter()
             .map(|base| {
                 (base.image.registry() != target.reference.registry())
-                    .then(|| Registry::new(base.image.registry(), None))
+                    .then(|| {
+                        Registry::new(base.image.registry(), None)
+                            .and_then(|r| r.with_timeout(target.registry.timeout()))
+                    })
                     .transpose()
             })
             .collect::<Result<Vec<_>, _>>()?;

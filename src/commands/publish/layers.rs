@@ -124,7 +124,9 @@ pub(super) async fn pushed(
     let Ok(Contents::Image { config, .. }) = manifest.contents() else {
         return Ok(None);
     };
-    let config = registry.blob(repository, &config.digest).await?;
+    let config = registry
+        .blob(repository, &config.digest, config.size)
+        .await?;
     Ok(Some(Pushed { manifest, config }))
 }
 

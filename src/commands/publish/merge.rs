@@ -101,7 +101,7 @@ async fn child(target: &Target, digest: &str) -> anyhow::Result<Entry> {
     };
     let bytes = target
         .registry
-        .blob(&target.repository, &config.digest)
+        .blob(&target.repository, &config.digest, config.size)
         .await?;
     let Some(platform) = Platform::of_config(&bytes) else {
         bail!(

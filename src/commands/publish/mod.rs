@@ -278,7 +278,8 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
         release_commit(args, session).await?,
     )?;
     let version = release.version.clone();
-    let registry = Registry::new(reference.registry(), credentials.clone())?;
+    let registry = Registry::new(reference.registry(), credentials.clone())?
+        .with_timeout(args.location.timeout.request_timeout)?;
     let (existing, latest) = if args.push {
         registry.check_access(&repository).await?;
         let sha_tag = sha.to_ascii_lowercase();

@@ -192,6 +192,7 @@ async fn resolve(target: &Target, image: &str) -> anyhow::Result<Option<String>>
             .await?
     } else {
         Registry::new(reference.registry(), None)?
+            .with_timeout(target.registry.timeout())?
             .manifest_digest(reference.repository(), tag)
             .await?
     };

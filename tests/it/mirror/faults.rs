@@ -97,19 +97,19 @@ async fn a_target_that_dies_midway_keeps_only_whole_blobs_and_a_rerun_completes(
         "a manifest went up without its blobs"
     );
     let value: serde_json::Value = serde_json::from_slice(&image.bytes).unwrap();
-    let blobs: Vec<&str> = value["layers"]
+    let blobs: Vec<(&str, u64)> = value["layers"]
         .as_array()
         .unwrap()
         .iter()
         .chain([&value["config"]])
-        .map(|b| b["digest"].as_str().unwrap())
+        .map(|b| (b["digest"].as_str().unwrap(), b["size"].as_u64().unwrap()))
         .collect();
     let mut whole = 0;
-    for digest in &blobs {
+    for &(digest, size) in &blobs {
         if to.has_blob(&target, digest).await.unwrap() {
             assert_eq!(
-                to.blob(&target, digest).await.unwrap(),
-                from.blob(&source, digest).await.unwrap(),
+                to.blob(&target, digest, size).await.unwrap(),
+                from.blob(&source, digest, size).await.unwrap(),
                 "a corrupt blob was kept"
             );
             whole += 1;

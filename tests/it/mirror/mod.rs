@@ -162,9 +162,10 @@ pub async fn assert_same_tree(from: (&Registry, &str), to: (&Registry, &str), re
         .chain(value.get("config"));
     for blob in blobs {
         let digest = blob["digest"].as_str().unwrap();
+        let size = blob["size"].as_u64().unwrap();
         assert_eq!(
-            to.0.blob(to.1, digest).await.unwrap(),
-            from.0.blob(from.1, digest).await.unwrap(),
+            to.0.blob(to.1, digest, size).await.unwrap(),
+            from.0.blob(from.1, digest, size).await.unwrap(),
             "blob {digest}"
         );
     }

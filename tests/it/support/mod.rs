@@ -6,6 +6,7 @@
 pub mod cosign;
 pub mod engine_proxy;
 pub mod git;
+pub mod hostile;
 pub mod images;
 pub mod mermaid;
 pub mod own_registry;
