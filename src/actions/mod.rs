@@ -5,6 +5,7 @@
 pub mod context;
 pub mod event;
 pub mod inputs;
+pub mod log;
 pub mod outputs;
 pub mod summary;
 pub mod workflow;

@@ -20,7 +20,7 @@ use crate::actions::event::Event;
 use crate::actions::context::Context;
 use crate::actions::outputs::Outputs;
 use crate::actions::summary;
-use crate::actions::workflow::Workflow;
+use crate::actions::workflow::{Workflow, log_json, log_line};
 use crate::cli::Command;
 use crate::plan::git::GitSource;
 use crate::registry::auth::Credentials;
@@ -98,12 +98,16 @@ impl Session {
             Some(path) => outputs.write_to_file(path).with_context(|| {
                 format!("couldn't write the step outputs to {}", path.display())
             })?,
-            None => println!("{}", outputs.to_json()),
+            None => println!("{}", log_json(&outputs.to_json())),
         }
         match &self.ctx.summary_file {
             Some(path) => summary::append(path, summary_md)
                 .with_context(|| format!("couldn't write the job summary to {}", path.display()))?,
-            None => eprintln!("{summary_md}"),
+            None => {
+                for line in summary_md.lines() {
+                    eprintln!("{}", log_line(line));
+                }
+            }
         }
         Ok(())
     }
