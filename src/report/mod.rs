@@ -21,9 +21,12 @@ pub fn bytes(n: u64) -> String {
 
 /// Escapes untrusted text for the summary's markdown, in a table cell or a
 /// line of prose: a line break would end the row (or start a block of its
-/// own) and a `|` would start another cell.
+/// own) and a `|` would start another cell. Backslashes are doubled first,
+/// or one before a `|` would pair with the escape's and free the pipe.
 pub fn cell(text: &str) -> String {
-    text.replace('|', "\\|").replace(['\n', '\r'], " ")
+    text.replace('\\', "\\\\")
+        .replace('|', "\\|")
+        .replace(['\n', '\r'], " ")
 }
 
 /// A link reading `text`, or the text alone when `url` is not a plain
@@ -71,19 +74,21 @@ pub fn finding_message(f: &crate::scan::Finding) -> String {
 mod tests {
     use super::*;
 
-    /// The cells of a table row as GitHub's parser splits it: on every `|`
-    /// that no backslash escapes, the outer pipes dropped.
+    /// The cells of a table row as GitHub's parser (cmark-gfm) splits it:
+    /// a backslash escapes the punctuation after it (a `\\` is one escaped
+    /// backslash), every other `|` ends a cell; the outer pipes dropped.
     pub(crate) fn row_cells(row: &str) -> Vec<String> {
         let mut cells = vec![String::new()];
-        let mut chars = row.trim().chars().peekable();
+        let mut chars = row.trim().chars();
         while let Some(c) = chars.next() {
+            let cell = cells.last_mut().expect("a cell");
             match c {
-                '\\' if chars.peek() == Some(&'|') => {
-                    cells.last_mut().into_iter().for_each(|cell| cell.push('|'));
-                    chars.next();
+                '\\' => {
+                    cell.push(c);
+                    cell.extend(chars.next());
                 }
                 '|' => cells.push(String::new()),
-                c => cells.last_mut().into_iter().for_each(|cell| cell.push(c)),
+                c => cell.push(c),
             }
         }
         cells.remove(0);
@@ -106,8 +111,10 @@ mod tests {
         }
     }
 
-    const HOSTILE: [&str; 8] = [
+    const HOSTILE: [&str; 10] = [
         "a|b",
+        "odd \\| even \\\\| three \\\\\\|",
+        "ends with a backslash\\",
         "line\nbreak | x",
         "cr\r\n| --- |",
         "ends with \\",
