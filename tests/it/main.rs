@@ -10,6 +10,7 @@ mod buildkit;
 mod buildkit_session;
 mod check_run;
 mod cleanup;
+mod escape;
 mod hub;
 mod mirror;
 mod monitor;

@@ -7,6 +7,7 @@ pub mod cosign;
 pub mod engine_proxy;
 pub mod git;
 pub mod images;
+pub mod log;
 pub mod mermaid;
 pub mod own_registry;
 pub mod proxy;
