@@ -2,6 +2,7 @@
 //! container action (context, inputs, event payload) and everything it reads
 //! back (output file, step summary, workflow commands on stdout).
 
+pub mod boundary;
 pub mod context;
 pub mod event;
 pub mod inputs;

@@ -15,6 +15,9 @@ pub mod verify;
 
 use anyhow::{Context as _, bail};
 
+use std::path::PathBuf;
+
+use crate::actions::boundary::{Access, Boundary, PathError};
 use crate::actions::event::Event;
 
 use crate::actions::context::Context;
@@ -54,6 +57,17 @@ impl Session {
             Some(git) => git.tag_commit(tag).await,
             None => Ok(None),
         }
+    }
+
+    /// The workspace boundary every path input is resolved inside.
+    pub fn boundary(&self) -> Result<Boundary, PathError> {
+        Boundary::new(&self.ctx.workspace, self.ctx.runner_temp.as_deref())
+    }
+
+    /// The path input `input` (as the workflow spells it) resolved inside
+    /// the boundary: the workspace, or RUNNER_TEMP too for a file written.
+    pub fn input_path(&self, input: &str, given: &str, access: Access) -> anyhow::Result<PathBuf> {
+        Ok(self.boundary()?.resolve(input, given, access)?)
     }
 
     /// A fresh work directory under RUNNER_TEMP (the runner empties it

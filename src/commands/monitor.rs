@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
+use crate::actions::boundary;
 use crate::actions::outputs::Outputs;
 use crate::cli::{MonitorArgs, ScannerArg};
 use crate::commands::Session;
@@ -25,7 +26,11 @@ use crate::scan::{IgnoreFile, Scanner, Severity, runner};
 
 pub async fn run(args: &MonitorArgs, session: &Session) -> anyhow::Result<()> {
     let previous = match &args.previous_report {
-        Some(path) => Some(read_report::<Report>(&session.ctx.workspace.join(path))?),
+        Some(path) => Some(read_report::<Report>(&session.input_path(
+            "previous-report",
+            path,
+            boundary::Access::Read,
+        )?)?),
         None => None,
     };
     let names = repositories::names(&args.repositories, session)?;
@@ -303,7 +308,7 @@ fn limits(args: &MonitorArgs) -> Limits {
 /// system's temp folder off a runner).
 fn write_report(args: &MonitorArgs, session: &Session, report: &Report) -> anyhow::Result<PathBuf> {
     let path = match &args.report_file {
-        Some(path) => session.ctx.workspace.join(path),
+        Some(path) => session.input_path("report-file", path, boundary::Access::Write)?,
         None => session
             .ctx
             .runner_temp

@@ -2,6 +2,7 @@
 
 use anyhow::Context as _;
 
+use crate::actions::boundary::Access;
 use crate::actions::outputs::Outputs;
 use crate::cli::UsageArgs;
 use crate::commands::Session;
@@ -11,7 +12,11 @@ use crate::usage::{self, Report, Repository};
 
 pub async fn run(args: &UsageArgs, session: &Session) -> anyhow::Result<()> {
     let previous = match &args.previous_report {
-        Some(path) => Some(read_report::<Report>(&session.ctx.workspace.join(path))?),
+        Some(path) => Some(read_report::<Report>(&session.input_path(
+            "previous-report",
+            path,
+            Access::Read,
+        )?)?),
         None => None,
     };
     let repositories = repositories::names(&args.repositories, session)?;
@@ -24,7 +29,7 @@ pub async fn run(args: &UsageArgs, session: &Session) -> anyhow::Result<()> {
     }
     let report = today(&args.repositories.registry, measured, previous.as_ref());
     if let Some(path) = &args.report_file {
-        let path = session.ctx.workspace.join(path);
+        let path = session.input_path("report-file", path, Access::Write)?;
         let text = serde_json::to_string_pretty(&report)?;
         std::fs::write(&path, text)
             .with_context(|| format!("couldn't write the report to {}", path.display()))?;
