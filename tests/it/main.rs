@@ -6,6 +6,7 @@
 mod action_image;
 mod action_yml;
 mod bases;
+mod boundary;
 mod buildkit;
 mod buildkit_session;
 mod check_run;
