@@ -33,6 +33,8 @@ pub async fn run(args: &MonitorArgs, session: &Session) -> anyhow::Result<()> {
         )?)?),
         None => None,
     };
+    // Resolved before the work, so a path outside fails at once.
+    let report_file = report_path(args, session)?;
     let names = repositories::names(&args.repositories, session)?;
     let checker = Checker::new(args, session).await?;
     let mut images = Vec::new();
@@ -40,7 +42,7 @@ pub async fn run(args: &MonitorArgs, session: &Session) -> anyhow::Result<()> {
         images.push(checker.check(repository).await);
     }
     let report = judged(args, images, previous.as_ref());
-    let report_file = write_report(args, session, &report)?;
+    write_json(&report_file, &report)?;
     announce(session, &report);
     let mut outputs = Outputs::new();
     outputs.set("status", report.status.as_str());
@@ -306,8 +308,8 @@ fn limits(args: &MonitorArgs) -> Limits {
 
 /// `report-file`, else `monitor-report.json` under RUNNER_TEMP (or the
 /// system's temp folder off a runner).
-fn write_report(args: &MonitorArgs, session: &Session, report: &Report) -> anyhow::Result<PathBuf> {
-    let path = match &args.report_file {
+fn report_path(args: &MonitorArgs, session: &Session) -> anyhow::Result<PathBuf> {
+    Ok(match &args.report_file {
         Some(path) => session.input_path("report-file", path, boundary::Access::Write)?,
         None => session
             .ctx
@@ -315,9 +317,7 @@ fn write_report(args: &MonitorArgs, session: &Session, report: &Report) -> anyho
             .clone()
             .unwrap_or_else(std::env::temp_dir)
             .join("monitor-report.json"),
-    };
-    write_json(&path, report)?;
-    Ok(path)
+    })
 }
 
 fn write_json(path: &Path, report: &Report) -> anyhow::Result<()> {

@@ -19,6 +19,11 @@ pub async fn run(args: &UsageArgs, session: &Session) -> anyhow::Result<()> {
         )?)?),
         None => None,
     };
+    // Resolved before the work, so a path outside fails at once.
+    let report_file = match &args.report_file {
+        Some(path) => Some(session.input_path("report-file", path, Access::Write)?),
+        None => None,
+    };
     let repositories = repositories::names(&args.repositories, session)?;
     let concurrency = usize::from(args.repositories.concurrency);
     let store = Store::open(&args.repositories, false).await?;
@@ -28,10 +33,9 @@ pub async fn run(args: &UsageArgs, session: &Session) -> anyhow::Result<()> {
         measured.push(usage::measure(&repository, &inventory));
     }
     let report = today(&args.repositories.registry, measured, previous.as_ref());
-    if let Some(path) = &args.report_file {
-        let path = session.input_path("report-file", path, Access::Write)?;
+    if let Some(path) = &report_file {
         let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(&path, text)
+        std::fs::write(path, text)
             .with_context(|| format!("couldn't write the report to {}", path.display()))?;
     }
     let mut outputs = Outputs::new();

@@ -78,6 +78,20 @@ async fn an_image_directory_linked_out_of_the_workspace_is_neither_built_nor_pus
         "nothing built\n{ran}"
     );
     assert_nothing_pushed("t-bnd-dir/evil").await;
+
+    // The scan's files are checked before the build, not after it.
+    for (input, given) in [("sarif", "../scan.sarif"), ("ignore-file", "/etc/passwd")] {
+        let ran = publish(&repo, "t-bnd-dir", "ops/docker/app")
+            .input(input, given)
+            .run_async()
+            .await;
+        assert_refused(&ran, input, &[]);
+        assert!(
+            !ran.stdout.contains("::group::build"),
+            "nothing built\n{ran}"
+        );
+    }
+    assert_nothing_pushed("t-bnd-dir/app").await;
 }
 
 #[tokio::test]
@@ -212,6 +226,24 @@ fn file_inputs_out_of_the_workspace_are_refused() {
                 .input("images", "acme/app")
                 .input("previous-report", "/etc/passwd"),
             "previous-report",
+        ),
+        // Written at the end, refused at the start: the registry (a
+        // closed port) is never asked.
+        (
+            Action::github(ws)
+                .input("command", "usage")
+                .input("registry", "127.0.0.1:9")
+                .input("images", "acme/app")
+                .input("report-file", "../usage.json"),
+            "report-file",
+        ),
+        (
+            Action::github(ws)
+                .input("command", "monitor")
+                .input("registry", "127.0.0.1:9")
+                .input("images", "acme/app")
+                .input("report-file", "/etc/monitor.json"),
+            "report-file",
         ),
         (
             Action::github(ws)

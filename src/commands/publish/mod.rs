@@ -251,6 +251,13 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
     let dockerfile_rel = boundary
         .relative(&dockerfile)
         .unwrap_or_else(|| given_dockerfile.to_owned());
+    // The scan's files are used after the build: refused before it.
+    if let Some(sarif) = &args.scan.sarif {
+        boundary.resolve("sarif", sarif, Access::Write)?;
+    }
+    if let Some(ignore) = &args.scan.ignore_file {
+        boundary.resolve("ignore-file", ignore, Access::Read)?;
+    }
     let basename = args
         .location
         .path
