@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use registry_action::actions::context::Context;
-use registry_action::actions::workflow::{Annotation, Level, Workflow};
+use registry_action::actions::workflow::{Annotation, Level, Workflow, log_line};
 use registry_action::cli::{self, Cli};
 use registry_action::commands::{self, Session};
 
@@ -27,12 +27,16 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::FAILURE;
             }
-            let _ = err.print();
-            return if err.use_stderr() {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            };
+            if !err.use_stderr() {
+                // Help and version: our own text, on stdout.
+                let _ = err.print();
+                return ExitCode::SUCCESS;
+            }
+            // The error quotes the value given, which may be anything.
+            for line in err.render().to_string().lines() {
+                eprintln!("{}", log_line(line));
+            }
+            return ExitCode::FAILURE;
         }
     };
     let env_token = ["GITHUB_TOKEN", "FORGEJO_TOKEN"]
@@ -82,7 +86,7 @@ fn fail(session: &Session, command: &str, err: &anyhow::Error) -> ExitCode {
                 .with_title(format!("registry-action {command}")),
         );
     } else {
-        eprintln!("error: {err:#}");
+        eprintln!("{}", log_line(&format!("error: {err:#}")));
     }
     ExitCode::FAILURE
 }
@@ -98,9 +102,8 @@ fn init_tracing(debug: bool) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .without_time()
-        .with_target(false)
         .with_ansi(false)
+        .event_format(registry_action::actions::log::format())
         .init();
 }
 

@@ -25,6 +25,77 @@ pub fn escape_property(s: &str) -> String {
     escape_data(s).replace(':', "%3A").replace(',', "%2C")
 }
 
+/// Makes untrusted text safe as a whole plain line of the log, one that is
+/// not a command of ours: a file name, a commit message, build output. The
+/// runner takes a line for a command when, after leading white space, it
+/// starts with `::`, or when it holds the legacy `##[` anywhere, and it
+/// matches culture-sensitively, skipping characters that collate as nothing
+/// (controls, zero-width marks). So the text is escaped as command data
+/// (no line break survives), a leading `:` becomes `%3A`, and a `[` after
+/// `##` becomes `%5B`.
+pub fn log_line(text: &str) -> String {
+    inert(&escape_data(text), "%3A", "%5B")
+}
+
+/// JSON printed as a plain line: the same value, with a `[` after `##`
+/// written `\u005b` (a `#` is only ever inside a string, so such a `[` is
+/// too).
+pub fn log_json(json: &serde_json::Value) -> String {
+    inert(&json.to_string(), ":", "\\u005b")
+}
+
+/// `line` with its leading `:` and every `[` after `##` replaced.
+fn inert(line: &str, colon: &str, bracket: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut leading = true;
+    let mut hashes = 0;
+    for c in line.chars() {
+        let ignored = collates_as_nothing(c);
+        let escaped = match c {
+            ':' if leading => Some(colon),
+            '[' if hashes >= 2 => Some(bracket),
+            _ => None,
+        };
+        leading &= ignored || c.is_whitespace();
+        match escaped {
+            Some(escape) => out.push_str(escape),
+            None => out.push(c),
+        }
+        hashes = match c {
+            '#' => hashes + 1,
+            _ if ignored => hashes,
+            _ => 0,
+        };
+    }
+    out
+}
+
+/// Characters a culture-sensitive search skips: controls and Unicode's
+/// default-ignorable code points (soft hyphen, zero-width spaces and
+/// joiners, direction marks, variation selectors, tags).
+fn collates_as_nothing(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            u32::from(c),
+            0xAD | 0x34F
+                | 0x61C
+                | 0x115F..=0x1160
+                | 0x17B4..=0x17B5
+                | 0x180B..=0x180F
+                | 0x200B..=0x200F
+                | 0x202A..=0x202E
+                | 0x2060..=0x206F
+                | 0x3164
+                | 0xFE00..=0xFE0F
+                | 0xFEFF
+                | 0xFFA0
+                | 0xFFF0..=0xFFF8
+                | 0x1BCA0..=0x1BCA3
+                | 0x1D173..=0x1D17A
+                | 0xE0000..=0xE0FFF
+        )
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
@@ -249,7 +320,7 @@ impl Workflow {
         if self.in_actions {
             self.write_line(&annotation.to_command());
         } else {
-            self.write_line(&annotation.to_plain());
+            self.write_line(&log_line(&annotation.to_plain()));
         }
     }
 
@@ -258,7 +329,7 @@ impl Workflow {
         if self.in_actions {
             self.write_line(&format!("::group::{}", escape_data(title)));
         } else {
-            self.write_line(&format!("== {title} =="));
+            self.write_line(&log_line(&format!("== {title} ==")));
         }
         Group { workflow: self }
     }
@@ -266,7 +337,7 @@ impl Workflow {
     /// Opens a group for untrusted text; see [`Verbatim`].
     pub fn verbatim(&self, title: &str) -> Verbatim<'_> {
         if !self.in_actions {
-            self.write_line(&format!("== {title} =="));
+            self.write_line(&log_line(&format!("== {title} ==")));
             return Verbatim {
                 workflow: self,
                 resume: None,
@@ -314,6 +385,9 @@ impl Workflow {
 /// A log group of untrusted text, such as build output: the runner is told
 /// to stop reading workflow commands until the group ends, so a `RUN echo
 /// ::add-mask::…` or a crafted file name can't issue commands in our name.
+/// Off a runner nobody is told, and the text is escaped line by line
+/// instead: our output may still end up in a runner's log (`docker run`
+/// in a `run:` step).
 #[must_use = "the group ends as soon as this guard is dropped"]
 pub struct Verbatim<'a> {
     workflow: &'a Workflow,
@@ -322,7 +396,11 @@ pub struct Verbatim<'a> {
 
 impl Verbatim<'_> {
     pub fn line(&self, text: &str) {
-        self.workflow.write_line(text);
+        if self.resume.is_some() {
+            self.workflow.write_line(text);
+        } else {
+            self.workflow.write_line(&log_line(text));
+        }
     }
 }
 
@@ -472,6 +550,94 @@ mod tests {
         ] {
             assert_eq!(escape_data(raw), expected, "raw {raw:?}");
         }
+    }
+
+    /// What the runner would take for a command in a plain line: after
+    /// leading white space a `::`, or a `##[` anywhere, with characters that
+    /// collate as nothing skipped (as an ICU culture-sensitive match does).
+    fn runner_sees_command(line: &str) -> bool {
+        let significant: String = line.chars().filter(|c| !collates_as_nothing(*c)).collect();
+        significant.trim_start().starts_with("::") || significant.contains("##[")
+    }
+
+    const HOSTILE: [&str; 14] = [
+        "x\n::stop-commands::pwn",
+        "::stop-commands::pwn",
+        "  \t::add-mask::pwn",
+        "\u{200B}::error::pwn",
+        ":\u{AD}:warning::pwn",
+        "a\r::set-output name=x::y",
+        "%0A\n::stop-commands::pwn",
+        "ok ##[add-mask]pwn",
+        "###[error]pwn",
+        "#\u{AD}#[stop-commands]pwn",
+        "#\u{0}#\u{200D}[stop-commands]pwn",
+        "#\u{7F}#[group]pwn",
+        "\n##[endgroup]",
+        "\u{FEFF}\u{2060}##\u{E0001}[debug]pwn",
+    ];
+
+    #[test]
+    fn log_lines_carry_no_command() {
+        for raw in HOSTILE.iter().chain(&TRICKY) {
+            let line = log_line(raw);
+            assert!(!line.contains(['\r', '\n']), "{raw:?} → {line:?}");
+            assert!(!runner_sees_command(&line), "{raw:?} → {line:?}");
+            let prefixed = log_line(&format!(" INFO changed {raw}"));
+            assert!(!runner_sees_command(&prefixed), "{raw:?} → {prefixed:?}");
+        }
+        // Each one is a command as it stands.
+        for raw in HOSTILE {
+            assert!(raw.split(['\r', '\n']).any(runner_sees_command), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn log_line_cases() {
+        for (raw, expected) in [
+            ("plain: text, 50%", "plain: text, 50%25"),
+            ("%0A::x", "%250A::x"),
+            ("x\n::stop-commands::pwn", "x%0A::stop-commands::pwn"),
+            ("::stop-commands::pwn", "%3A:stop-commands::pwn"),
+            (" \u{200B}::x", " \u{200B}%3A:x"),
+            ("a ::b", "a ::b"),
+            ("ok ##[add-mask]pwn", "ok ##%5Badd-mask]pwn"),
+            ("###[", "###%5B"),
+            ("#\u{AD}#[", "#\u{AD}#%5B"),
+            ("# #[ and #[ and ##x[", "# #[ and #[ and ##x["),
+            ("##[a] ##[b]", "##%5Ba] ##%5Bb]"),
+        ] {
+            assert_eq!(log_line(raw), expected, "raw {raw:?}");
+        }
+    }
+
+    #[test]
+    fn log_json_keeps_the_value() {
+        let value = serde_json::json!({
+            "matrix": [{"reason": "changed `##[stop-commands]x`\n::error::y", "list": ["##", "[1]"]}],
+        });
+        let line = log_json(&value);
+        assert!(!runner_sees_command(&line), "{line}");
+        assert!(!line.contains('\n'));
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&line).unwrap(),
+            value
+        );
+    }
+
+    #[test]
+    fn plain_output_is_escaped_off_a_runner() {
+        let (wf, out) = workflow(false);
+        wf.warning("file x\n::stop-commands::pwn");
+        {
+            let _group = wf.group("build ##[a]");
+            let block = wf.verbatim("build\n::x");
+            block.line("::add-mask::pwn");
+        }
+        assert_eq!(
+            out.text(),
+            "warning: file x%0A::stop-commands::pwn\n== build ##%5Ba] ==\n== build%0A::x ==\n%3A:add-mask::pwn\n"
+        );
     }
 
     #[test]

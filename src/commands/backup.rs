@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
+use crate::actions::boundary::Access;
 use crate::cli::BackupArgs;
 use crate::commands::Session;
 use crate::commands::mirror::{copy, open_from, outputs, wanted};
@@ -14,7 +15,7 @@ use crate::mirror::summary::summary;
 
 pub async fn run(args: &BackupArgs, session: &Session) -> anyhow::Result<()> {
     let (registry, reference) = open_from(&args.from, args.copy.timeout.request_timeout)?;
-    let archive = session.ctx.workspace.join(&args.archive);
+    let archive = session.input_path("archive", &args.archive, Access::Write)?;
     let tar = layout::is_tar(&archive);
     // A tar is assembled beside itself (same file system, so the final
     // rename is atomic) and replaces the old one only when complete; a dry

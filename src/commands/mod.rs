@@ -15,12 +15,15 @@ pub mod verify;
 
 use anyhow::{Context as _, bail};
 
+use std::path::PathBuf;
+
+use crate::actions::boundary::{Access, Boundary, PathError};
 use crate::actions::event::Event;
 
 use crate::actions::context::Context;
 use crate::actions::outputs::Outputs;
 use crate::actions::summary;
-use crate::actions::workflow::Workflow;
+use crate::actions::workflow::{Workflow, log_json, log_line};
 use crate::cli::Command;
 use crate::plan::git::GitSource;
 use crate::registry::auth::Credentials;
@@ -54,6 +57,17 @@ impl Session {
             Some(git) => git.tag_commit(tag).await,
             None => Ok(None),
         }
+    }
+
+    /// The workspace boundary every path input is resolved inside.
+    pub fn boundary(&self) -> Result<Boundary, PathError> {
+        Boundary::new(&self.ctx.workspace, self.ctx.runner_temp.as_deref())
+    }
+
+    /// The path input `input` (as the workflow spells it) resolved inside
+    /// the boundary: the workspace, or RUNNER_TEMP too for a file written.
+    pub fn input_path(&self, input: &str, given: &str, access: Access) -> anyhow::Result<PathBuf> {
+        Ok(self.boundary()?.resolve(input, given, access)?)
     }
 
     /// A fresh work directory under RUNNER_TEMP (the runner empties it
@@ -98,12 +112,16 @@ impl Session {
             Some(path) => outputs.write_to_file(path).with_context(|| {
                 format!("couldn't write the step outputs to {}", path.display())
             })?,
-            None => println!("{}", outputs.to_json()),
+            None => println!("{}", log_json(&outputs.to_json())),
         }
         match &self.ctx.summary_file {
             Some(path) => summary::append(path, summary_md)
                 .with_context(|| format!("couldn't write the job summary to {}", path.display()))?,
-            None => eprintln!("{summary_md}"),
+            None => {
+                for line in summary_md.lines() {
+                    eprintln!("{}", log_line(line));
+                }
+            }
         }
         Ok(())
     }

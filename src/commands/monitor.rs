@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
+use crate::actions::boundary;
 use crate::actions::outputs::Outputs;
 use crate::cli::{MonitorArgs, ScannerArg};
 use crate::commands::Session;
@@ -25,9 +26,15 @@ use crate::scan::{IgnoreFile, Scanner, Severity, runner};
 
 pub async fn run(args: &MonitorArgs, session: &Session) -> anyhow::Result<()> {
     let previous = match &args.previous_report {
-        Some(path) => Some(read_report::<Report>(&session.ctx.workspace.join(path))?),
+        Some(path) => Some(read_report::<Report>(&session.input_path(
+            "previous-report",
+            path,
+            boundary::Access::Read,
+        )?)?),
         None => None,
     };
+    // Resolved before the work, so a path outside fails at once.
+    let report_file = report_path(args, session)?;
     let names = repositories::names(&args.repositories, session)?;
     let checker = Checker::new(args, session).await?;
     let mut images = Vec::new();
@@ -35,7 +42,7 @@ pub async fn run(args: &MonitorArgs, session: &Session) -> anyhow::Result<()> {
         images.push(checker.check(repository).await);
     }
     let report = judged(args, images, previous.as_ref());
-    let report_file = write_report(args, session, &report)?;
+    write_json(&report_file, &report)?;
     announce(session, &report);
     let mut outputs = Outputs::new();
     outputs.set("status", report.status.as_str());
@@ -301,18 +308,16 @@ fn limits(args: &MonitorArgs) -> Limits {
 
 /// `report-file`, else `monitor-report.json` under RUNNER_TEMP (or the
 /// system's temp folder off a runner).
-fn write_report(args: &MonitorArgs, session: &Session, report: &Report) -> anyhow::Result<PathBuf> {
-    let path = match &args.report_file {
-        Some(path) => session.ctx.workspace.join(path),
+fn report_path(args: &MonitorArgs, session: &Session) -> anyhow::Result<PathBuf> {
+    Ok(match &args.report_file {
+        Some(path) => session.input_path("report-file", path, boundary::Access::Write)?,
         None => session
             .ctx
             .runner_temp
             .clone()
             .unwrap_or_else(std::env::temp_dir)
             .join("monitor-report.json"),
-    };
-    write_json(&path, report)?;
-    Ok(path)
+    })
 }
 
 fn write_json(path: &Path, report: &Report) -> anyhow::Result<()> {

@@ -39,7 +39,7 @@ pub async fn run(args: &PlanArgs, session: &Session) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?
             .into_iter()
             .collect();
-    let images = discover(&ctx.workspace, &args.dirs.context_root, args.dirs.max_depth.into())?
+    let images = discover(&session.boundary()?, &args.dirs.context_root, args.dirs.max_depth.into())?
         .into_iter()
         .map(|found| {
             Image::new(&args.dirs.context_root, &found.name, &found.dockerfile, &destination, &build_args)

@@ -24,7 +24,7 @@ pub fn names(args: &RepositoryArgs, session: &Session) -> anyhow::Result<Vec<Str
         .collect();
     let listed = if given.is_empty() {
         discover(
-            &session.ctx.workspace,
+            &session.boundary()?,
             &args.dirs.context_root,
             usize::from(args.dirs.max_depth),
         )

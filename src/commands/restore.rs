@@ -1,6 +1,7 @@
 //! `restore`: push the tags of an OCI image layout (a directory, or a `.tar`)
 //! to a repository, digests unchanged.
 
+use crate::actions::boundary::Access;
 use crate::cli::RestoreArgs;
 use crate::commands::Session;
 use crate::commands::mirror::{copy, open_to, outputs, wanted};
@@ -9,7 +10,7 @@ use crate::mirror::Store;
 use crate::mirror::summary::summary;
 
 pub async fn run(args: &RestoreArgs, session: &Session) -> anyhow::Result<()> {
-    let archive = session.ctx.workspace.join(&args.archive);
+    let archive = session.input_path("archive", &args.archive, Access::Read)?;
     let (registry, reference) = open_to(&args.to, args.copy.timeout.request_timeout)?;
     let unpacked = if layout::is_tar(&archive) {
         let dir = session.work_dir()?;

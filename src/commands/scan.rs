@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context as _, bail};
 
+use crate::actions::boundary::Access;
 use crate::actions::context::Platform;
 use crate::actions::event::Event;
 use crate::actions::outputs::Outputs;
@@ -160,7 +161,7 @@ pub async fn gate(
         let (artifact, line) =
             location.map_or(("Dockerfile", 1), |l| (l.dockerfile.as_str(), l.line));
         let document = sarif::render(&verdict, scanner.as_str(), artifact, line as usize);
-        let target = session.ctx.workspace.join(path);
+        let target = session.input_path("sarif", path, Access::Write)?;
         std::fs::write(&target, serde_json::to_vec_pretty(&document)?)
             .with_context(|| format!("`sarif`: couldn't write {}", target.display()))?;
     }
@@ -290,7 +291,7 @@ pub fn load_ignore(session: &Session, path: Option<&str>) -> anyhow::Result<Opti
     let Some(path) = path else {
         return Ok(None);
     };
-    let full = session.ctx.workspace.join(path);
+    let full = session.input_path("ignore-file", path, Access::Read)?;
     let text = std::fs::read_to_string(&full).with_context(|| {
         format!(
             "`ignore-file`: couldn't read {}; give a path relative to the repository",
@@ -302,9 +303,13 @@ pub fn load_ignore(session: &Session, path: Option<&str>) -> anyhow::Result<Opti
     ))
 }
 
-/// The final `FROM` line of an image directory's Dockerfile.
+/// The final `FROM` line of an image directory's Dockerfile (`None` when
+/// it can't be read, or lies outside the workspace).
 pub fn location(session: &Session, dockerfile_rel: &str) -> Option<Location> {
-    let text = std::fs::read_to_string(session.ctx.workspace.join(dockerfile_rel)).ok()?;
+    let path = session
+        .input_path("path", dockerfile_rel, Access::Read)
+        .ok()?;
+    let text = std::fs::read_to_string(path).ok()?;
     let stages = dockerfile::stages(&text, &Default::default());
     let line = dockerfile::final_stage(&stages)?.line;
     Some(Location {
@@ -316,10 +321,10 @@ pub fn location(session: &Session, dockerfile_rel: &str) -> Option<Location> {
 /// `scan`: an archive or a report, graded with the same policy as `publish`.
 pub async fn run(args: &ScanCommandArgs, session: &Session) -> anyhow::Result<()> {
     let work = session.work_dir()?;
-    // Relative paths are the workspace's; an absolute one stays as it is.
+    // Relative paths are the workspace's; an absolute one must lie in it.
     let (path, is_report) = match (&args.archive, &args.report, &args.image) {
-        (Some(archive), None, _) => (session.ctx.workspace.join(archive), false),
-        (None, Some(report), _) => (session.ctx.workspace.join(report), true),
+        (Some(archive), None, _) => (session.input_path("archive", archive, Access::Read)?, false),
+        (None, Some(report), _) => (session.input_path("report", report, Access::Read)?, true),
         (None, None, Some(image)) => (export(image, work.path()).await?, false),
         _ => bail!(
             "`scan` needs `image` (a reference), `archive` (a docker save tarball) or `report` (a Trivy or Grype JSON report)"
@@ -337,10 +342,17 @@ pub async fn run(args: &ScanCommandArgs, session: &Session) -> anyhow::Result<()
         .image
         .clone()
         .unwrap_or_else(|| path.display().to_string());
-    let location = args
-        .path
-        .as_deref()
-        .and_then(|p| location(session, &format!("{}/Dockerfile", p.trim_end_matches('/'))));
+    let location = match args.path.as_deref() {
+        Some(path) => {
+            // Refused outside the workspace, not silently left out.
+            session.input_path("path", path, Access::Read)?;
+            location(
+                session,
+                &format!("{}/Dockerfile", path.trim_end_matches('/')),
+            )
+        }
+        None => None,
+    };
     let token = args
         .github_token
         .as_deref()

@@ -2,6 +2,7 @@
 
 use anyhow::Context as _;
 
+use crate::actions::boundary::Access;
 use crate::actions::outputs::Outputs;
 use crate::cli::UsageArgs;
 use crate::commands::Session;
@@ -11,7 +12,16 @@ use crate::usage::{self, Report, Repository};
 
 pub async fn run(args: &UsageArgs, session: &Session) -> anyhow::Result<()> {
     let previous = match &args.previous_report {
-        Some(path) => Some(read_report::<Report>(&session.ctx.workspace.join(path))?),
+        Some(path) => Some(read_report::<Report>(&session.input_path(
+            "previous-report",
+            path,
+            Access::Read,
+        )?)?),
+        None => None,
+    };
+    // Resolved before the work, so a path outside fails at once.
+    let report_file = match &args.report_file {
+        Some(path) => Some(session.input_path("report-file", path, Access::Write)?),
         None => None,
     };
     let repositories = repositories::names(&args.repositories, session)?;
@@ -23,10 +33,9 @@ pub async fn run(args: &UsageArgs, session: &Session) -> anyhow::Result<()> {
         measured.push(usage::measure(&repository, &inventory));
     }
     let report = today(&args.repositories.registry, measured, previous.as_ref());
-    if let Some(path) = &args.report_file {
-        let path = session.ctx.workspace.join(path);
+    if let Some(path) = &report_file {
         let text = serde_json::to_string_pretty(&report)?;
-        std::fs::write(&path, text)
+        std::fs::write(path, text)
             .with_context(|| format!("couldn't write the report to {}", path.display()))?;
     }
     let mut outputs = Outputs::new();

@@ -6,6 +6,7 @@
 
 use anyhow::{Context as _, bail};
 
+use crate::actions::boundary::Access;
 use crate::actions::outputs::Outputs;
 use crate::cli::VerifyArgs;
 use crate::commands::Session;
@@ -65,7 +66,7 @@ fn public_key(
     let pem = if inline {
         given.to_owned()
     } else {
-        let path = session.ctx.workspace.join(given);
+        let path = session.input_path("public-key", given, Access::Read)?;
         std::fs::read_to_string(&path).with_context(|| {
             format!(
                 "`public-key`: {given:?} is neither a PEM nor a readable file ({}); give the contents of `cosign.pub` or its path in the repository",

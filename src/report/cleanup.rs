@@ -94,7 +94,8 @@ fn repository_details(md: &mut String, c: &Cleaned, verb: &str, now: i64) {
         };
         let _ = writeln!(
             md,
-            "- kept, {reason} ({}): {}{more}",
+            "- kept, {} ({}): {}{more}",
+            cell(&reason),
             tags.len(),
             shown.join(", ")
         );

@@ -120,7 +120,12 @@ fn labels(history: &[Point]) -> Vec<String> {
                 .generated
                 .get(5..16)
                 .map_or_else(|| p.generated.clone(), |s| s.replace('T', " "));
-            let short: String = short.chars().filter(|c| *c != '"').collect();
+            // From the previous report, a file: a quote or a line break
+            // would end the label or the chart.
+            let short: String = short
+                .chars()
+                .filter(|c| *c != '"' && !c.is_control())
+                .collect();
             let repeats = seen.iter().filter(|s| **s == short).count();
             seen.push(short.clone());
             if repeats > 0 {

@@ -10,7 +10,7 @@ pub fn summary(outcome: &Outcome) -> String {
     let event = outcome
         .event
         .as_deref()
-        .map(|e| format!(" for `{e}`"))
+        .map(|e| format!(" for `{}`", cell(e)))
         .unwrap_or_default();
     let _ = match &outcome.compared {
         Compared::Range {
@@ -19,10 +19,11 @@ pub fn summary(outcome: &Outcome) -> String {
             files,
         } => writeln!(
             md,
-            "Compared `{range}`{event} with **{source}**: {files} changed file{}.",
+            "Compared `{}`{event} with **{source}**: {files} changed file{}.",
+            cell(range),
             plural(*files)
         ),
-        Compared::All(reason) => writeln!(md, "Every image selected{event}: {reason}."),
+        Compared::All(reason) => writeln!(md, "Every image selected{event}: {}.", cell(reason)),
         Compared::Release {
             tag,
             version,
@@ -33,12 +34,17 @@ pub fn summary(outcome: &Outcome) -> String {
             } else {
                 ""
             };
-            writeln!(md, "Release tag `{tag}`{event}: version `{version}`{kind}.")
+            writeln!(
+                md,
+                "Release tag `{}`{event}: version `{}`{kind}.",
+                cell(tag),
+                cell(version)
+            )
         }
-        Compared::Nothing(reason) => writeln!(md, "Nothing to build{event}: {reason}."),
+        Compared::Nothing(reason) => writeln!(md, "Nothing to build{event}: {}.", cell(reason)),
     };
     for note in &outcome.notes {
-        let _ = writeln!(md, "\n> {}", note.replace('\n', " "));
+        let _ = writeln!(md, "\n> {}", cell(note));
     }
     let _ = writeln!(
         md,
@@ -49,7 +55,7 @@ pub fn summary(outcome: &Outcome) -> String {
         outcome
             .sha
             .as_deref()
-            .map(|s| format!(" at `{s}`"))
+            .map(|s| format!(" at `{}`", cell(s)))
             .unwrap_or_default()
     );
     if !outcome.entries.is_empty() {
@@ -112,6 +118,43 @@ mod tests {
              | image | path | tier | why |\n|---|---|---|---|\n\
              | `acme/app` | `ops/docker/app` | 0 | changed `ops/docker/app/a\\|b` |\n"
         );
+    }
+
+    #[test]
+    fn untrusted_text_keeps_to_its_line_and_cell() {
+        let hostile = "x\n| forged | row | 1 | y |\n::stop-commands::pwn";
+        let outcome = Outcome {
+            event: Some("release".into()),
+            compared: Compared::Release {
+                tag: hostile.into(),
+                version: "1.0.0".into(),
+                prerelease: false,
+            },
+            entries: vec![Entry {
+                path: "ops/docker/app".into(),
+                basename: "app".into(),
+                name: "app".into(),
+                image: "acme/app".into(),
+                dockerfile: "ops/docker/app/Dockerfile".into(),
+                context: "ops/docker/app".into(),
+                reason: format!("changed `{hostile}`"),
+                depends_on: vec![],
+                tier: 0,
+                version: None,
+                prerelease: false,
+            }],
+            images_found: 1,
+            notes: vec![hostile.into()],
+            sha: None,
+        };
+        let md = summary(&outcome);
+        crate::report::tests::assert_tables_whole(&md);
+        assert_eq!(
+            md.lines().filter(|l| l.contains("forged")).count(),
+            3,
+            "{md}"
+        );
+        assert!(!md.lines().any(|l| l.starts_with("| forged")), "{md}");
     }
 
     #[test]

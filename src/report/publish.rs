@@ -59,7 +59,7 @@ pub fn summary(p: &Published) -> String {
         let _ = writeln!(md, "\nOne index over {}.", listed.join(", "));
     }
     for note in &p.notes {
-        let _ = writeln!(md, "\n> {}", note.replace('\n', " "));
+        let _ = writeln!(md, "\n> {}", cell(note));
     }
     md
 }

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::actions::workflow::{Annotation, Level};
-use crate::report::{cell, finding_message};
+use crate::report::{cell, finding_message, link};
 use crate::scan::policy::{Outcome, Policy, Verdict};
 use crate::scan::{Counts, Finding, Scanner, Severity};
 
@@ -57,13 +57,13 @@ pub fn summary(s: &Scanned<'_>) -> String {
         }
     );
     for expired in &v.expired {
-        let _ = writeln!(md, "> ⚠️ {}\n", expired.replace('\n', " "));
+        let _ = writeln!(md, "> ⚠️ {}\n", cell(expired));
     }
     if !v.findings.is_empty() {
         md.push_str("| severity | id | package | installed → fixed |\n|---|---|---|---|\n");
         for f in v.findings.iter().take(TABLE_ROWS) {
             let id = match &f.url {
-                Some(url) => format!("[{}]({})", cell(&f.id), url),
+                Some(url) => link(&f.id, url),
                 None => cell(&f.id),
             };
             let _ = writeln!(
@@ -255,6 +255,30 @@ mod tests {
             a[9].message
         );
         assert!(a[9].message.contains("C-24"));
+    }
+
+    #[test]
+    fn hostile_report_fields_stay_in_their_cells() {
+        let mut f = finding("CVE-1]|x", Severity::High);
+        f.url = Some("https://avd.example/a\n\n| forged | row | x | y |\n".into());
+        f.package = "pkg|a\nb".into();
+        f.installed = "1\r\n|".into();
+        f.fixed = Some("`2`|".into());
+        let mut v = verdict(vec![f], Outcome::Warn);
+        v.expired.push("entry\n| x |".into());
+        let policy = Policy::default();
+        let md = summary(&Scanned {
+            image: "acme/app\n| y |",
+            scanner: Scanner::Trivy,
+            verdict: &v,
+            policy: &policy,
+        });
+        crate::report::tests::assert_tables_whole(&md);
+        assert!(!md.contains("forged"), "{md}");
+        assert!(
+            md.contains("| high | CVE-1\\]\\|x | `pkg\\|a b` | 1  \\| → `2`\\| |"),
+            "{md}"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 
 use super::{Finding, Severity, Verdict};
-use crate::report::cell;
+use crate::report::{cell, link};
 
 const SCHEMA: &str = "https://raw.githubusercontent.com/oasis-tcs/sarif-spec/main/sarif-2.1/schema/sarif-schema-2.1.0.json";
 
@@ -102,7 +102,7 @@ fn rule(group: &[&Finding]) -> Value {
     let mut text = format!("Vulnerability {}\nSeverity: {severity}\n", first.id);
     let mut markdown = format!(
         "**Vulnerability {}** ({severity})\n\n| Package | Installed | Fixed | Target |\n| --- | --- | --- | --- |\n",
-        first.id
+        cell(&first.id)
     );
     for f in group {
         let fixed = f.fixed.as_deref().unwrap_or("no fix yet");
@@ -120,7 +120,7 @@ fn rule(group: &[&Finding]) -> Value {
     }
     if let Some(url) = url {
         text.push_str(&format!("Link: {url}\n"));
-        markdown.push_str(&format!("\n[{}]({url})\n", first.id));
+        markdown.push_str(&format!("\n{}\n", link(&first.id, url)));
     }
 
     let mut rule = json!({

@@ -17,7 +17,7 @@ use crate::support::services::services;
 const BUSYBOX: &str = "/bin/busybox";
 
 /// Copies busybox into the repository, or fails saying how to get it.
-fn add_busybox(repo: &Repo, to: &str) {
+pub fn add_busybox(repo: &Repo, to: &str) {
     let meta = std::fs::metadata(BUSYBOX).unwrap_or_else(|e| {
         panic!("{BUSYBOX} is missing ({e}): install Debian's busybox-static (apt-get install -y busybox-static)")
     });

@@ -6,10 +6,12 @@
 mod action_image;
 mod action_yml;
 mod bases;
+mod boundary;
 mod buildkit;
 mod buildkit_session;
 mod check_run;
 mod cleanup;
+mod escape;
 mod hostile_bounds;
 mod hub;
 mod mirror;

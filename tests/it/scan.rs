@@ -157,11 +157,15 @@ async fn an_ignore_entry_hides_a_finding_until_it_expires() {
     );
 }
 
+/// The report (when there is one) copied into the workspace, where a path
+/// input must lie.
 fn scan_report(report: &str) -> Action {
     let dir = tempfile::tempdir().unwrap().keep();
+    let name = report.rsplit('/').next().unwrap();
+    let _ = std::fs::copy(fixtures().join(report), dir.join(name));
     Action::github(&dir)
         .input("command", "scan")
-        .input("report", &fixtures().join(report).display().to_string())
+        .input("report", name)
         .input("image", "acme/app")
 }
 

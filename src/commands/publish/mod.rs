@@ -18,6 +18,7 @@ use anyhow::{Context as _, bail};
 use bollard::auth::DockerCredentials;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
+use crate::actions::boundary::Access;
 use crate::actions::event::Event;
 use crate::actions::outputs::Outputs;
 use crate::actions::workflow::{Annotation, Level};
@@ -228,31 +229,35 @@ impl Target {
 }
 
 async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target> {
-    let ctx = &session.ctx;
-    let dir = ctx.workspace.join(&args.location.path);
-    let dockerfile = match &args.dockerfile {
-        Some(f) => ctx.workspace.join(f),
-        None => dir.join("Dockerfile"),
-    };
+    let boundary = session.boundary()?;
+    let dir = boundary.resolve("path", &args.location.path, Access::Read)?;
     if !dir.is_dir() {
         bail!(
             "`path`: {:?} is not a directory in the workspace {}; pass an image directory such as a matrix entry's `path`",
             args.location.path,
-            ctx.workspace.display()
+            boundary.workspace().display()
         );
     }
+    // The default Dockerfile is resolved too: it may be a symlink.
+    let default_dockerfile = format!("{}/Dockerfile", args.location.path);
+    let given_dockerfile = args.dockerfile.as_deref().unwrap_or(&default_dockerfile);
+    let dockerfile = boundary.resolve("dockerfile", given_dockerfile, Access::Read)?;
     if !dockerfile.is_file() {
-        bail!(
-            "no Dockerfile at {}; add one or set `dockerfile`",
-            dockerfile.display()
-        );
+        bail!("`dockerfile`: no Dockerfile at {given_dockerfile:?}; add one or set `dockerfile`");
     }
+    // Never quoted in an error: read only to find bases and failed lines.
     let dockerfile_text = std::fs::read_to_string(&dockerfile)
-        .with_context(|| format!("couldn't read {}", dockerfile.display()))?;
-    let dockerfile_rel = dockerfile
-        .strip_prefix(&ctx.workspace)
-        .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| dockerfile.display().to_string());
+        .with_context(|| format!("`dockerfile`: couldn't read {given_dockerfile:?}"))?;
+    let dockerfile_rel = boundary
+        .relative(&dockerfile)
+        .unwrap_or_else(|| given_dockerfile.to_owned());
+    // The scan's files are used after the build: refused before it.
+    if let Some(sarif) = &args.scan.sarif {
+        boundary.resolve("sarif", sarif, Access::Write)?;
+    }
+    if let Some(ignore) = &args.scan.ignore_file {
+        boundary.resolve("ignore-file", ignore, Access::Read)?;
+    }
     let basename = args
         .location
         .path

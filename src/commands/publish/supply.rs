@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::*;
+use crate::actions::boundary::Access;
 use crate::cli::ScannerArg;
 use crate::scan::runner;
 use crate::supply::attach::Subject;
@@ -120,7 +121,8 @@ pub(super) async fn sbom(
     let document: Value = serde_json::from_slice(&bytes)
         .map_err(|e| anyhow::anyhow!("`trivy convert` wrote an SBOM that is not JSON: {e}"))?;
     let path = sbom::file_name(&name, &target.sha, predicate);
-    let full = session.ctx.workspace.join(&path);
+    // Not through a committed symlink of that name, either.
+    let full = session.input_path("sbom", &path, Access::Write)?;
     std::fs::write(&full, &bytes)
         .with_context(|| format!("`sbom`: couldn't write {}", full.display()))?;
     report.notes.push(format!(

@@ -68,7 +68,7 @@ async fn skopeo_reads_backups_as_oci_directories_and_archives() {
     let layout = dir.path().join("layout");
     let tar = dir.path().join("backup.tar");
 
-    let ran = run_owned(&backup(&source, &layout, "1.0\na")).await;
+    let ran = run_owned_in(dir.path(), &backup(&source, &layout, "1.0\na")).await;
     ran.assert_ok();
     assert_eq!(copied(&ran)["1.0"], index.digest.as_str());
     let raw = skopeo(&["inspect", "--raw", &format!("oci:{}:1.0", layout.display())]);
@@ -76,7 +76,9 @@ async fn skopeo_reads_backups_as_oci_directories_and_archives() {
     let raw = skopeo(&["inspect", "--raw", &format!("oci:{}:a", layout.display())]);
     assert_eq!(raw, a.bytes);
 
-    run_owned(&backup(&source, &tar, "1.0")).await.assert_ok();
+    run_owned_in(dir.path(), &backup(&source, &tar, "1.0"))
+        .await
+        .assert_ok();
     let raw = skopeo(&[
         "inspect",
         "--raw",
@@ -103,16 +105,21 @@ async fn restore_pushes_our_archives_and_skopeo_layouts_with_digests_unchanged()
     let (index, _) = seed(&source).await;
     let dir = tempfile::tempdir().unwrap();
     let tar = dir.path().join("offline.tar");
-    run_owned(&backup(&source, &tar, "1.0")).await.assert_ok();
+    run_owned_in(dir.path(), &backup(&source, &tar, "1.0"))
+        .await
+        .assert_ok();
 
     let target = unique("restored");
-    let ran = run(&[
-        ("command", "restore"),
-        ("archive", &tar.display().to_string()),
-        ("to", &format!("{}/{target}", s.registry_basic)),
-        ("username", &s.basic_user),
-        ("password", &s.basic_password),
-    ])
+    let ran = run_in(
+        dir.path(),
+        &[
+            ("command", "restore"),
+            ("archive", &tar.display().to_string()),
+            ("to", &format!("{}/{target}", s.registry_basic)),
+            ("username", &s.basic_user),
+            ("password", &s.basic_password),
+        ],
+    )
     .await;
     ran.assert_ok();
     assert_eq!(copied(&ran)["1.0"], index.digest.as_str());
@@ -129,13 +136,16 @@ async fn restore_pushes_our_archives_and_skopeo_layouts_with_digests_unchanged()
         &format!("oci:{}:1.0", skopeo_layout.display()),
     ]);
     let target = unique("restored-skopeo");
-    let ran = run(&[
-        ("command", "restore"),
-        ("archive", &skopeo_layout.display().to_string()),
-        ("to", &format!("{}/{target}", s.registry_token)),
-        ("username", &s.token_user),
-        ("password", &s.token_password),
-    ])
+    let ran = run_in(
+        dir.path(),
+        &[
+            ("command", "restore"),
+            ("archive", &skopeo_layout.display().to_string()),
+            ("to", &format!("{}/{target}", s.registry_token)),
+            ("username", &s.token_user),
+            ("password", &s.token_password),
+        ],
+    )
     .await;
     ran.assert_ok();
     assert_same_tree((&open(), &source), (&token(), &target), "1.0").await;
@@ -148,7 +158,9 @@ async fn a_tampered_blob_in_a_layout_is_refused_and_its_image_not_pushed() {
     let (_, a) = seed(&source).await;
     let dir = tempfile::tempdir().unwrap();
     let layout = dir.path().join("layout");
-    run_owned(&backup(&source, &layout, "a")).await.assert_ok();
+    run_owned_in(dir.path(), &backup(&source, &layout, "a"))
+        .await
+        .assert_ok();
     let value: serde_json::Value = serde_json::from_slice(&a.bytes).unwrap();
     let layer = value["layers"][1]["digest"].as_str().unwrap();
     let file = layout
@@ -159,11 +171,14 @@ async fn a_tampered_blob_in_a_layout_is_refused_and_its_image_not_pushed() {
     std::fs::write(&file, bytes).unwrap();
 
     let target = unique("tamper-dst");
-    let ran = run(&[
-        ("command", "restore"),
-        ("archive", &layout.display().to_string()),
-        ("to", &format!("{}/{target}", s.registry_open)),
-    ])
+    let ran = run_in(
+        dir.path(),
+        &[
+            ("command", "restore"),
+            ("archive", &layout.display().to_string()),
+            ("to", &format!("{}/{target}", s.registry_open)),
+        ],
+    )
     .await;
     ran.assert_failed(&format!("not {layer}"));
     assert!(
@@ -188,7 +203,7 @@ async fn a_dry_run_backup_writes_nothing_and_a_second_backup_only_what_is_new() 
     ]
     .concat();
 
-    let ran = run_owned(&dry).await;
+    let ran = run_owned_in(dir.path(), &dry).await;
     ran.assert_ok();
     assert_eq!(copied(&ran)["1.0"], index.digest.as_str());
     // The shared layer, `a`'s own one and the two configs.
@@ -200,10 +215,10 @@ async fn a_dry_run_backup_writes_nothing_and_a_second_backup_only_what_is_new() 
         "nothing left beside it"
     );
 
-    run_owned(&backup(&source, &layout, "1.0"))
+    run_owned_in(dir.path(), &backup(&source, &layout, "1.0"))
         .await
         .assert_ok();
-    let ran = run_owned(&dry).await;
+    let ran = run_owned_in(dir.path(), &dry).await;
     ran.assert_ok();
     assert!(ran.summary.contains("up to date"), "{ran}");
     assert_eq!(output(&ran, "blobs-sent"), 0, "{ran}");
@@ -217,7 +232,7 @@ async fn a_dry_run_backup_writes_nothing_and_a_second_backup_only_what_is_new() 
         &[random_layer(21, 120_000), random_layer(23, 7_000)],
     )
     .await;
-    let ran = run_owned(&backup(&source, &layout, "c")).await;
+    let ran = run_owned_in(dir.path(), &backup(&source, &layout, "c")).await;
     ran.assert_ok();
     assert_eq!(output(&ran, "blobs-sent"), 1, "{ran}");
     assert_eq!(output(&ran, "blobs-present"), 2, "{ran}");

@@ -174,19 +174,28 @@ pub async fn assert_same_tree(from: (&Registry, &str), to: (&Registry, &str), re
 /// The binary as a runner starts it, with `inputs`.
 pub async fn run(inputs: &[(&str, &str)]) -> Ran {
     let workspace = tempfile::tempdir().unwrap();
-    let mut action = Action::github(workspace.path());
+    run_in(workspace.path(), inputs).await
+}
+
+/// [`run`] in `workspace`, where the paths given must lie.
+pub async fn run_in(workspace: &std::path::Path, inputs: &[(&str, &str)]) -> Ran {
+    let mut action = Action::github(workspace);
     for (name, value) in inputs {
         action = action.input(name, value);
     }
-    let ran = action.run_async().await;
-    drop(workspace);
-    ran
+    action.run_async().await
 }
 
 /// [`run`] with owned values.
 pub async fn run_owned(inputs: &[(&str, String)]) -> Ran {
+    let workspace = tempfile::tempdir().unwrap();
+    run_owned_in(workspace.path(), inputs).await
+}
+
+/// [`run_in`] with owned values.
+pub async fn run_owned_in(workspace: &std::path::Path, inputs: &[(&str, String)]) -> Ran {
     let borrowed: Vec<(&str, &str)> = inputs.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    run(&borrowed).await
+    run_in(workspace, &borrowed).await
 }
 
 /// The `copied` output: tag → digest.

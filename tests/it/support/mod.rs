@@ -8,6 +8,7 @@ pub mod engine_proxy;
 pub mod git;
 pub mod hostile;
 pub mod images;
+pub mod log;
 pub mod mermaid;
 pub mod own_registry;
 pub mod proxy;
