@@ -14,6 +14,7 @@ use futures_util::StreamExt as _;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt as _;
 
+use crate::names::{DIGEST_RULE, is_digest};
 use crate::platform::INDEX_MEDIA_TYPE;
 use crate::registry::stream::{BlobStream, file_chunks, verified};
 use crate::registry::{Manifest, sha256_digest};
@@ -158,10 +159,10 @@ impl Layout {
     fn blob_path(&self, digest: &str) -> Result<PathBuf, LayoutError> {
         let hex = digest
             .strip_prefix("sha256:")
-            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .filter(|_| is_digest(digest))
             .ok_or_else(|| LayoutError::Invalid {
                 path: self.root.clone(),
-                why: format!("{digest:?} is not a sha256 digest"),
+                why: format!("it names the blob {digest:?}, and {DIGEST_RULE}"),
             })?;
         Ok(self.root.join(BLOBS).join(hex))
     }

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt as _;
 
 use super::Pulled;
+use crate::names::is_digest;
 use crate::registry::contents::{Contents, Descriptor};
 use crate::registry::{Manifest, Registry, RegistryError};
 
@@ -44,8 +45,7 @@ impl BlobCache {
     /// Where a blob is (or will be); `None` for a digest that is not sha256.
     pub fn path(&self, digest: &str) -> Option<PathBuf> {
         let hex = digest.strip_prefix("sha256:")?;
-        let valid = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
-        valid.then(|| self.root.join("sha256").join(hex))
+        is_digest(digest).then(|| self.root.join("sha256").join(hex))
     }
 
     fn has(&self, blob: &Descriptor) -> bool {
