@@ -24,6 +24,8 @@ pub const TAG_RULE: &str =
     "a tag starts with a letter, digit or underscore and has at most 128 of [A-Za-z0-9_.-]";
 /// What a digest is, for errors and warnings.
 pub const DIGEST_RULE: &str = "a digest is sha256: followed by 64 lower-case hex digits";
+/// What names a manifest, for errors.
+pub const TAG_OR_DIGEST_RULE: &str = "a manifest is named by a tag (a letter, digit or underscore, then at most 127 of [A-Za-z0-9_.-]) or a digest (sha256: followed by 64 lower-case hex digits)";
 
 /// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`: one component of a repository name.
 pub fn is_path_component(s: &str) -> bool {
@@ -124,23 +126,18 @@ pub fn check_repository(name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
-/// The tags of a listing that are tags. Each other name is dropped with a
-/// warning that names it (escaped: it is untrusted text) and `source`: it
+/// Whether a name `source` lists as a tag is one. When it isn't, a warning
+/// names it (escaped: it is untrusted text) and the caller skips it: it
 /// would go into a URL or a path, where `../` or `?` names something else.
-pub fn listed_tags(listing: impl IntoIterator<Item = String>, source: &str) -> Vec<String> {
-    listing
-        .into_iter()
-        .filter(|tag| {
-            let valid = is_tag(tag);
-            if !valid {
-                tracing::warn!(
-                    "{source} lists the tag \"{}\", which is not a tag ({TAG_RULE}); skipped it",
-                    crate::actions::workflow::escape_data(tag)
-                );
-            }
-            valid
-        })
-        .collect()
+pub fn is_listed_tag(tag: &str, source: &str) -> bool {
+    let valid = is_tag(tag);
+    if !valid {
+        tracing::warn!(
+            "{source} lists the tag \"{}\", which is not a tag ({TAG_RULE}); skipped it",
+            crate::actions::workflow::escape_data(tag)
+        );
+    }
+    valid
 }
 
 #[cfg(test)]
@@ -303,8 +300,11 @@ mod tests {
             "../../x/manifests/latest",
             "x\n::stop-commands::y",
             "v2",
-        ]
-        .map(String::from);
-        assert_eq!(listed_tags(listing, "r/app"), ["v1", "v2"]);
+        ];
+        let kept: Vec<&str> = listing
+            .into_iter()
+            .filter(|t| is_listed_tag(t, "r/app"))
+            .collect();
+        assert_eq!(kept, ["v1", "v2"]);
     }
 }
