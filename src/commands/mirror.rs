@@ -7,8 +7,10 @@ use crate::actions::inputs::split_list;
 use crate::actions::outputs::Outputs;
 use crate::cli::{CopyArgs, FromArgs, MirrorArgs, PublishArgs, ToArgs};
 use crate::commands::{Session, credentials};
+use crate::mirror::select::is_pattern;
 use crate::mirror::summary::{Mirrored, summary};
 use crate::mirror::{self, Options, Report, Store};
+use crate::names::{TAG_RULE, is_tag};
 use crate::reference::Reference;
 use crate::registry::Registry;
 
@@ -80,6 +82,9 @@ fn repository(input: &str, value: &str) -> anyhow::Result<Reference> {
 /// `tags` as given, else the tag the `from` reference names, else none (all).
 pub(crate) fn wanted(args: &CopyArgs, named: Option<&str>) -> anyhow::Result<Vec<String>> {
     let given: Vec<String> = args.tags.iter().flat_map(|t| split_list(t)).collect();
+    if let Some(bad) = given.iter().find(|t| !is_pattern(t) && !is_tag(t)) {
+        bail!("`tags`: {bad:?} is neither a tag nor a glob pattern; {TAG_RULE}");
+    }
     match (given.is_empty(), named) {
         (false, Some(tag)) => {
             bail!("`from` names the tag `{tag}` and `tags` names more; use one of them")
