@@ -9,6 +9,64 @@ use serde::{Deserialize, Serialize};
 /// How an OCI image index is served and stored.
 pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 
+/// An OS's architectures, each with its variants.
+type Architectures = &'static [(&'static str, &'static [&'static str])];
+
+/// The OS/architecture pairs Go builds container images for (`go tool dist
+/// list`), each with the variants BuildKit and containerd know: GOAMD64
+/// levels, GOARM versions, arm64's v8 and v9.
+const KNOWN: &[(&str, Architectures)] = &[
+    (
+        "linux",
+        &[
+            ("386", &[]),
+            ("amd64", &["v1", "v2", "v3", "v4"]),
+            ("arm", &["v5", "v6", "v7"]),
+            ("arm64", &["v8", "v9"]),
+            ("loong64", &[]),
+            ("mips", &[]),
+            ("mipsle", &[]),
+            ("mips64", &[]),
+            ("mips64le", &[]),
+            ("ppc64", &[]),
+            ("ppc64le", &[]),
+            ("riscv64", &[]),
+            ("s390x", &[]),
+        ],
+    ),
+    (
+        "windows",
+        &[("386", &[]), ("amd64", &[]), ("arm", &[]), ("arm64", &[])],
+    ),
+    (
+        "freebsd",
+        &[
+            ("386", &[]),
+            ("amd64", &[]),
+            ("arm", &["v6", "v7"]),
+            ("arm64", &[]),
+            ("riscv64", &[]),
+        ],
+    ),
+];
+
+/// Architectures as `uname -m` or distributions spell them, and what images
+/// call them.
+const ALIASES: &[(&str, &str)] = &[
+    ("x86_64", "amd64"),
+    ("x86-64", "amd64"),
+    ("aarch64", "arm64"),
+    ("i386", "386"),
+    ("i686", "386"),
+    ("x86", "386"),
+    ("armhf", "arm/v7"),
+    ("armv7", "arm/v7"),
+    ("armv7l", "arm/v7"),
+    ("armel", "arm/v6"),
+    ("armv6", "arm/v6"),
+    ("armv6l", "arm/v6"),
+];
+
 /// `os/architecture[/variant]`, as `docker build --platform` and an index
 /// entry's `platform` spell it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -45,11 +103,56 @@ impl Platform {
                 "{text:?} is not a platform; write os/architecture[/variant], e.g. linux/amd64 or linux/arm/v7"
             ));
         }
-        Ok(Platform {
+        let platform = Platform {
             os: parts[0].to_owned(),
             architecture: parts[1].to_owned(),
             variant: parts.get(2).map(|v| (*v).to_owned()),
-        })
+        };
+        platform
+            .known()
+            .map_err(|why| format!("{text:?} is not a platform: {why}"))?;
+        Ok(platform)
+    }
+
+    /// Whether Go and BuildKit build for this OS, architecture and variant;
+    /// if not, why, with what to write instead.
+    fn known(&self) -> Result<(), String> {
+        let Some((_, architectures)) = KNOWN.iter().find(|(os, _)| *os == self.os) else {
+            let oses: Vec<&str> = KNOWN.iter().map(|(os, _)| *os).collect();
+            return Err(format!(
+                "images are built for {}, not {:?}; e.g. linux/amd64",
+                oses.join(", "),
+                self.os
+            ));
+        };
+        let Some((_, variants)) = architectures.iter().find(|(a, _)| *a == self.architecture)
+        else {
+            let names: Vec<&str> = architectures.iter().map(|(a, _)| *a).collect();
+            let fix = ALIASES
+                .iter()
+                .find(|(alias, _)| *alias == self.architecture)
+                .map(|(_, meant)| format!("; write {}/{meant}", self.os))
+                .unwrap_or_default();
+            return Err(format!(
+                "{} images have the architectures {}, not {:?}{fix}",
+                self.os,
+                names.join(", "),
+                self.architecture
+            ));
+        };
+        match &self.variant {
+            Some(variant) if !variants.contains(&variant.as_str()) => {
+                let base = format!("{}/{}", self.os, self.architecture);
+                Err(match variants {
+                    [] => format!("{base} has no variants; write {base}"),
+                    _ => format!(
+                        "{base} has the variants {}, not {variant:?}",
+                        variants.join(", ")
+                    ),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The platform an image config declares (`os`, `architecture`,
@@ -194,6 +297,54 @@ mod tests {
             let err = list(&format!("linux/amd64,{bad}")).unwrap_err();
             assert!(err.contains(&format!("{:?}", bad.trim())), "{err}");
             assert!(err.contains("os/architecture[/variant]"), "{err}");
+        }
+    }
+
+    #[test]
+    fn only_platforms_images_are_built_for_are_taken() {
+        for good in [
+            "linux/amd64",
+            "linux/amd64/v3",
+            "linux/arm64",
+            "linux/arm64/v8",
+            "linux/arm/v6",
+            "linux/arm/v7",
+            "linux/arm",
+            "linux/386",
+            "linux/ppc64le",
+            "linux/s390x",
+            "linux/riscv64",
+            "windows/amd64",
+            "freebsd/amd64",
+        ] {
+            assert_eq!(p(good).to_string(), good);
+        }
+        for (bad, why) in [
+            (
+                "linux/foo",
+                "\"linux/foo\" is not a platform: linux images have the architectures 386, amd64, arm, arm64,",
+            ),
+            ("linux/x86_64", "not \"x86_64\"; write linux/amd64"),
+            ("linux/armhf", "write linux/arm/v7"),
+            (
+                "darwin/arm64",
+                "images are built for linux, windows, freebsd, not \"darwin\"",
+            ),
+            (
+                "linux/arm/v8",
+                "linux/arm has the variants v5, v6, v7, not \"v8\"",
+            ),
+            (
+                "linux/s390x/v1",
+                "linux/s390x has no variants; write linux/s390x",
+            ),
+            (
+                "windows/riscv64",
+                "windows images have the architectures 386, amd64, arm, arm64, not",
+            ),
+        ] {
+            let err = Platform::parse(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
         }
     }
 

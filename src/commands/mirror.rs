@@ -13,6 +13,7 @@ use crate::mirror::{self, Options, Report, Store};
 use crate::names::{TAG_RULE, is_tag};
 use crate::reference::Reference;
 use crate::registry::Registry;
+use crate::registry::auth::Login;
 
 /// `publish` has no `concurrency` input of its own: the `mirror` default.
 const RELEASE_MIRROR_CONCURRENCY: usize = 8;
@@ -47,9 +48,8 @@ pub async fn run(args: &MirrorArgs, session: &Session) -> anyhow::Result<()> {
 /// The `from` registry, and the repository (with the tag it may name).
 pub(crate) fn open_from(args: &FromArgs) -> anyhow::Result<(Registry, Reference)> {
     let reference = repository("from", &args.from)?;
-    let login = credentials(&args.from_username, &args.from_password)
-        .context("`from-username` and `from-password` go together")?;
-    let registry = Registry::new(reference.registry(), login)?;
+    let login = credentials(&args.from_username, &args.from_password, Login::SOURCE)?;
+    let registry = Registry::new(reference.registry(), login)?.with_login(&Login::SOURCE);
     Ok((registry, reference))
 }
 
@@ -64,7 +64,7 @@ pub(crate) fn open_to(args: &ToArgs) -> anyhow::Result<(Registry, Reference)> {
     }
     let registry = Registry::new(
         reference.registry(),
-        credentials(&args.username, &args.password)?,
+        credentials(&args.username, &args.password, Login::TARGET)?,
     )?;
     Ok((registry, reference))
 }
@@ -142,8 +142,7 @@ pub(crate) async fn release_mirrors(
     repository: &str,
     tags: &[String],
 ) -> anyhow::Result<Vec<Mirrored>> {
-    let login = credentials(&args.mirror_username, &args.mirror_password)
-        .context("`mirror-username` and `mirror-password` go together")?;
+    let login = credentials(&args.mirror_username, &args.mirror_password, Login::MIRROR)?;
     let mut targets = Vec::new();
     for given in args.mirror_to.iter().flat_map(|t| split_list(t)) {
         let name = if given.contains('/') {
@@ -154,7 +153,7 @@ pub(crate) async fn release_mirrors(
         let reference = self::repository("mirror-to", &name)?;
         targets.push((
             name,
-            Registry::new(reference.registry(), login.clone())?,
+            Registry::new(reference.registry(), login.clone())?.with_login(&Login::MIRROR),
             reference,
         ));
     }

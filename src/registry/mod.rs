@@ -20,7 +20,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
-use auth::{Challenge, Credentials, parse_challenge};
+use auth::{Challenge, Credentials, Login, parse_challenge};
 
 use crate::names;
 
@@ -36,20 +36,27 @@ const MAX_TAG_PAGES: usize = 200;
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error(
-        "{registry} refused the credentials for `{repository}` (401); check `username` and `password` (a token with push rights for that repository)"
+        "{registry} refused the credentials for `{repository}` (401); check `{username}` and `{password}` (a token with {rights} rights for that repository)",
+        username = .login.username,
+        password = .login.password,
+        rights = .login.rights
     )]
     Unauthorized {
         registry: String,
         repository: String,
+        login: &'static Login,
     },
     #[error(
-        "{registry} denied access to `{repository}` ({status}){message}; the account needs push rights on that repository"
+        "{registry} denied access to `{repository}` ({status}){message}; the account of `{username}` needs {rights} rights on that repository",
+        username = .login.username,
+        rights = .login.rights
     )]
     Denied {
         registry: String,
         repository: String,
         status: u16,
         message: String,
+        login: &'static Login,
     },
     /// `path` is named without its query: upload sessions carry state
     /// (signed, on some registries) there.
@@ -199,6 +206,8 @@ pub struct Registry {
     /// Where the API lives (`https://registry-1.docker.io`).
     base: String,
     credentials: Option<Credentials>,
+    /// The inputs the credentials came from, for errors to name.
+    login: &'static Login,
     /// The actions a bearer token is asked for (`pull,push`, more for cleanup).
     token_actions: &'static str,
     auth: Mutex<Auth>,
@@ -251,6 +260,7 @@ impl Registry {
             name: registry.to_owned(),
             base: endpoint(registry),
             credentials,
+            login: &Login::TARGET,
             token_actions: "pull,push",
             auth: Mutex::new(Auth::Unknown),
             tokens: Mutex::new(HashMap::new()),
@@ -259,6 +269,13 @@ impl Registry {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Names `login`'s inputs in errors about the credentials, instead of
+    /// `username` and `password`.
+    pub fn with_login(mut self, login: &'static Login) -> Self {
+        self.login = login;
+        self
     }
 
     /// Every request, and every blob's first byte, within `timeout`
@@ -626,6 +643,7 @@ impl Registry {
                 return Err(RegistryError::Unauthorized {
                     registry: self.name.clone(),
                     repository: repository.to_owned(),
+                    login: self.login,
                 });
             }
             status => {
@@ -672,12 +690,14 @@ impl Registry {
             401 => RegistryError::Unauthorized {
                 registry: self.name.clone(),
                 repository: repository.to_owned(),
+                login: self.login,
             },
             403 => RegistryError::Denied {
                 registry: self.name.clone(),
                 repository: repository.to_owned(),
                 status,
                 message,
+                login: self.login,
             },
             _ => RegistryError::Status {
                 registry: self.name.clone(),

@@ -171,14 +171,9 @@ pub(super) fn image_reference(
             session.namespace(args.location.namespace.as_deref())?
         ),
     };
-    let reference = Reference::parse(&name)
-        .with_context(|| format!("`image`: {name:?} is not a valid image name"))?;
-    if reference.tag().is_some() || reference.digest().is_some() {
-        bail!(
-            "`image`: {name:?} names a tag or digest; give the name only — tags come from the commit, `latest`, versions and `tags`"
-        );
-    }
-    Ok(reference)
+    // `image` and `namespace` were checked as given (cli); a directory's
+    // name is lower-cased here.
+    Reference::parse(&name).with_context(|| format!("`image`: {name:?} is not a valid image name"))
 }
 
 pub(super) fn has_registry(image: &str) -> bool {
