@@ -1218,7 +1218,10 @@ mod tests {
                 "input `namespace`: \"Acme\" is not accepted; \"Acme\" has upper-case letters, and OCI repository names are lower-case; write \"acme\"",
             ),
             (
-                vec![("INPUT_COMMAND", "cleanup"), ("INPUT_NAMESPACE", "zz/../hp")],
+                vec![
+                    ("INPUT_COMMAND", "cleanup"),
+                    ("INPUT_NAMESPACE", "zz/../hp"),
+                ],
                 "input `namespace`: \"zz/../hp\" is not accepted; \"zz/../hp\" has the path component \"..\"; an OCI repository name is path components of lower-case letters and digits joined by \".\", \"_\", \"__\" or \"-\", separated by \"/\", at most 255 characters",
             ),
             (

@@ -131,14 +131,8 @@ impl Reference {
             _ => (DOCKER_HUB.to_string(), name),
         };
         let mut repository = path.to_ascii_lowercase();
-        if case == Case::Exact && repository != path {
-            return Err(ReferenceError::UpperCase {
-                reference: s.to_string(),
-                path: path.to_string(),
-                lower: s.replacen(path, &repository, 1),
-            });
-        }
-        for component in repository.split('/') {
+        // Upper case is judged last: its fix must be a name that is one.
+        for (component, given) in repository.split('/').zip(path.split('/')) {
             if component.is_empty() {
                 return Err(ReferenceError::EmptyComponent {
                     reference: s.to_string(),
@@ -147,9 +141,16 @@ impl Reference {
             if !is_path_component(component) {
                 return Err(ReferenceError::InvalidComponent {
                     reference: s.to_string(),
-                    component: component.to_string(),
+                    component: given.to_string(),
                 });
             }
+        }
+        if case == Case::Exact && repository != path {
+            return Err(ReferenceError::UpperCase {
+                reference: s.to_string(),
+                path: path.to_string(),
+                lower: s.replacen(path, &repository, 1),
+            });
         }
         if registry == DOCKER_HUB && !repository.contains('/') {
             repository.insert_str(0, OFFICIAL_PREFIX);
@@ -546,6 +547,7 @@ mod tests {
             ("a/b_".into(), "InvalidComponent", "\"b_\""),
             ("a/b___c".into(), "InvalidComponent", "\"b___c\""),
             ("a b".into(), "InvalidComponent", "\"a b\""),
+            ("Bad Name".into(), "InvalidComponent", "\"Bad Name\""),
             (HEX.into(), "ImageId", "image ID"),
             (
                 "bad_host.io/app".into(),

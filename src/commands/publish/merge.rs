@@ -70,7 +70,7 @@ fn digests(lines: &[String]) -> anyhow::Result<Vec<String>> {
             } else {
                 "give the `digest` output of each `push-by-digest` job, one per line".to_owned()
             };
-            bail!("`digests`: {line:?} is not a digest ({DIGEST_RULE}); {fix}");
+            bail!("`digests`: {line:?} is not a digest; {fix} ({DIGEST_RULE})");
         }
         if !digests.contains(&digest) {
             digests.push(digest);
@@ -152,7 +152,7 @@ mod tests {
         let error = digests(&[upper]).unwrap_err().to_string();
         assert!(
             error.ends_with(&format!(
-                "sha256: followed by 64 lower-case hex digits); write \"sha256:{}\"",
+                "is not a digest; write \"sha256:{}\" (a digest is sha256: followed by 64 lower-case hex digits)",
                 "ab".repeat(32)
             )),
             "{error}"
