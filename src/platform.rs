@@ -228,7 +228,8 @@ pub fn image_index(entries: &[Entry]) -> Vec<u8> {
 }
 
 /// The child an index offers for `wanted`: the first that serves it,
-/// skipping entries without a platform (attestations, signatures).
+/// skipping entries without a platform (attestations, signatures) and
+/// entries whose digest isn't one (it would be requested next).
 pub fn child_for<'a>(index: &'a [u8], wanted: &Platform) -> Option<&'a str> {
     #[derive(Deserialize)]
     struct Raw<'a> {
@@ -243,6 +244,7 @@ pub fn child_for<'a>(index: &'a [u8], wanted: &Platform) -> Option<&'a str> {
     let raw: Raw<'a> = serde_json::from_slice(index).ok()?;
     raw.manifests
         .into_iter()
+        .filter(|e| crate::names::is_digest(e.digest))
         .find(|e| e.platform.as_ref().is_some_and(|p| p.serves(wanted)))
         .map(|e| e.digest)
 }
@@ -366,10 +368,11 @@ mod tests {
             size: 7,
             platform: p(platform),
         };
-        let entries = [
-            entry("sha256:a", "linux/amd64"),
-            entry("sha256:b", "linux/arm64"),
-        ];
+        let (a, b) = (
+            format!("sha256:{}", "a".repeat(64)),
+            format!("sha256:{}", "b".repeat(64)),
+        );
+        let entries = [entry(&a, "linux/amd64"), entry(&b, "linux/arm64")];
         let bytes = image_index(&entries);
         let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(json["schemaVersion"], 2);
@@ -379,10 +382,12 @@ mod tests {
             serde_json::json!({"os": "linux", "architecture": "arm64"})
         );
         assert_eq!(image_index(&entries), bytes, "the same bytes every time");
-        assert_eq!(child_for(&bytes, &p("linux/arm64")), Some("sha256:b"));
-        assert_eq!(child_for(&bytes, &p("linux/arm64/v8")), Some("sha256:b"));
-        assert_eq!(child_for(&bytes, &p("linux/amd64")), Some("sha256:a"));
+        assert_eq!(child_for(&bytes, &p("linux/arm64")), Some(b.as_str()));
+        assert_eq!(child_for(&bytes, &p("linux/arm64/v8")), Some(b.as_str()));
+        assert_eq!(child_for(&bytes, &p("linux/amd64")), Some(a.as_str()));
         assert_eq!(child_for(&bytes, &p("linux/s390x")), None);
+        let lying = image_index(&[entry("latest", "linux/amd64"), entry(&b, "linux/amd64")]);
+        assert_eq!(child_for(&lying, &p("linux/amd64")), Some(b.as_str()));
     }
 
     #[test]
