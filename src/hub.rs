@@ -331,6 +331,7 @@ impl Hub {
             "tags",
         ]);
         url.query_pairs_mut().append_pair("page_size", PAGE_SIZE);
+        let source = format!("Docker Hub's {name}");
         let mut tags = Vec::new();
         for _ in 0..MAX_PAGES {
             let response = self
@@ -342,7 +343,6 @@ impl Hub {
                 _ => return Err(self.failure(&what, response, &[]).await),
             }
             let page: Page = self.json(&what, response, &[]).await?;
-            let source = format!("Docker Hub's {name}");
             let listed = page.results.into_iter();
             tags.extend(
                 listed

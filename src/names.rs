@@ -40,7 +40,7 @@ pub fn is_path_component(s: &str) -> bool {
 
 /// Path components joined by `/`, at most [`NAME_MAX`] long.
 pub fn is_repository(s: &str) -> bool {
-    check_repository(s).is_ok()
+    s.len() <= NAME_MAX && s.split('/').all(is_path_component)
 }
 
 /// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
@@ -96,6 +96,9 @@ pub enum NameError {
 /// Whether `name` is a repository name, exactly as given: upper case is
 /// refused with the lower-case name to write, not folded.
 pub fn check_repository(name: &str) -> Result<(), NameError> {
+    if is_repository(name) {
+        return Ok(());
+    }
     if name.is_empty() {
         return Err(NameError::Empty);
     }
@@ -106,24 +109,19 @@ pub fn check_repository(name: &str) -> Result<(), NameError> {
             lower,
         });
     }
-    if let Some(component) = name.split('/').find(|c| !is_path_component(c)) {
-        return Err(match component {
-            "" => NameError::EmptyComponent {
-                name: name.to_owned(),
-            },
-            _ => NameError::InvalidComponent {
-                name: name.to_owned(),
-                component: component.to_owned(),
-            },
-        });
-    }
-    if name.len() > NAME_MAX {
-        return Err(NameError::TooLong {
+    Err(match name.split('/').find(|c| !is_path_component(c)) {
+        Some("") => NameError::EmptyComponent {
+            name: name.to_owned(),
+        },
+        Some(component) => NameError::InvalidComponent {
+            name: name.to_owned(),
+            component: component.to_owned(),
+        },
+        None => NameError::TooLong {
             name: name.to_owned(),
             length: name.len(),
-        });
-    }
-    Ok(())
+        },
+    })
 }
 
 /// Whether a name `source` lists as a tag is one. When it isn't, a warning

@@ -27,7 +27,8 @@ pub fn names(args: &RepositoryArgs, session: &Session) -> anyhow::Result<Vec<Str
         .flat_map(|v| crate::actions::inputs::split_list(v))
         .map(|name| name.trim_matches('/').to_owned())
         .collect();
-    let listed = if given.is_empty() {
+    let from_images = !given.is_empty();
+    let listed = if !from_images {
         discover(
             &session.ctx.workspace,
             &args.dirs.context_root,
@@ -38,18 +39,21 @@ pub fn names(args: &RepositoryArgs, session: &Session) -> anyhow::Result<Vec<Str
         .map(|found| found.name.to_ascii_lowercase())
         .collect()
     } else {
-        given.clone()
+        given
     };
     let mut namespace = None;
     let mut names = BTreeSet::new();
     for name in listed {
-        check_repository(&name).map_err(|e| match given.is_empty() {
-            true => anyhow::anyhow!(
-                "the image directory {name:?} under `context-root` names no repository: {e}; rename it, or set `images`"
-            ),
-            false => anyhow::anyhow!("`images`: {e}; give `name` or `namespace/name`, without a tag"),
+        check_repository(&name).map_err(|e| {
+            if from_images {
+                anyhow::anyhow!("`images`: {e}; give `name` or `namespace/name`, without a tag")
+            } else {
+                anyhow::anyhow!(
+                    "the image directory {name:?} under `context-root` names no repository: {e}; rename it, or set `images`"
+                )
+            }
         })?;
-        if name.contains('/') && !given.is_empty() {
+        if name.contains('/') && from_images {
             names.insert(name);
             continue;
         }

@@ -47,7 +47,7 @@ pub enum RegistryError {
         login: &'static Login,
     },
     #[error(
-        "{registry} denied access to `{repository}` ({status}){message}; the account of `{username}` needs {rights} rights on that repository",
+        "{registry} denied access to `{repository}` ({status}){message}; the account given as `{username}` needs {rights} rights on that repository",
         username = .login.username,
         rights = .login.rights
     )]
@@ -439,6 +439,7 @@ impl Registry {
         let mut tags = Vec::new();
         let listing = self.path(repository, Route::Tags)?;
         let mut path = format!("{listing}?n=1000");
+        let source = format!("{}/{repository}", self.name);
         for _ in 0..MAX_TAG_PAGES {
             let response = self.send(Method::GET, &path, repository, |r| r).await?;
             if response.status() == StatusCode::NOT_FOUND {
@@ -459,7 +460,6 @@ impl Registry {
                     self.name
                 ))
             })?;
-            let source = format!("{}/{repository}", self.name);
             let listed = page.tags.unwrap_or_default().into_iter();
             tags.extend(listed.filter(|tag| names::is_listed_tag(tag, &source)));
             match next {
