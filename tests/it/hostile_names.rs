@@ -525,6 +525,10 @@ async fn inputs_that_are_not_names_are_refused_naming_the_input() {
             "input `image`: \"Acme/App\" is not accepted; invalid image reference \"Acme/App\": repository \"Acme/App\" has upper-case letters, and OCI repository names are lower-case; write \"acme/app\"",
         ),
         (
+            publish(&[("push", "true"), ("sha", "../../victim/manifests/latest")]),
+            "\"../../victim/manifests/latest\" is not a full commit SHA",
+        ),
+        (
             publish(&[("platforms", "linux/amd64,linux/foo")]),
             "`platforms`: \"linux/foo\" is not a platform: linux images have the architectures 386, amd64, arm, arm64,",
         ),

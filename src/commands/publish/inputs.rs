@@ -184,14 +184,15 @@ pub(super) fn has_registry(image: &str) -> bool {
 
 /// The commit built: the input, the release tag's commit, the pull
 /// request's head (never the merge commit GITHUB_SHA names), else
-/// GITHUB_SHA.
+/// GITHUB_SHA; lower-cased, and checked before it names anything.
 pub(super) fn commit_sha(
     args: &PublishArgs,
     session: &Session,
     event: Option<&Event>,
     release_commit: Option<String>,
 ) -> anyhow::Result<String> {
-    args.tagging
+    let sha = args
+        .tagging
         .sha
         .clone()
         .or(release_commit)
@@ -200,7 +201,12 @@ pub(super) fn commit_sha(
             _ => None,
         })
         .or_else(|| session.ctx.sha.clone())
-        .context("no commit to tag: set `sha` (or GITHUB_SHA)")
+        .context("no commit to tag: set `sha` (or GITHUB_SHA)")?;
+    let lower = sha.to_ascii_lowercase();
+    if !crate::names::is_commit_sha(&lower) {
+        return Err(crate::tags::TagError::Sha(sha).into());
+    }
+    Ok(lower)
 }
 
 pub(super) fn default_branch(event: Option<&Event>) -> Option<&str> {

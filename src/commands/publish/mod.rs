@@ -285,12 +285,11 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
     let registry = Registry::new(reference.registry(), credentials.clone())?;
     let (existing, latest) = if args.push {
         registry.check_access(&repository).await?;
-        let sha_tag = sha.to_ascii_lowercase();
         let existing = match args.push_by_digest {
-            false => registry.manifest(&repository, &sha_tag).await?,
+            false => registry.manifest(&repository, &sha).await?,
             // Pushed by digest, the image has no tag of its own: once
             // merged, it is the SHA tag's child for its platform.
-            true => merged_child(&registry, &repository, &sha_tag, platforms.first()).await?,
+            true => merged_child(&registry, &repository, &sha, platforms.first()).await?,
         };
         let latest = pushed(&registry, &repository, "latest", platforms.first()).await?;
         (existing, latest)
