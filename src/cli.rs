@@ -181,11 +181,11 @@ pub struct PlanArgs {
     pub head: Option<String>,
 
     /// Registry the images are pushed to (names the `image` field).
-    #[arg(long, default_value = "docker.io")]
+    #[arg(long, default_value = "docker.io", value_parser = registry_input)]
     pub registry: String,
 
     /// Namespace of the images (default: the repository owner, lower-cased).
-    #[arg(long)]
+    #[arg(long, value_parser = namespace_input)]
     pub namespace: Option<String>,
 
     /// Build arguments, `KEY=VALUE` one per line: they resolve `ARG`s in
@@ -209,11 +209,11 @@ pub struct RepositoryArgs {
     pub dirs: ImageDirs,
 
     /// Registry holding the images.
-    #[arg(long, default_value = "docker.io")]
+    #[arg(long, default_value = "docker.io", value_parser = registry_input)]
     pub registry: String,
 
     /// Namespace of the images (default: the repository owner, lower-cased).
-    #[arg(long)]
+    #[arg(long, value_parser = namespace_input)]
     pub namespace: Option<String>,
 
     /// Registry user name.
@@ -294,7 +294,7 @@ pub struct MonitorArgs {
     pub repositories: RepositoryArgs,
 
     /// The tag each image is checked at: pulled, timed and rescanned.
-    #[arg(long, default_value = "latest")]
+    #[arg(long, default_value = "latest", value_parser = tag_input)]
     pub tag: String,
 
     /// A pull slower than this warns, e.g. `30s`, `2m` (default: never).
@@ -496,15 +496,15 @@ pub struct ImageLocation {
     pub path: String,
 
     /// The image name (default `<namespace>/<directory name>` on `registry`).
-    #[arg(long)]
+    #[arg(long, value_parser = image_input)]
     pub image: Option<String>,
 
     /// Registry the image is pushed to.
-    #[arg(long, default_value = "docker.io")]
+    #[arg(long, default_value = "docker.io", value_parser = registry_input)]
     pub registry: String,
 
     /// Namespace of the image (default: the repository owner, lower-cased).
-    #[arg(long)]
+    #[arg(long, value_parser = namespace_input)]
     pub namespace: Option<String>,
 
     /// Registry user name.
@@ -902,6 +902,41 @@ impl PlanArgs {
     }
 }
 
+/// `registry`: a host and optional port, nothing more.
+fn registry_input(raw: &str) -> Result<String, String> {
+    crate::reference::registry_name(raw)
+}
+
+/// `namespace`: OCI path components, exactly as given (never lower-cased:
+/// that would name another repository).
+fn namespace_input(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim();
+    crate::names::check_repository(trimmed).map_err(|e| e.to_string())?;
+    Ok(trimmed.to_owned())
+}
+
+/// `image`: `name`, `namespace/name` or `registry/namespace/name`, by the
+/// same rules as `namespace`, without a tag or digest.
+fn image_input(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim();
+    let reference = crate::reference::Reference::parse_exact(trimmed).map_err(|e| e.to_string())?;
+    if reference.tag().is_some() || reference.digest().is_some() {
+        return Err(
+            "it names a tag or digest; give the name only — tags come from the commit, `latest`, versions and `tags`".into(),
+        );
+    }
+    Ok(trimmed.to_owned())
+}
+
+fn tag_input(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim();
+    if crate::names::is_tag(trimmed) {
+        Ok(trimmed.to_owned())
+    } else {
+        Err(crate::names::TAG_RULE.to_owned())
+    }
+}
+
 fn relative_dir(raw: &str) -> Result<String, String> {
     let trimmed = raw.trim().trim_start_matches("./").trim_end_matches('/');
     if trimmed.is_empty() || trimmed.starts_with('/') || trimmed.split('/').any(|c| c == "..") {
@@ -1190,6 +1225,41 @@ mod tests {
             (
                 vec![("INPUT_COMMAND", "mirror"), ("INPUT_FROM", "a.example/x/y")],
                 "input `to` must be set for this command",
+            ),
+            (
+                vec![("INPUT_COMMAND", "usage"), ("INPUT_REGISTRY", "https://x")],
+                "input `registry`: \"https://x\" is not accepted; a registry is a host name or IP address with an optional :port, e.g. ghcr.io or localhost:5000, without a scheme; write `registry: x`",
+            ),
+            (
+                vec![("INPUT_COMMAND", "plan"), ("INPUT_NAMESPACE", "Acme")],
+                "input `namespace`: \"Acme\" is not accepted; \"Acme\" has upper-case letters, and OCI repository names are lower-case; write \"acme\"",
+            ),
+            (
+                vec![
+                    ("INPUT_COMMAND", "cleanup"),
+                    ("INPUT_NAMESPACE", "zz/../hp"),
+                ],
+                "input `namespace`: \"zz/../hp\" is not accepted; \"zz/../hp\" has the path component \"..\"; an OCI repository name is path components of lower-case letters and digits joined by \".\", \"_\", \"__\" or \"-\", separated by \"/\", at most 255 characters",
+            ),
+            (
+                vec![
+                    ("INPUT_COMMAND", "publish"),
+                    ("INPUT_PATH", "ops/docker/app"),
+                    ("INPUT_IMAGE", "Acme/App"),
+                ],
+                "input `image`: \"Acme/App\" is not accepted; invalid image reference \"Acme/App\": repository \"Acme/App\" has upper-case letters, and OCI repository names are lower-case; write \"acme/app\"",
+            ),
+            (
+                vec![
+                    ("INPUT_COMMAND", "merge"),
+                    ("INPUT_PATH", "ops/docker/app"),
+                    ("INPUT_IMAGE", "acme/app:1.0"),
+                ],
+                "input `image`: \"acme/app:1.0\" is not accepted; it names a tag or digest; give the name only — tags come from the commit, `latest`, versions and `tags`",
+            ),
+            (
+                vec![("INPUT_COMMAND", "monitor"), ("INPUT_TAG", "../x")],
+                "input `tag`: \"../x\" is not accepted; a tag starts with a letter, digit or underscore and has at most 128 of [A-Za-z0-9_.-]",
             ),
             (
                 vec![

@@ -22,6 +22,7 @@ use reqwest::{RequestBuilder, Response, Url, redirect};
 use serde::Deserialize;
 
 use crate::limits::{self, Cut, TooLarge};
+use crate::names;
 use crate::registry::retry::{self, Deadline};
 use crate::retention::TagInfo;
 
@@ -195,14 +196,16 @@ struct ErrorBody {
     message: Option<String>,
 }
 
+/// A digest that isn't one counts as absent: the tag is then never deleted
+/// (see [`HubTag::to_tag_info`]), and no such text is passed on.
 impl From<RawTag> for HubTag {
     fn from(raw: RawTag) -> Self {
-        let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        let digest = raw.digest.filter(|d| names::is_digest(d));
         let mut children: Vec<String> = Vec::new();
-        for digest in raw.images.into_iter().flatten().filter_map(|i| i.digest) {
-            let own = raw.digest.as_deref().is_some_and(|d| same(d, &digest));
-            if !own && !children.iter().any(|c| same(c, &digest)) {
-                children.push(digest);
+        let images = raw.images.into_iter().flatten().filter_map(|i| i.digest);
+        for child in images.filter(|d| names::is_digest(d)) {
+            if digest.as_ref() != Some(&child) && !children.contains(&child) {
+                children.push(child);
             }
         }
         // A single-platform tag lists itself as its one image. Without a
@@ -210,7 +213,7 @@ impl From<RawTag> for HubTag {
         // second platform has to show that the tag is an index.
         let index = raw.media_type.as_deref().is_some_and(is_index_type)
             || children.len() > 1
-            || (raw.digest.is_some() && !children.is_empty());
+            || (digest.is_some() && !children.is_empty());
         if !index {
             children.clear();
         }
@@ -221,7 +224,7 @@ impl From<RawTag> for HubTag {
                 .and_then(crate::time::unix_seconds),
             full_size: raw.full_size.unwrap_or(0),
             name: raw.name,
-            digest: raw.digest,
+            digest,
             children,
         }
     }
@@ -349,6 +352,7 @@ impl Hub {
             "tags",
         ]);
         url.query_pairs_mut().append_pair("page_size", PAGE_SIZE);
+        let source = format!("Docker Hub's {name}");
         let mut tags = Vec::new();
         for _ in 0..MAX_PAGES {
             let response = self
@@ -360,7 +364,12 @@ impl Hub {
                 _ => return Err(self.failure(&what, response, &[]).await),
             }
             let page: Page = self.json(&what, response, &[]).await?;
-            tags.extend(page.results.into_iter().map(HubTag::from));
+            let listed = page.results.into_iter();
+            tags.extend(
+                listed
+                    .filter(|raw| names::is_listed_tag(&raw.name, &source))
+                    .map(HubTag::from),
+            );
             match page.next.filter(|next| !next.is_empty()) {
                 Some(next) => url = self.same_origin(&name, &next)?,
                 None => return Ok(tags),
@@ -605,40 +614,31 @@ mod tests {
         const LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
         const IMAGE: &str = "application/vnd.docker.container.image.v1+json";
         const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+        const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+        const B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+        const I: &str = "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";
+        const UPPER: &str =
+            "sha256:ABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABABAB";
+        const LOWER: &str =
+            "sha256:abababababababababababababababababababababababababababababababab";
         // (case, raw, children)
         let cases: [(&str, RawTag, &[&str]); 6] = [
             (
                 "single platform lists itself",
-                raw(Some("sha256:a"), IMAGE, &["sha256:a"]),
+                raw(Some(A), IMAGE, &[A]),
                 &[],
             ),
-            (
-                "multi-arch list",
-                raw(
-                    Some("sha256:i"),
-                    LIST,
-                    &["sha256:a", "sha256:b", "sha256:a"],
-                ),
-                &["sha256:a", "sha256:b"],
-            ),
+            ("multi-arch list", raw(Some(I), LIST, &[A, B, A]), &[A, B]),
             (
                 "one-platform OCI index (buildx with attestations)",
-                raw(Some("sha256:i"), INDEX, &["sha256:a"]),
-                &["sha256:a"],
+                raw(Some(I), INDEX, &[A]),
+                &[A],
             ),
+            ("no digest, index media type", raw(None, LIST, &[A]), &[A]),
+            ("no digest, single platform", raw(None, IMAGE, &[A]), &[]),
             (
-                "no digest, index media type",
-                raw(None, LIST, &["sha256:a"]),
-                &["sha256:a"],
-            ),
-            (
-                "no digest, single platform",
-                raw(None, IMAGE, &["sha256:a"]),
-                &[],
-            ),
-            (
-                "digests compared without case",
-                raw(Some("sha256:AB"), IMAGE, &["sha256:ab"]),
+                "an upper-case digest is no digest: nothing to tell an index by",
+                raw(Some(UPPER), IMAGE, &[LOWER]),
                 &[],
             ),
         ];
@@ -648,6 +648,9 @@ mod tests {
             assert_eq!(tag.last_pushed, Some(1_686_632_311), "{case}");
             assert_eq!(tag.full_size, 0, "{case}");
         }
+        let not_a_digest = HubTag::from(raw(Some("sha256:../../x"), LIST, &[A, "../y"]));
+        assert_eq!(not_a_digest.digest, None);
+        assert_eq!(not_a_digest.children, [A]);
     }
 
     #[test]

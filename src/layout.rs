@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt as _;
 
 use crate::limits;
+use crate::names::{self, DIGEST_RULE, is_digest};
 use crate::platform::INDEX_MEDIA_TYPE;
 use crate::registry::stream::{BlobStream, file_chunks, verified};
 use crate::registry::{Manifest, sha256_digest};
@@ -158,11 +159,14 @@ impl Layout {
         self.index.lock().map(|i| i.clone()).unwrap_or_default()
     }
 
-    /// The tags (`ref.name` annotations) in index order.
+    /// The tags (`ref.name` annotations) in index order. A name that is not
+    /// a tag is left out, with a warning: it is never pushed.
     pub fn tags(&self) -> Vec<String> {
+        let source = self.root.join(INDEX_FILE).display().to_string();
         self.entries()
             .into_iter()
             .filter_map(|e| e.annotations.get(REF_NAME).cloned())
+            .filter(|name| names::is_listed_tag(name, &source))
             .collect()
     }
 
@@ -177,10 +181,10 @@ impl Layout {
     fn blob_path(&self, digest: &str) -> Result<PathBuf, LayoutError> {
         let hex = digest
             .strip_prefix("sha256:")
-            .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+            .filter(|_| is_digest(digest))
             .ok_or_else(|| LayoutError::Invalid {
                 path: self.root.clone(),
-                why: format!("{digest:?} is not a sha256 digest"),
+                why: format!("it names the blob {digest:?}, and {DIGEST_RULE}"),
             })?;
         Ok(self.root.join(BLOBS).join(hex))
     }
@@ -475,6 +479,30 @@ mod tests {
             err.contains("its manifest is larger than 4.0 MiB, the limit for one"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn names_in_the_index_that_are_not_tags_or_digests_are_never_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::create(dir.path()).unwrap();
+        let m = manifest(br#"{"schemaVersion":2,"layers":[]}"#, MANIFEST_MEDIA_TYPE);
+        for name in [
+            "v1",
+            "../../../acme/victim/manifests/latest",
+            "x\n::warning::y",
+        ] {
+            layout.put_manifest(name, &m).unwrap();
+        }
+        layout.save_index().unwrap();
+        let read = Layout::open(dir.path()).unwrap();
+        assert_eq!(read.tags(), ["v1"]);
+        let upper = m.digest.to_uppercase().replace("SHA256", "sha256");
+        let err = read.manifest(&upper).unwrap_err().to_string();
+        assert!(
+            err.contains("a digest is sha256: followed by 64 lower-case hex digits"),
+            "{err}"
+        );
+        assert!(read.has_blob("sha256:../../../../etc/passwd", 1).is_err());
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! with `scan`, pushes through `registry` with the tags `tags` decides;
 //! `report` renders summaries, annotations and check runs; `bases` waits
 //! for the monorepo images an image builds on.
-//! Pure helpers: `reference` (image names), `metadata` (labels), `release`
+//! Pure helpers: `names` (the OCI grammar of repository names, tags and
+//! digests, checked wherever a name comes in), `reference` (image names),
+//! `metadata` (labels), `release`
 //! (release tags, versions, prereleases), `build_key` (what makes a build
 //! the same build),
 //! `platform` (platforms, image indexes), `retention` (what a cleanup may
@@ -29,6 +31,7 @@ pub mod limits;
 pub mod metadata;
 pub mod mirror;
 pub mod monitor;
+pub mod names;
 pub mod plan;
 pub mod platform;
 pub mod reference;

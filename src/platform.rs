@@ -9,6 +9,64 @@ use serde::{Deserialize, Serialize};
 /// How an OCI image index is served and stored.
 pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 
+/// An OS's architectures, each with its variants.
+type Architectures = &'static [(&'static str, &'static [&'static str])];
+
+/// The OS/architecture pairs Go builds container images for (`go tool dist
+/// list`), each with the variants BuildKit and containerd know: GOAMD64
+/// levels, GOARM versions, arm64's v8 and v9.
+const KNOWN: &[(&str, Architectures)] = &[
+    (
+        "linux",
+        &[
+            ("386", &[]),
+            ("amd64", &["v1", "v2", "v3", "v4"]),
+            ("arm", &["v5", "v6", "v7"]),
+            ("arm64", &["v8", "v9"]),
+            ("loong64", &[]),
+            ("mips", &[]),
+            ("mipsle", &[]),
+            ("mips64", &[]),
+            ("mips64le", &[]),
+            ("ppc64", &[]),
+            ("ppc64le", &[]),
+            ("riscv64", &[]),
+            ("s390x", &[]),
+        ],
+    ),
+    (
+        "windows",
+        &[("386", &[]), ("amd64", &[]), ("arm", &[]), ("arm64", &[])],
+    ),
+    (
+        "freebsd",
+        &[
+            ("386", &[]),
+            ("amd64", &[]),
+            ("arm", &["v6", "v7"]),
+            ("arm64", &[]),
+            ("riscv64", &[]),
+        ],
+    ),
+];
+
+/// Architectures as `uname -m` or distributions spell them, and what images
+/// call them.
+const ALIASES: &[(&str, &str)] = &[
+    ("x86_64", "amd64"),
+    ("x86-64", "amd64"),
+    ("aarch64", "arm64"),
+    ("i386", "386"),
+    ("i686", "386"),
+    ("x86", "386"),
+    ("armhf", "arm/v7"),
+    ("armv7", "arm/v7"),
+    ("armv7l", "arm/v7"),
+    ("armel", "arm/v6"),
+    ("armv6", "arm/v6"),
+    ("armv6l", "arm/v6"),
+];
+
 /// `os/architecture[/variant]`, as `docker build --platform` and an index
 /// entry's `platform` spell it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -45,11 +103,56 @@ impl Platform {
                 "{text:?} is not a platform; write os/architecture[/variant], e.g. linux/amd64 or linux/arm/v7"
             ));
         }
-        Ok(Platform {
+        let platform = Platform {
             os: parts[0].to_owned(),
             architecture: parts[1].to_owned(),
             variant: parts.get(2).map(|v| (*v).to_owned()),
-        })
+        };
+        platform
+            .known()
+            .map_err(|why| format!("{text:?} is not a platform: {why}"))?;
+        Ok(platform)
+    }
+
+    /// Whether Go and BuildKit build for this OS, architecture and variant;
+    /// if not, why, with what to write instead.
+    fn known(&self) -> Result<(), String> {
+        let Some((_, architectures)) = KNOWN.iter().find(|(os, _)| *os == self.os) else {
+            let oses: Vec<&str> = KNOWN.iter().map(|(os, _)| *os).collect();
+            return Err(format!(
+                "images are built for {}, not {:?}; e.g. linux/amd64",
+                oses.join(", "),
+                self.os
+            ));
+        };
+        let Some((_, variants)) = architectures.iter().find(|(a, _)| *a == self.architecture)
+        else {
+            let names: Vec<&str> = architectures.iter().map(|(a, _)| *a).collect();
+            let fix = ALIASES
+                .iter()
+                .find(|(alias, _)| *alias == self.architecture)
+                .map(|(_, meant)| format!("; write {}/{meant}", self.os))
+                .unwrap_or_default();
+            return Err(format!(
+                "{} images have the architectures {}, not {:?}{fix}",
+                self.os,
+                names.join(", "),
+                self.architecture
+            ));
+        };
+        match &self.variant {
+            Some(variant) if !variants.contains(&variant.as_str()) => {
+                let base = format!("{}/{}", self.os, self.architecture);
+                Err(match variants {
+                    [] => format!("{base} has no variants; write {base}"),
+                    _ => format!(
+                        "{base} has the variants {}, not {variant:?}",
+                        variants.join(", ")
+                    ),
+                })
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The platform an image config declares (`os`, `architecture`,
@@ -125,7 +228,8 @@ pub fn image_index(entries: &[Entry]) -> Vec<u8> {
 }
 
 /// The child an index offers for `wanted`: the first that serves it,
-/// skipping entries without a platform (attestations, signatures).
+/// skipping entries without a platform (attestations, signatures) and
+/// entries whose digest isn't one (it would be requested next).
 pub fn child_for<'a>(index: &'a [u8], wanted: &Platform) -> Option<&'a str> {
     #[derive(Deserialize)]
     struct Raw<'a> {
@@ -140,6 +244,7 @@ pub fn child_for<'a>(index: &'a [u8], wanted: &Platform) -> Option<&'a str> {
     let raw: Raw<'a> = serde_json::from_slice(index).ok()?;
     raw.manifests
         .into_iter()
+        .filter(|e| crate::names::is_digest(e.digest))
         .find(|e| e.platform.as_ref().is_some_and(|p| p.serves(wanted)))
         .map(|e| e.digest)
 }
@@ -198,6 +303,54 @@ mod tests {
     }
 
     #[test]
+    fn only_platforms_images_are_built_for_are_taken() {
+        for good in [
+            "linux/amd64",
+            "linux/amd64/v3",
+            "linux/arm64",
+            "linux/arm64/v8",
+            "linux/arm/v6",
+            "linux/arm/v7",
+            "linux/arm",
+            "linux/386",
+            "linux/ppc64le",
+            "linux/s390x",
+            "linux/riscv64",
+            "windows/amd64",
+            "freebsd/amd64",
+        ] {
+            assert_eq!(p(good).to_string(), good);
+        }
+        for (bad, why) in [
+            (
+                "linux/foo",
+                "\"linux/foo\" is not a platform: linux images have the architectures 386, amd64, arm, arm64,",
+            ),
+            ("linux/x86_64", "not \"x86_64\"; write linux/amd64"),
+            ("linux/armhf", "write linux/arm/v7"),
+            (
+                "darwin/arm64",
+                "images are built for linux, windows, freebsd, not \"darwin\"",
+            ),
+            (
+                "linux/arm/v8",
+                "linux/arm has the variants v5, v6, v7, not \"v8\"",
+            ),
+            (
+                "linux/s390x/v1",
+                "linux/s390x has no variants; write linux/s390x",
+            ),
+            (
+                "windows/riscv64",
+                "windows images have the architectures 386, amd64, arm, arm64, not",
+            ),
+        ] {
+            let err = Platform::parse(bad).unwrap_err();
+            assert!(err.contains(why), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn a_config_declares_its_platform() {
         let config = br#"{"architecture":"arm","os":"linux","variant":"v7","rootfs":{}}"#;
         assert_eq!(Platform::of_config(config), Some(p("linux/arm/v7")));
@@ -215,10 +368,11 @@ mod tests {
             size: 7,
             platform: p(platform),
         };
-        let entries = [
-            entry("sha256:a", "linux/amd64"),
-            entry("sha256:b", "linux/arm64"),
-        ];
+        let (a, b) = (
+            format!("sha256:{}", "a".repeat(64)),
+            format!("sha256:{}", "b".repeat(64)),
+        );
+        let entries = [entry(&a, "linux/amd64"), entry(&b, "linux/arm64")];
         let bytes = image_index(&entries);
         let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(json["schemaVersion"], 2);
@@ -228,10 +382,12 @@ mod tests {
             serde_json::json!({"os": "linux", "architecture": "arm64"})
         );
         assert_eq!(image_index(&entries), bytes, "the same bytes every time");
-        assert_eq!(child_for(&bytes, &p("linux/arm64")), Some("sha256:b"));
-        assert_eq!(child_for(&bytes, &p("linux/arm64/v8")), Some("sha256:b"));
-        assert_eq!(child_for(&bytes, &p("linux/amd64")), Some("sha256:a"));
+        assert_eq!(child_for(&bytes, &p("linux/arm64")), Some(b.as_str()));
+        assert_eq!(child_for(&bytes, &p("linux/arm64/v8")), Some(b.as_str()));
+        assert_eq!(child_for(&bytes, &p("linux/amd64")), Some(a.as_str()));
         assert_eq!(child_for(&bytes, &p("linux/s390x")), None);
+        let lying = image_index(&[entry("latest", "linux/amd64"), entry(&b, "linux/amd64")]);
+        assert_eq!(child_for(&lying, &p("linux/amd64")), Some(b.as_str()));
     }
 
     #[test]

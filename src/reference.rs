@@ -3,11 +3,15 @@
 //! `index.docker.io/library/ubuntu` all name the same image.
 //!
 //! Grammar: <https://github.com/distribution/reference> (`reference.go`,
-//! `normalize.go`). Unlike Docker, upper-case repositories are lower-cased
-//! instead of rejected: the plan derives names from directory names.
+//! `normalize.go`), its parts checked by [`crate::names`]. Unlike Docker,
+//! [`Reference::parse`] lower-cases an upper-case repository instead of
+//! rejecting it: the plan derives names from directory names. Names a user
+//! typed go through [`Reference::parse_exact`], which refuses it.
 
 use std::fmt;
 use std::str::FromStr;
+
+use crate::names::{DIGEST_RULE, NAME_MAX, TAG_RULE, is_digest, is_path_component, is_tag};
 
 const DOCKER_HUB: &str = "docker.io";
 const DOCKER_HUB_ALIASES: [&str; 2] = ["index.docker.io", "registry-1.docker.io"];
@@ -17,8 +21,6 @@ pub fn is_docker_hub(host: &str) -> bool {
     host == DOCKER_HUB || DOCKER_HUB_ALIASES.contains(&host)
 }
 const OFFICIAL_PREFIX: &str = "library/";
-const NAME_MAX: usize = 255;
-const TAG_MAX: usize = 128;
 
 /// A normalised image reference: the registry is always explicit and Docker
 /// Hub official images carry their `library/` namespace.
@@ -59,14 +61,12 @@ pub enum ReferenceError {
         "invalid port {port:?} in {reference:?}: a registry port is a number from 0 to 65535, e.g. localhost:5000/app"
     )]
     InvalidPort { reference: String, port: String },
-    #[error(
-        "invalid tag {tag:?} in {reference:?}: a tag starts with a letter, digit or underscore and has at most 128 of [A-Za-z0-9_.-]"
-    )]
+    #[error("invalid tag {tag:?} in {reference:?}: {TAG_RULE}")]
     InvalidTag { reference: String, tag: String },
-    #[error(
-        "invalid digest {digest:?} in {reference:?}: a digest is algorithm:hex, e.g. sha256: followed by 64 lower-case hex digits"
-    )]
+    #[error("invalid digest {digest:?} in {reference:?}: {DIGEST_RULE}")]
     InvalidDigest { reference: String, digest: String },
+    #[error("invalid image reference {reference:?}: a reference has no scheme; write {without:?}")]
+    Scheme { reference: String, without: String },
     #[error(
         "invalid image reference {reference:?}: the full name is {length} characters long; shorten the registry or repository path to at most 255"
     )]
@@ -105,9 +105,15 @@ impl Reference {
             return Err(ReferenceError::Empty);
         }
         // Docker refuses these so that a reference can never be mistaken for an image ID.
-        if s.len() == 64 && s.bytes().all(is_lower_hex) {
+        if is_digest(&format!("sha256:{s}")) {
             return Err(ReferenceError::ImageId {
                 reference: s.to_string(),
+            });
+        }
+        if let Some((_, without)) = s.split_once("://") {
+            return Err(ReferenceError::Scheme {
+                reference: s.to_string(),
+                without: without.to_string(),
             });
         }
         let (rest, digest) = match s.split_once('@') {
@@ -125,14 +131,8 @@ impl Reference {
             _ => (DOCKER_HUB.to_string(), name),
         };
         let mut repository = path.to_ascii_lowercase();
-        if case == Case::Exact && repository != path {
-            return Err(ReferenceError::UpperCase {
-                reference: s.to_string(),
-                path: path.to_string(),
-                lower: s.replacen(path, &repository, 1),
-            });
-        }
-        for component in repository.split('/') {
+        // Upper case is judged last: its fix must be a name that is one.
+        for (component, given) in repository.split('/').zip(path.split('/')) {
             if component.is_empty() {
                 return Err(ReferenceError::EmptyComponent {
                     reference: s.to_string(),
@@ -141,9 +141,16 @@ impl Reference {
             if !is_path_component(component) {
                 return Err(ReferenceError::InvalidComponent {
                     reference: s.to_string(),
-                    component: component.to_string(),
+                    component: given.to_string(),
                 });
             }
+        }
+        if case == Case::Exact && repository != path {
+            return Err(ReferenceError::UpperCase {
+                reference: s.to_string(),
+                path: path.to_string(),
+                lower: s.replacen(path, &repository, 1),
+            });
         }
         if registry == DOCKER_HUB && !repository.contains('/') {
             repository.insert_str(0, OFFICIAL_PREFIX);
@@ -259,6 +266,36 @@ fn is_registry(first: &str) -> bool {
     first.contains(['.', ':']) || first.eq_ignore_ascii_case("localhost")
 }
 
+/// The `registry` input: a registry's `host[:port]`, normalised as the
+/// registry of a reference is. The error says what is wrong and what to
+/// write, for the caller to name its input.
+pub fn registry_name(raw: &str) -> Result<String, String> {
+    const FORM: &str = "a registry is a host name or IP address with an optional :port, e.g. ghcr.io or localhost:5000";
+    let raw = raw.trim();
+    if let Some((_, rest)) = raw.split_once("://") {
+        let host = rest.split('/').next().unwrap_or(rest);
+        return Err(format!(
+            "{FORM}, without a scheme; write `registry: {host}`"
+        ));
+    }
+    if let Some((host, path)) = raw.split_once('/') {
+        return Err(format!(
+            "{FORM}, without a path; write `registry: {host}` (the path {path:?} goes in `namespace` or `image`)"
+        ));
+    }
+    if !is_registry(raw) {
+        return Err(format!(
+            "{FORM}; a name without a dot or port is a Docker Hub namespace — for Docker Hub write `registry: docker.io` and `namespace: {raw}`"
+        ));
+    }
+    normalize_registry(raw, raw).map_err(|e| match e {
+        ReferenceError::InvalidPort { port, .. } => {
+            format!("port {port:?} is not a number from 0 to 65535; {FORM}")
+        }
+        _ => FORM.to_owned(),
+    })
+}
+
 fn normalize_registry(raw: &str, reference: &str) -> Result<String, ReferenceError> {
     let registry = raw.to_ascii_lowercase();
     let invalid = || ReferenceError::InvalidRegistry {
@@ -310,49 +347,6 @@ fn is_domain_component(s: &str) -> bool {
     b.first().is_some_and(u8::is_ascii_alphanumeric)
         && b.last().is_some_and(u8::is_ascii_alphanumeric)
         && b.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'-')
-}
-
-/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`.
-fn is_path_component(s: &str) -> bool {
-    let alphanumeric = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    s.starts_with(alphanumeric)
-        && s.ends_with(alphanumeric)
-        // What lies between runs of alphanumerics must be one allowed separator.
-        && s.split(alphanumeric).all(|separator| {
-            matches!(separator, "" | "." | "_" | "__") || separator.bytes().all(|c| c == b'-')
-        })
-}
-
-/// `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-fn is_tag(s: &str) -> bool {
-    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
-    s.len() <= TAG_MAX
-        && s.bytes().next().is_some_and(word)
-        && s.bytes().all(|c| word(c) || c == b'.' || c == b'-')
-}
-
-/// `algorithm:hex`; registered algorithms need their exact lower-case length,
-/// others at least 128 bits of hex.
-fn is_digest(s: &str) -> bool {
-    let Some((algorithm, hex)) = s.split_once(':') else {
-        return false;
-    };
-    let algorithm_ok = algorithm.split(['+', '.', '-', '_']).all(|component| {
-        component.starts_with(|c: char| c.is_ascii_alphabetic())
-            && component.bytes().all(|c| c.is_ascii_alphanumeric())
-    });
-    let lower_hex = |len: usize| hex.len() == len && hex.bytes().all(is_lower_hex);
-    algorithm_ok
-        && match algorithm {
-            "sha256" => lower_hex(64),
-            "sha384" => lower_hex(96),
-            "sha512" => lower_hex(128),
-            _ => hex.len() >= 32 && hex.bytes().all(|c| c.is_ascii_hexdigit()),
-        }
-}
-
-fn is_lower_hex(c: u8) -> bool {
-    matches!(c, b'0'..=b'9' | b'a'..=b'f')
 }
 
 #[cfg(test)]
@@ -553,6 +547,7 @@ mod tests {
             ("a/b_".into(), "InvalidComponent", "\"b_\""),
             ("a/b___c".into(), "InvalidComponent", "\"b___c\""),
             ("a b".into(), "InvalidComponent", "\"a b\""),
+            ("Bad Name".into(), "InvalidComponent", "\"Bad Name\""),
             (HEX.into(), "ImageId", "image ID"),
             (
                 "bad_host.io/app".into(),
@@ -597,7 +592,17 @@ mod tests {
             (
                 format!("ghcr.io/o/r@{HEX}"),
                 "InvalidDigest",
-                "algorithm:hex",
+                "a digest is sha256: followed by 64 lower-case hex digits",
+            ),
+            (
+                format!("ghcr.io/o/r@sha512:{HEX}{HEX}"),
+                "InvalidDigest",
+                "invalid digest \"sha512:",
+            ),
+            (
+                "https://ghcr.io/o/r:1".into(),
+                "Scheme",
+                "invalid image reference \"https://ghcr.io/o/r:1\": a reference has no scheme; write \"ghcr.io/o/r:1\"",
             ),
             (long_name, "TooLong", "258 characters long; shorten"),
         ];
@@ -614,10 +619,40 @@ mod tests {
     }
 
     #[test]
-    fn accepts_other_digest_algorithms() {
-        let custom = format!("ghcr.io/o/r@multihash+base58:{}", &HEX[..32]);
-        assert!(Reference::parse(&custom).is_ok());
-        let sha512 = format!("ghcr.io/o/r@sha512:{HEX}{HEX}");
-        assert!(Reference::parse(&sha512).is_ok());
+    fn the_registry_input_is_a_host_and_port_and_errors_show_what_to_write() {
+        for (raw, name) in [
+            ("ghcr.io", "ghcr.io"),
+            (" GHCR.IO ", "ghcr.io"),
+            ("localhost", "localhost"),
+            ("127.0.0.1:5000", "127.0.0.1:5000"),
+            ("[::1]:5000", "[::1]:5000"),
+            ("index.docker.io", "docker.io"),
+        ] {
+            assert_eq!(registry_name(raw).unwrap(), name, "{raw:?}");
+        }
+        for (raw, fix) in [
+            ("https://x", "without a scheme; write `registry: x`"),
+            (
+                "http://127.0.0.1:5000/v2/",
+                "without a scheme; write `registry: 127.0.0.1:5000`",
+            ),
+            (
+                "ghcr.io/acme",
+                "without a path; write `registry: ghcr.io` (the path \"acme\" goes in `namespace` or `image`)",
+            ),
+            (
+                "acme",
+                "for Docker Hub write `registry: docker.io` and `namespace: acme`",
+            ),
+            (
+                "localhost:99999",
+                "port \"99999\" is not a number from 0 to 65535",
+            ),
+            ("bad_host.io", "e.g. ghcr.io or localhost:5000"),
+            ("a b.io", "e.g. ghcr.io or localhost:5000"),
+        ] {
+            let err = registry_name(raw).unwrap_err();
+            assert!(err.contains(fix), "{raw:?}: {err}");
+        }
     }
 }

@@ -28,6 +28,8 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use glob::Pattern;
 
+use crate::names::is_commit_sha;
+
 /// One tag the registry listing found.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TagInfo {
@@ -130,12 +132,6 @@ impl Plan {
             .iter()
             .flat_map(|d| d.tags.iter().map(String::as_str))
     }
-}
-
-/// A full commit SHA as `publish` tags it: exactly 40 lower-case hex
-/// characters (a short or upper-case one was pushed by someone else).
-pub fn is_commit_sha(tag: &str) -> bool {
-    tag.len() == 40 && tag.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
 }
 
 /// `1.2.3`, `1.2`, `1`, with an optional `v` and prerelease: the tags a

@@ -9,6 +9,8 @@
 
 use semver::Version;
 
+use crate::names::{TAG_RULE, is_commit_sha, is_tag};
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Latest {
     /// The default branch or a final release.
@@ -55,28 +57,13 @@ pub enum TagError {
         "{0:?} is not a full commit SHA; the immutable tag is the 40-character SHA of the commit built (GITHUB_SHA, or the `sha` input)"
     )]
     Sha(String),
-    #[error(
-        "invalid tag {0:?}: a tag starts with a letter, digit or `_` and has at most 128 of A-Z a-z 0-9 _ . -; fix the `tags` input"
-    )]
+    #[error("invalid tag {0:?}: {TAG_RULE}; fix the `tags` input")]
     Tag(String),
-}
-
-pub fn validate_tag(tag: &str) -> Result<(), TagError> {
-    let mut chars = tag.chars();
-    let first_ok = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_');
-    let rest_ok = chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if first_ok && rest_ok && tag.len() <= 128 {
-        Ok(())
-    } else {
-        Err(TagError::Tag(tag.to_owned()))
-    }
 }
 
 pub fn tags(facts: &Facts<'_>) -> Result<TagSet, TagError> {
     let sha = facts.sha.to_ascii_lowercase();
-    if sha.len() != 40 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !is_commit_sha(&sha) {
         return Err(TagError::Sha(facts.sha.to_owned()));
     }
     let mut set = TagSet {
@@ -93,7 +80,9 @@ pub fn tags(facts: &Facts<'_>) -> Result<TagSet, TagError> {
         set.tags.push("latest".into());
     }
     for tag in facts.extra {
-        validate_tag(tag)?;
+        if !is_tag(tag) {
+            return Err(TagError::Tag(tag.clone()));
+        }
         if !set.tags.contains(tag) {
             set.tags.push(tag.clone());
         }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::inventory::Inventory;
-use crate::retention::is_commit_sha;
+use crate::names::is_commit_sha;
 use crate::supply::cosign::attached_to;
 
 /// Images listed per repository as the largest.

@@ -9,10 +9,13 @@ use crate::actions::inputs::split_list;
 use crate::actions::outputs::Outputs;
 use crate::cli::{CopyArgs, FromArgs, MirrorArgs, PublishArgs, ToArgs};
 use crate::commands::{Session, credentials};
+use crate::mirror::select::is_pattern;
 use crate::mirror::summary::{Mirrored, summary};
 use crate::mirror::{self, Options, Report, Store};
+use crate::names::{TAG_RULE, is_tag};
 use crate::reference::Reference;
 use crate::registry::Registry;
+use crate::registry::auth::Login;
 
 /// `publish` has no `concurrency` input of its own: the `mirror` default.
 const RELEASE_MIRROR_CONCURRENCY: usize = 8;
@@ -51,9 +54,10 @@ pub(crate) fn open_from(
     timeout: Duration,
 ) -> anyhow::Result<(Registry, Reference)> {
     let reference = repository("from", &args.from)?;
-    let login = credentials(&args.from_username, &args.from_password)
-        .context("`from-username` and `from-password` go together")?;
-    let registry = Registry::new(reference.registry(), login)?.with_timeout(timeout)?;
+    let login = credentials(&args.from_username, &args.from_password, Login::SOURCE)?;
+    let registry = Registry::new(reference.registry(), login)?
+        .with_login(&Login::SOURCE)
+        .with_timeout(timeout)?;
     Ok((registry, reference))
 }
 
@@ -68,7 +72,7 @@ pub(crate) fn open_to(args: &ToArgs, timeout: Duration) -> anyhow::Result<(Regis
     }
     let registry = Registry::new(
         reference.registry(),
-        credentials(&args.username, &args.password)?,
+        credentials(&args.username, &args.password, Login::TARGET)?,
     )?
     .with_timeout(timeout)?;
     Ok((registry, reference))
@@ -87,6 +91,9 @@ fn repository(input: &str, value: &str) -> anyhow::Result<Reference> {
 /// `tags` as given, else the tag the `from` reference names, else none (all).
 pub(crate) fn wanted(args: &CopyArgs, named: Option<&str>) -> anyhow::Result<Vec<String>> {
     let given: Vec<String> = args.tags.iter().flat_map(|t| split_list(t)).collect();
+    if let Some(bad) = given.iter().find(|t| !is_pattern(t) && !is_tag(t)) {
+        bail!("`tags`: {bad:?} is neither a tag nor a glob pattern; {TAG_RULE}");
+    }
     match (given.is_empty(), named) {
         (false, Some(tag)) => {
             bail!("`from` names the tag `{tag}` and `tags` names more; use one of them")
@@ -144,8 +151,7 @@ pub(crate) async fn release_mirrors(
     repository: &str,
     tags: &[String],
 ) -> anyhow::Result<Vec<Mirrored>> {
-    let login = credentials(&args.mirror_username, &args.mirror_password)
-        .context("`mirror-username` and `mirror-password` go together")?;
+    let login = credentials(&args.mirror_username, &args.mirror_password, Login::MIRROR)?;
     let mut targets = Vec::new();
     for given in args.mirror_to.iter().flat_map(|t| split_list(t)) {
         let name = if given.contains('/') {
@@ -156,7 +162,9 @@ pub(crate) async fn release_mirrors(
         let reference = self::repository("mirror-to", &name)?;
         targets.push((
             name,
-            Registry::new(reference.registry(), login.clone())?.with_timeout(primary.timeout())?,
+            Registry::new(reference.registry(), login.clone())?
+                .with_login(&Login::MIRROR)
+                .with_timeout(primary.timeout())?,
             reference,
         ));
     }

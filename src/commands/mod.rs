@@ -27,6 +27,7 @@ use crate::actions::workflow::{Workflow, log_json, log_line};
 use crate::cli::Command;
 use crate::plan::git::GitSource;
 use crate::registry::auth::Credentials;
+pub use crate::registry::auth::Login;
 
 /// What every command gets: the run's context and the workflow-command sink.
 pub struct Session {
@@ -84,23 +85,34 @@ impl Session {
             .context("couldn't make a work directory under RUNNER_TEMP")
     }
 
-    /// The image namespace: the input, else the repository owner
-    /// lower-cased — from GITHUB_REPOSITORY_OWNER, GITHUB_REPOSITORY, or
-    /// the event's repository (Forgejo leaves the first empty on dispatch).
+    /// The image namespace: the input (checked as given, see `cli`), else
+    /// the repository owner lower-cased — from GITHUB_REPOSITORY_OWNER,
+    /// GITHUB_REPOSITORY, or the event's repository (Forgejo leaves the
+    /// first empty on dispatch).
     pub fn namespace(&self, given: Option<&str>) -> anyhow::Result<String> {
-        given
-            .map(str::to_owned)
-            .or_else(|| self.ctx.repository_owner.clone())
+        if let Some(given) = given {
+            return Ok(given.to_owned());
+        }
+        let owner = self
+            .ctx
+            .repository_owner
+            .clone()
             .or_else(|| {
                 self.ctx
                     .event_path
                     .as_deref()
                     .and_then(crate::actions::event::repository_owner)
             })
-            .map(|owner| owner.to_lowercase())
             .context(
                 "no namespace for the image names: set the `namespace` input (GITHUB_REPOSITORY_OWNER, GITHUB_REPOSITORY and the event's repository name no owner)",
+            )?;
+        let namespace = owner.to_ascii_lowercase();
+        crate::names::check_repository(&namespace).with_context(|| {
+            format!(
+                "the repository owner {owner:?} makes no image namespace; set the `namespace` input"
             )
+        })?;
+        Ok(namespace)
     }
 
     /// Hands results to the runner — the output file and the step summary —
@@ -143,11 +155,17 @@ pub async fn run(command: Command, session: &Session) -> anyhow::Result<()> {
     }
 }
 
-/// Registry credentials: both halves or neither.
+/// Registry credentials: both halves or neither; errors name `login`'s inputs.
 pub fn credentials(
     username: &Option<String>,
     password: &Option<String>,
+    login: Login,
 ) -> anyhow::Result<Option<Credentials>> {
+    let Login {
+        username: user_input,
+        password: password_input,
+        ..
+    } = login;
     match (username, password) {
         (Some(username), Some(password)) => Ok(Some(Credentials {
             username: username.clone(),
@@ -155,10 +173,12 @@ pub fn credentials(
         })),
         (None, None) => Ok(None),
         (Some(_), None) => bail!(
-            "`username` is set but `password` is empty; pass the password or token as a secret"
+            "`{user_input}` is set but `{password_input}` is empty; pass the password or token as a secret"
         ),
         (None, Some(_)) => {
-            bail!("`password` is set but `username` is empty; set the registry user name")
+            bail!(
+                "`{password_input}` is set but `{user_input}` is empty; set the registry user name"
+            )
         }
     }
 }

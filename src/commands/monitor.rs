@@ -76,7 +76,8 @@ struct Checker<'a> {
 impl<'a> Checker<'a> {
     async fn new(args: &'a MonitorArgs, session: &Session) -> anyhow::Result<Self> {
         let repos = &args.repositories;
-        let credentials = super::credentials(&repos.username, &repos.password)?;
+        let credentials =
+            super::credentials(&repos.username, &repos.password, super::Login::TARGET)?;
         let registry = Registry::new(&repos.registry, credentials)?
             .with_timeout(repos.timeout.request_timeout)?;
         let work = session.work_dir()?;

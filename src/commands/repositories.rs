@@ -11,18 +11,24 @@ use crate::cli::RepositoryArgs;
 use crate::commands::Session;
 use crate::hub::{Deleted as HubDeleted, Hub, HubError, HubTag};
 use crate::inventory::{Inventory, Stored};
+use crate::names::check_repository;
 use crate::plan::discover::discover;
+use crate::reference::is_docker_hub;
 use crate::registry::{Deleted, Registry};
 use crate::retention::{Deletion, Plan};
 
-/// `namespace/name` for every repository asked for, sorted, once each.
+/// `namespace/name` for every repository asked for, sorted, once each:
+/// `images` exactly as given, else the image directories' names
+/// lower-cased (as `plan` names their images).
 pub fn names(args: &RepositoryArgs, session: &Session) -> anyhow::Result<Vec<String>> {
     let given: Vec<String> = args
         .images
         .iter()
         .flat_map(|v| crate::actions::inputs::split_list(v))
+        .map(|name| name.trim_matches('/').to_owned())
         .collect();
-    let listed = if given.is_empty() {
+    let from_images = !given.is_empty();
+    let listed = if !from_images {
         discover(
             &session.boundary()?,
             &args.dirs.context_root,
@@ -30,7 +36,7 @@ pub fn names(args: &RepositoryArgs, session: &Session) -> anyhow::Result<Vec<Str
         )
         .context("no `images` given and the image directories couldn't be listed to name the repositories; set `images` (one `name` or `namespace/name` per line)")?
         .into_iter()
-        .map(|found| found.name)
+        .map(|found| found.name.to_ascii_lowercase())
         .collect()
     } else {
         given
@@ -38,13 +44,16 @@ pub fn names(args: &RepositoryArgs, session: &Session) -> anyhow::Result<Vec<Str
     let mut namespace = None;
     let mut names = BTreeSet::new();
     for name in listed {
-        let name = name.trim_matches('/').to_owned();
-        if name.is_empty() || name.contains(':') || name.contains('@') || name.contains("..") {
-            bail!(
-                "`images`: {name:?} is not a repository name; give `name` or `namespace/name`, without a tag"
-            );
-        }
-        if name.contains('/') && !args.images.is_empty() {
+        check_repository(&name).map_err(|e| {
+            if from_images {
+                anyhow::anyhow!("`images`: {e}; give `name` or `namespace/name`, without a tag")
+            } else {
+                anyhow::anyhow!(
+                    "the image directory {name:?} under `context-root` names no repository: {e}; rename it, or set `images`"
+                )
+            }
+        })?;
+        if name.contains('/') && from_images {
             names.insert(name);
             continue;
         }
@@ -57,13 +66,6 @@ pub fn names(args: &RepositoryArgs, session: &Session) -> anyhow::Result<Vec<Str
     Ok(names.into_iter().collect())
 }
 
-pub fn is_docker_hub(registry: &str) -> bool {
-    matches!(
-        registry,
-        "docker.io" | "index.docker.io" | "registry-1.docker.io"
-    )
-}
-
 pub enum Store {
     Oci(Registry),
     Hub(Hub),
@@ -73,7 +75,7 @@ impl Store {
     /// Connects and, with credentials, logs in. `deleting` asks token
     /// issuers for the right to delete.
     pub async fn open(args: &RepositoryArgs, deleting: bool) -> anyhow::Result<Self> {
-        let credentials = super::credentials(&args.username, &args.password)?;
+        let credentials = super::credentials(&args.username, &args.password, super::Login::TARGET)?;
         if is_docker_hub(&args.registry) {
             let hub = Hub::new(&args.hub_api)?.with_timeout(args.timeout.request_timeout);
             return Ok(Store::Hub(match credentials {

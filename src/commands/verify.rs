@@ -26,7 +26,7 @@ pub async fn run(args: &VerifyArgs, session: &Session) -> anyhow::Result<()> {
         .with_context(|| format!("`image`: {:?} is not an image reference", args.image))?;
     let registry = Registry::new(
         reference.registry(),
-        super::credentials(&args.username, &args.password)?,
+        super::credentials(&args.username, &args.password, super::Login::TARGET)?,
     )?
     .with_timeout(args.timeout.request_timeout)?;
     let digest = resolve(&registry, &reference).await?;

@@ -44,6 +44,7 @@ use super::gzip::{Failed, Gzip};
 
 mod streamed;
 use super::hashing::Hashing;
+use crate::names::is_digest;
 use crate::registry::sha256_digest;
 pub use streamed::oci_image_streamed;
 
@@ -348,8 +349,8 @@ pub fn known_layers(repository: &str, manifest: &[u8], config: &[u8]) -> KnownLa
         .filter(|(diff_id, layer)| {
             [LAYER_MEDIA_TYPE, DOCKER_LAYER_MEDIA_TYPE].contains(&layer.media_type.as_str())
                 && layer.urls.is_none()
-                && is_sha256(diff_id)
-                && is_sha256(&layer.digest)
+                && is_digest(diff_id)
+                && is_digest(&layer.digest)
         })
         .map(|(diff_id, layer)| {
             let known = KnownLayer {
@@ -368,12 +369,6 @@ pub fn known_layers(repository: &str, manifest: &[u8], config: &[u8]) -> KnownLa
 fn diff_ids(config: &[u8]) -> Option<Vec<String>> {
     let config: ImageConfig = serde_json::from_slice(config).ok()?;
     Some(config.rootfs.diff_ids.unwrap_or_default())
-}
-
-fn is_sha256(digest: &str) -> bool {
-    digest.strip_prefix("sha256:").is_some_and(|hex| {
-        hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    })
 }
 
 /// Converts the `docker save` tarball `saved` (one image) into an OCI image

@@ -13,6 +13,7 @@ use serde::Deserialize;
 use tokio::io::AsyncWriteExt as _;
 
 use super::Pulled;
+use crate::names::is_digest;
 use crate::registry::contents::{Contents, Descriptor};
 use crate::registry::{Manifest, Registry, RegistryError};
 
@@ -44,8 +45,7 @@ impl BlobCache {
     /// Where a blob is (or will be); `None` for a digest that is not sha256.
     pub fn path(&self, digest: &str) -> Option<PathBuf> {
         let hex = digest.strip_prefix("sha256:")?;
-        let valid = hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit());
-        valid.then(|| self.root.join("sha256").join(hex))
+        is_digest(digest).then(|| self.root.join("sha256").join(hex))
     }
 
     fn has(&self, blob: &Descriptor) -> bool {
@@ -180,10 +180,12 @@ struct Platform {
     architecture: String,
 }
 
-/// For an index: the linux/amd64 child, else the first. `None` for an
-/// image manifest (or anything that is not an index).
+/// For an index: the linux/amd64 child, else the first; a child whose
+/// digest isn't one is passed over. `None` for an image manifest (or
+/// anything that is not an index).
 fn choose_child(manifest: &[u8]) -> Option<String> {
-    let children = serde_json::from_slice::<Index>(manifest).ok()?.manifests?;
+    let mut children = serde_json::from_slice::<Index>(manifest).ok()?.manifests?;
+    children.retain(|c| is_digest(&c.digest));
     let amd64 = children.iter().find(|c| {
         c.platform
             .as_ref()
@@ -199,12 +201,15 @@ mod tests {
 
     #[test]
     fn an_index_resolves_to_linux_amd64_else_its_first_image() {
-        let index = br#"{"manifests":[
-            {"digest":"sha256:arm","platform":{"os":"linux","architecture":"arm64"}},
-            {"digest":"sha256:amd","platform":{"os":"linux","architecture":"amd64"}}]}"#;
-        assert_eq!(choose_child(index).as_deref(), Some("sha256:amd"));
-        let other = br#"{"manifests":[{"digest":"sha256:one"},{"digest":"sha256:two"}]}"#;
-        assert_eq!(choose_child(other).as_deref(), Some("sha256:one"));
+        let [arm, amd, one, two] = ["a", "b", "c", "d"].map(|c| format!("sha256:{}", c.repeat(64)));
+        let child = |digest: &str, arch: &str| serde_json::json!({"digest": digest, "platform": {"os": "linux", "architecture": arch}});
+        let index = serde_json::json!({"manifests": [child(&arm, "arm64"), child(&amd, "amd64")]});
+        let index = serde_json::to_vec(&index).unwrap();
+        assert_eq!(choose_child(&index), Some(amd));
+        let other = serde_json::json!({"manifests": [
+            child("latest", "amd64"), {"digest": one}, {"digest": two}]});
+        let other = serde_json::to_vec(&other).unwrap();
+        assert_eq!(choose_child(&other), Some(one), "a tag is no child");
         let image = br#"{"config":{"digest":"sha256:c","size":1},"layers":[]}"#;
         assert_eq!(choose_child(image), None);
     }

@@ -52,7 +52,7 @@ impl std::fmt::Display for Range {
 
 /// Abbreviates commit SHAs for people; branch names stay whole.
 pub fn short(rev: &str) -> &str {
-    if rev.len() == 40 && rev.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if crate::names::is_commit_sha(rev) {
         &rev[..7]
     } else {
         rev

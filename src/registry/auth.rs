@@ -18,6 +18,37 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// The inputs a registry's login comes from, and the rights it needs: what
+/// an error about the login names, as the workflow spells them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Login {
+    pub username: &'static str,
+    pub password: &'static str,
+    pub rights: &'static str,
+}
+
+impl Login {
+    /// `username` and `password`: the registry written to.
+    pub const TARGET: Login = Login {
+        username: "username",
+        password: "password",
+        rights: "push",
+    };
+    /// `from-username` and `from-password`: the registry `mirror` and
+    /// `backup` read from.
+    pub const SOURCE: Login = Login {
+        username: "from-username",
+        password: "from-password",
+        rights: "pull",
+    };
+    /// `mirror-username` and `mirror-password`: `publish`'s `mirror-to`.
+    pub const MIRROR: Login = Login {
+        username: "mirror-username",
+        password: "mirror-password",
+        rights: "push",
+    };
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {
     Basic,

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use super::{Manifest, RegistryError};
+use crate::names::{DIGEST_RULE, is_digest};
 
 /// One referenced object: a child manifest, a config or a layer.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -54,6 +55,14 @@ impl Manifest {
             ))
         };
         let mut raw: Raw = serde_json::from_slice(&self.bytes).map_err(|e| bad(e.to_string()))?;
+        // Each digest goes into a URL or a file name next.
+        let listed = raw.manifests.iter().flatten().chain(&raw.config);
+        if let Some(d) = listed.chain(&raw.layers).find(|d| !is_digest(&d.digest)) {
+            return Err(RegistryError::Protocol(format!(
+                "manifest {} lists {:?}, which is not a digest ({DIGEST_RULE}); refusing it",
+                self.digest, d.digest
+            )));
+        }
         match (raw.manifests, raw.config) {
             (Some(manifests), _) => Ok(Contents::Index {
                 manifests,
@@ -143,6 +152,26 @@ mod tests {
         };
         assert_eq!(manifests.len(), 2);
         assert_eq!(manifests[0].size, 7143);
+    }
+
+    #[test]
+    fn a_listed_digest_that_is_not_one_is_refused() {
+        for listed in ["sha256:../../../x", "SHA256:AB", "v1"] {
+            let bytes = serde_json::to_vec(&serde_json::json!({
+                "manifests": [{"mediaType": "m", "digest": listed, "size": 1}],
+            }))
+            .unwrap();
+            let manifest = Manifest {
+                digest: super::super::sha256_digest(&bytes),
+                media_type: String::new(),
+                bytes,
+            };
+            let error = manifest.contents().unwrap_err().to_string();
+            assert!(
+                error.contains(&format!("lists {listed:?}, which is not a digest")),
+                "{error}"
+            );
+        }
     }
 
     #[test]

@@ -2,7 +2,8 @@
 
 use reqwest::{Method, StatusCode, header};
 
-use super::{MANIFEST_TYPES, Registry, RegistryError};
+use super::{MANIFEST_TYPES, Registry, RegistryError, Route};
+use crate::names::{DIGEST_RULE, is_digest};
 
 /// How a delete ended; both mean the manifest is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,7 +28,7 @@ impl Registry {
         repository: &str,
         reference: &str,
     ) -> Result<Option<String>, RegistryError> {
-        let path = format!("/v2/{repository}/manifests/{reference}");
+        let path = self.path(repository, Route::Manifest(reference))?;
         let response = self
             .send(Method::HEAD, &path, repository, |r| {
                 r.header(header::ACCEPT, MANIFEST_TYPES)
@@ -48,7 +49,11 @@ impl Registry {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         match digest {
-            Some(d) => Ok(Some(d)),
+            Some(d) if is_digest(&d) => Ok(Some(d)),
+            Some(d) => Err(RegistryError::Protocol(format!(
+                "{} named {repository}:{reference} by the digest {d:?}; {DIGEST_RULE}",
+                self.name
+            ))),
             // A registry that hides the digest on HEAD still sends the body
             // on GET, which `manifest` hashes.
             None => Ok(self
@@ -64,7 +69,7 @@ impl Registry {
         repository: &str,
         digest: &str,
     ) -> Result<Deleted, RegistryError> {
-        let path = format!("/v2/{repository}/manifests/{digest}");
+        let path = self.path(repository, Route::Manifest(digest))?;
         let response = self.send(Method::DELETE, &path, repository, |r| r).await?;
         match response.status() {
             StatusCode::NOT_FOUND => Ok(Deleted::AlreadyGone),

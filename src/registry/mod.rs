@@ -20,10 +20,11 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
 use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
-use auth::{Challenge, Credentials, parse_challenge};
+use auth::{Challenge, Credentials, Login, parse_challenge};
 use retry::Deadline;
 
 use crate::limits::{self, Cut, TooLarge};
+use crate::names;
 
 /// Every manifest form an image can have; a registry picks what it holds.
 pub const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, \
@@ -40,20 +41,27 @@ const MAX_TAGS: usize = 100_000;
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error(
-        "{registry} refused the credentials for `{repository}` (401); check `username` and `password` (a token with push rights for that repository)"
+        "{registry} refused the credentials for `{repository}` (401); check `{username}` and `{password}` (a token with {rights} rights for that repository)",
+        username = .login.username,
+        password = .login.password,
+        rights = .login.rights
     )]
     Unauthorized {
         registry: String,
         repository: String,
+        login: &'static Login,
     },
     #[error(
-        "{registry} denied access to `{repository}` ({status}){message}; the account needs push rights on that repository"
+        "{registry} denied access to `{repository}` ({status}){message}; the account given as `{username}` needs {rights} rights on that repository",
+        username = .login.username,
+        rights = .login.rights
     )]
     Denied {
         registry: String,
         repository: String,
         status: u16,
         message: String,
+        login: &'static Login,
     },
     /// `path` is named without its query: upload sessions carry state
     /// (signed, on some registries) there.
@@ -131,6 +139,15 @@ pub enum RegistryError {
         url: String,
         wait: Wait,
         after: Duration,
+    },
+    /// A name that isn't one never reaches a URL: a tag such as
+    /// `../../x/manifests/latest` would name another repository.
+    #[error("refusing to ask {registry} for the {what} {name:?}: {rule}")]
+    InvalidName {
+        registry: String,
+        what: &'static str,
+        name: String,
+        rule: &'static str,
     },
     #[error("{0}")]
     Protocol(String),
@@ -252,6 +269,8 @@ pub struct Registry {
     /// Where the API lives (`https://registry-1.docker.io`).
     base: String,
     credentials: Option<Credentials>,
+    /// The inputs the credentials came from, for errors to name.
+    login: &'static Login,
     /// The actions a bearer token is asked for (`pull,push`, more for cleanup).
     token_actions: &'static str,
     auth: Mutex<Auth>,
@@ -304,6 +323,7 @@ impl Registry {
             name: registry.to_owned(),
             base: endpoint(registry),
             credentials,
+            login: &Login::TARGET,
             token_actions: "pull,push",
             auth: Mutex::new(Auth::Unknown),
             tokens: Mutex::new(HashMap::new()),
@@ -312,6 +332,13 @@ impl Registry {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Names `login`'s inputs in errors about the credentials, instead of
+    /// `username` and `password`.
+    pub fn with_login(mut self, login: &'static Login) -> Self {
+        self.login = login;
+        self
     }
 
     /// Every request within `timeout`, its body and retries included, and
@@ -332,7 +359,7 @@ impl Registry {
     pub async fn check_access(&self, repository: &str) -> Result<(), RegistryError> {
         // A tags listing needs pull; a 404 (no repository yet) still means
         // the credentials were accepted.
-        let path = format!("/v2/{repository}/tags/list?n=1");
+        let path = self.path(repository, Route::Tags)? + "?n=1";
         let response = self.send(Method::GET, &path, repository, |r| r).await?;
         match response.status().as_u16() {
             200 | 404 => Ok(()),
@@ -346,7 +373,7 @@ impl Registry {
         repository: &str,
         reference: &str,
     ) -> Result<Option<Manifest>, RegistryError> {
-        let path = format!("/v2/{repository}/manifests/{reference}");
+        let path = self.path(repository, Route::Manifest(reference))?;
         let response = self
             .send(Method::GET, &path, repository, |r| {
                 r.header(header::ACCEPT, MANIFEST_TYPES)
@@ -402,7 +429,7 @@ impl Registry {
         tag: &str,
         manifest: &Manifest,
     ) -> Result<(), RegistryError> {
-        let path = format!("/v2/{repository}/manifests/{tag}");
+        let path = self.path(repository, Route::Manifest(tag))?;
         let response = self
             .send(Method::PUT, &path, repository, |r| {
                 r.header(header::CONTENT_TYPE, &manifest.media_type)
@@ -436,9 +463,10 @@ impl Registry {
         digest: &str,
         size: u64,
     ) -> Result<Vec<u8>, RegistryError> {
+        let path = self.path(repository, Route::Blob(digest))?;
         if size > limits::IN_MEMORY_BLOB {
             return Err(TooLarge {
-                url: self.shown(&format!("/v2/{repository}/blobs/{digest}")),
+                url: self.shown(&path),
                 what: "a blob read into memory (a config, a signature, an attestation)",
                 limit: limits::IN_MEMORY_BLOB,
             }
@@ -455,7 +483,7 @@ impl Registry {
 
     /// Whether the repository already holds a blob (then it is not sent).
     pub async fn has_blob(&self, repository: &str, digest: &str) -> Result<bool, RegistryError> {
-        let path = format!("/v2/{repository}/blobs/{digest}");
+        let path = self.path(repository, Route::Blob(digest))?;
         let response = self.send(Method::HEAD, &path, repository, |r| r).await?;
         match response.status() {
             s if s.is_success() => Ok(true),
@@ -482,10 +510,13 @@ impl Registry {
         .await
     }
 
-    /// Every tag of a repository, following `Link` pages.
+    /// Every tag of a repository, following `Link` pages. A listed name
+    /// that is not a tag is left out, with a warning: it is never requested.
     pub async fn tags(&self, repository: &str) -> Result<Vec<String>, RegistryError> {
         let mut tags = Vec::new();
-        let mut path = format!("/v2/{repository}/tags/list?n=1000");
+        let listing = self.path(repository, Route::Tags)?;
+        let mut path = format!("{listing}?n=1000");
+        let source = format!("{}/{repository}", self.name);
         for _ in 0..MAX_TAG_PAGES {
             let response = self.send(Method::GET, &path, repository, |r| r).await?;
             if response.status() == StatusCode::NOT_FOUND {
@@ -508,7 +539,8 @@ impl Registry {
                     self.name
                 ))
             })?;
-            tags.extend(page.tags.unwrap_or_default());
+            let listed = page.tags.unwrap_or_default().into_iter();
+            tags.extend(listed.filter(|tag| names::is_listed_tag(tag, &source)));
             if tags.len() > MAX_TAGS {
                 return Err(RegistryError::Protocol(format!(
                     "{} listed more than {MAX_TAGS} tags for {repository}; stopping",
@@ -516,7 +548,14 @@ impl Registry {
                 )));
             }
             match next {
-                Some(next) => path = next,
+                Some(next) if without_query(&next) == listing => path = next,
+                Some(next) => {
+                    return Err(RegistryError::Protocol(format!(
+                        "{} sent the next page of the tags of {repository} to {:?}, another path; refusing to follow it",
+                        self.name,
+                        without_query(&next)
+                    )));
+                }
                 None => return Ok(tags),
             }
         }
@@ -524,6 +563,20 @@ impl Registry {
             "{} kept paging the tags of {repository} past {MAX_TAG_PAGES} pages; stopping",
             self.name
         )))
+    }
+
+    /// [`api_path`], or the error naming what it refused.
+    fn path(&self, repository: &str, route: Route<'_>) -> Result<String, RegistryError> {
+        api_path(repository, route).map_err(|refused| self.refused(refused))
+    }
+
+    fn refused(&self, refused: Refused) -> RegistryError {
+        RegistryError::InvalidName {
+            registry: self.name.clone(),
+            what: refused.what,
+            name: refused.name,
+            rule: refused.rule,
+        }
     }
 
     /// The body of `response` to `path`, at most `limit` bytes of `what`;
@@ -743,6 +796,7 @@ impl Registry {
                 return Err(RegistryError::Unauthorized {
                     registry: self.name.clone(),
                     repository: repository.to_owned(),
+                    login: self.login,
                 });
             }
             status => {
@@ -803,12 +857,14 @@ impl Registry {
             401 => RegistryError::Unauthorized {
                 registry: self.name.clone(),
                 repository: repository.to_owned(),
+                login: self.login,
             },
             403 => RegistryError::Denied {
                 registry: self.name.clone(),
                 repository: repository.to_owned(),
                 status,
                 message,
+                login: self.login,
             },
             _ => RegistryError::Status {
                 registry: self.name.clone(),
@@ -827,6 +883,49 @@ impl Registry {
                 retry_after,
             },
         }
+    }
+}
+
+/// What an API path of a repository leads to.
+#[derive(Debug, Clone, Copy)]
+enum Route<'a> {
+    Tags,
+    /// A manifest by tag or digest.
+    Manifest(&'a str),
+    Blob(&'a str),
+    Uploads,
+}
+
+/// A part of a path that isn't what it should be, refused.
+#[derive(Debug, PartialEq, Eq)]
+struct Refused {
+    what: &'static str,
+    name: String,
+    rule: &'static str,
+}
+
+/// The API path of `route` in `repository`, built from validated parts
+/// only: anything else is refused before a request is made.
+fn api_path(repository: &str, route: Route<'_>) -> Result<String, Refused> {
+    let refuse = |what, name: &str, rule| {
+        Err(Refused {
+            what,
+            name: name.to_owned(),
+            rule,
+        })
+    };
+    if !names::is_repository(repository) {
+        return refuse("repository", repository, names::REPOSITORY_RULE);
+    }
+    match route {
+        Route::Tags => Ok(format!("/v2/{repository}/tags/list")),
+        Route::Uploads => Ok(format!("/v2/{repository}/blobs/uploads/")),
+        Route::Manifest(r) if names::is_tag_or_digest(r) => {
+            Ok(format!("/v2/{repository}/manifests/{r}"))
+        }
+        Route::Manifest(r) => refuse("tag or digest", r, names::TAG_OR_DIGEST_RULE),
+        Route::Blob(d) if names::is_digest(d) => Ok(format!("/v2/{repository}/blobs/{d}")),
+        Route::Blob(d) => refuse("blob digest", d, names::DIGEST_RULE),
     }
 }
 
@@ -865,6 +964,7 @@ fn same_host_path(target: &str) -> Option<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -940,6 +1040,105 @@ mod tests {
             "/v2/a/blobs/uploads/"
         );
         assert_eq!(without_query("/v2/a/tags/list"), "/v2/a/tags/list");
+    }
+
+    #[test]
+    fn api_paths_are_built_from_names_only() {
+        let digest = sha256_digest(b"");
+        let cases = [
+            (Route::Tags, "/v2/acme/app/tags/list".to_owned()),
+            (Route::Uploads, "/v2/acme/app/blobs/uploads/".to_owned()),
+            (
+                Route::Manifest("v1.0"),
+                "/v2/acme/app/manifests/v1.0".to_owned(),
+            ),
+            (
+                Route::Manifest(&digest),
+                format!("/v2/acme/app/manifests/{digest}"),
+            ),
+            (Route::Blob(&digest), format!("/v2/acme/app/blobs/{digest}")),
+        ];
+        for (route, path) in cases {
+            assert_eq!(api_path("acme/app", route), Ok(path));
+        }
+        let refused = |repository, route| api_path(repository, route).unwrap_err();
+        let upper = digest.to_uppercase();
+        for repository in [
+            "acme/../victim",
+            "Acme/app",
+            "acme/app?n=1",
+            "acme/app/",
+            "",
+        ] {
+            let error = refused(repository, Route::Tags);
+            assert_eq!(
+                (error.what, error.name.as_str()),
+                ("repository", repository)
+            );
+        }
+        for reference in [
+            "../../../acme/victim/manifests/latest",
+            "latest?x",
+            "latest#x",
+            "%2e%2e",
+            "",
+            &upper,
+        ] {
+            let error = refused("acme/app", Route::Manifest(reference));
+            assert_eq!(error.name, reference);
+            assert_eq!(error.rule, names::TAG_OR_DIGEST_RULE);
+        }
+        for blob in [
+            "latest",
+            "sha256:../../x",
+            &digest.replace("sha256", "sha512"),
+        ] {
+            let error = refused("acme/app", Route::Blob(blob));
+            assert_eq!((error.what, error.name.as_str()), ("blob digest", blob));
+        }
+    }
+
+    /// Port 9 of loopback is closed: a request would fail as a transport
+    /// error, so an `InvalidName` shows none was made.
+    #[tokio::test]
+    async fn an_invalid_name_is_refused_before_any_request() {
+        let registry = Registry::new("127.0.0.1:9", None).unwrap();
+        let tag = "../../../acme/victim/manifests/latest";
+        let manifest = Manifest {
+            bytes: b"{}".to_vec(),
+            media_type: "application/json".into(),
+            digest: sha256_digest(b"{}"),
+        };
+        let error = registry
+            .put_manifest("acme/dummy", tag, &manifest)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "refusing to ask 127.0.0.1:9 for the tag or digest \"{tag}\": {}",
+                names::TAG_OR_DIGEST_RULE
+            )
+        );
+        let errors = [
+            registry.manifest("acme/dummy", tag).await.unwrap_err(),
+            registry.tags("acme/../victim").await.unwrap_err(),
+            registry
+                .delete_manifest("acme/dummy", tag)
+                .await
+                .unwrap_err(),
+            registry.has_blob("acme/dummy", "x").await.unwrap_err(),
+            registry
+                .start_upload("acme/dummy", &manifest.digest, Some("../victim"))
+                .await
+                .unwrap_err(),
+        ];
+        for error in errors {
+            assert!(
+                matches!(error, RegistryError::InvalidName { .. }),
+                "{error:?}"
+            );
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use reqwest::{Method, StatusCode, header};
 
-use super::{Registry, RegistryError, same_host_path};
+use super::{Registry, RegistryError, Route, same_host_path};
 
 /// How a blob upload began.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,8 +26,10 @@ impl Registry {
         digest: &str,
         from: Option<&str>,
     ) -> Result<Upload, RegistryError> {
-        let plain = format!("/v2/{repository}/blobs/uploads/");
+        let plain = self.path(repository, Route::Uploads)?;
         if let Some(from) = from {
+            // The blob's path in `from` checks both names the query carries.
+            self.path(from, Route::Blob(digest))?;
             let path = format!("{plain}?mount={digest}&from={from}");
             let both = format!("{repository} {from}");
             let answer = self

@@ -22,7 +22,7 @@ use sha2::{Digest as _, Sha256};
 use tokio::io::AsyncReadExt as _;
 
 use super::mount::Upload;
-use super::{Registry, RegistryError, Wait, retry};
+use super::{Registry, RegistryError, Route, Wait, retry};
 
 /// A blob's bytes, chunk by chunk; see [`verified`].
 pub type BlobStream = Pin<Box<dyn Stream<Item = Result<Bytes, RegistryError>> + Send>>;
@@ -254,12 +254,7 @@ impl Registry {
         digest: &str,
         size: u64,
     ) -> Result<BlobStream, RegistryError> {
-        if !digest.starts_with("sha256:") {
-            return Err(RegistryError::Protocol(format!(
-                "blob {digest} of {repository} is not a sha256 digest; only sha256 content can be verified and copied"
-            )));
-        }
-        let path = format!("/v2/{repository}/blobs/{digest}");
+        let path = self.path(repository, Route::Blob(digest))?;
         let transfer = transfer_timeout(self.timeout, size);
         let response = self
             .send(Method::GET, &path, repository, |r| r.timeout(transfer))
@@ -309,9 +304,11 @@ impl Registry {
         size: u64,
         chunks: BlobStream,
     ) -> Result<(), RegistryError> {
+        // The blob route checks the digest the query carries.
+        self.path(repository, Route::Blob(digest))?;
         let separator = if session.contains('?') { '&' } else { '?' };
         let url = format!("{}{session}{separator}digest={digest}", self.base);
-        let shown = format!("/v2/{repository}/blobs/uploads/");
+        let shown = self.path(repository, Route::Uploads)?;
         // The body's own error would reach us only as a transport failure;
         // kept aside, it is reported as what it was (e.g. a digest mismatch).
         let refused: Arc<Mutex<Option<RegistryError>>> = Arc::default();

@@ -61,9 +61,8 @@ pub fn attached_to(tag: &str) -> Option<String> {
     let stem = tag
         .strip_suffix(".sig")
         .or_else(|| tag.strip_suffix(".att"))?;
-    let hex = stem.strip_prefix("sha256-")?;
-    let is_hex = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-    is_hex.then(|| format!("sha256:{hex}"))
+    let digest = format!("sha256:{}", stem.strip_prefix("sha256-")?);
+    crate::names::is_digest(&digest).then_some(digest)
 }
 
 /// cosign writes go-containerregistry's `Repository.Name()`: Docker Hub as

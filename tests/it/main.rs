@@ -13,6 +13,7 @@ mod check_run;
 mod cleanup;
 mod escape;
 mod hostile_bounds;
+mod hostile_names;
 mod hub;
 mod mirror;
 mod monitor;

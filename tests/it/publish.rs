@@ -398,7 +398,11 @@ async fn bad_input_fails_with_the_value_and_the_fix() {
             "ops/docker/nope",
             "\"ops/docker/nope\" is not a directory",
         ),
-        ("image", "Bad Name", "\"docker.io/Bad Name\""),
+        (
+            "image",
+            "Bad Name",
+            "input `image`: \"Bad Name\" is not accepted; invalid image reference \"Bad Name\": path component \"Bad Name\"",
+        ),
         (
             "platforms",
             "linux/amd64,arm64",

@@ -171,14 +171,9 @@ pub(super) fn image_reference(
             session.namespace(args.location.namespace.as_deref())?
         ),
     };
-    let reference = Reference::parse(&name)
-        .with_context(|| format!("`image`: {name:?} is not a valid image name"))?;
-    if reference.tag().is_some() || reference.digest().is_some() {
-        bail!(
-            "`image`: {name:?} names a tag or digest; give the name only — tags come from the commit, `latest`, versions and `tags`"
-        );
-    }
-    Ok(reference)
+    // `image` and `namespace` were checked as given (cli); a directory's
+    // name is lower-cased here.
+    Reference::parse(&name).with_context(|| format!("`image`: {name:?} is not a valid image name"))
 }
 
 pub(super) fn has_registry(image: &str) -> bool {
@@ -189,14 +184,15 @@ pub(super) fn has_registry(image: &str) -> bool {
 
 /// The commit built: the input, the release tag's commit, the pull
 /// request's head (never the merge commit GITHUB_SHA names), else
-/// GITHUB_SHA.
+/// GITHUB_SHA; lower-cased, and checked before it names anything.
 pub(super) fn commit_sha(
     args: &PublishArgs,
     session: &Session,
     event: Option<&Event>,
     release_commit: Option<String>,
 ) -> anyhow::Result<String> {
-    args.tagging
+    let sha = args
+        .tagging
         .sha
         .clone()
         .or(release_commit)
@@ -205,7 +201,12 @@ pub(super) fn commit_sha(
             _ => None,
         })
         .or_else(|| session.ctx.sha.clone())
-        .context("no commit to tag: set `sha` (or GITHUB_SHA)")
+        .context("no commit to tag: set `sha` (or GITHUB_SHA)")?;
+    let lower = sha.to_ascii_lowercase();
+    if !crate::names::is_commit_sha(&lower) {
+        return Err(crate::tags::TagError::Sha(sha).into());
+    }
+    Ok(lower)
 }
 
 pub(super) fn default_branch(event: Option<&Event>) -> Option<&str> {

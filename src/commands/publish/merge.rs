@@ -6,6 +6,7 @@
 
 use super::*;
 use crate::cli::MergeArgs;
+use crate::names::{DIGEST_RULE, is_digest};
 use crate::platform::Entry;
 use crate::registry::contents::Contents;
 
@@ -61,16 +62,15 @@ fn digests(lines: &[String]) -> anyhow::Result<Vec<String>> {
         .iter()
         .flat_map(|l| crate::actions::inputs::split_list(l))
     {
-        let digest = line
-            .rsplit('@')
-            .next()
-            .unwrap_or(&line)
-            .to_ascii_lowercase();
-        let hex = digest.strip_prefix("sha256:").unwrap_or_default();
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            bail!(
-                "`digests`: {line:?} is not a digest; give the `digest` output of each `push-by-digest` job, one `sha256:<64 hex>` per line"
-            );
+        let digest = line.rsplit('@').next().unwrap_or(&line).to_owned();
+        if !is_digest(&digest) {
+            let lower = digest.to_ascii_lowercase();
+            let fix = if is_digest(&lower) {
+                format!("write {lower:?}")
+            } else {
+                "give the `digest` output of each `push-by-digest` job, one per line".to_owned()
+            };
+            bail!("`digests`: {line:?} is not a digest; {fix} ({DIGEST_RULE})");
         }
         if !digests.contains(&digest) {
             digests.push(digest);
@@ -126,13 +126,10 @@ mod tests {
     use super::digests;
 
     #[test]
-    fn a_digest_given_twice_in_any_case_or_as_a_reference_is_merged_once() {
+    fn a_digest_given_twice_or_as_a_reference_is_merged_once() {
         let hex = "ab".repeat(32);
         let lines = vec![
-            format!(
-                "sha256:{hex}\nregistry.example/acme/app@sha256:{}",
-                hex.to_uppercase()
-            ),
+            format!("sha256:{hex}\nregistry.example/acme/app@sha256:{hex}"),
             format!("sha256:{}", "cd".repeat(32)),
         ];
         assert_eq!(
@@ -149,6 +146,15 @@ mod tests {
         let error = digests(&["sha256:abc".to_owned()]).unwrap_err().to_string();
         assert!(
             error.starts_with("`digests`: \"sha256:abc\" is not a digest"),
+            "{error}"
+        );
+        let upper = format!("sha256:{}", "AB".repeat(32));
+        let error = digests(&[upper]).unwrap_err().to_string();
+        assert!(
+            error.ends_with(&format!(
+                "is not a digest; write \"sha256:{}\" (a digest is sha256: followed by 64 lower-case hex digits)",
+                "ab".repeat(32)
+            )),
             "{error}"
         );
         let error = digests(&[String::new()]).unwrap_err().to_string();

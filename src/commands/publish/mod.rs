@@ -267,7 +267,11 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
         .to_owned();
     let reference = image_reference(args, session, &basename)?;
     let repository = reference.repository().to_owned();
-    let credentials = super::credentials(&args.location.username, &args.location.password)?;
+    let credentials = super::credentials(
+        &args.location.username,
+        &args.location.password,
+        super::Login::TARGET,
+    )?;
     let build_args = metadata::pairs("build-args", &args.build_args).map_err(anyhow::Error::msg)?;
     let extra_labels = metadata::pairs("labels", &args.labels).map_err(anyhow::Error::msg)?;
     let platforms = requested_platforms(args)?;
@@ -287,12 +291,11 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
         .with_timeout(args.location.timeout.request_timeout)?;
     let (existing, latest) = if args.push {
         registry.check_access(&repository).await?;
-        let sha_tag = sha.to_ascii_lowercase();
         let existing = match args.push_by_digest {
-            false => registry.manifest(&repository, &sha_tag).await?,
+            false => registry.manifest(&repository, &sha).await?,
             // Pushed by digest, the image has no tag of its own: once
             // merged, it is the SHA tag's child for its platform.
-            true => merged_child(&registry, &repository, &sha_tag, platforms.first()).await?,
+            true => merged_child(&registry, &repository, &sha, platforms.first()).await?,
         };
         let latest = pushed(&registry, &repository, "latest", platforms.first()).await?;
         (existing, latest)
