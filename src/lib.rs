@@ -39,3 +39,8 @@ pub mod supply;
 pub mod tags;
 pub mod time;
 pub mod usage;
+
+/// tests/fixtures, found the same way as by the integration tests and benches.
+#[cfg(test)]
+#[path = "../tests/it/support/fixtures.rs"]
+mod fixtures;

@@ -1,11 +1,11 @@
 //! The scan gate with a real Trivy binary, offline, on images built
 //! `FROM scratch` that carry an Alpine package database; and the `scan`
-//! command on the real reports in ../shared/fixtures.
+//! command on the real reports in tests/fixtures.
 
 use serde_json::Value;
 
 use crate::publish::{publish, tags};
-use crate::support::fixtures;
+use crate::support::fixture;
 use crate::support::git::Repo;
 use crate::support::run::Action;
 use crate::support::services::services;
@@ -158,10 +158,14 @@ async fn an_ignore_entry_hides_a_finding_until_it_expires() {
 }
 
 fn scan_report(report: &str) -> Action {
+    scan_file(&fixture(report))
+}
+
+fn scan_file(report: &std::path::Path) -> Action {
     let dir = tempfile::tempdir().unwrap().keep();
     Action::github(&dir)
         .input("command", "scan")
-        .input("report", &fixtures().join(report).display().to_string())
+        .input("report", &report.display().to_string())
         .input("image", "acme/app")
 }
 
@@ -212,7 +216,7 @@ fn bad_scan_inputs_fail_with_the_value() {
         .input("fail-on", "severe")
         .run()
         .assert_failed("severe");
-    scan_report("trivy/absent.json")
+    scan_file(&fixture("trivy").join("absent.json"))
         .run()
         .assert_failed("absent.json");
     let dir = tempfile::tempdir().unwrap();
