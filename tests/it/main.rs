@@ -10,6 +10,7 @@ mod buildkit;
 mod buildkit_session;
 mod check_run;
 mod cleanup;
+mod clone;
 mod hub;
 mod mirror;
 mod monitor;
