@@ -5,6 +5,7 @@
 
 mod action_image;
 mod action_yml;
+mod architecture;
 mod bases;
 mod buildkit;
 mod buildkit_session;
