@@ -8,6 +8,7 @@
 #   source "$root/scripts/lib/progress.sh" NAME   NAME starts every line
 #   step WHAT COMMAND…        runs COMMAND (a program or a function), timed
 #   cargo_step WHAT ARGS…     cargo ARGS, timed only when it compiles something
+#   quietly COMMAND…          COMMAND's output shown only if it fails (apt's chatter)
 #   setup_summary START       one line when the setup since START took long
 
 progress_name=${1:-$(basename "$0")}
@@ -62,6 +63,15 @@ step() {
     else
         say "  $what failed after $(duration $((SECONDS - start)))"
     fi
+    return "$rc"
+}
+
+quietly() {
+    local log rc=0
+    log=$(mktemp)
+    "$@" >"$log" 2>&1 || rc=$?
+    ((rc == 0)) || cat "$log" >&2
+    rm -f "$log"
     return "$rc"
 }
 
