@@ -30,7 +30,7 @@ duration() {
 
 # A line every $progress_every seconds while the step runs. It looks each
 # second whether the script that started it is still there, and ends when
-# it is not (an `exit` in the middle of a step).
+# it is not (an `exit` in the middle of a step, in the shell that ran it).
 heartbeat() {
     local what=$1 start=$2 parent=$3 fd ticks=0
     exec {fd}<> <(:) # an open pipe nobody writes to: `read -t` is a sleep without a child
@@ -47,12 +47,12 @@ heartbeat() {
 # script there (the heartbeat notices); in a caller's `||`, its status is
 # returned.
 step() {
-    local what=$1 start=$SECONDS beat rc
+    local what=$1 start=$SECONDS shell=$BASHPID beat rc
     shift
     say "$what …"
     # stdout closed: a caller reading this script's output (`$(…)`) must
     # not wait for it.
-    heartbeat "$what" "$start" "$$" >/dev/null &
+    heartbeat "$what" "$start" "$shell" >/dev/null &
     beat=$!
     "$@"
     rc=$?
@@ -66,6 +66,7 @@ step() {
     return "$rc"
 }
 
+# COMMAND with its output kept aside, and shown only when it fails.
 quietly() {
     local log rc=0
     log=$(mktemp)
