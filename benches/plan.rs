@@ -453,8 +453,7 @@ async fn mount(
 
 /// The real compare payload the integration tests replay too.
 fn fixture() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/github-api/compare-commits.go-scm.json");
+    let path = fixtures::fixture("github-api/compare-commits.go-scm.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 

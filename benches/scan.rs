@@ -6,7 +6,7 @@
 //!
 //! The report is generated in Trivy's real schema (`SchemaVersion: 2`, an OS
 //! target and several language targets) from the vulnerability objects of the
-//! fixtures in `../shared/fixtures/trivy`, each copied with its Description,
+//! fixtures in `tests/fixtures/trivy`, each copied with its Description,
 //! References, CVSS and the rest, under varied ids, packages and severities;
 //! as in real reports, one id is often found in several packages.
 //!
@@ -266,7 +266,7 @@ struct Templates {
 
 impl Templates {
     fn load() -> Self {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/trivy");
+        let dir = fixtures::fixture("trivy");
         let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
             .map(|entry| entry.unwrap().path())

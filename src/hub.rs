@@ -107,7 +107,7 @@ pub enum HubError {
     TooLarge(#[from] TooLarge),
     #[error(
         "Docker Hub didn't answer {what} in full within {} (`request-timeout`); try again later, or raise `request-timeout` if it is only slow",
-        crate::bases::policy::human(*after)
+        crate::units::duration(*after)
     )]
     TimedOut { what: String, after: Duration },
 }

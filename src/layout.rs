@@ -55,7 +55,7 @@ fn read_at_most(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
 fn too_large(what: &str, limit: u64) -> String {
     format!(
         "its {what} is larger than {}, the limit for one",
-        crate::report::bytes(limit)
+        crate::units::bytes(limit)
     )
 }
 

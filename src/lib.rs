@@ -43,4 +43,10 @@ pub mod scan;
 pub mod supply;
 pub mod tags;
 pub mod time;
+pub mod units;
 pub mod usage;
+
+/// tests/fixtures, found the same way as by the integration tests and benches.
+#[cfg(test)]
+#[path = "../tests/it/support/fixtures.rs"]
+mod fixtures;

@@ -34,7 +34,7 @@ pub const ERROR_PREFIX: usize = 64 << 10;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "{url} sent more than {}, the limit for {what}; refusing to read further",
-    crate::report::bytes(*limit)
+    crate::units::bytes(*limit)
 )]
 pub struct TooLarge {
     pub url: String,

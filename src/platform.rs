@@ -392,11 +392,7 @@ mod tests {
 
     #[test]
     fn a_real_index_picks_by_variant() {
-        let bytes = std::fs::read(format!(
-            "{}/../shared/fixtures/oci/docker-manifest-list-ubuntu-17.10.json",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
+        let bytes = crate::fixtures::fixture_bytes("oci/docker-manifest-list-ubuntu-17.10.json");
         let v7 = child_for(&bytes, &p("linux/arm/v7")).unwrap();
         let amd64 = child_for(&bytes, &p("linux/amd64")).unwrap();
         assert_ne!(v7, amd64);

@@ -4,6 +4,9 @@
 
 pub mod random;
 
+#[path = "../../tests/it/support/fixtures.rs"]
+pub mod fixtures;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io::{Read, Write};

@@ -279,9 +279,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures/github-events")
-            .join(name)
+        crate::fixtures::fixture(&format!("github-events/{name}"))
     }
 
     #[test]

@@ -64,16 +64,6 @@ pub fn duration(raw: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(seconds))
 }
 
-/// `30m`, `1m30s`, `45s`: as a log line says how long.
-pub fn human(d: Duration) -> String {
-    let s = d.as_secs();
-    match (s / 60, s % 60) {
-        (0, s) => format!("{s}s"),
-        (m, 0) => format!("{m}m"),
-        (m, s) => format!("{m}m{s}s"),
-    }
-}
-
 /// `depends-on`: a matrix entry's list as `toJSON(matrix.depends-on)` gives
 /// it (a JSON array, possibly over several lines), or one name per line.
 pub fn depends_on(values: &[String]) -> Result<Vec<String>, String> {
@@ -150,13 +140,6 @@ mod tests {
             );
             assert!(err.contains("`30m`"), "{err}");
         }
-    }
-
-    #[test]
-    fn human_durations() {
-        assert_eq!(human(secs(45)), "45s");
-        assert_eq!(human(secs(1800)), "30m");
-        assert_eq!(human(secs(90)), "1m30s");
     }
 
     #[test]

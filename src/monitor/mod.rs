@@ -429,8 +429,8 @@ fn registry_alerts(
             Check::Storage,
             format!(
                 "the images store {}, over `max-storage` ({}): run `cleanup`, or raise the quota",
-                crate::report::bytes(totals.bytes),
-                crate::report::bytes(max)
+                crate::units::bytes(totals.bytes),
+                crate::units::bytes(max)
             ),
         ));
     }
@@ -444,7 +444,7 @@ fn registry_alerts(
             format!(
                 "storage grows {} a month ({} now), over `max-growth` ({})",
                 percent(rate),
-                crate::report::bytes(totals.bytes),
+                crate::units::bytes(totals.bytes),
                 percent(limits.max_growth)
             ),
         ));

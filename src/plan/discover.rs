@@ -154,11 +154,11 @@ mod tests {
     #[test]
     fn links_inside_the_workspace_are_followed() {
         use std::os::unix::fs::symlink;
-        let dir = tree(&["ops/docker/app/Dockerfile", "shared/Dockerfile"]);
+        let dir = tree(&["ops/docker/app/Dockerfile", "common/Dockerfile"]);
         symlink("ops/docker", dir.path().join("images")).unwrap();
         std::fs::create_dir(dir.path().join("ops/docker/linked")).unwrap();
         symlink(
-            "../../../shared/Dockerfile",
+            "../../../common/Dockerfile",
             dir.path().join("ops/docker/linked/Dockerfile"),
         )
         .unwrap();

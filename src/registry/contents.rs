@@ -113,11 +113,7 @@ mod tests {
     use super::*;
 
     fn fixture(name: &str) -> Manifest {
-        let path = format!(
-            "{}/../shared/fixtures/oci/{name}",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let bytes = std::fs::read(&path).unwrap();
+        let bytes = crate::fixtures::fixture_bytes(&format!("oci/{name}"));
         Manifest {
             digest: super::super::sha256_digest(&bytes),
             media_type: String::new(),

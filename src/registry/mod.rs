@@ -131,7 +131,7 @@ pub enum RegistryError {
     #[error(
         "{registry} {} {} for {url} ({}); check that the registry is up, or raise `request-timeout` if it is only slow",
         wait.what(),
-        crate::bases::policy::human(*after),
+        crate::units::duration(*after),
         wait.bound()
     )]
     TimedOut {
@@ -983,12 +983,9 @@ mod tests {
 
     #[test]
     fn next_links_from_the_real_headers() {
-        let text = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../shared/fixtures/oci/tags-list-pagination-headers.next-link.json"
-        ))
-        .unwrap_or_default();
-        let headers: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        let bytes =
+            crate::fixtures::fixture_bytes("oci/tags-list-pagination-headers.next-link.json");
+        let headers: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
         let link = headers["link"].as_str().unwrap_or_default();
         let next = next_link(link);
         assert!(

@@ -9,15 +9,7 @@ pub mod scan;
 pub mod usage;
 pub mod verify;
 
-/// A byte count for people: B, KiB, MiB or GiB.
-pub fn bytes(n: u64) -> String {
-    match n {
-        n if n >= 1 << 30 => format!("{:.2} GiB", n as f64 / f64::from(1 << 30)),
-        n if n >= 1 << 20 => format!("{:.1} MiB", n as f64 / f64::from(1 << 20)),
-        n if n >= 1 << 10 => format!("{:.1} KiB", n as f64 / 1024.0),
-        n => format!("{n} B"),
-    }
-}
+pub use crate::units::bytes;
 
 /// Escapes untrusted text for the summary's markdown, in a table cell or a
 /// line of prose: a line break would end the row (or start a block of its

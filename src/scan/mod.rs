@@ -158,18 +158,8 @@ pub(crate) mod tests {
         }
     }
 
-    /// Reads a report from `../shared/fixtures`, where the real reports live.
-    pub(crate) fn fixture(relative: &str) -> Vec<u8> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/fixtures")
-            .join(relative);
-        std::fs::read(&path).unwrap_or_else(|e| {
-            panic!(
-                "fixture {} is missing ({e}); the tests read ../shared/fixtures beside the checkout",
-                path.display()
-            )
-        })
-    }
+    /// A real report's bytes, from tests/fixtures.
+    pub(crate) use crate::fixtures::fixture_bytes as fixture;
 
     #[test]
     fn detects_trivy_and_grype_by_shape() {

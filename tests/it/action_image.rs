@@ -521,18 +521,9 @@ fn demo_trivy_db() -> &'static Path {
     &DB.get_or_init(|| {
         let dir = tempfile::tempdir().expect("temp dir");
         let cache = dir.path().join("cache");
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let out = Command::new("python3")
-            .arg(root.join("../shared/tools/trivy-test-db"))
-            .arg(root.join("examples/advisories.json"))
-            .arg(&cache)
-            .output()
-            .expect("python3 runs");
-        assert!(
-            out.status.success(),
-            "trivy-test-db failed (run scripts/tools to install boltdb): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let advisories = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/advisories.json");
+        crate::support::trivy_db::write_db_of(&advisories, &cache)
+            .unwrap_or_else(|e| panic!("{e}"));
         (dir, cache)
     })
     .1

@@ -17,12 +17,7 @@ const PAT: &str = "dckr_pat_124509ugsdjga93";
 const TOKEN: &str = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c";
 
 fn fixture(name: &str) -> Value {
-    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/docker-hub")
-        .join(name);
-    let text = std::fs::read_to_string(&file)
-        .unwrap_or_else(|e| panic!("fixture {} is missing: {e}", file.display()));
-    serde_json::from_str(&text).unwrap()
+    crate::support::fixture_json(&format!("docker-hub/{name}"))
 }
 
 /// A server that fails loudly on anything a test did not plan for.

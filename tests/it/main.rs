@@ -5,12 +5,14 @@
 
 mod action_image;
 mod action_yml;
+mod architecture;
 mod bases;
 mod boundary;
 mod buildkit;
 mod buildkit_session;
 mod check_run;
 mod cleanup;
+mod clone;
 mod escape;
 mod hostile_bounds;
 mod hostile_names;

@@ -1,11 +1,11 @@
 //! The scan gate with a real Trivy binary, offline, on images built
 //! `FROM scratch` that carry an Alpine package database; and the `scan`
-//! command on the real reports in ../shared/fixtures.
+//! command on the real reports in tests/fixtures.
 
 use serde_json::Value;
 
 use crate::publish::{publish, tags};
-use crate::support::fixtures;
+use crate::support::fixture;
 use crate::support::git::Repo;
 use crate::support::run::Action;
 use crate::support::services::services;
@@ -160,9 +160,15 @@ async fn an_ignore_entry_hides_a_finding_until_it_expires() {
 /// The report (when there is one) copied into the workspace, where a path
 /// input must lie.
 fn scan_report(report: &str) -> Action {
+    scan_file(&fixture(report))
+}
+
+fn scan_file(report: &std::path::Path) -> Action {
     let dir = tempfile::tempdir().unwrap().keep();
-    let name = report.rsplit('/').next().unwrap();
-    let _ = std::fs::copy(fixtures().join(report), dir.join(name));
+    let name = report.file_name().unwrap().to_str().unwrap();
+    if report.exists() {
+        std::fs::copy(report, dir.join(name)).unwrap();
+    }
     Action::github(&dir)
         .input("command", "scan")
         .input("report", name)
@@ -216,7 +222,7 @@ fn bad_scan_inputs_fail_with_the_value() {
         .input("fail-on", "severe")
         .run()
         .assert_failed("severe");
-    scan_report("trivy/absent.json")
+    scan_file(&fixture("trivy").join("absent.json"))
         .run()
         .assert_failed("absent.json");
     let dir = tempfile::tempdir().unwrap();

@@ -12,8 +12,9 @@ use std::time::Duration;
 use super::*;
 use crate::actions::context::Platform;
 use crate::bases::jobs::{Job, Outcome, RunJobs, Unlisted, base_dirs, job_of};
-use crate::bases::policy::{self, JOBS_EVERY, PROGRESS_EVERY, due, human, pause};
+use crate::bases::policy::{self, JOBS_EVERY, PROGRESS_EVERY, due, pause};
 use crate::plan::select::follows;
+use crate::units::duration;
 
 /// The copy of the Dockerfile with the bases' digests, in the work directory.
 const PINNED: &str = "Dockerfile.pinned";
@@ -163,7 +164,7 @@ async fn wait(
     let (mut asked, mut logged) = (None, Some(Duration::ZERO));
     tracing::info!(
         "waiting up to {} for this commit's {}",
-        human(timeout),
+        duration(timeout),
         waiting.missing()
     );
     loop {
@@ -177,13 +178,13 @@ async fn wait(
         let elapsed = started.elapsed();
         waiting.judge_jobs(elapsed)?;
         if waiting.done() {
-            tracing::info!("every base is in the registry after {}", human(elapsed));
+            tracing::info!("every base is in the registry after {}", duration(elapsed));
             break;
         }
         if elapsed >= timeout {
             bail!(
                 "`depends-on`: waited {} (`wait-timeout`), and this commit's {} never arrived in the registry ({}); check that job, or raise `wait-timeout`",
-                human(timeout),
+                duration(timeout),
                 waiting.missing(),
                 waiting.job_states()
             );
@@ -192,7 +193,7 @@ async fn wait(
             logged = Some(elapsed);
             tracing::info!(
                 "still waiting after {} for {} ({})",
-                human(elapsed),
+                duration(elapsed),
                 waiting.missing(),
                 waiting.job_states()
             );
@@ -292,7 +293,7 @@ impl<'a> Waiting<'a> {
             Err(Unlisted { why, .. }) => {
                 tracing::info!(
                     "the jobs API couldn't be asked this time ({why}): asking again in {}, the registry meanwhile",
-                    human(JOBS_EVERY)
+                    duration(JOBS_EVERY)
                 );
                 Err(why)
             }
@@ -326,7 +327,7 @@ impl<'a> Waiting<'a> {
                         base.name,
                         job.name,
                         self.sha_tag(i),
-                        human(JOBS_EVERY)
+                        duration(JOBS_EVERY)
                     );
                 }
                 (Outcome::Succeeded, Some(seen)) if elapsed.saturating_sub(seen) >= JOBS_EVERY => {

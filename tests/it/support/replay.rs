@@ -1,5 +1,5 @@
 //! A local HTTP server replaying the real GitHub REST payloads from
-//! `../shared/fixtures/github-api`, reshaped to the test's files and commits.
+//! `tests/fixtures/github-api`, reshaped to the test's files and commits.
 
 use std::time::Duration;
 
@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{method, path, query_param};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-use super::{fixture_json, own_fixture_json};
+use super::fixture_json;
 
 pub const REPO: &str = "acme/monorepo";
 
@@ -121,7 +121,7 @@ impl Replay {
         delay: Duration,
     ) {
         let mut body =
-            own_fixture_json("github-api/actions-run-jobs.rest-api-description-example.json");
+            fixture_json("github-api/actions-run-jobs.rest-api-description-example.json");
         let template = body["jobs"][0].clone();
         body["jobs"] = jobs
             .iter()

@@ -1,5 +1,5 @@
 //! A real Trivy binary (scripts/tools) and an offline database written from
-//! test advisories by ../shared/tools/trivy-test-db (see `trivy_db`), once
+//! test advisories by trivy-test-db (see `trivy_db`), once
 //! per test run.
 
 use std::path::PathBuf;

@@ -1,13 +1,14 @@
 //! The offline Trivy the tests and the benches run (which include this
-//! file by path): where scripts/tools put the binary, a database written
-//! from test advisories by ../shared/tools/trivy-test-db, the settings that
-//! keep Trivy offline, and Alpine root filesystems for it to find packages in.
+//! file by path): where scripts/tools put the binaries, a database written
+//! from test advisories by our trivy-test-db (tools/trivy-test-db), the
+//! settings that keep Trivy offline, and Alpine root filesystems for it to
+//! find packages in.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 pub const HOW: &str =
-    "run `scripts/tools` (or the tests through `scripts/test`) to install Trivy and boltdb";
+    "run `scripts/tools` (or the tests through `scripts/test`) to install Trivy and trivy-test-db";
 
 /// Test advisories (not real security data) for Alpine 3.19 packages.
 pub const ADVISORIES: &str = r#"[
@@ -24,7 +25,7 @@ pub const OFFLINE: [(&str, &str); 3] = [
     ("TRIVY_DISABLE_VEX_NOTICE", "true"),
 ];
 
-/// `$REGISTRY_ACTION_TOOLS`, else `target/tools`: Trivy and cosign.
+/// `$REGISTRY_ACTION_TOOLS`, else `target/tools`: Trivy, trivy-test-db and cosign.
 pub fn tools_dir() -> PathBuf {
     std::env::var_os("REGISTRY_ACTION_TOOLS").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/tools"),
@@ -47,13 +48,18 @@ pub fn trivy_dir() -> Result<PathBuf, String> {
 pub fn write_db(scratch: &Path, cache: &Path) -> Result<(), String> {
     let advisories = scratch.join("advisories.json");
     std::fs::write(&advisories, ADVISORIES).map_err(|e| e.to_string())?;
-    let tool = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/tools/trivy-test-db");
-    let out = Command::new("python3")
-        .arg(&tool)
-        .arg(&advisories)
+    write_db_of(&advisories, cache)
+}
+
+/// Writes the database of the advisories file `advisories` (the format
+/// tools/trivy-test-db describes) into the Trivy cache `cache`.
+pub fn write_db_of(advisories: &Path, cache: &Path) -> Result<(), String> {
+    let tool = tools_dir().join("trivy-test-db");
+    let out = Command::new(&tool)
+        .arg(advisories)
         .arg(cache)
         .output()
-        .map_err(|e| format!("python3: {e}"))?;
+        .map_err(|e| format!("{}: {e}; {HOW}", tool.display()))?;
     if out.status.success() {
         Ok(())
     } else {

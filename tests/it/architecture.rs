@@ -1,0 +1,190 @@
+//! docs/architecture.md stays true to the code: every module of src/ is in
+//! its table, and no module imports one the table does not allow it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `module` → the modules its row says it may import.
+fn documented() -> BTreeMap<String, BTreeSet<String>> {
+    let doc = std::fs::read_to_string(root().join("docs/architecture.md")).unwrap();
+    let (_, table) = doc
+        .split_once("| module | what it is | may import |")
+        .expect("docs/architecture.md has the module table");
+    let ticked = |cell: &str| -> BTreeSet<String> {
+        cell.split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect()
+    };
+    table
+        .lines()
+        .skip(2)
+        .take_while(|line| line.starts_with('|'))
+        .map(|row| {
+            let cells: Vec<&str> = row.split('|').collect();
+            let module = ticked(cells[1]).pop_first().expect("a module name");
+            (module, ticked(cells[3]))
+        })
+        .collect()
+}
+
+/// The text of `text` without its `#[cfg(test)] mod …{…}` blocks.
+fn without_test_modules(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("#[cfg(test)]") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at..];
+        let open = after.find(['{', ';']).unwrap_or(after.len());
+        let head = &after[..open];
+        if !head.contains("mod ") || !after[open..].starts_with('{') {
+            out.push_str("#[cfg(test)]");
+            rest = &after["#[cfg(test)]".len()..];
+            continue;
+        }
+        rest = &after[open + block_len(&after[open..])..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The length of the `{…}` block `text` starts with, strings and chars
+/// skipped.
+fn block_len(text: &str) -> usize {
+    let bytes = text.as_bytes();
+    let (mut depth, mut i) = (0usize, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'\'' if bytes.get(i + 2) == Some(&b'\'') => i += 2,
+            b'{' => depth += 1,
+            b'}' => {
+                depth -= 1;
+                if depth == 0 {
+                    return i + 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    text.len()
+}
+
+/// The top-level modules `text` names as `crate::name`.
+fn imports(text: &str) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for (at, _) in text.match_indices("crate::") {
+        let rest = &text[at + "crate::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let group = &group[..group.find('}').unwrap_or(group.len())];
+            for item in group.split(',') {
+                let name: String = item
+                    .trim()
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                found.insert(name);
+            }
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            found.insert(name);
+        }
+    }
+    found.retain(|name| !name.is_empty());
+    found
+}
+
+/// Each top-level module of src/ (a file or a folder) → what it imports.
+fn actual() -> BTreeMap<String, BTreeSet<String>> {
+    let mut modules: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut stack = vec![root().join("src")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let relative = path.strip_prefix(root().join("src")).unwrap();
+            let top = relative.components().next().unwrap();
+            let module = top
+                .as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_owned();
+            if module == "lib" || module == "main" {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let mut used = imports(&without_test_modules(&text));
+            used.remove(&module);
+            modules.entry(module).or_default().extend(used);
+        }
+    }
+    modules
+}
+
+#[test]
+fn the_module_table_matches_src() {
+    let documented = documented();
+    let actual = actual();
+    assert!(actual.len() > 20, "{actual:?}");
+    let listed: BTreeSet<&String> = documented.keys().collect();
+    let present: BTreeSet<&String> = actual.keys().collect();
+    assert_eq!(
+        listed, present,
+        "docs/architecture.md's module table lists other modules than src/ has"
+    );
+    for (module, used) in &actual {
+        if module == "commands" {
+            continue; // it may import every module
+        }
+        let beyond: Vec<&String> = used.difference(&documented[module]).collect();
+        assert!(
+            beyond.is_empty(),
+            "`{module}` imports {beyond:?}, which docs/architecture.md does not allow it: change the import or the table (and say why)"
+        );
+    }
+    // The layering the page states: nothing imports `commands`, only
+    // `commands` imports `cli`.
+    for (module, allowed) in &documented {
+        assert!(
+            !allowed.contains("commands"),
+            "`{module}` may not import `commands`"
+        );
+        assert!(
+            module == "commands" || !allowed.contains("cli"),
+            "only `commands` may import `cli`, not `{module}`"
+        );
+    }
+}
+
+#[test]
+fn test_modules_and_grouped_imports_are_read_right() {
+    let text = "use crate::a::x;\nuse crate::{b::y, c};\nfn f() { crate::d::g(\"}\") }\n\
+                #[cfg(test)]\nfn helper() {}\n#[cfg(test)]\nmod tests {\n    use crate::e;\n    fn t() { let _ = '{'; }\n}\nuse crate::z;\n";
+    let names = imports(&without_test_modules(text));
+    assert_eq!(
+        names,
+        ["a", "b", "c", "d", "z"].map(str::to_owned).into(),
+        "{}",
+        without_test_modules(text)
+    );
+}
