@@ -99,13 +99,16 @@ pub async fn copy(
         .await?;
 
     if !options.dry_run {
-        stream::iter(planned.iter().filter(|p| !p.up_to_date))
-            .map(|p| async move {
-                for child in &p.children {
-                    target.put_manifest(&child.digest, child).await?;
-                }
-                target.put_manifest(&p.tag, &p.top).await
-            })
+        let copying: Vec<&Planned> = planned.iter().filter(|p| !p.up_to_date).collect();
+        for level in levels(copying.iter().flat_map(|p| &p.children))? {
+            stream::iter(level)
+                .map(|child| target.put_manifest(&child.digest, child))
+                .buffer_unordered(width)
+                .try_collect::<Vec<()>>()
+                .await?;
+        }
+        stream::iter(copying)
+            .map(|p| target.put_manifest(&p.tag, &p.top))
             .buffer_unordered(width)
             .try_collect::<Vec<()>>()
             .await?;
@@ -139,6 +142,39 @@ pub async fn copy(
         })
         .collect();
     Ok(report)
+}
+
+/// Every distinct manifest of `children` (each listed after its own
+/// children, as [`plan`] orders them), grouped by height: images first, then
+/// the indexes over them, and so on. Each is written once, and only after
+/// everything it lists: two tags sharing an index must not write its
+/// children at the same time, or the registry may judge the index while a
+/// child's link is half-written and refuse it as naming an unknown manifest.
+fn levels<'a>(
+    children: impl IntoIterator<Item = &'a Manifest>,
+) -> Result<Vec<Vec<&'a Manifest>>, MirrorError> {
+    let mut height: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut levels: Vec<Vec<&Manifest>> = Vec::new();
+    for child in children {
+        if height.contains_key(child.digest.as_str()) {
+            continue;
+        }
+        let level = match child.contents()? {
+            Contents::Image { .. } => 0,
+            Contents::Index { manifests, .. } => {
+                let below = manifests
+                    .iter()
+                    .filter_map(|m| height.get(m.digest.as_str()));
+                1 + below.max().copied().unwrap_or(0)
+            }
+        };
+        height.insert(&child.digest, level);
+        if levels.len() <= level {
+            levels.resize_with(level + 1, Vec::new);
+        }
+        levels[level].push(child);
+    }
+    Ok(levels)
 }
 
 /// Reads a tag's manifest tree from the source, unless the target's tag
@@ -244,4 +280,90 @@ async fn transfer(
         MirrorError::retry_pause,
     )
     .await
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::registry::sha256_digest;
+
+    const IMAGE: &str = "application/vnd.oci.image.manifest.v1+json";
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
+    fn manifest(media_type: &str, json: String) -> Manifest {
+        Manifest {
+            digest: sha256_digest(json.as_bytes()),
+            bytes: json.into_bytes(),
+            media_type: media_type.to_owned(),
+        }
+    }
+
+    fn image(n: u8) -> Manifest {
+        let config = sha256_digest(&[n]);
+        manifest(
+            IMAGE,
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{IMAGE}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{config}","size":1}},"layers":[]}}"#
+            ),
+        )
+    }
+
+    fn index(children: &[&Manifest]) -> Manifest {
+        let listed: Vec<String> = children
+            .iter()
+            .map(|c| {
+                format!(
+                    r#"{{"mediaType":"{}","digest":"{}","size":{}}}"#,
+                    c.media_type,
+                    c.digest,
+                    c.bytes.len()
+                )
+            })
+            .collect();
+        manifest(
+            INDEX,
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{INDEX}","manifests":[{}]}}"#,
+                listed.join(",")
+            ),
+        )
+    }
+
+    fn digests(levels: &[Vec<&Manifest>]) -> Vec<Vec<String>> {
+        levels
+            .iter()
+            .map(|l| l.iter().map(|m| m.digest.clone()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn children_two_tags_share_are_written_once_each_after_what_they_list() {
+        let (amd64, arm64, attestation) = (image(1), image(2), image(3));
+        let platforms = index(&[&amd64, &arm64]);
+        let nested = index(&[&platforms, &attestation]);
+        // Two tags of one nested index, as `plan` lists them: children
+        // before their parents, the shared ones under each tag.
+        let first = [&amd64, &arm64, &attestation, &platforms];
+        let second = [&attestation, &amd64, &arm64, &platforms];
+        let levels = levels(first.into_iter().chain(second)).unwrap();
+        assert_eq!(
+            digests(&levels),
+            [
+                vec![
+                    amd64.digest.clone(),
+                    arm64.digest.clone(),
+                    attestation.digest.clone()
+                ],
+                vec![platforms.digest.clone()],
+            ]
+        );
+        let with_top = levels_of(&[&amd64, &arm64, &platforms, &attestation, &nested]);
+        assert_eq!(with_top.len(), 3, "{:?}", digests(&with_top));
+        assert_eq!(with_top[2][0].digest, nested.digest);
+    }
+
+    fn levels_of<'a>(manifests: &[&'a Manifest]) -> Vec<Vec<&'a Manifest>> {
+        levels(manifests.iter().copied()).unwrap()
+    }
 }
