@@ -1,7 +1,8 @@
 //! The workspace is a boundary: a path input is resolved, symlinks
 //! followed, and must land inside the workspace (`GITHUB_WORKSPACE`, else
-//! the current directory), or under RUNNER_TEMP for a file we write. A
-//! committed symlink can't make us build, read or write what lies outside.
+//! the current directory), or, for a file a job's steps hand each other,
+//! under RUNNER_TEMP. A committed symlink can't make us build, read or
+//! write what lies outside.
 
 use std::ffi::OsString;
 use std::io;
@@ -10,10 +11,13 @@ use std::path::{Component, Path, PathBuf};
 /// What a path input is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// The workspace only.
-    Read,
-    /// The workspace, or RUNNER_TEMP (the runner's scratch folder).
-    Write,
+    /// What the checkout supplies (an image directory, a Dockerfile, the
+    /// context root, an ignore file): the workspace only.
+    Checkout,
+    /// A file a job's steps hand each other (an archive, a report, a key,
+    /// SARIF, an SBOM), read or written: the workspace, or RUNNER_TEMP,
+    /// where workflows keep such files (`${{ runner.temp }}/image.tar`).
+    Exchange,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -88,8 +92,8 @@ impl Boundary {
             }
         })?;
         let temp = match access {
-            Access::Read => None,
-            Access::Write => self.temp.as_deref(),
+            Access::Checkout => None,
+            Access::Exchange => self.temp.as_deref(),
         };
         if resolved.starts_with(&self.workspace) || temp.is_some_and(|t| resolved.starts_with(t)) {
             return Ok(resolved);
@@ -208,24 +212,24 @@ mod tests {
         let b = boundary(&t);
         let app = t.workspace.join("ops/docker/app");
         for (given, access, expected) in [
-            ("ops/docker/app", Access::Read, app.clone()),
-            ("./ops/docker/app/", Access::Read, app.clone()),
-            ("ops/docker/alias", Access::Read, app.clone()),
+            ("ops/docker/app", Access::Checkout, app.clone()),
+            ("./ops/docker/app/", Access::Checkout, app.clone()),
+            ("ops/docker/alias", Access::Checkout, app.clone()),
             (
                 "loop-free/docker/alias/Dockerfile",
-                Access::Read,
+                Access::Checkout,
                 app.join("Dockerfile"),
             ),
-            ("ops/../ops/docker/app", Access::Read, app.clone()),
-            (app.to_str().unwrap(), Access::Read, app.clone()),
+            ("ops/../ops/docker/app", Access::Checkout, app.clone()),
+            (app.to_str().unwrap(), Access::Checkout, app.clone()),
             (
                 "reports/new/usage.json",
-                Access::Write,
+                Access::Exchange,
                 t.workspace.join("reports/new/usage.json"),
             ),
             (
                 t.temp.join("r.json").to_str().unwrap(),
-                Access::Write,
+                Access::Exchange,
                 t.temp.join("r.json"),
             ),
         ] {
@@ -233,7 +237,7 @@ mod tests {
         }
         assert_eq!(
             b.relative(
-                &b.resolve("x", "ops/docker/alias/Dockerfile", Access::Read)
+                &b.resolve("x", "ops/docker/alias/Dockerfile", Access::Checkout)
                     .unwrap()
             ),
             Some("ops/docker/app/Dockerfile".into())
@@ -246,17 +250,29 @@ mod tests {
         let b = boundary(&t);
         let temp_file = t.temp.join("r.json");
         for (given, access, resolved) in [
-            ("ops/docker/evil", Access::Read, t.outside.clone()),
+            ("ops/docker/evil", Access::Checkout, t.outside.clone()),
             (
                 "ops/docker/evil/secret",
-                Access::Read,
+                Access::Checkout,
                 t.outside.join("secret"),
             ),
-            ("passwd", Access::Write, t.outside.join("secret")),
-            ("dangling", Access::Write, t.outside.join("new")),
-            ("../outside/secret", Access::Read, t.outside.join("secret")),
-            ("/etc/passwd", Access::Read, PathBuf::from("/etc/passwd")),
-            (temp_file.to_str().unwrap(), Access::Read, temp_file.clone()),
+            ("passwd", Access::Exchange, t.outside.join("secret")),
+            ("dangling", Access::Exchange, t.outside.join("new")),
+            (
+                "../outside/secret",
+                Access::Checkout,
+                t.outside.join("secret"),
+            ),
+            (
+                "/etc/passwd",
+                Access::Checkout,
+                PathBuf::from("/etc/passwd"),
+            ),
+            (
+                temp_file.to_str().unwrap(),
+                Access::Checkout,
+                temp_file.clone(),
+            ),
         ] {
             match b.resolve("dockerfile", given, access) {
                 Err(PathError::Outside {
@@ -271,7 +287,7 @@ mod tests {
             }
         }
         let err = b
-            .resolve("report-file", "../outside/x", Access::Write)
+            .resolve("report-file", "../outside/x", Access::Exchange)
             .unwrap_err()
             .to_string();
         assert!(
@@ -280,7 +296,9 @@ mod tests {
                 && err.contains("or RUNNER_TEMP"),
             "{err}"
         );
-        let err = b.resolve("dockerfile", "passwd", Access::Read).unwrap_err();
+        let err = b
+            .resolve("dockerfile", "passwd", Access::Checkout)
+            .unwrap_err();
         assert!(!err.to_string().contains("root:x"), "{err}");
     }
 
@@ -291,7 +309,7 @@ mod tests {
         for given in ["self", "missing/../../outside/secret"] {
             assert!(
                 matches!(
-                    b.resolve("archive", given, Access::Write),
+                    b.resolve("archive", given, Access::Exchange),
                     Err(PathError::Unresolvable { .. })
                 ),
                 "{given}"
@@ -305,7 +323,7 @@ mod tests {
         let b = Boundary::new(&t.workspace, None).unwrap();
         let in_temp = t.temp.join("r.json");
         assert!(
-            b.resolve("sarif", in_temp.to_str().unwrap(), Access::Write)
+            b.resolve("sarif", in_temp.to_str().unwrap(), Access::Exchange)
                 .is_err()
         );
         let missing = t.workspace.join("nope");

@@ -15,7 +15,7 @@ use crate::mirror::summary::summary;
 
 pub async fn run(args: &BackupArgs, session: &Session) -> anyhow::Result<()> {
     let (registry, reference) = open_from(&args.from, args.copy.timeout.request_timeout)?;
-    let archive = session.input_path("archive", &args.archive, Access::Write)?;
+    let archive = session.input_path("archive", &args.archive, Access::Exchange)?;
     let tar = layout::is_tar(&archive);
     // A tar is assembled beside itself (same file system, so the final
     // rename is atomic) and replaces the old one only when complete; a dry

@@ -29,7 +29,7 @@ pub async fn run(args: &MonitorArgs, session: &Session) -> anyhow::Result<()> {
         Some(path) => Some(read_report::<Report>(&session.input_path(
             "previous-report",
             path,
-            boundary::Access::Read,
+            boundary::Access::Exchange,
         )?)?),
         None => None,
     };
@@ -311,7 +311,7 @@ fn limits(args: &MonitorArgs) -> Limits {
 /// system's temp folder off a runner).
 fn report_path(args: &MonitorArgs, session: &Session) -> anyhow::Result<PathBuf> {
     Ok(match &args.report_file {
-        Some(path) => session.input_path("report-file", path, boundary::Access::Write)?,
+        Some(path) => session.input_path("report-file", path, boundary::Access::Exchange)?,
         None => session
             .ctx
             .runner_temp

@@ -10,7 +10,7 @@ use crate::mirror::Store;
 use crate::mirror::summary::summary;
 
 pub async fn run(args: &RestoreArgs, session: &Session) -> anyhow::Result<()> {
-    let archive = session.input_path("archive", &args.archive, Access::Read)?;
+    let archive = session.input_path("archive", &args.archive, Access::Exchange)?;
     let (registry, reference) = open_to(&args.to, args.copy.timeout.request_timeout)?;
     let unpacked = if layout::is_tar(&archive) {
         let dir = session.work_dir()?;

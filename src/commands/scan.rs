@@ -161,7 +161,7 @@ pub async fn gate(
         let (artifact, line) =
             location.map_or(("Dockerfile", 1), |l| (l.dockerfile.as_str(), l.line));
         let document = sarif::render(&verdict, scanner.as_str(), artifact, line as usize);
-        let target = session.input_path("sarif", path, Access::Write)?;
+        let target = session.input_path("sarif", path, Access::Exchange)?;
         std::fs::write(&target, serde_json::to_vec_pretty(&document)?)
             .with_context(|| format!("`sarif`: couldn't write {}", target.display()))?;
     }
@@ -291,7 +291,7 @@ pub fn load_ignore(session: &Session, path: Option<&str>) -> anyhow::Result<Opti
     let Some(path) = path else {
         return Ok(None);
     };
-    let full = session.input_path("ignore-file", path, Access::Read)?;
+    let full = session.input_path("ignore-file", path, Access::Checkout)?;
     let text = std::fs::read_to_string(&full).with_context(|| {
         format!(
             "`ignore-file`: couldn't read {}; give a path relative to the repository",
@@ -307,7 +307,7 @@ pub fn load_ignore(session: &Session, path: Option<&str>) -> anyhow::Result<Opti
 /// it can't be read, or lies outside the workspace).
 pub fn location(session: &Session, dockerfile_rel: &str) -> Option<Location> {
     let path = session
-        .input_path("path", dockerfile_rel, Access::Read)
+        .input_path("path", dockerfile_rel, Access::Checkout)
         .ok()?;
     let text = std::fs::read_to_string(path).ok()?;
     let stages = dockerfile::stages(&text, &Default::default());
@@ -323,8 +323,14 @@ pub async fn run(args: &ScanCommandArgs, session: &Session) -> anyhow::Result<()
     let work = session.work_dir()?;
     // Relative paths are the workspace's; an absolute one must lie in it.
     let (path, is_report) = match (&args.archive, &args.report, &args.image) {
-        (Some(archive), None, _) => (session.input_path("archive", archive, Access::Read)?, false),
-        (None, Some(report), _) => (session.input_path("report", report, Access::Read)?, true),
+        (Some(archive), None, _) => (
+            session.input_path("archive", archive, Access::Exchange)?,
+            false,
+        ),
+        (None, Some(report), _) => (
+            session.input_path("report", report, Access::Exchange)?,
+            true,
+        ),
         (None, None, Some(image)) => (export(image, work.path()).await?, false),
         _ => bail!(
             "`scan` needs `image` (a reference), `archive` (a docker save tarball) or `report` (a Trivy or Grype JSON report)"
@@ -345,7 +351,7 @@ pub async fn run(args: &ScanCommandArgs, session: &Session) -> anyhow::Result<()
     let location = match args.path.as_deref() {
         Some(path) => {
             // Refused outside the workspace, not silently left out.
-            session.input_path("path", path, Access::Read)?;
+            session.input_path("path", path, Access::Checkout)?;
             location(
                 session,
                 &format!("{}/Dockerfile", path.trim_end_matches('/')),

@@ -15,13 +15,13 @@ pub async fn run(args: &UsageArgs, session: &Session) -> anyhow::Result<()> {
         Some(path) => Some(read_report::<Report>(&session.input_path(
             "previous-report",
             path,
-            Access::Read,
+            Access::Exchange,
         )?)?),
         None => None,
     };
     // Resolved before the work, so a path outside fails at once.
     let report_file = match &args.report_file {
-        Some(path) => Some(session.input_path("report-file", path, Access::Write)?),
+        Some(path) => Some(session.input_path("report-file", path, Access::Exchange)?),
         None => None,
     };
     let repositories = repositories::names(&args.repositories, session)?;

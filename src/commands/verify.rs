@@ -66,7 +66,7 @@ fn public_key(
     let pem = if inline {
         given.to_owned()
     } else {
-        let path = session.input_path("public-key", given, Access::Read)?;
+        let path = session.input_path("public-key", given, Access::Exchange)?;
         std::fs::read_to_string(&path).with_context(|| {
             format!(
                 "`public-key`: {given:?} is neither a PEM nor a readable file ({}); give the contents of `cosign.pub` or its path in the repository",

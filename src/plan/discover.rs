@@ -21,7 +21,7 @@ pub fn discover(
     context_root: &str,
     max_depth: usize,
 ) -> anyhow::Result<Vec<Found>> {
-    let root = boundary.resolve("context-root", context_root, Access::Read)?;
+    let root = boundary.resolve("context-root", context_root, Access::Checkout)?;
     if !root.is_dir() {
         bail!(
             "the context root {context_root:?} is not a directory in the workspace {}; set `context-root` to the folder holding your image directories (default `ops/docker`) and check the repository out first (actions/checkout)",
@@ -88,7 +88,7 @@ impl Walk<'_> {
         let given = format!("{}/{name}/Dockerfile", self.context_root);
         let path = self
             .boundary
-            .resolve("context-root", &given, Access::Read)?;
+            .resolve("context-root", &given, Access::Checkout)?;
         std::fs::read_to_string(&path).with_context(|| format!("couldn't read {given}"))
     }
 }

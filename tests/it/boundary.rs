@@ -268,20 +268,24 @@ fn file_inputs_out_of_the_workspace_are_refused() {
 }
 
 #[test]
-fn files_written_may_go_to_runner_temp_and_read_ones_may_not() {
+fn files_steps_hand_each_other_may_be_in_runner_temp_and_sources_may_not() {
     let f = files();
     let ws = f.workspace.path();
-    let action = scan(ws).input("report", "report.json");
+    let action = scan(ws);
+    let report = action.runner_dir().join("report.json");
+    std::fs::copy(ws.join("report.json"), &report).unwrap();
     let sarif = action.runner_dir().join("scan.sarif");
-    let action = action.input("sarif", sarif.to_str().unwrap());
+    let action = action
+        .input("report", report.to_str().unwrap())
+        .input("sarif", sarif.to_str().unwrap());
     // Run so that RUNNER_TEMP outlives the run.
     let ran = action.finish(action.command().output().unwrap());
     ran.assert_ok();
     assert!(sarif.is_file(), "{ran}");
 
-    let action = scan(ws);
-    let in_temp = action.runner_dir().join("report.json");
-    std::fs::copy(ws.join("report.json"), &in_temp).unwrap();
-    let ran = action.input("report", in_temp.to_str().unwrap()).run();
-    assert_refused(&ran, "report", &[]);
+    let action = scan(ws).input("report", "report.json");
+    let ignore = action.runner_dir().join(".trivyignore");
+    std::fs::write(&ignore, "CVE-2024-0001\n").unwrap();
+    let ran = action.input("ignore-file", ignore.to_str().unwrap()).run();
+    assert_refused(&ran, "ignore-file", &[]);
 }

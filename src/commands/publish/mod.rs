@@ -230,7 +230,7 @@ impl Target {
 
 async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target> {
     let boundary = session.boundary()?;
-    let dir = boundary.resolve("path", &args.location.path, Access::Read)?;
+    let dir = boundary.resolve("path", &args.location.path, Access::Checkout)?;
     if !dir.is_dir() {
         bail!(
             "`path`: {:?} is not a directory in the workspace {}; pass an image directory such as a matrix entry's `path`",
@@ -241,7 +241,7 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
     // The default Dockerfile is resolved too: it may be a symlink.
     let default_dockerfile = format!("{}/Dockerfile", args.location.path);
     let given_dockerfile = args.dockerfile.as_deref().unwrap_or(&default_dockerfile);
-    let dockerfile = boundary.resolve("dockerfile", given_dockerfile, Access::Read)?;
+    let dockerfile = boundary.resolve("dockerfile", given_dockerfile, Access::Checkout)?;
     if !dockerfile.is_file() {
         bail!("`dockerfile`: no Dockerfile at {given_dockerfile:?}; add one or set `dockerfile`");
     }
@@ -253,10 +253,10 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
         .unwrap_or_else(|| given_dockerfile.to_owned());
     // The scan's files are used after the build: refused before it.
     if let Some(sarif) = &args.scan.sarif {
-        boundary.resolve("sarif", sarif, Access::Write)?;
+        boundary.resolve("sarif", sarif, Access::Exchange)?;
     }
     if let Some(ignore) = &args.scan.ignore_file {
-        boundary.resolve("ignore-file", ignore, Access::Read)?;
+        boundary.resolve("ignore-file", ignore, Access::Checkout)?;
     }
     let basename = args
         .location

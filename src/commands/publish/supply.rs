@@ -122,7 +122,7 @@ pub(super) async fn sbom(
         .map_err(|e| anyhow::anyhow!("`trivy convert` wrote an SBOM that is not JSON: {e}"))?;
     let path = sbom::file_name(&name, &target.sha, predicate);
     // Not through a committed symlink of that name, either.
-    let full = session.input_path("sbom", &path, Access::Write)?;
+    let full = session.input_path("sbom", &path, Access::Exchange)?;
     std::fs::write(&full, &bytes)
         .with_context(|| format!("`sbom`: couldn't write {}", full.display()))?;
     report.notes.push(format!(
