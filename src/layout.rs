@@ -186,7 +186,30 @@ impl Layout {
                 path: self.root.clone(),
                 why: format!("it names the blob {digest:?}, and {DIGEST_RULE}"),
             })?;
-        Ok(self.root.join(BLOBS).join(hex))
+        let path = self.root.join(BLOBS).join(hex);
+        self.stays_inside(&path)?;
+        Ok(path)
+    }
+
+    /// A blob, or the folder of blobs, that is a link out of the layout
+    /// would read or overwrite another file: an archive could carry
+    /// `blobs/sha256/<hex> -> /etc/…` and have it pushed.
+    fn stays_inside(&self, path: &Path) -> Result<(), LayoutError> {
+        let Some(existing) = path.ancestors().find(|p| p.symlink_metadata().is_ok()) else {
+            return Ok(());
+        };
+        let real = fs::canonicalize(existing).map_err(io_error("resolving", existing))?;
+        let root = fs::canonicalize(&self.root).map_err(io_error("resolving", &self.root))?;
+        if real.starts_with(&root) {
+            return Ok(());
+        }
+        Err(LayoutError::Invalid {
+            path: path.to_owned(),
+            why: format!(
+                "it links out of the layout (to {}); a layout's blobs are files inside it",
+                real.display()
+            ),
+        })
     }
 
     /// A manifest by tag or digest, verified; its media type is the index
@@ -413,6 +436,38 @@ mod tests {
             media_type: media_type.into(),
             digest: sha256_digest(bytes),
         }
+    }
+
+    #[tokio::test]
+    async fn a_blob_linked_out_of_the_layout_is_never_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let layout = Layout::create(&dir.path().join("l")).unwrap();
+        let secret = b"a file beside the layout".to_vec();
+        let digest = sha256_digest(&secret);
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        fs::write(outside.path().join("secret"), &secret).unwrap();
+        std::os::unix::fs::symlink(
+            outside.path().join("secret"),
+            layout.root().join(BLOBS).join(hex),
+        )
+        .unwrap();
+        let size = secret.len() as u64;
+        for err in [
+            layout.has_blob(&digest, size).unwrap_err(),
+            layout.blob_stream(&digest, size).await.err().unwrap(),
+        ] {
+            assert!(err.to_string().contains("links out of the layout"), "{err}");
+        }
+        // A folder of blobs linked out is refused for writes too.
+        let linked = Layout::create(&dir.path().join("linked")).unwrap();
+        fs::remove_dir(linked.root().join(BLOBS)).unwrap();
+        std::os::unix::fs::symlink(outside.path(), linked.root().join(BLOBS)).unwrap();
+        let chunks: BlobStream =
+            futures_util::stream::iter([Ok(bytes::Bytes::from(secret))]).boxed();
+        let err = linked.write_blob(&digest, chunks).await.unwrap_err();
+        assert!(err.to_string().contains("links out of the layout"), "{err}");
+        assert!(!outside.path().join(hex).exists());
     }
 
     #[tokio::test]
