@@ -291,6 +291,20 @@ pub fn digest_of(hasher: Sha256) -> String {
     digest
 }
 
+/// What a manifest's bytes must hash to: the digest it was asked for, and
+/// the one the registry says it sent. Either alone is not enough: a
+/// registry asked for `@sha256:A` that answers with B, saying B, would pass
+/// an older image off as the one pinned.
+fn manifest_digests_owed<'a>(
+    reference: &'a str,
+    told: Option<&'a str>,
+) -> impl Iterator<Item = &'a str> {
+    names::is_digest(reference)
+        .then_some(reference)
+        .into_iter()
+        .chain(told)
+}
+
 /// Docker Hub's registry API host.
 const DOCKER_HUB_API: &str = "registry-1.docker.io";
 
@@ -399,18 +413,13 @@ impl Registry {
             .body(&path, response, limits::MANIFEST, "a manifest")
             .await?;
         let digest = sha256_digest(&bytes);
-        let expected = told.unwrap_or_else(|| {
-            if reference.starts_with("sha256:") {
-                reference.to_owned()
-            } else {
-                digest.clone()
-            }
-        });
-        if expected != digest {
+        if let Some(expected) =
+            manifest_digests_owed(reference, told.as_deref()).find(|e| *e != digest)
+        {
             return Err(RegistryError::DigestMismatch {
                 registry: self.name.clone(),
                 what: format!("the manifest of {repository}:{reference}"),
-                expected,
+                expected: expected.to_owned(),
                 actual: digest,
             });
         }

@@ -1,9 +1,10 @@
 //! The registry client against a misbehaving registry: retries on 429/5xx
-//! honour `Retry-After` and stop after a bounded number of attempts.
+//! honour `Retry-After` and stop after a bounded number of attempts; a
+//! manifest asked for by digest is that digest's, whatever the registry says.
 
 use std::time::{Duration, Instant};
 
-use registry_action::registry::Registry;
+use registry_action::registry::{Registry, RegistryError, sha256_digest};
 use serde_json::json;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -103,4 +104,34 @@ async fn tag_listings_follow_link_pages_on_the_same_registry() {
         registry(&server).tags("acme/app").await.unwrap(),
         ["a", "b", "c"]
     );
+}
+
+/// A registry asked for one digest that answers with another manifest,
+/// naming that other one in `Docker-Content-Digest`, is caught: `verify`
+/// or `merge` of `@sha256:A` would otherwise judge B.
+#[tokio::test]
+async fn a_manifest_asked_for_by_digest_must_hash_to_it_whatever_the_registry_says() {
+    let server = MockServer::start().await;
+    let pinned = br#"{"schemaVersion":2,"layers":[],"pinned":true}"#;
+    let other = br#"{"schemaVersion":2,"layers":[],"pinned":false}"#;
+    let (asked, sent) = (sha256_digest(pinned), sha256_digest(other));
+    Mock::given(method("GET"))
+        .and(path(format!("/v2/acme/app/manifests/{asked}")))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_raw(other.to_vec(), "application/vnd.oci.image.manifest.v1+json")
+                .insert_header("docker-content-digest", sent.as_str()),
+        )
+        .mount(&server)
+        .await;
+    let err = registry(&server)
+        .manifest("acme/app", &asked)
+        .await
+        .unwrap_err();
+    match err {
+        RegistryError::DigestMismatch {
+            expected, actual, ..
+        } => assert_eq!((expected, actual), (asked, sent)),
+        other => panic!("{other}"),
+    }
 }
