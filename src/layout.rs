@@ -26,6 +26,8 @@ const LAYOUT_FILE: &str = "oci-layout";
 const LAYOUT_VERSION: &str = "1.0.0";
 const INDEX_FILE: &str = "index.json";
 const BLOBS: &str = "blobs/sha256";
+/// `oci-layout` is one small JSON object.
+const MARKER_LIMIT: u64 = 4 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LayoutError {
@@ -105,7 +107,9 @@ impl Layout {
     pub fn create(root: &Path) -> Result<Self, LayoutError> {
         let blobs = root.join(BLOBS);
         fs::create_dir_all(&blobs).map_err(io_error("creating", &blobs))?;
-        if root.join(LAYOUT_FILE).exists() {
+        // A link counts as there (`open` refuses one out of the layout):
+        // writing through a dangling one would create its target.
+        if root.join(LAYOUT_FILE).symlink_metadata().is_ok() {
             return Self::open(root);
         }
         let marker = root.join(LAYOUT_FILE);
@@ -123,9 +127,15 @@ impl Layout {
             path: root.to_owned(),
             why,
         };
+        let mut layout = Layout {
+            root: root.to_owned(),
+            index: Mutex::new(Vec::new()),
+        };
         let marker = root.join(LAYOUT_FILE);
-        let text =
-            fs::read(&marker).map_err(|e| invalid(format!("no readable {LAYOUT_FILE} ({e})")))?;
+        layout.stays_inside(&marker)?;
+        let text = read_at_most(&marker, MARKER_LIMIT)
+            .map_err(|e| invalid(format!("no readable {LAYOUT_FILE} ({e})")))?
+            .ok_or_else(|| invalid(too_large(LAYOUT_FILE, MARKER_LIMIT)))?;
         let version: LayoutVersion = serde_json::from_slice(&text)
             .map_err(|e| invalid(format!("{LAYOUT_FILE} is not JSON ({e})")))?;
         if version.image_layout_version != LAYOUT_VERSION {
@@ -135,6 +145,7 @@ impl Layout {
             )));
         }
         let path = root.join(INDEX_FILE);
+        layout.stays_inside(&path)?;
         let index = match read_at_most(&path, limits::LAYOUT_INDEX) {
             Ok(None) => return Err(invalid(too_large(INDEX_FILE, limits::LAYOUT_INDEX))),
             Ok(Some(bytes)) => {
@@ -145,10 +156,8 @@ impl Layout {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(io_error("reading", &path)(e)),
         };
-        Ok(Layout {
-            root: root.to_owned(),
-            index: Mutex::new(index),
-        })
+        layout.index = Mutex::new(index);
+        Ok(layout)
     }
 
     pub fn root(&self) -> &Path {
@@ -353,9 +362,7 @@ fn declared_media_type(bytes: &[u8]) -> String {
 }
 
 async fn write_stream(path: &Path, mut chunks: BlobStream) -> Result<u64, LayoutError> {
-    let mut file = tokio::fs::File::create(path)
-        .await
-        .map_err(io_error("creating", path))?;
+    let mut file = tokio::fs::File::from_std(fresh_file(path).map_err(io_error("creating", path))?);
     let mut written = 0;
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(|e| LayoutError::Io {
@@ -372,9 +379,20 @@ async fn write_stream(path: &Path, mut chunks: BlobStream) -> Result<u64, Layout
     Ok(written)
 }
 
+/// A new file at `path`, never one reached through a link left there: what
+/// was at `path` (a leftover partial file, or a link out of the layout) is
+/// removed first.
+fn fresh_file(path: &Path) -> io::Result<File> {
+    match fs::remove_file(path) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    File::options().write(true).create_new(true).open(path)
+}
+
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), LayoutError> {
     let partial = path.with_extension("partial");
-    let mut file = File::create(&partial).map_err(io_error("creating", &partial))?;
+    let mut file = fresh_file(&partial).map_err(io_error("creating", &partial))?;
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(io_error("writing", &partial))?;
@@ -415,9 +433,26 @@ pub fn pack(dir: &Path, archive: &Path) -> Result<(), LayoutError> {
 /// Unpacks the tar `archive` into `dir` (member paths stay inside it).
 pub fn unpack(archive: &Path, dir: &Path) -> Result<(), LayoutError> {
     let file = File::open(archive).map_err(io_error("opening", archive))?;
-    tar::Archive::new(io::BufReader::new(file))
-        .unpack(dir)
-        .map_err(io_error("unpacking", archive))
+    let mut tar = tar::Archive::new(io::BufReader::new(file));
+    fs::create_dir_all(dir).map_err(io_error("creating", dir))?;
+    for entry in tar.entries().map_err(io_error("unpacking", archive))? {
+        let mut entry = entry.map_err(io_error("unpacking", archive))?;
+        let kind = entry.header().entry_type();
+        if !(kind.is_file() || kind.is_dir()) {
+            let name = entry.path().map(|p| p.display().to_string());
+            return Err(LayoutError::Invalid {
+                path: archive.to_owned(),
+                why: format!(
+                    "it holds {:?}, a {kind:?} entry; an OCI layout holds files and folders only (a link could read or write outside it)",
+                    name.unwrap_or_default()
+                ),
+            });
+        }
+        entry
+            .unpack_in(dir)
+            .map_err(io_error("unpacking", archive))?;
+    }
+    Ok(())
 }
 
 /// Whether a path names a tar archive rather than a layout directory.
@@ -436,6 +471,38 @@ mod tests {
             media_type: media_type.into(),
             digest: sha256_digest(bytes),
         }
+    }
+
+    #[test]
+    fn an_archive_or_layout_linking_out_is_refused_before_anything_is_read() {
+        use std::os::unix::fs::symlink;
+        let dir = tempfile::tempdir().unwrap();
+        // An archive whose `oci-layout` is a link to an endless file.
+        let archive = dir.path().join("evil.tar");
+        let mut tar = tar::Builder::new(File::create(&archive).unwrap());
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        tar.append_link(&mut header, LAYOUT_FILE, "/dev/zero")
+            .unwrap();
+        tar.into_inner().unwrap();
+        let unpacked = dir.path().join("unpacked");
+        let err = unpack(&archive, &unpacked).unwrap_err().to_string();
+        assert!(err.contains("files and folders only"), "{err}");
+        assert!(unpacked.join(LAYOUT_FILE).symlink_metadata().is_err());
+
+        // The same in a directory: refused, not read.
+        let layout = dir.path().join("layout");
+        fs::create_dir(&layout).unwrap();
+        symlink("/dev/zero", layout.join(LAYOUT_FILE)).unwrap();
+        let err = Layout::open(&layout).err().unwrap().to_string();
+        assert!(err.contains("links out of the layout"), "{err}");
+        // Nor is a dangling one written through.
+        let outside = dir.path().join("created-outside");
+        fs::remove_file(layout.join(LAYOUT_FILE)).unwrap();
+        symlink(&outside, layout.join(LAYOUT_FILE)).unwrap();
+        assert!(Layout::create(&layout).is_err());
+        assert!(!outside.exists());
     }
 
     #[tokio::test]
