@@ -165,6 +165,12 @@ impl GitHubSource {
     }
 
     async fn commit_files(&self, sha: &str) -> Result<Vec<String>, SourceError> {
+        // The SHA comes from the compare answer and goes into a route.
+        if !crate::names::is_commit_sha(sha) {
+            return Err(SourceError::Failed(anyhow!(
+                "the GitHub API listed the commit {sha:?} in a comparison, which is not a commit SHA (40 lower-case hex digits); refusing to ask for it"
+            )));
+        }
         let mut files = Vec::new();
         for page in 1..=LIST_FILE_CAP / COMPARE_FILE_CAP {
             let route = format!(

@@ -106,6 +106,21 @@ async fn a_compare_cut_at_300_files_is_completed_commit_by_commit() {
     );
 }
 
+/// A commit SHA from the compare answer goes into a route: one that isn't
+/// a SHA is refused, never asked for.
+#[tokio::test]
+async fn a_compare_listing_a_commit_that_is_not_a_sha_is_refused_unasked() {
+    let replay = Replay::start().await;
+    let ws = workspace(&["alpha"]);
+    let lie = "../../../../repos/acme/other/commits/x";
+    replay
+        .compare(BEFORE, AFTER, &paths("ops/docker/alpha", 300), &[lie])
+        .await;
+    let ran = plan_push(&replay, &ws, BEFORE, AFTER, false).await;
+    ran.assert_failed("which is not a commit SHA");
+    assert_eq!(replay.requests().await.len(), 1, "the compare alone");
+}
+
 #[tokio::test]
 async fn a_cut_compare_with_too_many_commits_selects_everything() {
     let replay = Replay::start().await;
