@@ -53,21 +53,7 @@ pub fn format()
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use std::io::Write;
-    use std::sync::{Arc, Mutex};
-
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
+    use crate::actions::capture::Capture;
 
     fn logged(emit: impl FnOnce()) -> String {
         let capture = Capture::default();
@@ -77,7 +63,7 @@ mod tests {
             .event_format(format())
             .finish();
         tracing::subscriber::with_default(subscriber, emit);
-        String::from_utf8(capture.0.lock().unwrap().clone()).unwrap()
+        capture.text()
     }
 
     #[test]

@@ -432,6 +432,7 @@ impl Drop for Group<'_> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::actions::capture::Capture;
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
@@ -443,7 +444,7 @@ mod tests {
             let block = workflow.verbatim("build app");
             block.line("::add-mask::not-ours");
         }
-        let text = String::from_utf8(capture.0.lock().unwrap().clone()).unwrap();
+        let text = capture.text();
         let lines: Vec<&str> = text.lines().collect();
         let token = lines[1].strip_prefix("::stop-commands::").unwrap();
         assert_eq!(token.len(), 32);
@@ -457,27 +458,6 @@ mod tests {
                 "::endgroup::"
             ]
         );
-    }
-
-    /// A writer tests can read back after the `Workflow` took ownership.
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-
-    impl Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().unwrap().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
-    impl Capture {
-        fn text(&self) -> String {
-            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
-        }
     }
 
     fn workflow(in_actions: bool) -> (Workflow, Capture) {
