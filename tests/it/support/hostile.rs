@@ -50,6 +50,9 @@ pub enum Misbehaviour {
     /// Uploads of more than [`SMALL_UPLOAD`] bytes: taken until the socket
     /// is full, then never read again. Smaller ones are stored.
     StalledUpload,
+    /// Uploads of more than [`SMALL_UPLOAD`] bytes: read whole, then never
+    /// answered. Smaller ones are stored.
+    UnansweredUpload,
     /// Connections are accepted and requests read; nothing is answered.
     Silent,
 }
@@ -158,6 +161,9 @@ impl State {
                 return self.idle();
             }
             let read = std::io::copy(&mut reader.take(length), &mut std::io::sink());
+            if self.misbehaviour == Misbehaviour::UnansweredUpload && length > SMALL_UPLOAD {
+                return self.idle();
+            }
             if read.is_ok_and(|n| n == length) {
                 let _ = write!(
                     client,
