@@ -33,6 +33,10 @@ pub const MAX_LIFE: Duration = Duration::from_secs(120);
 /// [`Misbehaviour::StalledUpload`].
 pub const SMALL_UPLOAD: u64 = 1 << 20;
 
+/// The length of a [`Misbehaviour::TrickledAnswers`] answer: at a byte a
+/// second, longer than [`MAX_LIFE`].
+pub const TRICKLE_LENGTH: usize = 200;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Misbehaviour {
     /// The manifest comes chunked and never ends.
@@ -55,6 +59,10 @@ pub enum Misbehaviour {
     UnansweredUpload,
     /// Connections are accepted and requests read; nothing is answered.
     Silent,
+    /// Every request, whatever it asks, is answered 200 with a JSON object
+    /// padded to [`TRICKLE_LENGTH`] bytes, one byte a second: an HTTP API
+    /// (GitHub's here) that no per-read timeout ever gives up on.
+    TrickledAnswers,
 }
 
 pub struct Hostile {
@@ -147,6 +155,11 @@ impl State {
         let path = path.split('?').next().unwrap_or_default().to_owned();
         if self.misbehaviour == Misbehaviour::Silent {
             return self.hold(client);
+        }
+        if self.misbehaviour == Misbehaviour::TrickledAnswers {
+            let body = format!("{:<TRICKLE_LENGTH$}", r#"{"id":4}"#);
+            let _ = self.trickled(&mut client, body.as_bytes());
+            return;
         }
         let uploads = format!("/v2/{REPOSITORY}/blobs/uploads/");
         if method == "POST" && path == uploads {
