@@ -63,6 +63,22 @@ pub async fn body_text(
         .map_err(|_| format!("the GitHub API answered {route} with text that is not UTF-8"))
 }
 
+/// What `work` (requests to the GitHub API about `what`) gives, or, when it
+/// takes longer than `bound`, the error saying so. The client's own
+/// timeouts are per read: an answer a byte at a time would pass them.
+pub async fn within<T>(
+    bound: Duration,
+    what: &str,
+    work: impl std::future::Future<Output = T>,
+) -> Result<T, String> {
+    tokio::time::timeout(bound, work).await.map_err(|_| {
+        format!(
+            "the GitHub API didn't answer {what} in full within {}",
+            crate::units::duration(bound)
+        )
+    })
+}
+
 #[derive(Deserialize)]
 struct ErrorBody {
     message: Option<String>,

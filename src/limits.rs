@@ -3,7 +3,10 @@
 //! limits, enforced while the bytes arrive: a body that never ends costs at
 //! most its limit in memory, and one that declares more is refused before
 //! its first byte. Error bodies are only ever quoted, so [`prefix`] reads
-//! their start and drops the rest.
+//! their start and drops the rest. The GitHub API's bounds in time are
+//! here too: its clients have no `request-timeout` of their own.
+
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _};
@@ -20,6 +23,12 @@ pub const TOKEN: u64 = 256 << 10;
 pub const API_ANSWER: u64 = 8 << 20;
 /// An answer of the GitHub REST API: a compare lists up to 300 files.
 pub const GITHUB_ANSWER: u64 = 32 << 20;
+/// One request to the GitHub REST API, its retries and the whole answer
+/// included (GitHub itself gives up on a request after 10 s).
+pub const GITHUB_REQUEST: Duration = Duration::from_secs(30);
+/// Everything `plan` asks the GitHub API for one list of changed files:
+/// up to a thousand requests when a compare is completed commit by commit.
+pub const GITHUB_LISTING: Duration = Duration::from_secs(5 * 60);
 /// A blob read into memory (an image config, a signature, an attestation)
 /// is read up to its descriptor's size, and no blob larger than this is
 /// read into memory at all. Layers are streamed, never held.

@@ -14,9 +14,13 @@ use octocrab::Octocrab;
 use octocrab::service::middleware::retry::RetryConfig;
 use serde::Deserialize;
 
+use crate::limits;
 use crate::plan::source::{ChangeSource, SourceError};
 use crate::plan::strategy::{Range, short};
 
+/// The fix for an API that failed or took too long.
+const RETRY_LATER: &str =
+    "it may be down — re-run the job later, or use `source: git` with a full clone";
 const COMPARE_FILE_CAP: usize = 300;
 const LIST_FILE_CAP: usize = 3000;
 const PER_PAGE: usize = 100;
@@ -91,8 +95,18 @@ impl GitHubSource {
         self.requests.load(Ordering::Relaxed)
     }
 
+    /// One request and its answer, within [`limits::GITHUB_REQUEST`].
     async fn get<T: serde::de::DeserializeOwned>(&self, route: &str) -> Result<Page<T>, Failure> {
         self.requests.fetch_add(1, Ordering::Relaxed);
+        crate::github::within(limits::GITHUB_REQUEST, route, self.answer(route))
+            .await
+            .map_err(|late| Failure::Fatal(format!("{late}; {RETRY_LATER}")))?
+    }
+
+    async fn answer<T: serde::de::DeserializeOwned>(
+        &self,
+        route: &str,
+    ) -> Result<Page<T>, Failure> {
         let response = self.crab._get(route).await.map_err(|e| {
             Failure::Fatal(format!("couldn't reach the GitHub API for {route}: {e}"))
         })?;
@@ -216,6 +230,15 @@ impl ChangeSource for GitHubSource {
     }
 
     async fn changed_files(&self, range: &Range) -> Result<Vec<String>, SourceError> {
+        let what = format!("the changed files of {range}");
+        crate::github::within(limits::GITHUB_LISTING, &what, self.list(range))
+            .await
+            .map_err(|late| SourceError::Failed(anyhow!("{late}; {RETRY_LATER}")))?
+    }
+}
+
+impl GitHubSource {
+    async fn list(&self, range: &Range) -> Result<Vec<String>, SourceError> {
         match range {
             Range::Diff { base, head } | Range::Since { base, head } => {
                 self.complete_compare(base, head).await
@@ -271,7 +294,7 @@ fn classify(status: u16, body: &str, route: &str) -> Failure {
             "the GitHub API found nothing at {route}: {status}{said}; check that the repository and commits exist and that `github-token` can read them"
         )),
         _ => Failure::Fatal(format!(
-            "the GitHub API failed on {route}: {status}{said}; it may be down — re-run the job later, or use `source: git` with a full clone"
+            "the GitHub API failed on {route}: {status}{said}; {RETRY_LATER}"
         )),
     }
 }

@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
@@ -156,16 +156,20 @@ struct Progress {
     /// The client asked for a chunk the source hasn't given yet: a wait on
     /// the source (which has bounds of its own), not on the registry.
     awaiting_source: AtomicBool,
-    /// The whole body was taken: what is left is the registry's answer,
-    /// which the request's own bound covers.
+    /// Bytes of the body not yet taken. At zero (or at the stream's end)
+    /// what is left is the registry's answer, due within the same bound
+    /// from the last chunk on. Counted, because the client stops polling
+    /// once it has sent the `Content-Length` it declared.
+    left: AtomicU64,
     ended: AtomicBool,
 }
 
 impl Progress {
-    fn new() -> Arc<Self> {
+    fn new(size: u64) -> Arc<Self> {
         Arc::new(Progress {
             last: Mutex::new(tokio::time::Instant::now()),
             awaiting_source: AtomicBool::new(false),
+            left: AtomicU64::new(size),
             ended: AtomicBool::new(false),
         })
     }
@@ -182,31 +186,47 @@ impl Progress {
                 }
             }
             progress.awaiting_source.store(waiting, Ordering::Relaxed);
-            if let Poll::Ready(None) = next {
-                progress.ended.store(true, Ordering::Relaxed);
+            match &next {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let taken = chunk.len() as u64;
+                    let _ =
+                        progress
+                            .left
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                                Some(left.saturating_sub(taken))
+                            });
+                }
+                Poll::Ready(None) => progress.ended.store(true, Ordering::Relaxed),
+                _ => {}
             }
             next
         })
         .boxed()
     }
 
-    /// Resolves once the client took no chunk for `bound` while one was
-    /// there to take; never after the end. The request's own bound ends
-    /// the loop, through the `select!` it runs in.
-    async fn stalled(&self, bound: Duration) {
+    fn ended(&self) -> bool {
+        self.ended.load(Ordering::Relaxed) || self.left.load(Ordering::Relaxed) == 0
+    }
+
+    /// Resolves once the transfer waited `bound` on the registry: with no
+    /// chunk taken while one was there to take ([`Wait::Stall`]), or, the
+    /// whole body sent, with no answer yet ([`Wait::Answer`]; otherwise a
+    /// registry that keeps the blob and never answers would hold the run
+    /// for the whole transfer time). The request's own end ends the loop,
+    /// through the `select!` it runs in.
+    async fn stalled(&self, bound: Duration) -> Wait {
         loop {
-            if self.ended.load(Ordering::Relaxed) {
-                return std::future::pending().await;
-            }
-            if self.awaiting_source.load(Ordering::Relaxed) {
+            let ended = self.ended();
+            if !ended && self.awaiting_source.load(Ordering::Relaxed) {
                 tokio::time::sleep(bound / 4).await;
                 continue;
             }
+            let wait = if ended { Wait::Answer } else { Wait::Stall };
             let Ok(last) = self.last.lock().map(|l| *l) else {
-                return;
+                return wait;
             };
             if last.elapsed() >= bound {
-                return;
+                return wait;
             }
             tokio::time::sleep_until(last + bound).await;
         }
@@ -313,7 +333,7 @@ impl Registry {
         // kept aside, it is reported as what it was (e.g. a digest mismatch).
         let refused: Arc<Mutex<Option<RegistryError>>> = Arc::default();
         let slot = refused.clone();
-        let progress = Progress::new();
+        let progress = Progress::new(size);
         let body = reqwest::Body::wrap_stream(progress.tracking(chunks).map_err(move |e| {
             let message = e.to_string();
             if let Ok(mut slot) = slot.lock() {
@@ -332,15 +352,13 @@ impl Registry {
             repository,
         );
         let sent = tokio::select! {
-            sent = request.send() => Some(sent),
-            () = progress.stalled(self.timeout) => None,
+            sent = request.send() => Ok(sent),
+            wait = progress.stalled(self.timeout) => Err(wait),
         };
         if let Some(e) = refused.lock().ok().and_then(|mut e| e.take()) {
             return Err(e);
         }
-        let Some(sent) = sent else {
-            return Err(self.timed_out(&shown, Wait::Stall, self.timeout));
-        };
+        let sent = sent.map_err(|wait| self.timed_out(&shown, wait, self.timeout))?;
         let response = sent.map_err(self.transport(&shown, Wait::Transfer, transfer))?;
         if response.status() != StatusCode::CREATED {
             return Err(self
@@ -547,36 +565,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_upload_body_that_stops_moving_is_noticed_and_one_that_ended_is_not() {
-        let progress = Progress::new();
-        let body = futures_util::stream::iter([Ok(Bytes::from_static(b"a"))])
-            .chain(futures_util::stream::pending())
-            .boxed();
-        let mut body = progress.tracking(body);
+    async fn an_upload_body_that_stops_moving_is_a_stall_and_one_that_ended_awaits_its_answer() {
+        let one_then_nothing = || {
+            futures_util::stream::iter([Ok(Bytes::from_static(b"a"))])
+                .chain(futures_util::stream::pending())
+                .boxed()
+        };
+        let progress = Progress::new(2);
+        let mut body = progress.tracking(one_then_nothing());
         assert!(body.next().await.is_some());
         let started = std::time::Instant::now();
-        progress.stalled(Duration::from_millis(200)).await;
+        let wait = progress.stalled(Duration::from_millis(200)).await;
         let took = started.elapsed();
+        assert_eq!(wait, Wait::Stall);
         assert!(
             took >= Duration::from_millis(150) && took < Duration::from_secs(2),
             "{took:?}"
         );
 
-        let progress = Progress::new();
-        let mut body = progress.tracking(chunks(&[b"a"]).boxed());
-        while body.next().await.is_some() {}
-        let waited = tokio::time::timeout(
-            Duration::from_millis(400),
-            progress.stalled(Duration::from_millis(100)),
-        )
-        .await;
+        // The whole body taken (the client asks no further once it has its
+        // `Content-Length`), the answer is due within the bound too.
+        let progress = Progress::new(1);
+        let mut body = progress.tracking(one_then_nothing());
+        assert!(body.next().await.is_some());
+        let started = std::time::Instant::now();
+        let wait = progress.stalled(Duration::from_millis(300)).await;
+        let took = started.elapsed();
+        assert_eq!(wait, Wait::Answer);
         assert!(
-            waited.is_err(),
-            "an ended body is the answer's wait, not a stall"
+            took >= Duration::from_millis(250) && took < Duration::from_secs(2),
+            "{took:?}"
         );
 
         // A source that keeps the client waiting is the source's stall.
-        let progress = Progress::new();
+        let progress = Progress::new(1);
         let mut body = progress.tracking(futures_util::stream::pending().boxed());
         let asked = tokio::time::timeout(Duration::from_millis(50), body.next()).await;
         assert!(asked.is_err());

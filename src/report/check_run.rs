@@ -25,10 +25,13 @@ use octocrab::service::middleware::retry::RetryConfig;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::limits;
 use crate::report::finding_message;
 use crate::scan::Finding;
 use crate::scan::policy::{Outcome, Policy, Verdict};
 
+/// The fix for an API that failed or took too long.
+const RETRY_LATER: &str = "it may be down — re-run the job later, or set `check-run: false`";
 /// Annotations GitHub takes per create or update request.
 pub const ANNOTATIONS_PER_REQUEST: usize = 50;
 /// Requests per check run, the create included.
@@ -291,6 +294,7 @@ pub async fn publish_check_run(
     })
 }
 
+/// One request and its answer, within [`limits::GITHUB_REQUEST`].
 async fn send(
     crab: &Octocrab,
     method: http::Method,
@@ -298,6 +302,22 @@ async fn send(
     body: &Value,
 ) -> Result<String, Failure> {
     let what = format!("{method} {route}");
+    crate::github::within(
+        limits::GITHUB_REQUEST,
+        &what,
+        answer(crab, method, route, body, &what),
+    )
+    .await
+    .map_err(|late| Failure::Fatal(anyhow!("{late}; {RETRY_LATER}")))?
+}
+
+async fn answer(
+    crab: &Octocrab,
+    method: http::Method,
+    route: &str,
+    body: &Value,
+    what: &str,
+) -> Result<String, Failure> {
     let response = if method == http::Method::POST {
         crab._post(route, Some(body)).await
     } else {
@@ -314,13 +334,13 @@ async fn send(
         .get("x-ratelimit-remaining")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim() == "0");
-    let text = crate::github::body_text(response, &what)
+    let text = crate::github::body_text(response, what)
         .await
         .map_err(|e| Failure::Fatal(anyhow!(e)))?;
     if (200..300).contains(&status) {
         return Ok(text);
     }
-    Err(classify(status, &text, rate_limited, &what))
+    Err(classify(status, &text, rate_limited, what))
 }
 
 fn classify(status: u16, body: &str, rate_limited: bool, what: &str) -> Failure {
@@ -340,7 +360,7 @@ fn classify(status: u16, body: &str, rate_limited: bool, what: &str) -> Failure 
             "the GitHub API rejected {what}: 422{said}; the head SHA must be a commit pushed to the repository — set `sha` to it"
         )),
         _ => Failure::Fatal(anyhow!(
-            "the GitHub API failed on {what}: {status}{said}; it may be down — re-run the job later, or set `check-run: false`"
+            "the GitHub API failed on {what}: {status}{said}; {RETRY_LATER}"
         )),
     }
 }

@@ -3,12 +3,14 @@
 //! annotations, and a fork's 403 read as "not permitted here", not a crash.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, ResponseTemplate};
 
 use crate::support::fixture_json;
+use crate::support::hostile::{Hostile, Misbehaviour};
 use crate::support::replay::{REPO, Replay};
 use crate::support::run::{Action, Ran};
 
@@ -343,4 +345,31 @@ async fn a_server_error_only_warns_in_auto() {
         "{ran}"
     );
     assert_eq!(sent(&replay).await.len(), 1, "no retry of a POST");
+}
+
+/// A check run answered a byte a second passes the client's per-read
+/// timeout; the request is bounded in all (30 s), and in `auto` that is a
+/// warning, not a hang.
+#[tokio::test]
+async fn an_api_answering_a_byte_a_second_is_given_up_on_within_the_request_bound() {
+    let server = Hostile::start(Misbehaviour::TrickledAnswers);
+    let replay = Replay::start().await;
+    let ws = workspace(10, &["LOW"]);
+    let started = std::time::Instant::now();
+    let ran = scan(&replay, &ws)
+        .env("GITHUB_API_URL", &format!("http://{}", server.address))
+        .run_async()
+        .await;
+    let took = started.elapsed();
+    ran.assert_ok();
+    assert!(
+        ran.stdout.contains(&format!(
+            "::warning::the check run `scan acme/app` was skipped: the GitHub API didn't answer POST /repos/{REPO}/check-runs in full within 30s; it may be down"
+        )),
+        "{ran}"
+    );
+    assert!(
+        took < Duration::from_secs(30 + 10),
+        "scan ran {took:?}, past its bound\n{ran}"
+    );
 }

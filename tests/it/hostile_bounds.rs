@@ -2,7 +2,8 @@
 //! binary against a hostile one (support::hostile): a manifest that never
 //! ends or declares 200 MB, a 200 MB tag list, a config far past its
 //! descriptor, a manifest at a byte a second, a blob that stops midway, a
-//! server that stops reading an upload, a server that never answers.
+//! server that stops reading an upload or never answers one it took, a
+//! server that never answers.
 //! Every run fails (exit 1) with an error naming the URL and the limit or
 //! `request-timeout`, within its timeout and a few seconds, its own peak
 //! memory under 256 MiB.
@@ -302,6 +303,30 @@ fn an_upload_the_registry_stops_reading_fails_after_request_timeout_without_prog
                 server.url("blobs/uploads/")
             )
         },
+    );
+}
+
+/// Once the last byte is taken, the wait is for the answer, not a stall:
+/// it has to come within `request-timeout` too, and is named as such.
+#[test]
+fn an_upload_taken_whole_but_never_answered_fails_after_request_timeout() {
+    let (measured, _) = run(
+        Misbehaviour::UnansweredUpload,
+        "restore",
+        "3s",
+        seconds("3s") + GRACE,
+        |server| {
+            format!(
+                "{} didn't answer in full within 3s for {} (`request-timeout`)",
+                server.address,
+                server.url("blobs/uploads/")
+            )
+        },
+    );
+    let ran = &measured.ran;
+    assert!(
+        !ran.stderr.contains("moved no byte") && !ran.stdout.contains("moved no byte"),
+        "the body was taken whole: no stall\n{ran}"
     );
 }
 

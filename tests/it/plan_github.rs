@@ -2,10 +2,13 @@
 //! payloads: no local history, the 300-file compare cap, pull-request file
 //! pages, forced pushes and API errors.
 
+use std::time::Duration;
+
 use serde_json::json;
 
 use crate::plan_git::push_event;
 use crate::support::fixture_json;
+use crate::support::hostile::{Hostile, Misbehaviour};
 use crate::support::replay::Replay;
 use crate::support::run::{Action, Ran};
 
@@ -291,4 +294,31 @@ async fn auto_uses_the_api_when_the_clone_is_shallow() {
     ran.assert_ok();
     assert_eq!(ran.selected(), ["alpha"]);
     assert!(ran.stdout.contains("git can't list"), "{}", ran.stdout);
+}
+
+/// An API that answers a byte a second passes every per-read timeout; each
+/// request is bounded in all (30 s), so `plan` fails then, naming it.
+#[tokio::test]
+async fn an_api_answering_a_byte_a_second_fails_the_plan_within_its_request_bound() {
+    let server = Hostile::start(Misbehaviour::TrickledAnswers);
+    let ws = workspace(&["alpha"]);
+    let started = std::time::Instant::now();
+    let ran = Action::github(ws.path())
+        .env("GITHUB_API_URL", &format!("http://{}", server.address))
+        .input("command", "plan")
+        .input("github-token", "test-token-0123456789")
+        .event(
+            "push",
+            &push_event("refs/heads/feature", BEFORE, AFTER, false),
+        )
+        .run_async()
+        .await;
+    let took = started.elapsed();
+    ran.assert_failed(&format!(
+        "the GitHub API didn't answer /repos/acme/monorepo/compare/{BEFORE}...{AFTER} in full within 30s; it may be down"
+    ));
+    assert!(
+        took < Duration::from_secs(30 + 10),
+        "plan ran {took:?}, past its bound\n{ran}"
+    );
 }

@@ -33,6 +33,10 @@ pub const MAX_LIFE: Duration = Duration::from_secs(120);
 /// [`Misbehaviour::StalledUpload`].
 pub const SMALL_UPLOAD: u64 = 1 << 20;
 
+/// The length of a [`Misbehaviour::TrickledAnswers`] answer: at a byte a
+/// second, longer than [`MAX_LIFE`].
+pub const TRICKLE_LENGTH: usize = 200;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Misbehaviour {
     /// The manifest comes chunked and never ends.
@@ -50,8 +54,15 @@ pub enum Misbehaviour {
     /// Uploads of more than [`SMALL_UPLOAD`] bytes: taken until the socket
     /// is full, then never read again. Smaller ones are stored.
     StalledUpload,
+    /// Uploads of more than [`SMALL_UPLOAD`] bytes: read whole, then never
+    /// answered. Smaller ones are stored.
+    UnansweredUpload,
     /// Connections are accepted and requests read; nothing is answered.
     Silent,
+    /// Every request, whatever it asks, is answered 200 with a JSON object
+    /// padded to [`TRICKLE_LENGTH`] bytes, one byte a second: an HTTP API
+    /// (GitHub's here) that no per-read timeout ever gives up on.
+    TrickledAnswers,
 }
 
 pub struct Hostile {
@@ -145,6 +156,11 @@ impl State {
         if self.misbehaviour == Misbehaviour::Silent {
             return self.hold(client);
         }
+        if self.misbehaviour == Misbehaviour::TrickledAnswers {
+            let body = format!("{:<TRICKLE_LENGTH$}", r#"{"id":4}"#);
+            let _ = self.trickled(&mut client, body.as_bytes());
+            return;
+        }
         let uploads = format!("/v2/{REPOSITORY}/blobs/uploads/");
         if method == "POST" && path == uploads {
             let _ = write!(
@@ -158,6 +174,9 @@ impl State {
                 return self.idle();
             }
             let read = std::io::copy(&mut reader.take(length), &mut std::io::sink());
+            if self.misbehaviour == Misbehaviour::UnansweredUpload && length > SMALL_UPLOAD {
+                return self.idle();
+            }
             if read.is_ok_and(|n| n == length) {
                 let _ = write!(
                     client,
