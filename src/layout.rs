@@ -162,11 +162,11 @@ impl Layout {
     /// The tags (`ref.name` annotations) in index order. A name that is not
     /// a tag is left out, with a warning: it is never pushed.
     pub fn tags(&self) -> Vec<String> {
-        let source = self.root.join(INDEX_FILE).display().to_string();
+        let mut listed = names::ListedNames::new(self.root.join(INDEX_FILE).display().to_string());
         self.entries()
             .into_iter()
             .filter_map(|e| e.annotations.get(REF_NAME).cloned())
-            .filter(|name| names::is_listed_tag(name, &source))
+            .filter(|name| listed.is_tag(name))
             .collect()
     }
 
