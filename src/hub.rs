@@ -352,7 +352,7 @@ impl Hub {
             "tags",
         ]);
         url.query_pairs_mut().append_pair("page_size", PAGE_SIZE);
-        let source = format!("Docker Hub's {name}");
+        let mut listed_names = names::ListedNames::new(format!("Docker Hub's {name}"));
         let mut tags = Vec::new();
         for _ in 0..MAX_PAGES {
             let response = self
@@ -367,7 +367,7 @@ impl Hub {
             let listed = page.results.into_iter();
             tags.extend(
                 listed
-                    .filter(|raw| names::is_listed_tag(&raw.name, &source))
+                    .filter(|raw| listed_names.is_tag(&raw.name))
                     .map(HubTag::from),
             );
             match page.next.filter(|next| !next.is_empty()) {

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{self, Read as _, Write as _};
+use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
@@ -46,14 +46,6 @@ pub enum LayoutError {
 
 /// The file at `path`, or `None` when it holds more than `limit` bytes: an
 /// archive from outside is read under the limits a registry's answers are.
-fn read_at_most(path: &Path, limit: u64) -> io::Result<Option<Vec<u8>>> {
-    let mut bytes = Vec::new();
-    File::open(path)?
-        .take(limit.saturating_add(1))
-        .read_to_end(&mut bytes)?;
-    Ok((bytes.len() as u64 <= limit).then_some(bytes))
-}
-
 fn too_large(what: &str, limit: u64) -> String {
     format!(
         "its {what} is larger than {}, the limit for one",
@@ -133,7 +125,7 @@ impl Layout {
         };
         let marker = root.join(LAYOUT_FILE);
         layout.stays_inside(&marker)?;
-        let text = read_at_most(&marker, MARKER_LIMIT)
+        let text = limits::read_file(&marker, MARKER_LIMIT)
             .map_err(|e| invalid(format!("no readable {LAYOUT_FILE} ({e})")))?
             .ok_or_else(|| invalid(too_large(LAYOUT_FILE, MARKER_LIMIT)))?;
         let version: LayoutVersion = serde_json::from_slice(&text)
@@ -146,7 +138,7 @@ impl Layout {
         }
         let path = root.join(INDEX_FILE);
         layout.stays_inside(&path)?;
-        let index = match read_at_most(&path, limits::LAYOUT_INDEX) {
+        let index = match limits::read_file(&path, limits::LAYOUT_INDEX) {
             Ok(None) => return Err(invalid(too_large(INDEX_FILE, limits::LAYOUT_INDEX))),
             Ok(Some(bytes)) => {
                 serde_json::from_slice::<Index>(&bytes)
@@ -171,11 +163,11 @@ impl Layout {
     /// The tags (`ref.name` annotations) in index order. A name that is not
     /// a tag is left out, with a warning: it is never pushed.
     pub fn tags(&self) -> Vec<String> {
-        let source = self.root.join(INDEX_FILE).display().to_string();
+        let mut listed = names::ListedNames::new(self.root.join(INDEX_FILE).display().to_string());
         self.entries()
             .into_iter()
             .filter_map(|e| e.annotations.get(REF_NAME).cloned())
-            .filter(|name| names::is_listed_tag(name, &source))
+            .filter(|name| listed.is_tag(name))
             .collect()
     }
 
@@ -233,7 +225,7 @@ impl Layout {
             None => return Ok(None),
         };
         let path = self.blob_path(&digest)?;
-        let bytes = match read_at_most(&path, limits::MANIFEST) {
+        let bytes = match limits::read_file(&path, limits::MANIFEST) {
             Ok(Some(bytes)) => bytes,
             Ok(None) => {
                 return Err(LayoutError::Invalid {

@@ -37,6 +37,16 @@ pub const IN_MEMORY_BLOB: u64 = 32 << 20;
 pub const LAYOUT_INDEX: u64 = 64 << 20;
 /// What is read of an error body: enough for any message worth quoting.
 pub const ERROR_PREFIX: usize = 64 << 10;
+/// A report an earlier run wrote (`previous-report`): a usage or monitor
+/// report, its history included.
+pub const EARLIER_REPORT: u64 = 64 << 20;
+/// A scanner's JSON report (`report`): Trivy's for a large image with
+/// thousands of findings stays well below this.
+pub const SCAN_REPORT: u64 = 128 << 20;
+/// A public key in PEM (`public-key`): a few hundred bytes.
+pub const PUBLIC_KEY: u64 = 64 << 10;
+/// An ignore list (`ignore-file`, a build context's `.dockerignore`).
+pub const IGNORE_LIST: u64 = 1 << 20;
 
 /// An answer larger than its limit: names where it came from, what it was
 /// and the limit, for the log.
@@ -114,6 +124,53 @@ pub async fn response(
 /// The first [`ERROR_PREFIX`] bytes of a reqwest answer's body.
 pub async fn error_prefix(response: reqwest::Response) -> Vec<u8> {
     prefix(response.bytes_stream(), ERROR_PREFIX).await
+}
+
+/// The file at `path`, or `None` when it holds more than `limit` bytes:
+/// a file from outside is read under a limit, as an answer is.
+pub fn read_file(path: &std::path::Path, limit: u64) -> std::io::Result<Option<Vec<u8>>> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path)?;
+    // A file known to be too large is refused before a byte is read.
+    if file.metadata()?.len() > limit {
+        return Ok(None);
+    }
+    let mut bytes = Vec::new();
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= limit).then_some(bytes))
+}
+
+/// A file an input names, read under `limit`: an error names the input,
+/// the file and the limit; `fix` says what to pass instead.
+pub fn read_input(
+    input: &str,
+    path: &std::path::Path,
+    limit: u64,
+    fix: &str,
+) -> anyhow::Result<Vec<u8>> {
+    match read_file(path, limit) {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(anyhow::anyhow!(
+            "`{input}`: {} is larger than {}, the limit for it; {fix}",
+            path.display(),
+            crate::units::bytes(limit)
+        )),
+        Err(error) => Err(anyhow::anyhow!(
+            "`{input}`: couldn't read {} ({error}); {fix}",
+            path.display()
+        )),
+    }
+}
+
+/// [`read_input`] for a text file: UTF-8 is required.
+pub fn read_input_text(
+    input: &str,
+    path: &std::path::Path,
+    limit: u64,
+    fix: &str,
+) -> anyhow::Result<String> {
+    String::from_utf8(read_input(input, path, limit, fix)?)
+        .map_err(|_| anyhow::anyhow!("`{input}`: {} is not UTF-8 text; {fix}", path.display()))
 }
 
 #[cfg(test)]

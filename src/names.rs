@@ -124,18 +124,60 @@ pub fn check_repository(name: &str) -> Result<(), NameError> {
     })
 }
 
-/// Whether a name `source` lists as a tag is one. When it isn't, a warning
-/// names it (the log's writer escapes it: it is untrusted text) and the
-/// caller skips it: it would go into a URL or a path, where `../` or `?`
-/// names something else.
-pub fn is_listed_tag(tag: &str, source: &str) -> bool {
-    let valid = is_tag(tag);
-    if !valid {
-        tracing::warn!(
-            "{source} lists the tag \"{tag}\", which is not a tag ({TAG_RULE}); skipped it"
-        );
+/// Names that aren't tags one source may name in a warning each; past
+/// that they are counted, so a listing of millions can't flood the log.
+const WARNED_NAMES: usize = 10;
+
+/// The names one source (a tag listing, an archive's index) lists, sorted
+/// into tags and the rest. A name that isn't a tag is skipped: it would go
+/// into a URL or a path, where `../` or `?` names something else. The
+/// first few are named in a warning (the log's writer escapes them: they
+/// are untrusted text); when the listing is dropped, one more line counts
+/// the others.
+pub struct ListedNames {
+    source: String,
+    skipped: usize,
+}
+
+impl ListedNames {
+    pub fn new(source: impl Into<String>) -> Self {
+        ListedNames {
+            source: source.into(),
+            skipped: 0,
+        }
     }
-    valid
+
+    /// Whether `name` is a tag; if not, it is counted and maybe named.
+    pub fn is_tag(&mut self, name: &str) -> bool {
+        if is_tag(name) {
+            return true;
+        }
+        self.skipped += 1;
+        if self.skipped <= WARNED_NAMES {
+            tracing::warn!(
+                "{} lists the tag \"{name}\", which is not a tag ({TAG_RULE}); skipped it",
+                self.source
+            );
+        }
+        false
+    }
+
+    /// How many names were skipped: they count toward a listing's caps.
+    pub fn skipped(&self) -> usize {
+        self.skipped
+    }
+}
+
+impl Drop for ListedNames {
+    fn drop(&mut self) {
+        if self.skipped > WARNED_NAMES {
+            tracing::warn!(
+                "{} lists {} more names that are not tags; skipped them too",
+                self.source,
+                self.skipped - WARNED_NAMES
+            );
+        }
+    }
 }
 
 #[cfg(test)]
@@ -299,10 +341,9 @@ mod tests {
             "x\n::stop-commands::y",
             "v2",
         ];
-        let kept: Vec<&str> = listing
-            .into_iter()
-            .filter(|t| is_listed_tag(t, "r/app"))
-            .collect();
+        let mut listed = ListedNames::new("r/app");
+        let kept: Vec<&str> = listing.into_iter().filter(|t| listed.is_tag(t)).collect();
         assert_eq!(kept, ["v1", "v2"]);
+        assert_eq!(listed.skipped(), 2);
     }
 }

@@ -89,8 +89,12 @@ pub async fn gate(
     let mut rows: Vec<(String, Vec<Finding>)> = Vec::new();
     let (scanner, findings, report) = match subject {
         Subject::Report(path) => {
-            let bytes = std::fs::read(path)
-                .with_context(|| format!("`report`: couldn't read {}", path.display()))?;
+            let bytes = crate::limits::read_input(
+                "report",
+                path,
+                crate::limits::SCAN_REPORT,
+                "pass the JSON report Trivy or Grype wrote",
+            )?;
             let (scanner, findings) = detect_and_parse(&bytes)
                 .with_context(|| format!("`report`: {}", path.display()))?;
             (scanner, findings, None)
@@ -292,12 +296,12 @@ pub fn load_ignore(session: &Session, path: Option<&str>) -> anyhow::Result<Opti
         return Ok(None);
     };
     let full = session.input_path("ignore-file", path, Access::Checkout)?;
-    let text = std::fs::read_to_string(&full).with_context(|| {
-        format!(
-            "`ignore-file`: couldn't read {}; give a path relative to the repository",
-            full.display()
-        )
-    })?;
+    let text = crate::limits::read_input_text(
+        "ignore-file",
+        &full,
+        crate::limits::IGNORE_LIST,
+        "give the path of a `.trivyignore` in the repository",
+    )?;
     Ok(Some(
         ignore::parse(&text).with_context(|| format!("`ignore-file` {path}"))?,
     ))

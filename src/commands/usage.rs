@@ -62,13 +62,13 @@ pub fn today(registry: &str, measured: Vec<Repository>, previous: Option<&Report
 /// A report an earlier run wrote: `usage`'s, or `monitor`'s, which is one
 /// with more fields.
 pub fn read_report<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> anyhow::Result<T> {
-    let text = std::fs::read_to_string(path).with_context(|| {
-        format!(
-            "`previous-report`: couldn't read {}; pass the JSON file an earlier `usage` or `monitor` run wrote with `report-file`",
-            path.display()
-        )
-    })?;
-    serde_json::from_str(&text).with_context(|| {
+    let bytes = crate::limits::read_input(
+        "previous-report",
+        path,
+        crate::limits::EARLIER_REPORT,
+        "pass the JSON file an earlier `usage` or `monitor` run wrote with `report-file`",
+    )?;
+    serde_json::from_slice(&bytes).with_context(|| {
         format!(
             "`previous-report`: {} is not a `usage` or `monitor` report; pass the JSON file an earlier run wrote with `report-file`",
             path.display()

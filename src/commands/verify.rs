@@ -67,12 +67,12 @@ fn public_key(
         given.to_owned()
     } else {
         let path = session.input_path("public-key", given, Access::Exchange)?;
-        std::fs::read_to_string(&path).with_context(|| {
-            format!(
-                "`public-key`: {given:?} is neither a PEM nor a readable file ({}); give the contents of `cosign.pub` or its path in the repository",
-                path.display()
-            )
-        })?
+        crate::limits::read_input_text(
+            "public-key",
+            &path,
+            crate::limits::PUBLIC_KEY,
+            "give a PEM (the contents of `cosign.pub`) or its path in the repository",
+        )?
     };
     let key = key::verifying_key(&pem).map_err(|e| anyhow::anyhow!("`public-key`: {e}"))?;
     Ok((key, (!inline).then(|| given.to_owned())))

@@ -15,6 +15,7 @@ use tar::{Builder, EntryType, Header};
 use super::dockerignore::DockerIgnore;
 use sha2::{Digest as _, Sha256};
 
+use crate::limits;
 use crate::registry::digest_of;
 
 /// What the engine looks for when no Dockerfile is named.
@@ -151,15 +152,36 @@ fn locate_dockerfile(root: &Path, dir: &Path, given: Option<&Path>) -> anyhow::R
     Ok(Dockerfile::Inside(name))
 }
 
+/// The context's `.dockerignore`, read only from inside the context (a
+/// committed link out would have a line of another file quoted in a
+/// parse error) and under [`limits::IGNORE_LIST`].
 fn read_ignore_file(root: &Path) -> anyhow::Result<DockerIgnore> {
     let path = root.join(IGNORE_FILE);
-    let text = match fs::read_to_string(&path) {
-        Ok(text) => text,
+    let real = match fs::canonicalize(&path) {
+        Ok(real) => real,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             return Ok(DockerIgnore::default());
         }
         Err(error) => return Err(error).with_context(|| format!("reading {}", path.display())),
     };
+    if !real.starts_with(root) {
+        bail!(
+            "{} links to {}, outside the build context; commit the .dockerignore itself, not a link",
+            path.display(),
+            real.display()
+        );
+    }
+    let bytes = limits::read_file(&real, limits::IGNORE_LIST)
+        .with_context(|| format!("reading {}", path.display()))?
+        .ok_or_else(|| {
+            anyhow!(
+                "{} is larger than {}, the limit for it; shorten it",
+                path.display(),
+                crate::units::bytes(limits::IGNORE_LIST)
+            )
+        })?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow!("{} is not UTF-8 text; save it as UTF-8", path.display()))?;
     DockerIgnore::try_parse(&text).with_context(|| format!("in {}", path.display()))
 }
 
@@ -784,6 +806,29 @@ mod tests {
         assert_ne!(plan.identity().unwrap(), stats.digest);
         let (_, changed) = plan.write(std::io::sink()).unwrap();
         assert_eq!(plan.identity().unwrap(), changed.digest);
+    }
+
+    #[test]
+    fn a_dockerignore_linked_out_of_the_context_is_refused_and_never_quoted() {
+        let outside = tempfile::tempdir().unwrap();
+        write(outside.path(), "secret", "SECRET[line\n");
+        let dir = tree(&[("Dockerfile", "FROM scratch\n")]);
+        let ignore = dir.path().join(".dockerignore");
+        std::os::unix::fs::symlink(outside.path().join("secret"), &ignore).unwrap();
+        let error = format!("{:#}", ContextPlan::new(dir.path(), None).err().unwrap());
+        assert!(error.contains("outside the build context"), "{error}");
+        assert!(!error.contains("SECRET"), "{error}");
+
+        // A link inside the context is read, as Docker reads it.
+        write(dir.path(), "ignored", "skip\n");
+        fs::remove_file(&ignore).unwrap();
+        std::os::unix::fs::symlink("ignored", &ignore).unwrap();
+        assert!(ContextPlan::new(dir.path(), None).is_ok());
+
+        fs::remove_file(&ignore).unwrap();
+        fs::write(&ignore, "x\n".repeat(1 << 20)).unwrap();
+        let error = format!("{:#}", ContextPlan::new(dir.path(), None).err().unwrap());
+        assert!(error.contains("larger than 1.0 MiB"), "{error}");
     }
 
     #[test]

@@ -2,24 +2,24 @@
 
 use std::fmt::Write as _;
 
-use crate::report::{bytes, cell};
+use crate::report::{bytes, code, prose};
 
 use super::Report;
 
 /// `command` copied from `from` to `to`: one row per tag, then the blobs.
 pub fn summary(command: &str, from: &str, to: &str, report: &Report) -> String {
     let mut md = format!(
-        "### registry-action {command}{}\n\n`{}` → `{}`\n\n| tag | digest | |\n|---|---|---|\n",
+        "### registry-action {command}{}\n\n{} → {}\n\n| tag | digest | |\n|---|---|---|\n",
         if report.dry_run { " (dry run)" } else { "" },
-        cell(from),
-        cell(to)
+        code(from),
+        code(to)
     );
     for t in &report.tags {
         let _ = writeln!(
             md,
-            "| `{}` | `{}` | {} |",
-            cell(&t.tag),
-            cell(&t.digest),
+            "| {} | {} | {} |",
+            code(&t.tag),
+            code(&t.digest),
             t.state.as_str()
         );
     }
@@ -55,9 +55,9 @@ pub fn mirrors(mirrored: &[Mirrored]) -> String {
                 r.blobs_mounted,
                 r.blobs_present
             ),
-            Err(e) => format!("**failed**: {}", cell(e)),
+            Err(e) => format!("**failed**: {}", prose(e)),
         };
-        let _ = writeln!(md, "| `{}` | {result} |", cell(&m.target));
+        let _ = writeln!(md, "| {} | {result} |", code(&m.target));
     }
     md
 }

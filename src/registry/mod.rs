@@ -525,7 +525,7 @@ impl Registry {
         let mut tags = Vec::new();
         let listing = self.path(repository, Route::Tags)?;
         let mut path = format!("{listing}?n=1000");
-        let source = format!("{}/{repository}", self.name);
+        let mut listed_names = names::ListedNames::new(format!("{}/{repository}", self.name));
         for _ in 0..MAX_TAG_PAGES {
             let response = self.send(Method::GET, &path, repository, |r| r).await?;
             if response.status() == StatusCode::NOT_FOUND {
@@ -549,10 +549,10 @@ impl Registry {
                 ))
             })?;
             let listed = page.tags.unwrap_or_default().into_iter();
-            tags.extend(listed.filter(|tag| names::is_listed_tag(tag, &source)));
-            if tags.len() > MAX_TAGS {
+            tags.extend(listed.filter(|tag| listed_names.is_tag(tag)));
+            if tags.len() + listed_names.skipped() > MAX_TAGS {
                 return Err(RegistryError::Protocol(format!(
-                    "{} listed more than {MAX_TAGS} tags for {repository}; stopping",
+                    "{} listed more than {MAX_TAGS} tags (or names that aren't tags) for {repository}; stopping",
                     self.name
                 )));
             }

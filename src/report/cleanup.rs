@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
-use crate::report::{bytes, cell};
+use crate::report::{bytes, code, prose};
 use crate::retention::{Kept, Plan};
 
 /// Rows listed per repository before the rest is counted.
@@ -31,8 +31,8 @@ pub fn summary(cleaned: &[Cleaned], dry_run: bool, now: i64) -> String {
     for c in cleaned {
         let _ = writeln!(
             md,
-            "| `{}` | {} | {} | {} | {} |",
-            cell(&c.repository),
+            "| {} | {} | {} | {} | {} |",
+            code(&c.repository),
             c.plan.deleted_tags().count(),
             c.plan.delete.len(),
             c.plan.kept.len(),
@@ -49,7 +49,7 @@ pub fn summary(cleaned: &[Cleaned], dry_run: bool, now: i64) -> String {
 }
 
 fn repository_details(md: &mut String, c: &Cleaned, verb: &str, now: i64) {
-    let _ = writeln!(md, "\n#### `{}`\n", cell(&c.repository));
+    let _ = writeln!(md, "\n#### {}\n", code(&c.repository));
     if !c.plan.delete.is_empty() {
         let _ = writeln!(
             md,
@@ -66,8 +66,8 @@ fn repository_details(md: &mut String, c: &Cleaned, verb: &str, now: i64) {
             let age = c.pushed.get(*tag).copied().flatten();
             let _ = writeln!(
                 md,
-                "| `{}` | {} | `{}` |",
-                cell(tag),
+                "| {} | {} | `{}` |",
+                code(tag),
                 age_text(age, now),
                 short(digest)
             );
@@ -82,11 +82,7 @@ fn repository_details(md: &mut String, c: &Cleaned, verb: &str, now: i64) {
         reasons.entry(reason(kept)).or_default().push(tag);
     }
     for (reason, tags) in reasons {
-        let shown: Vec<String> = tags
-            .iter()
-            .take(10)
-            .map(|t| format!("`{}`", cell(t)))
-            .collect();
+        let shown: Vec<String> = tags.iter().take(10).map(|t| code(t)).collect();
         let more = if tags.len() > 10 {
             format!(" and {} more", tags.len() - 10)
         } else {
@@ -95,7 +91,7 @@ fn repository_details(md: &mut String, c: &Cleaned, verb: &str, now: i64) {
         let _ = writeln!(
             md,
             "- kept, {} ({}): {}{more}",
-            cell(&reason),
+            prose(&reason),
             tags.len(),
             shown.join(", ")
         );
@@ -167,7 +163,7 @@ mod tests {
         assert!(md.contains("Dry run: nothing was deleted"), "{md}");
         assert!(md.contains("| `acme/app` | 1 | 1 | 3 | 3.0 MiB |"), "{md}");
         assert!(
-            md.contains("| `old\\|sha` | 3 d | `sha256:aaaaaaaaaaaa` |"),
+            md.contains("| <code>old\\|sha</code> | 3 d | `sha256:aaaaaaaaaaaa` |"),
             "{md}"
         );
         assert!(
@@ -185,6 +181,9 @@ mod tests {
             !real.contains("Dry run") && real.contains("tags deleted"),
             "{real}"
         );
-        assert!(real.contains("| `old\\|sha` | unknown |"), "{real}");
+        assert!(
+            real.contains("| <code>old\\|sha</code> | unknown |"),
+            "{real}"
+        );
     }
 }

@@ -13,12 +13,61 @@ pub use crate::units::bytes;
 
 /// Escapes untrusted text for the summary's markdown, in a table cell or a
 /// line of prose: a line break would end the row (or start a block of its
-/// own) and a `|` would start another cell. Backslashes are doubled first,
-/// or one before a `|` would pair with the escape's and free the pipe.
+/// own), a `|` would start another cell, `<` an HTML comment or tag that
+/// hides the rest, `&` an entity, a backtick a code span, `*`, `_`, `~`
+/// and brackets emphasis or a link. Every backslash is escaped too, or one
+/// before a `|` would pair with the escape's and free the pipe.
 pub fn cell(text: &str) -> String {
-    text.replace('\\', "\\\\")
-        .replace('|', "\\|")
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' | '|' | '`' | '*' | '_' | '~' | '[' | ']' => {
+                escaped.push('\\');
+                escaped.push(c);
+            }
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '&' => escaped.push_str("&amp;"),
+            '\n' | '\r' => escaped.push(' '),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// Untrusted text set as code. A code span shows its text literally, so
+/// text a span can't hold (a backtick would close it; a `\|` a table
+/// needs would show its backslash) goes in `<code>`, whose content markdown
+/// reads as prose: escaped by [`cell`], it shows exactly as given.
+pub fn code(text: &str) -> String {
+    if text.contains(['`', '\\', '|', '\n', '\r']) {
+        format!("<code>{}</code>", cell(text))
+    } else {
+        format!("`{text}`")
+    }
+}
+
+/// Untrusted text inside an HTML block (a `<details>` line), where
+/// markdown is not read: only HTML's own characters are escaped.
+pub fn html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
         .replace(['\n', '\r'], " ")
+}
+
+/// Prose we wrote around untrusted names, such as ``changed `a/b` ``: the
+/// text between pairs of backticks is set as [`code`], the rest escaped by
+/// [`cell`]. An odd count means a name brought its own backtick, and the
+/// whole is shown as written rather than guess which pair is ours.
+pub fn prose(text: &str) -> String {
+    if text.matches('`').count() % 2 == 1 {
+        return cell(text);
+    }
+    text.split('`')
+        .enumerate()
+        .map(|(i, part)| if i % 2 == 1 { code(part) } else { cell(part) })
+        .collect()
 }
 
 /// A link reading `text`, or the text alone when `url` is not a plain
@@ -26,7 +75,7 @@ pub fn cell(text: &str) -> String {
 /// would break the table, a `)` the link. Characters markdown would read
 /// are percent-encoded, which leaves the address the same.
 pub fn link(text: &str, url: &str) -> String {
-    let text = cell(text).replace('[', "\\[").replace(']', "\\]");
+    let text = cell(text);
     let web = url.starts_with("https://") || url.starts_with("http://");
     if !web || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return text;
@@ -103,7 +152,7 @@ mod tests {
         }
     }
 
-    const HOSTILE: [&str; 10] = [
+    const HOSTILE: [&str; 17] = [
         "a|b",
         "odd \\| even \\\\| three \\\\\\|",
         "ends with a backslash\\",
@@ -112,22 +161,89 @@ mod tests {
         "ends with \\",
         "\\|",
         "`code | span`",
+        "one ` backtick",
         "https://x.example/a\n\n| forged | row |",
         "\n::stop-commands::pwn",
+        "<!-- the rest of the summary is a comment",
+        "<details open><summary>x</summary>",
+        "&lt; &amp; &#124; <https://x.example>",
+        "*em* _em_ ~~del~~ **strong**",
+        "[link](https://x.example) ![img](https://x.example/i.png)",
+        "ends with a lone <",
     ];
 
+    /// The cells of the one body row of `row` under a four-column header,
+    /// as GitHub's markdown (cmark-gfm, here its port comrak) renders them:
+    /// the text a reader sees, with any HTML but `<code>` kept raw so that
+    /// a comment or a tag shows up as a difference (as does markup, by the
+    /// characters it takes).
+    fn rendered_cells(row: &str) -> Vec<Vec<String>> {
+        use comrak::nodes::NodeValue;
+        let md = format!("| a | b | c | d |\n|---|---|---|---|\n{row}\n");
+        let mut options = comrak::Options::default();
+        options.extension.table = true;
+        options.extension.strikethrough = true;
+        options.extension.autolink = true;
+        let arena = comrak::Arena::new();
+        let root = comrak::parse_document(&arena, &md, &options);
+        let mut rows = Vec::new();
+        for node in root.descendants() {
+            if matches!(node.data.borrow().value, NodeValue::TableRow(false)) {
+                rows.push(node.children().map(rendered_text).collect());
+            }
+        }
+        rows
+    }
+
+    fn rendered_text<'a>(node: &'a comrak::nodes::AstNode<'a>) -> String {
+        use comrak::nodes::NodeValue;
+        let mut text = String::new();
+        for n in node.descendants() {
+            match &n.data.borrow().value {
+                NodeValue::Text(t) => text.push_str(t),
+                NodeValue::Code(c) => text.push_str(&c.literal),
+                NodeValue::HtmlInline(h) if h == "<code>" || h == "</code>" => {}
+                NodeValue::HtmlInline(h) => text.push_str(&format!("[html {h}]")),
+                _ => {}
+            }
+        }
+        text.trim().to_owned()
+    }
+
     #[test]
-    fn cells_keep_the_row_whole() {
+    fn untrusted_text_renders_as_given_in_its_own_cell() {
         for text in HOSTILE {
             let row = format!(
-                "| {} | `{}` | {} |",
+                "| {} | {} | {} | |",
                 cell(text),
-                cell(text),
-                link(text, text)
+                code(text),
+                link(text, "https://x.example/a")
             );
-            assert!(!row.contains(['\n', '\r']), "{row:?}");
-            assert_eq!(row_cells(&row).len(), 3, "{text:?}: {row}");
+            let shown = text.replace(['\n', '\r'], " ").trim().to_owned();
+            let cells = rendered_cells(&row);
+            assert_eq!(cells.len(), 1, "{text:?}: {row}");
+            assert_eq!(cells[0][..3], [shown.as_str(); 3], "{row}");
         }
+    }
+
+    #[test]
+    fn prose_keeps_our_code_spans_and_never_lets_a_name_out() {
+        let ours = prose("changed `ops/a|b` and `<!--x`");
+        assert_eq!(ours, "changed <code>ops/a\\|b</code> and `<!--x`");
+        assert_eq!(
+            rendered_cells(&format!("| {ours} | | | |"))[0][0],
+            "changed ops/a|b and <!--x"
+        );
+        // A name that brings a backtick: shown as written.
+        let odd = "changed `a`b<!--`";
+        assert_eq!(
+            rendered_cells(&format!("| {} | | | |", prose(odd)))[0][0],
+            odd
+        );
+        // Two backticks pair differently, but every part is still escaped.
+        let even = prose("changed `a`*b*`<!--`");
+        let shown = &rendered_cells(&format!("| {even} | | | |"))[0][0];
+        assert_eq!(shown, "changed a*b*<!--", "{even}");
     }
 
     #[test]

@@ -5,12 +5,12 @@ use std::fmt::Write as _;
 
 use crate::monitor::trend::Point;
 use crate::monitor::{Level, Report, Row, percent};
-use crate::report::{bytes, cell};
+use crate::report::{bytes, code, prose};
 
 pub fn summary(report: &Report) -> String {
     let mut md = format!(
-        "### registry-action monitor: `{}` — {}\n\n",
-        cell(&report.usage.registry),
+        "### registry-action monitor: {} — {}\n\n",
+        code(&report.usage.registry),
         badge(Some(report.status))
     );
     md.push_str(&table(&report.images));
@@ -53,8 +53,8 @@ fn table(rows: &[Row]) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             md,
-            "| `{}` | {} | {}{pull_time} | {} | {} |",
-            cell(&row.repository),
+            "| {} | {} | {}{pull_time} | {} | {} |",
+            code(&row.repository),
             badge(row.auth),
             badge(row.pull),
             badge(row.storage),
@@ -72,11 +72,11 @@ fn alerts(report: &Report) -> String {
     for alert in &report.alerts {
         let _ = writeln!(
             md,
-            "- {} · {} · `{}`: {}",
+            "- {} · {} · {}: {}",
             badge(Some(alert.level)),
             alert.check.as_str(),
-            cell(&alert.subject),
-            cell(&alert.message)
+            code(&alert.subject),
+            prose(&alert.message)
         );
     }
     md

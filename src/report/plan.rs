@@ -3,14 +3,14 @@
 use std::fmt::Write as _;
 
 use crate::plan::outcome::{Compared, Outcome};
-use crate::report::cell;
+use crate::report::{code, prose};
 
 pub fn summary(outcome: &Outcome) -> String {
     let mut md = String::from("### registry-action plan\n\n");
     let event = outcome
         .event
         .as_deref()
-        .map(|e| format!(" for `{}`", cell(e)))
+        .map(|e| format!(" for {}", code(e)))
         .unwrap_or_default();
     let _ = match &outcome.compared {
         Compared::Range {
@@ -19,11 +19,11 @@ pub fn summary(outcome: &Outcome) -> String {
             files,
         } => writeln!(
             md,
-            "Compared `{}`{event} with **{source}**: {files} changed file{}.",
-            cell(range),
+            "Compared {}{event} with **{source}**: {files} changed file{}.",
+            code(range),
             plural(*files)
         ),
-        Compared::All(reason) => writeln!(md, "Every image selected{event}: {}.", cell(reason)),
+        Compared::All(reason) => writeln!(md, "Every image selected{event}: {}.", prose(reason)),
         Compared::Release {
             tag,
             version,
@@ -36,15 +36,15 @@ pub fn summary(outcome: &Outcome) -> String {
             };
             writeln!(
                 md,
-                "Release tag `{}`{event}: version `{}`{kind}.",
-                cell(tag),
-                cell(version)
+                "Release tag {}{event}: version {}{kind}.",
+                code(tag),
+                code(version)
             )
         }
-        Compared::Nothing(reason) => writeln!(md, "Nothing to build{event}: {}.", cell(reason)),
+        Compared::Nothing(reason) => writeln!(md, "Nothing to build{event}: {}.", prose(reason)),
     };
     for note in &outcome.notes {
-        let _ = writeln!(md, "\n> {}", cell(note));
+        let _ = writeln!(md, "\n> {}", prose(note));
     }
     let _ = writeln!(
         md,
@@ -55,7 +55,7 @@ pub fn summary(outcome: &Outcome) -> String {
         outcome
             .sha
             .as_deref()
-            .map(|s| format!(" at `{}`", cell(s)))
+            .map(|s| format!(" at {}", code(s)))
             .unwrap_or_default()
     );
     if !outcome.entries.is_empty() {
@@ -63,11 +63,11 @@ pub fn summary(outcome: &Outcome) -> String {
         for e in &outcome.entries {
             let _ = writeln!(
                 md,
-                "| `{}` | `{}` | {} | {} |",
-                cell(&e.image),
-                cell(&e.path),
+                "| {} | {} | {} | {} |",
+                code(&e.image),
+                code(&e.path),
                 e.tier,
-                cell(&e.reason)
+                prose(&e.reason)
             );
         }
     }
@@ -116,7 +116,7 @@ mod tests {
              > github: commit 1111111 is gone\n\n\
              **1 of 4 images** selected at `2222222222222222222222222222222222222222`.\n\n\
              | image | path | tier | why |\n|---|---|---|---|\n\
-             | `acme/app` | `ops/docker/app` | 0 | changed `ops/docker/app/a\\|b` |\n"
+             | `acme/app` | `ops/docker/app` | 0 | changed <code>ops/docker/app/a\\|b</code> |\n"
         );
     }
 

@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::report::{bytes, cell};
+use crate::report::{bytes, code, prose};
 
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Published {
@@ -31,17 +31,12 @@ pub fn summary(p: &Published) -> String {
     let mut md = String::from(
         "### registry-action publish\n\n| image | tags | digest | size | sent | time |\n|---|---|---|---|---|---|\n",
     );
-    let tags = p
-        .tags
-        .iter()
-        .map(|t| format!("`{}`", cell(t)))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let tags = p.tags.iter().map(|t| code(t)).collect::<Vec<_>>().join(" ");
     let _ = writeln!(
         md,
-        "| `{}` | {tags} | `{}` | {} | {} | {:.1} s |",
-        cell(&p.image),
-        cell(&p.digest),
+        "| {} | {tags} | {} | {} | {} | {:.1} s |",
+        code(&p.image),
+        code(&p.digest),
         if p.built { bytes(p.size) } else { "—".into() },
         if p.pushed {
             bytes(p.uploaded)
@@ -51,15 +46,11 @@ pub fn summary(p: &Published) -> String {
         p.seconds
     );
     if p.platforms.len() > 1 {
-        let listed: Vec<String> = p
-            .platforms
-            .iter()
-            .map(|pl| format!("`{}`", cell(pl)))
-            .collect();
+        let listed: Vec<String> = p.platforms.iter().map(|pl| code(pl)).collect();
         let _ = writeln!(md, "\nOne index over {}.", listed.join(", "));
     }
     for note in &p.notes {
-        let _ = writeln!(md, "\n> {}", cell(note));
+        let _ = writeln!(md, "\n> {}", prose(note));
     }
     md
 }

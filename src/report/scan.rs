@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::actions::workflow::{Annotation, Level};
-use crate::report::{cell, finding_message, link};
+use crate::report::{cell, code, finding_message, link, prose};
 use crate::scan::policy::{Outcome, Policy, Verdict};
 use crate::scan::{Counts, Finding, Scanner, Severity};
 
@@ -26,9 +26,9 @@ pub struct Scanned<'a> {
 pub fn summary(s: &Scanned<'_>) -> String {
     let v = s.verdict;
     let mut md = format!(
-        "#### {} scan of `{}`: **{}**\n\n",
+        "#### {} scan of {}: **{}**\n\n",
         s.scanner,
-        cell(s.image),
+        code(s.image),
         match v.result {
             Outcome::Pass => "pass",
             Outcome::Warn => "warn — released",
@@ -57,7 +57,7 @@ pub fn summary(s: &Scanned<'_>) -> String {
         }
     );
     for expired in &v.expired {
-        let _ = writeln!(md, "> ⚠️ {}\n", cell(expired));
+        let _ = writeln!(md, "> ⚠️ {}\n", prose(expired));
     }
     if !v.findings.is_empty() {
         md.push_str("| severity | id | package | installed → fixed |\n|---|---|---|---|\n");
@@ -68,9 +68,9 @@ pub fn summary(s: &Scanned<'_>) -> String {
             };
             let _ = writeln!(
                 md,
-                "| {} | {id} | `{}` | {} → {} |",
+                "| {} | {id} | {} | {} → {} |",
                 f.severity.lowercase(),
-                cell(&f.package),
+                code(&f.package),
                 cell(&f.installed),
                 f.fixed
                     .as_deref()
@@ -102,8 +102,8 @@ pub fn platform_rows(rows: &[(String, Counts)]) -> String {
     for (platform, c) in rows {
         let _ = writeln!(
             md,
-            "| `{}` | {} | {} | {} | {} | {} |",
-            cell(platform),
+            "| {} | {} | {} | {} | {} | {} |",
+            code(platform),
             c.critical,
             c.high,
             c.medium,
@@ -276,7 +276,7 @@ mod tests {
         crate::report::tests::assert_tables_whole(&md);
         assert!(!md.contains("forged"), "{md}");
         assert!(
-            md.contains("| high | CVE-1\\]\\|x | `pkg\\|a b` | 1  \\| → `2`\\| |"),
+            md.contains("| high | CVE-1\\]\\|x | <code>pkg\\|a b</code> | 1  \\| → \\`2\\`\\| |"),
             "{md}"
         );
     }

@@ -2,13 +2,13 @@
 
 use std::fmt::Write as _;
 
-use crate::report::{bytes, cell};
+use crate::report::{bytes, code, html};
 use crate::usage::Report;
 
 pub fn summary(report: &Report) -> String {
     let mut md = format!(
-        "### registry-action usage: `{}`\n\n| repository | tags | SHA tags | manifests | signatures | stored | growth |\n|---|---|---|---|---|---|---|\n",
-        cell(&report.registry)
+        "### registry-action usage: {}\n\n| repository | tags | SHA tags | manifests | signatures | stored | growth |\n|---|---|---|---|---|---|---|\n",
+        code(&report.registry)
     );
     for r in &report.repositories {
         let growth = match r.growth {
@@ -17,8 +17,8 @@ pub fn summary(report: &Report) -> String {
         };
         let _ = writeln!(
             md,
-            "| `{}` | {} | {} | {} | {} | {} | {growth} |",
-            cell(&r.repository),
+            "| {} | {} | {} | {} | {} | {} | {growth} |",
+            code(&r.repository),
             r.tags,
             r.sha_tags,
             r.manifests,
@@ -31,15 +31,10 @@ pub fn summary(report: &Report) -> String {
         let _ = writeln!(
             md,
             "<details><summary>Largest images of <code>{}</code></summary>\n\n| size | tags | digest |\n|---|---|---|",
-            cell(&r.repository)
+            html(&r.repository)
         );
         for image in &r.largest {
-            let tags: Vec<String> = image
-                .tags
-                .iter()
-                .take(5)
-                .map(|t| format!("`{}`", cell(t)))
-                .collect();
+            let tags: Vec<String> = image.tags.iter().take(5).map(|t| code(t)).collect();
             let more = image.tags.len().saturating_sub(5);
             let more = if more > 0 {
                 format!(" +{more}")
@@ -48,10 +43,10 @@ pub fn summary(report: &Report) -> String {
             };
             let _ = writeln!(
                 md,
-                "| {} | {}{more} | `{}` |",
+                "| {} | {}{more} | {} |",
                 bytes(image.bytes),
                 tags.join(" "),
-                cell(&image.digest)
+                code(&image.digest)
             );
         }
         md.push_str("\n</details>\n");

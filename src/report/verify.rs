@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use crate::report::cell;
+use crate::report::{cell, code};
 
 /// What `verify` proved about one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,8 +28,8 @@ pub fn summary(v: &Verified) -> String {
     );
     let attestation = match &v.attestation {
         Some((kind, version, components)) => format!(
-            "✅ `{}`{}, {components} components",
-            cell(kind),
+            "✅ {}{}, {components} components",
+            code(kind),
             version
                 .as_deref()
                 .map(|v| format!(" {}", cell(v)))
@@ -39,9 +39,9 @@ pub fn summary(v: &Verified) -> String {
     };
     let _ = writeln!(
         md,
-        "| `{}` | `{}` | {} | ✅ {} of {} layers verified with the key | {attestation} |",
-        cell(&v.image),
-        cell(&v.digest),
+        "| {} | {} | {} | ✅ {} of {} layers verified with the key | {attestation} |",
+        code(&v.image),
+        code(&v.digest),
         key(v),
         v.signatures,
         v.layers
@@ -55,7 +55,7 @@ pub fn summary(v: &Verified) -> String {
 fn key(v: &Verified) -> String {
     let short: String = v.key_id.chars().take("sha256:".len() + 12).collect();
     let from = match &v.key_file {
-        Some(file) => format!("`{}`", cell(file)),
+        Some(file) => code(file),
         None => "inline PEM".to_owned(),
     };
     format!("`{short}` ({from})")

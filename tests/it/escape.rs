@@ -3,8 +3,10 @@
 //! repository, an event's tag and ref, a registry's error bodies and tag
 //! names, a scanner report's fields and a real build's output, each
 //! carrying a line break before a command, `%0A`, the legacy `##[` and
-//! `::stop-commands::`. The runner must find no command the run didn't
-//! mean, and the summary's tables keep their columns.
+//! `::stop-commands::`, and markdown that would end a summary early: an
+//! unclosed `<!--`, a tag, a backtick, an entity, emphasis. The runner must
+//! find no command the run didn't mean, and the summary renders as written
+//! (its tables whole, the text shown as given).
 
 use serde_json::{Value, json};
 use wiremock::matchers::{method, path};
@@ -13,23 +15,25 @@ use wiremock::{Mock, MockServer, ResponseTemplate};
 use crate::buildkit::{add_busybox, assert_nothing_pushed};
 use crate::publish::unique;
 use crate::support::git::Repo;
-use crate::support::log::{assert_no_forged_commands, assert_tables_whole};
+use crate::support::log::assert_no_forged_commands;
+use crate::support::markdown::{assert_shows, assert_summary_whole};
 use crate::support::run::{Action, Ran};
 use crate::support::services::services;
 
 /// A line break before a pause of the runner's command processing, an
 /// escaped line break the runner would decode in a command's data, the
-/// legacy form, and a carriage return before another command.
-const HOSTILE: &str =
-    "x\n::stop-commands::pwn %0A::set-output name=a::pwn ##[add-mask]pwn\r::echo::on";
+/// legacy form, a carriage return before another command; then, for the
+/// summary, a backtick (a code span's end), a tag, an entity, emphasis and
+/// an HTML comment left open, which would hide all that follows.
+const HOSTILE: &str = "x\n::stop-commands::pwn %0A::set-output name=a::pwn ##[add-mask]pwn\r::echo::on ` <b>&amp; *em* <!--";
 
 /// [`HOSTILE`] as any escaped line shows it, whether plain or a command's data.
 const ESCAPED: &str = "x%0A::stop-commands::pwn %250A::set-output name=a::pwn";
 
-/// No forged command in the log, every summary table whole.
+/// No forged command in the log, the summary's structure as written.
 fn assert_safe(ran: &Ran) {
     assert_no_forged_commands(&ran.stdout, &ran.stderr);
-    assert_tables_whole(&ran.summary);
+    assert_summary_whole(&ran.summary);
 }
 
 /// The source did reach the log, escaped: else the test proves nothing.
@@ -72,7 +76,8 @@ fn file_names_and_commit_messages_reach_the_log_escaped() {
     );
     assert_safe(&ran);
     assert_logged_escaped(&ran);
-    assert_eq!(assert_tables_whole(&ran.summary), 1, "{}", ran.summary);
+    assert_eq!(assert_summary_whole(&ran.summary), 1, "{}", ran.summary);
+    assert_shows(&ran.summary, &format!("changed `ops/docker/app/{HOSTILE}`"));
 }
 
 #[test]
@@ -104,10 +109,9 @@ fn event_fields_and_tag_names_reach_the_log_escaped() {
         .run();
     ran.assert_ok();
     assert_safe(&ran);
-    assert!(
-        ran.summary.contains("::stop-commands::pwn") && !ran.summary.contains("\n::"),
-        "the tag is named on one line\n{}",
-        ran.summary
+    assert_shows(
+        &ran.summary,
+        &format!("tag `{HOSTILE}` is not a release tag"),
     );
 
     // A ref and a `before` no clone has: both quoted in a warning.
@@ -212,7 +216,10 @@ fn scan_report_fields_reach_the_log_escaped_and_stay_in_their_cells() {
     ran.assert_ok();
     assert_safe(&ran);
     assert_logged_escaped(&ran);
-    assert_eq!(assert_tables_whole(&ran.summary), 2, "{}", ran.summary);
+    assert_eq!(assert_summary_whole(&ran.summary), 2, "{}", ran.summary);
+    for shown in [HOSTILE, &format!("1\\|{HOSTILE}")] {
+        assert_shows(&ran.summary, shown);
+    }
     assert!(
         !ran.summary.lines().any(|l| l.starts_with("| forged")),
         "{}",
@@ -224,7 +231,8 @@ fn scan_report_fields_reach_the_log_escaped_and_stay_in_their_cells() {
     let help = sarif["runs"][0]["tool"]["driver"]["rules"][0]["help"]["markdown"]
         .as_str()
         .unwrap_or_else(|| panic!("no rule help in {sarif}"));
-    assert_eq!(assert_tables_whole(help), 1, "{help}");
+    assert_eq!(assert_summary_whole(help), 1, "{help}");
+    assert_shows(help, HOSTILE);
 }
 
 /// A build whose step prints [`HOSTILE`], then fails.

@@ -426,6 +426,66 @@ async fn cleanup_of_a_lying_registry_deletes_only_what_it_really_has() {
     assert_eq!(victim_tags.len(), 2, "{victim_tags:?}");
 }
 
+/// A registry whose one repository, `acme/app`, lists `names`; nothing
+/// else is there.
+async fn listing_registry(names: &[String]) -> MockServer {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path("/v2/"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v2/acme/app/tags/list"))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"name": "acme/app", "tags": names})),
+        )
+        .mount(&server)
+        .await;
+    server
+}
+
+async fn usage_of(server: &MockServer) -> Ran {
+    let workspace = tempfile::tempdir().unwrap();
+    Action::github(workspace.path())
+        .input("command", "usage")
+        .input("registry", &server.address().to_string())
+        .input("images", "acme/app")
+        .run_async()
+        .await
+}
+
+/// A listing of 50,000 names that aren't tags: the first ten are named,
+/// one line counts the rest, and none is requested.
+#[tokio::test]
+async fn a_flood_of_names_that_are_not_tags_is_counted_not_logged() {
+    let names: Vec<String> = (0..50_000).map(|i| format!("../{i}")).collect();
+    let server = listing_registry(&names).await;
+    let ran = usage_of(&server).await;
+    ran.assert_ok();
+    let warned = ran.stderr.matches("which is not a tag").count();
+    assert_eq!(warned, 10, "{}", &ran.stderr[..ran.stderr.len().min(4000)]);
+    assert!(
+        ran.stderr.contains(&format!(
+            "127.0.0.1:{}/acme/app lists 49990 more names that are not tags; skipped them too",
+            server.address().port()
+        )),
+        "{}",
+        &ran.stderr[..ran.stderr.len().min(4000)]
+    );
+    assert_eq!(requests(&server).await, ["GET /v2/acme/app/tags/list"]);
+}
+
+/// Names that aren't tags count toward the cap of 100,000 a listing may
+/// hold: past it the run stops, as it would for tags.
+#[tokio::test]
+async fn names_that_are_not_tags_count_toward_the_listing_cap() {
+    let names: Vec<String> = (0..=100_000).map(|i| format!(".{i}")).collect();
+    let server = listing_registry(&names).await;
+    let ran = usage_of(&server).await;
+    ran.assert_failed("listed more than 100000 tags (or names that aren't tags) for acme/app");
+}
+
 /// Docker Hub's API listing names that aren't tags: skipped, never deleted.
 #[tokio::test]
 async fn docker_hub_tags_that_are_not_tags_are_skipped() {

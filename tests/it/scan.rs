@@ -232,6 +232,43 @@ fn bad_scan_inputs_fail_with_the_value() {
         .assert_failed("needs `image` (a reference)");
 }
 
+/// A file input larger than its limit (a report 128 MiB, an ignore file
+/// 1 MiB) is refused naming the input, before it is read.
+#[test]
+fn file_inputs_over_their_limit_are_refused_naming_the_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let sparse = |name: &str, size: u64| {
+        let file = std::fs::File::create(dir.path().join(name)).unwrap();
+        file.set_len(size).unwrap();
+    };
+    sparse("huge.json", (128 << 20) + 1);
+    let scan = || {
+        Action::github(dir.path())
+            .input("command", "scan")
+            .input("image", "acme/app")
+    };
+    scan()
+        .input("report", "huge.json")
+        .run()
+        .assert_failed("`report`: ");
+    scan()
+        .input("report", "huge.json")
+        .run()
+        .assert_failed("is larger than 128.0 MiB, the limit for it");
+    std::fs::copy(
+        fixture("trivy/centos-7.json"),
+        dir.path().join("report.json"),
+    )
+    .unwrap();
+    sparse(".trivyignore", (1 << 20) + 1);
+    let ran = scan()
+        .input("report", "report.json")
+        .input("ignore-file", ".trivyignore")
+        .run();
+    ran.assert_failed("`ignore-file`: ");
+    ran.assert_failed("is larger than 1.0 MiB, the limit for it");
+}
+
 /// A release the scan blocked: one critical and one high finding counted,
 /// exit 1, and nothing in the registry.
 pub async fn assert_blocked(ran: &crate::support::run::Ran, repository: &str) {

@@ -1,6 +1,5 @@
 //! The log as the GitHub runner reads it: which lines it takes for
-//! workflow commands (`ActionCommandManager`), and the summary's tables as
-//! GitHub's markdown splits them.
+//! workflow commands (`ActionCommandManager`).
 
 /// The commands the runner knows (`IActionCommandExtension`s and
 /// `stop-commands`), matched without regard to case as it does.
@@ -135,41 +134,6 @@ pub fn assert_no_forged_commands(stdout: &str, stderr: &str) {
     }
 }
 
-/// The cells of a table row as GitHub's markdown splits it: on every `|`
-/// no backslash escapes, the outer pipes dropped.
-pub fn row_cells(row: &str) -> usize {
-    let mut pipes = 0usize;
-    let mut escaped = false;
-    for c in row.trim().chars() {
-        match c {
-            '|' if !escaped => pipes += 1,
-            _ => {}
-        }
-        escaped = c == '\\' && !escaped;
-    }
-    pipes.saturating_sub(1)
-}
-
-/// Fails unless every row of every table in `markdown` has as many cells
-/// as its header; returns how many tables there were.
-pub fn assert_tables_whole(markdown: &str) -> usize {
-    let mut header = None;
-    let mut tables = 0;
-    for line in markdown.lines() {
-        if !line.starts_with('|') {
-            header = None;
-            continue;
-        }
-        let width = row_cells(line);
-        let expected = *header.get_or_insert_with(|| {
-            tables += 1;
-            width
-        });
-        assert_eq!(width, expected, "row {line:?} in\n{markdown}");
-    }
-    tables
-}
-
 #[test]
 fn the_runner_model_finds_what_the_runner_would() {
     let token = "0123456789abcdef0123456789abcdef";
@@ -194,5 +158,4 @@ fn the_runner_model_finds_what_the_runner_would() {
     }
     // Paused by a forged token, the runner ignores what follows.
     assert_eq!(commands("::stop-commands::pwn\n::warning::w").len(), 1);
-    assert_eq!(row_cells(r"| a \| b | `c\|` | d\\| e |"), 4);
 }

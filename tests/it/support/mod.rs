@@ -10,6 +10,7 @@ pub mod git;
 pub mod hostile;
 pub mod images;
 pub mod log;
+pub mod markdown;
 pub mod mermaid;
 pub mod own_registry;
 pub mod proxy;
