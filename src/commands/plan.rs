@@ -79,7 +79,7 @@ pub async fn run(args: &PlanArgs, session: &Session) -> anyhow::Result<()> {
                 match session.tag_commit(&tag.tag).await? {
                     Some(commit) => sha = Some(commit),
                     None => notes.push(format!(
-                        "tag `{}` is not in the clone, so `sha` is GITHUB_SHA; check the tag out (`actions/checkout` with `ref: {}`)",
+                        "tag `{}` is not in the clone, so `sha` is `GITHUB_SHA`; check the tag out (`actions/checkout` with `ref: {}`)",
                         tag.tag, tag.tag
                     )),
                 }

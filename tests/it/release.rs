@@ -233,7 +233,7 @@ fn a_dispatch_with_release_tag_plans_the_tagged_commit_under_the_repository_owne
     assert_eq!(ran.outputs["sha"], tip);
     assert!(
         ran.summary
-            .contains("tag `v9.9.9` is not in the clone, so `sha` is GITHUB_SHA"),
+            .contains("tag `v9.9.9` is not in the clone, so `sha` is `GITHUB_SHA`"),
         "{}",
         ran.summary
     );
