@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+use tokio::sync::Semaphore;
 
+use crate::limits;
 use crate::registry::contents::{self, Contents, Descriptor};
 use crate::registry::{Registry, RegistryError};
 use crate::retention::TagInfo;
@@ -181,8 +183,18 @@ async fn read_created(
         .values()
         .filter_map(|s| s.blobs.first().map(|c| (c.digest.clone(), c.size)))
         .collect();
+    // `concurrency` configs of up to IN_MEMORY_BLOB each would be GiBs:
+    // what is held at once is bounded by their declared sizes instead.
+    let budget = Semaphore::new(budget_permits(limits::CONFIGS_IN_FLIGHT) as usize);
+    let budget = &budget;
     let times: HashMap<String, Option<i64>> = stream::iter(configs)
         .map(|(digest, size)| async move {
+            // Larger than IN_MEMORY_BLOB is refused by `blob`, unread.
+            let held = size.min(limits::IN_MEMORY_BLOB);
+            let _permit = budget
+                .acquire_many(budget_permits(held))
+                .await
+                .map_err(|_| RegistryError::Protocol("the config budget closed".into()))?;
             let bytes = registry.blob(repository, &digest, size).await?;
             Ok::<_, RegistryError>((digest, contents::created(&bytes)))
         })
@@ -212,6 +224,12 @@ async fn read_created(
         }
     }
     Ok(())
+}
+
+/// Permits for `bytes` of the config budget: one per KiB, rounded up, so
+/// that every size fits a semaphore's count.
+fn budget_permits(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
 }
 
 /// Builders for tests of what reads an inventory.

@@ -33,6 +33,10 @@ pub const GITHUB_LISTING: Duration = Duration::from_secs(5 * 60);
 /// is read up to its descriptor's size, and no blob larger than this is
 /// read into memory at all. Layers are streamed, never held.
 pub const IN_MEMORY_BLOB: u64 = 32 << 20;
+/// Image configs read into memory at once while a repository is
+/// inventoried, counted in their declared sizes: `concurrency` configs of
+/// up to [`IN_MEMORY_BLOB`] each would otherwise be 2 GiB.
+pub const CONFIGS_IN_FLIGHT: u64 = 64 << 20;
 /// An OCI layout's `index.json`: a backup's every tag, by name and digest.
 pub const LAYOUT_INDEX: u64 = 64 << 20;
 /// What is read of an error body: enough for any message worth quoting.
