@@ -29,6 +29,14 @@ pub const GITHUB_REQUEST: Duration = Duration::from_secs(30);
 /// Everything `plan` asks the GitHub API for one list of changed files:
 /// up to a thousand requests when a compare is completed commit by commit.
 pub const GITHUB_LISTING: Duration = Duration::from_secs(5 * 60);
+/// Descriptors (children, or config and layers) one manifest may list:
+/// real images have fewer than 128 layers, and a 4 MiB manifest would
+/// otherwise be ~40,000 descriptors, each kept.
+pub const MANIFEST_DESCRIPTORS: usize = 10_000;
+/// Descriptors kept for one repository's inventory (`cleanup`, `usage`,
+/// `monitor`): at some 200 bytes each, under 100 MiB held; room for
+/// 5,000 images of 100 layers.
+pub const REPOSITORY_DESCRIPTORS: usize = 500_000;
 /// A blob read into memory (an image config, a signature, an attestation)
 /// is read up to its descriptor's size, and no blob larger than this is
 /// read into memory at all. Layers are streamed, never held.
