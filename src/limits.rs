@@ -34,8 +34,8 @@ pub const GITHUB_LISTING: Duration = Duration::from_secs(5 * 60);
 /// otherwise be ~40,000 descriptors, each kept.
 pub const MANIFEST_DESCRIPTORS: usize = 10_000;
 /// Descriptors kept for one repository's inventory (`cleanup`, `usage`,
-/// `monitor`): at some 200 bytes each, under 100 MiB held; room for
-/// 5,000 images of 100 layers.
+/// `monitor`; Docker Hub's platform images of all its tags): at some 200
+/// bytes each, under 100 MiB held; room for 5,000 images of 100 layers.
 pub const REPOSITORY_DESCRIPTORS: usize = 500_000;
 /// A blob read into memory (an image config, a signature, an attestation)
 /// is read up to its descriptor's size, and no blob larger than this is
