@@ -103,6 +103,19 @@ pub enum HubError {
     },
     #[error("Docker Hub kept paging the tags of `{repository}` past {pages} pages; stopping")]
     TooManyPages { repository: String, pages: usize },
+    #[error(
+        "Docker Hub lists {count} platform images for `{repository}:{tag}`, more than the {limit} a manifest may list; refusing it"
+    )]
+    TooManyImages {
+        repository: String,
+        tag: String,
+        count: usize,
+        limit: usize,
+    },
+    #[error(
+        "Docker Hub's tags of `{repository}` list more than {limit} platform images in all; refusing to read further"
+    )]
+    TooManyChildren { repository: String, limit: usize },
     #[error(transparent)]
     TooLarge(#[from] TooLarge),
     #[error(
@@ -202,9 +215,10 @@ impl From<RawTag> for HubTag {
     fn from(raw: RawTag) -> Self {
         let digest = raw.digest.filter(|d| names::is_digest(d));
         let mut children: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let images = raw.images.into_iter().flatten().filter_map(|i| i.digest);
         for child in images.filter(|d| names::is_digest(d)) {
-            if digest.as_ref() != Some(&child) && !children.contains(&child) {
+            if digest.as_ref() != Some(&child) && seen.insert(child.clone()) {
                 children.push(child);
             }
         }
@@ -354,6 +368,7 @@ impl Hub {
         url.query_pairs_mut().append_pair("page_size", PAGE_SIZE);
         let mut listed_names = names::ListedNames::new(format!("Docker Hub's {name}"));
         let mut tags = Vec::new();
+        let mut children = 0;
         for _ in 0..MAX_PAGES {
             let response = self
                 .send(&what, || self.authorized(self.http.get(url.clone())))
@@ -364,12 +379,30 @@ impl Hub {
                 _ => return Err(self.failure(&what, response, &[]).await),
             }
             let page: Page = self.json(&what, response, &[]).await?;
-            let listed = page.results.into_iter();
-            tags.extend(
-                listed
-                    .filter(|raw| listed_names.is_tag(&raw.name))
-                    .map(HubTag::from),
-            );
+            for raw in page.results {
+                if !listed_names.is_tag(&raw.name) {
+                    continue;
+                }
+                let count = raw.images.as_ref().map_or(0, Vec::len);
+                if count > limits::MANIFEST_DESCRIPTORS {
+                    return Err(HubError::TooManyImages {
+                        repository: name,
+                        tag: raw.name,
+                        count,
+                        limit: limits::MANIFEST_DESCRIPTORS,
+                    });
+                }
+                let tag = HubTag::from(raw);
+                children += tag.children.len();
+                tags.push(tag);
+            }
+            // Children are kept for every tag of every page.
+            if children > limits::REPOSITORY_DESCRIPTORS {
+                return Err(HubError::TooManyChildren {
+                    repository: name,
+                    limit: limits::REPOSITORY_DESCRIPTORS,
+                });
+            }
             match page.next.filter(|next| !next.is_empty()) {
                 Some(next) => url = self.same_origin(&name, &next)?,
                 None => return Ok(tags),

@@ -8,7 +8,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
+use tokio::sync::Semaphore;
 
+use crate::limits;
 use crate::registry::contents::{self, Contents, Descriptor};
 use crate::registry::{Registry, RegistryError};
 use crate::retention::TagInfo;
@@ -41,25 +43,32 @@ impl Inventory {
     ) -> Result<Self, RegistryError> {
         let concurrency = concurrency.max(1);
         let names = registry.tags(repository).await?;
-        let fetched: Vec<(String, Option<(String, Stored)>)> = stream::iter(names)
+        let mut fetched = stream::iter(names)
             .map(|tag| async move {
                 let stored = fetch(registry, repository, &tag).await?;
                 Ok::<_, RegistryError>((tag, stored))
             })
-            .buffer_unordered(concurrency)
-            .try_collect()
-            .await?;
+            .buffer_unordered(concurrency);
 
+        let mut budget = Budget::new(repository);
         let mut manifests = BTreeMap::new();
         // A tag deleted while we listed is simply not there any more.
         let mut tagged = Vec::new();
-        for (tag, found) in fetched {
+        while let Some((tag, found)) = fetched.try_next().await? {
             if let Some((digest, stored)) = found {
+                budget.take(&stored)?;
                 tagged.push((tag, digest.clone()));
                 manifests.insert(digest, stored);
             }
         }
-        read_children(registry, repository, concurrency, &mut manifests).await?;
+        read_children(
+            registry,
+            repository,
+            concurrency,
+            &mut manifests,
+            &mut budget,
+        )
+        .await?;
         read_created(registry, repository, concurrency, &mut manifests).await?;
 
         let tags = tagged
@@ -147,6 +156,7 @@ async fn read_children(
     repository: &str,
     concurrency: usize,
     manifests: &mut BTreeMap<String, Stored>,
+    budget: &mut Budget<'_>,
 ) -> Result<(), RegistryError> {
     const MAX_LEVELS: usize = 4;
     for _ in 0..MAX_LEVELS {
@@ -159,14 +169,46 @@ async fn read_children(
         if missing.is_empty() {
             break;
         }
-        let found: Vec<Option<(String, Stored)>> = stream::iter(missing)
+        let mut found = stream::iter(missing)
             .map(|digest| async move { fetch(registry, repository, &digest).await })
-            .buffer_unordered(concurrency)
-            .try_collect()
-            .await?;
-        manifests.extend(found.into_iter().flatten());
+            .buffer_unordered(concurrency);
+        while let Some(found) = found.try_next().await? {
+            if let Some((digest, stored)) = found {
+                budget.take(&stored)?;
+                manifests.insert(digest, stored);
+            }
+        }
     }
     Ok(())
+}
+
+/// Descriptors kept for one repository, refused past
+/// [`limits::REPOSITORY_DESCRIPTORS`]: tags, indexes and their children
+/// multiply, and each descriptor is kept until the run ends.
+struct Budget<'a> {
+    repository: &'a str,
+    kept: usize,
+}
+
+impl<'a> Budget<'a> {
+    fn new(repository: &'a str) -> Self {
+        Budget {
+            repository,
+            kept: 0,
+        }
+    }
+
+    fn take(&mut self, stored: &Stored) -> Result<(), RegistryError> {
+        self.kept += stored.blobs.len() + stored.children.len();
+        if self.kept > limits::REPOSITORY_DESCRIPTORS {
+            return Err(RegistryError::Protocol(format!(
+                "{} lists more than {} descriptors (configs, layers, child manifests) in the manifests its tags reach; refusing to read further",
+                self.repository,
+                limits::REPOSITORY_DESCRIPTORS
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// Creation times: each image's config (read once per distinct config),
@@ -181,8 +223,18 @@ async fn read_created(
         .values()
         .filter_map(|s| s.blobs.first().map(|c| (c.digest.clone(), c.size)))
         .collect();
+    // `concurrency` configs of up to IN_MEMORY_BLOB each would be GiBs:
+    // what is held at once is bounded by their declared sizes instead.
+    let budget = Semaphore::new(budget_permits(limits::CONFIGS_IN_FLIGHT) as usize);
+    let budget = &budget;
     let times: HashMap<String, Option<i64>> = stream::iter(configs)
         .map(|(digest, size)| async move {
+            // Larger than IN_MEMORY_BLOB is refused by `blob`, unread.
+            let held = size.min(limits::IN_MEMORY_BLOB);
+            let _permit = budget
+                .acquire_many(budget_permits(held))
+                .await
+                .map_err(|_| RegistryError::Protocol("the config budget closed".into()))?;
             let bytes = registry.blob(repository, &digest, size).await?;
             Ok::<_, RegistryError>((digest, contents::created(&bytes)))
         })
@@ -212,6 +264,12 @@ async fn read_created(
         }
     }
     Ok(())
+}
+
+/// Permits for `bytes` of the config budget: one per KiB, rounded up, so
+/// that every size fits a semaphore's count.
+fn budget_permits(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
 }
 
 /// Builders for tests of what reads an inventory.
@@ -250,6 +308,22 @@ pub mod testing {
 mod tests {
     use super::testing::{image, tag};
     use super::*;
+
+    #[test]
+    fn a_repository_past_its_descriptor_budget_is_refused() {
+        let mut budget = Budget::new("acme/app");
+        let full = Stored {
+            children: vec![String::new(); limits::REPOSITORY_DESCRIPTORS - 1],
+            ..Stored::default()
+        };
+        budget.take(&full).unwrap();
+        budget.take(&image(1, &[("c", 1)])).unwrap();
+        let error = budget.take(&image(1, &[("c", 1)])).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "acme/app lists more than 500000 descriptors (configs, layers, child manifests) in the manifests its tags reach; refusing to read further"
+        );
+    }
 
     /// Two images sharing a base layer, and an index over one of them.
     fn sample() -> Inventory {

@@ -29,10 +29,22 @@ pub const GITHUB_REQUEST: Duration = Duration::from_secs(30);
 /// Everything `plan` asks the GitHub API for one list of changed files:
 /// up to a thousand requests when a compare is completed commit by commit.
 pub const GITHUB_LISTING: Duration = Duration::from_secs(5 * 60);
+/// Descriptors (children, or config and layers) one manifest may list:
+/// real images have fewer than 128 layers, and a 4 MiB manifest would
+/// otherwise be ~40,000 descriptors, each kept.
+pub const MANIFEST_DESCRIPTORS: usize = 10_000;
+/// Descriptors kept for one repository's inventory (`cleanup`, `usage`,
+/// `monitor`; Docker Hub's platform images of all its tags): at some 200
+/// bytes each, under 100 MiB held; room for 5,000 images of 100 layers.
+pub const REPOSITORY_DESCRIPTORS: usize = 500_000;
 /// A blob read into memory (an image config, a signature, an attestation)
 /// is read up to its descriptor's size, and no blob larger than this is
 /// read into memory at all. Layers are streamed, never held.
 pub const IN_MEMORY_BLOB: u64 = 32 << 20;
+/// Image configs read into memory at once while a repository is
+/// inventoried, counted in their declared sizes: `concurrency` configs of
+/// up to [`IN_MEMORY_BLOB`] each would otherwise be 2 GiB.
+pub const CONFIGS_IN_FLIGHT: u64 = 64 << 20;
 /// An OCI layout's `index.json`: a backup's every tag, by name and digest.
 pub const LAYOUT_INDEX: u64 = 64 << 20;
 /// What is read of an error body: enough for any message worth quoting.

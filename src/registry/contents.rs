@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use serde::Deserialize;
 
 use super::{Manifest, RegistryError};
+use crate::limits;
 use crate::names::{DIGEST_RULE, is_digest};
 
 /// One referenced object: a child manifest, a config or a layer.
@@ -55,6 +56,16 @@ impl Manifest {
             ))
         };
         let mut raw: Raw = serde_json::from_slice(&self.bytes).map_err(|e| bad(e.to_string()))?;
+        let count = raw.manifests.as_ref().map_or(0, Vec::len)
+            + raw.layers.len()
+            + usize::from(raw.config.is_some());
+        if count > limits::MANIFEST_DESCRIPTORS {
+            return Err(RegistryError::Protocol(format!(
+                "manifest {} lists {count} descriptors, more than the {} a manifest may list; refusing it",
+                self.digest,
+                limits::MANIFEST_DESCRIPTORS
+            )));
+        }
         // Each digest goes into a URL or a file name next.
         let listed = raw.manifests.iter().flatten().chain(&raw.config);
         if let Some(d) = listed.chain(&raw.layers).find(|d| !is_digest(&d.digest)) {
@@ -168,6 +179,37 @@ mod tests {
                 "{error}"
             );
         }
+    }
+
+    fn index_of(children: usize) -> Manifest {
+        let child = serde_json::json!({"mediaType": "m", "digest": format!("sha256:{}", "a".repeat(64)), "size": 1});
+        let bytes = serde_json::to_vec(&serde_json::json!({
+            "manifests": vec![child; children],
+        }))
+        .unwrap();
+        Manifest {
+            digest: super::super::sha256_digest(&bytes),
+            media_type: String::new(),
+            bytes,
+        }
+    }
+
+    #[test]
+    fn a_manifest_listing_more_than_the_cap_is_refused() {
+        let Contents::Index { manifests, .. } =
+            index_of(limits::MANIFEST_DESCRIPTORS).contents().unwrap()
+        else {
+            panic!("an index")
+        };
+        assert_eq!(manifests.len(), 10_000);
+        let over = index_of(limits::MANIFEST_DESCRIPTORS + 1);
+        assert_eq!(
+            over.contents().unwrap_err().to_string(),
+            format!(
+                "manifest {} lists 10001 descriptors, more than the 10000 a manifest may list; refusing it",
+                over.digest
+            )
+        );
     }
 
     #[test]

@@ -1,9 +1,9 @@
 //! What a registry sends is bounded in size and time, held by the real
 //! binary against a hostile one (support::hostile): a manifest that never
 //! ends or declares 200 MB, a 200 MB tag list, a config far past its
-//! descriptor, a manifest at a byte a second, a blob that stops midway, a
-//! server that stops reading an upload or never answers one it took, a
-//! server that never answers.
+//! descriptor, 64 tags of 30 MiB configs, a manifest at a byte a second, a
+//! blob that stops midway, a server that stops reading an upload or never
+//! answers one it took, a server that never answers.
 //! Every run fails (exit 1) with an error naming the URL and the limit or
 //! `request-timeout`, within its timeout and a few seconds, its own peak
 //! memory under 256 MiB.
@@ -228,6 +228,51 @@ fn a_config_far_bigger_than_its_descriptor_is_cut_at_the_declared_size() {
         );
         assert!(sent < MAX_SENT, "{name} let the server send {sent} bytes");
     }
+}
+
+/// [`hostile::FAN_OUT`] configs of 30 MiB, read `concurrency` (64) at a
+/// time, would be 1.9 GiB at once (the server holds each one's last byte
+/// until all are that far): the configs in flight are bounded by their
+/// declared sizes. The first config read whole fails (its digest is not
+/// the one declared). Without the bound this run peaked at 690 MiB.
+#[test]
+fn many_large_configs_are_not_all_held_at_once() {
+    let server = Hostile::start(Misbehaviour::FanOut);
+    let workspace = tempfile::tempdir().unwrap();
+    let action =
+        command(workspace.path(), "usage", &server.address, TIMEOUT).input("concurrency", "64");
+    let bound = seconds(TIMEOUT) + GRACE;
+    let measured = run_measured(&action, bound + Duration::from_secs(60));
+    let ran = &measured.ran;
+    eprintln!(
+        "FanOut × usage: exit {}, {:.1} s, max RSS {:.1} MiB, {:.1} MiB sent by the server",
+        ran.code,
+        measured.elapsed.as_secs_f64(),
+        measured.max_rss_kib as f64 / 1024.0,
+        server.sent() as f64 / f64::from(1 << 20)
+    );
+    assert_eq!(ran.code, 1, "usage should fail\n{ran}");
+    let declared: Vec<String> = (0..hostile::FAN_OUT)
+        .map(|i| hostile::fan_out_tag(i).1)
+        .collect();
+    let log = format!("{}{}", ran.stdout, ran.stderr);
+    assert!(
+        log.contains("whose digest is")
+            && declared
+                .iter()
+                .any(|d| log.contains(&format!("not {d}; refusing it"))),
+        "expected a config's digest mismatch in the log\n{ran}"
+    );
+    assert!(
+        measured.elapsed <= bound,
+        "usage ran {:?}\n{ran}",
+        measured.elapsed
+    );
+    assert!(
+        measured.max_rss_kib < MAX_RSS_KIB,
+        "usage peaked at {} KiB\n{ran}",
+        measured.max_rss_kib
+    );
 }
 
 #[test]

@@ -619,3 +619,65 @@ async fn cleanup_deletes_the_oldest_sha_tags_by_name() {
         "{tokens:?}"
     );
 }
+
+/// A tag whose `images` are `count` distinct digests, as Hub lists an
+/// index's platforms.
+fn tag_with_images(name: &str, first: usize, count: usize) -> Value {
+    let images: Vec<Value> = (first..first + count)
+        .map(|n| json!({"digest": format!("sha256:{n:064x}")}))
+        .collect();
+    json!({
+        "name": name,
+        "media_type": "application/vnd.oci.image.index.v1+json",
+        "images": images,
+    })
+}
+
+#[tokio::test]
+async fn a_tag_listing_more_platform_images_than_a_manifest_may_is_refused() {
+    let server = server().await;
+    let page = json!({"next": null, "results": [tag_with_images("multi", 0, 10_001)]});
+    Mock::given(method("GET"))
+        .and(path(TAGS))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page))
+        .mount(&server)
+        .await;
+
+    let err = Hub::new(&server.uri())
+        .unwrap()
+        .tags("acme", "app")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Docker Hub lists 10001 platform images for `acme/app:multi`, more than the 10000 a manifest may list; refusing it"
+    );
+}
+
+/// Children are kept across pages: the listing stops once they pass the
+/// budget, here on the 11th page of 50,000.
+#[tokio::test]
+async fn platform_images_past_the_repository_budget_stop_the_listing() {
+    let server = server().await;
+    let tags: Vec<Value> = (0..5)
+        .map(|t| tag_with_images(&format!("t{t}"), t * 10_000, 10_000))
+        .collect();
+    let next = format!("{}{TAGS}?page=2&page_size=100", server.uri());
+    let page = json!({"next": next, "results": tags});
+    Mock::given(method("GET"))
+        .and(path(TAGS))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page))
+        .mount(&server)
+        .await;
+
+    let err = Hub::new(&server.uri())
+        .unwrap()
+        .tags("acme", "app")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "Docker Hub's tags of `acme/app` list more than 500000 platform images in all; refusing to read further"
+    );
+    assert_eq!(requests(&server).await.len(), 11);
+}

@@ -13,7 +13,7 @@ use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use registry_action::registry::sha256_digest;
@@ -32,6 +32,15 @@ pub const MAX_LIFE: Duration = Duration::from_secs(120);
 /// An upload up to this size is read and stored, even by
 /// [`Misbehaviour::StalledUpload`].
 pub const SMALL_UPLOAD: u64 = 1 << 20;
+
+/// How many tags [`Misbehaviour::FanOut`] lists.
+pub const FAN_OUT: usize = 64;
+/// The size of each of [`Misbehaviour::FanOut`]'s configs: just under the
+/// limit for one blob read into memory.
+pub const FAN_OUT_CONFIG: u64 = 30 << 20;
+/// How long a [`Misbehaviour::FanOut`] config's last byte waits for the
+/// others.
+pub const FAN_OUT_WAIT: Duration = Duration::from_secs(3);
 
 /// The length of a [`Misbehaviour::TrickledAnswers`] answer: at a byte a
 /// second, longer than [`MAX_LIFE`].
@@ -57,6 +66,10 @@ pub enum Misbehaviour {
     /// Uploads of more than [`SMALL_UPLOAD`] bytes: read whole, then never
     /// answered. Smaller ones are stored.
     UnansweredUpload,
+    /// [`FAN_OUT`] tags, each an image with its own [`FAN_OUT_CONFIG`]-byte
+    /// config, every one as its descriptor declares it but for its digest
+    /// (the bytes are held before the digest can be checked).
+    FanOut,
     /// Connections are accepted and requests read; nothing is answered.
     Silent,
     /// Every request, whatever it asks, is answered 200 with a JSON object
@@ -76,6 +89,8 @@ struct State {
     stop: AtomicBool,
     /// Body bytes the misbehaving answers got into the socket.
     sent: AtomicU64,
+    /// [`Misbehaviour::FanOut`]'s configs sent but for their last byte.
+    held: AtomicUsize,
 }
 
 /// The image config served (and declared in the manifest). Padded to
@@ -101,6 +116,16 @@ pub fn manifest() -> Vec<u8> {
     .into_bytes()
 }
 
+/// [`Misbehaviour::FanOut`]'s tag `t<i>`, the digest its config is
+/// declared by, and its image manifest.
+pub fn fan_out_tag(i: usize) -> (String, String, Vec<u8>) {
+    let digest = format!("sha256:{:064x}", i + 1);
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{MANIFEST_TYPE}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{digest}","size":{FAN_OUT_CONFIG}}},"layers":[]}}"#
+    );
+    (format!("t{i}"), digest, manifest.into_bytes())
+}
+
 impl Hostile {
     pub fn start(misbehaviour: Misbehaviour) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -109,6 +134,7 @@ impl Hostile {
             misbehaviour,
             stop: AtomicBool::new(false),
             sent: AtomicU64::new(0),
+            held: AtomicUsize::new(0),
         });
         let shared = state.clone();
         std::thread::spawn(move || {
@@ -185,9 +211,14 @@ impl State {
             }
             return;
         }
+        let repo = format!("/v2/{REPOSITORY}");
+        if self.misbehaviour == Misbehaviour::FanOut && path != "/v2/" {
+            let _ = self.fan_out(&mut client, &method, &path);
+            let _ = client.shutdown(Shutdown::Both);
+            return;
+        }
         let manifest = manifest();
         let config = config();
-        let repo = format!("/v2/{REPOSITORY}");
         let is_manifest = path == format!("{repo}/manifests/latest")
             || path == format!("{repo}/manifests/{}", sha256_digest(&manifest));
         let _ = if path == "/v2/" {
@@ -254,6 +285,68 @@ impl State {
                 Some(&sha256_digest(manifest)),
             ),
         }
+    }
+
+    /// [`Misbehaviour::FanOut`]'s tag list, manifests and configs.
+    fn fan_out(&self, client: &mut TcpStream, method: &str, path: &str) -> std::io::Result<()> {
+        let repo = format!("/v2/{REPOSITORY}");
+        let tags = (0..FAN_OUT).map(fan_out_tag);
+        if path == format!("{repo}/tags/list") {
+            let names: Vec<String> = tags.map(|(tag, ..)| tag).collect();
+            let list = serde_json::json!({"name": REPOSITORY, "tags": names}).to_string();
+            return answer(
+                client,
+                method,
+                200,
+                "application/json",
+                list.as_bytes(),
+                None,
+            );
+        }
+        for (tag, digest, manifest) in tags {
+            if path == format!("{repo}/manifests/{tag}")
+                || path == format!("{repo}/manifests/{}", sha256_digest(&manifest))
+            {
+                let own = sha256_digest(&manifest);
+                return answer(client, method, 200, MANIFEST_TYPE, &manifest, Some(&own));
+            }
+            if path == format!("{repo}/blobs/{digest}") {
+                return self.held_back(client);
+            }
+        }
+        let unknown = br#"{"errors":[{"code":"NAME_UNKNOWN","message":"unknown"}]}"#;
+        answer(client, method, 404, "application/json", unknown, None)
+    }
+
+    /// A [`FAN_OUT_CONFIG`]-byte config but its last byte, which waits
+    /// until every config is that far or [`FAN_OUT_WAIT`] passed: a client
+    /// that reads them all at once then holds them all at once.
+    fn held_back(&self, client: &mut TcpStream) -> std::io::Result<()> {
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: {FAN_OUT_CONFIG}\r\nConnection: close\r\n\r\n"
+        );
+        client.write_all(head.as_bytes())?;
+        let filler = filler();
+        let mut left = FAN_OUT_CONFIG - 1;
+        while left > 0 && self.serving() {
+            let n = filler
+                .len()
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
+            client.write_all(&filler[..n])?;
+            left -= n as u64;
+            self.sent.fetch_add(n as u64, Ordering::SeqCst);
+        }
+        self.held.fetch_add(1, Ordering::SeqCst);
+        let started = Instant::now();
+        while self.held.load(Ordering::SeqCst) < FAN_OUT
+            && started.elapsed() < FAN_OUT_WAIT
+            && self.serving()
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        client.write_all(b"}")?;
+        self.sent.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
 
     fn huge_tag_list(&self, client: &mut TcpStream) -> std::io::Result<()> {
