@@ -9,12 +9,12 @@
 //! (its tables whole, the text shown as given).
 
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
 use crate::buildkit::{add_busybox, assert_nothing_pushed};
 use crate::publish::unique;
 use crate::support::git::Repo;
+use crate::support::listing::listing_registry;
 use crate::support::log::assert_no_forged_commands;
 use crate::support::markdown::{assert_shows, assert_summary_whole};
 use crate::support::run::{Action, Ran};
@@ -138,19 +138,7 @@ fn event_fields_and_tag_names_reach_the_log_escaped() {
 /// A registry that lists `tags` for every repository and refuses every
 /// other request with `body`.
 async fn refusing_registry(tags: &[&str], body: Value) -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/v2/"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v2/acme/app/tags/list"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"name": "acme/app", "tags": tags})),
-        )
-        .mount(&server)
-        .await;
+    let server = listing_registry(tags).await;
     Mock::given(wiremock::matchers::any())
         .respond_with(ResponseTemplate::new(400).set_body_json(body))
         .with_priority(u8::MAX)

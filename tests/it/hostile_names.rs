@@ -21,6 +21,7 @@ use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
 use crate::mirror::{OCI_MANIFEST, copied, open, push_image, random_layer, run, run_owned};
 use crate::support::images::Seeder;
+use crate::support::listing::listing_registry;
 use crate::support::run::{Action, Ran};
 use crate::support::services::services;
 
@@ -424,25 +425,6 @@ async fn cleanup_of_a_lying_registry_deletes_only_what_it_really_has() {
     assert_only_asked_about(&front, &format!("{ns}/app")).await;
     let victim_tags = open().tags(&format!("{ns}/victim")).await.unwrap();
     assert_eq!(victim_tags.len(), 2, "{victim_tags:?}");
-}
-
-/// A registry whose one repository, `acme/app`, lists `names`; nothing
-/// else is there.
-async fn listing_registry(names: &[String]) -> MockServer {
-    let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/v2/"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/v2/acme/app/tags/list"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"name": "acme/app", "tags": names})),
-        )
-        .mount(&server)
-        .await;
-    server
 }
 
 async fn usage_of(server: &MockServer) -> Ran {

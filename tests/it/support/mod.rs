@@ -9,6 +9,7 @@ pub mod fixtures;
 pub mod git;
 pub mod hostile;
 pub mod images;
+pub mod listing;
 pub mod log;
 pub mod markdown;
 pub mod mermaid;
