@@ -633,23 +633,27 @@ fn tag_with_images(name: &str, first: usize, count: usize) -> Value {
     })
 }
 
+/// What listing `acme/app`'s tags says when every page is `page`.
+async fn listing_error(server: &MockServer, page: Value) -> String {
+    Mock::given(method("GET"))
+        .and(path(TAGS))
+        .respond_with(ResponseTemplate::new(200).set_body_json(page))
+        .mount(server)
+        .await;
+    Hub::new(&server.uri())
+        .unwrap()
+        .tags("acme", "app")
+        .await
+        .unwrap_err()
+        .to_string()
+}
+
 #[tokio::test]
 async fn a_tag_listing_more_platform_images_than_a_manifest_may_is_refused() {
     let server = server().await;
     let page = json!({"next": null, "results": [tag_with_images("multi", 0, 10_001)]});
-    Mock::given(method("GET"))
-        .and(path(TAGS))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page))
-        .mount(&server)
-        .await;
-
-    let err = Hub::new(&server.uri())
-        .unwrap()
-        .tags("acme", "app")
-        .await
-        .unwrap_err();
     assert_eq!(
-        err.to_string(),
+        listing_error(&server, page).await,
         "Docker Hub lists 10001 platform images for `acme/app:multi`, more than the 10000 a manifest may list; refusing it"
     );
 }
@@ -664,19 +668,8 @@ async fn platform_images_past_the_repository_budget_stop_the_listing() {
         .collect();
     let next = format!("{}{TAGS}?page=2&page_size=100", server.uri());
     let page = json!({"next": next, "results": tags});
-    Mock::given(method("GET"))
-        .and(path(TAGS))
-        .respond_with(ResponseTemplate::new(200).set_body_json(page))
-        .mount(&server)
-        .await;
-
-    let err = Hub::new(&server.uri())
-        .unwrap()
-        .tags("acme", "app")
-        .await
-        .unwrap_err();
     assert_eq!(
-        err.to_string(),
+        listing_error(&server, page).await,
         "Docker Hub's tags of `acme/app` list more than 500000 platform images in all; refusing to read further"
     );
     assert_eq!(requests(&server).await.len(), 11);
