@@ -83,6 +83,23 @@ mod tests {
     use super::*;
     use crate::plan::matrix::Entry;
 
+    /// `acme/app` at `ops/docker/app`, tier 0, selected for `reason`.
+    fn app_entry(reason: String) -> Entry {
+        Entry {
+            path: "ops/docker/app".into(),
+            basename: "app".into(),
+            name: "app".into(),
+            image: "acme/app".into(),
+            dockerfile: "ops/docker/app/Dockerfile".into(),
+            context: "ops/docker/app".into(),
+            reason,
+            depends_on: vec![],
+            tier: 0,
+            version: None,
+            prerelease: false,
+        }
+    }
+
     #[test]
     fn says_what_was_compared_and_why_each_image() {
         let outcome = Outcome {
@@ -92,19 +109,7 @@ mod tests {
                 source: "git",
                 files: 3,
             },
-            entries: vec![Entry {
-                path: "ops/docker/app".into(),
-                basename: "app".into(),
-                name: "app".into(),
-                image: "acme/app".into(),
-                dockerfile: "ops/docker/app/Dockerfile".into(),
-                context: "ops/docker/app".into(),
-                reason: "changed `ops/docker/app/a|b`".into(),
-                depends_on: vec![],
-                tier: 0,
-                version: None,
-                prerelease: false,
-            }],
+            entries: vec![app_entry("changed `ops/docker/app/a|b`".into())],
             images_found: 4,
             notes: vec!["github: commit 1111111 is gone".into()],
             sha: Some("2222222222222222222222222222222222222222".into()),
@@ -130,19 +135,7 @@ mod tests {
                 version: "1.0.0".into(),
                 prerelease: false,
             },
-            entries: vec![Entry {
-                path: "ops/docker/app".into(),
-                basename: "app".into(),
-                name: "app".into(),
-                image: "acme/app".into(),
-                dockerfile: "ops/docker/app/Dockerfile".into(),
-                context: "ops/docker/app".into(),
-                reason: format!("changed `{hostile}`"),
-                depends_on: vec![],
-                tier: 0,
-                version: None,
-                prerelease: false,
-            }],
+            entries: vec![app_entry(format!("changed `{hostile}`"))],
             images_found: 1,
             notes: vec![hostile.into()],
             sha: None,
