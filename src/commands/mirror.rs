@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use crate::actions::inputs::split_list;
 use crate::actions::outputs::Outputs;
 use crate::cli::{CopyArgs, FromArgs, MirrorArgs, PublishArgs, ToArgs};
-use crate::commands::{Session, credentials};
+use crate::commands::Session;
 use crate::mirror::select::is_pattern;
 use crate::mirror::summary::{Mirrored, summary};
 use crate::mirror::{self, Options, Report, Store};
@@ -54,7 +54,7 @@ pub(crate) fn open_from(
     timeout: Duration,
 ) -> anyhow::Result<(Registry, Reference)> {
     let reference = repository("from", &args.from)?;
-    let login = credentials(&args.from_username, &args.from_password, Login::SOURCE)?;
+    let login = args.login.credentials()?;
     let registry = Registry::new(reference.registry(), login)?
         .with_login(&Login::SOURCE)
         .with_timeout(timeout)?;
@@ -70,11 +70,8 @@ pub(crate) fn open_to(args: &ToArgs, timeout: Duration) -> anyhow::Result<(Regis
             args.to
         );
     }
-    let registry = Registry::new(
-        reference.registry(),
-        credentials(&args.username, &args.password, Login::TARGET)?,
-    )?
-    .with_timeout(timeout)?;
+    let registry =
+        Registry::new(reference.registry(), args.login.credentials()?)?.with_timeout(timeout)?;
     Ok((registry, reference))
 }
 
@@ -151,7 +148,7 @@ pub(crate) async fn release_mirrors(
     repository: &str,
     tags: &[String],
 ) -> anyhow::Result<Vec<Mirrored>> {
-    let login = credentials(&args.mirror_username, &args.mirror_password, Login::MIRROR)?;
+    let login = args.mirror_login.credentials()?;
     let mut targets = Vec::new();
     for given in args.mirror_to.iter().flat_map(|t| split_list(t)) {
         let name = if given.contains('/') {

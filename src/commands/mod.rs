@@ -26,8 +26,6 @@ use crate::actions::summary;
 use crate::actions::workflow::{Workflow, log_json, log_line};
 use crate::cli::Command;
 use crate::plan::git::GitSource;
-use crate::registry::auth::Credentials;
-pub use crate::registry::auth::Login;
 
 /// What every command gets: the run's context and the workflow-command sink.
 pub struct Session {
@@ -152,33 +150,5 @@ pub async fn run(command: Command, session: &Session) -> anyhow::Result<()> {
         Command::Restore(args) => restore::run(&args, session).await,
         Command::Verify(args) => verify::run(&args, session).await,
         Command::Monitor(args) => monitor::run(&args, session).await,
-    }
-}
-
-/// Registry credentials: both halves or neither; errors name `login`'s inputs.
-pub fn credentials(
-    username: &Option<String>,
-    password: &Option<String>,
-    login: Login,
-) -> anyhow::Result<Option<Credentials>> {
-    let Login {
-        username: user_input,
-        password: password_input,
-        ..
-    } = login;
-    match (username, password) {
-        (Some(username), Some(password)) => Ok(Some(Credentials {
-            username: username.clone(),
-            password: password.clone(),
-        })),
-        (None, None) => Ok(None),
-        (Some(_), None) => bail!(
-            "`{user_input}` is set but `{password_input}` is empty; pass the password or token as a secret"
-        ),
-        (None, Some(_)) => {
-            bail!(
-                "`{password_input}` is set but `{user_input}` is empty; set the registry user name"
-            )
-        }
     }
 }

@@ -76,8 +76,7 @@ struct Checker<'a> {
 impl<'a> Checker<'a> {
     async fn new(args: &'a MonitorArgs, session: &Session) -> anyhow::Result<Self> {
         let repos = &args.repositories;
-        let credentials =
-            super::credentials(&repos.username, &repos.password, super::Login::TARGET)?;
+        let credentials = repos.login.credentials()?;
         let registry = Registry::new(&repos.registry, credentials)?
             .with_timeout(repos.timeout.request_timeout)?;
         let work = session.work_dir()?;
@@ -298,7 +297,7 @@ fn limits(args: &MonitorArgs) -> Limits {
     Limits {
         registry: args.repositories.registry.clone(),
         tag: args.tag.clone(),
-        credentials: args.repositories.username.is_some(),
+        credentials: args.repositories.login.username.is_some(),
         max_pull_time: args.max_pull_time,
         max_growth: args.max_growth,
         max_storage: args.max_storage,

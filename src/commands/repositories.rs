@@ -75,7 +75,7 @@ impl Store {
     /// Connects and, with credentials, logs in. `deleting` asks token
     /// issuers for the right to delete.
     pub async fn open(args: &RepositoryArgs, deleting: bool) -> anyhow::Result<Self> {
-        let credentials = super::credentials(&args.username, &args.password, super::Login::TARGET)?;
+        let credentials = args.login.credentials()?;
         if is_docker_hub(&args.registry) {
             let hub = Hub::new(&args.hub_api)?.with_timeout(args.timeout.request_timeout);
             return Ok(Store::Hub(match credentials {

@@ -267,11 +267,7 @@ async fn resolve(args: &PublishArgs, session: &Session) -> anyhow::Result<Target
         .to_owned();
     let reference = image_reference(args, session, &basename)?;
     let repository = reference.repository().to_owned();
-    let credentials = super::credentials(
-        &args.location.username,
-        &args.location.password,
-        super::Login::TARGET,
-    )?;
+    let credentials = args.location.login.credentials()?;
     let build_args = metadata::pairs("build-args", &args.build_args).map_err(anyhow::Error::msg)?;
     let extra_labels = metadata::pairs("labels", &args.labels).map_err(anyhow::Error::msg)?;
     let platforms = requested_platforms(args)?;
