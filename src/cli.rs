@@ -556,6 +556,15 @@ pub struct CopyArgs {
     pub timeout: RequestTimeout,
 }
 
+impl CopyArgs {
+    pub fn options(&self) -> crate::mirror::Options {
+        crate::mirror::Options {
+            concurrency: usize::from(self.concurrency),
+            dry_run: self.dry_run,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct MirrorArgs {
     #[command(flatten)]
@@ -940,6 +949,17 @@ pub enum ScannerArg {
     None,
 }
 
+impl ScannerArg {
+    /// `None` for `none`.
+    pub fn scanner(self) -> Option<crate::scan::Scanner> {
+        match self {
+            ScannerArg::Trivy => Some(crate::scan::Scanner::Trivy),
+            ScannerArg::Grype => Some(crate::scan::Scanner::Grype),
+            ScannerArg::None => None,
+        }
+    }
+}
+
 /// A severity threshold: `critical`…`unknown`, or `none` for never.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Threshold(pub Option<crate::scan::Severity>);
@@ -995,6 +1015,28 @@ pub enum CheckRunArg {
     Auto,
     True,
     False,
+}
+
+impl ScanArgs {
+    /// The gate's settings, as given.
+    pub fn settings(&self) -> crate::scan::gate::Settings {
+        crate::scan::gate::Settings {
+            scanner: self.scanner.scanner(),
+            scanner_image: self.scanner_image.clone(),
+            policy: crate::scan::Policy {
+                fail_on: self.fail_on.0,
+                warn_on: self.warn_on.0,
+                ignore_unfixed: self.ignore_unfixed,
+            },
+            ignore_file: self.ignore_file.clone(),
+            sarif: self.sarif.clone(),
+            check_run: match self.check_run {
+                CheckRunArg::Auto => crate::scan::gate::CheckRunMode::Auto,
+                CheckRunArg::True => crate::scan::gate::CheckRunMode::Required,
+                CheckRunArg::False => crate::scan::gate::CheckRunMode::Off,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

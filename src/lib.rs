@@ -38,6 +38,7 @@ pub mod reference;
 pub mod registry;
 pub mod release;
 pub mod report;
+pub mod repositories;
 pub mod retention;
 pub mod scan;
 pub mod supply;

@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use super::boundary::{Boundary, PathError};
+
 /// Which runner, if any, started us. Forgejo also sets `GITEA_ACTIONS`, so
 /// it is tested first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +59,11 @@ pub struct Context {
 }
 
 impl Context {
+    /// The workspace boundary every path input is resolved inside.
+    pub fn boundary(&self) -> Result<Boundary, PathError> {
+        Boundary::new(&self.workspace, self.runner_temp.as_deref())
+    }
+
     pub fn from_process_env() -> Self {
         Self::from_env(&std::env::vars().collect(), std::env::current_dir().ok())
     }

@@ -25,8 +25,6 @@ use crate::actions::workflow::{Annotation, Level};
 use crate::build_key;
 use crate::cli::{BuilderArg, LatestArg, PublishArgs, ScannerArg};
 use crate::commands::Session;
-use crate::commands::mirror::{mirror_results, release_mirrors};
-use crate::commands::scan::{self, Gate, Subject};
 use crate::engine::build::{BUILDKIT_NETWORKS, refused_session};
 use crate::engine::buildkit::BuildSecrets;
 use crate::engine::docker::{BuildSpec, Builder, Built, Engine, EngineError};
@@ -35,7 +33,8 @@ use crate::engine::export::{
     oci_image_streamed,
 };
 use crate::metadata::{self, Provenance};
-use crate::mirror::summary::{Mirrored, mirrors};
+use crate::mirror::release::mirror_release;
+use crate::mirror::summary::{Mirrored, mirror_results, mirrors};
 use crate::plan::dockerfile;
 use crate::plan::git::GitSource;
 use crate::plan::github::GitHubSource;
@@ -47,6 +46,7 @@ use crate::registry::mount::Upload;
 use crate::registry::{Manifest, Registry};
 use crate::release::{FORMS, ReleaseTag, is_prerelease};
 use crate::report::publish::{Published, summary};
+use crate::scan::gate::{Gate, Request, Subject, location};
 use crate::tags::{self, Facts, Latest, TagSet};
 
 mod bases;
@@ -455,7 +455,7 @@ async fn gate(
     target: &Target,
     images: &[Exported],
 ) -> anyhow::Result<Option<Gate>> {
-    let at = scan::location(session, &target.dockerfile_rel);
+    let at = location(&session.ctx, &target.dockerfile_rel);
     let every_package = args.supply.sbom.predicate().is_some();
     let archives: Vec<(String, PathBuf)> = images
         .iter()
@@ -471,14 +471,18 @@ async fn gate(
             every_package,
         },
     };
-    scan::gate(
-        session,
-        &args.scan,
-        &target.reference.familiar(),
+    let request = Request {
+        image: &target.reference.familiar(),
         subject,
-        at.as_ref(),
-        target.token(args, session),
-        Some(&target.sha),
+        location: at.as_ref(),
+        token: target.token(args, session),
+        head_sha: Some(&target.sha),
+    };
+    crate::scan::gate::gate(
+        &session.ctx,
+        &session.workflow,
+        &args.scan.settings(),
+        request,
     )
     .await
 }
@@ -608,8 +612,14 @@ async fn mirror(
     if !args.push || target.push_by_digest {
         return Ok(Vec::new());
     }
-    let mirrored =
-        release_mirrors(args, &target.registry, &target.repository, &target.set.tags).await?;
+    let mirrored = mirror_release(
+        &args.mirror_to,
+        args.mirror_login.credentials()?,
+        &target.registry,
+        &target.repository,
+        &target.set.tags,
+    )
+    .await?;
     let failures: Vec<String> = mirrored
         .iter()
         .filter_map(|m| {
