@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::support::images::Seeder;
+use crate::support::proxy::{Fault, Proxy};
 use crate::support::run::{Action, Ran};
 use crate::support::services::services;
 
@@ -303,16 +304,38 @@ async fn token_auth_asks_for_delete_and_the_password_never_shows() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_inputs_fail_before_any_request() {
     let s = services();
-    let ran = cleanup(&s.registry_open, "acme/app")
-        .input("older-than", "a month")
+    let counted = Proxy::start(&s.registry_open, Fault::DieAfter(u64::MAX));
+    for (input, value, error) in [
+        (
+            "older-than",
+            "a month",
+            "`older-than`: \"a month\" is not an age",
+        ),
+        (
+            "protect",
+            "release-[",
+            "`protect`: \"release-[\" is not a glob",
+        ),
+        (
+            "tag-pattern",
+            "pr-[",
+            "`tag-pattern`: \"pr-[\" is not a glob",
+        ),
+    ] {
+        cleanup(&counted.address, "acme/app")
+            .input(input, value)
+            .run_async()
+            .await
+            .assert_failed(error);
+    }
+    assert_eq!(counted.connections(), 0, "no request reached the registry");
+
+    // The count sees a run that does ask the registry.
+    cleanup(&counted.address, &unique("counted"))
+        .input("dry-run", "true")
         .run_async()
         .await;
-    ran.assert_failed("`older-than`: \"a month\" is not an age");
-    let ran = cleanup(&s.registry_open, "acme/app")
-        .input("protect", "release-[")
-        .run_async()
-        .await;
-    ran.assert_failed("`protect`: \"release-[\" is not a glob");
+    assert!(counted.connections() > 0, "the proxy counts connections");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,6 +1,7 @@
 //! Copies between the three registries, through the binary.
 
 use super::*;
+use crate::support::proxy::{Fault, Proxy};
 
 /// An index of two platforms sharing a base layer, and a plain image.
 async fn seed(registry: &Registry, repository: &str) -> (Manifest, Manifest) {
@@ -236,7 +237,8 @@ async fn a_token_registry_mounts_with_a_token_naming_both_repositories() {
 
 #[tokio::test]
 async fn upper_case_repository_names_are_refused_before_anything_is_read() {
-    let registry = &services().registry_open;
+    let counted = Proxy::start(&services().registry_open, Fault::DieAfter(u64::MAX));
+    let registry = &counted.address;
     for (command, inputs, input) in [
         ("mirror", [("from", "Team/App"), ("to", "team/app")], "from"),
         ("mirror", [("from", "team/app"), ("to", "UPPER/x")], "to"),
@@ -259,4 +261,17 @@ async fn upper_case_repository_names_are_refused_before_anything_is_read() {
         ran.assert_failed(&format!("`{input}`: \"{registry}/"));
         ran.assert_failed("has upper-case letters, and OCI repository names are lower-case; write");
     }
+    assert_eq!(counted.connections(), 0, "no request reached the registry");
+
+    // The count sees a copy that does read the registry.
+    let source = unique("upper-control");
+    push_image(&open(), &source, "v1", "amd64", &[random_layer(61, 1000)]).await;
+    run_owned(&[
+        ("command", "mirror".into()),
+        ("from", format!("{registry}/{source}")),
+        ("to", format!("{registry}/{}", unique("upper-control-dst"))),
+    ])
+    .await
+    .assert_ok();
+    assert!(counted.connections() > 0, "the proxy counts connections");
 }
