@@ -17,6 +17,7 @@ use crate::publish::{publish, scoped, tags};
 use crate::support::cosign::{Cosign, validate_cyclonedx_1_6};
 use crate::support::git::Repo;
 use crate::support::run::{Action, Ran};
+use crate::support::secret::assert_absent;
 use crate::support::services::services;
 use crate::support::trivy::{alpine_rootfs, trivy};
 
@@ -290,7 +291,7 @@ async fn a_signed_release_verifies_with_cosign(target: Target<'_>, ns: &str) {
         .into_iter()
         .chain([PASSWORD.to_owned()])
     {
-        assert!(!all.contains(&secret), "a secret leaked:\n{ran}");
+        assert_absent(&all, &secret, "the run or what it pushed");
     }
 }
 
@@ -752,7 +753,7 @@ async fn an_openssl_sec1_key_signs_and_attests_what_cosign_verifies() {
     verify(&repo, target, &image, &pem, Some("cyclonedx")).assert_ok();
     let all = unmasked(&format!("{ran}"));
     for secret in secret_lines(&key) {
-        assert!(!all.contains(&secret), "the key leaked:\n{ran}");
+        assert_absent(&all, &secret, "the run");
     }
 }
 
