@@ -10,6 +10,7 @@ use crate::actions::context::{Context, Platform};
 use crate::actions::outputs::Outputs;
 use crate::actions::workflow::Workflow;
 use crate::plan::dockerfile;
+use crate::platform;
 use crate::report::check_run::{self, CheckRun, CheckRunResult, Conclusion};
 use crate::report::scan::{Scanned, annotations, platform_rows, summary};
 
@@ -345,7 +346,7 @@ pub fn location(ctx: &Context, dockerfile_rel: &str) -> Option<Location> {
         .resolve("path", dockerfile_rel, Access::Checkout)
         .ok()?;
     let text = std::fs::read_to_string(path).ok()?;
-    let stages = dockerfile::stages(&text, &Default::default());
+    let stages = dockerfile::stages(&text, &Default::default(), &platform::host());
     let line = dockerfile::final_stage(&stages)?.line;
     Some(Location {
         dockerfile: dockerfile_rel.to_owned(),
