@@ -13,6 +13,7 @@ use clap::{Arg, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcom
 
 use crate::actions::inputs;
 use crate::registry::auth::{Credentials, Login};
+use crate::scan::gate::{CheckRunMode, Settings};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -557,6 +558,7 @@ pub struct CopyArgs {
 }
 
 impl CopyArgs {
+    /// How the copy runs.
     pub fn options(&self) -> crate::mirror::Options {
         crate::mirror::Options {
             concurrency: usize::from(self.concurrency),
@@ -1019,8 +1021,8 @@ pub enum CheckRunArg {
 
 impl ScanArgs {
     /// The gate's settings, as given.
-    pub fn settings(&self) -> crate::scan::gate::Settings {
-        crate::scan::gate::Settings {
+    pub fn settings(&self) -> Settings {
+        Settings {
             scanner: self.scanner.scanner(),
             scanner_image: self.scanner_image.clone(),
             policy: crate::scan::Policy {
@@ -1031,9 +1033,9 @@ impl ScanArgs {
             ignore_file: self.ignore_file.clone(),
             sarif: self.sarif.clone(),
             check_run: match self.check_run {
-                CheckRunArg::Auto => crate::scan::gate::CheckRunMode::Auto,
-                CheckRunArg::True => crate::scan::gate::CheckRunMode::Required,
-                CheckRunArg::False => crate::scan::gate::CheckRunMode::Off,
+                CheckRunArg::Auto => CheckRunMode::Auto,
+                CheckRunArg::True => CheckRunMode::Required,
+                CheckRunArg::False => CheckRunMode::Off,
             },
         }
     }

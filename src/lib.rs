@@ -14,8 +14,10 @@
 //! the same build),
 //! `platform` (platforms, image indexes), `retention` (what a cleanup may
 //! delete), `monitor` (health checks → alerts); `github` is the shared REST
-//! client; `hub` is Docker Hub's own API (tag dates and deletes); `limits` bounds
-//! every body read from outside.
+//! client; `hub` is Docker Hub's own API (tag dates and deletes);
+//! `repositories` names the repositories `cleanup`, `usage` and `monitor`
+//! read and opens the store holding them; `limits` bounds every body read
+//! from outside.
 
 pub mod actions;
 pub mod bases;

@@ -12,7 +12,6 @@ use crate::cli::{CheckRunArg, ScanCommandArgs};
 use crate::commands::Session;
 use crate::scan::gate::{Request, Subject, gate, location};
 
-/// `scan`: an archive or a report, graded with the same policy as `publish`.
 pub async fn run(args: &ScanCommandArgs, session: &Session) -> anyhow::Result<()> {
     let work = session.work_dir()?;
     // Relative paths are the workspace's; an absolute one must lie in it.
