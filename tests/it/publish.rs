@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 
 use crate::plan_git::push_event;
+use crate::support::engine_proxy::EngineProxy;
 use crate::support::git::Repo;
 use crate::support::run::{Action, Ran};
 use crate::support::services::{Services, services};
@@ -310,16 +311,40 @@ async fn basic_auth_pushes_with_credentials_and_never_leaks_the_password() {
 async fn bad_credentials_fail_before_anything_is_built_or_pushed() {
     let s = services();
     let repo = monorepo();
+    let engine = EngineProxy::start(&s.docker_socket);
+    let builds = || {
+        engine
+            .requests()
+            .into_iter()
+            .filter(|r| r == "POST /build" || r == "POST /session")
+            .count()
+    };
+    // The control: with the right password the same run builds, and the
+    // proxy sees it.
+    publish(&repo, "t-badauth-control", "refs/heads/main", &repo.head())
+        .env("DOCKER_HOST", &engine.docker_host())
+        .input("registry", &s.registry_basic)
+        .input("username", &s.basic_user)
+        .input("password", &s.basic_password)
+        .run_async()
+        .await
+        .assert_ok();
+    let built = builds();
+    assert!(built > 0, "{:?}", engine.requests());
+
     let ran = publish(&repo, "t-badauth", "refs/heads/main", &repo.head())
+        .env("DOCKER_HOST", &engine.docker_host())
         .input("registry", &s.registry_basic)
         .input("username", &s.basic_user)
         .input("password", "wrong-password-123")
         .run_async()
         .await;
     ran.assert_failed("refused the credentials");
-    assert!(
-        !ran.stdout.contains("Step 1/"),
-        "nothing is built with bad credentials:\n{ran}"
+    assert_eq!(
+        builds(),
+        built,
+        "nothing is built with bad credentials: {:?}\n{ran}",
+        engine.requests()
     );
     let auth = Some((s.basic_user.as_str(), s.basic_password.as_str()));
     assert!(

@@ -1,46 +1,78 @@
-//! A unix-socket proxy in front of the real engine that answers `POST
-//! /session` with 404, as an engine without BuildKit (Podman's Docker API,
-//! say) does, and passes every other connection through untouched.
+//! A unix-socket proxy in front of the real engine that notes every
+//! request it passes on and, if asked, answers `POST /session` with 404, as
+//! an engine without BuildKit (Podman's Docker API, say) does.
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
-pub struct NoSessionEngine {
+pub struct EngineProxy {
     _dir: tempfile::TempDir,
     socket: PathBuf,
+    requests: Arc<Mutex<Vec<String>>>,
 }
 
-impl NoSessionEngine {
+impl EngineProxy {
+    /// Passes everything through.
     pub fn start(engine: &Path) -> Self {
+        Self::serving(engine, false)
+    }
+
+    /// Refuses BuildKit sessions, passes the rest through.
+    pub fn refusing_sessions(engine: &Path) -> Self {
+        Self::serving(engine, true)
+    }
+
+    fn serving(engine: &Path, refuse_sessions: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("engine.sock");
         let listener = UnixListener::bind(&socket).unwrap();
         let engine = engine.to_owned();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let noted = requests.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let engine = engine.clone();
-                std::thread::spawn(move || serve(client, &engine));
+                let (engine, noted) = (engine.clone(), noted.clone());
+                std::thread::spawn(move || serve(client, &engine, refuse_sessions, noted));
             }
         });
-        NoSessionEngine { _dir: dir, socket }
+        EngineProxy {
+            _dir: dir,
+            socket,
+            requests,
+        }
     }
 
     pub fn docker_host(&self) -> String {
         format!("unix://{}", self.socket.display())
     }
+
+    /// The requests sent so far, in order, as `POST /build`: method and
+    /// path, without the API version or the query.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
 }
 
-/// The first request of a connection decides: a session is refused, the
-/// rest goes to the engine as it came.
-fn serve(mut client: UnixStream, engine: &Path) {
+/// The first request of a connection decides whether it is refused (a
+/// session upgrades its connection, so it is always a first request); the
+/// rest goes to the engine as it came, its request lines noted.
+fn serve(
+    mut client: UnixStream,
+    engine: &Path,
+    refuse_sessions: bool,
+    noted: Arc<Mutex<Vec<String>>>,
+) {
     let Some(head) = request_head(&mut client) else {
         return;
     };
-    let first_line =
-        String::from_utf8_lossy(&head[..head.iter().position(|b| *b == b'\n').unwrap_or(0)])
-            .into_owned();
-    if first_line.starts_with("POST ") && first_line.contains("/session ") {
+    let mut lines = RequestLines {
+        pending: Vec::new(),
+        noted,
+    };
+    lines.feed(&head);
+    if refuse_sessions && lines.last().as_deref() == Some("POST /session") {
         let body = "page not found";
         let _ = write!(
             client,
@@ -58,7 +90,13 @@ fn serve(mut client: UnixStream, engine: &Path) {
     let (mut client_read, mut server_write) =
         (client.try_clone().unwrap(), server.try_clone().unwrap());
     let upstream = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut client_read, &mut server_write);
+        let mut buf = vec![0; 64 << 10];
+        while let Ok(n @ 1..) = client_read.read(&mut buf) {
+            lines.feed(&buf[..n]);
+            if server_write.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
         let _ = server_write.shutdown(std::net::Shutdown::Write);
     });
     let _ = std::io::copy(&mut server, &mut client);
@@ -77,4 +115,51 @@ fn request_head(client: &mut UnixStream) -> Option<Vec<u8>> {
         head.push(byte[0]);
     }
     Some(head)
+}
+
+/// Finds request lines in what a client sends on one connection. Bodies
+/// aren't parsed: a request line is whatever ends a CRLF-terminated line
+/// with `<METHOD> /<path> HTTP/1.1`, which is also how one follows a body
+/// sent without a line end. A body line that looks like that would be
+/// noted too; the contexts and API bodies of these tests have none.
+struct RequestLines {
+    pending: Vec<u8>,
+    noted: Arc<Mutex<Vec<String>>>,
+}
+
+const METHODS: [&str; 5] = ["GET /", "HEAD /", "POST /", "PUT /", "DELETE /"];
+/// The longest line kept while looking for its end.
+const LONGEST: usize = 64 << 10;
+
+impl RequestLines {
+    fn feed(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+        while let Some(end) = self.pending.windows(2).position(|w| w == b"\r\n") {
+            let line: Vec<u8> = self.pending.drain(..end + 2).collect();
+            if let Some(request) = request(&String::from_utf8_lossy(&line[..end])) {
+                self.noted.lock().unwrap().push(request);
+            }
+        }
+        if self.pending.len() > LONGEST {
+            self.pending.drain(..self.pending.len() - LONGEST);
+        }
+    }
+
+    fn last(&self) -> Option<String> {
+        self.noted.lock().unwrap().last().cloned()
+    }
+}
+
+/// `POST /v1.47/build?t=x HTTP/1.1`, after whatever preceded it on the
+/// line, as `POST /build`.
+fn request(line: &str) -> Option<String> {
+    let target = line.strip_suffix(" HTTP/1.1")?;
+    let start = METHODS.iter().filter_map(|m| target.rfind(m)).max()?;
+    let (method, path) = target[start..].split_once(' ')?;
+    let path = path.split('?').next().unwrap_or(path);
+    let unversioned = path
+        .strip_prefix("/v1.")
+        .and_then(|rest| rest.find('/').map(|slash| &rest[slash..]))
+        .unwrap_or(path);
+    Some(format!("{method} {unversioned}"))
 }
