@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
+use crate::buildkit::{layer_digests, manifest_of};
 use crate::plan_git::push_event;
 use crate::support::engine_proxy::EngineProxy;
 use crate::support::git::Repo;
@@ -84,17 +85,115 @@ async fn get(
     (status, digest, body)
 }
 
+/// The tags of `repository`: none when the registry doesn't know it (404
+/// NAME_UNKNOWN); any other answer fails the test, so a refused login or a
+/// broken registry never reads as "nothing pushed".
 pub async fn tags(
     registry: &str,
     repository: &str,
     auth: Option<(&str, &str)>,
 ) -> BTreeSet<String> {
     let repository = scoped(repository);
-    let (_, _, body) = get(registry, &format!("/v2/{repository}/tags/list"), auth).await;
-    body["tags"]
-        .as_array()
-        .map(|t| t.iter().map(|t| t.as_str().unwrap().to_owned()).collect())
-        .unwrap_or_default()
+    let (status, _, body) = get(registry, &format!("/v2/{repository}/tags/list"), auth).await;
+    let listed = match (status, &body["tags"]) {
+        (200, Value::Array(tags)) => tags,
+        (200, Value::Null) => return BTreeSet::new(),
+        (404, _) if body["errors"][0]["code"] == "NAME_UNKNOWN" => return BTreeSet::new(),
+        _ => panic!("the tags of {repository} on {registry}: {status} {body}"),
+    };
+    listed
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Whether `repository` of the open registry holds blob `digest`: HEAD
+/// answers 200 or 404, anything else fails the test.
+pub async fn has_blob(repository: &str, digest: &str) -> bool {
+    let s = services();
+    let url = format!(
+        "http://{}/v2/{}/blobs/{digest}",
+        s.registry_open,
+        scoped(repository)
+    );
+    let status = reqwest::Client::new()
+        .head(&url)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    match status {
+        200 => true,
+        404 => false,
+        _ => panic!("HEAD {url}: {status}"),
+    }
+}
+
+/// When the run that pushed nothing stopped.
+pub enum Refused {
+    /// Before the image was built (bad inputs): the control is the image
+    /// it would have built.
+    BeforeBuilding,
+    /// After building it (`push: false`, a scan): the control's build must
+    /// come from that build's cache, so its layers are the same bytes.
+    AfterBuilding,
+}
+
+/// The image a run refused to push, pushed instead by publishing the same
+/// commit to a second repository of the open registry: its repository and
+/// every blob, config and layers.
+pub struct Control {
+    repository: String,
+    blobs: Vec<String>,
+}
+
+/// `repo`'s image published to `repository` (`ns/app`), the control for
+/// [`assert_not_pushed`]. The config carries its build's time (the
+/// `created` label), so it matches the refused run's only within a second;
+/// the layers match whenever the build is the same.
+pub async fn control(repo: &Repo, repository: &str, refused: Refused) -> Control {
+    let (ns, _) = repository.split_once('/').unwrap();
+    let ran = publish(repo, ns, "refs/heads/main", &repo.head())
+        .run_async()
+        .await;
+    ran.assert_ok();
+    if let Refused::AfterBuilding = refused {
+        assert!(
+            ran.summary.contains(" steps from the cache, 0 run"),
+            "the control was built again, not taken from the refused run's cache:\n{}",
+            ran.summary
+        );
+    }
+    let manifest = manifest_of(repository, &ran.outputs["digest"]).await;
+    let config = manifest["config"]["digest"].as_str().unwrap().to_owned();
+    let blobs: Vec<String> = std::iter::once(config)
+        .chain(layer_digests(&manifest))
+        .collect();
+    assert!(blobs.len() > 1, "a config and layers: {manifest}");
+    Control {
+        repository: repository.to_owned(),
+        blobs,
+    }
+}
+
+/// Proves that nothing of `control`'s image is in `repository` of the open
+/// registry: no tag, and none of its blobs (HEAD answers 404), while the
+/// same check finds each of them in the control's repository.
+pub async fn assert_not_pushed(control: &Control, repository: &str) {
+    let left = tags(&services().registry_open, repository, None).await;
+    assert!(left.is_empty(), "{repository} has tags {left:?}");
+    for blob in &control.blobs {
+        assert!(
+            has_blob(&control.repository, blob).await,
+            "{blob} is missing from the control {}",
+            control.repository
+        );
+        assert!(
+            !has_blob(repository, blob).await,
+            "{blob} was pushed to {repository}"
+        );
+    }
 }
 
 pub async fn digest_of(s: &Services, repository: &str, tag: &str) -> Option<String> {
@@ -397,7 +496,6 @@ async fn a_failing_build_pushes_nothing() {
 
 #[tokio::test]
 async fn push_false_builds_and_pushes_nothing() {
-    let s = services();
     let repo = monorepo();
     let ran = publish(&repo, "t-nopush", "refs/heads/main", &repo.head())
         .input("push", "false")
@@ -406,11 +504,8 @@ async fn push_false_builds_and_pushes_nothing() {
     ran.assert_ok();
     assert_eq!(ran.outputs["pushed"], "false");
     assert!(ran.outputs["digest"].starts_with("sha256:"));
-    assert!(
-        tags(&s.registry_open, "t-nopush/app", None)
-            .await
-            .is_empty()
-    );
+    let control = control(&repo, "t-nopush-control/app", Refused::AfterBuilding).await;
+    assert_not_pushed(&control, "t-nopush/app").await;
 }
 
 #[tokio::test]
