@@ -8,6 +8,7 @@ use crate::buildkit::{layer_digests, manifest_of};
 use crate::plan_git::push_event;
 use crate::support::engine_proxy::EngineProxy;
 use crate::support::git::Repo;
+use crate::support::proxy::{Fault, Proxy};
 use crate::support::run::{Action, Ran};
 use crate::support::services::{Services, services};
 
@@ -488,6 +489,25 @@ async fn the_token_flow_docker_hub_uses_works() {
 #[tokio::test]
 async fn a_failing_build_pushes_nothing() {
     let s = services();
+    let registry = Proxy::start(&s.registry_open, Fault::None);
+    // The control: the proxy sees what a build that succeeds writes.
+    let working = monorepo();
+    publish(
+        &working,
+        "t-broken-control",
+        "refs/heads/main",
+        &working.head(),
+    )
+    .input("registry", &registry.address)
+    .run_async()
+    .await
+    .assert_ok();
+    let written = writes(&registry, "t-broken-control/app");
+    assert!(
+        written.iter().any(|w| w.contains("/blobs/uploads/")),
+        "{written:?}"
+    );
+
     let repo = Repo::new();
     repo.write(
         "ops/docker/app/Dockerfile",
@@ -495,6 +515,7 @@ async fn a_failing_build_pushes_nothing() {
     );
     let sha = repo.commit("broken");
     let ran = publish(&repo, "t-broken", "refs/heads/main", &sha)
+        .input("registry", &registry.address)
         .run_async()
         .await;
     ran.assert_failed("the build of");
@@ -502,11 +523,23 @@ async fn a_failing_build_pushes_nothing() {
         ran.stdout.contains("missing.txt"),
         "the engine's reason is shown\n{ran}"
     );
+    assert_eq!(writes(&registry, "t-broken/app"), Vec::<String>::new());
     assert!(
         tags(&s.registry_open, "t-broken/app", None)
             .await
             .is_empty()
     );
+}
+
+/// The requests through `proxy` that write to `repository`: uploads,
+/// manifests, deletes.
+fn writes(proxy: &Proxy, repository: &str) -> Vec<String> {
+    let path = format!(" /v2/{}/", scoped(repository));
+    proxy
+        .requests()
+        .into_iter()
+        .filter(|r| !r.starts_with("GET ") && !r.starts_with("HEAD ") && r.contains(&path))
+        .collect()
 }
 
 #[tokio::test]

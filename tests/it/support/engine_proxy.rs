@@ -5,12 +5,13 @@
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+
+use super::requests::Requests;
 
 pub struct EngineProxy {
     _dir: tempfile::TempDir,
     socket: PathBuf,
-    requests: Arc<Mutex<Vec<String>>>,
+    requests: Requests,
 }
 
 impl EngineProxy {
@@ -29,7 +30,7 @@ impl EngineProxy {
         let socket = dir.path().join("engine.sock");
         let listener = UnixListener::bind(&socket).unwrap();
         let engine = engine.to_owned();
-        let requests = Arc::new(Mutex::new(Vec::new()));
+        let requests = Requests::default();
         let noted = requests.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
@@ -51,28 +52,20 @@ impl EngineProxy {
     /// The requests sent so far, in order, as `POST /build`: method and
     /// path, without the API version or the query.
     pub fn requests(&self) -> Vec<String> {
-        self.requests.lock().unwrap().clone()
+        self.requests.all().iter().map(|r| unversioned(r)).collect()
     }
 }
 
 /// The first request of a connection decides whether it is refused (a
 /// session upgrades its connection, so it is always a first request); the
 /// rest goes to the engine as it came, its request lines noted.
-fn serve(
-    mut client: UnixStream,
-    engine: &Path,
-    refuse_sessions: bool,
-    noted: Arc<Mutex<Vec<String>>>,
-) {
+fn serve(mut client: UnixStream, engine: &Path, refuse_sessions: bool, noted: Requests) {
     let Some(head) = request_head(&mut client) else {
         return;
     };
-    let mut lines = RequestLines {
-        pending: Vec::new(),
-        noted,
-    };
-    lines.feed(&head);
-    if refuse_sessions && lines.last().as_deref() == Some("POST /session") {
+    let mut lines = noted.connection();
+    let first = lines.feed(&head).first().map(|r| unversioned(r));
+    if refuse_sessions && first.as_deref() == Some("POST /session") {
         let body = "page not found";
         let _ = write!(
             client,
@@ -117,49 +110,12 @@ fn request_head(client: &mut UnixStream) -> Option<Vec<u8>> {
     Some(head)
 }
 
-/// Finds request lines in what a client sends on one connection. Bodies
-/// aren't parsed: a request line is whatever ends a CRLF-terminated line
-/// with `<METHOD> /<path> HTTP/1.1`, which is also how one follows a body
-/// sent without a line end. A body line that looks like that would be
-/// noted too; the contexts and API bodies of these tests have none.
-struct RequestLines {
-    pending: Vec<u8>,
-    noted: Arc<Mutex<Vec<String>>>,
-}
-
-const METHODS: [&str; 5] = ["GET /", "HEAD /", "POST /", "PUT /", "DELETE /"];
-/// The longest line kept while looking for its end.
-const LONGEST: usize = 64 << 10;
-
-impl RequestLines {
-    fn feed(&mut self, bytes: &[u8]) {
-        self.pending.extend_from_slice(bytes);
-        while let Some(end) = self.pending.windows(2).position(|w| w == b"\r\n") {
-            let line: Vec<u8> = self.pending.drain(..end + 2).collect();
-            if let Some(request) = request(&String::from_utf8_lossy(&line[..end])) {
-                self.noted.lock().unwrap().push(request);
-            }
-        }
-        if self.pending.len() > LONGEST {
-            self.pending.drain(..self.pending.len() - LONGEST);
-        }
-    }
-
-    fn last(&self) -> Option<String> {
-        self.noted.lock().unwrap().last().cloned()
-    }
-}
-
-/// `POST /v1.47/build?t=x HTTP/1.1`, after whatever preceded it on the
-/// line, as `POST /build`.
-fn request(line: &str) -> Option<String> {
-    let target = line.strip_suffix(" HTTP/1.1")?;
-    let start = METHODS.iter().filter_map(|m| target.rfind(m)).max()?;
-    let (method, path) = target[start..].split_once(' ')?;
-    let path = path.split('?').next().unwrap_or(path);
-    let unversioned = path
+/// `POST /v1.47/build` as `POST /build`.
+fn unversioned(request: &str) -> String {
+    let (method, path) = request.split_once(' ').unwrap_or((request, ""));
+    let path = path
         .strip_prefix("/v1.")
         .and_then(|rest| rest.find('/').map(|slash| &rest[slash..]))
         .unwrap_or(path);
-    Some(format!("{method} {unversioned}"))
+    format!("{method} {path}")
 }
