@@ -543,9 +543,9 @@ async fn a_failing_build_pushes_nothing() {
 fn writes(proxy: &Proxy, repository: &str) -> Vec<String> {
     let path = format!(" /v2/{}/", scoped(repository));
     proxy
-        .requests()
+        .writes()
         .into_iter()
-        .filter(|r| !r.starts_with("GET ") && !r.starts_with("HEAD ") && r.contains(&path))
+        .filter(|r| r.contains(&path))
         .collect()
 }
 

@@ -97,6 +97,14 @@ impl Proxy {
     pub fn requests(&self) -> Vec<String> {
         self.state.requests.all()
     }
+
+    /// The requests sent upstream that may write: all but `GET` and `HEAD`.
+    pub fn writes(&self) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .filter(|r| !r.starts_with("GET ") && !r.starts_with("HEAD "))
+            .collect()
+    }
 }
 
 impl State {
