@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 
 use crate::actions::boundary::Access;
-use crate::actions::context::Platform;
+use crate::actions::context::Forge;
 use crate::actions::event::Event;
 use crate::actions::outputs::Outputs;
 use crate::cli::{CheckRunArg, ScanArgs, ScanCommandArgs, ScannerArg};
@@ -231,7 +231,7 @@ async fn publish_check_run(
         CheckRunArg::True => true,
         CheckRunArg::Auto => false,
     };
-    if !required && session.ctx.platform != Platform::GitHub {
+    if !required && session.ctx.forge != Forge::GitHub {
         return Ok(());
     }
     let repository = session.ctx.repository.as_deref();
