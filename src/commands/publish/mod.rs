@@ -31,16 +31,16 @@ use crate::engine::build::{BUILDKIT_NETWORKS, refused_session};
 use crate::engine::buildkit::BuildSecrets;
 use crate::engine::docker::{BuildSpec, Builder, Built, Engine, EngineError};
 use crate::engine::export::{
-    Blob, KnownLayers, MANIFEST_MEDIA_TYPE, OciImage, Source, known_layers, oci_image,
-    oci_image_streamed,
+    Blob, KnownLayers, OciImage, Source, known_layers, oci_image, oci_image_streamed,
 };
 use crate::metadata::{self, Provenance};
 use crate::mirror::summary::{Mirrored, mirrors};
+use crate::oci::MANIFEST_MEDIA_TYPE;
 use crate::plan::dockerfile;
 use crate::plan::git::GitSource;
 use crate::plan::github::GitHubSource;
 use crate::plan::strategy::short;
-use crate::platform::{Platform, child_for};
+use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::auth::Credentials;
 use crate::registry::mount::Upload;
