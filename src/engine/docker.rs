@@ -1,100 +1,23 @@
 //! The Docker Engine through bollard: build, export, remove.
 
-use std::collections::HashMap;
 use std::io::{self, Read, Write as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use bollard::Docker;
-use bollard::auth::DockerCredentials;
 use bollard::query_parameters::RemoveImageOptions;
 use bytes::Bytes;
 use futures_util::StreamExt as _;
 
-use crate::engine::build::{buildkit_log, buildkit_options, legacy_log, legacy_options};
-use crate::engine::buildkit::{
-    BuildKitEngine, BuildKitError, BuildRequest, BuildSecrets, ContextBody, EngineAddress,
-    docker_host,
+use crate::engine::build::{
+    BuildSpec, Builder, Built, buildkit_log, buildkit_options, legacy_log, legacy_options,
 };
+use crate::engine::buildkit::{BuildKitEngine, BuildRequest, ContextBody, EngineAddress};
+use crate::engine::client::{EngineError, connect};
 use crate::engine::context::{ContextPlan, Stats};
-
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error(
-        "couldn't reach the Docker Engine at {host}: {source}; start dockerd (scripts/services start) or point DOCKER_HOST at its socket"
-    )]
-    Unreachable {
-        host: String,
-        #[source]
-        source: bollard::errors::Error,
-    },
-    #[error("the build of {image} failed{}: {message}\n{tail}", step.as_deref().map(|s| format!(" at `{s}`")).unwrap_or_default())]
-    BuildFailed {
-        image: String,
-        /// The step that failed, as BuildKit names it (`[2/4] RUN make`).
-        step: Option<String>,
-        message: String,
-        tail: String,
-    },
-    #[error(transparent)]
-    BuildKit(BuildKitError),
-    #[error("couldn't read the build context: {0:#}")]
-    Context(anyhow::Error),
-    #[error("the Docker Engine failed to {action} {image}: {source}")]
-    Api {
-        action: &'static str,
-        image: String,
-        #[source]
-        source: bollard::errors::Error,
-    },
-    #[error("couldn't write the image export to {path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
+use crate::engine::run::Runner;
 
 pub struct Engine {
     docker: Docker,
-}
-
-pub struct BuildSpec<'a> {
-    pub context: &'a Path,
-    pub dockerfile: &'a Path,
-    /// The local name the built image gets.
-    pub tag: &'a str,
-    pub build_args: HashMap<String, String>,
-    pub labels: HashMap<String, String>,
-    pub target: Option<String>,
-    pub platform: Option<String>,
-    pub network: Option<String>,
-    /// Registry logins for `FROM` images, keyed by registry.
-    pub credentials: HashMap<String, DockerCredentials>,
-    pub builder: Builder,
-    /// Values for `RUN --mount=type=secret` (BuildKit only).
-    pub secrets: BuildSecrets,
-    /// Images whose inline cache BuildKit may reuse (`cache-from`).
-    pub cache_from: Vec<String>,
-    /// Write BuildKit's cache record into the image's config, so a later
-    /// build on a fresh engine can reuse its layers.
-    pub inline_cache: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Builder {
-    BuildKit,
-    Legacy,
-}
-
-/// How much of a build came from the cache.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Built {
-    /// Steps answered from the cache (BuildKit only).
-    pub cached: usize,
-    /// Steps that ran (BuildKit only).
-    pub executed: usize,
-    /// `sha256:` of the context tar sent: names the build's input files.
-    pub context: String,
 }
 
 impl Engine {
@@ -102,23 +25,14 @@ impl Engine {
     /// API version both sides speak: Debian's engine stops at 1.41, hosted
     /// runners are far newer.
     pub async fn connect() -> Result<Self, EngineError> {
-        let host = docker_host();
-        let unreachable = |source| EngineError::Unreachable {
-            host: host.clone(),
-            source,
-        };
-        let docker = Docker::connect_with_defaults()
-            .map_err(unreachable)?
-            .negotiate_version()
-            .await
-            .map_err(unreachable)?;
-        docker.ping().await.map_err(unreachable)?;
-        Ok(Engine { docker })
+        Ok(Engine {
+            docker: connect().await?,
+        })
     }
 
     /// Containers on this same connection (the client is a shared handle).
-    pub fn runner(&self) -> crate::engine::run::Runner {
-        crate::engine::run::Runner::new(self.docker.clone())
+    pub fn runner(&self) -> Runner {
+        Runner::new(self.docker.clone())
     }
 
     /// Builds; every log line goes to `on_line`.

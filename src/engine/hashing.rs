@@ -22,10 +22,6 @@ impl<W> Hashing<W> {
         }
     }
 
-    pub fn get_mut(&mut self) -> &mut W {
-        &mut self.inner
-    }
-
     /// The inner writer, the `sha256:<hex>` digest and the size of exactly
     /// what was written.
     pub fn finish(self) -> (W, Digest, u64) {

@@ -24,7 +24,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use tokio::sync::mpsc;
 
-use crate::engine::docker::{Engine, EngineError};
+use crate::engine::client::{EngineError, connect};
 
 /// Bytes of stderr kept for an error message (the end of it).
 const STDERR_KEPT: usize = 64 * 1024;
@@ -120,9 +120,9 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// Connects as [`Engine::connect`] does.
+    /// Connects as the engine's builder does.
     pub async fn connect() -> Result<Self, EngineError> {
-        Ok(Engine::connect().await?.runner())
+        Ok(Runner::new(connect().await?))
     }
 
     pub(crate) fn new(docker: Docker) -> Self {

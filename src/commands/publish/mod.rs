@@ -27,11 +27,9 @@ use crate::cli::{BuilderArg, LatestArg, PublishArgs, ScannerArg};
 use crate::commands::Session;
 use crate::commands::mirror::{mirror_results, release_mirrors};
 use crate::commands::scan::{self, Gate, Subject};
-use crate::engine::build::{BUILDKIT_NETWORKS, refused_session};
-use crate::engine::buildkit::BuildSecrets;
-use crate::engine::docker::{BuildSpec, Builder, Built, Engine, EngineError};
-use crate::engine::export::{
-    Blob, KnownLayers, OciImage, Source, known_layers, oci_image, oci_image_streamed,
+use crate::engine::{
+    BUILDKIT_NETWORKS, Blob, BuildSecrets, BuildSpec, Builder, Built, Engine, EngineError,
+    KnownLayers, OciImage, Source, known_layers, oci_image, oci_image_streamed, refused_session,
 };
 use crate::metadata::{self, Provenance};
 use crate::mirror::summary::{Mirrored, mirrors};

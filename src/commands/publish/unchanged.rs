@@ -7,9 +7,8 @@
 
 use super::*;
 use crate::build_key::{self, ANNOTATION, Inputs};
-use crate::engine::context::ContextPlan;
-use crate::engine::export::{
-    image_manifest, manifest_annotation, pushed_layers, relabelled_config,
+use crate::engine::{
+    ContextPlan, image_manifest, manifest_annotation, pushed_layers, relabelled_config,
 };
 use crate::oci::{CONFIG_MEDIA_TYPE, Digest};
 
