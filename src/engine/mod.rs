@@ -6,6 +6,7 @@
 //! the leaf; `build` (what a build is, its options and logs) stands on it;
 //! `run` (containers) and `docker` (the builder) on both.
 
+mod bridge;
 mod build;
 mod buildkit;
 mod client;
