@@ -14,6 +14,7 @@ use crate::actions::context::Forge;
 use crate::bases::jobs::{Job, Outcome, RunJobs, Unlisted, base_dirs, job_of};
 use crate::bases::policy::{self, JOBS_EVERY, PROGRESS_EVERY, due, pause};
 use crate::plan::select::follows;
+use crate::platform;
 use crate::units::duration;
 
 /// The copy of the Dockerfile with the bases' digests, in the work directory.
@@ -95,7 +96,12 @@ impl Target {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        dockerfile::stages(&self.dockerfile_text, &build_args)
+        let target = self
+            .platforms
+            .first()
+            .cloned()
+            .unwrap_or_else(platform::host);
+        dockerfile::stages(&self.dockerfile_text, &build_args, &target)
     }
 
     /// The images the Dockerfile's stages are built `FROM`, with the line

@@ -1,13 +1,18 @@
 //! A loopback TCP proxy in front of a real registry that breaks
-//! connections the way networks and dying servers do.
+//! connections the way networks and dying servers do, and notes the
+//! requests that pass.
 
 use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::requests::Requests;
+
 #[derive(Debug, Clone, Copy)]
 pub enum Fault {
+    /// Nothing breaks: the proxy only notes the requests.
+    None,
     /// Once `bytes` went upstream in all, every connection is dropped, open
     /// and later ones: to a client, a registry that died.
     DieAfter(u64),
@@ -30,9 +35,11 @@ pub struct Proxy {
 struct State {
     fault: Fault,
     dead: AtomicBool,
+    connections: AtomicU64,
     sent: AtomicU64,
     cuts: AtomicU32,
     open: Mutex<Vec<TcpStream>>,
+    requests: Requests,
 }
 
 impl Proxy {
@@ -42,14 +49,17 @@ impl Proxy {
         let state = Arc::new(State {
             fault,
             dead: AtomicBool::new(false),
+            connections: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             cuts: AtomicU32::new(0),
             open: Mutex::default(),
+            requests: Requests::default(),
         });
         let (upstream, shared) = (upstream.to_owned(), state.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
+                shared.connections.fetch_add(1, Ordering::SeqCst);
                 let Ok(server) = TcpStream::connect(&upstream) else {
                     continue;
                 };
@@ -68,6 +78,11 @@ impl Proxy {
         self.state.dead.load(Ordering::SeqCst)
     }
 
+    /// Connections clients opened to the proxy, whatever became of them.
+    pub fn connections(&self) -> u64 {
+        self.state.connections.load(Ordering::SeqCst)
+    }
+
     /// Bytes a [`Fault::DieAfter`] proxy sent upstream: requests and blobs.
     pub fn sent(&self) -> u64 {
         self.state.sent.load(Ordering::SeqCst)
@@ -76,6 +91,11 @@ impl Proxy {
     /// How many connections a [`Fault::Cut`] proxy has cut.
     pub fn cuts(&self) -> u32 {
         self.state.cuts.load(Ordering::SeqCst)
+    }
+
+    /// The requests sent upstream so far, as `PUT /v2/a/b/manifests/t`.
+    pub fn requests(&self) -> Vec<String> {
+        self.state.requests.all()
     }
 }
 
@@ -88,7 +108,13 @@ impl State {
             .extend(ends.iter().map(|s| s.try_clone().unwrap()));
         let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
         let (state, here) = (self.clone(), AtomicU64::new(0));
-        std::thread::spawn(move || pipe(client, server, |n| state.allow(n, &here, &ends)));
+        let mut lines = self.requests.connection();
+        std::thread::spawn(move || {
+            pipe(client, server, |bytes| {
+                lines.feed(bytes);
+                state.allow(bytes.len() as u64, &here, &ends)
+            })
+        });
         let delay = match self.fault {
             Fault::Delay(delay) => delay,
             _ => std::time::Duration::ZERO,
@@ -126,7 +152,7 @@ impl State {
                 }
                 !cut
             }
-            Fault::Delay(_) => true,
+            Fault::Delay(_) | Fault::None => true,
         }
     }
 }
@@ -138,10 +164,10 @@ fn close(streams: &[TcpStream]) {
 }
 
 /// Copies while `go(bytes)` says so.
-fn pipe(mut from: TcpStream, mut to: TcpStream, go: impl Fn(u64) -> bool) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, mut go: impl FnMut(&[u8]) -> bool) {
     let mut buf = vec![0; 64 << 10];
     while let Ok(n) = from.read(&mut buf) {
-        if n == 0 || !go(n as u64) || to.write_all(&buf[..n]).is_err() {
+        if n == 0 || !go(&buf[..n]) || to.write_all(&buf[..n]).is_err() {
             break;
         }
     }
