@@ -34,6 +34,7 @@ pub mod metadata;
 pub mod mirror;
 pub mod monitor;
 pub mod names;
+pub mod oci;
 pub mod plan;
 pub mod platform;
 pub mod reference;

@@ -107,7 +107,7 @@ fn head_sha(args: &ScanCommandArgs, session: &Session) -> Option<String> {
 /// The image as an archive in `work`: pulled onto the engine first when it
 /// isn't there, then exported.
 async fn export(image: &str, work: &Path) -> anyhow::Result<std::path::PathBuf> {
-    let engine = crate::engine::docker::Engine::connect().await?;
+    let engine = crate::engine::Engine::connect().await?;
     engine.runner().ensure_image(image).await?;
     let archive = work.join("image.tar");
     engine.save(image, &archive).await?;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 
 use crate::actions::boundary::Access;
-use crate::actions::context::{Context, Platform};
+use crate::actions::context::{Context, Forge};
 use crate::actions::outputs::Outputs;
 use crate::actions::workflow::Workflow;
 use crate::plan::dockerfile;
@@ -256,7 +256,7 @@ async fn publish_check_run(
         CheckRunMode::Required => true,
         CheckRunMode::Auto => false,
     };
-    if !required && ctx.platform != Platform::GitHub {
+    if !required && ctx.forge != Forge::GitHub {
         return Ok(());
     }
     let repository = ctx.repository.as_deref();

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::*;
-use crate::actions::context::Platform;
+use crate::actions::context::Forge;
 use crate::bases::jobs::{Job, Outcome, RunJobs, Unlisted, base_dirs, job_of};
 use crate::bases::policy::{self, JOBS_EVERY, PROGRESS_EVERY, due, pause};
 use crate::plan::select::follows;
@@ -406,8 +406,8 @@ impl<'a> Waiting<'a> {
 /// alone decides.
 fn run_jobs(args: &PublishArgs, session: &Session, target: &Target) -> Result<RunJobs, String> {
     let ctx = &session.ctx;
-    if ctx.platform != Platform::GitHub {
-        return Err(format!("{} has no jobs API for this", ctx.platform));
+    if ctx.forge != Forge::GitHub {
+        return Err(format!("{} has no jobs API for this", ctx.forge));
     }
     RunJobs::new(
         &ctx.api_url,

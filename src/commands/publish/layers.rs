@@ -4,6 +4,7 @@
 use super::*;
 use std::collections::HashSet;
 
+use crate::oci::Digest;
 use crate::registry::contents::Contents;
 
 /// Blob uploads in flight at once (docker push's default is 5).
@@ -199,7 +200,7 @@ async fn upload_as_sealed(
     registry: &Registry,
     repository: &str,
     blobs: tokio::sync::mpsc::UnboundedReceiver<Blob>,
-) -> anyhow::Result<(u64, HashSet<String>)> {
+) -> anyhow::Result<(u64, HashSet<Digest>)> {
     futures_util::stream::unfold(blobs, |mut blobs| async move {
         blobs.recv().await.map(|blob| (blob, blobs))
     })

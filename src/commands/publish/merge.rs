@@ -7,7 +7,7 @@
 use super::*;
 use crate::cli::MergeArgs;
 use crate::names::{DIGEST_RULE, is_digest};
-use crate::platform::Entry;
+use crate::oci::{Descriptor, Digest};
 use crate::registry::contents::Contents;
 
 pub async fn run(args: &MergeArgs, session: &Session) -> anyhow::Result<()> {
@@ -33,12 +33,18 @@ pub async fn run(args: &MergeArgs, session: &Session) -> anyhow::Result<()> {
             "`digests`: {} and {} are both {}; give one image per platform",
             pair[0].digest,
             pair[1].digest,
-            pair[0].platform
+            pair[0]
+                .platform
+                .as_ref()
+                .map_or_else(String::new, Platform::to_string)
         );
     }
     let index = index_manifest(&entries);
     let mut report = target.report();
-    report.platforms = entries.iter().map(|e| e.platform.to_string()).collect();
+    report.platforms = entries
+        .iter()
+        .filter_map(|e| e.platform.as_ref().map(Platform::to_string))
+        .collect();
     match &target.existing {
         Some(existing) if existing.digest == index.digest => report.notes.push(format!(
             "`{}` already names this index: nothing to write",
@@ -86,7 +92,7 @@ fn digests(lines: &[String]) -> anyhow::Result<Vec<String>> {
 
 /// The index entry for `digest`: an image manifest in the repository,
 /// with the platform its config declares.
-async fn child(target: &Target, digest: &str) -> anyhow::Result<Entry> {
+async fn child(target: &Target, digest: &str) -> anyhow::Result<Descriptor> {
     let name = target.reference.familiar();
     let Some(manifest) = target.registry.manifest(&target.repository, digest).await? else {
         bail!(
@@ -108,16 +114,14 @@ async fn child(target: &Target, digest: &str) -> anyhow::Result<Entry> {
             "`digests`: {name}@{digest} is not a container image (its config names no os/architecture); give the `digest` outputs of the `push-by-digest` publish jobs"
         );
     };
-    Ok(Entry {
-        media_type: if manifest.media_type.is_empty() {
-            MANIFEST_MEDIA_TYPE.to_owned()
-        } else {
-            manifest.media_type.clone()
-        },
-        size: manifest.bytes.len() as u64,
-        digest: manifest.digest,
-        platform,
-    })
+    let media_type = if manifest.media_type.is_empty() {
+        MANIFEST_MEDIA_TYPE
+    } else {
+        &manifest.media_type
+    };
+    let size = manifest.bytes.len() as u64;
+    let digest = Digest::parse(&manifest.digest)?;
+    Ok(Descriptor::new(media_type, digest, size).for_platform(platform))
 }
 
 #[cfg(test)]

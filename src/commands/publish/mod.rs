@@ -25,21 +25,19 @@ use crate::actions::workflow::{Annotation, Level};
 use crate::build_key;
 use crate::cli::{BuilderArg, LatestArg, PublishArgs, ScannerArg};
 use crate::commands::Session;
-use crate::engine::build::{BUILDKIT_NETWORKS, refused_session};
-use crate::engine::buildkit::BuildSecrets;
-use crate::engine::docker::{BuildSpec, Builder, Built, Engine, EngineError};
-use crate::engine::export::{
-    Blob, KnownLayers, MANIFEST_MEDIA_TYPE, OciImage, Source, known_layers, oci_image,
-    oci_image_streamed,
+use crate::engine::{
+    BUILDKIT_NETWORKS, Blob, BuildSecrets, BuildSpec, Builder, Built, Engine, EngineError,
+    KnownLayers, OciImage, Source, known_layers, oci_image, oci_image_streamed, refused_session,
 };
 use crate::metadata::{self, Provenance};
 use crate::mirror::release::mirror_release;
 use crate::mirror::summary::{Mirrored, mirror_results, mirrors};
+use crate::oci::MANIFEST_MEDIA_TYPE;
 use crate::plan::dockerfile;
 use crate::plan::git::GitSource;
 use crate::plan::github::GitHubSource;
 use crate::plan::strategy::short;
-use crate::platform::{Platform, child_for};
+use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::auth::Credentials;
 use crate::registry::mount::Upload;

@@ -7,10 +7,10 @@
 
 use super::*;
 use crate::build_key::{self, ANNOTATION, Inputs};
-use crate::engine::context::ContextPlan;
-use crate::engine::export::{
-    CONFIG_MEDIA_TYPE, image_manifest, manifest_annotation, pushed_layers, relabelled_config,
+use crate::engine::{
+    ContextPlan, image_manifest, manifest_annotation, pushed_layers, relabelled_config,
 };
+use crate::oci::{CONFIG_MEDIA_TYPE, Digest};
 
 /// An image of this repository that this run would build again.
 pub(super) struct Earlier {
@@ -211,7 +211,7 @@ pub(super) async fn release_again(
     let layers = pushed_layers(&earlier.image.manifest.bytes, &target.repository)
         .with_context(|| format!("`{}` is not an image manifest", earlier.tag))?;
     let config_blob = Blob {
-        digest: crate::registry::sha256_digest(&config),
+        digest: Digest::of(&config),
         size: config.len() as u64,
         media_type: CONFIG_MEDIA_TYPE.into(),
         source: Source::Registry {
