@@ -2,7 +2,7 @@
 //! its table, and no module imports one the table does not allow it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -113,35 +113,39 @@ fn names_after(text: &str, prefix: &str) -> BTreeSet<String> {
     found
 }
 
-/// Each top-level module of src/ (a file or a folder) → what it imports.
-fn actual() -> BTreeMap<String, BTreeSet<String>> {
-    let mut modules: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    let mut stack = vec![root().join("src")];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
+/// Every `.rs` file below `dir`, relative to it, with the name of the
+/// top-level module (file or folder) it belongs to.
+fn rust_files(dir: &Path) -> Vec<(PathBuf, String)> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
             let path = entry.unwrap().path();
             if path.is_dir() {
                 stack.push(path);
-                continue;
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let relative = path.strip_prefix(dir).unwrap().to_path_buf();
+                let top = relative.components().next().unwrap().as_os_str();
+                let module = top.to_string_lossy().trim_end_matches(".rs").to_owned();
+                files.push((relative, module));
             }
-            if path.extension().is_none_or(|e| e != "rs") {
-                continue;
-            }
-            let relative = path.strip_prefix(root().join("src")).unwrap();
-            let top = relative.components().next().unwrap();
-            let module = top
-                .as_os_str()
-                .to_string_lossy()
-                .trim_end_matches(".rs")
-                .to_owned();
-            if module == "lib" || module == "main" {
-                continue;
-            }
-            let text = std::fs::read_to_string(&path).unwrap();
-            let mut used = imports(&without_test_modules(&text));
-            used.remove(&module);
-            modules.entry(module).or_default().extend(used);
         }
+    }
+    files
+}
+
+/// Each top-level module of src/ (a file or a folder) → what it imports.
+fn actual() -> BTreeMap<String, BTreeSet<String>> {
+    let mut modules: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let src = root().join("src");
+    for (relative, module) in rust_files(&src) {
+        if module == "lib" || module == "main" {
+            continue;
+        }
+        let text = std::fs::read_to_string(src.join(relative)).unwrap();
+        let mut used = imports(&without_test_modules(&text));
+        used.remove(&module);
+        modules.entry(module).or_default().extend(used);
     }
     modules
 }
@@ -211,31 +215,15 @@ fn no_command_imports_another() {
     let commands = commands();
     assert!(commands.len() > 8, "{commands:?}");
     let mut found = Vec::new();
-    let mut stack = vec![root().join("src/commands")];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let relative = path.strip_prefix(root().join("src/commands")).unwrap();
-            let command = relative
-                .components()
-                .next()
-                .unwrap()
-                .as_os_str()
-                .to_string_lossy()
-                .trim_end_matches(".rs")
-                .to_owned();
-            if command == "mod" || path.extension().is_none_or(|e| e != "rs") {
-                continue;
-            }
-            let text = without_test_modules(&std::fs::read_to_string(&path).unwrap());
-            let top_level = relative.components().count() == 1;
-            for other in commands_named(&text, &command, top_level) {
-                found.push(format!("{} → {other}", relative.display()));
-            }
+    let dir = root().join("src/commands");
+    for (relative, command) in rust_files(&dir) {
+        if command == "mod" {
+            continue;
+        }
+        let text = without_test_modules(&std::fs::read_to_string(dir.join(&relative)).unwrap());
+        let top_level = relative.components().count() == 1;
+        for other in commands_named(&text, &command, top_level) {
+            found.push(format!("{} → {other}", relative.display()));
         }
     }
     // `merge` is `publish`'s last stages today; issue #23 gives the two
