@@ -1,7 +1,17 @@
 //! The build stage: the builder asked for, the fallback, and what a
 //! failed build tells the user.
 
-use super::*;
+use crate::actions::workflow::{Annotation, Level};
+use crate::cli::BuilderArg;
+use crate::commands::Session;
+use crate::engine::build::refused_session;
+use crate::engine::docker::{BuildSpec, Builder, Built, Engine, EngineError};
+use crate::plan::dockerfile;
+use crate::platform::Platform;
+use crate::report::publish::Published;
+
+use super::Target;
+use super::inputs::engine_credentials;
 
 /// How BuildKit names the step that fetches a `# syntax=` frontend image.
 pub(super) const FRONTEND_STEP: &str = "resolve image config for";
@@ -62,7 +72,10 @@ pub(super) async fn build_once(
         target: target.stage.clone(),
         platform: platform.map(ToString::to_string),
         network: target.network.clone(),
-        credentials: engine_credentials(target.reference.registry(), target.credentials.as_ref()),
+        credentials: engine_credentials(
+            target.image.reference.registry(),
+            target.image.credentials.as_ref(),
+        ),
         builder,
         secrets: target.secrets.clone(),
         inline_cache: target.inline_cache,
