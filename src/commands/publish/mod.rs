@@ -21,7 +21,7 @@ use anyhow::{Context as _, bail};
 use crate::actions::event::Event;
 use crate::actions::outputs::Outputs;
 use crate::build_key;
-use crate::cli::{BuilderArg, PublishArgs, ScannerArg, Tagging};
+use crate::cli::{BuilderArg, PublishArgs, ScanArgs, ScannerArg, Tagging};
 use crate::commands::Session;
 use crate::commands::mirror::{mirror_results, release_mirrors};
 use crate::commands::scan::{self, Gate, Subject};
@@ -34,6 +34,7 @@ use crate::reference::Reference;
 use crate::registry::auth::Credentials;
 use crate::registry::{Manifest, Registry};
 use crate::report::publish::{Published, summary};
+use crate::supply::cosign::Predicate;
 use crate::tags::TagSet;
 
 mod bases;
@@ -140,9 +141,7 @@ fn nothing_to_publish(session: &Session, why: &str) -> anyhow::Result<()> {
 }
 
 /// The SBOM asked for, with the scan it is converted from.
-fn sbom_asked(
-    args: &PublishArgs,
-) -> Option<(crate::supply::cosign::Predicate, &crate::cli::ScanArgs)> {
+fn sbom_asked(args: &PublishArgs) -> Option<(Predicate, &ScanArgs)> {
     args.supply
         .sbom
         .predicate()
