@@ -1,5 +1,6 @@
-//! What every GitHub REST caller here shares: the octocrab client and the
-//! reading of GitHub's error bodies.
+//! What every GitHub REST caller here shares: the octocrab client, one
+//! request read in full and bounded ([`send`]), and the reading of GitHub's
+//! error bodies. Each caller decides what an answer means to it.
 
 use std::time::Duration;
 
@@ -10,6 +11,8 @@ use http_body_util::combinators::BoxBody;
 use octocrab::Octocrab;
 use octocrab::service::middleware::retry::RetryConfig;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 use crate::limits::{self, Cut, TooLarge};
 
@@ -41,9 +44,129 @@ pub fn client(
         .context("couldn't set up the GitHub API client")
 }
 
+/// A GitHub answer, read in full.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    /// `x-ratelimit-remaining: 0`.
+    pub rate_limit_spent: bool,
+    /// A `Link` header with a `rel="next"` page.
+    pub has_next: bool,
+    pub text: String,
+}
+
+/// Why a request got no answer to decide on.
+#[derive(Debug)]
+pub enum Unanswered {
+    /// Not sent, or no status came back.
+    Unreachable(String),
+    /// The answer took longer than the bound.
+    Late(String),
+    /// The status came, the body couldn't be read (too large, cut, not UTF-8).
+    Unreadable(String),
+}
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (Unanswered::Unreachable(why) | Unanswered::Late(why) | Unanswered::Unreadable(why)) =
+            self;
+        f.write_str(why)
+    }
+}
+
+impl Answer {
+    pub fn succeeded(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// GitHub's `message`; empty when there is none.
+    pub fn message(&self) -> String {
+        error_message(&self.text)
+    }
+
+    /// A spent rate limit, which GitHub answers with 429 or with 403 and a
+    /// message saying so.
+    pub fn rate_limited(&self) -> bool {
+        self.rate_limit_spent
+            || self.status == 429
+            || self.message().to_ascii_lowercase().contains("rate limit")
+    }
+
+    /// The body as `T`; the error names `what` was asked.
+    pub fn json<T: DeserializeOwned>(&self, what: &str) -> Result<T, String> {
+        serde_json::from_str(&self.text)
+            .map_err(|e| format!("the GitHub API answered {what} with unexpected JSON: {e}"))
+    }
+}
+
+/// `method route` (with `body` as JSON, if any), its answer read in full
+/// within `bound`: the client's own timeouts are per read, and an answer a
+/// byte at a time would pass them.
+pub async fn send(
+    crab: &Octocrab,
+    method: http::Method,
+    route: &str,
+    body: Option<&Value>,
+    bound: Duration,
+) -> Result<Answer, Unanswered> {
+    let what = match method {
+        http::Method::GET => route.to_owned(),
+        _ => format!("{method} {route}"),
+    };
+    within(bound, &what, answer(crab, method, route, body, &what))
+        .await
+        .map_err(Unanswered::Late)?
+}
+
+async fn answer(
+    crab: &Octocrab,
+    method: http::Method,
+    route: &str,
+    body: Option<&Value>,
+    what: &str,
+) -> Result<Answer, Unanswered> {
+    let response = match method {
+        http::Method::POST => crab._post(route, body).await,
+        http::Method::PATCH => crab._patch(route, body).await,
+        _ => crab._get(route).await,
+    }
+    .map_err(|e| {
+        Unanswered::Unreachable(format!("couldn't reach the GitHub API for {what}: {e}"))
+    })?;
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+            .map(str::to_owned)
+    };
+    let status = response.status().as_u16();
+    let rate_limit_spent = header("x-ratelimit-remaining").is_some_and(|v| v == "0");
+    let has_next = header(http::header::LINK.as_str()).is_some_and(|l| has_next_link(&l));
+    let text = body_text(response, what)
+        .await
+        .map_err(Unanswered::Unreadable)?;
+    Ok(Answer {
+        status,
+        rate_limit_spent,
+        has_next,
+        text,
+    })
+}
+
+/// Whether a `Link` header names a next page.
+fn has_next_link(link: &str) -> bool {
+    link.split(',').any(|part| {
+        part.split(';')
+            .skip(1)
+            .any(|param| param.trim().replace(' ', "") == "rel=\"next\"")
+    })
+}
+
 /// The text of a GitHub answer to `route`, read up to
 /// [`limits::GITHUB_ANSWER`]; the error says why it couldn't be.
-pub async fn body_text(
+async fn body_text(
     response: http::Response<BoxBody<Bytes, octocrab::Error>>,
     route: &str,
 ) -> Result<String, String> {
@@ -104,6 +227,35 @@ pub fn quoted(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn next_links() {
+        assert!(has_next_link(
+            r#"<https://api.github.com/x?page=2>; rel="next", <https://api.github.com/x?page=5>; rel="last""#
+        ));
+        assert!(!has_next_link(
+            r#"<https://api.github.com/x?page=1>; rel="prev", <https://api.github.com/x?page=1>; rel="first""#
+        ));
+    }
+
+    fn answer(status: u16, spent: bool, text: &str) -> Answer {
+        Answer {
+            status,
+            rate_limit_spent: spent,
+            has_next: false,
+            text: text.into(),
+        }
+    }
+
+    #[test]
+    fn a_spent_rate_limit_reads_as_one_whatever_the_status() {
+        assert!(answer(403, true, "{}").rate_limited());
+        assert!(answer(429, false, "{}").rate_limited());
+        let said = r#"{"message":"API rate limit exceeded for installation"}"#;
+        assert!(answer(403, false, said).rate_limited());
+        assert!(!answer(403, false, r#"{"message":"Resource not accessible"}"#).rate_limited());
+        assert!(answer(204, false, "").succeeded() && !answer(404, false, "").succeeded());
+    }
 
     #[test]
     fn error_bodies() {

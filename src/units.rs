@@ -1,4 +1,4 @@
-//! Quantities as people read them.
+//! Quantities as people read and write them.
 
 use std::time::Duration;
 
@@ -22,9 +22,55 @@ pub fn duration(d: Duration) -> String {
     }
 }
 
+/// A span as people write it (`30m`, `1h30m`, `36h`, `2w`, `1 day 12
+/// hours`, or ISO 8601's `PT90S`), through jiff, with days of 24 hours.
+/// `None` for anything else, a negative span, and months or years, whose
+/// length varies.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let span: jiff::Span = text.trim().parse().ok()?;
+    if span.get_months() != 0 || span.get_years() != 0 {
+        return None;
+    }
+    let day = jiff::SpanRelativeTo::days_are_24_hours();
+    let seconds = span.total((jiff::Unit::Second, day)).ok()?;
+    (seconds >= 0.0)
+        .then(|| Duration::try_from_secs_f64(seconds).ok())
+        .flatten()
+}
+
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_are_written_with_units_up_to_weeks() {
+        let secs = Duration::from_secs;
+        for (text, seconds) in [
+            ("30m", 1800),
+            (" 90s ", 90),
+            ("1h30m", 5400),
+            ("0s", 0),
+            ("2w", 14 * 86_400),
+            ("1 day 12 hours", 36 * 3600),
+            ("PT90S", 90),
+        ] {
+            assert_eq!(parse_duration(text), Some(secs(seconds)), "{text}");
+        }
+        assert_eq!(parse_duration("1.5h"), Some(secs(5400)));
+        for bad in [
+            "",
+            "30",
+            "m",
+            "-5m",
+            "1mo",
+            "1y",
+            "a month",
+            "99999999999999999999h",
+        ] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn durations_read_as_a_log_line_says_them() {

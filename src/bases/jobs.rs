@@ -8,7 +8,7 @@ use octocrab::Octocrab;
 use octocrab::service::middleware::retry::RetryConfig;
 use serde::Deserialize;
 
-use crate::github::{error_message, quoted};
+use crate::github::{self, Answer, quoted};
 
 const PER_PAGE: usize = 100;
 /// A matrix holds at most 256 jobs; a few more pages cover the run's
@@ -117,7 +117,7 @@ impl RunJobs {
         let (Some(token), Some(repository), Some(run_id)) = (token, repository, run_id) else {
             return Err("no token, repository or run id to ask the jobs API with".into());
         };
-        let crab = crate::github::client(api_url, Some(token), RetryConfig::None, TIMEOUT)
+        let crab = github::client(api_url, Some(token), RetryConfig::None, TIMEOUT)
             .map_err(|e| e.to_string())?;
         Ok(RunJobs {
             crab,
@@ -157,35 +157,25 @@ impl RunJobs {
     }
 
     async fn page(&self, route: &str) -> Result<Listing, Unlisted> {
-        let response = self.crab._get(route).await.map_err(|e| {
-            Unlisted::passing(format!("couldn't reach the GitHub API for {route}: {e}"))
-        })?;
-        let status = response.status().as_u16();
-        let spent = response
-            .headers()
-            .get("x-ratelimit-remaining")
-            .is_some_and(|v| v.as_bytes() == b"0");
-        let body = crate::github::body_text(response, route)
+        // `list` bounds all pages together, to the shorter `TIMEOUT`.
+        let bound = crate::limits::GITHUB_REQUEST;
+        let answer = github::send(&self.crab, http::Method::GET, route, None, bound)
             .await
-            .map_err(Unlisted::passing)?;
-        if !(200..300).contains(&status) {
-            return Err(refusal(status, spent, &body, route));
+            .map_err(|unanswered| Unlisted::passing(unanswered.to_string()))?;
+        if !answer.succeeded() {
+            return Err(refusal(&answer, route));
         }
-        serde_json::from_str(&body).map_err(|e| {
-            Unlisted::lasting(format!(
-                "the GitHub API answered {route} with unexpected JSON: {e}"
-            ))
-        })
+        answer.json(route).map_err(Unlisted::lasting)
     }
 }
 
 /// Why an answer other than 2xx lists no jobs, and whether asking again
-/// may help: a server error, 429 or a spent rate limit (GitHub answers
-/// that with 403 too) passes; any other refusal lasts.
-fn refusal(status: u16, rate_limit_spent: bool, body: &str, route: &str) -> Unlisted {
-    let message = error_message(body);
-    let rate_limited =
-        rate_limit_spent || status == 429 || message.to_ascii_lowercase().contains("rate limit");
+/// may help: a server error or a spent rate limit passes; any other
+/// refusal lasts.
+fn refusal(answer: &Answer, route: &str) -> Unlisted {
+    let status = answer.status;
+    let message = answer.message();
+    let rate_limited = answer.rate_limited();
     let hint = match status {
         _ if rate_limited => "; the rate limit is spent: asking again later",
         401 | 403 => "; give the workflow `permissions: actions: read`",
@@ -208,7 +198,16 @@ mod tests {
 
     #[test]
     fn refusals_last_unless_the_server_failed_or_the_rate_limit_is_spent() {
-        let lasting = |status, spent, body| refusal(status, spent, body, "/r").lasting;
+        let refused = |status, spent, body: &str| {
+            let answer = Answer {
+                status,
+                rate_limit_spent: spent,
+                has_next: false,
+                text: body.into(),
+            };
+            refusal(&answer, "/r")
+        };
+        let lasting = |status, spent, body| refused(status, spent, body).lasting;
         assert!(lasting(
             403,
             false,
@@ -224,18 +223,17 @@ mod tests {
         ));
         assert!(!lasting(429, false, ""));
         assert!(!lasting(502, false, "bad gateway"));
-        let why = refusal(
+        let why = refused(
             403,
             false,
             r#"{"message":"Resource not accessible by integration"}"#,
-            "/r",
         )
         .why;
         assert!(
             why.ends_with("give the workflow `permissions: actions: read`"),
             "{why}"
         );
-        let why = refusal(403, true, "{}", "/r").why;
+        let why = refused(403, true, "{}").why;
         assert!(why.contains("rate limit is spent"), "{why}");
     }
 

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use glob::Pattern;
 
 use crate::actions::inputs::split_list;
@@ -12,6 +12,7 @@ use crate::commands::Session;
 use crate::commands::repositories::{self, Store};
 use crate::report::cleanup::{Cleaned, summary};
 use crate::retention::{self, Rules};
+use crate::units::parse_duration;
 
 pub async fn run(args: &CleanupArgs, session: &Session) -> anyhow::Result<()> {
     let now = crate::time::now();
@@ -108,17 +109,9 @@ fn patterns(input: &str, values: &[String]) -> anyhow::Result<Vec<Pattern>> {
 fn seconds(age: &str) -> anyhow::Result<i64> {
     let invalid =
         || format!("`older-than`: {age:?} is not an age; write e.g. `30d`, `2w` or `720h`");
-    let span: jiff::Span = age.trim().parse().with_context(invalid)?;
-    let total = span
-        .total((
-            jiff::Unit::Second,
-            jiff::SpanRelativeTo::days_are_24_hours(),
-        ))
-        .with_context(invalid)?;
-    if total < 0.0 || span.get_months() != 0 || span.get_years() != 0 {
-        bail!("{}; months and years vary in length, say days", invalid());
-    }
-    Ok(total as i64)
+    let age = parse_duration(age)
+        .with_context(|| format!("{}; months and years vary in length, say days", invalid()))?;
+    i64::try_from(age.as_secs()).with_context(invalid)
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ use crate::actions::outputs::Outputs;
 use crate::cli::{CheckRunArg, ScanArgs, ScanCommandArgs, ScannerArg};
 use crate::commands::Session;
 use crate::plan::dockerfile;
+use crate::platform;
 use crate::report::check_run::{self, CheckRun, CheckRunResult, Conclusion};
 use crate::report::scan::{Scanned, annotations, platform_rows, summary};
 use crate::scan::policy::{Outcome, Policy, Verdict, evaluate};
@@ -314,7 +315,7 @@ pub fn location(session: &Session, dockerfile_rel: &str) -> Option<Location> {
         .input_path("path", dockerfile_rel, Access::Checkout)
         .ok()?;
     let text = std::fs::read_to_string(path).ok()?;
-    let stages = dockerfile::stages(&text, &Default::default());
+    let stages = dockerfile::stages(&text, &Default::default(), &platform::host());
     let line = dockerfile::final_stage(&stages)?.line;
     Some(Location {
         dockerfile: dockerfile_rel.to_owned(),

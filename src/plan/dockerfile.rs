@@ -7,6 +7,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::platform::{self, Platform};
+
 /// One `FROM` instruction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stage {
@@ -22,10 +24,17 @@ pub struct Stage {
 ///
 /// As in Docker, only `ARG`s declared before the first `FROM` reach a `FROM`
 /// line; `build_args` override their defaults and an unset variable expands
-/// to nothing.
-pub fn stages(content: &str, build_args: &BTreeMap<String, String>) -> Vec<Stage> {
+/// to nothing. BuildKit's platform arguments (`TARGETARCH`, `BUILDPLATFORM`
+/// …) need no declaration: they describe `target`, and this machine as the
+/// build platform.
+pub fn stages(
+    content: &str,
+    build_args: &BTreeMap<String, String>,
+    target: &Platform,
+) -> Vec<Stage> {
     let escape = escape_char(content);
-    let mut vars = BTreeMap::new();
+    let automatic = platform_args(target, &platform::host());
+    let mut vars = automatic.clone();
     let mut stages = Vec::new();
     for Instruction { line, text, .. } in instructions(content, escape) {
         let (keyword, rest) = text
@@ -39,7 +48,8 @@ pub fn stages(content: &str, build_args: &BTreeMap<String, String>) -> Vec<Stage
                     Some((name, default)) => (name, Some(expand(default, &vars, escape))),
                     None => (word, None),
                 };
-                if let Some(value) = build_args.get(name).cloned().or(default) {
+                let given = build_args.get(name).or_else(|| automatic.get(name));
+                if let Some(value) = given.cloned().or(default) {
                     vars.insert(name.to_string(), value);
                 }
             }
@@ -60,6 +70,22 @@ pub fn stages(content: &str, build_args: &BTreeMap<String, String>) -> Vec<Stage
         }
     }
     stages
+}
+
+/// The arguments BuildKit defines in the global scope of every build.
+fn platform_args(target: &Platform, build: &Platform) -> BTreeMap<String, String> {
+    [("TARGET", target), ("BUILD", build)]
+        .into_iter()
+        .flat_map(|(prefix, platform)| {
+            [
+                ("PLATFORM", platform.to_string()),
+                ("OS", platform.os.clone()),
+                ("ARCH", platform.architecture.clone()),
+                ("VARIANT", platform.variant.clone().unwrap_or_default()),
+            ]
+            .map(|(name, value)| (format!("{prefix}{name}"), value))
+        })
+        .collect()
 }
 
 /// The stages built on an image from a registry: not `scratch`, not an
@@ -470,7 +496,11 @@ mod tests {
     use super::*;
 
     fn parse(content: &str) -> Vec<Stage> {
-        stages(content, &BTreeMap::new())
+        stages(content, &BTreeMap::new(), &arm64())
+    }
+
+    fn arm64() -> Platform {
+        Platform::parse("linux/arm64").unwrap()
     }
 
     #[test]
@@ -588,10 +618,10 @@ FROM node:$VERSION
             ("UNDECLARED".to_string(), "x".to_string()),
         ]);
         assert_eq!(
-            bases(&stages(content, &args)),
+            bases(&stages(content, &args, &arm64())),
             ["alpine:3.21-slim", "node:3.21"]
         );
-        assert_eq!(bases(&stages("FROM a$UNDECLARED", &args)), ["a"]);
+        assert_eq!(bases(&stages("FROM a$UNDECLARED", &args, &arm64())), ["a"]);
     }
 
     #[test]
@@ -738,6 +768,26 @@ COPY --from=build /a /a
             ]
         );
         assert_eq!(pin(content, &BTreeMap::new()), content);
+    }
+
+    #[test]
+    fn platform_arguments_need_no_declaration() {
+        let content = "\
+ARG REGISTRY=ghcr.io/acme
+FROM ${REGISTRY}/base:1.0-${TARGETARCH} AS target
+FROM tools:${TARGETOS}-${TARGETVARIANT}
+ARG TARGETARCH
+FROM late:${TARGETARCH}
+";
+        let platform = Platform::parse("linux/arm/v7").unwrap();
+        let found = stages(content, &BTreeMap::new(), &platform);
+        assert_eq!(
+            bases(&found),
+            ["ghcr.io/acme/base:1.0-arm", "tools:linux-v7", "late:arm"]
+        );
+        // The build platform is this machine's, whatever the target.
+        let build = stages("FROM b:${BUILDPLATFORM}", &BTreeMap::new(), &platform);
+        assert_eq!(bases(&build), [format!("b:{}", platform::host())]);
     }
 
     #[test]

@@ -14,6 +14,7 @@ use octocrab::Octocrab;
 use octocrab::service::middleware::retry::RetryConfig;
 use serde::Deserialize;
 
+use crate::github::{self, Unanswered};
 use crate::limits;
 use crate::plan::source::{ChangeSource, SourceError};
 use crate::plan::strategy::{Range, short};
@@ -79,7 +80,7 @@ enum Failure {
 impl GitHubSource {
     pub fn new(api_url: &str, token: Option<&str>, repository: &str) -> anyhow::Result<Self> {
         Ok(GitHubSource {
-            crab: crate::github::client(
+            crab: github::client(
                 api_url,
                 token,
                 RetryConfig::Simple(2),
@@ -98,36 +99,25 @@ impl GitHubSource {
     /// One request and its answer, within [`limits::GITHUB_REQUEST`].
     async fn get<T: serde::de::DeserializeOwned>(&self, route: &str) -> Result<Page<T>, Failure> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        crate::github::within(limits::GITHUB_REQUEST, route, self.answer(route))
-            .await
-            .map_err(|late| Failure::Fatal(format!("{late}; {RETRY_LATER}")))?
-    }
-
-    async fn answer<T: serde::de::DeserializeOwned>(
-        &self,
-        route: &str,
-    ) -> Result<Page<T>, Failure> {
-        let response = self.crab._get(route).await.map_err(|e| {
-            Failure::Fatal(format!("couldn't reach the GitHub API for {route}: {e}"))
+        let answer = github::send(
+            &self.crab,
+            http::Method::GET,
+            route,
+            None,
+            limits::GITHUB_REQUEST,
+        )
+        .await
+        .map_err(|unanswered| match unanswered {
+            Unanswered::Late(late) => Failure::Fatal(format!("{late}; {RETRY_LATER}")),
+            other => Failure::Fatal(other.to_string()),
         })?;
-        let status = response.status().as_u16();
-        let has_next = response
-            .headers()
-            .get(http::header::LINK)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(has_next_link);
-        let body = crate::github::body_text(response, route)
-            .await
-            .map_err(Failure::Fatal)?;
-        if !(200..300).contains(&status) {
-            return Err(classify(status, &body, route));
+        if !answer.succeeded() {
+            return Err(classify(answer.status, &answer.text, route));
         }
-        let body = serde_json::from_str(&body).map_err(|e| {
-            Failure::Fatal(format!(
-                "the GitHub API answered {route} with unexpected JSON: {e}"
-            ))
-        })?;
-        Ok(Page { body, has_next })
+        Ok(Page {
+            body: answer.json(route).map_err(Failure::Fatal)?,
+            has_next: answer.has_next,
+        })
     }
 
     async fn compare(&self, base: &str, head: &str) -> Result<Comparison, Failure> {
@@ -231,7 +221,7 @@ impl ChangeSource for GitHubSource {
 
     async fn changed_files(&self, range: &Range) -> Result<Vec<String>, SourceError> {
         let what = format!("the changed files of {range}");
-        crate::github::within(limits::GITHUB_LISTING, &what, self.list(range))
+        github::within(limits::GITHUB_LISTING, &what, self.list(range))
             .await
             .map_err(|late| SourceError::Failed(anyhow!("{late}; {RETRY_LATER}")))?
     }
@@ -282,7 +272,7 @@ fn names(files: Vec<FileEntry>) -> Vec<String> {
 }
 
 fn classify(status: u16, body: &str, route: &str) -> Failure {
-    let said = crate::github::quoted(&crate::github::error_message(body));
+    let said = github::quoted(&github::error_message(body));
     match status {
         401 => Failure::Fatal(format!(
             "the GitHub API refused the token for {route}: 401{said}; pass a valid `github-token` (the default `${{{{ github.token }}}}` works for this repository)"
@@ -297,14 +287,6 @@ fn classify(status: u16, body: &str, route: &str) -> Failure {
             "the GitHub API failed on {route}: {status}{said}; {RETRY_LATER}"
         )),
     }
-}
-
-fn has_next_link(link: &str) -> bool {
-    link.split(',').any(|part| {
-        part.split(';')
-            .skip(1)
-            .any(|param| param.trim().replace(' ', "") == "rel=\"next\"")
-    })
 }
 
 /// Percent-encodes what may not stand in a path segment; `/` stays, as
@@ -324,16 +306,6 @@ fn encode(rev: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn next_links() {
-        assert!(has_next_link(
-            r#"<https://api.github.com/x?page=2>; rel="next", <https://api.github.com/x?page=5>; rel="last""#
-        ));
-        assert!(!has_next_link(
-            r#"<https://api.github.com/x?page=1>; rel="prev", <https://api.github.com/x?page=1>; rel="first""#
-        ));
-    }
 
     #[test]
     fn statuses_read_as_failures_with_the_fix() {

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use crate::plan::dockerfile;
+use crate::platform;
 use crate::reference::{Reference, ReferenceError};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,7 +46,8 @@ impl Image {
             destination.namespace.trim_matches('/')
         );
         let reference = Reference::parse(&full)?;
-        let stages = dockerfile::stages(dockerfile_text, build_args);
+        // Each platform's `FROM` names the same repository: any one will do.
+        let stages = dockerfile::stages(dockerfile_text, build_args, &platform::host());
         let bases = dockerfile::external_bases(&stages)
             .into_iter()
             .filter_map(|stage| Reference::parse(&stage.base).ok())
@@ -113,6 +115,8 @@ mod tests {
             "FROM docker.io/webgrip/base\n",
             "FROM index.docker.io/WebGrip/base@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\n",
             "ARG BASE=webgrip/base\nFROM ${BASE} AS build\nFROM scratch\nCOPY --from=build / /\n",
+            // BuildKit defines the platform arguments without an `ARG`.
+            "ARG REGISTRY=docker.io/webgrip\nFROM ${REGISTRY}/base:${TARGETARCH}\n",
         ] {
             let app = Image::new("ops/docker", "app", from, &hub(), &BTreeMap::new()).unwrap();
             assert!(builds_on(&app, &base), "{from}");

@@ -25,6 +25,7 @@ use octocrab::service::middleware::retry::RetryConfig;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use crate::github::{self, Answer, Unanswered};
 use crate::limits;
 use crate::report::finding_message;
 use crate::scan::Finding;
@@ -232,7 +233,7 @@ pub async fn publish_check_run(
     };
     // Not retried: a retried POST could make a second run, a retried
     // PATCH would append its batch twice.
-    let crab = crate::github::client(
+    let crab = github::client(
         api_url,
         Some(token),
         RetryConfig::None,
@@ -302,51 +303,29 @@ async fn send(
     body: &Value,
 ) -> Result<String, Failure> {
     let what = format!("{method} {route}");
-    crate::github::within(
-        limits::GITHUB_REQUEST,
-        &what,
-        answer(crab, method, route, body, &what),
-    )
-    .await
-    .map_err(|late| Failure::Fatal(anyhow!("{late}; {RETRY_LATER}")))?
-}
-
-async fn answer(
-    crab: &Octocrab,
-    method: http::Method,
-    route: &str,
-    body: &Value,
-    what: &str,
-) -> Result<String, Failure> {
-    let response = if method == http::Method::POST {
-        crab._post(route, Some(body)).await
-    } else {
-        crab._patch(route, Some(body)).await
-    }
-    .map_err(|e| {
-        Failure::Fatal(anyhow!(
-            "couldn't reach the GitHub API for {what}: {e}; check GITHUB_API_URL and the network, or set `check-run: false`"
-        ))
-    })?;
-    let status = response.status().as_u16();
-    let rate_limited = response
-        .headers()
-        .get("x-ratelimit-remaining")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim() == "0");
-    let text = crate::github::body_text(response, what)
+    let answer = github::send(crab, method, route, Some(body), limits::GITHUB_REQUEST)
         .await
-        .map_err(|e| Failure::Fatal(anyhow!(e)))?;
-    if (200..300).contains(&status) {
-        return Ok(text);
+        .map_err(|unanswered| Failure::Fatal(anyhow!(unanswered_fix(unanswered))))?;
+    match answer.succeeded() {
+        true => Ok(answer.text),
+        false => Err(classify(&answer, &what)),
     }
-    Err(classify(status, &text, rate_limited, what))
 }
 
-fn classify(status: u16, body: &str, rate_limited: bool, what: &str) -> Failure {
-    let message = crate::github::error_message(body);
-    let said = crate::github::quoted(&message);
-    let rate_limited = rate_limited || message.to_ascii_lowercase().contains("rate limit");
+fn unanswered_fix(unanswered: Unanswered) -> String {
+    match unanswered {
+        Unanswered::Unreachable(why) => {
+            format!("{why}; check GITHUB_API_URL and the network, or set `check-run: false`")
+        }
+        Unanswered::Late(why) => format!("{why}; {RETRY_LATER}"),
+        Unanswered::Unreadable(why) => why,
+    }
+}
+
+fn classify(answer: &Answer, what: &str) -> Failure {
+    let said = github::quoted(&answer.message());
+    let rate_limited = answer.rate_limited();
+    let status = answer.status;
     match status {
         403 if !rate_limited => Failure::Unavailable(format!("{what}: 403{said}")),
         404 => Failure::Unavailable(format!("{what}: 404{said}")),
@@ -495,11 +474,21 @@ mod tests {
         );
     }
 
+    fn classified(status: u16, body: &str, spent: bool, what: &str) -> Failure {
+        let answer = Answer {
+            status,
+            rate_limit_spent: spent,
+            has_next: false,
+            text: body.into(),
+        };
+        classify(&answer, what)
+    }
+
     #[test]
     fn statuses() {
         let forbidden =
             r#"{"message":"Resource not accessible by integration","documentation_url":"x"}"#;
-        let Failure::Unavailable(reason) = classify(403, forbidden, false, "POST /r") else {
+        let Failure::Unavailable(reason) = classified(403, forbidden, false, "POST /r") else {
             panic!("a fork's 403 is unavailable, not fatal")
         };
         assert_eq!(
@@ -507,15 +496,15 @@ mod tests {
             "POST /r: 403 (\"Resource not accessible by integration\")"
         );
         assert!(matches!(
-            classify(404, "", false, "x"),
+            classified(404, "", false, "x"),
             Failure::Unavailable(_)
         ));
         assert!(matches!(
-            classify(403, forbidden, true, "x"),
+            classified(403, forbidden, true, "x"),
             Failure::Fatal(e) if e.to_string().contains("rate-limited")
         ));
         assert!(matches!(
-            classify(
+            classified(
                 403,
                 r#"{"message":"You have exceeded a secondary rate limit"}"#,
                 false,
@@ -524,15 +513,15 @@ mod tests {
             Failure::Fatal(_)
         ));
         assert!(matches!(
-            classify(401, "", false, "x"),
+            classified(401, "", false, "x"),
             Failure::Fatal(e) if e.to_string().contains("github-token")
         ));
         assert!(matches!(
-            classify(422, r#"{"message":"No commit found for SHA: abc"}"#, false, "x"),
+            classified(422, r#"{"message":"No commit found for SHA: abc"}"#, false, "x"),
             Failure::Fatal(e) if e.to_string().contains("`sha`")
         ));
         assert!(matches!(
-            classify(502, "<html>", false, "x"),
+            classified(502, "<html>", false, "x"),
             Failure::Fatal(e) if e.to_string().contains("502")
         ));
     }

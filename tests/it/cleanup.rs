@@ -14,6 +14,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::support::images::Seeder;
+use crate::support::proxy::{Fault, Proxy};
 use crate::support::run::{Action, Ran};
 use crate::support::services::services;
 
@@ -228,6 +229,103 @@ async fn delete_gate(upstream: String, allowed: usize) -> (String, Arc<AtomicUsi
     (address, seen)
 }
 
+/// Five SHA tags 60, 40, 20, 10 and 1 days old, `pr-7` (50 days), `pr-8`
+/// (30 days) and `1.0.0` (70 days), each on an image of its own; the tags.
+async fn seed_by_age(registry: &Registry, repository: &str) -> BTreeSet<String> {
+    let now = jiff::Timestamp::now().as_second();
+    let seeder = Seeder::new(registry, repository).await;
+    let ages = [
+        (sha(0), 60),
+        (sha(1), 40),
+        (sha(2), 20),
+        (sha(3), 10),
+        (sha(4), 1),
+        ("pr-7".into(), 50),
+        ("pr-8".into(), 30),
+        ("1.0.0".into(), 70),
+    ];
+    for (n, (tag, days)) in (0..).zip(&ages) {
+        seeder.image(n, now - days * 86_400, &[tag]).await;
+    }
+    ages.into_iter().map(|(tag, _)| tag).collect()
+}
+
+/// The summary's line for the tags kept for `reason`, in tag order.
+fn kept_line(reason: &str, tags: &[String]) -> String {
+    let mut tags: Vec<String> = tags.iter().map(|t| format!("`{t}`")).collect();
+    tags.sort();
+    format!("- kept, {reason} ({}): {}", tags.len(), tags.join(", "))
+}
+
+/// A label, the inputs beside `keep: 1`, the tags deleted, a line of the
+/// summary.
+type InputsCase<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<String>, String);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn protect_tag_pattern_and_older_than_delete_exactly_what_they_say() {
+    let s = services();
+    let registry = Registry::new(&s.registry_open, None).unwrap();
+    let protect_two = format!("pr-8\n{}", sha(0));
+    let (pr7, pr8) = (String::from("pr-7"), String::from("pr-8"));
+    let younger = "younger than `older-than`";
+    let cases: [InputsCase; 4] = [
+        (
+            "older-than",
+            vec![("older-than", "30d")],
+            vec![sha(0), sha(1)],
+            kept_line(younger, &[sha(2), sha(3)]),
+        ),
+        (
+            "tag-pattern",
+            vec![("tag-pattern", "pr-*")],
+            vec![pr7.clone()],
+            kept_line(
+                "not matched by `tag-pattern`",
+                &[sha(0), sha(1), sha(2), sha(3), sha(4)],
+            ),
+        ),
+        (
+            "protect",
+            vec![("tag-pattern", "*"), ("protect", "pr-*")],
+            vec![sha(0), sha(1), sha(2), sha(3)],
+            kept_line(
+                "protected: protect pattern `pr-*`",
+                &[pr7.clone(), pr8.clone()],
+            ),
+        ),
+        (
+            "all three",
+            vec![
+                ("tag-pattern", "*"),
+                ("protect", &protect_two),
+                ("older-than", "15d"),
+            ],
+            // `sha(0)` and `pr-8` would go but for `protect`.
+            vec![sha(1), sha(2), pr7.clone()],
+            kept_line(younger, &[sha(3)]),
+        ),
+    ];
+    for (label, inputs, deleted, line) in cases {
+        let repository = unique("inputs");
+        let all = seed_by_age(&registry, &repository).await;
+        let mut action = cleanup(&s.registry_open, &repository).input("keep", "1");
+        for (name, value) in inputs {
+            action = action.input(name, value);
+        }
+        let ran = action.run_async().await;
+        ran.assert_ok();
+        let deleted: BTreeSet<String> = deleted.into_iter().collect();
+        let expected: BTreeSet<String> = all.difference(&deleted).cloned().collect();
+        assert_eq!(
+            tags(&registry, &repository).await,
+            expected,
+            "{label}: what remains\n{ran}"
+        );
+        assert_eq!(deleted_tags(&ran, "deleted"), deleted, "{label}\n{ran}");
+        assert!(ran.summary.contains(&line), "{label}: {line}\n{ran}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_run_killed_midway_then_rerun_converges() {
     let s = services();
@@ -303,16 +401,38 @@ async fn token_auth_asks_for_delete_and_the_password_never_shows() {
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_inputs_fail_before_any_request() {
     let s = services();
-    let ran = cleanup(&s.registry_open, "acme/app")
-        .input("older-than", "a month")
+    let counted = Proxy::start(&s.registry_open, Fault::DieAfter(u64::MAX));
+    for (input, value, error) in [
+        (
+            "older-than",
+            "a month",
+            "`older-than`: \"a month\" is not an age",
+        ),
+        (
+            "protect",
+            "release-[",
+            "`protect`: \"release-[\" is not a glob",
+        ),
+        (
+            "tag-pattern",
+            "pr-[",
+            "`tag-pattern`: \"pr-[\" is not a glob",
+        ),
+    ] {
+        cleanup(&counted.address, "acme/app")
+            .input(input, value)
+            .run_async()
+            .await
+            .assert_failed(error);
+    }
+    assert_eq!(counted.connections(), 0, "no request reached the registry");
+
+    // The count sees a run that does ask the registry.
+    cleanup(&counted.address, &unique("counted"))
+        .input("dry-run", "true")
         .run_async()
         .await;
-    ran.assert_failed("`older-than`: \"a month\" is not an age");
-    let ran = cleanup(&s.registry_open, "acme/app")
-        .input("protect", "release-[")
-        .run_async()
-        .await;
-    ran.assert_failed("`protect`: \"release-[\" is not a glob");
+    assert!(counted.connections() > 0, "the proxy counts connections");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -2,7 +2,7 @@
 //! whose stored bytes were damaged, and a real Trivy on an offline test
 //! database; asserted on the outputs, the report and the exit code.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use registry_action::registry::Registry;
 use registry_action::registry::auth::Credentials;
@@ -13,6 +13,7 @@ use crate::support::mermaid;
 use crate::support::own_registry::OwnRegistry;
 use crate::support::proxy::{Fault, Proxy};
 use crate::support::run::{Action, Ran};
+use crate::support::secret::assert_absent;
 use crate::support::services::services;
 use crate::support::trivy::trivy;
 
@@ -241,7 +242,9 @@ async fn a_refused_login_is_critical_names_the_registry_and_never_shows_the_pass
     );
     refused.assert_secret_masked_only(wrong);
     let written = std::fs::read_to_string(workspace.path().join("monitor.json")).unwrap();
-    assert!(!written.contains(wrong) && !written.contains(&s.basic_password));
+    for secret in [wrong, &s.basic_password] {
+        assert_absent(&written, secret, "monitor.json");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -284,6 +287,13 @@ async fn the_token_flow_proves_pull_and_push_and_a_refused_token_is_critical() {
     refused.assert_secret_masked_only(wrong);
 }
 
+/// How long the hung registry takes to answer anything.
+const HUNG: Duration = Duration::from_secs(10);
+/// The run against it, from start to exit: the 1 s `request-timeout` plus
+/// what starting the binary and reporting may take on a busy machine (the
+/// whole run takes about 1.2 s on an idle one); well short of [`HUNG`].
+const HUNG_RUN_BOUND: Duration = Duration::from_secs(3);
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_registry_warns_and_a_hung_one_fails_within_the_request_timeout() {
     let s = services();
@@ -310,13 +320,19 @@ async fn a_slow_registry_warns_and_a_hung_one_fails_within_the_request_timeout()
     );
 
     // Answers that come after the request timeout: the image fails, the
-    // run ends.
-    let hung = Proxy::start(&s.registry_open, Fault::Delay(Duration::from_secs(4)));
+    // run ends, long before the first answer would have come.
+    let hung = Proxy::start(&s.registry_open, Fault::Delay(HUNG));
+    let started = Instant::now();
     let ran = monitor(workspace.path(), &hung.address, &[&app])
         .input("request-timeout", "1s")
         .run_async()
         .await;
+    let took = started.elapsed();
     assert_critical(&ran);
+    assert!(
+        took >= Duration::from_secs(1) && took < HUNG_RUN_BOUND,
+        "a run with `request-timeout: 1s` against a registry answering after {HUNG:?} took {took:?}"
+    );
     assert_eq!(kinds(&ran), [kind("critical", "pull", &app)]);
     let message = messages(&ran)[0].clone();
     assert!(

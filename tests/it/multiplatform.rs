@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use crate::buildkit::{config_of, image_files, text};
 use crate::publish::{publish, scoped, set, tags};
+use crate::support::engine_proxy::CountingEngine;
 use crate::support::git::Repo;
 use crate::support::run::Action;
 use crate::support::services::services;
@@ -162,30 +163,41 @@ async fn several_platforms_refuse_the_legacy_builder_and_a_bad_platform_before_b
     repo.write("ops/docker/app/Dockerfile", "FROM scratch\nCOPY f /f\n")
         .write("ops/docker/app/f", "x\n");
     let sha = repo.commit("app");
-    let ran = both(&repo, "t-multi-bad", "refs/heads/main", &sha)
+    // Every run goes to the engine through a counter: a build asks it.
+    let engine = CountingEngine::start(&services().docker_socket);
+    let counted = |action: Action| action.env("DOCKER_HOST", &engine.docker_host());
+    let ran = counted(both(&repo, "t-multi-bad", "refs/heads/main", &sha))
         .input("builder", "legacy")
         .run_async()
         .await;
     ran.assert_failed("`platforms`: linux/amd64, linux/arm64 with `builder: legacy`");
     ran.assert_failed("set `builder: auto`");
 
-    let ran = publish(&repo, "t-multi-bad", "refs/heads/main", &sha)
+    let ran = counted(publish(&repo, "t-multi-bad", "refs/heads/main", &sha))
         .input("platforms", "linux/amd64,arm64")
         .run_async()
         .await;
     ran.assert_failed("`platforms`: \"arm64\" is not a platform; write os/architecture[/variant]");
 
-    let ran = both(&repo, "t-multi-bad", "refs/heads/main", &sha)
+    let ran = counted(both(&repo, "t-multi-bad", "refs/heads/main", &sha))
         .input("push-by-digest", "true")
         .run_async()
         .await;
     ran.assert_failed("`push-by-digest` pushes one platform's image for `merge`");
+    assert_eq!(engine.connections(), 0, "the engine was never asked");
     let s = services();
     assert!(
         tags(&s.registry_open, "t-multi-bad/app", None)
             .await
             .is_empty()
     );
+
+    // The count sees a run that does build.
+    counted(publish(&repo, "t-multi-bad", "refs/heads/main", &sha))
+        .run_async()
+        .await
+        .assert_ok();
+    assert!(engine.connections() > 0, "the proxy counts connections");
 }
 
 /// A program of a platform no emulator is registered for (an s390x ELF

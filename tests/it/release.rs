@@ -381,6 +381,76 @@ async fn a_release_flagged_prerelease_gets_only_its_version_tag() {
     );
 }
 
+/// A hotfix of an older line released after a newer final: the floating
+/// tags of the newer release stay where they are, the hotfix gets its own
+/// minor line.
+#[tokio::test]
+async fn a_hotfix_after_a_newer_release_moves_only_its_own_minor_tag() {
+    let s = services();
+    let repo = app_repo();
+    let newer = repo.head();
+    on_release(
+        &repo,
+        "t-rel-hotfix",
+        &s.registry_open,
+        "release-published.json",
+        "app-v1.2.0",
+    )
+    .run_async()
+    .await
+    .assert_ok();
+    let released = digest_of(s, "t-rel-hotfix/app", "1.2.0")
+        .await
+        .expect("1.2.0 is published");
+
+    repo.write("ops/docker/app/noise", "hotfix\n");
+    let hotfix = repo.commit("hotfix");
+    let ran = on_release(
+        &repo,
+        "t-rel-hotfix",
+        &s.registry_open,
+        "release-published.json",
+        "app-v1.1.5",
+    )
+    .run_async()
+    .await;
+    ran.assert_ok();
+    let fixed = digest_of(s, "t-rel-hotfix/app", &hotfix)
+        .await
+        .expect("the hotfix is published");
+    assert_ne!(fixed, released, "the hotfix is an image of its own");
+    assert_eq!(
+        tags(&s.registry_open, "t-rel-hotfix/app", None).await,
+        set(&[
+            &newer, &hotfix, "latest", "1", "1.2", "1.2.0", "1.1", "1.1.5"
+        ])
+    );
+    for tag in ["latest", "1", "1.2", "1.2.0", newer.as_str()] {
+        assert_eq!(
+            digest_of(s, "t-rel-hotfix/app", tag).await.as_deref(),
+            Some(released.as_str()),
+            "`{tag}` stays on 1.2.0"
+        );
+    }
+    for tag in ["1.1", "1.1.5"] {
+        assert_eq!(
+            digest_of(s, "t-rel-hotfix/app", tag).await.as_deref(),
+            Some(fixed.as_str()),
+            "`{tag}` names the hotfix"
+        );
+    }
+    for withheld in [
+        "`1` stays on the newer `1.2.0`",
+        "`latest`: the newer `1.2.0` is already released",
+    ] {
+        assert!(
+            ran.summary.contains(withheld),
+            "{withheld}\n{}",
+            ran.summary
+        );
+    }
+}
+
 #[tokio::test]
 async fn release_tag_on_a_dispatch_builds_only_the_checked_out_tag() {
     let s = services();

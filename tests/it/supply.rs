@@ -17,6 +17,7 @@ use crate::publish::{publish, scoped, tags};
 use crate::support::cosign::{Cosign, validate_cyclonedx_1_6};
 use crate::support::git::Repo;
 use crate::support::run::{Action, Ran};
+use crate::support::secret::assert_absent;
 use crate::support::services::services;
 use crate::support::trivy::{alpine_rootfs, trivy};
 
@@ -290,7 +291,7 @@ async fn a_signed_release_verifies_with_cosign(target: Target<'_>, ns: &str) {
         .into_iter()
         .chain([PASSWORD.to_owned()])
     {
-        assert!(!all.contains(&secret), "a secret leaked:\n{ran}");
+        assert_absent(&all, &secret, "the run or what it pushed");
     }
 }
 
@@ -500,9 +501,19 @@ async fn cosigns_signatures_and_ours_sit_side_by_side_and_reruns_add_nothing(
         "replaced"
     );
     let plain_pub = theirs.path("plain.pub");
-    assert!(
-        ours.verify_attestation(&plain_pub, "cyclonedx", &image)
-            .is_ok()
+    let statements = ours
+        .verify_attestation(&plain_pub, "cyclonedx", &image)
+        .unwrap_or_else(|e| panic!("cosign rejects the replacement: {e}"));
+    assert_eq!(statements.len(), 1, "{statements:?}");
+    assert_eq!(statements[0]["predicateType"], "https://cyclonedx.org/bom");
+    assert_eq!(
+        statements[0]["subject"][0]["digest"]["sha256"],
+        digest["sha256:".len()..]
+    );
+    assert_eq!(
+        statements[0]["predicate"],
+        serde_json::json!({"bomFormat": "CycloneDX", "specVersion": "1.6", "components": [{"name": "x"}]}),
+        "the replacement's own predicate"
     );
     assert!(
         ours.verify_attestation(&theirs.pub_path(), "cyclonedx", &image)
@@ -742,7 +753,7 @@ async fn an_openssl_sec1_key_signs_and_attests_what_cosign_verifies() {
     verify(&repo, target, &image, &pem, Some("cyclonedx")).assert_ok();
     let all = unmasked(&format!("{ran}"));
     for secret in secret_lines(&key) {
-        assert!(!all.contains(&secret), "the key leaked:\n{ran}");
+        assert_absent(&all, &secret, "the run");
     }
 }
 
@@ -975,25 +986,33 @@ async fn signatures_travel_with_mirror_backup_and_restore_and_go_with_cleanup() 
         .run_async()
         .await;
     cleaned.assert_ok();
+    // `keep: 1` keeps the second commit's SHA tag, the newer: the first
+    // image goes, and its signature and attestation with it.
+    let [older, newer] = &digests;
     let left = tags(&services().registry_open, &format!("{ns}/app"), None).await;
-    let deleted: Vec<&String> = digests
-        .iter()
-        .filter(|d| !left.contains(&cosign::tag(d, "sig")))
-        .collect();
-    assert_eq!(
-        deleted.len(),
-        1,
-        "one image's signature goes: {left:?}\n{cleaned}"
-    );
-    for digest in &digests {
-        let gone = deleted.contains(&digest);
-        for suffix in ["sig", "att"] {
-            assert_eq!(
-                left.contains(&cosign::tag(digest, suffix)),
-                !gone,
-                "{suffix} of {digest} (image deleted: {gone}): {left:?}"
-            );
-        }
+    let shas: Vec<&String> = left.iter().filter(|t| t.len() == 40).collect();
+    assert_eq!(shas, [&repo.head()], "{left:?}\n{cleaned}");
+    for suffix in ["sig", "att"] {
+        assert!(
+            !left.contains(&cosign::tag(older, suffix)),
+            "the deleted image's .{suffix} went with it: {left:?}\n{cleaned}"
+        );
+        assert!(
+            left.contains(&cosign::tag(newer, suffix)),
+            "the kept image kept its .{suffix}: {left:?}\n{cleaned}"
+        );
     }
-    assert_eq!(left.iter().filter(|t| t.len() == 40).count(), 1, "{left:?}");
+    let client = open().client();
+    let repository = scoped(&format!("{ns}/app"));
+    assert!(
+        client.manifest(&repository, older).await.unwrap().is_none(),
+        "the first image is deleted"
+    );
+    let kept = open().image(ns, newer);
+    cosign
+        .verify(&cosign.pub_path(), &kept)
+        .unwrap_or_else(|e| panic!("the kept image's signature: {e}"));
+    cosign
+        .verify_attestation(&cosign.pub_path(), "cyclonedx", &kept)
+        .unwrap_or_else(|e| panic!("the kept image's attestation: {e}"));
 }

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::supply::{PASSWORD, basic, image_repo, secret_lines, signed};
 use crate::support::run::Action;
+use crate::support::secret::assert_absent;
 use crate::support::trivy::trivy;
 
 /// The arguments and environment of one Trivy run.
@@ -148,11 +149,8 @@ async fn trivy_runs_once_plus_one_convert_and_never_sees_a_secret() {
             );
         }
         for secret in &secrets {
-            assert!(
-                !run.env.contains(secret.as_str()),
-                "a secret reached `trivy {}`'s environment",
-                run.argv[0]
-            );
+            let place = format!("`trivy {}`'s environment", run.argv[0]);
+            assert_absent(&run.env, secret, &place);
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::cli::PublishArgs;
 use crate::commands::Session;
 use crate::plan::dockerfile;
 use crate::plan::select::follows;
+use crate::platform;
 use crate::reference::Reference;
 use crate::registry::Registry;
 use crate::report::publish::Published;
@@ -108,7 +109,12 @@ impl Target {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        dockerfile::stages(&self.dockerfile_text, &build_args)
+        let target = self
+            .platforms
+            .first()
+            .cloned()
+            .unwrap_or_else(platform::host);
+        dockerfile::stages(&self.dockerfile_text, &build_args, &target)
     }
 
     /// The images the Dockerfile's stages are built `FROM`, with the line

@@ -1,6 +1,7 @@
 //! Copies between the three registries, through the binary.
 
 use super::*;
+use crate::support::proxy::{Fault, Proxy};
 
 /// An index of two platforms sharing a base layer, and a plain image.
 async fn seed(registry: &Registry, repository: &str) -> (Manifest, Manifest) {
@@ -71,7 +72,7 @@ async fn an_index_and_its_children_arrive_byte_for_byte_then_only_what_is_new() 
         ran.summary.contains("| `1.0` |") && ran.summary.contains("copied"),
         "{ran}"
     );
-    assert_never_shown(&ran, &s.basic_password);
+    ran.assert_secret_masked_only(&s.basic_password);
 
     // A new tag sharing the base layer: the re-run copies it and nothing else.
     let newer = push_image(
@@ -184,7 +185,7 @@ async fn refused_credentials_on_either_side_fail_before_anything_is_written() {
     ])
     .await;
     ran.assert_failed("refused the credentials");
-    assert_never_shown(&ran, "not-the-password");
+    ran.assert_secret_masked_only("not-the-password");
     assert!(basic().manifest(&target, "v1").await.unwrap().is_none());
 
     // The token registry as the source, with a wrong password for its issuer.
@@ -198,7 +199,7 @@ async fn refused_credentials_on_either_side_fail_before_anything_is_written() {
     ])
     .await;
     ran.assert_failed("refused the credentials");
-    assert_never_shown(&ran, "wrong-token-password");
+    ran.assert_secret_masked_only("wrong-token-password");
     assert!(open().manifest(&target, "v1").await.unwrap().is_none());
 }
 
@@ -236,7 +237,8 @@ async fn a_token_registry_mounts_with_a_token_naming_both_repositories() {
 
 #[tokio::test]
 async fn upper_case_repository_names_are_refused_before_anything_is_read() {
-    let registry = &services().registry_open;
+    let counted = Proxy::start(&services().registry_open, Fault::DieAfter(u64::MAX));
+    let registry = &counted.address;
     for (command, inputs, input) in [
         ("mirror", [("from", "Team/App"), ("to", "team/app")], "from"),
         ("mirror", [("from", "team/app"), ("to", "UPPER/x")], "to"),
@@ -259,4 +261,17 @@ async fn upper_case_repository_names_are_refused_before_anything_is_read() {
         ran.assert_failed(&format!("`{input}`: \"{registry}/"));
         ran.assert_failed("has upper-case letters, and OCI repository names are lower-case; write");
     }
+    assert_eq!(counted.connections(), 0, "no request reached the registry");
+
+    // The count sees a copy that does read the registry.
+    let source = unique("upper-control");
+    push_image(&open(), &source, "v1", "amd64", &[random_layer(61, 1000)]).await;
+    run_owned(&[
+        ("command", "mirror".into()),
+        ("from", format!("{registry}/{source}")),
+        ("to", format!("{registry}/{}", unique("upper-control-dst"))),
+    ])
+    .await
+    .assert_ok();
+    assert!(counted.connections() > 0, "the proxy counts connections");
 }

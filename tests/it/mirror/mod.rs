@@ -214,20 +214,3 @@ pub fn output(ran: &Ran, name: &str) -> u64 {
         .parse()
         .unwrap()
 }
-
-/// The secret shows nowhere but in the runner's `::add-mask::` command.
-pub fn assert_never_shown(ran: &Ran, secret: &str) {
-    let leaks: Vec<&str> = ran
-        .stdout
-        .lines()
-        .chain(ran.stderr.lines())
-        .chain(ran.summary.lines())
-        .chain(ran.outputs_raw.lines())
-        .filter(|l| l.contains(secret) && *l != format!("::add-mask::{secret}"))
-        .collect();
-    assert!(leaks.is_empty(), "the secret leaked: {leaks:?}");
-    assert!(
-        ran.stdout.contains(&format!("::add-mask::{secret}")),
-        "never masked\n{ran}"
-    );
-}

@@ -17,6 +17,7 @@ pub mod own_registry;
 pub mod proxy;
 pub mod replay;
 pub mod run;
+pub mod secret;
 pub mod services;
 pub mod trivy;
 pub mod trivy_db;

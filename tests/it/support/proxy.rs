@@ -30,6 +30,7 @@ pub struct Proxy {
 struct State {
     fault: Fault,
     dead: AtomicBool,
+    connections: AtomicU64,
     sent: AtomicU64,
     cuts: AtomicU32,
     open: Mutex<Vec<TcpStream>>,
@@ -42,6 +43,7 @@ impl Proxy {
         let state = Arc::new(State {
             fault,
             dead: AtomicBool::new(false),
+            connections: AtomicU64::new(0),
             sent: AtomicU64::new(0),
             cuts: AtomicU32::new(0),
             open: Mutex::default(),
@@ -50,6 +52,7 @@ impl Proxy {
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 let Ok(client) = client else { continue };
+                shared.connections.fetch_add(1, Ordering::SeqCst);
                 let Ok(server) = TcpStream::connect(&upstream) else {
                     continue;
                 };
@@ -66,6 +69,11 @@ impl Proxy {
     /// Whether a [`Fault::DieAfter`] proxy has died.
     pub fn dead(&self) -> bool {
         self.state.dead.load(Ordering::SeqCst)
+    }
+
+    /// Connections clients opened to the proxy, whatever became of them.
+    pub fn connections(&self) -> u64 {
+        self.state.connections.load(Ordering::SeqCst)
     }
 
     /// Bytes a [`Fault::DieAfter`] proxy sent upstream: requests and blobs.
