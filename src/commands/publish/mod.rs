@@ -12,22 +12,19 @@
 //! further tag as the same manifest bytes, so all tags name one digest and
 //! the later tags cost one small request each.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::collections::HashMap;
+use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
 
 use crate::actions::event::Event;
 use crate::actions::outputs::Outputs;
-use crate::build_key;
 use crate::cli::{BuilderArg, PublishArgs, ScanArgs, ScannerArg, Tagging};
 use crate::commands::Session;
 use crate::commands::mirror::{mirror_results, release_mirrors};
 use crate::commands::scan::{self, Gate, Subject};
 use crate::engine::buildkit::BuildSecrets;
-use crate::engine::docker::{Builder, Engine};
-use crate::engine::export::Source;
 use crate::mirror::summary::{Mirrored, mirrors};
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -45,19 +42,21 @@ mod layers;
 pub mod merge;
 mod plan;
 mod platforms;
+mod push;
 mod resolve;
 mod supply;
 mod unchanged;
 
 use bases::{bases, pin_bases};
-use build::build_with_fallback;
+use build::build_images;
 use latest::github_token;
-use layers::{ExportUses, Pushed, export, push_blobs, reusable_layers};
+use layers::Pushed;
 use plan::{Asked, Build, Found, Origin, PublishPlan, Push};
 use platforms::{Exported, platforms_built, release_manifest};
+use push::{push_image, tag, write_sha_tag};
 use resolve::{Publication, resolve};
 use supply::{Sbom, Supply, sbom, sign, supply_inputs};
-use unchanged::{base_digests, key_of, release_again, same_build};
+use unchanged::{release_again, same_build};
 
 /// The engine's export in the work directory: converted for the push and
 /// handed to the scanner as it is.
@@ -333,99 +332,6 @@ async fn make(
     }))
 }
 
-/// Builds, exports and converts each platform's image in `work` (one
-/// after the other: a monorepo sibling `FROM` resolves per platform); the
-/// build log is shown as untrusted text.
-async fn build_images(
-    session: &Session,
-    target: &Target,
-    work: &Path,
-    scanned: bool,
-    report: &mut Published,
-) -> anyhow::Result<Vec<Exported>> {
-    let engine = Engine::connect().await?;
-    let asked: Vec<Option<&Platform>> = match target.platforms.as_slice() {
-        [] => vec![None],
-        some => some.iter().map(Some).collect(),
-    };
-    let several = asked.len() > 1;
-    let mut images = Vec::with_capacity(asked.len());
-    for platform in asked {
-        let dir = match platform {
-            Some(p) if several => work.join(p.slug()),
-            _ => work.to_owned(),
-        };
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("couldn't create {}", dir.display()))?;
-        images
-            .push(build_platform(session, &engine, target, platform, &dir, scanned, report).await?);
-    }
-    report.built = true;
-    report.size = images.iter().map(|e| e.size()).sum();
-    report.platforms = images.iter().map(|e| e.platform.to_string()).collect();
-    Ok(images)
-}
-
-/// One platform's image (`None`: the engine's own platform), exported to
-/// `dir` and converted, its config checked to be of that platform.
-async fn build_platform(
-    session: &Session,
-    engine: &Engine,
-    target: &Target,
-    platform: Option<&Platform>,
-    dir: &Path,
-    scanned: bool,
-    report: &mut Published,
-) -> anyhow::Result<Exported> {
-    // One of several: its local tag and notes name it.
-    let one_of = platform.filter(|_| target.platforms.len() > 1);
-    let local = format!(
-        "{}:{}{}",
-        target.image.reference.name(),
-        target.image.sha,
-        one_of.map(|p| format!("-{}", p.slug())).unwrap_or_default()
-    );
-    let for_platform = one_of.map(|p| format!(" ({p})")).unwrap_or_default();
-    let (built, bases) = tokio::join!(
-        build_with_fallback(session, engine, target, platform, &local, report),
-        base_digests(target)
-    );
-    let (built, builder) = built?;
-    if built.cached + built.executed > 0 {
-        report.notes.push(format!(
-            "BuildKit{for_platform}: {} steps from the cache, {} run",
-            built.cached, built.executed
-        ));
-    }
-    let known = reusable_layers(target, platform, &engine.diff_ids(&local).await?).await?;
-    let annotations: BTreeMap<String, String> =
-        key_of(target, platform, &built.context, builder, bases)
-            .map(|key| (build_key::ANNOTATION.to_owned(), key))
-            .into_iter()
-            .collect();
-    // Uploaded before the platform check below only where the engine can't
-    // have built another platform: its own, or one BuildKit was asked for.
-    let uses = ExportUses {
-        scanned,
-        upload_early: !scanned && (platform.is_none() || builder == Builder::BuildKit),
-    };
-    let image = export(engine, target, &local, known, dir, uses, report).await;
-    engine.untag(&local).await;
-    let image = image?.annotated(&annotations);
-    let reused = image
-        .layers
-        .iter()
-        .filter(|l| matches!(l.source, Source::Registry { .. }))
-        .count();
-    if reused > 0 {
-        report.notes.push(format!(
-            "{reused} of {} layers{for_platform} already in the registry: reused, not exported or compressed again",
-            image.layers.len()
-        ));
-    }
-    Exported::new(image, platform, dir.join(SAVED))
-}
-
 /// One scan of the export, graded; `None` with `scanner: none`.
 async fn gate(
     args: &PublishArgs,
@@ -487,85 +393,6 @@ fn withhold(
         target.image.reference.familiar(),
         args.scan.fail_on.0.map_or("none", |s| s.as_str())
     );
-}
-
-/// Each platform's blobs, then its manifest (by digest when an index will
-/// list it), then what `release` is under the SHA tag (or by digest only,
-/// with `push-by-digest`); an immutable SHA tag is never replaced by a
-/// different digest.
-async fn push_image(
-    target: &Target,
-    push: Push,
-    images: &[Exported],
-    release: &Manifest,
-    report: &mut Published,
-) -> anyhow::Result<()> {
-    let image = &target.image;
-    // Pushed by digest, a rebuild replaces no tag: `existing` is only the
-    // merged index's child.
-    if push != Push::ByDigest {
-        never_replace(image, image.existing.as_ref().map(|e| &e.digest), release)?;
-    }
-    if push == Push::Nothing {
-        return Ok(());
-    }
-    let (registry, repository) = (&image.registry, &image.repository);
-    for exported in images {
-        report.uploaded += push_blobs(registry, repository, &exported.image).await?;
-        let manifest = exported.manifest();
-        if manifest.digest != release.digest {
-            registry
-                .put_manifest(repository, &manifest.digest, &manifest)
-                .await?;
-        }
-    }
-    match push {
-        Push::ByDigest => {
-            registry
-                .put_manifest(repository, &release.digest, release)
-                .await?
-        }
-        _ => write_sha_tag(image, release).await?,
-    }
-    Ok(())
-}
-
-/// The SHA tag, written unless another run of this commit (a release's
-/// `created`, `published` and `released`, a re-run) tagged another digest
-/// meanwhile: read again just before writing.
-async fn write_sha_tag(image: &Image, release: &Manifest) -> anyhow::Result<()> {
-    let (registry, repository) = (&image.registry, &image.repository);
-    let now = registry.manifest_digest(repository, &image.sha).await?;
-    never_replace(image, now.as_ref(), release)?;
-    registry
-        .put_manifest(repository, &image.sha, release)
-        .await?;
-    Ok(())
-}
-
-/// The SHA tag is immutable: `found` (what it names) must be what this
-/// run made, if it names anything.
-fn never_replace(image: &Image, found: Option<&String>, release: &Manifest) -> anyhow::Result<()> {
-    match found {
-        Some(found) if *found != release.digest => bail!(
-            "`{}:{}` already names {found} and this run made {}; an immutable SHA tag is never replaced, so nothing of this run is tagged — delete the tag in the registry first if you mean to replace it, and give the workflow a `concurrency` group if two runs of one commit raced",
-            image.reference.familiar(),
-            image.sha,
-            release.digest
-        ),
-        _ => Ok(()),
-    }
-}
-
-/// Every further tag, registry-side: the same manifest bytes again.
-async fn tag(image: &Image, tags: &[String], manifest: &Manifest) -> anyhow::Result<()> {
-    for tag in tags {
-        image
-            .registry
-            .put_manifest(&image.repository, tag, manifest)
-            .await?;
-    }
-    Ok(())
 }
 
 /// Copies the release to `mirror-to`; a failed mirror is a warning unless
