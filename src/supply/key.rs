@@ -140,7 +140,7 @@ fn decrypt(json: &[u8], password: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> 
     if !p.n.is_power_of_two() || p.n < 2 {
         return Err(malformed("scrypt N is not a power of two"));
     }
-    let params = scrypt::Params::new(p.n.trailing_zeros() as u8, p.r, p.p)
+    let params = scrypt::Params::new(p.n.trailing_zeros() as u8, p.r, p.p, 32)
         .map_err(|_| malformed("scrypt parameters out of range"))?;
     let salt = B64
         .decode(&sealed.kdf.salt)
@@ -183,7 +183,7 @@ mod tests {
         scrypt::scrypt(
             password.as_bytes(),
             &salt,
-            &scrypt::Params::new(10, 8, 1).unwrap(),
+            &scrypt::Params::new(10, 8, 1, 32).unwrap(),
             &mut box_key,
         )
         .unwrap();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::buildkit::{assert_nothing_pushed, layer_digests, manifest_of};
 use crate::plan_git::push_event;
-use crate::publish::{digest_of, publish, unique};
+use crate::publish::{Refused, assert_not_pushed, control, digest_of, publish, unique};
 use crate::support::git::Repo;
 use crate::support::replay::Replay;
 use crate::support::run::{Action, Ran};
@@ -426,6 +426,8 @@ async fn a_build_that_pushes_nothing_waits_for_nothing() {
         "{}",
         ran.summary
     );
+    let control = control(&repo, &format!("{ns}-control/app"), Refused::AfterBuilding).await;
+    assert_not_pushed(&control, &format!("{ns}/app")).await;
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ use std::io::Read as _;
 use serde_json::Value;
 
 use crate::publish::{publish, scoped};
-use crate::support::engine_proxy::NoSessionEngine;
+use crate::support::engine_proxy::EngineProxy;
 use crate::support::git::Repo;
 use crate::support::services::services;
 
@@ -517,7 +517,7 @@ async fn a_context_that_cannot_be_read_stops_the_build_saying_why() {
 
 #[tokio::test]
 async fn auto_takes_the_legacy_builder_only_when_the_engine_refuses_a_session() {
-    let engine = NoSessionEngine::start(&services().docker_socket);
+    let engine = EngineProxy::refusing_sessions(&services().docker_socket);
     let repo = Repo::new();
     repo.write("ops/docker/app/Dockerfile", "FROM scratch\nCOPY a /a\n")
         .write("ops/docker/app/a", &format!("{}\n", nonce()));

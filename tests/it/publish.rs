@@ -4,8 +4,11 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
+use crate::buildkit::{layer_digests, manifest_of};
 use crate::plan_git::push_event;
+use crate::support::engine_proxy::EngineProxy;
 use crate::support::git::Repo;
+use crate::support::proxy::{Fault, Proxy};
 use crate::support::run::{Action, Ran};
 use crate::support::services::{Services, services};
 
@@ -83,17 +86,130 @@ async fn get(
     (status, digest, body)
 }
 
+/// The tags of `repository`: none when the registry doesn't know it (404
+/// NAME_UNKNOWN); any other answer fails the test, so a refused login or a
+/// broken registry never reads as "nothing pushed".
 pub async fn tags(
     registry: &str,
     repository: &str,
     auth: Option<(&str, &str)>,
 ) -> BTreeSet<String> {
     let repository = scoped(repository);
-    let (_, _, body) = get(registry, &format!("/v2/{repository}/tags/list"), auth).await;
-    body["tags"]
-        .as_array()
-        .map(|t| t.iter().map(|t| t.as_str().unwrap().to_owned()).collect())
-        .unwrap_or_default()
+    let (status, _, body) = get(registry, &format!("/v2/{repository}/tags/list"), auth).await;
+    let listed = match (status, &body["tags"]) {
+        (200, Value::Array(tags)) => tags,
+        (200, Value::Null) => return BTreeSet::new(),
+        (404, _) if body["errors"][0]["code"] == "NAME_UNKNOWN" => return BTreeSet::new(),
+        _ => panic!("the tags of {repository} on {registry}: {status} {body}"),
+    };
+    listed
+        .iter()
+        .map(|t| t.as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Whether `repository` of the open registry holds blob `digest`: HEAD
+/// answers 200 or 404, anything else fails the test.
+pub async fn has_blob(repository: &str, digest: &str) -> bool {
+    let s = services();
+    let url = format!(
+        "http://{}/v2/{}/blobs/{digest}",
+        s.registry_open,
+        scoped(repository)
+    );
+    let status = reqwest::Client::new()
+        .head(&url)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    match status {
+        200 => true,
+        404 => false,
+        _ => panic!("HEAD {url}: {status}"),
+    }
+}
+
+/// When the run that pushed nothing stopped.
+pub enum Refused {
+    /// Before the image was built (bad inputs): the control is the image
+    /// it would have built.
+    BeforeBuilding,
+    /// After building it (`push: false`, a scan): the control's build must
+    /// come from that build's cache, so its layers are the same bytes.
+    AfterBuilding,
+}
+
+/// The image a run refused to push, pushed instead by publishing the same
+/// commit to a second repository of the open registry: its repository and
+/// every blob, config and layers.
+pub struct Control {
+    repository: String,
+    blobs: Vec<String>,
+}
+
+/// `repo`'s image published to `repository` (`ns/app`), the control for
+/// [`assert_not_pushed`]. The config carries its build's time (the
+/// `created` label), so it matches the refused run's only within a second;
+/// the layers match whenever the build is the same.
+pub async fn control(repo: &Repo, repository: &str, refused: Refused) -> Control {
+    let (ns, _) = repository.split_once('/').unwrap();
+    let ran = publish(repo, ns, "refs/heads/main", &repo.head())
+        .run_async()
+        .await;
+    ran.assert_ok();
+    if let Refused::AfterBuilding = refused {
+        assert_built_from_the_cache(&ran);
+    }
+    let manifest = manifest_of(repository, &ran.outputs["digest"]).await;
+    let config = manifest["config"]["digest"].as_str().unwrap().to_owned();
+    let blobs: Vec<String> = std::iter::once(config)
+        .chain(layer_digests(&manifest))
+        .collect();
+    assert!(blobs.len() > 1, "a config and layers: {manifest}");
+    Control {
+        repository: repository.to_owned(),
+        blobs,
+    }
+}
+
+/// Every step of `ran`'s build but its `FROM`s (the image is looked up
+/// again) came from BuildKit's cache.
+fn assert_built_from_the_cache(ran: &Ran) {
+    let steps: Vec<&str> = ran
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with('#') && l.contains(" [") && !l.contains("[internal]"))
+        .filter(|l| !l.contains("] FROM "))
+        .collect();
+    assert!(!steps.is_empty(), "no build steps in the log:\n{ran}");
+    for step in steps {
+        let number = step.split(' ').next().unwrap();
+        assert!(
+            ran.stdout.contains(&format!("\n{number} CACHED")),
+            "the control ran `{step}` again, so its blobs may not be the refused run's:\n{ran}"
+        );
+    }
+}
+
+/// Proves that nothing of `control`'s image is in `repository` of the open
+/// registry: no tag, and none of its blobs (HEAD answers 404), while the
+/// same check finds each of them in the control's repository.
+pub async fn assert_not_pushed(control: &Control, repository: &str) {
+    let left = tags(&services().registry_open, repository, None).await;
+    assert!(left.is_empty(), "{repository} has tags {left:?}");
+    for blob in &control.blobs {
+        assert!(
+            has_blob(&control.repository, blob).await,
+            "{blob} is missing from the control {}",
+            control.repository
+        );
+        assert!(
+            !has_blob(repository, blob).await,
+            "{blob} was pushed to {repository}"
+        );
+    }
 }
 
 pub async fn digest_of(s: &Services, repository: &str, tag: &str) -> Option<String> {
@@ -317,16 +433,40 @@ async fn basic_auth_pushes_with_credentials_and_never_leaks_the_password() {
 async fn bad_credentials_fail_before_anything_is_built_or_pushed() {
     let s = services();
     let repo = monorepo();
+    let engine = EngineProxy::start(&s.docker_socket);
+    let builds = || {
+        engine
+            .requests()
+            .into_iter()
+            .filter(|r| r == "POST /build" || r == "POST /session")
+            .count()
+    };
+    // The control: with the right password the same run builds, and the
+    // proxy sees it.
+    publish(&repo, "t-badauth-control", "refs/heads/main", &repo.head())
+        .env("DOCKER_HOST", &engine.docker_host())
+        .input("registry", &s.registry_basic)
+        .input("username", &s.basic_user)
+        .input("password", &s.basic_password)
+        .run_async()
+        .await
+        .assert_ok();
+    let built = builds();
+    assert!(built > 0, "{:?}", engine.requests());
+
     let ran = publish(&repo, "t-badauth", "refs/heads/main", &repo.head())
+        .env("DOCKER_HOST", &engine.docker_host())
         .input("registry", &s.registry_basic)
         .input("username", &s.basic_user)
         .input("password", "wrong-password-123")
         .run_async()
         .await;
     ran.assert_failed("refused the credentials");
-    assert!(
-        !ran.stdout.contains("Step 1/"),
-        "nothing is built with bad credentials:\n{ran}"
+    assert_eq!(
+        builds(),
+        built,
+        "nothing is built with bad credentials: {:?}\n{ran}",
+        engine.requests()
     );
     let auth = Some((s.basic_user.as_str(), s.basic_password.as_str()));
     assert!(
@@ -356,6 +496,25 @@ async fn the_token_flow_docker_hub_uses_works() {
 #[tokio::test]
 async fn a_failing_build_pushes_nothing() {
     let s = services();
+    let registry = Proxy::start(&s.registry_open, Fault::None);
+    // The control: the proxy sees what a build that succeeds writes.
+    let working = monorepo();
+    publish(
+        &working,
+        "t-broken-control",
+        "refs/heads/main",
+        &working.head(),
+    )
+    .input("registry", &registry.address)
+    .run_async()
+    .await
+    .assert_ok();
+    let written = writes(&registry, "t-broken-control/app");
+    assert!(
+        written.iter().any(|w| w.contains("/blobs/uploads/")),
+        "{written:?}"
+    );
+
     let repo = Repo::new();
     repo.write(
         "ops/docker/app/Dockerfile",
@@ -363,6 +522,7 @@ async fn a_failing_build_pushes_nothing() {
     );
     let sha = repo.commit("broken");
     let ran = publish(&repo, "t-broken", "refs/heads/main", &sha)
+        .input("registry", &registry.address)
         .run_async()
         .await;
     ran.assert_failed("the build of");
@@ -370,6 +530,7 @@ async fn a_failing_build_pushes_nothing() {
         ran.stdout.contains("missing.txt"),
         "the engine's reason is shown\n{ran}"
     );
+    assert_eq!(writes(&registry, "t-broken/app"), Vec::<String>::new());
     assert!(
         tags(&s.registry_open, "t-broken/app", None)
             .await
@@ -377,9 +538,19 @@ async fn a_failing_build_pushes_nothing() {
     );
 }
 
+/// The requests through `proxy` that write to `repository`: uploads,
+/// manifests, deletes.
+fn writes(proxy: &Proxy, repository: &str) -> Vec<String> {
+    let path = format!(" /v2/{}/", scoped(repository));
+    proxy
+        .writes()
+        .into_iter()
+        .filter(|r| r.contains(&path))
+        .collect()
+}
+
 #[tokio::test]
 async fn push_false_builds_and_pushes_nothing() {
-    let s = services();
     let repo = monorepo();
     let ran = publish(&repo, "t-nopush", "refs/heads/main", &repo.head())
         .input("push", "false")
@@ -388,11 +559,8 @@ async fn push_false_builds_and_pushes_nothing() {
     ran.assert_ok();
     assert_eq!(ran.outputs["pushed"], "false");
     assert!(ran.outputs["digest"].starts_with("sha256:"));
-    assert!(
-        tags(&s.registry_open, "t-nopush/app", None)
-            .await
-            .is_empty()
-    );
+    let control = control(&repo, "t-nopush-control/app", Refused::AfterBuilding).await;
+    assert_not_pushed(&control, "t-nopush/app").await;
 }
 
 #[tokio::test]

@@ -550,11 +550,17 @@ async fn publish_on_a_release_that_is_not_out_pushes_nothing_and_succeeds() {
     let repo = app_repo();
     let mut edited = release_event("release-published.json", "app-v1.0.0");
     edited["action"] = json!("edited");
-    let ran = publish_on(&repo, "t-rel-edit", &s.registry_open, "release", &edited)
+    let registry = Proxy::start(&s.registry_open, Fault::None);
+    let ran = publish_on(&repo, "t-rel-edit", &registry.address, "release", &edited)
         .env("GITHUB_SHA", &repo.head())
         .run_async()
         .await;
     ran.assert_ok();
+    assert_eq!(
+        registry.requests(),
+        Vec::<String>::new(),
+        "nothing was asked of the registry, let alone written"
+    );
     let why = "release `app-v1.0.0` was edited: only published, released, prereleased, created releases are built";
     assert!(
         ran.stdout
@@ -570,12 +576,20 @@ async fn publish_on_a_release_that_is_not_out_pushes_nothing_and_succeeds() {
             .is_empty()
     );
     // `version` names a release of its own: published whatever the event.
-    publish_on(&repo, "t-rel-edit", &s.registry_open, "release", &edited)
+    publish_on(&repo, "t-rel-edit", &registry.address, "release", &edited)
         .env("GITHUB_SHA", &repo.head())
         .input("version", "1.0.0")
         .run_async()
         .await
         .assert_ok();
+    // The control: the same proxy sees the push that does happen.
+    let requests = registry.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.starts_with("PUT ") && r.contains("/manifests/1.0.0")),
+        "{requests:?}"
+    );
     assert!(
         tags(&s.registry_open, "t-rel-edit/app", None)
             .await

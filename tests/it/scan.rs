@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::publish::{publish, tags};
+use crate::publish::{self, Refused, assert_not_pushed, publish, tags};
 use crate::support::fixture;
 use crate::support::git::Repo;
 use crate::support::run::Action;
@@ -34,7 +34,7 @@ async fn a_critical_finding_blocks_the_release_and_pushes_nothing() {
         .await;
     assert_eq!(ran.code, 1, "{ran}");
     assert!(ran.stdout.contains("nothing was pushed"), "{ran}");
-    assert_blocked(&ran, "s-critical/app").await;
+    assert_blocked(&ran, &repo, "s-critical/app", "s-critical-control/app").await;
     assert!(
         ran.stdout.contains(
             "::error file=ops/docker/app/Dockerfile,line=2,title=critical TEST-2026-0001 in "
@@ -269,16 +269,19 @@ fn file_inputs_over_their_limit_are_refused_naming_the_input() {
     ran.assert_failed("is larger than 1.0 MiB, the limit for it");
 }
 
-/// A release the scan blocked: one critical and one high finding counted,
-/// exit 1, and nothing in the registry.
-pub async fn assert_blocked(ran: &crate::support::run::Ran, repository: &str) {
+/// A release of `repo`'s image to `repository` the scan blocked: one
+/// critical and one high finding counted, exit 1, and nothing of the image
+/// in the registry (its blobs learnt from a push to `control`).
+pub async fn assert_blocked(
+    ran: &crate::support::run::Ran,
+    repo: &Repo,
+    repository: &str,
+    control: &str,
+) {
     assert_eq!(ran.code, 1, "{ran}");
     assert!(ran.stdout.contains("nothing was pushed"), "{ran}");
-    assert!(
-        tags(&services().registry_open, repository, None)
-            .await
-            .is_empty()
-    );
+    let control = publish::control(repo, control, Refused::AfterBuilding).await;
+    assert_not_pushed(&control, repository).await;
     assert_eq!(ran.outputs["scan-result"], "fail", "{ran}");
     assert_eq!(
         (

@@ -10,7 +10,7 @@ use bollard::Docker;
 use bollard::query_parameters::{BuildImageOptions, ListContainersOptions};
 use futures_util::StreamExt as _;
 
-use crate::publish::{publish, tags};
+use crate::publish::{Refused, assert_not_pushed, control, publish};
 use crate::support::git::Repo;
 use crate::support::run::Action;
 use crate::support::services::services;
@@ -128,7 +128,7 @@ async fn a_scanner_container_blocks_a_critical_finding_without_the_binary_on_pat
         .env("PATH", &path_without_trivy())
         .run_async()
         .await;
-    crate::scan::assert_blocked(&ran, "sc-critical/app").await;
+    crate::scan::assert_blocked(&ran, &repo, "sc-critical/app", "sc-critical-control/app").await;
     assert!(
         ran.stdout.contains(
             "::error file=ops/docker/app/Dockerfile,line=2,title=critical TEST-2026-0001 in "
@@ -157,11 +157,8 @@ async fn a_scanner_image_the_engine_lacks_fails_naming_it() {
             || ran.stderr.contains(&format!("`docker pull {missing}`")),
         "the error says how to fix it\n{ran}"
     );
-    assert!(
-        tags(&services().registry_open, "sc-missing/app", None)
-            .await
-            .is_empty()
-    );
+    let control = control(&repo, "sc-missing-control/app", Refused::AfterBuilding).await;
+    assert_not_pushed(&control, "sc-missing/app").await;
 }
 
 #[tokio::test]
@@ -177,11 +174,8 @@ async fn a_failing_scanner_container_fails_the_step_with_its_stderr() {
         .await;
     ran.assert_failed("Trivy failed on the image (exit code 1)");
     ran.assert_failed("--skip-update cannot be specified on the first run");
-    assert!(
-        tags(&services().registry_open, "sc-no-db/app", None)
-            .await
-            .is_empty()
-    );
+    let control = control(&repo, "sc-no-db-control/app", Refused::AfterBuilding).await;
+    assert_not_pushed(&control, "sc-no-db/app").await;
     assert_eq!(
         containers_of(image).await,
         0,

@@ -175,11 +175,13 @@ async fn refused_credentials_on_either_side_fail_before_anything_is_written() {
     let source = unique("auth-src");
     push_image(&open(), &source, "v1", "amd64", &[random_layer(11, 1000)]).await;
     let target = unique("auth-dst");
+    let basic_proxy = Proxy::start(&s.registry_basic, Fault::None);
+    let open_proxy = Proxy::start(&s.registry_open, Fault::None);
 
     let ran = run(&[
         ("command", "mirror"),
         ("from", &format!("{}/{source}", s.registry_open)),
-        ("to", &format!("{}/{target}", s.registry_basic)),
+        ("to", &format!("{}/{target}", basic_proxy.address)),
         ("username", &s.basic_user),
         ("password", "not-the-password"),
     ])
@@ -187,6 +189,11 @@ async fn refused_credentials_on_either_side_fail_before_anything_is_written() {
     ran.assert_failed("refused the credentials");
     ran.assert_secret_masked_only("not-the-password");
     assert!(basic().manifest(&target, "v1").await.unwrap().is_none());
+    assert_eq!(basic_proxy.writes(), Vec::<String>::new());
+    assert!(
+        !basic_proxy.requests().is_empty(),
+        "the proxy sees the login"
+    );
 
     // The token registry as the source, with a wrong password for its issuer.
     let ran = run(&[
@@ -194,13 +201,14 @@ async fn refused_credentials_on_either_side_fail_before_anything_is_written() {
         ("from", &format!("{}/{source}", s.registry_token)),
         ("from-username", &s.token_user),
         ("from-password", "wrong-token-password"),
-        ("to", &format!("{}/{target}", s.registry_open)),
+        ("to", &format!("{}/{target}", open_proxy.address)),
         ("tags", "v1"),
     ])
     .await;
     ran.assert_failed("refused the credentials");
     ran.assert_secret_masked_only("wrong-token-password");
     assert!(open().manifest(&target, "v1").await.unwrap().is_none());
+    assert_eq!(open_proxy.writes(), Vec::<String>::new());
 }
 
 #[tokio::test]

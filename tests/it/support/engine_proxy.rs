@@ -1,87 +1,71 @@
-//! Unix-socket proxies in front of the real engine. [`NoSessionEngine`]
-//! answers `POST /session` with 404, as an engine without BuildKit
-//! (Podman's Docker API, say) does, and passes every other connection
-//! through untouched; [`CountingEngine`] passes everything and counts the
-//! connections, for a test that must show the engine was never asked.
+//! A unix-socket proxy in front of the real engine that notes every
+//! request it passes on and, if asked, answers `POST /session` with 404, as
+//! an engine without BuildKit (Podman's Docker API, say) does.
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
-pub struct NoSessionEngine(Forwarder);
+use super::requests::Requests;
 
-impl NoSessionEngine {
-    pub fn start(engine: &Path) -> Self {
-        NoSessionEngine(Forwarder::start(engine, true))
-    }
-
-    pub fn docker_host(&self) -> String {
-        self.0.docker_host()
-    }
-}
-
-pub struct CountingEngine(Forwarder);
-
-impl CountingEngine {
-    pub fn start(engine: &Path) -> Self {
-        CountingEngine(Forwarder::start(engine, false))
-    }
-
-    pub fn docker_host(&self) -> String {
-        self.0.docker_host()
-    }
-
-    /// Connections clients opened to the engine through this proxy.
-    pub fn connections(&self) -> usize {
-        self.0.connections.load(Ordering::SeqCst)
-    }
-}
-
-struct Forwarder {
+pub struct EngineProxy {
     _dir: tempfile::TempDir,
     socket: PathBuf,
-    connections: Arc<AtomicUsize>,
+    requests: Requests,
 }
 
-impl Forwarder {
-    fn start(engine: &Path, refuse_sessions: bool) -> Self {
+impl EngineProxy {
+    /// Passes everything through.
+    pub fn start(engine: &Path) -> Self {
+        Self::serving(engine, false)
+    }
+
+    /// Refuses BuildKit sessions, passes the rest through.
+    pub fn refusing_sessions(engine: &Path) -> Self {
+        Self::serving(engine, true)
+    }
+
+    fn serving(engine: &Path, refuse_sessions: bool) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("engine.sock");
         let listener = UnixListener::bind(&socket).unwrap();
         let engine = engine.to_owned();
-        let connections = Arc::new(AtomicUsize::new(0));
-        let counted = connections.clone();
+        let requests = Requests::default();
+        let noted = requests.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                counted.fetch_add(1, Ordering::SeqCst);
-                let engine = engine.clone();
-                std::thread::spawn(move || serve(client, &engine, refuse_sessions));
+                let (engine, noted) = (engine.clone(), noted.clone());
+                std::thread::spawn(move || serve(client, &engine, refuse_sessions, noted));
             }
         });
-        Forwarder {
+        EngineProxy {
             _dir: dir,
             socket,
-            connections,
+            requests,
         }
     }
 
-    fn docker_host(&self) -> String {
+    pub fn docker_host(&self) -> String {
         format!("unix://{}", self.socket.display())
+    }
+
+    /// The requests sent so far, in order, as `POST /build`: method and
+    /// path, without the API version or the query.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.all().iter().map(|r| unversioned(r)).collect()
     }
 }
 
-/// The first request of a connection decides: a session is refused when
-/// `refuse_sessions` says so, the rest goes to the engine as it came.
-fn serve(mut client: UnixStream, engine: &Path, refuse_sessions: bool) {
+/// The first request of a connection decides whether it is refused (a
+/// session upgrades its connection, so it is always a first request); the
+/// rest goes to the engine as it came, its request lines noted.
+fn serve(mut client: UnixStream, engine: &Path, refuse_sessions: bool, noted: Requests) {
     let Some(head) = request_head(&mut client) else {
         return;
     };
-    let first_line =
-        String::from_utf8_lossy(&head[..head.iter().position(|b| *b == b'\n').unwrap_or(0)])
-            .into_owned();
-    if refuse_sessions && first_line.starts_with("POST ") && first_line.contains("/session ") {
+    let mut lines = noted.connection();
+    let first = lines.feed(&head).first().map(|r| unversioned(r));
+    if refuse_sessions && first.as_deref() == Some("POST /session") {
         let body = "page not found";
         let _ = write!(
             client,
@@ -99,7 +83,13 @@ fn serve(mut client: UnixStream, engine: &Path, refuse_sessions: bool) {
     let (mut client_read, mut server_write) =
         (client.try_clone().unwrap(), server.try_clone().unwrap());
     let upstream = std::thread::spawn(move || {
-        let _ = std::io::copy(&mut client_read, &mut server_write);
+        let mut buf = vec![0; 64 << 10];
+        while let Ok(n @ 1..) = client_read.read(&mut buf) {
+            lines.feed(&buf[..n]);
+            if server_write.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
         let _ = server_write.shutdown(std::net::Shutdown::Write);
     });
     let _ = std::io::copy(&mut server, &mut client);
@@ -118,4 +108,14 @@ fn request_head(client: &mut UnixStream) -> Option<Vec<u8>> {
         head.push(byte[0]);
     }
     Some(head)
+}
+
+/// `POST /v1.47/build` as `POST /build`.
+fn unversioned(request: &str) -> String {
+    let (method, path) = request.split_once(' ').unwrap_or((request, ""));
+    let path = path
+        .strip_prefix("/v1.")
+        .and_then(|rest| rest.find('/').map(|slash| &rest[slash..]))
+        .unwrap_or(path);
+    format!("{method} {path}")
 }

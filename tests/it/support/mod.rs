@@ -16,6 +16,7 @@ pub mod mermaid;
 pub mod own_registry;
 pub mod proxy;
 pub mod replay;
+pub mod requests;
 pub mod run;
 pub mod secret;
 pub mod services;

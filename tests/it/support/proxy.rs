@@ -1,13 +1,18 @@
 //! A loopback TCP proxy in front of a real registry that breaks
-//! connections the way networks and dying servers do.
+//! connections the way networks and dying servers do, and notes the
+//! requests that pass.
 
 use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::requests::Requests;
+
 #[derive(Debug, Clone, Copy)]
 pub enum Fault {
+    /// Nothing breaks: the proxy only notes the requests.
+    None,
     /// Once `bytes` went upstream in all, every connection is dropped, open
     /// and later ones: to a client, a registry that died.
     DieAfter(u64),
@@ -34,6 +39,7 @@ struct State {
     sent: AtomicU64,
     cuts: AtomicU32,
     open: Mutex<Vec<TcpStream>>,
+    requests: Requests,
 }
 
 impl Proxy {
@@ -47,6 +53,7 @@ impl Proxy {
             sent: AtomicU64::new(0),
             cuts: AtomicU32::new(0),
             open: Mutex::default(),
+            requests: Requests::default(),
         });
         let (upstream, shared) = (upstream.to_owned(), state.clone());
         std::thread::spawn(move || {
@@ -85,6 +92,19 @@ impl Proxy {
     pub fn cuts(&self) -> u32 {
         self.state.cuts.load(Ordering::SeqCst)
     }
+
+    /// The requests sent upstream so far, as `PUT /v2/a/b/manifests/t`.
+    pub fn requests(&self) -> Vec<String> {
+        self.state.requests.all()
+    }
+
+    /// The requests sent upstream that may write: all but `GET` and `HEAD`.
+    pub fn writes(&self) -> Vec<String> {
+        self.requests()
+            .into_iter()
+            .filter(|r| !r.starts_with("GET ") && !r.starts_with("HEAD "))
+            .collect()
+    }
 }
 
 impl State {
@@ -96,7 +116,13 @@ impl State {
             .extend(ends.iter().map(|s| s.try_clone().unwrap()));
         let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
         let (state, here) = (self.clone(), AtomicU64::new(0));
-        std::thread::spawn(move || pipe(client, server, |n| state.allow(n, &here, &ends)));
+        let mut lines = self.requests.connection();
+        std::thread::spawn(move || {
+            pipe(client, server, |bytes| {
+                lines.feed(bytes);
+                state.allow(bytes.len() as u64, &here, &ends)
+            })
+        });
         let delay = match self.fault {
             Fault::Delay(delay) => delay,
             _ => std::time::Duration::ZERO,
@@ -134,7 +160,7 @@ impl State {
                 }
                 !cut
             }
-            Fault::Delay(_) => true,
+            Fault::Delay(_) | Fault::None => true,
         }
     }
 }
@@ -146,10 +172,10 @@ fn close(streams: &[TcpStream]) {
 }
 
 /// Copies while `go(bytes)` says so.
-fn pipe(mut from: TcpStream, mut to: TcpStream, go: impl Fn(u64) -> bool) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, mut go: impl FnMut(&[u8]) -> bool) {
     let mut buf = vec![0; 64 << 10];
     while let Ok(n) = from.read(&mut buf) {
-        if n == 0 || !go(n as u64) || to.write_all(&buf[..n]).is_err() {
+        if n == 0 || !go(&buf[..n]) || to.write_all(&buf[..n]).is_err() {
             break;
         }
     }
