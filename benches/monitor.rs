@@ -1,15 +1,23 @@
 //! `cargo bench --bench monitor`: `monitor` (the release binary started as
 //! a runner starts it) over 50 images that share an 8 MiB base layer, each
-//! with a 256 KiB layer of its own, beside pulling the same 50 images with
-//! `docker pull` (Debian's 20.10 CLI, one after another, on the private
-//! engine of `scripts/services start`) in the same run. Both go through one
-//! request-counting loopback proxy in front of the open registry.
+//! with a 256 KiB layer of its own, beside two baselines on the same 50
+//! images, one after another, in the same run:
+//! - `skopeo copy` (Debian's) of each into one OCI layout on disk: the same
+//!   work as `monitor`'s pull — manifest, config and layers fetched and
+//!   checked against their digests, nothing unpacked — plus writing them
+//!   to disk; the layout is shared, so the base can be fetched once;
+//! - `docker pull` (Debian's 20.10 CLI, on the private engine of
+//!   `scripts/services start`): more work — the layers are also unpacked
+//!   into the engine's store and the images registered.
 //!
-//! `monitor` runs with `scanner: none`: the pulls, logins and storage
-//! measures are what the baseline also does (a pull), or more. Docker's
-//! images are removed after every round, so each of its rounds is cold;
+//! skopeo starts one process per image; the time of as many `skopeo
+//! --version` runs is measured beside, so that share can be named. All go
+//! through one request-counting loopback proxy in front of the open
+//! registry. `monitor` runs with `scanner: none`: it also checks the login
+//! and measures storage (more requests than a pull). Docker's images and
+//! skopeo's layout are removed after every round, so each round is cold;
 //! `monitor` keeps nothing between runs anyway. `MONITOR_BENCH_ROUNDS`
-//! (default 3) rounds; who goes first alternates.
+//! (default 3) rounds; who goes first rotates.
 //!
 //! Not a test: it checks only that every run succeeded and that `monitor`
 //! pulled every image with the base fetched once, so a number never
@@ -63,49 +71,73 @@ fn main() -> ExitCode {
         OWN >> 10,
         started.elapsed().as_secs_f64()
     );
-    let proxy = Proxy::start(&services.registry_open);
-    let mut ours = Vec::new();
-    let mut theirs = Vec::new();
-    for round in 0..rounds {
-        let (a, b) = if round % 2 == 0 {
-            (
-                monitor(&proxy, &repositories),
-                docker_pulls(&proxy, &services, &repositories),
-            )
-        } else {
-            let b = docker_pulls(&proxy, &services, &repositories);
-            (monitor(&proxy, &repositories), b)
-        };
-        println!(
-            "round {}: monitor {:.2} s / {} requests / {:.1} MiB up; docker pull ×{IMAGES} {:.2} s / {} requests / {:.1} MiB up",
-            round + 1,
-            a.0.as_secs_f64(),
-            a.1,
-            a.2 as f64 / f64::from(1 << 20),
-            b.0.as_secs_f64(),
-            b.1,
-            b.2 as f64 / f64::from(1 << 20),
-        );
-        ours.push(a);
-        theirs.push(b);
+    if Command::new("skopeo").arg("--version").output().is_err() {
+        eprintln!("the monitor bench compares with skopeo: apt-get install -y skopeo");
+        return ExitCode::FAILURE;
     }
-    let wall =
-        |runs: &[(Duration, u64, u64)]| median(&runs.iter().map(|r| r.0).collect::<Vec<_>>());
-    let requests =
-        |runs: &[(Duration, u64, u64)]| median(&runs.iter().map(|r| r.1).collect::<Vec<_>>());
+    let proxy = Proxy::start(&services.registry_open);
+    let mut runs: [Vec<Run>; 3] = Default::default();
+    let mut skopeo_starts = Vec::new();
+    for round in 0..rounds {
+        let mut order = [0, 1, 2];
+        order.rotate_left(round % NAMES.len());
+        for who in order {
+            runs[who].push(match who {
+                0 => monitor(&proxy, &repositories),
+                1 => skopeo_copies(&proxy, &repositories),
+                _ => docker_pulls(&proxy, &services, &repositories),
+            });
+        }
+        let line: Vec<String> = NAMES
+            .iter()
+            .zip(&runs)
+            .map(|(name, runs)| {
+                let run = runs.last().unwrap();
+                format!(
+                    "{name} {:.2} s / {} requests / {:.1} MiB up",
+                    run.0.as_secs_f64(),
+                    run.1,
+                    run.2 as f64 / f64::from(1 << 20)
+                )
+            })
+            .collect();
+        println!("round {}: {}", round + 1, line.join("; "));
+        skopeo_starts.push(process_starts("skopeo", IMAGES));
+    }
+    let wall = |runs: &[Run]| median(&runs.iter().map(|r| r.0).collect::<Vec<_>>());
+    let requests = |runs: &[Run]| median(&runs.iter().map(|r| r.1).collect::<Vec<_>>());
+    let ours = wall(&runs[0]).as_secs_f64();
+    let line: Vec<String> = NAMES
+        .iter()
+        .zip(&runs)
+        .map(|(name, runs)| {
+            format!(
+                "{name} {:.2} s, {} requests (monitor/it {:.2}×)",
+                wall(runs).as_secs_f64(),
+                requests(runs),
+                ours / wall(runs).as_secs_f64()
+            )
+        })
+        .collect();
+    println!("median of {rounds}: {}", line.join("; "));
     println!(
-        "median of {rounds}: monitor {:.2} s, {} requests; docker pull {:.2} s, {} requests; monitor/docker time {:.2}×",
-        wall(&ours).as_secs_f64(),
-        requests(&ours),
-        wall(&theirs).as_secs_f64(),
-        requests(&theirs),
-        wall(&ours).as_secs_f64() / wall(&theirs).as_secs_f64()
+        "of skopeo's time, its {IMAGES} process starts alone (`skopeo --version` ×{IMAGES}): {:.2} s",
+        median(&skopeo_starts).as_secs_f64()
     );
     ExitCode::SUCCESS
 }
 
-/// One `monitor` run: wall time, requests and bytes sent upstream.
-fn monitor(proxy: &Proxy, repositories: &[String]) -> (Duration, u64, u64) {
+/// Wall time, requests and bytes sent upstream of one run.
+type Run = (Duration, u64, u64);
+
+const NAMES: [&str; 3] = [
+    "monitor",
+    "skopeo copy ×50 to an OCI layout",
+    "docker pull ×50",
+];
+
+/// One `monitor` run.
+fn monitor(proxy: &Proxy, repositories: &[String]) -> Run {
     let runner = tempfile::tempdir().unwrap();
     let output = runner.path().join("output");
     std::fs::write(&output, "").unwrap();
@@ -148,13 +180,49 @@ fn monitor(proxy: &Proxy, repositories: &[String]) -> (Duration, u64, u64) {
     (wall, after.1 - before.1, after.0 - before.0)
 }
 
+/// `skopeo copy` of every image, one after another, into one new OCI
+/// layout (blobs fetched and checked against their digests, none
+/// unpacked), removed afterwards.
+fn skopeo_copies(proxy: &Proxy, repositories: &[String]) -> Run {
+    let layout = tempfile::tempdir().unwrap();
+    let before = proxy.snapshot();
+    let clock = Instant::now();
+    for (n, repository) in repositories.iter().enumerate() {
+        let out = Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "--src-tls-verify=false"])
+            .arg(format!("docker://{}/{repository}:latest", proxy.addr))
+            .arg(format!("oci:{}:img-{n:02}", layout.path().display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "skopeo copy {repository} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let wall = clock.elapsed();
+    let after = proxy.snapshot();
+    let blobs = std::fs::read_dir(layout.path().join("blobs/sha256"))
+        .unwrap()
+        .count();
+    // Each image's manifest, config and own layer, and the base once.
+    assert_eq!(blobs, 3 * IMAGES + 1, "blobs in skopeo's layout");
+    (wall, after.1 - before.1, after.0 - before.0)
+}
+
+/// The wall time of `n` runs of `program --version`, one after another.
+fn process_starts(program: &str, n: usize) -> Duration {
+    let clock = Instant::now();
+    for _ in 0..n {
+        let out = Command::new(program).arg("--version").output().unwrap();
+        assert!(out.status.success(), "{program} --version failed");
+    }
+    clock.elapsed()
+}
+
 /// `docker pull` of every image, one after another, then their removal
 /// (not timed) so that the next round starts cold.
-fn docker_pulls(
-    proxy: &Proxy,
-    services: &Services,
-    repositories: &[String],
-) -> (Duration, u64, u64) {
+fn docker_pulls(proxy: &Proxy, services: &Services, repositories: &[String]) -> Run {
     let images: Vec<String> = repositories
         .iter()
         .map(|r| format!("{}/{r}:latest", proxy.addr))

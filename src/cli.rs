@@ -6,10 +6,14 @@
 
 use std::collections::HashMap;
 use std::ffi::OsString;
+use std::marker::PhantomData;
 
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use anyhow::bail;
+use clap::{Arg, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::actions::inputs;
+use crate::registry::auth::{Credentials, Login};
+use crate::scan::gate::{CheckRunMode, Settings};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -77,10 +81,11 @@ impl Command {
             Command::Publish(args) => {
                 return args
                     .location
+                    .login
                     .password
                     .iter()
                     .chain(&args.tagging.github_token)
-                    .chain(&args.mirror_password)
+                    .chain(&args.mirror_login.password)
                     .chain(args.supply.signing.secrets())
                     .map(String::as_str)
                     .chain(secret_values(&args.secrets))
@@ -88,24 +93,26 @@ impl Command {
             }
             Command::Merge(args) => args
                 .location
+                .login
                 .password
                 .iter()
                 .chain(&args.tagging.github_token)
                 .chain(args.signing.secrets())
                 .collect(),
             Command::Scan(args) => args.github_token.iter().collect(),
-            Command::Cleanup(args) => args.repositories.password.iter().collect(),
-            Command::Usage(args) => args.repositories.password.iter().collect(),
+            Command::Cleanup(args) => args.repositories.login.password.iter().collect(),
+            Command::Usage(args) => args.repositories.login.password.iter().collect(),
             Command::Mirror(args) => args
                 .from
-                .from_password
+                .login
+                .password
                 .iter()
-                .chain(&args.to.password)
+                .chain(&args.to.login.password)
                 .collect(),
-            Command::Backup(args) => args.from.from_password.iter().collect(),
-            Command::Restore(args) => args.to.password.iter().collect(),
-            Command::Verify(args) => args.password.iter().collect(),
-            Command::Monitor(args) => args.repositories.password.iter().collect(),
+            Command::Backup(args) => args.from.login.password.iter().collect(),
+            Command::Restore(args) => args.to.login.password.iter().collect(),
+            Command::Verify(args) => args.login.password.iter().collect(),
+            Command::Monitor(args) => args.repositories.login.password.iter().collect(),
         };
         all.into_iter().map(String::as_str).collect()
     }
@@ -120,6 +127,174 @@ fn secret_values(lines: &[String]) -> impl Iterator<Item = &str> {
         .map(|line| line.split_once('=').map_or(line, |(_, value)| value))
         .map(str::trim)
         .filter(|value| !value.is_empty())
+}
+
+/// A `true`/`false` input (`#[arg(long, default_bool = false)]`): a bare
+/// flag means `true`, and a runner's spellings of a boolean are accepted.
+trait BoolInput {
+    fn default_bool(self, default: bool) -> Self;
+}
+
+impl BoolInput for Arg {
+    fn default_bool(self, default: bool) -> Self {
+        self.value_name("BOOL")
+            .num_args(0..=1)
+            .default_value(if default { "true" } else { "false" })
+            .default_missing_value("true")
+            .value_parser(inputs::parse_bool)
+    }
+}
+
+/// The names and help of one registry login's two inputs.
+pub trait LoginInputs {
+    /// The inputs as the workflow spells them.
+    const LOGIN: Login;
+    /// How `--help` shows the user name's and the password's values.
+    const VALUE_NAMES: [&'static str; 2];
+    /// The user name's and the password's help.
+    const HELP: [&'static str; 2];
+}
+
+/// `username` and `password`: the registry a command works on.
+#[derive(Debug, Clone)]
+pub struct RegistryLogin;
+
+impl LoginInputs for RegistryLogin {
+    const LOGIN: Login = Login::TARGET;
+    const VALUE_NAMES: [&'static str; 2] = ["USERNAME", "PASSWORD"];
+    const HELP: [&'static str; 2] = ["Registry user name", "Registry password or access token"];
+}
+
+/// `username` and `password`: the `to` registry of a copy.
+#[derive(Debug, Clone)]
+pub struct DestinationLogin;
+
+impl LoginInputs for DestinationLogin {
+    const LOGIN: Login = Login::TARGET;
+    const VALUE_NAMES: [&'static str; 2] = ["USERNAME", "PASSWORD"];
+    const HELP: [&'static str; 2] = [
+        "User name for the `to` registry",
+        "Password or access token for the `to` registry",
+    ];
+}
+
+/// `from-username` and `from-password`: the `from` registry of a copy.
+#[derive(Debug, Clone)]
+pub struct SourceLogin;
+
+impl LoginInputs for SourceLogin {
+    const LOGIN: Login = Login::SOURCE;
+    const VALUE_NAMES: [&'static str; 2] = ["FROM_USERNAME", "FROM_PASSWORD"];
+    const HELP: [&'static str; 2] = [
+        "User name for the `from` registry",
+        "Password or access token for the `from` registry",
+    ];
+}
+
+/// `mirror-username` and `mirror-password`: `publish`'s `mirror-to`.
+#[derive(Debug, Clone)]
+pub struct MirrorLogin;
+
+impl LoginInputs for MirrorLogin {
+    const LOGIN: Login = Login::MIRROR;
+    const VALUE_NAMES: [&'static str; 2] = ["MIRROR_USERNAME", "MIRROR_PASSWORD"];
+    const HELP: [&'static str; 2] = [
+        "User name for the `mirror-to` registries",
+        "Password or access token for the `mirror-to` registries",
+    ];
+}
+
+/// A registry's user name and password (or token), named by `L`: one
+/// struct for every login, flattened where a command takes one.
+#[derive(Debug, Clone)]
+pub struct LoginArgs<L> {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    inputs: PhantomData<L>,
+}
+
+impl<L: LoginInputs> LoginArgs<L> {
+    /// Both halves or neither; an error names the inputs.
+    pub fn credentials(&self) -> anyhow::Result<Option<Credentials>> {
+        let Login {
+            username: user_input,
+            password: password_input,
+            ..
+        } = L::LOGIN;
+        match (&self.username, &self.password) {
+            (Some(username), Some(password)) => Ok(Some(Credentials {
+                username: username.clone(),
+                password: password.clone(),
+            })),
+            (None, None) => Ok(None),
+            (Some(_), None) => bail!(
+                "`{user_input}` is set but `{password_input}` is empty; pass the password or token as a secret"
+            ),
+            (None, Some(_)) => {
+                bail!(
+                    "`{password_input}` is set but `{user_input}` is empty; set the registry user name"
+                )
+            }
+        }
+    }
+}
+
+impl<L: LoginInputs> Args for LoginArgs<L> {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        let [username_value, password_value] = L::VALUE_NAMES;
+        let [username_help, password_help] = L::HELP;
+        cmd.arg(
+            Arg::new(L::LOGIN.username)
+                .long(L::LOGIN.username)
+                .value_name(username_value)
+                .value_parser(clap::value_parser!(String))
+                .action(clap::ArgAction::Set)
+                .help(username_help),
+        )
+        .arg(
+            Arg::new(L::LOGIN.password)
+                .long(L::LOGIN.password)
+                .value_name(password_value)
+                .value_parser(clap::value_parser!(String))
+                .action(clap::ArgAction::Set)
+                .help(password_help)
+                .hide_env_values(true),
+        )
+    }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+impl<L: LoginInputs> FromArgMatches for LoginArgs<L> {
+    fn from_arg_matches(matches: &ArgMatches) -> Result<Self, clap::Error> {
+        Self::from_arg_matches_mut(&mut matches.clone())
+    }
+
+    fn from_arg_matches_mut(matches: &mut ArgMatches) -> Result<Self, clap::Error> {
+        Ok(LoginArgs {
+            username: matches.remove_one(L::LOGIN.username),
+            password: matches.remove_one(L::LOGIN.password),
+            inputs: PhantomData,
+        })
+    }
+
+    fn update_from_arg_matches(&mut self, matches: &ArgMatches) -> Result<(), clap::Error> {
+        self.update_from_arg_matches_mut(&mut matches.clone())
+    }
+
+    fn update_from_arg_matches_mut(&mut self, matches: &mut ArgMatches) -> Result<(), clap::Error> {
+        for (id, value) in [
+            (L::LOGIN.username, &mut self.username),
+            (L::LOGIN.password, &mut self.password),
+        ] {
+            if matches.contains_id(id) {
+                *value = matches.remove_one(id);
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -160,8 +335,7 @@ pub struct PlanArgs {
     pub rebuild_all_on: Vec<String>,
 
     /// Select every image, whatever changed.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
-          default_missing_value = "true", value_parser = inputs::parse_bool)]
+    #[arg(long, default_bool = false)]
     pub all: bool,
 
     /// Where the changed files come from.
@@ -216,13 +390,8 @@ pub struct RepositoryArgs {
     #[arg(long, value_parser = namespace_input)]
     pub namespace: Option<String>,
 
-    /// Registry user name.
-    #[arg(long)]
-    pub username: Option<String>,
-
-    /// Registry password or access token.
-    #[arg(long, hide_env_values = true)]
-    pub password: Option<String>,
+    #[command(flatten)]
+    pub login: LoginArgs<RegistryLogin>,
 
     /// Docker Hub's API, used instead of the registry API when `registry` is Docker Hub.
     #[arg(long, default_value = crate::hub::DEFAULT_API)]
@@ -269,8 +438,7 @@ pub struct CleanupArgs {
     pub older_than: Option<String>,
 
     /// Report what would be deleted, delete nothing.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
-          default_missing_value = "true", value_parser = inputs::parse_bool)]
+    #[arg(long, default_bool = false)]
     pub dry_run: bool,
 }
 
@@ -302,8 +470,7 @@ pub struct MonitorArgs {
     pub max_pull_time: Option<std::time::Duration>,
 
     /// Also prove the credentials may push (an upload is opened; no blob is written).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
-          default_missing_value = "true", value_parser = inputs::parse_bool)]
+    #[arg(long, default_bool = false)]
     pub check_push: bool,
 
     /// A previous `monitor` or `usage` report (JSON file) to measure growth against.
@@ -340,8 +507,7 @@ pub struct MonitorArgs {
     pub scanner_image: Option<String>,
 
     /// Leave out findings that have no fixed version yet.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
-          default_missing_value = "true", value_parser = inputs::parse_bool)]
+    #[arg(long, default_bool = false)]
     pub ignore_unfixed: bool,
 
     /// A `.trivyignore.yaml` file (id, paths, purls, expired_at, statement).
@@ -357,13 +523,8 @@ pub struct FromArgs {
     #[arg(long, value_name = "REPOSITORY")]
     pub from: String,
 
-    /// User name for the `from` registry.
-    #[arg(long)]
-    pub from_username: Option<String>,
-
-    /// Password or access token for the `from` registry.
-    #[arg(long, hide_env_values = true)]
-    pub from_password: Option<String>,
+    #[command(flatten)]
+    pub login: LoginArgs<SourceLogin>,
 }
 
 /// Where `mirror` and `restore` write to.
@@ -373,13 +534,8 @@ pub struct ToArgs {
     #[arg(long, value_name = "REPOSITORY")]
     pub to: String,
 
-    /// User name for the `to` registry.
-    #[arg(long)]
-    pub username: Option<String>,
-
-    /// Password or access token for the `to` registry.
-    #[arg(long, hide_env_values = true)]
-    pub password: Option<String>,
+    #[command(flatten)]
+    pub login: LoginArgs<DestinationLogin>,
 }
 
 /// What a copy takes and how.
@@ -394,12 +550,21 @@ pub struct CopyArgs {
     pub concurrency: u8,
 
     /// Report what would be copied, write nothing.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
-          default_missing_value = "true", value_parser = inputs::parse_bool)]
+    #[arg(long, default_bool = false)]
     pub dry_run: bool,
 
     #[command(flatten)]
     pub timeout: RequestTimeout,
+}
+
+impl CopyArgs {
+    /// How the copy runs.
+    pub fn options(&self) -> crate::mirror::Options {
+        crate::mirror::Options {
+            concurrency: usize::from(self.concurrency),
+            dry_run: self.dry_run,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -507,13 +672,8 @@ pub struct ImageLocation {
     #[arg(long, value_parser = namespace_input)]
     pub namespace: Option<String>,
 
-    /// Registry user name.
-    #[arg(long)]
-    pub username: Option<String>,
-
-    /// Registry password or access token.
-    #[arg(long, hide_env_values = true)]
-    pub password: Option<String>,
+    #[command(flatten)]
+    pub login: LoginArgs<RegistryLogin>,
 
     #[command(flatten)]
     pub timeout: RequestTimeout,
@@ -587,8 +747,7 @@ pub struct PublishArgs {
 
     /// `true`: the image carries BuildKit's inline cache, and the build
     /// reuses the cache of the images in `cache-from`.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "true",
-          default_missing_value = "true", value_parser = inputs::parse_bool)]
+    #[arg(long, default_bool = true)]
     pub cache: bool,
 
     /// Secrets for `RUN --mount=type=secret,id=<id>`, `id=value` one per
@@ -602,20 +761,17 @@ pub struct PublishArgs {
     pub cache_from: Vec<String>,
 
     /// `false` builds (and checks) without pushing, for pull requests.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "true",
-          default_missing_value = "true", value_parser = inputs::parse_bool)]
+    #[arg(long, default_bool = true)]
     pub push: bool,
 
     /// `true` pushes the image untagged and outputs its `digest` and
     /// `platform`, for a `merge` job to list in one index.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
-          default_missing_value = "true", value_parser = inputs::parse_bool)]
+    #[arg(long, default_bool = false)]
     pub push_by_digest: bool,
 
     /// Build even when the commit's SHA tag, or an image of the same build
     /// inputs, already exists.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
-          default_missing_value = "true", value_parser = inputs::parse_bool)]
+    #[arg(long, default_bool = false)]
     pub rebuild: bool,
 
     #[command(flatten)]
@@ -627,17 +783,11 @@ pub struct PublishArgs {
     #[arg(long, value_name = "REGISTRIES")]
     pub mirror_to: Vec<String>,
 
-    /// User name for the `mirror-to` registries.
-    #[arg(long)]
-    pub mirror_username: Option<String>,
-
-    /// Password or access token for the `mirror-to` registries.
-    #[arg(long, hide_env_values = true)]
-    pub mirror_password: Option<String>,
+    #[command(flatten)]
+    pub mirror_login: LoginArgs<MirrorLogin>,
 
     /// Fail the job when a mirror fails (the release itself stays pushed).
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
-          default_missing_value = "true", value_parser = inputs::parse_bool)]
+    #[arg(long, default_bool = false)]
     pub mirror_required: bool,
 
     #[command(flatten)]
@@ -770,13 +920,8 @@ pub struct VerifyArgs {
     #[arg(long, value_enum)]
     pub attestation: Option<AttestationArg>,
 
-    /// Registry user name.
-    #[arg(long)]
-    pub username: Option<String>,
-
-    /// Registry password or access token.
-    #[arg(long, hide_env_values = true)]
-    pub password: Option<String>,
+    #[command(flatten)]
+    pub login: LoginArgs<RegistryLogin>,
 
     #[command(flatten)]
     pub timeout: RequestTimeout,
@@ -788,6 +933,17 @@ pub enum ScannerArg {
     Grype,
     /// Skip the scan.
     None,
+}
+
+impl ScannerArg {
+    /// `None` for `none`.
+    pub fn scanner(self) -> Option<crate::scan::Scanner> {
+        match self {
+            ScannerArg::Trivy => Some(crate::scan::Scanner::Trivy),
+            ScannerArg::Grype => Some(crate::scan::Scanner::Grype),
+            ScannerArg::None => None,
+        }
+    }
 }
 
 /// A severity threshold: `critical`…`unknown`, or `none` for never.
@@ -821,8 +977,7 @@ pub struct ScanArgs {
     pub warn_on: Threshold,
 
     /// Leave out findings that have no fixed version yet.
-    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_value = "false",
-          default_missing_value = "true", value_parser = inputs::parse_bool)]
+    #[arg(long, default_bool = false)]
     pub ignore_unfixed: bool,
 
     /// A `.trivyignore.yaml` file (id, paths, purls, expired_at, statement).
@@ -846,6 +1001,28 @@ pub enum CheckRunArg {
     Auto,
     True,
     False,
+}
+
+impl ScanArgs {
+    /// The gate's settings, as given.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            scanner: self.scanner.scanner(),
+            scanner_image: self.scanner_image.clone(),
+            policy: crate::scan::Policy {
+                fail_on: self.fail_on.0,
+                warn_on: self.warn_on.0,
+                ignore_unfixed: self.ignore_unfixed,
+            },
+            ignore_file: self.ignore_file.clone(),
+            sarif: self.sarif.clone(),
+            check_run: match self.check_run {
+                CheckRunArg::Auto => CheckRunMode::Auto,
+                CheckRunArg::True => CheckRunMode::Required,
+                CheckRunArg::False => CheckRunMode::Off,
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -1271,6 +1448,50 @@ mod tests {
             missing.starts_with("input `command` is not set; set it to one of: plan,"),
             "{missing}"
         );
+    }
+
+    #[test]
+    fn each_login_reads_its_own_inputs_and_wants_both_halves() {
+        let Command::Mirror(args) = parse(
+            &["registry-action"],
+            &[
+                ("INPUT_COMMAND", "mirror"),
+                ("INPUT_FROM", "a.example/x/y"),
+                ("INPUT_TO", "b.example/x/y"),
+                ("INPUT_FROM-USERNAME", "reader"),
+                ("INPUT_FROM-PASSWORD", "pull-token"),
+                ("INPUT_USERNAME", "writer"),
+            ],
+        )
+        .unwrap()
+        .command
+        else {
+            panic!("not mirror");
+        };
+        let from = args.from.login.credentials().unwrap().unwrap();
+        assert_eq!(
+            (from.username.as_str(), from.password.as_str()),
+            ("reader", "pull-token")
+        );
+        assert_eq!(
+            args.to.login.credentials().unwrap_err().to_string(),
+            "`username` is set but `password` is empty; pass the password or token as a secret"
+        );
+        let Command::Publish(args) = parse(
+            &["registry-action", "publish", "--path", "ops/docker/app"],
+            &[("INPUT_MIRROR-PASSWORD", "push-token")],
+        )
+        .unwrap()
+        .command
+        else {
+            panic!("not publish");
+        };
+        assert!(args.location.login.credentials().unwrap().is_none());
+        assert_eq!(
+            args.mirror_login.credentials().unwrap_err().to_string(),
+            "`mirror-password` is set but `mirror-username` is empty; set the registry user name"
+        );
+        assert!(!args.mirror_required && args.push, "boolean defaults");
     }
 
     #[test]

@@ -23,6 +23,7 @@ use serde::Deserialize;
 
 use crate::limits::{self, Cut, TooLarge};
 use crate::names;
+use crate::oci::is_index_media_type;
 use crate::registry::retry::{self, Deadline};
 use crate::retention::TagInfo;
 
@@ -225,7 +226,7 @@ impl From<RawTag> for HubTag {
         // A single-platform tag lists itself as its one image. Without a
         // top-level digest that can't be compared, so the media type or a
         // second platform has to show that the tag is an index.
-        let index = raw.media_type.as_deref().is_some_and(is_index_type)
+        let index = raw.media_type.as_deref().is_some_and(is_index_media_type)
             || children.len() > 1
             || (digest.is_some() && !children.is_empty());
         if !index {
@@ -242,14 +243,6 @@ impl From<RawTag> for HubTag {
             children,
         }
     }
-}
-
-fn is_index_type(media_type: &str) -> bool {
-    matches!(
-        media_type,
-        "application/vnd.docker.distribution.manifest.list.v2+json"
-            | "application/vnd.oci.image.index.v1+json"
-    )
 }
 
 pub struct Hub {
@@ -644,9 +637,10 @@ mod tests {
 
     #[test]
     fn children_only_for_an_index() {
-        const LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-        const IMAGE: &str = "application/vnd.docker.container.image.v1+json";
-        const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+        use crate::oci::{
+            DOCKER_CONFIG_MEDIA_TYPE as IMAGE, DOCKER_MANIFEST_LIST_MEDIA_TYPE as LIST,
+            INDEX_MEDIA_TYPE as INDEX,
+        };
         const A: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
         const B: &str = "sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
         const I: &str = "sha256:cccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccccc";

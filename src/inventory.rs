@@ -11,7 +11,8 @@ use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use tokio::sync::Semaphore;
 
 use crate::limits;
-use crate::registry::contents::{self, Contents, Descriptor};
+use crate::oci::Descriptor;
+use crate::registry::contents::{self, Contents};
 use crate::registry::{Registry, RegistryError};
 use crate::retention::TagInfo;
 
@@ -142,7 +143,7 @@ async fn fetch(
             stored.blobs = std::iter::once(config).chain(layers).collect();
         }
         Contents::Index { manifests, created } => {
-            stored.children = manifests.into_iter().map(|m| m.digest).collect();
+            stored.children = manifests.into_iter().map(|m| m.digest.into()).collect();
             stored.created = created.as_deref().and_then(crate::time::unix_seconds);
         }
     }
@@ -221,7 +222,7 @@ async fn read_created(
 ) -> Result<(), RegistryError> {
     let configs: BTreeMap<String, u64> = manifests
         .values()
-        .filter_map(|s| s.blobs.first().map(|c| (c.digest.clone(), c.size)))
+        .filter_map(|s| s.blobs.first().map(|c| (c.digest.to_string(), c.size)))
         .collect();
     // `concurrency` configs of up to IN_MEMORY_BLOB each would be GiBs:
     // what is held at once is bounded by their declared sizes instead.
@@ -243,7 +244,7 @@ async fn read_created(
         .await?;
     for stored in manifests.values_mut() {
         if let Some(config) = stored.blobs.first() {
-            stored.created = times.get(&config.digest).copied().flatten();
+            stored.created = times.get(config.digest.as_str()).copied().flatten();
         }
     }
     let index_times: Vec<(String, Option<i64>)> = manifests
@@ -276,6 +277,7 @@ fn budget_permits(bytes: u64) -> u32 {
 #[cfg(test)]
 pub mod testing {
     use super::*;
+    use crate::oci::Digest;
 
     /// An image manifest of `size` bytes over `(digest, size)` blobs.
     pub fn image(size: u64, blobs: &[(&str, u64)]) -> Stored {
@@ -283,11 +285,8 @@ pub mod testing {
             size,
             blobs: blobs
                 .iter()
-                .map(|&(digest, size)| Descriptor {
-                    media_type: String::new(),
-                    digest: digest.into(),
-                    size,
-                })
+                // A blob's name stands for the digest of its name.
+                .map(|&(name, size)| Descriptor::new("", Digest::of(name.as_bytes()), size))
                 .collect(),
             ..Stored::default()
         }

@@ -11,17 +11,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use futures_util::StreamExt as _;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::io::AsyncWriteExt as _;
 
 use crate::limits;
-use crate::names::{self, DIGEST_RULE, is_digest};
-use crate::platform::INDEX_MEDIA_TYPE;
+use crate::names;
+use crate::oci::{Descriptor, Digest, INDEX_MEDIA_TYPE, Index, MANIFEST_MEDIA_TYPE};
 use crate::registry::stream::{BlobStream, file_chunks, verified};
 use crate::registry::{Manifest, sha256_digest};
 
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
-const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 const LAYOUT_FILE: &str = "oci-layout";
 const LAYOUT_VERSION: &str = "1.0.0";
 const INDEX_FILE: &str = "index.json";
@@ -62,25 +61,6 @@ fn io_error(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Layo
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Entry {
-    media_type: String,
-    digest: String,
-    size: u64,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    annotations: BTreeMap<String, String>,
-}
-
-#[derive(Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Index {
-    schema_version: u32,
-    #[serde(default)]
-    media_type: Option<String>,
-    manifests: Vec<Entry>,
-}
-
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct LayoutVersion {
@@ -90,7 +70,7 @@ struct LayoutVersion {
 /// An image layout directory, read or being written.
 pub struct Layout {
     root: PathBuf,
-    index: Mutex<Vec<Entry>>,
+    index: Mutex<Vec<Descriptor>>,
 }
 
 impl Layout {
@@ -156,7 +136,7 @@ impl Layout {
         &self.root
     }
 
-    fn entries(&self) -> Vec<Entry> {
+    fn entries(&self) -> Vec<Descriptor> {
         self.index.lock().map(|i| i.clone()).unwrap_or_default()
     }
 
@@ -176,18 +156,22 @@ impl Layout {
         self.entries()
             .into_iter()
             .find(|e| e.annotations.get(REF_NAME).is_some_and(|n| n == tag))
-            .map(|e| e.digest)
+            .map(|e| e.digest.into())
     }
 
     fn blob_path(&self, digest: &str) -> Result<PathBuf, LayoutError> {
-        let hex = digest
-            .strip_prefix("sha256:")
-            .filter(|_| is_digest(digest))
-            .ok_or_else(|| LayoutError::Invalid {
-                path: self.root.clone(),
-                why: format!("it names the blob {digest:?}, and {DIGEST_RULE}"),
-            })?;
-        let path = self.root.join(BLOBS).join(hex);
+        self.path_of(&self.digest(digest)?)
+    }
+
+    fn digest(&self, text: &str) -> Result<Digest, LayoutError> {
+        Digest::parse(text).map_err(|e| LayoutError::Invalid {
+            path: self.root.clone(),
+            why: e.to_string(),
+        })
+    }
+
+    fn path_of(&self, digest: &Digest) -> Result<PathBuf, LayoutError> {
+        let path = self.root.join(BLOBS).join(digest.hex());
         self.stays_inside(&path)?;
         Ok(path)
     }
@@ -220,7 +204,7 @@ impl Layout {
             e.digest == reference || e.annotations.get(REF_NAME).is_some_and(|n| n == reference)
         });
         let digest = match &entry {
-            Some(e) => e.digest.clone(),
+            Some(e) => e.digest.to_string(),
             None if reference.starts_with("sha256:") => reference.to_owned(),
             None => return Ok(None),
         };
@@ -300,16 +284,14 @@ impl Layout {
     /// Stores a manifest as a blob and, for a tag, names it in the index
     /// (which reaches the disk with [`Layout::save_index`]).
     pub fn put_manifest(&self, reference: &str, manifest: &Manifest) -> Result<(), LayoutError> {
-        let path = self.blob_path(&manifest.digest)?;
-        write_atomically(&path, &manifest.bytes)?;
+        let digest = self.digest(&manifest.digest)?;
+        write_atomically(&self.path_of(&digest)?, &manifest.bytes)?;
         if reference.starts_with("sha256:") {
             return Ok(());
         }
-        let entry = Entry {
-            media_type: manifest.media_type.clone(),
-            digest: manifest.digest.clone(),
-            size: manifest.bytes.len() as u64,
+        let entry = Descriptor {
             annotations: BTreeMap::from([(REF_NAME.to_owned(), reference.to_owned())]),
+            ..Descriptor::new(&manifest.media_type, digest, manifest.bytes.len() as u64)
         };
         if let Ok(mut index) = self.index.lock() {
             index.retain(|e| e.annotations.get(REF_NAME).is_none_or(|n| n != reference));
@@ -321,11 +303,7 @@ impl Layout {
     /// Writes `index.json`: last, so it never names a manifest whose blobs
     /// are not all in place.
     pub fn save_index(&self) -> Result<(), LayoutError> {
-        let index = Index {
-            schema_version: 2,
-            media_type: Some(INDEX_MEDIA_TYPE.to_owned()),
-            manifests: self.entries(),
-        };
+        let index = Index::of(self.entries());
         let bytes = serde_json::to_vec(&index).map_err(|e| LayoutError::Invalid {
             path: self.root.clone(),
             why: format!("its index can't be serialised ({e})"),

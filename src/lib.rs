@@ -14,8 +14,10 @@
 //! the same build),
 //! `platform` (platforms, image indexes), `retention` (what a cleanup may
 //! delete), `monitor` (health checks → alerts); `github` is the shared REST
-//! client; `hub` is Docker Hub's own API (tag dates and deletes); `limits` bounds
-//! every body read from outside.
+//! client; `hub` is Docker Hub's own API (tag dates and deletes);
+//! `repositories` names the repositories `cleanup`, `usage` and `monitor`
+//! read and opens the store holding them; `limits` bounds every body read
+//! from outside.
 
 pub mod actions;
 pub mod bases;
@@ -32,12 +34,14 @@ pub mod metadata;
 pub mod mirror;
 pub mod monitor;
 pub mod names;
+pub mod oci;
 pub mod plan;
 pub mod platform;
 pub mod reference;
 pub mod registry;
 pub mod release;
 pub mod report;
+pub mod repositories;
 pub mod retention;
 pub mod scan;
 pub mod supply;

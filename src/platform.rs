@@ -1,13 +1,10 @@
-//! Platforms and image indexes (pure): the `platforms` input, the platform
-//! an image config declares, the OCI image index that lists one image per
-//! platform, and which child of an index a platform picks.
+//! Platforms (pure): the `platforms` input, the platform an image config
+//! declares, and which platform an image serves (an index's child is picked
+//! by it, in `oci`).
 
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
-
-/// How an OCI image index is served and stored.
-pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 
 /// An OS's architectures, each with its variants.
 type Architectures = &'static [(&'static str, &'static [&'static str])];
@@ -197,58 +194,6 @@ pub fn list(raw: &str) -> Result<Vec<Platform>, String> {
     Ok(platforms)
 }
 
-/// One image manifest of an index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Entry {
-    pub media_type: String,
-    pub digest: String,
-    pub size: u64,
-    pub platform: Platform,
-}
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Index<'a> {
-    schema_version: u32,
-    media_type: &'static str,
-    manifests: &'a [Entry],
-}
-
-/// The OCI image index over `entries`, compact JSON, in the order given
-/// (the same entries always make the same bytes, so a re-run makes the
-/// same digest).
-pub fn image_index(entries: &[Entry]) -> Vec<u8> {
-    serde_json::to_vec(&Index {
-        schema_version: 2,
-        media_type: INDEX_MEDIA_TYPE,
-        manifests: entries,
-    })
-    .unwrap_or_default()
-}
-
-/// The child an index offers for `wanted`: the first that serves it,
-/// skipping entries without a platform (attestations, signatures) and
-/// entries whose digest isn't one (it would be requested next).
-pub fn child_for<'a>(index: &'a [u8], wanted: &Platform) -> Option<&'a str> {
-    #[derive(Deserialize)]
-    struct Raw<'a> {
-        #[serde(borrow)]
-        manifests: Vec<RawEntry<'a>>,
-    }
-    #[derive(Deserialize)]
-    struct RawEntry<'a> {
-        digest: &'a str,
-        platform: Option<Platform>,
-    }
-    let raw: Raw<'a> = serde_json::from_slice(index).ok()?;
-    raw.manifests
-        .into_iter()
-        .filter(|e| crate::names::is_digest(e.digest))
-        .find(|e| e.platform.as_ref().is_some_and(|p| p.serves(wanted)))
-        .map(|e| e.digest)
-}
-
 /// The platform of the machine this runs on, as images name it: the
 /// child `scan image=` reads from an index.
 pub fn host() -> Platform {
@@ -358,44 +303,5 @@ mod tests {
         assert_eq!(Platform::of_config(arm64), Some(p("linux/arm64")));
         assert_eq!(Platform::of_config(br#"{"os":"linux"}"#), None);
         assert_eq!(Platform::of_config(b"[]"), None);
-    }
-
-    #[test]
-    fn an_index_lists_its_entries_with_their_platforms_and_picks_children() {
-        let entry = |digest: &str, platform: &str| Entry {
-            media_type: "application/vnd.oci.image.manifest.v1+json".into(),
-            digest: digest.into(),
-            size: 7,
-            platform: p(platform),
-        };
-        let (a, b) = (
-            format!("sha256:{}", "a".repeat(64)),
-            format!("sha256:{}", "b".repeat(64)),
-        );
-        let entries = [entry(&a, "linux/amd64"), entry(&b, "linux/arm64")];
-        let bytes = image_index(&entries);
-        let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-        assert_eq!(json["schemaVersion"], 2);
-        assert_eq!(json["mediaType"], INDEX_MEDIA_TYPE);
-        assert_eq!(
-            json["manifests"][1]["platform"],
-            serde_json::json!({"os": "linux", "architecture": "arm64"})
-        );
-        assert_eq!(image_index(&entries), bytes, "the same bytes every time");
-        assert_eq!(child_for(&bytes, &p("linux/arm64")), Some(b.as_str()));
-        assert_eq!(child_for(&bytes, &p("linux/arm64/v8")), Some(b.as_str()));
-        assert_eq!(child_for(&bytes, &p("linux/amd64")), Some(a.as_str()));
-        assert_eq!(child_for(&bytes, &p("linux/s390x")), None);
-        let lying = image_index(&[entry("latest", "linux/amd64"), entry(&b, "linux/amd64")]);
-        assert_eq!(child_for(&lying, &p("linux/amd64")), Some(b.as_str()));
-    }
-
-    #[test]
-    fn a_real_index_picks_by_variant() {
-        let bytes = crate::fixtures::fixture_bytes("oci/docker-manifest-list-ubuntu-17.10.json");
-        let v7 = child_for(&bytes, &p("linux/arm/v7")).unwrap();
-        let amd64 = child_for(&bytes, &p("linux/amd64")).unwrap();
-        assert_ne!(v7, amd64);
-        assert!(v7.starts_with("sha256:"));
     }
 }

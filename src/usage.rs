@@ -105,6 +105,25 @@ pub fn measure(repository: &str, inventory: &Inventory) -> Repository {
     }
 }
 
+/// The report of what was measured at `now`, with growth since `previous`.
+pub fn report_at(
+    now: jiff::Timestamp,
+    registry: &str,
+    measured: Vec<Repository>,
+    previous: Option<&Report>,
+) -> Report {
+    let report = Report {
+        registry: registry.to_owned(),
+        generated: now.round(jiff::Unit::Second).unwrap_or(now).to_string(),
+        total_bytes: measured.iter().map(|r| r.bytes).sum(),
+        repositories: measured,
+    };
+    match previous {
+        Some(previous) => compare(report, previous),
+        None => report,
+    }
+}
+
 /// Fills in each repository's growth since `previous`.
 pub fn compare(mut report: Report, previous: &Report) -> Report {
     for repo in &mut report.repositories {

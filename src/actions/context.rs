@@ -7,10 +7,12 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use super::boundary::{Boundary, PathError};
+
 /// Which runner, if any, started us. Forgejo also sets `GITEA_ACTIONS`, so
 /// it is tested first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Platform {
+pub enum Forge {
     GitHub,
     Forgejo,
     Gitea,
@@ -18,26 +20,26 @@ pub enum Platform {
     Local,
 }
 
-impl Platform {
+impl Forge {
     pub fn in_actions(self) -> bool {
-        self != Platform::Local
+        self != Forge::Local
     }
 }
 
-impl std::fmt::Display for Platform {
+impl std::fmt::Display for Forge {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
-            Platform::GitHub => "GitHub Actions",
-            Platform::Forgejo => "Forgejo Actions",
-            Platform::Gitea => "Gitea Actions",
-            Platform::Local => "local",
+            Forge::GitHub => "GitHub Actions",
+            Forge::Forgejo => "Forgejo Actions",
+            Forge::Gitea => "Gitea Actions",
+            Forge::Local => "local",
         })
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct Context {
-    pub platform: Platform,
+    pub forge: Forge,
     pub workspace: PathBuf,
     pub event_name: Option<String>,
     pub event_path: Option<PathBuf>,
@@ -57,6 +59,11 @@ pub struct Context {
 }
 
 impl Context {
+    /// The workspace boundary every path input is resolved inside.
+    pub fn boundary(&self) -> Result<Boundary, PathError> {
+        Boundary::new(&self.workspace, self.runner_temp.as_deref())
+    }
+
     pub fn from_process_env() -> Self {
         Self::from_env(&std::env::vars().collect(), std::env::current_dir().ok())
     }
@@ -70,14 +77,14 @@ impl Context {
                 .map(str::to_owned)
         };
         let flag = |name: &str| get(name).is_some_and(|v| v.eq_ignore_ascii_case("true"));
-        let platform = if flag("FORGEJO_ACTIONS") {
-            Platform::Forgejo
+        let forge = if flag("FORGEJO_ACTIONS") {
+            Forge::Forgejo
         } else if flag("GITEA_ACTIONS") {
-            Platform::Gitea
+            Forge::Gitea
         } else if flag("GITHUB_ACTIONS") {
-            Platform::GitHub
+            Forge::GitHub
         } else {
-            Platform::Local
+            Forge::Local
         };
         let repository = get("GITHUB_REPOSITORY");
         let repository_owner = get("GITHUB_REPOSITORY_OWNER").or_else(|| {
@@ -87,7 +94,7 @@ impl Context {
                 .map(|(owner, _)| owner.to_owned())
         });
         Context {
-            platform,
+            forge,
             workspace: get("GITHUB_WORKSPACE")
                 .map(PathBuf::from)
                 .or(cwd)
@@ -109,7 +116,7 @@ impl Context {
     }
 
     pub fn in_actions(&self) -> bool {
-        self.platform.in_actions()
+        self.forge.in_actions()
     }
 
     /// `owner` and `name` of the repository, when the runner told us.
@@ -137,12 +144,12 @@ mod tests {
             ("GITEA_ACTIONS", "true"),
             ("FORGEJO_ACTIONS", "true"),
         ]);
-        assert_eq!(Context::from_env(&all, None).platform, Platform::Forgejo);
+        assert_eq!(Context::from_env(&all, None).forge, Forge::Forgejo);
         let gitea = env(&[("GITHUB_ACTIONS", "true"), ("GITEA_ACTIONS", "true")]);
-        assert_eq!(Context::from_env(&gitea, None).platform, Platform::Gitea);
+        assert_eq!(Context::from_env(&gitea, None).forge, Forge::Gitea);
         let github = env(&[("GITHUB_ACTIONS", "true")]);
-        assert_eq!(Context::from_env(&github, None).platform, Platform::GitHub);
-        assert_eq!(Context::from_env(&env(&[]), None).platform, Platform::Local);
+        assert_eq!(Context::from_env(&github, None).forge, Forge::GitHub);
+        assert_eq!(Context::from_env(&env(&[]), None).forge, Forge::Local);
     }
 
     #[test]

@@ -8,13 +8,17 @@ use anyhow::Context as _;
 use crate::actions::boundary::Access;
 use crate::cli::BackupArgs;
 use crate::commands::Session;
-use crate::commands::mirror::{copy, open_from, outputs, wanted};
 use crate::layout::{self, Layout};
 use crate::mirror::Store;
-use crate::mirror::summary::summary;
+use crate::mirror::endpoints::{copy_wanted, open_from, wanted};
+use crate::mirror::summary::{outputs, summary};
 
 pub async fn run(args: &BackupArgs, session: &Session) -> anyhow::Result<()> {
-    let (registry, reference) = open_from(&args.from, args.copy.timeout.request_timeout)?;
+    let (registry, reference) = open_from(
+        &args.from.from,
+        args.from.login.credentials()?,
+        args.copy.timeout.request_timeout,
+    )?;
     let archive = session.input_path("archive", &args.archive, Access::Exchange)?;
     let tar = layout::is_tar(&archive);
     // A tar is assembled beside itself (same file system, so the final
@@ -44,8 +48,8 @@ pub async fn run(args: &BackupArgs, session: &Session) -> anyhow::Result<()> {
         registry: &registry,
         repository: reference.repository(),
     };
-    let tags = wanted(&args.copy, reference.tag())?;
-    let report = copy(&from, &Store::Layout(&written), &tags, &args.copy).await?;
+    let tags = wanted(&args.copy.tags, reference.tag())?;
+    let report = copy_wanted(&from, &Store::Layout(&written), &tags, &args.copy.options()).await?;
     if tar && !args.copy.dry_run {
         layout::pack(dir, &archive)?;
     }

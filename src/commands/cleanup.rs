@@ -8,18 +8,18 @@ use glob::Pattern;
 use crate::actions::inputs::split_list;
 use crate::actions::outputs::Outputs;
 use crate::cli::CleanupArgs;
-use crate::commands::Session;
-use crate::commands::repositories::{self, Store};
+use crate::commands::{Session, open_store, repository_names};
 use crate::report::cleanup::{Cleaned, summary};
+use crate::repositories::Store;
 use crate::retention::{self, Rules};
 use crate::units::parse_duration;
 
 pub async fn run(args: &CleanupArgs, session: &Session) -> anyhow::Result<()> {
     let now = crate::time::now();
     let mut rules = rules(args, now)?;
-    let repositories = repositories::names(&args.repositories, session)?;
+    let repositories = repository_names(&args.repositories, session)?;
     let concurrency = usize::from(args.repositories.concurrency);
-    let store = Store::open(&args.repositories, !args.dry_run).await?;
+    let store = open_store(&args.repositories, !args.dry_run).await?;
     rules.tags_only = matches!(store, Store::Hub(_));
 
     let mut cleaned = Vec::new();

@@ -7,7 +7,6 @@ pub mod mirror;
 pub mod monitor;
 pub mod plan;
 pub mod publish;
-mod repositories;
 pub mod restore;
 pub mod scan;
 pub mod usage;
@@ -24,10 +23,10 @@ use crate::actions::context::Context;
 use crate::actions::outputs::Outputs;
 use crate::actions::summary;
 use crate::actions::workflow::{Workflow, log_json, log_line};
-use crate::cli::Command;
+use crate::cli::{Command, RepositoryArgs};
+use crate::plan::discover::discover;
 use crate::plan::git::GitSource;
-use crate::registry::auth::Credentials;
-pub use crate::registry::auth::Login;
+use crate::repositories::Store;
 
 /// What every command gets: the run's context and the workflow-command sink.
 pub struct Session {
@@ -62,7 +61,7 @@ impl Session {
 
     /// The workspace boundary every path input is resolved inside.
     pub fn boundary(&self) -> Result<Boundary, PathError> {
-        Boundary::new(&self.ctx.workspace, self.ctx.runner_temp.as_deref())
+        self.ctx.boundary()
     }
 
     /// The path input `input` (as the workflow spells it) resolved inside
@@ -155,30 +154,56 @@ pub async fn run(command: Command, session: &Session) -> anyhow::Result<()> {
     }
 }
 
-/// Registry credentials: both halves or neither; errors name `login`'s inputs.
-pub fn credentials(
-    username: &Option<String>,
-    password: &Option<String>,
-    login: Login,
-) -> anyhow::Result<Option<Credentials>> {
-    let Login {
-        username: user_input,
-        password: password_input,
-        ..
-    } = login;
-    match (username, password) {
-        (Some(username), Some(password)) => Ok(Some(Credentials {
-            username: username.clone(),
-            password: password.clone(),
-        })),
-        (None, None) => Ok(None),
-        (Some(_), None) => bail!(
-            "`{user_input}` is set but `{password_input}` is empty; pass the password or token as a secret"
-        ),
-        (None, Some(_)) => {
-            bail!(
-                "`{password_input}` is set but `{user_input}` is empty; set the registry user name"
-            )
-        }
-    }
+/// The repositories `cleanup`, `usage` and `monitor` work on: `images`,
+/// else the image directories under `context-root`.
+pub fn repository_names(args: &RepositoryArgs, session: &Session) -> anyhow::Result<Vec<String>> {
+    let directories = || -> anyhow::Result<Vec<String>> {
+        let found = discover(
+            &session.boundary()?,
+            &args.dirs.context_root,
+            usize::from(args.dirs.max_depth),
+        )?;
+        Ok(found.into_iter().map(|found| found.name).collect())
+    };
+    crate::repositories::names(&args.images, directories, || {
+        session.namespace(args.namespace.as_deref())
+    })
+}
+
+/// The store holding those repositories; `deleting` asks for the right to
+/// delete.
+pub async fn open_store(args: &RepositoryArgs, deleting: bool) -> anyhow::Result<Store> {
+    Store::open(
+        &args.registry,
+        &args.hub_api,
+        args.login.credentials()?,
+        args.timeout.request_timeout,
+        deleting,
+    )
+    .await
+}
+
+/// `previous-report`: a report an earlier run wrote — `usage`'s, or
+/// `monitor`'s, which is one with more fields.
+pub fn previous_report<T: serde::de::DeserializeOwned>(
+    session: &Session,
+    given: Option<&str>,
+) -> anyhow::Result<Option<T>> {
+    let Some(given) = given else {
+        return Ok(None);
+    };
+    let path = session.input_path("previous-report", given, Access::Exchange)?;
+    let bytes = crate::limits::read_input(
+        "previous-report",
+        &path,
+        crate::limits::EARLIER_REPORT,
+        "pass the JSON file an earlier `usage` or `monitor` run wrote with `report-file`",
+    )?;
+    let report = serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "`previous-report`: {} is not a `usage` or `monitor` report; pass the JSON file an earlier run wrote with `report-file`",
+            path.display()
+        )
+    })?;
+    Ok(Some(report))
 }

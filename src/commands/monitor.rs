@@ -8,11 +8,8 @@ use anyhow::{Context as _, bail};
 
 use crate::actions::boundary;
 use crate::actions::outputs::Outputs;
-use crate::cli::{MonitorArgs, ScannerArg};
-use crate::commands::Session;
-use crate::commands::repositories::{self, Store};
-use crate::commands::scan::load_ignore;
-use crate::commands::usage::{read_report, today};
+use crate::cli::MonitorArgs;
+use crate::commands::{Session, open_store, previous_report, repository_names};
 use crate::monitor::pull::{self, BlobCache, Parts};
 use crate::monitor::trend::{self, Point};
 use crate::monitor::{
@@ -21,21 +18,17 @@ use crate::monitor::{
 use crate::registry::mount::Upload;
 use crate::registry::{Registry, RegistryError};
 use crate::report::monitor::summary;
+use crate::repositories::Store;
+use crate::scan::gate::load_ignore;
 use crate::scan::policy::{Policy, evaluate};
 use crate::scan::{IgnoreFile, Scanner, Severity, runner};
+use crate::usage;
 
 pub async fn run(args: &MonitorArgs, session: &Session) -> anyhow::Result<()> {
-    let previous = match &args.previous_report {
-        Some(path) => Some(read_report::<Report>(&session.input_path(
-            "previous-report",
-            path,
-            boundary::Access::Exchange,
-        )?)?),
-        None => None,
-    };
+    let previous: Option<Report> = previous_report(session, args.previous_report.as_deref())?;
     // Resolved before the work, so a path outside fails at once.
     let report_file = report_path(args, session)?;
-    let names = repositories::names(&args.repositories, session)?;
+    let names = repository_names(&args.repositories, session)?;
     let checker = Checker::new(args, session).await?;
     let mut images = Vec::new();
     for repository in &names {
@@ -76,8 +69,7 @@ struct Checker<'a> {
 impl<'a> Checker<'a> {
     async fn new(args: &'a MonitorArgs, session: &Session) -> anyhow::Result<Self> {
         let repos = &args.repositories;
-        let credentials =
-            super::credentials(&repos.username, &repos.password, super::Login::TARGET)?;
+        let credentials = repos.login.credentials()?;
         let registry = Registry::new(&repos.registry, credentials)?
             .with_timeout(repos.timeout.request_timeout)?;
         let work = session.work_dir()?;
@@ -86,12 +78,12 @@ impl<'a> Checker<'a> {
         Ok(Checker {
             args,
             registry,
-            store: Store::open(repos, false)
+            store: open_store(repos, false)
                 .await
                 .map_err(|err| format!("{err:#}")),
             cache,
             work,
-            ignore: load_ignore(session, args.ignore_file.as_deref())?,
+            ignore: load_ignore(&session.ctx, args.ignore_file.as_deref())?,
         })
     }
 
@@ -178,17 +170,15 @@ impl<'a> Checker<'a> {
         };
         let concurrency = usize::from(self.args.repositories.concurrency);
         match store.inventory(repository, concurrency).await {
-            Ok(inventory) => Storage::Measured(crate::usage::measure(repository, &inventory)),
+            Ok(inventory) => Storage::Measured(usage::measure(repository, &inventory)),
             Err(err) => Storage::Failed(format!("{err:#}")),
         }
     }
 
     /// The pulled image scanned again with today's advisories.
     async fn rescan(&self, repository: &str, parts: &Parts) -> Scan {
-        let scanner = match self.args.scanner {
-            ScannerArg::None => return Scan::Skipped,
-            ScannerArg::Trivy => Scanner::Trivy,
-            ScannerArg::Grype => Scanner::Grype,
+        let Some(scanner) = self.args.scanner.scanner() else {
+            return Scan::Skipped;
         };
         match self.scan(scanner, repository, parts).await {
             Ok(scan) => scan,
@@ -252,7 +242,8 @@ fn judged(args: &MonitorArgs, images: Vec<Image>, previous: Option<&Report>) -> 
             _ => None,
         })
         .collect();
-    let usage = today(
+    let usage = usage::report_at(
+        jiff::Timestamp::now(),
         &args.repositories.registry,
         measured,
         previous.map(|p| &p.usage),
@@ -298,7 +289,7 @@ fn limits(args: &MonitorArgs) -> Limits {
     Limits {
         registry: args.repositories.registry.clone(),
         tag: args.tag.clone(),
-        credentials: args.repositories.username.is_some(),
+        credentials: args.repositories.login.username.is_some(),
         max_pull_time: args.max_pull_time,
         max_growth: args.max_growth,
         max_storage: args.max_storage,

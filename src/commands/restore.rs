@@ -4,14 +4,18 @@
 use crate::actions::boundary::Access;
 use crate::cli::RestoreArgs;
 use crate::commands::Session;
-use crate::commands::mirror::{copy, open_to, outputs, wanted};
 use crate::layout::{self, Layout};
 use crate::mirror::Store;
-use crate::mirror::summary::summary;
+use crate::mirror::endpoints::{copy_wanted, open_to, wanted};
+use crate::mirror::summary::{outputs, summary};
 
 pub async fn run(args: &RestoreArgs, session: &Session) -> anyhow::Result<()> {
     let archive = session.input_path("archive", &args.archive, Access::Exchange)?;
-    let (registry, reference) = open_to(&args.to, args.copy.timeout.request_timeout)?;
+    let (registry, reference) = open_to(
+        &args.to.to,
+        args.to.login.credentials()?,
+        args.copy.timeout.request_timeout,
+    )?;
     let unpacked = if layout::is_tar(&archive) {
         let dir = session.work_dir()?;
         layout::unpack(&archive, dir.path())?;
@@ -24,8 +28,8 @@ pub async fn run(args: &RestoreArgs, session: &Session) -> anyhow::Result<()> {
         registry: &registry,
         repository: reference.repository(),
     };
-    let tags = wanted(&args.copy, None)?;
-    let report = copy(&Store::Layout(&read), &to, &tags, &args.copy).await?;
+    let tags = wanted(&args.copy.tags, None)?;
+    let report = copy_wanted(&Store::Layout(&read), &to, &tags, &args.copy.options()).await?;
     session.finish(
         &outputs(&report)?,
         &summary(

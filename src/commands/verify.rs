@@ -24,11 +24,8 @@ pub async fn run(args: &VerifyArgs, session: &Session) -> anyhow::Result<()> {
     let key_id = key::fingerprint(&key);
     let reference = Reference::parse_exact(args.image.trim())
         .with_context(|| format!("`image`: {:?} is not an image reference", args.image))?;
-    let registry = Registry::new(
-        reference.registry(),
-        super::credentials(&args.username, &args.password, super::Login::TARGET)?,
-    )?
-    .with_timeout(args.timeout.request_timeout)?;
+    let registry = Registry::new(reference.registry(), args.login.credentials()?)?
+        .with_timeout(args.timeout.request_timeout)?;
     let digest = resolve(&registry, &reference).await?;
     let subject = Subject {
         registry: &registry,

@@ -1,12 +1,16 @@
 //! The two builders behind the engine's `/build`: their request options and
 //! how each one's answer stream becomes a log, an image ID or an error.
 
+use std::collections::HashMap;
+use std::path::Path;
+
+use bollard::auth::DockerCredentials;
 use bollard::models::{BuildInfo, BuildInfoAux};
 use bollard::query_parameters::{BuildImageOptions, BuilderVersion};
 use futures_util::{Stream, StreamExt as _};
 
-use crate::engine::buildkit::BuildKitError;
-use crate::engine::docker::{BuildSpec, Built, EngineError};
+use crate::engine::buildkit::{BuildKitError, BuildSecrets};
+use crate::engine::client::EngineError;
 use crate::engine::progress::Progress;
 
 /// Build output lines kept for the error message of a failed legacy build.
@@ -17,6 +21,45 @@ const INLINE_CACHE_ARG: &str = "BUILDKIT_INLINE_CACHE";
 
 /// The networks BuildKit's `RUN` accepts through the engine's API.
 pub const BUILDKIT_NETWORKS: [&str; 3] = ["default", "host", "none"];
+
+pub struct BuildSpec<'a> {
+    pub context: &'a Path,
+    pub dockerfile: &'a Path,
+    /// The local name the built image gets.
+    pub tag: &'a str,
+    pub build_args: HashMap<String, String>,
+    pub labels: HashMap<String, String>,
+    pub target: Option<String>,
+    pub platform: Option<String>,
+    pub network: Option<String>,
+    /// Registry logins for `FROM` images, keyed by registry.
+    pub credentials: HashMap<String, DockerCredentials>,
+    pub builder: Builder,
+    /// Values for `RUN --mount=type=secret` (BuildKit only).
+    pub secrets: BuildSecrets,
+    /// Images whose inline cache BuildKit may reuse (`cache-from`).
+    pub cache_from: Vec<String>,
+    /// Write BuildKit's cache record into the image's config, so a later
+    /// build on a fresh engine can reuse its layers.
+    pub inline_cache: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Builder {
+    BuildKit,
+    Legacy,
+}
+
+/// How much of a build came from the cache.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Built {
+    /// Steps answered from the cache (BuildKit only).
+    pub cached: usize,
+    /// Steps that ran (BuildKit only).
+    pub executed: usize,
+    /// `sha256:` of the context tar sent: names the build's input files.
+    pub context: String,
+}
 
 pub fn buildkit_options(spec: &BuildSpec<'_>, dockerfile: String) -> BuildImageOptions {
     let mut build_args = spec.build_args.clone();

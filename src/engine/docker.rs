@@ -1,100 +1,25 @@
 //! The Docker Engine through bollard: build, export, remove.
 
-use std::collections::HashMap;
-use std::io::{self, Read, Write as _};
-use std::path::{Path, PathBuf};
+use std::io::{self, BufWriter, Read, Write as _};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use bollard::Docker;
-use bollard::auth::DockerCredentials;
 use bollard::query_parameters::RemoveImageOptions;
-use bytes::Bytes;
 use futures_util::StreamExt as _;
+use tokio_util::io::{StreamReader, SyncIoBridge};
 
-use crate::engine::build::{buildkit_log, buildkit_options, legacy_log, legacy_options};
-use crate::engine::buildkit::{
-    BuildKitEngine, BuildKitError, BuildRequest, BuildSecrets, ContextBody, EngineAddress,
-    docker_host,
+use crate::engine::bridge::{BodyWriter, CHUNK, written_body};
+use crate::engine::build::{
+    BuildSpec, Builder, Built, buildkit_log, buildkit_options, legacy_log, legacy_options,
 };
+use crate::engine::buildkit::{BuildKitEngine, BuildRequest, ContextBody, EngineAddress};
+use crate::engine::client::{EngineError, connect};
 use crate::engine::context::{ContextPlan, Stats};
-
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error(
-        "couldn't reach the Docker Engine at {host}: {source}; start dockerd (scripts/services start) or point DOCKER_HOST at its socket"
-    )]
-    Unreachable {
-        host: String,
-        #[source]
-        source: bollard::errors::Error,
-    },
-    #[error("the build of {image} failed{}: {message}\n{tail}", step.as_deref().map(|s| format!(" at `{s}`")).unwrap_or_default())]
-    BuildFailed {
-        image: String,
-        /// The step that failed, as BuildKit names it (`[2/4] RUN make`).
-        step: Option<String>,
-        message: String,
-        tail: String,
-    },
-    #[error(transparent)]
-    BuildKit(BuildKitError),
-    #[error("couldn't read the build context: {0:#}")]
-    Context(anyhow::Error),
-    #[error("the Docker Engine failed to {action} {image}: {source}")]
-    Api {
-        action: &'static str,
-        image: String,
-        #[source]
-        source: bollard::errors::Error,
-    },
-    #[error("couldn't write the image export to {path}: {source}")]
-    Write {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
+use crate::engine::run::Runner;
 
 pub struct Engine {
     docker: Docker,
-}
-
-pub struct BuildSpec<'a> {
-    pub context: &'a Path,
-    pub dockerfile: &'a Path,
-    /// The local name the built image gets.
-    pub tag: &'a str,
-    pub build_args: HashMap<String, String>,
-    pub labels: HashMap<String, String>,
-    pub target: Option<String>,
-    pub platform: Option<String>,
-    pub network: Option<String>,
-    /// Registry logins for `FROM` images, keyed by registry.
-    pub credentials: HashMap<String, DockerCredentials>,
-    pub builder: Builder,
-    /// Values for `RUN --mount=type=secret` (BuildKit only).
-    pub secrets: BuildSecrets,
-    /// Images whose inline cache BuildKit may reuse (`cache-from`).
-    pub cache_from: Vec<String>,
-    /// Write BuildKit's cache record into the image's config, so a later
-    /// build on a fresh engine can reuse its layers.
-    pub inline_cache: bool,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Builder {
-    BuildKit,
-    Legacy,
-}
-
-/// How much of a build came from the cache.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Built {
-    /// Steps answered from the cache (BuildKit only).
-    pub cached: usize,
-    /// Steps that ran (BuildKit only).
-    pub executed: usize,
-    /// `sha256:` of the context tar sent: names the build's input files.
-    pub context: String,
 }
 
 impl Engine {
@@ -102,23 +27,14 @@ impl Engine {
     /// API version both sides speak: Debian's engine stops at 1.41, hosted
     /// runners are far newer.
     pub async fn connect() -> Result<Self, EngineError> {
-        let host = docker_host();
-        let unreachable = |source| EngineError::Unreachable {
-            host: host.clone(),
-            source,
-        };
-        let docker = Docker::connect_with_defaults()
-            .map_err(unreachable)?
-            .negotiate_version()
-            .await
-            .map_err(unreachable)?;
-        docker.ping().await.map_err(unreachable)?;
-        Ok(Engine { docker })
+        Ok(Engine {
+            docker: connect().await?,
+        })
     }
 
     /// Containers on this same connection (the client is a shared handle).
-    pub fn runner(&self) -> crate::engine::run::Runner {
-        crate::engine::run::Runner::new(self.docker.clone())
+    pub fn runner(&self) -> Runner {
+        Runner::new(self.docker.clone())
     }
 
     /// Builds; every log line goes to `on_line`.
@@ -231,41 +147,28 @@ impl Engine {
         image: &str,
         consume: impl FnOnce(&mut dyn Read) -> T + Send + 'static,
     ) -> Result<T, EngineError> {
-        // A few chunks in flight: the engine runs ahead of `consume` only so far.
-        let (chunks, received) = tokio::sync::mpsc::channel(16);
-        let consumer = tokio::task::spawn_blocking(move || {
-            consume(&mut Chunks {
-                received,
-                current: Bytes::new(),
-            })
-        });
-        let mut stream = self.docker.export_image(image);
-        let mut failure = None;
-        while let Some(chunk) = stream.next().await {
-            match chunk {
-                Ok(bytes) => {
-                    // Gone: `consume` has stopped reading (it failed).
-                    if chunks.send(Ok(bytes)).await.is_err() {
-                        break;
-                    }
-                }
-                Err(source) => {
-                    let cut = io::Error::other("the engine's export stopped");
-                    let _ = chunks.send(Err(cut)).await;
-                    failure = Some(EngineError::Api {
+        // The engine's failure is kept: it, not what the cut-off stream
+        // made `consume` say, is the error.
+        let failure = Arc::new(Mutex::new(None));
+        let noted = failure.clone();
+        let name = image.to_owned();
+        let chunks = self.docker.export_image(image).map(move |chunk| {
+            chunk.map_err(|source| {
+                if let Ok(mut failure) = noted.lock() {
+                    failure.get_or_insert(EngineError::Api {
                         action: "export",
-                        image: image.to_owned(),
+                        image: name.clone(),
                         source,
                     });
-                    break;
                 }
-            }
-        }
-        drop(chunks);
-        let consumed = consumer
+                io::Error::other("the engine's export stopped")
+            })
+        });
+        let mut export = SyncIoBridge::new(StreamReader::new(Box::pin(chunks)));
+        let consumed = tokio::task::spawn_blocking(move || consume(&mut export))
             .await
             .map_err(|e| EngineError::Context(anyhow::anyhow!(e)))?;
-        match failure {
+        match failure.lock().ok().and_then(|mut failure| failure.take()) {
             Some(failure) => Err(failure),
             None => Ok(consumed),
         }
@@ -283,26 +186,6 @@ impl Engine {
     }
 }
 
-/// The export's chunks as a blocking reader.
-struct Chunks {
-    received: tokio::sync::mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
-}
-
-impl Read for Chunks {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.current.is_empty() {
-            match self.received.blocking_recv() {
-                Some(chunk) => self.current = chunk?,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
-}
-
 /// Runs blocking file work off the async threads.
 async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
@@ -313,31 +196,19 @@ async fn blocking<T: Send + 'static>(
         .map_err(EngineError::Context)
 }
 
-/// Context chunks in flight between the tar writer and the request.
-const CONTEXT_CHUNKS: usize = 4;
-const CONTEXT_CHUNK: usize = 1 << 20;
-
 /// The context as a request body, tarred on a blocking thread meanwhile;
 /// the handle says whether every file could be read.
 fn stream_context(
     plan: ContextPlan,
 ) -> (ContextBody, tokio::task::JoinHandle<anyhow::Result<Stats>>) {
-    let (tx, rx) = tokio::sync::mpsc::channel(CONTEXT_CHUNKS);
-    let writer = tokio::task::spawn_blocking(move || {
-        let out = ChunkWriter {
-            tx: tx.clone(),
-            buf: Vec::with_capacity(CONTEXT_CHUNK),
-        };
-        let written = plan
-            .write(out)
-            .and_then(|(mut out, stats)| Ok(out.send_buffered().map(|()| stats)?));
-        if let Err(e) = &written {
-            // Aborts the request: the engine must not build half a context.
-            let _ = tx.blocking_send(Err(std::io::Error::other(format!("{e:#}"))));
-        }
-        written
-    });
-    (ContextBody::stream(rx), writer)
+    let write = move |out: BodyWriter| {
+        let (mut out, stats) = plan.write(BufWriter::with_capacity(CHUNK, out))?;
+        out.flush()?;
+        Ok(stats)
+    };
+    let abort = |e: &anyhow::Error| io::Error::other(format!("{e:#}"));
+    let (body, writer) = written_body(write, abort);
+    (ContextBody::stream(body), writer)
 }
 
 /// Whether the context writer stopped because the request was gone.
@@ -347,38 +218,6 @@ fn request_ended(error: &anyhow::Error) -> bool {
             .downcast_ref::<std::io::Error>()
             .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
     })
-}
-
-/// Cuts what the tar writer writes into chunks for the request body.
-struct ChunkWriter {
-    tx: tokio::sync::mpsc::Sender<std::io::Result<bytes::Bytes>>,
-    buf: Vec<u8>,
-}
-
-impl ChunkWriter {
-    fn send_buffered(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CONTEXT_CHUNK));
-        self.tx.blocking_send(Ok(chunk.into())).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the build request ended")
-        })
-    }
-}
-
-impl std::io::Write for ChunkWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CONTEXT_CHUNK {
-            self.send_buffered()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

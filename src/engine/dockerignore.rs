@@ -51,6 +51,8 @@ struct Class {
 impl DockerIgnore {
     /// Parses leniently: a line Docker would reject is dropped, so callers
     /// that must behave exactly like Docker should use [`Self::try_parse`].
+    /// (Only the tests read patterns so.)
+    #[cfg(test)]
     pub fn parse(text: &str) -> DockerIgnore {
         let rules = lines(text)
             .filter_map(|(_, pattern)| Rule::compile(&pattern).ok())

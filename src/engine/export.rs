@@ -44,15 +44,12 @@ use super::gzip::{Failed, Gzip};
 
 mod streamed;
 use super::hashing::Hashing;
-use crate::names::is_digest;
+use crate::oci::{
+    CONFIG_MEDIA_TYPE, DOCKER_LAYER_MEDIA_TYPE, Descriptor, Digest, LAYER_MEDIA_TYPE, Listed,
+    MANIFEST_MEDIA_TYPE,
+};
 use crate::registry::sha256_digest;
 pub use streamed::oci_image_streamed;
-
-pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
-pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-/// Docker's name for the same gzip layer blobs.
-const DOCKER_LAYER_MEDIA_TYPE: &str = "application/vnd.docker.image.rootfs.diff.tar.gzip";
 
 const SAVE_MANIFEST: &str = "manifest.json";
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -78,7 +75,7 @@ pub enum Source {
 /// One content-addressed blob ready for upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blob {
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
     pub media_type: String,
     pub source: Source,
@@ -87,7 +84,7 @@ pub struct Blob {
 /// A layer blob a registry holds; see [`KnownLayers`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KnownLayer {
-    pub digest: String,
+    pub digest: Digest,
     pub size: u64,
     pub media_type: String,
     /// The repository holding the blob: where to mount it from.
@@ -188,8 +185,8 @@ struct RootFs {
 struct Manifest<'a> {
     schema_version: u32,
     media_type: &'a str,
-    config: Descriptor<'a>,
-    layers: Vec<Descriptor<'a>>,
+    config: Descriptor,
+    layers: Vec<Descriptor>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     annotations: &'a BTreeMap<String, String>,
 }
@@ -204,8 +201,8 @@ pub fn image_manifest(
     serde_json::to_vec(&Manifest {
         schema_version: 2,
         media_type: MANIFEST_MEDIA_TYPE,
-        config: descriptor(config),
-        layers: layers.iter().map(descriptor).collect(),
+        config: config.descriptor(),
+        layers: layers.iter().map(Blob::descriptor).collect(),
         annotations,
     })
     .expect("a manifest of strings and numbers always serialises")
@@ -225,14 +222,7 @@ impl OciImage {
 pub fn pushed_layers(manifest: &[u8], repository: &str) -> Option<Vec<Blob>> {
     #[derive(Deserialize)]
     struct Layers {
-        layers: Vec<Layer>,
-    }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Layer {
-        media_type: String,
-        digest: String,
-        size: u64,
+        layers: Vec<Descriptor>,
     }
     let parsed: Layers = serde_json::from_slice(manifest).ok()?;
     Some(
@@ -285,25 +275,16 @@ pub fn relabelled_config(
     serde_json::to_vec(&value)
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Descriptor<'a> {
-    media_type: &'a str,
-    digest: &'a str,
-    size: u64,
-}
-
-fn descriptor(blob: &Blob) -> Descriptor<'_> {
-    Descriptor {
-        media_type: &blob.media_type,
-        digest: &blob.digest,
-        size: blob.size,
+impl Blob {
+    /// How a manifest lists the blob.
+    pub fn descriptor(&self) -> Descriptor {
+        Descriptor::new(&self.media_type, self.digest.clone(), self.size)
     }
 }
 
 /// What pass one learns: the config, and the layers' member paths resolved
 /// to real files.
-struct Index {
+struct SavedImageFiles {
     config: Vec<u8>,
     layers: Vec<String>,
 }
@@ -323,15 +304,9 @@ struct Index {
 pub fn known_layers(repository: &str, manifest: &[u8], config: &[u8]) -> KnownLayers {
     #[derive(Deserialize)]
     struct PushedManifest {
-        layers: Vec<PushedLayer>,
-    }
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct PushedLayer {
-        media_type: String,
-        digest: String,
-        size: u64,
-        urls: Option<Vec<String>>,
+        /// In place, those that are not descriptors too: the i-th layer
+        /// goes with the i-th diff ID.
+        layers: Vec<Listed>,
     }
 
     let (Ok(manifest), Some(diff_ids)) = (
@@ -345,12 +320,11 @@ pub fn known_layers(repository: &str, manifest: &[u8], config: &[u8]) -> KnownLa
     }
     diff_ids
         .into_iter()
-        .zip(manifest.layers)
-        .filter(|(diff_id, layer)| {
+        .zip(manifest.layers.into_iter().map(Listed::valid))
+        .filter_map(|(diff_id, layer)| Some((Digest::parse(&diff_id).ok()?, layer?)))
+        .filter(|(_, layer)| {
             [LAYER_MEDIA_TYPE, DOCKER_LAYER_MEDIA_TYPE].contains(&layer.media_type.as_str())
                 && layer.urls.is_none()
-                && is_digest(diff_id)
-                && is_digest(&layer.digest)
         })
         .map(|(diff_id, layer)| {
             let known = KnownLayer {
@@ -359,7 +333,7 @@ pub fn known_layers(repository: &str, manifest: &[u8], config: &[u8]) -> KnownLa
                 media_type: LAYER_MEDIA_TYPE.to_owned(),
                 repository: repository.to_owned(),
             };
-            (diff_id, known)
+            (diff_id.into(), known)
         })
         .collect()
 }
@@ -420,13 +394,13 @@ fn cores() -> usize {
 fn assemble(
     saved: &Path,
     work_dir: &Path,
-    index: &Index,
+    index: &SavedImageFiles,
     reused: Vec<Option<Blob>>,
     converted: Converted,
 ) -> Result<OciImage, ExportError> {
     // Configs are a few KiB; kept byte for byte since their hash is the image ID.
-    let image_id = sha256_digest(&index.config);
-    let config_path = work_dir.join(format!("{}.json", hex_of(&image_id)));
+    let image_id = Digest::of(&index.config);
+    let config_path = work_dir.join(format!("{}.json", image_id.hex()));
     fs::write(&config_path, &index.config).map_err(|e| write_err(saved, &config_path, e))?;
     let config = Blob {
         digest: image_id.clone(),
@@ -461,7 +435,7 @@ fn assemble(
         layers,
         manifest,
         manifest_digest,
-        image_id,
+        image_id: image_id.into(),
         uncompressed_size,
     })
 }
@@ -469,7 +443,7 @@ fn assemble(
 /// Pass one: reads `manifest.json`, checks that the config and every layer
 /// it names exist, following the symlinks engines use to share one layer
 /// tar between identical layers, and reads the config.
-fn index(saved: &Path) -> Result<Index, ExportError> {
+fn index(saved: &Path) -> Result<SavedImageFiles, ExportError> {
     let mut manifest = None;
     // Member → where its data starts in the tarball, and its size.
     let mut files = HashMap::new();
@@ -504,7 +478,7 @@ fn index(saved: &Path) -> Result<Index, ExportError> {
     file.seek(SeekFrom::Start(start))
         .and_then(|_| file.take(size).read_to_end(&mut bytes))
         .map_err(|e| read_err(saved, &config, e))?;
-    Ok(Index {
+    Ok(SavedImageFiles {
         config: bytes,
         layers,
     })
@@ -826,7 +800,7 @@ fn seal(mut out: Out, saved: &Path, partial: &Path, work_dir: &Path) -> Result<B
     let (inner, digest, size) = out.finish();
     drop(inner);
 
-    let path = work_dir.join(format!("{}.tar.gz", hex_of(&digest)));
+    let path = work_dir.join(format!("{}.tar.gz", digest.hex()));
     fs::rename(partial, &path).map_err(|e| write_err(saved, &path, e))?;
     Ok(Blob {
         digest,
@@ -943,11 +917,6 @@ fn write_err(saved: &Path, path: &Path, source: io::Error) -> ExportError {
         path: path.to_owned(),
         source,
     }
-}
-
-/// The hex part of a `sha256:<hex>` digest, used for file names.
-fn hex_of(digest: &str) -> &str {
-    digest.strip_prefix("sha256:").unwrap_or(digest)
 }
 
 #[cfg(test)]
@@ -1118,7 +1087,7 @@ mod tests {
         assert_eq!(layers.len(), 2);
         for (json, blob) in layers.iter().zip(&image.layers) {
             assert_eq!(json["mediaType"], LAYER_MEDIA_TYPE);
-            assert_eq!(json["digest"], blob.digest);
+            assert_eq!(json["digest"], blob.digest.as_str());
             assert_eq!(json["size"], blob.size);
         }
     }
@@ -1196,7 +1165,7 @@ mod tests {
         assert_eq!(first.manifest_digest, second.manifest_digest);
         assert_eq!(first.manifest, second.manifest);
         let digests = |image: &OciImage| -> Vec<String> {
-            image.layers.iter().map(|b| b.digest.clone()).collect()
+            image.layers.iter().map(|b| b.digest.to_string()).collect()
         };
         assert_eq!(digests(&first), digests(&second));
     }
@@ -1213,7 +1182,7 @@ mod tests {
             .write(Vec::new(), Compression::best());
         gz.write_all(&inner).unwrap();
         let gzipped = gz.finish().unwrap();
-        let config = format!("blobs/sha256/{}", hex_of(&sha256_digest(CONFIG)));
+        let config = format!("blobs/sha256/{}", Digest::of(CONFIG).hex());
         let manifest = save_manifest(&config, &["blobs/sha256/1111", "blobs/sha256/2222"]);
         let saved = save_tar(
             dir.path(),
@@ -1348,7 +1317,7 @@ mod tests {
 
     fn known(hex_digit: char, repository: &str) -> KnownLayer {
         KnownLayer {
-            digest: format!("sha256:{}", hex_digit.to_string().repeat(64)),
+            digest: Digest::parse(&format!("sha256:{}", hex_digit.to_string().repeat(64))).unwrap(),
             size: 1234,
             media_type: LAYER_MEDIA_TYPE.to_owned(),
             repository: repository.to_owned(),
@@ -1406,9 +1375,12 @@ mod tests {
         written.sort();
         assert_eq!(files_in(work.path()), written);
         let manifest: Value = serde_json::from_slice(&image.manifest).unwrap();
-        assert_eq!(manifest["layers"][0]["digest"], base_blob.digest);
+        assert_eq!(manifest["layers"][0]["digest"], base_blob.digest.as_str());
         assert_eq!(manifest["layers"][0]["size"], base_blob.size);
-        assert_eq!(manifest["layers"][1]["digest"], image.layers[1].digest);
+        assert_eq!(
+            manifest["layers"][1]["digest"],
+            image.layers[1].digest.as_str()
+        );
         assert_eq!(image.uncompressed_size, app.len() as u64);
     }
 
@@ -1423,9 +1395,9 @@ mod tests {
         let zstd_inner = layer_tar(&[("opt/big", b"zstd")]);
         let zstd = [&ZSTD_MAGIC[..], b"frame"].concat();
         let config = config_for(&[&plain, &inner, &zstd_inner]);
-        let config_member = format!("blobs/sha256/{}", hex_of(&sha256_digest(&config)));
-        let layers = [&plain, &gzipped, &zstd]
-            .map(|l| format!("blobs/sha256/{}", hex_of(&sha256_digest(l))));
+        let config_member = format!("blobs/sha256/{}", Digest::of(&config).hex());
+        let layers =
+            [&plain, &gzipped, &zstd].map(|l| format!("blobs/sha256/{}", Digest::of(l).hex()));
         let manifest = save_manifest(&config_member, &[&layers[0], &layers[1], &layers[2]]);
         let saved = save_tar(
             dir,
@@ -1534,7 +1506,7 @@ mod tests {
         let known = known_layers("team/app", &manifest, &config);
 
         let expected = |digest: &str| KnownLayer {
-            digest: digest.to_owned(),
+            digest: Digest::parse(digest).unwrap(),
             size: 42,
             media_type: LAYER_MEDIA_TYPE.to_owned(),
             repository: "team/app".to_owned(),

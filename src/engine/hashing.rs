@@ -5,7 +5,7 @@ use std::io::{self, Write};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::registry::digest_of;
+use crate::oci::Digest;
 
 pub struct Hashing<W> {
     inner: W,
@@ -22,14 +22,10 @@ impl<W> Hashing<W> {
         }
     }
 
-    pub fn get_mut(&mut self) -> &mut W {
-        &mut self.inner
-    }
-
     /// The inner writer, the `sha256:<hex>` digest and the size of exactly
     /// what was written.
-    pub fn finish(self) -> (W, String, u64) {
-        (self.inner, digest_of(self.hasher), self.size)
+    pub fn finish(self) -> (W, Digest, u64) {
+        (self.inner, Digest::of_hasher(self.hasher), self.size)
     }
 }
 

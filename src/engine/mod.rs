@@ -1,10 +1,31 @@
-pub mod build;
-pub mod buildkit;
-pub mod context;
-pub mod docker;
-pub mod dockerignore;
-pub mod export;
-pub mod gzip;
-pub mod hashing;
-pub mod progress;
-pub mod run;
+//! The Docker Engine via bollard: build context, our own BuildKit session,
+//! builds, `docker save` exports turned into OCI images, containers. Its
+//! files are private: what the rest of the crate uses is re-exported here.
+//!
+//! Inside, imports go one way: `client` (the connection, `EngineError`) is
+//! the leaf; `build` (what a build is, its options and logs) stands on it;
+//! `run` (containers) and `docker` (the builder) on both.
+
+mod bridge;
+mod build;
+mod buildkit;
+mod client;
+mod context;
+mod docker;
+mod dockerignore;
+mod export;
+mod gzip;
+mod hashing;
+mod progress;
+mod run;
+
+pub use build::{BUILDKIT_NETWORKS, BuildSpec, Builder, Built, refused_session};
+pub use buildkit::{BuildKitEngine, BuildKitError, BuildRequest, BuildSecrets, EngineAddress};
+pub use client::EngineError;
+pub use context::ContextPlan;
+pub use docker::Engine;
+pub use export::{
+    Blob, ExportError, KnownLayer, KnownLayers, OciImage, Source, image_manifest, known_layers,
+    manifest_annotation, oci_image, oci_image_streamed, pushed_layers, relabelled_config,
+};
+pub use run::{CopyIn, Exited, RunError, RunSpec, Runner};

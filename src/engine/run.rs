@@ -20,20 +20,13 @@ use bollard::query_parameters::{
     AttachContainerOptions, CreateContainerOptions, CreateImageOptions, RemoveContainerOptions,
     UploadToContainerOptions, WaitContainerOptions,
 };
-use bytes::Bytes;
 use futures_util::StreamExt as _;
-use tokio::sync::mpsc;
 
-use crate::engine::docker::{Engine, EngineError};
+use crate::engine::bridge::{BodyWriter, CHUNK, written_body};
+use crate::engine::client::{EngineError, connect};
 
 /// Bytes of stderr kept for an error message (the end of it).
 const STDERR_KEPT: usize = 64 * 1024;
-
-/// Size of each chunk of the tar stream sent to the engine.
-const CHUNK: usize = 1 << 20;
-
-/// Chunks in flight between the tar writer and the upload.
-const CHUNKS_QUEUED: usize = 4;
 
 /// Every container made here carries this label, so a stray one is easy
 /// to find (`docker ps -a --filter label=registry-action.run`).
@@ -120,9 +113,9 @@ pub struct Runner {
 }
 
 impl Runner {
-    /// Connects as [`Engine::connect`] does.
+    /// Connects as the engine's builder does.
     pub async fn connect() -> Result<Self, EngineError> {
-        Ok(Engine::connect().await?.runner())
+        Ok(Runner::new(connect().await?))
     }
 
     pub(crate) fn new(docker: Docker) -> Self {
@@ -248,12 +241,11 @@ impl Runner {
             path: copy.source.clone(),
             reason,
         };
-        let (sender, receiver) = mpsc::channel(CHUNKS_QUEUED);
         let (source, target) = (copy.source.clone(), copy.target.clone());
-        let writer = tokio::task::spawn_blocking(move || write_tar(&source, &target, sender));
-        let chunks = futures_util::stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|chunk| (chunk, receiver))
-        });
+        let (chunks, writer) = written_body(
+            move |sink| tar_into(&source, &target, sink),
+            |e: &std::io::Error| std::io::Error::new(e.kind(), e.to_string()),
+        );
         // Extracted at the root: the engine wants the directory to exist,
         // and the tar's own entries make the target's parents.
         let options = UploadToContainerOptions {
@@ -267,8 +259,12 @@ impl Runner {
         let written = writer
             .await
             .map_err(|e| failed(format!("the tar writer stopped ({e})")))?;
-        // A write error is the cause of the failed upload it leads to.
-        written.map_err(|e| failed(e.to_string()))?;
+        // A write error is the cause of the failed upload it leads to;
+        // a write the upload no longer took (it failed) is its consequence.
+        written.map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => failed("the engine stopped reading".to_owned()),
+            _ => failed(e.to_string()),
+        })?;
         uploaded.map_err(|e| failed(format!("the engine refused it ({e})")))
     }
 
@@ -383,40 +379,9 @@ impl Drop for Removal {
     }
 }
 
-/// Sends chunks of the tar stream to the upload; a chunk the upload no
-/// longer wants (it failed) ends the writing.
-struct ChunkSender(mpsc::Sender<std::io::Result<Bytes>>);
-
-impl Write for ChunkSender {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
-            .map_err(|_| std::io::Error::other("the engine stopped reading"))?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// A tar holding `source` (a file or a directory tree) as `target`,
-/// written to `sender`; an error also goes down the stream, so the engine
-/// never takes a cut tar for a whole one.
-fn write_tar(
-    source: &Path,
-    target: &str,
-    sender: mpsc::Sender<std::io::Result<Bytes>>,
-) -> std::io::Result<()> {
-    let errors = sender.clone();
-    let result = tar_into(source, target, ChunkSender(sender));
-    if let Err(e) = &result {
-        let _ = errors.blocking_send(Err(std::io::Error::new(e.kind(), e.to_string())));
-    }
-    result
-}
-
-fn tar_into(source: &Path, target: &str, sink: ChunkSender) -> std::io::Result<()> {
+/// written to `sink`.
+fn tar_into(source: &Path, target: &str, sink: BodyWriter) -> std::io::Result<()> {
     let name = target.trim_start_matches('/');
     let mut tar = tar::Builder::new(BufWriter::with_capacity(CHUNK, sink));
     // The engine refuses GNU sparse entries ("unhandled tar header type

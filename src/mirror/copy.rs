@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashSet, VecDeque};
 
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 
-use crate::registry::contents::{Contents, Descriptor};
+use crate::oci::Descriptor;
+use crate::registry::contents::Contents;
 use crate::registry::{Manifest, RegistryError, retry};
 
 use super::MirrorError;
@@ -245,13 +246,13 @@ async fn child_manifest(
                 store: source.describe(),
                 tag: tag.to_owned(),
                 parent: parent.digest.clone(),
-                digest: child.digest.clone(),
+                digest: child.digest.to_string(),
             })?;
     if fetched.digest != child.digest {
         return Err(RegistryError::DigestMismatch {
             registry: source.describe(),
             what: format!("the manifest {} lists", parent.digest),
-            expected: child.digest.clone(),
+            expected: child.digest.to_string(),
             actual: fetched.digest,
         }
         .into());
@@ -288,8 +289,7 @@ mod tests {
     use super::*;
     use crate::registry::sha256_digest;
 
-    const IMAGE: &str = "application/vnd.oci.image.manifest.v1+json";
-    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    use crate::oci::{INDEX_MEDIA_TYPE as INDEX, MANIFEST_MEDIA_TYPE as IMAGE};
 
     fn manifest(media_type: &str, json: String) -> Manifest {
         Manifest {

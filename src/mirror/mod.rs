@@ -9,6 +9,8 @@
 //! whole blobs behind, and a re-run moves only what is still missing.
 
 mod copy;
+pub mod endpoints;
+pub mod release;
 pub mod select;
 mod store;
 pub mod summary;

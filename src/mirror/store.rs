@@ -1,7 +1,7 @@
 //! One side of a copy: a repository on a registry, or an image layout.
 
 use crate::layout::Layout;
-use crate::registry::contents::Descriptor;
+use crate::oci::Descriptor;
 use crate::registry::mount::Upload;
 use crate::registry::stream::BlobStream;
 use crate::registry::{Manifest, Registry};

@@ -1,7 +1,8 @@
-//! The job summary of a copy (pure).
+//! The job summary and the outputs of a copy (pure).
 
 use std::fmt::Write as _;
 
+use crate::actions::outputs::Outputs;
 use crate::report::{bytes, code, prose};
 
 use super::Report;
@@ -60,6 +61,34 @@ pub fn mirrors(mirrored: &[Mirrored]) -> String {
         let _ = writeln!(md, "| {} | {result} |", code(&m.target));
     }
     md
+}
+
+/// The outputs of `mirror`, `backup` and `restore`: each tag's digest and
+/// the blob counts.
+pub fn outputs(report: &Report) -> Result<Outputs, serde_json::Error> {
+    let mut outputs = Outputs::new();
+    let copied: serde_json::Map<String, serde_json::Value> = report
+        .tags
+        .iter()
+        .map(|t| (t.tag.clone(), t.digest.clone().into()))
+        .collect();
+    outputs.set_json("copied", &copied)?;
+    outputs.set("blobs-sent", report.blobs_sent.to_string());
+    outputs.set("bytes-sent", report.bytes_sent.to_string());
+    outputs.set("blobs-mounted", report.blobs_mounted.to_string());
+    outputs.set("blobs-present", report.blobs_present.to_string());
+    Ok(outputs)
+}
+
+/// `publish`'s `mirrors` output: target → `ok` or `failed`.
+pub fn mirror_results(mirrored: &[Mirrored]) -> serde_json::Map<String, serde_json::Value> {
+    mirrored
+        .iter()
+        .map(|m| {
+            let result = if m.result.is_ok() { "ok" } else { "failed" };
+            (m.target.clone(), result.into())
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -9,12 +9,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
-use serde::Deserialize;
 use tokio::io::AsyncWriteExt as _;
 
 use super::Pulled;
-use crate::names::is_digest;
-use crate::registry::contents::{Contents, Descriptor};
+use crate::oci::{self, Descriptor, Digest};
+use crate::registry::contents::Contents;
 use crate::registry::{Manifest, Registry, RegistryError};
 
 /// Index levels followed before giving up: an index of indexes is allowed,
@@ -42,16 +41,13 @@ impl BlobCache {
         })
     }
 
-    /// Where a blob is (or will be); `None` for a digest that is not sha256.
-    pub fn path(&self, digest: &str) -> Option<PathBuf> {
-        let hex = digest.strip_prefix("sha256:")?;
-        is_digest(digest).then(|| self.root.join("sha256").join(hex))
+    /// Where a blob is (or will be).
+    pub fn path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("sha256").join(digest.hex())
     }
 
     fn has(&self, blob: &Descriptor) -> bool {
-        self.path(&blob.digest)
-            .and_then(|p| std::fs::metadata(p).ok())
-            .is_some_and(|m| m.len() == blob.size)
+        std::fs::metadata(self.path(&blob.digest)).is_ok_and(|m| m.len() == blob.size)
     }
 
     /// Downloads one blob, verified as it streams; bytes that don't match
@@ -62,12 +58,7 @@ impl BlobCache {
         repository: &str,
         blob: &Descriptor,
     ) -> Result<u64, RegistryError> {
-        let path = self.path(&blob.digest).ok_or_else(|| {
-            RegistryError::Protocol(format!(
-                "blob {} of {repository} is not a sha256 digest; it can't be verified",
-                blob.digest
-            ))
-        })?;
+        let path = self.path(&blob.digest);
         let mut chunks = registry
             .blob_stream(repository, &blob.digest, blob.size)
             .await?;
@@ -162,36 +153,17 @@ async fn image_manifest(
     registry.manifest(repository, &reference).await
 }
 
-#[derive(Deserialize)]
-struct Index {
-    manifests: Option<Vec<Child>>,
-}
-
-#[derive(Deserialize)]
-struct Child {
-    digest: String,
-    #[serde(default)]
-    platform: Option<Platform>,
-}
-
-#[derive(Deserialize)]
-struct Platform {
-    os: String,
-    architecture: String,
-}
-
-/// For an index: the linux/amd64 child, else the first; a child whose
-/// digest isn't one is passed over. `None` for an image manifest (or
+/// For an index: the linux/amd64 child, else the first; a child that is
+/// not a descriptor is passed over. `None` for an image manifest (or
 /// anything that is not an index).
 fn choose_child(manifest: &[u8]) -> Option<String> {
-    let mut children = serde_json::from_slice::<Index>(manifest).ok()?.manifests?;
-    children.retain(|c| is_digest(&c.digest));
+    let children = oci::children(manifest)?;
     let amd64 = children.iter().find(|c| {
         c.platform
             .as_ref()
             .is_some_and(|p| p.os == "linux" && p.architecture == "amd64")
     });
-    amd64.or(children.first()).map(|c| c.digest.clone())
+    amd64.or(children.first()).map(|c| c.digest.to_string())
 }
 
 #[cfg(test)]
@@ -202,12 +174,12 @@ mod tests {
     #[test]
     fn an_index_resolves_to_linux_amd64_else_its_first_image() {
         let [arm, amd, one, two] = ["a", "b", "c", "d"].map(|c| format!("sha256:{}", c.repeat(64)));
-        let child = |digest: &str, arch: &str| serde_json::json!({"digest": digest, "platform": {"os": "linux", "architecture": arch}});
+        let child = |digest: &str, arch: &str| serde_json::json!({"digest": digest, "size": 1, "platform": {"os": "linux", "architecture": arch}});
         let index = serde_json::json!({"manifests": [child(&arm, "arm64"), child(&amd, "amd64")]});
         let index = serde_json::to_vec(&index).unwrap();
         assert_eq!(choose_child(&index), Some(amd));
         let other = serde_json::json!({"manifests": [
-            child("latest", "amd64"), {"digest": one}, {"digest": two}]});
+            child("latest", "amd64"), {"digest": one, "size": 1}, {"digest": two, "size": 1}]});
         let other = serde_json::to_vec(&other).unwrap();
         assert_eq!(choose_child(&other), Some(one), "a tag is no child");
         let image = br#"{"config":{"digest":"sha256:c","size":1},"layers":[]}"#;
@@ -215,16 +187,15 @@ mod tests {
     }
 
     #[test]
-    fn only_sha256_digests_have_a_place() {
+    fn a_blob_lies_under_its_hex_digits() {
         let cache = BlobCache {
             root: PathBuf::from("/c"),
         };
         let hex = "a".repeat(64);
+        let digest = Digest::parse(&format!("sha256:{hex}")).unwrap();
         assert_eq!(
-            cache.path(&format!("sha256:{hex}")),
-            Some(PathBuf::from(format!("/c/sha256/{hex}")))
+            cache.path(&digest),
+            PathBuf::from(format!("/c/sha256/{hex}"))
         );
-        assert_eq!(cache.path("sha256:../../etc/passwd"), None);
-        assert_eq!(cache.path(&format!("sha512:{hex}")), None);
     }
 }

@@ -2,8 +2,9 @@
 
 use reqwest::{Method, StatusCode, header};
 
-use super::{MANIFEST_TYPES, Registry, RegistryError, Route};
+use super::{Registry, RegistryError, Route};
 use crate::names::{DIGEST_RULE, is_digest};
+use crate::oci::MANIFEST_TYPES;
 
 /// How a delete ended; both mean the manifest is gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

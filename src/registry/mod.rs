@@ -18,19 +18,14 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use reqwest::{Method, RequestBuilder, Response, StatusCode, header};
 use serde::Deserialize;
-use sha2::{Digest as _, Sha256};
+use sha2::Sha256;
 
 use auth::{Challenge, Credentials, Login, parse_challenge};
 use retry::Deadline;
 
 use crate::limits::{self, Cut, TooLarge};
 use crate::names;
-
-/// Every manifest form an image can have; a registry picks what it holds.
-pub const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, \
-    application/vnd.oci.image.index.v1+json, \
-    application/vnd.docker.distribution.manifest.v2+json, \
-    application/vnd.docker.distribution.manifest.list.v2+json";
+use crate::oci::{Digest, MANIFEST_TYPES};
 
 /// Pages of a tag listing followed at most: a bounded loop.
 const MAX_TAG_PAGES: usize = 200;
@@ -278,17 +273,12 @@ pub struct Registry {
 }
 
 pub fn sha256_digest(bytes: &[u8]) -> String {
-    digest_of(Sha256::new_with_prefix(bytes))
+    Digest::of(bytes).into()
 }
 
 /// `sha256:<hex>` of what `hasher` was fed.
 pub fn digest_of(hasher: Sha256) -> String {
-    let mut digest = String::with_capacity(71);
-    digest.push_str("sha256:");
-    for b in hasher.finalize().iter() {
-        digest.push_str(&format!("{b:02x}"));
-    }
-    digest
+    Digest::of_hasher(hasher).into()
 }
 
 /// What a manifest's bytes must hash to: the digest it was asked for, and

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt as _, TryStreamExt as _};
 use reqwest::{Method, StatusCode, header};
 use sha2::{Digest as _, Sha256};
-use tokio::io::AsyncReadExt as _;
+use tokio_util::io::ReaderStream;
 
 use super::mount::Upload;
 use super::{Registry, RegistryError, Route, Wait, retry};
@@ -243,26 +243,8 @@ pub fn file_chunks(
     file: tokio::fs::File,
     shown: String,
 ) -> impl Stream<Item = Result<Bytes, RegistryError>> + Send + 'static {
-    futures_util::stream::unfold(Some(file), move |file| {
-        let shown = shown.clone();
-        async move {
-            let mut file = file?;
-            let mut buf = vec![0; CHUNK];
-            match file.read(&mut buf).await {
-                Ok(0) => None,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Some((Ok(Bytes::from(buf)), Some(file)))
-                }
-                Err(e) => Some((
-                    Err(RegistryError::Protocol(format!(
-                        "reading {shown} failed: {e}"
-                    ))),
-                    None,
-                )),
-            }
-        }
-    })
+    ReaderStream::with_capacity(file, CHUNK)
+        .map_err(move |e| RegistryError::Protocol(format!("reading {shown} failed: {e}")))
 }
 
 impl Registry {

@@ -1,13 +1,16 @@
-//! The vulnerability gate between build and push (pure: values in, values out).
+//! The vulnerability gate between build and push.
 //!
 //! A scanner's JSON report (`trivy` or `grype`) becomes [`Finding`]s, an
 //! optional `.trivyignore.yaml` ([`ignore`]) hides accepted ones until they
 //! expire, [`policy::evaluate`] turns what is left into a [`Verdict`]
 //! (critical blocks the release, high warns, else pass), and [`sarif`] renders
-//! every finding for GitHub code scanning. Running the scanner and reading
-//! files is the caller's job, so every step here is testable on fixtures.
+//! every finding for GitHub code scanning. Those steps are pure, so each is
+//! testable on fixtures; [`runner`] runs the scanner, and [`gate`] puts it
+//! all together for `publish` and `scan`, with the annotations, the check
+//! run and the SARIF file.
 
 pub mod finding;
+pub mod gate;
 pub mod grype;
 pub mod ignore;
 pub mod policy;

@@ -25,7 +25,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use tokio::process::Command;
 
-use crate::engine::run::{CopyIn, RunError, RunSpec, Runner};
+use crate::engine::{CopyIn, RunError, RunSpec, Runner};
 use crate::scan::{ScanError, Scanner};
 use crate::supply::cosign::Predicate;
 

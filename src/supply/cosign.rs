@@ -10,10 +10,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
 
+use crate::oci::{CONFIG_MEDIA_TYPE, Descriptor, Digest, MANIFEST_MEDIA_TYPE};
 use crate::registry::{Manifest, sha256_digest};
-
-pub const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
-const CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.image.config.v1+json";
 pub const SIMPLE_SIGNING: &str = "application/vnd.dev.cosign.simplesigning.v1+json";
 pub const DSSE_ENVELOPE: &str = "application/vnd.dsse.envelope.v1+json";
 /// The layer annotation holding the base64 DER signature (empty on
@@ -120,25 +118,18 @@ pub fn payload(docker_reference: &str, digest: &str) -> Vec<u8> {
     serde_json::to_vec(&document).unwrap_or_default()
 }
 
-/// One layer of a `.sig` or `.att` manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Layer {
-    #[serde(rename = "mediaType")]
-    pub media_type: String,
-    pub size: u64,
-    pub digest: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-}
+/// One layer of a `.sig` or `.att` manifest: an OCI descriptor whose
+/// annotations carry cosign's signature and predicate type.
+pub type Layer = Descriptor;
 
-impl Layer {
+/// cosign's layers, read and made (inherent methods of [`Descriptor`],
+/// kept beside the format they belong to).
+impl Descriptor {
     /// A signature layer: `blob` signed, the signature in the annotation.
     pub fn signature(blob: &[u8], signature_der: &[u8]) -> Layer {
         Layer {
-            media_type: SIMPLE_SIGNING.to_owned(),
-            size: blob.len() as u64,
-            digest: sha256_digest(blob),
             annotations: BTreeMap::from([(SIGNATURE.to_owned(), B64.encode(signature_der))]),
+            ..Layer::new(SIMPLE_SIGNING, Digest::of(blob), blob.len() as u64)
         }
     }
 
@@ -146,13 +137,11 @@ impl Layer {
     /// own signature.
     pub fn attestation(envelope: &[u8], predicate: Predicate) -> Layer {
         Layer {
-            media_type: DSSE_ENVELOPE.to_owned(),
-            size: envelope.len() as u64,
-            digest: sha256_digest(envelope),
             annotations: BTreeMap::from([
                 (SIGNATURE.to_owned(), String::new()),
                 (PREDICATE_TYPE.to_owned(), predicate.uri().to_owned()),
             ]),
+            ..Layer::new(DSSE_ENVELOPE, Digest::of(envelope), envelope.len() as u64)
         }
     }
 
@@ -164,14 +153,6 @@ impl Layer {
     pub fn predicate_type(&self) -> Option<&str> {
         self.annotations.get(PREDICATE_TYPE).map(String::as_str)
     }
-}
-
-#[derive(Serialize, Deserialize)]
-struct Descriptor {
-    #[serde(rename = "mediaType")]
-    media_type: String,
-    size: u64,
-    digest: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -212,11 +193,7 @@ pub fn manifest(layers: Vec<Layer>) -> Built {
     let document = SignatureManifest {
         schema_version: 2,
         media_type: Some(MANIFEST_MEDIA_TYPE.to_owned()),
-        config: Descriptor {
-            media_type: CONFIG_MEDIA_TYPE.to_owned(),
-            size: config.len() as u64,
-            digest: sha256_digest(&config),
-        },
+        config: Descriptor::new(CONFIG_MEDIA_TYPE, Digest::of(&config), config.len() as u64),
         layers,
     };
     let bytes = serde_json::to_vec(&document).unwrap_or_default();

@@ -83,9 +83,14 @@ fn block_len(text: &str) -> usize {
 
 /// The top-level modules `text` names as `crate::name`.
 fn imports(text: &str) -> BTreeSet<String> {
+    names_after(text, "crate::")
+}
+
+/// What `text` names right after `prefix` (`prefix{a, b::c}` names both).
+fn names_after(text: &str, prefix: &str) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
-    for (at, _) in text.match_indices("crate::") {
-        let rest = &text[at + "crate::".len()..];
+    for (at, _) in text.match_indices(prefix) {
+        let rest = &text[at + prefix.len()..];
         if let Some(group) = rest.strip_prefix('{') {
             let group = &group[..group.find('}').unwrap_or(group.len())];
             for item in group.split(',') {
@@ -174,6 +179,79 @@ fn the_module_table_matches_src() {
             "only `commands` may import `cli`, not `{module}`"
         );
     }
+}
+
+/// The commands: each file or folder of src/commands but `mod.rs`.
+fn commands() -> BTreeSet<String> {
+    std::fs::read_dir(root().join("src/commands"))
+        .unwrap()
+        .map(|entry| {
+            let name = entry.unwrap().file_name().to_string_lossy().into_owned();
+            name.trim_end_matches(".rs").to_owned()
+        })
+        .filter(|name| name != "mod")
+        .collect()
+}
+
+/// The commands `text`, a file of the command `command`, names as
+/// `crate::commands::name` or, from a file right in src/commands,
+/// `super::name`.
+fn commands_named(text: &str, command: &str, top_level: bool) -> BTreeSet<String> {
+    let commands = commands();
+    let mut named = names_after(text, "crate::commands::");
+    if top_level {
+        named.extend(names_after(text, "super::"));
+    }
+    named.retain(|name| commands.contains(name) && name != command);
+    named
+}
+
+#[test]
+fn no_command_imports_another() {
+    let commands = commands();
+    assert!(commands.len() > 8, "{commands:?}");
+    let mut found = Vec::new();
+    let mut stack = vec![root().join("src/commands")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let relative = path.strip_prefix(root().join("src/commands")).unwrap();
+            let command = relative
+                .components()
+                .next()
+                .unwrap()
+                .as_os_str()
+                .to_string_lossy()
+                .trim_end_matches(".rs")
+                .to_owned();
+            if command == "mod" || path.extension().is_none_or(|e| e != "rs") {
+                continue;
+            }
+            let text = without_test_modules(&std::fs::read_to_string(&path).unwrap());
+            let top_level = relative.components().count() == 1;
+            for other in commands_named(&text, &command, top_level) {
+                found.push(format!("{} → {other}", relative.display()));
+            }
+        }
+    }
+    // `merge` is `publish`'s last stages today; issue #23 gives the two
+    // a shared struct instead.
+    found.retain(|arrow| arrow != "merge.rs → publish");
+    assert!(
+        found.is_empty(),
+        "commands import other commands: {found:?}; move what they share into a library module (or commands/mod.rs)"
+    );
+    let text =
+        "use crate::commands::{Session, scan};\nuse super::mirror::copy;\nuse crate::usage;\n";
+    assert_eq!(
+        commands_named(text, "publish", true),
+        ["mirror", "scan"].map(str::to_owned).into()
+    );
+    assert_eq!(commands_named(text, "publish", false).len(), 1);
 }
 
 #[test]

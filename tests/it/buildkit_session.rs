@@ -19,7 +19,7 @@ use bollard::query_parameters::{
 };
 use bytes::Bytes;
 use futures_util::StreamExt as _;
-use registry_action::engine::buildkit::{
+use registry_action::engine::{
     BuildKitEngine, BuildKitError, BuildRequest, BuildSecrets, EngineAddress,
 };
 use registry_action::registry::sha256_digest;

@@ -11,7 +11,7 @@ fn root() -> &'static Path {
 }
 
 /// Every tracked file, as `git ls-files` lists it.
-fn tracked() -> Vec<String> {
+pub(crate) fn tracked() -> Vec<String> {
     let out = Command::new("git")
         .args(["-c", "safe.directory=*", "ls-files", "-z"])
         .current_dir(root())

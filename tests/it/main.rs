@@ -13,6 +13,7 @@ mod buildkit_session;
 mod check_run;
 mod cleanup;
 mod clone;
+mod docs;
 mod escape;
 mod hostile_bounds;
 mod hostile_names;

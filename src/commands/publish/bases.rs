@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use crate::actions::context::Platform as Forge;
+use crate::actions::context::Forge;
 use crate::bases::jobs::{Job, Outcome, RunJobs, Unlisted, base_dirs, job_of};
 use crate::bases::policy::{self, JOBS_EVERY, PROGRESS_EVERY, due, pause};
 use crate::cli::PublishArgs;
@@ -425,8 +425,8 @@ impl<'a> Waiting<'a> {
 /// alone decides.
 fn run_jobs(args: &PublishArgs, session: &Session) -> Result<RunJobs, String> {
     let ctx = &session.ctx;
-    if ctx.platform != Forge::GitHub {
-        return Err(format!("{} has no jobs API for this", ctx.platform));
+    if ctx.forge != Forge::GitHub {
+        return Err(format!("{} has no jobs API for this", ctx.forge));
     }
     RunJobs::new(
         &ctx.api_url,

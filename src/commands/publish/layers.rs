@@ -7,10 +7,10 @@ use std::path::Path;
 use anyhow::Context as _;
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
-use crate::engine::docker::Engine;
-use crate::engine::export::{
-    Blob, KnownLayers, OciImage, Source, known_layers, oci_image, oci_image_streamed,
+use crate::engine::{
+    Blob, Engine, KnownLayers, OciImage, Source, known_layers, oci_image, oci_image_streamed,
 };
+use crate::oci::Digest;
 use crate::platform::Platform;
 use crate::registry::contents::Contents;
 use crate::registry::mount::Upload;
@@ -221,7 +221,7 @@ async fn upload_as_sealed(
     registry: &Registry,
     repository: &str,
     blobs: tokio::sync::mpsc::UnboundedReceiver<Blob>,
-) -> anyhow::Result<(u64, HashSet<String>)> {
+) -> anyhow::Result<(u64, HashSet<Digest>)> {
     futures_util::stream::unfold(blobs, |mut blobs| async move {
         blobs.recv().await.map(|blob| (blob, blobs))
     })

@@ -10,9 +10,9 @@ use anyhow::bail;
 
 use crate::cli::MergeArgs;
 use crate::commands::Session;
-use crate::engine::export::MANIFEST_MEDIA_TYPE;
 use crate::names::{DIGEST_RULE, is_digest};
-use crate::platform::{Entry, Platform};
+use crate::oci::{Descriptor, Digest, MANIFEST_MEDIA_TYPE};
+use crate::platform::Platform;
 use crate::registry::contents::Contents;
 
 use super::plan::{self, Asked};
@@ -59,12 +59,18 @@ pub async fn run(args: &MergeArgs, session: &Session) -> anyhow::Result<()> {
             "`digests`: {} and {} are both {}; give one image per platform",
             pair[0].digest,
             pair[1].digest,
-            pair[0].platform
+            pair[0]
+                .platform
+                .as_ref()
+                .map_or_else(String::new, Platform::to_string)
         );
     }
     let index = index_manifest(&entries);
     let mut report = image.report(&tags);
-    report.platforms = entries.iter().map(|e| e.platform.to_string()).collect();
+    report.platforms = entries
+        .iter()
+        .filter_map(|e| e.platform.as_ref().map(Platform::to_string))
+        .collect();
     match &image.existing {
         Some(existing) if existing.digest == index.digest => report.notes.push(format!(
             "`{}` already names this index: nothing to write",
@@ -123,7 +129,7 @@ fn digests(lines: &[String]) -> anyhow::Result<Vec<String>> {
 
 /// The index entry for `digest`: an image manifest in the repository,
 /// with the platform its config declares.
-async fn child(image: &Image, digest: &str) -> anyhow::Result<Entry> {
+async fn child(image: &Image, digest: &str) -> anyhow::Result<Descriptor> {
     let name = image.reference.familiar();
     let Some(manifest) = image.registry.manifest(&image.repository, digest).await? else {
         bail!(
@@ -145,16 +151,14 @@ async fn child(image: &Image, digest: &str) -> anyhow::Result<Entry> {
             "`digests`: {name}@{digest} is not a container image (its config names no os/architecture); give the `digest` outputs of the `push-by-digest` publish jobs"
         );
     };
-    Ok(Entry {
-        media_type: if manifest.media_type.is_empty() {
-            MANIFEST_MEDIA_TYPE.to_owned()
-        } else {
-            manifest.media_type.clone()
-        },
-        size: manifest.bytes.len() as u64,
-        digest: manifest.digest,
-        platform,
-    })
+    let media_type = if manifest.media_type.is_empty() {
+        MANIFEST_MEDIA_TYPE
+    } else {
+        &manifest.media_type
+    };
+    let size = manifest.bytes.len() as u64;
+    let digest = Digest::parse(&manifest.digest)?;
+    Ok(Descriptor::new(media_type, digest, size).for_platform(platform))
 }
 
 #[cfg(test)]

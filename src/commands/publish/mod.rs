@@ -22,15 +22,15 @@ use crate::actions::event::Event;
 use crate::actions::outputs::Outputs;
 use crate::cli::{BuilderArg, PublishArgs, ScanArgs, ScannerArg, Tagging};
 use crate::commands::Session;
-use crate::commands::mirror::{mirror_results, release_mirrors};
-use crate::commands::scan::{self, Gate, Subject};
-use crate::engine::buildkit::BuildSecrets;
-use crate::mirror::summary::{Mirrored, mirrors};
+use crate::engine::BuildSecrets;
+use crate::mirror::release::mirror_release;
+use crate::mirror::summary::{Mirrored, mirror_results, mirrors};
 use crate::platform::Platform;
 use crate::reference::Reference;
 use crate::registry::auth::Credentials;
 use crate::registry::{Manifest, Registry};
 use crate::report::publish::{Published, summary};
+use crate::scan::gate::{Gate, Request, Subject, location};
 use crate::supply::cosign::Predicate;
 use crate::tags::TagSet;
 
@@ -339,7 +339,7 @@ async fn gate(
     target: &Target,
     images: &[Exported],
 ) -> anyhow::Result<Option<Gate>> {
-    let at = scan::location(session, &target.dockerfile_rel);
+    let at = location(&session.ctx, &target.dockerfile_rel);
     let every_package = args.supply.sbom.predicate().is_some();
     let archives: Vec<(String, PathBuf)> = images
         .iter()
@@ -355,14 +355,18 @@ async fn gate(
             every_package,
         },
     };
-    scan::gate(
-        session,
-        &args.scan,
-        &target.image.reference.familiar(),
+    let request = Request {
+        image: &target.image.reference.familiar(),
         subject,
-        at.as_ref(),
-        github_token(&args.tagging, session),
-        Some(&target.image.sha),
+        location: at.as_ref(),
+        token: github_token(&args.tagging, session),
+        head_sha: Some(&target.image.sha),
+    };
+    crate::scan::gate::gate(
+        &session.ctx,
+        &session.workflow,
+        &args.scan.settings(),
+        request,
     )
     .await
 }
@@ -407,7 +411,14 @@ async fn mirror(
     if !planned {
         return Ok(Vec::new());
     }
-    let mirrored = release_mirrors(args, &image.registry, &image.repository, &tags.tags).await?;
+    let mirrored = mirror_release(
+        &args.mirror_to,
+        args.mirror_login.credentials()?,
+        &image.registry,
+        &image.repository,
+        &tags.tags,
+    )
+    .await?;
     let failures: Vec<String> = mirrored
         .iter()
         .filter_map(|m| {

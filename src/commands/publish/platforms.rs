@@ -6,8 +6,9 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 
 use crate::cli::{BuilderArg, PublishArgs};
-use crate::engine::export::{MANIFEST_MEDIA_TYPE, OciImage, Source};
-use crate::platform::{self, Entry, INDEX_MEDIA_TYPE, Platform, child_for, image_index};
+use crate::engine::{OciImage, Source};
+use crate::oci::{Descriptor, Digest, INDEX_MEDIA_TYPE, Index, MANIFEST_MEDIA_TYPE, child_for};
+use crate::platform::{self, Platform};
 use crate::registry::{Manifest, Registry};
 use crate::report::publish::Published;
 
@@ -100,13 +101,13 @@ pub(super) fn release_manifest(images: &[Exported]) -> anyhow::Result<Manifest> 
         [] => bail!("no image was built"),
         [one] => Ok(one.manifest()),
         several => {
-            let entries: Vec<Entry> = several
+            let entries: Vec<Descriptor> = several
                 .iter()
-                .map(|e| Entry {
-                    media_type: MANIFEST_MEDIA_TYPE.into(),
-                    digest: e.image.manifest_digest.clone(),
-                    size: e.image.manifest.len() as u64,
-                    platform: e.platform.clone(),
+                .map(|e| {
+                    let digest = Digest::of(&e.image.manifest);
+                    let size = e.image.manifest.len() as u64;
+                    Descriptor::new(MANIFEST_MEDIA_TYPE, digest, size)
+                        .for_platform(e.platform.clone())
                 })
                 .collect();
             Ok(index_manifest(&entries))
@@ -115,8 +116,8 @@ pub(super) fn release_manifest(images: &[Exported]) -> anyhow::Result<Manifest> 
 }
 
 /// The index over `entries`, as the registry will hold it.
-pub(super) fn index_manifest(entries: &[Entry]) -> Manifest {
-    let bytes = image_index(entries);
+pub(super) fn index_manifest(entries: &[Descriptor]) -> Manifest {
+    let bytes = Index::of(entries.to_vec()).to_bytes();
     Manifest {
         digest: crate::registry::sha256_digest(&bytes),
         bytes,
@@ -148,7 +149,7 @@ pub(super) async fn child_manifest(
 ) -> anyhow::Result<Option<Manifest>> {
     let wanted = platform.cloned().unwrap_or_else(platform::host);
     match child_for(&index.bytes, &wanted) {
-        Some(child) => Ok(registry.manifest(repository, child).await?),
+        Some(child) => Ok(registry.manifest(repository, &child).await?),
         None => Ok(None),
     }
 }

@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 
 use crate::actions::boundary::Access;
 use crate::cli::{ImageLocation, PublishArgs, Signing, Tagging};
-use crate::commands::{Login, Session, credentials};
+use crate::commands::Session;
 use crate::metadata;
 use crate::platform::Platform;
 use crate::registry::Registry;
@@ -164,7 +164,7 @@ pub(super) async fn resolve_image(
     let basename = basename(location);
     let reference = image_reference(location, session, basename)?;
     let repository = reference.repository().to_owned();
-    let credentials = credentials(&location.username, &location.password, Login::TARGET)?;
+    let credentials = location.login.credentials()?;
     let event = session.event()?;
     let release = release_facts(publication.tagging, session, event.as_ref(), basename)?;
     let sha = commit_sha(

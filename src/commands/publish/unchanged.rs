@@ -11,12 +11,11 @@ use anyhow::Context as _;
 
 use crate::build_key::{self, ANNOTATION, Inputs};
 use crate::commands::Session;
-use crate::engine::context::ContextPlan;
-use crate::engine::docker::Builder;
-use crate::engine::export::{
-    Blob, CONFIG_MEDIA_TYPE, MANIFEST_MEDIA_TYPE, Source, image_manifest, manifest_annotation,
-    pushed_layers, relabelled_config,
+use crate::engine::{
+    Blob, Builder, ContextPlan, Source, image_manifest, manifest_annotation, pushed_layers,
+    relabelled_config,
 };
+use crate::oci::{CONFIG_MEDIA_TYPE, Digest, MANIFEST_MEDIA_TYPE};
 use crate::plan::dockerfile;
 use crate::plan::git::GitSource;
 use crate::plan::strategy::short;
@@ -231,7 +230,7 @@ pub(super) async fn release_again(
     let layers = pushed_layers(&earlier.image.manifest.bytes, &target.image.repository)
         .with_context(|| format!("`{}` is not an image manifest", earlier.tag))?;
     let config_blob = Blob {
-        digest: crate::registry::sha256_digest(&config),
+        digest: Digest::of(&config),
         size: config.len() as u64,
         media_type: CONFIG_MEDIA_TYPE.into(),
         source: Source::Registry {

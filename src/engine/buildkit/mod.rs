@@ -170,12 +170,12 @@ impl From<Bytes> for ContextBody {
 }
 
 impl ContextBody {
-    /// The chunks `chunks` receives; an `Err` aborts the request.
-    pub fn stream(chunks: tokio::sync::mpsc::Receiver<std::io::Result<Bytes>>) -> Self {
-        let frames = futures_util::stream::unfold(chunks, |mut chunks| async move {
-            let chunk = chunks.recv().await?;
-            Some((chunk.map(hyper::body::Frame::data), chunks))
-        });
+    /// The chunks of `chunks`; an `Err` aborts the request.
+    pub fn stream(
+        chunks: impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + Sync + 'static,
+    ) -> Self {
+        let frames =
+            futures_util::StreamExt::map(chunks, |chunk| chunk.map(hyper::body::Frame::data));
         ContextBody {
             body: http_body_util::StreamBody::new(frames).boxed(),
             size: None,

@@ -15,7 +15,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
 use super::{
-    Blob, Converter, ExportError, Index, Links, OciImage, SAVE_MANIFEST, assemble, cores,
+    Blob, Converter, ExportError, Links, OciImage, SAVE_MANIFEST, SavedImageFiles, assemble, cores,
     member_name, members, note_link, read_err, write_err,
 };
 
@@ -112,7 +112,7 @@ fn convert(
         assemble(
             saved,
             work_dir,
-            &Index { config, layers },
+            &SavedImageFiles { config, layers },
             reused,
             converted,
         )

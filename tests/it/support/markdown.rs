@@ -2,8 +2,10 @@
 //! strikethrough and autolinks, parsed by comrak (a port of GitHub's
 //! cmark-gfm), so a test sees the structure a reader would.
 
+use std::collections::BTreeSet;
+
 use comrak::nodes::{AstNode, NodeValue};
-use comrak::{Arena, Options, parse_document};
+use comrak::{Anchorizer, Arena, Options, parse_document};
 
 /// HTML the summaries write themselves; any other tag or comment came
 /// from untrusted text.
@@ -103,6 +105,67 @@ pub fn assert_shows(markdown: &str, text: &str) {
     );
 }
 
+/// One cell of a table: its text as shown, and the code spans in it.
+pub struct Cell {
+    pub text: String,
+    pub code: Vec<String>,
+}
+
+/// Every table of `markdown`, as rows (the header first) of cells.
+pub fn tables(markdown: &str) -> Vec<Vec<Vec<Cell>>> {
+    let arena = Arena::new();
+    let root = parse_document(&arena, markdown, &options());
+    root.descendants()
+        .filter(|n| matches!(n.data.borrow().value, NodeValue::Table(_)))
+        .map(|table| {
+            table
+                .children()
+                .map(|row| {
+                    row.children()
+                        .map(|cell| Cell {
+                            text: rendered_text(cell),
+                            code: code_spans(cell),
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn code_spans<'a>(node: &'a AstNode<'a>) -> Vec<String> {
+    node.descendants()
+        .filter_map(|n| match &n.data.borrow().value {
+            NodeValue::Code(c) => Some(c.literal.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Where the links and images of `markdown` point, as written.
+pub fn links(markdown: &str) -> Vec<String> {
+    let arena = Arena::new();
+    let root = parse_document(&arena, markdown, &options());
+    root.descendants()
+        .filter_map(|n| match &n.data.borrow().value {
+            NodeValue::Link(link) | NodeValue::Image(link) => Some(link.url.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The anchors GitHub gives the headings of `markdown` (`#` + one of
+/// these links to a heading).
+pub fn anchors(markdown: &str) -> BTreeSet<String> {
+    let arena = Arena::new();
+    let root = parse_document(&arena, markdown, &options());
+    let mut anchorizer = Anchorizer::new();
+    root.descendants()
+        .filter(|n| matches!(n.data.borrow().value, NodeValue::Heading(_)))
+        .map(|heading| anchorizer.anchorize(&rendered_text(heading)))
+        .collect()
+}
+
 fn rendered_text<'a>(node: &'a AstNode<'a>) -> String {
     let mut text = String::new();
     for n in node.descendants() {
@@ -132,4 +195,20 @@ fn the_model_sees_what_github_would() {
     }
     let caught = std::panic::catch_unwind(|| assert_shows("a *b* c\n", "a *b* c"));
     assert!(caught.is_err());
+}
+
+#[test]
+fn tables_links_and_anchors_read_as_github_would() {
+    let doc = "# A `b`: c\n\n## A `b`: c\n\n[x](other.md#y) ![i](img.png)\n\n| input | d |\n|---|---|\n| `u`, `p` | `v` |\n";
+    let anchors = anchors(doc);
+    assert_eq!(
+        anchors,
+        BTreeSet::from(["a-b-c".to_owned(), "a-b-c-1".to_owned()])
+    );
+    assert_eq!(links(doc), ["other.md#y", "img.png"]);
+    let tables = tables(doc);
+    assert_eq!(tables.len(), 1);
+    assert_eq!(tables[0][0][0].text, "input");
+    assert_eq!(tables[0][1][0].code, ["u", "p"]);
+    assert_eq!(tables[0][1][0].text, "u, p");
 }

@@ -1,47 +1,48 @@
-//! The repositories `cleanup` and `usage` work on, and the store holding
-//! them: Docker Hub through its own API (its registry API can't delete
-//! tags), any other registry through the OCI distribution API.
+//! The repositories `cleanup`, `usage` and `monitor` work on, and the
+//! store holding them: Docker Hub through its own API (its registry API
+//! can't delete tags), any other registry through the OCI distribution API.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 
-use crate::cli::RepositoryArgs;
-use crate::commands::Session;
+use crate::actions::inputs::split_list;
 use crate::hub::{Deleted as HubDeleted, Hub, HubError, HubTag};
 use crate::inventory::{Inventory, Stored};
 use crate::names::check_repository;
-use crate::plan::discover::discover;
 use crate::reference::is_docker_hub;
+use crate::registry::auth::Credentials;
 use crate::registry::{Deleted, Registry};
 use crate::retention::{Deletion, Plan};
 
 /// `namespace/name` for every repository asked for, sorted, once each:
-/// `images` exactly as given, else the image directories' names
-/// lower-cased (as `plan` names their images).
-pub fn names(args: &RepositoryArgs, session: &Session) -> anyhow::Result<Vec<String>> {
-    let given: Vec<String> = args
-        .images
+/// `images` exactly as given, else the names of the image directories
+/// `directories` lists, lower-cased (as `plan` names their images). The
+/// directories are listed only without `images`, and `namespace` is asked
+/// only for a name without one.
+pub fn names(
+    images: &[String],
+    directories: impl FnOnce() -> anyhow::Result<Vec<String>>,
+    namespace: impl Fn() -> anyhow::Result<String>,
+) -> anyhow::Result<Vec<String>> {
+    let given: Vec<String> = images
         .iter()
-        .flat_map(|v| crate::actions::inputs::split_list(v))
+        .flat_map(|v| split_list(v))
         .map(|name| name.trim_matches('/').to_owned())
         .collect();
     let from_images = !given.is_empty();
     let listed = if !from_images {
-        discover(
-            &session.boundary()?,
-            &args.dirs.context_root,
-            usize::from(args.dirs.max_depth),
-        )
-        .context("no `images` given and the image directories couldn't be listed to name the repositories; set `images` (one `name` or `namespace/name` per line)")?
-        .into_iter()
-        .map(|found| found.name.to_ascii_lowercase())
-        .collect()
+        directories()
+            .context("no `images` given and the image directories couldn't be listed to name the repositories; set `images` (one `name` or `namespace/name` per line)")?
+            .into_iter()
+            .map(|name| name.to_ascii_lowercase())
+            .collect()
     } else {
         given
     };
-    let mut namespace = None;
+    let mut resolved = None;
     let mut names = BTreeSet::new();
     for name in listed {
         check_repository(&name).map_err(|e| {
@@ -57,9 +58,9 @@ pub fn names(args: &RepositoryArgs, session: &Session) -> anyhow::Result<Vec<Str
             names.insert(name);
             continue;
         }
-        let namespace = match &namespace {
+        let namespace = match &resolved {
             Some(ns) => ns,
-            None => namespace.insert(session.namespace(args.namespace.as_deref())?),
+            None => resolved.insert(namespace()?),
         };
         names.insert(format!("{namespace}/{name}"));
     }
@@ -72,12 +73,18 @@ pub enum Store {
 }
 
 impl Store {
-    /// Connects and, with credentials, logs in. `deleting` asks token
-    /// issuers for the right to delete.
-    pub async fn open(args: &RepositoryArgs, deleting: bool) -> anyhow::Result<Self> {
-        let credentials = super::credentials(&args.username, &args.password, super::Login::TARGET)?;
-        if is_docker_hub(&args.registry) {
-            let hub = Hub::new(&args.hub_api)?.with_timeout(args.timeout.request_timeout);
+    /// Connects to `registry` (through `hub_api` when it is Docker Hub)
+    /// and, with credentials, logs in. `deleting` asks token issuers for
+    /// the right to delete.
+    pub async fn open(
+        registry: &str,
+        hub_api: &str,
+        credentials: Option<Credentials>,
+        timeout: Duration,
+        deleting: bool,
+    ) -> anyhow::Result<Self> {
+        if is_docker_hub(registry) {
+            let hub = Hub::new(hub_api)?.with_timeout(timeout);
             return Ok(Store::Hub(match credentials {
                 Some(c) => hub.login(&c.username, &c.password).await?,
                 None if deleting => bail!(
@@ -86,8 +93,7 @@ impl Store {
                 None => hub,
             }));
         }
-        let registry = Registry::new(&args.registry, credentials)?
-            .with_timeout(args.timeout.request_timeout)?;
+        let registry = Registry::new(registry, credentials)?.with_timeout(timeout)?;
         Ok(Store::Oci(if deleting {
             registry.deleting()
         } else {
@@ -255,6 +261,47 @@ fn waves<'a>(deletions: &'a [Deletion], inventory: &Inventory) -> Vec<Vec<&'a De
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    fn unlisted() -> anyhow::Result<Vec<String>> {
+        panic!("the directories are listed only without `images`")
+    }
+
+    #[test]
+    fn images_keep_their_namespace_and_others_get_the_owners_once() {
+        let asked = std::cell::Cell::new(0);
+        let owner = || {
+            asked.set(asked.get() + 1);
+            Ok("acme".to_owned())
+        };
+        let images = ["web\nteam/api/\n".to_owned(), "web".to_owned()];
+        assert_eq!(
+            names(&images, unlisted, owner).unwrap(),
+            ["acme/web", "team/api"]
+        );
+        assert_eq!(asked.get(), 1);
+        let no_owner = || -> anyhow::Result<String> { panic!("no name lacks a namespace") };
+        assert_eq!(
+            names(&["team/api".to_owned()], unlisted, no_owner).unwrap(),
+            ["team/api"]
+        );
+    }
+
+    #[test]
+    fn directories_are_lower_cased_and_a_bad_name_says_which_input() {
+        let owner = || Ok("acme".to_owned());
+        let listed = || Ok(vec!["Web".to_owned(), "api".to_owned()]);
+        assert_eq!(names(&[], listed, owner).unwrap(), ["acme/api", "acme/web"]);
+        let bad = names(&["web:1.0".to_owned()], unlisted, owner)
+            .unwrap_err()
+            .to_string();
+        assert!(bad.starts_with("`images`: "), "{bad}");
+        let bad = names(&[], || Ok(vec!["a b".to_owned()]), owner)
+            .unwrap_err()
+            .to_string();
+        assert!(bad.contains("under `context-root`"), "{bad}");
+        let unlistable = names(&[], || anyhow::bail!("gone"), owner).unwrap_err();
+        assert!(format!("{unlistable:#}").starts_with("no `images` given"));
+    }
 
     fn deletion(digest: &str) -> Deletion {
         Deletion {
