@@ -829,22 +829,6 @@ pub struct MergeArgs {
     pub signing: Signing,
 }
 
-impl MergeArgs {
-    /// `publish`'s arguments for the same image and release, the rest at
-    /// their defaults: `merge` resolves tags exactly as `publish` does.
-    pub fn as_publish(&self) -> anyhow::Result<PublishArgs> {
-        use clap::FromArgMatches as _;
-        let matches = PublishArgs::augment_args(clap::Command::new("merge"))
-            .no_binary_name(true)
-            .try_get_matches_from(["--path", self.location.path.as_str()])?;
-        let mut publish = PublishArgs::from_arg_matches(&matches)?;
-        publish.location = self.location.clone();
-        publish.tagging = self.tagging.clone();
-        publish.supply.signing = self.signing.clone();
-        Ok(publish)
-    }
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SbomArg {
     /// CycloneDX 1.6 JSON.

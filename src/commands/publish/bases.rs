@@ -7,29 +7,42 @@
 //! left as written.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
-use super::*;
+use anyhow::{Context as _, bail};
+
 use crate::actions::context::Forge;
 use crate::bases::jobs::{Job, Outcome, RunJobs, Unlisted, base_dirs, job_of};
 use crate::bases::policy::{self, JOBS_EVERY, PROGRESS_EVERY, due, pause};
+use crate::cli::PublishArgs;
+use crate::commands::Session;
+use crate::plan::dockerfile;
 use crate::plan::select::follows;
 use crate::platform;
+use crate::reference::Reference;
+use crate::registry::Registry;
+use crate::report::publish::Published;
 use crate::units::duration;
+
+use super::Target;
+use super::latest::github_token;
+use super::plan::Bases;
 
 /// The copy of the Dockerfile with the bases' digests, in the work directory.
 const PINNED: &str = "Dockerfile.pinned";
 
 /// A base to wait for.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct Base {
     /// As `depends-on` names it.
-    name: String,
+    pub(super) name: String,
     /// The image as the Dockerfile names it (registry and repository).
-    image: Reference,
+    pub(super) image: Reference,
     /// The 1-based lines of the `FROM`s that follow it.
-    lines: Vec<usize>,
+    pub(super) lines: Vec<usize>,
     /// The matrix `path` its job's name may hold.
-    dirs: Vec<String>,
+    pub(super) dirs: Vec<String>,
 }
 
 /// `depends-on`, checked against the Dockerfile before anything is built:
@@ -68,7 +81,7 @@ pub(super) fn bases(
         };
         let lines: Vec<usize> = naming
             .iter()
-            .filter(|(_, from)| follows(from, Some(&target.sha)))
+            .filter(|(_, from)| follows(from, Some(&target.image.sha)))
             .map(|(line, _)| *line)
             .collect();
         if lines.is_empty() {
@@ -121,20 +134,20 @@ pub(super) async fn pin_bases(
     args: &PublishArgs,
     session: &Session,
     target: &mut Target,
-    bases: &[Base],
+    bases: &Bases,
     work: &Path,
     report: &mut Published,
 ) -> anyhow::Result<()> {
-    if bases.is_empty() {
-        return Ok(());
-    }
-    if !target.push {
-        // Nor does the bases' own job push: their SHA tags never come.
-        report.notes.push(
-            "`push: false`: `depends-on` is not waited for; built FROM the bases as the Dockerfile names them".into(),
-        );
-        return Ok(());
-    }
+    let bases = match bases {
+        Bases::None => return Ok(()),
+        Bases::AsWritten => {
+            report.notes.push(
+                "`push: false`: `depends-on` is not waited for; built FROM the bases as the Dockerfile names them".into(),
+            );
+            return Ok(());
+        }
+        Bases::Wait(bases) => bases,
+    };
     let digests = wait(args, session, target, bases).await?;
     let mut pins = BTreeMap::new();
     for (base, digest) in bases.iter().zip(digests) {
@@ -166,7 +179,7 @@ async fn wait(
 ) -> anyhow::Result<Vec<String>> {
     let started = Instant::now();
     let timeout = args.wait_timeout;
-    let mut waiting = Waiting::new(target, bases, run_jobs(args, session, target))?;
+    let mut waiting = Waiting::new(target, bases, run_jobs(args, session))?;
     let (mut asked, mut logged) = (None, Some(Duration::ZERO));
     tracing::info!(
         "waiting up to {} for this commit's {}",
@@ -233,10 +246,10 @@ impl<'a> Waiting<'a> {
         let others = bases
             .iter()
             .map(|base| {
-                (base.image.registry() != target.reference.registry())
+                (base.image.registry() != target.image.reference.registry())
                     .then(|| {
                         Registry::new(base.image.registry(), None)
-                            .and_then(|r| r.with_timeout(target.registry.timeout()))
+                            .and_then(|r| r.with_timeout(target.image.registry.timeout()))
                     })
                     .transpose()
             })
@@ -274,10 +287,12 @@ impl<'a> Waiting<'a> {
     }
 
     async fn digest(&self, i: usize) -> anyhow::Result<Option<String>> {
-        let registry = self.others[i].as_ref().unwrap_or(&self.target.registry);
+        let registry = self.others[i]
+            .as_ref()
+            .unwrap_or(&self.target.image.registry);
         // A HEAD per look: the engine checks the bytes when it pulls by digest.
         Ok(registry
-            .manifest_digest(self.bases[i].image.repository(), &self.target.set.sha)
+            .manifest_digest(self.bases[i].image.repository(), &self.target.image.sha)
             .await?)
     }
 
@@ -324,7 +339,7 @@ impl<'a> Waiting<'a> {
                     base.name,
                     job.name,
                     self.sha_tag(i),
-                    self.target.reference.familiar(),
+                    self.target.image.reference.familiar(),
                 ),
                 (Outcome::Succeeded, None) => {
                     self.succeeded[i] = Some(elapsed);
@@ -340,7 +355,7 @@ impl<'a> Waiting<'a> {
                     bail!(
                         "`depends-on`: {}; {} is not built FROM an older `{}`",
                         self.succeeded_without(i, &job.name),
-                        self.target.reference.familiar(),
+                        self.target.image.reference.familiar(),
                         base.name
                     )
                 }
@@ -363,7 +378,11 @@ impl<'a> Waiting<'a> {
 
     /// A base's image of this commit, as the log names it.
     fn sha_tag(&self, i: usize) -> String {
-        format!("{}:{}", self.bases[i].image.familiar(), self.target.set.sha)
+        format!(
+            "{}:{}",
+            self.bases[i].image.familiar(),
+            self.target.image.sha
+        )
     }
 
     /// The missing bases, as the log names them.
@@ -404,14 +423,14 @@ impl<'a> Waiting<'a> {
 
 /// The jobs API of this run, or why it can't be asked: then the registry
 /// alone decides.
-fn run_jobs(args: &PublishArgs, session: &Session, target: &Target) -> Result<RunJobs, String> {
+fn run_jobs(args: &PublishArgs, session: &Session) -> Result<RunJobs, String> {
     let ctx = &session.ctx;
     if ctx.forge != Forge::GitHub {
         return Err(format!("{} has no jobs API for this", ctx.forge));
     }
     RunJobs::new(
         &ctx.api_url,
-        target.token(args, session),
+        github_token(&args.tagging, session),
         ctx.repository.as_deref(),
         ctx.run_id.as_deref(),
     )

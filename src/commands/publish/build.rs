@@ -1,7 +1,118 @@
-//! The build stage: the builder asked for, the fallback, and what a
-//! failed build tells the user.
+//! The build stage: each platform built, exported and converted; the
+//! builder asked for, the fallback, and what a failed build tells the user.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use crate::actions::workflow::{Annotation, Level};
+use crate::build_key;
+use crate::cli::BuilderArg;
+use crate::commands::Session;
+use crate::engine::{BuildSpec, Builder, Built, Engine, EngineError, Source, refused_session};
+use crate::plan::dockerfile;
+use crate::platform::Platform;
+use crate::report::publish::Published;
+
+use super::inputs::engine_credentials;
+use super::layers::{ExportUses, export, reusable_layers};
+use super::platforms::Exported;
+use super::unchanged::{base_digests, key_of};
+use super::{SAVED, Target};
+
+/// Builds, exports and converts each platform's image in `work` (one
+/// after the other: a monorepo sibling `FROM` resolves per platform); the
+/// build log is shown as untrusted text.
+pub(super) async fn build_images(
+    session: &Session,
+    target: &Target,
+    work: &Path,
+    scanned: bool,
+    report: &mut Published,
+) -> anyhow::Result<Vec<Exported>> {
+    let engine = Engine::connect().await?;
+    let asked: Vec<Option<&Platform>> = match target.platforms.as_slice() {
+        [] => vec![None],
+        some => some.iter().map(Some).collect(),
+    };
+    let several = asked.len() > 1;
+    let mut images = Vec::with_capacity(asked.len());
+    for platform in asked {
+        let dir = match platform {
+            Some(p) if several => work.join(p.slug()),
+            _ => work.to_owned(),
+        };
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("couldn't create {}", dir.display()))?;
+        images
+            .push(build_platform(session, &engine, target, platform, &dir, scanned, report).await?);
+    }
+    report.built = true;
+    report.size = images.iter().map(|e| e.size()).sum();
+    report.platforms = images.iter().map(|e| e.platform.to_string()).collect();
+    Ok(images)
+}
+
+/// One platform's image (`None`: the engine's own platform), exported to
+/// `dir` and converted, its config checked to be of that platform.
+async fn build_platform(
+    session: &Session,
+    engine: &Engine,
+    target: &Target,
+    platform: Option<&Platform>,
+    dir: &Path,
+    scanned: bool,
+    report: &mut Published,
+) -> anyhow::Result<Exported> {
+    // One of several: its local tag and notes name it.
+    let one_of = platform.filter(|_| target.platforms.len() > 1);
+    let local = format!(
+        "{}:{}{}",
+        target.image.reference.name(),
+        target.image.sha,
+        one_of.map(|p| format!("-{}", p.slug())).unwrap_or_default()
+    );
+    let for_platform = one_of.map(|p| format!(" ({p})")).unwrap_or_default();
+    let (built, bases) = tokio::join!(
+        build_with_fallback(session, engine, target, platform, &local, report),
+        base_digests(target)
+    );
+    let (built, builder) = built?;
+    if built.cached + built.executed > 0 {
+        report.notes.push(format!(
+            "BuildKit{for_platform}: {} steps from the cache, {} run",
+            built.cached, built.executed
+        ));
+    }
+    let known = reusable_layers(target, platform, &engine.diff_ids(&local).await?).await?;
+    let annotations: BTreeMap<String, String> =
+        key_of(target, platform, &built.context, builder, bases)
+            .map(|key| (build_key::ANNOTATION.to_owned(), key))
+            .into_iter()
+            .collect();
+    // Uploaded before the platform check below only where the engine can't
+    // have built another platform: its own, or one BuildKit was asked for.
+    let uses = ExportUses {
+        scanned,
+        upload_early: !scanned && (platform.is_none() || builder == Builder::BuildKit),
+    };
+    let image = export(engine, target, &local, known, dir, uses, report).await;
+    engine.untag(&local).await;
+    let image = image?.annotated(&annotations);
+    let reused = image
+        .layers
+        .iter()
+        .filter(|l| matches!(l.source, Source::Registry { .. }))
+        .count();
+    if reused > 0 {
+        report.notes.push(format!(
+            "{reused} of {} layers{for_platform} already in the registry: reused, not exported or compressed again",
+            image.layers.len()
+        ));
+    }
+    Exported::new(image, platform, dir.join(SAVED))
+}
 
 /// How BuildKit names the step that fetches a `# syntax=` frontend image.
 pub(super) const FRONTEND_STEP: &str = "resolve image config for";
@@ -62,7 +173,10 @@ pub(super) async fn build_once(
         target: target.stage.clone(),
         platform: platform.map(ToString::to_string),
         network: target.network.clone(),
-        credentials: engine_credentials(target.reference.registry(), target.credentials.as_ref()),
+        credentials: engine_credentials(
+            target.image.reference.registry(),
+            target.image.credentials.as_ref(),
+        ),
         builder,
         secrets: target.secrets.clone(),
         inline_cache: target.inline_cache,

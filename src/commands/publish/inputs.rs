@@ -1,6 +1,20 @@
 //! `publish` inputs turned into what the build and the push need.
 
-use super::*;
+use std::collections::HashMap;
+
+use anyhow::{Context as _, bail};
+use bollard::auth::DockerCredentials;
+
+use crate::actions::event::Event;
+use crate::cli::{BuilderArg, ImageLocation, Tagging};
+use crate::commands::Session;
+use crate::engine::{BUILDKIT_NETWORKS, BuildSecrets};
+use crate::metadata::{self, Provenance};
+use crate::plan::git::GitSource;
+use crate::plan::strategy::short;
+use crate::reference::Reference;
+use crate::registry::auth::Credentials;
+use crate::release::{FORMS, ReleaseTag, is_prerelease};
 
 /// The release this run publishes, if any.
 pub(super) struct ReleaseFacts {
@@ -12,12 +26,12 @@ pub(super) struct ReleaseFacts {
 /// else the release event's, else the tag pushed); prerelease from the
 /// `prerelease` input, else the release event's flag and the version.
 pub(super) fn release_facts(
-    args: &PublishArgs,
+    tagging: &Tagging,
     session: &Session,
     event: Option<&Event>,
     basename: &str,
 ) -> anyhow::Result<ReleaseFacts> {
-    let (tag, flag) = match (&args.tagging.release.release_tag, event) {
+    let (tag, flag) = match (&tagging.release.release_tag, event) {
         (Some(tag), _) => {
             let parsed = ReleaseTag::parse(tag, &[basename]).with_context(|| {
                 format!("`release-tag`: {tag:?} is not a release of `{basename}`: releases are tagged {FORMS}")
@@ -37,7 +51,7 @@ pub(super) fn release_facts(
             None,
         ),
     };
-    let version = match &args.tagging.version {
+    let version = match &tagging.version {
         Some(v) => Some(
             semver::Version::parse(v.trim_start_matches('v')).with_context(|| {
                 format!("`version`: {v:?} is not a semantic version (like 1.2.3 or 1.2.3-rc.1)")
@@ -45,7 +59,7 @@ pub(super) fn release_facts(
         ),
         None => tag.map(|t| t.version),
     };
-    let forced = args.tagging.release.prerelease.forced();
+    let forced = tagging.release.prerelease.forced();
     Ok(ReleaseFacts {
         prerelease: match &version {
             Some(version) => is_prerelease(forced, flag, version),
@@ -58,10 +72,10 @@ pub(super) fn release_facts(
 /// With `release-tag`, the commit built is the tag's, and the checkout must
 /// be that commit: a dispatch checks out its branch unless told otherwise.
 pub(super) async fn release_commit(
-    args: &PublishArgs,
+    tagging: &Tagging,
     session: &Session,
 ) -> anyhow::Result<Option<String>> {
-    let (Some(tag), None) = (&args.tagging.release.release_tag, &args.tagging.sha) else {
+    let (Some(tag), None) = (&tagging.release.release_tag, &tagging.sha) else {
         return Ok(None);
     };
     let Some(git) = GitSource::open(&session.ctx.workspace).await? else {
@@ -124,51 +138,18 @@ pub(super) fn check_network(builder: BuilderArg, network: Option<&str>) -> anyho
     }
 }
 
-/// The images whose inline cache the build may reuse: `cache-from` as
-/// given, else the tags this release moves (they name the previous build
-/// of this image), always with `latest`.
-pub(super) fn cache_sources(
-    args: &PublishArgs,
-    reference: &Reference,
-    set: &TagSet,
-) -> Vec<String> {
-    if !args.cache {
-        return Vec::new();
-    }
-    let given: Vec<String> = args
-        .cache_from
-        .iter()
-        .flat_map(|t| crate::actions::inputs::split_list(t))
-        .collect();
-    if !given.is_empty() {
-        return given;
-    }
-    let name = reference.familiar();
-    let mut moving: Vec<String> = std::iter::once("latest")
-        .chain(
-            set.tags
-                .iter()
-                .map(String::as_str)
-                .filter(|t| *t != set.sha && *t != "latest"),
-        )
-        .map(|tag| format!("{name}:{tag}"))
-        .collect();
-    moving.dedup();
-    moving
-}
-
 pub(super) fn image_reference(
-    args: &PublishArgs,
+    location: &ImageLocation,
     session: &Session,
     basename: &str,
 ) -> anyhow::Result<Reference> {
-    let name = match &args.location.image {
+    let name = match &location.image {
         Some(image) if has_registry(image) => image.clone(),
-        Some(image) => format!("{}/{image}", args.location.registry),
+        Some(image) => format!("{}/{image}", location.registry),
         None => format!(
             "{}/{}/{basename}",
-            args.location.registry,
-            session.namespace(args.location.namespace.as_deref())?
+            location.registry,
+            session.namespace(location.namespace.as_deref())?
         ),
     };
     // `image` and `namespace` were checked as given (cli); a directory's
@@ -176,7 +157,7 @@ pub(super) fn image_reference(
     Reference::parse(&name).with_context(|| format!("`image`: {name:?} is not a valid image name"))
 }
 
-pub(super) fn has_registry(image: &str) -> bool {
+fn has_registry(image: &str) -> bool {
     image
         .split_once('/')
         .is_some_and(|(first, _)| first.contains(['.', ':']) || first == "localhost")
@@ -186,13 +167,12 @@ pub(super) fn has_registry(image: &str) -> bool {
 /// request's head (never the merge commit GITHUB_SHA names), else
 /// GITHUB_SHA; lower-cased, and checked before it names anything.
 pub(super) fn commit_sha(
-    args: &PublishArgs,
+    tagging: &Tagging,
     session: &Session,
     event: Option<&Event>,
     release_commit: Option<String>,
 ) -> anyhow::Result<String> {
-    let sha = args
-        .tagging
+    let sha = tagging
         .sha
         .clone()
         .or(release_commit)

@@ -1,52 +1,59 @@
-//! The tags of a release, with `latest` and the version tags never moving
-//! backwards.
+//! The tags of a release, and what `latest`'s guard needs to know: the
+//! commit the image `latest` names was built from, and whether it
+//! descends from this one. The guard itself is the plan's (`plan.rs`).
 
-use super::*;
+use std::collections::HashMap;
 
-pub(super) const REVISION_LABEL: &str = "org.opencontainers.image.revision";
-/// The tags this run gives the image, `latest` held back when it would move
-/// backwards.
-pub(super) async fn tag_set(
-    args: &PublishArgs,
+use crate::actions::event::Event;
+use crate::cli::{LatestArg, Tagging};
+use crate::commands::Session;
+use crate::plan::git::GitSource;
+use crate::plan::github::GitHubSource;
+use crate::registry::Registry;
+use crate::tags::{self, Facts, Latest, TagSet};
+
+use super::inputs::{ReleaseFacts, default_branch};
+
+const REVISION_LABEL: &str = "org.opencontainers.image.revision";
+
+/// The tags the rules give this commit and release, before `latest`'s
+/// guard.
+pub(super) fn raw_tags(
+    tagging: &Tagging,
     session: &Session,
     sha: &str,
     release: &ReleaseFacts,
     event: Option<&Event>,
-    latest: Option<&Pushed>,
     published_versions: &[semver::Version],
 ) -> anyhow::Result<TagSet> {
-    let extra_tags: Vec<String> = args
-        .tagging
+    let extra_tags: Vec<String> = tagging
         .tags
         .iter()
         .flat_map(|t| crate::actions::inputs::split_list(t))
         .collect();
-    let mut set = tags::tags(&Facts {
+    Ok(tags::tags(&Facts {
         sha,
         git_ref: session.ctx.git_ref.as_deref(),
         default_branch: default_branch(event),
         pull_request: matches!(event, Some(Event::PullRequest(_))),
         version: release.version.as_ref(),
         prerelease: release.prerelease,
-        latest: match args.tagging.latest {
+        latest: match tagging.latest {
             LatestArg::Auto => Latest::Auto,
             LatestArg::True => Latest::Always,
             LatestArg::False => Latest::Never,
         },
         extra: &extra_tags,
         published: published_versions,
-    })?;
-    if set.latest && args.push {
-        let token = args
-            .tagging
-            .github_token
-            .as_deref()
-            .or(session.env_token.as_deref());
-        if let Some(revision) = latest.and_then(|image| revision_label(&image.config)) {
-            guard_latest(&revision, sha, session, token, &mut set).await?;
-        }
-    }
-    Ok(set)
+    })?)
+}
+
+/// The token for the GitHub API: `github-token`, else the environment's.
+pub(super) fn github_token<'a>(tagging: &'a Tagging, session: &'a Session) -> Option<&'a str> {
+    tagging
+        .github_token
+        .as_deref()
+        .or(session.env_token.as_deref())
 }
 
 pub(super) async fn released_versions(
@@ -59,35 +66,6 @@ pub(super) async fn released_versions(
         .iter()
         .filter_map(|t| semver::Version::parse(t).ok())
         .collect())
-}
-
-/// `latest` never moves backwards: when the image it names now was built
-/// from `revision`, a commit that descends from this one, it stays.
-pub(super) async fn guard_latest(
-    revision: &str,
-    sha: &str,
-    session: &Session,
-    token: Option<&str>,
-    set: &mut TagSet,
-) -> anyhow::Result<()> {
-    if revision.eq_ignore_ascii_case(sha) {
-        return Ok(());
-    }
-    let short = &revision[..revision.len().min(7)];
-    match ancestry(session, token, sha, revision).await? {
-        Some((true, source)) => {
-            set.latest = false;
-            set.tags.retain(|t| t != "latest");
-            set.withheld.push(format!(
-                "`latest` stays on `{short}`, built from a newer commit (per {source})"
-            ));
-        }
-        Some((false, _)) => {}
-        None => set.withheld.push(format!(
-            "`latest` was built from `{short}`, which neither the clone nor the GitHub API knows; moved it"
-        )),
-    }
-    Ok(())
 }
 
 /// Whether `sha` is an ancestor of `revision`: from the local clone when

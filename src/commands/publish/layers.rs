@@ -1,11 +1,24 @@
 //! Layers the registry already holds (reused, mounted) and the upload of
 //! the rest.
 
-use super::*;
 use std::collections::HashSet;
+use std::path::Path;
 
+use anyhow::Context as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
+
+use crate::engine::{
+    Blob, Engine, KnownLayers, OciImage, Source, known_layers, oci_image, oci_image_streamed,
+};
 use crate::oci::Digest;
+use crate::platform::Platform;
 use crate::registry::contents::Contents;
+use crate::registry::mount::Upload;
+use crate::registry::{Manifest, Registry};
+use crate::report::publish::Published;
+
+use super::platforms::child_manifest;
+use super::{SAVED, Target};
 
 /// Blob uploads in flight at once (docker push's default is 5).
 pub(super) const PARALLEL_UPLOADS: usize = 4;
@@ -20,19 +33,25 @@ pub(super) async fn reusable_layers(
     diff_ids: &[String],
 ) -> anyhow::Result<KnownLayers> {
     let mut sources: Vec<KnownLayers> = Vec::new();
-    // `target.latest` is read for the first platform; another one's layers
+    // `latest` was read for the first platform; another one's layers
     // are those of its own child of `latest`.
     let latest = match platform {
-        Some(p) if target.platforms.first() != Some(p) && target.latest.is_some() => {
-            pushed(&target.registry, &target.repository, "latest", Some(p)).await?
+        Some(p) if target.platforms.first() != Some(p) && target.image.latest.is_some() => {
+            pushed(
+                &target.image.registry,
+                &target.image.repository,
+                "latest",
+                Some(p),
+            )
+            .await?
         }
-        _ => target.latest.clone(),
+        _ => target.image.latest.clone(),
     };
     if let Some(latest) = &latest {
-        sources.push(latest.layers(&target.repository));
+        sources.push(latest.layers(&target.image.repository));
     }
     for (repository, tag) in base_images(target) {
-        if let Some(base) = pushed(&target.registry, &repository, &tag, platform).await? {
+        if let Some(base) = pushed(&target.image.registry, &repository, &tag, platform).await? {
             sources.push(base.layers(&repository));
         }
     }
@@ -44,21 +63,23 @@ pub(super) async fn reusable_layers(
     }
     let mut held = KnownLayers::new();
     for (diff_id, mut layer) in candidates {
-        let here = if layer.repository == target.repository {
+        let here = if layer.repository == target.image.repository {
             target
+                .image
                 .registry
-                .has_blob(&target.repository, &layer.digest)
+                .has_blob(&target.image.repository, &layer.digest)
                 .await?
         } else {
             let from = Some(layer.repository.as_str());
             let upload = target
+                .image
                 .registry
-                .start_upload(&target.repository, &layer.digest, from)
+                .start_upload(&target.image.repository, &layer.digest, from)
                 .await?;
             upload == Upload::Mounted
         };
         if here {
-            layer.repository = target.repository.clone();
+            layer.repository = target.image.repository.clone();
             held.insert(diff_id, layer);
         }
     }
@@ -75,7 +96,7 @@ pub(super) fn base_images(target: &Target) -> Vec<(String, String)> {
         .froms()
         .into_iter()
         .map(|(_, base)| base)
-        .filter(|base| base.registry() == target.reference.registry())
+        .filter(|base| base.registry() == target.image.reference.registry())
         .map(|base| {
             // A digest: a pin, or a base of this commit (`depends-on`).
             let tag = base.digest().or(base.tag()).unwrap_or("latest").to_owned();
@@ -85,7 +106,7 @@ pub(super) fn base_images(target: &Target) -> Vec<(String, String)> {
 }
 
 /// An image as the registry holds it: its manifest and config.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub(super) struct Pushed {
     pub(super) manifest: Manifest,
     pub(super) config: Vec<u8>,
@@ -165,7 +186,7 @@ pub(super) async fn export(
             .context("the export task failed")?
             .map_err(Into::into);
     }
-    let early = uses.upload_early && target.push && target.existing.is_none();
+    let early = uses.upload_early && target.push && target.image.existing.is_none();
     let scanned = uses.scanned;
     let (sealed, blobs) = tokio::sync::mpsc::unbounded_channel::<Blob>();
     let converting = engine.save_streamed(local, move |export| {
@@ -176,7 +197,7 @@ pub(super) async fn export(
             }
         })
     });
-    let uploading = upload_as_sealed(&target.registry, &target.repository, blobs);
+    let uploading = upload_as_sealed(&target.image.registry, &target.image.repository, blobs);
     let (image, uploaded) = tokio::join!(converting, uploading);
     let mut image = image??;
     let (sent, stored) = uploaded?;

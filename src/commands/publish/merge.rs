@@ -4,26 +4,52 @@
 //! tags (the SHA tag first, never replaced by another digest; then the
 //! others) → sign (the index digest, as publish signs) → finish.
 
-use super::*;
+use std::time::Instant;
+
+use anyhow::bail;
+
 use crate::cli::MergeArgs;
+use crate::commands::Session;
 use crate::names::{DIGEST_RULE, is_digest};
-use crate::oci::{Descriptor, Digest};
+use crate::oci::{Descriptor, Digest, MANIFEST_MEDIA_TYPE};
+use crate::platform::Platform;
 use crate::registry::contents::Contents;
+
+use super::plan::{self, Asked};
+use super::platforms::index_manifest;
+use super::resolve::{Publication, checkout, resolve_image};
+use super::supply::supply_inputs;
+use super::{Image, Release, finish, release_not_out, sign, tag, write_sha_tag};
 
 pub async fn run(args: &MergeArgs, session: &Session) -> anyhow::Result<()> {
     let started = Instant::now();
     let digests = digests(&args.digests)?;
-    let publish = args.as_publish()?;
-    if let Some(why) = release_not_out(&publish, session)? {
+    let publication = Publication {
+        location: &args.location,
+        tagging: &args.tagging,
+        signing: &args.signing,
+        push: true,
+        by_digest: false,
+    };
+    if let Some(why) = release_not_out(publication.tagging, session)? {
         bail!(
             "{why}; `merge` has nothing to list for it: trigger on `release: types: [published]` (plan's matrix is empty for this event)"
         );
     }
-    let target = resolve(&publish, session).await?;
-    let supply = supply_inputs(&publish, session).await?;
+    // The image directory and its Dockerfile must be in the checkout, as
+    // for the publish jobs.
+    checkout(publication.location, None, session)?;
+    let (image, found, _) = resolve_image(&publication, session, None).await?;
+    let supply = supply_inputs(session, publication.signing, None).await?;
+    let asked = Asked {
+        push: true,
+        signs: supply.signs(),
+        ..Asked::default()
+    };
+    let (tags, more_tags) = plan::tags(&asked, found.tags, found.latest.as_ref());
     let mut entries = Vec::with_capacity(digests.len());
     for digest in &digests {
-        entries.push(child(&target, digest).await?);
+        entries.push(child(&image, digest).await?);
     }
     // Jobs finish in any order: the index lists platforms in one order,
     // so a re-run makes the same digest.
@@ -40,24 +66,35 @@ pub async fn run(args: &MergeArgs, session: &Session) -> anyhow::Result<()> {
         );
     }
     let index = index_manifest(&entries);
-    let mut report = target.report();
+    let mut report = image.report(&tags);
     report.platforms = entries
         .iter()
         .filter_map(|e| e.platform.as_ref().map(Platform::to_string))
         .collect();
-    match &target.existing {
+    match &image.existing {
         Some(existing) if existing.digest == index.digest => report.notes.push(format!(
             "`{}` already names this index: nothing to write",
-            target.set.sha
+            image.sha
         )),
-        _ => write_sha_tag(&target, &index).await?,
+        _ => write_sha_tag(&image, &index).await?,
     }
-    tag(&publish, &target, &index).await?;
-    sign(&publish, &target, &supply, &index.digest, None, &mut report).await?;
+    tag(&image, &more_tags, &index).await?;
+    let signing = plan::signing(&asked, false);
+    sign(&image, signing, &supply, &index.digest, None, &mut report).await?;
     report.digest = index.digest.clone();
     report.pushed = true;
     report.seconds = started.elapsed().as_secs_f64();
-    finish(&publish, session, &target, &report, &[], None, None)
+    let platforms = report.platforms.clone();
+    // The index is under the SHA tag: not pushed by digest.
+    finish(
+        session,
+        &image,
+        &report,
+        false,
+        &platforms,
+        &[],
+        &Release::of(index),
+    )
 }
 
 /// `digests`: one `sha256:<hex>` per line (an `image@digest` reference
@@ -92,9 +129,9 @@ fn digests(lines: &[String]) -> anyhow::Result<Vec<String>> {
 
 /// The index entry for `digest`: an image manifest in the repository,
 /// with the platform its config declares.
-async fn child(target: &Target, digest: &str) -> anyhow::Result<Descriptor> {
-    let name = target.reference.familiar();
-    let Some(manifest) = target.registry.manifest(&target.repository, digest).await? else {
+async fn child(image: &Image, digest: &str) -> anyhow::Result<Descriptor> {
+    let name = image.reference.familiar();
+    let Some(manifest) = image.registry.manifest(&image.repository, digest).await? else {
         bail!(
             "`digests`: {digest} is not in {name}; push each platform with `push-by-digest: true` to this image first, and pass its `digest` output"
         );
@@ -105,9 +142,9 @@ async fn child(target: &Target, digest: &str) -> anyhow::Result<Descriptor> {
             "`digests`: {name}@{digest} is a multi-platform index, not one platform's image; give the digests `push-by-digest` output, one per platform"
         ),
     };
-    let bytes = target
+    let bytes = image
         .registry
-        .blob(&target.repository, &config.digest, config.size)
+        .blob(&image.repository, &config.digest, config.size)
         .await?;
     let Some(platform) = Platform::of_config(&bytes) else {
         bail!(

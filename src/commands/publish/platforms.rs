@@ -1,9 +1,18 @@
 //! Several platforms: which ones, each one's exported image, and the OCI
 //! index that names them all under the release's tags.
 
-use super::*;
-use crate::oci::{Descriptor, Digest, INDEX_MEDIA_TYPE, Index, child_for};
-use crate::platform;
+use std::path::PathBuf;
+
+use anyhow::{Context as _, bail};
+
+use crate::cli::{BuilderArg, PublishArgs};
+use crate::engine::{OciImage, Source};
+use crate::oci::{Descriptor, Digest, INDEX_MEDIA_TYPE, Index, MANIFEST_MEDIA_TYPE, child_for};
+use crate::platform::{self, Platform};
+use crate::registry::{Manifest, Registry};
+use crate::report::publish::Published;
+
+use super::Target;
 
 /// `platforms` as given, checked against the builder and `push-by-digest`.
 pub(super) fn requested_platforms(args: &PublishArgs) -> anyhow::Result<Vec<Platform>> {
@@ -29,12 +38,6 @@ pub(super) fn requested_platforms(args: &PublishArgs) -> anyhow::Result<Vec<Plat
         );
     }
     Ok(platforms)
-}
-
-/// A push by digest moves no tag.
-pub(super) fn untagged(set: &mut TagSet) {
-    set.tags.clear();
-    set.latest = false;
 }
 
 /// One platform's image, converted for the push, with the engine's export

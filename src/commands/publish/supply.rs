@@ -2,16 +2,25 @@
 //! (before the push), then the signature and the SBOM's attestation of the
 //! pushed digest (after it). `merge` signs its index the same way.
 
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
 use serde_json::Value;
 
-use super::*;
 use crate::actions::boundary::Access;
-use crate::cli::ScannerArg;
+use crate::cli::{ScanArgs, ScannerArg, Signing as SignKey};
+use crate::commands::Session;
+use crate::report::publish::Published;
+use crate::scan::gate::Gate;
 use crate::scan::runner;
 use crate::supply::attach::Subject;
 use crate::supply::cosign::{self, Predicate};
 use crate::supply::transit::{self, Transit, Vault};
 use crate::supply::{Signer, key, sbom};
+
+use super::plan::{Attest, Signing};
+use super::{Image, Target};
 
 /// The SBOM asked for and who signs: read and checked before anything is
 /// built, so a bad key fails the job with nothing pushed.
@@ -22,24 +31,36 @@ pub(super) struct Supply {
     signer: Option<Signer>,
 }
 
-pub(super) async fn supply_inputs(args: &PublishArgs, session: &Session) -> anyhow::Result<Supply> {
-    let sbom = args.supply.sbom.predicate();
-    if sbom.is_some() && args.scan.scanner != ScannerArg::Trivy {
+pub(super) async fn supply_inputs(
+    session: &Session,
+    signing: &SignKey,
+    sbom: Option<(Predicate, &ScanArgs)>,
+) -> anyhow::Result<Supply> {
+    if let Some((_, scan)) = sbom.filter(|(_, scan)| scan.scanner != ScannerArg::Trivy) {
         bail!(
             "`sbom` is converted from Trivy's report, but `scanner` is `{}`; set `scanner: trivy`, or `sbom: none`",
-            format!("{:?}", args.scan.scanner).to_lowercase()
+            format!("{:?}", scan.scanner).to_lowercase()
         );
     }
-    let signing = &args.supply.signing;
     let signer = match signing.sign_key.as_deref() {
         Some(value) => Some(signer(value, signing.sign_key_password.as_deref(), session).await?),
         None => None,
     };
     Ok(Supply {
-        sbom,
-        scanner_image: args.scan.scanner_image.clone(),
+        sbom: sbom.map(|(predicate, _)| predicate),
+        scanner_image: sbom.and_then(|(_, scan)| scan.scanner_image.clone()),
         signer,
     })
+}
+
+impl Supply {
+    pub(super) fn signs(&self) -> bool {
+        self.signer.is_some()
+    }
+
+    pub(super) fn sbom_asked(&self) -> bool {
+        self.sbom.is_some()
+    }
 }
 
 /// A key from the `sign-key` PEM, or Vault Transit for `hashivault://`.
@@ -110,7 +131,7 @@ pub(super) async fn sbom(
         return Ok(None);
     };
     let started = Instant::now();
-    let name = target.reference.familiar();
+    let name = target.image.reference.familiar();
     let named = work.join("report.json");
     std::fs::write(
         &named,
@@ -120,7 +141,7 @@ pub(super) async fn sbom(
     let bytes = runner::convert(&named, predicate, supply.scanner_image.as_deref()).await?;
     let document: Value = serde_json::from_slice(&bytes)
         .map_err(|e| anyhow::anyhow!("`trivy convert` wrote an SBOM that is not JSON: {e}"))?;
-    let path = sbom::file_name(&name, &target.sha, predicate);
+    let path = sbom::file_name(&name, &target.image.sha, predicate);
     // Not through a committed symlink of that name, either.
     let full = session.input_path("sbom", &path, Access::Exchange)?;
     std::fs::write(&full, &bytes)
@@ -148,32 +169,37 @@ impl Sbom {
 /// Signs the pushed digest and attests its SBOM. A failure here leaves the
 /// image pushed but unsigned; a re-run skips the build and signs it.
 pub(super) async fn sign(
-    args: &PublishArgs,
-    target: &Target,
+    image: &Image,
+    plan: Signing,
     supply: &Supply,
     digest: &str,
     sbom: Option<&Sbom>,
     report: &mut Published,
 ) -> anyhow::Result<()> {
+    let attest = match plan {
+        Signing::Unsigned => return Ok(()),
+        Signing::NothingPushed => {
+            report
+                .notes
+                .push("not signed: nothing was pushed (`push: false`)".into());
+            return Ok(());
+        }
+        Signing::Digest { attest } => attest,
+    };
+    // The plan signs only when a key was given.
     let Some(signer) = &supply.signer else {
         return Ok(());
     };
-    if !args.push {
-        report
-            .notes
-            .push("not signed: nothing was pushed (`push: false`)".into());
-        return Ok(());
-    }
     let started = Instant::now();
     let subject = Subject {
-        registry: &target.registry,
-        repository: &target.repository,
+        registry: &image.registry,
+        repository: &image.repository,
         digest,
     };
     let unsigned = || {
         format!(
             "{}@{digest} is pushed, but signing it failed; re-run the job to sign it (what is pushed is not built or pushed again)",
-            target.reference.familiar()
+            image.reference.familiar()
         )
     };
     let signature = cosign::tag(digest, "sig");
@@ -183,8 +209,9 @@ pub(super) async fn sign(
     } else {
         format!("{digest} was already signed with this key: `{signature}` unchanged")
     });
-    match sbom {
-        Some(sbom) => {
+    match (attest, sbom) {
+        (Attest::No, _) => {}
+        (Attest::Sbom, Some(sbom)) => {
             subject
                 .attest(signer, sbom.predicate, sbom.document.clone())
                 .await
@@ -196,10 +223,10 @@ pub(super) async fn sign(
                 cosign::tag(digest, "att")
             ));
         }
-        None if supply.sbom.is_some() => report.notes.push(
+        // Asked for, but no scan made one.
+        (Attest::Sbom | Attest::NoScan, _) => report.notes.push(
             "no attestation: the build was skipped, so there is no scan to make the SBOM from; `rebuild: true` builds and attests again (on this commit only a build that makes the same digest: `cache: false` and a fixed `org.opencontainers.image.created` label)".into(),
         ),
-        None => {}
     }
     report.notes.push(format!(
         "signing took {:.2} s",

@@ -5,31 +5,44 @@
 //! labels, its layers as they are — and nothing is built, exported or
 //! uploaded but the config.
 
-use super::*;
+use std::collections::BTreeMap;
+
+use anyhow::Context as _;
+
 use crate::build_key::{self, ANNOTATION, Inputs};
+use crate::commands::Session;
 use crate::engine::{
-    ContextPlan, image_manifest, manifest_annotation, pushed_layers, relabelled_config,
+    Blob, Builder, ContextPlan, Source, image_manifest, manifest_annotation, pushed_layers,
+    relabelled_config,
 };
-use crate::oci::{CONFIG_MEDIA_TYPE, Digest};
+use crate::oci::{CONFIG_MEDIA_TYPE, Digest, MANIFEST_MEDIA_TYPE};
+use crate::plan::dockerfile;
+use crate::plan::git::GitSource;
+use crate::plan::strategy::short;
+use crate::platform::Platform;
+use crate::reference::Reference;
+use crate::registry::{Manifest, Registry};
+use crate::report::publish::Published;
+
+use super::Target;
+use super::build::requested_builder;
+use super::layers::{Pushed, pushed};
 
 /// An image of this repository that this run would build again.
+#[derive(Debug, Clone)]
 pub(super) struct Earlier {
     /// The tag it was found under, for the summary.
-    tag: String,
-    image: Pushed,
-    key: String,
+    pub(super) tag: String,
+    pub(super) image: Pushed,
+    pub(super) key: String,
 }
 
-/// Only when pushing, without `rebuild`, and without a scan gate: the
-/// gate scans the files a build exports.
+/// The image this run would build again, if one is pushed: asked only
+/// when the plan may release it again (`plan::looks_for_same_build`).
 pub(super) async fn same_build(
-    args: &PublishArgs,
     session: &Session,
     target: &Target,
 ) -> anyhow::Result<Option<Earlier>> {
-    if !args.push || args.rebuild || args.scan.scanner != ScannerArg::None {
-        return Ok(None);
-    }
     let candidates = candidates(session, target).await?;
     if candidates.is_empty() {
         return Ok(None);
@@ -58,17 +71,22 @@ async fn candidates(session: &Session, target: &Target) -> anyhow::Result<Vec<Ea
         if let Some(sha) = git
             .last_change(&paths)
             .await?
-            .filter(|s| *s != target.set.sha)
+            .filter(|s| *s != target.image.sha)
         {
             let platform = target.platforms.first();
-            if let Some(image) =
-                pushed(&target.registry, &target.repository, &sha, platform).await?
+            if let Some(image) = pushed(
+                &target.image.registry,
+                &target.image.repository,
+                &sha,
+                platform,
+            )
+            .await?
             {
                 found.push((sha, image));
             }
         }
     }
-    if let Some(latest) = &target.latest {
+    if let Some(latest) = &target.image.latest {
         found.push(("latest".into(), latest.clone()));
     }
     Ok(found
@@ -185,14 +203,15 @@ async fn resolve(target: &Target, image: &str) -> anyhow::Result<Option<String>>
         return Ok(Some(digest.to_owned()));
     }
     let tag = reference.tag().unwrap_or("latest");
-    let digest = if reference.registry() == target.reference.registry() {
+    let digest = if reference.registry() == target.image.reference.registry() {
         target
+            .image
             .registry
             .manifest_digest(reference.repository(), tag)
             .await?
     } else {
         Registry::new(reference.registry(), None)?
-            .with_timeout(target.registry.timeout())?
+            .with_timeout(target.image.registry.timeout())?
             .manifest_digest(reference.repository(), tag)
             .await?
     };
@@ -208,14 +227,14 @@ pub(super) async fn release_again(
 ) -> anyhow::Result<Manifest> {
     let config = relabelled_config(&earlier.image.config, &target.labels)
         .with_context(|| format!("`{}`'s image config is not valid JSON", earlier.tag))?;
-    let layers = pushed_layers(&earlier.image.manifest.bytes, &target.repository)
+    let layers = pushed_layers(&earlier.image.manifest.bytes, &target.image.repository)
         .with_context(|| format!("`{}` is not an image manifest", earlier.tag))?;
     let config_blob = Blob {
         digest: Digest::of(&config),
         size: config.len() as u64,
         media_type: CONFIG_MEDIA_TYPE.into(),
         source: Source::Registry {
-            repository: target.repository.clone(),
+            repository: target.image.repository.clone(),
         },
     };
     let annotations = BTreeMap::from([(ANNOTATION.to_owned(), earlier.key.clone())]);
@@ -225,18 +244,18 @@ pub(super) async fn release_again(
         bytes,
         media_type: MANIFEST_MEDIA_TYPE.into(),
     };
-    let registry = &target.registry;
+    let registry = &target.image.registry;
     if !registry
-        .has_blob(&target.repository, &config_blob.digest)
+        .has_blob(&target.image.repository, &config_blob.digest)
         .await?
     {
         registry
-            .upload_blob(&target.repository, &config_blob.digest, config.into())
+            .upload_blob(&target.image.repository, &config_blob.digest, config.into())
             .await?;
         report.uploaded = config_blob.size;
     }
     registry
-        .put_manifest(&target.repository, &target.set.sha, &manifest)
+        .put_manifest(&target.image.repository, &target.image.sha, &manifest)
         .await?;
     report.size = layers.iter().map(|l| l.size).sum::<u64>() + config_blob.size;
     report.notes.push(format!(
