@@ -117,7 +117,10 @@ impl RunJobs {
         let (Some(token), Some(repository), Some(run_id)) = (token, repository, run_id) else {
             return Err("no token, repository or run id to ask the jobs API with".into());
         };
-        let crab = github::client(api_url, Some(token), RetryConfig::None, TIMEOUT)
+        // The client's read timeout must not race `list`'s own bound,
+        // which says what timed out.
+        let read_timeout = crate::limits::GITHUB_REQUEST;
+        let crab = github::client(api_url, Some(token), RetryConfig::None, read_timeout)
             .map_err(|e| e.to_string())?;
         Ok(RunJobs {
             crab,
