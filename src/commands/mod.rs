@@ -2,7 +2,6 @@
 
 pub mod backup;
 pub mod cleanup;
-pub mod merge;
 pub mod mirror;
 pub mod monitor;
 pub mod plan;
@@ -142,7 +141,8 @@ pub async fn run(command: Command, session: &Session) -> anyhow::Result<()> {
     match command {
         Command::Plan(args) => plan::run(&args, session).await,
         Command::Publish(args) => publish::run(&args, session).await,
-        Command::Merge(args) => merge::run(&args, session).await,
+        // `merge` is `publish`'s last stages over several platforms' images.
+        Command::Merge(args) => publish::merge::run(&args, session).await,
         Command::Scan(args) => scan::run(&args, session).await,
         Command::Cleanup(args) => cleanup::run(&args, session).await,
         Command::Usage(args) => usage::run(&args, session).await,
