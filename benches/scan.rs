@@ -1,7 +1,7 @@
 //! `cargo bench --bench scan`: how long the scan gate's pure steps take, and
 //! how much memory they need, on a ~50 MB Trivy report: read + parse, the
 //! policy (with a small `.trivyignore.yaml`), the job summary, the
-//! annotations, and SARIF rendered and serialised as `scan::gate` writes
+//! annotations, and SARIF rendered and serialised as `gate` writes
 //! it.
 //!
 //! The report is generated in Trivy's real schema (`SchemaVersion: 2`, an OS
@@ -692,7 +692,7 @@ fn step<T>(steps: &mut Vec<Step>, name: &str, work: impl FnOnce() -> T) -> T {
     out
 }
 
-/// The gate as `scan::gate::gate` runs it on a scanner's report.
+/// The gate as `gate::gate` runs it on a scanner's report.
 fn pipeline(report: &Path, ignore_path: &Path) -> Sample {
     let ignore = ignore::parse(&std::fs::read_to_string(ignore_path).unwrap()).unwrap();
     let policy = Policy::default();

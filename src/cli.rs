@@ -12,8 +12,8 @@ use anyhow::bail;
 use clap::{Arg, ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 use crate::actions::inputs;
+use crate::gate::{CheckRunMode, Settings};
 use crate::registry::auth::{Credentials, Login};
-use crate::scan::gate::{CheckRunMode, Settings};
 
 #[derive(Debug, Parser)]
 #[command(

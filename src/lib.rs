@@ -4,7 +4,7 @@
 //! `cli` (inputs from flags or `INPUT_*`) → `actions` (the runner contract)
 //! → `plan` (changed paths → image set → matrix) → `commands` (one file per
 //! command, orchestration only): `publish` builds through `engine`, scans
-//! with `scan`, pushes through `registry` with the tags `tags` decides;
+//! with `scan` through the `gate`, pushes through `registry` with the tags `tags` decides;
 //! `report` renders summaries, annotations and check runs; `bases` waits
 //! for the monorepo images an image builds on.
 //! Pure helpers: `names` (the OCI grammar of repository names, tags and
@@ -17,7 +17,7 @@
 //! client; `hub` is Docker Hub's own API (tag dates and deletes);
 //! `repositories` names the repositories `cleanup`, `usage` and `monitor`
 //! read and opens the store holding them; `limits` bounds every body read
-//! from outside.
+//! from outside; `markdown` escapes untrusted text for summaries.
 
 pub mod actions;
 pub mod bases;
@@ -25,11 +25,13 @@ pub mod build_key;
 pub mod cli;
 pub mod commands;
 pub mod engine;
+pub mod gate;
 pub mod github;
 pub mod hub;
 pub mod inventory;
 pub mod layout;
 pub mod limits;
+pub mod markdown;
 pub mod metadata;
 pub mod mirror;
 pub mod monitor;

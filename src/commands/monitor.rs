@@ -10,6 +10,7 @@ use crate::actions::boundary;
 use crate::actions::outputs::Outputs;
 use crate::cli::MonitorArgs;
 use crate::commands::{Session, open_store, previous_report, repository_names};
+use crate::gate::load_ignore;
 use crate::monitor::pull::{self, BlobCache, Parts};
 use crate::monitor::trend::{self, Point};
 use crate::monitor::{
@@ -19,7 +20,6 @@ use crate::registry::mount::Upload;
 use crate::registry::{Registry, RegistryError};
 use crate::report::monitor::summary;
 use crate::repositories::Store;
-use crate::scan::gate::load_ignore;
 use crate::scan::policy::{Policy, evaluate};
 use crate::scan::{IgnoreFile, Scanner, Severity, runner};
 use crate::usage;

@@ -1,5 +1,5 @@
 //! `scan`: an archive, an image or a report through the scan gate
-//! (`scan::gate`), graded with the same policy as `publish`.
+//! (`gate`), graded with the same policy as `publish`.
 
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use crate::actions::event::Event;
 use crate::actions::outputs::Outputs;
 use crate::cli::{CheckRunArg, ScanCommandArgs};
 use crate::commands::Session;
-use crate::scan::gate::{Request, Subject, gate, location};
+use crate::gate::{Request, Subject, gate, location};
 
 pub async fn run(args: &ScanCommandArgs, session: &Session) -> anyhow::Result<()> {
     let work = session.work_dir()?;

@@ -10,7 +10,6 @@
 //! run and the SARIF file.
 
 pub mod finding;
-pub mod gate;
 pub mod grype;
 pub mod ignore;
 pub mod policy;

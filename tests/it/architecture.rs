@@ -150,6 +150,50 @@ fn actual() -> BTreeMap<String, BTreeSet<String>> {
     modules
 }
 
+/// A circle in `graph`, as the modules on it (`a → b → a`), if any.
+fn circle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn walk(
+        module: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) -> Option<Vec<String>> {
+        if let Some(at) = path.iter().position(|m| m == module) {
+            let mut found = path[at..].to_vec();
+            found.push(module.to_owned());
+            return Some(found);
+        }
+        if !done.insert(module.to_owned()) {
+            return None;
+        }
+        path.push(module.to_owned());
+        for next in graph.get(module).into_iter().flatten() {
+            if let Some(found) = walk(next, graph, path, done) {
+                return Some(found);
+            }
+        }
+        path.pop();
+        None
+    }
+    let mut done = BTreeSet::new();
+    graph
+        .keys()
+        .find_map(|module| walk(module, graph, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn the_modules_import_each_other_in_no_circle() {
+    let found = circle(&actual());
+    assert_eq!(found, None, "modules import each other in a circle");
+    let graph: BTreeMap<String, BTreeSet<String>> = [("a", "b"), ("b", "c"), ("c", "a")]
+        .map(|(from, to)| (from.to_owned(), BTreeSet::from([to.to_owned()])))
+        .into();
+    assert_eq!(
+        circle(&graph),
+        Some(["a", "b", "c", "a"].map(str::to_owned).to_vec())
+    );
+}
+
 #[test]
 fn the_module_table_matches_src() {
     let documented = documented();

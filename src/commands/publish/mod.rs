@@ -23,6 +23,7 @@ use crate::actions::outputs::Outputs;
 use crate::cli::{BuilderArg, PublishArgs, ScanArgs, ScannerArg, Tagging};
 use crate::commands::Session;
 use crate::engine::BuildSecrets;
+use crate::gate::{Gate, Request, Subject, location};
 use crate::mirror::release::mirror_release;
 use crate::mirror::summary::{Mirrored, mirror_results, mirrors};
 use crate::platform::Platform;
@@ -30,7 +31,6 @@ use crate::reference::Reference;
 use crate::registry::auth::Credentials;
 use crate::registry::{Manifest, Registry};
 use crate::report::publish::{Published, summary};
-use crate::scan::gate::{Gate, Request, Subject, location};
 use crate::supply::cosign::Predicate;
 use crate::tags::TagSet;
 
@@ -362,7 +362,7 @@ async fn gate(
         token: github_token(&args.tagging, session),
         head_sha: Some(&target.image.sha),
     };
-    crate::scan::gate::gate(
+    crate::gate::gate(
         &session.ctx,
         &session.workflow,
         &args.scan.settings(),

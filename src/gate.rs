@@ -14,8 +14,8 @@ use crate::platform;
 use crate::report::check_run::{self, CheckRun, CheckRunResult, Conclusion};
 use crate::report::scan::{Scanned, annotations, platform_rows, summary};
 
-use super::policy::{Outcome, Policy, Verdict, evaluate};
-use super::{Counts, Finding, IgnoreFile, Scanner, detect_and_parse, ignore, runner, sarif};
+use crate::scan::policy::{Outcome, Policy, Verdict, evaluate};
+use crate::scan::{Counts, Finding, IgnoreFile, Scanner, detect_and_parse, ignore, runner, sarif};
 
 /// The gate's inputs, as the workflow gives them.
 #[derive(Debug, Clone)]
