@@ -194,55 +194,53 @@ fn an_endless_manifest_is_cut_at_its_limit_by_usage_mirror_and_monitor() {
     }
 }
 
-#[test]
-fn a_manifest_declaring_200_mb_is_refused_unread() {
+/// Each of `commands`, against `misbehaviour`, fails saying `needle`
+/// within the timeout, having let the server send less than [`MAX_SENT`].
+fn assert_cut_short(
+    misbehaviour: Misbehaviour,
+    commands: &[&str],
+    needle: impl Fn(&Hostile) -> String,
+) {
     let bound = seconds(TIMEOUT) + GRACE;
-    for name in ["usage", "monitor"] {
-        let (_, sent) = run(
-            Misbehaviour::HugeManifest,
-            name,
-            TIMEOUT,
-            bound,
-            manifest_too_large,
-        );
+    for name in commands {
+        let (_, sent) = run(misbehaviour, name, TIMEOUT, bound, &needle);
         assert!(sent < MAX_SENT, "{name} let the server send {sent} bytes");
     }
+}
+
+#[test]
+fn a_manifest_declaring_200_mb_is_refused_unread() {
+    assert_cut_short(
+        Misbehaviour::HugeManifest,
+        &["usage", "monitor"],
+        manifest_too_large,
+    );
 }
 
 #[test]
 fn a_200_mb_tag_list_is_cut_at_its_page_limit_by_usage_and_cleanup() {
-    let bound = seconds(TIMEOUT) + GRACE;
-    for name in ["usage", "cleanup"] {
-        let (_, sent) = run(Misbehaviour::HugeTagList, name, TIMEOUT, bound, |server| {
-            format!(
-                "{} sent more than 4.0 MiB, the limit for a page of a tag list",
-                server.url("tags/list")
-            )
-        });
-        assert!(sent < MAX_SENT, "{name} let the server send {sent} bytes");
-    }
+    assert_cut_short(Misbehaviour::HugeTagList, &["usage", "cleanup"], |server| {
+        format!(
+            "{} sent more than 4.0 MiB, the limit for a page of a tag list",
+            server.url("tags/list")
+        )
+    });
 }
 
 #[test]
 fn a_config_far_bigger_than_its_descriptor_is_cut_at_the_declared_size() {
-    let bound = seconds(TIMEOUT) + GRACE;
     let config = hostile::config();
     let (size, digest) = (config.len(), sha256_digest(&config));
-    for name in ["monitor", "usage"] {
-        let (_, sent) = run(
-            Misbehaviour::OversizedConfig,
-            name,
-            TIMEOUT,
-            bound,
-            |server| {
-                format!(
-                    "{} sent more than {size} bytes for blob {digest} of {REPOSITORY}, not the {size} bytes its descriptor declares; refusing it",
-                    server.address
-                )
-            },
-        );
-        assert!(sent < MAX_SENT, "{name} let the server send {sent} bytes");
-    }
+    assert_cut_short(
+        Misbehaviour::OversizedConfig,
+        &["monitor", "usage"],
+        |server| {
+            format!(
+                "{} sent more than {size} bytes for blob {digest} of {REPOSITORY}, not the {size} bytes its descriptor declares; refusing it",
+                server.address
+            )
+        },
+    );
 }
 
 /// [`hostile::FAN_OUT`] configs of 30 MiB, read `concurrency` (64) at a
