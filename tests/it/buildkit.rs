@@ -362,7 +362,7 @@ impl FreshEngine {
         let state = std::path::PathBuf::from(format!("/tmp/ra-fresh-{}", &nonce()[..8]));
         let out =
             std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/services"))
-                .arg("engine-start")
+                .args(["engine-start", services().engine.name()])
                 .env("REGISTRY_ACTION_SERVICES", &state)
                 .output()
                 .unwrap();

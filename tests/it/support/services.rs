@@ -35,6 +35,10 @@ pub const TOKEN_LIFETIME: u64 = 300;
 pub struct Services {
     /// The state directory of `scripts/services`.
     pub dir: PathBuf,
+    /// The engine these tests run on (`REGISTRY_ACTION_ENGINE`).
+    pub engine: Engine,
+    /// Docker 28's directory (`bin/docker`, `cli-plugins/docker-buildx`).
+    pub docker_28: PathBuf,
     /// `unix:///…/docker.sock`, for `DOCKER_HOST`.
     pub docker_host: String,
     /// The engine's socket itself.
@@ -59,6 +63,68 @@ pub struct Services {
     /// The credentials the issuer accepts (HTTP Basic on `GET /token`).
     pub token_user: String,
     pub token_password: String,
+}
+
+/// The engines `scripts/services` starts; `REGISTRY_ACTION_ENGINE` picks
+/// the one a test run uses (`scripts/test` runs the suite on each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// Debian bookworm's Docker 20.10: the classic image store, API 1.41.
+    Docker20,
+    /// Docker 28.5 with the classic (graph driver) image store.
+    Docker28Classic,
+    /// Docker 28.5 with the containerd image store.
+    Docker28Containerd,
+}
+
+impl Engine {
+    pub const ALL: [Engine; 3] = [
+        Engine::Docker20,
+        Engine::Docker28Classic,
+        Engine::Docker28Containerd,
+    ];
+
+    /// As `REGISTRY_ACTION_ENGINE` and `scripts/services engine-start` spell it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Docker20 => "20.10",
+            Engine::Docker28Classic => "28-classic",
+            Engine::Docker28Containerd => "28-containerd",
+        }
+    }
+
+    fn env_key(self) -> &'static str {
+        match self {
+            Engine::Docker20 => "DOCKER_HOST",
+            Engine::Docker28Classic => "DOCKER_HOST_28_CLASSIC",
+            Engine::Docker28Containerd => "DOCKER_HOST_28_CONTAINERD",
+        }
+    }
+
+    fn selected() -> Result<Engine, String> {
+        let Some(name) = std::env::var("REGISTRY_ACTION_ENGINE")
+            .ok()
+            .filter(|n| !n.is_empty())
+        else {
+            return Ok(Engine::Docker20);
+        };
+        Engine::ALL
+            .into_iter()
+            .find(|e| e.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<_> = Engine::ALL.iter().map(|e| e.name()).collect();
+                format!(
+                    "REGISTRY_ACTION_ENGINE is '{name}', not one of {}",
+                    names.join(", ")
+                )
+            })
+    }
+
+    /// The containerd image store: layers kept compressed, several
+    /// platforms in one image.
+    pub fn containerd_store(self) -> bool {
+        self == Engine::Docker28Containerd
+    }
 }
 
 /// The services, read and checked once per test process; the token issuer
@@ -103,7 +169,8 @@ impl Services {
                 )
             })
         };
-        let docker_host = get("DOCKER_HOST")?;
+        let engine = Engine::selected()?;
+        let docker_host = get(engine.env_key())?;
         let docker_socket =
             PathBuf::from(docker_host.strip_prefix("unix://").ok_or_else(|| {
                 format!(
@@ -113,6 +180,8 @@ impl Services {
             })?);
         let port = get("TOKEN_ISSUER_PORT")?;
         Ok(Services {
+            engine,
+            docker_28: PathBuf::from(get("DOCKER_28")?),
             docker_socket,
             docker_host,
             registry_open: get("REGISTRY_OPEN")?,
