@@ -1,53 +1,50 @@
-//! `cleanup`: list → plan retention → re-check → delete, per repository.
+//! `cleanup`: list → plan retention → re-check → delete, per repository,
+//! then read back what was kept (`validate`).
 
 use std::collections::BTreeSet;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use glob::Pattern;
 
 use crate::actions::inputs::split_list;
 use crate::actions::outputs::Outputs;
+use crate::actions::workflow::{Annotation, Level};
 use crate::cli::CleanupArgs;
 use crate::commands::{Session, open_store, repository_names};
 use crate::report::cleanup::{Cleaned, summary};
 use crate::repositories::Store;
 use crate::retention::{self, Rules};
 use crate::units::parse_duration;
+use crate::validate;
+
+mod packages;
 
 pub async fn run(args: &CleanupArgs, session: &Session) -> anyhow::Result<()> {
     let now = crate::time::now();
     let mut rules = rules(args, now)?;
     let repositories = repository_names(&args.repositories, session)?;
     let concurrency = usize::from(args.repositories.concurrency);
-    let store = open_store(&args.repositories, !args.dry_run).await?;
+    let api = packages::api(args, session)?;
+    let store = open_store(&args.repositories, !args.dry_run && api.is_none()).await?;
     rules.tags_only = matches!(store, Store::Hub(_));
 
     let mut cleaned = Vec::new();
     for repository in repositories {
-        let inventory = store.inventory(&repository, concurrency).await?;
-        let first = retention::plan(&inventory.tags, &rules);
-        // Read again just before deleting: a tag pushed or moved onto a
-        // doomed manifest meanwhile saves it.
-        let doomed: BTreeSet<&str> = first.deleted_tags().collect();
-        let listed_now = store.relist(&repository, &doomed, concurrency).await?;
-        let plan = retention::recheck(first, &listed_now);
-        let digests: BTreeSet<&str> = plan.delete.iter().map(|d| d.digest.as_str()).collect();
-        let freed = inventory.freed_bytes(&digests);
-        if !args.dry_run {
-            store
-                .apply(&repository, &plan, &inventory, concurrency)
-                .await?;
+        let mut done = match (&api, &store) {
+            (Some(api), Store::Oci(registry)) => {
+                packages::clean(api, registry, &repository, &rules, args, concurrency).await?
+            }
+            _ => clean(&store, &repository, &rules, args.dry_run, concurrency).await?,
+        };
+        // Hub deletes tags, never manifests: nothing kept can lose a piece.
+        if args.validate && !args.dry_run {
+            if let Store::Oci(registry) = &store {
+                let kept: Vec<String> = done.plan.kept.iter().map(|(t, _)| t.clone()).collect();
+                done.broken =
+                    Some(validate::kept_trees(registry, &repository, &kept, concurrency).await?);
+            }
         }
-        cleaned.push(Cleaned {
-            pushed: inventory
-                .tags
-                .iter()
-                .map(|t| (t.tag.clone(), t.pushed))
-                .collect(),
-            repository,
-            plan,
-            freed,
-        });
+        cleaned.push(done);
     }
 
     let mut outputs = Outputs::new();
@@ -76,7 +73,69 @@ pub async fn run(args: &CleanupArgs, session: &Session) -> anyhow::Result<()> {
         "freed-bytes",
         cleaned.iter().map(|c| c.freed).sum::<u64>().to_string(),
     );
-    session.finish(&outputs, &summary(&cleaned, args.dry_run, now))
+    session.finish(&outputs, &summary(&cleaned, args.dry_run, now))?;
+    report_broken(session, &cleaned)
+}
+
+/// One repository through the registry's own API or Docker Hub's:
+/// list → plan → re-check → delete.
+async fn clean(
+    store: &Store,
+    repository: &str,
+    rules: &Rules,
+    dry_run: bool,
+    concurrency: usize,
+) -> anyhow::Result<Cleaned> {
+    let inventory = store.inventory(repository, concurrency).await?;
+    let first = retention::plan(&inventory.tags, rules);
+    // Read again just before deleting: a tag pushed or moved onto a
+    // doomed manifest meanwhile saves it.
+    let doomed: BTreeSet<&str> = first.deleted_tags().collect();
+    let listed_now = store.relist(repository, &doomed, concurrency).await?;
+    let plan = retention::recheck(first, &listed_now);
+    let digests: BTreeSet<&str> = plan.delete.iter().map(|d| d.digest.as_str()).collect();
+    let freed = inventory.freed_bytes(&digests);
+    if !dry_run {
+        store
+            .apply(repository, &plan, &inventory, concurrency)
+            .await?;
+    }
+    Ok(Cleaned {
+        pushed: inventory
+            .tags
+            .iter()
+            .map(|t| (t.tag.clone(), t.pushed))
+            .collect(),
+        repository: repository.to_owned(),
+        plan,
+        freed,
+        versions: Vec::new(),
+        broken: None,
+    })
+}
+
+/// `validate`: one `::error` per missing piece, naming the tag; the run
+/// fails after the summary says the rest.
+fn report_broken(session: &Session, cleaned: &[Cleaned]) -> anyhow::Result<()> {
+    let mut count = 0;
+    for c in cleaned {
+        for b in c.broken.iter().flatten() {
+            count += 1;
+            session.workflow.annotate(
+                &Annotation::new(
+                    Level::Error,
+                    format!("{}:{} lacks {}", c.repository, b.tag, b.missing),
+                )
+                .with_title("registry-action cleanup: a kept image is incomplete"),
+            );
+        }
+    }
+    if count > 0 {
+        bail!(
+            "`validate`: {count} pieces of kept images are missing from the registry (listed above, by tag); restore them from a backup or push those tags again"
+        );
+    }
+    Ok(())
 }
 
 fn rules(args: &CleanupArgs, now: i64) -> anyhow::Result<Rules> {
