@@ -5,7 +5,7 @@
 //! another key; cosign 3.1 verifies what `publish` signs.
 
 use crate::publish::publish;
-use crate::supply::{Target, image_repo, open, token, verify};
+use crate::supply::{Target, image_repo, open, signed_release, token, verify};
 
 async fn cosign3s_signature_and_attestation_verify(target: Target<'_>, ns: &str) {
     let repo = image_repo();
@@ -76,4 +76,20 @@ async fn cosign3s_bundles_verify_on_an_open_registry() {
 #[tokio::test]
 async fn cosign3s_bundles_verify_behind_token_auth() {
     cosign3s_signature_and_attestation_verify(token(), "sc3-token").await;
+}
+
+#[tokio::test]
+async fn cosign3_verifies_what_publish_signs_in_the_legacy_format() {
+    let target = open();
+    let repo = image_repo();
+    let cosign = target.cosign();
+    let (_, _, image) = signed_release(&repo, "sc3-legacy", target, &cosign).await;
+    cosign.verify3("verify", &[&image]).unwrap();
+    cosign
+        .verify3("verify-attestation", &["--type", "cyclonedx", &image])
+        .unwrap();
+    let other = target.cosign();
+    other
+        .verify3("verify", &[&image])
+        .expect_err("cosign 3 takes another key's signature");
 }
