@@ -20,7 +20,7 @@ pub const SIGNATURE: &str = "dev.cosignproject.cosign/signature";
 /// The attestation layer annotation naming the predicate type.
 pub const PREDICATE_TYPE: &str = "predicateType";
 pub const SIGNATURE_TYPE: &str = "cosign container image signature";
-const IN_TOTO: &str = "application/vnd.in-toto+json";
+pub const IN_TOTO: &str = "application/vnd.in-toto+json";
 const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v0.1";
 
 /// What an attestation says about the image: its predicate type.
