@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::Signer;
 use super::bundle::{self, Referrer};
 use super::check;
-use super::cosign::{self, Layer, Predicate};
+use super::cosign::{self, Layer};
 use crate::oci::{Descriptor, Digest};
 use crate::registry::{Registry, RegistryError, sha256_digest};
 
@@ -136,20 +136,26 @@ impl Subject<'_> {
         Ok(true)
     }
 
-    /// Attests `sbom` about the digest, replacing attestations of the same
-    /// predicate type (as `cosign attest --replace`).
+    /// Attests `predicate` (an SBOM, a provenance) of `predicate_type`
+    /// about the digest, replacing attestations of the same type (as
+    /// `cosign attest --replace`).
     pub async fn attest(
         &self,
         signer: &Signer,
-        predicate: Predicate,
-        sbom: serde_json::Value,
+        predicate_type: &str,
+        predicate: serde_json::Value,
     ) -> anyhow::Result<()> {
-        let statement = cosign::statement(&self.docker_reference(), self.digest, predicate, sbom);
+        let statement = cosign::statement(
+            &self.docker_reference(),
+            self.digest,
+            predicate_type,
+            predicate,
+        );
         let der = signer.sign(&cosign::envelope_message(&statement)).await?;
         let envelope = cosign::envelope(&statement, &der);
         let mut layers = self.layers("att").await?.unwrap_or_default();
-        layers.retain(|l| l.predicate_type() != Some(predicate.uri()));
-        layers.push(Layer::attestation(&envelope, predicate));
+        layers.retain(|l| l.predicate_type() != Some(predicate_type));
+        layers.push(Layer::attestation(&envelope, predicate_type));
         self.put("att", layers, envelope).await
     }
 
@@ -174,25 +180,26 @@ impl Subject<'_> {
             .map(Some)
     }
 
-    /// Attests `sbom` about the digest in a bundle, replacing in the
-    /// fallback index the bundles of the same predicate type this key made.
+    /// Attests `predicate` of `predicate_type` about the digest in a
+    /// bundle, replacing in the fallback index the bundles of the same type
+    /// this key made.
     pub async fn attest_bundle(
         &self,
         signer: &Signer,
-        predicate: Predicate,
-        sbom: serde_json::Value,
+        predicate_type: &str,
+        predicate: serde_json::Value,
     ) -> anyhow::Result<Place> {
         let existing = self.bundles().await?;
         let replaced: Vec<&str> = existing
             .iter()
             .filter(|found| {
                 check::bundle(signer.public_key(), &found.bytes, self.digest)
-                    .is_ok_and(|s| s.predicate_type == predicate.uri())
+                    .is_ok_and(|s| s.predicate_type == predicate_type)
             })
             .map(|found| found.manifest.as_str())
             .collect();
-        let statement = bundle::statement(self.digest, predicate.uri(), sbom);
-        self.put_bundle(signer, &statement, predicate.uri(), &replaced)
+        let statement = bundle::statement(self.digest, predicate_type, predicate);
+        self.put_bundle(signer, &statement, predicate_type, &replaced)
             .await
     }
 

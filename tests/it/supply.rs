@@ -490,7 +490,7 @@ async fn cosigns_signatures_and_ours_sit_side_by_side_and_reruns_add_nothing(
     subject
         .attest(
             &Signer::Key(plain),
-            Predicate::CycloneDx,
+            Predicate::CycloneDx.uri(),
             serde_json::json!({"bomFormat": "CycloneDX", "specVersion": "1.6", "components": [{"name": "x"}]}),
         )
         .await

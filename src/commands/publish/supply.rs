@@ -186,7 +186,7 @@ async fn sign_legacy(
     });
     if let (Attest::Sbom, Some(sbom)) = (attest, sbom) {
         subject
-            .attest(signer, sbom.predicate, sbom.document.clone())
+            .attest(signer, sbom.predicate.uri(), sbom.document.clone())
             .await?;
         report.notes.push(format!(
             "attested the {} SBOM ({}): `{}`",
@@ -213,7 +213,7 @@ async fn sign_bundle(
     });
     if let (Attest::Sbom, Some(sbom)) = (attest, sbom) {
         let place = subject
-            .attest_bundle(signer, sbom.predicate, sbom.document.clone())
+            .attest_bundle(signer, sbom.predicate.uri(), sbom.document.clone())
             .await?;
         report.notes.push(format!(
             "attested the {} SBOM ({}) in a Sigstore bundle: {place}",
