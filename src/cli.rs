@@ -925,6 +925,30 @@ pub struct Signing {
         value_name = "PASSWORD"
     )]
     pub sign_key_password: Option<String>,
+
+    /// How the signature and attestations are stored: `legacy` (cosign 2's
+    /// `.sig`/`.att` tags), `bundle` (cosign 3's Sigstore bundles, as
+    /// referrers) or `both`.
+    #[arg(long, value_enum, default_value_t = SignatureFormat::Legacy)]
+    pub signature_format: SignatureFormat,
+}
+
+/// Which of cosign's formats `publish` and `merge` sign in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SignatureFormat {
+    Legacy,
+    Bundle,
+    Both,
+}
+
+impl SignatureFormat {
+    pub fn legacy(self) -> bool {
+        self != SignatureFormat::Bundle
+    }
+
+    pub fn bundle(self) -> bool {
+        self != SignatureFormat::Legacy
+    }
 }
 
 impl Signing {

@@ -38,7 +38,7 @@ async fn a_tampered_attestation_fails_cosign_and_verify() {
     components.retain(|c| c["name"] != "libcrypto3");
     assert_eq!(components.len(), before - 1);
     let tampered = cosign::envelope(&serde_json::to_vec(&statement).unwrap(), &signatures[0]);
-    let layer = Layer::attestation(&tampered, Predicate::CycloneDx);
+    let layer = Layer::attestation(&tampered, Predicate::CycloneDx.uri());
     put_only(target, ns, &digest, "att", layer, &tampered).await;
 
     assert!(

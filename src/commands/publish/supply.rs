@@ -9,7 +9,7 @@ use anyhow::{Context as _, bail};
 use serde_json::Value;
 
 use crate::actions::boundary::Access;
-use crate::cli::{ScanArgs, ScannerArg, Signing as SignKey};
+use crate::cli::{ScanArgs, ScannerArg, SignatureFormat, Signing as SignKey};
 use crate::commands::Session;
 use crate::gate::Gate;
 use crate::report::publish::Published;
@@ -26,6 +26,7 @@ use super::{Image, Target};
 /// built, so a bad key fails the job with nothing pushed.
 pub(super) struct Supply {
     sbom: Option<Predicate>,
+    format: SignatureFormat,
     /// `scanner-image`: the Trivy that scanned converts too.
     scanner_image: Option<String>,
     signer: Option<Signer>,
@@ -48,6 +49,7 @@ pub(super) async fn supply_inputs(
     };
     Ok(Supply {
         sbom: sbom.map(|(predicate, _)| predicate),
+        format: signing.signature_format,
         scanner_image: sbom.and_then(|(_, scan)| scan.scanner_image.clone()),
         signer,
     })
@@ -166,6 +168,62 @@ impl Sbom {
     }
 }
 
+/// cosign 2's format: the `.sig` tag, and the SBOM's `.att`.
+async fn sign_legacy(
+    subject: &Subject<'_>,
+    signer: &Signer,
+    attest: Attest,
+    sbom: Option<&Sbom>,
+    report: &mut Published,
+) -> anyhow::Result<()> {
+    let digest = subject.digest;
+    let signature = cosign::tag(digest, "sig");
+    let added = subject.sign(signer).await?;
+    report.notes.push(if added {
+        format!("signed {digest}: `{signature}`")
+    } else {
+        format!("{digest} was already signed with this key: `{signature}` unchanged")
+    });
+    if let (Attest::Sbom, Some(sbom)) = (attest, sbom) {
+        subject
+            .attest(signer, sbom.predicate.uri(), sbom.document.clone())
+            .await?;
+        report.notes.push(format!(
+            "attested the {} SBOM ({}): `{}`",
+            sbom.predicate.cosign_type(),
+            sbom.predicate.uri(),
+            cosign::tag(digest, "att")
+        ));
+    }
+    Ok(())
+}
+
+/// cosign 3's format: Sigstore bundles as referrers of the digest.
+async fn sign_bundle(
+    subject: &Subject<'_>,
+    signer: &Signer,
+    attest: Attest,
+    sbom: Option<&Sbom>,
+    report: &mut Published,
+) -> anyhow::Result<()> {
+    let digest = subject.digest;
+    report.notes.push(match subject.sign_bundle(signer).await? {
+        Some(place) => format!("signed {digest} in a Sigstore bundle: {place}"),
+        None => format!("{digest} already has a signature bundle by this key: unchanged"),
+    });
+    if let (Attest::Sbom, Some(sbom)) = (attest, sbom) {
+        let place = subject
+            .attest_bundle(signer, sbom.predicate.uri(), sbom.document.clone())
+            .await?;
+        report.notes.push(format!(
+            "attested the {} SBOM ({}) in a Sigstore bundle: {place}",
+            sbom.predicate.cosign_type(),
+            sbom.predicate.uri(),
+        ));
+    }
+    Ok(())
+}
+
 /// Signs the pushed digest and attests its SBOM. A failure here leaves the
 /// image pushed but unsigned; a re-run skips the build and signs it.
 pub(super) async fn sign(
@@ -202,31 +260,21 @@ pub(super) async fn sign(
             image.reference.familiar()
         )
     };
-    let signature = cosign::tag(digest, "sig");
-    let added = subject.sign(signer).await.with_context(unsigned)?;
-    report.notes.push(if added {
-        format!("signed {digest}: `{signature}`")
-    } else {
-        format!("{digest} was already signed with this key: `{signature}` unchanged")
-    });
-    match (attest, sbom) {
-        (Attest::No, _) => {}
-        (Attest::Sbom, Some(sbom)) => {
-            subject
-                .attest(signer, sbom.predicate, sbom.document.clone())
-                .await
-                .with_context(unsigned)?;
-            report.notes.push(format!(
-                "attested the {} SBOM ({}): `{}`",
-                sbom.predicate.cosign_type(),
-                sbom.predicate.uri(),
-                cosign::tag(digest, "att")
-            ));
-        }
+    if supply.format.legacy() {
+        sign_legacy(&subject, signer, attest, sbom, report)
+            .await
+            .with_context(unsigned)?;
+    }
+    if supply.format.bundle() {
+        sign_bundle(&subject, signer, attest, sbom, report)
+            .await
+            .with_context(unsigned)?;
+    }
+    if matches!(attest, Attest::Sbom | Attest::NoScan) && sbom.is_none() {
         // Asked for, but no scan made one.
-        (Attest::Sbom | Attest::NoScan, _) => report.notes.push(
+        report.notes.push(
             "no attestation: the build was skipped, so there is no scan to make the SBOM from; `rebuild: true` builds and attests again (on this commit only a build that makes the same digest: `cache: false` and a fixed `org.opencontainers.image.created` label)".into(),
-        ),
+        );
     }
     report.notes.push(format!(
         "signing took {:.2} s",
