@@ -179,7 +179,7 @@ impl Pusher<'_> {
     }
 
     /// An OCI 1.1 referrer of `subject` (a `subject` field, no tag).
-    async fn referrer(&mut self, subject: &Manifest, kept: bool) -> Manifest {
+    async fn referrer(&mut self, subject: &Manifest, note: &str, kept: bool) -> Manifest {
         let registry = self.seeder.registry;
         let repository = self.seeder.repository.clone();
         let (empty, size) = upload(registry, &repository, b"{}".to_vec()).await;
@@ -189,7 +189,8 @@ impl Pusher<'_> {
             "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": size},
             "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
                         "digest": blob.0, "size": blob.1}],
-            "subject": descriptor(subject)});
+            "subject": descriptor(subject),
+            "annotations": {"org.example.note": note}});
         let manifest = put(registry, &repository, &body, &[]).await;
         self.add(&manifest, T0, kept).await;
         manifest
@@ -200,7 +201,9 @@ impl Pusher<'_> {
 /// referrer of it no index lists); the
 /// multi-arch index A (`sha(1)`, doomed) and B (`sha(2)`, the newest: kept,
 /// with a referrer listed by its `sha256-<hex>` fallback index); image D
-/// (`sha(3)`, doomed, signed, with an untagged referrer); a leftover U.
+/// (`sha(3)`, doomed, signed, with a referrer its fallback index lists
+/// and one no index lists);
+/// a leftover U.
 async fn seed(api: &PackagesApi, registry: Registry, repository: &str) -> Package {
     let mut package = Package {
         registry: Registry::new(registry.name(), None).unwrap(),
@@ -222,13 +225,22 @@ async fn seed(api: &PackagesApi, registry: Registry, repository: &str) -> Packag
     let o = p.image(0, T0, &["latest", &sha(0)], true).await;
     let sig_o = p.signature(100, &o, true).await;
     // A referrer of O that no index lists: kept for its subject alone.
-    p.referrer(&o, true).await;
+    p.referrer(&o, "unlisted", true).await;
     let _a = p.multi_arch(10, T0 + HOUR, &[&sha(1)], false).await;
     let d = p.image(20, T0 + 2 * HOUR, &[&sha(3)], false).await;
     let sig_d = p.signature(101, &d, false).await;
-    p.referrer(&d, false).await;
+    // D's referrer, as cosign 3 stores a bundle where there is no
+    // referrers API: listed by the `sha256-<hex>` fallback index.
+    let referrer_d = p.referrer(&d, "listed", false).await;
+    let fallback_d = attached(&d.digest, "");
+    let body =
+        json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": [descriptor(&referrer_d)]});
+    let listing_d = put(&registry, repository, &body, &[&fallback_d]).await;
+    p.add(&listing_d, T0, false).await;
+    // And one no index lists: it goes for its subject alone.
+    p.referrer(&d, "unlisted", false).await;
     let b = p.multi_arch(30, T0 + 3 * HOUR, &[&sha(2)], true).await;
-    let referrer = p.referrer(&b, true).await;
+    let referrer = p.referrer(&b, "listed", true).await;
     let fallback = attached(&b.digest, "");
     let body =
         json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": [descriptor(&referrer)]});
@@ -250,7 +262,7 @@ async fn seed(api: &PackagesApi, registry: Registry, repository: &str) -> Packag
     ]
     .into_iter()
     .collect();
-    package.deleted_tags = [sha(1), sha(3), sig_d].into_iter().collect();
+    package.deleted_tags = [sha(1), sha(3), sig_d, fallback_d].into_iter().collect();
     package
 }
 
@@ -303,7 +315,7 @@ async fn what_kept_images_need_stays_what_deleted_ones_had_goes_and_the_rest_is_
     let api = PackagesApi::start(&s.registry_open, &repository, true, Fault::None).await;
     let registry = Registry::new(&s.registry_open, None).unwrap();
     let package = seed(&api, registry, &repository).await;
-    assert_eq!(package.all.len(), 19);
+    assert_eq!(package.all.len(), 21);
 
     // A dry run lists every version with why it goes or stays.
     let dry = cleanup(&api, &repository)
@@ -316,7 +328,7 @@ async fn what_kept_images_need_stays_what_deleted_ones_had_goes_and_the_rest_is_
     assert_eq!(deleted_tags(&dry, "planned"), package.deleted_tags, "{dry}");
     assert!(
         dry.summary
-            .contains("19 package versions: 8 would delete, 11 kept"),
+            .contains("21 package versions: 10 would delete, 11 kept"),
         "{dry}"
     );
     for line in [
@@ -331,14 +343,15 @@ async fn what_kept_images_need_stays_what_deleted_ones_had_goes_and_the_rest_is_
     ] {
         assert!(dry.summary.contains(&line), "{line}\n{dry}");
     }
-    // The listing was read page by page (5 a page), twice: plan, re-check.
+    // The listing was read page by page (21 versions, 5 a page), twice:
+    // to plan, and to re-check.
     let pages: Vec<String> = api
         .requests()
         .await
         .into_iter()
         .filter(|r| r.starts_with("GET ") && r.contains("&page="))
         .collect();
-    assert_eq!(pages.len(), 2 * 3, "{pages:?}");
+    assert_eq!(pages.len(), 2 * 4, "{pages:?}");
 
     let ran = cleanup(&api, &repository).run_async().await;
     ran.assert_ok();
