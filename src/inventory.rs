@@ -22,6 +22,9 @@ pub struct Inventory {
     /// Every manifest a tag reaches (tagged, or a child of a tagged index),
     /// by digest.
     pub manifests: BTreeMap<String, Stored>,
+    /// The manifests no tag names, where a vendor API lists them (GitHub's
+    /// Packages API); `None` where only tags can be listed.
+    pub untagged: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -130,7 +133,11 @@ impl Inventory {
                 }
             })
             .collect();
-        Ok(Inventory { tags, manifests })
+        Ok(Inventory {
+            tags,
+            manifests,
+            untagged: None,
+        })
     }
 
     /// Bytes stored for what `roots` reach, each blob and manifest counted
@@ -393,6 +400,7 @@ mod tests {
         Inventory {
             tags: vec![tag("old", "m1"), tag("new", "m2"), tag("multi", "idx")],
             manifests,
+            untagged: None,
         }
     }
 

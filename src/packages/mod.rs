@@ -24,8 +24,9 @@ use reqwest::Url;
 use serde::Deserialize;
 
 use crate::github::{self, Answer};
+use crate::inventory::Inventory;
 use crate::names;
-use crate::registry::retry;
+use crate::registry::{Registry, retry};
 
 /// The most GitHub serves per page.
 const PER_PAGE: u32 = 100;
@@ -237,6 +238,68 @@ impl PackagesApi {
     }
 }
 
+/// A package as `cleanup`, `usage` and `monitor` read it: its versions
+/// (through the API) and the manifests they are (through the registry).
+#[derive(Debug)]
+pub struct Package {
+    pub listing: Listing,
+    /// With `untagged` listed.
+    pub inventory: Inventory,
+}
+
+/// Reads `repository` (`owner/name`): `None` for a package never pushed;
+/// one the registry has but the API won't show is an error naming the
+/// grant. A tag whose image dates nothing (no config `created`, or the
+/// epoch of a reproducible build) gets its version's `created_at`: when
+/// GitHub first stored that manifest.
+pub async fn read(
+    api: &PackagesApi,
+    registry: &Registry,
+    repository: &str,
+    concurrency: usize,
+) -> anyhow::Result<Option<Package>> {
+    let (owner, name) = repository.split_once('/').with_context(|| {
+        format!("{repository:?} is not `owner/package`; GitHub packages have both")
+    })?;
+    let Some(listing) = api.versions(owner, name).await? else {
+        if registry.tags(repository).await?.is_empty() {
+            return Ok(None);
+        }
+        bail!(not_found(owner, name));
+    };
+    let untagged: Vec<String> = listing
+        .versions
+        .iter()
+        .filter(|v| v.tags.is_empty())
+        .map(|v| v.digest.clone())
+        .collect();
+    let mut inventory = Inventory::read_digests(
+        registry,
+        repository,
+        concurrency,
+        tagged(&listing.versions),
+        &untagged,
+    )
+    .await?;
+    for tag in inventory.tags.iter_mut().filter(|t| t.pushed.is_none()) {
+        tag.pushed = listing
+            .versions
+            .iter()
+            .find(|v| v.digest == tag.digest)
+            .and_then(|v| v.created);
+    }
+    inventory.untagged = Some(untagged);
+    Ok(Some(Package { listing, inventory }))
+}
+
+/// Each tag with the digest its version is.
+pub fn tagged(versions: &[Version]) -> Vec<(String, String)> {
+    versions
+        .iter()
+        .flat_map(|v| v.tags.iter().map(|t| (t.clone(), v.digest.clone())))
+        .collect()
+}
+
 /// `/{orgs|users}/{owner}/packages/container/{name}/versions`; a name with
 /// `/` (`team/api`) is one path segment, escaped.
 fn package_route(kind: Owner, owner: &str, name: &str) -> String {
@@ -302,7 +365,7 @@ fn refusal(answer: &Answer, what: &str) -> String {
 }
 
 /// Why no package was found, with the fix.
-pub fn not_found(owner: &str, name: &str) -> String {
+fn not_found(owner: &str, name: &str) -> String {
     format!(
         "GitHub knows no container package `{name}` of `{owner}` that this token can see (404 as an organization's and as a user's); check `namespace` and `images`, and {PERMISSION_FIX}"
     )

@@ -561,3 +561,65 @@ async fn validate_names_the_kept_tag_a_missing_child_broke() {
     // The cleanup itself went through: the old SHA tag is gone.
     assert!(!tags(&registry, &repository).await.contains(&sha(2)));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn usage_counts_tagged_and_untagged_versions_and_what_the_untagged_hold() {
+    let s = services();
+    let repository = unique();
+    let api = PackagesApi::start(&s.registry_open, &repository, true, Fault::None).await;
+    let registry = Registry::new(&s.registry_open, None).unwrap();
+    seed_small(&api, &registry, &repository).await;
+    let seeder = Seeder::new(&registry, &repository).await;
+    // Made at a time of its own: its config is no other image's.
+    let leftover = seeder.image(90, T0 + 99 * HOUR, &[]).await;
+    registry
+        .put_manifest(&repository, &leftover.manifest.digest, &leftover.manifest)
+        .await
+        .unwrap();
+    api.add(&leftover.manifest.digest, T0).await;
+    let (namespace, name) = repository.split_once('/').unwrap();
+    let workspace = tempfile::tempdir().unwrap().keep();
+    let ran = Action::github(&workspace)
+        .input("command", "usage")
+        .input("registry", &s.registry_open)
+        .input("packages-api", "github")
+        .input("github-api-url", &api.url)
+        .input("namespace", namespace)
+        .input("images", name)
+        .input("username", "acme-bot")
+        .input("password", TOKEN)
+        .run_async()
+        .await;
+    ran.assert_ok();
+    let report: Value = serde_json::from_str(&ran.outputs["report"]).unwrap();
+    let measured = &report["repositories"][0];
+    assert_eq!(measured["tags"], 8, "{ran}");
+    assert_eq!(
+        measured["versions"],
+        json!({"tagged": 8, "untagged": 1, "untagged-bytes": leftover.own_bytes}),
+        "{ran}"
+    );
+    assert!(
+        ran.summary
+            .contains("9 package versions, 8 tagged and 1 untagged"),
+        "{ran}"
+    );
+    // Without a token the registry API alone is read, as before.
+    let plain = Action::github(&tempfile::tempdir().unwrap().keep())
+        .input("command", "usage")
+        .input("registry", &s.registry_open)
+        .input("packages-api", "github")
+        .input("github-api-url", &api.url)
+        .input("namespace", namespace)
+        .input("images", name)
+        .run_async()
+        .await;
+    plain.assert_ok();
+    let report: Value = serde_json::from_str(&plain.outputs["report"]).unwrap();
+    assert_eq!(
+        report["repositories"][0]["versions"],
+        Value::Null,
+        "{plain}"
+    );
+    assert_eq!(report["repositories"][0]["tags"], 8, "{plain}");
+}

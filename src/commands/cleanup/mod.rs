@@ -10,7 +10,7 @@ use crate::actions::inputs::split_list;
 use crate::actions::outputs::Outputs;
 use crate::actions::workflow::{Annotation, Level};
 use crate::cli::CleanupArgs;
-use crate::commands::{Session, open_store, repository_names};
+use crate::commands::{PackagesUse, Session, open_store, packages_api, repository_names};
 use crate::report::cleanup::{Cleaned, summary};
 use crate::repositories::Store;
 use crate::retention::{self, Rules};
@@ -24,7 +24,13 @@ pub async fn run(args: &CleanupArgs, session: &Session) -> anyhow::Result<()> {
     let mut rules = rules(args, now)?;
     let repositories = repository_names(&args.repositories, session)?;
     let concurrency = usize::from(args.repositories.concurrency);
-    let api = packages::api(args, session)?;
+    let api = packages_api(
+        &args.repositories,
+        PackagesUse::Cleanup {
+            deleting: !args.dry_run,
+        },
+        session,
+    )?;
     let store = open_store(&args.repositories, !args.dry_run && api.is_none()).await?;
     rules.tags_only = matches!(store, Store::Hub(_));
 

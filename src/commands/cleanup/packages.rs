@@ -4,54 +4,15 @@
 
 use std::collections::BTreeSet;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 
-use crate::cli::{CleanupArgs, PackagesMode};
-use crate::commands::Session;
+use crate::cli::CleanupArgs;
 use crate::inventory::Inventory;
 use crate::packages::plan::{self as versions, Fate, Judged};
-use crate::packages::{Listing, Owner, PackagesApi, Version, not_found};
+use crate::packages::{self, Listing, Owner, Package, PackagesApi, Version, tagged};
 use crate::registry::Registry;
 use crate::report::cleanup::Cleaned;
 use crate::retention::{self, Rules};
-
-const GHCR: &str = "ghcr.io";
-
-/// The Packages API client when `packages-api` (and `registry`) call for
-/// it; input errors before any request.
-pub fn api(args: &CleanupArgs, session: &Session) -> anyhow::Result<Option<PackagesApi>> {
-    let registry = args.repositories.registry.as_str();
-    if !uses_api(args.packages_api, registry, args.dry_run)? {
-        return Ok(None);
-    }
-    let token = args.repositories.login.password.as_deref().with_context(|| {
-        format!("`password`: GitHub's Packages API (`packages-api`, on {registry}) needs a token; set `username: ${{{{ github.actor }}}}` and `password: ${{{{ secrets.GITHUB_TOKEN }}}}`, with `permissions: packages: write`")
-    })?;
-    let url = args
-        .github_api_url
-        .as_deref()
-        .unwrap_or(&session.ctx.api_url);
-    Ok(Some(PackagesApi::new(
-        url,
-        token,
-        args.repositories.timeout.request_timeout,
-    )?))
-}
-
-/// Whether `mode` on `registry` deletes through the Packages API.
-fn uses_api(mode: PackagesMode, registry: &str, dry_run: bool) -> anyhow::Result<bool> {
-    match mode {
-        PackagesMode::Auto => Ok(registry == GHCR),
-        PackagesMode::Github if crate::reference::is_docker_hub(registry) => bail!(
-            "`packages-api`: `github` is for GitHub's container registries, and `registry` is Docker Hub, cleaned through its own API (`hub-api`); leave `packages-api` at `auto`"
-        ),
-        PackagesMode::Github => Ok(true),
-        PackagesMode::Oci if registry == GHCR && !dry_run => bail!(
-            "`packages-api`: `oci` deletes through the registry API, and ghcr.io has no manifest DELETE; leave `packages-api` at `auto` to delete through GitHub's Packages API"
-        ),
-        PackagesMode::Oci => Ok(false),
-    }
-}
 
 /// One repository (`owner/package`): list, plan, re-check, delete.
 pub async fn clean(
@@ -62,32 +23,17 @@ pub async fn clean(
     args: &CleanupArgs,
     concurrency: usize,
 ) -> anyhow::Result<Cleaned> {
-    let (owner, name) = repository.split_once('/').with_context(|| {
-        format!("{repository:?} is not `owner/package`; GitHub packages have both")
-    })?;
-    let Some(first) = api.versions(owner, name).await? else {
-        // Never pushed: nothing to clean. Pushed, yet unseen: the token.
-        if registry.tags(repository).await?.is_empty() {
-            return Ok(empty(repository));
-        }
-        bail!(not_found(owner, name));
+    let Some(Package {
+        listing: first,
+        mut inventory,
+    }) = packages::read(api, registry, repository, concurrency).await?
+    else {
+        return Ok(empty(repository));
     };
+    let (owner, name) = repository
+        .split_once('/')
+        .context("`packages::read` took `owner/package`")?;
     let known: BTreeSet<String> = first.versions.iter().map(|v| v.digest.clone()).collect();
-    let untagged: Vec<String> = first
-        .versions
-        .iter()
-        .filter(|v| v.tags.is_empty())
-        .map(|v| v.digest.clone())
-        .collect();
-    let mut inventory = Inventory::read_digests(
-        registry,
-        repository,
-        concurrency,
-        tagged(&first.versions),
-        &untagged,
-    )
-    .await?;
-    date_from_versions(&mut inventory, &first.versions);
     let planned = retention::plan(&inventory.tags, rules);
 
     // Read again just before deleting: a tag pushed or moved onto a doomed
@@ -172,26 +118,6 @@ async fn delete(
     Ok(())
 }
 
-/// Each tag with the digest its version is.
-fn tagged(versions: &[Version]) -> Vec<(String, String)> {
-    versions
-        .iter()
-        .flat_map(|v| v.tags.iter().map(|t| (t.clone(), v.digest.clone())))
-        .collect()
-}
-
-/// A tag whose image dates nothing (no config `created`, or the epoch of a
-/// reproducible build) gets its version's `created_at`: when GitHub first
-/// stored that manifest.
-fn date_from_versions(inventory: &mut Inventory, listed: &[Version]) {
-    for tag in inventory.tags.iter_mut().filter(|t| t.pushed.is_none()) {
-        tag.pushed = listed
-            .iter()
-            .find(|v| v.digest == tag.digest)
-            .and_then(|v| v.created);
-    }
-}
-
 fn empty(repository: &str) -> Cleaned {
     Cleaned {
         repository: repository.to_owned(),
@@ -200,33 +126,5 @@ fn empty(repository: &str) -> Cleaned {
         pushed: Default::default(),
         versions: Vec::new(),
         broken: None,
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn which_registries_go_through_the_packages_api() {
-        use PackagesMode::{Auto, Github, Oci};
-        assert!(uses_api(Auto, "ghcr.io", false).unwrap());
-        assert!(!uses_api(Auto, "registry.example:5000", false).unwrap());
-        assert!(uses_api(Github, "containers.github.example", false).unwrap());
-        assert!(!uses_api(Oci, "ghcr.io", true).unwrap());
-        assert!(!uses_api(Oci, "registry.example", false).unwrap());
-        let hub = uses_api(Github, "docker.io", false)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            hub.starts_with("`packages-api`: ") && hub.contains("`hub-api`"),
-            "{hub}"
-        );
-        let oci = uses_api(Oci, "ghcr.io", false).unwrap_err().to_string();
-        assert!(
-            oci.contains("no manifest DELETE") && oci.contains("`auto`"),
-            "{oci}"
-        );
     }
 }
