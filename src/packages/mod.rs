@@ -131,7 +131,7 @@ impl PackagesApi {
     /// `None` when GitHub knows no such package the token can see.
     pub async fn versions(&self, owner: &str, name: &str) -> anyhow::Result<Option<Listing>> {
         for kind in [Owner::Org, Owner::User] {
-            if let Some(versions) = self.list(kind, owner, name).await? {
+            if let Some(versions) = self.versions_of(kind, owner, name).await? {
                 return Ok(Some(Listing {
                     owner: kind,
                     versions,
@@ -141,8 +141,9 @@ impl PackagesApi {
         Ok(None)
     }
 
-    /// The versions under one route prefix; `None` on its 404.
-    async fn list(
+    /// The versions of a package whose owner's kind is known (from an
+    /// earlier [`PackagesApi::versions`]); `None` on a 404.
+    pub async fn versions_of(
         &self,
         kind: Owner,
         owner: &str,
@@ -258,9 +259,7 @@ pub async fn read(
     repository: &str,
     concurrency: usize,
 ) -> anyhow::Result<Option<Package>> {
-    let (owner, name) = repository.split_once('/').with_context(|| {
-        format!("{repository:?} is not `owner/package`; GitHub packages have both")
-    })?;
+    let (owner, name) = owner_and_name(repository)?;
     let Some(listing) = api.versions(owner, name).await? else {
         if registry.tags(repository).await?.is_empty() {
             return Ok(None);
@@ -290,6 +289,14 @@ pub async fn read(
     }
     inventory.untagged = Some(untagged);
     Ok(Some(Package { listing, inventory }))
+}
+
+/// A repository's `owner/package`, split at its first `/` (a package name
+/// may hold more).
+pub fn owner_and_name(repository: &str) -> anyhow::Result<(&str, &str)> {
+    repository.split_once('/').with_context(|| {
+        format!("{repository:?} is not `owner/package`; GitHub packages have both")
+    })
 }
 
 /// Each tag with the digest its version is.

@@ -297,6 +297,8 @@ pub fn reconcile(mut plan: Plan, judged: &[Judged]) -> Plan {
             Stays::ChildOfKept(root) => Kept::ChildOfKept {
                 index_tag: root.clone(),
             },
+            // A doomed digest was in the first listing with its tags gone
+            // from the plan: only what kept versions reach holds one.
             Stays::Tagged | Stays::Untagged | Stays::New => Kept::UnknownAge,
         };
         rescued.extend(d.tags.iter().map(|t| (t.clone(), kept.clone())));

@@ -30,9 +30,7 @@ pub async fn clean(
     else {
         return Ok(empty(repository));
     };
-    let (owner, name) = repository
-        .split_once('/')
-        .context("`packages::read` took `owner/package`")?;
+    let (owner, name) = packages::owner_and_name(repository)?;
     let known: BTreeSet<String> = first.versions.iter().map(|v| v.digest.clone()).collect();
     let planned = retention::plan(&inventory.tags, rules);
 
@@ -40,10 +38,13 @@ pub async fn clean(
     // version saves it, and a version pushed meanwhile stays with all it
     // reaches.
     let doomed: BTreeSet<&str> = planned.deleted_tags().collect();
-    let now = api.versions(owner, name).await?.unwrap_or(Listing {
+    let now = Listing {
         owner: first.owner,
-        versions: Vec::new(),
-    });
+        versions: api
+            .versions_of(first.owner, owner, name)
+            .await?
+            .unwrap_or_default(),
+    };
     let listed_now: Vec<(String, String)> = tagged(&now.versions)
         .into_iter()
         .filter(|(tag, _)| !doomed.contains(tag.as_str()))
