@@ -20,6 +20,9 @@ pub struct Published {
     pub notes: Vec<String>,
     /// The platforms built, as their configs declare them.
     pub platforms: Vec<String>,
+    /// The base images the build resolved (as the Dockerfile names them →
+    /// digest), for the provenance.
+    pub bases: std::collections::BTreeMap<String, String>,
 }
 
 /// A run with nothing to publish: why, in place of the table.
@@ -72,6 +75,7 @@ mod tests {
             seconds: 1.25,
             notes: vec!["`latest` stays".into()],
             platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
+            bases: Default::default(),
         });
         assert!(
             md.contains("One index over `linux/amd64`, `linux/arm64`."),
