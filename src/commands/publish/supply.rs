@@ -13,7 +13,7 @@ use crate::actions::context::Forge;
 use crate::cli::{ScanArgs, ScannerArg, SignatureFormat, Signing as SignKey};
 use crate::commands::Session;
 use crate::gate::Gate;
-use crate::report::publish::Published;
+use crate::report::publish::{Formats, Published};
 use crate::scan::runner;
 use crate::supply::attach::Subject;
 use crate::supply::cosign::{self, Predicate};
@@ -356,6 +356,10 @@ pub(super) async fn sign(
         )
     };
     let each = attestations.each(attest);
+    report.signed = Some(Formats {
+        legacy: supply.format.legacy(),
+        bundle: supply.format.bundle(),
+    });
     if supply.format.legacy() {
         sign_legacy(&subject, signer, &each, report)
             .await
