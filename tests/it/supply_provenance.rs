@@ -162,3 +162,52 @@ async fn provenance_false_attests_only_the_signature() {
         cosign.verify_attestation(&cosign.pub_path(), "slsaprovenance1", &image);
     assert!(none.is_err(), "{none:?}");
 }
+
+#[tokio::test]
+async fn each_platform_image_of_a_signed_index_is_signed_and_has_its_provenance() {
+    let target = open();
+    let ns = "prov-multi";
+    let cosign = target.cosign();
+    let repo = Repo::new();
+    repo.write("ops/docker/app/Dockerfile", "FROM scratch\nCOPY a /a\n");
+    repo.write("ops/docker/app/a", "app");
+    repo.commit("app");
+    let ran = publish(&repo, ns, "refs/heads/main", &repo.head())
+        .input("platforms", "linux/amd64,linux/arm64")
+        .input("sign-key", &cosign.private_pem())
+        .input("sign-key-password", PASSWORD)
+        .run_async()
+        .await;
+    ran.assert_ok();
+    let index = ran.outputs["digest"].clone();
+    let repository = scoped(&format!("{ns}/app"));
+    let manifest = target
+        .client()
+        .manifest(&repository, &index)
+        .await
+        .unwrap()
+        .unwrap();
+    let children: Vec<String> = registry_action::oci::children(&manifest.bytes)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.digest.as_str().to_owned())
+        .collect();
+    assert_eq!(children.len(), 2, "{children:?}");
+    for digest in std::iter::once(&index).chain(&children) {
+        let image = target.image(ns, digest);
+        cosign
+            .verify(&cosign.pub_path(), &image)
+            .unwrap_or_else(|e| panic!("{digest} is not signed: {e}"));
+        let statements = cosign
+            .verify_attestation(&cosign.pub_path(), "slsaprovenance1", &image)
+            .unwrap_or_else(|e| panic!("{digest} has no provenance: {e}"));
+        assert_eq!(
+            statements[0]["predicate"]["buildDefinition"]["externalParameters"]["platforms"],
+            json!(["linux/amd64", "linux/arm64"])
+        );
+        assert_eq!(
+            statements[0]["subject"][0]["digest"]["sha256"],
+            digest["sha256:".len()..]
+        );
+    }
+}

@@ -18,7 +18,7 @@ use crate::registry::contents::Contents;
 use super::plan::{self, Asked};
 use super::platforms::index_manifest;
 use super::resolve::{Publication, checkout, resolve_image};
-use super::supply::{Attestations, supply_inputs};
+use super::supply::{Attestations, Scope, supply_inputs};
 use super::{Image, Release, finish, release_not_out, sign, tag, write_sha_tag};
 
 pub async fn run(args: &MergeArgs, session: &Session) -> anyhow::Result<()> {
@@ -84,7 +84,7 @@ pub async fn run(args: &MergeArgs, session: &Session) -> anyhow::Result<()> {
         &image,
         signing,
         &supply,
-        &index.digest,
+        (&index, Scope::IndexOnly),
         Attestations::default(),
         &mut report,
     )

@@ -55,7 +55,7 @@ use plan::{Asked, Build, Found, Origin, PublishPlan, Push};
 use platforms::{Exported, platforms_built, release_manifest};
 use push::{push_image, tag, write_sha_tag};
 use resolve::{Publication, resolve};
-use supply::{Attestations, Sbom, Supply, provenance, sbom, sign, supply_inputs};
+use supply::{Attestations, Sbom, Scope, Supply, provenance, sbom, sign, supply_inputs};
 use unchanged::{release_again, same_build};
 
 /// The engine's export in the work directory: converted for the push and
@@ -100,7 +100,7 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
         &target.image,
         plan.signing,
         &supply,
-        &release.manifest.digest,
+        (&release.manifest, Scope::WithPlatformImages),
         Attestations {
             sbom: release.sbom.as_ref(),
             provenance: release.provenance.as_ref(),

@@ -13,6 +13,7 @@ use crate::actions::context::Forge;
 use crate::cli::{ScanArgs, ScannerArg, SignatureFormat, Signing as SignKey};
 use crate::commands::Session;
 use crate::gate::Gate;
+use crate::registry::Manifest;
 use crate::report::publish::{Formats, Published};
 use crate::scan::runner;
 use crate::supply::attach::Subject;
@@ -269,6 +270,20 @@ impl Attestations<'_> {
     }
 }
 
+/// The platform images an index lists (not its attestation manifests);
+/// none for an image.
+fn platform_images(manifest: &Manifest) -> Vec<String> {
+    if !crate::oci::is_index_media_type(&manifest.media_type) {
+        return Vec::new();
+    }
+    crate::oci::children(&manifest.bytes)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.platform.as_ref().is_some_and(|p| p.os != "unknown"))
+        .map(|c| c.digest.as_str().to_owned())
+        .collect()
+}
+
 /// cosign 2's format: the `.sig` tag, and the attestations in `.att`.
 async fn sign_legacy(
     subject: &Subject<'_>,
@@ -319,13 +334,24 @@ async fn sign_bundle(
     Ok(())
 }
 
-/// Signs the pushed digest and attests its SBOM and provenance. A failure here leaves the
-/// image pushed but unsigned; a re-run skips the build and signs it.
+/// Which images of an index `sign` signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scope {
+    /// The index and each platform's image, with its provenance: this run
+    /// built them (a verifier given a platform's digest finds them too).
+    WithPlatformImages,
+    /// The index only: its images are other jobs' (`merge`).
+    IndexOnly,
+}
+
+/// Signs the pushed digest and attests its SBOM and provenance (and, by
+/// `scope`, an index's platform images). A failure here leaves the image
+/// pushed but unsigned; a re-run skips the build and signs it.
 pub(super) async fn sign(
     image: &Image,
     plan: Signing,
     supply: &Supply,
-    digest: &str,
+    (manifest, scope): (&Manifest, Scope),
     attestations: Attestations<'_>,
     report: &mut Published,
 ) -> anyhow::Result<()> {
@@ -344,11 +370,7 @@ pub(super) async fn sign(
         return Ok(());
     };
     let started = Instant::now();
-    let subject = Subject {
-        registry: &image.registry,
-        repository: &image.repository,
-        digest,
-    };
+    let digest = manifest.digest.as_str();
     let unsigned = || {
         format!(
             "{}@{digest} is pushed, but signing it failed; re-run the job to sign it (what is pushed is not built or pushed again)",
@@ -356,19 +378,40 @@ pub(super) async fn sign(
         )
     };
     let each = attestations.each(attest);
+    let provenance_only: Vec<_> = each
+        .iter()
+        .filter(|(_, predicate_type, _)| *predicate_type == provenance::PREDICATE_TYPE)
+        .cloned()
+        .collect();
     report.signed = Some(Formats {
         legacy: supply.format.legacy(),
         bundle: supply.format.bundle(),
     });
-    if supply.format.legacy() {
-        sign_legacy(&subject, signer, &each, report)
-            .await
-            .with_context(unsigned)?;
-    }
-    if supply.format.bundle() {
-        sign_bundle(&subject, signer, &each, report)
-            .await
-            .with_context(unsigned)?;
+    let children = match scope {
+        Scope::WithPlatformImages => platform_images(manifest),
+        Scope::IndexOnly => Vec::new(),
+    };
+    let subjects = std::iter::once((digest, each.as_slice())).chain(
+        children
+            .iter()
+            .map(|c| (c.as_str(), provenance_only.as_slice())),
+    );
+    for (digest, attestations) in subjects {
+        let subject = Subject {
+            registry: &image.registry,
+            repository: &image.repository,
+            digest,
+        };
+        if supply.format.legacy() {
+            sign_legacy(&subject, signer, attestations, report)
+                .await
+                .with_context(unsigned)?;
+        }
+        if supply.format.bundle() {
+            sign_bundle(&subject, signer, attestations, report)
+                .await
+                .with_context(unsigned)?;
+        }
     }
     if matches!(attest, Attest::Sbom | Attest::NoScan) && attestations.sbom.is_none() {
         // Asked for, but no scan made one.
