@@ -899,6 +899,11 @@ pub struct SupplyArgs {
     #[arg(long, value_enum, default_value_t = SbomArg::None)]
     pub sbom: SbomArg,
 
+    /// Attest SLSA build provenance v1 of the pushed digest, signed like
+    /// the SBOM (default: `true` when `sign-key` is set).
+    #[arg(long, value_name = "BOOL", value_parser = inputs::parse_bool)]
+    pub provenance: Option<bool>,
+
     #[command(flatten)]
     pub signing: Signing,
 }

@@ -96,7 +96,11 @@ async fn a_rebuild_replaces_its_own_attestation_type_and_keeps_the_others() {
         assert_eq!(again.outputs["digest"], digest, "the same image again");
         let att = layers(target, ns, &digest, "att").await;
         let types: Vec<&str> = att.iter().filter_map(Layer::predicate_type).collect();
-        assert_eq!(types, [SPDX, CYCLONEDX], "one of each type");
+        assert_eq!(
+            types,
+            [SPDX, CYCLONEDX, "https://slsa.dev/provenance/v1"],
+            "one of each type"
+        );
         attested.push(att[1].digest.clone());
     }
     assert_ne!(

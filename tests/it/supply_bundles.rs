@@ -145,6 +145,13 @@ async fn bundle_publish_verifies_with_cosign3(target: Target<'_>, ns: &str) {
         cosign.verify(&cosign.pub_path(), &image).is_err(),
         "cosign 2.5 reads no bundle"
     );
+    // The summary's table says what cosign 2.5 and 3.1 just did.
+    for row in [
+        "| cosign 2.x (2.5.0, tested) | ❌ | reads `.sig` tags only |",
+        "| cosign 3.x (3.1.1, tested) | ✅ |",
+    ] {
+        assert!(ran.summary.contains(row), "{row} in {}", ran.summary);
+    }
     let ours = verify(
         &repo,
         target,
@@ -220,4 +227,10 @@ async fn both_formats_verify_with_cosign_2_and_3() {
         "{}",
         ours.summary
     );
+    for row in [
+        "| cosign 2.x (2.5.0, tested) | ✅ |",
+        "| cosign 3.x (3.1.1, tested) | ✅ |",
+    ] {
+        assert!(ran.summary.contains(row), "{row} in {}", ran.summary);
+    }
 }
