@@ -458,6 +458,22 @@ async fn a_spent_rate_limit_is_waited_out_when_github_says_how_long() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limit_spent_for_long_ends_the_run_at_once_saying_to_run_again() {
+    let s = services();
+    let repository = unique();
+    let api = PackagesApi::start(&s.registry_open, &repository, true, Fault::SpentForLong).await;
+    let registry = Registry::new(&s.registry_open, None).unwrap();
+    let all = seed_small(&api, &registry, &repository).await;
+    let started = std::time::Instant::now();
+    let ran = cleanup(&api, &repository).run_async().await;
+    ran.assert_failed("rate limit is spent");
+    ran.assert_failed("run again after it resets");
+    assert!(started.elapsed() < Duration::from_secs(20), "{ran}");
+    assert_eq!(api.requests().await.len(), 1, "not asked again");
+    assert_eq!(tags(&registry, &repository).await, all);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_interrupted_run_resumed_finishes_the_job_and_keeps_what_it_kept() {
     let s = services();
     let repository = unique();

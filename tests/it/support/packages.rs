@@ -30,6 +30,8 @@ pub enum Fault {
     /// The first listing request meets a spent primary limit, the second a
     /// secondary one; both ask for a short wait.
     RateLimited,
+    /// Every listing request meets a primary limit spent for ten minutes.
+    SpentForLong,
 }
 
 struct Version {
@@ -239,6 +241,19 @@ impl Server {
     }
 
     async fn list(&self, state: &mut State, base: &str, query: &str) -> Answer {
+        if state.fault == Fault::SpentForLong {
+            let reset = jiff::Timestamp::now().as_second() + 600;
+            return Answer {
+                status: 403,
+                headers: vec![
+                    ("x-ratelimit-limit".into(), "5000".into()),
+                    ("x-ratelimit-remaining".into(), "0".into()),
+                    ("x-ratelimit-reset".into(), reset.to_string()),
+                ],
+                body: json!({"message": "API rate limit exceeded for installation ID 1."})
+                    .to_string(),
+            };
+        }
         if state.fault == Fault::RateLimited && state.limited < 2 {
             state.limited += 1;
             let now = jiff::Timestamp::now().as_second();
