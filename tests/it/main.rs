@@ -36,5 +36,6 @@ mod supply_merge;
 mod supply_trivy;
 mod support;
 mod unchanged;
+mod unchanged_platforms;
 mod upload;
 mod usage;
