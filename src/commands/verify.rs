@@ -1,8 +1,9 @@
 //! `verify`, read as its stages: key → resolve (the digest a tag names) →
-//! signatures (every `.sig` layer checked against the key and the digest)
-//! → attestation (when asked) → finish. Valid only when at least one
-//! signature layer verifies, as cosign has it; otherwise the error says
-//! what each layer failed.
+//! bundles (cosign 3's, among the referrers) → signatures (every `.sig`
+//! layer and signature bundle checked against the key and the digest) →
+//! attestation (when asked; `.att` layers and attestation bundles) →
+//! finish. Valid only when at least one signature verifies, as cosign has
+//! it; otherwise the error says what each one failed.
 
 use anyhow::{Context as _, bail};
 
@@ -12,8 +13,9 @@ use crate::cli::VerifyArgs;
 use crate::commands::Session;
 use crate::reference::Reference;
 use crate::registry::Registry;
-use crate::report::verify::{Verified, summary};
-use crate::supply::attach::Subject;
+use crate::report::verify::{Seen, Verified, summary};
+use crate::supply::attach::{Found, Subject};
+use crate::supply::bundle;
 use crate::supply::check::{self, Attested, Rejected};
 use crate::supply::cosign::{self, Layer, Predicate};
 use crate::supply::key;
@@ -32,9 +34,20 @@ pub async fn run(args: &VerifyArgs, session: &Session) -> anyhow::Result<()> {
         repository: reference.repository(),
         digest: &digest,
     };
-    let (signatures, layers) = signatures(&subject, &key, &args.image).await?;
+    let bundles = subject.bundles().await?;
+    let mut seen = signatures(&subject, &key, &bundles, &args.image).await?;
     let attestation = match args.attestation {
-        Some(kind) => Some(attestation(&subject, &key, kind.predicate(), &args.image).await?),
+        Some(kind) => {
+            let predicate = kind.predicate();
+            let (found, attested) =
+                attestation(&subject, &key, predicate, &bundles, &args.image).await?;
+            seen.extend(found);
+            Some((
+                predicate.uri().to_owned(),
+                attested.spec_version,
+                attested.components,
+            ))
+        }
         None => None,
     };
     let verified = Verified {
@@ -42,9 +55,8 @@ pub async fn run(args: &VerifyArgs, session: &Session) -> anyhow::Result<()> {
         digest,
         key_id,
         key_file,
-        signatures,
-        layers,
-        attestation: attestation.map(|(p, a)| (p.uri().to_owned(), a.spec_version, a.components)),
+        seen,
+        attestation,
     };
     let mut outputs = Outputs::new();
     outputs.set("digest", verified.digest.clone());
@@ -90,83 +102,157 @@ async fn resolve(registry: &Registry, reference: &Reference) -> anyhow::Result<S
     }
 }
 
-/// Every signature layer checked; the count that verified, of how many.
+/// Every signature checked, in both of cosign's formats: the layers of the
+/// `.sig` tag (cosign 2, `publish`) and the bundles among the referrers
+/// (cosign 3). Valid when one of them verifies.
 async fn signatures(
     subject: &Subject<'_>,
     key: &VerifyingKey,
+    bundles: &[Found],
     image: &str,
-) -> anyhow::Result<(usize, usize)> {
-    let Some(layers) = subject.layers("sig").await? else {
-        bail!(
-            "{image} ({}) has no signature: no `{}` tag; sign it (`publish` with `sign-key`, or `cosign sign --key`)",
-            subject.digest,
-            cosign::tag(subject.digest, "sig")
-        );
-    };
-    let mut rejected = Vec::new();
-    for (number, layer) in (1..).zip(&layers) {
-        let payload = subject.blob(layer).await?;
-        if let Err(why) = check::signature(key, layer, &payload, subject.digest) {
-            rejected.push((number, layer, why));
-        }
+) -> anyhow::Result<Vec<Seen>> {
+    let mut seen = Vec::new();
+    let tag = cosign::tag(subject.digest, "sig");
+    for (number, layer) in (1..).zip(subject.layers("sig").await?.unwrap_or_default()) {
+        let payload = subject.blob(&layer).await?;
+        let verdict = check::signature(key, &layer, &payload, subject.digest);
+        seen.push(legacy(&tag, number, &layer, None, verdict));
     }
-    if rejected.len() == layers.len() {
+    for found in bundles.iter().filter(|f| is_signature(f)) {
+        let verdict =
+            check::bundle(key, &found.bytes, subject.digest).and_then(|statement| match statement
+                .predicate_type
+                .as_str()
+            {
+                bundle::SIGNATURE_PREDICATE => Ok(()),
+                other => Err(Rejected::OtherPredicate {
+                    found: other.to_owned(),
+                    wanted: bundle::SIGNATURE_PREDICATE.to_owned(),
+                }),
+            });
+        seen.push(in_bundle(found, verdict));
+    }
+    if seen.is_empty() {
+        bail!(
+            "{image} ({}) has no signature: no `{tag}` tag and no signature bundle among its referrers; sign it (`publish` with `sign-key`, or `cosign sign --key`)",
+            subject.digest,
+        );
+    }
+    if !seen.iter().any(Seen::verified) {
         bail!(
             "no signature of {image} ({}) verifies with the public key: {}",
             subject.digest,
-            failures(&rejected)
+            failures(&seen)
         );
     }
-    Ok((layers.len() - rejected.len(), layers.len()))
+    Ok(seen)
 }
 
-/// The attestation of `predicate`: one such layer must verify. Layers of
-/// other predicate types are not read.
+/// A bundle whose manifest says it is a signature (or says nothing).
+fn is_signature(found: &Found) -> bool {
+    found
+        .referrer
+        .predicate_type
+        .as_deref()
+        .is_none_or(|t| t == bundle::SIGNATURE_PREDICATE)
+}
+
+/// The attestation of `predicate`, in either format: one must verify.
+/// Attestations of other predicate types are not read.
 async fn attestation(
     subject: &Subject<'_>,
     key: &VerifyingKey,
     predicate: Predicate,
+    bundles: &[Found],
     image: &str,
-) -> anyhow::Result<(Predicate, Attested)> {
-    let Some(layers) = subject.layers("att").await? else {
-        bail!(
-            "{image} ({}) has no attestation: no `{}` tag; attest an SBOM (`publish` with `sbom` and `sign-key`, or `cosign attest --key --type {}`)",
-            subject.digest,
-            cosign::tag(subject.digest, "att"),
-            predicate.cosign_type()
-        );
-    };
-    let of_type = |layer: &&Layer| layer.predicate_type().is_none_or(|t| t == predicate.uri());
-    if !layers.iter().any(|l| of_type(&l)) {
-        let found: Vec<&str> = layers.iter().filter_map(Layer::predicate_type).collect();
-        bail!(
-            "{image} ({}) has no {} attestation, only {}",
-            subject.digest,
-            predicate.cosign_type(),
-            found.join(", ")
-        );
-    }
-    let mut rejected = Vec::new();
+) -> anyhow::Result<(Vec<Seen>, Attested)> {
+    let tag = cosign::tag(subject.digest, "att");
+    let layers = subject.layers("att").await?.unwrap_or_default();
+    let of_type = |layer: &Layer| layer.predicate_type().is_none_or(|t| t == predicate.uri());
+    let mut seen = Vec::new();
+    let mut attested = None;
     for (number, layer) in (1..).zip(&layers).filter(|(_, l)| of_type(l)) {
         let envelope = subject.blob(layer).await?;
-        match check::attestation(key, layer, &envelope, subject.digest, predicate) {
-            Ok(attested) => return Ok((predicate, attested)),
-            Err(why) => rejected.push((number, layer, why)),
-        }
+        let verdict = check::attestation(key, layer, &envelope, subject.digest, predicate);
+        attested = attested.or(verdict.as_ref().ok().cloned());
+        seen.push(legacy(
+            &tag,
+            number,
+            layer,
+            Some(predicate.uri()),
+            verdict.map(drop),
+        ));
     }
-    bail!(
-        "no {} attestation of {image} ({}) verifies with the public key: {}",
-        predicate.cosign_type(),
-        subject.digest,
-        failures(&rejected)
-    )
+    let bundles = bundles
+        .iter()
+        .filter(|f| f.referrer.predicate_type.as_deref() == Some(predicate.uri()));
+    for found in bundles {
+        let verdict = check::bundle(key, &found.bytes, subject.digest)
+            .and_then(|statement| check::bundle_attested(&statement, predicate));
+        attested = attested.or(verdict.as_ref().ok().cloned());
+        seen.push(in_bundle(found, verdict.map(drop)));
+    }
+    if seen.is_empty() {
+        let found: Vec<&str> = layers.iter().filter_map(Layer::predicate_type).collect();
+        bail!(
+            "{image} ({}) has no {} attestation (no `{tag}` layer, no bundle among its referrers{}); attest an SBOM (`publish` with `sbom` and `sign-key`, or `cosign attest --key --type {}`)",
+            subject.digest,
+            predicate.cosign_type(),
+            if found.is_empty() {
+                String::new()
+            } else {
+                format!("; only {}", found.join(", "))
+            },
+            predicate.cosign_type()
+        );
+    }
+    match attested {
+        Some(attested) => Ok((seen, attested)),
+        None => bail!(
+            "no {} attestation of {image} ({}) verifies with the public key: {}",
+            predicate.cosign_type(),
+            subject.digest,
+            failures(&seen)
+        ),
+    }
 }
 
-/// "layer 1 (sha256:…): why; layer 2 …"
-fn failures(rejected: &[(usize, &Layer, Rejected)]) -> String {
-    rejected
-        .iter()
-        .map(|(number, layer, why)| format!("layer {number} ({}): {why}", layer.digest))
+/// A layer of a legacy `.sig`/`.att` tag, as the summary lists it.
+fn legacy(
+    tag: &str,
+    number: usize,
+    layer: &Layer,
+    predicate: Option<&str>,
+    verdict: Result<(), Rejected>,
+) -> Seen {
+    Seen {
+        format: "cosign legacy",
+        place: format!("{tag} layer {number} ({})", layer.digest),
+        predicate: predicate.map(str::to_owned),
+        verdict: verdict.map_err(|why| why.to_string()),
+    }
+}
+
+/// A bundle among the referrers, as the summary lists it.
+fn in_bundle(found: &Found, verdict: Result<(), Rejected>) -> Seen {
+    let predicate = found.referrer.predicate_type.clone();
+    Seen {
+        format: "Sigstore bundle v0.3",
+        place: format!("{} ({})", found.place, found.manifest),
+        predicate: predicate.filter(|p| p != bundle::SIGNATURE_PREDICATE),
+        verdict: verdict.map_err(|why| why.to_string()),
+    }
+}
+
+/// "`sha256-….sig` layer 1 (sha256:…): why; …"
+fn failures(seen: &[Seen]) -> String {
+    seen.iter()
+        .filter_map(|s| {
+            s.verdict
+                .as_ref()
+                .err()
+                .map(|why| format!("{}: {why}", s.place))
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }

@@ -5,9 +5,42 @@
 use bytes::Bytes;
 
 use super::Signer;
+use super::bundle::{self, Referrer};
 use super::check;
 use super::cosign::{self, Layer, Predicate};
 use crate::registry::{Registry, RegistryError, sha256_digest};
+
+/// Referrer manifests of one digest read at most: a bounded loop.
+const MAX_REFERRERS: usize = 64;
+
+/// Where a bundle was found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Place {
+    /// The registry's referrers API.
+    ReferrersApi,
+    /// The index under the fallback tag `sha256-<hex>`.
+    FallbackTag(String),
+}
+
+impl std::fmt::Display for Place {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Place::ReferrersApi => f.write_str("referrers API"),
+            Place::FallbackTag(tag) => write!(f, "referrers tag {tag}"),
+        }
+    }
+}
+
+/// A Sigstore bundle beside the image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub place: Place,
+    /// The referrer manifest's digest.
+    pub manifest: String,
+    pub referrer: Referrer,
+    /// The bundle's bytes, verified against the layer's digest and size.
+    pub bytes: Vec<u8>,
+}
 
 /// One image in its repository.
 pub struct Subject<'a> {
@@ -32,6 +65,47 @@ impl Subject<'_> {
         cosign::layers(&manifest)
             .map(Some)
             .map_err(|e| anyhow::anyhow!("`{}:{tag}`: {e}", self.repository))
+    }
+
+    /// The Sigstore bundles about the digest (cosign 3, `actions/attest`):
+    /// from the referrers API, or the fallback tag's index where the
+    /// registry has no such API. Referrers that are not bundles about this
+    /// digest are passed over.
+    pub async fn bundles(&self) -> anyhow::Result<Vec<Found>> {
+        let (place, index) = match self
+            .registry
+            .referrers(self.repository, self.digest)
+            .await?
+        {
+            Some(index) => (Place::ReferrersApi, index),
+            None => {
+                let tag = bundle::fallback_tag(self.digest);
+                match self.registry.manifest(self.repository, &tag).await? {
+                    Some(manifest) => (Place::FallbackTag(tag), manifest.bytes),
+                    None => return Ok(Vec::new()),
+                }
+            }
+        };
+        let listed = bundle::listed(&index)
+            .map_err(|e| anyhow::anyhow!("the referrers of {} ({place}): {e}", self.digest))?;
+        let mut found = Vec::new();
+        for descriptor in listed.into_iter().take(MAX_REFERRERS) {
+            let manifest = descriptor.digest.as_str();
+            let Some(read) = self.registry.manifest(self.repository, manifest).await? else {
+                continue;
+            };
+            let referrer = bundle::bundle_layer(&read.bytes, self.digest)
+                .map_err(|e| anyhow::anyhow!("`{}@{manifest}` ({place}): {e}", self.repository))?;
+            let Some(referrer) = referrer else { continue };
+            let bytes = self.blob(&referrer.layer).await?;
+            found.push(Found {
+                place: place.clone(),
+                manifest: manifest.to_owned(),
+                referrer,
+                bytes,
+            });
+        }
+        Ok(found)
     }
 
     pub async fn blob(&self, layer: &Layer) -> Result<Vec<u8>, RegistryError> {

@@ -1,10 +1,13 @@
 //! What a verifier checks (cosign's `verify` and `verify-attestation` with
 //! `--key`): a signature over the exact bytes, a payload naming the image's
-//! digest, an attestation whose statement is about that digest. Pure.
+//! digest, an attestation whose statement is about that digest; in both of
+//! cosign's formats (the legacy `.sig`/`.att` layers and Sigstore bundles).
+//! Pure.
 
 use p256::ecdsa::signature::Verifier as _;
 use p256::ecdsa::{Signature, VerifyingKey};
 
+use super::bundle;
 use super::cosign::{self, Layer, Predicate, SimpleSigning};
 
 /// Why one signature or attestation layer doesn't count.
@@ -89,14 +92,65 @@ pub fn attestation(
     if !signatures.iter().any(|der| verifies(key, &message, der)) {
         return Err(Rejected::WrongKey);
     }
-    let statement: cosign::Statement = serde_json::from_slice(&statement)
-        .map_err(|_| Rejected::Malformed("it is not an in-toto statement".into()))?;
+    let statement = statement_about(&statement, digest)?;
     if statement.predicate_type != predicate.uri() {
         return Err(Rejected::OtherPredicate {
             found: statement.predicate_type,
             wanted: predicate.uri().to_owned(),
         });
     }
+    Ok(attested(predicate, &statement))
+}
+
+fn attested(predicate: Predicate, statement: &cosign::Statement) -> Attested {
+    Attested {
+        components: super::sbom::components(predicate, &statement.predicate),
+        spec_version: super::sbom::spec_version(predicate, &statement.predicate),
+    }
+}
+
+/// A Sigstore bundle (cosign 3's format) checked as `cosign verify --key`
+/// checks it: its envelope signed by `key`, its statement about `digest`.
+/// Returns the statement, whose predicate type tells a signature
+/// ([`bundle::SIGNATURE_PREDICATE`]) from an attestation.
+pub fn bundle(
+    key: &VerifyingKey,
+    bytes: &[u8],
+    digest: &str,
+) -> Result<cosign::Statement, Rejected> {
+    let opened = bundle::open(bytes).map_err(Rejected::Malformed)?;
+    if opened.signatures.is_empty() {
+        return Err(Rejected::Unsigned);
+    }
+    let message = cosign::pae(&opened.payload_type, &opened.statement);
+    if !opened
+        .signatures
+        .iter()
+        .any(|der| verifies(key, &message, der))
+    {
+        return Err(Rejected::WrongKey);
+    }
+    statement_about(&opened.statement, digest)
+}
+
+/// What a verified bundle attests, when it is of `predicate`.
+pub fn bundle_attested(
+    statement: &cosign::Statement,
+    predicate: Predicate,
+) -> Result<Attested, Rejected> {
+    if statement.predicate_type != predicate.uri() {
+        return Err(Rejected::OtherPredicate {
+            found: statement.predicate_type.clone(),
+            wanted: predicate.uri().to_owned(),
+        });
+    }
+    Ok(attested(predicate, statement))
+}
+
+/// The in-toto statement in `bytes`, if one of its subjects is `digest`.
+fn statement_about(bytes: &[u8], digest: &str) -> Result<cosign::Statement, Rejected> {
+    let statement: cosign::Statement = serde_json::from_slice(bytes)
+        .map_err(|_| Rejected::Malformed("it is not an in-toto statement".into()))?;
     let (algorithm, hex) = digest.split_once(':').unwrap_or(("sha256", digest));
     let about = statement
         .subject
@@ -115,16 +169,14 @@ pub fn attestation(
             expected: digest.to_owned(),
         });
     }
-    Ok(Attested {
-        components: super::sbom::components(predicate, &statement.predicate),
-        spec_version: super::sbom::spec_version(predicate, &statement.predicate),
-    })
+    Ok(statement)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use p256::ecdsa::SigningKey;
     use p256::ecdsa::signature::Signer as _;
 
@@ -215,5 +267,61 @@ mod tests {
             attestation(&public, &layer, &envelope, DIGEST, Predicate::Spdx),
             Err(Rejected::OtherPredicate { .. })
         ));
+    }
+
+    fn cosign3(name: &str) -> Vec<u8> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/cosign3");
+        std::fs::read(format!("{dir}/{name}")).unwrap()
+    }
+
+    #[test]
+    fn cosign3s_bundles_verify_with_its_key_about_its_digest_only() {
+        let public =
+            crate::supply::key::verifying_key(&String::from_utf8(cosign3("cosign.pub")).unwrap())
+                .unwrap();
+        let digest = String::from_utf8(cosign3("subject-digest")).unwrap();
+        let digest = digest.trim();
+        let signed = bundle(&public, &cosign3("signature-bundle.json"), digest).unwrap();
+        assert_eq!(signed.predicate_type, bundle::SIGNATURE_PREDICATE);
+        let attested = bundle(&public, &cosign3("attestation-bundle.json"), digest).unwrap();
+        assert_eq!(
+            bundle_attested(&attested, Predicate::CycloneDx),
+            Ok(Attested {
+                components: 1,
+                spec_version: Some("1.6".into())
+            })
+        );
+        assert!(matches!(
+            bundle_attested(&attested, Predicate::Spdx),
+            Err(Rejected::OtherPredicate { .. })
+        ));
+        assert_eq!(
+            bundle(
+                key(2).verifying_key(),
+                &cosign3("signature-bundle.json"),
+                digest
+            )
+            .unwrap_err(),
+            Rejected::WrongKey
+        );
+        assert!(matches!(
+            bundle(&public, &cosign3("signature-bundle.json"), OTHER),
+            Err(Rejected::DigestMismatch { .. })
+        ));
+        // One byte of the statement changed, its base64 re-encoded.
+        let mut tampered: serde_json::Value =
+            serde_json::from_slice(&cosign3("signature-bundle.json")).unwrap();
+        let payload = tampered["dsseEnvelope"]["payload"].as_str().unwrap();
+        let mut statement = base64::engine::general_purpose::STANDARD
+            .decode(payload)
+            .unwrap();
+        statement[5] ^= 1;
+        tampered["dsseEnvelope"]["payload"] = base64::engine::general_purpose::STANDARD
+            .encode(&statement)
+            .into();
+        assert_eq!(
+            bundle(&public, &serde_json::to_vec(&tampered).unwrap(), digest).unwrap_err(),
+            Rejected::WrongKey
+        );
     }
 }

@@ -246,6 +246,8 @@ pub struct Statement {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Subject {
+    /// cosign 3's statements name the digest only.
+    #[serde(default)]
     pub name: String,
     pub digest: BTreeMap<String, String>,
 }

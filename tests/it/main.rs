@@ -32,6 +32,7 @@ mod scan_container;
 mod services;
 mod supply;
 mod supply_attestations;
+mod supply_bundles;
 mod supply_merge;
 mod supply_trivy;
 mod support;

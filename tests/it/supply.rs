@@ -275,7 +275,7 @@ async fn a_signed_release_verifies_with_cosign(target: Target<'_>, ns: &str) {
         ours.summary
     );
     assert!(
-        ours.summary.contains("1 of 1 layers verified"),
+        ours.summary.contains("1 of 1 signatures verified"),
         "{}",
         ours.summary
     );
@@ -464,7 +464,7 @@ async fn cosigns_signatures_and_ours_sit_side_by_side_and_reruns_add_nothing(
         let ran = verify(&repo, target, &image, &pem, None);
         ran.assert_ok();
         assert!(
-            ran.summary.contains("1 of 3 layers verified"),
+            ran.summary.contains("1 of 3 signatures verified"),
             "{}",
             ran.summary
         );
