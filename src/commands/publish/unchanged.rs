@@ -106,38 +106,18 @@ async fn last_change(session: &Session, target: &Target) -> anyhow::Result<Optio
 /// Several platforms: the index of the last change, or `latest`, whose key
 /// is this build's, once each child is checked (`same_index`).
 async fn same_index(session: &Session, target: &Target) -> anyhow::Result<SameBuild> {
-    let registry = &target.image.registry;
-    let mut indexes: Vec<(String, Manifest, String)> = Vec::new();
-    let tags = last_change(session, target)
-        .await?
-        .into_iter()
-        .chain(std::iter::once("latest".to_owned()));
-    for tag in tags {
-        let Some(index) = registry.manifest(&target.image.repository, &tag).await? else {
-            continue;
-        };
-        let seen = indexes.iter().any(|(_, i, _)| i.digest == index.digest);
-        if let Some(key) = manifest_annotation(&index.bytes, ANNOTATION).filter(|_| !seen) {
-            indexes.push((tag, index, key));
-        }
-    }
+    let indexes = keyed_indexes(session, target).await?;
     if indexes.is_empty() {
         return Ok(SameBuild::default());
     }
-    let context = context_digest(target).await?;
-    let builder = requested_builder(target.builder);
-    let bases = base_digests(target).await;
-    let Some(keys) = target
-        .platforms
-        .iter()
-        .map(|p| key_of(target, Some(p), &context, builder, bases.clone()))
-        .collect::<Option<Vec<String>>>()
-    else {
+    let Some(keys) = platform_keys(target).await? else {
         return Ok(SameBuild::default());
     };
     let key = build_key::index_key(&keys);
     let mut found = SameBuild::default();
-    for (tag, index, _) in indexes.into_iter().filter(|(_, _, k)| *k == key) {
+    for (tag, index) in indexes.into_iter().filter(|(_, index)| {
+        manifest_annotation(&index.bytes, ANNOTATION).as_deref() == Some(key.as_str())
+    }) {
         match children_of(target, &index, &keys).await? {
             Verdict::Same(images) => {
                 found.earlier = Some(Earlier { tag, key, images });
@@ -150,6 +130,46 @@ async fn same_index(session: &Session, target: &Target) -> anyhow::Result<SameBu
         }
     }
     Ok(found)
+}
+
+/// What the SHA tag of the last change and `latest` name, each once, when
+/// it carries a build key.
+async fn keyed_indexes(
+    session: &Session,
+    target: &Target,
+) -> anyhow::Result<Vec<(String, Manifest)>> {
+    let tags = last_change(session, target)
+        .await?
+        .into_iter()
+        .chain(std::iter::once("latest".to_owned()));
+    let mut found: Vec<(String, Manifest)> = Vec::new();
+    for tag in tags {
+        let named = target
+            .image
+            .registry
+            .manifest(&target.image.repository, &tag)
+            .await?;
+        if let Some(index) = named.filter(|index| {
+            manifest_annotation(&index.bytes, ANNOTATION).is_some()
+                && !found.iter().any(|(_, seen)| seen.digest == index.digest)
+        }) {
+            found.push((tag, index));
+        }
+    }
+    Ok(found)
+}
+
+/// The build key of each platform asked, in order; `None` when one is
+/// unknown (a base that doesn't resolve).
+async fn platform_keys(target: &Target) -> anyhow::Result<Option<Vec<String>>> {
+    let context = context_digest(target).await?;
+    let builder = requested_builder(target.builder);
+    let bases = base_digests(target).await;
+    Ok(target
+        .platforms
+        .iter()
+        .map(|p| key_of(target, Some(p), &context, builder, bases.clone()))
+        .collect())
 }
 
 /// The image of the newest commit that changed the image's directory or
