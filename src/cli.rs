@@ -871,6 +871,11 @@ pub struct SupplyArgs {
     #[arg(long, value_enum, default_value_t = SbomArg::None)]
     pub sbom: SbomArg,
 
+    /// Attest SLSA build provenance v1 of the pushed digest, signed like
+    /// the SBOM (default: `true` when `sign-key` is set).
+    #[arg(long, value_name = "BOOL", value_parser = inputs::parse_bool)]
+    pub provenance: Option<bool>,
+
     #[command(flatten)]
     pub signing: Signing,
 }
@@ -898,6 +903,30 @@ pub struct Signing {
         value_name = "PASSWORD"
     )]
     pub sign_key_password: Option<String>,
+
+    /// How the signature and attestations are stored: `legacy` (cosign 2's
+    /// `.sig`/`.att` tags), `bundle` (cosign 3's Sigstore bundles, as
+    /// referrers) or `both`.
+    #[arg(long, value_enum, default_value_t = SignatureFormat::Legacy)]
+    pub signature_format: SignatureFormat,
+}
+
+/// Which of cosign's formats `publish` and `merge` sign in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SignatureFormat {
+    Legacy,
+    Bundle,
+    Both,
+}
+
+impl SignatureFormat {
+    pub fn legacy(self) -> bool {
+        self != SignatureFormat::Bundle
+    }
+
+    pub fn bundle(self) -> bool {
+        self != SignatureFormat::Legacy
+    }
 }
 
 impl Signing {

@@ -195,7 +195,7 @@ async fn attestation(
     if seen.is_empty() {
         let found: Vec<&str> = layers.iter().filter_map(Layer::predicate_type).collect();
         bail!(
-            "{image} ({}) has no {} attestation (no `{tag}` layer, no bundle among its referrers{}); attest an SBOM (`publish` with `sbom` and `sign-key`, or `cosign attest --key --type {}`)",
+            "{image} ({}) has no attestation: no {} attestation (no `{tag}` layer, no bundle among its referrers{}); attest an SBOM (`publish` with `sbom` and `sign-key`, or `cosign attest --key --type {}`)",
             subject.digest,
             predicate.cosign_type(),
             if found.is_empty() {

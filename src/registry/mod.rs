@@ -452,7 +452,33 @@ impl Registry {
         tag: &str,
         manifest: &Manifest,
     ) -> Result<(), RegistryError> {
-        let path = self.path(repository, Route::Manifest(tag))?;
+        self.put_manifest_at(repository, tag, manifest)
+            .await
+            .map(drop)
+    }
+
+    /// Puts a manifest that has a `subject` (a signature bundle, an
+    /// attestation) by its digest; returns whether the registry took the
+    /// subject in hand (its `OCI-Subject` answer: it has the referrers
+    /// API). Otherwise the fallback tag's index must list it.
+    pub async fn put_referrer(
+        &self,
+        repository: &str,
+        manifest: &Manifest,
+    ) -> Result<bool, RegistryError> {
+        let headers = self
+            .put_manifest_at(repository, &manifest.digest, manifest)
+            .await?;
+        Ok(headers.contains_key("oci-subject"))
+    }
+
+    async fn put_manifest_at(
+        &self,
+        repository: &str,
+        reference: &str,
+        manifest: &Manifest,
+    ) -> Result<header::HeaderMap, RegistryError> {
+        let path = self.path(repository, Route::Manifest(reference))?;
         let response = self
             .send(Method::PUT, &path, repository, |r| {
                 r.header(header::CONTENT_TYPE, &manifest.media_type)
@@ -462,18 +488,18 @@ impl Registry {
         if !response.status().is_success() {
             return Err(self.failure(Method::PUT, &path, repository, response).await);
         }
-        let told = response
-            .headers()
+        let headers = response.headers().clone();
+        let told = headers
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok());
         match told {
             Some(told) if told != manifest.digest => Err(RegistryError::DigestMismatch {
                 registry: self.name.clone(),
-                what: format!("the manifest stored as {repository}:{tag}"),
+                what: format!("the manifest stored as {repository}:{reference}"),
                 expected: manifest.digest.clone(),
                 actual: told.to_owned(),
             }),
-            _ => Ok(()),
+            _ => Ok(headers),
         }
     }
 

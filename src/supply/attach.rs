@@ -7,7 +7,8 @@ use bytes::Bytes;
 use super::Signer;
 use super::bundle::{self, Referrer};
 use super::check;
-use super::cosign::{self, Layer, Predicate};
+use super::cosign::{self, Layer};
+use crate::oci::{Descriptor, Digest};
 use crate::registry::{Registry, RegistryError, sha256_digest};
 
 /// Referrer manifests of one digest read at most: a bounded loop.
@@ -135,21 +136,120 @@ impl Subject<'_> {
         Ok(true)
     }
 
-    /// Attests `sbom` about the digest, replacing attestations of the same
-    /// predicate type (as `cosign attest --replace`).
+    /// Attests `predicate` (an SBOM, a provenance) of `predicate_type`
+    /// about the digest, replacing attestations of the same type (as
+    /// `cosign attest --replace`).
     pub async fn attest(
         &self,
         signer: &Signer,
-        predicate: Predicate,
-        sbom: serde_json::Value,
+        predicate_type: &str,
+        predicate: serde_json::Value,
     ) -> anyhow::Result<()> {
-        let statement = cosign::statement(&self.docker_reference(), self.digest, predicate, sbom);
+        let statement = cosign::statement(
+            &self.docker_reference(),
+            self.digest,
+            predicate_type,
+            predicate,
+        );
         let der = signer.sign(&cosign::envelope_message(&statement)).await?;
         let envelope = cosign::envelope(&statement, &der);
         let mut layers = self.layers("att").await?.unwrap_or_default();
-        layers.retain(|l| l.predicate_type() != Some(predicate.uri()));
-        layers.push(Layer::attestation(&envelope, predicate));
+        layers.retain(|l| l.predicate_type() != Some(predicate_type));
+        layers.push(Layer::attestation(&envelope, predicate_type));
         self.put("att", layers, envelope).await
+    }
+
+    /// Signs the digest in cosign 3's format: a bundle, as a referrer of
+    /// the image. Nothing is written when a signature bundle by the same
+    /// key is there already (`None`); otherwise where it went.
+    pub async fn sign_bundle(&self, signer: &Signer) -> anyhow::Result<Option<Place>> {
+        let present = self.bundles().await?.iter().any(|found| {
+            check::bundle(signer.public_key(), &found.bytes, self.digest)
+                .is_ok_and(|s| s.predicate_type == bundle::SIGNATURE_PREDICATE)
+        });
+        if present {
+            return Ok(None);
+        }
+        let statement = bundle::statement(
+            self.digest,
+            bundle::SIGNATURE_PREDICATE,
+            serde_json::json!({}),
+        );
+        self.put_bundle(signer, &statement, bundle::SIGNATURE_PREDICATE, &[])
+            .await
+            .map(Some)
+    }
+
+    /// Attests `predicate` of `predicate_type` about the digest in a
+    /// bundle, replacing in the fallback index the bundles of the same type
+    /// this key made.
+    pub async fn attest_bundle(
+        &self,
+        signer: &Signer,
+        predicate_type: &str,
+        predicate: serde_json::Value,
+    ) -> anyhow::Result<Place> {
+        let existing = self.bundles().await?;
+        let replaced: Vec<&str> = existing
+            .iter()
+            .filter(|found| {
+                check::bundle(signer.public_key(), &found.bytes, self.digest)
+                    .is_ok_and(|s| s.predicate_type == predicate_type)
+            })
+            .map(|found| found.manifest.as_str())
+            .collect();
+        let statement = bundle::statement(self.digest, predicate_type, predicate);
+        self.put_bundle(signer, &statement, predicate_type, &replaced)
+            .await
+    }
+
+    /// The bundle's blobs, then its referrer manifest; where the registry
+    /// has no referrers API, the fallback index lists it after that.
+    async fn put_bundle(
+        &self,
+        signer: &Signer,
+        statement: &[u8],
+        predicate_type: &str,
+        replaced: &[&str],
+    ) -> anyhow::Result<Place> {
+        let der = signer.sign(&bundle::message(statement)).await?;
+        let made = bundle::make(statement, &der, &super::key::hint(signer.public_key()));
+        let image = self
+            .registry
+            .manifest(self.repository, self.digest)
+            .await?
+            .ok_or_else(|| {
+                anyhow::anyhow!("{}@{} is not in the registry", self.repository, self.digest)
+            })?;
+        let subject = Descriptor::new(
+            image.media_type,
+            Digest::parse(self.digest).map_err(|e| anyhow::anyhow!("{e}"))?,
+            image.bytes.len() as u64,
+        );
+        let created = crate::time::rfc3339(crate::time::now());
+        let manifest = bundle::referrer(&subject, &made, predicate_type, &created);
+        self.upload(bundle::EMPTY_CONFIG.to_vec()).await?;
+        self.upload(made).await?;
+        if self
+            .registry
+            .put_referrer(self.repository, &manifest)
+            .await?
+        {
+            return Ok(Place::ReferrersApi);
+        }
+        let tag = bundle::fallback_tag(self.digest);
+        let current = self.registry.manifest(self.repository, &tag).await?;
+        let index = bundle::with_referrer(
+            current.as_ref().map(|m| m.bytes.as_slice()),
+            &manifest,
+            predicate_type,
+            replaced,
+        )
+        .map_err(|e| anyhow::anyhow!("`{}:{tag}`: {e}", self.repository))?;
+        self.registry
+            .put_manifest(self.repository, &tag, &index)
+            .await?;
+        Ok(Place::FallbackTag(tag))
     }
 
     /// Uploads the new layer's blob and the config, then the manifest.

@@ -230,12 +230,12 @@ mod tests {
     fn attestation_for(key: &SigningKey, digest: &str, predicate: Predicate) -> (Layer, Vec<u8>) {
         let sbom =
             serde_json::json!({"specVersion": "1.6", "components": [{"name": "a"}, {"name": "b"}]});
-        let statement = cosign::statement("r/ns/app", digest, predicate, sbom);
+        let statement = cosign::statement("r/ns/app", digest, predicate.uri(), sbom);
         let envelope = cosign::envelope(
             &statement,
             &sign(key, &cosign::envelope_message(&statement)),
         );
-        (Layer::attestation(&envelope, predicate), envelope)
+        (Layer::attestation(&envelope, predicate.uri()), envelope)
     }
 
     #[test]

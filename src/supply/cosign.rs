@@ -20,7 +20,7 @@ pub const SIGNATURE: &str = "dev.cosignproject.cosign/signature";
 /// The attestation layer annotation naming the predicate type.
 pub const PREDICATE_TYPE: &str = "predicateType";
 pub const SIGNATURE_TYPE: &str = "cosign container image signature";
-const IN_TOTO: &str = "application/vnd.in-toto+json";
+pub const IN_TOTO: &str = "application/vnd.in-toto+json";
 const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v0.1";
 
 /// What an attestation says about the image: its predicate type.
@@ -135,11 +135,11 @@ impl Descriptor {
 
     /// An attestation layer: the envelope is the blob and carries its
     /// own signature.
-    pub fn attestation(envelope: &[u8], predicate: Predicate) -> Layer {
+    pub fn attestation(envelope: &[u8], predicate_type: &str) -> Layer {
         Layer {
             annotations: BTreeMap::from([
                 (SIGNATURE.to_owned(), String::new()),
-                (PREDICATE_TYPE.to_owned(), predicate.uri().to_owned()),
+                (PREDICATE_TYPE.to_owned(), predicate_type.to_owned()),
             ]),
             ..Layer::new(DSSE_ENVELOPE, Digest::of(envelope), envelope.len() as u64)
         }
@@ -252,22 +252,23 @@ pub struct Subject {
     pub digest: BTreeMap<String, String>,
 }
 
-/// The in-toto statement that `predicate` (the SBOM) is about `digest`.
+/// The in-toto statement that `predicate` (an SBOM, a provenance) of
+/// `predicate_type` is about `digest`.
 pub fn statement(
     docker_reference: &str,
     digest: &str,
-    predicate: Predicate,
-    sbom: serde_json::Value,
+    predicate_type: &str,
+    predicate: serde_json::Value,
 ) -> Vec<u8> {
     let (algorithm, hex) = digest.split_once(':').unwrap_or(("sha256", digest));
     let document = Statement {
         kind: STATEMENT_TYPE.to_owned(),
-        predicate_type: predicate.uri().to_owned(),
+        predicate_type: predicate_type.to_owned(),
         subject: vec![Subject {
             name: docker_reference.to_owned(),
             digest: BTreeMap::from([(algorithm.to_owned(), hex.to_owned())]),
         }],
-        predicate: sbom,
+        predicate,
     };
     serde_json::to_vec(&document).unwrap_or_default()
 }
@@ -397,7 +398,7 @@ mod tests {
         let statement = statement(
             "r/ns/app",
             DIGEST,
-            Predicate::CycloneDx,
+            Predicate::CycloneDx.uri(),
             serde_json::json!({"specVersion": "1.6"}),
         );
         let json: serde_json::Value = serde_json::from_slice(&statement).unwrap();
@@ -408,7 +409,7 @@ mod tests {
         let (read, signatures) = open_envelope(&sealed).unwrap();
         assert_eq!(read, statement);
         assert_eq!(signatures, vec![b"sig".to_vec()]);
-        let layer = Layer::attestation(&sealed, Predicate::Spdx);
+        let layer = Layer::attestation(&sealed, Predicate::Spdx.uri());
         assert_eq!(layer.predicate_type(), Some("https://spdx.dev/Document"));
         assert_eq!(layer.annotations[SIGNATURE], "");
     }

@@ -11,6 +11,7 @@ pub mod bundle;
 pub mod check;
 pub mod cosign;
 pub mod key;
+pub mod provenance;
 pub mod sbom;
 pub mod transit;
 

@@ -34,6 +34,7 @@ mod supply;
 mod supply_attestations;
 mod supply_bundles;
 mod supply_merge;
+mod supply_provenance;
 mod supply_trivy;
 mod support;
 mod unchanged;

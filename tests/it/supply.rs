@@ -478,8 +478,20 @@ async fn cosigns_signatures_and_ours_sit_side_by_side_and_reruns_add_nothing(
         );
     }
 
-    // An attestation replaces the earlier ones of its predicate type.
-    assert_eq!(layers(target, ns, &digest, "att").await.len(), 2);
+    // An attestation replaces the earlier ones of its predicate type: ours
+    // (the SBOM and the build's provenance), then cosign's SBOM.
+    let types = |att: Vec<Layer>| -> Vec<String> {
+        att.iter()
+            .filter_map(Layer::predicate_type)
+            .map(str::to_owned)
+            .collect()
+    };
+    const CYCLONEDX: &str = "https://cyclonedx.org/bom";
+    const PROVENANCE: &str = "https://slsa.dev/provenance/v1";
+    assert_eq!(
+        types(layers(target, ns, &digest, "att").await),
+        [CYCLONEDX, PROVENANCE, CYCLONEDX]
+    );
     let client = target.client();
     let repository = scoped(&format!("{ns}/app"));
     let subject = Subject {
@@ -490,15 +502,15 @@ async fn cosigns_signatures_and_ours_sit_side_by_side_and_reruns_add_nothing(
     subject
         .attest(
             &Signer::Key(plain),
-            Predicate::CycloneDx,
+            Predicate::CycloneDx.uri(),
             serde_json::json!({"bomFormat": "CycloneDX", "specVersion": "1.6", "components": [{"name": "x"}]}),
         )
         .await
         .unwrap();
     assert_eq!(
-        layers(target, ns, &digest, "att").await.len(),
-        1,
-        "replaced"
+        types(layers(target, ns, &digest, "att").await),
+        [PROVENANCE, CYCLONEDX],
+        "both SBOMs replaced, the provenance kept"
     );
     let plain_pub = theirs.path("plain.pub");
     let statements = ours

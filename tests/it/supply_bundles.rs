@@ -2,10 +2,12 @@
 //! cosign 3.1 (bundles stored as referrers; on these registries, which have
 //! no referrers API, in the index under the fallback tag `sha256-<hex>`)
 //! is verified by `verify`, which says where it found what, and refuses
-//! another key; cosign 3.1 verifies what `publish` signs.
+//! another key; cosign 3.1 verifies what `publish` signs, in either of
+//! its `signature-format`s, and cosign 2.5 the legacy half of `both`.
 
 use crate::publish::publish;
-use crate::supply::{Target, image_repo, open, signed_release, token, verify};
+use crate::supply::{Target, image_repo, open, signed, signed_release, token, verify};
+use crate::support::run::Ran;
 
 async fn cosign3s_signature_and_attestation_verify(target: Target<'_>, ns: &str) {
     let repo = image_repo();
@@ -92,4 +94,143 @@ async fn cosign3_verifies_what_publish_signs_in_the_legacy_format() {
     other
         .verify3("verify", &[&image])
         .expect_err("cosign 3 takes another key's signature");
+}
+
+/// A signed, attested publish in `format`.
+async fn publish_in(
+    format: &str,
+    target: Target<'_>,
+    ns: &str,
+    repo: &crate::support::git::Repo,
+    cosign: &crate::support::cosign::Cosign,
+) -> Ran {
+    let ran = signed(repo, ns, target, &cosign.private_pem(), "cyclonedx")
+        .input("signature-format", format)
+        .run_async()
+        .await;
+    ran.assert_ok();
+    ran
+}
+
+async fn bundle_publish_verifies_with_cosign3(target: Target<'_>, ns: &str) {
+    let repo = image_repo();
+    let cosign = target.cosign();
+    let ran = publish_in("bundle", target, ns, &repo, &cosign).await;
+    let digest = ran.outputs["digest"].clone();
+    let image = target.image(ns, &digest);
+    let fallback = digest.replacen(':', "-", 1);
+    assert!(
+        ran.summary.contains(&format!(
+            "signed {digest} in a Sigstore bundle: referrers tag {fallback}"
+        )),
+        "{}",
+        ran.summary
+    );
+    // No legacy tag: only the fallback index beside the image's own tags.
+    let repository = crate::publish::scoped(&format!("{ns}/app"));
+    let listed = target.client().tags(&repository).await.unwrap();
+    assert!(listed.contains(&fallback), "{listed:?}");
+    assert!(
+        !listed
+            .iter()
+            .any(|t| t.ends_with(".sig") || t.ends_with(".att")),
+        "{listed:?}"
+    );
+
+    cosign.verify3("verify", &[&image]).unwrap();
+    cosign
+        .verify3("verify-attestation", &["--type", "cyclonedx", &image])
+        .unwrap();
+    assert!(
+        cosign.verify(&cosign.pub_path(), &image).is_err(),
+        "cosign 2.5 reads no bundle"
+    );
+    // The summary's table says what cosign 2.5 and 3.1 just did.
+    for row in [
+        "| cosign 2.x (2.5.0, tested) | ❌ | reads `.sig` tags only |",
+        "| cosign 3.x (3.1.1, tested) | ✅ |",
+    ] {
+        assert!(ran.summary.contains(row), "{row} in {}", ran.summary);
+    }
+    let ours = verify(
+        &repo,
+        target,
+        &image,
+        &cosign.public_pem(),
+        Some("cyclonedx"),
+    );
+    ours.assert_ok();
+    assert!(
+        ours.summary.contains("✅ 1 of 1 signatures verified"),
+        "{}",
+        ours.summary
+    );
+
+    // Again on the same digest: the signature stays one, the attestation
+    // is replaced, not added.
+    let again = publish_in("bundle", target, ns, &repo, &cosign).await;
+    assert_eq!(again.outputs["digest"], digest);
+    assert!(
+        again
+            .summary
+            .contains("already has a signature bundle by this key"),
+        "{}",
+        again.summary
+    );
+    let ours = verify(
+        &repo,
+        target,
+        &image,
+        &cosign.public_pem(),
+        Some("cyclonedx"),
+    );
+    ours.assert_ok();
+    let rows = ours.summary.matches("| Sigstore bundle v0.3 |").count();
+    assert_eq!(rows, 2, "one signature, one attestation: {}", ours.summary);
+}
+
+#[tokio::test]
+async fn a_bundle_publish_verifies_with_cosign3_on_an_open_registry() {
+    bundle_publish_verifies_with_cosign3(open(), "sc3b-open").await;
+}
+
+#[tokio::test]
+async fn a_bundle_publish_verifies_with_cosign3_behind_token_auth() {
+    bundle_publish_verifies_with_cosign3(token(), "sc3b-token").await;
+}
+
+#[tokio::test]
+async fn both_formats_verify_with_cosign_2_and_3() {
+    let target = open();
+    let repo = image_repo();
+    let cosign = target.cosign();
+    let ran = publish_in("both", target, "sc3-both", &repo, &cosign).await;
+    let image = target.image("sc3-both", &ran.outputs["digest"]);
+    cosign.verify(&cosign.pub_path(), &image).unwrap();
+    cosign
+        .verify_attestation(&cosign.pub_path(), "cyclonedx", &image)
+        .unwrap();
+    cosign.verify3("verify", &[&image]).unwrap();
+    cosign
+        .verify3("verify-attestation", &["--type", "cyclonedx", &image])
+        .unwrap();
+    let ours = verify(
+        &repo,
+        target,
+        &image,
+        &cosign.public_pem(),
+        Some("cyclonedx"),
+    );
+    ours.assert_ok();
+    assert!(
+        ours.summary.contains("✅ 2 of 2 signatures verified"),
+        "{}",
+        ours.summary
+    );
+    for row in [
+        "| cosign 2.x (2.5.0, tested) | ✅ |",
+        "| cosign 3.x (3.1.1, tested) | ✅ |",
+    ] {
+        assert!(ran.summary.contains(row), "{row} in {}", ran.summary);
+    }
 }

@@ -85,6 +85,9 @@ async fn build_platform(
             built.cached, built.executed
         ));
     }
+    if let Some(bases) = &bases {
+        report.bases.extend(bases.clone());
+    }
     let known = reusable_layers(target, platform, &engine.diff_ids(&local).await?).await?;
     let annotations: BTreeMap<String, String> =
         key_of(target, platform, &built.context, builder, bases)

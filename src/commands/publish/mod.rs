@@ -56,7 +56,7 @@ use plan::{Asked, Build, Found, Origin, PublishPlan, Push};
 use platforms::{Exported, platforms_built, release_manifest};
 use push::{push_image, tag, write_sha_tag};
 use resolve::{Publication, resolve};
-use supply::{Sbom, Supply, sbom, sign, supply_inputs};
+use supply::{Attestations, Sbom, Scope, Supply, provenance, sbom, sign, supply_inputs};
 use unchanged::{SameBuild, release_again, same_build};
 
 /// The engine's export in the work directory: converted for the push and
@@ -70,7 +70,13 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
         return nothing_to_publish(session, &why);
     }
     let (mut target, found) = resolve(args, &publication, session).await?;
-    let supply = supply_inputs(session, &args.supply.signing, sbom_asked(args)).await?;
+    let supply = supply_inputs(
+        session,
+        &args.supply.signing,
+        sbom_asked(args),
+        args.supply.provenance,
+    )
+    .await?;
     let bases = bases(args, session, &target)?;
     let asked = asked(args, &target, &supply);
     let plan = decide(&asked, session, &target, Found { bases, ..found }).await?;
@@ -96,8 +102,11 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
         &target.image,
         plan.signing,
         &supply,
-        &release.manifest.digest,
-        release.sbom.as_ref(),
+        (&release.manifest, Scope::WithPlatformImages),
+        Attestations {
+            sbom: release.sbom.as_ref(),
+            provenance: release.provenance.as_ref(),
+        },
         &mut report,
     )
     .await?;
@@ -253,6 +262,8 @@ struct Release {
     manifest: Manifest,
     gate: Option<Gate>,
     sbom: Option<Sbom>,
+    /// The build's SLSA provenance, when asked for.
+    provenance: Option<serde_json::Value>,
 }
 
 impl Release {
@@ -262,6 +273,7 @@ impl Release {
             manifest,
             gate: None,
             sbom: None,
+            provenance: None,
         }
     }
 }
@@ -313,6 +325,7 @@ async fn make(
     push: Push,
     report: &mut Published,
 ) -> anyhow::Result<Made> {
+    let started = crate::time::now();
     let work = session.work_dir()?;
     pin_bases(args, session, target, &build.bases, work.path(), report).await?;
     let scanned = args.scan.scanner != ScannerArg::None;
@@ -334,10 +347,14 @@ async fn make(
     )
     .await?;
     push_image(target, push, &images, &manifest, report).await?;
+    let provenance = supply
+        .provenance()
+        .then(|| provenance(session, target, report, started, crate::time::now()));
     Ok(Made::Release(Release {
         manifest,
         gate,
         sbom,
+        provenance,
     }))
 }
 

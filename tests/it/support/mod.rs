@@ -20,6 +20,7 @@ pub mod requests;
 pub mod run;
 pub mod secret;
 pub mod services;
+pub mod slsa;
 pub mod trivy;
 pub mod trivy_db;
 
