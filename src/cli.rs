@@ -977,6 +977,11 @@ pub struct VerifyArgs {
     #[arg(long, value_enum)]
     pub attestation: Option<AttestationArg>,
 
+    /// Also require an attestation of this predicate type: `cyclonedx`,
+    /// `spdx`, `slsaprovenance1` (cosign's `--type` names) or its URI.
+    #[arg(long)]
+    pub predicate_type: Option<String>,
+
     #[command(flatten)]
     pub login: LoginArgs<RegistryLogin>,
 

@@ -18,7 +18,7 @@ use crate::supply::attach::{Found, Subject};
 use crate::supply::bundle;
 use crate::supply::check::{self, Attested, Rejected};
 use crate::supply::cosign::{self, Layer, Predicate};
-use crate::supply::key;
+use crate::supply::{key, provenance};
 use p256::ecdsa::VerifyingKey;
 
 pub async fn run(args: &VerifyArgs, session: &Session) -> anyhow::Result<()> {
@@ -36,20 +36,20 @@ pub async fn run(args: &VerifyArgs, session: &Session) -> anyhow::Result<()> {
     };
     let bundles = subject.bundles().await?;
     let mut seen = signatures(&subject, &key, &bundles, &args.image).await?;
-    let attestation = match args.attestation {
-        Some(kind) => {
-            let predicate = kind.predicate();
-            let (found, attested) =
-                attestation(&subject, &key, predicate, &bundles, &args.image).await?;
-            seen.extend(found);
-            Some((
-                predicate.uri().to_owned(),
-                attested.spec_version,
-                attested.components,
-            ))
+    let wanted = wanted_predicate(args)?;
+    let types: Vec<&str> = match &wanted {
+        Some(wanted) => vec![wanted.as_str()],
+        None => OURS.to_vec(),
+    };
+    let checked = attestations(&subject, &key, &types, &bundles).await?;
+    let attestation = match &wanted {
+        Some(wanted) => {
+            let attested = required(&checked, wanted, &subject, &args.image)?;
+            Some((wanted.clone(), attested.spec_version, attested.components))
         }
         None => None,
     };
+    seen.extend(checked.into_iter().map(|(seen, _)| seen));
     let verified = Verified {
         image: args.image.trim().to_owned(),
         digest,
@@ -62,6 +62,44 @@ pub async fn run(args: &VerifyArgs, session: &Session) -> anyhow::Result<()> {
     outputs.set("digest", verified.digest.clone());
     outputs.set("key-id", verified.key_id.clone());
     session.finish(&outputs, &summary(&verified))
+}
+
+/// The predicate types `publish` attests: what `verify` lists unasked.
+const OURS: [&str; 3] = [
+    "https://cyclonedx.org/bom",
+    "https://spdx.dev/Document",
+    provenance::PREDICATE_TYPE,
+];
+
+/// The attestation `predicate-type` (or the older `attestation`) asks
+/// for, as a predicate type URI.
+fn wanted_predicate(args: &VerifyArgs) -> anyhow::Result<Option<String>> {
+    let named = args
+        .predicate_type
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let by_name = match named {
+        None => None,
+        Some("cyclonedx") => Some(Predicate::CycloneDx.uri().to_owned()),
+        Some("spdx" | "spdxjson") => Some(Predicate::Spdx.uri().to_owned()),
+        Some("slsaprovenance1") => Some(provenance::PREDICATE_TYPE.to_owned()),
+        Some(uri) if uri.starts_with("https://") && !uri.contains(char::is_whitespace) => {
+            Some(uri.to_owned())
+        }
+        Some(other) => bail!(
+            "`predicate-type`: {other:?} is not a predicate type; give `cyclonedx`, `spdx`, `slsaprovenance1` or the type's URI (`https://…`)"
+        ),
+    };
+    let by_kind = args
+        .attestation
+        .map(|kind| kind.predicate().uri().to_owned());
+    match (by_name, by_kind) {
+        (Some(a), Some(b)) if a != b => bail!(
+            "`predicate-type` ({a}) and `attestation` ({b}) ask for different attestations; give one"
+        ),
+        (a, b) => Ok(a.or(b)),
+    }
 }
 
 /// `public-key`: the PEM itself, or a file in the workspace holding it
@@ -157,63 +195,90 @@ fn is_signature(found: &Found) -> bool {
         .is_none_or(|t| t == bundle::SIGNATURE_PREDICATE)
 }
 
-/// The attestation of `predicate`, in either format: one must verify.
-/// Attestations of other predicate types are not read.
-async fn attestation(
+/// The attestations of our predicate types (SBOMs, provenance) beside
+/// the image, each checked, in either format; only those of `types`.
+async fn attestations(
     subject: &Subject<'_>,
     key: &VerifyingKey,
-    predicate: Predicate,
+    types: &[&str],
     bundles: &[Found],
-    image: &str,
-) -> anyhow::Result<(Vec<Seen>, Attested)> {
+) -> anyhow::Result<Vec<(Seen, Option<Attested>)>> {
     let tag = cosign::tag(subject.digest, "att");
     let layers = subject.layers("att").await?.unwrap_or_default();
-    let of_type = |layer: &Layer| layer.predicate_type().is_none_or(|t| t == predicate.uri());
-    let mut seen = Vec::new();
-    let mut attested = None;
-    for (number, layer) in (1..).zip(&layers).filter(|(_, l)| of_type(l)) {
+    let mut checked = Vec::new();
+    for (number, layer) in (1..).zip(&layers) {
+        // A layer that doesn't say its type is read under each asked.
+        let Some(predicate_type) = types
+            .iter()
+            .find(|t| layer.predicate_type().is_none_or(|found| found == **t))
+        else {
+            continue;
+        };
         let envelope = subject.blob(layer).await?;
-        let verdict = check::attestation(key, layer, &envelope, subject.digest, predicate);
-        attested = attested.or(verdict.as_ref().ok().cloned());
-        seen.push(legacy(
+        let verdict = check::attestation(key, layer, &envelope, subject.digest, predicate_type);
+        let seen = legacy(
             &tag,
             number,
             layer,
-            Some(predicate.uri()),
-            verdict.map(drop),
-        ));
+            Some(predicate_type),
+            verdict.clone().map(drop),
+        );
+        checked.push((seen, verdict.ok()));
     }
-    let bundles = bundles
-        .iter()
-        .filter(|f| f.referrer.predicate_type.as_deref() == Some(predicate.uri()));
-    for found in bundles {
+    let typed = bundles.iter().filter(|f| {
+        f.referrer
+            .predicate_type
+            .as_deref()
+            .is_some_and(|t| types.contains(&t))
+    });
+    for found in typed {
+        let predicate_type = found.referrer.predicate_type.as_deref().unwrap_or_default();
         let verdict = check::bundle(key, &found.bytes, subject.digest)
-            .and_then(|statement| check::bundle_attested(&statement, predicate));
-        attested = attested.or(verdict.as_ref().ok().cloned());
-        seen.push(in_bundle(found, verdict.map(drop)));
+            .and_then(|statement| check::bundle_attested(&statement, predicate_type));
+        checked.push((in_bundle(found, verdict.clone().map(drop)), verdict.ok()));
     }
-    if seen.is_empty() {
-        let found: Vec<&str> = layers.iter().filter_map(Layer::predicate_type).collect();
+    Ok(checked)
+}
+
+/// The attestation asked for (`predicate-type`, `attestation`): one of
+/// that type must verify.
+fn required(
+    checked: &[(Seen, Option<Attested>)],
+    predicate_type: &str,
+    subject: &Subject<'_>,
+    image: &str,
+) -> anyhow::Result<Attested> {
+    let of_type: Vec<&(Seen, Option<Attested>)> = checked
+        .iter()
+        .filter(|(seen, _)| seen.predicate.as_deref() == Some(predicate_type))
+        .collect();
+    if let Some(attested) = of_type.iter().find_map(|(_, a)| a.clone()) {
+        return Ok(attested);
+    }
+    let tag = cosign::tag(subject.digest, "att");
+    let name = type_name(predicate_type);
+    if of_type.is_empty() {
         bail!(
-            "{image} ({}) has no attestation: no {} attestation (no `{tag}` layer, no bundle among its referrers{}); attest an SBOM (`publish` with `sbom` and `sign-key`, or `cosign attest --key --type {}`)",
+            "{image} ({}) has no attestation: no {name} attestation (no `{tag}` layer, no bundle among its referrers); attest it (`publish` with `sign-key`: `sbom` for an SBOM, `provenance` for SLSA provenance; or `cosign attest --key --type {name}`)",
             subject.digest,
-            predicate.cosign_type(),
-            if found.is_empty() {
-                String::new()
-            } else {
-                format!("; only {}", found.join(", "))
-            },
-            predicate.cosign_type()
         );
     }
-    match attested {
-        Some(attested) => Ok((seen, attested)),
-        None => bail!(
-            "no {} attestation of {image} ({}) verifies with the public key: {}",
-            predicate.cosign_type(),
-            subject.digest,
-            failures(&seen)
-        ),
+    let seen: Vec<Seen> = of_type.iter().map(|(s, _)| s.clone()).collect();
+    bail!(
+        "no {name} attestation of {image} ({}) verifies with the public key: {}",
+        subject.digest,
+        failures(&seen)
+    )
+}
+
+/// cosign's `--type` name of a predicate type, or the URI itself.
+fn type_name(predicate_type: &str) -> &str {
+    if predicate_type == provenance::PREDICATE_TYPE {
+        return provenance::COSIGN_TYPE;
+    }
+    match Predicate::from_uri(predicate_type) {
+        Some(sbom) => sbom.cosign_type(),
+        None => predicate_type,
     }
 }
 

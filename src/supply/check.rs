@@ -63,25 +63,27 @@ pub fn signature(
 /// What a verified attestation told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attested {
-    /// Components (CycloneDX) or packages (SPDX) the SBOM lists.
+    pub predicate_type: String,
+    /// Components (CycloneDX) or packages (SPDX) an SBOM lists; 0 for
+    /// other predicates.
     pub components: usize,
     /// CycloneDX's `specVersion` or SPDX's `spdxVersion`.
     pub spec_version: Option<String>,
 }
 
-/// An `.att` layer's envelope: signed by `key`, a statement of `predicate`
-/// about `digest`.
+/// An `.att` layer's envelope: signed by `key`, a statement of
+/// `predicate_type` about `digest`.
 pub fn attestation(
     key: &VerifyingKey,
     layer: &Layer,
     envelope: &[u8],
     digest: &str,
-    predicate: Predicate,
+    predicate_type: &str,
 ) -> Result<Attested, Rejected> {
-    if let Some(found) = layer.predicate_type().filter(|t| *t != predicate.uri()) {
+    if let Some(found) = layer.predicate_type().filter(|t| *t != predicate_type) {
         return Err(Rejected::OtherPredicate {
             found: found.to_owned(),
-            wanted: predicate.uri().to_owned(),
+            wanted: predicate_type.to_owned(),
         });
     }
     let (statement, signatures) = cosign::open_envelope(envelope).map_err(Rejected::Malformed)?;
@@ -93,20 +95,7 @@ pub fn attestation(
         return Err(Rejected::WrongKey);
     }
     let statement = statement_about(&statement, digest)?;
-    if statement.predicate_type != predicate.uri() {
-        return Err(Rejected::OtherPredicate {
-            found: statement.predicate_type,
-            wanted: predicate.uri().to_owned(),
-        });
-    }
-    Ok(attested(predicate, &statement))
-}
-
-fn attested(predicate: Predicate, statement: &cosign::Statement) -> Attested {
-    Attested {
-        components: super::sbom::components(predicate, &statement.predicate),
-        spec_version: super::sbom::spec_version(predicate, &statement.predicate),
-    }
+    bundle_attested(&statement, predicate_type)
 }
 
 /// A Sigstore bundle (cosign 3's format) checked as `cosign verify --key`
@@ -133,18 +122,23 @@ pub fn bundle(
     statement_about(&opened.statement, digest)
 }
 
-/// What a verified bundle attests, when it is of `predicate`.
+/// What a verified statement attests, when it is of `predicate_type`.
 pub fn bundle_attested(
     statement: &cosign::Statement,
-    predicate: Predicate,
+    predicate_type: &str,
 ) -> Result<Attested, Rejected> {
-    if statement.predicate_type != predicate.uri() {
+    if statement.predicate_type != predicate_type {
         return Err(Rejected::OtherPredicate {
             found: statement.predicate_type.clone(),
-            wanted: predicate.uri().to_owned(),
+            wanted: predicate_type.to_owned(),
         });
     }
-    Ok(attested(predicate, statement))
+    let sbom = Predicate::from_uri(predicate_type);
+    Ok(Attested {
+        predicate_type: predicate_type.to_owned(),
+        components: sbom.map_or(0, |p| super::sbom::components(p, &statement.predicate)),
+        spec_version: sbom.and_then(|p| super::sbom::spec_version(p, &statement.predicate)),
+    })
 }
 
 /// The in-toto statement in `bytes`, if one of its subjects is `digest`.
@@ -243,8 +237,15 @@ mod tests {
         let public = key(1).verifying_key().to_owned();
         let (layer, envelope) = attestation_for(&key(1), DIGEST, Predicate::CycloneDx);
         assert_eq!(
-            attestation(&public, &layer, &envelope, DIGEST, Predicate::CycloneDx),
+            attestation(
+                &public,
+                &layer,
+                &envelope,
+                DIGEST,
+                Predicate::CycloneDx.uri()
+            ),
             Ok(Attested {
+                predicate_type: Predicate::CycloneDx.uri().into(),
                 components: 2,
                 spec_version: Some("1.6".into())
             })
@@ -255,16 +256,22 @@ mod tests {
                 &layer,
                 &envelope,
                 DIGEST,
-                Predicate::CycloneDx
+                Predicate::CycloneDx.uri()
             ),
             Err(Rejected::WrongKey)
         );
         assert!(matches!(
-            attestation(&public, &layer, &envelope, OTHER, Predicate::CycloneDx),
+            attestation(
+                &public,
+                &layer,
+                &envelope,
+                OTHER,
+                Predicate::CycloneDx.uri()
+            ),
             Err(Rejected::DigestMismatch { .. })
         ));
         assert!(matches!(
-            attestation(&public, &layer, &envelope, DIGEST, Predicate::Spdx),
+            attestation(&public, &layer, &envelope, DIGEST, Predicate::Spdx.uri()),
             Err(Rejected::OtherPredicate { .. })
         ));
     }
@@ -285,14 +292,15 @@ mod tests {
         assert_eq!(signed.predicate_type, bundle::SIGNATURE_PREDICATE);
         let attested = bundle(&public, &cosign3("attestation-bundle.json"), digest).unwrap();
         assert_eq!(
-            bundle_attested(&attested, Predicate::CycloneDx),
+            bundle_attested(&attested, Predicate::CycloneDx.uri()),
             Ok(Attested {
+                predicate_type: Predicate::CycloneDx.uri().into(),
                 components: 1,
                 spec_version: Some("1.6".into())
             })
         );
         assert!(matches!(
-            bundle_attested(&attested, Predicate::Spdx),
+            bundle_attested(&attested, Predicate::Spdx.uri()),
             Err(Rejected::OtherPredicate { .. })
         ));
         assert_eq!(

@@ -39,6 +39,13 @@ impl Predicate {
         }
     }
 
+    /// The SBOM predicate a URI names, if it names one.
+    pub fn from_uri(uri: &str) -> Option<Predicate> {
+        [Predicate::CycloneDx, Predicate::Spdx]
+            .into_iter()
+            .find(|p| p.uri() == uri)
+    }
+
     /// `cosign verify-attestation --type` for the same predicate.
     pub fn cosign_type(self) -> &'static str {
         match self {

@@ -39,5 +39,6 @@ mod supply_provenance;
 mod supply_trivy;
 mod support;
 mod unchanged;
+mod unchanged_platforms;
 mod upload;
 mod usage;

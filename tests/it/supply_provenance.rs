@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use crate::publish::{publish, scoped};
 use crate::supply::{PASSWORD, open};
 use crate::support::git::Repo;
+use crate::support::run::Action;
 use crate::support::secret::assert_absent;
 use crate::support::services::services;
 use crate::support::slsa;
@@ -114,6 +115,29 @@ async fn a_signed_publish_attests_provenance_that_cosign_2_and_3_verify() {
     cosign
         .verify3("verify-attestation", &["--type", "slsaprovenance1", &image])
         .unwrap();
+
+    // And ours, asked for the provenance by cosign's name for it.
+    let ours = |predicate_type: &str| {
+        target
+            .with_login(Action::github(repo.path()).input("command", "verify"))
+            .input("image", &image)
+            .input("public-key", &cosign.public_pem())
+            .input("predicate-type", predicate_type)
+            .run()
+    };
+    let verified = ours("slsaprovenance1");
+    verified.assert_ok();
+    for format in ["cosign legacy", "Sigstore bundle v0.3"] {
+        let row = format!("| attestation `https://slsa.dev/provenance/v1` | {format} |");
+        assert!(
+            verified.summary.contains(&row),
+            "{row} in {}",
+            verified.summary
+        );
+    }
+    ours("slsa").assert_failed("`predicate-type`: \"slsa\" is not a predicate type");
+    ours("https://example.com/other/v1")
+        .assert_failed("no https://example.com/other/v1 attestation");
 
     for (place, text) in [
         ("the log", format!("{}{}", ran.stdout, ran.stderr)),

@@ -65,7 +65,7 @@ pub async fn run(args: &MergeArgs, session: &Session) -> anyhow::Result<()> {
                 .map_or_else(String::new, Platform::to_string)
         );
     }
-    let index = index_manifest(&entries);
+    let index = index_manifest(&entries, None);
     let mut report = image.report(&tags);
     report.platforms = entries
         .iter()

@@ -44,6 +44,7 @@ mod plan;
 mod platforms;
 mod push;
 mod resolve;
+mod same_index;
 mod supply;
 mod unchanged;
 
@@ -56,7 +57,7 @@ use platforms::{Exported, platforms_built, release_manifest};
 use push::{push_image, tag, write_sha_tag};
 use resolve::{Publication, resolve};
 use supply::{Attestations, Sbom, Scope, Supply, provenance, sbom, sign, supply_inputs};
-use unchanged::{release_again, same_build};
+use unchanged::{SameBuild, release_again, same_build};
 
 /// The engine's export in the work directory: converted for the push and
 /// handed to the scanner as it is.
@@ -80,6 +81,7 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
     let asked = asked(args, &target, &supply);
     let plan = decide(&asked, session, &target, Found { bases, ..found }).await?;
     let mut report = target.image.report(&plan.tags);
+    report.notes.extend(plan.notes.iter().cloned());
     let made = obtain(
         args,
         session,
@@ -177,18 +179,25 @@ fn asked(args: &PublishArgs, target: &Target, supply: &Supply) -> Asked {
 }
 
 /// The last fact the plan needs, looked for only when it can matter: an
-/// image of the same build key already pushed. Then the plan.
+/// image (or index) of the same build key already pushed. Then the plan.
 async fn decide(
     asked: &Asked,
     session: &Session,
     target: &Target,
     found: Found,
 ) -> anyhow::Result<PublishPlan> {
-    let earlier = match plan::looks_for_same_build(asked, &found) {
+    let same = match plan::looks_for_same_build(asked, &found) {
         true => same_build(session, target).await?,
-        false => None,
+        false => SameBuild::default(),
     };
-    Ok(PublishPlan::new(asked, Found { earlier, ..found }))
+    Ok(PublishPlan::new(
+        asked,
+        Found {
+            earlier: same.earlier,
+            passed_over: same.passed_over,
+            ..found
+        },
+    ))
 }
 
 /// Where the image goes, its commit, and what the registry holds of it:
