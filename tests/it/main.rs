@@ -18,6 +18,7 @@ mod escape;
 mod hostile_bounds;
 mod hostile_names;
 mod hub;
+mod layers;
 mod mirror;
 mod monitor;
 mod multiplatform;
