@@ -60,12 +60,16 @@ pub fn tag(digest: &str, suffix: &str) -> String {
     format!("{}.{suffix}", digest.replacen(':', "-", 1))
 }
 
-/// The digest a `sha256-<hex>.sig` or `.att` tag is about; `None` for any
-/// other tag. Such tags follow their image: copied with it, deleted with it.
+/// The digest a `sha256-<hex>.sig` or `.att` tag is about, or a bare
+/// `sha256-<hex>` tag (the OCI referrers tag schema: an index of the
+/// digest's referrers, where a registry has no referrers API, as GHCR);
+/// `None` for any other tag. Such tags follow their image: copied with it,
+/// deleted with it.
 pub fn attached_to(tag: &str) -> Option<String> {
     let stem = tag
         .strip_suffix(".sig")
-        .or_else(|| tag.strip_suffix(".att"))?;
+        .or_else(|| tag.strip_suffix(".att"))
+        .unwrap_or(tag);
     let digest = format!("sha256:{}", stem.strip_prefix("sha256-")?);
     crate::names::is_digest(&digest).then_some(digest)
 }
@@ -346,6 +350,8 @@ mod tests {
     fn attached_tags_name_their_digest() {
         assert_eq!(attached_to(&tag(DIGEST, "sig")).as_deref(), Some(DIGEST));
         assert_eq!(attached_to(&tag(DIGEST, "att")).as_deref(), Some(DIGEST));
+        let referrers = DIGEST.replacen(':', "-", 1);
+        assert_eq!(attached_to(&referrers).as_deref(), Some(DIGEST));
         for other in [
             "latest",
             "sha256-0123.sig",

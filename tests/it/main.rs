@@ -15,6 +15,7 @@ mod cleanup;
 mod clone;
 mod docs;
 mod escape;
+mod ghcr;
 mod hostile_bounds;
 mod hostile_names;
 mod hub;

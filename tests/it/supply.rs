@@ -894,7 +894,7 @@ async fn vault_transit_signs_what_cosign_verifies() {
 
 /// `mirror`, `backup`, `restore` of `tags: latest` of the repository `ns`
 /// on the open registry, into `to` on the basic-auth one.
-fn copy_command(repo: &Repo, command: &str, ns: &str, to_ns: &str, archive: &str) -> Action {
+pub fn copy_command(repo: &Repo, command: &str, ns: &str, to_ns: &str, archive: &str) -> Action {
     let s = services();
     let from = format!("{}/{}", s.registry_open, scoped(&format!("{ns}/app")));
     let to = format!("{}/{}", s.registry_basic, scoped(&format!("{to_ns}/app")));

@@ -234,3 +234,100 @@ async fn both_formats_verify_with_cosign_2_and_3() {
         assert!(ran.summary.contains(row), "{row} in {}", ran.summary);
     }
 }
+
+#[tokio::test]
+async fn bundles_travel_with_mirror_backup_and_restore_and_go_with_cleanup() {
+    let ns = "sc3-carry";
+    let repo = image_repo();
+    let cosign = crate::supply::basic().cosign();
+    let first = publish_in("bundle", open(), ns, &repo, &cosign).await;
+    let digest = first.outputs["digest"].clone();
+
+    // Copies of `latest` alone carry its referrers: the fallback index and
+    // the bundle manifests it lists.
+    for (command, to, archive) in [
+        ("mirror", "sc3-carry-mirror", ""),
+        ("backup", "", "backup"),
+        ("restore", "sc3-carry-restore", "backup"),
+    ] {
+        crate::supply::copy_command(&repo, command, ns, to, archive)
+            .run_async()
+            .await
+            .assert_ok();
+    }
+    for copy in ["sc3-carry-mirror", "sc3-carry-restore"] {
+        let image = crate::supply::basic().image(copy, &digest);
+        cosign
+            .verify3("verify", &[&image])
+            .unwrap_or_else(|e| panic!("{copy}: {e}"));
+        cosign
+            .verify3("verify-attestation", &["--type", "cyclonedx", &image])
+            .unwrap_or_else(|e| panic!("{copy}: {e}"));
+    }
+
+    // A second commit; cleanup keeps one SHA tag: the first image's
+    // referrers go with it, the second's stay and verify.
+    repo.write("ops/docker/app/rootfs/etc/app.conf", "v=2\n");
+    repo.commit("second");
+    let second = publish_in("bundle", open(), ns, &repo, &cosign).await;
+    let newer = second.outputs["digest"].clone();
+    let repository = crate::publish::scoped(&format!("{ns}/app"));
+    let client = open().client();
+    let referrers = |index: registry_action::registry::Manifest| -> Vec<String> {
+        registry_action::oci::children(&index.bytes)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.digest.as_str().to_owned())
+            .collect()
+    };
+    let fallback = |d: &str| d.replacen(':', "-", 1);
+    let older_referrers = referrers(
+        client
+            .manifest(&repository, &fallback(&digest))
+            .await
+            .unwrap()
+            .unwrap(),
+    );
+    assert_eq!(
+        older_referrers.len(),
+        3,
+        "a signature, the SBOM and the provenance"
+    );
+    let (namespace, _) = repository.split_once('/').unwrap();
+    let cleaned = crate::support::run::Action::github(repo.path())
+        .input("command", "cleanup")
+        .input(
+            "registry",
+            &crate::support::services::services().registry_open,
+        )
+        .input("namespace", namespace)
+        .input("images", "app")
+        .input("keep", "1")
+        .run_async()
+        .await;
+    cleaned.assert_ok();
+    let left = client.tags(&repository).await.unwrap();
+    assert!(
+        !left.contains(&fallback(&digest)),
+        "the deleted image's referrers index went with it: {left:?}\n{cleaned}"
+    );
+    assert!(
+        left.contains(&fallback(&newer)),
+        "the kept image kept its referrers: {left:?}\n{cleaned}"
+    );
+    for referrer in &older_referrers {
+        assert!(
+            client
+                .manifest(&repository, referrer)
+                .await
+                .unwrap()
+                .is_none(),
+            "the deleted image's referrer {referrer} is no orphan\n{cleaned}"
+        );
+    }
+    let kept = open().image(ns, &newer);
+    cosign.verify3("verify", &[&kept]).unwrap();
+    cosign
+        .verify3("verify-attestation", &["--type", "cyclonedx", &kept])
+        .unwrap();
+}

@@ -14,6 +14,7 @@ pub mod log;
 pub mod markdown;
 pub mod mermaid;
 pub mod own_registry;
+pub mod packages;
 pub mod proxy;
 pub mod replay;
 pub mod requests;
