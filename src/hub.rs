@@ -9,6 +9,8 @@
 //!   `{username, password}` → `token`.
 //! - tags: `GET /v2/namespaces/{ns}/repositories/{repo}/tags`, paged by an
 //!   absolute `next` URL.
+//! - repository: `GET /v2/namespaces/{ns}/repositories/{repo}` →
+//!   `pull_count`, the repository's pulls since it was made.
 //! - delete: `DELETE /v2/repositories/{ns}/{repo}/tags/{tag}/`, the route
 //!   `hub-tool` uses; the reference documents no delete.
 //!
@@ -188,6 +190,11 @@ struct RawTag {
     tag_last_pushed: Option<String>,
     full_size: Option<u64>,
     images: Option<Vec<RawImage>>,
+}
+
+#[derive(Deserialize)]
+struct RepositoryInfo {
+    pull_count: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -404,6 +411,26 @@ impl Hub {
         Err(HubError::TooManyPages {
             repository: name,
             pages: MAX_PAGES,
+        })
+    }
+
+    /// How many times `namespace/repository` was pulled since it was made.
+    pub async fn pull_count(&self, namespace: &str, repository: &str) -> Result<u64, HubError> {
+        let name = format!("{namespace}/{repository}");
+        let what = format!("the pull count of `{name}`");
+        let url = self.endpoint(&["v2", "namespaces", namespace, "repositories", repository]);
+        let response = self
+            .send(&what, || self.authorized(self.http.get(url.clone())))
+            .await?;
+        match response.status().as_u16() {
+            200..=299 => {}
+            404 => return Err(HubError::NoRepository { repository: name }),
+            _ => return Err(self.failure(&what, response, &[]).await),
+        }
+        let info: RepositoryInfo = self.json(&what, response, &[]).await?;
+        info.pull_count.ok_or_else(|| HubError::Protocol {
+            what: format!("an answer to {what}"),
+            detail: "no `pull_count`".into(),
         })
     }
 

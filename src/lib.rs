@@ -29,6 +29,7 @@ pub mod gate;
 pub mod github;
 pub mod hub;
 pub mod inventory;
+pub mod layers;
 pub mod layout;
 pub mod limits;
 pub mod markdown;

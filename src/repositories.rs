@@ -136,6 +136,22 @@ impl Store {
         }
     }
 
+    /// How many times `repository` was pulled since it was made; `None`
+    /// where the registry keeps no count (the OCI distribution API has
+    /// none). A repository never pushed was never pulled.
+    pub async fn pull_count(&self, repository: &str) -> anyhow::Result<Option<u64>> {
+        match self {
+            Store::Oci(_) => Ok(None),
+            Store::Hub(hub) => {
+                let (namespace, name) = split(repository)?;
+                match hub.pull_count(namespace, name).await {
+                    Err(HubError::NoRepository { .. }) => Ok(Some(0)),
+                    other => Ok(Some(other?)),
+                }
+            }
+        }
+    }
+
     /// What the tags outside `skip` name right now, where a delete takes
     /// the manifest and so every tag on it.
     pub async fn relist(

@@ -14,11 +14,13 @@ use crate::commands::{
 };
 use crate::gate::load_ignore;
 use crate::monitor::pull::{self, BlobCache, Parts};
+use crate::monitor::pulls::Pulls;
 use crate::monitor::trend::{self, Point};
 use crate::monitor::{
     self, Access, Image, Level, Limits, Pull, Report, Scan, Storage, Totals, Verdict, archive,
 };
 use crate::packages::PackagesApi;
+use crate::reference::is_docker_hub;
 use crate::registry::mount::Upload;
 use crate::registry::{Registry, RegistryError};
 use crate::report::monitor::summary;
@@ -105,6 +107,9 @@ impl<'a> Checker<'a> {
             pull: Pull::Skipped,
             storage: Storage::Skipped,
             scan: Scan::Skipped,
+            // From the store's API, which answers even when the registry
+            // doesn't.
+            pulls: self.pulls(repository).await,
         };
         let answered = self.registry.check_access(repository).await;
         image.pull_access = access(&answered);
@@ -181,6 +186,24 @@ impl<'a> Checker<'a> {
         }
     }
 
+    async fn pulls(&self, repository: &str) -> Pulls {
+        let store = match &self.store {
+            Ok(store) => store,
+            Err(why) if is_docker_hub(&self.args.repositories.registry) => {
+                return Pulls::Failed(why.clone());
+            }
+            Err(_) => return Pulls::NotTold,
+        };
+        match store.pull_count(repository).await {
+            Ok(Some(count)) => Pulls::Counted {
+                count,
+                before: None,
+            },
+            Ok(None) => Pulls::NotTold,
+            Err(err) => Pulls::Failed(format!("{err:#}")),
+        }
+    }
+
     /// The pulled image scanned again with today's advisories.
     async fn rescan(&self, repository: &str, parts: &Parts) -> Scan {
         let Some(scanner) = self.args.scanner.scanner() else {
@@ -240,7 +263,12 @@ fn access(answer: &Result<(), RegistryError>) -> Access {
 
 /// The run's report: today's storage against the previous report, the
 /// trend, and the verdict on everything measured.
-fn judged(args: &MonitorArgs, images: Vec<Image>, previous: Option<&Report>) -> Report {
+fn judged(args: &MonitorArgs, mut images: Vec<Image>, previous: Option<&Report>) -> Report {
+    if let Some(previous) = previous {
+        for image in &mut images {
+            with_earlier_pulls(image, previous);
+        }
+    }
     let measured = images
         .iter()
         .filter_map(|i| match &i.storage {
@@ -261,26 +289,29 @@ fn judged(args: &MonitorArgs, images: Vec<Image>, previous: Option<&Report>) -> 
             Some((p.usage.total_bytes, days))
         }),
     };
-    let now = Point {
-        generated: usage.generated.clone(),
-        total_bytes: usage.total_bytes,
-    };
-    let history = trend::extend(
-        previous.map(|p| {
-            let last = Point {
-                generated: p.usage.generated.clone(),
-                total_bytes: p.usage.total_bytes,
-            };
-            (p.history.as_slice(), last)
-        }),
-        now,
-    );
     let Verdict {
         rows,
         alerts,
         status,
         pass_rate,
     } = monitor::judge(&images, &totals, &limits(args));
+    let rates: Vec<f64> = rows.iter().filter_map(|r| r.pulls_per_day).collect();
+    let now = Point {
+        generated: usage.generated.clone(),
+        total_bytes: usage.total_bytes,
+        pulls_per_day: (!rates.is_empty()).then(|| rates.iter().sum()),
+    };
+    let history = trend::extend(
+        previous.map(|p| {
+            let last = Point {
+                generated: p.usage.generated.clone(),
+                total_bytes: p.usage.total_bytes,
+                pulls_per_day: None,
+            };
+            (p.history.as_slice(), last)
+        }),
+        now,
+    );
     Report {
         usage,
         history,
@@ -289,6 +320,19 @@ fn judged(args: &MonitorArgs, images: Vec<Image>, previous: Option<&Report>) -> 
         images: rows,
         alerts,
     }
+}
+
+/// The previous report's pull total and rates for this image, which the
+/// rate since then and its usual range come from.
+fn with_earlier_pulls(image: &mut Image, previous: &Report) {
+    let Pulls::Counted { before, .. } = &mut image.pulls else {
+        return;
+    };
+    *before = previous
+        .images
+        .iter()
+        .find(|row| row.repository == image.repository)
+        .and_then(|row| Some((row.pulls?, row.pull_rates.clone())));
 }
 
 fn limits(args: &MonitorArgs) -> Limits {

@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod pull;
+pub mod pulls;
 pub mod thresholds;
 pub mod trend;
 
@@ -13,6 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::usage;
+use pulls::Pulls;
 use trend::{Point, monthly_growth};
 
 #[derive(
@@ -43,6 +45,8 @@ pub enum Check {
     Pull,
     Storage,
     Scan,
+    /// The registry's pull counts: unusual rates.
+    Downloads,
 }
 
 impl Check {
@@ -52,6 +56,7 @@ impl Check {
             Check::Pull => "pull",
             Check::Storage => "storage",
             Check::Scan => "scan",
+            Check::Downloads => "downloads",
         }
     }
 }
@@ -126,6 +131,7 @@ pub struct Image {
     pub pull: Pull,
     pub storage: Storage,
     pub scan: Scan,
+    pub pulls: Pulls,
 }
 
 /// The inputs that turn measurements into alerts.
@@ -159,6 +165,19 @@ pub struct Row {
     pub blobs: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fetched: Option<usize>,
+    /// `None` where the registry keeps no pull counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub downloads: Option<Level>,
+    /// The registry's running total of pulls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulls: Option<u64>,
+    /// Since the previous report.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulls_per_day: Option<f64>,
+    /// This run's rate and the ones before it, oldest first, at most
+    /// [`pulls::WINDOW`]: the next run's usual range.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pull_rates: Vec<f64>,
 }
 
 /// The registry as a whole: today's total and the growth since the
@@ -235,6 +254,7 @@ fn judge_image(image: &Image, totals: &Totals, limits: &Limits, alerts: &mut Vec
         Pull::Done(pulled) => Some(pulled),
         _ => None,
     };
+    let counted = counted_pulls(&image.pulls, days);
     Row {
         repository: image.repository.clone(),
         auth: auth_findings(image, limits).map(|found| cell(Check::Auth, found)),
@@ -244,6 +264,61 @@ fn judge_image(image: &Image, totals: &Totals, limits: &Limits, alerts: &mut Vec
         pull_seconds: pulled.map(|p| p.elapsed.as_secs_f64()),
         blobs: pulled.map(|p| p.blobs),
         fetched: pulled.map(|p| p.fetched),
+        downloads: downloads_findings(image, counted.as_ref())
+            .map(|found| cell(Check::Downloads, found)),
+        pulls: counted.as_ref().map(|c| c.count),
+        pulls_per_day: counted.as_ref().and_then(|c| c.rate),
+        pull_rates: counted.map(|c| c.rates).unwrap_or_default(),
+    }
+}
+
+/// An image's pulls as this run reads them.
+struct Counted {
+    count: u64,
+    /// Since the previous report, if it had a count.
+    rate: Option<f64>,
+    /// The rates before this one.
+    earlier: Vec<f64>,
+    /// `earlier` and this run's rate, as the next run reads them.
+    rates: Vec<f64>,
+}
+
+fn counted_pulls(pulls: &Pulls, days: Option<f64>) -> Option<Counted> {
+    let Pulls::Counted { count, before } = pulls else {
+        return None;
+    };
+    let (rate, earlier) = match (before, days) {
+        (Some((total, earlier)), Some(days)) => {
+            (pulls::rate(*total, *count, days), earlier.clone())
+        }
+        _ => (None, Vec::new()),
+    };
+    Some(Counted {
+        count: *count,
+        rate,
+        rates: pulls::carry(&earlier, rate),
+        earlier,
+    })
+}
+
+/// `None` where the registry keeps no counts: the summary says so once.
+fn downloads_findings(image: &Image, counted: Option<&Counted>) -> Option<Vec<(Level, String)>> {
+    match (&image.pulls, counted) {
+        (Pulls::NotTold, _) => None,
+        (Pulls::Failed(why), _) => Some(vec![(
+            Level::Warning,
+            format!(
+                "couldn't read the pull count of `{}`: {why}",
+                image.repository
+            ),
+        )]),
+        (Pulls::Counted { .. }, counted) => Some(
+            counted
+                .and_then(|c| pulls::judge(&c.earlier, c.rate?))
+                .map(|unusual| (Level::Warning, unusual.message(&image.repository)))
+                .into_iter()
+                .collect(),
+        ),
     }
 }
 
@@ -520,6 +595,7 @@ mod tests {
                 critical: Vec::new(),
                 high: Vec::new(),
             },
+            pulls: Pulls::NotTold,
         }
     }
 
@@ -683,6 +759,71 @@ mod tests {
         assert_eq!(
             verdict.alerts[3].message,
             "1 of 2 images pass their rescan (50%), under `min-pass-rate` (95%)"
+        );
+    }
+
+    #[test]
+    fn pull_counts_give_a_rate_and_an_unusual_one_warns() {
+        let counted = |name: &str, count: u64, before: Option<(u64, Vec<f64>)>| Image {
+            pulls: Pulls::Counted { count, before },
+            ..healthy(name)
+        };
+        let mut failed = healthy("f");
+        failed.pulls = Pulls::Failed("Docker Hub answered 503".into());
+        let images = [
+            counted("spike", 2200, Some((1000, vec![100.0, 90.0, 110.0]))),
+            counted("quiet", 1200, Some((1000, vec![100.0, 90.0, 110.0]))),
+            counted("new", 50, None),
+            failed,
+            healthy("oci"),
+        ];
+        let two_days = Totals {
+            bytes: 5000,
+            before: Some((5000, 2.0)),
+        };
+        let verdict = judge(&images, &two_days, &limits());
+        let rows: Vec<_> = verdict
+            .rows
+            .iter()
+            .map(|r| (r.downloads, r.pulls, r.pulls_per_day, r.pull_rates.clone()))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (
+                    Some(Level::Warning),
+                    Some(2200),
+                    Some(600.0),
+                    vec![100.0, 90.0, 110.0, 600.0]
+                ),
+                (
+                    Some(Level::Ok),
+                    Some(1200),
+                    Some(100.0),
+                    vec![100.0, 90.0, 110.0, 100.0]
+                ),
+                (Some(Level::Ok), Some(50), None, vec![]),
+                (Some(Level::Warning), None, None, vec![]),
+                (None, None, None, vec![]),
+            ]
+        );
+        let messages: Vec<(Check, &str)> = verdict
+            .alerts
+            .iter()
+            .map(|a| (a.check, a.message.as_str()))
+            .collect();
+        assert_eq!(
+            messages,
+            [
+                (
+                    Check::Downloads,
+                    "`acme/spike` was pulled 600 times a day since the last run, 6× its usual 100 (the median of the last 3 runs); more than 5× is unusual: look for a runaway job or a leaked credential pulling it"
+                ),
+                (
+                    Check::Downloads,
+                    "couldn't read the pull count of `acme/f`: Docker Hub answered 503"
+                ),
+            ]
         );
     }
 

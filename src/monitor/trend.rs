@@ -9,12 +9,16 @@ pub const KEPT: usize = 60;
 const DAYS_PER_MONTH: f64 = 30.0;
 
 /// One run's total.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct Point {
     /// RFC 3339, as the report's `generated`.
     pub generated: String,
     pub total_bytes: u64,
+    /// All images' pulls a day since the run before, where the registry
+    /// counts them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pulls_per_day: Option<f64>,
 }
 
 /// Growth from `before` to `now` over `days`, scaled to 30 days. Less than
@@ -59,6 +63,7 @@ mod tests {
         Point {
             generated: format!("2026-11-{day:02}T03:00:00Z"),
             total_bytes,
+            pulls_per_day: None,
         }
     }
 

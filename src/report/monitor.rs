@@ -1,8 +1,10 @@
 //! The `monitor` job summary (pure): the status of each image per check,
-//! the alerts worst first, and the storage trend as a Mermaid chart.
+//! the alerts worst first, and the storage and pull trends as Mermaid
+//! charts.
 
 use std::fmt::Write as _;
 
+use crate::monitor::pulls::figure;
 use crate::monitor::trend::Point;
 use crate::monitor::{Level, Report, Row, percent};
 use crate::report::{bytes, code, prose};
@@ -31,8 +33,21 @@ pub fn summary(report: &Report) -> String {
             .map(|r| format!(" · **scan pass rate:** {}", percent(r)))
             .unwrap_or_default()
     );
+    md.push_str(&not_counted(report));
     md.push_str(&chart(&report.history));
+    md.push_str(&pulls_chart(&report.history));
     md
+}
+
+/// Said once, where no image has a pull count to judge.
+fn not_counted(report: &Report) -> String {
+    if report.images.is_empty() || report.images.iter().any(|row| row.downloads.is_some()) {
+        return String::new();
+    }
+    format!(
+        "{} keeps no pull counts (Docker Hub does), so unusual pulls aren't checked.\n\n",
+        code(&report.usage.registry)
+    )
 }
 
 fn badge(level: Option<Level>) -> &'static str {
@@ -45,15 +60,26 @@ fn badge(level: Option<Level>) -> &'static str {
 }
 
 fn table(rows: &[Row]) -> String {
-    let mut md = String::from("| image | auth | pull | storage | scan |\n|---|---|---|---|---|\n");
+    let mut md = String::from(
+        "| image | auth | pull | storage | scan | pulls a day |\n|---|---|---|---|---|---|\n",
+    );
     for row in rows {
         let pull_time = row
             .pull_seconds
             .map(|s| format!(" ({s:.1} s)"))
             .unwrap_or_default();
+        let rate = match (row.downloads, row.pulls_per_day) {
+            (None, _) => "—".to_owned(),
+            (Some(level), rate) => format!(
+                "{}{}",
+                badge(Some(level)),
+                rate.map(|r| format!(" ({})", figure(r)))
+                    .unwrap_or_default()
+            ),
+        };
         let _ = writeln!(
             md,
-            "| {} | {} | {}{pull_time} | {} | {} |",
+            "| {} | {} | {}{pull_time} | {} | {} | {rate} |",
             code(&row.repository),
             badge(row.auth),
             badge(row.pull),
@@ -96,6 +122,30 @@ pub fn chart(history: &[Point]) -> String {
     format!(
         "```mermaid\nxychart-beta\n    title \"Stored, all images\"\n    x-axis [{}]\n    y-axis \"{unit}\" 0 --> {ceiling}\n    line [{}]\n```\n",
         labels.join(", "),
+        values.join(", ")
+    )
+}
+
+/// All images' pulls a day per run, beside the storage chart; only the
+/// runs that had a rate to give (none the first night, none where the
+/// registry keeps no counts).
+pub fn pulls_chart(history: &[Point]) -> String {
+    let counted: Vec<(&Point, f64)> = history
+        .iter()
+        .filter_map(|p| Some((p, p.pulls_per_day?)))
+        // From the previous report, a file: only what can be a rate.
+        .filter(|(_, rate)| rate.is_finite() && *rate >= 0.0)
+        .collect();
+    if counted.is_empty() {
+        return String::new();
+    }
+    let points: Vec<Point> = counted.iter().map(|(p, _)| (*p).clone()).collect();
+    let top = counted.iter().map(|(_, r)| *r).fold(0.0, f64::max);
+    let values: Vec<String> = counted.iter().map(|(_, r)| format!("{r:.1}")).collect();
+    let ceiling = (top * 1.1).ceil().max(1.0);
+    format!(
+        "```mermaid\nxychart-beta\n    title \"Pulls a day, all images\"\n    x-axis [{}]\n    y-axis \"pulls a day\" 0 --> {ceiling}\n    line [{}]\n```\n",
+        labels(&points).join(", "),
         values.join(", ")
     )
 }
@@ -148,6 +198,7 @@ mod tests {
         Point {
             generated: generated.into(),
             total_bytes,
+            pulls_per_day: None,
         }
     }
 
@@ -185,6 +236,10 @@ mod tests {
                 pull_seconds: Some(3.25),
                 blobs: Some(3),
                 fetched: Some(1),
+                downloads: None,
+                pulls: None,
+                pulls_per_day: None,
+                pull_rates: Vec::new(),
             }],
             alerts: vec![Alert {
                 level: Level::Critical,
@@ -199,7 +254,7 @@ mod tests {
             "{md}"
         );
         assert!(
-            md.contains("| `acme/app` | ✅ ok | ⚠️ warning (3.2 s) | — | ❌ critical |"),
+            md.contains("| `acme/app` | ✅ ok | ⚠️ warning (3.2 s) | — | ❌ critical | — |"),
             "{md}"
         );
         assert!(
@@ -211,5 +266,30 @@ mod tests {
             "{md}"
         );
         assert!(md.contains("xychart-beta"), "{md}");
+        assert_eq!(
+            md.matches("keeps no pull counts").count(),
+            1,
+            "said once: {md}"
+        );
+        assert!(
+            md.contains("`127.0.0.1:5000` keeps no pull counts (Docker Hub does), so unusual pulls aren't checked."),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn the_pull_rate_is_charted_for_the_runs_that_have_one() {
+        let mut history = vec![
+            point("2026-11-27T03:00:00Z", 1 << 20),
+            point("2026-11-28T03:00:00Z", 1 << 20),
+            point("2026-11-29T03:00:00Z", 1 << 20),
+        ];
+        assert_eq!(pulls_chart(&history), "");
+        history[1].pulls_per_day = Some(120.0);
+        history[2].pulls_per_day = Some(12.5);
+        assert_eq!(
+            pulls_chart(&history),
+            "```mermaid\nxychart-beta\n    title \"Pulls a day, all images\"\n    x-axis [\"11-28 03:00\", \"11-29 03:00\"]\n    y-axis \"pulls a day\" 0 --> 132\n    line [120.0, 12.5]\n```\n"
+        );
     }
 }

@@ -674,3 +674,166 @@ async fn platform_images_past_the_repository_budget_stop_the_listing() {
     );
     assert_eq!(requests(&server).await.len(), 11);
 }
+
+const REPOSITORY: &str = "/v2/namespaces/acme/repositories/app";
+
+/// The documented repository answer, with `pull_count` set.
+async fn serve_pull_count(server: &MockServer, pull_count: u64) {
+    let mut info = fixture("repository.json");
+    info["pull_count"] = json!(pull_count);
+    Mock::given(method("GET"))
+        .and(path(REPOSITORY))
+        .respond_with(ResponseTemplate::new(200).set_body_json(info))
+        .mount(server)
+        .await;
+}
+
+#[tokio::test]
+async fn the_pull_count_is_read_from_the_repository_answer() {
+    let server = server().await;
+    serve_pull_count(&server, 15_722_123).await;
+    let hub = Hub::new(&server.uri()).unwrap();
+    assert_eq!(hub.pull_count("acme", "app").await.unwrap(), 15_722_123);
+    Mock::given(method("GET"))
+        .and(path("/v2/namespaces/acme/repositories/gone"))
+        .respond_with(ResponseTemplate::new(404))
+        .mount(&server)
+        .await;
+    assert_eq!(
+        hub.pull_count("acme", "gone")
+            .await
+            .unwrap_err()
+            .to_string(),
+        "Docker Hub has no repository `acme/gone`, or the login can't see it; check the namespace and image name, and log in for a private repository"
+    );
+
+    server.reset().await;
+    let mut info = fixture("repository.json");
+    info.as_object_mut().unwrap().remove("pull_count");
+    Mock::given(method("GET"))
+        .and(path(REPOSITORY))
+        .respond_with(ResponseTemplate::new(200).set_body_json(info))
+        .mount(&server)
+        .await;
+    assert_eq!(
+        hub.pull_count("acme", "app").await.unwrap_err().to_string(),
+        "Docker Hub sent an answer to the pull count of `acme/app` in a form its API doesn't document: no `pull_count`"
+    );
+}
+
+/// One nightly `monitor` of `acme/app` on Docker Hub, its previous report
+/// in `previous.json` (if any), with Hub's API answering `pull_count`.
+/// registry-1.docker.io can't be reached here, so every run's pull check
+/// is critical; the pull counts come from Hub's API all the same.
+async fn monitor_hub(
+    server: &MockServer,
+    workspace: &std::path::Path,
+    pull_count: u64,
+) -> crate::support::run::Ran {
+    server.reset().await;
+    serve_pull_count(server, pull_count).await;
+    let mut action = crate::support::run::Action::github(workspace)
+        .input("command", "monitor")
+        .input("registry", "docker.io")
+        .input("hub-api", &server.uri())
+        .input("namespace", "acme")
+        .input("images", "app")
+        .input("scanner", "none")
+        .input("request-timeout", "10s")
+        .input("report-file", "monitor.json");
+    if workspace.join("previous.json").is_file() {
+        action = action.input("previous-report", "previous.json");
+    }
+    let ran = action.run_async().await;
+    assert_eq!(ran.outputs["status"], "critical", "{ran}");
+    std::fs::copy(
+        workspace.join("monitor.json"),
+        workspace.join("previous.json"),
+    )
+    .unwrap();
+    ran
+}
+
+/// The downloads alerts of a run.
+fn download_alerts(ran: &crate::support::run::Ran) -> Vec<String> {
+    let alerts: Vec<Value> = serde_json::from_str(&ran.outputs["alerts"]).unwrap();
+    alerts
+        .iter()
+        .filter(|a| a["check"] == "downloads")
+        .map(|a| {
+            format!(
+                "{} {}",
+                a["level"].as_str().unwrap(),
+                a["message"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// Runs minutes apart count as a day apart (as for storage growth), so
+/// each rate is the difference of two counts.
+#[tokio::test(flavor = "multi_thread")]
+async fn monitor_warns_when_docker_hubs_pull_rate_leaves_its_usual_range() {
+    let server = server().await;
+    let workspace = tempfile::tempdir().unwrap();
+    let dir = workspace.path();
+    // Rates: -, 100, 90, 1100 (too little history to judge), 100 (usual),
+    // 600 (a spike), 10 (a drop).
+    let counts = [1000, 1100, 1190, 2290, 2390, 2990, 3000];
+    let mut runs = Vec::new();
+    for count in counts {
+        runs.push(monitor_hub(&server, dir, count).await);
+    }
+    let said: Vec<Vec<String>> = runs.iter().map(download_alerts).collect();
+    let quiet: Vec<Vec<String>> = vec![Vec::new(); 5];
+    assert_eq!(said[..5], quiet[..], "no history, too little, then usual");
+    assert_eq!(
+        said[5],
+        [
+            "warning `acme/app` was pulled 600 times a day since the last run, 6× its usual 100 (the median of the last 4 runs); more than 5× is unusual: look for a runaway job or a leaked credential pulling it"
+        ]
+    );
+    assert_eq!(
+        said[6],
+        [
+            "warning `acme/app` was pulled 10 times a day since the last run, 0.1× its usual 100 (the median of the last 5 runs); less than 0.2× is unusual: check that its users can still pull it"
+        ]
+    );
+    let last = &runs[6];
+    assert!(
+        last.stdout
+            .contains("::warning::downloads · acme/app: `acme/app` was pulled 10 times"),
+        "{last}"
+    );
+    let report: Value =
+        serde_json::from_slice(&std::fs::read(dir.join("monitor.json")).unwrap()).unwrap();
+    let row = &report["images"][0];
+    assert_eq!(
+        (&row["downloads"], &row["pulls"], &row["pulls-per-day"]),
+        (&json!("warning"), &json!(3000), &json!(10.0)),
+        "{row}"
+    );
+    assert_eq!(
+        row["pull-rates"],
+        json!([100.0, 90.0, 1100.0, 100.0, 600.0, 10.0])
+    );
+    let history = report["history"].as_array().unwrap();
+    let rates: Vec<&Value> = history.iter().map(|p| &p["pulls-per-day"]).collect();
+    assert_eq!(history.len(), 7);
+    assert_eq!(rates[0], &Value::Null, "the first night has no rate");
+    assert!(
+        last.summary
+            .contains("| `acme/app` | — | ❌ critical | — | — | ⚠️ warning (10) |"),
+        "{last}"
+    );
+    assert!(!last.summary.contains("keeps no pull counts"), "{last}");
+    assert!(
+        last.summary
+            .contains("    line [100.0, 90.0, 1100.0, 100.0, 600.0, 10.0]\n"),
+        "{last}"
+    );
+    assert_eq!(
+        crate::support::mermaid::check(&last.summary),
+        Ok(vec!["ok xychart".to_owned(), "ok xychart".to_owned()])
+    );
+}

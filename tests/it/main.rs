@@ -19,6 +19,7 @@ mod ghcr;
 mod hostile_bounds;
 mod hostile_names;
 mod hub;
+mod layers;
 mod mirror;
 mod monitor;
 mod multiplatform;

@@ -125,6 +125,13 @@ async fn healthy_images_are_ok_and_growth_since_the_previous_report_warns() {
         "{first}"
     );
     assert!(first.summary.contains("No alerts."), "{first}");
+    // The distribution API counts no pulls: said once, not per image.
+    assert_eq!(
+        first.summary.matches("keeps no pull counts").count(),
+        1,
+        "{first}"
+    );
+    assert_eq!(rows[0]["downloads"], Value::Null);
 
     // A report from 30 days ago holding half of today: 100 % a month.
     let total = today["total-bytes"].as_u64().unwrap();
