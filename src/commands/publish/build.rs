@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Instant;
 
 use anyhow::Context as _;
 
@@ -19,7 +20,7 @@ use super::inputs::engine_credentials;
 use super::layers::{ExportUses, export, reusable_layers};
 use super::platforms::Exported;
 use super::unchanged::{base_digests, key_of};
-use super::{SAVED, Target};
+use super::{SAVED, Target, stage_timed};
 
 /// Builds, exports and converts each platform's image in `work` (one
 /// after the other: a monorepo sibling `FROM` resolves per platform); the
@@ -74,11 +75,13 @@ async fn build_platform(
         one_of.map(|p| format!("-{}", p.slug())).unwrap_or_default()
     );
     let for_platform = one_of.map(|p| format!(" ({p})")).unwrap_or_default();
+    let started = Instant::now();
     let (built, bases) = tokio::join!(
         build_with_fallback(session, engine, target, platform, &local, report),
         base_digests(target)
     );
     let (built, builder) = built?;
+    stage_timed(&format!("build{for_platform}"), started);
     if built.cached + built.executed > 0 {
         report.notes.push(format!(
             "BuildKit{for_platform}: {} steps from the cache, {} run",
@@ -97,7 +100,12 @@ async fn build_platform(
         scanned,
         upload_early: !scanned && (platform.is_none() || builder == Builder::BuildKit),
     };
+    let started = Instant::now();
     let image = export(engine, target, &local, known, dir, uses, report).await;
+    stage_timed(
+        &format!("export, convert, early upload{for_platform}"),
+        started,
+    );
     engine.untag(&local).await;
     let image = image?.annotated(&annotations);
     let reused = image
