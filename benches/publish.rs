@@ -227,7 +227,7 @@ impl Bench {
 
     /// After a publish of commit A, commit B (new SHA, same image dir).
     fn unchanged(&self, rounds: usize) -> Row {
-        let mut row = Row::new("unchanged: new commit, same files", Some(1.2));
+        let mut row = Row::new("unchanged: new commit, same files", Some(0.35));
         let workspace = Workspace::random_layers();
         let first = [Tool::Ours, Tool::Docker]
             .map(|tool| self.publish(tool, &workspace, &workspace.head, "unchanged", None));
