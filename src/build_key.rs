@@ -3,7 +3,8 @@
 //! receives it (Dockerfile included), the stage, arguments, labels,
 //! platform, network, builder, and every base image by digest. Two builds
 //! with one key make the same image but for the per-commit labels, so a
-//! new commit of an unchanged image directory needs no build at all.
+//! new commit of an unchanged image directory needs no build at all. An
+//! index of several platforms carries the key of its children's keys.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -76,6 +77,23 @@ pub fn key(inputs: &Inputs<'_>) -> String {
         bases: inputs.bases,
     };
     let bytes = serde_json::to_vec(&canonical).expect("strings and booleans always serialise");
+    crate::registry::sha256_digest(&bytes)
+}
+
+/// The key of an index over images of these keys, in its order: each
+/// child's key names its platform, so the same builds for the same
+/// platforms, listed alike, give the same key.
+pub fn index_key(children: &[String]) -> String {
+    #[derive(Serialize)]
+    struct Canonical<'a> {
+        version: u32,
+        children: &'a [String],
+    }
+    let bytes = serde_json::to_vec(&Canonical {
+        version: 1,
+        children,
+    })
+    .expect("strings always serialise");
     crate::registry::sha256_digest(&bytes)
 }
 
@@ -209,5 +227,16 @@ mod tests {
         ] {
             assert_ne!(other, base, "{what}");
         }
+    }
+
+    #[test]
+    fn an_index_key_follows_its_children_and_their_order() {
+        let (amd, arm) = ("sha256:aa".to_owned(), "sha256:bb".to_owned());
+        let both = index_key(&[amd.clone(), arm.clone()]);
+        assert!(both.starts_with("sha256:") && both.len() == 71, "{both}");
+        assert_eq!(both, index_key(&[amd.clone(), arm.clone()]));
+        assert_ne!(both, index_key(&[arm.clone(), amd.clone()]));
+        assert_ne!(both, index_key(std::slice::from_ref(&amd)));
+        assert_ne!(both, index_key(&[amd, "sha256:cc".into()]));
     }
 }

@@ -397,6 +397,14 @@ pub struct RepositoryArgs {
     #[arg(long, default_value = crate::hub::DEFAULT_API)]
     pub hub_api: String,
 
+    /// GitHub's Packages API, beside the registry API: `auto` (on `ghcr.io`), `github` (any registry, e.g. GitHub Enterprise Server's), `oci` (never).
+    #[arg(long, value_enum, default_value_t = PackagesMode::Auto)]
+    pub packages_api: PackagesMode,
+
+    /// The GitHub REST API the Packages API is reached at (default GITHUB_API_URL, else https://api.github.com).
+    #[arg(long, value_name = "URL")]
+    pub github_api_url: Option<String>,
+
     /// Requests in flight at once.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u8).range(1..=64))]
     pub concurrency: u8,
@@ -440,6 +448,26 @@ pub struct CleanupArgs {
     /// Report what would be deleted, delete nothing.
     #[arg(long, default_bool = false)]
     pub dry_run: bool,
+
+    /// Packages API: package versions no tag names and nothing kept references: `keep` or `delete`.
+    #[arg(long, value_enum, default_value_t = crate::packages::plan::Untagged::Keep)]
+    pub untagged: crate::packages::plan::Untagged,
+
+    /// After deleting, read every kept tag's manifests and blobs back; a missing piece fails the run.
+    #[arg(long, default_bool = true)]
+    pub validate: bool,
+}
+
+/// `packages-api`: whether `cleanup`, `usage` and `monitor` read (and
+/// `cleanup` deletes) through GitHub's Packages API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PackagesMode {
+    /// On `ghcr.io`, which has no manifest `DELETE`.
+    Auto,
+    /// Always, with `github-api-url` (GitHub Enterprise Server).
+    Github,
+    /// Never: the registry's own `DELETE`.
+    Oci,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -871,6 +899,11 @@ pub struct SupplyArgs {
     #[arg(long, value_enum, default_value_t = SbomArg::None)]
     pub sbom: SbomArg,
 
+    /// Attest SLSA build provenance v1 of the pushed digest, signed like
+    /// the SBOM (default: `true` when `sign-key` is set).
+    #[arg(long, value_name = "BOOL", value_parser = inputs::parse_bool)]
+    pub provenance: Option<bool>,
+
     #[command(flatten)]
     pub signing: Signing,
 }
@@ -898,6 +931,30 @@ pub struct Signing {
         value_name = "PASSWORD"
     )]
     pub sign_key_password: Option<String>,
+
+    /// How the signature and attestations are stored: `legacy` (cosign 2's
+    /// `.sig`/`.att` tags), `bundle` (cosign 3's Sigstore bundles, as
+    /// referrers) or `both`.
+    #[arg(long, value_enum, default_value_t = SignatureFormat::Legacy)]
+    pub signature_format: SignatureFormat,
+}
+
+/// Which of cosign's formats `publish` and `merge` sign in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SignatureFormat {
+    Legacy,
+    Bundle,
+    Both,
+}
+
+impl SignatureFormat {
+    pub fn legacy(self) -> bool {
+        self != SignatureFormat::Bundle
+    }
+
+    pub fn bundle(self) -> bool {
+        self != SignatureFormat::Legacy
+    }
 }
 
 impl Signing {
@@ -919,6 +976,11 @@ pub struct VerifyArgs {
     /// Also require an attestation of this SBOM type about the digest.
     #[arg(long, value_enum)]
     pub attestation: Option<AttestationArg>,
+
+    /// Also require an attestation of this predicate type: `cyclonedx`,
+    /// `spdx`, `slsaprovenance1` (cosign's `--type` names) or its URI.
+    #[arg(long)]
+    pub predicate_type: Option<String>,
 
     #[command(flatten)]
     pub login: LoginArgs<RegistryLogin>,

@@ -52,6 +52,11 @@ pub struct Answer {
     pub rate_limit_spent: bool,
     /// A `Link` header with a `rel="next"` page.
     pub has_next: bool,
+    /// That page's URL, as the header gave it.
+    pub next_page: Option<String>,
+    /// How long the server asked to wait: `retry-after` (seconds), or
+    /// until `x-ratelimit-reset` when the limit is spent.
+    pub wait: Option<Duration>,
     pub text: String,
 }
 
@@ -128,6 +133,7 @@ async fn answer(
     let response = match method {
         http::Method::POST => crab._post(route, body).await,
         http::Method::PATCH => crab._patch(route, body).await,
+        http::Method::DELETE => crab._delete(route, body).await,
         _ => crab._get(route).await,
     }
     .map_err(|e| {
@@ -143,25 +149,55 @@ async fn answer(
     };
     let status = response.status().as_u16();
     let rate_limit_spent = header("x-ratelimit-remaining").is_some_and(|v| v == "0");
-    let has_next = header(http::header::LINK.as_str()).is_some_and(|l| has_next_link(&l));
+    let next_page = header(http::header::LINK.as_str()).and_then(|l| next_link(&l));
+    let wait = asked_wait(
+        header("retry-after").as_deref(),
+        rate_limit_spent
+            .then(|| header("x-ratelimit-reset"))
+            .flatten()
+            .as_deref(),
+        crate::time::now(),
+    );
     let text = body_text(response, what)
         .await
         .map_err(Unanswered::Unreadable)?;
     Ok(Answer {
         status,
         rate_limit_spent,
-        has_next,
+        has_next: next_page.is_some(),
+        next_page,
+        wait,
         text,
     })
 }
 
-/// Whether a `Link` header names a next page.
-fn has_next_link(link: &str) -> bool {
-    link.split(',').any(|part| {
-        part.split(';')
-            .skip(1)
-            .any(|param| param.trim().replace(' ', "") == "rel=\"next\"")
+/// The target of a `Link` header's `rel="next"` page.
+fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let mut pieces = part.split(';');
+        let target = pieces.next()?.trim();
+        let next = pieces.any(|param| param.trim().replace(' ', "") == "rel=\"next\"");
+        next.then(|| {
+            target
+                .strip_prefix('<')?
+                .strip_suffix('>')
+                .map(str::to_owned)
+        })
+        .flatten()
     })
+}
+
+/// `retry-after` in seconds, else the time until `x-ratelimit-reset` (a
+/// unix time) when the limit is spent; `None` when neither says.
+fn asked_wait(retry_after: Option<&str>, reset: Option<&str>, now: i64) -> Option<Duration> {
+    let seconds = |v: &str| v.trim().parse::<u64>().ok();
+    retry_after
+        .and_then(seconds)
+        .or_else(|| {
+            let at = reset.and_then(seconds)?;
+            Some(at.saturating_sub(now.max(0).unsigned_abs()))
+        })
+        .map(Duration::from_secs)
 }
 
 /// The text of a GitHub answer to `route`, read up to
@@ -230,12 +266,29 @@ mod tests {
 
     #[test]
     fn next_links() {
-        assert!(has_next_link(
-            r#"<https://api.github.com/x?page=2>; rel="next", <https://api.github.com/x?page=5>; rel="last""#
-        ));
-        assert!(!has_next_link(
-            r#"<https://api.github.com/x?page=1>; rel="prev", <https://api.github.com/x?page=1>; rel="first""#
-        ));
+        assert_eq!(
+            next_link(
+                r#"<https://api.github.com/x?page=2>; rel="next", <https://api.github.com/x?page=5>; rel="last""#
+            )
+            .as_deref(),
+            Some("https://api.github.com/x?page=2")
+        );
+        assert_eq!(
+            next_link(
+                r#"<https://api.github.com/x?page=1>; rel="prev", <https://api.github.com/x?page=1>; rel="first""#
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn waits_asked_for() {
+        let wait = |r, reset| asked_wait(r, reset, 1_000);
+        assert_eq!(wait(Some("7"), Some("1060")), Some(Duration::from_secs(7)));
+        assert_eq!(wait(None, Some("1060")), Some(Duration::from_secs(60)));
+        assert_eq!(wait(None, Some("900")), Some(Duration::ZERO));
+        assert_eq!(wait(Some("soon"), None), None);
+        assert_eq!(wait(None, None), None);
     }
 
     fn answer(status: u16, spent: bool, text: &str) -> Answer {
@@ -243,6 +296,8 @@ mod tests {
             status,
             rate_limit_spent: spent,
             has_next: false,
+            next_page: None,
+            wait: None,
             text: text.into(),
         }
     }

@@ -22,6 +22,9 @@ pub struct Inventory {
     /// Every manifest a tag reaches (tagged, or a child of a tagged index),
     /// by digest.
     pub manifests: BTreeMap<String, Stored>,
+    /// The manifests no tag names, where a vendor API lists them (GitHub's
+    /// Packages API); `None` where only tags can be listed.
+    pub untagged: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -33,6 +36,8 @@ pub struct Stored {
     /// Child manifests of an index.
     pub children: Vec<String>,
     pub created: Option<i64>,
+    /// What a referrer (OCI 1.1 `subject`) is about.
+    pub subject: Option<String>,
 }
 
 impl Inventory {
@@ -62,6 +67,50 @@ impl Inventory {
                 manifests.insert(digest, stored);
             }
         }
+        Self::complete(registry, repository, concurrency, tagged, manifests, budget).await
+    }
+
+    /// Reads `repository` where another listing (GitHub's Packages API)
+    /// already named each tag's digest: every digest of `tagged` and of
+    /// `untagged` is read once, by digest. A digest the registry no longer
+    /// has is left out of `manifests`; its tags stay, without children.
+    pub async fn read_digests(
+        registry: &Registry,
+        repository: &str,
+        concurrency: usize,
+        tagged: Vec<(String, String)>,
+        untagged: &[String],
+    ) -> Result<Self, RegistryError> {
+        let concurrency = concurrency.max(1);
+        let digests: BTreeSet<String> = tagged
+            .iter()
+            .map(|(_, d)| d.clone())
+            .chain(untagged.iter().cloned())
+            .collect();
+        let mut fetched = stream::iter(digests)
+            .map(|digest| async move { fetch(registry, repository, &digest).await })
+            .buffer_unordered(concurrency);
+        let mut budget = Budget::new(repository);
+        let mut manifests = BTreeMap::new();
+        while let Some(found) = fetched.try_next().await? {
+            if let Some((digest, stored)) = found {
+                budget.take(&stored)?;
+                manifests.insert(digest, stored);
+            }
+        }
+        Self::complete(registry, repository, concurrency, tagged, manifests, budget).await
+    }
+
+    /// Reads what the manifests found list (children, configs) and dates
+    /// each tag.
+    async fn complete(
+        registry: &Registry,
+        repository: &str,
+        concurrency: usize,
+        tagged: Vec<(String, String)>,
+        mut manifests: BTreeMap<String, Stored>,
+        mut budget: Budget<'_>,
+    ) -> Result<Self, RegistryError> {
         read_children(
             registry,
             repository,
@@ -84,7 +133,11 @@ impl Inventory {
                 }
             })
             .collect();
-        Ok(Inventory { tags, manifests })
+        Ok(Inventory {
+            tags,
+            manifests,
+            untagged: None,
+        })
     }
 
     /// Bytes stored for what `roots` reach, each blob and manifest counted
@@ -136,6 +189,7 @@ async fn fetch(
     };
     let mut stored = Stored {
         size: manifest.bytes.len() as u64,
+        subject: manifest.subject(),
         ..Stored::default()
     };
     match manifest.contents()? {
@@ -346,6 +400,7 @@ mod tests {
         Inventory {
             tags: vec![tag("old", "m1"), tag("new", "m2"), tag("multi", "idx")],
             manifests,
+            untagged: None,
         }
     }
 

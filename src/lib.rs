@@ -37,6 +37,7 @@ pub mod mirror;
 pub mod monitor;
 pub mod names;
 pub mod oci;
+pub mod packages;
 pub mod plan;
 pub mod platform;
 pub mod reference;
@@ -51,6 +52,7 @@ pub mod tags;
 pub mod time;
 pub mod units;
 pub mod usage;
+pub mod validate;
 
 /// tests/fixtures, found the same way as by the integration tests and benches.
 #[cfg(test)]

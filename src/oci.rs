@@ -243,6 +243,8 @@ pub struct Index {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
     pub manifests: Vec<Descriptor>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
 }
 
 impl Index {
@@ -252,6 +254,15 @@ impl Index {
             schema_version: 2,
             media_type: Some(INDEX_MEDIA_TYPE.to_owned()),
             manifests,
+            annotations: BTreeMap::new(),
+        }
+    }
+
+    /// The same index with `annotations` on it.
+    pub fn annotated(self, annotations: BTreeMap<String, String>) -> Self {
+        Index {
+            annotations,
+            ..self
         }
     }
 
@@ -353,6 +364,15 @@ mod tests {
             )
         );
         assert_eq!(index.to_bytes(), bytes, "the same bytes every time");
+        let annotated = index
+            .clone()
+            .annotated(BTreeMap::from([("k".to_owned(), "v".to_owned())]))
+            .to_bytes();
+        assert_eq!(
+            annotated,
+            [&bytes[..bytes.len() - 1], br#","annotations":{"k":"v"}}"#].concat(),
+            "annotations last, as the image spec orders an index's fields"
+        );
         assert_eq!(child_for(&bytes, &p("linux/arm64")), Some(b.clone()));
         assert_eq!(child_for(&bytes, &p("linux/arm64/v8")), Some(b.clone()));
         assert_eq!(child_for(&bytes, &p("linux/amd64")), Some(a));

@@ -130,6 +130,7 @@ impl Store {
                 Ok(Inventory {
                     tags: tags.iter().map(|t| t.to_tag_info()).collect(),
                     manifests,
+                    untagged: None,
                 })
             }
         }

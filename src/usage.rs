@@ -37,9 +37,25 @@ pub struct Repository {
     /// Every blob and manifest the tags reach, each counted once.
     pub bytes: u64,
     pub largest: Vec<Image>,
+    /// Package versions, where GitHub's Packages API lists them (GHCR);
+    /// absent elsewhere, where untagged manifests can't be listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub versions: Option<Versions>,
     /// Against the previous report; absent when it didn't list the repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub growth: Option<Growth>,
+}
+
+/// A package's versions (one per manifest), as GHCR counts and bills them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct Versions {
+    /// Named by a tag (signatures and attestations included).
+    pub tagged: usize,
+    /// Named by none: children of indexes, referrers, leftovers.
+    pub untagged: usize,
+    /// Stored for the untagged versions no tag reaches, beyond `bytes`.
+    pub untagged_bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -84,6 +100,17 @@ pub fn measure(repository: &str, inventory: &Inventory) -> Repository {
         .collect();
     largest.sort_by(|a, b| b.bytes.cmp(&a.bytes).then_with(|| a.digest.cmp(&b.digest)));
     largest.truncate(LARGEST);
+    let tagged_roots = || inventory.tags.iter().map(|t| t.digest.as_str());
+    let bytes = inventory.stored_bytes(tagged_roots());
+    let versions = inventory.untagged.as_ref().map(|untagged| {
+        let tagged: std::collections::BTreeSet<&str> = tagged_roots().collect();
+        let all = inventory.stored_bytes(tagged_roots().chain(untagged.iter().map(String::as_str)));
+        Versions {
+            tagged: tagged.len(),
+            untagged: untagged.len(),
+            untagged_bytes: all - bytes,
+        }
+    });
     Repository {
         repository: repository.to_owned(),
         tags: inventory.tags.len(),
@@ -94,13 +121,9 @@ pub fn measure(repository: &str, inventory: &Inventory) -> Repository {
             .count(),
         signatures: attached.len(),
         manifests: by_digest.len(),
-        bytes: inventory.stored_bytes(
-            by_digest
-                .keys()
-                .copied()
-                .chain(attached.iter().map(|t| t.digest.as_str())),
-        ),
+        bytes,
         largest,
+        versions,
         growth: None,
     }
 }
@@ -165,6 +188,7 @@ mod tests {
                 ("m2".into(), image(100, &[("base", 5000), ("b", 20)])),
                 ("s2".into(), image(3, &[("payload", 7)])),
             ]),
+            untagged: None,
         }
     }
 
@@ -186,6 +210,35 @@ mod tests {
             ][..]
         );
         assert_eq!(r.largest.len(), 2, "a signature is not an image");
+        assert_eq!(r.versions, None, "a registry lists no untagged manifests");
+    }
+
+    #[test]
+    fn package_versions_count_tagged_and_untagged_and_what_only_untagged_hold() {
+        let mut package = inventory();
+        package
+            .manifests
+            .insert("u1".into(), image(50, &[("base", 5000), ("c", 30)]));
+        package
+            .manifests
+            .insert("u2".into(), image(40, &[("a", 10)]));
+        package.untagged = Some(vec!["u1".into(), "u2".into()]);
+        let r = measure("acme/app", &package);
+        assert_eq!(
+            r.versions,
+            Some(Versions {
+                tagged: 3,
+                untagged: 2,
+                // The base and `a` are stored for tagged images already.
+                untagged_bytes: 50 + 30 + 40,
+            })
+        );
+        assert_eq!(r.bytes, measure("acme/app", &inventory()).bytes);
+        let text = serde_json::to_string(&r).unwrap();
+        assert!(
+            text.contains(r#""versions":{"tagged":3,"untagged":2,"untagged-bytes":120}"#),
+            "{text}"
+        );
     }
 
     #[test]

@@ -55,6 +55,12 @@ pub struct Context {
     pub runner_temp: Option<PathBuf>,
     /// The workflow run (`GITHUB_RUN_ID`), whose jobs the API lists.
     pub run_id: Option<String>,
+    /// `GITHUB_RUN_ATTEMPT`, `GITHUB_RUN_NUMBER` (Forgejo's run pages are
+    /// numbered by it) and `GITHUB_WORKFLOW_REF`
+    /// (`owner/name/path@ref`), for the build provenance.
+    pub run_attempt: Option<String>,
+    pub run_number: Option<String>,
+    pub workflow_ref: Option<String>,
     pub debug: bool,
 }
 
@@ -111,6 +117,9 @@ impl Context {
             summary_file: get("GITHUB_STEP_SUMMARY").map(PathBuf::from),
             runner_temp: get("RUNNER_TEMP").map(PathBuf::from),
             run_id: get("GITHUB_RUN_ID"),
+            run_attempt: get("GITHUB_RUN_ATTEMPT"),
+            run_number: get("GITHUB_RUN_NUMBER"),
+            workflow_ref: get("GITHUB_WORKFLOW_REF"),
             debug: get("RUNNER_DEBUG").as_deref() == Some("1"),
         }
     }

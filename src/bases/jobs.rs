@@ -206,6 +206,8 @@ mod tests {
                 status,
                 rate_limit_spent: spent,
                 has_next: false,
+                next_page: None,
+                wait: None,
                 text: body.into(),
             };
             refusal(&answer, "/r")

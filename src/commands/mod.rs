@@ -22,7 +22,9 @@ use crate::actions::context::Context;
 use crate::actions::outputs::Outputs;
 use crate::actions::summary;
 use crate::actions::workflow::{Workflow, log_json, log_line};
-use crate::cli::{Command, RepositoryArgs};
+use crate::cli::{Command, PackagesMode, RepositoryArgs};
+use crate::inventory::Inventory;
+use crate::packages::{self, PackagesApi};
 use crate::plan::discover::discover;
 use crate::plan::git::GitSource;
 use crate::repositories::Store;
@@ -183,6 +185,82 @@ pub async fn open_store(args: &RepositoryArgs, deleting: bool) -> anyhow::Result
     .await
 }
 
+/// GitHub's container registry, which has no manifest `DELETE`.
+const GHCR: &str = "ghcr.io";
+
+/// Why a command asks for GitHub's Packages API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PackagesUse {
+    /// `cleanup`: planning needs every version; without `dry-run` it deletes.
+    Cleanup { deleting: bool },
+    /// `usage`, `monitor`: untagged versions are counted where a token
+    /// allows; without one, the registry API alone is read, as elsewhere.
+    Count,
+}
+
+/// GitHub's Packages API, where `packages-api` (and `registry`) call for
+/// it; input errors before any request.
+pub fn packages_api(
+    args: &RepositoryArgs,
+    usage: PackagesUse,
+    session: &Session,
+) -> anyhow::Result<Option<PackagesApi>> {
+    let registry = args.registry.as_str();
+    let deleting = usage == PackagesUse::Cleanup { deleting: true };
+    if !uses_packages_api(args.packages_api, registry, deleting)? {
+        return Ok(None);
+    }
+    if usage == PackagesUse::Count && args.login.password.is_none() {
+        return Ok(None);
+    }
+    let token = args.login.password.as_deref().with_context(|| {
+        format!("`password`: GitHub's Packages API (`packages-api`, on {registry}) needs a token; set `username: ${{{{ github.actor }}}}` and `password: ${{{{ secrets.GITHUB_TOKEN }}}}`, with `permissions: packages: write` (`packages: read` to read only)")
+    })?;
+    let url = args
+        .github_api_url
+        .as_deref()
+        .unwrap_or(&session.ctx.api_url);
+    Ok(Some(PackagesApi::new(
+        url,
+        token,
+        args.timeout.request_timeout,
+    )?))
+}
+
+/// Whether `mode` on `registry` goes through the Packages API.
+fn uses_packages_api(mode: PackagesMode, registry: &str, deleting: bool) -> anyhow::Result<bool> {
+    match mode {
+        PackagesMode::Auto => Ok(registry == GHCR),
+        PackagesMode::Github if crate::reference::is_docker_hub(registry) => bail!(
+            "`packages-api`: `github` is for GitHub's container registries, and `registry` is Docker Hub, read through its own API (`hub-api`); leave `packages-api` at `auto`"
+        ),
+        PackagesMode::Github => Ok(true),
+        PackagesMode::Oci if registry == GHCR && deleting => bail!(
+            "`packages-api`: `oci` deletes through the registry API, and ghcr.io has no manifest DELETE; leave `packages-api` at `auto` to delete through GitHub's Packages API"
+        ),
+        PackagesMode::Oci => Ok(false),
+    }
+}
+
+/// What `repository` holds: through the Packages API where there is one
+/// (untagged versions listed too), else through the store.
+pub async fn inventory(
+    store: &Store,
+    api: Option<&PackagesApi>,
+    repository: &str,
+    concurrency: usize,
+) -> anyhow::Result<Inventory> {
+    match (api, store) {
+        (Some(api), Store::Oci(registry)) => {
+            Ok(packages::read(api, registry, repository, concurrency)
+                .await?
+                .map(|package| package.inventory)
+                .unwrap_or_default())
+        }
+        _ => store.inventory(repository, concurrency).await,
+    }
+}
+
 /// `previous-report`: a report an earlier run wrote — `usage`'s, or
 /// `monitor`'s, which is one with more fields.
 pub fn previous_report<T: serde::de::DeserializeOwned>(
@@ -206,4 +284,34 @@ pub fn previous_report<T: serde::de::DeserializeOwned>(
         )
     })?;
     Ok(Some(report))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_registries_go_through_the_packages_api() {
+        use PackagesMode::{Auto, Github, Oci};
+        assert!(uses_packages_api(Auto, "ghcr.io", true).unwrap());
+        assert!(!uses_packages_api(Auto, "registry.example:5000", true).unwrap());
+        assert!(uses_packages_api(Github, "containers.github.example", true).unwrap());
+        assert!(!uses_packages_api(Oci, "ghcr.io", false).unwrap());
+        assert!(!uses_packages_api(Oci, "registry.example", true).unwrap());
+        let hub = uses_packages_api(Github, "docker.io", false)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            hub.starts_with("`packages-api`: ") && hub.contains("`hub-api`"),
+            "{hub}"
+        );
+        let oci = uses_packages_api(Oci, "ghcr.io", true)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            oci.contains("no manifest DELETE") && oci.contains("`auto`"),
+            "{oci}"
+        );
+    }
 }

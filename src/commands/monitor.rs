@@ -9,13 +9,16 @@ use anyhow::{Context as _, bail};
 use crate::actions::boundary;
 use crate::actions::outputs::Outputs;
 use crate::cli::MonitorArgs;
-use crate::commands::{Session, open_store, previous_report, repository_names};
+use crate::commands::{
+    PackagesUse, Session, inventory, open_store, packages_api, previous_report, repository_names,
+};
 use crate::gate::load_ignore;
 use crate::monitor::pull::{self, BlobCache, Parts};
 use crate::monitor::trend::{self, Point};
 use crate::monitor::{
     self, Access, Image, Level, Limits, Pull, Report, Scan, Storage, Totals, Verdict, archive,
 };
+use crate::packages::PackagesApi;
 use crate::registry::mount::Upload;
 use crate::registry::{Registry, RegistryError};
 use crate::report::monitor::summary;
@@ -60,6 +63,8 @@ struct Checker<'a> {
     /// Docker Hub's API needs a login of its own, which can be refused:
     /// then every image's storage says why, and the other checks still run.
     store: Result<Store, String>,
+    /// GitHub's Packages API (GHCR): untagged versions counted too.
+    packages: Option<PackagesApi>,
     cache: BlobCache,
     /// Holds the cache and the scan archives; removed at the end.
     work: tempfile::TempDir,
@@ -81,6 +86,7 @@ impl<'a> Checker<'a> {
             store: open_store(repos, false)
                 .await
                 .map_err(|err| format!("{err:#}")),
+            packages: packages_api(repos, PackagesUse::Count, session)?,
             cache,
             work,
             ignore: load_ignore(&session.ctx, args.ignore_file.as_deref())?,
@@ -169,7 +175,7 @@ impl<'a> Checker<'a> {
             Err(why) => return Storage::Failed(why.clone()),
         };
         let concurrency = usize::from(self.args.repositories.concurrency);
-        match store.inventory(repository, concurrency).await {
+        match inventory(store, self.packages.as_ref(), repository, concurrency).await {
             Ok(inventory) => Storage::Measured(usage::measure(repository, &inventory)),
             Err(err) => Storage::Failed(format!("{err:#}")),
         }

@@ -5,7 +5,9 @@ use anyhow::Context as _;
 use crate::actions::boundary::Access;
 use crate::actions::outputs::Outputs;
 use crate::cli::UsageArgs;
-use crate::commands::{Session, open_store, previous_report, repository_names};
+use crate::commands::{
+    PackagesUse, Session, inventory, open_store, packages_api, previous_report, repository_names,
+};
 use crate::report::usage::summary;
 use crate::usage::{self, Report};
 
@@ -18,11 +20,12 @@ pub async fn run(args: &UsageArgs, session: &Session) -> anyhow::Result<()> {
     };
     let repositories = repository_names(&args.repositories, session)?;
     let concurrency = usize::from(args.repositories.concurrency);
+    let api = packages_api(&args.repositories, PackagesUse::Count, session)?;
     let store = open_store(&args.repositories, false).await?;
     let mut measured = Vec::new();
     for repository in repositories {
-        let inventory = store.inventory(&repository, concurrency).await?;
-        measured.push(usage::measure(&repository, &inventory));
+        let held = inventory(&store, api.as_ref(), &repository, concurrency).await?;
+        measured.push(usage::measure(&repository, &held));
     }
     let report = usage::report_at(
         jiff::Timestamp::now(),

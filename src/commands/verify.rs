@@ -1,8 +1,9 @@
 //! `verify`, read as its stages: key → resolve (the digest a tag names) →
-//! signatures (every `.sig` layer checked against the key and the digest)
-//! → attestation (when asked) → finish. Valid only when at least one
-//! signature layer verifies, as cosign has it; otherwise the error says
-//! what each layer failed.
+//! bundles (cosign 3's, among the referrers) → signatures (every `.sig`
+//! layer and signature bundle checked against the key and the digest) →
+//! attestation (when asked; `.att` layers and attestation bundles) →
+//! finish. Valid only when at least one signature verifies, as cosign has
+//! it; otherwise the error says what each one failed.
 
 use anyhow::{Context as _, bail};
 
@@ -12,11 +13,12 @@ use crate::cli::VerifyArgs;
 use crate::commands::Session;
 use crate::reference::Reference;
 use crate::registry::Registry;
-use crate::report::verify::{Verified, summary};
-use crate::supply::attach::Subject;
+use crate::report::verify::{Seen, Verified, summary};
+use crate::supply::attach::{Found, Subject};
+use crate::supply::bundle;
 use crate::supply::check::{self, Attested, Rejected};
 use crate::supply::cosign::{self, Layer, Predicate};
-use crate::supply::key;
+use crate::supply::{key, provenance};
 use p256::ecdsa::VerifyingKey;
 
 pub async fn run(args: &VerifyArgs, session: &Session) -> anyhow::Result<()> {
@@ -32,24 +34,72 @@ pub async fn run(args: &VerifyArgs, session: &Session) -> anyhow::Result<()> {
         repository: reference.repository(),
         digest: &digest,
     };
-    let (signatures, layers) = signatures(&subject, &key, &args.image).await?;
-    let attestation = match args.attestation {
-        Some(kind) => Some(attestation(&subject, &key, kind.predicate(), &args.image).await?),
+    let bundles = subject.bundles().await?;
+    let mut seen = signatures(&subject, &key, &bundles, &args.image).await?;
+    let wanted = wanted_predicate(args)?;
+    let types: Vec<&str> = match &wanted {
+        Some(wanted) => vec![wanted.as_str()],
+        None => OURS.to_vec(),
+    };
+    let checked = attestations(&subject, &key, &types, &bundles).await?;
+    let attestation = match &wanted {
+        Some(wanted) => {
+            let attested = required(&checked, wanted, &subject, &args.image)?;
+            Some((wanted.clone(), attested.spec_version, attested.components))
+        }
         None => None,
     };
+    seen.extend(checked.into_iter().map(|(seen, _)| seen));
     let verified = Verified {
         image: args.image.trim().to_owned(),
         digest,
         key_id,
         key_file,
-        signatures,
-        layers,
-        attestation: attestation.map(|(p, a)| (p.uri().to_owned(), a.spec_version, a.components)),
+        seen,
+        attestation,
     };
     let mut outputs = Outputs::new();
     outputs.set("digest", verified.digest.clone());
     outputs.set("key-id", verified.key_id.clone());
     session.finish(&outputs, &summary(&verified))
+}
+
+/// The predicate types `publish` attests: what `verify` lists unasked.
+const OURS: [&str; 3] = [
+    "https://cyclonedx.org/bom",
+    "https://spdx.dev/Document",
+    provenance::PREDICATE_TYPE,
+];
+
+/// The attestation `predicate-type` (or the older `attestation`) asks
+/// for, as a predicate type URI.
+fn wanted_predicate(args: &VerifyArgs) -> anyhow::Result<Option<String>> {
+    let named = args
+        .predicate_type
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let by_name = match named {
+        None => None,
+        Some("cyclonedx") => Some(Predicate::CycloneDx.uri().to_owned()),
+        Some("spdx" | "spdxjson") => Some(Predicate::Spdx.uri().to_owned()),
+        Some("slsaprovenance1") => Some(provenance::PREDICATE_TYPE.to_owned()),
+        Some(uri) if uri.starts_with("https://") && !uri.contains(char::is_whitespace) => {
+            Some(uri.to_owned())
+        }
+        Some(other) => bail!(
+            "`predicate-type`: {other:?} is not a predicate type; give `cyclonedx`, `spdx`, `slsaprovenance1` or the type's URI (`https://…`)"
+        ),
+    };
+    let by_kind = args
+        .attestation
+        .map(|kind| kind.predicate().uri().to_owned());
+    match (by_name, by_kind) {
+        (Some(a), Some(b)) if a != b => bail!(
+            "`predicate-type` ({a}) and `attestation` ({b}) ask for different attestations; give one"
+        ),
+        (a, b) => Ok(a.or(b)),
+    }
 }
 
 /// `public-key`: the PEM itself, or a file in the workspace holding it
@@ -90,83 +140,184 @@ async fn resolve(registry: &Registry, reference: &Reference) -> anyhow::Result<S
     }
 }
 
-/// Every signature layer checked; the count that verified, of how many.
+/// Every signature checked, in both of cosign's formats: the layers of the
+/// `.sig` tag (cosign 2, `publish`) and the bundles among the referrers
+/// (cosign 3). Valid when one of them verifies.
 async fn signatures(
     subject: &Subject<'_>,
     key: &VerifyingKey,
+    bundles: &[Found],
     image: &str,
-) -> anyhow::Result<(usize, usize)> {
-    let Some(layers) = subject.layers("sig").await? else {
-        bail!(
-            "{image} ({}) has no signature: no `{}` tag; sign it (`publish` with `sign-key`, or `cosign sign --key`)",
-            subject.digest,
-            cosign::tag(subject.digest, "sig")
-        );
-    };
-    let mut rejected = Vec::new();
-    for (number, layer) in (1..).zip(&layers) {
-        let payload = subject.blob(layer).await?;
-        if let Err(why) = check::signature(key, layer, &payload, subject.digest) {
-            rejected.push((number, layer, why));
-        }
+) -> anyhow::Result<Vec<Seen>> {
+    let mut seen = Vec::new();
+    let tag = cosign::tag(subject.digest, "sig");
+    for (number, layer) in (1..).zip(subject.layers("sig").await?.unwrap_or_default()) {
+        let payload = subject.blob(&layer).await?;
+        let verdict = check::signature(key, &layer, &payload, subject.digest);
+        seen.push(legacy(&tag, number, &layer, None, verdict));
     }
-    if rejected.len() == layers.len() {
+    for found in bundles.iter().filter(|f| is_signature(f)) {
+        let verdict =
+            check::bundle(key, &found.bytes, subject.digest).and_then(|statement| match statement
+                .predicate_type
+                .as_str()
+            {
+                bundle::SIGNATURE_PREDICATE => Ok(()),
+                other => Err(Rejected::OtherPredicate {
+                    found: other.to_owned(),
+                    wanted: bundle::SIGNATURE_PREDICATE.to_owned(),
+                }),
+            });
+        seen.push(in_bundle(found, verdict));
+    }
+    if seen.is_empty() {
+        bail!(
+            "{image} ({}) has no signature: no `{tag}` tag and no signature bundle among its referrers; sign it (`publish` with `sign-key`, or `cosign sign --key`)",
+            subject.digest,
+        );
+    }
+    if !seen.iter().any(Seen::verified) {
         bail!(
             "no signature of {image} ({}) verifies with the public key: {}",
             subject.digest,
-            failures(&rejected)
+            failures(&seen)
         );
     }
-    Ok((layers.len() - rejected.len(), layers.len()))
+    Ok(seen)
 }
 
-/// The attestation of `predicate`: one such layer must verify. Layers of
-/// other predicate types are not read.
-async fn attestation(
+/// A bundle whose manifest says it is a signature (or says nothing).
+fn is_signature(found: &Found) -> bool {
+    found
+        .referrer
+        .predicate_type
+        .as_deref()
+        .is_none_or(|t| t == bundle::SIGNATURE_PREDICATE)
+}
+
+/// The attestations of our predicate types (SBOMs, provenance) beside
+/// the image, each checked, in either format; only those of `types`.
+async fn attestations(
     subject: &Subject<'_>,
     key: &VerifyingKey,
-    predicate: Predicate,
-    image: &str,
-) -> anyhow::Result<(Predicate, Attested)> {
-    let Some(layers) = subject.layers("att").await? else {
-        bail!(
-            "{image} ({}) has no attestation: no `{}` tag; attest an SBOM (`publish` with `sbom` and `sign-key`, or `cosign attest --key --type {}`)",
-            subject.digest,
-            cosign::tag(subject.digest, "att"),
-            predicate.cosign_type()
-        );
-    };
-    let of_type = |layer: &&Layer| layer.predicate_type().is_none_or(|t| t == predicate.uri());
-    if !layers.iter().any(|l| of_type(&l)) {
-        let found: Vec<&str> = layers.iter().filter_map(Layer::predicate_type).collect();
-        bail!(
-            "{image} ({}) has no {} attestation, only {}",
-            subject.digest,
-            predicate.cosign_type(),
-            found.join(", ")
-        );
-    }
-    let mut rejected = Vec::new();
-    for (number, layer) in (1..).zip(&layers).filter(|(_, l)| of_type(l)) {
+    types: &[&str],
+    bundles: &[Found],
+) -> anyhow::Result<Vec<(Seen, Option<Attested>)>> {
+    let tag = cosign::tag(subject.digest, "att");
+    let layers = subject.layers("att").await?.unwrap_or_default();
+    let mut checked = Vec::new();
+    for (number, layer) in (1..).zip(&layers) {
+        // A layer that doesn't say its type is read under each asked.
+        let Some(predicate_type) = types
+            .iter()
+            .find(|t| layer.predicate_type().is_none_or(|found| found == **t))
+        else {
+            continue;
+        };
         let envelope = subject.blob(layer).await?;
-        match check::attestation(key, layer, &envelope, subject.digest, predicate) {
-            Ok(attested) => return Ok((predicate, attested)),
-            Err(why) => rejected.push((number, layer, why)),
-        }
+        let verdict = check::attestation(key, layer, &envelope, subject.digest, predicate_type);
+        let seen = legacy(
+            &tag,
+            number,
+            layer,
+            Some(predicate_type),
+            verdict.clone().map(drop),
+        );
+        checked.push((seen, verdict.ok()));
     }
+    let typed = bundles.iter().filter(|f| {
+        f.referrer
+            .predicate_type
+            .as_deref()
+            .is_some_and(|t| types.contains(&t))
+    });
+    for found in typed {
+        let predicate_type = found.referrer.predicate_type.as_deref().unwrap_or_default();
+        let verdict = check::bundle(key, &found.bytes, subject.digest)
+            .and_then(|statement| check::bundle_attested(&statement, predicate_type));
+        checked.push((in_bundle(found, verdict.clone().map(drop)), verdict.ok()));
+    }
+    Ok(checked)
+}
+
+/// The attestation asked for (`predicate-type`, `attestation`): one of
+/// that type must verify.
+fn required(
+    checked: &[(Seen, Option<Attested>)],
+    predicate_type: &str,
+    subject: &Subject<'_>,
+    image: &str,
+) -> anyhow::Result<Attested> {
+    let of_type: Vec<&(Seen, Option<Attested>)> = checked
+        .iter()
+        .filter(|(seen, _)| seen.predicate.as_deref() == Some(predicate_type))
+        .collect();
+    if let Some(attested) = of_type.iter().find_map(|(_, a)| a.clone()) {
+        return Ok(attested);
+    }
+    let tag = cosign::tag(subject.digest, "att");
+    let name = type_name(predicate_type);
+    if of_type.is_empty() {
+        bail!(
+            "{image} ({}) has no attestation: no {name} attestation (no `{tag}` layer, no bundle among its referrers); attest it (`publish` with `sign-key`: `sbom` for an SBOM, `provenance` for SLSA provenance; or `cosign attest --key --type {name}`)",
+            subject.digest,
+        );
+    }
+    let seen: Vec<Seen> = of_type.iter().map(|(s, _)| s.clone()).collect();
     bail!(
-        "no {} attestation of {image} ({}) verifies with the public key: {}",
-        predicate.cosign_type(),
+        "no {name} attestation of {image} ({}) verifies with the public key: {}",
         subject.digest,
-        failures(&rejected)
+        failures(&seen)
     )
 }
 
-/// "layer 1 (sha256:…): why; layer 2 …"
-fn failures(rejected: &[(usize, &Layer, Rejected)]) -> String {
-    rejected
-        .iter()
-        .map(|(number, layer, why)| format!("layer {number} ({}): {why}", layer.digest))
+/// cosign's `--type` name of a predicate type, or the URI itself.
+fn type_name(predicate_type: &str) -> &str {
+    if predicate_type == provenance::PREDICATE_TYPE {
+        return provenance::COSIGN_TYPE;
+    }
+    match Predicate::from_uri(predicate_type) {
+        Some(sbom) => sbom.cosign_type(),
+        None => predicate_type,
+    }
+}
+
+/// A layer of a legacy `.sig`/`.att` tag, as the summary lists it.
+fn legacy(
+    tag: &str,
+    number: usize,
+    layer: &Layer,
+    predicate: Option<&str>,
+    verdict: Result<(), Rejected>,
+) -> Seen {
+    Seen {
+        format: "cosign legacy",
+        place: format!("{tag} layer {number} ({})", layer.digest),
+        predicate: predicate.map(str::to_owned),
+        verdict: verdict.map_err(|why| why.to_string()),
+    }
+}
+
+/// A bundle among the referrers, as the summary lists it.
+fn in_bundle(found: &Found, verdict: Result<(), Rejected>) -> Seen {
+    let predicate = found.referrer.predicate_type.clone();
+    Seen {
+        format: "Sigstore bundle v0.3",
+        place: format!("{} ({})", found.place, found.manifest),
+        predicate: predicate.filter(|p| p != bundle::SIGNATURE_PREDICATE),
+        verdict: verdict.map_err(|why| why.to_string()),
+    }
+}
+
+/// "`sha256-….sig` layer 1 (sha256:…): why; …"
+fn failures(seen: &[Seen]) -> String {
+    seen.iter()
+        .filter_map(|s| {
+            s.verdict
+                .as_ref()
+                .err()
+                .map(|why| format!("{}: {why}", s.place))
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }

@@ -69,7 +69,8 @@ impl MirrorError {
 /// The tags to copy from `source`: `wanted` as given (globs expanded
 /// against its tag list), or every tag it has when `wanted` is empty; and
 /// with them the cosign signatures and attestations (`sha256-<hex>.sig`,
-/// `.att`) of the digests they name, so a signed image stays verifiable
+/// `.att`, and the `sha256-<hex>` index of bundle referrers) of the
+/// digests they name, so a signed image stays verifiable
 /// where it is copied to, whatever `tags` selects.
 pub async fn tags_to_copy(
     source: &Store<'_>,
@@ -82,7 +83,8 @@ pub async fn tags_to_copy(
     Ok(chosen)
 }
 
-/// The `.sig`/`.att` tags in `available` about the digests `chosen` names
+/// The `.sig`/`.att` tags and referrers fallback indexes (`sha256-<hex>`,
+/// cosign 3's bundles) in `available` about the digests `chosen` names
 /// that `chosen` doesn't hold yet.
 async fn attachments(
     source: &Store<'_>,
@@ -102,8 +104,13 @@ async fn attachments(
         let Some(digest) = source.manifest_digest(tag).await? else {
             continue;
         };
-        for suffix in ["sig", "att"] {
-            let name = crate::supply::cosign::tag(&digest, suffix);
+        let names = ["sig", "att"]
+            .map(|suffix| crate::supply::cosign::tag(&digest, suffix))
+            .into_iter()
+            .chain(std::iter::once(crate::supply::bundle::fallback_tag(
+                &digest,
+            )));
+        for name in names {
             if attached.contains(name.as_str()) && !chosen.contains(&name) && !extra.contains(&name)
             {
                 extra.push(name);

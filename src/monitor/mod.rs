@@ -513,6 +513,7 @@ mod tests {
                 manifests: 1,
                 bytes: 1000,
                 largest: Vec::new(),
+                versions: None,
                 growth: None,
             }),
             scan: Scan::Done {

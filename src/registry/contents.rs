@@ -35,7 +35,19 @@ struct Raw {
 
 const CREATED: &str = "org.opencontainers.image.created";
 
+#[derive(Deserialize)]
+struct Subject {
+    subject: Option<Descriptor>,
+}
+
 impl Manifest {
+    /// The digest an OCI 1.1 referrer (a signature, an attestation) is
+    /// about: its `subject`; `None` for any other manifest.
+    pub fn subject(&self) -> Option<String> {
+        let raw: Subject = serde_json::from_slice(&self.bytes).ok()?;
+        raw.subject.map(|s| s.digest.to_string())
+    }
+
     /// What the manifest references. The shape decides, not the media type:
     /// registries serve OCI and Docker forms under either. A listed digest
     /// that is not one refuses the manifest: each goes into a URL or a file

@@ -420,6 +420,30 @@ impl Registry {
         }))
     }
 
+    /// The index the referrers API answers for `digest`, or `None` when the
+    /// registry has no such API (a 404: distribution 2.8, GHCR), where the
+    /// referrers live under the fallback tag instead.
+    pub async fn referrers(
+        &self,
+        repository: &str,
+        digest: &str,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
+        let path = self.path(repository, Route::Referrers(digest))?;
+        let response = self
+            .send(Method::GET, &path, repository, |r| {
+                r.header(header::ACCEPT, crate::oci::INDEX_MEDIA_TYPE)
+            })
+            .await?;
+        match response.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => self
+                .body(&path, response, limits::MANIFEST, "a referrers index")
+                .await
+                .map(Some),
+            _ => Err(self.failure(Method::GET, &path, repository, response).await),
+        }
+    }
+
     /// Puts `manifest` under `tag`. Registry-side tagging: the blobs are
     /// already there, so nothing but the manifest travels.
     pub async fn put_manifest(
@@ -428,7 +452,33 @@ impl Registry {
         tag: &str,
         manifest: &Manifest,
     ) -> Result<(), RegistryError> {
-        let path = self.path(repository, Route::Manifest(tag))?;
+        self.put_manifest_at(repository, tag, manifest)
+            .await
+            .map(drop)
+    }
+
+    /// Puts a manifest that has a `subject` (a signature bundle, an
+    /// attestation) by its digest; returns whether the registry took the
+    /// subject in hand (its `OCI-Subject` answer: it has the referrers
+    /// API). Otherwise the fallback tag's index must list it.
+    pub async fn put_referrer(
+        &self,
+        repository: &str,
+        manifest: &Manifest,
+    ) -> Result<bool, RegistryError> {
+        let headers = self
+            .put_manifest_at(repository, &manifest.digest, manifest)
+            .await?;
+        Ok(headers.contains_key("oci-subject"))
+    }
+
+    async fn put_manifest_at(
+        &self,
+        repository: &str,
+        reference: &str,
+        manifest: &Manifest,
+    ) -> Result<header::HeaderMap, RegistryError> {
+        let path = self.path(repository, Route::Manifest(reference))?;
         let response = self
             .send(Method::PUT, &path, repository, |r| {
                 r.header(header::CONTENT_TYPE, &manifest.media_type)
@@ -438,18 +488,18 @@ impl Registry {
         if !response.status().is_success() {
             return Err(self.failure(Method::PUT, &path, repository, response).await);
         }
-        let told = response
-            .headers()
+        let headers = response.headers().clone();
+        let told = headers
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok());
         match told {
             Some(told) if told != manifest.digest => Err(RegistryError::DigestMismatch {
                 registry: self.name.clone(),
-                what: format!("the manifest stored as {repository}:{tag}"),
+                what: format!("the manifest stored as {repository}:{reference}"),
                 expected: manifest.digest.clone(),
                 actual: told.to_owned(),
             }),
-            _ => Ok(()),
+            _ => Ok(headers),
         }
     }
 
@@ -893,6 +943,8 @@ enum Route<'a> {
     Manifest(&'a str),
     Blob(&'a str),
     Uploads,
+    /// OCI 1.1's referrers of a manifest digest.
+    Referrers(&'a str),
 }
 
 /// A part of a path that isn't what it should be, refused.
@@ -925,6 +977,8 @@ fn api_path(repository: &str, route: Route<'_>) -> Result<String, Refused> {
         Route::Manifest(r) => refuse("tag or digest", r, names::TAG_OR_DIGEST_RULE),
         Route::Blob(d) if names::is_digest(d) => Ok(format!("/v2/{repository}/blobs/{d}")),
         Route::Blob(d) => refuse("blob digest", d, names::DIGEST_RULE),
+        Route::Referrers(d) if names::is_digest(d) => Ok(format!("/v2/{repository}/referrers/{d}")),
+        Route::Referrers(d) => refuse("manifest digest", d, names::DIGEST_RULE),
     }
 }
 

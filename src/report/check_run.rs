@@ -479,6 +479,8 @@ mod tests {
             status,
             rate_limit_spent: spent,
             has_next: false,
+            next_page: None,
+            wait: None,
             text: body.into(),
         };
         classify(&answer, what)

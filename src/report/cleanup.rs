@@ -3,8 +3,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 
+use crate::packages::plan::{Fate, Goes, Judged, Stays};
 use crate::report::{bytes, code, prose};
 use crate::retention::{Kept, Plan};
+use crate::validate::Broken;
 
 /// Rows listed per repository before the rest is counted.
 const MAX_ROWS: usize = 100;
@@ -16,6 +18,10 @@ pub struct Cleaned {
     pub freed: u64,
     /// Push time per tag, for the ages shown.
     pub pushed: HashMap<String, Option<i64>>,
+    /// Through GitHub's Packages API: every package version, going first.
+    pub versions: Vec<Judged>,
+    /// `validate`: what the kept tags' trees lack; `None` when not read back.
+    pub broken: Option<Vec<Broken>>,
 }
 
 pub fn summary(cleaned: &[Cleaned], dry_run: bool, now: i64) -> String {
@@ -77,6 +83,7 @@ fn repository_details(md: &mut String, c: &Cleaned, verb: &str, now: i64) {
         }
         md.push_str("\n</details>\n\n");
     }
+    versions(md, &c.versions, verb);
     let mut reasons: BTreeMap<String, Vec<&str>> = BTreeMap::new();
     for (tag, kept) in &c.plan.kept {
         reasons.entry(reason(kept)).or_default().push(tag);
@@ -95,6 +102,73 @@ fn repository_details(md: &mut String, c: &Cleaned, verb: &str, now: i64) {
             tags.len(),
             shown.join(", ")
         );
+    }
+    match &c.broken {
+        Some(broken) if broken.is_empty() => {
+            let _ = writeln!(
+                md,
+                "\nRead back: every kept tag's manifests and blobs are there."
+            );
+        }
+        Some(broken) => {
+            let _ = writeln!(md, "\n**Read back: {} pieces missing.**\n", broken.len());
+            for b in broken.iter().take(MAX_ROWS) {
+                let _ = writeln!(md, "- {} lacks {}", code(&b.tag), prose(&b.missing));
+            }
+        }
+        None => {}
+    }
+}
+
+/// Every package version, with why it goes or stays.
+fn versions(md: &mut String, judged: &[Judged], verb: &str) {
+    if judged.is_empty() {
+        return;
+    }
+    let going = judged
+        .iter()
+        .filter(|j| matches!(j.fate, Fate::Goes(_)))
+        .count();
+    let _ = writeln!(
+        md,
+        "<details><summary>{} package versions: {going} {verb}, {} kept</summary>\n\n| version | digest | tags | |\n|---|---|---|---|",
+        judged.len(),
+        judged.len() - going
+    );
+    for j in judged.iter().take(MAX_ROWS) {
+        let tags: Vec<String> = j.version.tags.iter().map(|t| code(t)).collect();
+        let _ = writeln!(
+            md,
+            "| {} | `{}` | {} | {} |",
+            j.version.id,
+            short(&j.version.digest),
+            tags.join(" "),
+            prose(&fate(&j.fate, verb))
+        );
+    }
+    if judged.len() > MAX_ROWS {
+        let _ = writeln!(md, "| … and {} more | | | |", judged.len() - MAX_ROWS);
+    }
+    md.push_str("\n</details>\n\n");
+}
+
+fn fate(fate: &Fate, verb: &str) -> String {
+    match fate {
+        Fate::Goes(Goes::Tags) => format!("{verb}: its tags go"),
+        Fate::Goes(Goes::ChildOf(index)) => format!("{verb} with the index {}", short(index)),
+        Fate::Goes(Goes::ReferrerOf(subject)) => {
+            format!("{verb} with {}, which it is about", short(subject))
+        }
+        Fate::Goes(Goes::Untagged) => {
+            format!("{verb}: untagged, unreferenced (`untagged: delete`)")
+        }
+        Fate::Stays(Stays::Tagged) => "kept: a kept tag names it".into(),
+        Fate::Stays(Stays::ChildOfKept(root)) => format!("kept: part of the kept `{root}`"),
+        Fate::Stays(Stays::ReferrerOfKept(subject)) => {
+            format!("kept: about the kept {}", short(subject))
+        }
+        Fate::Stays(Stays::Untagged) => "kept: untagged (`untagged: keep`)".into(),
+        Fate::Stays(Stays::New) => "kept: pushed while cleanup ran".into(),
     }
 }
 
@@ -158,6 +232,8 @@ mod tests {
             plan,
             freed: 3 << 20,
             pushed: HashMap::from([("old|sha".to_string(), Some(1000))]),
+            versions: Vec::new(),
+            broken: None,
         }];
         let md = summary(&cleaned, true, 1000 + 3 * 86_400);
         assert!(md.contains("Dry run: nothing was deleted"), "{md}");

@@ -20,6 +20,80 @@ pub struct Published {
     pub notes: Vec<String>,
     /// The platforms built, as their configs declare them.
     pub platforms: Vec<String>,
+    /// The base images the build resolved (as the Dockerfile names them →
+    /// digest), for the provenance.
+    pub bases: std::collections::BTreeMap<String, String>,
+    /// The formats the digest was signed in, when it was.
+    pub signed: Option<Formats>,
+}
+
+/// Which of cosign's formats a signature was written in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Formats {
+    /// `.sig`/`.att` tags.
+    pub legacy: bool,
+    /// Sigstore bundles as referrers.
+    pub bundle: bool,
+}
+
+/// What each verifier makes of each format: (verifier and the version
+/// checked, legacy, bundle). cosign's rows are run by the tests; the
+/// admission controllers' come from their documentation and issues.
+const VERIFIERS: [(&str, Verdict, Verdict); 5] = [
+    (
+        "cosign 2.x (2.5.0, tested)",
+        Verdict::Yes,
+        Verdict::No("reads `.sig` tags only"),
+    ),
+    ("cosign 3.x (3.1.1, tested)", Verdict::Yes, Verdict::Yes),
+    (
+        "Kyverno `type: Cosign` (1.18)",
+        Verdict::Yes,
+        Verdict::No("reads `.sig` tags only"),
+    ),
+    (
+        "Kyverno `type: SigstoreBundle` (1.13–1.19)",
+        Verdict::No("reads referrers only"),
+        Verdict::No("key-signed bundles are refused (kyverno#16267, #16854)"),
+    ),
+    (
+        "sigstore policy-controller (0.13)",
+        Verdict::Yes,
+        Verdict::No("key-signed cosign 3 bundles fail (policy-controller#1958)"),
+    ),
+];
+
+#[derive(Debug, Clone, Copy)]
+enum Verdict {
+    Yes,
+    No(&'static str),
+}
+
+/// Who will accept what was written: one row per verifier.
+fn compatibility(formats: Formats) -> String {
+    let mut md = String::from(
+        "\nSigned with a key and no transparency log (verify with `--key` and `--insecure-ignore-tlog=true`); who accepts what this run wrote:\n\n| verifier | accepts | why |\n|---|---|---|\n",
+    );
+    for (verifier, legacy, bundle) in VERIFIERS {
+        let written = [(formats.legacy, legacy), (formats.bundle, bundle)];
+        let accepted = written
+            .iter()
+            .any(|(wrote, verdict)| *wrote && matches!(verdict, Verdict::Yes));
+        let why: Vec<&str> = written
+            .iter()
+            .filter_map(|(wrote, verdict)| match verdict {
+                Verdict::No(why) if *wrote && !accepted => Some(*why),
+                _ => None,
+            })
+            .collect();
+        let _ = writeln!(
+            md,
+            "| {verifier} | {} | {} |",
+            if accepted { "✅" } else { "❌" },
+            why.join("; ")
+        );
+    }
+    md
 }
 
 /// A run with nothing to publish: why, in place of the table.
@@ -52,6 +126,9 @@ pub fn summary(p: &Published) -> String {
     for note in &p.notes {
         let _ = writeln!(md, "\n> {}", prose(note));
     }
+    if let Some(formats) = p.signed {
+        md.push_str(&compatibility(formats));
+    }
     md
 }
 
@@ -72,6 +149,8 @@ mod tests {
             seconds: 1.25,
             notes: vec!["`latest` stays".into()],
             platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
+            bases: Default::default(),
+            signed: None,
         });
         assert!(
             md.contains("One index over `linux/amd64`, `linux/arm64`."),
@@ -84,5 +163,42 @@ mod tests {
             "{md}"
         );
         assert!(md.ends_with("\n> `latest` stays\n"), "{md}");
+    }
+
+    #[test]
+    fn the_verifiers_that_accept_each_format() {
+        let legacy = compatibility(Formats {
+            legacy: true,
+            bundle: false,
+        });
+        assert!(
+            legacy.contains("| cosign 2.x (2.5.0, tested) | ✅ |  |"),
+            "{legacy}"
+        );
+        assert!(
+            legacy.contains(
+                "| Kyverno `type: SigstoreBundle` (1.13–1.19) | ❌ | reads referrers only |"
+            ),
+            "{legacy}"
+        );
+        assert!(legacy.contains("--insecure-ignore-tlog=true"), "{legacy}");
+        let bundle = compatibility(Formats {
+            legacy: false,
+            bundle: true,
+        });
+        assert!(
+            bundle.contains("| cosign 2.x (2.5.0, tested) | ❌ | reads `.sig` tags only |"),
+            "{bundle}"
+        );
+        assert!(
+            bundle.contains("| cosign 3.x (3.1.1, tested) | ✅ |  |"),
+            "{bundle}"
+        );
+        let both = compatibility(Formats {
+            legacy: true,
+            bundle: true,
+        });
+        assert_eq!(both.matches("| ✅ |").count(), 4, "{both}");
+        assert!(both.contains("| Kyverno `type: SigstoreBundle` (1.13–1.19) | ❌ | reads referrers only; key-signed bundles are refused"), "{both}");
     }
 }

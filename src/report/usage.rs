@@ -27,6 +27,19 @@ pub fn summary(report: &Report) -> String {
         );
     }
     let _ = writeln!(md, "\n**Total stored:** {}\n", bytes(report.total_bytes));
+    for r in &report.repositories {
+        if let Some(v) = r.versions {
+            let _ = writeln!(
+                md,
+                "- {}: {} package versions, {} tagged and {} untagged; the untagged ones hold {} more (`cleanup` with `untagged: delete` removes those nothing kept references)",
+                code(&r.repository),
+                v.tagged + v.untagged,
+                v.tagged,
+                v.untagged,
+                bytes(v.untagged_bytes)
+            );
+        }
+    }
     for r in report.repositories.iter().filter(|r| !r.largest.is_empty()) {
         let _ = writeln!(
             md,
@@ -87,6 +100,7 @@ mod tests {
                     tags: vec!["latest".into()],
                     bytes: 1 << 20,
                 }],
+                versions: None,
                 growth: Some(Growth {
                     bytes: -2048,
                     tags: 3,

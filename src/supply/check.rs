@@ -1,10 +1,13 @@
 //! What a verifier checks (cosign's `verify` and `verify-attestation` with
 //! `--key`): a signature over the exact bytes, a payload naming the image's
-//! digest, an attestation whose statement is about that digest. Pure.
+//! digest, an attestation whose statement is about that digest; in both of
+//! cosign's formats (the legacy `.sig`/`.att` layers and Sigstore bundles).
+//! Pure.
 
 use p256::ecdsa::signature::Verifier as _;
 use p256::ecdsa::{Signature, VerifyingKey};
 
+use super::bundle;
 use super::cosign::{self, Layer, Predicate, SimpleSigning};
 
 /// Why one signature or attestation layer doesn't count.
@@ -60,25 +63,27 @@ pub fn signature(
 /// What a verified attestation told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attested {
-    /// Components (CycloneDX) or packages (SPDX) the SBOM lists.
+    pub predicate_type: String,
+    /// Components (CycloneDX) or packages (SPDX) an SBOM lists; 0 for
+    /// other predicates.
     pub components: usize,
     /// CycloneDX's `specVersion` or SPDX's `spdxVersion`.
     pub spec_version: Option<String>,
 }
 
-/// An `.att` layer's envelope: signed by `key`, a statement of `predicate`
-/// about `digest`.
+/// An `.att` layer's envelope: signed by `key`, a statement of
+/// `predicate_type` about `digest`.
 pub fn attestation(
     key: &VerifyingKey,
     layer: &Layer,
     envelope: &[u8],
     digest: &str,
-    predicate: Predicate,
+    predicate_type: &str,
 ) -> Result<Attested, Rejected> {
-    if let Some(found) = layer.predicate_type().filter(|t| *t != predicate.uri()) {
+    if let Some(found) = layer.predicate_type().filter(|t| *t != predicate_type) {
         return Err(Rejected::OtherPredicate {
             found: found.to_owned(),
-            wanted: predicate.uri().to_owned(),
+            wanted: predicate_type.to_owned(),
         });
     }
     let (statement, signatures) = cosign::open_envelope(envelope).map_err(Rejected::Malformed)?;
@@ -89,14 +94,57 @@ pub fn attestation(
     if !signatures.iter().any(|der| verifies(key, &message, der)) {
         return Err(Rejected::WrongKey);
     }
-    let statement: cosign::Statement = serde_json::from_slice(&statement)
-        .map_err(|_| Rejected::Malformed("it is not an in-toto statement".into()))?;
-    if statement.predicate_type != predicate.uri() {
+    let statement = statement_about(&statement, digest)?;
+    bundle_attested(&statement, predicate_type)
+}
+
+/// A Sigstore bundle (cosign 3's format) checked as `cosign verify --key`
+/// checks it: its envelope signed by `key`, its statement about `digest`.
+/// Returns the statement, whose predicate type tells a signature
+/// ([`bundle::SIGNATURE_PREDICATE`]) from an attestation.
+pub fn bundle(
+    key: &VerifyingKey,
+    bytes: &[u8],
+    digest: &str,
+) -> Result<cosign::Statement, Rejected> {
+    let opened = bundle::open(bytes).map_err(Rejected::Malformed)?;
+    if opened.signatures.is_empty() {
+        return Err(Rejected::Unsigned);
+    }
+    let message = cosign::pae(&opened.payload_type, &opened.statement);
+    if !opened
+        .signatures
+        .iter()
+        .any(|der| verifies(key, &message, der))
+    {
+        return Err(Rejected::WrongKey);
+    }
+    statement_about(&opened.statement, digest)
+}
+
+/// What a verified statement attests, when it is of `predicate_type`.
+pub fn bundle_attested(
+    statement: &cosign::Statement,
+    predicate_type: &str,
+) -> Result<Attested, Rejected> {
+    if statement.predicate_type != predicate_type {
         return Err(Rejected::OtherPredicate {
-            found: statement.predicate_type,
-            wanted: predicate.uri().to_owned(),
+            found: statement.predicate_type.clone(),
+            wanted: predicate_type.to_owned(),
         });
     }
+    let sbom = Predicate::from_uri(predicate_type);
+    Ok(Attested {
+        predicate_type: predicate_type.to_owned(),
+        components: sbom.map_or(0, |p| super::sbom::components(p, &statement.predicate)),
+        spec_version: sbom.and_then(|p| super::sbom::spec_version(p, &statement.predicate)),
+    })
+}
+
+/// The in-toto statement in `bytes`, if one of its subjects is `digest`.
+fn statement_about(bytes: &[u8], digest: &str) -> Result<cosign::Statement, Rejected> {
+    let statement: cosign::Statement = serde_json::from_slice(bytes)
+        .map_err(|_| Rejected::Malformed("it is not an in-toto statement".into()))?;
     let (algorithm, hex) = digest.split_once(':').unwrap_or(("sha256", digest));
     let about = statement
         .subject
@@ -115,16 +163,14 @@ pub fn attestation(
             expected: digest.to_owned(),
         });
     }
-    Ok(Attested {
-        components: super::sbom::components(predicate, &statement.predicate),
-        spec_version: super::sbom::spec_version(predicate, &statement.predicate),
-    })
+    Ok(statement)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use p256::ecdsa::SigningKey;
     use p256::ecdsa::signature::Signer as _;
 
@@ -178,12 +224,12 @@ mod tests {
     fn attestation_for(key: &SigningKey, digest: &str, predicate: Predicate) -> (Layer, Vec<u8>) {
         let sbom =
             serde_json::json!({"specVersion": "1.6", "components": [{"name": "a"}, {"name": "b"}]});
-        let statement = cosign::statement("r/ns/app", digest, predicate, sbom);
+        let statement = cosign::statement("r/ns/app", digest, predicate.uri(), sbom);
         let envelope = cosign::envelope(
             &statement,
             &sign(key, &cosign::envelope_message(&statement)),
         );
-        (Layer::attestation(&envelope, predicate), envelope)
+        (Layer::attestation(&envelope, predicate.uri()), envelope)
     }
 
     #[test]
@@ -191,8 +237,15 @@ mod tests {
         let public = key(1).verifying_key().to_owned();
         let (layer, envelope) = attestation_for(&key(1), DIGEST, Predicate::CycloneDx);
         assert_eq!(
-            attestation(&public, &layer, &envelope, DIGEST, Predicate::CycloneDx),
+            attestation(
+                &public,
+                &layer,
+                &envelope,
+                DIGEST,
+                Predicate::CycloneDx.uri()
+            ),
             Ok(Attested {
+                predicate_type: Predicate::CycloneDx.uri().into(),
                 components: 2,
                 spec_version: Some("1.6".into())
             })
@@ -203,17 +256,80 @@ mod tests {
                 &layer,
                 &envelope,
                 DIGEST,
-                Predicate::CycloneDx
+                Predicate::CycloneDx.uri()
             ),
             Err(Rejected::WrongKey)
         );
         assert!(matches!(
-            attestation(&public, &layer, &envelope, OTHER, Predicate::CycloneDx),
+            attestation(
+                &public,
+                &layer,
+                &envelope,
+                OTHER,
+                Predicate::CycloneDx.uri()
+            ),
             Err(Rejected::DigestMismatch { .. })
         ));
         assert!(matches!(
-            attestation(&public, &layer, &envelope, DIGEST, Predicate::Spdx),
+            attestation(&public, &layer, &envelope, DIGEST, Predicate::Spdx.uri()),
             Err(Rejected::OtherPredicate { .. })
         ));
+    }
+
+    fn cosign3(name: &str) -> Vec<u8> {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/cosign3");
+        std::fs::read(format!("{dir}/{name}")).unwrap()
+    }
+
+    #[test]
+    fn cosign3s_bundles_verify_with_its_key_about_its_digest_only() {
+        let public =
+            crate::supply::key::verifying_key(&String::from_utf8(cosign3("cosign.pub")).unwrap())
+                .unwrap();
+        let digest = String::from_utf8(cosign3("subject-digest")).unwrap();
+        let digest = digest.trim();
+        let signed = bundle(&public, &cosign3("signature-bundle.json"), digest).unwrap();
+        assert_eq!(signed.predicate_type, bundle::SIGNATURE_PREDICATE);
+        let attested = bundle(&public, &cosign3("attestation-bundle.json"), digest).unwrap();
+        assert_eq!(
+            bundle_attested(&attested, Predicate::CycloneDx.uri()),
+            Ok(Attested {
+                predicate_type: Predicate::CycloneDx.uri().into(),
+                components: 1,
+                spec_version: Some("1.6".into())
+            })
+        );
+        assert!(matches!(
+            bundle_attested(&attested, Predicate::Spdx.uri()),
+            Err(Rejected::OtherPredicate { .. })
+        ));
+        assert_eq!(
+            bundle(
+                key(2).verifying_key(),
+                &cosign3("signature-bundle.json"),
+                digest
+            )
+            .unwrap_err(),
+            Rejected::WrongKey
+        );
+        assert!(matches!(
+            bundle(&public, &cosign3("signature-bundle.json"), OTHER),
+            Err(Rejected::DigestMismatch { .. })
+        ));
+        // One byte of the statement changed, its base64 re-encoded.
+        let mut tampered: serde_json::Value =
+            serde_json::from_slice(&cosign3("signature-bundle.json")).unwrap();
+        let payload = tampered["dsseEnvelope"]["payload"].as_str().unwrap();
+        let mut statement = base64::engine::general_purpose::STANDARD
+            .decode(payload)
+            .unwrap();
+        statement[5] ^= 1;
+        tampered["dsseEnvelope"]["payload"] = base64::engine::general_purpose::STANDARD
+            .encode(&statement)
+            .into();
+        assert_eq!(
+            bundle(&public, &serde_json::to_vec(&tampered).unwrap(), digest).unwrap_err(),
+            Rejected::WrongKey
+        );
     }
 }

@@ -20,7 +20,7 @@ pub const SIGNATURE: &str = "dev.cosignproject.cosign/signature";
 /// The attestation layer annotation naming the predicate type.
 pub const PREDICATE_TYPE: &str = "predicateType";
 pub const SIGNATURE_TYPE: &str = "cosign container image signature";
-const IN_TOTO: &str = "application/vnd.in-toto+json";
+pub const IN_TOTO: &str = "application/vnd.in-toto+json";
 const STATEMENT_TYPE: &str = "https://in-toto.io/Statement/v0.1";
 
 /// What an attestation says about the image: its predicate type.
@@ -39,6 +39,13 @@ impl Predicate {
         }
     }
 
+    /// The SBOM predicate a URI names, if it names one.
+    pub fn from_uri(uri: &str) -> Option<Predicate> {
+        [Predicate::CycloneDx, Predicate::Spdx]
+            .into_iter()
+            .find(|p| p.uri() == uri)
+    }
+
     /// `cosign verify-attestation --type` for the same predicate.
     pub fn cosign_type(self) -> &'static str {
         match self {
@@ -53,12 +60,16 @@ pub fn tag(digest: &str, suffix: &str) -> String {
     format!("{}.{suffix}", digest.replacen(':', "-", 1))
 }
 
-/// The digest a `sha256-<hex>.sig` or `.att` tag is about; `None` for any
-/// other tag. Such tags follow their image: copied with it, deleted with it.
+/// The digest a `sha256-<hex>.sig` or `.att` tag is about, or a bare
+/// `sha256-<hex>` tag (the OCI referrers tag schema: an index of the
+/// digest's referrers, where a registry has no referrers API, as GHCR);
+/// `None` for any other tag. Such tags follow their image: copied with it,
+/// deleted with it.
 pub fn attached_to(tag: &str) -> Option<String> {
     let stem = tag
         .strip_suffix(".sig")
-        .or_else(|| tag.strip_suffix(".att"))?;
+        .or_else(|| tag.strip_suffix(".att"))
+        .unwrap_or(tag);
     let digest = format!("sha256:{}", stem.strip_prefix("sha256-")?);
     crate::names::is_digest(&digest).then_some(digest)
 }
@@ -135,11 +146,11 @@ impl Descriptor {
 
     /// An attestation layer: the envelope is the blob and carries its
     /// own signature.
-    pub fn attestation(envelope: &[u8], predicate: Predicate) -> Layer {
+    pub fn attestation(envelope: &[u8], predicate_type: &str) -> Layer {
         Layer {
             annotations: BTreeMap::from([
                 (SIGNATURE.to_owned(), String::new()),
-                (PREDICATE_TYPE.to_owned(), predicate.uri().to_owned()),
+                (PREDICATE_TYPE.to_owned(), predicate_type.to_owned()),
             ]),
             ..Layer::new(DSSE_ENVELOPE, Digest::of(envelope), envelope.len() as u64)
         }
@@ -246,26 +257,29 @@ pub struct Statement {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Subject {
+    /// cosign 3's statements name the digest only.
+    #[serde(default)]
     pub name: String,
     pub digest: BTreeMap<String, String>,
 }
 
-/// The in-toto statement that `predicate` (the SBOM) is about `digest`.
+/// The in-toto statement that `predicate` (an SBOM, a provenance) of
+/// `predicate_type` is about `digest`.
 pub fn statement(
     docker_reference: &str,
     digest: &str,
-    predicate: Predicate,
-    sbom: serde_json::Value,
+    predicate_type: &str,
+    predicate: serde_json::Value,
 ) -> Vec<u8> {
     let (algorithm, hex) = digest.split_once(':').unwrap_or(("sha256", digest));
     let document = Statement {
         kind: STATEMENT_TYPE.to_owned(),
-        predicate_type: predicate.uri().to_owned(),
+        predicate_type: predicate_type.to_owned(),
         subject: vec![Subject {
             name: docker_reference.to_owned(),
             digest: BTreeMap::from([(algorithm.to_owned(), hex.to_owned())]),
         }],
-        predicate: sbom,
+        predicate,
     };
     serde_json::to_vec(&document).unwrap_or_default()
 }
@@ -336,6 +350,8 @@ mod tests {
     fn attached_tags_name_their_digest() {
         assert_eq!(attached_to(&tag(DIGEST, "sig")).as_deref(), Some(DIGEST));
         assert_eq!(attached_to(&tag(DIGEST, "att")).as_deref(), Some(DIGEST));
+        let referrers = DIGEST.replacen(':', "-", 1);
+        assert_eq!(attached_to(&referrers).as_deref(), Some(DIGEST));
         for other in [
             "latest",
             "sha256-0123.sig",
@@ -395,7 +411,7 @@ mod tests {
         let statement = statement(
             "r/ns/app",
             DIGEST,
-            Predicate::CycloneDx,
+            Predicate::CycloneDx.uri(),
             serde_json::json!({"specVersion": "1.6"}),
         );
         let json: serde_json::Value = serde_json::from_slice(&statement).unwrap();
@@ -406,7 +422,7 @@ mod tests {
         let (read, signatures) = open_envelope(&sealed).unwrap();
         assert_eq!(read, statement);
         assert_eq!(signatures, vec![b"sig".to_vec()]);
-        let layer = Layer::attestation(&sealed, Predicate::Spdx);
+        let layer = Layer::attestation(&sealed, Predicate::Spdx.uri());
         assert_eq!(layer.predicate_type(), Some("https://spdx.dev/Document"));
         assert_eq!(layer.annotations[SIGNATURE], "");
     }

@@ -114,6 +114,18 @@ pub fn fingerprint(key: &VerifyingKey) -> String {
     crate::registry::sha256_digest(&der)
 }
 
+/// The key hint of a Sigstore bundle: base64 of the SHA-256 of the
+/// SubjectPublicKeyInfo DER (the raw bytes of [`fingerprint`]'s hash).
+pub fn hint(key: &VerifyingKey) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let der = key
+        .to_public_key_der()
+        .map(|d| d.into_vec())
+        .unwrap_or_default();
+    base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&der))
+}
+
 fn decode(pem_text: &str) -> Result<(String, Vec<u8>), KeyError> {
     // Secrets pasted into CI settings often gain indentation or CRLFs.
     let normalized: String = pem_text

@@ -3,13 +3,15 @@
 //! in the registry, and their verification.
 //!
 //! `key` reads keys, `transit` signs through Vault/OpenBao, `cosign` is the
-//! on-registry format as bytes, `check` verifies those bytes, `attach`
+//! legacy on-registry format as bytes, `bundle` cosign 3's, `check` verifies those bytes, `attach`
 //! reads and writes them in a registry, `sbom` shapes the SBOM.
 
 pub mod attach;
+pub mod bundle;
 pub mod check;
 pub mod cosign;
 pub mod key;
+pub mod provenance;
 pub mod sbom;
 pub mod transit;
 

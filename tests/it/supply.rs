@@ -275,7 +275,7 @@ async fn a_signed_release_verifies_with_cosign(target: Target<'_>, ns: &str) {
         ours.summary
     );
     assert!(
-        ours.summary.contains("1 of 1 layers verified"),
+        ours.summary.contains("1 of 1 signatures verified"),
         "{}",
         ours.summary
     );
@@ -464,7 +464,7 @@ async fn cosigns_signatures_and_ours_sit_side_by_side_and_reruns_add_nothing(
         let ran = verify(&repo, target, &image, &pem, None);
         ran.assert_ok();
         assert!(
-            ran.summary.contains("1 of 3 layers verified"),
+            ran.summary.contains("1 of 3 signatures verified"),
             "{}",
             ran.summary
         );
@@ -478,8 +478,20 @@ async fn cosigns_signatures_and_ours_sit_side_by_side_and_reruns_add_nothing(
         );
     }
 
-    // An attestation replaces the earlier ones of its predicate type.
-    assert_eq!(layers(target, ns, &digest, "att").await.len(), 2);
+    // An attestation replaces the earlier ones of its predicate type: ours
+    // (the SBOM and the build's provenance), then cosign's SBOM.
+    let types = |att: Vec<Layer>| -> Vec<String> {
+        att.iter()
+            .filter_map(Layer::predicate_type)
+            .map(str::to_owned)
+            .collect()
+    };
+    const CYCLONEDX: &str = "https://cyclonedx.org/bom";
+    const PROVENANCE: &str = "https://slsa.dev/provenance/v1";
+    assert_eq!(
+        types(layers(target, ns, &digest, "att").await),
+        [CYCLONEDX, PROVENANCE, CYCLONEDX]
+    );
     let client = target.client();
     let repository = scoped(&format!("{ns}/app"));
     let subject = Subject {
@@ -490,15 +502,15 @@ async fn cosigns_signatures_and_ours_sit_side_by_side_and_reruns_add_nothing(
     subject
         .attest(
             &Signer::Key(plain),
-            Predicate::CycloneDx,
+            Predicate::CycloneDx.uri(),
             serde_json::json!({"bomFormat": "CycloneDX", "specVersion": "1.6", "components": [{"name": "x"}]}),
         )
         .await
         .unwrap();
     assert_eq!(
-        layers(target, ns, &digest, "att").await.len(),
-        1,
-        "replaced"
+        types(layers(target, ns, &digest, "att").await),
+        [PROVENANCE, CYCLONEDX],
+        "both SBOMs replaced, the provenance kept"
     );
     let plain_pub = theirs.path("plain.pub");
     let statements = ours
@@ -882,7 +894,7 @@ async fn vault_transit_signs_what_cosign_verifies() {
 
 /// `mirror`, `backup`, `restore` of `tags: latest` of the repository `ns`
 /// on the open registry, into `to` on the basic-auth one.
-fn copy_command(repo: &Repo, command: &str, ns: &str, to_ns: &str, archive: &str) -> Action {
+pub fn copy_command(repo: &Repo, command: &str, ns: &str, to_ns: &str, archive: &str) -> Action {
     let s = services();
     let from = format!("{}/{}", s.registry_open, scoped(&format!("{ns}/app")));
     let to = format!("{}/{}", s.registry_basic, scoped(&format!("{to_ns}/app")));

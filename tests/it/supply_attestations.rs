@@ -38,7 +38,7 @@ async fn a_tampered_attestation_fails_cosign_and_verify() {
     components.retain(|c| c["name"] != "libcrypto3");
     assert_eq!(components.len(), before - 1);
     let tampered = cosign::envelope(&serde_json::to_vec(&statement).unwrap(), &signatures[0]);
-    let layer = Layer::attestation(&tampered, Predicate::CycloneDx);
+    let layer = Layer::attestation(&tampered, Predicate::CycloneDx.uri());
     put_only(target, ns, &digest, "att", layer, &tampered).await;
 
     assert!(
@@ -96,7 +96,11 @@ async fn a_rebuild_replaces_its_own_attestation_type_and_keeps_the_others() {
         assert_eq!(again.outputs["digest"], digest, "the same image again");
         let att = layers(target, ns, &digest, "att").await;
         let types: Vec<&str> = att.iter().filter_map(Layer::predicate_type).collect();
-        assert_eq!(types, [SPDX, CYCLONEDX], "one of each type");
+        assert_eq!(
+            types,
+            [SPDX, CYCLONEDX, "https://slsa.dev/provenance/v1"],
+            "one of each type"
+        );
         attested.push(att[1].digest.clone());
     }
     assert_ne!(

@@ -94,6 +94,7 @@ pub(super) async fn build_images(
             }
             drop(shown);
             report.notes.extend(own.notes);
+            report.bases.extend(own.bases);
             report.uploaded += own.uploaded;
             images.push(image?);
         }
@@ -190,6 +191,9 @@ async fn build_platform(
             "BuildKit{for_platform}: {} steps from the cache, {} run",
             built.cached, built.executed
         ));
+    }
+    if let Some(bases) = &bases {
+        report.bases.extend(bases.clone());
     }
     let annotations: BTreeMap<String, String> =
         key_of(target, platform, &built.context, builder, bases)

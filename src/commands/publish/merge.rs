@@ -18,7 +18,7 @@ use crate::registry::contents::Contents;
 use super::plan::{self, Asked};
 use super::platforms::index_manifest;
 use super::resolve::{Publication, checkout, resolve_image};
-use super::supply::supply_inputs;
+use super::supply::{Attestations, Scope, supply_inputs};
 use super::{Image, Release, finish, release_not_out, sign, tag, write_sha_tag};
 
 pub async fn run(args: &MergeArgs, session: &Session) -> anyhow::Result<()> {
@@ -40,7 +40,7 @@ pub async fn run(args: &MergeArgs, session: &Session) -> anyhow::Result<()> {
     // for the publish jobs.
     checkout(publication.location, None, session)?;
     let (image, found, _) = resolve_image(&publication, session, None).await?;
-    let supply = supply_inputs(session, publication.signing, None).await?;
+    let supply = supply_inputs(session, publication.signing, None, Some(false)).await?;
     let asked = Asked {
         push: true,
         signs: supply.signs(),
@@ -65,7 +65,7 @@ pub async fn run(args: &MergeArgs, session: &Session) -> anyhow::Result<()> {
                 .map_or_else(String::new, Platform::to_string)
         );
     }
-    let index = index_manifest(&entries);
+    let index = index_manifest(&entries, None);
     let mut report = image.report(&tags);
     report.platforms = entries
         .iter()
@@ -80,7 +80,15 @@ pub async fn run(args: &MergeArgs, session: &Session) -> anyhow::Result<()> {
     }
     tag(&image, &more_tags, &index).await?;
     let signing = plan::signing(&asked, false);
-    sign(&image, signing, &supply, &index.digest, None, &mut report).await?;
+    sign(
+        &image,
+        signing,
+        &supply,
+        (&index, Scope::IndexOnly),
+        Attestations::default(),
+        &mut report,
+    )
+    .await?;
     report.digest = index.digest.clone();
     report.pushed = true;
     report.seconds = started.elapsed().as_secs_f64();

@@ -44,6 +44,7 @@ mod plan;
 mod platforms;
 mod push;
 mod resolve;
+mod same_index;
 mod supply;
 mod unchanged;
 
@@ -55,8 +56,8 @@ use plan::{Asked, Build, Found, Origin, PublishPlan, Push};
 use platforms::{Exported, platforms_built, release_manifest};
 use push::{push_image, tag, write_sha_tag};
 use resolve::{Publication, resolve};
-use supply::{Sbom, Supply, sbom, sign, supply_inputs};
-use unchanged::{release_again, same_build};
+use supply::{Attestations, Sbom, Scope, Supply, provenance, sbom, sign, supply_inputs};
+use unchanged::{SameBuild, release_again, same_build};
 
 /// The engine's export in the work directory: converted for the push and
 /// handed to the scanner as it is.
@@ -69,11 +70,18 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
         return nothing_to_publish(session, &why);
     }
     let (mut target, found) = resolve(args, &publication, session).await?;
-    let supply = supply_inputs(session, &args.supply.signing, sbom_asked(args)).await?;
+    let supply = supply_inputs(
+        session,
+        &args.supply.signing,
+        sbom_asked(args),
+        args.supply.provenance,
+    )
+    .await?;
     let bases = bases(args, session, &target)?;
     let asked = asked(args, &target, &supply);
     let plan = decide(&asked, session, &target, Found { bases, ..found }).await?;
     let mut report = target.image.report(&plan.tags);
+    report.notes.extend(plan.notes.iter().cloned());
     let made = obtain(
         args,
         session,
@@ -96,8 +104,11 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
         &target.image,
         plan.signing,
         &supply,
-        &release.manifest.digest,
-        release.sbom.as_ref(),
+        (&release.manifest, Scope::WithPlatformImages),
+        Attestations {
+            sbom: release.sbom.as_ref(),
+            provenance: release.provenance.as_ref(),
+        },
         &mut report,
     )
     .await?;
@@ -175,18 +186,25 @@ fn asked(args: &PublishArgs, target: &Target, supply: &Supply) -> Asked {
 }
 
 /// The last fact the plan needs, looked for only when it can matter: an
-/// image of the same build key already pushed. Then the plan.
+/// image (or index) of the same build key already pushed. Then the plan.
 async fn decide(
     asked: &Asked,
     session: &Session,
     target: &Target,
     found: Found,
 ) -> anyhow::Result<PublishPlan> {
-    let earlier = match plan::looks_for_same_build(asked, &found) {
+    let same = match plan::looks_for_same_build(asked, &found) {
         true => same_build(session, target).await?,
-        false => None,
+        false => SameBuild::default(),
     };
-    Ok(PublishPlan::new(asked, Found { earlier, ..found }))
+    Ok(PublishPlan::new(
+        asked,
+        Found {
+            earlier: same.earlier,
+            passed_over: same.passed_over,
+            ..found
+        },
+    ))
 }
 
 /// Where the image goes, its commit, and what the registry holds of it:
@@ -251,6 +269,8 @@ struct Release {
     manifest: Manifest,
     gate: Option<Gate>,
     sbom: Option<Sbom>,
+    /// The build's SLSA provenance, when asked for.
+    provenance: Option<serde_json::Value>,
 }
 
 impl Release {
@@ -260,6 +280,7 @@ impl Release {
             manifest,
             gate: None,
             sbom: None,
+            provenance: None,
         }
     }
 }
@@ -311,12 +332,13 @@ async fn make(
     push: Push,
     report: &mut Published,
 ) -> anyhow::Result<Made> {
+    let started = crate::time::now();
     let work = session.work_dir()?;
     pin_bases(args, session, target, &build.bases, work.path(), report).await?;
     let scanned = args.scan.scanner != ScannerArg::None;
     target.cache_from = build.cache_from.clone();
     let images = build_images(session, target, work.path(), scanned, report).await?;
-    let started = Instant::now();
+    let gating = Instant::now();
     let gate = match gate(args, session, target, &images).await? {
         Some(blocking) if blocking.blocks() => return Ok(Made::Withheld(blocking)),
         gate => gate,
@@ -332,14 +354,18 @@ async fn make(
         report,
     )
     .await?;
-    stage_timed("gate, SBOM", started);
-    let started = Instant::now();
+    stage_timed("gate, SBOM", gating);
+    let pushing = Instant::now();
     push_image(target, push, &images, &manifest, report).await?;
-    stage_timed("push (blobs left, manifest, SHA tag)", started);
+    stage_timed("push (blobs left, manifest, SHA tag)", pushing);
+    let provenance = supply
+        .provenance()
+        .then(|| provenance(session, target, report, started, crate::time::now()));
     Ok(Made::Release(Release {
         manifest,
         gate,
         sbom,
+        provenance,
     }))
 }
 

@@ -49,6 +49,8 @@ pub(super) struct Found {
     pub bases: Vec<Base>,
     /// An earlier image of the same build key, when one was looked for.
     pub earlier: Option<Earlier>,
+    /// Why an index of the same build key could not stand in.
+    pub passed_over: Vec<String>,
 }
 
 /// The commit the image `latest` names was built from, and how it relates
@@ -73,6 +75,8 @@ pub(super) struct PublishPlan {
     pub signing: Signing,
     /// Copy the release to `mirror-to`.
     pub mirror: bool,
+    /// For the summary: what was found but could not be released again.
+    pub notes: Vec<String>,
 }
 
 /// Where the image comes from.
@@ -80,7 +84,8 @@ pub(super) struct PublishPlan {
 pub(super) enum Origin {
     /// The SHA tag names it already: nothing is built.
     Reuse(Manifest),
-    /// An image of the same build inputs, released again under this commit.
+    /// An image (or index) of the same build inputs, released again under
+    /// this commit.
     ReleaseAgain(Earlier),
     Build(Build),
 }
@@ -142,9 +147,12 @@ impl PublishPlan {
         let same_build = looks_for_same_build(asked, &found);
         let (tags, more_tags) = tags(asked, found.tags, found.latest.as_ref());
         let existing = found.existing.filter(|_| !asked.rebuild);
-        let origin = match (existing, found.earlier) {
+        let earlier = found
+            .earlier
+            .filter(|e| same_build && e.images.len() == asked.platforms.max(1));
+        let origin = match (existing, earlier) {
             (Some(manifest), _) => Origin::Reuse(manifest),
-            (None, Some(earlier)) if same_build => Origin::ReleaseAgain(earlier),
+            (None, Some(earlier)) => Origin::ReleaseAgain(earlier),
             (None, _) => Origin::Build(Build {
                 bases: match (found.bases.is_empty(), asked.push) {
                     (true, _) => Bases::None,
@@ -162,15 +170,18 @@ impl PublishPlan {
             origin,
             tags,
             more_tags,
+            notes: found.passed_over,
         }
     }
 }
 
-/// Whether an image of the same build key may stand in for a build: not
-/// with `rebuild`, nor when the SHA tag names one already, nor with a scan
-/// gate (it scans the files a build exports). A base this run rebuilds
-/// gets a new digest, so an image waiting for one is never the same build
-/// as before; several platforms or a push by digest always build.
+/// Whether an image (or, for several platforms, an index) of the same
+/// build key may stand in for a build: not with `rebuild`, nor when the
+/// SHA tag names one already, nor with a scan gate (it scans the files a
+/// build exports). A base this run rebuilds gets a new digest, so an image
+/// waiting for one is never the same build as before; a push by digest
+/// always builds. It stands in only as what is asked: one image for one
+/// platform, an index of as many for several.
 pub(super) fn looks_for_same_build(asked: &Asked, found: &Found) -> bool {
     asked.push
         && !asked.rebuild
@@ -178,7 +189,6 @@ pub(super) fn looks_for_same_build(asked: &Asked, found: &Found) -> bool {
         && !asked.scanned
         && !asked.by_digest
         && found.bases.is_empty()
-        && asked.platforms <= 1
 }
 
 /// The commit `latest` names that must be compared with this one before
@@ -292,6 +302,8 @@ fn cache_from(asked: &Asked, set: &TagSet) -> Vec<String> {
 mod tests {
     use super::*;
     use crate::commands::publish::layers::Pushed;
+    use crate::commands::publish::unchanged::Reusable;
+    use crate::platform::Platform;
     use crate::reference::Reference;
     use crate::tags::{Facts, Latest};
 
@@ -358,6 +370,7 @@ mod tests {
             existing: None,
             bases: Vec::new(),
             earlier: None,
+            passed_over: Vec::new(),
         }
     }
 
@@ -372,6 +385,26 @@ mod tests {
     fn earlier(tag: &str) -> Earlier {
         Earlier {
             tag: tag.into(),
+            key: "key".into(),
+            images: vec![reusable(None)],
+        }
+    }
+
+    /// An index of the same build key over `platforms`' images.
+    fn earlier_index(tag: &str, platforms: &[&str]) -> Earlier {
+        Earlier {
+            tag: tag.into(),
+            key: "index key".into(),
+            images: platforms
+                .iter()
+                .map(|p| reusable(Some(Platform::parse(p).unwrap())))
+                .collect(),
+        }
+    }
+
+    fn reusable(platform: Option<Platform>) -> Reusable {
+        Reusable {
+            platform,
             image: Pushed {
                 manifest: manifest("sha256:earlier"),
                 config: b"{}".to_vec(),
@@ -411,7 +444,7 @@ mod tests {
 
     #[test]
     fn reuse_release_again_or_build() {
-        let cases: [(&str, Arrange, &str); 11] = [
+        let cases: [(&str, Arrange, &str); 15] = [
             ("nothing pushed yet", |_, _| {}, "build"),
             (
                 "the SHA tag names an image",
@@ -448,10 +481,44 @@ mod tests {
                 "build",
             ),
             (
-                "the same build key, but several platforms",
+                "several platforms, an index of the same build key",
+                |a, f| {
+                    a.platforms = 2;
+                    f.earlier = Some(earlier_index("abc1234", &["linux/amd64", "linux/arm64"]));
+                },
+                "release again abc1234",
+            ),
+            (
+                "several platforms, but one image of the same build key",
                 |a, f| {
                     a.platforms = 2;
                     f.earlier = Some(earlier("abc1234"));
+                },
+                "build",
+            ),
+            (
+                "one platform, but an index of the same build key",
+                |a, f| {
+                    a.platforms = 1;
+                    f.earlier = Some(earlier_index("abc1234", &["linux/amd64", "linux/arm64"]));
+                },
+                "build",
+            ),
+            (
+                "several platforms, the same build key, but a scan gate to feed",
+                |a, f| {
+                    a.platforms = 2;
+                    a.scanned = true;
+                    f.earlier = Some(earlier_index("abc1234", &["linux/amd64", "linux/arm64"]));
+                },
+                "build",
+            ),
+            (
+                "several platforms, the same build key, `rebuild`",
+                |a, f| {
+                    a.platforms = 2;
+                    a.rebuild = true;
+                    f.earlier = Some(earlier_index("abc1234", &["linux/amd64", "linux/arm64"]));
                 },
                 "build",
             ),
@@ -498,13 +565,21 @@ mod tests {
 
     #[test]
     fn the_same_build_is_looked_for_only_where_it_may_stand_in() {
-        let cases: [(&str, Arrange, bool); 8] = [
+        let cases: [(&str, Arrange, bool); 9] = [
             ("one platform, pushed, no gate", |_, _| {}, true),
             ("`push: false`", |a, _| a.push = false, false),
             ("`rebuild`", |a, _| a.rebuild = true, false),
             ("a scanner", |a, _| a.scanned = true, false),
             ("`push-by-digest`", |a, _| a.by_digest = true, false),
-            ("two platforms", |a, _| a.platforms = 2, false),
+            ("two platforms", |a, _| a.platforms = 2, true),
+            (
+                "two platforms, a scanner",
+                |a, _| {
+                    a.platforms = 2;
+                    a.scanned = true;
+                },
+                false,
+            ),
             (
                 "a base to wait for",
                 |_, f| f.bases = vec![base("base")],
@@ -704,21 +779,32 @@ mod tests {
     }
 
     #[test]
-    fn several_platforms_build_one_image_under_every_tag() {
+    fn several_platforms_release_one_index_under_every_tag() {
         let asked = Asked {
             platforms: 2,
             signs: true,
             ..pushing()
         };
-        let found = Found {
-            earlier: Some(earlier("abc1234")),
+        let found_index = Found {
+            earlier: Some(earlier_index("abc1234", &["linux/amd64", "linux/arm64"])),
             ..found(On::Release("2.0.0"))
         };
-        let plan = PublishPlan::new(&asked, found);
-        assert_eq!(origin(&plan), "build");
+        let plan = PublishPlan::new(&asked, found_index);
+        assert_eq!(origin(&plan), "release again abc1234");
         assert_eq!(plan.push, Push::ShaTag);
         assert_eq!(plan.more_tags, ["2.0.0", "2.0", "2", "latest"]);
         assert_eq!(plan.signing, Signing::Digest { attest: Attest::No });
+        assert!(plan.notes.is_empty());
+
+        let why = "`abc1234` has this build's key but can't be released again: its linux/arm64 image is gone";
+        let passed_over = Found {
+            passed_over: vec![why.into()],
+            ..found(On::Release("2.0.0"))
+        };
+        let plan = PublishPlan::new(&asked, passed_over);
+        assert_eq!(origin(&plan), "build");
+        assert_eq!(plan.more_tags, ["2.0.0", "2.0", "2", "latest"]);
+        assert_eq!(plan.notes, [why]);
     }
 
     #[test]

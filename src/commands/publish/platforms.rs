@@ -1,12 +1,14 @@
 //! Several platforms: which ones, each one's exported image, and the OCI
 //! index that names them all under the release's tags.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use anyhow::{Context as _, bail};
 
+use crate::build_key;
 use crate::cli::{BuilderArg, PublishArgs};
-use crate::engine::{OciImage, Source};
+use crate::engine::{OciImage, Source, manifest_annotation};
 use crate::oci::{Descriptor, Digest, INDEX_MEDIA_TYPE, Index, MANIFEST_MEDIA_TYPE, child_for};
 use crate::platform::{self, Platform};
 use crate::registry::{Manifest, Registry};
@@ -95,7 +97,8 @@ impl Exported {
 }
 
 /// What the tags will name: one platform's image manifest as it is, or an
-/// OCI index over every platform's.
+/// OCI index over every platform's, with the key of their build keys when
+/// each has one (a later commit of the same builds releases it again).
 pub(super) fn release_manifest(images: &[Exported]) -> anyhow::Result<Manifest> {
     match images {
         [] => bail!("no image was built"),
@@ -110,14 +113,27 @@ pub(super) fn release_manifest(images: &[Exported]) -> anyhow::Result<Manifest> 
                         .for_platform(e.platform.clone())
                 })
                 .collect();
-            Ok(index_manifest(&entries))
+            let keys: Option<Vec<String>> = several
+                .iter()
+                .map(|e| manifest_annotation(&e.image.manifest, build_key::ANNOTATION))
+                .collect();
+            Ok(index_manifest(
+                &entries,
+                keys.map(|keys| build_key::index_key(&keys)),
+            ))
         }
     }
 }
 
-/// The index over `entries`, as the registry will hold it.
-pub(super) fn index_manifest(entries: &[Descriptor]) -> Manifest {
-    let bytes = Index::of(entries.to_vec()).to_bytes();
+/// The index over `entries`, as the registry will hold it, carrying
+/// `key` as its build key.
+pub(super) fn index_manifest(entries: &[Descriptor], key: Option<String>) -> Manifest {
+    let annotations = key
+        .map(|key| BTreeMap::from([(build_key::ANNOTATION.to_owned(), key)]))
+        .unwrap_or_default();
+    let bytes = Index::of(entries.to_vec())
+        .annotated(annotations)
+        .to_bytes();
     Manifest {
         digest: crate::registry::sha256_digest(&bytes),
         bytes,

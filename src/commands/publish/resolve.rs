@@ -220,6 +220,7 @@ pub(super) async fn resolve_image(
         existing: existing.clone(),
         bases: Vec::new(),
         earlier: None,
+        passed_over: Vec::new(),
     };
     let image = Image {
         reference,

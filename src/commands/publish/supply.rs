@@ -9,15 +9,17 @@ use anyhow::{Context as _, bail};
 use serde_json::Value;
 
 use crate::actions::boundary::Access;
-use crate::cli::{ScanArgs, ScannerArg, Signing as SignKey};
+use crate::actions::context::Forge;
+use crate::cli::{ScanArgs, ScannerArg, SignatureFormat, Signing as SignKey};
 use crate::commands::Session;
 use crate::gate::Gate;
-use crate::report::publish::Published;
+use crate::registry::Manifest;
+use crate::report::publish::{Formats, Published};
 use crate::scan::runner;
 use crate::supply::attach::Subject;
 use crate::supply::cosign::{self, Predicate};
 use crate::supply::transit::{self, Transit, Vault};
-use crate::supply::{Signer, key, sbom};
+use crate::supply::{Signer, key, provenance, sbom};
 
 use super::plan::{Attest, Signing};
 use super::{Image, Target};
@@ -26,6 +28,9 @@ use super::{Image, Target};
 /// built, so a bad key fails the job with nothing pushed.
 pub(super) struct Supply {
     sbom: Option<Predicate>,
+    /// Attest the build's SLSA provenance (`provenance`).
+    provenance: bool,
+    format: SignatureFormat,
     /// `scanner-image`: the Trivy that scanned converts too.
     scanner_image: Option<String>,
     signer: Option<Signer>,
@@ -35,7 +40,13 @@ pub(super) async fn supply_inputs(
     session: &Session,
     signing: &SignKey,
     sbom: Option<(Predicate, &ScanArgs)>,
+    provenance: Option<bool>,
 ) -> anyhow::Result<Supply> {
+    if provenance == Some(true) && signing.sign_key.is_none() {
+        bail!(
+            "`provenance: true` attests the build's provenance, which is signed: give `sign-key` too, or set `provenance: false`"
+        );
+    }
     if let Some((_, scan)) = sbom.filter(|(_, scan)| scan.scanner != ScannerArg::Trivy) {
         bail!(
             "`sbom` is converted from Trivy's report, but `scanner` is `{}`; set `scanner: trivy`, or `sbom: none`",
@@ -47,7 +58,9 @@ pub(super) async fn supply_inputs(
         None => None,
     };
     Ok(Supply {
+        provenance: provenance.unwrap_or(signer.is_some()),
         sbom: sbom.map(|(predicate, _)| predicate),
+        format: signing.signature_format,
         scanner_image: sbom.and_then(|(_, scan)| scan.scanner_image.clone()),
         signer,
     })
@@ -61,6 +74,68 @@ impl Supply {
     pub(super) fn sbom_asked(&self) -> bool {
         self.sbom.is_some()
     }
+
+    pub(super) fn provenance(&self) -> bool {
+        self.provenance
+    }
+}
+
+/// The SLSA provenance of what `target` built between `started` and
+/// `finished` (Unix seconds), from the runner's context.
+pub(super) fn provenance(
+    session: &Session,
+    target: &Target,
+    report: &Published,
+    started: i64,
+    finished: i64,
+) -> Value {
+    let ctx = &session.ctx;
+    let repository = ctx
+        .repository
+        .as_deref()
+        .map(|r| format!("{}/{r}", ctx.server_url.trim_end_matches('/')));
+    let source = repository.clone().map(|repository| provenance::Source {
+        repository,
+        commit: target.image.sha.clone(),
+        git_ref: ctx.git_ref.clone(),
+    });
+    let run = repository.and_then(|repository| {
+        let url = match ctx.forge {
+            Forge::GitHub => format!(
+                "{repository}/actions/runs/{}/attempts/{}",
+                ctx.run_id.as_deref()?,
+                ctx.run_attempt.as_deref().unwrap_or("1")
+            ),
+            Forge::Forgejo | Forge::Gitea => format!(
+                "{repository}/actions/runs/{}",
+                ctx.run_number.as_deref().or(ctx.run_id.as_deref())?
+            ),
+            Forge::Local => return None,
+        };
+        Some(provenance::Run {
+            url,
+            workflow_ref: ctx.workflow_ref.clone(),
+        })
+    });
+    let context = target
+        .dir
+        .strip_prefix(&ctx.workspace)
+        .unwrap_or(&target.dir)
+        .to_string_lossy()
+        .into_owned();
+    provenance::predicate(&provenance::Facts {
+        source,
+        run,
+        dockerfile: &target.dockerfile_rel,
+        context: &context,
+        target: target.stage.as_deref(),
+        platforms: report.platforms.clone(),
+        build_args: &target.build_args,
+        bases: &report.bases,
+        version: env!("CARGO_PKG_VERSION"),
+        started,
+        finished,
+    })
 }
 
 /// A key from the `sign-key` PEM, or Vault Transit for `hashivault://`.
@@ -166,14 +241,118 @@ impl Sbom {
     }
 }
 
-/// Signs the pushed digest and attests its SBOM. A failure here leaves the
-/// image pushed but unsigned; a re-run skips the build and signs it.
+/// What is attested beside the signature: the SBOM, the provenance.
+#[derive(Default, Clone, Copy)]
+pub(super) struct Attestations<'a> {
+    pub sbom: Option<&'a Sbom>,
+    pub provenance: Option<&'a Value>,
+}
+
+impl Attestations<'_> {
+    /// Each as (what the summary calls it, predicate type, predicate); the
+    /// SBOM only when the plan attests it.
+    fn each(&self, attest: Attest) -> Vec<(String, &'static str, Value)> {
+        let sbom = self.sbom.filter(|_| attest == Attest::Sbom).map(|sbom| {
+            (
+                format!("the {} SBOM", sbom.predicate.cosign_type()),
+                sbom.predicate.uri(),
+                sbom.document.clone(),
+            )
+        });
+        let provenance = self.provenance.map(|p| {
+            (
+                "the SLSA build provenance".to_owned(),
+                provenance::PREDICATE_TYPE,
+                p.clone(),
+            )
+        });
+        sbom.into_iter().chain(provenance).collect()
+    }
+}
+
+/// The platform images an index lists (not its attestation manifests);
+/// none for an image.
+fn platform_images(manifest: &Manifest) -> Vec<String> {
+    if !crate::oci::is_index_media_type(&manifest.media_type) {
+        return Vec::new();
+    }
+    crate::oci::children(&manifest.bytes)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c.platform.as_ref().is_some_and(|p| p.os != "unknown"))
+        .map(|c| c.digest.as_str().to_owned())
+        .collect()
+}
+
+/// cosign 2's format: the `.sig` tag, and the attestations in `.att`.
+async fn sign_legacy(
+    subject: &Subject<'_>,
+    signer: &Signer,
+    attestations: &[(String, &'static str, Value)],
+    report: &mut Published,
+) -> anyhow::Result<()> {
+    let digest = subject.digest;
+    let signature = cosign::tag(digest, "sig");
+    let added = subject.sign(signer).await?;
+    report.notes.push(if added {
+        format!("signed {digest}: `{signature}`")
+    } else {
+        format!("{digest} was already signed with this key: `{signature}` unchanged")
+    });
+    for (what, predicate_type, predicate) in attestations {
+        subject
+            .attest(signer, predicate_type, predicate.clone())
+            .await?;
+        report.notes.push(format!(
+            "attested {what} ({predicate_type}): `{}`",
+            cosign::tag(digest, "att")
+        ));
+    }
+    Ok(())
+}
+
+/// cosign 3's format: Sigstore bundles as referrers of the digest.
+async fn sign_bundle(
+    subject: &Subject<'_>,
+    signer: &Signer,
+    attestations: &[(String, &'static str, Value)],
+    report: &mut Published,
+) -> anyhow::Result<()> {
+    let digest = subject.digest;
+    report.notes.push(match subject.sign_bundle(signer).await? {
+        Some(place) => format!("signed {digest} in a Sigstore bundle: {place}"),
+        None => format!("{digest} already has a signature bundle by this key: unchanged"),
+    });
+    for (what, predicate_type, predicate) in attestations {
+        let place = subject
+            .attest_bundle(signer, predicate_type, predicate.clone())
+            .await?;
+        report.notes.push(format!(
+            "attested {what} ({predicate_type}) in a Sigstore bundle: {place}"
+        ));
+    }
+    Ok(())
+}
+
+/// Which images of an index `sign` signs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scope {
+    /// The index and each platform's image, with its provenance: this run
+    /// built them (a verifier given a platform's digest finds them too).
+    WithPlatformImages,
+    /// The index only: its images are other jobs' (`merge`).
+    IndexOnly,
+}
+
+/// Signs the pushed digest and attests its SBOM and provenance (and, by
+/// `scope`, an index's platform images). A failure here leaves the image
+/// pushed but unsigned; a re-run skips the build and signs it.
 pub(super) async fn sign(
     image: &Image,
     plan: Signing,
     supply: &Supply,
-    digest: &str,
-    sbom: Option<&Sbom>,
+    (manifest, scope): (&Manifest, Scope),
+    attestations: Attestations<'_>,
     report: &mut Published,
 ) -> anyhow::Result<()> {
     let attest = match plan {
@@ -191,42 +370,54 @@ pub(super) async fn sign(
         return Ok(());
     };
     let started = Instant::now();
-    let subject = Subject {
-        registry: &image.registry,
-        repository: &image.repository,
-        digest,
-    };
+    let digest = manifest.digest.as_str();
     let unsigned = || {
         format!(
             "{}@{digest} is pushed, but signing it failed; re-run the job to sign it (what is pushed is not built or pushed again)",
             image.reference.familiar()
         )
     };
-    let signature = cosign::tag(digest, "sig");
-    let added = subject.sign(signer).await.with_context(unsigned)?;
-    report.notes.push(if added {
-        format!("signed {digest}: `{signature}`")
-    } else {
-        format!("{digest} was already signed with this key: `{signature}` unchanged")
+    let each = attestations.each(attest);
+    let provenance_only: Vec<_> = each
+        .iter()
+        .filter(|(_, predicate_type, _)| *predicate_type == provenance::PREDICATE_TYPE)
+        .cloned()
+        .collect();
+    report.signed = Some(Formats {
+        legacy: supply.format.legacy(),
+        bundle: supply.format.bundle(),
     });
-    match (attest, sbom) {
-        (Attest::No, _) => {}
-        (Attest::Sbom, Some(sbom)) => {
-            subject
-                .attest(signer, sbom.predicate, sbom.document.clone())
+    let children = match scope {
+        Scope::WithPlatformImages => platform_images(manifest),
+        Scope::IndexOnly => Vec::new(),
+    };
+    let subjects = std::iter::once((digest, each.as_slice())).chain(
+        children
+            .iter()
+            .map(|c| (c.as_str(), provenance_only.as_slice())),
+    );
+    for (digest, attestations) in subjects {
+        let subject = Subject {
+            registry: &image.registry,
+            repository: &image.repository,
+            digest,
+        };
+        if supply.format.legacy() {
+            sign_legacy(&subject, signer, attestations, report)
                 .await
                 .with_context(unsigned)?;
-            report.notes.push(format!(
-                "attested the {} SBOM ({}): `{}`",
-                sbom.predicate.cosign_type(),
-                sbom.predicate.uri(),
-                cosign::tag(digest, "att")
-            ));
         }
+        if supply.format.bundle() {
+            sign_bundle(&subject, signer, attestations, report)
+                .await
+                .with_context(unsigned)?;
+        }
+    }
+    if matches!(attest, Attest::Sbom | Attest::NoScan) && attestations.sbom.is_none() {
         // Asked for, but no scan made one.
-        (Attest::Sbom | Attest::NoScan, _) => report.notes.push(
+        report.notes.push(
             "no attestation: the build was skipped, so there is no scan to make the SBOM from; `rebuild: true` builds and attests again (on this commit only a build that makes the same digest: `cache: false` and a fixed `org.opencontainers.image.created` label)".into(),
-        ),
+        );
     }
     report.notes.push(format!(
         "signing took {:.2} s",

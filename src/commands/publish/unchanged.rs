@@ -1,9 +1,10 @@
 //! A new commit of an unchanged image directory. Every pushed image carries
-//! its build key (`build_key`); when the key of the build this run would
-//! make is that of an image already in the repository, that image is
-//! released again under this commit — its config with this commit's
-//! labels, its layers as they are — and nothing is built, exported or
-//! uploaded but the config.
+//! its build key (`build_key`), an index of several platforms the key of
+//! its children's; when the key of the build this run would make is that
+//! of an image (or index) already in the repository, it is released again
+//! under this commit — each config with this commit's labels, the layers
+//! as they are — and nothing is built, exported or uploaded but the
+//! configs.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +16,7 @@ use crate::engine::{
     Blob, Builder, ContextPlan, Source, image_manifest, manifest_annotation, pushed_layers,
     relabelled_config,
 };
-use crate::oci::{CONFIG_MEDIA_TYPE, Digest, MANIFEST_MEDIA_TYPE};
+use crate::oci::{CONFIG_MEDIA_TYPE, Descriptor, Digest, MANIFEST_MEDIA_TYPE};
 use crate::plan::dockerfile;
 use crate::plan::git::GitSource;
 use crate::plan::strategy::short;
@@ -27,25 +28,49 @@ use crate::report::publish::Published;
 use super::Target;
 use super::build::requested_builder;
 use super::layers::{Pushed, pushed};
+use super::platforms::index_manifest;
+use super::push::write_sha_tag;
+use super::same_index::{Verdict, children_of};
 
-/// An image of this repository that this run would build again.
+/// What this run would build again, already pushed: one image, or the
+/// index of several platforms' images.
 #[derive(Debug, Clone)]
 pub(super) struct Earlier {
     /// The tag it was found under, for the summary.
     pub(super) tag: String,
+    /// The image's build key, or the index's.
+    pub(super) key: String,
+    /// The image; for several platforms each platform's, in the index's
+    /// order.
+    pub(super) images: Vec<Reusable>,
+}
+
+/// One image an earlier release is made of.
+#[derive(Debug, Clone)]
+pub(super) struct Reusable {
+    /// As the index lists it; `None` for an image released on its own.
+    pub(super) platform: Option<Platform>,
     pub(super) image: Pushed,
     pub(super) key: String,
 }
 
+/// What looking for the same build found: the release to make again, and
+/// why any image of the same key could not stand in (for the summary).
+#[derive(Debug, Default)]
+pub(super) struct SameBuild {
+    pub(super) earlier: Option<Earlier>,
+    pub(super) passed_over: Vec<String>,
+}
+
 /// The image this run would build again, if one is pushed: asked only
 /// when the plan may release it again (`plan::looks_for_same_build`).
-pub(super) async fn same_build(
-    session: &Session,
-    target: &Target,
-) -> anyhow::Result<Option<Earlier>> {
+pub(super) async fn same_build(session: &Session, target: &Target) -> anyhow::Result<SameBuild> {
+    if target.platforms.len() > 1 {
+        return same_index(session, target).await;
+    }
     let candidates = candidates(session, target).await?;
     if candidates.is_empty() {
-        return Ok(None);
+        return Ok(SameBuild::default());
     }
     let context = context_digest(target).await?;
     let builder = requested_builder(target.builder);
@@ -57,33 +82,111 @@ pub(super) async fn same_build(
         builder,
         base_digests(target).await,
     ) else {
+        return Ok(SameBuild::default());
+    };
+    Ok(SameBuild {
+        earlier: candidates.into_iter().find(|earlier| earlier.key == key),
+        passed_over: Vec::new(),
+    })
+}
+
+/// The commit of the newest change to the image's directory or
+/// Dockerfile, when it is not this one: the SHA tag to look under first.
+async fn last_change(session: &Session, target: &Target) -> anyhow::Result<Option<String>> {
+    let Some(git) = GitSource::open(&session.ctx.workspace).await? else {
         return Ok(None);
     };
-    Ok(candidates.into_iter().find(|earlier| earlier.key == key))
+    let paths = [target.dir.as_path(), target.dockerfile.as_path()];
+    Ok(git
+        .last_change(&paths)
+        .await?
+        .filter(|s| *s != target.image.sha))
+}
+
+/// Several platforms: the index of the last change, or `latest`, whose key
+/// is this build's, once each child is checked (`same_index`).
+async fn same_index(session: &Session, target: &Target) -> anyhow::Result<SameBuild> {
+    let indexes = keyed_indexes(session, target).await?;
+    if indexes.is_empty() {
+        return Ok(SameBuild::default());
+    }
+    let Some(keys) = platform_keys(target).await? else {
+        return Ok(SameBuild::default());
+    };
+    let key = build_key::index_key(&keys);
+    let mut found = SameBuild::default();
+    for (tag, index) in indexes.into_iter().filter(|(_, index)| {
+        manifest_annotation(&index.bytes, ANNOTATION).as_deref() == Some(key.as_str())
+    }) {
+        match children_of(target, &index, &keys).await? {
+            Verdict::Same(images) => {
+                found.earlier = Some(Earlier { tag, key, images });
+                break;
+            }
+            Verdict::Differs(why) => found.passed_over.push(format!(
+                "`{}` has this build's key but can't be released again: {why}",
+                short(&tag)
+            )),
+        }
+    }
+    Ok(found)
+}
+
+/// What the SHA tag of the last change and `latest` name, each once, when
+/// it carries a build key.
+async fn keyed_indexes(
+    session: &Session,
+    target: &Target,
+) -> anyhow::Result<Vec<(String, Manifest)>> {
+    let tags = last_change(session, target)
+        .await?
+        .into_iter()
+        .chain(std::iter::once("latest".to_owned()));
+    let mut found: Vec<(String, Manifest)> = Vec::new();
+    for tag in tags {
+        let named = target
+            .image
+            .registry
+            .manifest(&target.image.repository, &tag)
+            .await?;
+        if let Some(index) = named.filter(|index| {
+            manifest_annotation(&index.bytes, ANNOTATION).is_some()
+                && !found.iter().any(|(_, seen)| seen.digest == index.digest)
+        }) {
+            found.push((tag, index));
+        }
+    }
+    Ok(found)
+}
+
+/// The build key of each platform asked, in order; `None` when one is
+/// unknown (a base that doesn't resolve).
+async fn platform_keys(target: &Target) -> anyhow::Result<Option<Vec<String>>> {
+    let context = context_digest(target).await?;
+    let builder = requested_builder(target.builder);
+    let bases = base_digests(target).await;
+    Ok(target
+        .platforms
+        .iter()
+        .map(|p| key_of(target, Some(p), &context, builder, bases.clone()))
+        .collect())
 }
 
 /// The image of the newest commit that changed the image's directory or
 /// Dockerfile, and `latest`: those that carry a build key.
 async fn candidates(session: &Session, target: &Target) -> anyhow::Result<Vec<Earlier>> {
     let mut found: Vec<(String, Pushed)> = Vec::new();
-    if let Some(git) = GitSource::open(&session.ctx.workspace).await? {
-        let paths = [target.dir.as_path(), target.dockerfile.as_path()];
-        if let Some(sha) = git
-            .last_change(&paths)
-            .await?
-            .filter(|s| *s != target.image.sha)
+    if let Some(sha) = last_change(session, target).await? {
+        let platform = target.platforms.first();
+        if let Some(image) = pushed(
+            &target.image.registry,
+            &target.image.repository,
+            &sha,
+            platform,
+        )
+        .await?
         {
-            let platform = target.platforms.first();
-            if let Some(image) = pushed(
-                &target.image.registry,
-                &target.image.repository,
-                &sha,
-                platform,
-            )
-            .await?
-            {
-                found.push((sha, image));
-            }
+            found.push((sha, image));
         }
     }
     if let Some(latest) = &target.image.latest {
@@ -93,7 +196,15 @@ async fn candidates(session: &Session, target: &Target) -> anyhow::Result<Vec<Ea
         .into_iter()
         .filter_map(|(tag, image)| {
             let key = manifest_annotation(&image.manifest.bytes, ANNOTATION)?;
-            Some(Earlier { tag, image, key })
+            Some(Earlier {
+                tag,
+                key: key.clone(),
+                images: vec![Reusable {
+                    platform: None,
+                    image,
+                    key,
+                }],
+            })
         })
         .collect())
 }
@@ -218,17 +329,63 @@ async fn resolve(target: &Target, image: &str) -> anyhow::Result<Option<String>>
     Ok(digest)
 }
 
-/// The earlier image under this commit's SHA tag: its config relabelled,
-/// its layers and build key as they are.
+/// The earlier release under this commit's SHA tag: each image's config
+/// relabelled, its layers and build key as they are; for several
+/// platforms, each image by digest, then the index over them.
 pub(super) async fn release_again(
     target: &Target,
     earlier: Earlier,
     report: &mut Published,
 ) -> anyhow::Result<Manifest> {
-    let config = relabelled_config(&earlier.image.config, &target.labels)
-        .with_context(|| format!("`{}`'s image config is not valid JSON", earlier.tag))?;
-    let layers = pushed_layers(&earlier.image.manifest.bytes, &target.image.repository)
-        .with_context(|| format!("`{}` is not an image manifest", earlier.tag))?;
+    let mut entries = Vec::with_capacity(earlier.images.len());
+    for reusable in &earlier.images {
+        entries.push(relabel(target, &earlier.tag, reusable, report).await?);
+    }
+    let release = match entries.as_slice() {
+        [(None, one)] => one.clone(),
+        several => {
+            let mut listed = Vec::with_capacity(several.len());
+            for (platform, manifest) in several {
+                let platform = platform
+                    .clone()
+                    .context("an image of an index is listed with its platform")?;
+                target
+                    .image
+                    .registry
+                    .put_manifest(&target.image.repository, &manifest.digest, manifest)
+                    .await?;
+                let (digest, size) = (Digest::of(&manifest.bytes), manifest.bytes.len() as u64);
+                listed.push(
+                    Descriptor::new(MANIFEST_MEDIA_TYPE, digest, size)
+                        .for_platform(platform.clone()),
+                );
+                report.platforms.push(platform.to_string());
+            }
+            index_manifest(&listed, Some(earlier.key.clone()))
+        }
+    };
+    write_sha_tag(&target.image, &release).await?;
+    report.notes.push(format!(
+        "nothing changed since `{}` (same build key): released again with this commit's labels — no build, no layer uploaded",
+        short(&earlier.tag)
+    ));
+    Ok(release)
+}
+
+/// One image of `earlier` with this commit's labels: its config uploaded
+/// when new, its manifest made (not yet put); with its platform in the
+/// index.
+async fn relabel(
+    target: &Target,
+    earlier: &str,
+    reusable: &Reusable,
+    report: &mut Published,
+) -> anyhow::Result<(Option<Platform>, Manifest)> {
+    let image = &reusable.image;
+    let config = relabelled_config(&image.config, &target.labels)
+        .with_context(|| format!("`{earlier}`'s image config is not valid JSON"))?;
+    let layers = pushed_layers(&image.manifest.bytes, &target.image.repository)
+        .with_context(|| format!("`{earlier}` is not an image manifest"))?;
     let config_blob = Blob {
         digest: Digest::of(&config),
         size: config.len() as u64,
@@ -237,7 +394,7 @@ pub(super) async fn release_again(
             repository: target.image.repository.clone(),
         },
     };
-    let annotations = BTreeMap::from([(ANNOTATION.to_owned(), earlier.key.clone())]);
+    let annotations = BTreeMap::from([(ANNOTATION.to_owned(), reusable.key.clone())]);
     let bytes = image_manifest(&config_blob, &layers, &annotations);
     let manifest = Manifest {
         digest: crate::registry::sha256_digest(&bytes),
@@ -252,15 +409,8 @@ pub(super) async fn release_again(
         registry
             .upload_blob(&target.image.repository, &config_blob.digest, config.into())
             .await?;
-        report.uploaded = config_blob.size;
+        report.uploaded += config_blob.size;
     }
-    registry
-        .put_manifest(&target.image.repository, &target.image.sha, &manifest)
-        .await?;
-    report.size = layers.iter().map(|l| l.size).sum::<u64>() + config_blob.size;
-    report.notes.push(format!(
-        "nothing changed since `{}` (same build key): released again with this commit's labels — no build, no layer uploaded",
-        short(&earlier.tag)
-    ));
-    Ok(manifest)
+    report.size += layers.iter().map(|l| l.size).sum::<u64>() + config_blob.size;
+    Ok((reusable.platform.clone(), manifest))
 }

@@ -1,18 +1,29 @@
-//! The reference verifier: Debian's cosign 2.5 (scripts/tools), run
-//! offline with keys it generates itself, against the loopback registries.
+//! The reference verifiers: Debian's cosign 2.5 and cosign 3.1
+//! (scripts/tools), run offline with keys cosign 2.5 generates, against the
+//! loopback registries.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const HOW: &str = "run `scripts/tools` (or the tests through `scripts/test`) to install cosign 2.5 from Debian's trixie suite";
+const HOW: &str = "run `scripts/tools` (or the tests through `scripts/test`) to install cosign 2.5 from Debian's trixie suite and cosign 3.1 from its unstable suite";
 
+/// cosign 2.5.
 pub fn cosign() -> PathBuf {
+    tool("cosign")
+}
+
+/// cosign 3.1, which signs in the Sigstore bundle format.
+pub fn cosign3() -> PathBuf {
+    tool("cosign3")
+}
+
+fn tool(name: &str) -> PathBuf {
     let dir = std::env::var_os("REGISTRY_ACTION_TOOLS").map_or_else(
         || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/tools"),
         PathBuf::from,
     );
-    let binary = dir.join("cosign");
-    assert!(binary.is_file(), "no cosign at {}: {HOW}", binary.display());
+    let binary = dir.join(name);
+    assert!(binary.is_file(), "no {name} at {}: {HOW}", binary.display());
     binary
 }
 
@@ -71,7 +82,66 @@ impl Cosign {
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(cosign())
+        self.run_with(cosign(), args)
+    }
+
+    /// cosign 3.1 `sign` or `attest` (`verb`, then `args`) with this key and
+    /// no transparency log, Fulcio or timestamp authority (a signing config
+    /// without them: cosign 3 refuses `--tlog-upload=false`); it stores a
+    /// bundle as a referrer of the image.
+    pub fn sign3(&self, verb: &str, args: &[&str]) -> Result<(), String> {
+        let config = self.path("signing-config.json");
+        if !config.is_file() {
+            let out = self.run_with(
+                cosign3(),
+                &[
+                    "signing-config",
+                    "create",
+                    "--no-default-fulcio",
+                    "--no-default-rekor",
+                    "--no-default-oidc",
+                    "--no-default-tsa",
+                    "--out",
+                    config.to_str().unwrap(),
+                ],
+            );
+            assert!(
+                out.status.success(),
+                "cosign3 signing-config: {}",
+                text(&out)
+            );
+        }
+        let mut all = vec![
+            verb,
+            "--yes",
+            "--key",
+            "cosign.key",
+            "--signing-config",
+            config.to_str().unwrap(),
+            "--allow-insecure-registry",
+        ];
+        all.extend_from_slice(args);
+        let out = self.run_with(cosign3(), &all);
+        out.status.success().then_some(()).ok_or_else(|| text(&out))
+    }
+
+    /// cosign 3.1 `verify` (or `verify-attestation`, with `--type` in
+    /// `args`) with this key, offline.
+    pub fn verify3(&self, verb: &str, args: &[&str]) -> Result<(), String> {
+        let mut all = vec![
+            verb,
+            "--key",
+            "cosign.pub",
+            "--insecure-ignore-tlog=true",
+            "--allow-insecure-registry",
+        ];
+        all.extend_from_slice(args);
+        let out = self.run_with(cosign3(), &all);
+        out.status.success().then_some(()).ok_or_else(|| text(&out))
+    }
+
+    fn run_with(&self, binary: PathBuf, args: &[&str]) -> Output {
+        Command::new(binary)
             .args(args)
             .current_dir(self.dir.path())
             .env_clear()

@@ -14,12 +14,14 @@ pub mod log;
 pub mod markdown;
 pub mod mermaid;
 pub mod own_registry;
+pub mod packages;
 pub mod proxy;
 pub mod replay;
 pub mod requests;
 pub mod run;
 pub mod secret;
 pub mod services;
+pub mod slsa;
 pub mod trivy;
 pub mod trivy_db;
 
