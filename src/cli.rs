@@ -453,6 +453,11 @@ pub struct CleanupArgs {
     #[arg(long, value_enum, default_value_t = crate::packages::plan::Untagged::Keep)]
     pub untagged: crate::packages::plan::Untagged,
 
+    /// Signatures, attestations and referrers indexes whose image is gone
+    /// (left by an earlier tool): `keep` (reported) or `delete`.
+    #[arg(long, value_enum, default_value_t = Orphans::Keep)]
+    pub orphans: Orphans,
+
     /// After deleting, read every kept tag's manifests and blobs back; a missing piece fails the run.
     #[arg(long, default_bool = true)]
     pub validate: bool,
@@ -937,6 +942,13 @@ pub struct Signing {
     /// referrers) or `both`.
     #[arg(long, value_enum, default_value_t = SignatureFormat::Legacy)]
     pub signature_format: SignatureFormat,
+}
+
+/// `orphans`: what becomes of signatures whose image is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Orphans {
+    Keep,
+    Delete,
 }
 
 /// Which of cosign's formats `publish` and `merge` sign in.

@@ -61,6 +61,11 @@ pub struct Rules {
     /// The registry deletes tags, not manifests (Docker Hub's API): a tag
     /// goes alone, so sharing a manifest or an index keeps nothing.
     pub tags_only: bool,
+    /// Subjects of signature, attestation and referrer tags that the
+    /// registry proved gone (lower-case digests): those tags are orphans.
+    pub gone: BTreeSet<String>,
+    /// `orphans: delete`: orphans go; otherwise they stay, reported.
+    pub delete_orphans: bool,
 }
 
 impl Rules {
@@ -76,6 +81,8 @@ impl Rules {
             older_than: None,
             now,
             tags_only: false,
+            gone: BTreeSet::new(),
+            delete_orphans: false,
         }
     }
 }
@@ -102,6 +109,10 @@ pub enum Kept {
     /// A cosign signature or attestation (`sha256-<hex>.sig`/`.att`) of a
     /// kept manifest: it goes only with the manifest it is about.
     Attached { to: String },
+    /// A signature, attestation or referrers index whose subject `to` is
+    /// gone from the registry (left by an earlier tool): kept unless
+    /// `orphans: delete`.
+    Orphan { to: String },
 }
 
 /// One manifest to delete, and every tag that goes with it.
@@ -312,7 +323,14 @@ pub fn plan(tags: &[TagInfo], rules: &Rules) -> Plan {
         }
     }
 
-    follow_subjects(&groups, &mut verdict, &entries, is_kept);
+    follow_subjects(&groups, &mut verdict, &entries, is_kept, rules);
+    for kept in verdict.iter_mut().flatten() {
+        if let Kept::Attached { to } = kept {
+            if rules.gone.contains(to.as_str()) {
+                *kept = Kept::Orphan { to: to.clone() };
+            }
+        }
+    }
 
     let deleted: Vec<(&str, &Group<'_>)> = groups
         .iter()
@@ -447,19 +465,24 @@ fn untagged_children<'g>(
 
 /// Signatures and attestations go with the manifest they are about: a
 /// manifest holding only such tags is deleted when every one of their
-/// subjects is (and kept otherwise, whatever `keep` says).
+/// subjects is (and kept otherwise, whatever `keep` says); with
+/// `orphans: delete`, also when their subjects are gone already.
 fn follow_subjects(
     groups: &BTreeMap<String, Group<'_>>,
     verdict: &mut [Option<Kept>],
     entries: &[&TagInfo],
     is_kept: impl Fn(&[Option<Kept>], &Group<'_>) -> bool,
+    rules: &Rules,
 ) {
     let doomed: BTreeSet<&str> = groups
         .iter()
         .filter(|(_, group)| !is_kept(verdict, group))
         .flat_map(|(_, group)| group.members.iter().map(|&i| entries[i].digest.as_str()))
         .collect();
-    let doomed: BTreeSet<String> = doomed.iter().map(|d| d.to_ascii_lowercase()).collect();
+    let mut doomed: BTreeSet<String> = doomed.iter().map(|d| d.to_ascii_lowercase()).collect();
+    if rules.delete_orphans {
+        doomed.extend(rules.gone.iter().cloned());
+    }
     for group in groups.values() {
         let follows = group
             .members
@@ -1371,5 +1394,46 @@ mod tests {
             .map(str::to_owned)
             .collect();
         assert!(!oci.contains(&sha(1)) && oci.contains(&sha(2)), "{oci:?}");
+    }
+
+    #[test]
+    fn an_orphans_signatures_are_reported_and_go_only_when_asked() {
+        let image = digest(1);
+        let gone = digest(2);
+        let referrers = |d: &str| d.replacen(':', "-", 1);
+        let tags = vec![
+            tag("latest", &image, 1),
+            tag(&crate::supply::cosign::tag(&image, "sig"), &digest(10), 1),
+            tag(&crate::supply::cosign::tag(&gone, "sig"), &digest(11), 9),
+            tag(&crate::supply::cosign::tag(&gone, "att"), &digest(12), 9),
+            tag(&referrers(&gone), &digest(13), 9),
+        ];
+        let asked = |delete_orphans| Rules {
+            gone: BTreeSet::from([gone.clone()]),
+            delete_orphans,
+            ..rules(5)
+        };
+        let kept = plan(&tags, &asked(false));
+        assert!(kept.delete.is_empty(), "{kept:?}");
+        let orphans: Vec<&str> = kept
+            .kept
+            .iter()
+            .filter(|(_, k)| matches!(k, Kept::Orphan { to } if *to == gone))
+            .map(|(t, _)| t.as_str())
+            .collect();
+        assert_eq!(orphans.len(), 3, "{kept:?}");
+        let deleted = plan(&tags, &asked(true));
+        let digests: Vec<&str> = deleted.delete.iter().map(|d| d.digest.as_str()).collect();
+        assert_eq!(digests.len(), 3, "{deleted:?}");
+        for d in [digest(11), digest(12), digest(13)] {
+            assert!(digests.contains(&d.as_str()), "{d} in {digests:?}");
+        }
+        assert!(
+            deleted
+                .kept
+                .iter()
+                .any(|(t, k)| t.ends_with(".sig") && *k == Kept::Attached { to: image.clone() }),
+            "the live image's signature stays: {deleted:?}"
+        );
     }
 }

@@ -184,6 +184,9 @@ fn reason(kept: &Kept) -> String {
         }
         Kept::ChildOfKept { index_tag } => format!("part of the kept multi-arch `{index_tag}`"),
         Kept::Attached { to } => format!("signature or attestation of the kept `{to}`"),
+        Kept::Orphan { to } => format!(
+            "an orphan: its subject `{to}` is gone from the registry (`orphans: delete` removes it)"
+        ),
     }
 }
 

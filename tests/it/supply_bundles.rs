@@ -331,3 +331,77 @@ async fn bundles_travel_with_mirror_backup_and_restore_and_go_with_cleanup() {
         .verify3("verify-attestation", &["--type", "cyclonedx", &kept])
         .unwrap();
 }
+
+#[tokio::test]
+async fn an_orphans_signatures_are_reported_then_deleted_with_orphans_delete() {
+    let ns = "sc3-orphan";
+    let repo = image_repo();
+    let cosign = open().cosign();
+    let ran = publish_in("both", open(), ns, &repo, &cosign).await;
+    let digest = ran.outputs["digest"].clone();
+    let repository = crate::publish::scoped(&format!("{ns}/app"));
+    let client = open().client().deleting();
+    let fallback = digest.replacen(':', "-", 1);
+    let index = client
+        .manifest(&repository, &fallback)
+        .await
+        .unwrap()
+        .unwrap();
+    let referrers: Vec<String> = registry_action::oci::children(&index.bytes)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.digest.as_str().to_owned())
+        .collect();
+    // Another tool deleted the image and left its signatures behind.
+    client.delete_manifest(&repository, &digest).await.unwrap();
+    let signatures = [
+        format!("{fallback}.sig"),
+        format!("{fallback}.att"),
+        fallback.clone(),
+    ];
+    let (namespace, _) = repository.split_once('/').unwrap();
+    let cleanup = |orphans: &str| {
+        crate::support::run::Action::github(repo.path())
+            .input("command", "cleanup")
+            .input(
+                "registry",
+                &crate::support::services::services().registry_open,
+            )
+            .input("namespace", namespace)
+            .input("images", "app")
+            .input("orphans", orphans)
+            .run()
+    };
+
+    let reported = cleanup("keep");
+    reported.assert_ok();
+    assert_eq!(reported.outputs["planned"], "[]", "{reported}");
+    assert!(
+        reported
+            .summary
+            .contains(&format!("an orphan: its subject `{digest}` is gone")),
+        "{}",
+        reported.summary
+    );
+    let left = client.tags(&repository).await.unwrap();
+    for tag in &signatures {
+        assert!(left.contains(tag), "{tag} kept: {left:?}");
+    }
+
+    let deleted = cleanup("delete");
+    deleted.assert_ok();
+    let left = client.tags(&repository).await.unwrap();
+    for tag in &signatures {
+        assert!(!left.contains(tag), "{tag} deleted: {left:?}\n{deleted}");
+    }
+    for referrer in &referrers {
+        assert!(
+            client
+                .manifest(&repository, referrer)
+                .await
+                .unwrap()
+                .is_none(),
+            "the orphan's referrer {referrer} went with its index\n{deleted}"
+        );
+    }
+}
