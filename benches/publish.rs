@@ -1,17 +1,25 @@
 //! `cargo bench --bench publish`: `publish` (the release binary started as a
-//! GitHub runner starts it) beside the baseline it must beat, `docker build`
-//! then `docker push` with Debian's docker CLI 20.10 and BuildKit, on the
-//! real engine and the open registry that `scripts/services start` runs.
+//! GitHub runner starts it) beside the baseline it must beat, on the engine
+//! `REGISTRY_ACTION_ENGINE` selects (default 20.10) and the open registry
+//! that `scripts/services start` runs. The baseline is what users of that
+//! engine run: on Docker 28 (either image store) `docker buildx build
+//! --push` (Docker 28's CLI and buildx plugin, the engine's own builder,
+//! `--provenance=false` so both push one image manifest); on 20.10
+//! `docker build` then `docker push` with its CLI and BuildKit.
 //!
 //! Both push through one byte-counting TCP proxy in front of the registry,
-//! each to a fresh repository of its own, in three scenarios:
+//! each to a fresh repository of its own, in these scenarios:
 //! - cold: 4 × 32 MiB incompressible layers, new bytes every round (the
 //!   engine remembers where it pushed a layer and would mount it instead),
 //!   the build cache pruned before each run and its images removed after;
 //! - unchanged: a new commit that changes nothing in the image directory,
 //!   after a publish of the previous one (the baseline's build is cached);
 //! - compressible: one layer of text (copies of this project's `src/`),
-//!   where the compressed blobs' sizes are compared too.
+//!   where the compressed blobs' sizes are compared too;
+//! - two platforms, cold (the containerd store only: buildx's docker
+//!   driver can't build two platforms into the classic store): the cold
+//!   workspace built for linux/amd64 and linux/arm64 (`COPY` only, no
+//!   emulation).
 //!
 //! `PUBLISH_BENCH_ROUNDS` (default 3) rounds each; who goes first alternates.
 //! Not a test: beyond checking that every run succeeded and that the digests
@@ -25,7 +33,7 @@ mod common;
 use common::random::random_bytes;
 use common::*;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -38,7 +46,11 @@ const LAYERS: usize = 4;
 const LAYER_BYTES: usize = 32 << 20;
 const TEXT_BYTES: u64 = 6 << 20;
 const REVISION_LABEL: &str = "org.opencontainers.image.revision";
-const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json";
+/// The two-platform scenario's platforms: `COPY` only, so no emulation.
+const TWO_PLATFORMS: &str = "linux/amd64,linux/arm64";
+/// The engine whose store can hold a multi-platform image.
+const CONTAINERD_STORE: &str = "28-containerd";
 
 fn main() -> ExitCode {
     if let Some(code) = measuring_child() {
@@ -52,23 +64,34 @@ fn main() -> ExitCode {
         Err(_) => 3,
     };
     assert!(rounds > 0, "{ROUNDS_VAR} must be at least 1");
+    let docker_config = tempfile::tempdir().unwrap();
+    let baseline = Baseline::of(&services, docker_config.path());
     let bench = Bench {
         proxy: Proxy::start(&services.registry_open),
         services,
         rt: Runtime::new().unwrap(),
         run_id: format!("bench-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
-        docker_config: tempfile::tempdir().unwrap(),
+        docker_config,
+        baseline,
     };
     println!(
-        "{rounds} rounds per scenario, pushed to {} (a counting proxy of {}) under {}-*",
-        bench.proxy.addr, bench.services.registry_open, bench.run_id
+        "engine {}: {rounds} rounds per scenario, pushed to {} (a counting proxy of {}) under {}-*, \
+         against {}",
+        bench.services.engine,
+        bench.proxy.addr,
+        bench.services.registry_open,
+        bench.run_id,
+        bench.baseline.name()
     );
-    let rows = [
+    let mut rows = vec![
         bench.cold(rounds),
         bench.unchanged(rounds),
         bench.compressible(rounds),
     ];
-    print_table(&rows);
+    if bench.services.engine == CONTAINERD_STORE {
+        rows.push(bench.two_platforms(rounds));
+    }
+    print_table(&rows, bench.baseline.name());
     ExitCode::SUCCESS
 }
 
@@ -96,14 +119,56 @@ impl Tool {
     }
 }
 
+/// What users of the engine would run instead.
+enum Baseline {
+    /// 20.10: its CLI's `docker build`, then `docker push`.
+    BuildPush,
+    /// Docker 28: `docker buildx build --push` by Docker 28's CLI.
+    Buildx { docker: PathBuf },
+}
+
+impl Baseline {
+    /// Docker 28's CLI gets the buildx plugin in `config`, its private
+    /// DOCKER_CONFIG.
+    fn of(services: &Services, config: &Path) -> Self {
+        if services.engine == "20.10" {
+            return Baseline::BuildPush;
+        }
+        let plugins = config.join("cli-plugins");
+        std::fs::create_dir_all(&plugins).unwrap();
+        let plugin = services.docker_28.join("cli-plugins/docker-buildx");
+        std::fs::copy(&plugin, plugins.join("docker-buildx"))
+            .unwrap_or_else(|e| panic!("{}: {e}", plugin.display()));
+        Baseline::Buildx {
+            docker: services.docker_28.join("bin/docker"),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Baseline::BuildPush => "docker build + push",
+            Baseline::Buildx { .. } => "docker buildx build --push",
+        }
+    }
+
+    fn program(&self) -> &Path {
+        match self {
+            Baseline::BuildPush => Path::new("/usr/bin/docker"),
+            Baseline::Buildx { docker } => docker,
+        }
+    }
+}
+
 struct Bench {
     services: Services,
     proxy: Proxy,
     rt: Runtime,
     /// Prefix of every namespace this run pushes to.
     run_id: String,
-    /// An empty DOCKER_CONFIG: no credential helper or user setting.
+    /// DOCKER_CONFIG with no credential helper or user setting (and, for
+    /// Docker 28's CLI, the buildx plugin).
     docker_config: tempfile::TempDir,
+    baseline: Baseline,
 }
 
 /// One publish by one tool, as the registry has it afterwards.
@@ -151,7 +216,7 @@ impl Bench {
             let workspace = Workspace::random_layers();
             for tool in Tool::order(round) {
                 self.prune_build_cache();
-                let published = self.publish(tool, &workspace, &workspace.head, "cold");
+                let published = self.publish(tool, &workspace, &workspace.head, "cold", None);
                 assert_eq!(published.layers().len(), LAYERS, "{}", tool.name());
                 self.remove_images(&published);
                 row.add(tool, published.sample);
@@ -162,15 +227,15 @@ impl Bench {
 
     /// After a publish of commit A, commit B (new SHA, same image dir).
     fn unchanged(&self, rounds: usize) -> Row {
-        let mut row = Row::new("unchanged: new commit, same files", Some(1.2));
+        let mut row = Row::new("unchanged: new commit, same files", Some(0.35));
         let workspace = Workspace::random_layers();
         let first = [Tool::Ours, Tool::Docker]
-            .map(|tool| self.publish(tool, &workspace, &workspace.head, "unchanged"));
+            .map(|tool| self.publish(tool, &workspace, &workspace.head, "unchanged", None));
         let mut ours = Vec::new();
         for round in 0..rounds {
             let sha = workspace.commit_outside_image(round);
             for tool in Tool::order(round) {
-                let published = self.publish(tool, &workspace, &sha, "unchanged");
+                let published = self.publish(tool, &workspace, &sha, "unchanged", None);
                 let before = &first[tool as usize];
                 assert_eq!(published.layers(), before.layers(), "{}", tool.name());
                 if tool == Tool::Docker {
@@ -197,7 +262,7 @@ impl Bench {
             let mut sizes = [0; 2];
             for tool in Tool::order(round) {
                 self.prune_build_cache();
-                let published = self.publish(tool, &workspace, &workspace.head, "text");
+                let published = self.publish(tool, &workspace, &workspace.head, "text", None);
                 let layers = published.layers();
                 assert_eq!(layers.len(), 1, "{}", tool.name());
                 sizes[tool as usize] = layers[0].1;
@@ -208,21 +273,58 @@ impl Bench {
         }
         row
     }
+
+    /// The cold workspace for two platforms: one index of two images.
+    fn two_platforms(&self, rounds: usize) -> Row {
+        let mut row = Row::new("cold, two platforms: 4 × 32 MiB each", Some(1.0));
+        for round in 0..rounds {
+            let workspace = Workspace::random_layers();
+            for tool in Tool::order(round) {
+                self.prune_build_cache();
+                let published = self.publish(
+                    tool,
+                    &workspace,
+                    &workspace.head,
+                    "two",
+                    Some(TWO_PLATFORMS),
+                );
+                let children = published.manifest["manifests"].as_array().unwrap();
+                assert_eq!(children.len(), 2, "{}", tool.name());
+                self.remove_images(&published);
+                row.add(tool, published.sample);
+            }
+        }
+        row
+    }
 }
 
 // ---------------------------------------------------------------------------
 // Running the tools
 
 impl Bench {
-    /// One publish into `<run_id>-<tool>-<scenario>/<image>:<sha>`, checked
-    /// against what the registry then holds.
-    fn publish(&self, tool: Tool, workspace: &Workspace, sha: &str, scenario: &str) -> Published {
+    /// One publish into `<run_id>-<tool>-<scenario>/<image>:<sha>` (for
+    /// `platforms`, comma-separated, or the engine's own), checked against
+    /// what the registry then holds.
+    fn publish(
+        &self,
+        tool: Tool,
+        workspace: &Workspace,
+        sha: &str,
+        scenario: &str,
+        platforms: Option<&str>,
+    ) -> Published {
         let namespace = format!("{}-{}-{scenario}", self.run_id, tool.name());
         let repository = format!("{namespace}/{}", workspace.image_name());
         let (bytes_before, _) = self.proxy.snapshot();
-        let (runs, digest) = match tool {
-            Tool::Ours => self.ours(workspace, sha, &namespace),
-            Tool::Docker => self.docker_build_push(workspace, &repository, sha),
+        let (runs, digest) = match (tool, &self.baseline) {
+            (Tool::Ours, _) => self.ours(workspace, sha, &namespace, platforms),
+            (Tool::Docker, Baseline::BuildPush) => {
+                assert!(platforms.is_none(), "docker build makes one platform");
+                self.docker_build_push(workspace, &repository, sha)
+            }
+            (Tool::Docker, Baseline::Buildx { .. }) => {
+                self.buildx(workspace, &repository, sha, platforms)
+            }
         };
         // The tools have exited, but the proxy's threads may still be
         // counting the last bytes they wrote; let them drain.
@@ -246,7 +348,13 @@ impl Bench {
 
     /// `registry-action publish` as the runner starts it; the digest it
     /// reports.
-    fn ours(&self, workspace: &Workspace, sha: &str, namespace: &str) -> (Vec<Measured>, String) {
+    fn ours(
+        &self,
+        workspace: &Workspace,
+        sha: &str,
+        namespace: &str,
+        platforms: Option<&str>,
+    ) -> (Vec<Measured>, String) {
         let runner = Runner::new();
         let mut command = runner.command(BINARY, workspace.path(), sha, &self.services.docker_host);
         command
@@ -256,6 +364,9 @@ impl Bench {
             .env("INPUT_NAMESPACE", namespace)
             .env("INPUT_LATEST", "false")
             .env("INPUT_SCANNER", "none");
+        if let Some(platforms) = platforms {
+            command.env("INPUT_PLATFORMS", platforms);
+        }
         let (run, outputs) = runner.run(command);
         (vec![run], outputs["digest"].clone())
     }
@@ -288,8 +399,62 @@ impl Bench {
         (vec![build, push], digest)
     }
 
+    /// `docker buildx build --push` with the engine's own builder; the
+    /// digest its metadata file names.
+    fn buildx(
+        &self,
+        workspace: &Workspace,
+        repository: &str,
+        sha: &str,
+        platforms: Option<&str>,
+    ) -> (Vec<Measured>, String) {
+        let tag = format!("{}/{repository}:{sha}", self.proxy.addr);
+        let dir = workspace.path().join(workspace.image);
+        let metadata = workspace.path().join("buildx-metadata.json");
+        let metadata_arg = metadata.to_str().unwrap();
+        let mut args = vec![
+            "buildx",
+            "build",
+            "--push",
+            "--provenance=false",
+            "--network",
+            "none",
+            "--metadata-file",
+            metadata_arg,
+            "-t",
+            &tag,
+        ];
+        if let Some(platforms) = platforms {
+            args.extend(["--platform", platforms]);
+        }
+        args.push(dir.to_str().unwrap());
+        let build = self.docker(&args);
+        let written: Value = serde_json::from_slice(&std::fs::read(&metadata).unwrap()).unwrap();
+        let digest = written["containerimage.digest"]
+            .as_str()
+            .expect("buildx's metadata names the digest")
+            .to_owned();
+        (vec![build], digest)
+    }
+
+    /// The baseline's CLI; fails unless it succeeds.
     fn docker(&self, args: &[&str]) -> Measured {
-        docker(&self.services.docker_host, self.docker_config.path(), args)
+        let run = self.docker_unchecked(args);
+        assert!(
+            run.output.status.success(),
+            "docker {args:?} failed: {}",
+            String::from_utf8_lossy(&run.output.stderr)
+        );
+        run
+    }
+
+    fn docker_unchecked(&self, args: &[&str]) -> Measured {
+        docker_cli(
+            self.baseline.program(),
+            &self.services.docker_host,
+            self.docker_config.path(),
+            args,
+        )
     }
 
     fn prune_build_cache(&self) {
@@ -297,17 +462,23 @@ impl Bench {
     }
 
     /// What a publish left in the engine, untagged parents included:
-    /// docker's tagged image; ours untags its image but keeps it, and the
-    /// legacy builder's per-step images, as cache, all labelled with the
-    /// commit.
+    /// docker's tagged image (the containerd store names it by its
+    /// manifest's digest, the classic one by its config's; buildx may have
+    /// stored none); ours untags its image but keeps it, and the legacy
+    /// builder's per-step images, as cache, all labelled with the commit.
     fn remove_images(&self, published: &Published) {
         match published.tool {
             Tool::Ours => {
                 let label = format!("label={REVISION_LABEL}={}", published.sha);
-                self.docker(&["image", "prune", "-af", "--filter", &label])
+                self.docker(&["image", "prune", "-af", "--filter", &label]);
             }
-            Tool::Docker => self.docker(&["image", "rm", "-f", published.config()]),
-        };
+            Tool::Docker if self.services.engine == CONTAINERD_STORE => {
+                self.docker_unchecked(&["image", "rm", "-f", &published.digest]);
+            }
+            Tool::Docker => {
+                self.docker_unchecked(&["image", "rm", "-f", published.config()]);
+            }
+        }
     }
 }
 
@@ -480,10 +651,10 @@ impl Row {
     }
 }
 
-fn print_table(rows: &[Row]) {
+fn print_table(rows: &[Row], baseline: &str) {
     println!();
     println!(
-        "| scenario | ours | docker build + push | ours / docker | goal | bytes ours | bytes docker | peak RSS ours | peak RSS docker CLI |"
+        "| scenario | ours | {baseline} | ours / docker | goal | bytes ours | bytes docker | peak RSS ours | peak RSS docker CLI |"
     );
     println!("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |");
     for row in rows {

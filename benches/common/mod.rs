@@ -132,12 +132,23 @@ pub fn run_measured(mut command: Command) -> Measured {
     }
 }
 
-/// Debian's 20.10 docker CLI (/usr/local/bin/docker, 28.x, wants buildx
-/// for BuildKit) with BuildKit, the engine at `docker_host` and an empty
-/// DOCKER_CONFIG (`config`: no credential helper or user setting); fails
-/// unless it succeeds.
+/// Debian's 20.10 docker CLI (/usr/bin/docker) with BuildKit, the engine
+/// at `docker_host` and an empty DOCKER_CONFIG (`config`: no credential
+/// helper or user setting); fails unless it succeeds.
 pub fn docker(docker_host: &str, config: &Path, args: &[&str]) -> Measured {
-    let mut command = measured_command("/usr/bin/docker");
+    let run = docker_cli(Path::new("/usr/bin/docker"), docker_host, config, args);
+    assert!(
+        run.output.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&run.output.stderr)
+    );
+    run
+}
+
+/// The docker CLI at `program` with BuildKit, the engine at `docker_host`
+/// and the DOCKER_CONFIG `config`, successful or not.
+pub fn docker_cli(program: &Path, docker_host: &str, config: &Path, args: &[&str]) -> Measured {
+    let mut command = measured_command(program);
     command
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -145,13 +156,7 @@ pub fn docker(docker_host: &str, config: &Path, args: &[&str]) -> Measured {
         .env("DOCKER_BUILDKIT", "1")
         .env("DOCKER_CONFIG", config)
         .args(args);
-    let run = run_measured(command);
-    assert!(
-        run.output.status.success(),
-        "docker {args:?} failed: {}",
-        String::from_utf8_lossy(&run.output.stderr)
-    );
-    run
+    run_measured(command)
 }
 
 // ---------------------------------------------------------------------------
@@ -235,9 +240,22 @@ impl Default for Runner {
 // The services
 
 pub struct Services {
+    /// The engine `REGISTRY_ACTION_ENGINE` selects (default `20.10`), as
+    /// the integration tests spell it.
+    pub engine: String,
+    /// That engine's `unix://` socket.
     pub docker_host: String,
+    /// Docker 28's CLI and plugins (`bin/docker`, `cli-plugins/docker-buildx`).
+    pub docker_28: PathBuf,
     pub registry_open: String,
 }
+
+/// `REGISTRY_ACTION_ENGINE`'s names and the env file's key for each socket.
+const ENGINES: [(&str, &str); 3] = [
+    ("20.10", "DOCKER_HOST"),
+    ("28-classic", "DOCKER_HOST_28_CLASSIC"),
+    ("28-containerd", "DOCKER_HOST_28_CONTAINERD"),
+];
 
 impl Services {
     /// The services for the `bench` bench; when they aren't running, says
@@ -271,9 +289,21 @@ impl Services {
                 .map(|v| v.to_string())
                 .ok_or_else(|| format!("{} has no {key}", file.display()))
         };
+        let engine = std::env::var("REGISTRY_ACTION_ENGINE")
+            .ok()
+            .filter(|e| !e.is_empty())
+            .unwrap_or_else(|| ENGINES[0].0.to_owned());
+        let (_, key) = ENGINES
+            .iter()
+            .find(|(name, _)| *name == engine)
+            .ok_or_else(|| {
+                format!("REGISTRY_ACTION_ENGINE is '{engine}', not one of {ENGINES:?}")
+            })?;
         let services = Services {
-            docker_host: get("DOCKER_HOST")?,
+            docker_host: get(key)?,
+            docker_28: PathBuf::from(get("DOCKER_28")?),
             registry_open: get("REGISTRY_OPEN")?,
+            engine,
         };
         TcpStream::connect(&services.registry_open).map_err(|e| {
             format!(

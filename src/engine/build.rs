@@ -1,6 +1,7 @@
 //! The two builders behind the engine's `/build`: their request options and
 //! how each one's answer stream becomes a log, an image ID or an error.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -42,6 +43,10 @@ pub struct BuildSpec<'a> {
     /// Write BuildKit's cache record into the image's config, so a later
     /// build on a fresh engine can reuse its layers.
     pub inline_cache: bool,
+    /// BuildKit pushes the image to this repository (`registry/path`) by
+    /// digest and the engine keeps no copy (`tag` is then unused): only
+    /// where [`Capabilities::buildkit_pushes`](crate::engine::Capabilities).
+    pub push_to: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +64,10 @@ pub struct Built {
     pub executed: usize,
     /// `sha256:` of the context tar sent: names the build's input files.
     pub context: String,
+    /// With `push_to`, what the engine reported as the image (BuildKit's
+    /// `moby.image.id`): the digest of the manifest BuildKit pushed.
+    /// Untrusted text.
+    pub pushed: Option<String>,
 }
 
 pub fn buildkit_options(spec: &BuildSpec<'_>, dockerfile: String) -> BuildImageOptions {
@@ -66,11 +75,14 @@ pub fn buildkit_options(spec: &BuildSpec<'_>, dockerfile: String) -> BuildImageO
     if spec.inline_cache {
         build_args.insert(INLINE_CACHE_ARG.to_owned(), "1".to_owned());
     }
+    let common = common_options(spec, dockerfile);
     BuildImageOptions {
         version: BuilderVersion::BuilderBuildKit,
         cachefrom: (!spec.cache_from.is_empty()).then(|| spec.cache_from.clone()),
         buildargs: Some(build_args),
-        ..common_options(spec, dockerfile)
+        // A tag would rename what BuildKit pushes.
+        t: common.t.clone().filter(|_| spec.push_to.is_none()),
+        ..common
     }
 }
 
@@ -104,6 +116,7 @@ pub async fn buildkit_log(
     on_line: &mut dyn FnMut(&str),
 ) -> Result<Built, EngineError> {
     let mut progress = Progress::default();
+    let mut image_id = None;
     while let Some(item) = stream.next().await {
         // The stream turns the engine's `errorDetail` into `Build`.
         let info = match item {
@@ -119,10 +132,14 @@ pub async fn buildkit_log(
             }
             Err(other) => return Err(EngineError::BuildKit(other)),
         };
-        if let Some(BuildInfoAux::BuildKit(status)) = &info.aux {
-            for line in progress.update(status) {
-                on_line(&line);
+        match info.aux {
+            Some(BuildInfoAux::BuildKit(status)) => {
+                for line in progress.update(&status) {
+                    on_line(&without_upload_sessions(&line));
+                }
             }
+            Some(BuildInfoAux::Default(id)) => image_id = id.id.or(image_id),
+            None => {}
         }
         if let Some(text) = info.stream.as_deref() {
             text.lines()
@@ -134,8 +151,36 @@ pub async fn buildkit_log(
     Ok(Built {
         cached,
         executed,
+        pushed: image_id,
         ..Built::default()
     })
+}
+
+/// Where a registry's upload endpoint ends and an upload session's own
+/// path and query (its state, signed on some registries) begin.
+const UPLOADS: &str = "/blobs/uploads/";
+
+/// A BuildKit log line with every upload session's URL cut after the
+/// upload endpoint: BuildKit names the session in a push's errors.
+fn without_upload_sessions(line: &str) -> Cow<'_, str> {
+    if !line.contains(UPLOADS) {
+        return Cow::Borrowed(line);
+    }
+    let mut shown = String::with_capacity(line.len());
+    let mut rest = line;
+    while let Some(at) = rest.find(UPLOADS) {
+        let (before, session) = rest.split_at(at + UPLOADS.len());
+        shown.push_str(before);
+        let end = session
+            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
+            .unwrap_or(session.len());
+        if end > 0 {
+            shown.push('…');
+        }
+        rest = &session[end..];
+    }
+    shown.push_str(rest);
+    Cow::Owned(shown)
 }
 
 /// Reads a legacy build: its text lines as they come, the last few kept for
@@ -193,5 +238,25 @@ fn api_error(image: &str, source: bollard::errors::Error) -> EngineError {
         action: "build",
         image: image.to_owned(),
         source,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_sessions_are_cut_from_buildkit_lines() {
+        let line = r#"#5 error: failed to do request: Put "http://127.0.0.1:5000/v2/a/b/blobs/uploads/662f-0e?_state=NsWn%3D&digest=sha256%3A46": EOF"#;
+        assert_eq!(
+            without_upload_sessions(line),
+            r#"#5 error: failed to do request: Put "http://127.0.0.1:5000/v2/a/b/blobs/uploads/…": EOF"#
+        );
+        let two = "POST /v2/a/blobs/uploads/ then PATCH /v2/a/blobs/uploads/u1?_state=x";
+        assert_eq!(
+            without_upload_sessions(two),
+            "POST /v2/a/blobs/uploads/ then PATCH /v2/a/blobs/uploads/…"
+        );
+        assert_eq!(without_upload_sessions("#3 DONE 0.1s"), "#3 DONE 0.1s");
     }
 }

@@ -17,6 +17,7 @@ use crate::engine::buildkit::{BuildKitEngine, BuildRequest, ContextBody, EngineA
 use crate::engine::client::{EngineError, connect};
 use crate::engine::context::{ContextPlan, Stats};
 use crate::engine::run::Runner;
+use crate::engine::store::Capabilities;
 
 pub struct Engine {
     docker: Docker,
@@ -30,6 +31,19 @@ impl Engine {
         Ok(Engine {
             docker: connect().await?,
         })
+    }
+
+    /// What this engine offers, from its `/info`.
+    pub async fn capabilities(&self) -> Result<Capabilities, EngineError> {
+        let info = self
+            .docker
+            .info()
+            .await
+            .map_err(|source| EngineError::Unreachable {
+                host: crate::engine::buildkit::docker_host(),
+                source,
+            })?;
+        Ok(Capabilities::of(&info))
     }
 
     /// Containers on this same connection (the client is a shared handle).
@@ -82,11 +96,14 @@ impl Engine {
             context,
             credentials: spec.credentials.clone(),
             secrets: spec.secrets.clone(),
+            push_to: spec.push_to.clone(),
         };
         let built = buildkit_log(Box::pin(engine.build(request)), spec.tag, on_line).await;
         match (built, writer.await) {
             (Ok(built), Ok(Ok(stats))) => Ok(Built {
                 context: stats.digest,
+                // Without `push_to` it is the local image's ID.
+                pushed: built.pushed.filter(|_| spec.push_to.is_some()),
                 ..built
             }),
             // A file that couldn't be read is the cause; a request that

@@ -4,7 +4,8 @@
 //!
 //! Inside, imports go one way: `client` (the connection, `EngineError`) is
 //! the leaf; `build` (what a build is, its options and logs) stands on it;
-//! `run` (containers) and `docker` (the builder) on both.
+//! `run` (containers) and `docker` (the builder) on both. What differs
+//! between engines (image store, what BuildKit can output) is `store`'s.
 
 mod bridge;
 mod build;
@@ -18,6 +19,7 @@ mod gzip;
 mod hashing;
 mod progress;
 mod run;
+mod store;
 
 pub use build::{BUILDKIT_NETWORKS, BuildSpec, Builder, Built, refused_session};
 pub use buildkit::{BuildKitEngine, BuildKitError, BuildRequest, BuildSecrets, EngineAddress};
@@ -29,3 +31,4 @@ pub use export::{
     manifest_annotation, oci_image, oci_image_streamed, pushed_layers, relabelled_config,
 };
 pub use run::{CopyIn, Exited, RunError, RunSpec, Runner};
+pub use store::{Capabilities, ImageStore};

@@ -92,6 +92,7 @@ async fn build(
         context: context(dockerfile, &[("hello.txt", b"hello\n")]).into(),
         credentials,
         secrets,
+        push_to: None,
     };
     let engine = engine().await;
     let mut stream = Box::pin(engine.build(request));

@@ -293,6 +293,56 @@ async fn dual_tags_name_one_digest_with_the_revision_label() {
     assert_ne!(sent, "0 B", "{}", ran.summary);
 }
 
+/// On the containerd store the engine's BuildKit pushes the layers itself,
+/// by digest, and the image is never exported; on the classic stores it is
+/// exported and converted. Either way the SHA tag names the digest the
+/// outputs give, its manifest carries the build key, and nothing else is
+/// tagged.
+#[tokio::test]
+async fn the_containerd_store_pushes_from_buildkit_the_classic_store_exports() {
+    let s = services();
+    let repo = monorepo();
+    let sha = repo.head();
+    let engine = EngineProxy::start(&s.docker_socket);
+    let ran = publish(&repo, "t-bkpush", "refs/heads/main", &sha)
+        .env("DOCKER_HOST", &engine.docker_host())
+        .run_async()
+        .await;
+    ran.assert_ok();
+    let digest = ran.outputs["digest"].clone();
+    assert_eq!(
+        digest_of(s, "t-bkpush/app", &sha).await.as_deref(),
+        Some(digest.as_str())
+    );
+    assert_eq!(
+        tags(&s.registry_open, "t-bkpush/app", None).await,
+        set(&[&sha, "latest"])
+    );
+    let repository = "t-bkpush/app";
+    let manifest = manifest_of(repository, &sha).await;
+    assert!(
+        manifest["annotations"][registry_action::build_key::ANNOTATION].is_string(),
+        "{manifest}"
+    );
+    let config = manifest["config"]["digest"].as_str().unwrap();
+    assert!(has_blob(repository, config).await, "{manifest}");
+    for layer in layer_digests(&manifest) {
+        assert!(has_blob(repository, &layer).await, "{layer}");
+    }
+    let requests = engine.requests();
+    let exported = requests.iter().any(|r| r.starts_with("GET /images/"));
+    let containerd = s.engine.containerd_store();
+    assert_eq!(exported, !containerd, "{requests:?}");
+    assert_eq!(
+        ran.summary.contains("pushed by the engine's BuildKit"),
+        containerd,
+        "{}",
+        ran.summary
+    );
+    let (size, sent) = size_and_sent(&ran, &digest);
+    assert_eq!(sent, size, "{}", ran.summary);
+}
+
 /// The summary's size and bytes-sent cells of the image row for `digest`.
 pub fn size_and_sent<'a>(ran: &'a Ran, digest: &str) -> (&'a str, &'a str) {
     let row: Vec<&str> = ran

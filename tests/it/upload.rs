@@ -119,12 +119,18 @@ async fn published_despite(ns: &str, seed: u64, cuts: u32) {
         payload,
     } = &publish_through_cuts(ns, seed, cuts).await;
     ran.assert_ok();
-    assert_eq!(proxy.cuts(), cuts, "{ran}");
-    assert_eq!(
-        ran.stderr.matches("starting over").count(),
-        cuts as usize,
-        "one retry per cut\n{ran}"
-    );
+    if services().engine.containerd_store() {
+        // The engine's BuildKit pushes, and starts over by itself.
+        assert!(proxy.cuts() <= cuts, "{ran}");
+        assert!(!ran.stderr.contains("starting over"), "{ran}");
+    } else {
+        assert_eq!(proxy.cuts(), cuts, "{ran}");
+        assert_eq!(
+            ran.stderr.matches("starting over").count(),
+            cuts as usize,
+            "one retry per cut\n{ran}"
+        );
+    }
     assert_no_upload_url(ran);
     let registry = open();
     let mut tags = registry.tags(repository).await.unwrap();
@@ -161,7 +167,13 @@ async fn an_upload_cut_every_time_fails_naming_the_blob_and_publishes_nothing() 
         "for `{repository}` (upload sessions tried: 4): couldn't reach {}",
         proxy.address
     ));
-    assert_eq!(proxy.cuts(), 4, "{ran}");
+    if services().engine.containerd_store() {
+        // The engine's BuildKit tried first, its own retries cut too; then
+        // publish exported the image and made its four upload sessions.
+        assert!(proxy.cuts() > 4, "{ran}");
+    } else {
+        assert_eq!(proxy.cuts(), 4, "{ran}");
+    }
     assert_no_upload_url(&ran);
 
     let log = format!("{}{}", ran.stdout, ran.stderr);

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Mutex;
+use std::time::Instant;
 
 use anyhow::Context as _;
 
@@ -10,20 +12,23 @@ use crate::actions::workflow::{Annotation, Level};
 use crate::build_key;
 use crate::cli::BuilderArg;
 use crate::commands::Session;
-use crate::engine::{BuildSpec, Builder, Built, Engine, EngineError, Source, refused_session};
+use crate::engine::{
+    BuildSpec, Builder, Built, Capabilities, Engine, EngineError, Source, refused_session,
+};
+use crate::oci::Digest;
 use crate::plan::dockerfile;
 use crate::platform::Platform;
 use crate::report::publish::Published;
 
 use super::inputs::engine_credentials;
-use super::layers::{ExportUses, export, reusable_layers};
+use super::layers::{ExportUses, export, pushed_by_buildkit, reusable_layers};
 use super::platforms::Exported;
 use super::unchanged::{base_digests, key_of};
-use super::{SAVED, Target};
+use super::{SAVED, Target, stage_timed};
 
-/// Builds, exports and converts each platform's image in `work` (one
-/// after the other: a monorepo sibling `FROM` resolves per platform); the
-/// build log is shown as untrusted text.
+/// Builds each platform's image in `work`: pushed by BuildKit, all at once,
+/// or exported and converted one after the other; the build log is shown
+/// as untrusted text.
 pub(super) async fn build_images(
     session: &Session,
     target: &Target,
@@ -32,39 +37,139 @@ pub(super) async fn build_images(
     report: &mut Published,
 ) -> anyhow::Result<Vec<Exported>> {
     let engine = Engine::connect().await?;
+    let push_to = buildkit_push_target(target, scanned, engine.capabilities().await?);
     let asked: Vec<Option<&Platform>> = match target.platforms.as_slice() {
         [] => vec![None],
         some => some.iter().map(Some).collect(),
     };
     let several = asked.len() > 1;
-    let mut images = Vec::with_capacity(asked.len());
-    for platform in asked {
-        let dir = match platform {
+    let dirs = asked
+        .iter()
+        .map(|platform| match platform {
             Some(p) if several => work.join(p.slug()),
             _ => work.to_owned(),
-        };
-        std::fs::create_dir_all(&dir)
+        })
+        .collect::<Vec<_>>();
+    for dir in &dirs {
+        std::fs::create_dir_all(dir)
             .with_context(|| format!("couldn't create {}", dir.display()))?;
-        images
-            .push(build_platform(session, &engine, target, platform, &dir, scanned, report).await?);
     }
+    let at_once = push_to.is_some() && several;
+    let logs: Vec<Mutex<Vec<String>>> = asked.iter().map(|_| Mutex::default()).collect();
+    let builds = asked
+        .iter()
+        .zip(&dirs)
+        .zip(&logs)
+        .map(|((platform, dir), log)| Building {
+            engine: &engine,
+            platform: *platform,
+            dir,
+            scanned,
+            output: Output {
+                push_to: push_to.as_deref(),
+                kept: at_once.then_some(log),
+            },
+        });
+    let images = if at_once {
+        // Nothing is exported: BuildKit builds and pushes every platform
+        // at once. Each keeps its own log and notes, shown in platform
+        // order once all are done.
+        let built = futures_util::future::join_all(builds.map(|building| async move {
+            let mut own = Published::default();
+            let image = build_platform(session, target, building, &mut own).await;
+            (image, own)
+        }))
+        .await;
+        let mut images = Vec::with_capacity(built.len());
+        for ((image, own), (platform, log)) in built.into_iter().zip(asked.iter().zip(logs)) {
+            let title = format!(
+                "build {}:{} ({})",
+                target.image.reference.name(),
+                target.image.sha,
+                platform.map(ToString::to_string).unwrap_or_default()
+            );
+            let shown = session.workflow.verbatim(&title);
+            for line in log.into_inner().unwrap_or_default() {
+                shown.line(&line);
+            }
+            drop(shown);
+            report.notes.extend(own.notes);
+            report.bases.extend(own.bases);
+            report.uploaded += own.uploaded;
+            images.push(image?);
+        }
+        images
+    } else {
+        let mut images = Vec::with_capacity(asked.len());
+        for building in builds {
+            images.push(build_platform(session, target, building, report).await?);
+        }
+        images
+    };
     report.built = true;
     report.size = images.iter().map(|e| e.size()).sum();
     report.platforms = images.iter().map(|e| e.platform.to_string()).collect();
     Ok(images)
 }
 
-/// One platform's image (`None`: the engine's own platform), exported to
-/// `dir` and converted, its config checked to be of that platform.
+/// Where the engine's BuildKit may push the image itself, by digest, from
+/// its own store: the engine can, BuildKit is asked for, nothing reads the
+/// export (no scan) and the run pushes with no SHA tag to guard. Nothing
+/// pushed so is tagged until the checks after the build have passed.
+fn buildkit_push_target(target: &Target, scanned: bool, engine: Capabilities) -> Option<String> {
+    let fits = engine.buildkit_pushes()
+        && requested_builder(target.builder) == Builder::BuildKit
+        && !scanned
+        && target.push
+        && target.image.existing.is_none();
+    fits.then(|| {
+        format!(
+            "{}/{}",
+            target.image.reference.registry(),
+            target.image.repository
+        )
+    })
+}
+
+/// One platform's build, and where its result goes.
+struct Building<'a> {
+    engine: &'a Engine,
+    /// `None`: the engine's own platform.
+    platform: Option<&'a Platform>,
+    dir: &'a Path,
+    scanned: bool,
+    output: Output<'a>,
+}
+
+/// Where a build's image and log go.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Output<'a> {
+    /// BuildKit pushes the image here itself (`buildkit_push_target`).
+    pub(super) push_to: Option<&'a str>,
+    /// The log kept here, shown once the build is done: builds running at
+    /// once must not interleave their verbatim sections. At most
+    /// `KEPT_LINES` lines.
+    pub(super) kept: Option<&'a Mutex<Vec<String>>>,
+}
+
+/// Lines of one build's log kept to be shown later.
+const KEPT_LINES: usize = 10_000;
+
+/// One platform's image, pushed by BuildKit or exported to `dir` and
+/// converted, its config checked to be of that platform.
 async fn build_platform(
     session: &Session,
-    engine: &Engine,
     target: &Target,
-    platform: Option<&Platform>,
-    dir: &Path,
-    scanned: bool,
+    building: Building<'_>,
     report: &mut Published,
 ) -> anyhow::Result<Exported> {
+    let Building {
+        engine,
+        platform,
+        dir,
+        scanned,
+        output,
+    } = building;
     // One of several: its local tag and notes name it.
     let one_of = platform.filter(|_| target.platforms.len() > 1);
     let local = format!(
@@ -74,11 +179,13 @@ async fn build_platform(
         one_of.map(|p| format!("-{}", p.slug())).unwrap_or_default()
     );
     let for_platform = one_of.map(|p| format!(" ({p})")).unwrap_or_default();
+    let started = Instant::now();
     let (built, bases) = tokio::join!(
-        build_with_fallback(session, engine, target, platform, &local, report),
+        build_with_fallback(session, engine, target, platform, &local, output, report),
         base_digests(target)
     );
     let (built, builder) = built?;
+    stage_timed(&format!("build{for_platform}"), started);
     if built.cached + built.executed > 0 {
         report.notes.push(format!(
             "BuildKit{for_platform}: {} steps from the cache, {} run",
@@ -88,19 +195,44 @@ async fn build_platform(
     if let Some(bases) = &bases {
         report.bases.extend(bases.clone());
     }
-    let known = reusable_layers(target, platform, &engine.diff_ids(&local).await?).await?;
     let annotations: BTreeMap<String, String> =
         key_of(target, platform, &built.context, builder, bases)
             .map(|key| (build_key::ANNOTATION.to_owned(), key))
             .into_iter()
             .collect();
+    if let Some(digest) = &built.pushed {
+        let (image, diff_ids) = pushed_by_buildkit(target, digest, dir).await?;
+        // What the registry held before (`latest`'s, the bases'): BuildKit
+        // found those there and sent only the rest.
+        let known = reusable_layers(target, platform, &diff_ids).await?;
+        let held = |digest: &Digest| known.values().any(|k| &k.digest == digest);
+        let reused = image.layers.iter().filter(|l| held(&l.digest)).count();
+        let sent: u64 = image
+            .layers
+            .iter()
+            .filter(|l| !held(&l.digest))
+            .map(|l| l.size)
+            .sum();
+        report.uploaded += sent + image.config.size;
+        report.notes.push(format!(
+            "layers{for_platform} pushed by the engine's BuildKit from its store, as it compressed them"
+        ));
+        note_reused(report, reused, image.layers.len(), &for_platform);
+        return Exported::new(image.annotated(&annotations), platform, dir.join(SAVED));
+    }
+    let known = reusable_layers(target, platform, &engine.diff_ids(&local).await?).await?;
     // Uploaded before the platform check below only where the engine can't
     // have built another platform: its own, or one BuildKit was asked for.
     let uses = ExportUses {
         scanned,
         upload_early: !scanned && (platform.is_none() || builder == Builder::BuildKit),
     };
+    let started = Instant::now();
     let image = export(engine, target, &local, known, dir, uses, report).await;
+    stage_timed(
+        &format!("export, convert, early upload{for_platform}"),
+        started,
+    );
     engine.untag(&local).await;
     let image = image?.annotated(&annotations);
     let reused = image
@@ -108,13 +240,16 @@ async fn build_platform(
         .iter()
         .filter(|l| matches!(l.source, Source::Registry { .. }))
         .count();
+    note_reused(report, reused, image.layers.len(), &for_platform);
+    Exported::new(image, platform, dir.join(SAVED))
+}
+
+fn note_reused(report: &mut Published, reused: usize, layers: usize, for_platform: &str) {
     if reused > 0 {
         report.notes.push(format!(
-            "{reused} of {} layers{for_platform} already in the registry: reused, not exported or compressed again",
-            image.layers.len()
+            "{reused} of {layers} layers{for_platform} already in the registry: reused, not exported or compressed again"
         ));
     }
-    Exported::new(image, platform, dir.join(SAVED))
 }
 
 /// How BuildKit names the step that fetches a `# syntax=` frontend image.
@@ -127,10 +262,28 @@ pub(super) async fn build_with_fallback(
     target: &Target,
     platform: Option<&Platform>,
     local: &str,
+    output: Output<'_>,
     report: &mut Published,
 ) -> anyhow::Result<(Built, Builder)> {
     let first = requested_builder(target.builder);
-    match build_once(session, engine, target, platform, local, first).await {
+    match build_once(session, engine, target, platform, local, first, output).await {
+        // The layers are built; the registry refused or cut BuildKit's
+        // push, which retries nothing. Built again from the cache into the
+        // engine, the image is exported and uploaded by us (uploads that
+        // start over, errors naming the blob).
+        Err(e) if output.push_to.is_some() && push_failed(&e) => {
+            report.notes.push(
+                "the engine's BuildKit couldn't push the image (see the build log): exported and uploaded by publish instead".into(),
+            );
+            let output = Output {
+                push_to: None,
+                ..output
+            };
+            let built = build_once(session, engine, target, platform, local, first, output)
+                .await
+                .map_err(|e| explain_failure(session, target, platform, e))?;
+            Ok((built, first))
+        }
         // Secrets need BuildKit: without it the refusal is the error; so
         // are several platforms, which the legacy builder mixes up.
         Err(e)
@@ -142,13 +295,32 @@ pub(super) async fn build_with_fallback(
             report.notes.push(format!(
                 "the engine refused a BuildKit session ({e}); built with the legacy builder (no inline cache, no `RUN --mount`)"
             ));
-            let built =
-                build_once(session, engine, target, platform, local, Builder::Legacy).await?;
+            let built = build_once(
+                session,
+                engine,
+                target,
+                platform,
+                local,
+                Builder::Legacy,
+                Output {
+                    push_to: None,
+                    ..output
+                },
+            )
+            .await?;
             Ok((built, Builder::Legacy))
         }
         Err(e) => Err(explain_failure(session, target, platform, e)),
         Ok(built) => Ok((built, first)),
     }
+}
+
+/// How BuildKit names the step that exports (and pushes) the image.
+const EXPORT_STEP: &str = "exporting to image";
+
+/// Whether a build failed in its export, which pushes with `push_to`.
+fn push_failed(error: &EngineError) -> bool {
+    matches!(error, EngineError::BuildFailed { step: Some(step), .. } if step.starts_with(EXPORT_STEP))
 }
 
 /// The builder `builder` asks for first.
@@ -166,6 +338,7 @@ pub(super) async fn build_once(
     platform: Option<&Platform>,
     local: &str,
     builder: Builder,
+    output: Output<'_>,
 ) -> Result<Built, EngineError> {
     let spec = BuildSpec {
         context: &target.dir,
@@ -184,7 +357,26 @@ pub(super) async fn build_once(
         secrets: target.secrets.clone(),
         inline_cache: target.inline_cache,
         cache_from: target.cache_from.clone(),
+        push_to: output.push_to.map(str::to_owned),
     };
+    if let Some(kept) = output.kept {
+        let mut lines = Vec::new();
+        let built = engine
+            .build(spec, &mut |line| {
+                if lines.len() < KEPT_LINES {
+                    lines.push(line.to_owned());
+                } else if lines.len() == KEPT_LINES {
+                    lines.push(format!(
+                        "… the rest of the log is left out (over {KEPT_LINES} lines)"
+                    ));
+                }
+            })
+            .await;
+        if let Ok(mut kept) = kept.lock() {
+            *kept = lines;
+        }
+        return built;
+    }
     let log = session.workflow.verbatim(&format!("build {local}"));
     engine.build(spec, &mut |line| log.line(line)).await
 }

@@ -4,11 +4,12 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
 use crate::engine::{
     Blob, Engine, KnownLayers, OciImage, Source, known_layers, oci_image, oci_image_streamed,
+    pushed_layers,
 };
 use crate::oci::Digest;
 use crate::platform::Platform;
@@ -150,6 +151,56 @@ pub(super) async fn pushed(
         .blob(repository, &config.digest, config.size)
         .await?;
     Ok(Some(Pushed { manifest, config }))
+}
+
+/// The image the engine's BuildKit pushed to the target repository by
+/// digest (`digest`, as the engine reported it): its manifest and config
+/// read back, each checked against its digest, the config kept in `dir`
+/// for the platform check. Its layers are in the repository already; their
+/// diff IDs come with it.
+pub(super) async fn pushed_by_buildkit(
+    target: &Target,
+    digest: &str,
+    dir: &Path,
+) -> anyhow::Result<(OciImage, Vec<String>)> {
+    let (registry, repository) = (&target.image.registry, &target.image.repository);
+    let digest = Digest::parse(digest).map_err(|e| {
+        anyhow::anyhow!("the engine's BuildKit pushed the image but named it oddly: {e}")
+    })?;
+    let manifest = registry
+        .manifest(repository, digest.as_str())
+        .await?
+        .with_context(|| {
+            format!("the engine's BuildKit pushed {repository}@{digest}, but the registry doesn't have it")
+        })?;
+    let (Ok(Contents::Image { config, .. }), Some(layers)) = (
+        manifest.contents(),
+        pushed_layers(&manifest.bytes, repository),
+    ) else {
+        bail!("the engine's BuildKit pushed {repository}@{digest}, which is not an image manifest");
+    };
+    let bytes = registry
+        .blob(repository, config.digest.as_str(), config.size)
+        .await?;
+    let path = dir.join("config.json");
+    std::fs::write(&path, &bytes).with_context(|| format!("couldn't write {}", path.display()))?;
+    let diff_ids = known_layers(repository, &manifest.bytes, &bytes)
+        .into_keys()
+        .collect();
+    let image = OciImage {
+        image_id: config.digest.as_str().to_owned(),
+        config: Blob {
+            digest: config.digest,
+            size: config.size,
+            media_type: config.media_type,
+            source: Source::File(path),
+        },
+        uncompressed_size: 0,
+        layers,
+        manifest: manifest.bytes,
+        manifest_digest: manifest.digest,
+    };
+    Ok((image, diff_ids))
 }
 
 /// Who else reads the export, and when.

@@ -97,7 +97,9 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
             return withhold(args, session, &target, report, &blocking, started);
         }
     };
+    let tagging = Instant::now();
     tag(&target.image, &plan.more_tags, &release.manifest).await?;
+    stage_timed("further tags", tagging);
     sign(
         &target.image,
         plan.signing,
@@ -125,6 +127,11 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
         &mirrored,
         &release,
     )
+}
+
+/// How long a stage took, at debug level: where a publish's time goes.
+fn stage_timed(stage: &str, started: Instant) {
+    tracing::debug!("stage {stage}: {:.3} s", started.elapsed().as_secs_f64());
 }
 
 /// A release event that puts no release out (a draft, or `edited`,
@@ -331,6 +338,7 @@ async fn make(
     let scanned = args.scan.scanner != ScannerArg::None;
     target.cache_from = build.cache_from.clone();
     let images = build_images(session, target, work.path(), scanned, report).await?;
+    let gating = Instant::now();
     let gate = match gate(args, session, target, &images).await? {
         Some(blocking) if blocking.blocks() => return Ok(Made::Withheld(blocking)),
         gate => gate,
@@ -346,7 +354,10 @@ async fn make(
         report,
     )
     .await?;
+    stage_timed("gate, SBOM", gating);
+    let pushing = Instant::now();
     push_image(target, push, &images, &manifest, report).await?;
+    stage_timed("push (blobs left, manifest, SHA tag)", pushing);
     let provenance = supply
         .provenance()
         .then(|| provenance(session, target, report, started, crate::time::now()));

@@ -129,6 +129,27 @@ pub struct BuildRequest {
     pub context: ContextBody,
     pub credentials: HashMap<String, DockerCredentials>,
     pub secrets: BuildSecrets,
+    /// BuildKit pushes the result to this repository (`registry/path`)
+    /// itself, by digest only, asking the session for the registry's login;
+    /// the engine's image store keeps no copy. The containerd store only.
+    pub push_to: Option<String>,
+}
+
+/// `/build`'s `outputs` (API 1.40+) for `push_to`: BuildKit's `image`
+/// exporter, pushing in OCI media types with no tag (the caller tags after
+/// its own checks) and storing nothing in the engine.
+fn push_outputs(repository: &str) -> String {
+    serde_json::json!([{
+        "Type": "image",
+        "Attrs": {
+            "name": repository,
+            "push": "true",
+            "push-by-digest": "true",
+            "oci-mediatypes": "true",
+            "store": "false",
+        },
+    }])
+    .to_string()
 }
 
 /// The context is shown by size only; the secrets by id only; build-args
@@ -148,6 +169,7 @@ impl std::fmt::Debug for BuildRequest {
             .field("context_bytes", &self.context.size)
             .field("registries", &self.credentials.keys().collect::<Vec<_>>())
             .field("secrets", &self.secrets)
+            .field("push_to", &self.push_to)
             .finish()
     }
 }
@@ -304,6 +326,7 @@ async fn start_build(
         context,
         credentials,
         secrets,
+        push_to,
     } = request;
     check_options(&options)?;
     let id = options
@@ -323,7 +346,7 @@ async fn start_build(
     )
     .await?;
     tracing::debug!("BuildKit session {id} open on {}", engine.address);
-    let (connection, body) = send_build(&engine, &options, context).await?;
+    let (connection, body) = send_build(&engine, &options, push_to.as_deref(), context).await?;
     Ok(Running {
         body,
         lines: JsonLines::default(),
@@ -357,10 +380,20 @@ fn check_options(options: &BuildImageOptions) -> Result<(), BuildKitError> {
 async fn send_build(
     engine: &BuildKitEngine,
     options: &BuildImageOptions,
+    push_to: Option<&str>,
     context: ContextBody,
 ) -> Result<(Connection, Incoming), BuildKitError> {
-    let query = serde_urlencoded::to_string(options)
-        .map_err(|e| BuildKitError::InvalidRequest(format!("the build options: {e}")))?;
+    let invalid = |e: serde_urlencoded::ser::Error| {
+        BuildKitError::InvalidRequest(format!("the build options: {e}"))
+    };
+    let mut query = serde_urlencoded::to_string(options).map_err(invalid)?;
+    if let Some(repository) = push_to {
+        let outputs = [("outputs", push_outputs(repository))];
+        query = format!(
+            "{query}&{}",
+            serde_urlencoded::to_string(outputs).map_err(invalid)?
+        );
+    }
     let address = engine.address.to_string();
     let mut connection = Connection::open(&engine.address, engine.limits.connect).await?;
     let request = connection
@@ -439,6 +472,7 @@ mod tests {
             context: Bytes::new().into(),
             credentials: HashMap::new(),
             secrets: [("token", "s3cr3t")].into_iter().collect(),
+            push_to: None,
         }
     }
 
