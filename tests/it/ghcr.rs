@@ -639,3 +639,46 @@ async fn usage_counts_tagged_and_untagged_versions_and_what_the_untagged_hold() 
     );
     assert_eq!(report["repositories"][0]["tags"], 8, "{plain}");
 }
+
+#[tokio::test]
+async fn monitor_counts_tagged_and_untagged_versions_as_usage_does() {
+    let s = services();
+    let repository = unique();
+    let api = PackagesApi::start(&s.registry_open, &repository, true, Fault::None).await;
+    let registry = Registry::new(&s.registry_open, None).unwrap();
+    seed_small(&api, &registry, &repository).await;
+    let seeder = Seeder::new(&registry, &repository).await;
+    let leftover = seeder.image(91, T0 + 98 * HOUR, &[]).await;
+    registry
+        .put_manifest(&repository, &leftover.manifest.digest, &leftover.manifest)
+        .await
+        .unwrap();
+    api.add(&leftover.manifest.digest, T0).await;
+    let (namespace, name) = repository.split_once('/').unwrap();
+    let workspace = tempfile::tempdir().unwrap().keep();
+    let ran = Action::github(&workspace)
+        .input("command", "monitor")
+        .input("report-file", "monitor.json")
+        .input("registry", &s.registry_open)
+        .input("packages-api", "github")
+        .input("github-api-url", &api.url)
+        .input("namespace", namespace)
+        .input("images", name)
+        .input("username", "acme-bot")
+        .input("password", TOKEN)
+        .input("scanner", "none")
+        .input("tag", &sha(3))
+        .run_async()
+        .await;
+    ran.assert_ok();
+    let file = std::fs::read_to_string(workspace.join("monitor.json")).unwrap();
+    let report: Value = serde_json::from_str(&file).unwrap();
+    let measured = &report["repositories"][0];
+    assert_eq!(measured["tags"], 8, "{ran}");
+    assert_eq!(
+        measured["versions"],
+        json!({"tagged": 8, "untagged": 1, "untagged-bytes": leftover.own_bytes}),
+        "{ran}"
+    );
+    assert_eq!(report["status"], "ok", "{ran}");
+}
