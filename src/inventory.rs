@@ -25,6 +25,57 @@ pub struct Inventory {
     /// The manifests no tag names, where a vendor API lists them (GitHub's
     /// Packages API); `None` where only tags can be listed.
     pub untagged: Option<Vec<String>>,
+    /// Subjects of signature tags (`.sig`, `.att`, referrers indexes) that
+    /// the registry proved gone (lower-case digests): those tags are
+    /// orphans. Empty until [`Inventory::find_gone`].
+    pub gone: BTreeSet<String>,
+}
+
+/// Signature tags checked at most per repository for a subject that is
+/// gone: a bounded number of requests.
+const MAX_ORPHAN_CHECKS: usize = 1000;
+
+impl Inventory {
+    /// Fills [`Inventory::gone`]: the subjects of signature tags that no
+    /// tag reaches and whose digest the registry answers 404 for.
+    pub async fn find_gone(
+        &mut self,
+        registry: &Registry,
+        repository: &str,
+        concurrency: usize,
+    ) -> Result<(), RegistryError> {
+        let present: BTreeSet<String> = self
+            .manifests
+            .keys()
+            .map(|d| d.to_ascii_lowercase())
+            .collect();
+        let unreached: BTreeSet<String> = self
+            .tags
+            .iter()
+            .filter_map(|t| crate::supply::cosign::attached_to(&t.tag))
+            .map(|d| d.to_ascii_lowercase())
+            .filter(|d| !present.contains(d))
+            .take(MAX_ORPHAN_CHECKS)
+            .collect();
+        let checks = unreached.into_iter().map(|subject| async move {
+            let found = registry.manifest_digest(repository, &subject).await?;
+            Ok::<_, RegistryError>(found.is_none().then_some(subject))
+        });
+        let gone: Vec<Option<String>> = stream::iter(checks)
+            .buffer_unordered(concurrency.max(1))
+            .try_collect()
+            .await?;
+        self.gone = gone.into_iter().flatten().collect();
+        Ok(())
+    }
+
+    /// The signature tags whose subject is gone.
+    pub fn orphans(&self) -> impl Iterator<Item = &TagInfo> {
+        self.tags.iter().filter(|t| {
+            crate::supply::cosign::attached_to(&t.tag)
+                .is_some_and(|d| self.gone.contains(&d.to_ascii_lowercase()))
+        })
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -137,6 +188,7 @@ impl Inventory {
             tags,
             manifests,
             untagged: None,
+            gone: BTreeSet::new(),
         })
     }
 
@@ -401,6 +453,7 @@ mod tests {
             tags: vec![tag("old", "m1"), tag("new", "m2"), tag("multi", "idx")],
             manifests,
             untagged: None,
+            gone: BTreeSet::new(),
         }
     }
 

@@ -131,6 +131,7 @@ impl Store {
                     tags: tags.iter().map(|t| t.to_tag_info()).collect(),
                     manifests,
                     untagged: None,
+                    gone: Default::default(),
                 })
             }
         }

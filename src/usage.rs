@@ -33,6 +33,10 @@ pub struct Repository {
     /// counted apart: they are not images. Absent from older reports.
     #[serde(default)]
     pub signatures: usize,
+    /// Of those, the ones whose image is gone from the registry (left by
+    /// an earlier tool): `cleanup` with `orphans: delete` removes them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub orphans: usize,
     pub manifests: usize,
     /// Every blob and manifest the tags reach, each counted once.
     pub bytes: u64,
@@ -44,6 +48,10 @@ pub struct Repository {
     /// Against the previous report; absent when it didn't list the repository.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub growth: Option<Growth>,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// A package's versions (one per manifest), as GHCR counts and bills them.
@@ -120,6 +128,7 @@ pub fn measure(repository: &str, inventory: &Inventory) -> Repository {
             .filter(|t| is_commit_sha(&t.tag))
             .count(),
         signatures: attached.len(),
+        orphans: inventory.orphans().count(),
         manifests: by_digest.len(),
         bytes,
         largest,
@@ -189,6 +198,7 @@ mod tests {
                 ("s2".into(), image(3, &[("payload", 7)])),
             ]),
             untagged: None,
+            gone: Default::default(),
         }
     }
 

@@ -257,6 +257,13 @@ pub async fn inventory(
                 .map(|package| package.inventory)
                 .unwrap_or_default())
         }
+        (None, Store::Oci(registry)) => {
+            let mut inventory = store.inventory(repository, concurrency).await?;
+            inventory
+                .find_gone(registry, repository, concurrency)
+                .await?;
+            Ok(inventory)
+        }
         _ => store.inventory(repository, concurrency).await,
     }
 }

@@ -585,6 +585,7 @@ mod tests {
                 tags: 2,
                 sha_tags: 1,
                 signatures: 0,
+                orphans: 0,
                 manifests: 1,
                 bytes: 1000,
                 largest: Vec::new(),

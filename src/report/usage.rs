@@ -40,6 +40,14 @@ pub fn summary(report: &Report) -> String {
             );
         }
     }
+    for r in report.repositories.iter().filter(|r| r.orphans > 0) {
+        let _ = writeln!(
+            md,
+            "- {}: {} of its signatures, attestations and referrers indexes are orphans, their image gone (`cleanup` with `orphans: delete` removes them)",
+            code(&r.repository),
+            r.orphans
+        );
+    }
     for r in report.repositories.iter().filter(|r| !r.largest.is_empty()) {
         let _ = writeln!(
             md,
@@ -93,6 +101,7 @@ mod tests {
                 tags: 4,
                 sha_tags: 2,
                 signatures: 1,
+                orphans: 0,
                 manifests: 2,
                 bytes: 2 << 20,
                 largest: vec![Image {

@@ -373,6 +373,32 @@ async fn an_orphans_signatures_are_reported_then_deleted_with_orphans_delete() {
             .run()
     };
 
+    let usage = crate::support::run::Action::github(repo.path())
+        .input("command", "usage")
+        .input(
+            "registry",
+            &crate::support::services::services().registry_open,
+        )
+        .input("images", &repository)
+        .run();
+    usage.assert_ok();
+    let report: serde_json::Value = serde_json::from_str(&usage.outputs["report"]).unwrap();
+    assert_eq!(
+        (
+            &report["repositories"][0]["signatures"],
+            &report["repositories"][0]["orphans"]
+        ),
+        (&serde_json::json!(3), &serde_json::json!(3)),
+        "{usage}"
+    );
+    assert!(
+        usage
+            .summary
+            .contains("3 of its signatures, attestations and referrers indexes are orphans"),
+        "{}",
+        usage.summary
+    );
+
     let reported = cleanup("keep");
     reported.assert_ok();
     assert_eq!(reported.outputs["planned"], "[]", "{reported}");

@@ -11,15 +11,11 @@ use crate::actions::outputs::Outputs;
 use crate::actions::workflow::{Annotation, Level};
 use crate::cli::{CleanupArgs, Orphans};
 use crate::commands::{PackagesUse, Session, open_store, packages_api, repository_names};
-use crate::inventory::Inventory;
-use crate::registry::Registry;
 use crate::report::cleanup::{Cleaned, summary};
 use crate::repositories::Store;
 use crate::retention::{self, Rules};
-use crate::supply::cosign::attached_to;
 use crate::units::parse_duration;
 use crate::validate;
-use futures_util::{StreamExt as _, TryStreamExt as _};
 
 mod packages;
 
@@ -96,12 +92,17 @@ async fn clean(
     dry_run: bool,
     concurrency: usize,
 ) -> anyhow::Result<Cleaned> {
-    let inventory = store.inventory(repository, concurrency).await?;
-    let mut rules = rules.clone();
+    let mut inventory = store.inventory(repository, concurrency).await?;
     // Docker Hub deletes tags, never manifests: no subject can be gone.
     if let Store::Oci(registry) = store {
-        rules.gone = gone_subjects(registry, repository, &inventory, concurrency).await?;
+        inventory
+            .find_gone(registry, repository, concurrency)
+            .await?;
     }
+    let rules = Rules {
+        gone: inventory.gone.clone(),
+        ..rules.clone()
+    };
     let first = retention::plan(&inventory.tags, &rules);
     // Read again just before deleting: a tag pushed or moved onto a
     // doomed manifest meanwhile saves it.
@@ -167,42 +168,6 @@ fn rules(args: &CleanupArgs, now: i64) -> anyhow::Result<Rules> {
         gone: BTreeSet::new(),
         delete_orphans: args.orphans == Orphans::Delete,
     })
-}
-
-/// Signature tags (`.sig`, `.att`, referrers indexes) checked at most per
-/// repository for a subject that is gone: a bounded number of requests.
-const MAX_ORPHAN_CHECKS: usize = 1000;
-
-/// The subjects of signature tags that the registry proves gone: not
-/// reached by any tag, and a `HEAD` of their digest answers 404.
-async fn gone_subjects(
-    registry: &Registry,
-    repository: &str,
-    inventory: &Inventory,
-    concurrency: usize,
-) -> anyhow::Result<BTreeSet<String>> {
-    let present: BTreeSet<String> = inventory
-        .manifests
-        .keys()
-        .map(|d| d.to_ascii_lowercase())
-        .collect();
-    let unreached: BTreeSet<String> = inventory
-        .tags
-        .iter()
-        .filter_map(|t| attached_to(&t.tag))
-        .map(|d| d.to_ascii_lowercase())
-        .filter(|d| !present.contains(d))
-        .take(MAX_ORPHAN_CHECKS)
-        .collect();
-    let checks = unreached.into_iter().map(|subject| async move {
-        let found = registry.manifest_digest(repository, &subject).await?;
-        anyhow::Ok(found.is_none().then_some(subject))
-    });
-    let gone: Vec<Option<String>> = futures_util::stream::iter(checks)
-        .buffer_unordered(concurrency.max(1))
-        .try_collect()
-        .await?;
-    Ok(gone.into_iter().flatten().collect())
 }
 
 fn patterns(input: &str, values: &[String]) -> anyhow::Result<Vec<Pattern>> {
