@@ -257,6 +257,7 @@ pub async fn inventory(
                 .map(|package| package.inventory)
                 .unwrap_or_default())
         }
+        // Signatures whose image is gone found too.
         (None, Store::Oci(registry)) => {
             let mut inventory = store.inventory(repository, concurrency).await?;
             inventory

@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::cosign::{Envelope, EnvelopeSignature, IN_TOTO};
+use super::cosign::{Envelope, IN_TOTO};
 use crate::oci::{Descriptor, Digest, INDEX_MEDIA_TYPE, MANIFEST_MEDIA_TYPE};
 use crate::registry::Manifest;
 
@@ -160,21 +160,13 @@ pub fn message(statement: &[u8]) -> Vec<u8> {
 /// A bundle v0.3 around `statement` and its signature, naming the key by
 /// its hint (base64 of the SHA-256 of its DER, as cosign 3 writes it).
 pub fn make(statement: &[u8], signature_der: &[u8], key_hint: &str) -> Vec<u8> {
-    let envelope = Envelope {
-        payload_type: IN_TOTO.to_owned(),
-        payload: B64.encode(statement),
-        signatures: vec![EnvelopeSignature {
-            keyid: String::new(),
-            sig: B64.encode(signature_der),
-        }],
-    };
     let document = json!({
         "mediaType": BUNDLE_MEDIA_TYPE,
         "verificationMaterial": {"publicKey": {"hint": key_hint}},
         "dsseEnvelope": {
-            "payload": envelope.payload,
-            "payloadType": envelope.payload_type,
-            "signatures": [{"sig": envelope.signatures[0].sig}],
+            "payload": B64.encode(statement),
+            "payloadType": IN_TOTO,
+            "signatures": [{"sig": B64.encode(signature_der)}],
         },
     });
     serde_json::to_vec(&document).unwrap_or_default()

@@ -92,13 +92,9 @@ async fn clean(
     dry_run: bool,
     concurrency: usize,
 ) -> anyhow::Result<Cleaned> {
-    let mut inventory = store.inventory(repository, concurrency).await?;
-    // Docker Hub deletes tags, never manifests: no subject can be gone.
-    if let Store::Oci(registry) = store {
-        inventory
-            .find_gone(registry, repository, concurrency)
-            .await?;
-    }
+    // Orphans found too (Docker Hub deletes tags, never manifests: there
+    // no subject can be gone).
+    let inventory = super::inventory(store, None, repository, concurrency).await?;
     let rules = Rules {
         gone: inventory.gone.clone(),
         ..rules.clone()
