@@ -107,6 +107,11 @@ async fn a_signed_publish_attests_provenance_that_cosign_2_and_3_verify() {
         run["builder"]["id"],
         "https://github.com/webgrip/registry-action"
     );
+    // Run as a binary, not in a container: no image is known, none named.
+    assert_eq!(
+        run["builder"]["version"],
+        json!({"registry-action": env!("CARGO_PKG_VERSION")})
+    );
     let started = run["metadata"]["startedOn"].as_str().unwrap();
     let finished = run["metadata"]["finishedOn"].as_str().unwrap();
     assert!(started <= finished, "{started} {finished}");
