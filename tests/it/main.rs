@@ -37,6 +37,7 @@ mod supply_attestations;
 mod supply_bundles;
 mod supply_merge;
 mod supply_provenance;
+mod supply_referrers;
 mod supply_trivy;
 mod support;
 mod unchanged;
