@@ -22,6 +22,7 @@ mod hub;
 mod layers;
 mod mirror;
 mod monitor;
+mod monitor_harbor;
 mod multiplatform;
 mod plan_git;
 mod plan_github;
