@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use crate::actions::outputs::Outputs;
 use crate::report::{bytes, code, prose};
 
-use super::{Listed, Report};
+use super::{Listed, Report, State};
 
 /// `command` copied from `from` to `to`: one row per tag, then the blobs.
 pub fn summary(command: &str, from: &str, to: &str, report: &Report) -> String {
@@ -85,9 +85,11 @@ pub fn mirrors(mirrored: &[Mirrored]) -> String {
 /// the blob counts.
 pub fn outputs(report: &Report) -> Result<Outputs, serde_json::Error> {
     let mut outputs = Outputs::new();
+    // A fallback tag the target's referrers API made needless isn't there.
     let copied: serde_json::Map<String, serde_json::Value> = report
         .tags
         .iter()
+        .filter(|t| t.state != State::Indexed)
         .map(|t| (t.tag.clone(), t.digest.clone().into()))
         .collect();
     outputs.set_json("copied", &copied)?;
@@ -112,7 +114,7 @@ pub fn mirror_results(mirrored: &[Mirrored]) -> serde_json::Map<String, serde_js
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mirror::{ReferrerCopy, State, TagCopy};
+    use crate::mirror::{ReferrerCopy, TagCopy};
 
     #[test]
     fn rows_and_totals() {

@@ -196,6 +196,12 @@ async fn referrers_travel_by_the_referrers_api_and_by_the_fallback_tag_where_it_
         "{row} in {}",
         restored.summary
     );
+    let copied: serde_json::Value = serde_json::from_str(&restored.outputs["copied"]).unwrap();
+    assert_eq!(
+        copied,
+        serde_json::json!({"latest": digest}),
+        "no fallback tag"
+    );
     assert_eq!(api_lists(api, "rf-back", &digest).await, referrers);
     assert!(!tags_of(api, "rf-back").await.contains(&fallback));
     verifies(&repo, &cosign, api, "rf-back", &digest);
