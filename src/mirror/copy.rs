@@ -151,14 +151,16 @@ pub async fn copy(
     let mut indexed_tags = HashSet::new();
     if !options.dry_run {
         let copying: Vec<&Planned> = planned.iter().filter(|p| !p.up_to_date).collect();
-        let indexed = put_children(target, &copying, width).await?;
-        let tops = copying.iter().filter(|p| {
-            let skip = lists_only(p, &indexed);
-            if skip {
-                indexed_tags.insert(p.tag.clone());
-            }
-            !skip
-        });
+        let below = copying
+            .iter()
+            .copied()
+            .chain(referrers.iter().map(|(_, p)| p).filter(|p| !p.up_to_date));
+        let indexed = put_children(target, below, width).await?;
+        // Referrers themselves go by subject, below; a fallback tag whose
+        // referrers the target's API took in hand isn't written.
+        let (listed_only, tops): (Vec<&Planned>, Vec<&Planned>) =
+            copying.into_iter().partition(|p| lists_only(p, &indexed));
+        indexed_tags.extend(listed_only.iter().map(|p| p.tag.clone()));
         stream::iter(tops)
             .map(|p| target.put_manifest(&p.tag, &p.top))
             .buffer_unordered(width)
@@ -198,13 +200,13 @@ pub async fn copy(
 
 /// Every manifest below the tops, each level after the one below it;
 /// the digests of those a registry took in hand as referrers.
-async fn put_children(
+async fn put_children<'a>(
     target: &Store<'_>,
-    copying: &[&Planned],
+    copying: impl Iterator<Item = &'a Planned>,
     width: usize,
 ) -> Result<HashSet<String>, MirrorError> {
     let mut indexed = HashSet::new();
-    for level in levels(copying.iter().flat_map(|p| &p.children))? {
+    for level in levels(copying.flat_map(|p| &p.children))? {
         let answers: Vec<(String, bool)> = stream::iter(level)
             .map(|child| async move {
                 target
