@@ -115,7 +115,7 @@ pub async fn copy(
         .buffered(width)
         .try_collect()
         .await?;
-    let listings = listings(source, &planned).await?;
+    let listings = listings(source, &planned, width).await?;
     let referrers: Vec<(usize, Planned)> = stream::iter(
         listings
             .iter()
@@ -242,18 +242,38 @@ fn lists_only(planned: &Planned, indexed: &HashSet<String>) -> bool {
 }
 
 /// What the source's referrers API lists for each digest the tags name
-/// (signatures and attestation tags aside); nothing where it has no API.
-async fn listings(source: &Store<'_>, planned: &[Planned]) -> Result<Vec<Listing>, MirrorError> {
+/// (signatures and attestation tags aside); nothing where it has no API,
+/// which the first digest's answer tells: the others aren't asked then.
+async fn listings(
+    source: &Store<'_>,
+    planned: &[Planned],
+    width: usize,
+) -> Result<Vec<Listing>, MirrorError> {
     let subjects: std::collections::BTreeSet<&str> = planned
         .iter()
         .filter(|p| attached_to(&p.tag).is_none())
         .map(|p| p.top.digest.as_str())
         .collect();
+    let mut subjects = subjects.into_iter();
+    let Some(first) = subjects.next() else {
+        return Ok(Vec::new());
+    };
+    let Some(answer) = source.referrers(first).await? else {
+        return Ok(Vec::new());
+    };
+    let mut answers = vec![(first, Some(answer))];
+    answers.extend(
+        stream::iter(subjects)
+            .map(|subject| async move {
+                Ok::<_, MirrorError>((subject, source.referrers(subject).await?))
+            })
+            .buffered(width)
+            .try_collect::<Vec<_>>()
+            .await?,
+    );
     let mut listings = Vec::new();
-    for subject in subjects {
-        let Some(answer) = source.referrers(subject).await? else {
-            continue;
-        };
+    for (subject, answer) in answers {
+        let Some(answer) = answer else { continue };
         let listing =
             referrers::listing(subject, &answer).map_err(|why| MirrorError::Referrers {
                 store: source.describe(),
