@@ -1087,6 +1087,11 @@ async fn signatures_travel_with_mirror_backup_and_restore_and_go_with_cleanup() 
         (&Value::from(2), &Value::from(4)),
         "{usage}"
     );
+    assert_eq!(
+        counted["tags"],
+        Value::from(3),
+        "two SHA tags and `latest`, signatures apart: {usage}"
+    );
 
     let (namespace, _) = scoped(&format!("{ns}/app"))
         .split_once('/')
