@@ -10,8 +10,9 @@ use bollard::models::{BuildInfo, BuildInfoAux};
 use bollard::query_parameters::{BuildImageOptions, BuilderVersion};
 use futures_util::{Stream, StreamExt as _};
 
-use crate::engine::buildkit::{BuildKitError, BuildSecrets};
+use crate::engine::buildkit::{BuildKitError, BuildSecrets, LocalDirs, Solve, SolveEvent};
 use crate::engine::client::EngineError;
+use crate::engine::local::DOCKERFILE_NAME;
 use crate::engine::progress::Progress;
 
 /// Build output lines kept for the error message of a failed legacy build.
@@ -106,6 +107,112 @@ fn common_options(spec: &BuildSpec<'_>, dockerfile: String) -> BuildImageOptions
         networkmode: spec.network.clone(),
         ..Default::default()
     }
+}
+
+/// The exporter's answer naming what it pushed: the manifest's digest,
+/// or the index's for several platforms.
+const PUSHED_DIGEST: &str = "containerimage.digest";
+
+/// `spec` as one solve of BuildKit's control API, pushing to `repository`
+/// by digest: what `buildkit_options` and `/build` ask of the engine,
+/// spelled as the frontend and exporter read it (`platform` may name
+/// several, comma-separated).
+pub fn solve_of(spec: &BuildSpec<'_>, repository: &str, dirs: LocalDirs) -> Solve {
+    let mut attrs: HashMap<String, String> = HashMap::from([
+        ("filename".into(), DOCKERFILE_NAME.into()),
+        // What the engine's `/build` does: a `FROM` the engine has is used.
+        ("image-resolve-mode".into(), "local".into()),
+    ]);
+    let mut build_args = spec.build_args.clone();
+    let mut cache_exports = Vec::new();
+    if spec.inline_cache {
+        build_args.insert(INLINE_CACHE_ARG.to_owned(), "1".to_owned());
+        cache_exports.push(("inline".to_owned(), HashMap::new()));
+    }
+    attrs.extend(build_args.into_iter().map(|(k, v)| (format!("build-arg:{k}"), v)));
+    attrs.extend(spec.labels.iter().map(|(k, v)| (format!("label:{k}"), v.clone())));
+    for (key, value) in [("target", &spec.target), ("platform", &spec.platform)] {
+        if let Some(value) = value.as_ref().filter(|v| !v.is_empty()) {
+            attrs.insert(key.to_owned(), value.clone());
+        }
+    }
+    let mut entitlements = Vec::new();
+    match spec.network.as_deref() {
+        Some("host") => {
+            attrs.insert("force-network-mode".into(), "host".into());
+            entitlements.push("network.host".to_owned());
+        }
+        Some("none") => {
+            attrs.insert("force-network-mode".into(), "none".into());
+        }
+        _ => {}
+    }
+    let cache_imports = spec
+        .cache_from
+        .iter()
+        .map(|image| {
+            let attrs = HashMap::from([("ref".to_owned(), image.clone())]);
+            ("registry".to_owned(), attrs)
+        })
+        .collect();
+    let image = HashMap::from(
+        [
+            ("name", repository),
+            ("push", "true"),
+            ("push-by-digest", "true"),
+            ("oci-mediatypes", "true"),
+            ("store", "false"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    Solve {
+        frontend_attrs: attrs,
+        exporters: vec![("image".to_owned(), image)],
+        cache_imports,
+        cache_exports,
+        entitlements,
+        dirs,
+        credentials: spec.credentials.clone(),
+        secrets: spec.secrets.clone(),
+    }
+}
+
+/// Reads a solve: progress as grouped step lines, the steps cached and
+/// run, what was pushed, and on failure the step that failed.
+pub async fn solve_log(
+    mut stream: impl Stream<Item = Result<SolveEvent, BuildKitError>> + Unpin,
+    image: &str,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<Built, EngineError> {
+    let mut progress = Progress::default();
+    let mut pushed = None;
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(SolveEvent::Status(status)) => {
+                for line in progress.update(&status) {
+                    on_line(&without_upload_sessions(&line));
+                }
+            }
+            Ok(SolveEvent::Solved(response)) => pushed = response.get(PUSHED_DIGEST).cloned(),
+            Err(BuildKitError::Build { message }) => {
+                let failed = progress.failed();
+                return Err(EngineError::BuildFailed {
+                    image: image.to_owned(),
+                    step: failed.map(|f| f.name.clone()),
+                    message: without_upload_sessions(&message).into_owned(),
+                    tail: failed.map(|f| f.tail.join("\n")).unwrap_or_default(),
+                });
+            }
+            Err(other) => return Err(EngineError::BuildKit(other)),
+        }
+    }
+    let (cached, executed) = progress.counts();
+    Ok(Built {
+        cached,
+        executed,
+        pushed,
+        ..Built::default()
+    })
 }
 
 /// Reads a BuildKit build: progress as grouped step lines, the steps
@@ -231,6 +338,17 @@ pub fn refused_session(error: &EngineError) -> bool {
             BuildKitError::SessionRefused { .. } | BuildKitError::UnsupportedHost { .. }
         )
     )
+}
+
+/// Whether a solve failed because the engine offers no control API to
+/// solve through (`/grpc` refused, an engine that can't hold a session):
+/// nothing was built, and `/build` may still serve.
+pub fn no_control_api(error: &EngineError) -> bool {
+    refused_session(error)
+        || matches!(
+            error,
+            EngineError::BuildKit(BuildKitError::ControlRefused { .. })
+        )
 }
 
 fn api_error(image: &str, source: bollard::errors::Error) -> EngineError {

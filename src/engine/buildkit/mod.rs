@@ -16,10 +16,14 @@
 //! the build itself takes as long as it takes.
 
 mod address;
+mod control;
+mod filesync;
 mod lines;
 mod secrets;
 mod services;
 mod session;
+mod solve;
+mod upgrade;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -33,7 +37,9 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 
 pub use address::{EngineAddress, docker_host};
+pub use filesync::{LocalDirs, LocalEntry, LocalKind};
 pub use secrets::BuildSecrets;
+pub use solve::{Solve, SolveEvent};
 
 use address::Connection;
 use lines::JsonLines;
@@ -79,6 +85,20 @@ pub enum BuildKitError {
         address: String,
         status: u16,
         message: String,
+    },
+    #[error(
+        "the Docker Engine at {address} has no BuildKit control API (POST /grpc answered {status}: {message})"
+    )]
+    ControlRefused {
+        address: String,
+        status: u16,
+        message: String,
+    },
+    #[error("the Docker Engine at {address} failed to {doing} through BuildKit's control API: {status}")]
+    Rpc {
+        address: String,
+        doing: &'static str,
+        status: Box<tonic::Status>,
     },
     #[error(
         "the Docker Engine at {address} refused the build (POST /build answered {status}: {message})"
@@ -336,6 +356,7 @@ async fn start_build(
     let services = Services {
         credentials,
         secrets,
+        files: LocalDirs::default(),
     };
     let session = Session::open(
         &engine.address,
