@@ -129,8 +129,16 @@ pub fn solve_of(spec: &BuildSpec<'_>, repository: &str, dirs: LocalDirs) -> Solv
         build_args.insert(INLINE_CACHE_ARG.to_owned(), "1".to_owned());
         cache_exports.push(("inline".to_owned(), HashMap::new()));
     }
-    attrs.extend(build_args.into_iter().map(|(k, v)| (format!("build-arg:{k}"), v)));
-    attrs.extend(spec.labels.iter().map(|(k, v)| (format!("label:{k}"), v.clone())));
+    attrs.extend(
+        build_args
+            .into_iter()
+            .map(|(k, v)| (format!("build-arg:{k}"), v)),
+    );
+    attrs.extend(
+        spec.labels
+            .iter()
+            .map(|(k, v)| (format!("label:{k}"), v.clone())),
+    );
     for (key, value) in [("target", &spec.target), ("platform", &spec.platform)] {
         if let Some(value) = value.as_ref().filter(|v| !v.is_empty()) {
             attrs.insert(key.to_owned(), value.clone());
@@ -362,6 +370,53 @@ fn api_error(image: &str, source: bollard::errors::Error) -> EngineError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_solve_asks_what_build_asks_in_the_frontends_words() {
+        let spec = BuildSpec {
+            context: Path::new("/ctx"),
+            dockerfile: Path::new("/ctx/Dockerfile"),
+            tag: "local",
+            build_args: HashMap::from([("V".into(), "1".into())]),
+            labels: HashMap::from([("org.opencontainers.image.revision".into(), "abc".into())]),
+            target: Some("runtime".into()),
+            platform: Some("linux/amd64,linux/arm64".into()),
+            network: Some("host".into()),
+            credentials: HashMap::new(),
+            builder: Builder::BuildKit,
+            secrets: BuildSecrets::default(),
+            cache_from: vec!["r/app:latest".into()],
+            inline_cache: true,
+            push_to: Some("r/app".into()),
+        };
+        let solve = solve_of(&spec, "127.0.0.1:5000/r/app", LocalDirs::default());
+        let attrs = &solve.frontend_attrs;
+        for (key, value) in [
+            ("filename", DOCKERFILE_NAME),
+            ("target", "runtime"),
+            ("platform", "linux/amd64,linux/arm64"),
+            ("build-arg:V", "1"),
+            ("build-arg:BUILDKIT_INLINE_CACHE", "1"),
+            ("label:org.opencontainers.image.revision", "abc"),
+            ("force-network-mode", "host"),
+            ("image-resolve-mode", "local"),
+        ] {
+            assert_eq!(attrs.get(key).map(String::as_str), Some(value), "{key}");
+        }
+        assert_eq!(solve.entitlements, ["network.host"]);
+        assert_eq!(solve.cache_exports, [("inline".to_owned(), HashMap::new())]);
+        assert_eq!(solve.cache_imports[0].1["ref"], "r/app:latest");
+        let (kind, image) = &solve.exporters[0];
+        assert_eq!(kind, "image");
+        assert_eq!(
+            (
+                image["name"].as_str(),
+                image["push-by-digest"].as_str(),
+                image["store"].as_str()
+            ),
+            ("127.0.0.1:5000/r/app", "true", "false")
+        );
+    }
 
     #[test]
     fn upload_sessions_are_cut_from_buildkit_lines() {

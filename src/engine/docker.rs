@@ -139,9 +139,8 @@ impl Engine {
         };
         let context_dir = spec.context.to_owned();
         let dockerfile = spec.dockerfile.to_owned();
-        let plan = Arc::new(
-            blocking(move || ContextPlan::new(&context_dir, Some(&dockerfile))).await?,
-        );
+        let plan =
+            Arc::new(blocking(move || ContextPlan::new(&context_dir, Some(&dockerfile))).await?);
         let listed = plan.clone();
         let dirs = blocking(move || local_dirs(&listed)).await?;
         let hashed = plan.clone();

@@ -26,8 +26,8 @@ pub fn local_dirs(plan: &ContextPlan) -> anyhow::Result<LocalDirs> {
     };
     plan.visit(&mut context)?;
     let source = plan.dockerfile_source();
-    let meta = std::fs::metadata(&source)
-        .with_context(|| format!("reading {}", source.display()))?;
+    let meta =
+        std::fs::metadata(&source).with_context(|| format!("reading {}", source.display()))?;
     let dockerfile = LocalEntry {
         path: DOCKERFILE_NAME.to_owned(),
         mode: 0o644,
@@ -48,7 +48,12 @@ struct Entries<'a> {
 }
 
 impl Entries<'_> {
-    fn push(&mut self, name: &str, mode: u32, kind: impl FnOnce(&Metadata) -> LocalKind) -> anyhow::Result<()> {
+    fn push(
+        &mut self,
+        name: &str,
+        mode: u32,
+        kind: impl FnOnce(&Metadata) -> LocalKind,
+    ) -> anyhow::Result<()> {
         let path = self.root.join(name);
         let meta = std::fs::symlink_metadata(&path)
             .with_context(|| format!("reading {}", path.display()))?;

@@ -184,8 +184,13 @@ async fn solve_all(
         Err(e) if no_control_api(&e) => return Err(Unsolved::NoControlApi(e)),
         Err(e) if push_failed(&e) => return Err(Unsolved::PushFailed),
         Err(e) => {
-            let platform = target.platforms.first().filter(|_| target.platforms.len() == 1);
-            return Err(Unsolved::Failed(explain_failure(session, target, platform, e)));
+            let platform = target
+                .platforms
+                .first()
+                .filter(|_| target.platforms.len() == 1);
+            return Err(Unsolved::Failed(explain_failure(
+                session, target, platform, e,
+            )));
         }
     };
     read_back(target, work, &built, bases, report)

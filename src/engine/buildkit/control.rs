@@ -82,8 +82,8 @@ impl Control {
             }
         });
         let origin = http::Uri::from_static(AUTHORITY);
-        let client = ControlClient::with_origin(H2 { sender }, origin)
-            .max_decoding_message_size(64 << 20);
+        let client =
+            ControlClient::with_origin(H2 { sender }, origin).max_decoding_message_size(64 << 20);
         Ok(Control { client, driver })
     }
 }

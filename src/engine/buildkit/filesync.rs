@@ -70,9 +70,14 @@ pub struct LocalEntry {
 pub enum LocalKind {
     Directory,
     /// Sent as a link; the target is never read.
-    Symlink { target: String },
+    Symlink {
+        target: String,
+    },
     /// Read from `source` when the engine asks for it.
-    File { size: u64, source: PathBuf },
+    File {
+        size: u64,
+        source: PathBuf,
+    },
 }
 
 /// The local directories a solve may ask for, by the names its frontend
@@ -119,7 +124,13 @@ impl SyncOptions {
                 .get_all(key)
                 .iter()
                 .filter_map(|v| v.to_str().ok())
-                .map(|v| if encoded { query_unescape(v) } else { v.to_owned() })
+                .map(|v| {
+                    if encoded {
+                        query_unescape(v)
+                    } else {
+                        v.to_owned()
+                    }
+                })
                 .collect()
         };
         SyncOptions {
@@ -192,10 +203,7 @@ fn select<'a>(
         if !selected {
             continue;
         }
-        while open
-            .last()
-            .is_some_and(|dir| !is_below(&entry.path, dir))
-        {
+        while open.last().is_some_and(|dir| !is_below(&entry.path, dir)) {
             open.pop();
         }
         for parent in parents(&entry.path) {
@@ -220,7 +228,8 @@ fn select<'a>(
 }
 
 fn is_below(path: &str, dir: &str) -> bool {
-    path.strip_prefix(dir).is_some_and(|rest| rest.starts_with('/'))
+    path.strip_prefix(dir)
+        .is_some_and(|rest| rest.starts_with('/'))
 }
 
 /// `a/b/c` → `a`, `a/b`.
@@ -605,10 +614,7 @@ mod tests {
             "the link is sent as a link, its target as the files it names"
         );
         // A link climbing out resolves against the root, never above it.
-        assert_eq!(
-            followed(&tree, &["up/passwd".into()]),
-            ["up", "etc/passwd"]
-        );
+        assert_eq!(followed(&tree, &["up/passwd".into()]), ["up", "etc/passwd"]);
         assert_eq!(followed(&tree, &["/../Dockerfile".into()]), ["Dockerfile"]);
     }
 
@@ -628,7 +634,7 @@ mod tests {
 
     #[test]
     fn stats_carry_go_modes_links_and_ids_count_every_entry() {
-        let tree = vec![dir("d"), link("d/l", "../f"), file("f")];
+        let tree = [dir("d"), link("d/l", "../f"), file("f")];
         let selected: Vec<&LocalEntry> = tree.iter().collect();
         let (packets, files) = listing(&selected);
         assert_eq!(packets.len(), 4, "three stats and the empty one");

@@ -94,7 +94,9 @@ pub enum BuildKitError {
         status: u16,
         message: String,
     },
-    #[error("the Docker Engine at {address} failed to {doing} through BuildKit's control API: {status}")]
+    #[error(
+        "the Docker Engine at {address} failed to {doing} through BuildKit's control API: {status}"
+    )]
     Rpc {
         address: String,
         doing: &'static str,

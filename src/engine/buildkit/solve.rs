@@ -149,7 +149,10 @@ impl BuildKitEngine {
         futures_util::stream::unfold(
             (receiver, Abort(task)),
             |(mut receiver, abort)| async move {
-                receiver.recv().await.map(|event| (event, (receiver, abort)))
+                receiver
+                    .recv()
+                    .await
+                    .map(|event| (event, (receiver, abort)))
             },
         )
     }
@@ -194,7 +197,9 @@ async fn solve_reporting(
     }
     let response = solved.map_err(|status| solve_failure(&address, status))?;
     let _ = events
-        .send(Ok(SolveEvent::Solved(response.into_inner().exporter_response)))
+        .send(Ok(SolveEvent::Solved(
+            response.into_inner().exporter_response,
+        )))
         .await;
     Ok(())
 }
@@ -263,7 +268,10 @@ mod tests {
                 ("platform".into(), "linux/amd64,linux/arm64".into()),
                 ("build-arg:NPM_TOKEN".into(), "s3cr3t".into()),
             ]),
-            exporters: vec![("image".into(), HashMap::from([("push".into(), "true".into())]))],
+            exporters: vec![(
+                "image".into(),
+                HashMap::from([("push".into(), "true".into())]),
+            )],
             cache_imports: vec![(
                 "registry".into(),
                 HashMap::from([("ref".into(), "r/app:cache".into())]),
