@@ -48,6 +48,9 @@ pub struct BuildSpec<'a> {
     /// digest and the engine keeps no copy (`tag` is then unused): only
     /// where [`Capabilities::buildkit_pushes`](crate::engine::Capabilities).
     pub push_to: Option<String>,
+    /// A solve also exports BuildKit's whole cache (`mode=max`) to this
+    /// image reference and imports it from there.
+    pub registry_cache: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,14 +158,19 @@ pub fn solve_of(spec: &BuildSpec<'_>, repository: &str, dirs: LocalDirs) -> Solv
         }
         _ => {}
     }
-    let cache_imports = spec
+    let mut cache_imports: Vec<(String, HashMap<String, String>)> = spec
         .cache_from
         .iter()
+        .chain(&spec.registry_cache)
         .map(|image| {
             let attrs = HashMap::from([("ref".to_owned(), image.clone())]);
             ("registry".to_owned(), attrs)
         })
         .collect();
+    cache_imports.dedup();
+    if let Some(cache) = &spec.registry_cache {
+        cache_exports.push(("registry".to_owned(), registry_cache_export(cache)));
+    }
     let image = HashMap::from(
         [
             ("name", repository),
@@ -183,6 +191,20 @@ pub fn solve_of(spec: &BuildSpec<'_>, repository: &str, dirs: LocalDirs) -> Solv
         credentials: spec.credentials.clone(),
         secrets: spec.secrets.clone(),
     }
+}
+
+/// BuildKit's registry cache exporter for `reference`: every stage's
+/// steps (`mode=max`), OCI types, and a registry refusing it is only
+/// a line of the log, not a failed build (the image is what matters).
+fn registry_cache_export(reference: &str) -> HashMap<String, String> {
+    [
+        ("ref", reference),
+        ("mode", "max"),
+        ("oci-mediatypes", "true"),
+        ("ignore-error", "true"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .into()
 }
 
 /// Reads a solve: progress as grouped step lines, the steps cached and
@@ -388,6 +410,7 @@ mod tests {
             cache_from: vec!["r/app:latest".into()],
             inline_cache: true,
             push_to: Some("r/app".into()),
+            registry_cache: Some("127.0.0.1:5000/r/app:buildcache".into()),
         };
         let solve = solve_of(&spec, "127.0.0.1:5000/r/app", LocalDirs::default());
         let attrs = &solve.frontend_attrs;
@@ -404,8 +427,23 @@ mod tests {
             assert_eq!(attrs.get(key).map(String::as_str), Some(value), "{key}");
         }
         assert_eq!(solve.entitlements, ["network.host"]);
-        assert_eq!(solve.cache_exports, [("inline".to_owned(), HashMap::new())]);
-        assert_eq!(solve.cache_imports[0].1["ref"], "r/app:latest");
+        let exports: Vec<&str> = solve
+            .cache_exports
+            .iter()
+            .map(|(t, _)| t.as_str())
+            .collect();
+        assert_eq!(exports, ["inline", "registry"]);
+        let registry = &solve.cache_exports[1].1;
+        assert_eq!(
+            (registry["ref"].as_str(), registry["mode"].as_str()),
+            ("127.0.0.1:5000/r/app:buildcache", "max")
+        );
+        let imports: Vec<&str> = solve
+            .cache_imports
+            .iter()
+            .map(|(_, a)| a["ref"].as_str())
+            .collect();
+        assert_eq!(imports, ["r/app:latest", "127.0.0.1:5000/r/app:buildcache"]);
         let (kind, image) = &solve.exporters[0];
         assert_eq!(kind, "image");
         assert_eq!(

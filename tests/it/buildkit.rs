@@ -456,6 +456,93 @@ async fn a_fresh_runner_reuses_the_inline_cache_of_latest() {
     );
 }
 
+/// `cache-to: registry`: on the containerd store BuildKit pushes its whole
+/// cache (every stage, `mode=max`) to the repository's `buildcache` tag,
+/// and a fresh engine (an empty data root) building a changed directory
+/// takes the builder stage's unchanged `RUN` from it: a step whose layer
+/// the next steps build on, which the inline cache (the final image's
+/// layers only) can't give. On the classic store the summary says why
+/// not, and the image is published.
+#[tokio::test]
+async fn a_registry_cache_brings_every_stage_to_a_fresh_runner() {
+    let s = services();
+    let repo = Repo::new();
+    let nonce = nonce();
+    let run = |script: &str| format!("RUN [\"/bin/busybox\", \"sh\", \"-c\", \"{script}\"]\n");
+    repo.write(
+        "ops/docker/app/Dockerfile",
+        &[
+            "FROM scratch AS build\nCOPY busybox /bin/busybox\n",
+            &run(&format!("echo built {nonce} > /built")),
+            "COPY conf /conf\n",
+            &run("cat /built /conf > /out"),
+            "FROM scratch\nCOPY --from=build /out /out\n",
+        ]
+        .concat(),
+    )
+    .write("ops/docker/app/conf", "x=1\n");
+    add_busybox(&repo, "ops/docker/app/busybox");
+    let first = repo.commit("app");
+    let ran = publish(&repo, "t-bk-regcache", "refs/heads/main", &first)
+        .input("network", "none")
+        .input("cache-to", "registry")
+        .run_async()
+        .await;
+    ran.assert_ok();
+    let tags = crate::publish::tags(&s.registry_open, "t-bk-regcache/app", None).await;
+    if !s.engine.containerd_store() {
+        assert!(
+            ran.summary.contains(
+                "registry cache (`cache-to: registry`) not used: the engine keeps images in the classic store"
+            ),
+            "{}",
+            ran.summary
+        );
+        assert!(!tags.contains("buildcache"), "{tags:?}");
+        return;
+    }
+    assert!(tags.contains("buildcache"), "{tags:?}");
+    assert!(
+        ran.summary
+            .contains("BuildKit's whole cache (`mode=max`, every stage) exported to"),
+        "{}",
+        ran.summary
+    );
+
+    repo.write("ops/docker/app/conf", "x=2\n");
+    let second = repo.commit("conf");
+    let fresh = FreshEngine::start();
+    let ran = publish(&repo, "t-bk-regcache", "refs/heads/main", &second)
+        .env("DOCKER_HOST", &fresh.docker_host)
+        .input("network", "none")
+        .input("cache-to", "registry")
+        .run_async()
+        .await;
+    ran.assert_ok();
+    let step = |script: &str| {
+        let line = ran
+            .stdout
+            .lines()
+            .find(|l| l.contains("] RUN ") && l.contains(script))
+            .unwrap_or_else(|| panic!("no step running {script}:\n{}", ran.stdout));
+        line.split(' ').next().unwrap().to_owned()
+    };
+    let unchanged = step("echo built");
+    assert!(
+        ran.stdout.contains(&format!("{unchanged} CACHED")),
+        "the builder stage's unchanged RUN ran again on the fresh engine\n{}",
+        ran.stdout
+    );
+    let changed = step("cat /built");
+    assert!(
+        !ran.stdout.contains(&format!("{changed} CACHED")),
+        "the RUN after the changed file must run\n{}",
+        ran.stdout
+    );
+    let files = image_files("t-bk-regcache/app", &second).await;
+    assert_eq!(text(&files, "out"), format!("built {nonce}\nx=2\n"));
+}
+
 #[tokio::test]
 async fn an_image_built_from_a_sibling_mounts_the_siblings_layers() {
     let s = services();

@@ -38,12 +38,22 @@ pub(super) async fn build_images(
     report: &mut Published,
 ) -> anyhow::Result<Vec<Exported>> {
     let engine = Engine::connect().await?;
-    let mut push_to = buildkit_push_target(target, scanned, engine.capabilities().await?);
+    let capabilities = engine.capabilities().await?;
+    let mut push_to = buildkit_push_target(target, scanned, capabilities);
+    if target.registry_cache && push_to.is_none() {
+        note_no_registry_cache(report, no_solve_because(target, scanned, capabilities));
+    }
     if let Some(repository) = push_to.as_deref() {
         match solve_all(session, target, work, &engine, repository, report).await {
             Ok(images) => return Ok(finished(images, report)),
             Err(Unsolved::NoControlApi(e)) => {
                 tracing::debug!("no BuildKit control API ({e}); building through /build");
+                if target.registry_cache {
+                    note_no_registry_cache(
+                        report,
+                        "the engine offers no BuildKit control API (`POST /grpc`)",
+                    );
+                }
             }
             // Built from the cache into the engine, exported and uploaded
             // by us (uploads that start over, errors naming the blob).
@@ -162,13 +172,16 @@ async fn solve_all(
         .collect::<Vec<_>>()
         .join(",");
     let local = format!("{}:{}", target.image.reference.name(), target.image.sha);
-    let spec = build_spec(
+    let mut spec = build_spec(
         target,
         (!joined.is_empty()).then(|| joined.clone()),
         &local,
         Builder::BuildKit,
         Some(repository.to_owned()),
     );
+    spec.registry_cache = target
+        .registry_cache
+        .then(|| format!("{repository}:{CACHE_TAG}"));
     let title = match target.platforms.len() {
         0 | 1 => format!("build {local}"),
         _ => format!("build {local} ({})", joined.replace(',', ", ")),
@@ -193,6 +206,11 @@ async fn solve_all(
             )));
         }
     };
+    if target.registry_cache {
+        report.notes.push(format!(
+            "BuildKit's whole cache (`mode=max`, every stage) exported to {repository}:{CACHE_TAG} and imported from it"
+        ));
+    }
     read_back(target, work, &built, bases, report)
         .await
         .map_err(Unsolved::Failed)
@@ -278,6 +296,31 @@ fn buildkit_push_target(target: &Target, scanned: bool, engine: Capabilities) ->
         )
     })
 }
+
+/// Why a build can't go through one solve of BuildKit's control API
+/// (where `buildkit_push_target` gives none).
+fn no_solve_because(target: &Target, scanned: bool, engine: Capabilities) -> &'static str {
+    if !engine.buildkit_pushes() {
+        "the engine keeps images in the classic store, where BuildKit can't push or export a registry cache; the containerd image store can"
+    } else if requested_builder(target.builder) != Builder::BuildKit {
+        "`builder: legacy` has no BuildKit cache"
+    } else if scanned {
+        "a scanned image is exported from the engine before it is pushed, a build that exports no registry cache; `scanner: none` lets BuildKit push it"
+    } else if !target.push {
+        "nothing is pushed (`push: false`)"
+    } else {
+        "the commit's tag is already there, so the image is exported and checked against it"
+    }
+}
+
+fn note_no_registry_cache(report: &mut Published, why: &str) {
+    report.notes.push(format!(
+        "registry cache (`cache-to: registry`) not used: {why}; the inline cache was"
+    ));
+}
+
+/// The tag of the image's repository BuildKit's whole cache goes to.
+const CACHE_TAG: &str = "buildcache";
 
 /// One platform's build, and where its result goes.
 struct Building<'a> {
@@ -534,6 +577,7 @@ fn build_spec<'a>(
         inline_cache: target.inline_cache,
         cache_from: target.cache_from.clone(),
         push_to,
+        registry_cache: None,
     }
 }
 
