@@ -237,6 +237,44 @@ async fn two_platforms_are_one_solve_that_sends_the_context_once() {
     }
 }
 
+/// An engine whose control API can't be reached (a proxy refusing
+/// `POST /grpc`) still publishes both platforms: each through `/build`,
+/// as before there was a solve. Only the containerd store asks for it.
+#[tokio::test]
+async fn without_the_control_api_each_platform_goes_through_build() {
+    let s = services();
+    let repo = Repo::new();
+    busyboxes(&repo, "ops/docker/app");
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    repo.write("ops/docker/app/Dockerfile", &uname_dockerfile(&nonce))
+        .write("ops/docker/app/shared.txt", "same on every platform\n");
+    let sha = repo.commit("app");
+    let engine = EngineProxy::refusing_control_api(&s.docker_socket);
+    let ran = publish(&repo, "t-nogrpc", "refs/heads/main", &sha)
+        .input("platforms", "linux/arm64,linux/amd64")
+        .input("network", "none")
+        .env("DOCKER_HOST", &engine.docker_host())
+        .run_async()
+        .await;
+    ran.assert_ok();
+    let (_, _, index) = manifest("t-nogrpc/app", &sha).await;
+    let children = children(&index);
+    let platforms: Vec<&str> = children.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(platforms, ["linux/arm64", "linux/amd64"]);
+    for ((_, child), uname) in children.iter().zip(["aarch64", "x86_64"]) {
+        let files = image_files("t-nogrpc/app", child).await;
+        assert_eq!(text(&files, "arch"), format!("{uname}\n"));
+    }
+    let requests = engine.requests();
+    let count = |wanted: &str| requests.iter().filter(|r| *r == wanted).count();
+    let asked_grpc = usize::from(s.engine.containerd_store());
+    assert_eq!(
+        (count("POST /grpc"), count("POST /build")),
+        (asked_grpc, 2),
+        "{requests:?}"
+    );
+}
+
 #[tokio::test]
 async fn several_platforms_refuse_the_legacy_builder_and_a_bad_platform_before_building() {
     let repo = Repo::new();

@@ -587,6 +587,48 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_engine_without_a_control_api_refuses_the_solve_before_a_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = r#"{"message":"page not found"}"#;
+        let answer: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_boxed_str(),
+        );
+        let (address, head) = fake_engine(&dir, Some(answer));
+        let engine = BuildKitEngine::new(address, "1.51");
+        let solve = Solve {
+            frontend_attrs: HashMap::new(),
+            exporters: Vec::new(),
+            cache_imports: Vec::new(),
+            cache_exports: Vec::new(),
+            entitlements: Vec::new(),
+            dirs: LocalDirs::default(),
+            credentials: HashMap::new(),
+            secrets: BuildSecrets::default(),
+        };
+        let mut events = Box::pin(engine.solve(solve));
+        let e = events.next().await.unwrap().unwrap_err();
+        match &e {
+            BuildKitError::ControlRefused {
+                status, message, ..
+            } => assert_eq!((*status, message.as_str()), (404, "page not found")),
+            other => panic!("{other:?}"),
+        }
+        assert!(events.next().await.is_none(), "an error ends the stream");
+        let head = head.await.unwrap().to_ascii_lowercase();
+        assert!(head.starts_with("post /v1.51/grpc http/1.1\r\n"), "{head}");
+        for line in ["upgrade: h2c", "connection: upgrade"] {
+            assert!(
+                head.contains(&format!("\r\n{line}\r\n")),
+                "{line} in {head}"
+            );
+        }
+    }
+
+    #[tokio::test]
     async fn the_legacy_builder_is_refused_before_any_connection() {
         let engine = BuildKitEngine::new(
             EngineAddress::Unix("/nonexistent/docker.sock".into()),

@@ -1,7 +1,7 @@
 //! A unix-socket proxy in front of the real engine that notes every
 //! request it passes on, and the bytes each connection sent the engine,
-//! and, if asked, answers `POST /session` with 404, as an engine without
-//! BuildKit (Podman's Docker API, say) does.
+//! and, if asked, answers `POST /session` (or `POST /grpc`) with 404, as
+//! an engine without BuildKit (Podman's Docker API, say) does.
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -24,15 +24,20 @@ type Sent = Arc<Mutex<Vec<(String, u64)>>>;
 impl EngineProxy {
     /// Passes everything through.
     pub fn start(engine: &Path) -> Self {
-        Self::serving(engine, false)
+        Self::serving(engine, None)
     }
 
     /// Refuses BuildKit sessions, passes the rest through.
     pub fn refusing_sessions(engine: &Path) -> Self {
-        Self::serving(engine, true)
+        Self::serving(engine, Some("POST /session"))
     }
 
-    fn serving(engine: &Path, refuse_sessions: bool) -> Self {
+    /// Refuses BuildKit's control API, passes the rest through.
+    pub fn refusing_control_api(engine: &Path) -> Self {
+        Self::serving(engine, Some("POST /grpc"))
+    }
+
+    fn serving(engine: &Path, refused: Option<&'static str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("engine.sock");
         let listener = UnixListener::bind(&socket).unwrap();
@@ -44,7 +49,7 @@ impl EngineProxy {
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let (engine, noted, counted) = (engine.clone(), noted.clone(), counted.clone());
-                std::thread::spawn(move || serve(client, &engine, refuse_sessions, noted, counted));
+                std::thread::spawn(move || serve(client, &engine, refused, noted, counted));
             }
         });
         EngineProxy {
@@ -84,7 +89,7 @@ impl EngineProxy {
 fn serve(
     mut client: UnixStream,
     engine: &Path,
-    refuse_sessions: bool,
+    refused: Option<&str>,
     noted: Requests,
     counted: Sent,
 ) {
@@ -93,7 +98,7 @@ fn serve(
     };
     let mut lines = noted.connection();
     let first = lines.feed(&head).first().map(|r| unversioned(r));
-    if refuse_sessions && first.as_deref() == Some("POST /session") {
+    if refused.is_some() && first.as_deref() == refused {
         let body = "page not found";
         let _ = write!(
             client,
