@@ -91,6 +91,15 @@ impl ContextPlan {
         self.walk().directory(sink, &self.root, &Relative::root())
     }
 
+    /// What Docker sends whatever `.dockerignore` says: that file, and the
+    /// Dockerfile when it is inside the context.
+    pub(super) fn always_sent(&self) -> Vec<&str> {
+        match &self.dockerfile {
+            Dockerfile::Inside(name) => vec![IGNORE_FILE, name],
+            Dockerfile::Outside(_) => vec![IGNORE_FILE],
+        }
+    }
+
     /// The context directory, canonical.
     pub(super) fn root(&self) -> &Path {
         &self.root

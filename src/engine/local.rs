@@ -3,6 +3,7 @@
 //! fsutil's receiver compares (size, mtime), and the Dockerfile as a
 //! directory of its own.
 
+use std::collections::HashSet;
 use std::fs::Metadata;
 use std::path::Path;
 use std::time::UNIX_EPOCH;
@@ -23,6 +24,7 @@ pub fn local_dirs(plan: &ContextPlan) -> anyhow::Result<LocalDirs> {
     let mut context = Entries {
         root: plan.root(),
         entries: Vec::new(),
+        directories: HashSet::new(),
     };
     plan.visit(&mut context)?;
     let source = plan.dockerfile_source();
@@ -38,13 +40,17 @@ pub fn local_dirs(plan: &ContextPlan) -> anyhow::Result<LocalDirs> {
         },
     };
     Ok(LocalDirs::default()
-        .with(CONTEXT_DIR, context.entries)
-        .with(DOCKERFILE_DIR, vec![dockerfile]))
+        .with(CONTEXT_DIR, context.entries, &plan.always_sent())
+        .with(DOCKERFILE_DIR, vec![dockerfile], &[]))
 }
 
 struct Entries<'a> {
     root: &'a Path,
     entries: Vec<LocalEntry>,
+    /// Those listed so far: a file that an exception re-includes below an
+    /// excluded directory comes without it in the walk (a tar needs no
+    /// parent entry), and fsutil's receiver wants every parent first.
+    directories: HashSet<String>,
 }
 
 impl Entries<'_> {
@@ -54,16 +60,34 @@ impl Entries<'_> {
         mode: u32,
         kind: impl FnOnce(&Metadata) -> LocalKind,
     ) -> anyhow::Result<()> {
-        let path = self.root.join(name);
-        let meta = std::fs::symlink_metadata(&path)
-            .with_context(|| format!("reading {}", path.display()))?;
+        for (at, _) in name.match_indices('/') {
+            let parent = &name[..at];
+            if !self.directories.contains(parent) {
+                let meta = self.metadata(parent)?;
+                self.add(parent, unix_mode(&meta), &meta, LocalKind::Directory);
+            }
+        }
+        let meta = self.metadata(name)?;
+        let kind = kind(&meta);
+        self.add(name, mode, &meta, kind);
+        Ok(())
+    }
+
+    fn add(&mut self, name: &str, mode: u32, meta: &Metadata, kind: LocalKind) {
+        if kind == LocalKind::Directory {
+            self.directories.insert(name.to_owned());
+        }
         self.entries.push(LocalEntry {
             path: name.to_owned(),
             mode,
-            mtime_ns: mtime_ns(&meta),
-            kind: kind(&meta),
+            mtime_ns: mtime_ns(meta),
+            kind,
         });
-        Ok(())
+    }
+
+    fn metadata(&self, name: &str) -> anyhow::Result<Metadata> {
+        let path = self.root.join(name);
+        std::fs::symlink_metadata(&path).with_context(|| format!("reading {}", path.display()))
     }
 }
 
@@ -86,6 +110,12 @@ impl Sink for Entries<'_> {
     }
 }
 
+/// The permission bits, as the context walk takes them.
+fn unix_mode(meta: &Metadata) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    meta.permissions().mode() & 0o7777
+}
+
 fn mtime_ns(meta: &Metadata) -> i64 {
     meta.modified()
         .ok()
@@ -104,7 +134,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         std::fs::write(root.join("Dockerfile.app"), "FROM scratch\n").unwrap();
-        std::fs::write(root.join(".dockerignore"), "secret\n").unwrap();
+        std::fs::write(root.join(".dockerignore"), "secret\nvendor\n!vendor/keep\n").unwrap();
+        std::fs::create_dir_all(root.join("vendor/keep")).unwrap();
+        std::fs::write(root.join("vendor/keep/k"), "k").unwrap();
+        std::fs::write(root.join("vendor/drop"), "d").unwrap();
         std::fs::write(root.join("secret"), "no").unwrap();
         std::fs::create_dir(root.join("src")).unwrap();
         std::fs::write(root.join("src/a"), "abc").unwrap();
@@ -125,7 +158,7 @@ mod tests {
                 (
                     ".dockerignore".into(),
                     LocalKind::File {
-                        size: 7,
+                        size: 27,
                         source: real.join(".dockerignore")
                     }
                 ),
@@ -148,6 +181,15 @@ mod tests {
                     "src/out".into(),
                     LocalKind::Symlink {
                         target: "/etc/passwd".into()
+                    }
+                ),
+                ("vendor".into(), LocalKind::Directory),
+                ("vendor/keep".into(), LocalKind::Directory),
+                (
+                    "vendor/keep/k".into(),
+                    LocalKind::File {
+                        size: 1,
+                        source: real.join("vendor/keep/k")
                     }
                 ),
             ]

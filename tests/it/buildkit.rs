@@ -543,6 +543,64 @@ async fn a_registry_cache_brings_every_stage_to_a_fresh_runner() {
     assert_eq!(text(&files, "out"), format!("built {nonce}\nx=2\n"));
 }
 
+/// The context the build sees is the same on every path (the containerd
+/// store's file sync, the tar the others get): `.dockerignore` applied
+/// with its exceptions below an excluded directory, the Dockerfile and
+/// `.dockerignore` there whatever it says, a symlink a link (its target
+/// outside the context never read).
+#[tokio::test]
+async fn the_context_is_what_dockerignore_leaves_with_links_as_links() {
+    let repo = Repo::new();
+    repo.write("ops/docker/app/Dockerfile", "FROM scratch\nCOPY . /ctx/\n")
+        .write(
+            "ops/docker/app/.dockerignore",
+            "vendor\n!vendor/keep\nsecret.txt\nDockerfile\n",
+        )
+        .write("ops/docker/app/vendor/keep/k", "kept\n")
+        .write("ops/docker/app/vendor/drop", "dropped\n")
+        .write("ops/docker/app/secret.txt", "s3cr3t\n")
+        .write("ops/docker/app/src/main.txt", "main\n");
+    std::os::unix::fs::symlink("../../../../outside", repo.join("ops/docker/app/src/out")).unwrap();
+    let sha = repo.commit("app");
+    publish(&repo, "t-bk-ignore", "refs/heads/main", &sha)
+        .run_async()
+        .await
+        .assert_ok();
+    let mut entries = BTreeMap::new();
+    for digest in layer_digests(&manifest_of("t-bk-ignore/app", &sha).await) {
+        let layer = gunzip(&blob_of("t-bk-ignore/app", &digest).await).unwrap();
+        let mut archive = tar::Archive::new(&layer[..]);
+        for entry in archive.entries().unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path().unwrap().display().to_string();
+            let link = entry.link_name().unwrap().map(|l| l.display().to_string());
+            entries.insert(path.trim_end_matches('/').to_owned(), link);
+        }
+    }
+    let files: Vec<&str> = entries
+        .keys()
+        .map(String::as_str)
+        .filter(|p| p.starts_with("ctx/") && !entries.contains_key(&format!("{p}/x")))
+        .collect();
+    for kept in [
+        "ctx/.dockerignore",
+        "ctx/Dockerfile",
+        "ctx/src/main.txt",
+        "ctx/src/out",
+        "ctx/vendor/keep/k",
+    ] {
+        assert!(files.contains(&kept), "{kept} missing: {files:?}");
+    }
+    for dropped in ["ctx/vendor/drop", "ctx/secret.txt"] {
+        assert!(!files.contains(&dropped), "{dropped} sent: {files:?}");
+    }
+    assert_eq!(
+        entries["ctx/src/out"].as_deref(),
+        Some("../../../../outside"),
+        "the link as a link"
+    );
+}
+
 #[tokio::test]
 async fn an_image_built_from_a_sibling_mounts_the_siblings_layers() {
     let s = services();

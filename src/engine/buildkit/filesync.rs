@@ -83,12 +83,24 @@ pub enum LocalKind {
 /// The local directories a solve may ask for, by the names its frontend
 /// uses (`context`, `dockerfile`).
 #[derive(Debug, Clone, Default)]
-pub struct LocalDirs(HashMap<String, Arc<Vec<LocalEntry>>>);
+pub struct LocalDirs(HashMap<String, Arc<LocalDir>>);
+
+#[derive(Debug)]
+struct LocalDir {
+    entries: Vec<LocalEntry>,
+    /// Sent whatever the engine's exclude patterns say, as `docker build`
+    /// always sends the Dockerfile and `.dockerignore` (the frontend
+    /// passes `.dockerignore`'s lines on as those patterns).
+    kept: Vec<String>,
+}
 
 impl LocalDirs {
-    /// Adds `name`, its entries in walk order.
-    pub fn with(mut self, name: &str, entries: Vec<LocalEntry>) -> Self {
-        self.0.insert(name.to_owned(), Arc::new(entries));
+    /// Adds `name`, its entries in walk order, and the paths in it that
+    /// no exclude pattern takes out.
+    pub fn with(mut self, name: &str, entries: Vec<LocalEntry>, kept: &[&str]) -> Self {
+        let kept = kept.iter().map(|k| (*k).to_owned()).collect();
+        self.0
+            .insert(name.to_owned(), Arc::new(LocalDir { entries, kept }));
         self
     }
 
@@ -98,7 +110,7 @@ impl LocalDirs {
 
     /// The entries of `name`, in walk order.
     pub fn entries(&self, name: &str) -> Option<&[LocalEntry]> {
-        self.0.get(name).map(|entries| entries.as_slice())
+        self.0.get(name).map(|dir| dir.entries.as_slice())
     }
 }
 
@@ -176,6 +188,7 @@ fn query_unescape(text: &str) -> String {
 /// when an exception re-includes something below an excluded directory).
 fn select<'a>(
     entries: &'a [LocalEntry],
+    kept: &[String],
     options: &SyncOptions,
 ) -> Result<Vec<&'a LocalEntry>, Status> {
     let invalid = |what: &'static str| {
@@ -192,7 +205,11 @@ fn select<'a>(
     let exclude = (!options.exclude.is_empty())
         .then(|| DockerIgnore::from_patterns(&options.exclude))
         .transpose()
-        .map_err(invalid(EXCLUDE_PATTERNS))?;
+        .map_err(invalid(EXCLUDE_PATTERNS))?
+        .map(|mut exclude| {
+            kept.iter().for_each(|path| exclude.keep(path));
+            exclude
+        });
     let index: HashMap<&str, &LocalEntry> = entries.iter().map(|e| (e.path.as_str(), e)).collect();
     let mut sent: Vec<&LocalEntry> = Vec::new();
     // The directories the last entry sent is inside, outermost first.
@@ -368,13 +385,13 @@ impl FileSync for FileSyncService {
         request: Request<Streaming<Packet>>,
     ) -> Result<Response<Packets>, Status> {
         let options = SyncOptions::from_metadata(request.metadata());
-        let Some(entries) = self.dirs.0.get(&options.dir_name).cloned() else {
+        let Some(dir) = self.dirs.0.get(&options.dir_name).cloned() else {
             return Err(Status::not_found(format!(
                 "no local directory {:?} in this build",
                 options.dir_name
             )));
         };
-        let (packets, files) = listing(&select(&entries, &options)?);
+        let (packets, files) = listing(&select(&dir.entries, &dir.kept, &options)?);
         tracing::debug!(
             "file sync of {:?}: {} entries listed",
             options.dir_name,
@@ -565,7 +582,7 @@ mod tests {
     #[test]
     fn no_patterns_send_everything_in_walk_order() {
         let tree = tree();
-        let all = select(&tree, &SyncOptions::default()).unwrap();
+        let all = select(&tree, &[], &SyncOptions::default()).unwrap();
         assert_eq!(all.len(), tree.len());
     }
 
@@ -574,6 +591,7 @@ mod tests {
         let tree = tree();
         let sent = select(
             &tree,
+            &[],
             &options(&[], &["node_modules", "!node_modules/keep/x.js"], &[]),
         )
         .unwrap();
@@ -594,20 +612,44 @@ mod tests {
     }
 
     #[test]
+    fn kept_paths_stay_whatever_the_exclude_patterns_say() {
+        let tree = tree();
+        let kept = [".dockerignore".to_owned(), "Dockerfile".to_owned()];
+        let sent = select(
+            &tree,
+            &kept,
+            &options(&[], &["Dockerfile", ".*", "app"], &[]),
+        )
+        .unwrap();
+        assert_eq!(
+            paths(&sent)[..2],
+            [".dockerignore", "Dockerfile"],
+            "{:?}",
+            paths(&sent)
+        );
+        assert!(!paths(&sent).contains(&"app".to_owned()));
+    }
+
+    #[test]
     fn include_patterns_narrow_to_what_they_name_with_parents() {
         let tree = tree();
-        let sent = select(&tree, &options(&["Dockerfile", "app/*.rs"], &[], &[])).unwrap();
+        let sent = select(&tree, &[], &options(&["Dockerfile", "app/*.rs"], &[], &[])).unwrap();
         assert_eq!(paths(&sent), ["Dockerfile", "app", "app/main.rs"]);
-        let ignore = select(&tree, &options(&[".dockerignore"], &[], &[])).unwrap();
+        let ignore = select(&tree, &[], &options(&[".dockerignore"], &[], &[])).unwrap();
         assert_eq!(paths(&ignore), [".dockerignore"]);
-        let nothing = select(&tree, &options(&["missing"], &[], &[])).unwrap();
+        let nothing = select(&tree, &[], &options(&["missing"], &[], &[])).unwrap();
         assert!(nothing.is_empty());
     }
 
     #[test]
     fn followpaths_add_the_link_and_its_target_inside_the_directory() {
         let tree = tree();
-        let sent = select(&tree, &options(&["Dockerfile"], &[], &["shared/main.rs"])).unwrap();
+        let sent = select(
+            &tree,
+            &[],
+            &options(&["Dockerfile"], &[], &["shared/main.rs"]),
+        )
+        .unwrap();
         assert_eq!(
             paths(&sent),
             ["Dockerfile", "app", "app/main.rs", "shared"],
@@ -627,7 +669,7 @@ mod tests {
 
     #[test]
     fn bad_patterns_are_refused_naming_the_metadata() {
-        let e = select(&tree(), &options(&[], &["["], &[])).unwrap_err();
+        let e = select(&tree(), &[], &options(&[], &["["], &[])).unwrap_err();
         assert_eq!(e.code(), tonic::Code::InvalidArgument);
         assert!(e.message().contains(EXCLUDE_PATTERNS), "{}", e.message());
     }
