@@ -120,7 +120,11 @@ const PUSHED_DIGEST: &str = "containerimage.digest";
 /// by digest: what `buildkit_options` and `/build` ask of the engine,
 /// spelled as the frontend and exporter read it (`platform` may name
 /// several, comma-separated).
-pub fn solve_of(spec: &BuildSpec<'_>, repository: &str, dirs: LocalDirs) -> Solve {
+pub fn solve_of(
+    spec: &BuildSpec<'_>,
+    repository: &str,
+    (dirs, shared_key): (LocalDirs, String),
+) -> Solve {
     let mut attrs: HashMap<String, String> = HashMap::from([
         ("filename".into(), DOCKERFILE_NAME.into()),
         // What the engine's `/build` does: a `FROM` the engine has is used.
@@ -188,6 +192,7 @@ pub fn solve_of(spec: &BuildSpec<'_>, repository: &str, dirs: LocalDirs) -> Solv
         cache_exports,
         entitlements,
         dirs,
+        shared_key,
         credentials: spec.credentials.clone(),
         secrets: spec.secrets.clone(),
     }
@@ -412,7 +417,11 @@ mod tests {
             push_to: Some("r/app".into()),
             registry_cache: Some("127.0.0.1:5000/r/app:buildcache".into()),
         };
-        let solve = solve_of(&spec, "127.0.0.1:5000/r/app", LocalDirs::default());
+        let solve = solve_of(
+            &spec,
+            "127.0.0.1:5000/r/app",
+            (LocalDirs::default(), "k".into()),
+        );
         let attrs = &solve.frontend_attrs;
         for (key, value) in [
             ("filename", DOCKERFILE_NAME),

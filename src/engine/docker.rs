@@ -22,6 +22,7 @@ use crate::engine::context::{ContextPlan, Stats};
 use crate::engine::local::local_dirs;
 use crate::engine::run::Runner;
 use crate::engine::store::Capabilities;
+use crate::registry::sha256_digest;
 
 pub struct Engine {
     docker: Docker,
@@ -147,7 +148,13 @@ impl Engine {
         let identity = tokio::task::spawn_blocking(move || hashed.identity());
         let address = EngineAddress::from_env().map_err(EngineError::BuildKit)?;
         let engine = BuildKitEngine::new(address, self.docker.client_version().to_string());
-        let solve = solve_of(&spec, &repository, dirs);
+        // The directories by their paths (hashed: the engine's logs show
+        // the key), the Dockerfile's too: its directory is ours, one file.
+        let mut paths = plan.root().as_os_str().as_encoded_bytes().to_vec();
+        paths.push(0);
+        paths.extend(plan.dockerfile_source().as_os_str().as_encoded_bytes());
+        let shared_key = sha256_digest(&paths);
+        let solve = solve_of(&spec, &repository, (dirs, shared_key));
         let built = solve_log(Box::pin(engine.solve(solve)), spec.tag, on_line).await;
         let context = identity
             .await

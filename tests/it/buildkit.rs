@@ -601,6 +601,102 @@ async fn the_context_is_what_dockerignore_leaves_with_links_as_links() {
     );
 }
 
+/// On the containerd store the context goes by file sync under a key
+/// naming its directory: the next build of that directory sends only the
+/// file that changed, where `/build` (the other stores) sends the whole
+/// tar again.
+#[tokio::test]
+async fn a_second_build_of_a_directory_sends_only_what_changed() {
+    let s = services();
+    let repo = Repo::new();
+    let big: Vec<u8> = (0..2u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::create_dir_all(repo.join("ops/docker/app")).unwrap();
+    std::fs::write(repo.join("ops/docker/app/big.bin"), &big).unwrap();
+    repo.write(
+        "ops/docker/app/Dockerfile",
+        &format!(
+            "FROM scratch\nCOPY big.bin /big.bin\nCOPY conf /conf\n# {}\n",
+            nonce()
+        ),
+    )
+    .write("ops/docker/app/conf", "x=1\n");
+    let first = repo.commit("app");
+    let engine = EngineProxy::start(&s.docker_socket);
+    let counted = |sha: &str| {
+        publish(&repo, "t-bk-resync", "refs/heads/main", sha)
+            .env("DOCKER_HOST", &engine.docker_host())
+            .input("network", "none")
+    };
+    counted(&first).run_async().await.assert_ok();
+    let wait_for = |what: &str, above: u64| {
+        for _ in 0..50 {
+            if engine.bytes_sent_on(what) > above {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        engine.bytes_sent_on(what)
+    };
+    let (how, big_len) = if s.engine.containerd_store() {
+        ("POST /session", big.len() as u64)
+    } else {
+        ("POST /build", big.len() as u64)
+    };
+    let before = wait_for(how, 0);
+    assert!(before >= big_len, "{before} bytes on {how} the first time");
+
+    repo.write("ops/docker/app/conf", "x=2\n");
+    let second = repo.commit("conf");
+    counted(&second).run_async().await.assert_ok();
+    let again = wait_for(how, before) - before;
+    let files = image_files("t-bk-resync/app", &second).await;
+    assert_eq!(text(&files, "conf"), "x=2\n");
+    assert_eq!(files["big.bin"].1, big);
+    if s.engine.containerd_store() {
+        assert!(
+            again < big_len / 4,
+            "{again} bytes over the session for a one-line change"
+        );
+    } else {
+        assert!(again >= big_len, "{again} bytes of tar the second time");
+    }
+}
+
+/// Two images whose directories hold a file of the same name, size and
+/// mtime but other bytes: each image gets its own. (BuildKit re-asks a
+/// synced file only when its size or mtime changed, so one directory's
+/// sync must never stand in for another's.)
+#[tokio::test]
+async fn two_directories_never_share_a_synced_file() {
+    let repo = Repo::new();
+    let when = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    for (image, content) in [("one", "AAAA\n"), ("two", "BBBB\n")] {
+        repo.write(
+            &format!("ops/docker/{image}/Dockerfile"),
+            &format!("FROM scratch\nCOPY f /f\n# {}\n", nonce()),
+        )
+        .write(&format!("ops/docker/{image}/f"), content);
+        std::fs::File::options()
+            .write(true)
+            .open(repo.join(&format!("ops/docker/{image}/f")))
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    }
+    let sha = repo.commit("two images");
+    for (image, content) in [("one", "AAAA\n"), ("two", "BBBB\n")] {
+        publish(&repo, "t-bk-twodirs", "refs/heads/main", &sha)
+            .input("path", &format!("ops/docker/{image}"))
+            .run_async()
+            .await
+            .assert_ok();
+        let files = image_files(&format!("t-bk-twodirs/{image}"), &sha).await;
+        assert_eq!(text(&files, "f"), content, "{image}");
+    }
+}
+
 #[tokio::test]
 async fn an_image_built_from_a_sibling_mounts_the_siblings_layers() {
     let s = services();

@@ -363,7 +363,7 @@ async fn start_build(
     let session = Session::open(
         &engine.address,
         &engine.api_version,
-        &id,
+        (&id, ""),
         services,
         &engine.limits,
     )
@@ -606,6 +606,7 @@ mod tests {
             cache_exports: Vec::new(),
             entitlements: Vec::new(),
             dirs: LocalDirs::default(),
+            shared_key: String::new(),
             credentials: HashMap::new(),
             secrets: BuildSecrets::default(),
         };

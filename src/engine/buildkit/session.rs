@@ -34,11 +34,24 @@ impl Session {
     pub async fn open(
         address: &EngineAddress,
         api_version: &str,
-        id: &str,
+        (id, shared_key): (&str, &str),
         services: Services,
         limits: &Limits,
     ) -> Result<Self, BuildKitError> {
-        let upgraded = upgrade(address, api_version, id, services.methods(), limits).await?;
+        let mut headers = vec![
+            ("X-Docker-Expose-Session-Uuid", id.to_owned()),
+            ("X-Docker-Expose-Session-Name", SESSION_NAME.to_owned()),
+        ];
+        // BuildKit keeps what a file sync received under this key and, on
+        // the next sync with the same key, asks only for files whose size
+        // or mtime changed.
+        if !shared_key.is_empty() {
+            headers.push(("X-Docker-Expose-Session-Sharedkey", shared_key.to_owned()));
+        }
+        for method in services.methods() {
+            headers.push(("X-Docker-Expose-Session-Grpc-Method", method));
+        }
+        let upgraded = upgrade(address, api_version, &headers, limits).await?;
         let end = CancellationToken::new();
         let io = SessionIo::new(upgraded, end.clone());
         let router = services.router();
@@ -60,23 +73,15 @@ impl Session {
 async fn upgrade(
     address: &EngineAddress,
     api_version: &str,
-    id: &str,
-    methods: Vec<String>,
+    headers: &[(&str, String)],
     limits: &Limits,
 ) -> Result<Upgraded, BuildKitError> {
-    let mut headers = vec![
-        ("X-Docker-Expose-Session-Uuid", id.to_owned()),
-        ("X-Docker-Expose-Session-Name", SESSION_NAME.to_owned()),
-    ];
-    for method in methods {
-        headers.push(("X-Docker-Expose-Session-Grpc-Method", method));
-    }
     let path = format!("/v{api_version}/session");
     let names = (
         "the BuildKit session upgrade (POST /session)",
         "open the BuildKit session (POST /session)",
     );
-    match super::upgrade::upgrade(address, &path, &headers, limits, names).await? {
+    match super::upgrade::upgrade(address, &path, headers, limits, names).await? {
         Ok(upgraded) => Ok(upgraded),
         Err(Refused { status, message }) => Err(BuildKitError::SessionRefused {
             address: address.to_string(),

@@ -40,6 +40,9 @@ pub struct Solve {
     /// e.g. `network.host`.
     pub entitlements: Vec<String>,
     pub dirs: LocalDirs,
+    /// Names the local directories across builds (the session's shared
+    /// key): a sync under the same key sends only what changed.
+    pub shared_key: String,
     pub credentials: HashMap<String, DockerCredentials>,
     pub secrets: BuildSecrets,
 }
@@ -173,11 +176,12 @@ async fn solve_reporting(
     let control = Control::open(&engine.address, &engine.api_version, &engine.limits).await?;
     let id = uuid::Uuid::new_v4().simple().to_string();
     let reference = uuid::Uuid::new_v4().simple().to_string();
+    let shared_key = solve.shared_key.clone();
     let (request, services) = solve.request(&id, &reference);
     let _session = Session::open(
         &engine.address,
         &engine.api_version,
-        &id,
+        (&id, &shared_key),
         services,
         &engine.limits,
     )
@@ -279,6 +283,7 @@ mod tests {
             cache_exports: vec![("inline".into(), HashMap::new())],
             entitlements: vec![],
             dirs: LocalDirs::default(),
+            shared_key: String::new(),
             credentials: HashMap::new(),
             secrets: BuildSecrets::default(),
         }
