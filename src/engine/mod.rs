@@ -18,6 +18,7 @@ mod export;
 mod gzip;
 mod hashing;
 mod local;
+mod own;
 mod progress;
 mod run;
 mod store;
@@ -31,5 +32,6 @@ pub use export::{
     Blob, ExportError, KnownLayer, KnownLayers, OciImage, Source, image_manifest, known_layers,
     manifest_annotation, oci_image, oci_image_streamed, pushed_layers, relabelled_config,
 };
+pub use own::OwnImage;
 pub use run::{CopyIn, Exited, RunError, RunSpec, Runner};
 pub use store::{Capabilities, ImageStore};
