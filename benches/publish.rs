@@ -22,6 +22,9 @@
 //!   emulation).
 //!
 //! `PUBLISH_BENCH_ROUNDS` (default 3) rounds each; who goes first alternates.
+//! `PUBLISH_BENCH_CASES` narrows the scenarios (comma-separated: `cold`,
+//! `unchanged`, `compressible`, `two-platforms`); `PUBLISH_BENCH_STAGES=1`
+//! prints each of our runs' stage timings (its `stage …` debug lines).
 //! Not a test: beyond checking that every run succeeded and that the digests
 //! agree (so a number never describes a publish that went wrong), it
 //! asserts nothing.
@@ -42,6 +45,8 @@ use tokio::runtime::Runtime;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_registry-action");
 const ROUNDS_VAR: &str = "PUBLISH_BENCH_ROUNDS";
+const CASES_VAR: &str = "PUBLISH_BENCH_CASES";
+const STAGES_VAR: &str = "PUBLISH_BENCH_STAGES";
 const LAYERS: usize = 4;
 const LAYER_BYTES: usize = 32 << 20;
 const TEXT_BYTES: u64 = 6 << 20;
@@ -83,12 +88,23 @@ fn main() -> ExitCode {
         bench.run_id,
         bench.baseline.name()
     );
-    let mut rows = vec![
-        bench.cold(rounds),
-        bench.unchanged(rounds),
-        bench.compressible(rounds),
-    ];
-    if bench.services.engine == CONTAINERD_STORE {
+    let cases = std::env::var(CASES_VAR).ok();
+    let wanted = |case: &str| {
+        cases
+            .as_deref()
+            .is_none_or(|cases| cases.split(',').any(|c| c.trim() == case))
+    };
+    let mut rows = Vec::new();
+    if wanted("cold") {
+        rows.push(bench.cold(rounds));
+    }
+    if wanted("unchanged") {
+        rows.push(bench.unchanged(rounds));
+    }
+    if wanted("compressible") {
+        rows.push(bench.compressible(rounds));
+    }
+    if wanted("two-platforms") && bench.services.engine == CONTAINERD_STORE {
         rows.push(bench.two_platforms(rounds));
     }
     print_table(&rows, bench.baseline.name());
@@ -367,7 +383,19 @@ impl Bench {
         if let Some(platforms) = platforms {
             command.env("INPUT_PLATFORMS", platforms);
         }
+        let stages = std::env::var_os(STAGES_VAR).is_some();
+        if stages {
+            command.env("RUST_LOG", "registry_action=debug");
+        }
         let (run, outputs) = runner.run(command);
+        if stages {
+            let log = String::from_utf8_lossy(&run.output.stderr);
+            let timed: Vec<&str> = log
+                .lines()
+                .filter_map(|line| line.split_once("stage ").map(|(_, stage)| stage))
+                .collect();
+            println!("  ours, {namespace}: {}", timed.join("; "));
+        }
         (vec![run], outputs["digest"].clone())
     }
 
