@@ -21,7 +21,14 @@
 //!   workspace built for linux/amd64 and linux/arm64 (`COPY` only, no
 //!   emulation).
 //!
+//! - unchanged, two platforms (the containerd store only): the two-platform
+//!   workspace, a new commit after a publish of the previous one.
+//!
 //! `PUBLISH_BENCH_ROUNDS` (default 3) rounds each; who goes first alternates.
+//! `PUBLISH_BENCH_SCENARIOS` (comma-separated: `cold`, `unchanged`,
+//! `compressible`, `two`, `unchanged-two`; default all) narrows the run;
+//! `PUBLISH_BENCH_STAGES=1` runs ours with `RUNNER_DEBUG=1` and prints its
+//! stage timings.
 //! Not a test: beyond checking that every run succeeded and that the digests
 //! agree (so a number never describes a publish that went wrong), it
 //! asserts nothing.
@@ -42,6 +49,8 @@ use tokio::runtime::Runtime;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_registry-action");
 const ROUNDS_VAR: &str = "PUBLISH_BENCH_ROUNDS";
+const SCENARIOS_VAR: &str = "PUBLISH_BENCH_SCENARIOS";
+const STAGES_VAR: &str = "PUBLISH_BENCH_STAGES";
 const LAYERS: usize = 4;
 const LAYER_BYTES: usize = 32 << 20;
 const TEXT_BYTES: u64 = 6 << 20;
@@ -83,13 +92,28 @@ fn main() -> ExitCode {
         bench.run_id,
         bench.baseline.name()
     );
-    let mut rows = vec![
-        bench.cold(rounds),
-        bench.unchanged(rounds),
-        bench.compressible(rounds),
-    ];
-    if bench.services.engine == CONTAINERD_STORE {
+    let chosen = std::env::var(SCENARIOS_VAR).ok();
+    let runs = |scenario: &str| {
+        chosen
+            .as_deref()
+            .is_none_or(|list| list.split(',').any(|s| s.trim() == scenario))
+    };
+    let containerd = bench.services.engine == CONTAINERD_STORE;
+    let mut rows = Vec::new();
+    if runs("cold") {
+        rows.push(bench.cold(rounds));
+    }
+    if runs("unchanged") {
+        rows.push(bench.unchanged(rounds, None));
+    }
+    if runs("compressible") {
+        rows.push(bench.compressible(rounds));
+    }
+    if containerd && runs("two") {
         rows.push(bench.two_platforms(rounds));
+    }
+    if containerd && runs("unchanged-two") {
+        rows.push(bench.unchanged(rounds, Some(TWO_PLATFORMS)));
     }
     print_table(&rows, bench.baseline.name());
     ExitCode::SUCCESS
@@ -181,6 +205,11 @@ struct Published {
 }
 
 impl Published {
+    /// The images an index lists.
+    fn children(&self) -> usize {
+        self.manifest["manifests"].as_array().unwrap().len()
+    }
+
     fn config(&self) -> &str {
         self.manifest["config"]["digest"].as_str().unwrap()
     }
@@ -225,19 +254,28 @@ impl Bench {
         row
     }
 
-    /// After a publish of commit A, commit B (new SHA, same image dir).
-    fn unchanged(&self, rounds: usize) -> Row {
-        let mut row = Row::new("unchanged: new commit, same files", Some(0.35));
+    /// After a publish of commit A, commit B (new SHA, same image dir), for
+    /// `platforms` (comma-separated) or the engine's own.
+    fn unchanged(&self, rounds: usize, platforms: Option<&str>) -> Row {
+        let (title, scenario) = match platforms {
+            None => ("unchanged: new commit, same files", "unchanged"),
+            Some(_) => ("unchanged, two platforms", "unchanged-two"),
+        };
+        let mut row = Row::new(title, Some(0.35));
         let workspace = Workspace::random_layers();
         let first = [Tool::Ours, Tool::Docker]
-            .map(|tool| self.publish(tool, &workspace, &workspace.head, "unchanged", None));
+            .map(|tool| self.publish(tool, &workspace, &workspace.head, scenario, platforms));
         let mut ours = Vec::new();
         for round in 0..rounds {
             let sha = workspace.commit_outside_image(round);
             for tool in Tool::order(round) {
-                let published = self.publish(tool, &workspace, &sha, "unchanged", None);
+                let published = self.publish(tool, &workspace, &sha, scenario, platforms);
                 let before = &first[tool as usize];
-                assert_eq!(published.layers(), before.layers(), "{}", tool.name());
+                match platforms {
+                    None => assert_eq!(published.layers(), before.layers(), "{}", tool.name()),
+                    // Ours relabels each platform's config: new children.
+                    Some(_) => assert_eq!(published.children(), 2, "{}", tool.name()),
+                }
                 if tool == Tool::Docker {
                     assert_eq!(published.digest, before.digest, "docker rebuilt");
                 }
@@ -288,8 +326,7 @@ impl Bench {
                     "two",
                     Some(TWO_PLATFORMS),
                 );
-                let children = published.manifest["manifests"].as_array().unwrap();
-                assert_eq!(children.len(), 2, "{}", tool.name());
+                assert_eq!(published.children(), 2, "{}", tool.name());
                 self.remove_images(&published);
                 row.add(tool, published.sample);
             }
@@ -367,7 +404,17 @@ impl Bench {
         if let Some(platforms) = platforms {
             command.env("INPUT_PLATFORMS", platforms);
         }
+        let stages = std::env::var(STAGES_VAR).is_ok_and(|v| v == "1");
+        if stages {
+            command.env("RUNNER_DEBUG", "1");
+        }
         let (run, outputs) = runner.run(command);
+        if stages {
+            let log = String::from_utf8_lossy(&run.output.stderr);
+            for line in log.lines().filter(|l| l.contains("stage ")) {
+                println!("  ours {namespace}:{line}");
+            }
+        }
         (vec![run], outputs["digest"].clone())
     }
 
