@@ -568,10 +568,74 @@ impl<W: Write> Sink for Tarball<W> {
     }
 
     fn file(&mut self, name: &str, mode: u32, path: &Path) -> anyhow::Result<()> {
-        // Read it whole so the header's size is the size actually written,
-        // even if the file changes under us.
-        let content = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        self.add_content(name, mode, &content)
+        let reading = || format!("reading {}", path.display());
+        let file = fs::File::open(path).with_context(reading)?;
+        // The size is taken once, from the open file, and exactly that many
+        // bytes are sent, so the header is true even if the file changes
+        // under us; it passes through in pieces, never whole in memory.
+        let size = file.metadata().with_context(reading)?.len();
+        let mut content = Exactly::new(file, size, path);
+        let mut header = header(EntryType::Regular, mode, size);
+        self.builder
+            .append_data(
+                &mut header,
+                name,
+                std::io::BufReader::with_capacity(READ_PIECE, &mut content),
+            )
+            .with_context(|| format!("adding {name} to the build context"))?;
+        self.identity.add(
+            'f',
+            name,
+            mode,
+            "",
+            Some((size, &blake3_digest(&content.hasher))),
+        );
+        self.files += 1;
+        self.bytes += size;
+        Ok(())
+    }
+}
+
+/// How much of a file is read at once.
+const READ_PIECE: usize = 1 << 20;
+
+/// The first `size` bytes of a file, hashed as they are read; a file that
+/// ends before them is an error, not a short tar entry.
+struct Exactly<'a> {
+    file: std::io::Take<fs::File>,
+    left: u64,
+    path: &'a Path,
+    hasher: blake3::Hasher,
+}
+
+impl<'a> Exactly<'a> {
+    fn new(file: fs::File, size: u64, path: &'a Path) -> Self {
+        use std::io::Read as _;
+        Exactly {
+            file: file.take(size),
+            left: size,
+            path,
+            hasher: blake3::Hasher::new(),
+        }
+    }
+}
+
+impl std::io::Read for Exactly<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let shown = || self.path.display();
+        let n = self
+            .file
+            .read(buf)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("reading {}: {e}", shown())))?;
+        if n == 0 && self.left > 0 && !buf.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{} shrank while it was being sent", shown()),
+            ));
+        }
+        self.hasher.update(&buf[..n]);
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 
@@ -928,6 +992,29 @@ mod tests {
         changed("a file no longer ignored", &|| {
             write(root, ".dockerignore", "b\n")
         });
+    }
+
+    #[test]
+    fn a_file_is_sent_at_the_size_it_had_when_opened() {
+        use std::io::Read as _;
+        let dir = tree(&[("f", "0123456789")]);
+        let path = dir.path().join("f");
+        let mut grown = Vec::new();
+        Exactly::new(fs::File::open(&path).unwrap(), 4, &path)
+            .read_to_end(&mut grown)
+            .unwrap();
+        assert_eq!(grown, b"0123");
+        let mut shrunk = Exactly::new(fs::File::open(&path).unwrap(), 20, &path);
+        let error = shrunk.read_to_end(&mut Vec::new()).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(
+            error.to_string().contains("shrank while it was being sent"),
+            "{error}"
+        );
+        assert!(
+            error.to_string().contains(&path.display().to_string()),
+            "{error}"
+        );
     }
 
     #[test]
