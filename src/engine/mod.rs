@@ -17,6 +17,7 @@ mod dockerignore;
 mod export;
 mod gzip;
 mod hashing;
+mod own;
 mod progress;
 mod run;
 mod store;
@@ -30,5 +31,6 @@ pub use export::{
     Blob, ExportError, KnownLayer, KnownLayers, OciImage, Source, image_manifest, known_layers,
     manifest_annotation, oci_image, oci_image_streamed, pushed_layers, relabelled_config,
 };
+pub use own::OwnImage;
 pub use run::{CopyIn, Exited, RunError, RunSpec, Runner};
 pub use store::{Capabilities, ImageStore};
