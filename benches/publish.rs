@@ -19,16 +19,16 @@
 //! - two platforms, cold (the containerd store only: buildx's docker
 //!   driver can't build two platforms into the classic store): the cold
 //!   workspace built for linux/amd64 and linux/arm64 (`COPY` only, no
-//!   emulation).
-//!
-//! - unchanged, two platforms (the containerd store only): the two-platform
-//!   workspace, a new commit after a publish of the previous one.
+//!   emulation);
+//! - unchanged, two platforms (the containerd store only): the cold
+//!   workspace for both platforms, a new commit after a publish of the
+//!   previous one.
 //!
 //! `PUBLISH_BENCH_ROUNDS` (default 3) rounds each; who goes first alternates.
-//! `PUBLISH_BENCH_SCENARIOS` (comma-separated: `cold`, `unchanged`,
-//! `compressible`, `two`, `unchanged-two`; default all) narrows the run;
-//! `PUBLISH_BENCH_STAGES=1` runs ours with `RUNNER_DEBUG=1` and prints its
-//! stage timings.
+//! `PUBLISH_BENCH_CASES` narrows the scenarios (comma-separated: `cold`,
+//! `unchanged`, `compressible`, `two-platforms`,
+//! `unchanged-two-platforms`); `PUBLISH_BENCH_STAGES=1` prints each of our
+//! runs' stage timings (its `stage …` debug lines).
 //! Not a test: beyond checking that every run succeeded and that the digests
 //! agree (so a number never describes a publish that went wrong), it
 //! asserts nothing.
@@ -49,7 +49,7 @@ use tokio::runtime::Runtime;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_registry-action");
 const ROUNDS_VAR: &str = "PUBLISH_BENCH_ROUNDS";
-const SCENARIOS_VAR: &str = "PUBLISH_BENCH_SCENARIOS";
+const CASES_VAR: &str = "PUBLISH_BENCH_CASES";
 const STAGES_VAR: &str = "PUBLISH_BENCH_STAGES";
 const LAYERS: usize = 4;
 const LAYER_BYTES: usize = 32 << 20;
@@ -92,27 +92,26 @@ fn main() -> ExitCode {
         bench.run_id,
         bench.baseline.name()
     );
-    let chosen = std::env::var(SCENARIOS_VAR).ok();
-    let runs = |scenario: &str| {
-        chosen
+    let cases = std::env::var(CASES_VAR).ok();
+    let wanted = |case: &str| {
+        cases
             .as_deref()
-            .is_none_or(|list| list.split(',').any(|s| s.trim() == scenario))
+            .is_none_or(|cases| cases.split(',').any(|c| c.trim() == case))
     };
-    let containerd = bench.services.engine == CONTAINERD_STORE;
     let mut rows = Vec::new();
-    if runs("cold") {
+    if wanted("cold") {
         rows.push(bench.cold(rounds));
     }
-    if runs("unchanged") {
+    if wanted("unchanged") {
         rows.push(bench.unchanged(rounds, None));
     }
-    if runs("compressible") {
+    if wanted("compressible") {
         rows.push(bench.compressible(rounds));
     }
-    if containerd && runs("two") {
+    if wanted("two-platforms") && bench.services.engine == CONTAINERD_STORE {
         rows.push(bench.two_platforms(rounds));
     }
-    if containerd && runs("unchanged-two") {
+    if wanted("unchanged-two-platforms") && bench.services.engine == CONTAINERD_STORE {
         rows.push(bench.unchanged(rounds, Some(TWO_PLATFORMS)));
     }
     print_table(&rows, bench.baseline.name());
@@ -404,16 +403,18 @@ impl Bench {
         if let Some(platforms) = platforms {
             command.env("INPUT_PLATFORMS", platforms);
         }
-        let stages = std::env::var(STAGES_VAR).is_ok_and(|v| v == "1");
+        let stages = std::env::var_os(STAGES_VAR).is_some();
         if stages {
-            command.env("RUNNER_DEBUG", "1");
+            command.env("RUST_LOG", "registry_action=debug");
         }
         let (run, outputs) = runner.run(command);
         if stages {
             let log = String::from_utf8_lossy(&run.output.stderr);
-            for line in log.lines().filter(|l| l.contains("stage ")) {
-                println!("  ours {namespace}:{line}");
-            }
+            let timed: Vec<&str> = log
+                .lines()
+                .filter_map(|line| line.split_once("stage ").map(|(_, stage)| stage))
+                .collect();
+            println!("  ours, {namespace}: {}", timed.join("; "));
         }
         (vec![run], outputs["digest"].clone())
     }

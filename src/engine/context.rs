@@ -93,6 +93,34 @@ impl ContextPlan {
         listing.identity(stop)
     }
 
+    /// Hands every entry of the context to `sink` in tar order, the
+    /// outside Dockerfile left out (file sync serves it on its own).
+    pub(super) fn visit(&self, sink: &mut impl Sink) -> anyhow::Result<()> {
+        self.walk().directory(sink, &self.root, &Relative::root())
+    }
+
+    /// What Docker sends whatever `.dockerignore` says: that file, and the
+    /// Dockerfile when it is inside the context.
+    pub(super) fn always_sent(&self) -> Vec<&str> {
+        match &self.dockerfile {
+            Dockerfile::Inside(name) => vec![IGNORE_FILE, name],
+            Dockerfile::Outside(_) => vec![IGNORE_FILE],
+        }
+    }
+
+    /// The context directory, canonical.
+    pub(super) fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the Dockerfile is read from.
+    pub(super) fn dockerfile_source(&self) -> PathBuf {
+        match &self.dockerfile {
+            Dockerfile::Inside(name) => self.root.join(name),
+            Dockerfile::Outside(path) => path.clone(),
+        }
+    }
+
     fn walk(&self) -> Walk<'_> {
         Walk {
             ignore: &self.ignore,
@@ -295,8 +323,9 @@ fn link_target(path: &Path) -> anyhow::Result<String> {
     }
 }
 
-/// Where the walk hands each entry, in tar order.
-trait Sink {
+/// Where the walk hands each entry, in tar order; `name` is `/`-separated,
+/// relative to the context.
+pub(super) trait Sink {
     fn directory(&mut self, name: &str, mode: u32) -> anyhow::Result<()>;
     fn symlink(&mut self, name: &str, mode: u32, target: &str) -> anyhow::Result<()>;
     fn file(&mut self, name: &str, mode: u32, path: &Path) -> anyhow::Result<()>;

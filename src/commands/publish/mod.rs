@@ -248,6 +248,9 @@ struct Target {
     secrets: BuildSecrets,
     /// Write BuildKit's inline cache into the image.
     inline_cache: bool,
+    /// Export BuildKit's whole cache to the repository's `buildcache` tag
+    /// and import it (`cache-to: registry`), where the engine can.
+    registry_cache: bool,
     /// The images whose inline cache the build may reuse: the plan's, set
     /// when it builds.
     cache_from: Vec<String>,

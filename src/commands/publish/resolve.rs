@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use anyhow::{Context as _, bail};
 
 use crate::actions::boundary::Access;
-use crate::cli::{ImageLocation, PublishArgs, Signing, Tagging};
+use crate::cli::{CacheToArg, ImageLocation, PublishArgs, Signing, Tagging};
 use crate::commands::Session;
 use crate::metadata;
 use crate::platform::Platform;
@@ -146,6 +146,7 @@ pub(super) async fn resolve(
         builder: args.builder,
         secrets,
         inline_cache: args.cache,
+        registry_cache: args.cache && args.cache_to == CacheToArg::Registry,
         cache_from: Vec::new(),
         push: args.push,
     };
