@@ -193,10 +193,12 @@ async fn decide(
     target: &Target,
     found: Found,
 ) -> anyhow::Result<PublishPlan> {
+    let looking = Instant::now();
     let same = match plan::looks_for_same_build(asked, &found) {
         true => same_build(session, target).await?,
         false => SameBuild::default(),
     };
+    stage_timed("looking for the same build", looking);
     Ok(PublishPlan::new(
         asked,
         Found {
