@@ -26,10 +26,11 @@ pub mod archive;
 pub mod tap;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
+use std::io::{BufRead as _, BufReader, Read};
 
 use serde::Deserialize;
 
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..";
 /// Wasted files listed, largest first.
@@ -179,6 +180,12 @@ impl Analyzer {
         self.add_tree(&tree)
     }
 
+    /// The next layer as stored: a tar stream, plain or gzip.
+    pub fn add_stored(&mut self, raw: impl Read) -> Result<(), LayerError> {
+        let tree = read_stored_tree(raw, self.sizes.len(), self.limits, &mut self.held)?;
+        self.add_tree(&tree)
+    }
+
     /// The next layer, as [`read_tree`] read it.
     pub fn add_tree(&mut self, tree: &Tree) -> Result<(), LayerError> {
         self.wasted.push(0);
@@ -198,7 +205,7 @@ impl Analyzer {
     }
 
     pub fn finish(self, history: &[History]) -> Analysis {
-        let instructions = instructions(history, self.sizes.len());
+        let instructions = layer_instructions(history, self.sizes.len());
         let layers = self
             .sizes
             .iter()
@@ -340,6 +347,30 @@ pub fn read_tree(
     Ok(tree)
 }
 
+/// [`read_tree`] of a layer as stored: gunzipped first if it is gzip.
+pub fn read_stored_tree(
+    raw: impl Read,
+    layer: usize,
+    limits: Limits,
+    held: &mut usize,
+) -> Result<Tree, LayerError> {
+    let mut reader = BufReader::new(raw);
+    let gzip = reader
+        .fill_buf()
+        .map_err(|source| LayerError::Tar { layer, source })?
+        .starts_with(&GZIP_MAGIC);
+    if gzip {
+        read_tree(
+            flate2::read::MultiGzDecoder::new(reader),
+            layer,
+            limits,
+            held,
+        )
+    } else {
+        read_tree(reader, layer, limits, held)
+    }
+}
+
 /// A path and the parents it implies (which carry nothing), as dive's
 /// tree adds them; an opaque marker not already there is not added.
 fn insert(
@@ -421,7 +452,7 @@ fn clean(raw: &str) -> Result<Option<String>, ()> {
 
 /// Each layer's instruction: the history entries that made a layer, in
 /// order (`empty_layer` ones skipped); `None` past the history's end.
-fn instructions(history: &[History], layers: usize) -> Vec<Option<String>> {
+pub fn layer_instructions(history: &[History], layers: usize) -> Vec<Option<String>> {
     let mut made = history.iter().filter(|h| !h.empty_layer);
     (0..layers)
         .map(|_| made.next().and_then(|h| h.created_by.clone()))
@@ -531,7 +562,7 @@ mod tests {
             },
         ];
         assert_eq!(
-            instructions(&history, 3),
+            layer_instructions(&history, 3),
             [
                 Some("COPY busybox /bin/busybox".to_owned()),
                 Some("RUN make".to_owned()),

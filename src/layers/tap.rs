@@ -10,13 +10,12 @@
 //! there are no figures.
 
 use std::collections::HashMap;
-use std::io::{self, BufRead as _, BufReader, Read};
+use std::io::{self, Read};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-use super::{Analysis, Analyzer, History, LayerError, Limits, Tree, read_tree};
+use super::{Analysis, Analyzer, History, LayerError, Limits, Tree, read_stored_tree};
 
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// Chunks in flight between the pushing reader and the analysis: what it
 /// may buffer (the converter's chunks are 128 KiB).
 const IN_FLIGHT: usize = 16;
@@ -138,7 +137,7 @@ fn receive(receiver: &Receiver<Message>, limits: Limits) -> Received {
                     ended: false,
                 };
                 let tree = (read.failed.is_none())
-                    .then(|| tree_of(&mut layer, read.trees.len(), limits, &mut held));
+                    .then(|| read_stored_tree(&mut layer, read.trees.len(), limits, &mut held));
                 layer.drain();
                 match tree {
                     Some(Ok(tree)) => {
@@ -153,33 +152,6 @@ fn receive(receiver: &Receiver<Message>, limits: Limits) -> Received {
         }
     }
     read
-}
-
-/// A layer's tree from its raw bytes, gunzipped if they are gzip.
-fn tree_of(
-    layer: &mut Chunks<'_>,
-    index: usize,
-    limits: Limits,
-    held: &mut usize,
-) -> Result<Tree, LayerError> {
-    let mut reader = BufReader::new(layer);
-    let gzip = reader
-        .fill_buf()
-        .map_err(|source| LayerError::Tar {
-            layer: index,
-            source,
-        })?
-        .starts_with(&GZIP_MAGIC);
-    if gzip {
-        read_tree(
-            flate2::read::MultiGzDecoder::new(reader),
-            index,
-            limits,
-            held,
-        )
-    } else {
-        read_tree(reader, index, limits, held)
-    }
 }
 
 /// One layer's chunks as a reader, up to its `End`.

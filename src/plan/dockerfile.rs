@@ -622,7 +622,10 @@ mod tests {
         );
         assert_eq!(line("RUN |1 V=2 /bin/sh -c make # buildkit"), Some(8));
         assert_eq!(line("/bin/sh -c make"), Some(8));
-        assert_eq!(line("/bin/sh -c #(nop) COPY file:0a1b in /bin/busybox "), Some(4));
+        assert_eq!(
+            line("/bin/sh -c #(nop) COPY file:0a1b in /bin/busybox "),
+            Some(4)
+        );
         assert_eq!(line("WORKDIR /app"), Some(9));
         assert_eq!(line("RUN /bin/sh -c make test # buildkit"), None);
         assert_eq!(line(""), None);

@@ -23,6 +23,7 @@ use crate::report::publish::Published;
 use super::inputs::engine_credentials;
 use super::layers::{ExportUses, export, pushed_by_buildkit, reusable_layers};
 use super::platforms::Exported;
+use super::sizes;
 use super::unchanged::{base_digests, key_of};
 use super::{SAVED, Target, stage_timed};
 
@@ -195,7 +196,7 @@ async fn build_platform(
     if let Some(bases) = &bases {
         report.bases.extend(bases.clone());
     }
-    let annotations: BTreeMap<String, String> =
+    let mut annotations: BTreeMap<String, String> =
         key_of(target, platform, &built.context, builder, bases)
             .map(|key| (build_key::ANNOTATION.to_owned(), key))
             .into_iter()
@@ -218,7 +219,14 @@ async fn build_platform(
             "layers{for_platform} pushed by the engine's BuildKit from its store, as it compressed them"
         ));
         note_reused(report, reused, image.layers.len(), &for_platform);
-        return Exported::new(image.annotated(&annotations), platform, dir.join(SAVED));
+        let analysed =
+            sizes::analyse_pushed(&target.image.registry, &target.image.repository, &image).await;
+        annotations.extend(sizes::annotation(&analysed));
+        let exported = Exported::new(image.annotated(&annotations), platform, dir.join(SAVED))?;
+        return Ok(Exported {
+            analysed,
+            ..exported
+        });
     }
     let known = reusable_layers(target, platform, &engine.diff_ids(&local).await?).await?;
     // Uploaded before the platform check below only where the engine can't
@@ -234,14 +242,20 @@ async fn build_platform(
         started,
     );
     engine.untag(&local).await;
-    let image = image?.annotated(&annotations);
+    let (image, analysed) = image?;
+    annotations.extend(sizes::annotation(&analysed));
+    let image = image.annotated(&annotations);
     let reused = image
         .layers
         .iter()
         .filter(|l| matches!(l.source, Source::Registry { .. }))
         .count();
     note_reused(report, reused, image.layers.len(), &for_platform);
-    Exported::new(image, platform, dir.join(SAVED))
+    let exported = Exported::new(image, platform, dir.join(SAVED))?;
+    Ok(Exported {
+        analysed,
+        ..exported
+    })
 }
 
 fn note_reused(report: &mut Published, reused: usize, layers: usize, for_platform: &str) {

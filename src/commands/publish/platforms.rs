@@ -49,6 +49,8 @@ pub(super) struct Exported {
     /// As its config declares it.
     pub(super) platform: Platform,
     pub(super) archive: PathBuf,
+    /// Its layers analysed (`None`: not asked for).
+    pub(super) analysed: super::sizes::Analysed,
 }
 
 impl Exported {
@@ -80,6 +82,7 @@ impl Exported {
             image,
             platform,
             archive,
+            analysed: None,
         })
     }
 

@@ -15,8 +15,8 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
 use super::{
-    Blob, Converter, ExportError, LayerTap, Links, OciImage, SAVE_MANIFEST, SavedImageFiles, assemble, cores,
-    member_name, members, note_link, read_err, write_err,
+    Blob, Converter, ExportError, LayerTap, Links, OciImage, SAVE_MANIFEST, SavedImageFiles,
+    assemble, cores, member_name, members, note_link, read_err, write_err,
 };
 
 /// Members no bigger than this that aren't legacy `layer.tar`s are read
