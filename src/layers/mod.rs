@@ -75,6 +75,22 @@ pub enum LayerError {
     TooManyEntries { limit: usize },
 }
 
+impl LayerError {
+    /// The same error, naming the layer by its place `layer` in the image.
+    pub fn at(self, layer: usize) -> Self {
+        match self {
+            LayerError::Tar { source, .. } => LayerError::Tar { layer, source },
+            LayerError::PathTooLong { length, limit, .. } => LayerError::PathTooLong {
+                layer,
+                length,
+                limit,
+            },
+            LayerError::BadPath { path, .. } => LayerError::BadPath { layer, path },
+            other @ LayerError::TooManyEntries { .. } => other,
+        }
+    }
+}
+
 /// One entry of the config's `history`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct History {

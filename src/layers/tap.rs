@@ -31,9 +31,10 @@ enum Message {
 /// What the thread made of the layers it was given.
 #[derive(Default)]
 struct Received {
-    trees: HashMap<String, Tree>,
+    /// Each member's tree, or why it has none: a member the order doesn't
+    /// name (an OCI export's config blob) may well be no tar.
+    trees: HashMap<String, Result<Tree, LayerError>>,
     order: Option<Vec<String>>,
-    failed: Option<LayerError>,
 }
 
 /// Takes layers' bytes as they pass; see the module doc.
@@ -107,17 +108,19 @@ impl Tap {
             .take()
             .and_then(|t| t.join().ok())
             .ok_or(TapError::Stopped)?;
-        if let Some(failed) = read.failed {
-            return Err(failed.into());
-        }
         let order = read.order.ok_or(TapError::NoOrder)?;
         let mut analyzer = Analyzer::new(limits);
-        for member in &order {
-            let tree = read
-                .trees
-                .get(member)
-                .ok_or_else(|| TapError::Unseen(member.clone()))?;
-            analyzer.add_tree(tree)?;
+        let mut trees = read.trees;
+        for (layer, member) in order.iter().enumerate() {
+            if let Some(Err(_)) = trees.get(member) {
+                if let Some(Err(failed)) = trees.remove(member) {
+                    return Err(failed.at(layer).into());
+                }
+            }
+            match trees.get(member) {
+                Some(Ok(tree)) => analyzer.add_tree(tree)?,
+                _ => return Err(TapError::Unseen(member.clone())),
+            }
         }
         Ok(analyzer.finish(history))
     }
@@ -136,16 +139,9 @@ fn receive(receiver: &Receiver<Message>, limits: Limits) -> Received {
                     at: 0,
                     ended: false,
                 };
-                let tree = (read.failed.is_none())
-                    .then(|| read_stored_tree(&mut layer, read.trees.len(), limits, &mut held));
+                let tree = read_stored_tree(&mut layer, read.trees.len(), limits, &mut held);
                 layer.drain();
-                match tree {
-                    Some(Ok(tree)) => {
-                        read.trees.insert(member, tree);
-                    }
-                    Some(Err(e)) => read.failed = Some(e),
-                    None => {}
-                }
+                read.trees.insert(member, tree);
             }
             Message::Order(order) => read.order = Some(order),
             Message::Bytes(_) | Message::End => {}
@@ -249,10 +245,20 @@ mod tests {
     }
 
     #[test]
+    fn a_member_the_order_doesnt_name_may_be_anything() {
+        let mut tap = Tap::start(Limits::default());
+        push(&mut tap, "config", b"{\"history\":[]}");
+        push(&mut tap, "layer", &layer(&[("a", 1)]));
+        tap.order(&["layer".into()]);
+        let analysis = tap.finish(&[], Limits::default()).unwrap();
+        assert_eq!(analysis.total_size, 1);
+    }
+
+    #[test]
     fn an_unreadable_layer_is_drained_and_named() {
         let mut tap = Tap::start(Limits::default());
-        push(&mut tap, "bad", &[7u8; 5000]);
         push(&mut tap, "good", &layer(&[("a", 1)]));
+        push(&mut tap, "bad", &[7u8; 5000]);
         tap.order(&["bad".into(), "good".into()]);
         let err = tap.finish(&[], Limits::default()).unwrap_err();
         assert!(
