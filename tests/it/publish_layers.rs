@@ -135,6 +135,24 @@ async fn the_figures_are_dives_and_a_second_publish_shows_the_growth_against_lat
             .contains(&sha),
         "warn publishes"
     );
+
+    // A pull request's build (`push: false`) reads `latest` to compare too.
+    repo.write(
+        DOCKERFILE,
+        &format!("{BUSYBOX}{WASTEFUL}RUN /bin/busybox dd if=/dev/urandom of=/pr bs=1000 count=5\n"),
+    );
+    let sha = repo.commit("pull request");
+    let ran = publish_on_main(&repo, "l-figures", &sha)
+        .input("push", "false")
+        .run_async()
+        .await;
+    ran.assert_ok();
+    assert!(
+        ran.summary.contains("| `RUN /bin/busybox sh -c /bin/busybox dd if=/dev/urandom of=/grown bs=1000 count=300` | 293.0 KiB | 0 B | -293.0 KiB |"),
+        "{}",
+        ran.summary
+    );
+    assert_eq!(output(&ran, "pushed"), "false");
 }
 
 #[tokio::test]

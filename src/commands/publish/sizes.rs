@@ -157,23 +157,26 @@ pub(super) fn annotation(analysed: &Analysed) -> Option<(String, String)> {
 }
 
 /// What the summary shows of one built image.
-pub(super) async fn image_layers(
+async fn image_layers(
     target: &Target,
     platform: &Platform,
     first: bool,
     image: &OciImage,
     analysed: &Analysed,
-) -> anyhow::Result<Option<ImageLayers>> {
-    let Some(analysed) = analysed else {
-        return Ok(None);
-    };
+    notes: &mut Vec<String>,
+) -> Option<ImageLayers> {
+    let analysed = analysed.as_ref()?;
     let compressed: Vec<u64> = image.layers.iter().map(|l| l.size).collect();
     let figures = match analysed {
         Ok(analysis) => {
-            let latest = if first {
-                target.image.latest.clone()
-            } else {
-                latest_of(&target.image.registry, &target.image.repository, platform).await?
+            let latest = match latest_of(target, platform, first).await {
+                Ok(latest) => latest,
+                Err(e) => {
+                    notes.push(format!(
+                        "{platform}: `latest` couldn't be read to compare the layers with: {e:#}"
+                    ));
+                    None
+                }
             };
             let content = &target.dockerfile_text;
             let lines = analysis
@@ -195,18 +198,25 @@ pub(super) async fn image_layers(
         }
         Err(why) => Err(why.clone()),
     };
-    Ok(Some(ImageLayers {
+    Some(ImageLayers {
         platform: platform.to_string(),
         compressed: compressed.iter().sum(),
         figures,
-    }))
+    })
 }
 
+/// The image `latest` names for `platform`: as resolved for the first
+/// platform of a run that pushes; else read here, a run that doesn't push
+/// (a pull request's) included, since that is where growth matters most.
 async fn latest_of(
-    registry: &Registry,
-    repository: &str,
+    target: &Target,
     platform: &Platform,
+    first: bool,
 ) -> anyhow::Result<Option<Pushed>> {
+    if first && target.push {
+        return Ok(target.image.latest.clone());
+    }
+    let (registry, repository) = (&target.image.registry, &target.image.repository);
     pushed(registry, repository, "latest", Some(platform)).await
 }
 
@@ -434,8 +444,9 @@ pub(super) async fn weigh(
             i == 0,
             &exported.image,
             &exported.analysed,
+            &mut report.notes,
         )
-        .await?;
+        .await;
         report.layers.extend(shown);
     }
     Ok(judge(session, target, args, &breaches(args, &report.layers)).err())
