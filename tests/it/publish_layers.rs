@@ -222,3 +222,30 @@ fn bad_bounds_are_refused_by_input_name_before_building() {
         ran.assert_failed(expected);
     }
 }
+
+/// File names are the image's: a wasted file named with a table's pipe,
+/// backticks, HTML and a line break stays one escaped cell.
+#[tokio::test]
+async fn wasted_file_names_are_escaped_in_the_summary() {
+    let repo = app(
+        "RUN /bin/busybox dd if=/dev/zero of='/w|`x`<b>' bs=1000 count=3 && /bin/busybox touch \"$(/bin/busybox printf 'n\\nl')\"
+RUN /bin/busybox rm '/w|`x`<b>' \"$(/bin/busybox printf 'n\\nl')\"
+",
+    );
+    let ran = publish_on_main(&repo, "l-names", &repo.head())
+        .run_async()
+        .await;
+    ran.assert_ok();
+    assert!(
+        ran.summary
+            .contains("| <code>/w\\|\\`x\\`&lt;b&gt;</code> | 2 | 2.9 KiB |"),
+        "{}",
+        ran.summary
+    );
+    assert!(
+        ran.summary.contains("| <code>/n l</code> | 2 | 0 B |"),
+        "{}",
+        ran.summary
+    );
+    assert!(!ran.summary.contains("<b>"), "{}", ran.summary);
+}
