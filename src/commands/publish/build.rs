@@ -222,11 +222,8 @@ async fn build_platform(
         let analysed =
             sizes::analyse_pushed(&target.image.registry, &target.image.repository, &image).await;
         annotations.extend(sizes::annotation(&analysed));
-        let exported = Exported::new(image.annotated(&annotations), platform, dir.join(SAVED))?;
-        return Ok(Exported {
-            analysed,
-            ..exported
-        });
+        return Exported::new(image.annotated(&annotations), platform, dir.join(SAVED))
+            .map(|exported| exported.with(analysed));
     }
     let known = reusable_layers(target, platform, &engine.diff_ids(&local).await?).await?;
     // Uploaded before the platform check below only where the engine can't
@@ -251,11 +248,7 @@ async fn build_platform(
         .filter(|l| matches!(l.source, Source::Registry { .. }))
         .count();
     note_reused(report, reused, image.layers.len(), &for_platform);
-    let exported = Exported::new(image, platform, dir.join(SAVED))?;
-    Ok(Exported {
-        analysed,
-        ..exported
-    })
+    Exported::new(image, platform, dir.join(SAVED)).map(|exported| exported.with(analysed))
 }
 
 fn note_reused(report: &mut Published, reused: usize, layers: usize, for_platform: &str) {

@@ -3,7 +3,8 @@
 //! bases (`depends-on` checked against the Dockerfile) → plan (`plan.rs`:
 //! reuse, release again or build; the tags; what is signed and mirrored) →
 //! its execution: build (wait for the bases and pin their digests;
-//! BuildKit, export, layers reused) → gate (one scan) → SBOM → push (blobs,
+//! BuildKit, export, layers reused and analysed) → sizes (the layers
+//! weighed: `max-image-size` and the rest) → gate (one scan) → SBOM → push (blobs,
 //! then the SHA tag) → tag (the others, registry-side) → sign → mirror →
 //! finish (outputs, summary).
 //!
@@ -35,7 +36,9 @@ use crate::supply::cosign::Predicate;
 use crate::tags::TagSet;
 
 mod bases;
+mod bounds;
 mod build;
+mod growth;
 mod inputs;
 mod latest;
 mod layers;

@@ -86,6 +86,11 @@ impl Exported {
         })
     }
 
+    /// The same image with its layer analysis.
+    pub(super) fn with(self, analysed: super::sizes::Analysed) -> Self {
+        Exported { analysed, ..self }
+    }
+
     pub(super) fn size(&self) -> u64 {
         self.image.layers.iter().map(|l| l.size).sum::<u64>() + self.image.config.size
     }

@@ -1,7 +1,7 @@
 //! Each built image's layer analysis (`crate::layers`): read from the
 //! bytes publish reads anyway, kept on the manifest, set against the
-//! image's `latest`, and held to `max-image-size`, `min-efficiency` and
-//! `max-growth` under `size-policy`.
+//! image's `latest` (`growth.rs`), and held to `max-image-size`,
+//! `min-efficiency` and `max-growth` under `size-policy` (`bounds.rs`).
 //!
 //! Where the layers' bytes come from:
 //! - the export (classic store, 20.10, and the containerd store when we
@@ -16,29 +16,26 @@
 //! summary says why there are no figures, and only `size-policy: fail`
 //! with a bound set makes the missing figure an error.
 
-use std::collections::BTreeMap;
-
-use anyhow::bail;
 use futures_util::TryStreamExt as _;
 use serde::{Deserialize, Serialize};
 
 use crate::actions::outputs::Outputs;
-use crate::actions::workflow::{Annotation, Level};
-use crate::cli::{ImageGrowth, SizeArgs, SizePolicy};
+use crate::cli::SizeArgs;
 use crate::commands::Session;
-use crate::engine::{LayerTap, OciImage, Source, manifest_annotation, pushed_layers};
+use crate::engine::{LayerTap, OciImage, Source};
 use crate::layers::tap::Tap;
-use crate::layers::{Analysis, History, Limits, layer_instructions};
-use crate::plan::dockerfile::{created_by_line, created_by_step};
+use crate::layers::{Analysis, History, Limits};
+use crate::plan::dockerfile::created_by_line;
 use crate::platform::Platform;
 use crate::registry::Registry;
-use crate::report::publish_layers::{Change, Figures, Growth, ImageLayers};
-use crate::units::bytes;
+use crate::report::publish::Published;
+use crate::report::publish_layers::{Figures, ImageLayers};
 
 use super::Target;
+use super::bounds::{breaches, judge};
+use super::growth::growth;
 use super::layers::{Pushed, pushed};
 use super::platforms::Exported;
-use crate::report::publish::Published;
 
 /// The manifest annotation holding our figures, so the next publish reads
 /// `latest`'s without reading its layers.
@@ -49,11 +46,11 @@ const BENCH_OFF: &str = "REGISTRY_ACTION_BENCH_NO_LAYER_ANALYSIS";
 
 /// What the annotation holds: uncompressed sizes.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
-struct Kept {
-    size: u64,
-    layers: Vec<u64>,
-    wasted: u64,
-    efficiency: f64,
+pub(super) struct Kept {
+    pub(super) size: u64,
+    pub(super) layers: Vec<u64>,
+    pub(super) wasted: u64,
+    pub(super) efficiency: f64,
 }
 
 impl LayerTap for Tap {
@@ -220,212 +217,6 @@ async fn latest_of(
     pushed(registry, repository, "latest", Some(platform)).await
 }
 
-/// The change against `latest`: uncompressed when `latest` carries our
-/// figures, else compressed on both sides (the manifest's sizes).
-fn growth(latest: &Pushed, now: &Analysis, compressed: &[u64], content: &str) -> Option<Growth> {
-    #[derive(Deserialize)]
-    struct Config {
-        #[serde(default)]
-        history: Vec<History>,
-    }
-    let history = serde_json::from_slice::<Config>(&latest.config)
-        .ok()?
-        .history;
-    let blobs = pushed_layers(&latest.manifest.bytes, "")?;
-    let kept = manifest_annotation(&latest.manifest.bytes, FIGURES)
-        .and_then(|json| serde_json::from_str::<Kept>(&json).ok())
-        .filter(|kept| kept.layers.len() == blobs.len());
-    let (before_sizes, now_sizes, uncompressed): (Vec<u64>, Vec<u64>, bool) = match kept {
-        Some(kept) => (
-            kept.layers,
-            now.layers.iter().map(|l| l.size).collect(),
-            true,
-        ),
-        None => (
-            blobs.iter().map(|b| b.size).collect(),
-            compressed.to_vec(),
-            false,
-        ),
-    };
-    let before_instructions = layer_instructions(&history, before_sizes.len());
-    let now_instructions: Vec<Option<String>> =
-        now.layers.iter().map(|l| l.instruction.clone()).collect();
-    let shown = |i: Option<String>| i.map(|i| created_by_step(&i)).unwrap_or_default();
-    let before: Vec<(String, u64)> = before_instructions
-        .into_iter()
-        .map(shown)
-        .zip(before_sizes)
-        .collect();
-    let after: Vec<(String, u64)> = now_instructions
-        .into_iter()
-        .map(shown)
-        .zip(now_sizes)
-        .collect();
-    let lines: BTreeMap<String, Option<usize>> = now
-        .layers
-        .iter()
-        .filter_map(|l| l.instruction.as_deref())
-        .map(|i| (created_by_step(i), created_by_line(content, i)))
-        .collect();
-    let changes = changes(&before, &after)
-        .into_iter()
-        .map(|mut change| {
-            change.line = lines.get(&change.instruction).copied().flatten();
-            change
-        })
-        .collect();
-    Some(Growth {
-        before: before.iter().map(|(_, s)| s).sum(),
-        now: after.iter().map(|(_, s)| s).sum(),
-        uncompressed,
-        changes,
-    })
-}
-
-/// Per instruction, its layers' sizes before and now; those that changed,
-/// the largest change first.
-fn changes(before: &[(String, u64)], now: &[(String, u64)]) -> Vec<Change> {
-    let mut sizes: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    for (instruction, size) in before {
-        sizes.entry(instruction).or_default().0 += size;
-    }
-    for (instruction, size) in now {
-        sizes.entry(instruction).or_default().1 += size;
-    }
-    let mut changes: Vec<Change> = sizes
-        .into_iter()
-        .filter(|(_, (before, now))| before != now)
-        .map(|(instruction, (before, now))| Change {
-            instruction: instruction.to_owned(),
-            line: None,
-            before,
-            now,
-        })
-        .collect();
-    changes.sort_by_key(|c| std::cmp::Reverse(c.now.abs_diff(c.before)));
-    changes
-}
-
-/// A bound the image is past, and the Dockerfile line most to blame.
-#[derive(Debug, PartialEq)]
-pub(super) struct Breach {
-    pub(super) message: String,
-    pub(super) line: Option<usize>,
-}
-
-/// Every bound each image is past; an image without figures is one too
-/// when a bound is set and `size-policy: fail` needs them.
-pub(super) fn breaches(args: &SizeArgs, images: &[ImageLayers]) -> Vec<Breach> {
-    let bounded =
-        args.max_image_size.is_some() || args.min_efficiency.is_some() || args.max_growth.is_some();
-    let mut found = Vec::new();
-    for image in images {
-        let on = image.platform.clone();
-        let figures = match &image.figures {
-            Ok(figures) => figures,
-            Err(why) if bounded && args.size_policy == SizePolicy::Fail => {
-                found.push(Breach {
-                    message: format!(
-                        "{on}: {why}; `size-policy: fail` needs the figures to check the bounds — set `size-policy: warn` to publish without them"
-                    ),
-                    line: None,
-                });
-                continue;
-            }
-            Err(_) => continue,
-        };
-        let analysis = &figures.analysis;
-        let line_of =
-            |index: Option<usize>| index.and_then(|i| figures.lines.get(i).copied().flatten());
-        let instruction = |index: Option<usize>| {
-            index
-                .and_then(|i| analysis.layers.get(i)?.instruction.as_deref())
-                .map(created_by_step)
-                .unwrap_or_else(|| "an instruction of the base image".into())
-        };
-        if let Some(max) = args.max_image_size.filter(|max| analysis.total_size > *max) {
-            let largest = largest_by(analysis, |l| l.size);
-            found.push(Breach {
-                message: format!(
-                    "{on}: the image is {} uncompressed, over `max-image-size` ({}); its largest layer ({}) comes from `{}`",
-                    bytes(analysis.total_size),
-                    bytes(max),
-                    bytes(largest.map_or(0, |i| analysis.layers[i].size)),
-                    instruction(largest)
-                ),
-                line: line_of(largest),
-            });
-        }
-        if let Some(min) = args.min_efficiency.filter(|min| analysis.efficiency < *min) {
-            let wasteful = largest_by(analysis, |l| l.wasted);
-            found.push(Breach {
-                message: format!(
-                    "{on}: efficiency {:.4} is under `min-efficiency` ({min}): {} wasted, most of it ({}) by `{}` (files a later layer replaces or deletes)",
-                    analysis.efficiency,
-                    bytes(analysis.wasted_bytes),
-                    bytes(wasteful.map_or(0, |i| analysis.layers[i].wasted)),
-                    instruction(wasteful)
-                ),
-                line: line_of(wasteful),
-            });
-        }
-        if let (Some(max), Some(growth)) = (args.max_growth, &figures.growth) {
-            if let Some(breach) = growth_breach(&on, max, growth) {
-                found.push(breach);
-            }
-        }
-    }
-    found
-}
-
-fn growth_breach(on: &str, max: ImageGrowth, growth: &Growth) -> Option<Breach> {
-    let grown = growth.now.checked_sub(growth.before)?;
-    let (past, bound) = match max {
-        ImageGrowth::Bytes(max) => (grown > max, bytes(max)),
-        ImageGrowth::Share(share) => (
-            grown as f64 > growth.before as f64 * share,
-            format!("{}%", share * 100.0),
-        ),
-    };
-    if !past {
-        return None;
-    }
-    let most = growth
-        .changes
-        .iter()
-        .filter(|c| c.now > c.before)
-        .max_by_key(|c| c.now - c.before);
-    let measured = if growth.uncompressed {
-        "uncompressed"
-    } else {
-        "compressed"
-    };
-    Some(Breach {
-        message: format!(
-            "{on}: the image grew by {} ({measured}) against `latest`, over `max-growth` ({bound}){}",
-            bytes(grown),
-            most.map(|c| format!(
-                "; most of it ({}) from `{}`",
-                bytes(c.now - c.before),
-                c.instruction
-            ))
-            .unwrap_or_default()
-        ),
-        line: most.and_then(|c| c.line),
-    })
-}
-
-/// The layer with the most of `what`, if any has some.
-fn largest_by(analysis: &Analysis, what: impl Fn(&crate::layers::Layer) -> u64) -> Option<usize> {
-    analysis
-        .layers
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| what(l) > 0)
-        .max_by_key(|(i, l)| (what(l), std::cmp::Reverse(*i)))
-        .map(|(i, _)| i)
-}
-
 /// Every image built weighed: its section of the summary, a warning per
 /// bound it is past; with `size-policy: fail`, the error that withholds
 /// the release.
@@ -452,37 +243,6 @@ pub(super) async fn weigh(
     Ok(judge(session, target, args, &breaches(args, &report.layers)).err())
 }
 
-/// Each breach as a warning on its Dockerfile line; with `fail`, the
-/// error that withholds the release.
-fn judge(
-    session: &Session,
-    target: &Target,
-    args: &SizeArgs,
-    breaches: &[Breach],
-) -> anyhow::Result<()> {
-    for breach in breaches {
-        let mut annotation = Annotation::new(Level::Warning, &breach.message)
-            .with_title("image size")
-            .with_file(&target.dockerfile_rel);
-        if let Some(line) = breach.line {
-            annotation = annotation.with_line(u32::try_from(line).unwrap_or(1));
-        }
-        session.workflow.annotate(&annotation);
-    }
-    if args.size_policy == SizePolicy::Fail && !breaches.is_empty() {
-        bail!(
-            "{} is past its size bounds ({}); `size-policy: fail`, so nothing was tagged — make the image smaller, or raise the bound",
-            target.image.reference.familiar(),
-            breaches
-                .iter()
-                .map(|b| b.message.as_str())
-                .collect::<Vec<_>>()
-                .join("; ")
-        );
-    }
-    Ok(())
-}
-
 /// `size`, `wasted-bytes`, `efficiency`: with several platforms, the
 /// largest size and waste and the lowest score.
 pub(super) fn set_outputs(outputs: &mut Outputs, images: &[ImageLayers]) {
@@ -503,55 +263,4 @@ pub(super) fn set_outputs(outputs: &mut Outputs, images: &[ImageLayers]) {
     outputs.set("size", size.to_string());
     outputs.set("wasted-bytes", wasted.to_string());
     outputs.set("efficiency", efficiency.to_string());
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn changes_per_instruction_largest_first() {
-        let before = [("COPY a /a".to_owned(), 10), ("RUN make".to_owned(), 100)];
-        let now = [
-            ("COPY a /a".to_owned(), 10),
-            ("RUN make".to_owned(), 150),
-            ("RUN fetch".to_owned(), 300),
-        ];
-        let changes: Vec<(String, u64, u64)> = changes(&before, &now)
-            .into_iter()
-            .map(|c| (c.instruction, c.before, c.now))
-            .collect();
-        assert_eq!(
-            changes,
-            [
-                ("RUN fetch".to_owned(), 0, 300),
-                ("RUN make".to_owned(), 100, 150)
-            ]
-        );
-    }
-
-    #[test]
-    fn growth_past_a_size_or_a_share() {
-        let growth = Growth {
-            before: 1000,
-            now: 1300,
-            uncompressed: true,
-            changes: vec![Change {
-                instruction: "RUN fetch".into(),
-                line: Some(4),
-                before: 0,
-                now: 300,
-            }],
-        };
-        let breach = growth_breach("linux/amd64", ImageGrowth::Share(0.2), &growth).unwrap();
-        assert_eq!(breach.line, Some(4));
-        assert_eq!(
-            breach.message,
-            "linux/amd64: the image grew by 300 B (uncompressed) against `latest`, over `max-growth` (20%); most of it (300 B) from `RUN fetch`"
-        );
-        assert_eq!(growth_breach("p", ImageGrowth::Share(0.3), &growth), None);
-        assert!(growth_breach("p", ImageGrowth::Bytes(299), &growth).is_some());
-        assert_eq!(growth_breach("p", ImageGrowth::Bytes(300), &growth), None);
-    }
 }
