@@ -51,9 +51,17 @@ async fn the_figures_are_dives_and_a_second_publish_shows_the_growth_against_lat
     let s = services();
     let repo = app(WASTEFUL);
     let ran = publish_on_main(&repo, "l-figures", &repo.head())
+        .input("max-image-size", "1MB")
         .run_async()
         .await;
     ran.assert_ok();
+    assert!(
+        ran.stdout.contains(&format!(
+            "::warning file={DOCKERFILE},line=2,title=image size::{}: the image is 2.3 MiB uncompressed, over `max-image-size` (976.6 KiB); its largest layer (1.9 MiB) comes from `COPY busybox /bin/busybox`",
+            output(&ran, "platform")
+        )),
+        "the largest layer's line\n{ran}"
+    );
     let reference = format!(
         "{}/{}:{}",
         s.registry_open,
