@@ -16,7 +16,7 @@
 //! summary says why there are no figures, and only `size-policy: fail`
 //! with a bound set makes the missing figure an error.
 
-use futures_util::TryStreamExt as _;
+use futures_util::{StreamExt as _, TryStreamExt as _};
 use serde::{Deserialize, Serialize};
 
 use crate::actions::outputs::Outputs;
@@ -24,7 +24,7 @@ use crate::cli::SizeArgs;
 use crate::commands::Session;
 use crate::engine::{LayerTap, OciImage, Source};
 use crate::layers::tap::Tap;
-use crate::layers::{Analysis, History, Limits};
+use crate::layers::{Analysis, Analyzer, History, LayerError, Limits, Tree, read_stored_tree};
 use crate::plan::dockerfile::created_by_line;
 use crate::platform::Platform;
 use crate::registry::Registry;
@@ -34,7 +34,7 @@ use crate::report::publish_layers::{Figures, ImageLayers};
 use super::Target;
 use super::bounds::{breaches, judge};
 use super::growth::growth;
-use super::layers::{Pushed, pushed};
+use super::layers::{PARALLEL_UPLOADS, Pushed, pushed};
 use super::platforms::Exported;
 
 /// The manifest annotation holding our figures, so the next publish reads
@@ -92,28 +92,49 @@ pub(super) fn finish_tap(tap: Option<Tap>, image: &OciImage) -> Analysed {
 }
 
 /// The figures of an image the engine's BuildKit pushed: each layer read
-/// back from the registry once, in order.
+/// back from the registry once, a few at a time as a push sends them, and
+/// stacked in order. At most `max_entries` paths are kept in all (each
+/// layer in flight may hold as many).
 pub(super) async fn analyse_pushed(
     registry: &Registry,
     repository: &str,
     image: &OciImage,
 ) -> Analysed {
     std::env::var_os(BENCH_OFF).is_none().then_some(())?;
+    let limits = Limits::default();
     let read = async {
         let history = history(image)?;
-        let mut analyzer = crate::layers::Analyzer::new(Limits::default());
-        for layer in &image.layers {
-            let stream = registry
-                .blob_stream(repository, layer.digest.as_str(), layer.size)
-                .await
-                .map_err(|e| e.to_string())?;
-            let reader = tokio_util::io::StreamReader::new(stream.map_err(std::io::Error::other));
-            let bridge = tokio_util::io::SyncIoBridge::new(reader);
-            analyzer =
-                tokio::task::spawn_blocking(move || analyzer.add_stored(bridge).map(|()| analyzer))
+        let trees: Vec<Tree> = futures_util::stream::iter(image.layers.iter().enumerate())
+            .map(|(index, layer)| async move {
+                let stream = registry
+                    .blob_stream(repository, layer.digest.as_str(), layer.size)
                     .await
-                    .map_err(|e| e.to_string())?
                     .map_err(|e| e.to_string())?;
+                let reader =
+                    tokio_util::io::StreamReader::new(stream.map_err(std::io::Error::other));
+                let bridge = tokio_util::io::SyncIoBridge::new(reader);
+                tokio::task::spawn_blocking(move || {
+                    read_stored_tree(bridge, index, limits, &mut 0).map_err(|e| e.to_string())
+                })
+                .await
+                .map_err(|e| e.to_string())?
+            })
+            .buffered(PARALLEL_UPLOADS)
+            .try_fold(Vec::new(), |mut trees, tree: Tree| async move {
+                let held: usize = trees.iter().map(Tree::len).sum::<usize>() + tree.len();
+                if held > limits.max_entries {
+                    return Err(LayerError::TooManyEntries {
+                        limit: limits.max_entries,
+                    }
+                    .to_string());
+                }
+                trees.push(tree);
+                Ok(trees)
+            })
+            .await?;
+        let mut analyzer = Analyzer::new(limits);
+        for tree in &trees {
+            analyzer.add_tree(tree).map_err(|e| e.to_string())?;
         }
         Ok::<_, String>(analyzer.finish(&history))
     };
