@@ -494,6 +494,10 @@ pub struct MonitorArgs {
     #[command(flatten)]
     pub repositories: RepositoryArgs,
 
+    /// Harbor's address (e.g. https://harbor.example.com): pull counts are read from its API, with `username` and `password`.
+    #[arg(long, value_name = "URL")]
+    pub harbor_api: Option<String>,
+
     /// The tag each image is checked at: pulled, timed and rescanned.
     #[arg(long, default_value = "latest", value_parser = tag_input)]
     pub tag: String,

@@ -13,6 +13,7 @@ use crate::commands::{
     PackagesUse, Session, inventory, open_store, packages_api, previous_report, repository_names,
 };
 use crate::gate::load_ignore;
+use crate::monitor::harbor::Harbor;
 use crate::monitor::pull::{self, BlobCache, Parts};
 use crate::monitor::pulls::Pulls;
 use crate::monitor::trend::{self, Point};
@@ -67,6 +68,8 @@ struct Checker<'a> {
     store: Result<Store, String>,
     /// GitHub's Packages API (GHCR): untagged versions counted too.
     packages: Option<PackagesApi>,
+    /// Harbor's API (`harbor-api`): the pull counts.
+    harbor: Option<Harbor>,
     cache: BlobCache,
     /// Holds the cache and the scan archives; removed at the end.
     work: tempfile::TempDir,
@@ -77,6 +80,12 @@ impl<'a> Checker<'a> {
     async fn new(args: &'a MonitorArgs, session: &Session) -> anyhow::Result<Self> {
         let repos = &args.repositories;
         let credentials = repos.login.credentials()?;
+        let harbor = args
+            .harbor_api
+            .as_deref()
+            .filter(|api| !api.trim().is_empty())
+            .map(|api| Harbor::new(api, credentials.clone(), repos.timeout.request_timeout))
+            .transpose()?;
         let registry = Registry::new(&repos.registry, credentials)?
             .with_timeout(repos.timeout.request_timeout)?;
         let work = session.work_dir()?;
@@ -89,6 +98,7 @@ impl<'a> Checker<'a> {
                 .await
                 .map_err(|err| format!("{err:#}")),
             packages: packages_api(repos, PackagesUse::Count, session)?,
+            harbor,
             cache,
             work,
             ignore: load_ignore(&session.ctx, args.ignore_file.as_deref())?,
@@ -187,6 +197,15 @@ impl<'a> Checker<'a> {
     }
 
     async fn pulls(&self, repository: &str) -> Pulls {
+        if let Some(harbor) = &self.harbor {
+            return match harbor.pull_count(repository).await {
+                Ok(count) => Pulls::Counted {
+                    count,
+                    before: None,
+                },
+                Err(err) => Pulls::Failed(format!("{err:#}")),
+            };
+        }
         let store = match &self.store {
             Ok(store) => store,
             Err(why) if is_docker_hub(&self.args.repositories.registry) => {

@@ -13,7 +13,7 @@ use crate::cli::VerifyArgs;
 use crate::commands::Session;
 use crate::reference::Reference;
 use crate::registry::Registry;
-use crate::report::verify::{Seen, Verified, summary};
+use crate::report::verify::{Seen, Verified, What, summary};
 use crate::supply::attach::{Found, Subject};
 use crate::supply::bundle;
 use crate::supply::check::{self, Attested, Rejected};
@@ -154,21 +154,23 @@ async fn signatures(
     for (number, layer) in (1..).zip(subject.layers("sig").await?.unwrap_or_default()) {
         let payload = subject.blob(&layer).await?;
         let verdict = check::signature(key, &layer, &payload, subject.digest);
-        seen.push(legacy(&tag, number, &layer, None, verdict));
+        seen.push(legacy(What::Signature, &tag, number, &layer, None, verdict));
     }
     for found in bundles.iter().filter(|f| is_signature(f)) {
-        let verdict =
-            check::bundle(key, &found.bytes, subject.digest).and_then(|statement| match statement
-                .predicate_type
-                .as_str()
-            {
-                bundle::SIGNATURE_PREDICATE => Ok(()),
-                other => Err(Rejected::OtherPredicate {
-                    found: other.to_owned(),
-                    wanted: bundle::SIGNATURE_PREDICATE.to_owned(),
-                }),
-            });
-        seen.push(in_bundle(found, verdict));
+        let statement = check::bundle(key, &found.bytes, subject.digest);
+        // Unannotated, a bundle's predicate type is known once it opens.
+        let predicate = match &statement {
+            Ok(statement) => Some(statement.predicate_type.clone()),
+            Err(_) => found.referrer.predicate_type.clone(),
+        };
+        let verdict = statement.and_then(|statement| match statement.predicate_type.as_str() {
+            bundle::SIGNATURE_PREDICATE => Ok(()),
+            other => Err(Rejected::OtherPredicate {
+                found: other.to_owned(),
+                wanted: bundle::SIGNATURE_PREDICATE.to_owned(),
+            }),
+        });
+        seen.push(in_bundle(What::Signature, found, predicate, verdict));
     }
     if seen.is_empty() {
         bail!(
@@ -217,6 +219,7 @@ async fn attestations(
         let envelope = subject.blob(layer).await?;
         let verdict = check::attestation(key, layer, &envelope, subject.digest, predicate_type);
         let seen = legacy(
+            What::Attestation,
             &tag,
             number,
             layer,
@@ -235,7 +238,16 @@ async fn attestations(
         let predicate_type = found.referrer.predicate_type.as_deref().unwrap_or_default();
         let verdict = check::bundle(key, &found.bytes, subject.digest)
             .and_then(|statement| check::bundle_attested(&statement, predicate_type));
-        checked.push((in_bundle(found, verdict.clone().map(drop)), verdict.ok()));
+        let predicate = Some(predicate_type.to_owned());
+        checked.push((
+            in_bundle(
+                What::Attestation,
+                found,
+                predicate,
+                verdict.clone().map(drop),
+            ),
+            verdict.ok(),
+        ));
     }
     Ok(checked)
 }
@@ -250,7 +262,9 @@ fn required(
 ) -> anyhow::Result<Attested> {
     let of_type: Vec<&(Seen, Option<Attested>)> = checked
         .iter()
-        .filter(|(seen, _)| seen.predicate.as_deref() == Some(predicate_type))
+        .filter(|(seen, _)| {
+            seen.is_attestation() && seen.predicate.as_deref() == Some(predicate_type)
+        })
         .collect();
     if let Some(attested) = of_type.iter().find_map(|(_, a)| a.clone()) {
         return Ok(attested);
@@ -284,6 +298,7 @@ fn type_name(predicate_type: &str) -> &str {
 
 /// A layer of a legacy `.sig`/`.att` tag, as the summary lists it.
 fn legacy(
+    what: What,
     tag: &str,
     number: usize,
     layer: &Layer,
@@ -291,20 +306,28 @@ fn legacy(
     verdict: Result<(), Rejected>,
 ) -> Seen {
     Seen {
+        what,
         format: "cosign legacy",
         place: format!("{tag} layer {number} ({})", layer.digest),
         predicate: predicate.map(str::to_owned),
+        named_key: None,
         verdict: verdict.map_err(|why| why.to_string()),
     }
 }
 
 /// A bundle among the referrers, as the summary lists it.
-fn in_bundle(found: &Found, verdict: Result<(), Rejected>) -> Seen {
-    let predicate = found.referrer.predicate_type.clone();
+fn in_bundle(
+    what: What,
+    found: &Found,
+    predicate: Option<String>,
+    verdict: Result<(), Rejected>,
+) -> Seen {
     Seen {
+        what,
         format: "Sigstore bundle v0.3",
         place: format!("{} ({})", found.place, found.manifest),
-        predicate: predicate.filter(|p| p != bundle::SIGNATURE_PREDICATE),
+        predicate,
+        named_key: bundle::signer(&found.bytes),
         verdict: verdict.map_err(|why| why.to_string()),
     }
 }

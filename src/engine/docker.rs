@@ -16,6 +16,7 @@ use crate::engine::build::{
 use crate::engine::buildkit::{BuildKitEngine, BuildRequest, ContextBody, EngineAddress};
 use crate::engine::client::{EngineError, connect};
 use crate::engine::context::{ContextPlan, Stats};
+use crate::engine::own::{OwnImage, own_image};
 use crate::engine::run::Runner;
 use crate::engine::store::Capabilities;
 
@@ -44,6 +45,12 @@ impl Engine {
                 source,
             })?;
         Ok(Capabilities::of(&info))
+    }
+
+    /// The image this binary runs from, when it runs in a container of this
+    /// engine (a container action); `None` when that isn't certain.
+    pub async fn own_image(&self) -> Option<OwnImage> {
+        own_image(&self.docker).await
     }
 
     /// Containers on this same connection (the client is a shared handle).

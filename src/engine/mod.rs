@@ -17,6 +17,7 @@ mod dockerignore;
 mod export;
 mod gzip;
 mod hashing;
+mod own;
 mod progress;
 mod run;
 mod store;
@@ -31,5 +32,6 @@ pub use export::{
     known_layers, manifest_annotation, oci_image, oci_image_streamed, oci_image_streamed_tapped,
     oci_image_tapped, pushed_layers, relabelled_config,
 };
+pub use own::OwnImage;
 pub use run::{CopyIn, Exited, RunError, RunSpec, Runner};
 pub use store::{Capabilities, ImageStore};

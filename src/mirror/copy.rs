@@ -8,8 +8,11 @@ use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use crate::oci::Descriptor;
 use crate::registry::contents::Contents;
 use crate::registry::{Manifest, RegistryError, retry};
+use crate::supply::bundle::fallback_tag;
+use crate::supply::cosign::attached_to;
 
 use super::MirrorError;
+use super::referrers::{self, Listing};
 use super::store::{Moved, Store};
 
 /// Manifests one tag may nest (an index's children, their children…).
@@ -30,6 +33,9 @@ pub enum State {
     UpToDate,
     /// Would be copied, on a dry run.
     WouldCopy,
+    /// A fallback index whose referrers were copied and which the target
+    /// lists by its referrers API: the tag itself isn't written.
+    Indexed,
 }
 
 impl State {
@@ -38,6 +44,7 @@ impl State {
             State::Copied => "copied",
             State::UpToDate => "up to date",
             State::WouldCopy => "would copy",
+            State::Indexed => "referrers copied; the target's referrers API lists them",
         }
     }
 }
@@ -49,9 +56,29 @@ pub struct TagCopy {
     pub state: State,
 }
 
+/// A referrer the source's referrers API listed, and how it was copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReferrerCopy {
+    pub subject: String,
+    pub digest: String,
+    pub state: State,
+    /// How the target lists it: by its referrers API, or in the fallback
+    /// index (`sha256-<hex>`).
+    pub listed: Listed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listed {
+    ReferrersApi,
+    FallbackTag(String),
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
     pub tags: Vec<TagCopy>,
+    /// The referrers the source's referrers API listed for the tags'
+    /// digests (those under a fallback tag are among `tags`).
+    pub referrers: Vec<ReferrerCopy>,
     /// Blobs streamed to the target, and their bytes (on a dry run: the
     /// ones that would be).
     pub blobs_sent: usize,
@@ -63,8 +90,9 @@ pub struct Report {
     pub dry_run: bool,
 }
 
-/// One tag, read from the source.
+/// One tag, read from the source; or a referrer, put by its digest.
 struct Planned {
+    /// The tag, or the referrer's digest.
     tag: String,
     top: Manifest,
     /// Every manifest below `top`, children before their parents.
@@ -73,7 +101,8 @@ struct Planned {
     up_to_date: bool,
 }
 
-/// Copies `tags` from `source` to `target` (see the module docs).
+/// Copies `tags` from `source` to `target` (see the module docs), with
+/// the referrers the source's referrers API lists for their digests.
 pub async fn copy(
     source: &Store<'_>,
     target: &Store<'_>,
@@ -86,9 +115,25 @@ pub async fn copy(
         .buffered(width)
         .try_collect()
         .await?;
+    let listings = listings(source, &planned, width).await?;
+    let referrers: Vec<(usize, Planned)> = stream::iter(
+        listings
+            .iter()
+            .enumerate()
+            .flat_map(|(n, listing)| listing.referrers.iter().map(move |r| (n, listing, r))),
+    )
+    .map(|(n, listing, referrer)| async move {
+        plan_referrer(source, target, listing, referrer)
+            .await
+            .map(|p| (n, p))
+    })
+    .buffered(width)
+    .try_collect()
+    .await?;
 
     let blobs: BTreeMap<&str, &Descriptor> = planned
         .iter()
+        .chain(referrers.iter().map(|(_, p)| p))
         .filter(|p| !p.up_to_date)
         .flat_map(|p| &p.blobs)
         .map(|b| (b.digest.as_str(), b))
@@ -99,27 +144,34 @@ pub async fn copy(
         .try_collect()
         .await?;
 
-    if !options.dry_run {
-        let copying: Vec<&Planned> = planned.iter().filter(|p| !p.up_to_date).collect();
-        for level in levels(copying.iter().flat_map(|p| &p.children))? {
-            stream::iter(level)
-                .map(|child| target.put_manifest(&child.digest, child))
-                .buffer_unordered(width)
-                .try_collect::<Vec<()>>()
-                .await?;
-        }
-        stream::iter(copying)
-            .map(|p| target.put_manifest(&p.tag, &p.top))
-            .buffer_unordered(width)
-            .try_collect::<Vec<()>>()
-            .await?;
-        target.finish()?;
-    }
-
     let mut report = Report {
         dry_run: options.dry_run,
         ..Report::default()
     };
+    let mut indexed_tags = HashSet::new();
+    if !options.dry_run {
+        let copying: Vec<&Planned> = planned.iter().filter(|p| !p.up_to_date).collect();
+        let below = copying
+            .iter()
+            .copied()
+            .chain(referrers.iter().map(|(_, p)| p).filter(|p| !p.up_to_date));
+        let indexed = put_children(target, below, width).await?;
+        // Referrers themselves go by subject, below; a fallback tag whose
+        // referrers the target's API took in hand isn't written.
+        let (listed_only, tops): (Vec<&Planned>, Vec<&Planned>) =
+            copying.into_iter().partition(|p| lists_only(p, &indexed));
+        indexed_tags.extend(listed_only.iter().map(|p| p.tag.clone()));
+        stream::iter(tops)
+            .map(|p| target.put_manifest(&p.tag, &p.top))
+            .buffer_unordered(width)
+            .try_collect::<Vec<bool>>()
+            .await?;
+    }
+    report.referrers = put_referrers(target, &listings, &referrers, options).await?;
+    if !options.dry_run {
+        target.finish()?;
+    }
+
     for m in moved {
         match m {
             Moved::Present => report.blobs_present += 1,
@@ -134,6 +186,7 @@ pub async fn copy(
         .into_iter()
         .map(|p| TagCopy {
             state: match (p.up_to_date, options.dry_run) {
+                _ if indexed_tags.contains(&p.tag) => State::Indexed,
                 (true, _) => State::UpToDate,
                 (false, true) => State::WouldCopy,
                 (false, false) => State::Copied,
@@ -143,6 +196,177 @@ pub async fn copy(
         })
         .collect();
     Ok(report)
+}
+
+/// Every manifest below the tops, each level after the one below it;
+/// the digests of those a registry took in hand as referrers.
+async fn put_children<'a>(
+    target: &Store<'_>,
+    copying: impl Iterator<Item = &'a Planned>,
+    width: usize,
+) -> Result<HashSet<String>, MirrorError> {
+    let mut indexed = HashSet::new();
+    for level in levels(copying.flat_map(|p| &p.children))? {
+        let answers: Vec<(String, bool)> = stream::iter(level)
+            .map(|child| async move {
+                target
+                    .put_manifest(&child.digest, child)
+                    .await
+                    .map(|told| (child.digest.clone(), told))
+            })
+            .buffer_unordered(width)
+            .try_collect()
+            .await?;
+        indexed.extend(
+            answers
+                .into_iter()
+                .filter(|(_, told)| *told)
+                .map(|(d, _)| d),
+        );
+    }
+    Ok(indexed)
+}
+
+/// A fallback index (`sha256-<hex>`) every referrer of which the target
+/// took in hand: its referrers API lists them, the tag would only repeat it.
+fn lists_only(planned: &Planned, indexed: &HashSet<String>) -> bool {
+    let is_fallback = !planned.tag.contains('.') && attached_to(&planned.tag).is_some();
+    let Ok(Contents::Index { manifests, .. }) = planned.top.contents() else {
+        return false;
+    };
+    is_fallback
+        && !manifests.is_empty()
+        && manifests
+            .iter()
+            .all(|m| indexed.contains(m.digest.as_str()))
+}
+
+/// What the source's referrers API lists for each digest the tags name
+/// (signatures and attestation tags aside); nothing where it has no API,
+/// which the first digest's answer tells: the others aren't asked then.
+async fn listings(
+    source: &Store<'_>,
+    planned: &[Planned],
+    width: usize,
+) -> Result<Vec<Listing>, MirrorError> {
+    let subjects: std::collections::BTreeSet<&str> = planned
+        .iter()
+        .filter(|p| attached_to(&p.tag).is_none())
+        .map(|p| p.top.digest.as_str())
+        .collect();
+    let mut subjects = subjects.into_iter();
+    let Some(first) = subjects.next() else {
+        return Ok(Vec::new());
+    };
+    let Some(answer) = source.referrers(first).await? else {
+        return Ok(Vec::new());
+    };
+    let mut answers = vec![(first, Some(answer))];
+    answers.extend(
+        stream::iter(subjects)
+            .map(|subject| async move {
+                Ok::<_, MirrorError>((subject, source.referrers(subject).await?))
+            })
+            .buffered(width)
+            .try_collect::<Vec<_>>()
+            .await?,
+    );
+    let mut listings = Vec::new();
+    for (subject, answer) in answers {
+        let Some(answer) = answer else { continue };
+        let listing =
+            referrers::listing(subject, &answer).map_err(|why| MirrorError::Referrers {
+                store: source.describe(),
+                subject: subject.to_owned(),
+                why,
+            })?;
+        if !listing.referrers.is_empty() {
+            listings.push(listing);
+        }
+    }
+    Ok(listings)
+}
+
+/// One listed referrer read like a tag, by its digest; it must name the
+/// subject it is listed under.
+async fn plan_referrer(
+    source: &Store<'_>,
+    target: &Store<'_>,
+    listing: &Listing,
+    referrer: &Descriptor,
+) -> Result<Planned, MirrorError> {
+    let planned = plan(source, target, referrer.digest.as_str()).await?;
+    let named = referrers::subject_of(&planned.top.bytes);
+    if named.as_deref() != Some(listing.subject.as_str()) {
+        return Err(MirrorError::Referrers {
+            store: source.describe(),
+            subject: listing.subject.clone(),
+            why: format!(
+                "it lists {} whose subject is {}",
+                referrer.digest,
+                named.as_deref().unwrap_or("none")
+            ),
+        });
+    }
+    Ok(planned)
+}
+
+/// Puts each subject's referrers by digest; where the target has no
+/// referrers API (no `OCI-Subject` answer, or a 404 from it when nothing
+/// needed putting), lists them in its fallback index.
+async fn put_referrers(
+    target: &Store<'_>,
+    listings: &[Listing],
+    planned: &[(usize, Planned)],
+    options: &Options,
+) -> Result<Vec<ReferrerCopy>, MirrorError> {
+    let mut copied = Vec::new();
+    for (n, listing) in listings.iter().enumerate() {
+        let mine: Vec<&Planned> = planned
+            .iter()
+            .filter(|(of, _)| *of == n)
+            .map(|(_, p)| p)
+            .collect();
+        let mut answers = Vec::new();
+        if !options.dry_run {
+            let put = mine.iter().filter(|p| !p.up_to_date);
+            for p in put {
+                answers.push(target.put_manifest(&p.top.digest, &p.top).await?);
+            }
+        }
+        let has_api = match answers.is_empty() {
+            false => answers.iter().all(|told| *told),
+            true => target.referrers(&listing.subject).await?.is_some(),
+        };
+        let tag = fallback_tag(&listing.subject);
+        if !has_api && !options.dry_run {
+            let existing = target.manifest(&tag).await?;
+            let tops: Vec<Manifest> = mine.iter().map(|p| p.top.clone()).collect();
+            let index = referrers::fallback_index(existing.as_ref().map(|m| &m.bytes[..]), &tops)
+                .map_err(|why| MirrorError::Referrers {
+                store: target.describe(),
+                subject: listing.subject.clone(),
+                why: format!("its fallback index `{tag}`: {why}"),
+            })?;
+            if let Some(index) = index {
+                target.put_manifest(&tag, &index).await?;
+            }
+        }
+        copied.extend(mine.iter().map(|p| ReferrerCopy {
+            subject: listing.subject.clone(),
+            digest: p.top.digest.clone(),
+            state: match (p.up_to_date, options.dry_run) {
+                (true, _) => State::UpToDate,
+                (false, true) => State::WouldCopy,
+                (false, false) => State::Copied,
+            },
+            listed: match has_api {
+                true => Listed::ReferrersApi,
+                false => Listed::FallbackTag(tag.clone()),
+            },
+        }));
+    }
+    Ok(copied)
 }
 
 /// Every distinct manifest of `children` (each listed after its own

@@ -10,12 +10,13 @@
 
 mod copy;
 pub mod endpoints;
+pub mod referrers;
 pub mod release;
 pub mod select;
 mod store;
 pub mod summary;
 
-pub use copy::{Options, Report, State, TagCopy, copy};
+pub use copy::{Listed, Options, ReferrerCopy, Report, State, TagCopy, copy};
 pub use store::Store;
 
 use std::collections::BTreeSet;
@@ -43,6 +44,12 @@ pub enum MirrorError {
         tag: String,
         parent: String,
         digest: String,
+    },
+    #[error("the referrers of {subject} on {store}: {why}")]
+    Referrers {
+        store: String,
+        subject: String,
+        why: String,
     },
     #[error(
         "`{tag}` on {store} nests more than {limit} manifests; refusing to copy what looks like a loop"

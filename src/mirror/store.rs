@@ -132,23 +132,47 @@ impl Store<'_> {
         }
     }
 
+    /// Puts a manifest under `reference` (a tag, or its own digest);
+    /// whether the registry answered `OCI-Subject`: it has the referrers
+    /// API and lists the manifest under its subject. A layout has no API.
     pub(super) async fn put_manifest(
         &self,
         reference: &str,
         manifest: &Manifest,
-    ) -> Result<(), MirrorError> {
-        match self {
+    ) -> Result<bool, MirrorError> {
+        Ok(match self {
+            Store::Registry {
+                registry,
+                repository,
+            } if reference == manifest.digest => {
+                registry.put_referrer(repository, manifest).await?
+            }
             Store::Registry {
                 registry,
                 repository,
             } => {
                 registry
                     .put_manifest(repository, reference, manifest)
-                    .await?
+                    .await?;
+                false
             }
-            Store::Layout(layout) => layout.put_manifest(reference, manifest)?,
-        }
-        Ok(())
+            Store::Layout(layout) => {
+                layout.put_manifest(reference, manifest)?;
+                false
+            }
+        })
+    }
+
+    /// The index the referrers API answers for `digest`; `None` where
+    /// there is no such API (a layout; a registry answering 404).
+    pub(super) async fn referrers(&self, digest: &str) -> Result<Option<Vec<u8>>, MirrorError> {
+        Ok(match self {
+            Store::Registry {
+                registry,
+                repository,
+            } => registry.referrers(repository, digest).await?,
+            Store::Layout(_) => None,
+        })
     }
 
     /// What must happen after the last manifest: a layout's index.

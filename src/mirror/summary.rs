@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use crate::actions::outputs::Outputs;
 use crate::report::{bytes, code, prose};
 
-use super::Report;
+use super::{Listed, Report, State};
 
 /// `command` copied from `from` to `to`: one row per tag, then the blobs.
 pub fn summary(command: &str, from: &str, to: &str, report: &Report) -> String {
@@ -23,6 +23,24 @@ pub fn summary(command: &str, from: &str, to: &str, report: &Report) -> String {
             code(&t.digest),
             t.state.as_str()
         );
+    }
+    if !report.referrers.is_empty() {
+        md.push_str(
+            "\nReferrers the source's referrers API lists:\n\n| referrer | of | | listed on the target by |\n|---|---|---|---|\n",
+        );
+        for r in &report.referrers {
+            let listed = match &r.listed {
+                Listed::ReferrersApi => "its referrers API".to_owned(),
+                Listed::FallbackTag(tag) => format!("the fallback tag {}", code(tag)),
+            };
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {listed} |",
+                code(&r.digest),
+                code(&r.subject),
+                r.state.as_str()
+            );
+        }
     }
     let verb = if report.dry_run { "to send" } else { "sent" };
     let _ = writeln!(
@@ -67,9 +85,11 @@ pub fn mirrors(mirrored: &[Mirrored]) -> String {
 /// the blob counts.
 pub fn outputs(report: &Report) -> Result<Outputs, serde_json::Error> {
     let mut outputs = Outputs::new();
+    // A fallback tag the target's referrers API made needless isn't there.
     let copied: serde_json::Map<String, serde_json::Value> = report
         .tags
         .iter()
+        .filter(|t| t.state != State::Indexed)
         .map(|t| (t.tag.clone(), t.digest.clone().into()))
         .collect();
     outputs.set_json("copied", &copied)?;
@@ -94,7 +114,7 @@ pub fn mirror_results(mirrored: &[Mirrored]) -> serde_json::Map<String, serde_js
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mirror::{State, TagCopy};
+    use crate::mirror::{ReferrerCopy, TagCopy};
 
     #[test]
     fn rows_and_totals() {
@@ -120,11 +140,21 @@ mod tests {
                 blobs_mounted: 1,
                 blobs_present: 4,
                 dry_run: false,
+                referrers: vec![ReferrerCopy {
+                    subject: "sha256:ab".into(),
+                    digest: "sha256:ef".into(),
+                    state: State::Copied,
+                    listed: Listed::FallbackTag("sha256-ab".into()),
+                }],
             },
         );
         assert!(md.starts_with("### registry-action mirror\n"), "{md}");
         assert!(md.contains("| `3.20` | `sha256:ab` | copied |"), "{md}");
         assert!(md.contains("| `3.19` | `sha256:cd` | up to date |"), "{md}");
+        assert!(
+            md.contains("| `sha256:ef` | `sha256:ab` | copied | the fallback tag `sha256-ab` |"),
+            "{md}"
+        );
         assert!(
             md.contains("Blobs: 2 sent (3.0 MiB), 1 mounted, 4 already there."),
             "{md}"
@@ -142,7 +172,7 @@ mod tests {
                     bytes_sent: 2048,
                     blobs_mounted: 0,
                     blobs_present: 3,
-                    dry_run: false,
+                    ..Report::default()
                 }),
             },
             Mirrored {

@@ -4,6 +4,7 @@
 //! puller does and `archive` hands them to the scanner.
 
 pub mod archive;
+pub mod harbor;
 pub mod pull;
 pub mod pulls;
 pub mod thresholds;

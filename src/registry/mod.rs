@@ -421,8 +421,9 @@ impl Registry {
     }
 
     /// The index the referrers API answers for `digest`, or `None` when the
-    /// registry has no such API (a 404: distribution 2.8, GHCR), where the
-    /// referrers live under the fallback tag instead.
+    /// registry has no such API (a 404: distribution 2.8, GHCR; or a 405,
+    /// how others say they don't serve it), where the referrers live
+    /// under the fallback tag instead.
     pub async fn referrers(
         &self,
         repository: &str,
@@ -435,7 +436,9 @@ impl Registry {
             })
             .await?;
         match response.status() {
-            StatusCode::NOT_FOUND => Ok(None),
+            StatusCode::NOT_FOUND
+            | StatusCode::METHOD_NOT_ALLOWED
+            | StatusCode::NOT_IMPLEMENTED => Ok(None),
             s if s.is_success() => self
                 .body(&path, response, limits::MANIFEST, "a referrers index")
                 .await

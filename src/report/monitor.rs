@@ -45,7 +45,7 @@ fn not_counted(report: &Report) -> String {
         return String::new();
     }
     format!(
-        "{} keeps no pull counts (Docker Hub does), so unusual pulls aren't checked.\n\n",
+        "{} keeps no pull counts (Docker Hub does; Harbor with `harbor-api`), so unusual pulls aren't checked.\n\n",
         code(&report.usage.registry)
     )
 }
@@ -272,7 +272,7 @@ mod tests {
             "said once: {md}"
         );
         assert!(
-            md.contains("`127.0.0.1:5000` keeps no pull counts (Docker Hub does), so unusual pulls aren't checked."),
+            md.contains("`127.0.0.1:5000` keeps no pull counts (Docker Hub does; Harbor with `harbor-api`), so unusual pulls aren't checked."),
             "{md}"
         );
     }

@@ -139,6 +139,22 @@ pub fn open(bytes: &[u8]) -> Result<Opened, String> {
     })
 }
 
+/// The key a bundle names as its signer (`verificationMaterial.publicKey.hint`),
+/// as a fingerprint `sha256:<hex>` when the hint is cosign 3's (base64 of
+/// the SHA-256 of the key's DER); any other hint is not shown. Only a
+/// name: the signature is what proves a key.
+pub fn signer(bytes: &[u8]) -> Option<String> {
+    let bundle: Value = serde_json::from_slice(bytes).ok()?;
+    let hint = bundle
+        .pointer("/verificationMaterial/publicKey/hint")?
+        .as_str()?;
+    let hash = B64.decode(hint).ok().filter(|h| h.len() == 32)?;
+    Some(hash.iter().fold(String::from("sha256:"), |mut hex, b| {
+        hex.push_str(&format!("{b:02x}"));
+        hex
+    }))
+}
+
 /// The in-toto statement (v1) that `predicate` of `predicate_type` is about
 /// `digest`; cosign 3's signature is [`SIGNATURE_PREDICATE`] with `{}`.
 pub fn statement(digest: &str, predicate_type: &str, predicate: Value) -> Vec<u8> {
@@ -334,6 +350,23 @@ mod tests {
         assert!(open(blob).unwrap_err().contains("sign-blob"));
         let old = br#"{"mediaType":"application/vnd.dev.sigstore.bundle+json;version=0.1"}"#;
         assert!(open(old).unwrap_err().contains("media type"));
+    }
+
+    #[test]
+    fn a_bundle_names_its_signer_by_the_keys_fingerprint() {
+        // cosign 3.1.1's hint, and `openssl pkey -pubin -outform DER |
+        // sha256sum` of the fixture's `cosign.pub`.
+        let named = signer(&fixture("signature-bundle.json")).unwrap();
+        assert_eq!(
+            named,
+            "sha256:eda96e14c842668182ac7f8a009b7cb0cba732f6f5d0b11f923d84b3310eb35c"
+        );
+        let pem = String::from_utf8(fixture("cosign.pub")).unwrap();
+        let key = crate::supply::key::verifying_key(&pem).unwrap();
+        assert_eq!(named, crate::supply::key::fingerprint(&key));
+        assert_eq!(signer(&make(b"{}", b"der", "not base64!")), None);
+        assert_eq!(signer(&make(b"{}", b"der", "AAAA")), None);
+        assert_eq!(signer(b"[]"), None);
     }
 
     #[test]

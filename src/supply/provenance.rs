@@ -43,6 +43,14 @@ pub struct Run {
     pub workflow_ref: Option<String>,
 }
 
+/// The builder's image: its ID as the engine names it and, when it was run
+/// from a registry's repository, `repository@sha256:…` of its manifest.
+#[derive(Debug, Clone, Copy)]
+pub struct BuilderImage<'a> {
+    pub id: &'a str,
+    pub pulled: Option<&'a str>,
+}
+
 /// Everything the provenance records.
 #[derive(Debug, Clone)]
 pub struct Facts<'a> {
@@ -58,6 +66,8 @@ pub struct Facts<'a> {
     pub bases: &'a BTreeMap<String, String>,
     /// This binary's version.
     pub version: &'a str,
+    /// The image this binary ran from, where the engine told it.
+    pub image: Option<BuilderImage<'a>>,
     pub started: i64,
     pub finished: i64,
 }
@@ -75,7 +85,7 @@ pub fn predicate(facts: &Facts) -> Value {
         "runDetails": {
             "builder": {
                 "id": BUILDER_ID,
-                "version": {"registry-action": facts.version},
+                "version": builder_version(facts),
             },
             "metadata": metadata(facts),
         },
@@ -152,6 +162,21 @@ fn dependencies(facts: &Facts) -> Vec<Value> {
     source.chain(bases).collect()
 }
 
+/// This action's version, and its image's where known: `image` the
+/// registry's manifest digest, `imageId` the engine's ID (also known for an
+/// image the runner built from the action's Dockerfile). Unknown, they are
+/// left out.
+fn builder_version(facts: &Facts) -> Value {
+    let mut version = json!({"registry-action": facts.version});
+    if let Some(image) = facts.image {
+        if let Some(pulled) = image.pulled {
+            version["image"] = pulled.into();
+        }
+        version["imageId"] = image.id.into();
+    }
+    version
+}
+
 fn metadata(facts: &Facts) -> Value {
     let mut metadata = json!({
         "startedOn": rfc3339(facts.started),
@@ -189,6 +214,10 @@ mod tests {
             build_args,
             bases,
             version: "1.2.3",
+            image: Some(BuilderImage {
+                id: "sha256:c0",
+                pulled: Some("ghcr.io/webgrip/registry-action@sha256:d1"),
+            }),
             started: 1_795_824_000,
             finished: 1_795_824_042,
         }
@@ -232,7 +261,14 @@ mod tests {
         );
         let run = &p["runDetails"];
         assert_eq!(run["builder"]["id"], BUILDER_ID);
-        assert_eq!(run["builder"]["version"]["registry-action"], "1.2.3");
+        assert_eq!(
+            run["builder"]["version"],
+            json!({
+                "registry-action": "1.2.3",
+                "image": "ghcr.io/webgrip/registry-action@sha256:d1",
+                "imageId": "sha256:c0",
+            })
+        );
         assert_eq!(
             run["metadata"],
             json!({
@@ -250,6 +286,7 @@ mod tests {
             source: None,
             run: None,
             target: None,
+            image: None,
             ..facts(&args, &bases)
         });
         let external = &p["buildDefinition"]["externalParameters"];
@@ -257,5 +294,21 @@ mod tests {
         assert!(external.get("target").is_none());
         assert_eq!(p["buildDefinition"]["resolvedDependencies"], json!([]));
         assert!(p["runDetails"]["metadata"].get("invocationId").is_none());
+        assert_eq!(
+            p["runDetails"]["builder"]["version"],
+            json!({"registry-action": "1.2.3"})
+        );
+        // Built on the runner: the ID only.
+        let built = predicate(&Facts {
+            image: Some(BuilderImage {
+                id: "sha256:c0",
+                pulled: None,
+            }),
+            ..facts(&args, &bases)
+        });
+        assert_eq!(
+            built["runDetails"]["builder"]["version"],
+            json!({"registry-action": "1.2.3", "imageId": "sha256:c0"})
+        );
     }
 }

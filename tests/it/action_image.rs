@@ -71,6 +71,8 @@ struct Job {
     /// The step's environment besides its inputs: the runner's variables
     /// and the workflow's `env:`.
     env: BTreeMap<String, String>,
+    /// The image run; the one `scripts/action-image` built unless set.
+    image: Option<String>,
 }
 
 /// What one step left behind.
@@ -103,6 +105,7 @@ impl Job {
             host,
             workspace,
             env: BTreeMap::new(),
+            image: None,
         };
         for (host, inside) in job.mounts() {
             if inside != job.workdir() {
@@ -350,7 +353,11 @@ impl Job {
         for (host, inside) in std::iter::once(socket).chain(self.mounts()) {
             args.extend(["-v".to_owned(), format!("{}:{inside}", host.display())]);
         }
-        args.push(action_image().to_owned());
+        args.push(
+            self.image
+                .clone()
+                .unwrap_or_else(|| action_image().to_owned()),
+        );
         args
     }
 }
@@ -695,4 +702,82 @@ async fn the_forgejo_runner_layout_works_too_with_a_registry_login() {
         auth: Some((&s.basic_user, &s.basic_password)),
     };
     the_push_pipeline(job, &demo, &target).await;
+}
+
+/// A signed publish by the action's container: the provenance names the
+/// image the engine ran it from — the ID always (here, as on GitHub with
+/// `image: Dockerfile`, the image was built on the runner: no registry
+/// digest), and the manifest digest once the image comes from a registry
+/// (`docker://…`).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_provenance_names_the_action_image_the_container_ran_from() {
+    let s: &Services = services();
+    let cosign = crate::support::cosign::Cosign::new(crate::supply::PASSWORD, &[]);
+    let signed_publish = |job: &Job, demo: &Demo| {
+        let with = [
+            ("registry", s.registry_open.as_str()),
+            ("namespace", demo.namespace.as_str()),
+            ("command", "publish"),
+            ("path", "ops/docker/base"),
+            ("scanner", "none"),
+            ("sbom", "none"),
+            ("sign-key", &cosign.private_pem()),
+            ("sign-key-password", crate::supply::PASSWORD),
+        ];
+        let published = tokio::task::block_in_place(|| job.step(&with));
+        assert_eq!(published.code, 0, "publish failed\n{published}");
+        let image = format!(
+            "{}/{}/base@{}",
+            s.registry_open, demo.namespace, published.outputs["digest"]
+        );
+        let statements = cosign
+            .verify_attestation(&cosign.pub_path(), "slsaprovenance1", &image)
+            .unwrap_or_else(|e| panic!("cosign 2.5 refuses the provenance: {e}"));
+        assert_eq!(statements.len(), 1, "{statements:?}");
+        statements[0]["predicate"]["runDetails"]["builder"]["version"].clone()
+    };
+    let image_id = docker(&["image", "inspect", "--format", "{{.Id}}", action_image()]);
+
+    let demo = Demo::new("e2e-prov");
+    let version = signed_publish(&Job::new(Kind::GitHub, &demo), &demo);
+    assert_eq!(
+        version,
+        serde_json::json!({"registry-action": env!("CARGO_PKG_VERSION"), "imageId": image_id})
+    );
+
+    // The same image, pushed and run by its registry name.
+    let demo = Demo::new("e2e-prov-pulled");
+    let pushed = format!("{}/{}/action:e2e", s.registry_open, demo.namespace);
+    docker(&["tag", action_image(), &pushed]);
+    docker(&["push", "--quiet", &pushed]);
+    let (_, manifest, _) = registry_get(
+        &s.registry_open,
+        &format!("{}/action/manifests/e2e", demo.namespace),
+        None,
+    )
+    .await;
+    let manifest = manifest.expect("the registry names the digest");
+    let mut job = Job::new(Kind::GitHub, &demo);
+    job.image = Some(pushed.clone());
+    let version = signed_publish(&job, &demo);
+    docker(&["rmi", &pushed]);
+    assert_eq!(
+        version,
+        serde_json::json!({
+            "registry-action": env!("CARGO_PKG_VERSION"),
+            "image": format!("{}/{}/action@{manifest}", s.registry_open, demo.namespace),
+            "imageId": image_id,
+        })
+    );
+}
+
+/// `docker args…` on the tests' engine; its trimmed stdout.
+fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker")
+        .args(args)
+        .env("DOCKER_HOST", &services().docker_host)
+        .output()
+        .expect("docker runs");
+    assert!(out.status.success(), "docker {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }

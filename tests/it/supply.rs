@@ -171,6 +171,24 @@ pub fn verify(
     action.run()
 }
 
+/// A row of `verify`'s table: a line beginning `start` (what, format,
+/// where) and ending `end` (key, predicate type, verdict); the referrer
+/// manifest's digest between them is not known ahead.
+pub fn assert_row(summary: &str, start: &str, end: &str) {
+    assert!(
+        summary
+            .lines()
+            .any(|line| line.starts_with(start) && line.ends_with(end)),
+        "a row `{start}…{end}` in {summary}"
+    );
+}
+
+/// How `verify`'s table names a key: `sha256:` and 12 hex digits, then
+/// where it came from.
+pub fn key_cell(public: &std::path::Path, from: &str) -> String {
+    format!("`{}` ({from})", &openssl_key_id(public)[..19])
+}
+
 pub async fn layers(target: Target<'_>, ns: &str, digest: &str, suffix: &str) -> Vec<Layer> {
     let client = target.client();
     let repository = scoped(&format!("{ns}/app"));
@@ -283,6 +301,18 @@ async fn a_signed_release_verifies_with_cosign(target: Target<'_>, ns: &str) {
         ours.summary.contains("1.6, 3 components"),
         "{}",
         ours.summary
+    );
+    let key = key_cell(&cosign.pub_path(), "`keys/cosign.pub`");
+    let tag = digest.replacen(':', "-", 1);
+    assert_row(
+        &ours.summary,
+        &format!("| signature | cosign legacy | {tag}.sig layer 1 (sha256:"),
+        &format!(") | {key} | — | ✅ verified with the key |"),
+    );
+    assert_row(
+        &ours.summary,
+        &format!("| attestation | cosign legacy | {tag}.att layer "),
+        &format!(") | {key} | `https://cyclonedx.org/bom` | ✅ verified with the key |"),
     );
 
     let all = unmasked(&everything(&ran, &repo, target, ns, &digest).await);
@@ -476,6 +506,16 @@ async fn cosigns_signatures_and_ours_sit_side_by_side_and_reruns_add_nothing(
             "{}",
             ran.summary
         );
+        // The other two are legacy layers, which name no key.
+        let rejected = ran
+            .summary
+            .lines()
+            .filter(|l| {
+                l.starts_with("| signature | cosign legacy |")
+                    && l.contains(") | — | — | ❌ its signature doesn't verify")
+            })
+            .count();
+        assert_eq!(rejected, 2, "{}", ran.summary);
     }
 
     // An attestation replaces the earlier ones of its predicate type: ours

@@ -6,7 +6,9 @@
 //! its `signature-format`s, and cosign 2.5 the legacy half of `both`.
 
 use crate::publish::publish;
-use crate::supply::{Target, image_repo, open, signed, signed_release, token, verify};
+use crate::supply::{
+    Target, assert_row, image_repo, key_cell, open, signed, signed_release, token, verify,
+};
 use crate::support::run::Ran;
 
 async fn cosign3s_signature_and_attestation_verify(target: Target<'_>, ns: &str) {
@@ -56,9 +58,16 @@ async fn cosign3s_signature_and_attestation_verify(target: Target<'_>, ns: &str)
         summary.contains("✅ 1 of 1 signatures verified with the key | ✅ `https://cyclonedx.org/bom` 1.6, 2 components |"),
         "{summary}"
     );
-    for what in ["signature", "attestation `https://cyclonedx.org/bom`"] {
-        let row = format!("| {what} | Sigstore bundle v0.3 | referrers tag {fallback} (sha256:");
-        assert!(summary.contains(&row), "{row} in {summary}");
+    let ours = key_cell(&cosign.pub_path(), "inline PEM");
+    for (what, predicate) in [
+        ("signature", "https://sigstore.dev/cosign/sign/v1"),
+        ("attestation", "https://cyclonedx.org/bom"),
+    ] {
+        assert_row(
+            summary,
+            &format!("| {what} | Sigstore bundle v0.3 | referrers tag {fallback} (sha256:"),
+            &format!(") | {ours} | `{predicate}` | ✅ verified with the key |"),
+        );
     }
     assert!(!summary.contains("cosign legacy"), "{summary}");
 
@@ -68,6 +77,37 @@ async fn cosign3s_signature_and_attestation_verify(target: Target<'_>, ns: &str)
     refused.assert_failed("no signature of");
     refused.assert_failed("doesn't verify with the public key");
     refused.assert_failed(&format!("referrers tag {fallback}"));
+
+    // Signed by that key too, each signature row names its key: the one
+    // that verified it, or the one the other bundle says signed it.
+    other.sign3("sign", &[&image]).unwrap();
+    let both = verify(&repo, target, &image, &cosign.public_pem(), None);
+    both.assert_ok();
+    assert!(
+        both.summary
+            .contains("✅ 1 of 2 signatures verified with the key"),
+        "{}",
+        both.summary
+    );
+    let signature =
+        format!("| signature | Sigstore bundle v0.3 | referrers tag {fallback} (sha256:");
+    let predicate = "`https://sigstore.dev/cosign/sign/v1`";
+    assert_row(
+        &both.summary,
+        &signature,
+        &format!(") | {ours} | {predicate} | ✅ verified with the key |"),
+    );
+    let theirs = format!(
+        "`{}`",
+        &crate::supply::openssl_key_id(&other.pub_path())[..19]
+    );
+    assert_row(
+        &both.summary,
+        &signature,
+        &format!(
+            ") | {theirs} (the bundle's hint) | {predicate} | ❌ its signature doesn't verify with the public key (signed by another key, or altered) |"
+        ),
+    );
 }
 
 #[tokio::test]

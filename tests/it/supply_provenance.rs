@@ -107,6 +107,11 @@ async fn a_signed_publish_attests_provenance_that_cosign_2_and_3_verify() {
         run["builder"]["id"],
         "https://github.com/webgrip/registry-action"
     );
+    // Run as a binary, not in a container: no image is known, none named.
+    assert_eq!(
+        run["builder"]["version"],
+        json!({"registry-action": env!("CARGO_PKG_VERSION")})
+    );
     let started = run["metadata"]["startedOn"].as_str().unwrap();
     let finished = run["metadata"]["finishedOn"].as_str().unwrap();
     assert!(started <= finished, "{started} {finished}");
@@ -127,12 +132,19 @@ async fn a_signed_publish_attests_provenance_that_cosign_2_and_3_verify() {
     };
     let verified = ours("slsaprovenance1");
     verified.assert_ok();
-    for format in ["cosign legacy", "Sigstore bundle v0.3"] {
-        let row = format!("| attestation `https://slsa.dev/provenance/v1` | {format} |");
-        assert!(
-            verified.summary.contains(&row),
-            "{row} in {}",
-            verified.summary
+    let key = crate::supply::key_cell(&cosign.pub_path(), "inline PEM");
+    let fallback = digest.replacen(':', "-", 1);
+    for (format, place) in [
+        ("cosign legacy", format!("{fallback}.att layer ")),
+        (
+            "Sigstore bundle v0.3",
+            format!("referrers tag {fallback} (sha256:"),
+        ),
+    ] {
+        crate::supply::assert_row(
+            &verified.summary,
+            &format!("| attestation | {format} | {place}"),
+            &format!(") | {key} | `https://slsa.dev/provenance/v1` | ✅ verified with the key |"),
         );
     }
     ours("slsa").assert_failed("`predicate-type`: \"slsa\" is not a predicate type");

@@ -370,7 +370,7 @@ async fn make(
     stage_timed("push (blobs left, manifest, SHA tag)", pushing);
     let provenance = supply
         .provenance()
-        .then(|| provenance(session, target, report, started, crate::time::now()));
+        .then(|| provenance(session, supply, target, report, started, crate::time::now()));
     Ok(Made::Release(Release {
         manifest,
         gate,

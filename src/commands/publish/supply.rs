@@ -12,6 +12,7 @@ use crate::actions::boundary::Access;
 use crate::actions::context::Forge;
 use crate::cli::{ScanArgs, ScannerArg, SignatureFormat, Signing as SignKey};
 use crate::commands::Session;
+use crate::engine::{Engine, OwnImage};
 use crate::gate::Gate;
 use crate::registry::Manifest;
 use crate::report::publish::{Formats, Published};
@@ -34,6 +35,8 @@ pub(super) struct Supply {
     /// `scanner-image`: the Trivy that scanned converts too.
     scanner_image: Option<String>,
     signer: Option<Signer>,
+    /// The image this binary runs from, for the provenance's builder.
+    own_image: Option<OwnImage>,
 }
 
 pub(super) async fn supply_inputs(
@@ -57,8 +60,14 @@ pub(super) async fn supply_inputs(
         Some(value) => Some(signer(value, signing.sign_key_password.as_deref(), session).await?),
         None => None,
     };
+    let provenance = provenance.unwrap_or(signer.is_some());
+    let own_image = match provenance {
+        true => own_image().await,
+        false => None,
+    };
     Ok(Supply {
-        provenance: provenance.unwrap_or(signer.is_some()),
+        provenance,
+        own_image,
         sbom: sbom.map(|(predicate, _)| predicate),
         format: signing.signature_format,
         scanner_image: sbom.and_then(|(_, scan)| scan.scanner_image.clone()),
@@ -80,10 +89,17 @@ impl Supply {
     }
 }
 
+/// The image this binary runs from, when the engine can tell (a container
+/// action with the socket mounted); the provenance leaves out what it can't.
+async fn own_image() -> Option<OwnImage> {
+    Engine::connect().await.ok()?.own_image().await
+}
+
 /// The SLSA provenance of what `target` built between `started` and
 /// `finished` (Unix seconds), from the runner's context.
 pub(super) fn provenance(
     session: &Session,
+    supply: &Supply,
     target: &Target,
     report: &Published,
     started: i64,
@@ -133,6 +149,13 @@ pub(super) fn provenance(
         build_args: &target.build_args,
         bases: &report.bases,
         version: env!("CARGO_PKG_VERSION"),
+        image: supply
+            .own_image
+            .as_ref()
+            .map(|image| provenance::BuilderImage {
+                id: &image.id,
+                pulled: image.pulled.as_deref(),
+            }),
         started,
         finished,
     })

@@ -16,6 +16,7 @@ pub mod mermaid;
 pub mod own_registry;
 pub mod packages;
 pub mod proxy;
+pub mod referrers_registry;
 pub mod replay;
 pub mod requests;
 pub mod run;

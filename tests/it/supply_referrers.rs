@@ -1,0 +1,208 @@
+//! Referrers on a registry with the OCI 1.1 referrers API (none runs here:
+//! `support::referrers_registry` puts it in front of a real
+//! docker-registry): cosign 3.1 signs and attests there with no fallback
+//! tag; `mirror` lists the referrers through the API and pushes them so the
+//! target's API lists them, `backup` keeps them in the layout under the
+//! fallback tag, `restore` pushes them back and writes no fallback tag
+//! where the API is, and a target without the API gets the fallback index.
+//! Digests unchanged; cosign 3.1 and our `verify` verify every copy.
+
+use std::collections::BTreeSet;
+
+use crate::publish::{publish, scoped};
+use crate::supply::{Target, image_repo, open, verify};
+use crate::support::cosign::Cosign;
+use crate::support::git::Repo;
+use crate::support::referrers_registry::ReferrersRegistry;
+use crate::support::run::{Action, Ran};
+
+/// The referrer digests `target`'s referrers API lists for `digest`.
+async fn api_lists(target: Target<'_>, ns: &str, digest: &str) -> BTreeSet<String> {
+    let index = target
+        .client()
+        .referrers(&scoped(&format!("{ns}/app")), digest)
+        .await
+        .unwrap()
+        .expect("the registry has the referrers API");
+    listed(&index)
+}
+
+fn listed(index: &[u8]) -> BTreeSet<String> {
+    let index: serde_json::Value = serde_json::from_slice(index).unwrap();
+    index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn tags_of(target: Target<'_>, ns: &str) -> Vec<String> {
+    target
+        .client()
+        .tags(&scoped(&format!("{ns}/app")))
+        .await
+        .unwrap()
+}
+
+fn copy(repo: &Repo, command: &str, from: &str, to: &str, archive: &str) -> Ran {
+    let mut action = Action::github(repo.path())
+        .input("command", command)
+        .input("tags", "latest");
+    if !from.is_empty() {
+        action = action.input("from", from);
+    }
+    if !to.is_empty() {
+        action = action.input("to", to);
+    }
+    if !archive.is_empty() {
+        action = action.input("archive", archive);
+    }
+    let ran = action.run();
+    ran.assert_ok();
+    ran
+}
+
+fn repository(target: Target<'_>, ns: &str) -> String {
+    format!("{}/{}", target.address, scoped(&format!("{ns}/app")))
+}
+
+/// cosign 3.1 and our `verify` both find the signature and the SBOM
+/// attestation of `digest` in `ns` on `target`.
+fn verifies(repo: &Repo, cosign: &Cosign, target: Target<'_>, ns: &str, digest: &str) -> Ran {
+    let image = target.image(ns, digest);
+    cosign
+        .verify3("verify", &[&image])
+        .unwrap_or_else(|e| panic!("cosign 3 on {image}: {e}"));
+    cosign
+        .verify3("verify-attestation", &["--type", "cyclonedx", &image])
+        .unwrap_or_else(|e| panic!("cosign 3 on {image}: {e}"));
+    let ours = verify(
+        repo,
+        target,
+        &image,
+        &cosign.public_pem(),
+        Some("cyclonedx"),
+    );
+    ours.assert_ok();
+    ours
+}
+
+fn assert_referrer_rows(ran: &Ran, digest: &str, referrers: &BTreeSet<String>, rest: &str) {
+    for referrer in referrers {
+        let row = format!("| `{referrer}` | `{digest}` | {rest} |");
+        assert!(ran.summary.contains(&row), "{row} in {}", ran.summary);
+    }
+}
+
+#[tokio::test]
+async fn referrers_travel_by_the_referrers_api_and_by_the_fallback_tag_where_it_lacks() {
+    let registry = ReferrersRegistry::start();
+    let api = Target {
+        address: &registry.address,
+        login: None,
+    };
+    let repo = image_repo();
+    let cosign = api.cosign();
+    let ran = api
+        .with_login(publish(&repo, "rf", "refs/heads/main", &repo.head()))
+        .run_async()
+        .await;
+    ran.assert_ok();
+    let digest = ran.outputs["digest"].clone();
+    let image = api.image("rf", &digest);
+    let fallback = digest.replacen(':', "-", 1);
+    cosign.sign3("sign", &[&image]).unwrap();
+    let sbom = cosign.path("sbom.json");
+    std::fs::write(
+        &sbom,
+        r#"{"bomFormat":"CycloneDX","specVersion":"1.6","components":[{"name":"a","type":"library"}]}"#,
+    )
+    .unwrap();
+    cosign
+        .sign3(
+            "attest",
+            &[
+                "--type",
+                "cyclonedx",
+                "--predicate",
+                sbom.to_str().unwrap(),
+                &image,
+            ],
+        )
+        .unwrap();
+    // cosign 3 took the API's answer: no fallback tag.
+    let referrers = api_lists(api, "rf", &digest).await;
+    assert_eq!(referrers.len(), 2, "a signature and an attestation");
+    assert!(!tags_of(api, "rf").await.contains(&fallback));
+    let ours = verifies(&repo, &cosign, api, "rf", &digest);
+    assert!(
+        ours.summary
+            .contains("| signature | Sigstore bundle v0.3 | referrers API (sha256:"),
+        "{}",
+        ours.summary
+    );
+
+    // API to API: listed by the target's API, no fallback tag written.
+    let source = repository(api, "rf");
+    let mirrored = copy(&repo, "mirror", &source, &repository(api, "rf-api"), "");
+    assert_referrer_rows(&mirrored, &digest, &referrers, "copied | its referrers API");
+    assert_eq!(api_lists(api, "rf-api", &digest).await, referrers);
+    assert!(!tags_of(api, "rf-api").await.contains(&fallback));
+    verifies(&repo, &cosign, api, "rf-api", &digest);
+    let again = copy(&repo, "mirror", &source, &repository(api, "rf-api"), "");
+    assert_referrer_rows(
+        &again,
+        &digest,
+        &referrers,
+        "up to date | its referrers API",
+    );
+
+    // API to a registry without it: the fallback index lists them.
+    let plain = open();
+    let mirrored = copy(&repo, "mirror", &source, &repository(plain, "rf-plain"), "");
+    let tag_cell = format!("the fallback tag `{fallback}`");
+    assert_referrer_rows(
+        &mirrored,
+        &digest,
+        &referrers,
+        &format!("copied | {tag_cell}"),
+    );
+    let index = plain
+        .client()
+        .manifest(&scoped("rf-plain/app"), &fallback)
+        .await
+        .unwrap()
+        .expect("a fallback index");
+    assert_eq!(listed(&index.bytes), referrers);
+    verifies(&repo, &cosign, plain, "rf-plain", &digest);
+
+    // Backed up to a layout (no API: the fallback tag), restored where the
+    // API is: pushed as referrers, the tag not written.
+    let backup = copy(&repo, "backup", &source, "", "rf.tar");
+    assert_referrer_rows(
+        &backup,
+        &digest,
+        &referrers,
+        &format!("copied | {tag_cell}"),
+    );
+    let restored = copy(&repo, "restore", "", &repository(api, "rf-back"), "rf.tar");
+    let row = format!(
+        "| `{fallback}` | `{}` | referrers copied; the target's referrers API lists them |",
+        index.digest
+    );
+    assert!(
+        restored.summary.contains(&row),
+        "{row} in {}",
+        restored.summary
+    );
+    let copied: serde_json::Value = serde_json::from_str(&restored.outputs["copied"]).unwrap();
+    assert_eq!(
+        copied,
+        serde_json::json!({"latest": digest}),
+        "no fallback tag"
+    );
+    assert_eq!(api_lists(api, "rf-back", &digest).await, referrers);
+    assert!(!tags_of(api, "rf-back").await.contains(&fallback));
+    verifies(&repo, &cosign, api, "rf-back", &digest);
+}
