@@ -19,15 +19,20 @@
 //! - two platforms, cold (the containerd store only: buildx's docker
 //!   driver can't build two platforms into the classic store): the cold
 //!   workspace built for linux/amd64 and linux/arm64 (`COPY` only, no
-//!   emulation).
+//!   emulation);
+//! - unchanged, two platforms (the containerd store only): the cold
+//!   workspace for both platforms, a new commit after a publish of the
+//!   previous one.
 //!
 //! - analysis: what the layer analysis adds to ours, the cold workspace
 //!   published with it and without it (`REGISTRY_ACTION_BENCH_NO_LAYER_ANALYSIS`,
 //!   a switch for this bench only), goal ≤ 1.03.
 //!
 //! `PUBLISH_BENCH_ROUNDS` (default 3) rounds each; who goes first alternates.
-//! `PUBLISH_BENCH_ONLY=<scenario>` (`cold`, `unchanged`, `compressible`,
-//! `two`, `analysis`) runs that one alone.
+//! `PUBLISH_BENCH_CASES` narrows the scenarios (comma-separated: `cold`,
+//! `unchanged`, `compressible`, `two-platforms`,
+//! `unchanged-two-platforms`, `analysis`); `PUBLISH_BENCH_STAGES=1` prints
+//! each of our runs' stage timings (its `stage …` debug lines).
 //! Not a test: beyond checking that every run succeeded and that the digests
 //! agree (so a number never describes a publish that went wrong), it
 //! asserts nothing.
@@ -48,7 +53,8 @@ use tokio::runtime::Runtime;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_registry-action");
 const ROUNDS_VAR: &str = "PUBLISH_BENCH_ROUNDS";
-const ONLY_VAR: &str = "PUBLISH_BENCH_ONLY";
+const CASES_VAR: &str = "PUBLISH_BENCH_CASES";
+const STAGES_VAR: &str = "PUBLISH_BENCH_STAGES";
 /// Turns publish's layer analysis off, for the `analysis` scenario.
 const NO_ANALYSIS_VAR: &str = "REGISTRY_ACTION_BENCH_NO_LAYER_ANALYSIS";
 const LAYERS: usize = 4;
@@ -92,25 +98,32 @@ fn main() -> ExitCode {
         bench.run_id,
         bench.baseline.name()
     );
-    let only = std::env::var(ONLY_VAR).ok();
-    let runs = |scenario: &str| only.as_deref().is_none_or(|o| o == scenario);
+    let cases = std::env::var(CASES_VAR).ok();
+    let wanted = |case: &str| {
+        cases
+            .as_deref()
+            .is_none_or(|cases| cases.split(',').any(|c| c.trim() == case))
+    };
     let mut rows = Vec::new();
-    if runs("cold") {
+    if wanted("cold") {
         rows.push(bench.cold(rounds));
     }
-    if runs("unchanged") {
-        rows.push(bench.unchanged(rounds));
+    if wanted("unchanged") {
+        rows.push(bench.unchanged(rounds, None));
     }
-    if runs("compressible") {
+    if wanted("compressible") {
         rows.push(bench.compressible(rounds));
     }
-    if runs("two") && bench.services.engine == CONTAINERD_STORE {
+    if wanted("two-platforms") && bench.services.engine == CONTAINERD_STORE {
         rows.push(bench.two_platforms(rounds));
+    }
+    if wanted("unchanged-two-platforms") && bench.services.engine == CONTAINERD_STORE {
+        rows.push(bench.unchanged(rounds, Some(TWO_PLATFORMS)));
     }
     if !rows.is_empty() {
         print_table(&rows, bench.baseline.name());
     }
-    if runs("analysis") {
+    if wanted("analysis") {
         bench.analysis_cost(rounds);
     }
     ExitCode::SUCCESS
@@ -202,6 +215,11 @@ struct Published {
 }
 
 impl Published {
+    /// The images an index lists.
+    fn children(&self) -> usize {
+        self.manifest["manifests"].as_array().unwrap().len()
+    }
+
     fn config(&self) -> &str {
         self.manifest["config"]["digest"].as_str().unwrap()
     }
@@ -246,19 +264,28 @@ impl Bench {
         row
     }
 
-    /// After a publish of commit A, commit B (new SHA, same image dir).
-    fn unchanged(&self, rounds: usize) -> Row {
-        let mut row = Row::new("unchanged: new commit, same files", Some(0.35));
+    /// After a publish of commit A, commit B (new SHA, same image dir), for
+    /// `platforms` (comma-separated) or the engine's own.
+    fn unchanged(&self, rounds: usize, platforms: Option<&str>) -> Row {
+        let (title, scenario) = match platforms {
+            None => ("unchanged: new commit, same files", "unchanged"),
+            Some(_) => ("unchanged, two platforms", "unchanged-two"),
+        };
+        let mut row = Row::new(title, Some(0.35));
         let workspace = Workspace::random_layers();
         let first = [Tool::Ours, Tool::Docker]
-            .map(|tool| self.publish(tool, &workspace, &workspace.head, "unchanged", None));
+            .map(|tool| self.publish(tool, &workspace, &workspace.head, scenario, platforms));
         let mut ours = Vec::new();
         for round in 0..rounds {
             let sha = workspace.commit_outside_image(round);
             for tool in Tool::order(round) {
-                let published = self.publish(tool, &workspace, &sha, "unchanged", None);
+                let published = self.publish(tool, &workspace, &sha, scenario, platforms);
                 let before = &first[tool as usize];
-                assert_eq!(published.layers(), before.layers(), "{}", tool.name());
+                match platforms {
+                    None => assert_eq!(published.layers(), before.layers(), "{}", tool.name()),
+                    // Ours relabels each platform's config: new children.
+                    Some(_) => assert_eq!(published.children(), 2, "{}", tool.name()),
+                }
                 if tool == Tool::Docker {
                     assert_eq!(published.digest, before.digest, "docker rebuilt");
                 }
@@ -360,8 +387,7 @@ impl Bench {
                     "two",
                     Some(TWO_PLATFORMS),
                 );
-                let children = published.manifest["manifests"].as_array().unwrap();
-                assert_eq!(children.len(), 2, "{}", tool.name());
+                assert_eq!(published.children(), 2, "{}", tool.name());
                 self.remove_images(&published);
                 row.add(tool, published.sample);
             }
@@ -454,7 +480,19 @@ impl Bench {
         if !analysed {
             command.env(NO_ANALYSIS_VAR, "1");
         }
+        let stages = std::env::var_os(STAGES_VAR).is_some();
+        if stages {
+            command.env("RUST_LOG", "registry_action=debug");
+        }
         let (run, outputs) = runner.run(command);
+        if stages {
+            let log = String::from_utf8_lossy(&run.output.stderr);
+            let timed: Vec<&str> = log
+                .lines()
+                .filter_map(|line| line.split_once("stage ").map(|(_, stage)| stage))
+                .collect();
+            println!("  ours, {namespace}: {}", timed.join("; "));
+        }
         (vec![run], outputs["digest"].clone())
     }
 

@@ -640,6 +640,13 @@ pub struct RestoreArgs {
     pub copy: CopyArgs,
 }
 
+/// Where BuildKit's cache goes besides the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CacheToArg {
+    Inline,
+    Registry,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BuilderArg {
     /// BuildKit, or the legacy builder when the engine refuses a BuildKit
@@ -786,6 +793,14 @@ pub struct PublishArgs {
     /// reuses the cache of the images in `cache-from`.
     #[arg(long, default_bool = true)]
     pub cache: bool,
+
+    /// With `cache`: `inline` (the image's own cache record) or `registry`:
+    /// also BuildKit's whole cache (`mode=max`, every stage) under the
+    /// `buildcache` tag of the image's repository, imported on the next
+    /// build. The containerd image store with `scanner: none` only;
+    /// elsewhere the summary says why and the inline cache is used.
+    #[arg(long, value_enum, default_value_t = CacheToArg::Inline)]
+    pub cache_to: CacheToArg,
 
     /// Secrets for `RUN --mount=type=secret,id=<id>`, `id=value` one per
     /// line; never in the image, the log or an output.

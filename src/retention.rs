@@ -474,12 +474,29 @@ fn follow_subjects(
     is_kept: impl Fn(&[Option<Kept>], &Group<'_>) -> bool,
     rules: &Rules,
 ) {
-    let doomed: BTreeSet<&str> = groups
-        .iter()
-        .filter(|(_, group)| !is_kept(verdict, group))
-        .flat_map(|(_, group)| group.members.iter().map(|&i| entries[i].digest.as_str()))
+    let held: BTreeSet<&str> = groups
+        .values()
+        .filter(|group| is_kept(verdict, group))
+        .flat_map(|group| group.children.iter().map(String::as_str))
         .collect();
-    let mut doomed: BTreeSet<String> = doomed.iter().map(|d| d.to_ascii_lowercase()).collect();
+    let deleted: Vec<&Group<'_>> = groups
+        .values()
+        .filter(|group| !is_kept(verdict, group))
+        .collect();
+    let mut doomed: BTreeSet<String> = deleted
+        .iter()
+        .flat_map(|group| group.members.iter().map(|&i| entries[i].digest.as_str()))
+        .map(str::to_ascii_lowercase)
+        .collect();
+    // A deleted index's untagged platform images go with it (see
+    // `untagged_children`), and so do their signatures.
+    doomed.extend(
+        deleted
+            .iter()
+            .flat_map(|group| &group.children)
+            .filter(|child| !groups.contains_key(*child) && !held.contains(child.as_str()))
+            .cloned(),
+    );
     if rules.delete_orphans {
         doomed.extend(rules.gone.iter().cloned());
     }
@@ -500,7 +517,8 @@ fn follow_subjects(
 /// deletion whose digest another tag now names (pushed or moved there while
 /// the listing was read, e.g. `latest` rolled back) is dropped, and its tags
 /// are kept as sharing that tag's manifest; so is every child of an index
-/// kept that way, tagged or not.
+/// kept that way, tagged or not, their signatures and attestations, and the
+/// referrers a kept fallback index lists.
 pub fn recheck(mut plan: Plan, listed_now: &[(String, String)]) -> Plan {
     let mut dropped = Vec::new();
     // Rescued digests (lower-case), each with the tag that keeps it.
@@ -547,7 +565,15 @@ pub fn recheck(mut plan: Plan, listed_now: &[(String, String)]) -> Plan {
                     .filter_map(|(t, to)| Some((t.clone(), Kept::Attached { to: to? }))),
             );
         }
+        if follows {
+            let keeper = deletion.tags.first().cloned().unwrap_or_default();
+            rescued.insert(deletion.digest.to_ascii_lowercase(), keeper);
+        }
         !follows
+    });
+    // A rescued fallback index (`sha256-<hex>`) keeps the referrers it lists.
+    plan.delete.retain(|deletion| {
+        !(deletion.tags.is_empty() && deletion.of.iter().any(|of| rescued.contains_key(of)))
     });
     plan.kept.extend(dropped);
     plan.kept.sort_by(|a, b| a.0.cmp(&b.0));
@@ -1435,5 +1461,40 @@ mod tests {
                 .any(|(t, k)| t.ends_with(".sig") && *k == Kept::Attached { to: image.clone() }),
             "the live image's signature stays: {deleted:?}"
         );
+    }
+
+    #[test]
+    fn the_signatures_of_a_deleted_indexs_platform_images_go_with_them() {
+        let (old, new) = (digest(1), digest(2));
+        let (amd64, arm64, shared) = (digest(3), digest(4), digest(5));
+        let fallback = |d: &str| d.replacen(':', "-", 1);
+        let tags = vec![
+            index(&sha(1), &old, 30, &[amd64.clone(), shared.clone()]),
+            index(&sha(2), &new, 1, &[arm64.clone(), shared.clone()]),
+            tag(&crate::supply::cosign::tag(&amd64, "att"), &digest(10), 30),
+            index(&fallback(&amd64), &digest(11), 30, &[digest(12)]),
+            tag(&crate::supply::cosign::tag(&arm64, "att"), &digest(13), 1),
+            tag(&crate::supply::cosign::tag(&shared, "sig"), &digest(14), 30),
+        ];
+        let planned = plan(&tags, &rules(1));
+        let mut deleted: Vec<&str> = planned.delete.iter().map(|d| d.digest.as_str()).collect();
+        deleted.sort_unstable();
+        assert_eq!(
+            deleted,
+            [&old, &amd64, &digest(10), &digest(11), &digest(12)].map(String::as_str),
+            "{planned:?}"
+        );
+        for (tag, to) in [
+            (crate::supply::cosign::tag(&arm64, "att"), arm64),
+            (crate::supply::cosign::tag(&shared, "sig"), shared),
+        ] {
+            assert!(
+                planned.kept.contains(&kept(&tag, Kept::Attached { to })),
+                "{tag}: {planned:?}"
+            );
+        }
+        // The recheck saving the old index saves its platform images' too.
+        let checked = recheck(planned, &[("latest".to_owned(), old.clone())]);
+        assert!(checked.delete.is_empty(), "{checked:?}");
     }
 }

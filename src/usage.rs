@@ -27,6 +27,8 @@ pub struct Report {
 #[serde(rename_all = "kebab-case")]
 pub struct Repository {
     pub repository: String,
+    /// The images' tags: signatures and attestations aside (reports before
+    /// 2026-12 counted them here too).
     pub tags: usize,
     pub sha_tags: usize,
     /// cosign signature and attestation tags (`sha256-<hex>.sig`/`.att`),
@@ -121,7 +123,7 @@ pub fn measure(repository: &str, inventory: &Inventory) -> Repository {
     });
     Repository {
         repository: repository.to_owned(),
-        tags: inventory.tags.len(),
+        tags: inventory.tags.len() - attached.len(),
         sha_tags: inventory
             .tags
             .iter()
@@ -207,7 +209,8 @@ mod tests {
         let r = measure("acme/app", &inventory());
         assert_eq!(
             (r.tags, r.sha_tags, r.signatures, r.manifests),
-            (5, 2, 1, 2)
+            (4, 2, 1, 2),
+            "a signature tag is counted apart, not as a tag"
         );
         assert_eq!(r.bytes, 100 + 5000 + 10 + 100 + 20 + 3 + 7);
         assert_eq!(r.largest[0].digest, "m2");
@@ -273,7 +276,7 @@ mod tests {
             compared.repositories[0].growth,
             Some(Growth {
                 bytes: 1000,
-                tags: -2,
+                tags: -3,
                 sha_tags: 0
             })
         );

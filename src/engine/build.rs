@@ -10,8 +10,9 @@ use bollard::models::{BuildInfo, BuildInfoAux};
 use bollard::query_parameters::{BuildImageOptions, BuilderVersion};
 use futures_util::{Stream, StreamExt as _};
 
-use crate::engine::buildkit::{BuildKitError, BuildSecrets};
+use crate::engine::buildkit::{BuildKitError, BuildSecrets, LocalDirs, Solve, SolveEvent};
 use crate::engine::client::EngineError;
+use crate::engine::local::DOCKERFILE_NAME;
 use crate::engine::progress::Progress;
 
 /// Build output lines kept for the error message of a failed legacy build.
@@ -47,6 +48,9 @@ pub struct BuildSpec<'a> {
     /// digest and the engine keeps no copy (`tag` is then unused): only
     /// where [`Capabilities::buildkit_pushes`](crate::engine::Capabilities).
     pub push_to: Option<String>,
+    /// A solve also exports BuildKit's whole cache (`mode=max`) to this
+    /// image reference and imports it from there.
+    pub registry_cache: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,6 +110,144 @@ fn common_options(spec: &BuildSpec<'_>, dockerfile: String) -> BuildImageOptions
         networkmode: spec.network.clone(),
         ..Default::default()
     }
+}
+
+/// The exporter's answer naming what it pushed: the manifest's digest,
+/// or the index's for several platforms.
+const PUSHED_DIGEST: &str = "containerimage.digest";
+
+/// `spec` as one solve of BuildKit's control API, pushing to `repository`
+/// by digest: what `buildkit_options` and `/build` ask of the engine,
+/// spelled as the frontend and exporter read it (`platform` may name
+/// several, comma-separated).
+pub fn solve_of(
+    spec: &BuildSpec<'_>,
+    repository: &str,
+    (dirs, shared_key): (LocalDirs, String),
+) -> Solve {
+    let mut attrs: HashMap<String, String> = HashMap::from([
+        ("filename".into(), DOCKERFILE_NAME.into()),
+        // What the engine's `/build` does: a `FROM` the engine has is used.
+        ("image-resolve-mode".into(), "local".into()),
+    ]);
+    let mut build_args = spec.build_args.clone();
+    let mut cache_exports = Vec::new();
+    if spec.inline_cache {
+        build_args.insert(INLINE_CACHE_ARG.to_owned(), "1".to_owned());
+        cache_exports.push(("inline".to_owned(), HashMap::new()));
+    }
+    attrs.extend(
+        build_args
+            .into_iter()
+            .map(|(k, v)| (format!("build-arg:{k}"), v)),
+    );
+    attrs.extend(
+        spec.labels
+            .iter()
+            .map(|(k, v)| (format!("label:{k}"), v.clone())),
+    );
+    for (key, value) in [("target", &spec.target), ("platform", &spec.platform)] {
+        if let Some(value) = value.as_ref().filter(|v| !v.is_empty()) {
+            attrs.insert(key.to_owned(), value.clone());
+        }
+    }
+    let mut entitlements = Vec::new();
+    match spec.network.as_deref() {
+        Some("host") => {
+            attrs.insert("force-network-mode".into(), "host".into());
+            entitlements.push("network.host".to_owned());
+        }
+        Some("none") => {
+            attrs.insert("force-network-mode".into(), "none".into());
+        }
+        _ => {}
+    }
+    let mut cache_imports: Vec<(String, HashMap<String, String>)> = spec
+        .cache_from
+        .iter()
+        .chain(&spec.registry_cache)
+        .map(|image| {
+            let attrs = HashMap::from([("ref".to_owned(), image.clone())]);
+            ("registry".to_owned(), attrs)
+        })
+        .collect();
+    cache_imports.dedup();
+    if let Some(cache) = &spec.registry_cache {
+        cache_exports.push(("registry".to_owned(), registry_cache_export(cache)));
+    }
+    let image = HashMap::from(
+        [
+            ("name", repository),
+            ("push", "true"),
+            ("push-by-digest", "true"),
+            ("oci-mediatypes", "true"),
+            ("store", "false"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    );
+    Solve {
+        frontend_attrs: attrs,
+        exporters: vec![("image".to_owned(), image)],
+        cache_imports,
+        cache_exports,
+        entitlements,
+        dirs,
+        shared_key,
+        credentials: spec.credentials.clone(),
+        secrets: spec.secrets.clone(),
+    }
+}
+
+/// BuildKit's registry cache exporter for `reference`: every stage's
+/// steps (`mode=max`), OCI types, and a registry refusing it is only
+/// a line of the log, not a failed build (the image is what matters).
+fn registry_cache_export(reference: &str) -> HashMap<String, String> {
+    [
+        ("ref", reference),
+        ("mode", "max"),
+        ("oci-mediatypes", "true"),
+        ("ignore-error", "true"),
+    ]
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .into()
+}
+
+/// Reads a solve: progress as grouped step lines, the steps cached and
+/// run, what was pushed, and on failure the step that failed.
+pub async fn solve_log(
+    mut stream: impl Stream<Item = Result<SolveEvent, BuildKitError>> + Unpin,
+    image: &str,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<Built, EngineError> {
+    let mut progress = Progress::default();
+    let mut pushed = None;
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(SolveEvent::Status(status)) => {
+                for line in progress.update(&status) {
+                    on_line(&without_upload_sessions(&line));
+                }
+            }
+            Ok(SolveEvent::Solved(response)) => pushed = response.get(PUSHED_DIGEST).cloned(),
+            Err(BuildKitError::Build { message }) => {
+                let failed = progress.failed();
+                return Err(EngineError::BuildFailed {
+                    image: image.to_owned(),
+                    step: failed.map(|f| f.name.clone()),
+                    message: without_upload_sessions(&message).into_owned(),
+                    tail: failed.map(|f| f.tail.join("\n")).unwrap_or_default(),
+                });
+            }
+            Err(other) => return Err(EngineError::BuildKit(other)),
+        }
+    }
+    let (cached, executed) = progress.counts();
+    Ok(Built {
+        cached,
+        executed,
+        pushed,
+        ..Built::default()
+    })
 }
 
 /// Reads a BuildKit build: progress as grouped step lines, the steps
@@ -233,6 +375,17 @@ pub fn refused_session(error: &EngineError) -> bool {
     )
 }
 
+/// Whether a solve failed because the engine offers no control API to
+/// solve through (`/grpc` refused, an engine that can't hold a session):
+/// nothing was built, and `/build` may still serve.
+pub fn no_control_api(error: &EngineError) -> bool {
+    refused_session(error)
+        || matches!(
+            error,
+            EngineError::BuildKit(BuildKitError::ControlRefused { .. })
+        )
+}
+
 fn api_error(image: &str, source: bollard::errors::Error) -> EngineError {
     EngineError::Api {
         action: "build",
@@ -244,6 +397,73 @@ fn api_error(image: &str, source: bollard::errors::Error) -> EngineError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_solve_asks_what_build_asks_in_the_frontends_words() {
+        let spec = BuildSpec {
+            context: Path::new("/ctx"),
+            dockerfile: Path::new("/ctx/Dockerfile"),
+            tag: "local",
+            build_args: HashMap::from([("V".into(), "1".into())]),
+            labels: HashMap::from([("org.opencontainers.image.revision".into(), "abc".into())]),
+            target: Some("runtime".into()),
+            platform: Some("linux/amd64,linux/arm64".into()),
+            network: Some("host".into()),
+            credentials: HashMap::new(),
+            builder: Builder::BuildKit,
+            secrets: BuildSecrets::default(),
+            cache_from: vec!["r/app:latest".into()],
+            inline_cache: true,
+            push_to: Some("r/app".into()),
+            registry_cache: Some("127.0.0.1:5000/r/app:buildcache".into()),
+        };
+        let solve = solve_of(
+            &spec,
+            "127.0.0.1:5000/r/app",
+            (LocalDirs::default(), "k".into()),
+        );
+        let attrs = &solve.frontend_attrs;
+        for (key, value) in [
+            ("filename", DOCKERFILE_NAME),
+            ("target", "runtime"),
+            ("platform", "linux/amd64,linux/arm64"),
+            ("build-arg:V", "1"),
+            ("build-arg:BUILDKIT_INLINE_CACHE", "1"),
+            ("label:org.opencontainers.image.revision", "abc"),
+            ("force-network-mode", "host"),
+            ("image-resolve-mode", "local"),
+        ] {
+            assert_eq!(attrs.get(key).map(String::as_str), Some(value), "{key}");
+        }
+        assert_eq!(solve.entitlements, ["network.host"]);
+        let exports: Vec<&str> = solve
+            .cache_exports
+            .iter()
+            .map(|(t, _)| t.as_str())
+            .collect();
+        assert_eq!(exports, ["inline", "registry"]);
+        let registry = &solve.cache_exports[1].1;
+        assert_eq!(
+            (registry["ref"].as_str(), registry["mode"].as_str()),
+            ("127.0.0.1:5000/r/app:buildcache", "max")
+        );
+        let imports: Vec<&str> = solve
+            .cache_imports
+            .iter()
+            .map(|(_, a)| a["ref"].as_str())
+            .collect();
+        assert_eq!(imports, ["r/app:latest", "127.0.0.1:5000/r/app:buildcache"]);
+        let (kind, image) = &solve.exporters[0];
+        assert_eq!(kind, "image");
+        assert_eq!(
+            (
+                image["name"].as_str(),
+                image["push-by-digest"].as_str(),
+                image["store"].as_str()
+            ),
+            ("127.0.0.1:5000/r/app", "true", "false")
+        );
+    }
 
     #[test]
     fn upload_sessions_are_cut_from_buildkit_lines() {

@@ -12,13 +12,18 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 use crate::engine::bridge::{BodyWriter, CHUNK, written_body};
 use crate::engine::build::{
     BuildSpec, Builder, Built, buildkit_log, buildkit_options, legacy_log, legacy_options,
+    solve_log, solve_of,
 };
-use crate::engine::buildkit::{BuildKitEngine, BuildRequest, ContextBody, EngineAddress};
+use crate::engine::buildkit::{
+    BuildKitEngine, BuildKitError, BuildRequest, ContextBody, EngineAddress,
+};
 use crate::engine::client::{EngineError, connect};
 use crate::engine::context::{ContextPlan, Stats};
+use crate::engine::local::local_dirs;
 use crate::engine::own::{OwnImage, own_image};
 use crate::engine::run::Runner;
 use crate::engine::store::Capabilities;
+use crate::registry::sha256_digest;
 
 pub struct Engine {
     docker: Docker,
@@ -122,6 +127,47 @@ impl Engine {
             (Ok(_), Ok(Err(unsent))) => Err(EngineError::Context(unsent)),
             (Ok(_), Err(panicked)) => Err(EngineError::Context(anyhow::anyhow!(panicked))),
         }
+    }
+
+    /// Builds `spec` in one solve of BuildKit's control API, every
+    /// platform of `spec.platform` (comma-separated) at once, and lets
+    /// BuildKit push the result to `spec.push_to` by digest. The context
+    /// goes over the session's file sync, each file at most once, while
+    /// its identity is taken beside. `no_control_api` tells an engine
+    /// without that API, where nothing ran.
+    pub async fn solve(
+        &self,
+        spec: BuildSpec<'_>,
+        on_line: &mut dyn FnMut(&str),
+    ) -> Result<Built, EngineError> {
+        let Some(repository) = spec.push_to.clone() else {
+            return Err(EngineError::BuildKit(BuildKitError::InvalidRequest(
+                "a solve through the control API pushes; name the repository".into(),
+            )));
+        };
+        let context_dir = spec.context.to_owned();
+        let dockerfile = spec.dockerfile.to_owned();
+        let plan =
+            Arc::new(blocking(move || ContextPlan::new(&context_dir, Some(&dockerfile))).await?);
+        let listed = plan.clone();
+        let dirs = blocking(move || local_dirs(&listed)).await?;
+        let hashed = plan.clone();
+        let identity = tokio::task::spawn_blocking(move || hashed.identity());
+        let address = EngineAddress::from_env().map_err(EngineError::BuildKit)?;
+        let engine = BuildKitEngine::new(address, self.docker.client_version().to_string());
+        // The directories by their paths (hashed: the engine's logs show
+        // the key), the Dockerfile's too: its directory is ours, one file.
+        let mut paths = plan.root().as_os_str().as_encoded_bytes().to_vec();
+        paths.push(0);
+        paths.extend(plan.dockerfile_source().as_os_str().as_encoded_bytes());
+        let shared_key = sha256_digest(&paths);
+        let solve = solve_of(&spec, &repository, (dirs, shared_key));
+        let built = solve_log(Box::pin(engine.solve(solve)), spec.tag, on_line).await;
+        let context = identity
+            .await
+            .map_err(|e| EngineError::Context(anyhow::anyhow!(e)))?
+            .map_err(EngineError::Context)?;
+        Ok(Built { context, ..built? })
     }
 
     /// The image's layers as diff IDs (`sha256:` of each uncompressed

@@ -74,6 +74,33 @@ impl DockerIgnore {
         Ok(DockerIgnore { rules })
     }
 
+    /// Patterns as a list, the way BuildKit's file sync receives them
+    /// (`include-patterns`, `exclude-patterns`): no comments, each one
+    /// cleaned as a `.dockerignore` line is.
+    pub fn from_patterns(patterns: &[String]) -> Result<DockerIgnore, PatternError> {
+        let rules = patterns
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| !p.trim().is_empty())
+            .map(|(index, raw)| {
+                let pattern = normalise(raw.trim());
+                Rule::compile(&pattern).map_err(|reason| PatternError {
+                    line: index + 1,
+                    pattern,
+                    reason,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(DockerIgnore { rules })
+    }
+
+    /// Whether these rules, read as include patterns, select `path`: the
+    /// same test as an exclusion (the last rule matching it or an ancestor
+    /// is not an exception), named for what it means there.
+    pub fn selects(&self, path: &str) -> bool {
+        self.is_excluded(path)
+    }
+
     /// Appends an exception for one exact path, the way the Docker CLI
     /// re-includes the Dockerfile and `.dockerignore` whatever the rules say.
     pub fn keep(&mut self, path: &str) {

@@ -17,12 +17,13 @@ mod dockerignore;
 mod export;
 mod gzip;
 mod hashing;
+mod local;
 mod own;
 mod progress;
 mod run;
 mod store;
 
-pub use build::{BUILDKIT_NETWORKS, BuildSpec, Builder, Built, refused_session};
+pub use build::{BUILDKIT_NETWORKS, BuildSpec, Builder, Built, no_control_api, refused_session};
 pub use buildkit::{BuildKitEngine, BuildKitError, BuildRequest, BuildSecrets, EngineAddress};
 pub use client::EngineError;
 pub use context::ContextPlan;

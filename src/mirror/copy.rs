@@ -241,20 +241,27 @@ fn lists_only(planned: &Planned, indexed: &HashSet<String>) -> bool {
             .all(|m| indexed.contains(m.digest.as_str()))
 }
 
-/// What the source's referrers API lists for each digest the tags name
-/// (signatures and attestation tags aside); nothing where it has no API,
+/// What the source's referrers API lists for each digest the tags name,
+/// their indexes' children included (signatures and attestation tags
+/// aside); nothing where it has no API,
 /// which the first digest's answer tells: the others aren't asked then.
 async fn listings(
     source: &Store<'_>,
     planned: &[Planned],
     width: usize,
 ) -> Result<Vec<Listing>, MirrorError> {
-    let subjects: std::collections::BTreeSet<&str> = planned
+    // An index's own manifests, and below them what `plan` read (nothing
+    // of a tag the target has already).
+    let subjects: std::collections::BTreeSet<String> = planned
         .iter()
         .filter(|p| attached_to(&p.tag).is_none())
-        .map(|p| p.top.digest.as_str())
+        .flat_map(|p| {
+            referrers::subjects(&p.top)
+                .into_iter()
+                .chain(p.children.iter().map(|c| c.digest.clone()))
+        })
         .collect();
-    let mut subjects = subjects.into_iter();
+    let mut subjects = subjects.iter().map(String::as_str);
     let Some(first) = subjects.next() else {
         return Ok(Vec::new());
     };

@@ -77,7 +77,7 @@ impl MirrorError {
 /// against its tag list), or every tag it has when `wanted` is empty; and
 /// with them the cosign signatures and attestations (`sha256-<hex>.sig`,
 /// `.att`, and the `sha256-<hex>` index of bundle referrers) of the
-/// digests they name, so a signed image stays verifiable
+/// digests they name and of their platform images, so a signed image stays verifiable
 /// where it is copied to, whatever `tags` selects.
 pub async fn tags_to_copy(
     source: &Store<'_>,
@@ -91,8 +91,9 @@ pub async fn tags_to_copy(
 }
 
 /// The `.sig`/`.att` tags and referrers fallback indexes (`sha256-<hex>`,
-/// cosign 3's bundles) in `available` about the digests `chosen` names
-/// that `chosen` doesn't hold yet.
+/// cosign 3's bundles) in `available` about the digests `chosen` names,
+/// and the platform images of those that are indexes, that `chosen`
+/// doesn't hold yet.
 async fn attachments(
     source: &Store<'_>,
     chosen: &[String],
@@ -108,15 +109,17 @@ async fn attachments(
         return Ok(extra);
     }
     for tag in chosen.iter().filter(|t| attached_to(t).is_none()) {
-        let Some(digest) = source.manifest_digest(tag).await? else {
+        let Some(top) = source.manifest(tag).await? else {
             continue;
         };
-        let names = ["sig", "att"]
-            .map(|suffix| crate::supply::cosign::tag(&digest, suffix))
-            .into_iter()
-            .chain(std::iter::once(crate::supply::bundle::fallback_tag(
-                &digest,
-            )));
+        let names = referrers::subjects(&top).into_iter().flat_map(|digest| {
+            ["sig", "att"]
+                .map(|suffix| crate::supply::cosign::tag(&digest, suffix))
+                .into_iter()
+                .chain(std::iter::once(crate::supply::bundle::fallback_tag(
+                    &digest,
+                )))
+        });
         for name in names {
             if attached.contains(name.as_str()) && !chosen.contains(&name) && !extra.contains(&name)
             {

@@ -44,6 +44,16 @@ pub fn listing(subject: &str, answer: &[u8]) -> Result<Listing, String> {
     })
 }
 
+/// The digests a tag's manifest may have referrers about: its own and,
+/// for an index, each manifest it lists (`publish` signs and attests each
+/// platform's image too, and a verifier may be given a platform's digest).
+pub fn subjects(top: &Manifest) -> Vec<String> {
+    let listed = crate::oci::children(&top.bytes).unwrap_or_default();
+    std::iter::once(top.digest.clone())
+        .chain(listed.into_iter().map(|d| d.digest.as_str().to_owned()))
+        .collect()
+}
+
 /// The `subject` a manifest names, if any.
 pub fn subject_of(manifest: &[u8]) -> Option<String> {
     #[derive(Deserialize)]
@@ -179,6 +189,24 @@ mod tests {
             .collect();
         assert_eq!(digests, [signature.digest, attestation.digest]);
         assert!(fallback_index(Some(b"{}"), &[]).is_err());
+    }
+
+    #[test]
+    fn an_index_and_each_manifest_it_lists_are_subjects() {
+        let image = manifest("signature-manifest.json");
+        assert_eq!(subjects(&image), std::slice::from_ref(&image.digest));
+        let bytes = fixture("fallback-index.json");
+        let index = Manifest {
+            digest: Digest::of(&bytes).as_str().to_owned(),
+            bytes,
+            media_type: INDEX_MEDIA_TYPE.to_owned(),
+        };
+        let listed = crate::oci::children(&index.bytes).unwrap();
+        assert_eq!(listed.len(), 2);
+        let expected: Vec<String> = std::iter::once(index.digest.clone())
+            .chain(listed.iter().map(|d| d.digest.as_str().to_owned()))
+            .collect();
+        assert_eq!(subjects(&index), expected);
     }
 
     #[test]

@@ -456,6 +456,247 @@ async fn a_fresh_runner_reuses_the_inline_cache_of_latest() {
     );
 }
 
+/// `cache-to: registry`: on the containerd store BuildKit pushes its whole
+/// cache (every stage, `mode=max`) to the repository's `buildcache` tag,
+/// and a fresh engine (an empty data root) building a changed directory
+/// takes the builder stage's unchanged `RUN` from it: a step whose layer
+/// the next steps build on, which the inline cache (the final image's
+/// layers only) can't give. On the classic store the summary says why
+/// not, and the image is published.
+#[tokio::test]
+async fn a_registry_cache_brings_every_stage_to_a_fresh_runner() {
+    let s = services();
+    let repo = Repo::new();
+    let nonce = nonce();
+    let run = |script: &str| format!("RUN [\"/bin/busybox\", \"sh\", \"-c\", \"{script}\"]\n");
+    repo.write(
+        "ops/docker/app/Dockerfile",
+        &[
+            "FROM scratch AS build\nCOPY busybox /bin/busybox\n",
+            &run(&format!("echo built {nonce} > /built")),
+            "COPY conf /conf\n",
+            &run("cat /built /conf > /out"),
+            "FROM scratch\nCOPY --from=build /out /out\n",
+        ]
+        .concat(),
+    )
+    .write("ops/docker/app/conf", "x=1\n");
+    add_busybox(&repo, "ops/docker/app/busybox");
+    let first = repo.commit("app");
+    let ran = publish(&repo, "t-bk-regcache", "refs/heads/main", &first)
+        .input("network", "none")
+        .input("cache-to", "registry")
+        .run_async()
+        .await;
+    ran.assert_ok();
+    let tags = crate::publish::tags(&s.registry_open, "t-bk-regcache/app", None).await;
+    if !s.engine.containerd_store() {
+        assert!(
+            ran.summary.contains(
+                "registry cache (`cache-to: registry`) not used: the engine keeps images in the classic store"
+            ),
+            "{}",
+            ran.summary
+        );
+        assert!(!tags.contains("buildcache"), "{tags:?}");
+        return;
+    }
+    assert!(tags.contains("buildcache"), "{tags:?}");
+    assert!(
+        ran.summary
+            .contains("BuildKit's whole cache (`mode=max`, every stage) exported to"),
+        "{}",
+        ran.summary
+    );
+
+    repo.write("ops/docker/app/conf", "x=2\n");
+    let second = repo.commit("conf");
+    let fresh = FreshEngine::start();
+    let ran = publish(&repo, "t-bk-regcache", "refs/heads/main", &second)
+        .env("DOCKER_HOST", &fresh.docker_host)
+        .input("network", "none")
+        .input("cache-to", "registry")
+        .run_async()
+        .await;
+    ran.assert_ok();
+    let step = |script: &str| {
+        let line = ran
+            .stdout
+            .lines()
+            .find(|l| l.contains("] RUN ") && l.contains(script))
+            .unwrap_or_else(|| panic!("no step running {script}:\n{}", ran.stdout));
+        line.split(' ').next().unwrap().to_owned()
+    };
+    let unchanged = step("echo built");
+    assert!(
+        ran.stdout.contains(&format!("{unchanged} CACHED")),
+        "the builder stage's unchanged RUN ran again on the fresh engine\n{}",
+        ran.stdout
+    );
+    let changed = step("cat /built");
+    assert!(
+        !ran.stdout.contains(&format!("{changed} CACHED")),
+        "the RUN after the changed file must run\n{}",
+        ran.stdout
+    );
+    let files = image_files("t-bk-regcache/app", &second).await;
+    assert_eq!(text(&files, "out"), format!("built {nonce}\nx=2\n"));
+}
+
+/// The context the build sees is the same on every path (the containerd
+/// store's file sync, the tar the others get): `.dockerignore` applied
+/// with its exceptions below an excluded directory, the Dockerfile and
+/// `.dockerignore` there whatever it says, a symlink a link (its target
+/// outside the context never read).
+#[tokio::test]
+async fn the_context_is_what_dockerignore_leaves_with_links_as_links() {
+    let repo = Repo::new();
+    repo.write("ops/docker/app/Dockerfile", "FROM scratch\nCOPY . /ctx/\n")
+        .write(
+            "ops/docker/app/.dockerignore",
+            "vendor\n!vendor/keep\nsecret.txt\nDockerfile\n",
+        )
+        .write("ops/docker/app/vendor/keep/k", "kept\n")
+        .write("ops/docker/app/vendor/drop", "dropped\n")
+        .write("ops/docker/app/secret.txt", "s3cr3t\n")
+        .write("ops/docker/app/src/main.txt", "main\n");
+    std::os::unix::fs::symlink("../../../../outside", repo.join("ops/docker/app/src/out")).unwrap();
+    let sha = repo.commit("app");
+    publish(&repo, "t-bk-ignore", "refs/heads/main", &sha)
+        .run_async()
+        .await
+        .assert_ok();
+    let mut entries = BTreeMap::new();
+    for digest in layer_digests(&manifest_of("t-bk-ignore/app", &sha).await) {
+        let layer = gunzip(&blob_of("t-bk-ignore/app", &digest).await).unwrap();
+        let mut archive = tar::Archive::new(&layer[..]);
+        for entry in archive.entries().unwrap() {
+            let entry = entry.unwrap();
+            let path = entry.path().unwrap().display().to_string();
+            let link = entry.link_name().unwrap().map(|l| l.display().to_string());
+            entries.insert(path.trim_end_matches('/').to_owned(), link);
+        }
+    }
+    let files: Vec<&str> = entries
+        .keys()
+        .map(String::as_str)
+        .filter(|p| p.starts_with("ctx/") && !entries.contains_key(&format!("{p}/x")))
+        .collect();
+    for kept in [
+        "ctx/.dockerignore",
+        "ctx/Dockerfile",
+        "ctx/src/main.txt",
+        "ctx/src/out",
+        "ctx/vendor/keep/k",
+    ] {
+        assert!(files.contains(&kept), "{kept} missing: {files:?}");
+    }
+    for dropped in ["ctx/vendor/drop", "ctx/secret.txt"] {
+        assert!(!files.contains(&dropped), "{dropped} sent: {files:?}");
+    }
+    assert_eq!(
+        entries["ctx/src/out"].as_deref(),
+        Some("../../../../outside"),
+        "the link as a link"
+    );
+}
+
+/// On the containerd store the context goes by file sync under a key
+/// naming its directory: the next build of that directory sends only the
+/// file that changed, where `/build` (the other stores) sends the whole
+/// tar again.
+#[tokio::test]
+async fn a_second_build_of_a_directory_sends_only_what_changed() {
+    let s = services();
+    let repo = Repo::new();
+    let big: Vec<u8> = (0..2u32 << 20)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::create_dir_all(repo.join("ops/docker/app")).unwrap();
+    std::fs::write(repo.join("ops/docker/app/big.bin"), &big).unwrap();
+    repo.write(
+        "ops/docker/app/Dockerfile",
+        &format!(
+            "FROM scratch\nCOPY big.bin /big.bin\nCOPY conf /conf\n# {}\n",
+            nonce()
+        ),
+    )
+    .write("ops/docker/app/conf", "x=1\n");
+    let first = repo.commit("app");
+    let engine = EngineProxy::start(&s.docker_socket);
+    let counted = |sha: &str| {
+        publish(&repo, "t-bk-resync", "refs/heads/main", sha)
+            .env("DOCKER_HOST", &engine.docker_host())
+            .input("network", "none")
+    };
+    counted(&first).run_async().await.assert_ok();
+    let wait_for = |what: &str, above: u64| {
+        for _ in 0..50 {
+            if engine.bytes_sent_on(what) > above {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        engine.bytes_sent_on(what)
+    };
+    let (how, big_len) = if s.engine.containerd_store() {
+        ("POST /session", big.len() as u64)
+    } else {
+        ("POST /build", big.len() as u64)
+    };
+    let before = wait_for(how, 0);
+    assert!(before >= big_len, "{before} bytes on {how} the first time");
+
+    repo.write("ops/docker/app/conf", "x=2\n");
+    let second = repo.commit("conf");
+    counted(&second).run_async().await.assert_ok();
+    let again = wait_for(how, before) - before;
+    let files = image_files("t-bk-resync/app", &second).await;
+    assert_eq!(text(&files, "conf"), "x=2\n");
+    assert_eq!(files["big.bin"].1, big);
+    if s.engine.containerd_store() {
+        assert!(
+            again < big_len / 4,
+            "{again} bytes over the session for a one-line change"
+        );
+    } else {
+        assert!(again >= big_len, "{again} bytes of tar the second time");
+    }
+}
+
+/// Two images whose directories hold a file of the same name, size and
+/// mtime but other bytes: each image gets its own. (BuildKit re-asks a
+/// synced file only when its size or mtime changed, so one directory's
+/// sync must never stand in for another's.)
+#[tokio::test]
+async fn two_directories_never_share_a_synced_file() {
+    let repo = Repo::new();
+    let when = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+    for (image, content) in [("one", "AAAA\n"), ("two", "BBBB\n")] {
+        repo.write(
+            &format!("ops/docker/{image}/Dockerfile"),
+            &format!("FROM scratch\nCOPY f /f\n# {}\n", nonce()),
+        )
+        .write(&format!("ops/docker/{image}/f"), content);
+        std::fs::File::options()
+            .write(true)
+            .open(repo.join(&format!("ops/docker/{image}/f")))
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+    }
+    let sha = repo.commit("two images");
+    for (image, content) in [("one", "AAAA\n"), ("two", "BBBB\n")] {
+        publish(&repo, "t-bk-twodirs", "refs/heads/main", &sha)
+            .input("path", &format!("ops/docker/{image}"))
+            .run_async()
+            .await
+            .assert_ok();
+        let files = image_files(&format!("t-bk-twodirs/{image}"), &sha).await;
+        assert_eq!(text(&files, "f"), content, "{image}");
+    }
+}
+
 #[tokio::test]
 async fn an_image_built_from_a_sibling_mounts_the_siblings_layers() {
     let s = services();

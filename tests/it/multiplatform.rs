@@ -157,6 +157,124 @@ async fn two_platforms_make_one_index_whose_children_are_each_their_own_architec
     assert!(ran.summary.contains(&digest), "{}", ran.summary);
 }
 
+/// On the containerd store, all platforms are one solve of BuildKit's
+/// control API (`POST /grpc`): the context goes over our session's file
+/// sync, each byte of it at most once, and no `/build` (with its context
+/// tar per platform) is sent. The other stores build each platform
+/// through `/build`, the whole context tarred each time.
+#[tokio::test]
+async fn two_platforms_are_one_solve_that_sends_the_context_once() {
+    let s = services();
+    let repo = Repo::new();
+    busyboxes(&repo, "ops/docker/app");
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    // 4 MiB no step reads, as a context's bulk often is.
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let payload: Vec<u8> = (0..4 << 20)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            (state >> 56) as u8
+        })
+        .collect();
+    std::fs::write(repo.join("ops/docker/app/payload.bin"), &payload).unwrap();
+    repo.write("ops/docker/app/Dockerfile", &uname_dockerfile(&nonce))
+        .write("ops/docker/app/shared.txt", "same on every platform\n");
+    let sha = repo.commit("app");
+    let context: u64 = std::fs::read_dir(repo.join("ops/docker/app"))
+        .unwrap()
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .sum();
+    let engine = EngineProxy::start(&s.docker_socket);
+    let ran = publish(&repo, "t-solve", "refs/heads/main", &sha)
+        .input("platforms", "linux/arm64,linux/amd64")
+        .input("network", "none")
+        .env("DOCKER_HOST", &engine.docker_host())
+        .run_async()
+        .await;
+    ran.assert_ok();
+    let (_, _, index) = manifest("t-solve/app", &sha).await;
+    let platforms: Vec<String> = children(&index).into_iter().map(|(p, _)| p).collect();
+    assert_eq!(platforms, ["linux/arm64", "linux/amd64"]);
+
+    let requests = engine.requests();
+    let count = |wanted: &str| requests.iter().filter(|r| *r == wanted).count();
+    // Connections are counted as they close, just after the run.
+    let session = "POST /session";
+    for _ in 0..50 {
+        if engine.bytes_sent_on(session) > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (grpc, build) = (count("POST /grpc"), count("POST /build"));
+    if s.engine.containerd_store() {
+        assert_eq!((grpc, build, count(session)), (1, 0, 1), "{requests:?}");
+        let synced = engine.bytes_sent_on(session);
+        let busyboxes: u64 = ["amd64", "arm64"]
+            .iter()
+            .map(|arch| {
+                let path = repo.join(&format!("ops/docker/app/busybox-{arch}"));
+                std::fs::metadata(path).unwrap().len()
+            })
+            .sum();
+        // Each copied file once for both platforms, and the file no step
+        // reads not at all: BuildKit asks only for what COPY names.
+        assert!(
+            synced >= busyboxes && synced < busyboxes + payload.len() as u64 / 4,
+            "{synced} bytes over the session for a context of {context} whose copied files are {busyboxes}"
+        );
+        assert!(
+            ran.summary
+                .contains("BuildKit (linux/arm64, linux/amd64): "),
+            "{}",
+            ran.summary
+        );
+    } else {
+        assert_eq!((grpc, build), (0, 2), "{requests:?}");
+        assert!(engine.bytes_sent_on("POST /build") >= 2 * context);
+    }
+}
+
+/// An engine whose control API can't be reached (a proxy refusing
+/// `POST /grpc`) still publishes both platforms: each through `/build`,
+/// as before there was a solve. Only the containerd store asks for it.
+#[tokio::test]
+async fn without_the_control_api_each_platform_goes_through_build() {
+    let s = services();
+    let repo = Repo::new();
+    busyboxes(&repo, "ops/docker/app");
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
+    repo.write("ops/docker/app/Dockerfile", &uname_dockerfile(&nonce))
+        .write("ops/docker/app/shared.txt", "same on every platform\n");
+    let sha = repo.commit("app");
+    let engine = EngineProxy::refusing_control_api(&s.docker_socket);
+    let ran = publish(&repo, "t-nogrpc", "refs/heads/main", &sha)
+        .input("platforms", "linux/arm64,linux/amd64")
+        .input("network", "none")
+        .env("DOCKER_HOST", &engine.docker_host())
+        .run_async()
+        .await;
+    ran.assert_ok();
+    let (_, _, index) = manifest("t-nogrpc/app", &sha).await;
+    let children = children(&index);
+    let platforms: Vec<&str> = children.iter().map(|(p, _)| p.as_str()).collect();
+    assert_eq!(platforms, ["linux/arm64", "linux/amd64"]);
+    for ((_, child), uname) in children.iter().zip(["aarch64", "x86_64"]) {
+        let files = image_files("t-nogrpc/app", child).await;
+        assert_eq!(text(&files, "arch"), format!("{uname}\n"));
+    }
+    let requests = engine.requests();
+    let count = |wanted: &str| requests.iter().filter(|r| *r == wanted).count();
+    let asked_grpc = usize::from(s.engine.containerd_store());
+    assert_eq!(
+        (count("POST /grpc"), count("POST /build")),
+        (asked_grpc, 2),
+        "{requests:?}"
+    );
+}
+
 #[tokio::test]
 async fn several_platforms_refuse_the_legacy_builder_and_a_bad_platform_before_building() {
     let repo = Repo::new();

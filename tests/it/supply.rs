@@ -789,7 +789,8 @@ async fn an_openssl_sec1_key_signs_and_attests_what_cosign_verifies() {
             publish(&repo, ns, "refs/heads/main", &repo.head())
                 .input("scanner", "trivy")
                 .input("sbom", "cyclonedx")
-                .input("sign-key", &key),
+                .input("sign-key", &key)
+                .input("signature-format", "both"),
         ),
     );
     let ran = ran.run_async().await;
@@ -799,12 +800,74 @@ async fn an_openssl_sec1_key_signs_and_attests_what_cosign_verifies() {
     cosign
         .verify_attestation(&public, "cyclonedx", &image)
         .unwrap();
+    bundles_verify_with_cosign3(&cosign, &public, &image);
     let pem = std::fs::read_to_string(&public).unwrap();
     verify(&repo, target, &image, &pem, Some("cyclonedx")).assert_ok();
     let all = unmasked(&format!("{ran}"));
     for secret in secret_lines(&key) {
         assert_absent(&all, &secret, "the run");
     }
+}
+
+#[tokio::test]
+async fn a_pkcs8_key_signs_bundles_that_cosign_3_and_verify_accept() {
+    let target = open();
+    let ns = "sc-pkcs8-bundle";
+    let repo = image_repo();
+    let cosign = target.cosign();
+    let (_, private, public) = plain_key(11);
+    let ran = target
+        .with_login(publish(&repo, ns, "refs/heads/main", &repo.head()))
+        .input("sign-key", &private)
+        .input("signature-format", "bundle")
+        .run_async()
+        .await;
+    ran.assert_ok();
+    let image = target.image(ns, &ran.outputs["digest"]);
+    let pub_file = cosign.path("pkcs8.pub");
+    std::fs::write(&pub_file, &public).unwrap();
+    cosign
+        .verify3_with(&pub_file, "verify", &[&image])
+        .unwrap_or_else(|e| panic!("cosign 3 on {image}: {e}"));
+    cosign
+        .verify3_with(
+            &pub_file,
+            "verify-attestation",
+            &["--type", "slsaprovenance1", &image],
+        )
+        .unwrap_or_else(|e| panic!("cosign 3 on {image}: {e}"));
+    let ours = verify(&repo, target, &image, &public, None);
+    ours.assert_ok();
+    assert_row(
+        &ours.summary,
+        "| signature | Sigstore bundle v0.3 |",
+        "✅ verified with the key |",
+    );
+    assert_row(
+        &ours.summary,
+        "| attestation | Sigstore bundle v0.3 |",
+        "| `https://slsa.dev/provenance/v1` | ✅ verified with the key |",
+    );
+    let all = unmasked(&format!("{ran}"));
+    for secret in secret_lines(&private) {
+        assert_absent(&all, &secret, "the run");
+    }
+}
+
+/// cosign 3.1 verifies the signature and the CycloneDX attestation of
+/// `image` with the public key `public` (both in bundles, where `publish`
+/// wrote `signature-format: both`).
+fn bundles_verify_with_cosign3(cosign: &Cosign, public: &std::path::Path, image: &str) {
+    cosign
+        .verify3_with(public, "verify", &[image])
+        .unwrap_or_else(|e| panic!("cosign 3 on {image}: {e}"));
+    cosign
+        .verify3_with(
+            public,
+            "verify-attestation",
+            &["--type", "cyclonedx", image],
+        )
+        .unwrap_or_else(|e| panic!("cosign 3 on {image}: {e}"));
 }
 
 /// Vault Transit's answers, made by a real P-256 key: `GET keys/<key>` and
@@ -898,6 +961,7 @@ async fn vault_transit_signs_what_cosign_verifies() {
         "hashivault://cosign-webgrip",
         "cyclonedx",
     )
+    .input("signature-format", "both")
     .env("VAULT_ADDR", &server.uri())
     .env("VAULT_TOKEN", transit::TOKEN)
     .run_async()
@@ -909,6 +973,7 @@ async fn vault_transit_signs_what_cosign_verifies() {
     cosign
         .verify_attestation(&pub_file, "cyclonedx", &image)
         .unwrap();
+    bundles_verify_with_cosign3(&cosign, &pub_file, &image);
     verify(&repo, target, &image, &public, Some("cyclonedx")).assert_ok();
     ran.assert_secret_masked_only(transit::TOKEN);
 
@@ -1021,6 +1086,11 @@ async fn signatures_travel_with_mirror_backup_and_restore_and_go_with_cleanup() 
         (&counted["sha-tags"], &counted["signatures"]),
         (&Value::from(2), &Value::from(4)),
         "{usage}"
+    );
+    assert_eq!(
+        counted["tags"],
+        Value::from(3),
+        "two SHA tags and `latest`, signatures apart: {usage}"
     );
 
     let (namespace, _) = scoped(&format!("{ns}/app"))

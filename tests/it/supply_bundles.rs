@@ -471,3 +471,133 @@ async fn an_orphans_signatures_are_reported_then_deleted_with_orphans_delete() {
         );
     }
 }
+
+/// Every manifest and blob reachable from `tag` in `repository`: each
+/// manifest an index lists, each config and layer, and each referrer's
+/// subject are there.
+async fn assert_whole(client: &registry_action::registry::Registry, repository: &str, tag: &str) {
+    use registry_action::registry::contents::Contents;
+    let mut queue = std::collections::VecDeque::from([tag.to_owned()]);
+    let mut seen = 0;
+    while let Some(reference) = queue.pop_front() {
+        seen += 1;
+        assert!(
+            seen < 64,
+            "`{tag}` nests more manifests than publish writes"
+        );
+        let manifest = client
+            .manifest(repository, &reference)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("`{tag}` names {reference}, which is gone"));
+        if let Some(subject) = manifest.subject() {
+            let there = client.manifest(repository, &subject).await.unwrap();
+            assert!(
+                there.is_some(),
+                "`{tag}`: {reference} is about {subject}, which is gone"
+            );
+        }
+        match manifest.contents().unwrap() {
+            Contents::Image { config, layers } => {
+                for blob in std::iter::once(config).chain(layers) {
+                    let digest = blob.digest.as_str();
+                    assert!(
+                        client.has_blob(repository, digest).await.unwrap(),
+                        "`{tag}`: {reference} lists blob {digest}, which is gone"
+                    );
+                }
+            }
+            Contents::Index { manifests, .. } => {
+                queue.extend(manifests.iter().map(|m| m.digest.as_str().to_owned()));
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn cleanup_of_platform_images_signed_both_ways_leaves_no_orphan_and_nothing_broken() {
+    let ns = "sc3-clean-both";
+    let target = open();
+    let cosign = target.cosign();
+    let repo = crate::support::git::Repo::new();
+    let mut indexes = Vec::new();
+    for content in ["one", "two"] {
+        repo.write("ops/docker/app/Dockerfile", "FROM scratch\nCOPY a /a\n");
+        repo.write("ops/docker/app/a", content);
+        let sha = repo.commit(content);
+        let ran = target
+            .with_login(publish(&repo, ns, "refs/heads/main", &sha))
+            .input("platforms", "linux/amd64,linux/arm64")
+            .input("sign-key", &cosign.private_pem())
+            .input("sign-key-password", crate::supply::PASSWORD)
+            .input("signature-format", "both")
+            .run_async()
+            .await;
+        ran.assert_ok();
+        indexes.push(ran.outputs["digest"].clone());
+    }
+    let repository = crate::publish::scoped(&format!("{ns}/app"));
+    let client = target.client();
+    let platform_images = |index: registry_action::registry::Manifest| -> Vec<String> {
+        registry_action::oci::children(&index.bytes)
+            .unwrap()
+            .into_iter()
+            .map(|c| c.digest.as_str().to_owned())
+            .collect()
+    };
+    let mut images = Vec::new();
+    for index in &indexes {
+        let manifest = client.manifest(&repository, index).await.unwrap().unwrap();
+        images.push(platform_images(manifest));
+    }
+    // cosign 3.1's own bundle beside ours on an old platform image.
+    cosign
+        .sign3("sign", &[&target.image(ns, &images[0][0])])
+        .unwrap();
+    let tags = client.tags(&repository).await.unwrap();
+    let fallback = |d: &str| d.replacen(':', "-", 1);
+    for image in &images[0] {
+        for tag in [fallback(image), format!("{}.att", fallback(image))] {
+            assert!(tags.contains(&tag), "{tag} in {tags:?}");
+        }
+    }
+
+    let (namespace, _) = repository.split_once('/').unwrap();
+    let cleaned = crate::support::run::Action::github(repo.path())
+        .input("command", "cleanup")
+        .input("registry", target.address)
+        .input("namespace", namespace)
+        .input("images", "app")
+        // The newer index is kept by `latest`, whatever the push times.
+        .input("keep", "0")
+        .run_async()
+        .await;
+    cleaned.assert_ok();
+
+    let left = client.tags(&repository).await.unwrap();
+    for tag in &left {
+        if let Some(subject) = registry_action::supply::cosign::attached_to(tag) {
+            let there = client.manifest(&repository, &subject).await.unwrap();
+            assert!(there.is_some(), "`{tag}` is an orphan: {left:?}\n{cleaned}");
+        }
+        assert_whole(&client, &repository, tag).await;
+    }
+    for gone in std::iter::once(&indexes[0]).chain(&images[0]) {
+        let hex = &gone["sha256:".len()..];
+        assert!(
+            !left.iter().any(|t| t.contains(hex)),
+            "nothing of {gone} is left: {left:?}\n{cleaned}"
+        );
+        let there = client.manifest(&repository, gone).await.unwrap();
+        assert!(there.is_none(), "{gone} is deleted\n{cleaned}");
+    }
+    for kept in std::iter::once(&indexes[1]).chain(&images[1]) {
+        let image = target.image(ns, kept);
+        cosign
+            .verify(&cosign.pub_path(), &image)
+            .unwrap_or_else(|e| panic!("cosign 2.5 on the kept {image}: {e}"));
+        cosign
+            .verify3("verify-attestation", &["--type", "slsaprovenance1", &image])
+            .unwrap_or_else(|e| panic!("cosign 3 on the kept {image}: {e}"));
+    }
+}

@@ -15,6 +15,8 @@ use crate::support::services::services;
 use crate::support::slsa;
 
 const SECRET: &str = "npm_s3cr3t-4f1c9a";
+/// A BuildKit secret (`secrets`), which the build may mount.
+const MOUNTED: &str = "mnt_s3cr3t-9d2e7b";
 
 #[tokio::test]
 async fn a_signed_publish_attests_provenance_that_cosign_2_and_3_verify() {
@@ -47,6 +49,7 @@ async fn a_signed_publish_attests_provenance_that_cosign_2_and_3_verify() {
         .input("sign-key-password", PASSWORD)
         .input("signature-format", "both")
         .input("build-args", &format!("VERSION=1.2\nNPM_TOKEN={SECRET}"))
+        .input("secrets", &format!("npm_token={MOUNTED}"))
         .env("GITHUB_RUN_ID", "4242")
         .env("GITHUB_RUN_ATTEMPT", "2")
         .env(
@@ -152,13 +155,22 @@ async fn a_signed_publish_attests_provenance_that_cosign_2_and_3_verify() {
         .assert_failed("no https://example.com/other/v1 attestation");
 
     for (place, text) in [
-        ("the log", format!("{}{}", ran.stdout, ran.stderr)),
+        (
+            "the log",
+            crate::supply::unmasked(&format!("{}{}", ran.stdout, ran.stderr)),
+        ),
         ("the summary", ran.summary.clone()),
         ("the outputs", ran.outputs_raw.clone()),
         ("the provenance", statement.to_string()),
     ] {
-        assert_absent(&text, SECRET, place);
+        for secret in [SECRET, MOUNTED] {
+            assert_absent(&text, secret, place);
+        }
     }
+    assert!(
+        !predicate.to_string().contains("npm_token"),
+        "a secret's id is no build parameter either: {predicate}"
+    );
 }
 
 #[tokio::test]

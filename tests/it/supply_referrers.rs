@@ -24,10 +24,10 @@ async fn api_lists(target: Target<'_>, ns: &str, digest: &str) -> BTreeSet<Strin
         .await
         .unwrap()
         .expect("the registry has the referrers API");
-    listed(&index)
+    listed_of(&index)
 }
 
-fn listed(index: &[u8]) -> BTreeSet<String> {
+fn listed_of(index: &[u8]) -> BTreeSet<String> {
     let index: serde_json::Value = serde_json::from_slice(index).unwrap();
     index["manifests"]
         .as_array()
@@ -174,7 +174,7 @@ async fn referrers_travel_by_the_referrers_api_and_by_the_fallback_tag_where_it_
         .await
         .unwrap()
         .expect("a fallback index");
-    assert_eq!(listed(&index.bytes), referrers);
+    assert_eq!(listed_of(&index.bytes), referrers);
     verifies(&repo, &cosign, plain, "rf-plain", &digest);
 
     // Backed up to a layout (no API: the fallback tag), restored where the
@@ -205,4 +205,126 @@ async fn referrers_travel_by_the_referrers_api_and_by_the_fallback_tag_where_it_
     assert_eq!(api_lists(api, "rf-back", &digest).await, referrers);
     assert!(!tags_of(api, "rf-back").await.contains(&fallback));
     verifies(&repo, &cosign, api, "rf-back", &digest);
+}
+
+/// The platform images of the index `digest` in `ns` on `target`.
+async fn platform_images(target: Target<'_>, ns: &str, digest: &str) -> Vec<String> {
+    let index = target
+        .client()
+        .manifest(&scoped(&format!("{ns}/app")), digest)
+        .await
+        .unwrap()
+        .expect("the index");
+    registry_action::oci::children(&index.bytes)
+        .unwrap()
+        .into_iter()
+        .map(|c| c.digest.as_str().to_owned())
+        .collect()
+}
+
+/// cosign 3.1 verifies the provenance `publish` attested for the platform
+/// image `digest` in `ns` on `target`.
+fn child_provenance_verifies(cosign: &Cosign, target: Target<'_>, ns: &str, digest: &str) {
+    let image = target.image(ns, digest);
+    cosign
+        .verify3("verify-attestation", &["--type", "slsaprovenance1", &image])
+        .unwrap_or_else(|e| panic!("cosign 3 on the copy's platform image {image}: {e}"));
+}
+
+#[tokio::test]
+async fn the_referrers_and_signature_tags_of_an_indexs_platform_images_travel_with_it() {
+    let registry = ReferrersRegistry::start();
+    let api = Target {
+        address: &registry.address,
+        login: None,
+    };
+    let repo = Repo::new();
+    repo.write("ops/docker/app/Dockerfile", "FROM scratch\nCOPY a /a\n");
+    repo.write("ops/docker/app/a", "app");
+    repo.commit("app");
+    let cosign = api.cosign();
+    let ran = api
+        .with_login(publish(&repo, "rfp", "refs/heads/main", &repo.head()))
+        .input("platforms", "linux/amd64,linux/arm64")
+        .input("sign-key", &cosign.private_pem())
+        .input("sign-key-password", crate::supply::PASSWORD)
+        .input("signature-format", "both")
+        .run_async()
+        .await;
+    ran.assert_ok();
+    let index = ran.outputs["digest"].clone();
+    let children = platform_images(api, "rfp", &index).await;
+    assert_eq!(children.len(), 2, "{children:?}");
+    let source = repository(api, "rfp");
+    let mut referrers = Vec::new();
+    for child in &children {
+        let listed = api_lists(api, "rfp", child).await;
+        assert!(!listed.is_empty(), "publish attested {child} as a referrer");
+        referrers.push(listed);
+    }
+
+    // API to API: each platform image's referrers listed by the target's
+    // API, its legacy `.sig`/`.att` tags copied though `tags` names only
+    // `latest`.
+    let mirrored = copy(&repo, "mirror", &source, &repository(api, "rfp-api"), "");
+    let tags = tags_of(api, "rfp-api").await;
+    for (child, listed) in children.iter().zip(&referrers) {
+        assert_referrer_rows(&mirrored, child, listed, "copied | its referrers API");
+        assert_eq!(&api_lists(api, "rfp-api", child).await, listed);
+        for suffix in [".sig", ".att"] {
+            let tag = format!("{}{suffix}", child.replacen(':', "-", 1));
+            assert!(tags.contains(&tag), "{tag} in {tags:?}");
+        }
+        child_provenance_verifies(&cosign, api, "rfp-api", child);
+        cosign
+            .verify_attestation(
+                &cosign.pub_path(),
+                "slsaprovenance1",
+                &api.image("rfp-api", child),
+            )
+            .unwrap_or_else(|e| panic!("cosign 2.5 on the copy's {child}: {e}"));
+    }
+
+    // API to a registry without it: each platform image's fallback index;
+    // then from there (fallback tags, no API) on to another: the fallback
+    // indexes travel as tags, digest-exact.
+    let plain = open();
+    let mirrored = copy(
+        &repo,
+        "mirror",
+        &source,
+        &repository(plain, "rfp-plain"),
+        "",
+    );
+    let mut fallbacks = Vec::new();
+    for (child, listed) in children.iter().zip(&referrers) {
+        let fallback = child.replacen(':', "-", 1);
+        assert_referrer_rows(
+            &mirrored,
+            child,
+            listed,
+            &format!("copied | the fallback tag `{fallback}`"),
+        );
+        let index = plain
+            .client()
+            .manifest(&scoped("rfp-plain/app"), &fallback)
+            .await
+            .unwrap()
+            .expect("a fallback index for the platform image");
+        assert_eq!(&listed_of(&index.bytes), listed);
+        fallbacks.push((fallback, index.digest));
+        child_provenance_verifies(&cosign, plain, "rfp-plain", child);
+    }
+    let onward = copy(
+        &repo,
+        "mirror",
+        &repository(plain, "rfp-plain"),
+        &repository(plain, "rfp-onward"),
+        "",
+    );
+    let copied: serde_json::Value = serde_json::from_str(&onward.outputs["copied"]).unwrap();
+    for ((fallback, digest), child) in fallbacks.iter().zip(&children) {
+        assert_eq!(copied[fallback], digest.as_str(), "{copied}");
+        child_provenance_verifies(&cosign, plain, "rfp-onward", child);
+    }
 }

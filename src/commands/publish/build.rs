@@ -13,7 +13,8 @@ use crate::build_key;
 use crate::cli::BuilderArg;
 use crate::commands::Session;
 use crate::engine::{
-    BuildSpec, Builder, Built, Capabilities, Engine, EngineError, Source, refused_session,
+    BuildSpec, Builder, Built, Capabilities, Engine, EngineError, Source, no_control_api,
+    refused_session,
 };
 use crate::oci::Digest;
 use crate::plan::dockerfile;
@@ -22,7 +23,7 @@ use crate::report::publish::Published;
 
 use super::inputs::engine_credentials;
 use super::layers::{ExportUses, export, pushed_by_buildkit, reusable_layers};
-use super::platforms::Exported;
+use super::platforms::{Exported, child_manifest};
 use super::sizes;
 use super::unchanged::{base_digests, key_of};
 use super::{SAVED, Target, stage_timed};
@@ -38,7 +39,32 @@ pub(super) async fn build_images(
     report: &mut Published,
 ) -> anyhow::Result<Vec<Exported>> {
     let engine = Engine::connect().await?;
-    let push_to = buildkit_push_target(target, scanned, engine.capabilities().await?);
+    let capabilities = engine.capabilities().await?;
+    let mut push_to = buildkit_push_target(target, scanned, capabilities);
+    if target.registry_cache && push_to.is_none() {
+        note_no_registry_cache(report, no_solve_because(target, scanned, capabilities));
+    }
+    if let Some(repository) = push_to.as_deref() {
+        match solve_all(session, target, work, &engine, repository, report).await {
+            Ok(images) => return Ok(finished(images, report)),
+            Err(Unsolved::NoControlApi(e)) => {
+                tracing::debug!("no BuildKit control API ({e}); building through /build");
+                if target.registry_cache {
+                    note_no_registry_cache(
+                        report,
+                        "the engine offers no BuildKit control API (`POST /grpc`)",
+                    );
+                }
+            }
+            // Built from the cache into the engine, exported and uploaded
+            // by us (uploads that start over, errors naming the blob).
+            Err(Unsolved::PushFailed) => {
+                report.notes.push(PUSH_REFUSED.into());
+                push_to = None;
+            }
+            Err(Unsolved::Failed(e)) => return Err(e),
+        }
+    }
     let asked: Vec<Option<&Platform>> = match target.platforms.as_slice() {
         [] => vec![None],
         some => some.iter().map(Some).collect(),
@@ -107,9 +133,149 @@ pub(super) async fn build_images(
         }
         images
     };
+    Ok(finished(images, report))
+}
+
+fn finished(images: Vec<Exported>, report: &mut Published) -> Vec<Exported> {
     report.built = true;
     report.size = images.iter().map(|e| e.size()).sum();
     report.platforms = images.iter().map(|e| e.platform.to_string()).collect();
+    images
+}
+
+/// Why the one-solve path built nothing to publish.
+enum Unsolved {
+    /// The engine has no control API (nothing ran): `/build` may serve.
+    NoControlApi(EngineError),
+    /// Built, but the registry refused or cut BuildKit's push.
+    PushFailed,
+    Failed(anyhow::Error),
+}
+
+const PUSH_REFUSED: &str = "the engine's BuildKit couldn't push the image (see the build log): exported and uploaded by publish instead";
+
+/// Every platform in one solve of BuildKit's control API: the context
+/// synced once, the platforms built side by side, a layer they share
+/// pushed once, by digest. Then each platform's image is read back from
+/// the registry and checked as a `/build` push is.
+async fn solve_all(
+    session: &Session,
+    target: &Target,
+    work: &Path,
+    engine: &Engine,
+    repository: &str,
+    report: &mut Published,
+) -> Result<Vec<Exported>, Unsolved> {
+    let joined = target
+        .platforms
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",");
+    let local = format!("{}:{}", target.image.reference.name(), target.image.sha);
+    let mut spec = build_spec(
+        target,
+        (!joined.is_empty()).then(|| joined.clone()),
+        &local,
+        Builder::BuildKit,
+        Some(repository.to_owned()),
+    );
+    spec.registry_cache = target
+        .registry_cache
+        .then(|| format!("{repository}:{CACHE_TAG}"));
+    let title = match target.platforms.len() {
+        0 | 1 => format!("build {local}"),
+        _ => format!("build {local} ({})", joined.replace(',', ", ")),
+    };
+    let started = Instant::now();
+    let log = session.workflow.verbatim(&title);
+    let mut on_line = |line: &str| log.line(line);
+    let (built, bases) = tokio::join!(engine.solve(spec, &mut on_line), base_digests(target));
+    drop(log);
+    stage_timed("build and push (one solve)", started);
+    let built = match built {
+        Ok(built) => built,
+        Err(e) if no_control_api(&e) => return Err(Unsolved::NoControlApi(e)),
+        Err(e) if push_failed(&e) => return Err(Unsolved::PushFailed),
+        Err(e) => {
+            let platform = target
+                .platforms
+                .first()
+                .filter(|_| target.platforms.len() == 1);
+            return Err(Unsolved::Failed(explain_failure(
+                session, target, platform, e,
+            )));
+        }
+    };
+    if target.registry_cache {
+        report.notes.push(format!(
+            "BuildKit's whole cache (`mode=max`, every stage) exported to {repository}:{CACHE_TAG} and imported from it"
+        ));
+    }
+    read_back(target, work, &built, bases, report)
+        .await
+        .map_err(Unsolved::Failed)
+}
+
+/// Each platform's image of a solve, as the registry holds it.
+async fn read_back(
+    target: &Target,
+    work: &Path,
+    built: &Built,
+    bases: Option<BTreeMap<String, String>>,
+    report: &mut Published,
+) -> anyhow::Result<Vec<Exported>> {
+    let digest = built.pushed.as_deref().context(
+        "the engine's BuildKit built the image but named nothing it pushed (no containerimage.digest)",
+    )?;
+    let several = target.platforms.len() > 1;
+    let for_all = if several {
+        let shown: Vec<String> = target.platforms.iter().map(ToString::to_string).collect();
+        format!(" ({})", shown.join(", "))
+    } else {
+        String::new()
+    };
+    if built.cached + built.executed > 0 {
+        report.notes.push(format!(
+            "BuildKit{for_all}: {} steps from the cache, {} run",
+            built.cached, built.executed
+        ));
+    }
+    if let Some(bases) = &bases {
+        report.bases.extend(bases.clone());
+    }
+    if !several {
+        let platform = target.platforms.first();
+        let annotations = annotations(target, platform, &built.context, bases);
+        let image = take_pushed(target, platform, work, digest, &annotations, report).await?;
+        return Ok(vec![image]);
+    }
+    let (registry, repository) = (&target.image.registry, &target.image.repository);
+    let index = registry.manifest(repository, digest).await?.with_context(|| {
+        format!("the engine's BuildKit pushed {repository}@{digest}, but the registry doesn't have it")
+    })?;
+    let mut images = Vec::with_capacity(target.platforms.len());
+    for platform in &target.platforms {
+        let child = child_manifest(registry, repository, &index, Some(platform))
+            .await?
+            .with_context(|| {
+                format!("the index the engine's BuildKit pushed ({repository}@{digest}) has no {platform} image")
+            })?;
+        let dir = work.join(platform.slug());
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("couldn't create {}", dir.display()))?;
+        let annotations = annotations(target, Some(platform), &built.context, bases.clone());
+        let image = take_pushed(
+            target,
+            Some(platform),
+            &dir,
+            child.digest.as_str(),
+            &annotations,
+            report,
+        )
+        .await?;
+        images.push(image);
+    }
     Ok(images)
 }
 
@@ -131,6 +297,31 @@ fn buildkit_push_target(target: &Target, scanned: bool, engine: Capabilities) ->
         )
     })
 }
+
+/// Why a build can't go through one solve of BuildKit's control API
+/// (where `buildkit_push_target` gives none).
+fn no_solve_because(target: &Target, scanned: bool, engine: Capabilities) -> &'static str {
+    if !engine.buildkit_pushes() {
+        "the engine keeps images in the classic store, where BuildKit can't push or export a registry cache; the containerd image store can"
+    } else if requested_builder(target.builder) != Builder::BuildKit {
+        "`builder: legacy` has no BuildKit cache"
+    } else if scanned {
+        "a scanned image is exported from the engine before it is pushed, a build that exports no registry cache; `scanner: none` lets BuildKit push it"
+    } else if !target.push {
+        "nothing is pushed (`push: false`)"
+    } else {
+        "the commit's tag is already there, so the image is exported and checked against it"
+    }
+}
+
+fn note_no_registry_cache(report: &mut Published, why: &str) {
+    report.notes.push(format!(
+        "registry cache (`cache-to: registry`) not used: {why}; the inline cache was"
+    ));
+}
+
+/// The tag of the image's repository BuildKit's whole cache goes to.
+const CACHE_TAG: &str = "buildcache";
 
 /// One platform's build, and where its result goes.
 struct Building<'a> {
@@ -202,28 +393,7 @@ async fn build_platform(
             .into_iter()
             .collect();
     if let Some(digest) = &built.pushed {
-        let (image, diff_ids) = pushed_by_buildkit(target, digest, dir).await?;
-        // What the registry held before (`latest`'s, the bases'): BuildKit
-        // found those there and sent only the rest.
-        let known = reusable_layers(target, platform, &diff_ids).await?;
-        let held = |digest: &Digest| known.values().any(|k| &k.digest == digest);
-        let reused = image.layers.iter().filter(|l| held(&l.digest)).count();
-        let sent: u64 = image
-            .layers
-            .iter()
-            .filter(|l| !held(&l.digest))
-            .map(|l| l.size)
-            .sum();
-        report.uploaded += sent + image.config.size;
-        report.notes.push(format!(
-            "layers{for_platform} pushed by the engine's BuildKit from its store, as it compressed them"
-        ));
-        note_reused(report, reused, image.layers.len(), &for_platform);
-        let analysed =
-            sizes::analyse_pushed(&target.image.registry, &target.image.repository, &image).await;
-        annotations.extend(sizes::annotation(&analysed));
-        return Exported::new(image.annotated(&annotations), platform, dir.join(SAVED))
-            .map(|exported| exported.with(analysed));
+        return take_pushed(target, platform, dir, digest, &annotations, report).await;
     }
     let known = reusable_layers(target, platform, &engine.diff_ids(&local).await?).await?;
     // Uploaded before the platform check below only where the engine can't
@@ -249,6 +419,58 @@ async fn build_platform(
         .count();
     note_reused(report, reused, image.layers.len(), &for_platform);
     Exported::new(image, platform, dir.join(SAVED)).map(|exported| exported.with(analysed))
+}
+
+/// The build-key annotation of a BuildKit build of `platform`.
+fn annotations(
+    target: &Target,
+    platform: Option<&Platform>,
+    context: &str,
+    bases: Option<BTreeMap<String, String>>,
+) -> BTreeMap<String, String> {
+    key_of(target, platform, context, Builder::BuildKit, bases)
+        .map(|key| (build_key::ANNOTATION.to_owned(), key))
+        .into_iter()
+        .collect()
+}
+
+/// The image BuildKit pushed as `digest`, read back and checked (digest,
+/// platform), annotated; what was sent counted in `report`.
+async fn take_pushed(
+    target: &Target,
+    platform: Option<&Platform>,
+    dir: &Path,
+    digest: &str,
+    annotations: &BTreeMap<String, String>,
+    report: &mut Published,
+) -> anyhow::Result<Exported> {
+    let for_platform = platform
+        .filter(|_| target.platforms.len() > 1)
+        .map(|p| format!(" ({p})"))
+        .unwrap_or_default();
+    let (image, diff_ids) = pushed_by_buildkit(target, digest, dir).await?;
+    // What the registry held before (`latest`'s, the bases'): BuildKit
+    // found those there and sent only the rest.
+    let known = reusable_layers(target, platform, &diff_ids).await?;
+    let held = |digest: &Digest| known.values().any(|k| &k.digest == digest);
+    let reused = image.layers.iter().filter(|l| held(&l.digest)).count();
+    let sent: u64 = image
+        .layers
+        .iter()
+        .filter(|l| !held(&l.digest))
+        .map(|l| l.size)
+        .sum();
+    report.uploaded += sent + image.config.size;
+    report.notes.push(format!(
+        "layers{for_platform} pushed by the engine's BuildKit from its store, as it compressed them"
+    ));
+    note_reused(report, reused, image.layers.len(), &for_platform);
+    let analysed =
+        sizes::analyse_pushed(&target.image.registry, &target.image.repository, &image).await;
+    let mut annotations = annotations.clone();
+    annotations.extend(sizes::annotation(&analysed));
+    Exported::new(image.annotated(&annotations), platform, dir.join(SAVED))
+        .map(|exported| exported.with(analysed))
 }
 
 fn note_reused(report: &mut Published, reused: usize, layers: usize, for_platform: &str) {
@@ -279,9 +501,7 @@ pub(super) async fn build_with_fallback(
         // engine, the image is exported and uploaded by us (uploads that
         // start over, errors naming the blob).
         Err(e) if output.push_to.is_some() && push_failed(&e) => {
-            report.notes.push(
-                "the engine's BuildKit couldn't push the image (see the build log): exported and uploaded by publish instead".into(),
-            );
+            report.notes.push(PUSH_REFUSED.into());
             let output = Output {
                 push_to: None,
                 ..output
@@ -338,23 +558,23 @@ pub(super) fn requested_builder(builder: BuilderArg) -> Builder {
     }
 }
 
-pub(super) async fn build_once(
-    session: &Session,
-    engine: &Engine,
-    target: &Target,
-    platform: Option<&Platform>,
-    local: &str,
+/// What the engine is asked to build for `target`; `platform` may name
+/// several, comma-separated, for a solve.
+fn build_spec<'a>(
+    target: &'a Target,
+    platform: Option<String>,
+    local: &'a str,
     builder: Builder,
-    output: Output<'_>,
-) -> Result<Built, EngineError> {
-    let spec = BuildSpec {
+    push_to: Option<String>,
+) -> BuildSpec<'a> {
+    BuildSpec {
         context: &target.dir,
         dockerfile: &target.dockerfile,
         tag: local,
         build_args: target.build_args.clone(),
         labels: target.labels.clone(),
         target: target.stage.clone(),
-        platform: platform.map(ToString::to_string),
+        platform,
         network: target.network.clone(),
         credentials: engine_credentials(
             target.image.reference.registry(),
@@ -364,8 +584,27 @@ pub(super) async fn build_once(
         secrets: target.secrets.clone(),
         inline_cache: target.inline_cache,
         cache_from: target.cache_from.clone(),
-        push_to: output.push_to.map(str::to_owned),
-    };
+        push_to,
+        registry_cache: None,
+    }
+}
+
+pub(super) async fn build_once(
+    session: &Session,
+    engine: &Engine,
+    target: &Target,
+    platform: Option<&Platform>,
+    local: &str,
+    builder: Builder,
+    output: Output<'_>,
+) -> Result<Built, EngineError> {
+    let spec = build_spec(
+        target,
+        platform.map(ToString::to_string),
+        local,
+        builder,
+        output.push_to.map(str::to_owned),
+    );
     if let Some(kept) = output.kept {
         let mut lines = Vec::new();
         let built = engine

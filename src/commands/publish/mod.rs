@@ -198,10 +198,12 @@ async fn decide(
     target: &Target,
     found: Found,
 ) -> anyhow::Result<PublishPlan> {
+    let looking = Instant::now();
     let same = match plan::looks_for_same_build(asked, &found) {
         true => same_build(session, target).await?,
         false => SameBuild::default(),
     };
+    stage_timed("looking for the same build", looking);
     Ok(PublishPlan::new(
         asked,
         Found {
@@ -251,6 +253,9 @@ struct Target {
     secrets: BuildSecrets,
     /// Write BuildKit's inline cache into the image.
     inline_cache: bool,
+    /// Export BuildKit's whole cache to the repository's `buildcache` tag
+    /// and import it (`cache-to: registry`), where the engine can.
+    registry_cache: bool,
     /// The images whose inline cache the build may reuse: the plan's, set
     /// when it builds.
     cache_from: Vec<String>,

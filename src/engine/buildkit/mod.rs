@@ -16,10 +16,14 @@
 //! the build itself takes as long as it takes.
 
 mod address;
+mod control;
+mod filesync;
 mod lines;
 mod secrets;
 mod services;
 mod session;
+mod solve;
+mod upgrade;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -33,7 +37,9 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 
 pub use address::{EngineAddress, docker_host};
+pub use filesync::{LocalDirs, LocalEntry, LocalKind};
 pub use secrets::BuildSecrets;
+pub use solve::{Solve, SolveEvent};
 
 use address::Connection;
 use lines::JsonLines;
@@ -79,6 +85,22 @@ pub enum BuildKitError {
         address: String,
         status: u16,
         message: String,
+    },
+    #[error(
+        "the Docker Engine at {address} has no BuildKit control API (POST /grpc answered {status}: {message})"
+    )]
+    ControlRefused {
+        address: String,
+        status: u16,
+        message: String,
+    },
+    #[error(
+        "the Docker Engine at {address} failed to {doing} through BuildKit's control API: {status}"
+    )]
+    Rpc {
+        address: String,
+        doing: &'static str,
+        status: Box<tonic::Status>,
     },
     #[error(
         "the Docker Engine at {address} refused the build (POST /build answered {status}: {message})"
@@ -336,11 +358,12 @@ async fn start_build(
     let services = Services {
         credentials,
         secrets,
+        files: LocalDirs::default(),
     };
     let session = Session::open(
         &engine.address,
         &engine.api_version,
-        &id,
+        (&id, ""),
         services,
         &engine.limits,
     )
@@ -561,6 +584,49 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert!(e.to_string().contains("legacy builder"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn an_engine_without_a_control_api_refuses_the_solve_before_a_session() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = r#"{"message":"page not found"}"#;
+        let answer: &'static str = Box::leak(
+            format!(
+                "HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_boxed_str(),
+        );
+        let (address, head) = fake_engine(&dir, Some(answer));
+        let engine = BuildKitEngine::new(address, "1.51");
+        let solve = Solve {
+            frontend_attrs: HashMap::new(),
+            exporters: Vec::new(),
+            cache_imports: Vec::new(),
+            cache_exports: Vec::new(),
+            entitlements: Vec::new(),
+            dirs: LocalDirs::default(),
+            shared_key: String::new(),
+            credentials: HashMap::new(),
+            secrets: BuildSecrets::default(),
+        };
+        let mut events = Box::pin(engine.solve(solve));
+        let e = events.next().await.unwrap().unwrap_err();
+        match &e {
+            BuildKitError::ControlRefused {
+                status, message, ..
+            } => assert_eq!((*status, message.as_str()), (404, "page not found")),
+            other => panic!("{other:?}"),
+        }
+        assert!(events.next().await.is_none(), "an error ends the stream");
+        let head = head.await.unwrap().to_ascii_lowercase();
+        assert!(head.starts_with("post /v1.51/grpc http/1.1\r\n"), "{head}");
+        for line in ["upgrade: h2c", "connection: upgrade"] {
+            assert!(
+                head.contains(&format!("\r\n{line}\r\n")),
+                "{line} in {head}"
+            );
+        }
     }
 
     #[tokio::test]

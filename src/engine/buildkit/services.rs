@@ -10,6 +10,9 @@
 //!   once a token authority key was handed out, which never happens here.
 //!   With username and secret, BuildKit fetches registry tokens itself.
 //! - `moby.buildkit.secrets.v1.Secrets`: `RUN --mount=type=secret` values.
+//! - `moby.filesync.v1.FileSync`: the build's local directories, for a
+//!   solve through the control API (`filesync`); a `/build` sends its
+//!   context as a tar instead and the session does not offer it.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,6 +26,7 @@ use bollard_buildkit_proto::health::{
 use bollard_buildkit_proto::moby::buildkit::secrets::v1::secrets_server::{Secrets, SecretsServer};
 use bollard_buildkit_proto::moby::buildkit::secrets::v1::{GetSecretRequest, GetSecretResponse};
 use bollard_buildkit_proto::moby::filesync::v1::auth_server::{Auth, AuthServer};
+use bollard_buildkit_proto::moby::filesync::v1::file_sync_server::FileSyncServer;
 use bollard_buildkit_proto::moby::filesync::v1::{
     CredentialsRequest, CredentialsResponse, FetchTokenRequest, FetchTokenResponse,
     GetTokenAuthorityRequest, GetTokenAuthorityResponse, VerifyTokenAuthorityRequest,
@@ -33,6 +37,7 @@ use tonic::server::NamedService;
 use tonic::transport::server::Router;
 use tonic::{Request, Response, Status};
 
+use super::filesync::{FileSyncService, LocalDirs};
 use super::secrets::BuildSecrets;
 use crate::reference::is_docker_hub;
 
@@ -45,10 +50,12 @@ const DOCKER_HUB: &str = "registry-1.docker.io";
 pub(super) struct Services {
     pub credentials: HashMap<String, DockerCredentials>,
     pub secrets: BuildSecrets,
+    /// Served (and offered) only when not empty.
+    pub files: LocalDirs,
 }
 
 impl Services {
-    /// The gRPC services served, by full name.
+    /// The gRPC services always served, by full name.
     pub fn names() -> [&'static str; 3] {
         [
             HealthServer::<HealthService>::NAME,
@@ -60,9 +67,10 @@ impl Services {
     /// Every `/package.Service/Method` served, for the session's
     /// `X-Docker-Expose-Session-Grpc-Method` headers (the Go client
     /// advertises each method of each registered service, as here).
-    pub fn methods() -> Vec<String> {
+    pub fn methods(&self) -> Vec<String> {
         let [health, auth, secrets] = Self::names();
-        [
+        let files = FileSyncServer::<FileSyncService>::NAME;
+        let mut methods = vec![
             (health, "Check"),
             (health, "List"),
             (health, "Watch"),
@@ -71,19 +79,28 @@ impl Services {
             (auth, "GetTokenAuthority"),
             (auth, "VerifyTokenAuthority"),
             (secrets, "GetSecret"),
-        ]
-        .iter()
-        .map(|(service, method)| format!("/{service}/{method}"))
-        .collect()
+        ];
+        if !self.files.is_empty() {
+            methods.extend([(files, "DiffCopy"), (files, "TarStream")]);
+        }
+        methods
+            .iter()
+            .map(|(service, method)| format!("/{service}/{method}"))
+            .collect()
     }
 
     pub fn router(self) -> Router {
+        let files = (!self.files.is_empty()).then(|| {
+            FileSyncServer::new(FileSyncService { dirs: self.files })
+                .max_encoding_message_size(usize::MAX)
+        });
         tonic::transport::Server::builder()
             .add_service(HealthServer::new(HealthService))
             .add_service(AuthServer::new(AuthService::new(self.credentials)))
             .add_service(SecretsServer::new(SecretsService {
                 secrets: Arc::new(self.secrets),
             }))
+            .add_optional_service(files)
     }
 }
 

@@ -8,17 +8,16 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use hyper::StatusCode;
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::{CancellationToken, DropGuard, WaitForCancellationFutureOwned};
 use tonic::transport::server::Connected;
 
-use super::address::{Connection, EngineAddress};
+use super::address::EngineAddress;
 use super::services::Services;
-use super::{BuildKitError, Limits, refusal};
+use super::upgrade::Refused;
+use super::{BuildKitError, Limits};
 
 /// Shown to the engine (`docker buildx du` and debug logs name sessions).
 const SESSION_NAME: &str = "registry-action";
@@ -35,11 +34,24 @@ impl Session {
     pub async fn open(
         address: &EngineAddress,
         api_version: &str,
-        id: &str,
+        (id, shared_key): (&str, &str),
         services: Services,
         limits: &Limits,
     ) -> Result<Self, BuildKitError> {
-        let upgraded = upgrade(address, api_version, id, limits).await?;
+        let mut headers = vec![
+            ("X-Docker-Expose-Session-Uuid", id.to_owned()),
+            ("X-Docker-Expose-Session-Name", SESSION_NAME.to_owned()),
+        ];
+        // BuildKit keeps what a file sync received under this key and, on
+        // the next sync with the same key, asks only for files whose size
+        // or mtime changed.
+        if !shared_key.is_empty() {
+            headers.push(("X-Docker-Expose-Session-Sharedkey", shared_key.to_owned()));
+        }
+        for method in services.methods() {
+            headers.push(("X-Docker-Expose-Session-Grpc-Method", method));
+        }
+        let upgraded = upgrade(address, api_version, &headers, limits).await?;
         let end = CancellationToken::new();
         let io = SessionIo::new(upgraded, end.clone());
         let router = services.router();
@@ -61,60 +73,22 @@ impl Session {
 async fn upgrade(
     address: &EngineAddress,
     api_version: &str,
-    id: &str,
+    headers: &[(&str, String)],
     limits: &Limits,
 ) -> Result<Upgraded, BuildKitError> {
-    let mut connection = Connection::open(address, limits.connect).await?;
-    let request = session_request(&connection, api_version, id)?;
-    let waited = async {
-        let response = connection.sender.send_request(request).await?;
-        if response.status() != StatusCode::SWITCHING_PROTOCOLS {
-            return Ok(Err(response));
-        }
-        hyper::upgrade::on(response).await.map(Ok)
-    };
-    let answer = tokio::time::timeout(limits.session_upgrade, waited)
-        .await
-        .map_err(|_| BuildKitError::Timeout {
-            address: address.to_string(),
-            waiting_for: "the BuildKit session upgrade (POST /session)",
-            after: limits.session_upgrade,
-        })?
-        .map_err(|source| BuildKitError::Http {
-            address: address.to_string(),
-            doing: "open the BuildKit session (POST /session)",
-            source,
-        })?;
-    match answer {
+    let path = format!("/v{api_version}/session");
+    let names = (
+        "the BuildKit session upgrade (POST /session)",
+        "open the BuildKit session (POST /session)",
+    );
+    match super::upgrade::upgrade(address, &path, headers, limits, names).await? {
         Ok(upgraded) => Ok(upgraded),
-        Err(response) => {
-            let (status, message) = refusal(response, limits).await;
-            Err(BuildKitError::SessionRefused {
-                address: address.to_string(),
-                status,
-                message,
-            })
-        }
+        Err(Refused { status, message }) => Err(BuildKitError::SessionRefused {
+            address: address.to_string(),
+            status,
+            message,
+        }),
     }
-}
-
-fn session_request(
-    connection: &Connection,
-    api_version: &str,
-    id: &str,
-) -> Result<http::Request<super::Body>, BuildKitError> {
-    let mut request = connection
-        .request(&format!("/v{api_version}/session"))
-        .header(http::header::CONNECTION, "Upgrade")
-        .header(http::header::UPGRADE, "h2c")
-        .header("X-Docker-Expose-Session-Uuid", id)
-        .header("X-Docker-Expose-Session-Name", SESSION_NAME);
-    for method in Services::methods() {
-        request = request.header("X-Docker-Expose-Session-Grpc-Method", method);
-    }
-    request
-        .body(super::full(Bytes::new()))
-        .map_err(|e| BuildKitError::InvalidRequest(format!("the session request: {e}")))
 }
 
 /// The upgraded connection as tonic wants it (`Connected`), and our way to

@@ -128,10 +128,16 @@ impl Cosign {
     /// cosign 3.1 `verify` (or `verify-attestation`, with `--type` in
     /// `args`) with this key, offline.
     pub fn verify3(&self, verb: &str, args: &[&str]) -> Result<(), String> {
+        self.verify3_with(Path::new("cosign.pub"), verb, args)
+    }
+
+    /// [`Self::verify3`] with another public key.
+    pub fn verify3_with(&self, key: &Path, verb: &str, args: &[&str]) -> Result<(), String> {
+        let key = key.to_str().unwrap();
         let mut all = vec![
             verb,
             "--key",
-            "cosign.pub",
+            key,
             "--insecure-ignore-tlog=true",
             "--allow-insecure-registry",
         ];

@@ -1,10 +1,12 @@
 //! A unix-socket proxy in front of the real engine that notes every
-//! request it passes on and, if asked, answers `POST /session` with 404, as
+//! request it passes on, and the bytes each connection sent the engine,
+//! and, if asked, answers `POST /session` (or `POST /grpc`) with 404, as
 //! an engine without BuildKit (Podman's Docker API, say) does.
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use super::requests::Requests;
 
@@ -12,36 +14,49 @@ pub struct EngineProxy {
     _dir: tempfile::TempDir,
     socket: PathBuf,
     requests: Requests,
+    sent: Sent,
 }
+
+/// Per connection: its first request (as `requests` shows it) and the
+/// bytes sent towards the engine on it, hijacked protocols included.
+type Sent = Arc<Mutex<Vec<(String, u64)>>>;
 
 impl EngineProxy {
     /// Passes everything through.
     pub fn start(engine: &Path) -> Self {
-        Self::serving(engine, false)
+        Self::serving(engine, None)
     }
 
     /// Refuses BuildKit sessions, passes the rest through.
     pub fn refusing_sessions(engine: &Path) -> Self {
-        Self::serving(engine, true)
+        Self::serving(engine, Some("POST /session"))
     }
 
-    fn serving(engine: &Path, refuse_sessions: bool) -> Self {
+    /// Refuses BuildKit's control API, passes the rest through.
+    pub fn refusing_control_api(engine: &Path) -> Self {
+        Self::serving(engine, Some("POST /grpc"))
+    }
+
+    fn serving(engine: &Path, refused: Option<&'static str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("engine.sock");
         let listener = UnixListener::bind(&socket).unwrap();
         let engine = engine.to_owned();
         let requests = Requests::default();
         let noted = requests.clone();
+        let sent = Sent::default();
+        let counted = sent.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
-                let (engine, noted) = (engine.clone(), noted.clone());
-                std::thread::spawn(move || serve(client, &engine, refuse_sessions, noted));
+                let (engine, noted, counted) = (engine.clone(), noted.clone(), counted.clone());
+                std::thread::spawn(move || serve(client, &engine, refused, noted, counted));
             }
         });
         EngineProxy {
             _dir: dir,
             socket,
             requests,
+            sent,
         }
     }
 
@@ -54,18 +69,36 @@ impl EngineProxy {
     pub fn requests(&self) -> Vec<String> {
         self.requests.all().iter().map(|r| unversioned(r)).collect()
     }
+
+    /// Bytes sent to the engine on the connections that began with
+    /// `first` (e.g. `POST /session`), counted as each one ends.
+    pub fn bytes_sent_on(&self, first: &str) -> u64 {
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(request, _)| request == first)
+            .map(|(_, bytes)| bytes)
+            .sum()
+    }
 }
 
 /// The first request of a connection decides whether it is refused (a
 /// session upgrades its connection, so it is always a first request); the
 /// rest goes to the engine as it came, its request lines noted.
-fn serve(mut client: UnixStream, engine: &Path, refuse_sessions: bool, noted: Requests) {
+fn serve(
+    mut client: UnixStream,
+    engine: &Path,
+    refused: Option<&str>,
+    noted: Requests,
+    counted: Sent,
+) {
     let Some(head) = request_head(&mut client) else {
         return;
     };
     let mut lines = noted.connection();
     let first = lines.feed(&head).first().map(|r| unversioned(r));
-    if refuse_sessions && first.as_deref() == Some("POST /session") {
+    if refused.is_some() && first.as_deref() == refused {
         let body = "page not found";
         let _ = write!(
             client,
@@ -82,19 +115,25 @@ fn serve(mut client: UnixStream, engine: &Path, refuse_sessions: bool, noted: Re
     }
     let (mut client_read, mut server_write) =
         (client.try_clone().unwrap(), server.try_clone().unwrap());
+    let head_len = head.len() as u64;
     let upstream = std::thread::spawn(move || {
         let mut buf = vec![0; 64 << 10];
+        let mut bytes = head_len;
         while let Ok(n @ 1..) = client_read.read(&mut buf) {
             lines.feed(&buf[..n]);
+            bytes += n as u64;
             if server_write.write_all(&buf[..n]).is_err() {
                 break;
             }
         }
         let _ = server_write.shutdown(std::net::Shutdown::Write);
+        bytes
     });
     let _ = std::io::copy(&mut server, &mut client);
     let _ = client.shutdown(std::net::Shutdown::Write);
-    let _ = upstream.join();
+    if let (Ok(bytes), Some(first)) = (upstream.join(), first) {
+        counted.lock().unwrap().push((first, bytes));
+    }
 }
 
 /// Bytes up to the end of the first request's head (at most 64 KiB).
