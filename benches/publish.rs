@@ -24,11 +24,15 @@
 //!   workspace for both platforms, a new commit after a publish of the
 //!   previous one.
 //!
+//! - analysis: what the layer analysis adds to ours, the cold workspace
+//!   published with it and without it (`REGISTRY_ACTION_BENCH_NO_LAYER_ANALYSIS`,
+//!   a switch for this bench only), goal ≤ 1.03.
+//!
 //! `PUBLISH_BENCH_ROUNDS` (default 3) rounds each; who goes first alternates.
 //! `PUBLISH_BENCH_CASES` narrows the scenarios (comma-separated: `cold`,
 //! `unchanged`, `compressible`, `two-platforms`,
-//! `unchanged-two-platforms`); `PUBLISH_BENCH_STAGES=1` prints each of our
-//! runs' stage timings (its `stage …` debug lines).
+//! `unchanged-two-platforms`, `analysis`); `PUBLISH_BENCH_STAGES=1` prints
+//! each of our runs' stage timings (its `stage …` debug lines).
 //! Not a test: beyond checking that every run succeeded and that the digests
 //! agree (so a number never describes a publish that went wrong), it
 //! asserts nothing.
@@ -51,6 +55,8 @@ const BINARY: &str = env!("CARGO_BIN_EXE_registry-action");
 const ROUNDS_VAR: &str = "PUBLISH_BENCH_ROUNDS";
 const CASES_VAR: &str = "PUBLISH_BENCH_CASES";
 const STAGES_VAR: &str = "PUBLISH_BENCH_STAGES";
+/// Turns publish's layer analysis off, for the `analysis` scenario.
+const NO_ANALYSIS_VAR: &str = "REGISTRY_ACTION_BENCH_NO_LAYER_ANALYSIS";
 const LAYERS: usize = 4;
 const LAYER_BYTES: usize = 32 << 20;
 const TEXT_BYTES: u64 = 6 << 20;
@@ -114,7 +120,12 @@ fn main() -> ExitCode {
     if wanted("unchanged-two-platforms") && bench.services.engine == CONTAINERD_STORE {
         rows.push(bench.unchanged(rounds, Some(TWO_PLATFORMS)));
     }
-    print_table(&rows, bench.baseline.name());
+    if !rows.is_empty() {
+        print_table(&rows, bench.baseline.name());
+    }
+    if wanted("analysis") {
+        bench.analysis_cost(rounds);
+    }
     ExitCode::SUCCESS
 }
 
@@ -311,6 +322,57 @@ impl Bench {
         row
     }
 
+    /// Ours on the cold workspace with the layer analysis and without:
+    /// what the analysis adds, as a ratio of medians in this run.
+    fn analysis_cost(&self, rounds: usize) {
+        let mut walls: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+        for round in 0..rounds {
+            let workspace = Workspace::random_layers();
+            let order = if round % 2 == 0 {
+                [true, false]
+            } else {
+                [false, true]
+            };
+            for analysed in order {
+                self.prune_build_cache();
+                let scenario = if analysed { "analysed" } else { "bare" };
+                let namespace = format!("{}-ours-{scenario}", self.run_id);
+                let (runs, _) =
+                    self.ours_with(&workspace, &workspace.head, &namespace, None, analysed);
+                let repository = format!("{namespace}/{}", workspace.image_name());
+                let (digest, manifest) = self.rt.block_on(manifest(
+                    &self.services.registry_open,
+                    &repository,
+                    &workspace.head,
+                ));
+                let published = Published {
+                    tool: Tool::Ours,
+                    sha: workspace.head.clone(),
+                    sample: Sample {
+                        wall: runs[0].wall,
+                        bytes: 0,
+                        peak_rss_kib: runs[0].peak_rss_kib,
+                    },
+                    digest,
+                    manifest,
+                };
+                assert_eq!(published.layers().len(), LAYERS, "{scenario}");
+                self.remove_images(&published);
+                walls[usize::from(!analysed)].push(runs[0].wall);
+            }
+        }
+        let (with, without) = (median(&walls[0]), median(&walls[1]));
+        let ratio = with.as_secs_f64() / without.as_secs_f64();
+        println!(
+            "\nlayer analysis, cold publish (4 × 32 MiB): with {:.2} s, without {:.2} s (medians of {rounds}; each round {:?} / {:?}); with / without {ratio:.3}, {}",
+            with.as_secs_f64(),
+            without.as_secs_f64(),
+            walls[0],
+            walls[1],
+            verdict(ratio, 1.03)
+        );
+    }
+
     /// The cold workspace for two platforms: one index of two images.
     fn two_platforms(&self, rounds: usize) -> Row {
         let mut row = Row::new("cold, two platforms: 4 × 32 MiB each", Some(1.0));
@@ -391,6 +453,18 @@ impl Bench {
         namespace: &str,
         platforms: Option<&str>,
     ) -> (Vec<Measured>, String) {
+        self.ours_with(workspace, sha, namespace, platforms, true)
+    }
+
+    /// [`Bench::ours`], with or without the layer analysis.
+    fn ours_with(
+        &self,
+        workspace: &Workspace,
+        sha: &str,
+        namespace: &str,
+        platforms: Option<&str>,
+        analysed: bool,
+    ) -> (Vec<Measured>, String) {
         let runner = Runner::new();
         let mut command = runner.command(BINARY, workspace.path(), sha, &self.services.docker_host);
         command
@@ -402,6 +476,9 @@ impl Bench {
             .env("INPUT_SCANNER", "none");
         if let Some(platforms) = platforms {
             command.env("INPUT_PLATFORMS", platforms);
+        }
+        if !analysed {
+            command.env(NO_ANALYSIS_VAR, "1");
         }
         let stages = std::env::var_os(STAGES_VAR).is_some();
         if stages {
