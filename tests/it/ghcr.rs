@@ -639,7 +639,7 @@ async fn usage_counts_tagged_and_untagged_versions_and_what_the_untagged_hold() 
         Value::Null,
         "{plain}"
     );
-    assert_eq!(report["repositories"][0]["tags"], 8, "{plain}");
+    assert_eq!(report["repositories"][0]["tags"], 4, "{plain}");
 }
 
 #[tokio::test]
