@@ -208,9 +208,7 @@ async fn solve_all(
         }
     };
     if target.registry_cache {
-        report.notes.push(format!(
-            "BuildKit's whole cache (`mode=max`, every stage) exported to {repository}:{CACHE_TAG} and imported from it"
-        ));
+        note_registry_cache(target, repository, report).await;
     }
     read_back(target, work, &built, bases, report)
         .await
@@ -312,6 +310,26 @@ fn no_solve_because(target: &Target, scanned: bool, engine: Capabilities) -> &'s
     } else {
         "the commit's tag is already there, so the image is exported and checked against it"
     }
+}
+
+/// BuildKit is told to ignore a registry refusing its cache export (the
+/// image is what matters), so the note says "exported" only when the
+/// registry holds the cache tag after the solve.
+async fn note_registry_cache(target: &Target, repository: &str, report: &mut Published) {
+    let held = target
+        .image
+        .registry
+        .tags(&target.image.repository)
+        .await
+        .is_ok_and(|tags| tags.iter().any(|t| t == CACHE_TAG));
+    report.notes.push(match held {
+        true => format!(
+            "BuildKit's whole cache (`mode=max`, every stage) exported to {repository}:{CACHE_TAG} and imported from it"
+        ),
+        false => format!(
+            "BuildKit's cache was not exported: the registry holds no {repository}:{CACHE_TAG} after the build (see the build log); the image is published all the same"
+        ),
+    });
 }
 
 fn note_no_registry_cache(report: &mut Published, why: &str) {
