@@ -19,12 +19,20 @@
 //! - two platforms, cold (the containerd store only: buildx's docker
 //!   driver can't build two platforms into the classic store): the cold
 //!   workspace built for linux/amd64 and linux/arm64 (`COPY` only, no
-//!   emulation).
+//!   emulation);
+//! - unchanged, two platforms (the containerd store only): the cold
+//!   workspace for both platforms, a new commit after a publish of the
+//!   previous one.
+//!
+//! - analysis: what the layer analysis adds to ours, the cold workspace
+//!   published with it and without it (`REGISTRY_ACTION_BENCH_NO_LAYER_ANALYSIS`,
+//!   a switch for this bench only), goal ≤ 1.03.
 //!
 //! `PUBLISH_BENCH_ROUNDS` (default 3) rounds each; who goes first alternates.
 //! `PUBLISH_BENCH_CASES` narrows the scenarios (comma-separated: `cold`,
-//! `unchanged`, `compressible`, `two-platforms`); `PUBLISH_BENCH_STAGES=1`
-//! prints each of our runs' stage timings (its `stage …` debug lines).
+//! `unchanged`, `compressible`, `two-platforms`,
+//! `unchanged-two-platforms`, `analysis`); `PUBLISH_BENCH_STAGES=1` prints
+//! each of our runs' stage timings (its `stage …` debug lines).
 //! Not a test: beyond checking that every run succeeded and that the digests
 //! agree (so a number never describes a publish that went wrong), it
 //! asserts nothing.
@@ -47,6 +55,8 @@ const BINARY: &str = env!("CARGO_BIN_EXE_registry-action");
 const ROUNDS_VAR: &str = "PUBLISH_BENCH_ROUNDS";
 const CASES_VAR: &str = "PUBLISH_BENCH_CASES";
 const STAGES_VAR: &str = "PUBLISH_BENCH_STAGES";
+/// Turns publish's layer analysis off, for the `analysis` scenario.
+const NO_ANALYSIS_VAR: &str = "REGISTRY_ACTION_BENCH_NO_LAYER_ANALYSIS";
 const LAYERS: usize = 4;
 const LAYER_BYTES: usize = 32 << 20;
 const TEXT_BYTES: u64 = 6 << 20;
@@ -99,7 +109,7 @@ fn main() -> ExitCode {
         rows.push(bench.cold(rounds));
     }
     if wanted("unchanged") {
-        rows.push(bench.unchanged(rounds));
+        rows.push(bench.unchanged(rounds, None));
     }
     if wanted("compressible") {
         rows.push(bench.compressible(rounds));
@@ -107,7 +117,15 @@ fn main() -> ExitCode {
     if wanted("two-platforms") && bench.services.engine == CONTAINERD_STORE {
         rows.push(bench.two_platforms(rounds));
     }
-    print_table(&rows, bench.baseline.name());
+    if wanted("unchanged-two-platforms") && bench.services.engine == CONTAINERD_STORE {
+        rows.push(bench.unchanged(rounds, Some(TWO_PLATFORMS)));
+    }
+    if !rows.is_empty() {
+        print_table(&rows, bench.baseline.name());
+    }
+    if wanted("analysis") {
+        bench.analysis_cost(rounds);
+    }
     ExitCode::SUCCESS
 }
 
@@ -197,6 +215,11 @@ struct Published {
 }
 
 impl Published {
+    /// The images an index lists.
+    fn children(&self) -> usize {
+        self.manifest["manifests"].as_array().unwrap().len()
+    }
+
     fn config(&self) -> &str {
         self.manifest["config"]["digest"].as_str().unwrap()
     }
@@ -241,19 +264,28 @@ impl Bench {
         row
     }
 
-    /// After a publish of commit A, commit B (new SHA, same image dir).
-    fn unchanged(&self, rounds: usize) -> Row {
-        let mut row = Row::new("unchanged: new commit, same files", Some(0.35));
+    /// After a publish of commit A, commit B (new SHA, same image dir), for
+    /// `platforms` (comma-separated) or the engine's own.
+    fn unchanged(&self, rounds: usize, platforms: Option<&str>) -> Row {
+        let (title, scenario) = match platforms {
+            None => ("unchanged: new commit, same files", "unchanged"),
+            Some(_) => ("unchanged, two platforms", "unchanged-two"),
+        };
+        let mut row = Row::new(title, Some(0.35));
         let workspace = Workspace::random_layers();
         let first = [Tool::Ours, Tool::Docker]
-            .map(|tool| self.publish(tool, &workspace, &workspace.head, "unchanged", None));
+            .map(|tool| self.publish(tool, &workspace, &workspace.head, scenario, platforms));
         let mut ours = Vec::new();
         for round in 0..rounds {
             let sha = workspace.commit_outside_image(round);
             for tool in Tool::order(round) {
-                let published = self.publish(tool, &workspace, &sha, "unchanged", None);
+                let published = self.publish(tool, &workspace, &sha, scenario, platforms);
                 let before = &first[tool as usize];
-                assert_eq!(published.layers(), before.layers(), "{}", tool.name());
+                match platforms {
+                    None => assert_eq!(published.layers(), before.layers(), "{}", tool.name()),
+                    // Ours relabels each platform's config: new children.
+                    Some(_) => assert_eq!(published.children(), 2, "{}", tool.name()),
+                }
                 if tool == Tool::Docker {
                     assert_eq!(published.digest, before.digest, "docker rebuilt");
                 }
@@ -290,6 +322,57 @@ impl Bench {
         row
     }
 
+    /// Ours on the cold workspace with the layer analysis and without:
+    /// what the analysis adds, as a ratio of medians in this run.
+    fn analysis_cost(&self, rounds: usize) {
+        let mut walls: [Vec<Duration>; 2] = [Vec::new(), Vec::new()];
+        for round in 0..rounds {
+            let workspace = Workspace::random_layers();
+            let order = if round % 2 == 0 {
+                [true, false]
+            } else {
+                [false, true]
+            };
+            for analysed in order {
+                self.prune_build_cache();
+                let scenario = if analysed { "analysed" } else { "bare" };
+                let namespace = format!("{}-ours-{scenario}", self.run_id);
+                let (runs, _) =
+                    self.ours_with(&workspace, &workspace.head, &namespace, None, analysed);
+                let repository = format!("{namespace}/{}", workspace.image_name());
+                let (digest, manifest) = self.rt.block_on(manifest(
+                    &self.services.registry_open,
+                    &repository,
+                    &workspace.head,
+                ));
+                let published = Published {
+                    tool: Tool::Ours,
+                    sha: workspace.head.clone(),
+                    sample: Sample {
+                        wall: runs[0].wall,
+                        bytes: 0,
+                        peak_rss_kib: runs[0].peak_rss_kib,
+                    },
+                    digest,
+                    manifest,
+                };
+                assert_eq!(published.layers().len(), LAYERS, "{scenario}");
+                self.remove_images(&published);
+                walls[usize::from(!analysed)].push(runs[0].wall);
+            }
+        }
+        let (with, without) = (median(&walls[0]), median(&walls[1]));
+        let ratio = with.as_secs_f64() / without.as_secs_f64();
+        println!(
+            "\nlayer analysis, cold publish (4 × 32 MiB): with {:.2} s, without {:.2} s (medians of {rounds}; each round {:?} / {:?}); with / without {ratio:.3}, {}",
+            with.as_secs_f64(),
+            without.as_secs_f64(),
+            walls[0],
+            walls[1],
+            verdict(ratio, 1.03)
+        );
+    }
+
     /// The cold workspace for two platforms: one index of two images.
     fn two_platforms(&self, rounds: usize) -> Row {
         let mut row = Row::new("cold, two platforms: 4 × 32 MiB each", Some(1.0));
@@ -304,8 +387,7 @@ impl Bench {
                     "two",
                     Some(TWO_PLATFORMS),
                 );
-                let children = published.manifest["manifests"].as_array().unwrap();
-                assert_eq!(children.len(), 2, "{}", tool.name());
+                assert_eq!(published.children(), 2, "{}", tool.name());
                 self.remove_images(&published);
                 row.add(tool, published.sample);
             }
@@ -371,6 +453,18 @@ impl Bench {
         namespace: &str,
         platforms: Option<&str>,
     ) -> (Vec<Measured>, String) {
+        self.ours_with(workspace, sha, namespace, platforms, true)
+    }
+
+    /// [`Bench::ours`], with or without the layer analysis.
+    fn ours_with(
+        &self,
+        workspace: &Workspace,
+        sha: &str,
+        namespace: &str,
+        platforms: Option<&str>,
+        analysed: bool,
+    ) -> (Vec<Measured>, String) {
         let runner = Runner::new();
         let mut command = runner.command(BINARY, workspace.path(), sha, &self.services.docker_host);
         command
@@ -382,6 +476,9 @@ impl Bench {
             .env("INPUT_SCANNER", "none");
         if let Some(platforms) = platforms {
             command.env("INPUT_PLATFORMS", platforms);
+        }
+        if !analysed {
+            command.env(NO_ANALYSIS_VAR, "1");
         }
         let stages = std::env::var_os(STAGES_VAR).is_some();
         if stages {

@@ -21,7 +21,7 @@ const PER_COMMIT_LABELS: [&str; 3] = [
 ];
 
 pub struct Inputs<'a> {
-    /// `sha256:` of the context tar.
+    /// The context's identity (`engine::ContextPlan::identity`).
     pub context: &'a str,
     pub stage: Option<&'a str>,
     pub build_args: &'a HashMap<String, String>,

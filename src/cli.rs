@@ -858,6 +858,67 @@ pub struct PublishArgs {
 
     #[command(flatten)]
     pub supply: SupplyArgs,
+
+    #[command(flatten)]
+    pub size: SizeArgs,
+}
+
+/// `publish`'s bounds on the image built, from its layer analysis.
+#[derive(Debug, Clone, Args)]
+pub struct SizeArgs {
+    /// The largest uncompressed image size (each platform's), e.g. `500MB`
+    /// or `2GiB` (default: none).
+    #[arg(long, value_name = "SIZE", value_parser = crate::monitor::thresholds::size)]
+    pub max_image_size: Option<u64>,
+
+    /// The lowest efficiency score, dive's (`0.9` or `90%`; default: none).
+    #[arg(long, value_name = "SCORE", value_parser = efficiency)]
+    pub min_efficiency: Option<f64>,
+
+    /// The largest growth against the image's `latest`: a size (`100MB`)
+    /// or a share of `latest`'s size (`10%`); default: none. (`monitor`
+    /// reads this input too, as a share only.)
+    #[arg(long, value_name = "SIZE_OR_PERCENT", value_parser = image_growth)]
+    pub max_growth: Option<ImageGrowth>,
+
+    /// `warn` (an annotation on the Dockerfile line) or `fail` (nothing is
+    /// tagged, the job fails) past one of the bounds above.
+    #[arg(long, value_enum, default_value_t = SizePolicy::Warn)]
+    pub size_policy: SizePolicy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SizePolicy {
+    Warn,
+    Fail,
+}
+
+/// `max-growth` as `publish` takes it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ImageGrowth {
+    Bytes(u64),
+    /// A fraction of `latest`'s size.
+    Share(f64),
+}
+
+fn image_growth(raw: &str) -> Result<ImageGrowth, String> {
+    if raw.trim_end().ends_with('%') {
+        return crate::monitor::thresholds::percent(raw).map(ImageGrowth::Share);
+    }
+    crate::monitor::thresholds::size(raw)
+        .map(ImageGrowth::Bytes)
+        .map_err(|_| {
+            format!("{raw:?} is neither a size nor a percentage: give a size such as `100MB` or `1GiB`, or a share of `latest`'s size such as `10%`")
+        })
+}
+
+/// `min-efficiency`: a score between 0 and 1, or a percentage.
+fn efficiency(raw: &str) -> Result<f64, String> {
+    crate::monitor::thresholds::percent(raw).and_then(|score| {
+        (score <= 1.0).then_some(score).ok_or_else(|| {
+            format!("{raw:?} is over 100%: give a score from 0 to 1, such as `0.9`, or `90%`")
+        })
+    })
 }
 
 /// `merge`: the images of one release pushed by digest, one job per

@@ -8,6 +8,7 @@
 use std::fs::{self, Metadata};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{Context as _, anyhow, bail};
 use tar::{Builder, EntryType, Header};
@@ -76,13 +77,20 @@ impl ContextPlan {
     /// The context's identity — what [`Stats::digest`] of a write would
     /// be — without writing the tar: the files are hashed side by side.
     pub fn identity(&self) -> anyhow::Result<String> {
+        self.identity_unless(&AtomicBool::new(false))
+    }
+
+    /// [`identity`](Self::identity), given up (an error) soon after `stop`
+    /// is set: a caller that learns it needs no identity after all stops
+    /// the reading of a large context.
+    pub fn identity_unless(&self, stop: &AtomicBool) -> anyhow::Result<String> {
         let mut listing = Listing::default();
         if let Dockerfile::Outside(path) = &self.dockerfile {
             listing.file(OUTSIDE_DOCKERFILE, 0o644, path)?;
         }
         self.walk()
             .directory(&mut listing, &self.root, &Relative::root())?;
-        listing.identity()
+        listing.identity(stop)
     }
 
     /// Hands every entry of the context to `sink` in tar order, the
@@ -406,8 +414,9 @@ impl Sink for Listing {
 }
 
 impl Listing {
-    /// The identity, with the files read and hashed on every core.
-    fn identity(&self) -> anyhow::Result<String> {
+    /// The identity, with the files read and hashed on every core, unless
+    /// `stop` is set.
+    fn identity(&self, stop: &AtomicBool) -> anyhow::Result<String> {
         let paths: Vec<&Path> = self
             .entries
             .iter()
@@ -416,7 +425,7 @@ impl Listing {
                 _ => None,
             })
             .collect();
-        let mut contents = file_digests(&paths)?.into_iter();
+        let mut contents = file_digests(&paths, stop)?.into_iter();
         let mut identity = Identity::new();
         for entry in &self.entries {
             match entry {
@@ -434,9 +443,10 @@ impl Listing {
     }
 }
 
-/// Each file's size and `sha256:`, read in pieces on worker threads.
-fn file_digests(paths: &[&Path]) -> anyhow::Result<Vec<(u64, String)>> {
-    let next = std::sync::atomic::AtomicUsize::new(0);
+/// Each file's size and content digest ([`content_digest`]), read in
+/// pieces on worker threads until `stop` is set.
+fn file_digests(paths: &[&Path], stop: &AtomicBool) -> anyhow::Result<Vec<(u64, String)>> {
+    let next = AtomicUsize::new(0);
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(paths.len())
@@ -448,11 +458,11 @@ fn file_digests(paths: &[&Path]) -> anyhow::Result<Vec<(u64, String)>> {
                     let mut buf = vec![0; 1 << 20];
                     let mut done = Vec::new();
                     loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let i = next.fetch_add(1, Ordering::Relaxed);
                         let Some(path) = paths.get(i) else {
                             return Ok(done);
                         };
-                        done.push((i, file_digest(path, &mut buf)?));
+                        done.push((i, file_digest(path, &mut buf, stop)?));
                     }
                 })
             })
@@ -470,13 +480,16 @@ fn file_digests(paths: &[&Path]) -> anyhow::Result<Vec<(u64, String)>> {
     Ok(found.into_iter().map(|(_, digest)| digest).collect())
 }
 
-fn file_digest(path: &Path, buf: &mut [u8]) -> anyhow::Result<(u64, String)> {
+fn file_digest(path: &Path, buf: &mut [u8], stop: &AtomicBool) -> anyhow::Result<(u64, String)> {
     use std::io::Read as _;
     let reading = || format!("reading {}", path.display());
     let mut file = fs::File::open(path).with_context(reading)?;
-    let mut hasher = Sha256::new();
+    let mut hasher = blake3::Hasher::new();
     let mut size = 0;
     loop {
+        if stop.load(Ordering::Relaxed) {
+            bail!("stopped reading the build context: its identity is not needed");
+        }
         let n = file.read(buf).with_context(reading)?;
         if n == 0 {
             break;
@@ -484,7 +497,21 @@ fn file_digest(path: &Path, buf: &mut [u8]) -> anyhow::Result<(u64, String)> {
         hasher.update(&buf[..n]);
         size += n as u64;
     }
-    Ok((size, digest_of(hasher)))
+    Ok((size, blake3_digest(&hasher)))
+}
+
+/// A file's content digest in the identity: BLAKE3, a few times faster
+/// than SHA-256 even with the CPU's SHA extensions, so a large context
+/// costs little to recognise. Never a registry digest: only the identity
+/// (a `sha256:` over the entries) leaves this module.
+fn content_digest(content: &[u8]) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(content);
+    blake3_digest(&hasher)
+}
+
+fn blake3_digest(hasher: &blake3::Hasher) -> String {
+    format!("blake3:{}", hasher.finalize().to_hex())
 }
 
 /// Byte order of the names, so the tar never depends on `readdir` order.
@@ -528,10 +555,8 @@ impl<W: Write> Tarball<W> {
         self.builder
             .append_data(&mut header, name, content)
             .with_context(|| format!("adding {name} to the build context"))?;
-        let mut hasher = Sha256::new();
-        hasher.update(content);
         self.identity
-            .add('f', name, mode, "", Some((size, &digest_of(hasher))));
+            .add('f', name, mode, "", Some((size, &content_digest(content))));
         self.files += 1;
         self.bytes += size;
         Ok(())
@@ -572,10 +597,74 @@ impl<W: Write> Sink for Tarball<W> {
     }
 
     fn file(&mut self, name: &str, mode: u32, path: &Path) -> anyhow::Result<()> {
-        // Read it whole so the header's size is the size actually written,
-        // even if the file changes under us.
-        let content = fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        self.add_content(name, mode, &content)
+        let reading = || format!("reading {}", path.display());
+        let file = fs::File::open(path).with_context(reading)?;
+        // The size is taken once, from the open file, and exactly that many
+        // bytes are sent, so the header is true even if the file changes
+        // under us; it passes through in pieces, never whole in memory.
+        let size = file.metadata().with_context(reading)?.len();
+        let mut content = Exactly::new(file, size, path);
+        let mut header = header(EntryType::Regular, mode, size);
+        self.builder
+            .append_data(
+                &mut header,
+                name,
+                std::io::BufReader::with_capacity(READ_PIECE, &mut content),
+            )
+            .with_context(|| format!("adding {name} to the build context"))?;
+        self.identity.add(
+            'f',
+            name,
+            mode,
+            "",
+            Some((size, &blake3_digest(&content.hasher))),
+        );
+        self.files += 1;
+        self.bytes += size;
+        Ok(())
+    }
+}
+
+/// How much of a file is read at once.
+const READ_PIECE: usize = 1 << 20;
+
+/// The first `size` bytes of a file, hashed as they are read; a file that
+/// ends before them is an error, not a short tar entry.
+struct Exactly<'a> {
+    file: std::io::Take<fs::File>,
+    left: u64,
+    path: &'a Path,
+    hasher: blake3::Hasher,
+}
+
+impl<'a> Exactly<'a> {
+    fn new(file: fs::File, size: u64, path: &'a Path) -> Self {
+        use std::io::Read as _;
+        Exactly {
+            file: file.take(size),
+            left: size,
+            path,
+            hasher: blake3::Hasher::new(),
+        }
+    }
+}
+
+impl std::io::Read for Exactly<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let shown = || self.path.display();
+        let n = self
+            .file
+            .read(buf)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("reading {}: {e}", shown())))?;
+        if n == 0 && self.left > 0 && !buf.is_empty() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("{} shrank while it was being sent", shown()),
+            ));
+        }
+        self.hasher.update(&buf[..n]);
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 
@@ -886,6 +975,93 @@ mod tests {
         write(dir.path(), "skip/x", "ignored");
         let (_, again) = plan.write(std::io::sink()).unwrap();
         assert_eq!(plan.identity().unwrap(), again.digest);
+    }
+
+    /// What the build can see, changed one thing at a time: each gives a
+    /// new identity, the same one the written tar then has.
+    #[test]
+    fn every_change_the_build_can_see_changes_the_identity() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tree(&[
+            ("Dockerfile", "FROM scratch\n"),
+            ("a", "one"),
+            ("b/c", "two"),
+            ("skip/x", "3"),
+            (".dockerignore", "skip\n"),
+        ]);
+        std::os::unix::fs::symlink("a", dir.path().join("link")).unwrap();
+        let root = dir.path();
+        let identity = || {
+            let plan = ContextPlan::new(root, None).unwrap();
+            let (_, stats) = plan.write(std::io::sink()).unwrap();
+            assert_eq!(plan.identity().unwrap(), stats.digest);
+            stats.digest
+        };
+        let mut seen = vec![identity()];
+        let mut changed = |what: &str, change: &dyn Fn()| {
+            change();
+            let now = identity();
+            assert!(!seen.contains(&now), "{what} left the identity alone");
+            seen.push(now);
+        };
+        changed("content", &|| write(root, "b/c", "tw0"));
+        changed("mode", &|| {
+            fs::set_permissions(root.join("a"), fs::Permissions::from_mode(0o755)).unwrap()
+        });
+        changed("name", &|| {
+            fs::rename(root.join("b/c"), root.join("b/d")).unwrap()
+        });
+        changed("symlink target", &|| {
+            fs::remove_file(root.join("link")).unwrap();
+            std::os::unix::fs::symlink("b", root.join("link")).unwrap();
+        });
+        changed(".dockerignore", &|| {
+            write(root, ".dockerignore", "skip\nb\n")
+        });
+        changed("a file no longer ignored", &|| {
+            write(root, ".dockerignore", "b\n")
+        });
+    }
+
+    #[test]
+    fn a_file_is_sent_at_the_size_it_had_when_opened() {
+        use std::io::Read as _;
+        let dir = tree(&[("f", "0123456789")]);
+        let path = dir.path().join("f");
+        let mut grown = Vec::new();
+        Exactly::new(fs::File::open(&path).unwrap(), 4, &path)
+            .read_to_end(&mut grown)
+            .unwrap();
+        assert_eq!(grown, b"0123");
+        let mut shrunk = Exactly::new(fs::File::open(&path).unwrap(), 20, &path);
+        let error = shrunk.read_to_end(&mut Vec::new()).unwrap_err();
+        assert_eq!(error.kind(), std::io::ErrorKind::UnexpectedEof);
+        assert!(
+            error.to_string().contains("shrank while it was being sent"),
+            "{error}"
+        );
+        assert!(
+            error.to_string().contains(&path.display().to_string()),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_stopped_identity_is_an_error_never_a_digest() {
+        let dir = tree(&[("Dockerfile", "FROM scratch\n"), ("a", "1"), ("b", "2")]);
+        let plan = ContextPlan::new(dir.path(), None).unwrap();
+        let stopped = plan.identity_unless(&AtomicBool::new(true)).unwrap_err();
+        assert!(
+            stopped
+                .to_string()
+                .contains("stopped reading the build context"),
+            "{stopped:#}"
+        );
+        let (_, stats) = plan.write(std::io::sink()).unwrap();
+        assert_eq!(
+            plan.identity_unless(&AtomicBool::new(false)).unwrap(),
+            stats.digest
+        );
     }
 
     #[test]

@@ -49,7 +49,7 @@ use crate::oci::{
     MANIFEST_MEDIA_TYPE,
 };
 use crate::registry::sha256_digest;
-pub use streamed::oci_image_streamed;
+pub use streamed::{oci_image_streamed, oci_image_streamed_tapped};
 
 const SAVE_MANIFEST: &str = "manifest.json";
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -70,6 +70,17 @@ pub enum Source {
     /// A file here, already sent to the target repository as it was made
     /// (publish uploads layers early): nothing left to send.
     Sent(PathBuf),
+}
+
+/// Sees each layer of the export as it passes, so another reader (the
+/// layer analysis) needn't read the image again: a layer's bytes as the
+/// export stores them (plain tar or gzip), each member once, in the
+/// export's order; then the members in the image's order, lowest first.
+pub trait LayerTap: Send {
+    fn begin(&mut self, member: &str);
+    fn bytes(&mut self, chunk: &[u8]);
+    fn end(&mut self);
+    fn order(&mut self, members: &[String]);
 }
 
 /// One content-addressed blob ready for upload.
@@ -357,6 +368,17 @@ pub fn oci_image(
     work_dir: &Path,
     known: &KnownLayers,
 ) -> Result<OciImage, ExportError> {
+    oci_image_tapped(saved, work_dir, known, None)
+}
+
+/// [`oci_image`], every layer shown to `tap` as it is read, the reused
+/// ones too (read for it, not converted).
+pub fn oci_image_tapped(
+    saved: &Path,
+    work_dir: &Path,
+    known: &KnownLayers,
+    mut tap: Option<&mut (dyn LayerTap + 'static)>,
+) -> Result<OciImage, ExportError> {
     let index = index(saved)?;
     let diff_ids = diff_ids(&index.config)
         .filter(|ids| ids.len() == index.layers.len())
@@ -381,7 +403,10 @@ pub fn oci_image(
         .filter(|(_, reused)| reused.is_none())
         .map(|(member, _)| member.as_str())
         .collect();
-    let converted = convert(saved, work_dir, &wanted, cores())?;
+    let converted = convert(saved, work_dir, &wanted, cores(), tap.as_deref_mut())?;
+    if let Some(tap) = tap {
+        tap.order(&index.layers);
+    }
     assemble(saved, work_dir, &index, reused, converted)
 }
 
@@ -576,23 +601,37 @@ type Converted = HashMap<String, (Blob, u64)>;
 
 /// Pass two: streams the `wanted` layer members out of the tarball into
 /// blobs in `work_dir`, each with its uncompressed size; the data of every
-/// other member is seeked over.
+/// other member is seeked over, but with a `tap` the other layers are read
+/// for it.
 fn convert(
     saved: &Path,
     work_dir: &Path,
     wanted: &HashSet<&str>,
     threads: usize,
+    tap: Option<&mut (dyn LayerTap + 'static)>,
 ) -> Result<Converted, ExportError> {
     std::thread::scope(|scope| {
         let mut converter = Converter::new(scope, saved, work_dir, threads, |_| {});
+        converter.tap = tap;
         each_entry(saved, |entry, member| {
-            if entry.header().entry_type().is_file() && wanted.contains(member.as_str()) {
+            if !entry.header().entry_type().is_file() {
+                return Ok(());
+            }
+            if wanted.contains(member.as_str()) {
                 converter.layer(entry, member)?;
+            } else if is_layer_member(&member) {
+                converter.show(entry, member)?;
             }
             Ok(())
         })?;
         converter.finish()
     })
+}
+
+/// A member that can hold a layer: a legacy `<id>/layer.tar` or an OCI
+/// blob. Only shown to a tap, which keeps those the image's order names.
+fn is_layer_member(member: &str) -> bool {
+    member.ends_with("/layer.tar") || member.starts_with("blobs/")
 }
 
 /// Turns layer members into blob files in `work_dir`, compressing them on
@@ -607,6 +646,8 @@ struct Converter<'scope, 'a, F> {
     /// Members met already: engines may store one tar twice.
     seen: HashSet<String>,
     sealed: F,
+    /// Shown every layer as it is read.
+    tap: Option<&'a mut (dyn LayerTap + 'static)>,
 }
 
 impl<'scope, 'a, F: FnMut(&Blob)> Converter<'scope, 'a, F> {
@@ -625,6 +666,7 @@ impl<'scope, 'a, F: FnMut(&Blob)> Converter<'scope, 'a, F> {
             converted: Converted::new(),
             seen: HashSet::new(),
             sealed,
+            tap: None,
         }
     }
 
@@ -641,12 +683,42 @@ impl<'scope, 'a, F: FnMut(&Blob)> Converter<'scope, 'a, F> {
                 .work_dir
                 .join(format!("layer-{}.partial", self.seen.len())),
         };
-        if let Some(kept) = layer.write(data, &mut self.gzip, &mut self.records)? {
+        if let Some(tap) = self.tap.as_deref_mut() {
+            tap.begin(&member);
+        }
+        let mut data = Tapped {
+            inner: data,
+            tap: self.tap.as_deref_mut(),
+        };
+        let written = layer.write(&mut data, &mut self.gzip, &mut self.records);
+        if let Some(tap) = self.tap.as_deref_mut() {
+            tap.end();
+        }
+        if let Some(kept) = written? {
             (self.sealed)(&kept.0);
             self.converted.insert(member, kept);
         }
         let finished = self.gzip.take_finished();
         self.seal(finished)
+    }
+
+    /// Shows the member `member` to the tap, if any, without converting
+    /// it: a layer the registry holds already.
+    fn show(&mut self, data: &mut impl Read, member: String) -> Result<(), ExportError> {
+        let Some(tap) = self.tap.as_deref_mut() else {
+            return Ok(());
+        };
+        if !self.seen.insert(member.clone()) {
+            return Ok(());
+        }
+        tap.begin(&member);
+        let mut data = Tapped {
+            inner: data,
+            tap: Some(&mut *tap),
+        };
+        let read = io::copy(&mut data, &mut io::sink());
+        tap.end();
+        read.map(drop).map_err(|e| read_err(self.saved, &member, e))
     }
 
     /// Whether `member` was met (converting or converted).
@@ -840,6 +912,22 @@ fn read_some(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             other => return other,
         }
+    }
+}
+
+/// Reads through to `inner`, showing the tap what it reads.
+struct Tapped<'t, R> {
+    inner: R,
+    tap: Option<&'t mut (dyn LayerTap + 'static)>,
+}
+
+impl<R: Read> Read for Tapped<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(tap) = self.tap.as_deref_mut() {
+            tap.bytes(&buf[..n]);
+        }
+        Ok(n)
     }
 }
 
@@ -1382,6 +1470,68 @@ mod tests {
             image.layers[1].digest.as_str()
         );
         assert_eq!(image.uncompressed_size, app.len() as u64);
+    }
+
+    /// What a tap saw: each member's bytes, and the order.
+    #[derive(Default)]
+    struct Seen {
+        members: Vec<(String, Vec<u8>)>,
+        order: Vec<String>,
+    }
+
+    impl LayerTap for Seen {
+        fn begin(&mut self, member: &str) {
+            self.members.push((member.to_owned(), Vec::new()));
+        }
+        fn bytes(&mut self, chunk: &[u8]) {
+            self.members.last_mut().unwrap().1.extend_from_slice(chunk);
+        }
+        fn end(&mut self) {}
+        fn order(&mut self, members: &[String]) {
+            self.order = members.to_vec();
+        }
+    }
+
+    #[test]
+    fn a_tap_sees_every_layer_once_reused_ones_too_and_their_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let base = layer_tar(&[("etc/os-release", b"ID=test\n")]);
+        let app = layer_tar(&[("app/main", b"binary")]);
+        let config = config_for(&[&base, &app]);
+        let manifest = save_manifest("c0ffee.json", &["aaaa/layer.tar", "bbbb/layer.tar"]);
+        let saved = save_tar(
+            dir.path(),
+            &[
+                Member::File("bbbb/layer.tar", &app),
+                Member::File("aaaa/layer.tar", &base),
+                Member::File("c0ffee.json", &config),
+                Member::File("manifest.json", &manifest),
+            ],
+        );
+        let known = KnownLayers::from([(sha256_digest(&base), known('a', "team/base"))]);
+        let expected = vec![
+            ("bbbb/layer.tar".to_owned(), app.clone()),
+            ("aaaa/layer.tar".to_owned(), base.clone()),
+        ];
+        let order = vec!["aaaa/layer.tar".to_owned(), "bbbb/layer.tar".to_owned()];
+
+        let mut seen = Seen::default();
+        oci_image_tapped(&saved, work.path(), &known, Some(&mut seen)).unwrap();
+        assert_eq!((&seen.members, &seen.order), (&expected, &order));
+
+        let mut seen = Seen::default();
+        let other = tempfile::tempdir().unwrap();
+        oci_image_streamed_tapped(
+            open(&saved).unwrap(),
+            &saved,
+            false,
+            other.path(),
+            |_| {},
+            Some(&mut seen),
+        )
+        .unwrap();
+        assert_eq!((&seen.members, &seen.order), (&expected, &order));
     }
 
     /// An OCI-layout export (dockerd 25+) whose second layer is stored

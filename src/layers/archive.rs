@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{BufRead as _, BufReader, Read, Seek as _, SeekFrom};
+use std::io::{BufReader, Read, Seek as _, SeekFrom};
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
@@ -17,7 +17,6 @@ use super::{Analysis, Analyzer, History, Limits};
 const MAX_MEMBERS: usize = 100_000;
 /// `manifest.json` and the config are small JSON files.
 const MAX_JSON: u64 = 8 << 20;
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 
 #[derive(Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -59,15 +58,9 @@ pub fn analyse_saved(path: &Path, limits: Limits) -> anyhow::Result<Analysis> {
         })?;
     let mut analyzer = Analyzer::new(limits);
     for layer in &image.layers {
-        let reader = open_member(path, &members, layer)?;
-        let mut reader = BufReader::new(reader);
-        let gzip = reader.fill_buf()?.starts_with(&GZIP_MAGIC);
-        let added = if gzip {
-            analyzer.add_layer(flate2::read::GzDecoder::new(reader))
-        } else {
-            analyzer.add_layer(reader)
-        };
-        added.with_context(|| format!("{shown}: layer {layer:?}"))?;
+        analyzer
+            .add_stored(open_member(path, &members, layer)?)
+            .with_context(|| format!("{shown}: layer {layer:?}"))?;
     }
     Ok(analyzer.finish(&config.history))
 }

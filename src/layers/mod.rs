@@ -23,12 +23,14 @@
 //! contents stream past.
 
 pub mod archive;
+pub mod tap;
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
+use std::io::{BufRead as _, BufReader, Read};
 
 use serde::Deserialize;
 
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const WHITEOUT: &str = ".wh.";
 const OPAQUE: &str = ".wh..wh..";
 /// Wasted files listed, largest first.
@@ -73,6 +75,22 @@ pub enum LayerError {
     TooManyEntries { limit: usize },
 }
 
+impl LayerError {
+    /// The same error, naming the layer by its place `layer` in the image.
+    pub fn at(self, layer: usize) -> Self {
+        match self {
+            LayerError::Tar { source, .. } => LayerError::Tar { layer, source },
+            LayerError::PathTooLong { length, limit, .. } => LayerError::PathTooLong {
+                layer,
+                length,
+                limit,
+            },
+            LayerError::BadPath { path, .. } => LayerError::BadPath { layer, path },
+            other @ LayerError::TooManyEntries { .. } => other,
+        }
+    }
+}
+
 /// One entry of the config's `history`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct History {
@@ -86,6 +104,10 @@ pub struct History {
 pub struct Layer {
     /// Sum of the sizes its tar entries declare.
     pub size: u64,
+    /// Of the wasted bytes, those counted in this layer: what it wrote
+    /// that a later layer replaces or deletes, what it replaces, and what
+    /// its whiteouts remove.
+    pub wasted: u64,
     /// `created_by` of the history entry that made it, if the history says.
     pub instruction: Option<String>,
 }
@@ -120,6 +142,30 @@ struct Counted {
     total: u64,
     smallest: u64,
     count: usize,
+    /// The first layer that counted it, and what it counted: charged to
+    /// that layer's waste once a second layer counts the path.
+    first_layer: usize,
+    first_bytes: u64,
+}
+
+/// One layer's own tree (each path with the parents it implies) and its
+/// size: all the analysis keeps of a layer's tar stream. Read in any order
+/// ([`read_tree`]), added lowest first ([`Analyzer::add_tree`]).
+#[derive(Debug, Clone, Default)]
+pub struct Tree {
+    nodes: BTreeMap<String, Node>,
+    size: u64,
+}
+
+impl Tree {
+    /// Paths it holds, parents included.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
 }
 
 /// Takes the layers one by one, lowest first.
@@ -130,6 +176,8 @@ pub struct Analyzer {
     stacked: BTreeMap<String, Node>,
     paths: HashMap<String, Counted>,
     sizes: Vec<u64>,
+    /// Per layer, the wasted bytes counted in it.
+    wasted: Vec<u64>,
     /// Paths held in all, against `limits.max_entries`.
     held: usize,
 }
@@ -144,9 +192,20 @@ impl Analyzer {
 
     /// The next layer, as an uncompressed tar stream.
     pub fn add_layer(&mut self, tar: impl Read) -> Result<(), LayerError> {
-        let layer = self.sizes.len();
-        let (tree, size) = self.read_tree(layer, tar)?;
-        for (key, node) in leaves(&tree) {
+        let tree = read_tree(tar, self.sizes.len(), self.limits, &mut self.held)?;
+        self.add_tree(&tree)
+    }
+
+    /// The next layer as stored: a tar stream, plain or gzip.
+    pub fn add_stored(&mut self, raw: impl Read) -> Result<(), LayerError> {
+        let tree = read_stored_tree(raw, self.sizes.len(), self.limits, &mut self.held)?;
+        self.add_tree(&tree)
+    }
+
+    /// The next layer, as [`read_tree`] read it.
+    pub fn add_tree(&mut self, tree: &Tree) -> Result<(), LayerError> {
+        self.wasted.push(0);
+        for (key, node) in leaves(&tree.nodes) {
             let (path, bytes) = match whiteout_target(key) {
                 Some(target) => {
                     let bytes = self.removed_bytes(&target);
@@ -156,19 +215,21 @@ impl Analyzer {
             };
             self.count(path, bytes)?;
         }
-        self.stack(&tree);
-        self.sizes.push(size);
+        self.stack(&tree.nodes);
+        self.sizes.push(tree.size);
         Ok(())
     }
 
     pub fn finish(self, history: &[History]) -> Analysis {
-        let instructions = instructions(history, self.sizes.len());
+        let instructions = layer_instructions(history, self.sizes.len());
         let layers = self
             .sizes
             .iter()
+            .zip(&self.wasted)
             .zip(instructions)
-            .map(|(size, instruction)| Layer {
+            .map(|((size, wasted), instruction)| Layer {
                 size: *size,
+                wasted: *wasted,
                 instruction,
             })
             .collect();
@@ -203,76 +264,8 @@ impl Analyzer {
         }
     }
 
-    /// The layer's own tree, each path with its parents, and its size.
-    fn read_tree(
-        &mut self,
-        layer: usize,
-        tar: impl Read,
-    ) -> Result<(BTreeMap<String, Node>, u64), LayerError> {
-        let failed = |source| LayerError::Tar { layer, source };
-        let mut archive = tar::Archive::new(tar);
-        let mut tree = BTreeMap::new();
-        let mut size = 0u64;
-        for entry in archive.entries().map_err(failed)? {
-            let entry = entry.map_err(failed)?;
-            let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
-            if raw.len() > self.limits.max_path {
-                return Err(LayerError::PathTooLong {
-                    layer,
-                    length: raw.len(),
-                    limit: self.limits.max_path,
-                });
-            }
-            let Some(key) = clean(&raw).map_err(|()| LayerError::BadPath { layer, path: raw })?
-            else {
-                continue;
-            };
-            let node = Node {
-                size: entry.size(),
-                dir: entry.header().entry_type().is_dir(),
-            };
-            size += node.size;
-            self.insert(&mut tree, key, node)?;
-        }
-        Ok((tree, size))
-    }
-
-    /// A path and the parents it implies (which carry nothing), as dive's
-    /// tree adds them; an opaque marker not already there is not added.
-    fn insert(
-        &mut self,
-        tree: &mut BTreeMap<String, Node>,
-        key: String,
-        node: Node,
-    ) -> Result<(), LayerError> {
-        let mut at = 0;
-        while let Some(slash) = key[at + 1..].find('/') {
-            let parent = &key[..at + 1 + slash];
-            if !tree.contains_key(parent) {
-                self.hold()?;
-                tree.insert(parent.to_owned(), Node::default());
-            }
-            at += 1 + slash;
-        }
-        let name = &key[at + 1..];
-        if name.starts_with(OPAQUE) && !tree.contains_key(&key) {
-            return Ok(());
-        }
-        if !tree.contains_key(&key) {
-            self.hold()?;
-        }
-        tree.insert(key, node);
-        Ok(())
-    }
-
     fn hold(&mut self) -> Result<(), LayerError> {
-        self.held += 1;
-        if self.held > self.limits.max_entries {
-            return Err(LayerError::TooManyEntries {
-                limit: self.limits.max_entries,
-            });
-        }
-        Ok(())
+        hold(&mut self.held, self.limits)
     }
 
     /// What a whiteout of `target` removes: all bytes under it, if the
@@ -290,16 +283,25 @@ impl Analyzer {
     }
 
     fn count(&mut self, path: String, bytes: u64) -> Result<(), LayerError> {
+        let layer = self.sizes.len();
         if !self.paths.contains_key(&path) {
             self.hold()?;
         }
         let counted = self.paths.entry(path).or_insert(Counted {
             smallest: bytes,
+            first_layer: layer,
+            first_bytes: bytes,
             ..Counted::default()
         });
         counted.total += bytes;
         counted.smallest = counted.smallest.min(bytes);
         counted.count += 1;
+        if counted.count == 2 {
+            self.wasted[counted.first_layer] += counted.first_bytes;
+        }
+        if counted.count >= 2 {
+            self.wasted[layer] += bytes;
+        }
         Ok(())
     }
 
@@ -324,6 +326,104 @@ impl Analyzer {
             }
         }
     }
+}
+
+/// One layer's tree from its uncompressed tar stream (`layer`: its place,
+/// for errors); every path it holds counts against `limits.max_entries`
+/// in `held`. Nothing but entry headers is read.
+pub fn read_tree(
+    tar: impl Read,
+    layer: usize,
+    limits: Limits,
+    held: &mut usize,
+) -> Result<Tree, LayerError> {
+    let failed = |source| LayerError::Tar { layer, source };
+    let mut archive = tar::Archive::new(tar);
+    let mut tree = Tree::default();
+    for entry in archive.entries().map_err(failed)? {
+        let entry = entry.map_err(failed)?;
+        let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        if raw.len() > limits.max_path {
+            return Err(LayerError::PathTooLong {
+                layer,
+                length: raw.len(),
+                limit: limits.max_path,
+            });
+        }
+        let Some(key) = clean(&raw).map_err(|()| LayerError::BadPath { layer, path: raw })? else {
+            continue;
+        };
+        let node = Node {
+            size: entry.size(),
+            dir: entry.header().entry_type().is_dir(),
+        };
+        tree.size += node.size;
+        insert(&mut tree.nodes, key, node, &mut || hold(held, limits))?;
+    }
+    Ok(tree)
+}
+
+/// [`read_tree`] of a layer as stored: gunzipped first if it is gzip.
+pub fn read_stored_tree(
+    raw: impl Read,
+    layer: usize,
+    limits: Limits,
+    held: &mut usize,
+) -> Result<Tree, LayerError> {
+    let mut reader = BufReader::new(raw);
+    let gzip = reader
+        .fill_buf()
+        .map_err(|source| LayerError::Tar { layer, source })?
+        .starts_with(&GZIP_MAGIC);
+    if gzip {
+        read_tree(
+            flate2::read::MultiGzDecoder::new(reader),
+            layer,
+            limits,
+            held,
+        )
+    } else {
+        read_tree(reader, layer, limits, held)
+    }
+}
+
+/// A path and the parents it implies (which carry nothing), as dive's
+/// tree adds them; an opaque marker not already there is not added.
+fn insert(
+    tree: &mut BTreeMap<String, Node>,
+    key: String,
+    node: Node,
+    hold: &mut impl FnMut() -> Result<(), LayerError>,
+) -> Result<(), LayerError> {
+    let mut at = 0;
+    while let Some(slash) = key[at + 1..].find('/') {
+        let parent = &key[..at + 1 + slash];
+        if !tree.contains_key(parent) {
+            hold()?;
+            tree.insert(parent.to_owned(), Node::default());
+        }
+        at += 1 + slash;
+    }
+    let name = &key[at + 1..];
+    if name.starts_with(OPAQUE) && !tree.contains_key(&key) {
+        return Ok(());
+    }
+    if !tree.contains_key(&key) {
+        hold()?;
+    }
+    tree.insert(key, node);
+    Ok(())
+}
+
+/// One more path held, against `limits.max_entries`.
+fn hold(held: &mut usize, limits: Limits) -> Result<(), LayerError> {
+    *held += 1;
+    if *held > limits.max_entries {
+        return Err(LayerError::TooManyEntries {
+            limit: limits.max_entries,
+        });
+    }
+    Ok(())
 }
 
 /// The paths under `dir` (not itself).
@@ -368,7 +468,7 @@ fn clean(raw: &str) -> Result<Option<String>, ()> {
 
 /// Each layer's instruction: the history entries that made a layer, in
 /// order (`empty_layer` ones skipped); `None` past the history's end.
-fn instructions(history: &[History], layers: usize) -> Vec<Option<String>> {
+pub fn layer_instructions(history: &[History], layers: usize) -> Vec<Option<String>> {
     let mut made = history.iter().filter(|h| !h.empty_layer);
     (0..layers)
         .map(|_| made.next().and_then(|h| h.created_by.clone()))
@@ -434,6 +534,10 @@ mod tests {
             [("/cache", 2, 207), ("/deleted", 2, 123), ("/over", 2, 91)]
         );
         assert_eq!(analysis.wasted_bytes, 421);
+        // What each layer wrote, replaced or removed of it: the file
+        // whiteout removes nothing, the directory's removes its 207 bytes.
+        let wasted: Vec<u64> = analysis.layers.iter().map(|l| l.wasted).collect();
+        assert_eq!(wasted, [168, 0, 46, 207]);
         let sizes: Vec<u64> = analysis.layers.iter().map(|l| l.size).collect();
         assert_eq!(sizes, [1168, 207, 46, 0]);
         // Smallest per path: sh 1000, cache 0, deleted 0, over 45, pkgs 200,
@@ -474,7 +578,7 @@ mod tests {
             },
         ];
         assert_eq!(
-            instructions(&history, 3),
+            layer_instructions(&history, 3),
             [
                 Some("COPY busybox /bin/busybox".to_owned()),
                 Some("RUN make".to_owned()),

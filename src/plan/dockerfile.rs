@@ -199,6 +199,68 @@ pub fn step_line(content: &str, step: &str) -> Option<usize> {
     exact.or_else(prefix).map(|(line, _)| *line)
 }
 
+/// A layer's `created_by` (from the image config's history) as the
+/// Dockerfile instruction it reads like: BuildKit's ` # buildkit` mark
+/// dropped, the classic builder's `/bin/sh -c #(nop) ` dropped, and its
+/// bare `/bin/sh -c <command>` (a `RUN`) given its keyword back.
+pub fn created_by_step(created_by: &str) -> String {
+    let text = created_by.trim();
+    let text = text.strip_suffix("# buildkit").unwrap_or(text).trim_end();
+    if let Some(rest) = text.strip_prefix("/bin/sh -c #(nop)") {
+        return rest.trim().to_owned();
+    }
+    match text.strip_prefix("/bin/sh -c ") {
+        Some(command) => format!("RUN {}", command.trim()),
+        None => text.to_owned(),
+    }
+}
+
+/// The Dockerfile line of the instruction that made a layer, from its
+/// `created_by`, where one can be told: a `RUN` whose command ends the
+/// recorded one (which may start with build arguments and the shell), a
+/// `COPY`/`ADD` with the same words (the classic builder's
+/// `COPY file:<hash> in <dest>`: the same destination), any other
+/// instruction word for word. `--` options are left out on both sides;
+/// of several, the last (the final stage comes last).
+pub fn created_by_line(content: &str, created_by: &str) -> Option<usize> {
+    let step = created_by_step(created_by);
+    let wanted = plain_words(&step);
+    let (keyword, args) = wanted.split_first()?;
+    let classic_copy = matches!(keyword.as_str(), "COPY" | "ADD")
+        && args.len() == 3
+        && args[1] == "in"
+        && (args[0].starts_with("file:") || args[0].starts_with("dir:"));
+    instructions(content, escape_char(content))
+        .into_iter()
+        .filter(|i| {
+            let words = plain_words(&i.text);
+            let Some((key, rest)) = words.split_first() else {
+                return false;
+            };
+            if key != keyword || rest.is_empty() {
+                return false;
+            }
+            match keyword.as_str() {
+                "RUN" => args.ends_with(rest),
+                _ if classic_copy => rest.last() == args.last(),
+                _ => rest == args,
+            }
+        })
+        .map(|i| i.line)
+        .next_back()
+}
+
+/// [`words`] without `--option` words after the keyword.
+fn plain_words(text: &str) -> Vec<String> {
+    let mut all = words(text);
+    if all.len() > 1 {
+        let keyword = all.remove(0);
+        all.retain(|w| !w.starts_with("--"));
+        all.insert(0, keyword);
+    }
+    all
+}
+
 /// Whitespace-separated words, the instruction keyword upper-cased.
 fn words(text: &str) -> Vec<String> {
     text.split_whitespace()
@@ -547,6 +609,31 @@ mod tests {
         assert_eq!(step_line(content, "[build 3/3] RUN make release"), Some(4));
         assert_eq!(step_line(content, "[internal] load metadata"), None);
         assert_eq!(step_line(content, "[2/2] ADD x /x"), None);
+    }
+
+    #[test]
+    fn created_by_finds_the_line_that_made_a_layer() {
+        let content = "FROM scratch AS build\nRUN make\nFROM scratch\nCOPY busybox /bin/busybox\nSHELL [\"/bin/busybox\", \"sh\", \"-c\"]\nRUN --mount=type=cache,target=/c /bin/busybox dd \\\n  if=/dev/zero of=/x\nRUN make\nWORKDIR /app\n";
+        let line = |created_by| created_by_line(content, created_by);
+        assert_eq!(line("COPY busybox /bin/busybox # buildkit"), Some(4));
+        assert_eq!(
+            line("RUN /bin/busybox sh -c /bin/busybox dd if=/dev/zero of=/x # buildkit"),
+            Some(6)
+        );
+        assert_eq!(line("RUN |1 V=2 /bin/sh -c make # buildkit"), Some(8));
+        assert_eq!(line("/bin/sh -c make"), Some(8));
+        assert_eq!(
+            line("/bin/sh -c #(nop) COPY file:0a1b in /bin/busybox "),
+            Some(4)
+        );
+        assert_eq!(line("WORKDIR /app"), Some(9));
+        assert_eq!(line("RUN /bin/sh -c make test # buildkit"), None);
+        assert_eq!(line(""), None);
+        assert_eq!(
+            created_by_step("RUN /bin/sh -c make # buildkit"),
+            "RUN /bin/sh -c make"
+        );
+        assert_eq!(created_by_step("/bin/sh -c make"), "RUN make");
     }
 
     fn bases(stages: &[Stage]) -> Vec<&str> {

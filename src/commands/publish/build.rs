@@ -24,6 +24,7 @@ use crate::report::publish::Published;
 use super::inputs::engine_credentials;
 use super::layers::{ExportUses, export, pushed_by_buildkit, reusable_layers};
 use super::platforms::{Exported, child_manifest};
+use super::sizes;
 use super::unchanged::{base_digests, key_of};
 use super::{SAVED, Target, stage_timed};
 
@@ -386,7 +387,7 @@ async fn build_platform(
     if let Some(bases) = &bases {
         report.bases.extend(bases.clone());
     }
-    let annotations: BTreeMap<String, String> =
+    let mut annotations: BTreeMap<String, String> =
         key_of(target, platform, &built.context, builder, bases)
             .map(|key| (build_key::ANNOTATION.to_owned(), key))
             .into_iter()
@@ -408,14 +409,16 @@ async fn build_platform(
         started,
     );
     engine.untag(&local).await;
-    let image = image?.annotated(&annotations);
+    let (image, analysed) = image?;
+    annotations.extend(sizes::annotation(&analysed));
+    let image = image.annotated(&annotations);
     let reused = image
         .layers
         .iter()
         .filter(|l| matches!(l.source, Source::Registry { .. }))
         .count();
     note_reused(report, reused, image.layers.len(), &for_platform);
-    Exported::new(image, platform, dir.join(SAVED))
+    Exported::new(image, platform, dir.join(SAVED)).map(|exported| exported.with(analysed))
 }
 
 /// The build-key annotation of a BuildKit build of `platform`.
@@ -462,7 +465,12 @@ async fn take_pushed(
         "layers{for_platform} pushed by the engine's BuildKit from its store, as it compressed them"
     ));
     note_reused(report, reused, image.layers.len(), &for_platform);
-    Exported::new(image.annotated(annotations), platform, dir.join(SAVED))
+    let analysed =
+        sizes::analyse_pushed(&target.image.registry, &target.image.repository, &image).await;
+    let mut annotations = annotations.clone();
+    annotations.extend(sizes::annotation(&analysed));
+    Exported::new(image.annotated(&annotations), platform, dir.join(SAVED))
+        .map(|exported| exported.with(analysed))
 }
 
 fn note_reused(report: &mut Published, reused: usize, layers: usize, for_platform: &str) {

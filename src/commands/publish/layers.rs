@@ -8,8 +8,8 @@ use anyhow::{Context as _, bail};
 use futures_util::{StreamExt as _, TryStreamExt as _};
 
 use crate::engine::{
-    Blob, Engine, KnownLayers, OciImage, Source, known_layers, oci_image, oci_image_streamed,
-    pushed_layers,
+    Blob, Engine, KnownLayers, OciImage, Source, known_layers, oci_image_streamed_tapped,
+    oci_image_tapped, pushed_layers,
 };
 use crate::oci::Digest;
 use crate::platform::Platform;
@@ -19,6 +19,7 @@ use crate::registry::{Manifest, Registry};
 use crate::report::publish::Published;
 
 use super::platforms::child_manifest;
+use super::sizes::{self, Analysed};
 use super::{SAVED, Target};
 
 /// Blob uploads in flight at once (docker push's default is 5).
@@ -212,7 +213,8 @@ pub(super) struct ExportUses {
     pub(super) upload_early: bool,
 }
 
-/// The engine's export of `local` as an OCI image.
+/// The engine's export of `local` as an OCI image, its layers analysed
+/// as they pass (see `sizes`).
 ///
 /// With no layer reused, one pass over the export as it arrives, kept on
 /// disk only for the scanner; and, when `uses` allows it and the run pushes
@@ -227,30 +229,40 @@ pub(super) async fn export(
     work: &Path,
     uses: ExportUses,
     report: &mut Published,
-) -> anyhow::Result<OciImage> {
+) -> anyhow::Result<(OciImage, Analysed)> {
     let saved = work.join(SAVED);
     let out = work.to_owned();
+    let mut tap = sizes::tap();
     if !known.is_empty() {
         engine.save(local, &saved).await?;
-        return tokio::task::spawn_blocking(move || oci_image(&saved, &out, &known))
-            .await
-            .context("the export task failed")?
-            .map_err(Into::into);
+        let (image, tap) = tokio::task::spawn_blocking(move || {
+            let image = oci_image_tapped(&saved, &out, &known, tap.as_mut().map(|t| t as _));
+            (image, tap)
+        })
+        .await
+        .context("the export task failed")?;
+        let image = image?;
+        let analysed = sizes::finish_tap(tap, &image);
+        return Ok((image, analysed));
     }
     let early = uses.upload_early && target.push && target.image.existing.is_none();
     let scanned = uses.scanned;
     let (sealed, blobs) = tokio::sync::mpsc::unbounded_channel::<Blob>();
     let converting = engine.save_streamed(local, move |export| {
-        oci_image_streamed(export, &saved, scanned, &out, |blob| {
+        let sealed = |blob: &Blob| {
             if early {
                 // Gone only when the uploads have failed; that error is reported.
                 let _ = sealed.send(blob.clone());
             }
-        })
+        };
+        let tapped = tap.as_mut().map(|t| t as _);
+        let image = oci_image_streamed_tapped(export, &saved, scanned, &out, sealed, tapped);
+        (image, tap)
     });
     let uploading = upload_as_sealed(&target.image.registry, &target.image.repository, blobs);
-    let (image, uploaded) = tokio::join!(converting, uploading);
-    let mut image = image??;
+    let (converted, uploaded) = tokio::join!(converting, uploading);
+    let (image, tap) = converted?;
+    let mut image = image?;
     let (sent, stored) = uploaded?;
     report.uploaded += sent;
     // The push stage needn't ask the registry about these again.
@@ -263,7 +275,8 @@ pub(super) async fn export(
             layer.source = Source::Sent(path.clone());
         }
     }
-    Ok(image)
+    let analysed = sizes::finish_tap(tap, &image);
+    Ok((image, analysed))
 }
 
 /// Uploads each blob received, a few at a time, until the sender is gone;

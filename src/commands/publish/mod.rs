@@ -3,7 +3,8 @@
 //! bases (`depends-on` checked against the Dockerfile) → plan (`plan.rs`:
 //! reuse, release again or build; the tags; what is signed and mirrored) →
 //! its execution: build (wait for the bases and pin their digests;
-//! BuildKit, export, layers reused) → gate (one scan) → SBOM → push (blobs,
+//! BuildKit, export, layers reused and analysed) → sizes (the layers
+//! weighed: `max-image-size` and the rest) → gate (one scan) → SBOM → push (blobs,
 //! then the SHA tag) → tag (the others, registry-side) → sign → mirror →
 //! finish (outputs, summary).
 //!
@@ -35,7 +36,9 @@ use crate::supply::cosign::Predicate;
 use crate::tags::TagSet;
 
 mod bases;
+mod bounds;
 mod build;
+mod growth;
 mod inputs;
 mod latest;
 mod layers;
@@ -45,6 +48,7 @@ mod platforms;
 mod push;
 mod resolve;
 mod same_index;
+mod sizes;
 mod supply;
 mod unchanged;
 
@@ -96,6 +100,7 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
         Made::Withheld(blocking) => {
             return withhold(args, session, &target, report, &blocking, started);
         }
+        Made::TooLarge(error) => return too_large(session, &target, report, error, started),
     };
     let tagging = Instant::now();
     tag(&target.image, &plan.more_tags, &release.manifest).await?;
@@ -193,10 +198,12 @@ async fn decide(
     target: &Target,
     found: Found,
 ) -> anyhow::Result<PublishPlan> {
+    let looking = Instant::now();
     let same = match plan::looks_for_same_build(asked, &found) {
         true => same_build(session, target).await?,
         false => SameBuild::default(),
     };
+    stage_timed("looking for the same build", looking);
     Ok(PublishPlan::new(
         asked,
         Found {
@@ -318,10 +325,12 @@ async fn obtain(
     })
 }
 
-/// What the build stage made: the release, or a scan that withholds it.
+/// What the build stage made: the release, or a scan or size bound that
+/// withholds it.
 enum Made {
     Release(Release),
     Withheld(Gate),
+    TooLarge(anyhow::Error),
 }
 
 /// The build and what follows it before the tags: wait for the bases and
@@ -341,6 +350,9 @@ async fn make(
     let scanned = args.scan.scanner != ScannerArg::None;
     target.cache_from = build.cache_from.clone();
     let images = build_images(session, target, work.path(), scanned, report).await?;
+    if let Some(error) = sizes::weigh(session, target, &args.size, &images, report).await? {
+        return Ok(Made::TooLarge(error));
+    }
     let gating = Instant::now();
     let gate = match gate(args, session, target, &images).await? {
         Some(blocking) if blocking.blocks() => return Ok(Made::Withheld(blocking)),
@@ -427,6 +439,7 @@ fn withhold(
     let mut outputs = Outputs::new();
     outputs.set("image", target.image.reference.familiar());
     outputs.set("pushed", "false");
+    sizes::set_outputs(&mut outputs, &report.layers);
     blocking.set_outputs(&mut outputs);
     session.finish(
         &outputs,
@@ -437,6 +450,28 @@ fn withhold(
         target.image.reference.familiar(),
         args.scan.fail_on.0.map_or("none", |s| s.as_str())
     );
+}
+
+/// A size bound withheld the release (`size-policy: fail`): the summary
+/// and outputs say so, nothing is tagged.
+fn too_large(
+    session: &Session,
+    target: &Target,
+    mut report: Published,
+    error: anyhow::Error,
+    started: Instant,
+) -> anyhow::Result<()> {
+    report.seconds = started.elapsed().as_secs_f64();
+    report.notes.push(
+        "the image's size bounds blocked the release (`size-policy: fail`): nothing was tagged"
+            .into(),
+    );
+    let mut outputs = Outputs::new();
+    outputs.set("image", target.image.reference.familiar());
+    outputs.set("pushed", "false");
+    sizes::set_outputs(&mut outputs, &report.layers);
+    session.finish(&outputs, &summary(&report))?;
+    Err(error)
 }
 
 /// Copies the release to `mirror-to`; a failed mirror is a warning unless
@@ -512,6 +547,7 @@ fn finish(
     }
     outputs.set("platform", platforms.join(","));
     outputs.set("pushed", report.pushed.to_string());
+    sizes::set_outputs(&mut outputs, &report.layers);
     let mut markdown = summary(report);
     if !mirrored.is_empty() {
         outputs.set_json("mirrors", &mirror_results(mirrored))?;

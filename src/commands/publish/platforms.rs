@@ -49,6 +49,8 @@ pub(super) struct Exported {
     /// As its config declares it.
     pub(super) platform: Platform,
     pub(super) archive: PathBuf,
+    /// Its layers analysed (`None`: not asked for).
+    pub(super) analysed: super::sizes::Analysed,
 }
 
 impl Exported {
@@ -80,7 +82,13 @@ impl Exported {
             image,
             platform,
             archive,
+            analysed: None,
         })
+    }
+
+    /// The same image with its layer analysis.
+    pub(super) fn with(self, analysed: super::sizes::Analysed) -> Self {
+        Exported { analysed, ..self }
     }
 
     pub(super) fn size(&self) -> u64 {

@@ -178,14 +178,16 @@ pub(super) async fn resolve_image(
         .with_timeout(location.timeout.request_timeout)?;
     let (existing, latest) = if publication.push {
         registry.check_access(&repository).await?;
-        let existing = match publication.by_digest {
-            false => registry.manifest(&repository, &sha).await?,
-            // Pushed by digest, the image has no tag of its own: once
-            // merged, it is the SHA tag's child for its platform.
-            true => merged_child(&registry, &repository, &sha, platform).await?,
+        let existing = async {
+            match publication.by_digest {
+                false => Ok(registry.manifest(&repository, &sha).await?),
+                // Pushed by digest, the image has no tag of its own: once
+                // merged, it is the SHA tag's child for its platform.
+                true => merged_child(&registry, &repository, &sha, platform).await,
+            }
         };
-        let latest = pushed(&registry, &repository, "latest", platform).await?;
-        (existing, latest)
+        let latest = pushed(&registry, &repository, "latest", platform);
+        tokio::try_join!(existing, latest)?
     } else {
         (None, None)
     };

@@ -37,32 +37,49 @@ pub(super) async fn children_of(
         Ok(entries) => entries,
         Err(why) => return Ok(Verdict::Differs(why)),
     };
-    let (registry, repository) = (&target.image.registry, &target.image.repository);
-    let mut images = Vec::with_capacity(entries.len());
-    for ((entry, asked), key) in entries.into_iter().zip(&target.platforms).zip(keys) {
-        let Some(manifest) = registry.manifest(repository, &entry.digest).await? else {
-            return Ok(Verdict::Differs(format!(
-                "its `{asked}` image `{}` is no longer in the repository",
-                entry.digest
-            )));
-        };
-        let config = match config_of(&manifest, asked, key) {
-            Ok(config) => config,
+    // Read side by side; judged in order, as if read one after another.
+    let reads = entries
+        .into_iter()
+        .zip(&target.platforms)
+        .zip(keys)
+        .map(|((entry, asked), key)| child(target, entry, asked, key));
+    let mut images = Vec::with_capacity(keys.len());
+    for read in futures_util::future::join_all(reads).await {
+        match read? {
+            Ok(image) => images.push(image),
             Err(why) => return Ok(Verdict::Differs(why)),
-        };
-        let config = registry
-            .blob(repository, &config.digest, config.size)
-            .await?;
-        if let Err(why) = declares(&config, asked) {
-            return Ok(Verdict::Differs(why));
         }
-        images.push(Reusable {
-            platform: entry.platform,
-            image: Pushed { manifest, config },
-            key: key.clone(),
-        });
     }
     Ok(Verdict::Same(images))
+}
+
+/// The image `entry` names, read and checked against the platform `asked`
+/// in its place and that platform's `key`; or why it can't stand in.
+async fn child(
+    target: &Target,
+    entry: Descriptor,
+    asked: &Platform,
+    key: &str,
+) -> anyhow::Result<Result<Reusable, String>> {
+    let (registry, repository) = (&target.image.registry, &target.image.repository);
+    let Some(manifest) = registry.manifest(repository, &entry.digest).await? else {
+        return Ok(Err(format!(
+            "its `{asked}` image `{}` is no longer in the repository",
+            entry.digest
+        )));
+    };
+    let config = match config_of(&manifest, asked, key) {
+        Ok(config) => config,
+        Err(why) => return Ok(Err(why)),
+    };
+    let config = registry
+        .blob(repository, &config.digest, config.size)
+        .await?;
+    Ok(declares(&config, asked).map(|()| Reusable {
+        platform: entry.platform,
+        image: Pushed { manifest, config },
+        key: key.to_owned(),
+    }))
 }
 
 /// The entries of `index`, one per platform `asked`, in that order, each

@@ -7,6 +7,8 @@
 //! configs.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 
@@ -65,23 +67,19 @@ pub(super) struct SameBuild {
 /// The image this run would build again, if one is pushed: asked only
 /// when the plan may release it again (`plan::looks_for_same_build`).
 pub(super) async fn same_build(session: &Session, target: &Target) -> anyhow::Result<SameBuild> {
+    // The context is read while the registry and git are asked.
+    let context = ContextDigest::start(target);
     if target.platforms.len() > 1 {
-        return same_index(session, target).await;
+        return same_index(session, target, context).await;
     }
     let candidates = candidates(session, target).await?;
     if candidates.is_empty() {
         return Ok(SameBuild::default());
     }
-    let context = context_digest(target).await?;
+    let (context, bases) = tokio::join!(context.wait(), base_digests(target));
     let builder = requested_builder(target.builder);
     let platform = target.platforms.first();
-    let Some(key) = key_of(
-        target,
-        platform,
-        &context,
-        builder,
-        base_digests(target).await,
-    ) else {
+    let Some(key) = key_of(target, platform, &context?, builder, bases) else {
         return Ok(SameBuild::default());
     };
     Ok(SameBuild {
@@ -105,12 +103,16 @@ async fn last_change(session: &Session, target: &Target) -> anyhow::Result<Optio
 
 /// Several platforms: the index of the last change, or `latest`, whose key
 /// is this build's, once each child is checked (`same_index`).
-async fn same_index(session: &Session, target: &Target) -> anyhow::Result<SameBuild> {
+async fn same_index(
+    session: &Session,
+    target: &Target,
+    context: ContextDigest,
+) -> anyhow::Result<SameBuild> {
     let indexes = keyed_indexes(session, target).await?;
     if indexes.is_empty() {
         return Ok(SameBuild::default());
     }
-    let Some(keys) = platform_keys(target).await? else {
+    let Some(keys) = platform_keys(target, context).await? else {
         return Ok(SameBuild::default());
     };
     let key = build_key::index_key(&keys);
@@ -138,17 +140,24 @@ async fn keyed_indexes(
     session: &Session,
     target: &Target,
 ) -> anyhow::Result<Vec<(String, Manifest)>> {
-    let tags = last_change(session, target)
-        .await?
+    let (registry, repository) = (&target.image.registry, &target.image.repository);
+    // `latest` is asked while git looks for the last change.
+    let (last_change, latest) = tokio::join!(
+        last_change(session, target),
+        registry.manifest(repository, "latest")
+    );
+    let last_change = match last_change? {
+        Some(sha) => {
+            let named = registry.manifest(repository, &sha).await?;
+            Some((sha, named))
+        }
+        None => None,
+    };
+    let named = last_change
         .into_iter()
-        .chain(std::iter::once("latest".to_owned()));
+        .chain([("latest".to_owned(), latest?)]);
     let mut found: Vec<(String, Manifest)> = Vec::new();
-    for tag in tags {
-        let named = target
-            .image
-            .registry
-            .manifest(&target.image.repository, &tag)
-            .await?;
+    for (tag, named) in named {
         if let Some(index) = named.filter(|index| {
             manifest_annotation(&index.bytes, ANNOTATION).is_some()
                 && !found.iter().any(|(_, seen)| seen.digest == index.digest)
@@ -161,10 +170,13 @@ async fn keyed_indexes(
 
 /// The build key of each platform asked, in order; `None` when one is
 /// unknown (a base that doesn't resolve).
-async fn platform_keys(target: &Target) -> anyhow::Result<Option<Vec<String>>> {
-    let context = context_digest(target).await?;
+async fn platform_keys(
+    target: &Target,
+    context: ContextDigest,
+) -> anyhow::Result<Option<Vec<String>>> {
+    let (context, bases) = tokio::join!(context.wait(), base_digests(target));
+    let context = context?;
     let builder = requested_builder(target.builder);
-    let bases = base_digests(target).await;
     Ok(target
         .platforms
         .iter()
@@ -209,12 +221,43 @@ async fn candidates(session: &Session, target: &Target) -> anyhow::Result<Vec<Ea
         .collect())
 }
 
-/// The identity of the context the engine would receive.
-async fn context_digest(target: &Target) -> anyhow::Result<String> {
-    let (dir, dockerfile) = (target.dir.clone(), target.dockerfile.clone());
-    tokio::task::spawn_blocking(move || ContextPlan::new(&dir, Some(&dockerfile))?.identity())
-        .await
-        .context("the context digest task failed")?
+/// The identity of the context the engine would receive, being learnt on
+/// blocking threads from [`start`](Self::start) on; dropped before
+/// [`wait`](Self::wait) ends, it stops reading the context.
+struct ContextDigest {
+    task: Option<tokio::task::JoinHandle<anyhow::Result<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl ContextDigest {
+    fn start(target: &Target) -> Self {
+        let (dir, dockerfile) = (target.dir.clone(), target.dockerfile.clone());
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let task = tokio::task::spawn_blocking(move || {
+            ContextPlan::new(&dir, Some(&dockerfile))?.identity_unless(&stopped)
+        });
+        ContextDigest {
+            task: Some(task),
+            stop,
+        }
+    }
+
+    async fn wait(mut self) -> anyhow::Result<String> {
+        let task = self
+            .task
+            .take()
+            .context("the context digest was awaited twice")?;
+        task.await.context("the context digest task failed")?
+    }
+}
+
+impl Drop for ContextDigest {
+    /// After `wait`, too late to matter; before it, the context is not
+    /// needed.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 /// The build key of this target built from `context` with `builder`;
@@ -337,23 +380,30 @@ pub(super) async fn release_again(
     earlier: Earlier,
     report: &mut Published,
 ) -> anyhow::Result<Manifest> {
-    let mut entries = Vec::with_capacity(earlier.images.len());
-    for reusable in &earlier.images {
-        entries.push(relabel(target, &earlier.tag, reusable, report).await?);
+    let relabelling = earlier
+        .images
+        .iter()
+        .map(|reusable| relabel(target, &earlier.tag, reusable));
+    let relabelled = futures_util::future::try_join_all(relabelling).await?;
+    for image in &relabelled {
+        report.uploaded += image.uploaded;
+        report.size += image.size;
     }
-    let release = match entries.as_slice() {
-        [(None, one)] => one.clone(),
+    let release = match relabelled.as_slice() {
+        [one] if one.platform.is_none() => one.manifest.clone(),
         several => {
+            let (registry, repository) = (&target.image.registry, &target.image.repository);
+            let puts = several.iter().map(|image| {
+                registry.put_manifest(repository, &image.manifest.digest, &image.manifest)
+            });
+            futures_util::future::try_join_all(puts).await?;
             let mut listed = Vec::with_capacity(several.len());
-            for (platform, manifest) in several {
-                let platform = platform
+            for image in several {
+                let platform = image
+                    .platform
                     .clone()
                     .context("an image of an index is listed with its platform")?;
-                target
-                    .image
-                    .registry
-                    .put_manifest(&target.image.repository, &manifest.digest, manifest)
-                    .await?;
+                let manifest = &image.manifest;
                 let (digest, size) = (Digest::of(&manifest.bytes), manifest.bytes.len() as u64);
                 listed.push(
                     Descriptor::new(MANIFEST_MEDIA_TYPE, digest, size)
@@ -372,15 +422,25 @@ pub(super) async fn release_again(
     Ok(release)
 }
 
+/// One image of an earlier release with this commit's labels.
+struct Relabelled {
+    /// With its platform in the index.
+    platform: Option<Platform>,
+    /// Made, not yet put.
+    manifest: Manifest,
+    /// Config bytes sent (none when the registry had it).
+    uploaded: u64,
+    /// Its layers and config.
+    size: u64,
+}
+
 /// One image of `earlier` with this commit's labels: its config uploaded
-/// when new, its manifest made (not yet put); with its platform in the
-/// index.
+/// when new, its manifest made (not yet put).
 async fn relabel(
     target: &Target,
     earlier: &str,
     reusable: &Reusable,
-    report: &mut Published,
-) -> anyhow::Result<(Option<Platform>, Manifest)> {
+) -> anyhow::Result<Relabelled> {
     let image = &reusable.image;
     let config = relabelled_config(&image.config, &target.labels)
         .with_context(|| format!("`{earlier}`'s image config is not valid JSON"))?;
@@ -402,6 +462,7 @@ async fn relabel(
         media_type: MANIFEST_MEDIA_TYPE.into(),
     };
     let registry = &target.image.registry;
+    let mut uploaded = 0;
     if !registry
         .has_blob(&target.image.repository, &config_blob.digest)
         .await?
@@ -409,8 +470,12 @@ async fn relabel(
         registry
             .upload_blob(&target.image.repository, &config_blob.digest, config.into())
             .await?;
-        report.uploaded += config_blob.size;
+        uploaded = config_blob.size;
     }
-    report.size += layers.iter().map(|l| l.size).sum::<u64>() + config_blob.size;
-    Ok((reusable.platform.clone(), manifest))
+    Ok(Relabelled {
+        platform: reusable.platform.clone(),
+        manifest,
+        uploaded,
+        size: layers.iter().map(|l| l.size).sum::<u64>() + config_blob.size,
+    })
 }

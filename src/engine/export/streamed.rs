@@ -15,8 +15,8 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
 use super::{
-    Blob, Converter, ExportError, Links, OciImage, SAVE_MANIFEST, SavedImageFiles, assemble, cores,
-    member_name, members, note_link, read_err, write_err,
+    Blob, Converter, ExportError, LayerTap, Links, OciImage, SAVE_MANIFEST, SavedImageFiles,
+    assemble, cores, member_name, members, note_link, read_err, write_err,
 };
 
 /// Members no bigger than this that aren't legacy `layer.tar`s are read
@@ -35,6 +35,18 @@ pub fn oci_image_streamed(
     work_dir: &Path,
     sealed: impl FnMut(&Blob),
 ) -> Result<OciImage, ExportError> {
+    oci_image_streamed_tapped(export, saved, keep, work_dir, sealed, None)
+}
+
+/// [`oci_image_streamed`], every layer shown to `tap` as it passes.
+pub fn oci_image_streamed_tapped(
+    export: impl Read,
+    saved: &Path,
+    keep: bool,
+    work_dir: &Path,
+    sealed: impl FnMut(&Blob),
+    tap: Option<&mut (dyn LayerTap + 'static)>,
+) -> Result<OciImage, ExportError> {
     let copy = keep
         .then(|| File::create(saved).map(BufWriter::new))
         .transpose()
@@ -44,7 +56,7 @@ pub fn oci_image_streamed(
         copy,
         failed: None,
     };
-    let image = convert(&mut tee, saved, work_dir, sealed).and_then(|image| {
+    let image = convert(&mut tee, saved, work_dir, sealed, tap).and_then(|image| {
         tee.finish()
             .map_err(|e| read_err(saved, "the end of the tarball", e))?;
         Ok(image)
@@ -60,9 +72,11 @@ fn convert(
     saved: &Path,
     work_dir: &Path,
     sealed: impl FnMut(&Blob),
+    tap: Option<&mut (dyn LayerTap + 'static)>,
 ) -> Result<OciImage, ExportError> {
     std::thread::scope(|scope| {
         let mut converter = Converter::new(scope, saved, work_dir, cores(), sealed);
+        converter.tap = tap;
         let mut small = HashMap::new();
         let mut links = Links::new();
         let mut archive = tar::Archive::new(export);
@@ -107,6 +121,9 @@ fn convert(
             what: "config",
             member: config,
         })?;
+        if let Some(tap) = converter.tap.as_deref_mut() {
+            tap.order(&layers);
+        }
         let converted = converter.finish()?;
         let reused = vec![None; layers.len()];
         assemble(
