@@ -78,6 +78,79 @@ impl Inventory {
     }
 }
 
+/// Referrers read per subject from the referrers API at most: a bounded
+/// loop over what a registry lists.
+const MAX_REFERRERS: usize = 256;
+
+/// The referrers the registry's referrers API (OCI 1.1) lists for each of
+/// `subjects`, by subject: only those whose manifest names that subject,
+/// at most [`MAX_REFERRERS`] each. `None` when the registry has no such
+/// API (the fallback tag `sha256-<hex>` is a tag like any other). The
+/// subjects come from an inventory, bounded by its budget.
+pub async fn api_referrers(
+    registry: &Registry,
+    repository: &str,
+    subjects: &BTreeSet<String>,
+    concurrency: usize,
+) -> Result<Option<BTreeMap<String, Vec<String>>>, RegistryError> {
+    let mut subjects = subjects.iter();
+    let Some(first) = subjects.next() else {
+        return Ok(Some(BTreeMap::new()));
+    };
+    let Some(answer) = registry.referrers(repository, first).await? else {
+        return Ok(None);
+    };
+    let mut found = BTreeMap::new();
+    found.insert(
+        first.clone(),
+        confirmed(registry, repository, first, &answer).await?,
+    );
+    let rest = subjects.map(|subject| async move {
+        let listed = match registry.referrers(repository, subject).await? {
+            Some(answer) => confirmed(registry, repository, subject, &answer).await?,
+            None => Vec::new(),
+        };
+        Ok::<_, RegistryError>((subject.clone(), listed))
+    });
+    let rest: Vec<(String, Vec<String>)> = stream::iter(rest)
+        .buffer_unordered(concurrency.max(1))
+        .try_collect()
+        .await?;
+    found.extend(rest);
+    Ok(Some(found))
+}
+
+/// The manifests a referrers answer lists that name `subject` (read back:
+/// the answer itself is not trusted); an answer that is no index lists none.
+async fn confirmed(
+    registry: &Registry,
+    repository: &str,
+    subject: &str,
+    answer: &[u8],
+) -> Result<Vec<String>, RegistryError> {
+    let listed = crate::oci::children(answer).unwrap_or_default();
+    if listed.len() > MAX_REFERRERS {
+        tracing::warn!(
+            "{repository}@{subject}: the referrers API lists {} referrers; only the first {MAX_REFERRERS} are read",
+            listed.len()
+        );
+    }
+    let mut referrers = Vec::new();
+    for descriptor in listed.into_iter().take(MAX_REFERRERS) {
+        let digest = descriptor.digest.as_str();
+        let Some((digest, stored)) = fetch(registry, repository, digest).await? else {
+            continue;
+        };
+        if stored
+            .subject
+            .is_some_and(|s| s.eq_ignore_ascii_case(subject))
+        {
+            referrers.push(digest);
+        }
+    }
+    Ok(referrers)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Stored {
     /// The manifest's own size.

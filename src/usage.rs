@@ -31,8 +31,9 @@ pub struct Repository {
     /// 2026-12 counted them here too).
     pub tags: usize,
     pub sha_tags: usize,
-    /// cosign signature and attestation tags (`sha256-<hex>.sig`/`.att`),
-    /// counted apart: they are not images. Absent from older reports.
+    /// cosign signature and attestation tags (`sha256-<hex>.sig`/`.att`)
+    /// and the referrers a referrers API lists for the images, counted
+    /// apart: they are not images. Absent from older reports.
     #[serde(default)]
     pub signatures: usize,
     /// Of those, the ones whose image is gone from the registry (left by

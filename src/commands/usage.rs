@@ -8,7 +8,13 @@ use crate::cli::UsageArgs;
 use crate::commands::{
     PackagesUse, Session, inventory, open_store, packages_api, previous_report, repository_names,
 };
+use std::collections::BTreeSet;
+
+use crate::inventory::{Inventory, api_referrers};
+use crate::registry::Registry;
 use crate::report::usage::summary;
+use crate::repositories::Store;
+use crate::supply::cosign::attached_to;
 use crate::usage::{self, Report};
 
 pub async fn run(args: &UsageArgs, session: &Session) -> anyhow::Result<()> {
@@ -25,7 +31,11 @@ pub async fn run(args: &UsageArgs, session: &Session) -> anyhow::Result<()> {
     let mut measured = Vec::new();
     for repository in repositories {
         let held = inventory(&store, api.as_ref(), &repository, concurrency).await?;
-        measured.push(usage::measure(&repository, &held));
+        let mut repo = usage::measure(&repository, &held);
+        if let Store::Oci(registry) = &store {
+            repo.signatures += referrer_count(registry, &repository, &held, concurrency).await?;
+        }
+        measured.push(repo);
     }
     let report = usage::report_at(
         jiff::Timestamp::now(),
@@ -42,4 +52,23 @@ pub async fn run(args: &UsageArgs, session: &Session) -> anyhow::Result<()> {
     outputs.set_json("report", &report)?;
     outputs.set("total-bytes", report.total_bytes.to_string());
     session.finish(&outputs, &summary(&report))
+}
+
+/// The referrers the registry's referrers API lists for the images (each
+/// tagged image and the platform images of an index); none without the API.
+async fn referrer_count(
+    registry: &Registry,
+    repository: &str,
+    held: &Inventory,
+    concurrency: usize,
+) -> anyhow::Result<usize> {
+    let images: BTreeSet<String> = held
+        .tags
+        .iter()
+        .filter(|t| attached_to(&t.tag).is_none())
+        .flat_map(|t| std::iter::once(&t.digest).chain(&t.children))
+        .map(|d| d.to_ascii_lowercase())
+        .collect();
+    let found = api_referrers(registry, repository, &images, concurrency).await?;
+    Ok(found.iter().flatten().map(|(_, r)| r.len()).sum())
 }

@@ -137,7 +137,7 @@ async fn cosign3_verifies_what_publish_signs_in_the_legacy_format() {
 }
 
 /// A signed, attested publish in `format`.
-async fn publish_in(
+pub(crate) async fn publish_in(
     format: &str,
     target: Target<'_>,
     ns: &str,

@@ -328,3 +328,99 @@ async fn the_referrers_and_signature_tags_of_an_indexs_platform_images_travel_wi
         child_provenance_verifies(&cosign, plain, "rfp-onward", child);
     }
 }
+
+/// Whether `target` still has the manifest `digest` (a HEAD by digest).
+async fn has(target: Target<'_>, ns: &str, digest: &str) -> bool {
+    target
+        .client()
+        .manifest_digest(&scoped(&format!("{ns}/app")), digest)
+        .await
+        .unwrap()
+        .is_some()
+}
+
+#[tokio::test]
+async fn cleanup_deletes_the_referrers_the_api_lists_with_their_image_and_usage_counts_them() {
+    let registry = ReferrersRegistry::start();
+    let api = Target {
+        address: &registry.address,
+        login: None,
+    };
+    let ns = "rf-clean";
+    let repo = image_repo();
+    let cosign = api.cosign();
+    let publish = || crate::supply_bundles::publish_in("bundle", api, ns, &repo, &cosign);
+    let older = publish().await.outputs["digest"].clone();
+    repo.write("ops/docker/app/rootfs/etc/app.conf", "v=2\n");
+    repo.commit("second");
+    let newer = publish().await.outputs["digest"].clone();
+    let older_referrers = api_lists(api, ns, &older).await;
+    let newer_referrers = api_lists(api, ns, &newer).await;
+    assert_eq!(
+        older_referrers.len(),
+        3,
+        "a signature, the SBOM, the provenance"
+    );
+    assert_eq!(newer_referrers.len(), 3);
+    let repository = scoped(&format!("{ns}/app"));
+    let (namespace, _) = repository.split_once('/').unwrap();
+    let action = |command: &str| {
+        api.with_login(
+            Action::github(repo.path())
+                .input("command", command)
+                .input("namespace", namespace)
+                .input("images", "app"),
+        )
+    };
+
+    let usage = action("usage").run_async().await;
+    usage.assert_ok();
+    let report: serde_json::Value = serde_json::from_str(&usage.outputs["report"]).unwrap();
+    let measured = &report["repositories"][0];
+    assert_eq!(measured["signatures"], 6, "{report:#}");
+    assert_eq!(measured["tags"], tags_of(api, ns).await.len(), "{report:#}");
+
+    let cleanup = |dry_run: &str| {
+        action("cleanup")
+            .input("keep", "1")
+            .input("dry-run", dry_run)
+    };
+    let planned = cleanup("true").run_async().await;
+    planned.assert_ok();
+    // One tag, its image and the image's three referrers.
+    let row = format!("| `{repository}` | 1 | 4 |");
+    assert!(
+        planned.summary.contains(&row),
+        "{row} in {}",
+        planned.summary
+    );
+    assert_eq!(api_lists(api, ns, &older).await, older_referrers);
+
+    let cleaned = cleanup("false").run_async().await;
+    cleaned.assert_ok();
+    assert!(
+        cleaned.summary.contains(&row),
+        "{row} in {}",
+        cleaned.summary
+    );
+    assert!(!has(api, ns, &older).await, "{cleaned}");
+    assert!(
+        api_lists(api, ns, &older).await.is_empty(),
+        "the API lists no referrer of the deleted image\n{cleaned}"
+    );
+    for referrer in &older_referrers {
+        assert!(
+            !has(api, ns, referrer).await,
+            "{referrer} is gone\n{cleaned}"
+        );
+    }
+    assert_eq!(api_lists(api, ns, &newer).await, newer_referrers);
+    for referrer in &newer_referrers {
+        assert!(has(api, ns, referrer).await, "{referrer} stays\n{cleaned}");
+    }
+    let kept = api.image(ns, &newer);
+    cosign.verify3("verify", &[&kept]).unwrap();
+    cosign
+        .verify3("verify-attestation", &["--type", "cyclonedx", &kept])
+        .unwrap();
+}

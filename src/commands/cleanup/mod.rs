@@ -1,7 +1,7 @@
 //! `cleanup`: list → plan retention → re-check → delete, per repository,
 //! then read back what was kept (`validate`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context as _, bail};
 use glob::Pattern;
@@ -11,9 +11,11 @@ use crate::actions::outputs::Outputs;
 use crate::actions::workflow::{Annotation, Level};
 use crate::cli::{CleanupArgs, Orphans};
 use crate::commands::{PackagesUse, Session, open_store, packages_api, repository_names};
+use crate::inventory::{Inventory, api_referrers};
+use crate::registry::Registry;
 use crate::report::cleanup::{Cleaned, summary};
 use crate::repositories::Store;
-use crate::retention::{self, Rules};
+use crate::retention::{self, Deletion, Plan, Rules};
 use crate::units::parse_duration;
 use crate::validate;
 
@@ -104,7 +106,10 @@ async fn clean(
     // doomed manifest meanwhile saves it.
     let doomed: BTreeSet<&str> = first.deleted_tags().collect();
     let listed_now = store.relist(repository, &doomed, concurrency).await?;
-    let plan = retention::recheck(first, &listed_now);
+    let mut plan = retention::recheck(first, &listed_now);
+    if let Store::Oci(registry) = store {
+        add_api_referrers(registry, repository, &mut plan, &inventory, concurrency).await?;
+    }
     let digests: BTreeSet<&str> = plan.delete.iter().map(|d| d.digest.as_str()).collect();
     let freed = inventory.freed_bytes(&digests);
     if !dry_run {
@@ -124,6 +129,65 @@ async fn clean(
         versions: Vec::new(),
         broken: None,
     })
+}
+
+/// With each manifest the plan deletes go the referrers the registry's
+/// referrers API lists for it (signatures and attestations as cosign 3
+/// stores them), after it.
+async fn add_api_referrers(
+    registry: &Registry,
+    repository: &str,
+    plan: &mut Plan,
+    inventory: &Inventory,
+    concurrency: usize,
+) -> anyhow::Result<()> {
+    let deleted: BTreeSet<String> = plan
+        .delete
+        .iter()
+        .map(|d| d.digest.to_ascii_lowercase())
+        .collect();
+    let Some(found) = api_referrers(registry, repository, &deleted, concurrency).await? else {
+        return Ok(());
+    };
+    for deletion in referrer_deletions(found, &deleted, inventory) {
+        tracing::info!(
+            "{repository}@{}: a referrer of {}, deleted with it",
+            deletion.digest,
+            deletion.of.join(", ")
+        );
+        plan.delete.push(deletion);
+    }
+    Ok(())
+}
+
+/// The referrers to delete, each once: one the plan deletes already, or
+/// that a tag reaches (the tag decides), is left out.
+fn referrer_deletions(
+    found: BTreeMap<String, Vec<String>>,
+    deleted: &BTreeSet<String>,
+    inventory: &Inventory,
+) -> Vec<Deletion> {
+    let reached: BTreeSet<String> = inventory
+        .manifests
+        .keys()
+        .map(|d| d.to_ascii_lowercase())
+        .collect();
+    let mut added = BTreeSet::new();
+    let mut deletions = Vec::new();
+    for (subject, referrers) in found {
+        for referrer in referrers {
+            let key = referrer.to_ascii_lowercase();
+            if deleted.contains(&key) || reached.contains(&key) || !added.insert(key) {
+                continue;
+            }
+            deletions.push(Deletion {
+                digest: referrer,
+                tags: Vec::new(),
+                of: vec![subject.clone()],
+            });
+        }
+    }
+    deletions
 }
 
 /// `validate`: one `::error` per missing piece, naming the tag; the run
@@ -191,6 +255,22 @@ fn seconds(age: &str) -> anyhow::Result<i64> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn referrers_go_once_and_never_when_a_tag_reaches_them() {
+        let d = |n: u32| format!("sha256:{n:064x}");
+        let inventory = Inventory {
+            manifests: BTreeMap::from([(d(9), Default::default())]),
+            ..Inventory::default()
+        };
+        let deleted = BTreeSet::from([d(1), d(2), d(3)]);
+        let found = BTreeMap::from([(d(1), vec![d(4), d(9), d(3)]), (d(2), vec![d(4), d(5)])]);
+        let going: Vec<(String, Vec<String>)> = referrer_deletions(found, &deleted, &inventory)
+            .into_iter()
+            .map(|x| (x.digest, x.of))
+            .collect();
+        assert_eq!(going, [(d(4), vec![d(1)]), (d(5), vec![d(2)])]);
+    }
 
     #[test]
     fn ages() {
