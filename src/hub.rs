@@ -20,7 +20,7 @@
 
 use std::time::Duration;
 
-use reqwest::{RequestBuilder, Response, Url, redirect};
+use reqwest::{RequestBuilder, Response, Url};
 use serde::Deserialize;
 
 use crate::limits::{self, Cut, TooLarge};
@@ -277,26 +277,11 @@ impl Hub {
     /// A client for the API at `api` (`DEFAULT_API`, or a local server in
     /// tests), not yet logged in.
     pub fn new(api: &str) -> Result<Self, HubError> {
-        let bad = |reason: &str| HubError::BadApi {
+        let parsed = crate::web_api::base_url(api).map_err(|reason| HubError::BadApi {
             api: api.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let parsed = Url::parse(api).map_err(|e| bad(&e.to_string()))?;
-        if !matches!(parsed.scheme(), "http" | "https") || parsed.cannot_be_a_base() {
-            return Err(bad("not an http or https URL"));
-        }
-        if parsed.query().is_some() || !parsed.username().is_empty() {
-            return Err(bad("a base URL has no query or credentials"));
-        }
-        // Every request sets its own bound (`send`).
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("registry-action/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            // A redirect would carry the token elsewhere, or turn a DELETE
-            // into a GET.
-            .redirect(redirect::Policy::none())
-            .build()
-            .map_err(|e| HubError::Setup(e.to_string()))?;
+            reason,
+        })?;
+        let http = crate::web_api::client().map_err(|e| HubError::Setup(e.to_string()))?;
         Ok(Hub {
             http,
             api: parsed,

@@ -54,6 +54,7 @@ pub mod time;
 pub mod units;
 pub mod usage;
 pub mod validate;
+pub mod web_api;
 
 /// tests/fixtures, found the same way as by the integration tests and benches.
 #[cfg(test)]

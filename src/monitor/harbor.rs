@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use reqwest::{Url, redirect};
+use reqwest::Url;
 use serde::Deserialize;
 
 use crate::limits::{self, Cut};
@@ -32,25 +32,12 @@ impl Harbor {
         credentials: Option<Credentials>,
         timeout: Duration,
     ) -> anyhow::Result<Self> {
-        let bad = |reason: &str| {
+        let parsed = crate::web_api::base_url(api).map_err(|reason| {
             anyhow::anyhow!(
                 "`harbor-api`: {api:?} is not a Harbor address ({reason}); give its base URL, e.g. https://harbor.example.com"
             )
-        };
-        let parsed = Url::parse(api.trim()).map_err(|e| bad(&e.to_string()))?;
-        if !matches!(parsed.scheme(), "http" | "https") || parsed.cannot_be_a_base() {
-            return Err(bad("not an http or https URL"));
-        }
-        if parsed.query().is_some() || !parsed.username().is_empty() {
-            return Err(bad("a base URL has no query or credentials"));
-        }
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("registry-action/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(10))
-            // A redirect would carry the login elsewhere.
-            .redirect(redirect::Policy::none())
-            .build()
-            .context("couldn't set up an HTTP client for Harbor")?;
+        })?;
+        let http = crate::web_api::client().context("couldn't set up an HTTP client for Harbor")?;
         Ok(Harbor {
             http,
             api: parsed,

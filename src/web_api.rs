@@ -1,0 +1,50 @@
+//! What the HTTP APIs beside a registry (Docker Hub's, Harbor's) share: the
+//! base URL a workflow gives for one, checked, and a client that never
+//! follows a redirect (it would carry the login elsewhere, or turn a
+//! `DELETE` into a `GET`). Each request sets its own time bound.
+
+use std::time::Duration;
+
+use reqwest::{Client, Url, redirect};
+
+/// `api` as a base URL, or why it isn't one.
+pub fn base_url(api: &str) -> Result<Url, String> {
+    let parsed = Url::parse(api.trim()).map_err(|e| e.to_string())?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.cannot_be_a_base() {
+        return Err("not an http or https URL".to_owned());
+    }
+    if parsed.query().is_some() || !parsed.username().is_empty() {
+        return Err("a base URL has no query or credentials".to_owned());
+    }
+    Ok(parsed)
+}
+
+pub fn client() -> reqwest::Result<Client> {
+    Client::builder()
+        .user_agent(concat!("registry-action/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(10))
+        .redirect(redirect::Policy::none())
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_plain_http_base_is_a_base_url() {
+        assert_eq!(
+            base_url(" https://harbor.example.com ").map(|u| u.to_string()),
+            Ok("https://harbor.example.com/".to_owned())
+        );
+        for bad in [
+            "harbor.example.com",
+            "ftp://harbor.example.com",
+            "mailto:ops@example.com",
+            "https://harbor.example.com/?x=1",
+            "https://bot@harbor.example.com",
+        ] {
+            assert!(base_url(bad).is_err(), "{bad}");
+        }
+    }
+}
