@@ -257,3 +257,37 @@ RUN /bin/busybox rm '/w|`x`<b>' \"$(/bin/busybox printf 'n\\nl')\"
     );
     assert!(!ran.summary.contains("<b>"), "{}", ran.summary);
 }
+
+#[tokio::test]
+async fn each_platform_has_its_section_and_the_outputs_name_the_largest() {
+    // COPY only: no step runs, so no emulation is needed for arm64.
+    let repo = Repo::new();
+    repo.write(
+        DOCKERFILE,
+        "FROM scratch\nARG TARGETARCH\nCOPY ${TARGETARCH}.bin /data\n",
+    )
+    .write("ops/docker/app/amd64.bin", &"a".repeat(10_000))
+    .write("ops/docker/app/arm64.bin", &"b".repeat(30_000));
+    let sha = repo.commit("app");
+    let ran = publish_on_main(&repo, "l-platforms", &sha)
+        .input("platforms", "linux/amd64,linux/arm64")
+        .run_async()
+        .await;
+    ran.assert_ok();
+    for (platform, size) in [("linux/amd64", "9.8 KiB"), ("linux/arm64", "29.3 KiB")] {
+        let section = ran
+            .summary
+            .split(&format!("#### Layers of `{platform}`"))
+            .nth(1)
+            .unwrap_or_else(|| panic!("no section for {platform}\n{}", ran.summary));
+        let section = section.split("#### ").next().unwrap();
+        assert!(
+            section.contains(&format!("{size} uncompressed; wasted 0 B")),
+            "{platform}: {section}"
+        );
+    }
+    // The worst of the two: the largest size, no waste in either.
+    assert_eq!(output(&ran, "size"), "30000", "{ran}");
+    assert_eq!(output(&ran, "wasted-bytes"), "0", "{ran}");
+    assert_eq!(output(&ran, "efficiency"), "1", "{ran}");
+}
