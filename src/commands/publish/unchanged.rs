@@ -33,6 +33,7 @@ use super::layers::{Pushed, pushed};
 use super::platforms::index_manifest;
 use super::push::write_sha_tag;
 use super::same_index::{Verdict, children_of};
+use super::sizes;
 
 /// What this run would build again, already pushed: one image, or the
 /// index of several platforms' images.
@@ -454,7 +455,11 @@ async fn relabel(
             repository: target.image.repository.clone(),
         },
     };
-    let annotations = BTreeMap::from([(ANNOTATION.to_owned(), reusable.key.clone())]);
+    let mut annotations = BTreeMap::from([(ANNOTATION.to_owned(), reusable.key.clone())]);
+    // The same layers: their figures still hold, for the next run's growth.
+    if let Some(figures) = manifest_annotation(&image.manifest.bytes, sizes::FIGURES) {
+        annotations.insert(sizes::FIGURES.to_owned(), figures);
+    }
     let bytes = image_manifest(&config_blob, &layers, &annotations);
     let manifest = Manifest {
         digest: crate::registry::sha256_digest(&bytes),
