@@ -268,7 +268,8 @@ pub async fn buildkit_log(
                 return Err(EngineError::BuildFailed {
                     image: image.to_owned(),
                     step: failed.map(|f| f.name.clone()),
-                    message,
+                    // A refused push names its signed upload URL.
+                    message: without_upload_sessions(&message).into_owned(),
                     tail: failed.map(|f| f.tail.join("\n")).unwrap_or_default(),
                 });
             }
