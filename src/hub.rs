@@ -278,7 +278,7 @@ impl Hub {
     /// tests), not yet logged in.
     pub fn new(api: &str) -> Result<Self, HubError> {
         let parsed = crate::web_api::base_url(api).map_err(|reason| HubError::BadApi {
-            api: api.to_owned(),
+            api: crate::web_api::shown(api),
             reason,
         })?;
         let http = crate::web_api::client().map_err(|e| HubError::Setup(e.to_string()))?;
@@ -355,14 +355,7 @@ impl Hub {
         let mut tags = Vec::new();
         let mut children = 0;
         for _ in 0..MAX_PAGES {
-            let response = self
-                .send(&what, || self.authorized(self.http.get(url.clone())))
-                .await?;
-            match response.status().as_u16() {
-                200..=299 => {}
-                404 => return Err(HubError::NoRepository { repository: name }),
-                _ => return Err(self.failure(&what, response, &[]).await),
-            }
+            let response = self.get_of_repository(&what, &url, &name).await?;
             let page: Page = self.json(&what, response, &[]).await?;
             for raw in page.results {
                 if !listed_names.is_tag(&raw.name) {
@@ -399,19 +392,32 @@ impl Hub {
         })
     }
 
+    /// A successful `GET` of `url`, about repository `name`: a 404 is
+    /// `NoRepository`, any other refusal a failure naming `what`.
+    async fn get_of_repository(
+        &self,
+        what: &str,
+        url: &Url,
+        name: &str,
+    ) -> Result<Response, HubError> {
+        let response = self
+            .send(what, || self.authorized(self.http.get(url.clone())))
+            .await?;
+        match response.status().as_u16() {
+            200..=299 => Ok(response),
+            404 => Err(HubError::NoRepository {
+                repository: name.to_owned(),
+            }),
+            _ => Err(self.failure(what, response, &[]).await),
+        }
+    }
+
     /// How many times `namespace/repository` was pulled since it was made.
     pub async fn pull_count(&self, namespace: &str, repository: &str) -> Result<u64, HubError> {
         let name = format!("{namespace}/{repository}");
         let what = format!("the pull count of `{name}`");
         let url = self.endpoint(&["v2", "namespaces", namespace, "repositories", repository]);
-        let response = self
-            .send(&what, || self.authorized(self.http.get(url.clone())))
-            .await?;
-        match response.status().as_u16() {
-            200..=299 => {}
-            404 => return Err(HubError::NoRepository { repository: name }),
-            _ => return Err(self.failure(&what, response, &[]).await),
-        }
+        let response = self.get_of_repository(&what, &url, &name).await?;
         let info: RepositoryInfo = self.json(&what, response, &[]).await?;
         info.pull_count.ok_or_else(|| HubError::Protocol {
             what: format!("an answer to {what}"),

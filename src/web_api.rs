@@ -13,10 +13,33 @@ pub fn base_url(api: &str) -> Result<Url, String> {
     if !matches!(parsed.scheme(), "http" | "https") || parsed.cannot_be_a_base() {
         return Err("not an http or https URL".to_owned());
     }
-    if parsed.query().is_some() || !parsed.username().is_empty() {
+    if parsed.query().is_some() || !parsed.username().is_empty() || parsed.password().is_some() {
         return Err("a base URL has no query or credentials".to_owned());
     }
     Ok(parsed)
+}
+
+const HIDDEN: &str = "(not shown: it may hold a login)";
+
+/// `api` as an error may quote it: without what a URL's user, password
+/// or query could carry.
+pub fn shown(api: &str) -> String {
+    match Url::parse(api.trim()) {
+        Ok(mut url) => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.set_query(None);
+            // `x:secret@host` parses with the login in its path.
+            match url.as_str().contains('@') {
+                true => HIDDEN.to_owned(),
+                false => url.to_string(),
+            }
+        }
+        Err(_) if api.contains('@') || api.contains('?') => {
+            "(not shown: it may hold a login)".to_owned()
+        }
+        Err(_) => api.to_owned(),
+    }
 }
 
 pub fn client() -> reqwest::Result<Client> {
@@ -43,8 +66,19 @@ mod tests {
             "mailto:ops@example.com",
             "https://harbor.example.com/?x=1",
             "https://bot@harbor.example.com",
+            "https://:secret@harbor.example.com",
         ] {
             assert!(base_url(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn a_url_is_shown_without_its_login_or_query() {
+        assert_eq!(
+            shown("https://robot:s3cret@harbor.example.com/?token=t0k"),
+            "https://harbor.example.com/"
+        );
+        assert_eq!(shown("not a url"), "not a url");
+        assert!(!shown("x:s3cret@y").contains("s3cret"));
     }
 }

@@ -34,7 +34,8 @@ impl Harbor {
     ) -> anyhow::Result<Self> {
         let parsed = crate::web_api::base_url(api).map_err(|reason| {
             anyhow::anyhow!(
-                "`harbor-api`: {api:?} is not a Harbor address ({reason}); give its base URL, e.g. https://harbor.example.com"
+                "`harbor-api`: {:?} is not a Harbor address ({reason}); give its base URL, e.g. https://harbor.example.com, and the login in `username` and `password`",
+                crate::web_api::shown(api)
             )
         })?;
         let http = crate::web_api::client().context("couldn't set up an HTTP client for Harbor")?;
