@@ -319,9 +319,9 @@ async fn note_registry_cache(target: &Target, repository: &str, report: &mut Pub
     let held = target
         .image
         .registry
-        .tags(&target.image.repository)
+        .manifest_digest(&target.image.repository, CACHE_TAG)
         .await
-        .is_ok_and(|tags| tags.iter().any(|t| t == CACHE_TAG));
+        .is_ok_and(|digest| digest.is_some());
     report.notes.push(match held {
         true => format!(
             "BuildKit's whole cache (`mode=max`, every stage) exported to {repository}:{CACHE_TAG} and imported from it"
