@@ -11,7 +11,7 @@ use std::path::Path;
 use anyhow::{Context as _, bail};
 use serde::Deserialize;
 
-use super::{Analysis, Analyzer, History, Limits};
+use super::{Analysis, Analyzer, Limits};
 
 /// Members an archive may have: layers, configs and their folders.
 const MAX_MEMBERS: usize = 100_000;
@@ -23,12 +23,6 @@ const MAX_JSON: u64 = 8 << 20;
 struct Saved {
     config: String,
     layers: Vec<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct Config {
-    #[serde(default)]
-    history: Vec<History>,
 }
 
 /// Where a member's bytes are in the archive.
@@ -49,7 +43,7 @@ pub fn analyse_saved(path: &Path, limits: Limits) -> anyhow::Result<Analysis> {
     let Some(image) = manifest.into_iter().next() else {
         bail!("{shown}: `manifest.json` lists no image");
     };
-    let config: Config = serde_json::from_slice(&read_member(path, &members, &image.config)?)
+    let history = super::config_history(&read_member(path, &members, &image.config)?)
         .with_context(|| {
             format!(
                 "{shown}: the config {:?} isn't an image config",
@@ -62,7 +56,7 @@ pub fn analyse_saved(path: &Path, limits: Limits) -> anyhow::Result<Analysis> {
             .add_stored(open_member(path, &members, layer)?)
             .with_context(|| format!("{shown}: layer {layer:?}"))?;
     }
-    Ok(analyzer.finish(&config.history))
+    Ok(analyzer.finish(&history))
 }
 
 fn members(path: &Path) -> anyhow::Result<HashMap<String, Member>> {

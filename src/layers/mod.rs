@@ -91,6 +91,16 @@ impl LayerError {
     }
 }
 
+/// The `history` of an image config's bytes (none listed: empty).
+pub fn config_history(config: &[u8]) -> serde_json::Result<Vec<History>> {
+    #[derive(Deserialize)]
+    struct Config {
+        #[serde(default)]
+        history: Vec<History>,
+    }
+    serde_json::from_slice::<Config>(config).map(|c| c.history)
+}
+
 /// One entry of the config's `history`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct History {

@@ -3,10 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::Deserialize;
-
 use crate::engine::{manifest_annotation, pushed_layers};
-use crate::layers::{Analysis, History, layer_instructions};
+use crate::layers::{Analysis, layer_instructions};
 use crate::plan::dockerfile::{created_by_line, created_by_step};
 use crate::report::publish_layers::{Change, Growth};
 
@@ -21,14 +19,7 @@ pub(super) fn growth(
     compressed: &[u64],
     content: &str,
 ) -> Option<Growth> {
-    #[derive(Deserialize)]
-    struct Config {
-        #[serde(default)]
-        history: Vec<History>,
-    }
-    let history = serde_json::from_slice::<Config>(&latest.config)
-        .ok()?
-        .history;
+    let history = crate::layers::config_history(&latest.config).ok()?;
     let blobs = pushed_layers(&latest.manifest.bytes, "")?;
     let kept = manifest_annotation(&latest.manifest.bytes, FIGURES)
         .and_then(|json| serde_json::from_str::<Kept>(&json).ok())

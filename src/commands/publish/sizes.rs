@@ -145,18 +145,11 @@ pub(super) async fn analyse_pushed(
 }
 
 fn history(image: &OciImage) -> Result<Vec<History>, String> {
-    #[derive(Deserialize)]
-    struct Config {
-        #[serde(default)]
-        history: Vec<History>,
-    }
     let Source::File(path) = &image.config.source else {
         return Err("the image config is not on disk".into());
     };
     let bytes = std::fs::read(path).map_err(|e| format!("reading the config: {e}"))?;
-    serde_json::from_slice::<Config>(&bytes)
-        .map(|c| c.history)
-        .map_err(|e| format!("the config's history: {e}"))
+    crate::layers::config_history(&bytes).map_err(|e| format!("the config's history: {e}"))
 }
 
 /// The figures as a manifest annotation.
