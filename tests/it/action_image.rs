@@ -760,7 +760,7 @@ async fn the_provenance_names_the_action_image_the_container_ran_from() {
     let mut job = Job::new(Kind::GitHub, &demo);
     job.image = Some(pushed.clone());
     let version = signed_publish(&job, &demo);
-    docker(&["rmi", &pushed]);
+    docker(&["rmi", "--no-prune", &pushed]);
     assert_eq!(
         version,
         serde_json::json!({

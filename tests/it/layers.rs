@@ -65,7 +65,9 @@ fn build_and_save(dir: &Path, name: &str, steps: &str) -> PathBuf {
     docker(&["build", "-q", "-t", &tag, context.to_str().unwrap()]);
     let saved = dir.join(format!("{name}.tar"));
     docker(&["save", "-o", saved.to_str().unwrap(), &tag]);
-    docker(&["rmi", &tag]);
+    // Without `--no-prune` the legacy builder's untagged parents go too,
+    // and a test building the same steps at once loses its cached step.
+    docker(&["rmi", "--no-prune", &tag]);
     saved
 }
 

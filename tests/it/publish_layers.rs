@@ -29,7 +29,7 @@ fn dive_on_pushed(reference: &str) -> (serde_json::Value, f64) {
     let saved = dir.path().join("pushed.tar");
     docker(&["pull", "-q", reference]);
     docker(&["save", "-o", saved.to_str().unwrap(), reference]);
-    docker(&["rmi", reference]);
+    docker(&["rmi", "--no-prune", reference]);
     let report = dive(&saved, dir.path());
     (report, efficiency_score(dir.path()))
 }
