@@ -1,7 +1,7 @@
 //! The copy itself: plan every tag's tree, move the missing blobs, then
 //! write the manifests bottom-up.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 
@@ -243,8 +243,7 @@ fn lists_only(planned: &Planned, indexed: &HashSet<String>) -> bool {
 
 /// What the source's referrers API lists for each digest the tags name,
 /// their indexes' children included (signatures and attestation tags
-/// aside); nothing where it has no API,
-/// which the first digest's answer tells: the others aren't asked then.
+/// aside); nothing where it has no API.
 async fn listings(
     source: &Store<'_>,
     planned: &[Planned],
@@ -252,7 +251,7 @@ async fn listings(
 ) -> Result<Vec<Listing>, MirrorError> {
     // An index's own manifests, and below them what `plan` read (nothing
     // of a tag the target has already).
-    let subjects: std::collections::BTreeSet<String> = planned
+    let subjects: BTreeSet<String> = planned
         .iter()
         .filter(|p| attached_to(&p.tag).is_none())
         .flat_map(|p| {
@@ -261,37 +260,13 @@ async fn listings(
                 .chain(p.children.iter().map(|c| c.digest.clone()))
         })
         .collect();
-    let mut subjects = subjects.iter().map(String::as_str);
-    let Some(first) = subjects.next() else {
-        return Ok(Vec::new());
-    };
-    let Some(answer) = source.referrers(first).await? else {
-        return Ok(Vec::new());
-    };
-    let mut answers = vec![(first, Some(answer))];
-    answers.extend(
-        stream::iter(subjects)
-            .map(|subject| async move {
-                Ok::<_, MirrorError>((subject, source.referrers(subject).await?))
-            })
-            .buffered(width)
-            .try_collect::<Vec<_>>()
-            .await?,
-    );
-    let mut listings = Vec::new();
-    for (subject, answer) in answers {
-        let Some(answer) = answer else { continue };
-        let listing =
-            referrers::listing(subject, &answer).map_err(|why| MirrorError::Referrers {
-                store: source.describe(),
-                subject: subject.to_owned(),
-                why,
-            })?;
-        if !listing.referrers.is_empty() {
-            listings.push(listing);
-        }
-    }
-    Ok(listings)
+    let listed = source.listed_referrers(&subjects, width).await?;
+    Ok(listed
+        .into_iter()
+        .flatten()
+        .filter(|(_, referrers)| !referrers.is_empty())
+        .map(|(subject, referrers)| Listing { subject, referrers })
+        .collect())
 }
 
 /// One listed referrer read like a tag, by its digest; it must name the
