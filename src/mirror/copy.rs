@@ -11,9 +11,9 @@ use crate::registry::{Manifest, RegistryError, retry};
 use crate::supply::bundle::fallback_tag;
 use crate::supply::cosign::attached_to;
 
-use super::MirrorError;
 use super::referrers::{self, Listing};
 use super::store::{Moved, Store};
+use super::{MirrorError, Selection};
 
 /// Manifests one tag may nest (an index's children, their children…).
 const MAX_MANIFESTS: usize = 1024;
@@ -101,17 +101,18 @@ struct Planned {
     up_to_date: bool,
 }
 
-/// Copies `tags` from `source` to `target` (see the module docs), with
+/// Copies the selected tags from `source` to `target` (see the module
+/// docs), each from the manifest read when it was selected if it was, with
 /// the referrers the source's referrers API lists for their digests.
 pub async fn copy(
     source: &Store<'_>,
     target: &Store<'_>,
-    tags: &[String],
+    selection: &Selection,
     options: &Options,
 ) -> Result<Report, MirrorError> {
     let width = options.concurrency.max(1);
-    let planned: Vec<Planned> = stream::iter(tags)
-        .map(|tag| plan(source, target, tag))
+    let planned: Vec<Planned> = stream::iter(&selection.tags)
+        .map(|tag| plan(source, target, tag, selection.read(tag)))
         .buffered(width)
         .try_collect()
         .await?;
@@ -277,7 +278,7 @@ async fn plan_referrer(
     listing: &Listing,
     referrer: &Descriptor,
 ) -> Result<Planned, MirrorError> {
-    let planned = plan(source, target, referrer.digest.as_str()).await?;
+    let planned = plan(source, target, referrer.digest.as_str(), None).await?;
     let named = referrers::subject_of(&planned.top.bytes);
     if named.as_deref() != Some(listing.subject.as_str()) {
         return Err(MirrorError::Referrers {
@@ -384,16 +385,25 @@ fn levels<'a>(
     Ok(levels)
 }
 
-/// Reads a tag's manifest tree from the source, unless the target's tag
-/// already names the same digest.
-async fn plan(source: &Store<'_>, target: &Store<'_>, tag: &str) -> Result<Planned, MirrorError> {
-    let top = source
-        .manifest(tag)
-        .await?
-        .ok_or_else(|| MirrorError::NoSuchTag {
-            store: source.describe(),
-            tag: tag.to_owned(),
-        })?;
+/// Reads a tag's manifest tree from the source (its top from `read`, when
+/// that was read already), unless the target's tag already names the same
+/// digest.
+async fn plan(
+    source: &Store<'_>,
+    target: &Store<'_>,
+    tag: &str,
+    read: Option<&Manifest>,
+) -> Result<Planned, MirrorError> {
+    let top = match read {
+        Some(top) => top.clone(),
+        None => source
+            .manifest(tag)
+            .await?
+            .ok_or_else(|| MirrorError::NoSuchTag {
+                store: source.describe(),
+                tag: tag.to_owned(),
+            })?,
+    };
     let mut planned = Planned {
         tag: tag.to_owned(),
         up_to_date: target.manifest_digest(tag).await?.as_deref() == Some(top.digest.as_str()),
