@@ -8,7 +8,7 @@ use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use crate::oci::Descriptor;
 use crate::registry::contents::Contents;
 use crate::registry::{Manifest, RegistryError, retry};
-use crate::supply::bundle::fallback_tag;
+use crate::supply::bundle::{fallback_subject, fallback_tag};
 use crate::supply::cosign::attached_to;
 
 use super::referrers::{self, Listing};
@@ -229,17 +229,26 @@ async fn put_children<'a>(
 }
 
 /// A fallback index (`sha256-<hex>`) every referrer of which the target
-/// took in hand: its referrers API lists them, the tag would only repeat it.
+/// took in hand: each names the digest the tag is about as its subject,
+/// and the target's referrers API lists it; the tag would only repeat it.
 fn lists_only(planned: &Planned, indexed: &HashSet<String>) -> bool {
-    let is_fallback = !planned.tag.contains('.') && attached_to(&planned.tag).is_some();
+    let Some(subject) = fallback_subject(&planned.tag) else {
+        return false;
+    };
     let Ok(Contents::Index { manifests, .. }) = planned.top.contents() else {
         return false;
     };
-    is_fallback
-        && !manifests.is_empty()
+    let listed_under_subject = |digest: &str| {
+        indexed.contains(digest)
+            && planned.children.iter().any(|c| {
+                c.digest == digest
+                    && referrers::subject_of(&c.bytes).as_deref() == Some(subject.as_str())
+            })
+    };
+    !manifests.is_empty()
         && manifests
             .iter()
-            .all(|m| indexed.contains(m.digest.as_str()))
+            .all(|m| listed_under_subject(m.digest.as_str()))
 }
 
 /// What the source's referrers API lists for each digest the tags name,

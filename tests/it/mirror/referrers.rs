@@ -14,32 +14,43 @@ use crate::support::referrers_registry::ReferrersRegistry;
 
 const EMPTY: &str = "application/vnd.oci.empty.v1+json";
 
-/// Puts `count` referrers of `subject`, each a distinct artifact naming it.
-async fn put_referrers(registry: &Registry, repository: &str, subject: &Manifest, count: usize) {
-    let (empty, size) = upload(registry, repository, b"{}".to_vec()).await;
-    stream::iter(0..count)
-        .map(|n| {
-            let bytes = serde_json::to_vec(&json!({
-                "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-                "artifactType": "application/vnd.example.note",
-                "config": {"mediaType": EMPTY, "digest": empty, "size": size},
-                "layers": [{"mediaType": EMPTY, "digest": empty, "size": size}],
-                "subject": {"mediaType": subject.media_type, "digest": subject.digest,
-                            "size": subject.bytes.len()},
-                "annotations": {"n": n.to_string()},
-            }))
-            .unwrap();
-            let manifest = Manifest {
-                digest: sha256_digest(&bytes),
-                bytes,
-                media_type: OCI_MANIFEST.into(),
-            };
-            async move { registry.put_referrer(repository, &manifest).await }
-        })
+/// Referrer number `n` of `subject`: an artifact naming it, its config
+/// and layer the empty blob (`empty`).
+fn referrer(subject: &Manifest, empty: &(String, usize), n: usize) -> Manifest {
+    let (digest, size) = empty;
+    let bytes = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+        "artifactType": "application/vnd.example.note",
+        "config": {"mediaType": EMPTY, "digest": digest, "size": size},
+        "layers": [{"mediaType": EMPTY, "digest": digest, "size": size}],
+        "subject": {"mediaType": subject.media_type, "digest": subject.digest,
+                    "size": subject.bytes.len()},
+        "annotations": {"n": n.to_string()},
+    }))
+    .unwrap();
+    Manifest {
+        digest: sha256_digest(&bytes),
+        bytes,
+        media_type: OCI_MANIFEST.into(),
+    }
+}
+
+/// Puts `count` referrers of `subject` by their digests.
+async fn put_referrers(
+    registry: &Registry,
+    repository: &str,
+    subject: &Manifest,
+    count: usize,
+) -> Vec<Manifest> {
+    let empty = upload(registry, repository, b"{}".to_vec()).await;
+    let made: Vec<Manifest> = (0..count).map(|n| referrer(subject, &empty, n)).collect();
+    stream::iter(&made)
+        .map(|manifest| registry.put_referrer(repository, manifest))
         .buffer_unordered(8)
         .try_collect::<Vec<bool>>()
         .await
         .unwrap();
+    made
 }
 
 fn sha(n: u32) -> String {
@@ -119,5 +130,91 @@ async fn more_referrers_than_are_read_stop_every_command_naming_the_digest() {
             .await
             .unwrap()
             .is_some()
+    );
+}
+
+/// A fallback index as cosign writes one where a registry has no
+/// referrers API, under `tag`, listing `referrers`.
+async fn put_fallback_index(
+    registry: &Registry,
+    repository: &str,
+    tag: &str,
+    referrers: &[Manifest],
+) -> Manifest {
+    let listed: Vec<serde_json::Value> = referrers
+        .iter()
+        .map(|r| {
+            json!({"mediaType": r.media_type, "digest": r.digest, "size": r.bytes.len(),
+                        "artifactType": "application/vnd.example.note"})
+        })
+        .collect();
+    let bytes = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": listed,
+    }))
+    .unwrap();
+    put(registry, repository, tag, bytes, OCI_INDEX).await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fallback_tag_is_left_to_the_targets_api_only_where_it_lists_referrers_of_its_digest() {
+    let from = open();
+    let source = unique("fallback-src");
+    let image = push_image(&from, &source, "image", "amd64", &[random_layer(8, 100)]).await;
+    let other = push_image(&from, &source, "other", "amd64", &[random_layer(9, 100)]).await;
+    let referrer = put_referrers(&from, &source, &image, 1).await.remove(0);
+    // The image's own fallback index, and one under the other image's
+    // fallback tag that lists the image's referrer all the same.
+    let (own_tag, misplaced_tag) = (
+        image.digest.replacen(':', "-", 1),
+        other.digest.replacen(':', "-", 1),
+    );
+    put_fallback_index(&from, &source, &own_tag, std::slice::from_ref(&referrer)).await;
+    let misplaced = put_fallback_index(
+        &from,
+        &source,
+        &misplaced_tag,
+        std::slice::from_ref(&referrer),
+    )
+    .await;
+
+    let front = ReferrersRegistry::start();
+    let to = Registry::new(&front.address, None).unwrap();
+    let target = unique("fallback-dst");
+    let ran = run_owned(&[
+        ("command", "mirror".into()),
+        ("from", format!("{}/{source}", services().registry_open)),
+        ("to", format!("{}/{target}", front.address)),
+        ("tags", format!("{own_tag}\n{misplaced_tag}")),
+    ])
+    .await;
+    ran.assert_ok();
+    let listed = to
+        .referrers(&target, &image.digest)
+        .await
+        .unwrap()
+        .expect("the referrers API");
+    assert!(
+        String::from_utf8_lossy(&listed).contains(&referrer.digest),
+        "the target's API lists the referrer\n{ran}"
+    );
+    // The image's own index would only repeat the API: not written.
+    let copied = copied(&ran);
+    assert!(!copied.contains_key(&own_tag), "{ran}");
+    assert!(to.manifest(&target, &own_tag).await.unwrap().is_none());
+    assert!(
+        ran.summary
+            .contains("referrers copied; the target's referrers API lists them"),
+        "{ran}"
+    );
+    // The other tag's index is about another digest: the API doesn't list
+    // the referrer there, so the tag is copied as it is.
+    assert_eq!(copied[&misplaced_tag], misplaced.digest.as_str(), "{ran}");
+    assert_eq!(
+        to.manifest(&target, &misplaced_tag)
+            .await
+            .unwrap()
+            .unwrap()
+            .digest,
+        misplaced.digest
     );
 }
