@@ -83,6 +83,18 @@ pub trait LayerTap: Send {
     fn order(&mut self, members: &[String]);
 }
 
+/// What a streamed conversion tells of each layer blob as it goes, so an
+/// upload can follow the blob's file while it is still being written.
+#[derive(Debug, Clone, Copy)]
+pub enum BlobEvent<'a> {
+    /// The blob's file is created at `partial` and grows from here.
+    Begun { partial: &'a Path },
+    /// The blob at `partial` is complete: `blob` names its digest and size
+    /// (its file is renamed to the digest, the one `partial` still opened
+    /// reads the same bytes).
+    Sealed { partial: &'a Path, blob: &'a Blob },
+}
+
 /// One content-addressed blob ready for upload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blob {
@@ -635,8 +647,8 @@ fn is_layer_member(member: &str) -> bool {
 }
 
 /// Turns layer members into blob files in `work_dir`, compressing them on
-/// every core, and tells `sealed` of each blob as soon as it is complete,
-/// while later layers are still being read.
+/// every core, and tells `sealed` of each blob when its file is begun and
+/// once it is complete, while later layers are still being read.
 struct Converter<'scope, 'a, F> {
     saved: &'a Path,
     work_dir: &'a Path,
@@ -650,7 +662,7 @@ struct Converter<'scope, 'a, F> {
     tap: Option<&'a mut (dyn LayerTap + 'static)>,
 }
 
-impl<'scope, 'a, F: FnMut(&Blob)> Converter<'scope, 'a, F> {
+impl<'scope, 'a, F: FnMut(BlobEvent)> Converter<'scope, 'a, F> {
     fn new(
         scope: &'scope std::thread::Scope<'scope, '_>,
         saved: &'a Path,
@@ -690,12 +702,17 @@ impl<'scope, 'a, F: FnMut(&Blob)> Converter<'scope, 'a, F> {
             inner: data,
             tap: self.tap.as_deref_mut(),
         };
-        let written = layer.write(&mut data, &mut self.gzip, &mut self.records);
+        let sealed = &mut self.sealed;
+        let begun = |partial: &Path| sealed(BlobEvent::Begun { partial });
+        let written = layer.write(&mut data, &mut self.gzip, &mut self.records, begun);
         if let Some(tap) = self.tap.as_deref_mut() {
             tap.end();
         }
         if let Some(kept) = written? {
-            (self.sealed)(&kept.0);
+            (self.sealed)(BlobEvent::Sealed {
+                partial: &layer.partial,
+                blob: &kept.0,
+            });
             self.converted.insert(member, kept);
         }
         let finished = self.gzip.take_finished();
@@ -770,12 +787,15 @@ fn seal_all(
     work_dir: &Path,
     records: &[Compressing],
     converted: &mut Converted,
-    sealed: &mut impl FnMut(&Blob),
+    sealed: &mut impl FnMut(BlobEvent),
 ) -> Result<(), ExportError> {
     for (stream, out) in finished {
         let record = &records[stream];
         let blob = seal(out, saved, &record.partial, work_dir)?;
-        sealed(&blob);
+        sealed(BlobEvent::Sealed {
+            partial: &record.partial,
+            blob: &blob,
+        });
         converted.insert(record.member.clone(), (blob, record.uncompressed));
     }
     Ok(())
@@ -803,6 +823,7 @@ impl Layer<'_> {
         layer: &mut impl Read,
         gzip: &mut Gzip<'_, Out>,
         records: &mut Vec<Compressing>,
+        begun: impl FnOnce(&Path),
     ) -> Result<Option<(Blob, u64)>, ExportError> {
         let (saved, member) = (self.saved, self.member);
         let read_failed = |e| read_err(saved, member, e);
@@ -831,6 +852,7 @@ impl Layer<'_> {
 
         let file = File::create(&self.partial).map_err(write_failed)?;
         let mut out = Hashing::new(BufWriter::new(file));
+        begun(&self.partial);
         if buf[..head].starts_with(&GZIP_MAGIC) {
             // Keep the engine's compressed bytes (recompressing would only
             // change the digest), but gunzip alongside to check them and
@@ -1030,11 +1052,25 @@ mod tests {
         let other = tempfile::tempdir().unwrap();
         let copy = other.path().join("copy.tar");
         let mut announced = Vec::new();
-        let streamed =
-            oci_image_streamed(open(saved).unwrap(), &copy, true, other.path(), |blob| {
-                announced.push(blob.clone())
-            })
-            .unwrap();
+        let mut begun = Vec::new();
+        let streamed = oci_image_streamed(
+            open(saved).unwrap(),
+            &copy,
+            true,
+            other.path(),
+            |event| match event {
+                BlobEvent::Begun { partial } => {
+                    assert!(partial.is_file(), "begun before its file exists");
+                    begun.push(partial.to_owned());
+                }
+                BlobEvent::Sealed { partial, blob } => {
+                    assert!(begun.iter().any(|b| b == partial), "sealed, never begun");
+                    announced.push(blob.clone());
+                }
+            },
+        )
+        .unwrap();
+        assert_eq!(begun.len(), announced.len());
         assert_eq!(fs::read(&copy).unwrap(), fs::read(saved).unwrap());
         assert_eq!(streamed.manifest, image.manifest);
         assert_eq!(streamed.uncompressed_size, image.uncompressed_size);

@@ -29,9 +29,9 @@ pub use client::EngineError;
 pub use context::ContextPlan;
 pub use docker::Engine;
 pub use export::{
-    Blob, ExportError, KnownLayer, KnownLayers, LayerTap, OciImage, Source, image_manifest,
-    known_layers, manifest_annotation, oci_image, oci_image_streamed, oci_image_streamed_tapped,
-    oci_image_tapped, pushed_layers, relabelled_config,
+    Blob, BlobEvent, ExportError, KnownLayer, KnownLayers, LayerTap, OciImage, Source,
+    image_manifest, known_layers, manifest_annotation, oci_image, oci_image_streamed,
+    oci_image_streamed_tapped, oci_image_tapped, pushed_layers, relabelled_config,
 };
 pub use own::OwnImage;
 pub use run::{CopyIn, Exited, RunError, RunSpec, Runner};

@@ -499,9 +499,8 @@ async fn transfer(
     if dry_run {
         return Ok(Moved::Missing(blob.size));
     }
-    let what = format!("copying blob {}", blob.digest);
     retry::again(
-        &what,
+        || format!("copying blob {}", blob.digest),
         || target.receive(source, blob),
         MirrorError::retry_pause,
     )

@@ -40,7 +40,9 @@ impl Registry {
             match answer {
                 Ok(response) => match response.status() {
                     StatusCode::CREATED => return Ok(Upload::Mounted),
-                    StatusCode::ACCEPTED => return self.session(repository, &response),
+                    StatusCode::ACCEPTED => {
+                        return self.session(repository, &response).map(Upload::Session);
+                    }
                     StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {}
                     _ => {
                         return Err(self
@@ -53,6 +55,13 @@ impl Registry {
                 Err(other) => return Err(other),
             }
         }
+        self.open_upload(repository).await.map(Upload::Session)
+    }
+
+    /// Opens a plain upload session into `repository`, for a blob whose
+    /// digest isn't known yet; returns its path.
+    pub async fn open_upload(&self, repository: &str) -> Result<String, RegistryError> {
+        let plain = self.path(repository, Route::Uploads)?;
         let response = self
             .send(Method::POST, &plain, repository, |r| {
                 r.header(header::CONTENT_LENGTH, 0)
@@ -85,17 +94,16 @@ impl Registry {
         }
     }
 
-    fn session(
+    pub(super) fn session(
         &self,
         repository: &str,
         response: &reqwest::Response,
-    ) -> Result<Upload, RegistryError> {
+    ) -> Result<String, RegistryError> {
         response
             .headers()
             .get(header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .and_then(same_host_path)
-            .map(Upload::Session)
             .ok_or_else(|| {
                 RegistryError::Protocol(format!(
                     "{} started an upload to {repository} without a usable Location",

@@ -82,7 +82,7 @@ fn told(retry_after: Option<&str>, x_retry_after: Option<&str>, now_unix: u64) -
 /// [`ATTEMPTS`] are spent. For work that can't resume midway (a blob whose
 /// connection dropped): every try starts over from the beginning.
 pub async fn again<T, E, F, Fut>(
-    what: &str,
+    what: impl Fn() -> String,
     mut work: F,
     pause: impl Fn(&E, u32) -> Option<Duration>,
 ) -> Result<T, E>
@@ -99,7 +99,7 @@ where
         };
         match pause(&error, attempt).filter(|_| attempt + 1 < ATTEMPTS) {
             Some(wait) => {
-                tracing::warn!("{what} failed ({error}); starting over in {wait:?}");
+                tracing::warn!("{} failed ({error}); starting over in {wait:?}", what());
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }
@@ -154,19 +154,25 @@ mod tests {
             let n = tries.get();
             async move { if n < 3 { Err(n) } else { Ok(n) } }
         };
-        assert_eq!(again("t", count, |_, _| Some(Duration::ZERO)).await, Ok(3));
+        assert_eq!(
+            again(|| "t".to_owned(), count, |_, _| Some(Duration::ZERO)).await,
+            Ok(3)
+        );
         tries.set(0);
         let fail = || {
             tries.set(tries.get() + 1);
             async { Err::<(), _>("cut") }
         };
         assert_eq!(
-            again("t", fail, |_, _| Some(Duration::ZERO)).await,
+            again(|| "t".to_owned(), fail, |_, _| Some(Duration::ZERO)).await,
             Err("cut")
         );
         assert_eq!(tries.get(), ATTEMPTS);
         tries.set(0);
-        assert_eq!(again("t", fail, |_, _| None).await, Err("cut"));
+        assert_eq!(
+            again(|| "t".to_owned(), fail, |_, _| None).await,
+            Err("cut")
+        );
         assert_eq!(tries.get(), 1);
     }
 }

@@ -247,6 +247,59 @@ pub fn file_chunks(
         .map_err(move |e| RegistryError::Protocol(format!("reading {shown} failed: {e}")))
 }
 
+/// How often a follower of a growing file looks for more bytes: the writer
+/// doesn't say when it adds some, only when it is done.
+const GROWING_POLL: Duration = Duration::from_millis(5);
+
+/// The bytes of `file` (opened at its start) while another thread still writes it,
+/// from its start to the size `done` announces once the writer is finished;
+/// `shown` names it in errors. `done` dropped without a size (the writer
+/// failed) ends the stream with an error, so an upload fed from it never
+/// completes.
+pub fn growing_file_chunks(
+    file: std::fs::File,
+    done: tokio::sync::watch::Receiver<Option<u64>>,
+    shown: String,
+) -> BlobStream {
+    use tokio::io::AsyncReadExt as _;
+    let failed = move |what: String| RegistryError::Protocol(format!("{shown}: {what}"));
+    futures_util::stream::try_unfold(
+        (tokio::fs::File::from_std(file), 0u64, done, failed),
+        |(mut file, offset, mut done, failed)| async move {
+            loop {
+                let mut chunk = vec![0; CHUNK];
+                let read = file
+                    .read(&mut chunk)
+                    .await
+                    .map_err(|e| failed(format!("reading it failed: {e}")))?;
+                if read > 0 {
+                    chunk.truncate(read);
+                    let offset = offset + read as u64;
+                    let state = (file, offset, done, failed);
+                    return Ok(Some((Bytes::from(chunk), state)));
+                }
+                let end = *done.borrow();
+                match end {
+                    Some(size) if size == offset => return Ok(None),
+                    Some(size) => {
+                        return Err(failed(format!(
+                            "its writer finished it at {size} bytes, {offset} were read"
+                        )));
+                    }
+                    None => {}
+                }
+                tokio::select! {
+                    changed = done.changed() => if changed.is_err() && done.borrow().is_none() {
+                        return Err(failed("its writer stopped before finishing it".to_owned()));
+                    },
+                    () = tokio::time::sleep(GROWING_POLL) => {}
+                }
+            }
+        },
+    )
+    .boxed()
+}
+
 impl Registry {
     /// A blob of `size` bytes as it downloads, verified against `digest`
     /// (see [`verified`]).
@@ -350,6 +403,57 @@ impl Registry {
         Ok(())
     }
 
+    /// Sends the bytes of `chunks` into the upload `session` in one PATCH,
+    /// for a blob whose size and digest are known only at its end (as
+    /// `docker push` sends a layer while compressing it); returns the
+    /// session's path for what follows, [`Registry::finish_upload`] with
+    /// no bytes left. Bounded like any upload, by its stalls and its
+    /// answer. Errors name the upload endpoint, never the session.
+    pub async fn send_chunks(
+        &self,
+        repository: &str,
+        session: &str,
+        chunks: BlobStream,
+    ) -> Result<String, RegistryError> {
+        let url = format!("{}{session}", self.base);
+        let shown = self.path(repository, Route::Uploads)?;
+        let refused: Arc<Mutex<Option<RegistryError>>> = Arc::default();
+        let slot = refused.clone();
+        // Unknown size: the body's end is what says all of it went.
+        let progress = Progress::new(u64::MAX);
+        let body = reqwest::Body::wrap_stream(progress.tracking(chunks).map_err(move |e| {
+            let message = e.to_string();
+            if let Ok(mut slot) = slot.lock() {
+                slot.get_or_insert(e);
+            }
+            std::io::Error::other(message)
+        }));
+        let request = self.authorize(
+            self.http
+                .patch(&url)
+                .header(header::CONTENT_TYPE, "application/octet-stream")
+                // The size is unknown: a budget for 4 GiB, stalls bound the rest.
+                .timeout(transfer_timeout(self.timeout, u32::MAX.into()))
+                .body(body),
+            repository,
+        );
+        let sent = tokio::select! {
+            sent = request.send() => Ok(sent),
+            wait = progress.stalled(self.timeout) => Err(wait),
+        };
+        if let Some(e) = refused.lock().ok().and_then(|mut e| e.take()) {
+            return Err(e);
+        }
+        let sent = sent.map_err(|wait| self.timed_out(&shown, wait, self.timeout))?;
+        let response = sent.map_err(self.transport(&shown, Wait::Transfer, self.timeout))?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(self
+                .failure(Method::PATCH, &shown, repository, response)
+                .await);
+        }
+        self.session(repository, &response)
+    }
+
     /// Uploads the blob in the file at `path` (exactly the bytes that hash
     /// to `digest`), read in chunks so that it never sits whole in memory.
     /// See [`Registry::upload`] for what happens when a try is cut off.
@@ -360,15 +464,8 @@ impl Registry {
         size: u64,
         path: &Path,
     ) -> Result<(), RegistryError> {
-        self.upload(repository, digest, size, || async {
-            let file = tokio::fs::File::open(path).await.map_err(|e| {
-                RegistryError::Protocol(format!("couldn't open {}: {e}", path.display()))
-            })?;
-            // Not hashed again here: the export hashed these very bytes as
-            // it wrote them, and the registry checks them against `digest`.
-            Ok(file_chunks(file, path.display().to_string()).boxed())
-        })
-        .await
+        self.upload(repository, digest, size, || file_upload(path.to_owned()))
+            .await
     }
 
     /// Uploads a blob whose bytes `open` supplies, afresh for every try. The
@@ -388,39 +485,139 @@ impl Registry {
         F: Fn() -> Fut,
         Fut: Future<Output = Result<BlobStream, RegistryError>>,
     {
-        // Atomics only so that the future stays `Send`.
-        let (open, tries) = (&open, &AtomicU32::new(0));
+        let tries = &AtomicU32::new(0);
         let sending = &AtomicBool::new(false);
-        let once = || async move {
-            tries.fetch_add(1, Ordering::Relaxed);
-            sending.store(false, Ordering::Relaxed);
-            match self.start_upload(repository, digest, None).await? {
-                // Only asked for with a `from`: nothing left to send.
-                Upload::Mounted => Ok(()),
-                Upload::Session(session) => {
-                    sending.store(true, Ordering::Relaxed);
-                    let chunks = open().await?;
-                    self.finish_upload(repository, &session, digest, size, chunks)
-                        .await
-                }
-            }
-        };
-        // Opening the session already retried the registry's 429 and 5xx
-        // answers (`send`); only a dropped connection is worth a new try there.
-        let pause = |error: &RegistryError, attempt| match error {
-            RegistryError::Status { .. } if !sending.load(Ordering::Relaxed) => None,
-            _ => error.retry_pause(attempt),
-        };
-        let what = format!("uploading blob {digest} to {}/{repository}", self.name);
-        retry::again(&what, once, pause)
+        let once = || self.upload_once(repository, digest, size, &open, tries, sending);
+        let what = || format!("uploading blob {digest} to {}/{repository}", self.name);
+        retry::again(what, once, |e, attempt| resumable(e, attempt, sending))
             .await
-            .map_err(|e| RegistryError::Upload {
-                registry: self.name.clone(),
-                repository: repository.to_owned(),
-                digest: digest.to_owned(),
-                tries: tries.load(Ordering::Relaxed),
-                source: Box::new(e),
-            })
+            .map_err(|e| self.upload_failed(repository, digest, tries, e))
+    }
+
+    /// One try of [`Registry::upload`]: a new session, all the bytes.
+    async fn upload_once<F, Fut>(
+        &self,
+        repository: &str,
+        digest: &str,
+        size: u64,
+        open: &F,
+        tries: &AtomicU32,
+        sending: &AtomicBool,
+    ) -> Result<(), RegistryError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<BlobStream, RegistryError>>,
+    {
+        tries.fetch_add(1, Ordering::Relaxed);
+        sending.store(false, Ordering::Relaxed);
+        match self.start_upload(repository, digest, None).await? {
+            // Only asked for with a `from`: nothing left to send.
+            Upload::Mounted => Ok(()),
+            Upload::Session(session) => {
+                sending.store(true, Ordering::Relaxed);
+                let chunks = open().await?;
+                self.finish_upload(repository, &session, digest, size, chunks)
+                    .await
+            }
+        }
+    }
+
+    /// Uploads a blob while it is still being written, as `docker push`
+    /// sends a layer while compressing it: one session, its bytes in one
+    /// PATCH as `growing` yields them, then the digest once `sealed` names
+    /// it. A first try cut off is followed by tries of the whole file, as
+    /// [`Registry::upload`] makes them, [`retry::ATTEMPTS`] in all. Returns
+    /// the blob `sealed` named.
+    pub async fn upload_growing(
+        &self,
+        repository: &str,
+        growing: BlobStream,
+        sealed: impl Future<Output = Option<SealedBlob>>,
+    ) -> Result<SealedBlob, RegistryError> {
+        let sealed = futures_util::FutureExt::shared(sealed);
+        let growing = Mutex::new(Some(growing));
+        let tries = &AtomicU32::new(0);
+        let sending = &AtomicBool::new(false);
+        let known = std::sync::OnceLock::new();
+        let blob = || async {
+            let blob = sealed
+                .clone()
+                .await
+                .ok_or_else(|| RegistryError::Protocol("the blob was never finished".to_owned()))?;
+            Ok(known.get_or_init(|| blob).clone())
+        };
+        let once = || async {
+            let first = growing.lock().ok().and_then(|mut g| g.take());
+            let Some(growing) = first else {
+                let blob = blob().await?;
+                let open = || file_upload(blob.path.clone());
+                return self
+                    .upload_once(repository, &blob.digest, blob.size, &open, tries, sending)
+                    .await;
+            };
+            tries.fetch_add(1, Ordering::Relaxed);
+            let session = self.open_upload(repository).await?;
+            sending.store(true, Ordering::Relaxed);
+            let sent = self.send_chunks(repository, &session, growing).await;
+            // Another try needs the whole blob: wait for it either way.
+            let blob = blob().await?;
+            let nothing = futures_util::stream::empty().boxed();
+            self.finish_upload(repository, &sent?, &blob.digest, 0, nothing)
+                .await
+        };
+        let what = || {
+            let digest = known.get().map_or("being written", |b| &b.digest);
+            format!("uploading blob {digest} to {}/{repository}", self.name)
+        };
+        let done = retry::again(what, once, |e, attempt| resumable(e, attempt, sending)).await;
+        let digest = known.get().map_or("(unfinished)", |b| &b.digest).to_owned();
+        done.map_err(|e| self.upload_failed(repository, &digest, tries, e))?;
+        blob().await
+    }
+
+    fn upload_failed(
+        &self,
+        repository: &str,
+        digest: &str,
+        tries: &AtomicU32,
+        source: RegistryError,
+    ) -> RegistryError {
+        RegistryError::Upload {
+            registry: self.name.clone(),
+            repository: repository.to_owned(),
+            digest: digest.to_owned(),
+            tries: tries.load(Ordering::Relaxed),
+            source: Box::new(source),
+        }
+    }
+}
+
+/// A blob whose writing is done: what [`Registry::upload_growing`] needs
+/// to finish it, or to send it again from its file.
+#[derive(Debug, Clone)]
+pub struct SealedBlob {
+    pub digest: String,
+    pub size: u64,
+    pub path: std::path::PathBuf,
+}
+
+/// The bytes of the blob file at `path`, for one upload try.
+async fn file_upload(path: std::path::PathBuf) -> Result<BlobStream, RegistryError> {
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| RegistryError::Protocol(format!("couldn't open {}: {e}", path.display())))?;
+    // Not hashed again here: the export hashed these very bytes as it
+    // wrote them, and the registry checks them against the digest.
+    Ok(file_chunks(file, path.display().to_string()).boxed())
+}
+
+/// Whether a failed upload try is worth another, and after how long.
+/// Opening the session already retried the registry's 429 and 5xx answers
+/// (`send`); only a dropped connection is worth a new try there.
+fn resumable(error: &RegistryError, attempt: u32, sending: &AtomicBool) -> Option<Duration> {
+    match error {
+        RegistryError::Status { .. } if !sending.load(Ordering::Relaxed) => None,
+        _ => error.retry_pause(attempt),
     }
 }
 
@@ -449,6 +646,53 @@ mod tests {
             }
         }
         (bytes, None)
+    }
+
+    /// A file written in pieces by another thread, the size told at the end.
+    fn written_slowly(
+        pieces: usize,
+        tell: bool,
+    ) -> (BlobStream, Vec<u8>, std::thread::JoinHandle<()>) {
+        use std::io::Write as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blob.partial");
+        let mut writer = std::fs::File::create(&path).unwrap();
+        let reader = std::fs::File::open(&path).unwrap();
+        let (done, seen) = tokio::sync::watch::channel(None);
+        let bytes: Vec<u8> = (0..pieces * 300_000).map(|i| (i % 251) as u8).collect();
+        let all = bytes.clone();
+        let thread = std::thread::spawn(move || {
+            for piece in all.chunks(300_000) {
+                writer.write_all(piece).unwrap();
+                std::thread::sleep(Duration::from_millis(3));
+            }
+            // Renamed as a sealed blob is: the open reader keeps reading.
+            std::fs::rename(&path, dir.path().join("sealed")).unwrap();
+            if tell {
+                done.send(Some(all.len() as u64)).unwrap();
+            }
+        });
+        let stream = growing_file_chunks(reader, seen, "blob.partial".into());
+        (stream, bytes, thread)
+    }
+
+    #[tokio::test]
+    async fn a_growing_file_is_read_to_the_size_told_at_its_end() {
+        let (stream, bytes, writer) = written_slowly(12, true);
+        assert_eq!(collect(stream).await, (bytes, None));
+        writer.join().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_growing_file_whose_writer_stops_unfinished_ends_in_an_error() {
+        let (stream, bytes, writer) = written_slowly(3, false);
+        let (read, error) = collect(stream).await;
+        writer.join().unwrap();
+        assert!(bytes.starts_with(&read));
+        assert_eq!(
+            error.as_deref(),
+            Some("blob.partial: its writer stopped before finishing it")
+        );
     }
 
     #[tokio::test]

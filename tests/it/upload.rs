@@ -130,6 +130,14 @@ async fn published_despite(ns: &str, seed: u64, cuts: u32) {
             cuts as usize,
             "one retry per cut\n{ran}"
         );
+        // The first try sent the layer while it was compressed (one PATCH
+        // of unknown length); the tries after it, the sealed file whole.
+        let patches = proxy
+            .writes()
+            .into_iter()
+            .filter(|r| r.starts_with("PATCH "))
+            .count();
+        assert_eq!(patches, 1, "{:?}", proxy.writes());
     }
     assert_no_upload_url(ran);
     let registry = open();

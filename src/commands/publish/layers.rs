@@ -1,20 +1,23 @@
 //! Layers the registry already holds (reused, mounted) and the upload of
 //! the rest.
 
-use std::collections::HashSet;
-use std::path::Path;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
-use futures_util::{StreamExt as _, TryStreamExt as _};
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt as _, StreamExt as _, TryStreamExt as _};
+use tokio::sync::{Semaphore, oneshot, watch};
 
 use crate::engine::{
-    Blob, Engine, KnownLayers, OciImage, Source, known_layers, oci_image_streamed_tapped,
-    oci_image_tapped, pushed_layers,
+    Blob, BlobEvent, Engine, KnownLayers, OciImage, Source, known_layers,
+    oci_image_streamed_tapped, oci_image_tapped, pushed_layers,
 };
 use crate::oci::Digest;
 use crate::platform::Platform;
 use crate::registry::contents::Contents;
 use crate::registry::mount::Upload;
+use crate::registry::stream::{SealedBlob, growing_file_chunks};
 use crate::registry::{Manifest, Registry};
 use crate::report::publish::Published;
 
@@ -247,19 +250,21 @@ pub(super) async fn export(
     }
     let early = uses.upload_early && target.push && target.image.existing.is_none();
     let scanned = uses.scanned;
-    let (sealed, blobs) = tokio::sync::mpsc::unbounded_channel::<Blob>();
+    let (written, events) = tokio::sync::mpsc::unbounded_channel::<Written>();
     let converting = engine.save_streamed(local, move |export| {
-        let sealed = |blob: &Blob| {
+        let written = |event: BlobEvent| {
             if early {
                 // Gone only when the uploads have failed; that error is reported.
-                let _ = sealed.send(blob.clone());
+                if let Some(event) = Written::of(event) {
+                    let _ = written.send(event);
+                }
             }
         };
         let tapped = tap.as_mut().map(|t| t as _);
-        let image = oci_image_streamed_tapped(export, &saved, scanned, &out, sealed, tapped);
+        let image = oci_image_streamed_tapped(export, &saved, scanned, &out, written, tapped);
         (image, tap)
     });
-    let uploading = upload_as_sealed(&target.image.registry, &target.image.repository, blobs);
+    let uploading = upload_as_written(&target.image.registry, &target.image.repository, events);
     let (converted, uploaded) = tokio::join!(converting, uploading);
     let (image, tap) = converted?;
     let mut image = image?;
@@ -279,29 +284,119 @@ pub(super) async fn export(
     Ok((image, analysed))
 }
 
-/// Uploads each blob received, a few at a time, until the sender is gone;
-/// returns bytes sent and the digests now in the repository.
-async fn upload_as_sealed(
+/// A layer blob's file as the conversion thread writes it.
+enum Written {
+    /// Opened here, before the file can be complete and renamed.
+    Begun(PathBuf, std::fs::File),
+    Sealed(PathBuf, Blob),
+}
+
+impl Written {
+    /// The event as sent on; a file that can't be opened is sent whole
+    /// once sealed, so its beginning isn't told.
+    fn of(event: BlobEvent<'_>) -> Option<Self> {
+        match event {
+            BlobEvent::Begun { partial } => std::fs::File::open(partial)
+                .ok()
+                .map(|file| Written::Begun(partial.to_owned(), file)),
+            BlobEvent::Sealed { partial, blob } => {
+                Some(Written::Sealed(partial.to_owned(), blob.clone()))
+            }
+        }
+    }
+}
+
+/// What a followed blob's upload waits for: its size, for the file's
+/// reader, and the blob, for the upload's end.
+struct Seal {
+    size: watch::Sender<Option<u64>>,
+    blob: oneshot::Sender<Blob>,
+}
+
+/// Uploads each layer blob while it is being written, as `docker push`
+/// does, up to [`PARALLEL_UPLOADS`] at once; one begun while all are busy
+/// is uploaded whole once sealed. Runs until the sender is gone; returns
+/// bytes sent and the digests now in the repository.
+async fn upload_as_written(
     registry: &Registry,
     repository: &str,
-    blobs: tokio::sync::mpsc::UnboundedReceiver<Blob>,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<Written>,
 ) -> anyhow::Result<(u64, HashSet<Digest>)> {
-    futures_util::stream::unfold(blobs, |mut blobs| async move {
-        blobs.recv().await.map(|blob| (blob, blobs))
-    })
-    .map(|blob| async move {
-        let sent = push_blob(registry, repository, &blob).await?;
-        anyhow::Ok((sent, blob.digest))
-    })
-    .buffer_unordered(PARALLEL_UPLOADS)
-    .try_fold(
-        (0, HashSet::new()),
-        |(sent, mut stored), (more, digest)| async move {
-            stored.insert(digest);
-            Ok((sent + more, stored))
-        },
-    )
-    .await
+    let slots = Semaphore::new(PARALLEL_UPLOADS);
+    let mut followed: HashMap<PathBuf, Seal> = HashMap::new();
+    let mut uploads = FuturesUnordered::new();
+    let (mut sent, mut stored) = (0, HashSet::new());
+    let mut open = true;
+    while open || !uploads.is_empty() {
+        tokio::select! {
+            event = events.recv(), if open => match event {
+                None => {
+                    // A blob begun and never sealed won't be: its upload ends unfinished.
+                    followed.clear();
+                    open = false;
+                }
+                Some(Written::Begun(partial, file)) => {
+                    if let Ok(slot) = slots.try_acquire() {
+                        let (size, size_seen) = watch::channel(None);
+                        let (blob, blob_seen) = oneshot::channel();
+                        let upload = follow(registry, repository, partial.display().to_string(), file, size_seen, blob_seen);
+                        uploads.push(async move {
+                            let _slot = slot;
+                            upload.await
+                        }.boxed());
+                        followed.insert(partial, Seal { size, blob });
+                    }
+                }
+                Some(Written::Sealed(partial, blob)) => match followed.remove(&partial) {
+                    Some(seal) => {
+                        let _ = seal.size.send(Some(blob.size));
+                        let _ = seal.blob.send(blob);
+                    }
+                    None => {
+                        let slots = &slots;
+                        uploads.push(async move {
+                            let _slot = slots.acquire().await;
+                            let sent = push_blob(registry, repository, &blob).await?;
+                            anyhow::Ok((sent, blob.digest))
+                        }.boxed());
+                    }
+                },
+            },
+            Some(done) = uploads.next() => {
+                let (more, digest) = done?;
+                sent += more;
+                stored.insert(digest);
+            }
+        }
+    }
+    Ok((sent, stored))
+}
+
+/// Uploads the blob at `partial` as it grows (see
+/// [`Registry::upload_growing`]); returns bytes sent and its digest.
+async fn follow(
+    registry: &Registry,
+    repository: &str,
+    shown: String,
+    file: std::fs::File,
+    size: watch::Receiver<Option<u64>>,
+    blob: oneshot::Receiver<Blob>,
+) -> anyhow::Result<(u64, Digest)> {
+    let growing = growing_file_chunks(file, size, shown);
+    let sealed = async {
+        let blob = blob.await.ok()?;
+        let Source::File(path) = blob.source else {
+            return None;
+        };
+        Some(SealedBlob {
+            digest: blob.digest.to_string(),
+            size: blob.size,
+            path,
+        })
+    };
+    let sent = registry.upload_growing(repository, growing, sealed).await?;
+    let digest = Digest::try_from(sent.digest)?;
+    Ok((sent.size, digest))
 }
 
 /// Uploads what the registry lacks, config and layers, a few at a time as

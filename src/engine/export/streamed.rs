@@ -15,7 +15,7 @@ use std::io::{self, BufWriter, Read, Write};
 use std::path::Path;
 
 use super::{
-    Blob, Converter, ExportError, LayerTap, Links, OciImage, SAVE_MANIFEST, SavedImageFiles,
+    BlobEvent, Converter, ExportError, LayerTap, Links, OciImage, SAVE_MANIFEST, SavedImageFiles,
     assemble, cores, member_name, members, note_link, read_err, write_err,
 };
 
@@ -26,14 +26,14 @@ const SMALL: u64 = 4 << 20;
 
 /// Converts the engine's export, read from `export` as it arrives, into an
 /// OCI image whose blobs are written to `work_dir`; `sealed` hears of each
-/// layer blob once it is complete. With `keep`, the export is also written
+/// layer blob when its file is begun and once it is complete. With `keep`, the export is also written
 /// to `saved` byte for byte (`saved` names the export in errors either way).
 pub fn oci_image_streamed(
     export: impl Read,
     saved: &Path,
     keep: bool,
     work_dir: &Path,
-    sealed: impl FnMut(&Blob),
+    sealed: impl FnMut(BlobEvent),
 ) -> Result<OciImage, ExportError> {
     oci_image_streamed_tapped(export, saved, keep, work_dir, sealed, None)
 }
@@ -44,7 +44,7 @@ pub fn oci_image_streamed_tapped(
     saved: &Path,
     keep: bool,
     work_dir: &Path,
-    sealed: impl FnMut(&Blob),
+    sealed: impl FnMut(BlobEvent),
     tap: Option<&mut (dyn LayerTap + 'static)>,
 ) -> Result<OciImage, ExportError> {
     let copy = keep
@@ -71,7 +71,7 @@ fn convert(
     export: &mut impl Read,
     saved: &Path,
     work_dir: &Path,
-    sealed: impl FnMut(&Blob),
+    sealed: impl FnMut(BlobEvent),
     tap: Option<&mut (dyn LayerTap + 'static)>,
 ) -> Result<OciImage, ExportError> {
     std::thread::scope(|scope| {
