@@ -8,10 +8,12 @@
 use std::fs::{self, Metadata};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{Context as _, anyhow, bail};
 use tar::{Builder, EntryType, Header};
+use tokio::task::JoinHandle;
 
 use super::dockerignore::DockerIgnore;
 use sha2::{Digest as _, Sha256};
@@ -141,6 +143,49 @@ impl ContextPlan {
         self.walk()
             .directory(&mut tarball, &self.root, &Relative::root())?;
         tarball.finish()
+    }
+}
+
+/// A context's identity being learnt on a blocking thread, given up soon
+/// after this is dropped before [`wait`](Self::wait) ends: a build that
+/// failed or was cancelled, or a run that needs no identity after all,
+/// leaves no thread reading a large context to the end.
+pub struct IdentityTask {
+    task: Option<JoinHandle<anyhow::Result<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl IdentityTask {
+    /// Starts `learn`, which is to give up once the flag it is handed is
+    /// set (as [`ContextPlan::identity_unless`] does).
+    pub fn spawn(
+        learn: impl FnOnce(&AtomicBool) -> anyhow::Result<String> + Send + 'static,
+    ) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let task = tokio::task::spawn_blocking(move || learn(&stopped));
+        IdentityTask {
+            task: Some(task),
+            stop,
+        }
+    }
+
+    /// The identity, once learnt.
+    pub async fn wait(mut self) -> anyhow::Result<String> {
+        let task = self
+            .task
+            .take()
+            .context("the context's identity was awaited twice")?;
+        task.await
+            .context("the task learning the context's identity failed")?
+    }
+}
+
+impl Drop for IdentityTask {
+    /// After `wait`, too late to matter; before it, the identity is not
+    /// needed.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -1062,6 +1107,32 @@ mod tests {
             plan.identity_unless(&AtomicBool::new(false)).unwrap(),
             stats.digest
         );
+    }
+
+    #[tokio::test]
+    async fn an_identity_task_dropped_unwaited_stops_and_a_waited_one_answers() {
+        use std::time::{Duration, Instant};
+        let (saw, seen) = std::sync::mpsc::channel();
+        let task = IdentityTask::spawn(move |stop| {
+            // Bounded: a task that is never stopped fails the test.
+            let until = Instant::now() + Duration::from_secs(30);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = saw.send(stop.load(Ordering::Relaxed));
+            anyhow::bail!("stopped")
+        });
+        drop(task);
+        assert_eq!(seen.recv_timeout(Duration::from_secs(60)), Ok(true));
+
+        let dir = tree(&[("Dockerfile", "FROM scratch\n"), ("a", "1")]);
+        let plan = ContextPlan::new(dir.path(), None).unwrap();
+        let (_, stats) = plan.write(std::io::sink()).unwrap();
+        let learnt = IdentityTask::spawn(move |stop| plan.identity_unless(stop))
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(learnt, stats.digest);
     }
 
     #[test]
