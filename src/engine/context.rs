@@ -88,7 +88,7 @@ impl ContextPlan {
     pub fn identity_unless(&self, stop: &AtomicBool) -> anyhow::Result<String> {
         let mut listing = Listing::default();
         if let Dockerfile::Outside(path) = &self.dockerfile {
-            listing.file(OUTSIDE_DOCKERFILE, 0o644, path)?;
+            listing.add_file(OUTSIDE_DOCKERFILE, 0o644, path);
         }
         self.walk()
             .directory(&mut listing, &self.root, &Relative::root())?;
@@ -342,12 +342,12 @@ impl Walk<'_> {
         let name = rel.text.as_str();
         let kind = meta.file_type();
         if kind.is_dir() {
-            sink.directory(name, mode(&meta))?;
+            sink.directory(name, mode(&meta), &meta)?;
             self.directory(sink, path, rel)
         } else if kind.is_symlink() {
-            sink.symlink(name, mode(&meta), &link_target(path)?)
+            sink.symlink(name, mode(&meta), &link_target(path)?, &meta)
         } else if kind.is_file() {
-            sink.file(name, mode(&meta), path)
+            sink.file(name, mode(&meta), path, &meta)
         } else {
             // Sockets, FIFOs and devices mean nothing to a build.
             tracing::debug!(path = %path.display(), "skipping special file in build context");
@@ -369,11 +369,18 @@ fn link_target(path: &Path) -> anyhow::Result<String> {
 }
 
 /// Where the walk hands each entry, in tar order; `name` is `/`-separated,
-/// relative to the context.
+/// relative to the context, `meta` what the walk read of it (the link
+/// itself for a symlink).
 pub(super) trait Sink {
-    fn directory(&mut self, name: &str, mode: u32) -> anyhow::Result<()>;
-    fn symlink(&mut self, name: &str, mode: u32, target: &str) -> anyhow::Result<()>;
-    fn file(&mut self, name: &str, mode: u32, path: &Path) -> anyhow::Result<()>;
+    fn directory(&mut self, name: &str, mode: u32, meta: &Metadata) -> anyhow::Result<()>;
+    fn symlink(
+        &mut self,
+        name: &str,
+        mode: u32,
+        target: &str,
+        meta: &Metadata,
+    ) -> anyhow::Result<()>;
+    fn file(&mut self, name: &str, mode: u32, path: &Path, meta: &Metadata) -> anyhow::Result<()>;
 }
 
 /// The context's identity: every entry's name, kind, mode, size, link and
@@ -431,7 +438,7 @@ enum Listed {
 }
 
 impl Sink for Listing {
-    fn directory(&mut self, name: &str, mode: u32) -> anyhow::Result<()> {
+    fn directory(&mut self, name: &str, mode: u32, _: &Metadata) -> anyhow::Result<()> {
         self.entries.push(Listed::Directory {
             name: name.to_owned(),
             mode,
@@ -439,7 +446,7 @@ impl Sink for Listing {
         Ok(())
     }
 
-    fn symlink(&mut self, name: &str, mode: u32, target: &str) -> anyhow::Result<()> {
+    fn symlink(&mut self, name: &str, mode: u32, target: &str, _: &Metadata) -> anyhow::Result<()> {
         self.entries.push(Listed::Symlink {
             name: name.to_owned(),
             mode,
@@ -448,17 +455,21 @@ impl Sink for Listing {
         Ok(())
     }
 
-    fn file(&mut self, name: &str, mode: u32, path: &Path) -> anyhow::Result<()> {
-        self.entries.push(Listed::File {
-            name: name.to_owned(),
-            mode,
-            path: path.to_owned(),
-        });
+    fn file(&mut self, name: &str, mode: u32, path: &Path, _: &Metadata) -> anyhow::Result<()> {
+        self.add_file(name, mode, path);
         Ok(())
     }
 }
 
 impl Listing {
+    fn add_file(&mut self, name: &str, mode: u32, path: &Path) {
+        self.entries.push(Listed::File {
+            name: name.to_owned(),
+            mode,
+            path: path.to_owned(),
+        });
+    }
+
     /// The identity, with the files read and hashed on every core, unless
     /// `stop` is set.
     fn identity(&self, stop: &AtomicBool) -> anyhow::Result<String> {
@@ -622,7 +633,7 @@ impl<W: Write> Tarball<W> {
 }
 
 impl<W: Write> Sink for Tarball<W> {
-    fn directory(&mut self, name: &str, mode: u32) -> anyhow::Result<()> {
+    fn directory(&mut self, name: &str, mode: u32, _: &Metadata) -> anyhow::Result<()> {
         let mut header = header(EntryType::Directory, mode, 0);
         self.builder
             .append_data(&mut header, format!("{name}/"), std::io::empty())
@@ -631,7 +642,7 @@ impl<W: Write> Sink for Tarball<W> {
         Ok(())
     }
 
-    fn symlink(&mut self, name: &str, mode: u32, target: &str) -> anyhow::Result<()> {
+    fn symlink(&mut self, name: &str, mode: u32, target: &str, _: &Metadata) -> anyhow::Result<()> {
         let mut header = header(EntryType::Symlink, mode, 0);
         self.builder
             .append_link(&mut header, name, target)
@@ -641,7 +652,7 @@ impl<W: Write> Sink for Tarball<W> {
         Ok(())
     }
 
-    fn file(&mut self, name: &str, mode: u32, path: &Path) -> anyhow::Result<()> {
+    fn file(&mut self, name: &str, mode: u32, path: &Path, _: &Metadata) -> anyhow::Result<()> {
         let reading = || format!("reading {}", path.display());
         let file = fs::File::open(path).with_context(reading)?;
         // The size is taken once, from the open file, and exactly that many
