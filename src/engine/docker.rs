@@ -110,12 +110,11 @@ impl Engine {
             secrets: spec.secrets.clone(),
             push_to: spec.push_to.clone(),
         };
-        let built = buildkit_log(Box::pin(engine.build(request)), spec.tag, on_line).await;
+        let pushes = spec.push_to.is_some();
+        let built = buildkit_log(Box::pin(engine.build(request)), spec.tag, pushes, on_line).await;
         match (built, writer.await) {
             (Ok(built), Ok(Ok(stats))) => Ok(Built {
                 context: stats.digest,
-                // Without `push_to` it is the local image's ID.
-                pushed: built.pushed.filter(|_| spec.push_to.is_some()),
                 ..built
             }),
             // A file that couldn't be read is the cause; a request that

@@ -223,7 +223,7 @@ async fn read_back(
     bases: Option<BTreeMap<String, String>>,
     report: &mut Published,
 ) -> anyhow::Result<Vec<Exported>> {
-    let digest = built.pushed.as_deref().context(
+    let digest = built.buildkit_pushed.as_deref().context(
         "the engine's BuildKit built the image but named nothing it pushed (no containerimage.digest)",
     )?;
     let several = target.platforms.len() > 1;
@@ -410,7 +410,7 @@ async fn build_platform(
             .map(|key| (build_key::ANNOTATION.to_owned(), key))
             .into_iter()
             .collect();
-    if let Some(digest) = &built.pushed {
+    if let Some(digest) = &built.buildkit_pushed {
         return take_pushed(target, platform, dir, digest, &annotations, report).await;
     }
     let known = reusable_layers(target, platform, &engine.diff_ids(&local).await?).await?;
