@@ -244,7 +244,7 @@ async fn read_back(
     }
     if !several {
         let platform = target.platforms.first();
-        let annotations = annotations(target, platform, &built.context, bases);
+        let annotations = annotations(target, platform, built, Builder::BuildKit, bases.as_ref());
         let image = take_pushed(target, platform, work, digest, &annotations, report).await?;
         return Ok(vec![image]);
     }
@@ -262,7 +262,13 @@ async fn read_back(
         let dir = work.join(platform.slug());
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("couldn't create {}", dir.display()))?;
-        let annotations = annotations(target, Some(platform), &built.context, bases.clone());
+        let annotations = annotations(
+            target,
+            Some(platform),
+            built,
+            Builder::BuildKit,
+            bases.as_ref(),
+        );
         let image = take_pushed(
             target,
             Some(platform),
@@ -405,11 +411,7 @@ async fn build_platform(
     if let Some(bases) = &bases {
         report.bases.extend(bases.clone());
     }
-    let mut annotations: BTreeMap<String, String> =
-        key_of(target, platform, &built.context, builder, bases)
-            .map(|key| (build_key::ANNOTATION.to_owned(), key))
-            .into_iter()
-            .collect();
+    let mut annotations = annotations(target, platform, &built, builder, bases.as_ref());
     if let Some(digest) = &built.buildkit_pushed {
         return take_pushed(target, platform, dir, digest, &annotations, report).await;
     }
@@ -439,14 +441,16 @@ async fn build_platform(
     Exported::new(image, platform, dir.join(SAVED)).map(|exported| exported.with(analysed))
 }
 
-/// The build-key annotation of a BuildKit build of `platform`.
+/// The build-key annotation of `built`'s image of `platform`, built by
+/// `builder`.
 fn annotations(
     target: &Target,
     platform: Option<&Platform>,
-    context: &str,
-    bases: Option<BTreeMap<String, String>>,
+    built: &Built,
+    builder: Builder,
+    bases: Option<&BTreeMap<String, String>>,
 ) -> BTreeMap<String, String> {
-    key_of(target, platform, context, Builder::BuildKit, bases)
+    key_of(target, platform, &built.context, builder, bases)
         .map(|key| (build_key::ANNOTATION.to_owned(), key))
         .into_iter()
         .collect()

@@ -81,7 +81,7 @@ pub(super) async fn same_build(session: &Session, target: &Target) -> anyhow::Re
     let (context, bases) = tokio::join!(context.wait(), base_digests(target));
     let builder = requested_builder(target.builder);
     let platform = target.platforms.first();
-    let Some(key) = key_of(target, platform, &context?, builder, bases) else {
+    let Some(key) = key_of(target, platform, &context?, builder, bases.as_ref()) else {
         return Ok(SameBuild::default());
     };
     Ok(SameBuild {
@@ -182,7 +182,7 @@ async fn platform_keys(
     Ok(target
         .platforms
         .iter()
-        .map(|p| key_of(target, Some(p), &context, builder, bases.clone()))
+        .map(|p| key_of(target, Some(p), &context, builder, bases.as_ref()))
         .collect())
 }
 
@@ -230,7 +230,7 @@ pub(super) fn key_of(
     platform: Option<&Platform>,
     context: &str,
     builder: Builder,
-    bases: Option<BTreeMap<String, String>>,
+    bases: Option<&BTreeMap<String, String>>,
 ) -> Option<String> {
     let bases = bases?;
     let secret_ids: Vec<String> = target
@@ -252,7 +252,7 @@ pub(super) fn key_of(
         },
         inline_cache: target.inline_cache,
         secret_ids: &secret_ids,
-        bases: &bases,
+        bases,
     }))
 }
 
