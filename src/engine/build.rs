@@ -68,10 +68,10 @@ pub struct Built {
     pub executed: usize,
     /// `sha256:` of the context tar sent: names the build's input files.
     pub context: String,
-    /// With `push_to`, what the engine reported as the image (BuildKit's
-    /// `moby.image.id`): the digest of the manifest BuildKit pushed.
-    /// Untrusted text.
-    pub pushed: Option<String>,
+    /// With `push_to` only: the digest BuildKit says it pushed the image
+    /// under (the manifest's, or the index's for several platforms).
+    /// Untrusted text, and no proof the registry holds it: read it back.
+    pub buildkit_pushed: Option<String>,
 }
 
 pub fn buildkit_options(spec: &BuildSpec<'_>, dockerfile: String) -> BuildImageOptions {
@@ -220,7 +220,7 @@ pub async fn solve_log(
     on_line: &mut dyn FnMut(&str),
 ) -> Result<Built, EngineError> {
     let mut progress = Progress::default();
-    let mut pushed = None;
+    let mut buildkit_pushed = None;
     while let Some(event) = stream.next().await {
         match event {
             Ok(SolveEvent::Status(status)) => {
@@ -228,7 +228,9 @@ pub async fn solve_log(
                     on_line(&without_upload_sessions(&line));
                 }
             }
-            Ok(SolveEvent::Solved(response)) => pushed = response.get(PUSHED_DIGEST).cloned(),
+            Ok(SolveEvent::Solved(response)) => {
+                buildkit_pushed = response.get(PUSHED_DIGEST).cloned();
+            }
             Err(BuildKitError::Build { message }) => {
                 let failed = progress.failed();
                 return Err(EngineError::BuildFailed {
@@ -245,16 +247,18 @@ pub async fn solve_log(
     Ok(Built {
         cached,
         executed,
-        pushed,
+        buildkit_pushed,
         ..Built::default()
     })
 }
 
 /// Reads a BuildKit build: progress as grouped step lines, the steps
-/// cached and run, and on failure the step that failed.
+/// cached and run, what was pushed (with `pushes`), and on failure the
+/// step that failed.
 pub async fn buildkit_log(
     mut stream: impl Stream<Item = Result<BuildInfo, BuildKitError>> + Unpin,
     image: &str,
+    pushes: bool,
     on_line: &mut dyn FnMut(&str),
 ) -> Result<Built, EngineError> {
     let mut progress = Progress::default();
@@ -294,7 +298,9 @@ pub async fn buildkit_log(
     Ok(Built {
         cached,
         executed,
-        pushed: image_id,
+        // Pushing, the engine names the manifest BuildKit pushed as the
+        // image; else it is a local image's ID.
+        buildkit_pushed: image_id.filter(|_| pushes),
         ..Built::default()
     })
 }
@@ -396,6 +402,7 @@ fn api_error(image: &str, source: bollard::errors::Error) -> EngineError {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -464,6 +471,26 @@ mod tests {
             ),
             ("127.0.0.1:5000/r/app", "true", "false")
         );
+    }
+
+    #[tokio::test]
+    async fn the_image_a_build_names_is_what_buildkit_pushed_only_when_pushing() {
+        let named = || {
+            let info = BuildInfo {
+                aux: Some(BuildInfoAux::Default(bollard::models::ImageId {
+                    id: Some("sha256:abc".into()),
+                })),
+                ..BuildInfo::default()
+            };
+            futures_util::stream::iter([Ok(info)])
+        };
+        let pushing = buildkit_log(named(), "local", true, &mut |_| {}).await;
+        assert_eq!(
+            pushing.unwrap().buildkit_pushed.as_deref(),
+            Some("sha256:abc")
+        );
+        let kept = buildkit_log(named(), "local", false, &mut |_| {}).await;
+        assert_eq!(kept.unwrap().buildkit_pushed, None);
     }
 
     #[test]

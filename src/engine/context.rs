@@ -8,10 +8,12 @@
 use std::fs::{self, Metadata};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use anyhow::{Context as _, anyhow, bail};
 use tar::{Builder, EntryType, Header};
+use tokio::task::JoinHandle;
 
 use super::dockerignore::DockerIgnore;
 use sha2::{Digest as _, Sha256};
@@ -86,7 +88,7 @@ impl ContextPlan {
     pub fn identity_unless(&self, stop: &AtomicBool) -> anyhow::Result<String> {
         let mut listing = Listing::default();
         if let Dockerfile::Outside(path) = &self.dockerfile {
-            listing.file(OUTSIDE_DOCKERFILE, 0o644, path)?;
+            listing.add_file(OUTSIDE_DOCKERFILE, 0o644, path);
         }
         self.walk()
             .directory(&mut listing, &self.root, &Relative::root())?;
@@ -141,6 +143,49 @@ impl ContextPlan {
         self.walk()
             .directory(&mut tarball, &self.root, &Relative::root())?;
         tarball.finish()
+    }
+}
+
+/// A context's identity being learnt on a blocking thread, given up soon
+/// after this is dropped before [`wait`](Self::wait) ends: a build that
+/// failed or was cancelled, or a run that needs no identity after all,
+/// leaves no thread reading a large context to the end.
+pub struct IdentityTask {
+    task: Option<JoinHandle<anyhow::Result<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl IdentityTask {
+    /// Starts `learn`, which is to give up once the flag it is handed is
+    /// set (as [`ContextPlan::identity_unless`] does).
+    pub fn spawn(
+        learn: impl FnOnce(&AtomicBool) -> anyhow::Result<String> + Send + 'static,
+    ) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stopped = Arc::clone(&stop);
+        let task = tokio::task::spawn_blocking(move || learn(&stopped));
+        IdentityTask {
+            task: Some(task),
+            stop,
+        }
+    }
+
+    /// The identity, once learnt.
+    pub async fn wait(mut self) -> anyhow::Result<String> {
+        let task = self
+            .task
+            .take()
+            .context("the context's identity was awaited twice")?;
+        task.await
+            .context("the task learning the context's identity failed")?
+    }
+}
+
+impl Drop for IdentityTask {
+    /// After `wait`, too late to matter; before it, the identity is not
+    /// needed.
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -297,12 +342,12 @@ impl Walk<'_> {
         let name = rel.text.as_str();
         let kind = meta.file_type();
         if kind.is_dir() {
-            sink.directory(name, mode(&meta))?;
+            sink.directory(name, mode(&meta), &meta)?;
             self.directory(sink, path, rel)
         } else if kind.is_symlink() {
-            sink.symlink(name, mode(&meta), &link_target(path)?)
+            sink.symlink(name, mode(&meta), &link_target(path)?, &meta)
         } else if kind.is_file() {
-            sink.file(name, mode(&meta), path)
+            sink.file(name, mode(&meta), path, &meta)
         } else {
             // Sockets, FIFOs and devices mean nothing to a build.
             tracing::debug!(path = %path.display(), "skipping special file in build context");
@@ -324,11 +369,18 @@ fn link_target(path: &Path) -> anyhow::Result<String> {
 }
 
 /// Where the walk hands each entry, in tar order; `name` is `/`-separated,
-/// relative to the context.
+/// relative to the context, `meta` what the walk read of it (the link
+/// itself for a symlink).
 pub(super) trait Sink {
-    fn directory(&mut self, name: &str, mode: u32) -> anyhow::Result<()>;
-    fn symlink(&mut self, name: &str, mode: u32, target: &str) -> anyhow::Result<()>;
-    fn file(&mut self, name: &str, mode: u32, path: &Path) -> anyhow::Result<()>;
+    fn directory(&mut self, name: &str, mode: u32, meta: &Metadata) -> anyhow::Result<()>;
+    fn symlink(
+        &mut self,
+        name: &str,
+        mode: u32,
+        target: &str,
+        meta: &Metadata,
+    ) -> anyhow::Result<()>;
+    fn file(&mut self, name: &str, mode: u32, path: &Path, meta: &Metadata) -> anyhow::Result<()>;
 }
 
 /// The context's identity: every entry's name, kind, mode, size, link and
@@ -386,7 +438,7 @@ enum Listed {
 }
 
 impl Sink for Listing {
-    fn directory(&mut self, name: &str, mode: u32) -> anyhow::Result<()> {
+    fn directory(&mut self, name: &str, mode: u32, _: &Metadata) -> anyhow::Result<()> {
         self.entries.push(Listed::Directory {
             name: name.to_owned(),
             mode,
@@ -394,7 +446,7 @@ impl Sink for Listing {
         Ok(())
     }
 
-    fn symlink(&mut self, name: &str, mode: u32, target: &str) -> anyhow::Result<()> {
+    fn symlink(&mut self, name: &str, mode: u32, target: &str, _: &Metadata) -> anyhow::Result<()> {
         self.entries.push(Listed::Symlink {
             name: name.to_owned(),
             mode,
@@ -403,17 +455,21 @@ impl Sink for Listing {
         Ok(())
     }
 
-    fn file(&mut self, name: &str, mode: u32, path: &Path) -> anyhow::Result<()> {
-        self.entries.push(Listed::File {
-            name: name.to_owned(),
-            mode,
-            path: path.to_owned(),
-        });
+    fn file(&mut self, name: &str, mode: u32, path: &Path, _: &Metadata) -> anyhow::Result<()> {
+        self.add_file(name, mode, path);
         Ok(())
     }
 }
 
 impl Listing {
+    fn add_file(&mut self, name: &str, mode: u32, path: &Path) {
+        self.entries.push(Listed::File {
+            name: name.to_owned(),
+            mode,
+            path: path.to_owned(),
+        });
+    }
+
     /// The identity, with the files read and hashed on every core, unless
     /// `stop` is set.
     fn identity(&self, stop: &AtomicBool) -> anyhow::Result<String> {
@@ -577,7 +633,7 @@ impl<W: Write> Tarball<W> {
 }
 
 impl<W: Write> Sink for Tarball<W> {
-    fn directory(&mut self, name: &str, mode: u32) -> anyhow::Result<()> {
+    fn directory(&mut self, name: &str, mode: u32, _: &Metadata) -> anyhow::Result<()> {
         let mut header = header(EntryType::Directory, mode, 0);
         self.builder
             .append_data(&mut header, format!("{name}/"), std::io::empty())
@@ -586,7 +642,7 @@ impl<W: Write> Sink for Tarball<W> {
         Ok(())
     }
 
-    fn symlink(&mut self, name: &str, mode: u32, target: &str) -> anyhow::Result<()> {
+    fn symlink(&mut self, name: &str, mode: u32, target: &str, _: &Metadata) -> anyhow::Result<()> {
         let mut header = header(EntryType::Symlink, mode, 0);
         self.builder
             .append_link(&mut header, name, target)
@@ -596,7 +652,7 @@ impl<W: Write> Sink for Tarball<W> {
         Ok(())
     }
 
-    fn file(&mut self, name: &str, mode: u32, path: &Path) -> anyhow::Result<()> {
+    fn file(&mut self, name: &str, mode: u32, path: &Path, _: &Metadata) -> anyhow::Result<()> {
         let reading = || format!("reading {}", path.display());
         let file = fs::File::open(path).with_context(reading)?;
         // The size is taken once, from the open file, and exactly that many
@@ -1062,6 +1118,32 @@ mod tests {
             plan.identity_unless(&AtomicBool::new(false)).unwrap(),
             stats.digest
         );
+    }
+
+    #[tokio::test]
+    async fn an_identity_task_dropped_unwaited_stops_and_a_waited_one_answers() {
+        use std::time::{Duration, Instant};
+        let (saw, seen) = std::sync::mpsc::channel();
+        let task = IdentityTask::spawn(move |stop| {
+            // Bounded: a task that is never stopped fails the test.
+            let until = Instant::now() + Duration::from_secs(30);
+            while !stop.load(Ordering::Relaxed) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let _ = saw.send(stop.load(Ordering::Relaxed));
+            anyhow::bail!("stopped")
+        });
+        drop(task);
+        assert_eq!(seen.recv_timeout(Duration::from_secs(60)), Ok(true));
+
+        let dir = tree(&[("Dockerfile", "FROM scratch\n"), ("a", "1")]);
+        let plan = ContextPlan::new(dir.path(), None).unwrap();
+        let (_, stats) = plan.write(std::io::sink()).unwrap();
+        let learnt = IdentityTask::spawn(move |stop| plan.identity_unless(stop))
+            .wait()
+            .await
+            .unwrap();
+        assert_eq!(learnt, stats.digest);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use crate::engine::buildkit::{
     BuildKitEngine, BuildKitError, BuildRequest, ContextBody, EngineAddress,
 };
 use crate::engine::client::{EngineError, connect};
-use crate::engine::context::{ContextPlan, Stats};
+use crate::engine::context::{ContextPlan, IdentityTask, Stats};
 use crate::engine::local::local_dirs;
 use crate::engine::own::{OwnImage, own_image};
 use crate::engine::run::Runner;
@@ -110,12 +110,11 @@ impl Engine {
             secrets: spec.secrets.clone(),
             push_to: spec.push_to.clone(),
         };
-        let built = buildkit_log(Box::pin(engine.build(request)), spec.tag, on_line).await;
+        let pushes = spec.push_to.is_some();
+        let built = buildkit_log(Box::pin(engine.build(request)), spec.tag, pushes, on_line).await;
         match (built, writer.await) {
             (Ok(built), Ok(Ok(stats))) => Ok(Built {
                 context: stats.digest,
-                // Without `push_to` it is the local image's ID.
-                pushed: built.pushed.filter(|_| spec.push_to.is_some()),
                 ..built
             }),
             // A file that couldn't be read is the cause; a request that
@@ -152,7 +151,8 @@ impl Engine {
         let listed = plan.clone();
         let dirs = blocking(move || local_dirs(&listed)).await?;
         let hashed = plan.clone();
-        let identity = tokio::task::spawn_blocking(move || hashed.identity());
+        // Dropped with the solve's failure or cancellation, it stops.
+        let identity = IdentityTask::spawn(move |stop| hashed.identity_unless(stop));
         let address = EngineAddress::from_env().map_err(EngineError::BuildKit)?;
         let engine = BuildKitEngine::new(address, self.docker.client_version().to_string());
         // The directories by their paths (hashed: the engine's logs show
@@ -162,12 +162,9 @@ impl Engine {
         paths.extend(plan.dockerfile_source().as_os_str().as_encoded_bytes());
         let shared_key = sha256_digest(&paths);
         let solve = solve_of(&spec, &repository, (dirs, shared_key));
-        let built = solve_log(Box::pin(engine.solve(solve)), spec.tag, on_line).await;
-        let context = identity
-            .await
-            .map_err(|e| EngineError::Context(anyhow::anyhow!(e)))?
-            .map_err(EngineError::Context)?;
-        Ok(Built { context, ..built? })
+        let built = solve_log(Box::pin(engine.solve(solve)), spec.tag, on_line).await?;
+        let context = identity.wait().await.map_err(EngineError::Context)?;
+        Ok(Built { context, ..built })
     }
 
     /// The image's layers as diff IDs (`sha256:` of each uncompressed

@@ -54,11 +54,14 @@ struct Entries<'a> {
 }
 
 impl Entries<'_> {
+    /// `name` with what the walk read of it, after the parents the walk
+    /// left out (excluded, so read here).
     fn push(
         &mut self,
         name: &str,
         mode: u32,
-        kind: impl FnOnce(&Metadata) -> LocalKind,
+        meta: &Metadata,
+        kind: LocalKind,
     ) -> anyhow::Result<()> {
         for (at, _) in name.match_indices('/') {
             let parent = &name[..at];
@@ -67,9 +70,7 @@ impl Entries<'_> {
                 self.add(parent, unix_mode(&meta), &meta, LocalKind::Directory);
             }
         }
-        let meta = self.metadata(name)?;
-        let kind = kind(&meta);
-        self.add(name, mode, &meta, kind);
+        self.add(name, mode, meta, kind);
         Ok(())
     }
 
@@ -92,21 +93,24 @@ impl Entries<'_> {
 }
 
 impl Sink for Entries<'_> {
-    fn directory(&mut self, name: &str, mode: u32) -> anyhow::Result<()> {
-        self.push(name, mode, |_| LocalKind::Directory)
+    fn directory(&mut self, name: &str, mode: u32, meta: &Metadata) -> anyhow::Result<()> {
+        self.push(name, mode, meta, LocalKind::Directory)
     }
 
-    fn symlink(&mut self, name: &str, mode: u32, target: &str) -> anyhow::Result<()> {
-        self.push(name, mode, |_| LocalKind::Symlink {
-            target: target.to_owned(),
-        })
+    fn symlink(
+        &mut self,
+        name: &str,
+        mode: u32,
+        target: &str,
+        meta: &Metadata,
+    ) -> anyhow::Result<()> {
+        let target = target.to_owned();
+        self.push(name, mode, meta, LocalKind::Symlink { target })
     }
 
-    fn file(&mut self, name: &str, mode: u32, path: &Path) -> anyhow::Result<()> {
-        self.push(name, mode, |meta| LocalKind::File {
-            size: meta.len(),
-            source: path.to_owned(),
-        })
+    fn file(&mut self, name: &str, mode: u32, path: &Path, meta: &Metadata) -> anyhow::Result<()> {
+        let (size, source) = (meta.len(), path.to_owned());
+        self.push(name, mode, meta, LocalKind::File { size, source })
     }
 }
 

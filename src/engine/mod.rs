@@ -26,7 +26,7 @@ mod store;
 pub use build::{BUILDKIT_NETWORKS, BuildSpec, Builder, Built, no_control_api, refused_session};
 pub use buildkit::{BuildKitEngine, BuildKitError, BuildRequest, BuildSecrets, EngineAddress};
 pub use client::EngineError;
-pub use context::ContextPlan;
+pub use context::{ContextPlan, IdentityTask};
 pub use docker::Engine;
 pub use export::{
     Blob, BlobEvent, ExportError, KnownLayer, KnownLayers, LayerTap, OciImage, Source,

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -82,11 +81,11 @@ pub(super) async fn build_images(
             .with_context(|| format!("couldn't create {}", dir.display()))?;
     }
     let at_once = push_to.is_some() && several;
-    let logs: Vec<Mutex<Vec<String>>> = asked.iter().map(|_| Mutex::default()).collect();
+    let mut logs: Vec<KeptLog> = asked.iter().map(|_| KeptLog::default()).collect();
     let builds = asked
         .iter()
         .zip(&dirs)
-        .zip(&logs)
+        .zip(&mut logs)
         .map(|((platform, dir), log)| Building {
             engine: &engine,
             platform: *platform,
@@ -116,8 +115,8 @@ pub(super) async fn build_images(
                 platform.map(ToString::to_string).unwrap_or_default()
             );
             let shown = session.workflow.verbatim(&title);
-            for line in log.into_inner().unwrap_or_default() {
-                shown.line(&line);
+            for line in &log.lines {
+                shown.line(line);
             }
             drop(shown);
             report.notes.extend(own.notes);
@@ -231,7 +230,7 @@ async fn read_back(
     bases: Option<BTreeMap<String, String>>,
     report: &mut Published,
 ) -> anyhow::Result<Vec<Exported>> {
-    let digest = built.pushed.as_deref().context(
+    let digest = built.buildkit_pushed.as_deref().context(
         "the engine's BuildKit built the image but named nothing it pushed (no containerimage.digest)",
     )?;
     let several = target.platforms.len() > 1;
@@ -252,7 +251,7 @@ async fn read_back(
     }
     if !several {
         let platform = target.platforms.first();
-        let annotations = annotations(target, platform, &built.context, bases);
+        let annotations = annotations(target, platform, built, Builder::BuildKit, bases.as_ref());
         let image = take_pushed(target, platform, work, digest, &annotations, report).await?;
         return Ok(vec![image]);
     }
@@ -270,7 +269,13 @@ async fn read_back(
         let dir = work.join(platform.slug());
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("couldn't create {}", dir.display()))?;
-        let annotations = annotations(target, Some(platform), &built.context, bases.clone());
+        let annotations = annotations(
+            target,
+            Some(platform),
+            built,
+            Builder::BuildKit,
+            bases.as_ref(),
+        );
         let image = take_pushed(
             target,
             Some(platform),
@@ -391,18 +396,66 @@ struct Building<'a> {
 }
 
 /// Where a build's image and log go.
-#[derive(Clone, Copy, Default)]
 pub(super) struct Output<'a> {
     /// BuildKit pushes the image here itself (`buildkit_push_target`).
     pub(super) push_to: Option<&'a str>,
     /// The log kept here, shown once the build is done: builds running at
-    /// once must not interleave their verbatim sections. At most
-    /// `KEPT_LINES` lines.
-    pub(super) kept: Option<&'a Mutex<Vec<String>>>,
+    /// once must not interleave their verbatim sections.
+    pub(super) kept: Option<&'a mut KeptLog>,
 }
 
-/// Lines of one build's log kept to be shown later.
+impl Output<'_> {
+    /// The same, for one build.
+    fn reborrow(&mut self) -> Output<'_> {
+        Output {
+            push_to: self.push_to,
+            kept: self.kept.as_deref_mut(),
+        }
+    }
+
+    /// For a build again after the first failed for `why`: into the
+    /// engine, the kept log going on after the first attempt's.
+    fn again_unpushed(&mut self, why: &str) -> Output<'_> {
+        if let Some(kept) = self.kept.as_deref_mut() {
+            kept.again(why);
+        }
+        Output {
+            push_to: None,
+            kept: self.kept.as_deref_mut(),
+        }
+    }
+}
+
+/// One build's log kept to be shown later: every attempt's lines, each at
+/// most `KEPT_LINES`, a retry's after a line saying why, so the failure
+/// that caused it stays in view.
+#[derive(Debug, Default)]
+pub(super) struct KeptLog {
+    lines: Vec<String>,
+    /// Lines of the attempt under way.
+    this_attempt: usize,
+}
+
+/// Lines of one attempt's log kept to be shown later.
 const KEPT_LINES: usize = 10_000;
+
+impl KeptLog {
+    fn line(&mut self, line: &str) {
+        if self.this_attempt < KEPT_LINES {
+            self.lines.push(line.to_owned());
+        } else if self.this_attempt == KEPT_LINES {
+            self.lines.push(format!(
+                "… the rest of the log is left out (over {KEPT_LINES} lines)"
+            ));
+        }
+        self.this_attempt = self.this_attempt.saturating_add(1);
+    }
+
+    fn again(&mut self, why: &str) {
+        self.lines.push(format!("=== built again: {why} ==="));
+        self.this_attempt = 0;
+    }
+}
 
 /// One platform's image, pushed by BuildKit or exported to `dir` and
 /// converted, its config checked to be of that platform.
@@ -444,12 +497,8 @@ async fn build_platform(
     if let Some(bases) = &bases {
         report.bases.extend(bases.clone());
     }
-    let mut annotations: BTreeMap<String, String> =
-        key_of(target, platform, &built.context, builder, bases)
-            .map(|key| (build_key::ANNOTATION.to_owned(), key))
-            .into_iter()
-            .collect();
-    if let Some(digest) = &built.pushed {
+    let mut annotations = annotations(target, platform, &built, builder, bases.as_ref());
+    if let Some(digest) = &built.buildkit_pushed {
         return take_pushed(target, platform, dir, digest, &annotations, report).await;
     }
     let known = reusable_layers(target, platform, &engine.diff_ids(&local).await?).await?;
@@ -478,14 +527,16 @@ async fn build_platform(
     Exported::new(image, platform, dir.join(SAVED)).map(|exported| exported.with(analysed))
 }
 
-/// The build-key annotation of a BuildKit build of `platform`.
+/// The build-key annotation of `built`'s image of `platform`, built by
+/// `builder`.
 fn annotations(
     target: &Target,
     platform: Option<&Platform>,
-    context: &str,
-    bases: Option<BTreeMap<String, String>>,
+    built: &Built,
+    builder: Builder,
+    bases: Option<&BTreeMap<String, String>>,
 ) -> BTreeMap<String, String> {
-    key_of(target, platform, context, Builder::BuildKit, bases)
+    key_of(target, platform, &built.context, builder, bases)
         .map(|key| (build_key::ANNOTATION.to_owned(), key))
         .into_iter()
         .collect()
@@ -548,21 +599,28 @@ pub(super) async fn build_with_fallback(
     target: &Target,
     platform: Option<&Platform>,
     local: &str,
-    output: Output<'_>,
+    mut output: Output<'_>,
     report: &mut Published,
 ) -> anyhow::Result<(Built, Builder)> {
     let first = requested_builder(target.builder);
-    match build_once(session, engine, target, platform, local, first, output).await {
+    match build_once(
+        session,
+        engine,
+        target,
+        platform,
+        local,
+        first,
+        output.reborrow(),
+    )
+    .await
+    {
         // The layers are built; the registry refused or cut BuildKit's
         // push, which retries nothing. Built again from the cache into the
         // engine, the image is exported and uploaded by us (uploads that
         // start over, errors naming the blob).
         Err(e) if output.push_to.is_some() && push_failed(&e) => {
             report.notes.push(PUSH_REFUSED.into());
-            let output = Output {
-                push_to: None,
-                ..output
-            };
+            let output = output.again_unpushed(PUSH_REFUSED);
             let built = build_once(session, engine, target, platform, local, first, output)
                 .await
                 .map_err(|e| explain_failure(session, target, platform, e))?;
@@ -576,9 +634,11 @@ pub(super) async fn build_with_fallback(
                 && target.platforms.len() <= 1
                 && refused_session(&e) =>
         {
-            report.notes.push(format!(
+            let note = format!(
                 "the engine refused a BuildKit session ({e}); built with the legacy builder (no inline cache, no `RUN --mount`)"
-            ));
+            );
+            let output = output.again_unpushed(&note);
+            report.notes.push(note);
             let built = build_once(
                 session,
                 engine,
@@ -586,10 +646,7 @@ pub(super) async fn build_with_fallback(
                 platform,
                 local,
                 Builder::Legacy,
-                Output {
-                    push_to: None,
-                    ..output
-                },
+                output,
             )
             .await?;
             Ok((built, Builder::Legacy))
@@ -663,22 +720,7 @@ pub(super) async fn build_once(
         output.push_to.map(str::to_owned),
     );
     if let Some(kept) = output.kept {
-        let mut lines = Vec::new();
-        let built = engine
-            .build(spec, &mut |line| {
-                if lines.len() < KEPT_LINES {
-                    lines.push(line.to_owned());
-                } else if lines.len() == KEPT_LINES {
-                    lines.push(format!(
-                        "… the rest of the log is left out (over {KEPT_LINES} lines)"
-                    ));
-                }
-            })
-            .await;
-        if let Ok(mut kept) = kept.lock() {
-            *kept = lines;
-        }
-        return built;
+        return engine.build(spec, &mut |line| kept.line(line)).await;
     }
     let log = session.workflow.verbatim(&format!("build {local}"));
     engine.build(spec, &mut |line| log.line(line)).await
@@ -778,8 +820,55 @@ fn qemu_name(architecture: &str) -> &str {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_retried_build_keeps_the_first_attempts_log_and_says_why_it_ran_again() {
+        let mut log = KeptLog::default();
+        let mut output = Output {
+            push_to: Some("127.0.0.1:5000/app"),
+            kept: Some(&mut log),
+        };
+        let first = output.reborrow();
+        assert_eq!(first.push_to, Some("127.0.0.1:5000/app"));
+        let kept = first.kept.unwrap();
+        kept.line("#9 exporting to image");
+        kept.line("#9 ERROR: failed to push: 400 Bad Request");
+        let again = output.again_unpushed(PUSH_REFUSED);
+        assert_eq!(again.push_to, None);
+        again.kept.unwrap().line("#9 exporting to image 0.1s done");
+        assert_eq!(
+            log.lines,
+            [
+                "#9 exporting to image".to_owned(),
+                "#9 ERROR: failed to push: 400 Bad Request".to_owned(),
+                format!("=== built again: {PUSH_REFUSED} ==="),
+                "#9 exporting to image 0.1s done".to_owned(),
+            ]
+        );
+    }
+
+    #[test]
+    fn each_attempt_keeps_its_own_lines_up_to_the_bound() {
+        let mut log = KeptLog::default();
+        for i in 0..KEPT_LINES + 5 {
+            log.line(&format!("first {i}"));
+        }
+        log.again("the push failed");
+        log.line("second");
+        assert_eq!(log.lines.len(), KEPT_LINES + 3);
+        assert_eq!(
+            log.lines[KEPT_LINES - 1..],
+            [
+                format!("first {}", KEPT_LINES - 1),
+                format!("… the rest of the log is left out (over {KEPT_LINES} lines)"),
+                "=== built again: the push failed ===".to_owned(),
+                "second".to_owned(),
+            ]
+        );
+    }
 
     #[test]
     fn the_cache_counts_as_exported_only_when_its_tag_moved_or_appeared() {

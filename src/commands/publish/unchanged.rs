@@ -7,16 +7,14 @@
 //! configs.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 
 use crate::build_key::{self, ANNOTATION, Inputs};
 use crate::commands::Session;
 use crate::engine::{
-    Blob, Builder, ContextPlan, Source, image_manifest, manifest_annotation, pushed_layers,
-    relabelled_config,
+    Blob, Builder, ContextPlan, IdentityTask, Source, image_manifest, manifest_annotation,
+    pushed_layers, relabelled_config,
 };
 use crate::oci::{CONFIG_MEDIA_TYPE, Descriptor, Digest, MANIFEST_MEDIA_TYPE};
 use crate::plan::dockerfile;
@@ -69,7 +67,10 @@ pub(super) struct SameBuild {
 /// when the plan may release it again (`plan::looks_for_same_build`).
 pub(super) async fn same_build(session: &Session, target: &Target) -> anyhow::Result<SameBuild> {
     // The context is read while the registry and git are asked.
-    let context = ContextDigest::start(target);
+    let (dir, dockerfile) = (target.dir.clone(), target.dockerfile.clone());
+    let context = IdentityTask::spawn(move |stop| {
+        ContextPlan::new(&dir, Some(&dockerfile))?.identity_unless(stop)
+    });
     if target.platforms.len() > 1 {
         return same_index(session, target, context).await;
     }
@@ -80,7 +81,7 @@ pub(super) async fn same_build(session: &Session, target: &Target) -> anyhow::Re
     let (context, bases) = tokio::join!(context.wait(), base_digests(target));
     let builder = requested_builder(target.builder);
     let platform = target.platforms.first();
-    let Some(key) = key_of(target, platform, &context?, builder, bases) else {
+    let Some(key) = key_of(target, platform, &context?, builder, bases.as_ref()) else {
         return Ok(SameBuild::default());
     };
     Ok(SameBuild {
@@ -107,7 +108,7 @@ async fn last_change(session: &Session, target: &Target) -> anyhow::Result<Optio
 async fn same_index(
     session: &Session,
     target: &Target,
-    context: ContextDigest,
+    context: IdentityTask,
 ) -> anyhow::Result<SameBuild> {
     let indexes = keyed_indexes(session, target).await?;
     if indexes.is_empty() {
@@ -173,7 +174,7 @@ async fn keyed_indexes(
 /// unknown (a base that doesn't resolve).
 async fn platform_keys(
     target: &Target,
-    context: ContextDigest,
+    context: IdentityTask,
 ) -> anyhow::Result<Option<Vec<String>>> {
     let (context, bases) = tokio::join!(context.wait(), base_digests(target));
     let context = context?;
@@ -181,7 +182,7 @@ async fn platform_keys(
     Ok(target
         .platforms
         .iter()
-        .map(|p| key_of(target, Some(p), &context, builder, bases.clone()))
+        .map(|p| key_of(target, Some(p), &context, builder, bases.as_ref()))
         .collect())
 }
 
@@ -222,45 +223,6 @@ async fn candidates(session: &Session, target: &Target) -> anyhow::Result<Vec<Ea
         .collect())
 }
 
-/// The identity of the context the engine would receive, being learnt on
-/// blocking threads from [`start`](Self::start) on; dropped before
-/// [`wait`](Self::wait) ends, it stops reading the context.
-struct ContextDigest {
-    task: Option<tokio::task::JoinHandle<anyhow::Result<String>>>,
-    stop: Arc<AtomicBool>,
-}
-
-impl ContextDigest {
-    fn start(target: &Target) -> Self {
-        let (dir, dockerfile) = (target.dir.clone(), target.dockerfile.clone());
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = Arc::clone(&stop);
-        let task = tokio::task::spawn_blocking(move || {
-            ContextPlan::new(&dir, Some(&dockerfile))?.identity_unless(&stopped)
-        });
-        ContextDigest {
-            task: Some(task),
-            stop,
-        }
-    }
-
-    async fn wait(mut self) -> anyhow::Result<String> {
-        let task = self
-            .task
-            .take()
-            .context("the context digest was awaited twice")?;
-        task.await.context("the context digest task failed")?
-    }
-}
-
-impl Drop for ContextDigest {
-    /// After `wait`, too late to matter; before it, the context is not
-    /// needed.
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
 /// The build key of this target built from `context` with `builder`;
 /// `None` when a base image's digest is unknown.
 pub(super) fn key_of(
@@ -268,7 +230,7 @@ pub(super) fn key_of(
     platform: Option<&Platform>,
     context: &str,
     builder: Builder,
-    bases: Option<BTreeMap<String, String>>,
+    bases: Option<&BTreeMap<String, String>>,
 ) -> Option<String> {
     let bases = bases?;
     let secret_ids: Vec<String> = target
@@ -290,7 +252,7 @@ pub(super) fn key_of(
         },
         inline_cache: target.inline_cache,
         secret_ids: &secret_ids,
-        bases: &bases,
+        bases,
     }))
 }
 

@@ -11,9 +11,9 @@ use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpStream, UnixStream};
-use tokio::task::JoinHandle;
 
 use super::BuildKitError;
+use super::task::Owned;
 
 /// Docker's own default when DOCKER_HOST is unset (bollard's too).
 const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
@@ -117,7 +117,7 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 pub(super) struct Connection {
     pub sender: SendRequest<super::Body>,
     host: String,
-    driver: JoinHandle<()>,
+    _driver: Owned,
 }
 
 impl Connection {
@@ -141,7 +141,7 @@ impl Connection {
                 address: address.to_string(),
                 source,
             })?;
-        let driver = tokio::spawn(async move {
+        let driver = Owned::spawn(async move {
             if let Err(e) = connection.with_upgrades().await {
                 tracing::debug!("engine connection ended: {e}");
             }
@@ -149,19 +149,13 @@ impl Connection {
         Ok(Connection {
             sender,
             host: address.host_header().to_owned(),
-            driver,
+            _driver: driver,
         })
     }
 
     /// A request for `path_and_query` with the Host header this engine wants.
     pub fn request(&self, path_and_query: &str) -> http::request::Builder {
         http::Request::post(path_and_query).header(http::header::HOST, &self.host)
-    }
-}
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        self.driver.abort();
     }
 }
 

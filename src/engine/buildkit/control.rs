@@ -12,9 +12,9 @@ use futures_util::future::BoxFuture;
 use hyper::body::Incoming;
 use hyper::client::conn::http2;
 use hyper_util::rt::TokioExecutor;
-use tokio::task::JoinHandle;
 
 use super::address::EngineAddress;
+use super::task::Owned;
 use super::upgrade::Refused;
 use super::{BuildKitError, Limits};
 
@@ -26,13 +26,7 @@ const AUTHORITY: &str = "http://buildkit";
 /// closes the connection.
 pub(super) struct Control {
     pub client: ControlClient<H2>,
-    driver: JoinHandle<()>,
-}
-
-impl Drop for Control {
-    fn drop(&mut self) {
-        self.driver.abort();
-    }
+    _driver: Owned,
 }
 
 impl Control {
@@ -76,7 +70,7 @@ impl Control {
                 doing: "speak HTTP/2 on POST /grpc",
                 source,
             })?;
-        let driver = tokio::spawn(async move {
+        let driver = Owned::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!("BuildKit control connection ended: {e}");
             }
@@ -84,7 +78,10 @@ impl Control {
         let origin = http::Uri::from_static(AUTHORITY);
         let client =
             ControlClient::with_origin(H2 { sender }, origin).max_decoding_message_size(64 << 20);
-        Ok(Control { client, driver })
+        Ok(Control {
+            client,
+            _driver: driver,
+        })
     }
 }
 

@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
+use super::task::streamed;
 use crate::engine::dockerignore::DockerIgnore;
 
 /// Bytes of a file per DATA packet: well under gRPC's 4 MiB message limit
@@ -397,12 +398,10 @@ impl FileSync for FileSyncService {
             options.dir_name,
             packets.len() - 1
         );
-        let (sender, receiver) = mpsc::channel(QUEUED);
-        tokio::spawn(send(packets, files, request.into_inner(), sender));
-        Ok(Response::new(Box::pin(futures_util::stream::unfold(
-            receiver,
-            |mut receiver| async move { receiver.recv().await.map(|item| (item, receiver)) },
-        ))))
+        let incoming = request.into_inner();
+        Ok(Response::new(Box::pin(streamed(QUEUED, |out| {
+            send(packets, files, incoming, out)
+        }))))
     }
 
     async fn tar_stream(&self, _: Request<Streaming<Packet>>) -> Result<Response<Packets>, Status> {

@@ -23,6 +23,7 @@ mod secrets;
 mod services;
 mod session;
 mod solve;
+mod task;
 mod upgrade;
 
 use std::collections::{HashMap, VecDeque};

@@ -11,13 +11,13 @@ use bollard_buildkit_proto::moby::buildkit::v1::{
 };
 use futures_util::Stream;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use super::control::Control;
 use super::filesync::LocalDirs;
 use super::secrets::BuildSecrets;
 use super::services::Services;
 use super::session::Session;
+use super::task::streamed;
 use super::{BuildKitEngine, BuildKitError};
 
 /// BuildKit's Dockerfile frontend, built into every BuildKit.
@@ -127,37 +127,19 @@ impl Solve {
     }
 }
 
-/// Aborts the solve's task when the stream reading it is dropped.
-struct Abort(JoinHandle<()>);
-
-impl Drop for Abort {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 type Events = mpsc::Sender<Result<SolveEvent, BuildKitError>>;
 
 impl BuildKitEngine {
     /// Runs `solve`; the stream yields its progress and ends with
     /// `Solved`, or with the error that ended it (`BuildKitError::Build`
     /// for a failed build, `ControlRefused` before anything ran when the
-    /// engine has no control API).
+    /// engine has no control API). Dropping the stream stops the solve.
     pub fn solve(
         &self,
         solve: Solve,
     ) -> impl Stream<Item = Result<SolveEvent, BuildKitError>> + Send + 'static {
-        let (events, receiver) = mpsc::channel(QUEUED);
-        let task = tokio::spawn(run(self.clone(), solve, events));
-        futures_util::stream::unfold(
-            (receiver, Abort(task)),
-            |(mut receiver, abort)| async move {
-                receiver
-                    .recv()
-                    .await
-                    .map(|event| (event, (receiver, abort)))
-            },
-        )
+        let engine = self.clone();
+        streamed(QUEUED, |events| run(engine, solve, events))
     }
 }
 
