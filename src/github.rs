@@ -17,13 +17,24 @@ use serde_json::Value;
 use crate::limits::{self, Cut, TooLarge};
 
 /// A client for `api_url` (GitHub, GHES `…/api/v3`, Forgejo `…/api/v1`),
-/// pinned to the REST API version the payloads here were read from.
+/// pinned to the REST API version the payloads here were read from. With
+/// a token, `api_url` must be a [`crate::web_api::base_url`]: https, or
+/// plain http to a loopback host only.
 pub fn client(
     api_url: &str,
     token: Option<&str>,
     retry: RetryConfig,
     read_timeout: Duration,
 ) -> anyhow::Result<Octocrab> {
+    // The token would travel in the clear over plain http elsewhere.
+    if token.is_some() {
+        crate::web_api::base_url(api_url).map_err(|reason| {
+            anyhow::anyhow!(
+                "GITHUB_API_URL {} is not a GitHub API root ({reason}); set GITHUB_API_URL to the API root, e.g. https://api.github.com",
+                crate::web_api::shown(api_url)
+            )
+        })?;
+    }
     let mut builder = Octocrab::builder()
         .base_uri(api_url)
         .with_context(|| {

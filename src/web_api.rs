@@ -1,7 +1,8 @@
 //! What the HTTP APIs beside a registry (Docker Hub's, Harbor's) share: the
-//! base URL a workflow gives for one, checked, and a client that never
-//! follows a redirect (it would carry the login elsewhere, or turn a
-//! `DELETE` into a `GET`). Each request sets its own time bound.
+//! base URL a workflow gives for one, checked (GitHub's API too, where a
+//! token goes to it), and a client that never follows a redirect (it
+//! would carry the login elsewhere, or turn a `DELETE` into a `GET`).
+//! Each request sets its own time bound.
 
 use std::net::IpAddr;
 use std::time::Duration;

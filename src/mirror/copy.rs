@@ -240,10 +240,10 @@ fn lists_only(planned: &Planned, indexed: &HashSet<String>) -> bool {
     };
     let listed_under_subject = |digest: &str| {
         indexed.contains(digest)
-            && planned.children.iter().any(|c| {
-                c.digest == digest
-                    && referrers::subject_of(&c.bytes).as_deref() == Some(subject.as_str())
-            })
+            && planned
+                .children
+                .iter()
+                .any(|c| c.digest == digest && c.subject().as_deref() == Some(subject.as_str()))
     };
     !manifests.is_empty()
         && manifests
@@ -288,7 +288,7 @@ async fn plan_referrer(
     referrer: &Descriptor,
 ) -> Result<Planned, MirrorError> {
     let planned = plan(source, target, referrer.digest.as_str(), None).await?;
-    let named = referrers::subject_of(&planned.top.bytes);
+    let named = planned.top.subject();
     if named.as_deref() != Some(listing.subject.as_str()) {
         return Err(MirrorError::Referrers {
             store: source.describe(),

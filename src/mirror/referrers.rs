@@ -10,7 +10,6 @@
 //! registry) gets the fallback index, as the distribution spec has a client
 //! keep it: the entries already there kept, ours added.
 
-use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::oci::{Descriptor, Digest, INDEX_MEDIA_TYPE};
@@ -31,18 +30,6 @@ pub fn subjects(top: &Manifest) -> Vec<String> {
     std::iter::once(top.digest.clone())
         .chain(listed.into_iter().map(|d| d.digest.as_str().to_owned()))
         .collect()
-}
-
-/// The `subject` a manifest names, if any.
-pub fn subject_of(manifest: &[u8]) -> Option<String> {
-    #[derive(Deserialize)]
-    struct WithSubject {
-        subject: Option<Descriptor>,
-    }
-    serde_json::from_slice::<WithSubject>(manifest)
-        .ok()?
-        .subject
-        .map(|s| s.digest.as_str().to_owned())
 }
 
 /// The fallback index listing `added` beside what `existing` lists (its
@@ -132,10 +119,7 @@ mod tests {
             manifest("attestation-manifest.json"),
         );
         let subject = String::from_utf8(fixture("subject-digest")).unwrap();
-        assert_eq!(
-            subject_of(&signature.bytes).as_deref(),
-            Some(subject.trim())
-        );
+        assert_eq!(signature.subject().as_deref(), Some(subject.trim()));
         let made = fallback_index(None, std::slice::from_ref(&signature))
             .unwrap()
             .unwrap();

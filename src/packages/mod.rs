@@ -117,12 +117,12 @@ impl std::fmt::Debug for PackagesApi {
 impl PackagesApi {
     /// A client of the API at `api_url` (`github-api-url`) with `token`.
     pub fn new(api_url: &str, token: &str, bound: Duration) -> anyhow::Result<Self> {
-        let api = Url::parse(api_url)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https") && !u.cannot_be_a_base())
-            .with_context(|| {
-                format!("`github-api-url`: {api_url:?} is not an http(s) URL; give the API root, e.g. https://api.github.com or https://github.example/api/v3")
-            })?;
+        let api = crate::web_api::base_url(api_url).map_err(|reason| {
+            anyhow::anyhow!(
+                "`github-api-url`: {} is not a GitHub API root ({reason}); give the API root, e.g. https://api.github.com or https://github.example/api/v3",
+                crate::web_api::shown(api_url)
+            )
+        })?;
         let crab = github::client(api_url, Some(token), RetryConfig::None, bound)?;
         Ok(PackagesApi { crab, api, bound })
     }

@@ -1,8 +1,9 @@
 //! What a registry's OCI 1.1 referrers API (`GET /v2/<name>/referrers/
 //! <digest>`) lists for many subjects at once: the one lookup `mirror`,
-//! `backup`, `cleanup` and `usage` share. Where a registry has no such
-//! API the referrers sit under the fallback tag `sha256-<hex>`, which
-//! these commands read as a tag like any other.
+//! `backup`, `cleanup`, `usage` and `verify` share. Where a registry has
+//! no such API the referrers sit under the fallback tag `sha256-<hex>`,
+//! which these commands read as a tag like any other (`verify` reads its
+//! index through [`read`], under the same bound).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -70,7 +71,10 @@ fn entries(answer: &[u8]) -> Result<Vec<Descriptor>, Unread> {
     }
 }
 
-fn read(
+/// The referrers `index` lists for `subject` (an answer of the API, or
+/// the fallback tag's index), bounded as [`listed`] bounds them: more than
+/// [`MAX_REFERRERS`] is [`RegistryError::TooManyReferrers`].
+pub fn read(
     registry: &Registry,
     repository: &str,
     subject: &str,

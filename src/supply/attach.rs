@@ -2,6 +2,8 @@
 //! about: read the `.sig`/`.att` manifest of a digest, add a layer, put it
 //! back. Blobs go first, the manifest last, as for any image.
 
+use std::collections::BTreeSet;
+
 use bytes::Bytes;
 
 use super::Signer;
@@ -9,10 +11,7 @@ use super::bundle::{self, Referrer};
 use super::check;
 use super::cosign::{self, Layer};
 use crate::oci::{Descriptor, Digest};
-use crate::registry::{Registry, RegistryError, sha256_digest};
-
-/// Referrer manifests of one digest read at most: a bounded loop.
-const MAX_REFERRERS: usize = 64;
+use crate::registry::{Registry, RegistryError, referrers, sha256_digest};
 
 /// Where a bundle was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,27 +69,16 @@ impl Subject<'_> {
 
     /// The Sigstore bundles about the digest (cosign 3, `actions/attest`):
     /// from the referrers API, or the fallback tag's index where the
-    /// registry has no such API. Referrers that are not bundles about this
-    /// digest are passed over.
+    /// registry has no such API. Each listed manifest is read and judged
+    /// by [`bundle::bundle_layer`] (an index's own `artifactType` entries
+    /// are not trusted: cosign 3 writes the config's type there);
+    /// referrers that are not bundles about this digest are passed over.
     pub async fn bundles(&self) -> anyhow::Result<Vec<Found>> {
-        let (place, index) = match self
-            .registry
-            .referrers(self.repository, self.digest)
-            .await?
-        {
-            Some(index) => (Place::ReferrersApi, index),
-            None => {
-                let tag = bundle::fallback_tag(self.digest);
-                match self.registry.manifest(self.repository, &tag).await? {
-                    Some(manifest) => (Place::FallbackTag(tag), manifest.bytes),
-                    None => return Ok(Vec::new()),
-                }
-            }
+        let Some((place, listed)) = self.referrers().await? else {
+            return Ok(Vec::new());
         };
-        let listed = bundle::listed(&index)
-            .map_err(|e| anyhow::anyhow!("the referrers of {} ({place}): {e}", self.digest))?;
         let mut found = Vec::new();
-        for descriptor in listed.into_iter().take(MAX_REFERRERS) {
+        for descriptor in listed {
             let manifest = descriptor.digest.as_str();
             let Some(read) = self.registry.manifest(self.repository, manifest).await? else {
                 continue;
@@ -107,6 +95,26 @@ impl Subject<'_> {
             });
         }
         Ok(found)
+    }
+
+    /// The referrer manifests listed about the digest and where; `None`
+    /// when the registry has no referrers API and no fallback tag.
+    async fn referrers(&self) -> anyhow::Result<Option<(Place, Vec<Descriptor>)>> {
+        let subject = BTreeSet::from([self.digest.to_owned()]);
+        if let Some(mut by_subject) =
+            referrers::listed(self.registry, self.repository, &subject, 1).await?
+        {
+            let listed = by_subject.remove(self.digest).unwrap_or_default();
+            return Ok(Some((Place::ReferrersApi, listed)));
+        }
+        let tag = bundle::fallback_tag(self.digest);
+        let Some(index) = self.registry.manifest(self.repository, &tag).await? else {
+            return Ok(None);
+        };
+        let place = Place::FallbackTag(tag);
+        let listed = referrers::read(self.registry, self.repository, self.digest, &index.bytes)
+            .map_err(|e| anyhow::anyhow!("the referrers of {} ({place}): {e}", self.digest))?;
+        Ok(Some((place, listed)))
     }
 
     pub async fn blob(&self, layer: &Layer) -> Result<Vec<u8>, RegistryError> {

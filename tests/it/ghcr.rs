@@ -437,6 +437,24 @@ async fn a_token_without_packages_write_is_told_what_to_grant_and_nothing_goes()
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_plain_http_api_elsewhere_is_refused_before_the_token_goes_to_it() {
+    let s = services();
+    let repository = unique();
+    let mut api = PackagesApi::start(&s.registry_open, &repository, true, Fault::None).await;
+    let registry = Registry::new(&s.registry_open, None).unwrap();
+    let all = seed_small(&api, &registry, &repository).await;
+    api.url = crate::support::not_loopback(&api.url);
+    let ran = cleanup(&api, &repository).run_async().await;
+    ran.assert_failed("`github-api-url`: http://[::ffff:7f00:1]:");
+    ran.assert_failed(
+        "is not a GitHub API root (plain http sends the login in the clear: use https; http is for a loopback host only, 127.0.0.0/8, ::1 or localhost); give the API root",
+    );
+    assert_eq!(api.requests().await, Vec::<String>::new());
+    assert_eq!(tags(&registry, &repository).await, all);
+    ran.assert_secret_masked_only(TOKEN);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_spent_rate_limit_is_waited_out_when_github_says_how_long() {
     let s = services();
     let repository = unique();

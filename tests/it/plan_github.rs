@@ -7,10 +7,10 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::plan_git::push_event;
-use crate::support::fixture_json;
 use crate::support::hostile::{Hostile, Misbehaviour};
 use crate::support::replay::Replay;
 use crate::support::run::{Action, Ran};
+use crate::support::{fixture_json, not_loopback};
 
 const BEFORE: &str = "a10867b14bb761a232cd80139fbd4c0d33264240";
 const AFTER: &str = "199eddf46df50de8d02e99bf1c5fdb4101338224";
@@ -274,6 +274,31 @@ async fn api_errors_fail_with_the_status_and_the_fix() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn a_plain_http_api_elsewhere_is_refused_before_the_token_goes_to_it() {
+    let replay = Replay::start().await;
+    replay
+        .compare(BEFORE, AFTER, &["ops/docker/alpha/x".into()], &[AFTER])
+        .await;
+    let ws = workspace(&["alpha"]);
+    let ran = Action::github(ws.path())
+        .env("GITHUB_API_URL", &not_loopback(&replay.uri()))
+        .input("command", "plan")
+        .input("github-token", "test-token-0123456789")
+        .event(
+            "push",
+            &push_event("refs/heads/feature", BEFORE, AFTER, false),
+        )
+        .run_async()
+        .await;
+    ran.assert_failed("GITHUB_API_URL http://[::ffff:7f00:1]:");
+    ran.assert_failed(
+        "is not a GitHub API root (plain http sends the login in the clear: use https; http is for a loopback host only, 127.0.0.0/8, ::1 or localhost); set GITHUB_API_URL to the API root",
+    );
+    assert_eq!(replay.requests().await, Vec::<String>::new());
+    ran.assert_secret_masked_only("test-token-0123456789");
 }
 
 #[tokio::test]

@@ -1,9 +1,9 @@
 //! A registry whose referrers API lists more referrers of one image than
 //! a lookup reads (`support::referrers_registry` in front of a real
 //! docker-registry, 257 real referrer manifests pushed): `mirror`,
-//! `backup`, `usage` and `cleanup` stop, naming the repository and the
-//! image's digest, with nothing written or deleted, rather than carry or
-//! count some of them.
+//! `backup`, `usage`, `cleanup` and `verify` stop, naming the repository
+//! and the image's digest, with nothing written or deleted, rather than
+//! carry, count or verify some of them.
 
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 use registry_action::registry::referrers::MAX_REFERRERS;
@@ -117,6 +117,13 @@ async fn more_referrers_than_are_read_stop_every_command_naming_the_digest() {
             .input("images", name)
     };
     command("usage").run_async().await.assert_failed(&too_many);
+    let key = std::fs::read_to_string(crate::support::fixture("cosign3/cosign.pub")).unwrap();
+    command("verify")
+        .input("image", &format!("{}/{named}", front.address))
+        .input("public-key", &key)
+        .run_async()
+        .await
+        .assert_failed(&too_many);
     let ran = command("cleanup").input("keep", "1").run_async().await;
     ran.assert_failed(&too_many);
     let mut tags = source.tags(&repository).await.unwrap();

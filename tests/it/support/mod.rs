@@ -33,3 +33,13 @@ pub fn fixture_json(relative: &str) -> serde_json::Value {
     serde_json::from_slice(&fixture_bytes(relative))
         .unwrap_or_else(|e| panic!("fixture {relative} is not JSON: {e}"))
 }
+
+/// `url` (`http://127.0.0.1:…`) as an address the loopback rule does not
+/// count as loopback (IPv4-mapped IPv6) that still reaches the same local
+/// server: a request sent to it despite the rule would arrive there.
+pub fn not_loopback(url: &str) -> String {
+    let rest = url
+        .strip_prefix("http://127.0.0.1")
+        .expect("a server on 127.0.0.1");
+    format!("http://[::ffff:127.0.0.1]{rest}")
+}
