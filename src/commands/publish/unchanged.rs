@@ -7,6 +7,7 @@
 //! configs.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -67,9 +68,14 @@ pub(super) struct SameBuild {
 
 /// The image this run would build again, if one is pushed: asked only
 /// when the plan may release it again (`plan::looks_for_same_build`).
-pub(super) async fn same_build(session: &Session, target: &Target) -> anyhow::Result<SameBuild> {
+/// `context`: its identity, if already being read.
+pub(super) async fn same_build(
+    session: &Session,
+    target: &Target,
+    context: Option<ContextDigest>,
+) -> anyhow::Result<SameBuild> {
     // The context is read while the registry and git are asked.
-    let context = ContextDigest::start(target);
+    let context = context.unwrap_or_else(|| ContextDigest::start(&target.dir, &target.dockerfile));
     if target.platforms.len() > 1 {
         return same_index(session, target, context).await;
     }
@@ -136,27 +142,23 @@ async fn same_index(
 }
 
 /// What the SHA tag of the last change and `latest` name, each once, when
-/// it carries a build key.
+/// it carries a build key. `latest`'s was read when resolving.
 async fn keyed_indexes(
     session: &Session,
     target: &Target,
 ) -> anyhow::Result<Vec<(String, Manifest)>> {
     let (registry, repository) = (&target.image.registry, &target.image.repository);
-    // `latest` is asked while git looks for the last change.
-    let (last_change, latest) = tokio::join!(
-        last_change(session, target),
-        registry.manifest(repository, "latest")
-    );
-    let last_change = match last_change? {
+    let last_change = match last_change(session, target).await? {
         Some(sha) => {
             let named = registry.manifest(repository, &sha).await?;
             Some((sha, named))
         }
         None => None,
     };
+    let latest = target.image.latest_tag.clone();
     let named = last_change
         .into_iter()
-        .chain([("latest".to_owned(), latest?)]);
+        .chain([("latest".to_owned(), latest)]);
     let mut found: Vec<(String, Manifest)> = Vec::new();
     for (tag, named) in named {
         if let Some(index) = named.filter(|index| {
@@ -225,14 +227,14 @@ async fn candidates(session: &Session, target: &Target) -> anyhow::Result<Vec<Ea
 /// The identity of the context the engine would receive, being learnt on
 /// blocking threads from [`start`](Self::start) on; dropped before
 /// [`wait`](Self::wait) ends, it stops reading the context.
-struct ContextDigest {
+pub(super) struct ContextDigest {
     task: Option<tokio::task::JoinHandle<anyhow::Result<String>>>,
     stop: Arc<AtomicBool>,
 }
 
 impl ContextDigest {
-    fn start(target: &Target) -> Self {
-        let (dir, dockerfile) = (target.dir.clone(), target.dockerfile.clone());
+    pub(super) fn start(dir: &Path, dockerfile: &Path) -> Self {
+        let (dir, dockerfile) = (dir.to_owned(), dockerfile.to_owned());
         let stop = Arc::new(AtomicBool::new(false));
         let stopped = Arc::clone(&stop);
         let task = tokio::task::spawn_blocking(move || {
