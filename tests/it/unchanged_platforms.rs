@@ -306,12 +306,14 @@ async fn an_index_whose_child_is_gone_builds_again_and_says_why() {
     assert_eq!(read("t-same-multi-gone/app", &arm_again).await.0, arm_again);
 }
 
-/// A changed file builds again; what the build reads — `latest`, whose
-/// images' layers are reused and figures compared with, each platform's,
-/// and the images BuildKit pushed — it reads once. Without the cache, so
-/// that every read counted is ours, not the engine's import of `latest`.
+/// A changed file builds again; the manifests and configs the build reads
+/// — `latest`, whose images' layers are reused and figures compared with,
+/// each platform's, and the images BuildKit pushed — it reads once.
+/// Without the cache, so that every read counted is ours, not the
+/// engine's import of `latest`. (A layer both platforms share is still
+/// streamed back once per platform for its analysis.)
 #[tokio::test]
-async fn several_platforms_built_again_read_nothing_twice() {
+async fn several_platforms_built_again_read_latest_and_their_images_once() {
     let s = services();
     let repo = app_repo();
     let first = repo.head();
@@ -320,6 +322,12 @@ async fn several_platforms_built_again_read_nothing_twice() {
         .run_async()
         .await
         .assert_ok();
+    let (_, latest) = read("t-reads-multi/app", "latest").await;
+    let configs: Vec<String> = images("t-reads-multi/app", &latest)
+        .await
+        .iter()
+        .map(|(image, _)| image["config"]["digest"].as_str().unwrap().to_owned())
+        .collect();
     repo.write("ops/docker/app/arch-arm64", "arm64, changed\n");
     let second = repo.commit("arm64 changes");
 
@@ -339,8 +347,15 @@ async fn several_platforms_built_again_read_nothing_twice() {
         .collect();
     let latest = gets.iter().filter(|r| r.ends_with("/manifests/latest"));
     assert_eq!(latest.count(), 1, "{gets:?}");
-    let mut distinct = gets.clone();
+    let manifests: Vec<&String> = gets.iter().filter(|r| r.contains("/manifests/")).collect();
+    let mut distinct = manifests.clone();
     distinct.sort_unstable();
     distinct.dedup();
-    assert_eq!(distinct.len(), gets.len(), "read twice: {gets:?}");
+    assert_eq!(distinct.len(), manifests.len(), "read twice: {gets:?}");
+    for config in configs {
+        let reads = gets
+            .iter()
+            .filter(|r| r.ends_with(&format!("/blobs/{config}")));
+        assert_eq!(reads.count(), 1, "`latest`'s config {config}: {gets:?}");
+    }
 }

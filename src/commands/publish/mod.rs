@@ -62,7 +62,7 @@ use platforms::{Exported, platforms_built, release_manifest};
 use push::{push_image, tag, write_sha_tag};
 use resolve::{Publication, resolve};
 use supply::{Attestations, Sbom, Scope, Supply, provenance, sbom, sign, supply_inputs};
-use unchanged::{ContextDigest, SameBuild, release_again, same_build};
+use unchanged::{SameBuild, release_again, same_build};
 
 /// The engine's export in the work directory: converted for the push and
 /// handed to the scanner as it is.
@@ -74,7 +74,7 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
     if let Some(why) = release_not_out(publication.tagging, session)? {
         return nothing_to_publish(session, &why);
     }
-    let (mut target, found, context) = resolve(args, &publication, session).await?;
+    let (mut target, found, checkout) = resolve(args, &publication, session).await?;
     let supply = supply_inputs(
         session,
         &args.supply.signing,
@@ -85,7 +85,7 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
     let bases = bases(args, session, &target)?;
     let asked = asked(args, &target, &supply);
     let found = Found { bases, ..found };
-    let plan = decide(&asked, session, &target, found, context).await?;
+    let plan = decide(&asked, session, &target, found, checkout).await?;
     let mut report = target.image.report(&plan.tags);
     report.notes.extend(plan.notes.iter().cloned());
     let made = obtain(
@@ -194,18 +194,18 @@ fn asked(args: &PublishArgs, target: &Target, supply: &Supply) -> Asked {
 
 /// The last fact the plan needs, looked for only when it can matter: an
 /// image (or index) of the same build key already pushed. Then the plan.
-/// `context`: the context's identity, if being read already; dropped
-/// unread, it stops.
+/// `checkout`: what that needs of the checkout, if being learnt already;
+/// dropped unused, it stops.
 async fn decide(
     asked: &Asked,
     session: &Session,
     target: &Target,
     found: Found,
-    context: Option<ContextDigest>,
+    checkout: Option<unchanged::Checkout>,
 ) -> anyhow::Result<PublishPlan> {
     let looking = Instant::now();
     let same = match plan::looks_for_same_build(asked, &found) {
-        true => same_build(session, target, context).await?,
+        true => same_build(session, target, checkout).await?,
         false => SameBuild::default(),
     };
     stage_timed("looking for the same build", looking);

@@ -23,7 +23,7 @@ use super::latest::{ancestry, github_token, raw_tags, released_versions, revisio
 use super::layers::pushed_under;
 use super::plan::{Found, LatestNow, latest_to_compare};
 use super::platforms::{merged_child, requested_platforms};
-use super::unchanged::ContextDigest;
+use super::unchanged;
 use super::{Image, Target};
 
 /// What `publish` and `merge` share, as plain values rather than clap's:
@@ -104,13 +104,13 @@ pub(super) fn basename(location: &ImageLocation) -> &str {
 }
 
 /// Every input checked before the registry is asked anything, then the
-/// facts the plan needs; and the context's identity, read meanwhile when
-/// the plan may need it.
+/// facts the plan needs; and what looking for the same build needs of the
+/// checkout, learnt meanwhile when the plan may look.
 pub(super) async fn resolve(
     args: &PublishArgs,
     publication: &Publication<'_>,
     session: &Session,
-) -> anyhow::Result<(Target, Found, Option<ContextDigest>)> {
+) -> anyhow::Result<(Target, Found, Option<unchanged::Checkout>)> {
     let checkout = checkout(&args.location, args.dockerfile.as_deref(), session)?;
     // The scan's files are used after the build: refused before it.
     if let Some(sarif) = &args.scan.sarif {
@@ -126,7 +126,7 @@ pub(super) async fn resolve(
     check_network(args.builder, args.network.as_deref())?;
     let secrets = build_secrets(&args.secrets)?;
     check_secrets(args.builder, &secrets)?;
-    let context = read_context_early(args, &checkout);
+    let early = learn_early(args, session, &checkout);
     let (image, found, version) = resolve_image(publication, session, platforms.first()).await?;
     let labels = labels(
         session,
@@ -154,17 +154,23 @@ pub(super) async fn resolve(
         cache_from: Vec::new(),
         push: args.push,
     };
-    Ok((target, found, context))
+    Ok((target, found, early))
 }
 
-/// The context's identity, read from now on while the registry is asked,
-/// when the inputs let the plan look for the same build: the registry's
-/// answers decide (`plan::looks_for_same_build`); if it doesn't look, the
-/// reading stops.
-fn read_context_early(args: &PublishArgs, checkout: &Checkout) -> Option<ContextDigest> {
+/// The context's identity and the last change, learnt from now on while
+/// the registry is asked, when the inputs let the plan look for the same
+/// build: the registry's answers decide (`plan::looks_for_same_build`); if
+/// it doesn't look, both stop.
+fn learn_early(
+    args: &PublishArgs,
+    session: &Session,
+    checkout: &Checkout,
+) -> Option<unchanged::Checkout> {
     let may_look =
         args.push && !args.rebuild && !args.push_by_digest && args.scan.scanner == ScannerArg::None;
-    may_look.then(|| ContextDigest::start(&checkout.dir, &checkout.dockerfile))
+    may_look.then(|| {
+        unchanged::Checkout::start(&session.ctx.workspace, &checkout.dir, &checkout.dockerfile)
+    })
 }
 
 /// The image, its commit and release, and what the registry and the forge
