@@ -47,7 +47,7 @@ const TOKEN_FIX: &str = "use a personal access token with the Read, Write & Dele
 pub enum HubError {
     /// A user error: the API base URL given.
     #[error(
-        "`{api}` is not a Docker Hub API address ({reason}); give a base URL such as {DEFAULT_API}"
+        "`hub-api`: `{api}` is not a Docker Hub API address ({reason}); give a base URL such as {DEFAULT_API}"
     )]
     BadApi { api: String, reason: String },
     /// The machine's TLS set-up, not the user's input.
@@ -786,9 +786,11 @@ mod tests {
             "ftp://hub.docker.com",
             "mailto:x@y",
             "https://u:p@hub.docker.com",
+            "http://hub.docker.com",
         ] {
             let err = Hub::new(api).unwrap_err();
             assert!(matches!(err, HubError::BadApi { .. }), "{api}");
+            assert!(err.to_string().starts_with("`hub-api`: "), "{err}");
             assert!(err.to_string().contains(DEFAULT_API), "{err}");
         }
     }

@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 use crate::limits;
 use crate::oci::Descriptor;
 use crate::registry::contents::{self, Contents};
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{Registry, RegistryError, referrers};
 use crate::retention::TagInfo;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -78,65 +78,42 @@ impl Inventory {
     }
 }
 
-/// Referrers read per subject from the referrers API at most: a bounded
-/// loop over what a registry lists.
-const MAX_REFERRERS: usize = 256;
-
 /// The referrers the registry's referrers API (OCI 1.1) lists for each of
-/// `subjects`, by subject: only those whose manifest names that subject,
-/// at most [`MAX_REFERRERS`] each. `None` when the registry has no such
-/// API (the fallback tag `sha256-<hex>` is a tag like any other). The
-/// subjects come from an inventory, bounded by its budget.
+/// `subjects`, by subject: only those whose manifest names that subject.
+/// `None` when the registry has no such API (the fallback tag
+/// `sha256-<hex>` is a tag like any other). The subjects come from an
+/// inventory, bounded by its budget; the referrers of each by
+/// [`referrers::MAX_REFERRERS`], a longer list an error.
 pub async fn api_referrers(
     registry: &Registry,
     repository: &str,
     subjects: &BTreeSet<String>,
     concurrency: usize,
 ) -> Result<Option<BTreeMap<String, Vec<String>>>, RegistryError> {
-    let mut subjects = subjects.iter();
-    let Some(first) = subjects.next() else {
-        return Ok(Some(BTreeMap::new()));
-    };
-    let Some(answer) = registry.referrers(repository, first).await? else {
+    let Some(listed) = referrers::listed(registry, repository, subjects, concurrency).await? else {
         return Ok(None);
     };
-    let mut found = BTreeMap::new();
-    found.insert(
-        first.clone(),
-        confirmed(registry, repository, first, &answer).await?,
-    );
-    let rest = subjects.map(|subject| async move {
-        let listed = match registry.referrers(repository, subject).await? {
-            Some(answer) => confirmed(registry, repository, subject, &answer).await?,
-            None => Vec::new(),
-        };
-        Ok::<_, RegistryError>((subject.clone(), listed))
+    let confirmed = listed.into_iter().map(|(subject, listed)| async move {
+        let named = confirmed(registry, repository, &subject, listed).await?;
+        Ok::<_, RegistryError>((subject, named))
     });
-    let rest: Vec<(String, Vec<String>)> = stream::iter(rest)
+    let found = stream::iter(confirmed)
         .buffer_unordered(concurrency.max(1))
         .try_collect()
         .await?;
-    found.extend(rest);
     Ok(Some(found))
 }
 
-/// The manifests a referrers answer lists that name `subject` (read back:
-/// the answer itself is not trusted); an answer that is no index lists none.
+/// The manifests of `listed` that name `subject` (read back: a referrers
+/// answer itself is not trusted).
 async fn confirmed(
     registry: &Registry,
     repository: &str,
     subject: &str,
-    answer: &[u8],
+    listed: Vec<Descriptor>,
 ) -> Result<Vec<String>, RegistryError> {
-    let listed = crate::oci::children(answer).unwrap_or_default();
-    if listed.len() > MAX_REFERRERS {
-        tracing::warn!(
-            "{repository}@{subject}: the referrers API lists {} referrers; only the first {MAX_REFERRERS} are read",
-            listed.len()
-        );
-    }
     let mut referrers = Vec::new();
-    for descriptor in listed.into_iter().take(MAX_REFERRERS) {
+    for descriptor in listed {
         let digest = descriptor.digest.as_str();
         let Some((digest, stored)) = fetch(registry, repository, digest).await? else {
             continue;

@@ -261,6 +261,14 @@ impl FromStr for Reference {
     }
 }
 
+/// Whether `reference` names its registry (`ghcr.io/o/app`,
+/// `localhost:5000/app`) rather than leaving it to Docker Hub (`team/app`).
+pub fn names_registry(reference: &str) -> bool {
+    reference
+        .split_once('/')
+        .is_some_and(|(first, _)| is_registry(first))
+}
+
 /// Docker's rule for telling `ghcr.io/app` from `team/app`.
 fn is_registry(first: &str) -> bool {
     first.contains(['.', ':']) || first.eq_ignore_ascii_case("localhost")

@@ -520,6 +520,14 @@ fn follow_subjects(
 /// kept that way, tagged or not, their signatures and attestations, and the
 /// referrers a kept fallback index lists.
 pub fn recheck(mut plan: Plan, listed_now: &[(String, String)]) -> Plan {
+    // Looked up in lower case, as `plan` spells them; a plan built
+    // elsewhere (the type is public) is brought to that spelling here, once.
+    for deletion in &mut plan.delete {
+        deletion
+            .of
+            .iter_mut()
+            .for_each(|index| index.make_ascii_lowercase());
+    }
     let mut dropped = Vec::new();
     // Rescued digests (lower-case), each with the tag that keeps it.
     let mut rescued: BTreeMap<String, String> = BTreeMap::new();
@@ -551,7 +559,8 @@ pub fn recheck(mut plan: Plan, listed_now: &[(String, String)]) -> Plan {
             .iter()
             .map(|t| crate::supply::cosign::attached_to(t))
             .collect();
-        // An untagged child has no tags to follow anything with.
+        // An untagged child has no tags to follow anything with. A subject
+        // is a digest, so lower-case (`names::is_digest`).
         let follows = !subjects.is_empty()
             && subjects
                 .iter()
@@ -1388,6 +1397,57 @@ mod tests {
                 checked.kept
             );
         }
+    }
+
+    #[test]
+    fn a_rescued_index_spelled_in_upper_case_keeps_its_child_and_signature() {
+        // Hex letters, spelled in upper case by the registry.
+        let (index_n, child_n) = (0xabc1, 0xabc2);
+        let upper = |n| digest(n).to_uppercase().replace("SHA256", "sha256");
+        let listing = vec![
+            index(&sha(1), &upper(index_n), 30, &[upper(child_n)]),
+            tag(&attached(index_n, "sig"), &digest(11), 30),
+            tag(&sha(3), &digest(3), 10),
+        ];
+        let first = plan(&listing, &rules(1));
+        let mut planned = first.delete.clone();
+        planned.sort();
+        let child = Deletion {
+            digest: digest(child_n),
+            tags: Vec::new(),
+            of: vec![digest(index_n)],
+        };
+        assert_eq!(
+            planned,
+            vec![
+                deletion(&digest(11), &[&attached(index_n, "sig")]),
+                deletion(&upper(index_n), &[&sha(1)]),
+                child.clone(),
+            ]
+        );
+        // `latest` rolled back onto the index while the listing was read.
+        let now = vec![("latest".to_string(), upper(index_n)), (sha(3), digest(3))];
+        let rescued = |plan: Plan| {
+            let checked = recheck(plan, &now);
+            assert_eq!(checked.delete, Vec::new(), "{:?}", checked.delete);
+            assert!(checked.kept.contains(&kept(&sha(1), shares("latest"))));
+            assert!(checked.kept.contains(&kept(
+                &attached(index_n, "sig"),
+                Kept::Attached {
+                    to: digest(index_n)
+                }
+            )));
+        };
+        rescued(first.clone());
+        // A plan built elsewhere (the type is public) may spell `of` as
+        // the listing did.
+        let mut spelled = first;
+        for deletion in &mut spelled.delete {
+            if deletion.digest == child.digest {
+                deletion.of = vec![upper(index_n)];
+            }
+        }
+        rescued(spelled);
     }
 
     #[test]

@@ -242,6 +242,15 @@ fn uses_packages_api(mode: PackagesMode, registry: &str, deleting: bool) -> anyh
     }
 }
 
+/// Whether an inventory looks for signatures whose image is gone: a `HEAD`
+/// per unreached subject, up to a thousand. `cleanup` and `usage` report
+/// them; `monitor` has no use for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrphanCheck {
+    Find,
+    Skip,
+}
+
 /// What `repository` holds: through the Packages API where there is one
 /// (untagged versions listed too), else through the store.
 pub async fn inventory(
@@ -249,6 +258,7 @@ pub async fn inventory(
     api: Option<&PackagesApi>,
     repository: &str,
     concurrency: usize,
+    orphans: OrphanCheck,
 ) -> anyhow::Result<Inventory> {
     match (api, store) {
         (Some(api), Store::Oci(registry)) => {
@@ -258,7 +268,7 @@ pub async fn inventory(
                 .unwrap_or_default())
         }
         // Signatures whose image is gone found too.
-        (None, Store::Oci(registry)) => {
+        (None, Store::Oci(registry)) if orphans == OrphanCheck::Find => {
             let mut inventory = store.inventory(repository, concurrency).await?;
             inventory
                 .find_gone(registry, repository, concurrency)

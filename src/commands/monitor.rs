@@ -10,7 +10,8 @@ use crate::actions::boundary;
 use crate::actions::outputs::Outputs;
 use crate::cli::MonitorArgs;
 use crate::commands::{
-    PackagesUse, Session, inventory, open_store, packages_api, previous_report, repository_names,
+    OrphanCheck, PackagesUse, Session, inventory, open_store, packages_api, previous_report,
+    repository_names,
 };
 use crate::gate::load_ignore;
 use crate::monitor::harbor::Harbor;
@@ -190,7 +191,15 @@ impl<'a> Checker<'a> {
             Err(why) => return Storage::Failed(why.clone()),
         };
         let concurrency = usize::from(self.args.repositories.concurrency);
-        match inventory(store, self.packages.as_ref(), repository, concurrency).await {
+        match inventory(
+            store,
+            self.packages.as_ref(),
+            repository,
+            concurrency,
+            OrphanCheck::Skip,
+        )
+        .await
+        {
             Ok(inventory) => Storage::Measured(usage::measure(repository, &inventory)),
             Err(err) => Storage::Failed(format!("{err:#}")),
         }

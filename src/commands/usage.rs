@@ -6,7 +6,8 @@ use crate::actions::boundary::Access;
 use crate::actions::outputs::Outputs;
 use crate::cli::UsageArgs;
 use crate::commands::{
-    PackagesUse, Session, inventory, open_store, packages_api, previous_report, repository_names,
+    OrphanCheck, PackagesUse, Session, inventory, open_store, packages_api, previous_report,
+    repository_names,
 };
 use std::collections::BTreeSet;
 
@@ -30,7 +31,14 @@ pub async fn run(args: &UsageArgs, session: &Session) -> anyhow::Result<()> {
     let store = open_store(&args.repositories, false).await?;
     let mut measured = Vec::new();
     for repository in repositories {
-        let held = inventory(&store, api.as_ref(), &repository, concurrency).await?;
+        let held = inventory(
+            &store,
+            api.as_ref(),
+            &repository,
+            concurrency,
+            OrphanCheck::Find,
+        )
+        .await?;
         let mut repo = usage::measure(&repository, &held);
         if let Store::Oci(registry) = &store {
             repo.signatures += referrer_count(registry, &repository, &held, concurrency).await?;

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use bollard::Docker;
 
+use crate::reference::{Reference, names_registry};
+
 /// `/proc/self/mountinfo` read at most (a container has a few dozen
 /// mounts; a host, a few hundred).
 const MOUNTINFO_MAX: u64 = 1 << 20;
@@ -92,47 +94,18 @@ pub fn container_id(mountinfo: &str) -> Option<String> {
 /// none: the containerd image store gives any named image a repository
 /// digest, which names no registry there.
 pub fn pulled_as(run_as: &str, repo_digests: &[String]) -> Option<String> {
-    let repository = repository_of(run_as);
-    if !names_a_registry(repository) {
+    if !names_registry(run_as) {
         return None;
     }
-    let wanted = familiar(repository);
+    let wanted = Reference::parse(run_as).ok()?.name();
     repo_digests
         .iter()
         .find(|entry| {
-            entry.split_once('@').is_some_and(|(repository, digest)| {
-                familiar(repository) == wanted && crate::names::is_digest(digest)
+            Reference::parse(entry).is_ok_and(|pulled| {
+                pulled.tag().is_none() && pulled.digest().is_some() && pulled.name() == wanted
             })
         })
         .cloned()
-}
-
-/// `registry/name` without its tag or digest.
-fn repository_of(reference: &str) -> &str {
-    let named = reference
-        .split_once('@')
-        .map_or(reference, |(name, _)| name);
-    match named.rsplit_once(':') {
-        Some((name, tag)) if !tag.contains('/') => name,
-        _ => named,
-    }
-}
-
-/// `host[:port]/…` (a dot, a port or `localhost` tells a host from a
-/// Docker Hub namespace, as the engine reads names).
-fn names_a_registry(repository: &str) -> bool {
-    repository.split_once('/').is_some_and(|(first, _)| {
-        first.contains('.') || first.contains(':') || first == "localhost"
-    })
-}
-
-/// Docker Hub's names as the engine shortens them (`docker.io/library/x` is `x`).
-fn familiar(repository: &str) -> &str {
-    let short = repository
-        .strip_prefix("docker.io/")
-        .or_else(|| repository.strip_prefix("index.docker.io/"))
-        .unwrap_or(repository);
-    short.strip_prefix("library/").unwrap_or(short)
 }
 
 #[cfg(test)]
@@ -202,5 +175,46 @@ mod tests {
         assert_eq!(pulled_as("ns/ra:e2e", &[format!("ns/ra@{digest}")]), None);
         assert_eq!(pulled_as("other/ra:1", &digests), None);
         assert_eq!(pulled_as("ra", &["ra@sha256:short".to_owned()]), None);
+        assert_eq!(
+            pulled_as("ghcr.io/o/ra:1", &["ghcr.io/o/ra@sha256:short".to_owned()]),
+            None
+        );
+    }
+
+    #[test]
+    fn names_are_compared_as_references_not_as_text() {
+        let digest = format!("sha256:{}", "cd".repeat(32));
+        // Docker Hub's other host names are Docker Hub.
+        assert_eq!(
+            pulled_as(
+                "registry-1.docker.io/team/ra:1",
+                &[format!("team/ra@{digest}")]
+            ),
+            Some(format!("team/ra@{digest}"))
+        );
+        // `library/` is only the namespace of one-part names:
+        // `docker.io/library/team/ra` is not `team/ra`.
+        assert_eq!(
+            pulled_as(
+                "docker.io/library/team/ra:1",
+                &[format!("team/ra@{digest}")]
+            ),
+            None
+        );
+        // A host name in capitals, and `localhost` too.
+        assert_eq!(
+            pulled_as(
+                "Registry.Example:5000/ra",
+                &[format!("registry.example:5000/ra@{digest}")]
+            ),
+            Some(format!("registry.example:5000/ra@{digest}"))
+        );
+        assert_eq!(
+            pulled_as(
+                &format!("LocalHost/ra@{digest}"),
+                &[format!("localhost/ra@{digest}")]
+            ),
+            Some(format!("localhost/ra@{digest}"))
+        );
     }
 }

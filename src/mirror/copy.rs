@@ -1,19 +1,19 @@
 //! The copy itself: plan every tag's tree, move the missing blobs, then
 //! write the manifests bottom-up.
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 use futures_util::{StreamExt as _, TryStreamExt as _, stream};
 
 use crate::oci::Descriptor;
 use crate::registry::contents::Contents;
 use crate::registry::{Manifest, RegistryError, retry};
-use crate::supply::bundle::fallback_tag;
+use crate::supply::bundle::{fallback_subject, fallback_tag};
 use crate::supply::cosign::attached_to;
 
-use super::MirrorError;
 use super::referrers::{self, Listing};
 use super::store::{Moved, Store};
+use super::{MirrorError, Selection};
 
 /// Manifests one tag may nest (an index's children, their children…).
 const MAX_MANIFESTS: usize = 1024;
@@ -101,17 +101,18 @@ struct Planned {
     up_to_date: bool,
 }
 
-/// Copies `tags` from `source` to `target` (see the module docs), with
+/// Copies the selected tags from `source` to `target` (see the module
+/// docs), each from the manifest read when it was selected if it was, with
 /// the referrers the source's referrers API lists for their digests.
 pub async fn copy(
     source: &Store<'_>,
     target: &Store<'_>,
-    tags: &[String],
+    selection: &Selection,
     options: &Options,
 ) -> Result<Report, MirrorError> {
     let width = options.concurrency.max(1);
-    let planned: Vec<Planned> = stream::iter(tags)
-        .map(|tag| plan(source, target, tag))
+    let planned: Vec<Planned> = stream::iter(&selection.tags)
+        .map(|tag| plan(source, target, tag, selection.read(tag)))
         .buffered(width)
         .try_collect()
         .await?;
@@ -228,23 +229,31 @@ async fn put_children<'a>(
 }
 
 /// A fallback index (`sha256-<hex>`) every referrer of which the target
-/// took in hand: its referrers API lists them, the tag would only repeat it.
+/// took in hand: each names the digest the tag is about as its subject,
+/// and the target's referrers API lists it; the tag would only repeat it.
 fn lists_only(planned: &Planned, indexed: &HashSet<String>) -> bool {
-    let is_fallback = !planned.tag.contains('.') && attached_to(&planned.tag).is_some();
+    let Some(subject) = fallback_subject(&planned.tag) else {
+        return false;
+    };
     let Ok(Contents::Index { manifests, .. }) = planned.top.contents() else {
         return false;
     };
-    is_fallback
-        && !manifests.is_empty()
+    let listed_under_subject = |digest: &str| {
+        indexed.contains(digest)
+            && planned.children.iter().any(|c| {
+                c.digest == digest
+                    && referrers::subject_of(&c.bytes).as_deref() == Some(subject.as_str())
+            })
+    };
+    !manifests.is_empty()
         && manifests
             .iter()
-            .all(|m| indexed.contains(m.digest.as_str()))
+            .all(|m| listed_under_subject(m.digest.as_str()))
 }
 
 /// What the source's referrers API lists for each digest the tags name,
 /// their indexes' children included (signatures and attestation tags
-/// aside); nothing where it has no API,
-/// which the first digest's answer tells: the others aren't asked then.
+/// aside); nothing where it has no API.
 async fn listings(
     source: &Store<'_>,
     planned: &[Planned],
@@ -252,7 +261,7 @@ async fn listings(
 ) -> Result<Vec<Listing>, MirrorError> {
     // An index's own manifests, and below them what `plan` read (nothing
     // of a tag the target has already).
-    let subjects: std::collections::BTreeSet<String> = planned
+    let subjects: BTreeSet<String> = planned
         .iter()
         .filter(|p| attached_to(&p.tag).is_none())
         .flat_map(|p| {
@@ -261,37 +270,13 @@ async fn listings(
                 .chain(p.children.iter().map(|c| c.digest.clone()))
         })
         .collect();
-    let mut subjects = subjects.iter().map(String::as_str);
-    let Some(first) = subjects.next() else {
-        return Ok(Vec::new());
-    };
-    let Some(answer) = source.referrers(first).await? else {
-        return Ok(Vec::new());
-    };
-    let mut answers = vec![(first, Some(answer))];
-    answers.extend(
-        stream::iter(subjects)
-            .map(|subject| async move {
-                Ok::<_, MirrorError>((subject, source.referrers(subject).await?))
-            })
-            .buffered(width)
-            .try_collect::<Vec<_>>()
-            .await?,
-    );
-    let mut listings = Vec::new();
-    for (subject, answer) in answers {
-        let Some(answer) = answer else { continue };
-        let listing =
-            referrers::listing(subject, &answer).map_err(|why| MirrorError::Referrers {
-                store: source.describe(),
-                subject: subject.to_owned(),
-                why,
-            })?;
-        if !listing.referrers.is_empty() {
-            listings.push(listing);
-        }
-    }
-    Ok(listings)
+    let listed = source.listed_referrers(&subjects, width).await?;
+    Ok(listed
+        .into_iter()
+        .flatten()
+        .filter(|(_, referrers)| !referrers.is_empty())
+        .map(|(subject, referrers)| Listing { subject, referrers })
+        .collect())
 }
 
 /// One listed referrer read like a tag, by its digest; it must name the
@@ -302,7 +287,7 @@ async fn plan_referrer(
     listing: &Listing,
     referrer: &Descriptor,
 ) -> Result<Planned, MirrorError> {
-    let planned = plan(source, target, referrer.digest.as_str()).await?;
+    let planned = plan(source, target, referrer.digest.as_str(), None).await?;
     let named = referrers::subject_of(&planned.top.bytes);
     if named.as_deref() != Some(listing.subject.as_str()) {
         return Err(MirrorError::Referrers {
@@ -409,16 +394,25 @@ fn levels<'a>(
     Ok(levels)
 }
 
-/// Reads a tag's manifest tree from the source, unless the target's tag
-/// already names the same digest.
-async fn plan(source: &Store<'_>, target: &Store<'_>, tag: &str) -> Result<Planned, MirrorError> {
-    let top = source
-        .manifest(tag)
-        .await?
-        .ok_or_else(|| MirrorError::NoSuchTag {
-            store: source.describe(),
-            tag: tag.to_owned(),
-        })?;
+/// Reads a tag's manifest tree from the source (its top from `read`, when
+/// that was read already), unless the target's tag already names the same
+/// digest.
+async fn plan(
+    source: &Store<'_>,
+    target: &Store<'_>,
+    tag: &str,
+    read: Option<&Manifest>,
+) -> Result<Planned, MirrorError> {
+    let top = match read {
+        Some(top) => top.clone(),
+        None => source
+            .manifest(tag)
+            .await?
+            .ok_or_else(|| MirrorError::NoSuchTag {
+                store: source.describe(),
+                tag: tag.to_owned(),
+            })?,
+    };
     let mut planned = Planned {
         tag: tag.to_owned(),
         up_to_date: target.manifest_digest(tag).await?.as_deref() == Some(top.digest.as_str()),

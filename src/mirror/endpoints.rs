@@ -74,8 +74,8 @@ pub async fn copy_wanted(
     wanted: &[String],
     options: &Options,
 ) -> anyhow::Result<Report> {
-    let tags = super::tags_to_copy(from, wanted).await?;
-    let report = super::copy(from, to, &tags, options)
+    let selection = super::tags_to_copy(from, wanted).await?;
+    let report = super::copy(from, to, &selection, options)
         .await
         .with_context(|| {
             format!(

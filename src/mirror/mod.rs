@@ -19,11 +19,11 @@ pub mod summary;
 pub use copy::{Listed, Options, ReferrerCopy, Report, State, TagCopy, copy};
 pub use store::Store;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use crate::layout::LayoutError;
-use crate::registry::RegistryError;
+use crate::registry::{Manifest, RegistryError};
 use crate::supply::cosign::attached_to;
 
 #[derive(Debug, thiserror::Error)]
@@ -73,42 +73,59 @@ impl MirrorError {
     }
 }
 
+/// The tags a copy takes ([`tags_to_copy`]), with the manifests read to
+/// find their signatures: the copy plans from those rather than read them
+/// again.
+#[derive(Debug)]
+pub struct Selection {
+    pub tags: Vec<String>,
+    read: HashMap<String, Manifest>,
+}
+
+impl Selection {
+    /// The manifest `tag` named when it was chosen, if it was read then.
+    fn read(&self, tag: &str) -> Option<&Manifest> {
+        self.read.get(tag)
+    }
+}
+
 /// The tags to copy from `source`: `wanted` as given (globs expanded
 /// against its tag list), or every tag it has when `wanted` is empty; and
 /// with them the cosign signatures and attestations (`sha256-<hex>.sig`,
 /// `.att`, and the `sha256-<hex>` index of bundle referrers) of the
 /// digests they name and of their platform images, so a signed image stays verifiable
 /// where it is copied to, whatever `tags` selects.
-pub async fn tags_to_copy(
-    source: &Store<'_>,
-    wanted: &[String],
-) -> Result<Vec<String>, MirrorError> {
+pub async fn tags_to_copy(source: &Store<'_>, wanted: &[String]) -> Result<Selection, MirrorError> {
     let available = source.tags().await?;
-    let mut chosen = select::select(wanted, Some(&available), &source.describe())?;
-    let attached = attachments(source, &chosen, &available).await?;
-    chosen.extend(attached);
-    Ok(chosen)
+    let tags = select::select(wanted, Some(&available), &source.describe())?;
+    let mut selection = Selection {
+        tags,
+        read: HashMap::new(),
+    };
+    add_attachments(source, &mut selection, &available).await?;
+    Ok(selection)
 }
 
-/// The `.sig`/`.att` tags and referrers fallback indexes (`sha256-<hex>`,
-/// cosign 3's bundles) in `available` about the digests `chosen` names,
-/// and the platform images of those that are indexes, that `chosen`
-/// doesn't hold yet.
-async fn attachments(
+/// Adds the `.sig`/`.att` tags and referrers fallback indexes
+/// (`sha256-<hex>`, cosign 3's bundles) in `available` about the digests
+/// the selected tags name, and the platform images of those that are
+/// indexes, that the selection doesn't hold yet; keeps the manifests read
+/// on the way.
+async fn add_attachments(
     source: &Store<'_>,
-    chosen: &[String],
+    selection: &mut Selection,
     available: &[String],
-) -> Result<Vec<String>, MirrorError> {
+) -> Result<(), MirrorError> {
     let attached: BTreeSet<&str> = available
         .iter()
         .map(String::as_str)
         .filter(|t| attached_to(t).is_some())
         .collect();
-    let mut extra: Vec<String> = Vec::new();
     if attached.is_empty() {
-        return Ok(extra);
+        return Ok(());
     }
-    for tag in chosen.iter().filter(|t| attached_to(t).is_none()) {
+    let mut extra: Vec<String> = Vec::new();
+    for tag in selection.tags.iter().filter(|t| attached_to(t).is_none()) {
         let Some(top) = source.manifest(tag).await? else {
             continue;
         };
@@ -121,11 +138,15 @@ async fn attachments(
                 )))
         });
         for name in names {
-            if attached.contains(name.as_str()) && !chosen.contains(&name) && !extra.contains(&name)
+            if attached.contains(name.as_str())
+                && !selection.tags.contains(&name)
+                && !extra.contains(&name)
             {
                 extra.push(name);
             }
         }
+        selection.read.insert(tag.clone(), top);
     }
-    Ok(extra)
+    selection.tags.extend(extra);
+    Ok(())
 }

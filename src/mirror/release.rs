@@ -53,8 +53,8 @@ pub async fn mirror_release(
     };
     // With the signatures and attestations of the release's digest. The
     // release is pushed by now: a failure here is every mirror's, recorded.
-    let tags = match super::tags_to_copy(&from, tags).await {
-        Ok(tags) => tags,
+    let selection = match super::tags_to_copy(&from, tags).await {
+        Ok(selection) => selection,
         Err(e) => {
             let failed = |(target, _, _): &(String, Registry, Reference)| Mirrored {
                 target: target.clone(),
@@ -69,7 +69,7 @@ pub async fn mirror_release(
             registry,
             repository: reference.repository(),
         };
-        let result = super::copy(&from, &to, &tags, &options)
+        let result = super::copy(&from, &to, &selection, &options)
             .await
             .map_err(|e| e.to_string());
         mirrored.push(Mirrored {

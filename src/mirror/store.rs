@@ -1,10 +1,12 @@
 //! One side of a copy: a repository on a registry, or an image layout.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use crate::layout::Layout;
 use crate::oci::Descriptor;
 use crate::registry::mount::Upload;
 use crate::registry::stream::BlobStream;
-use crate::registry::{Manifest, Registry};
+use crate::registry::{Manifest, Registry, referrers};
 
 use super::MirrorError;
 
@@ -171,6 +173,22 @@ impl Store<'_> {
                 registry,
                 repository,
             } => registry.referrers(repository, digest).await?,
+            Store::Layout(_) => None,
+        })
+    }
+
+    /// What the referrers API lists for each of `subjects` (see
+    /// [`referrers::listed`]); `None` where there is no such API.
+    pub(super) async fn listed_referrers(
+        &self,
+        subjects: &BTreeSet<String>,
+        concurrency: usize,
+    ) -> Result<Option<BTreeMap<String, Vec<Descriptor>>>, MirrorError> {
+        Ok(match self {
+            Store::Registry {
+                registry,
+                repository,
+            } => referrers::listed(registry, repository, subjects, concurrency).await?,
             Store::Layout(_) => None,
         })
     }

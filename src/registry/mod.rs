@@ -5,6 +5,7 @@ pub mod auth;
 pub mod contents;
 mod delete;
 pub mod mount;
+pub mod referrers;
 pub mod retry;
 pub mod stream;
 
@@ -143,6 +144,18 @@ pub enum RegistryError {
         what: &'static str,
         name: String,
         rule: &'static str,
+    },
+    /// A referrers API answer longer than a lookup reads: cut short, it
+    /// would lose referrers (see [`referrers::listed`]).
+    #[error(
+        "{registry} lists {listed} referrers of `{repository}@{subject}`, more than the {limit} read for one manifest; refusing to go on without the rest (a copy would leave signatures behind, a cleanup referrers); delete the referrers no longer needed"
+    )]
+    TooManyReferrers {
+        registry: String,
+        repository: String,
+        subject: String,
+        listed: usize,
+        limit: usize,
     },
     #[error("{0}")]
     Protocol(String),

@@ -32,6 +32,14 @@ pub fn fallback_tag(digest: &str) -> String {
     digest.replacen(':', "-", 1)
 }
 
+/// The digest a fallback tag is about: the tag is exactly `sha256-`
+/// and 64 lower-case hex digits, as [`fallback_tag`] spells it; `None`
+/// for any other tag. The one reading of that spelling.
+pub fn fallback_subject(tag: &str) -> Option<String> {
+    let digest = format!("sha256:{}", tag.strip_prefix("sha256-")?);
+    crate::names::is_digest(&digest).then_some(digest)
+}
+
 /// The referrer manifests an index lists. The index's own `artifactType`
 /// entries are not trusted (cosign 3 writes the config's type there): each
 /// manifest is read and judged by [`bundle_layer`].
@@ -286,6 +294,26 @@ mod tests {
             .unwrap()
             .trim()
             .to_owned()
+    }
+
+    #[test]
+    fn a_fallback_tag_is_read_back_only_as_spelled() {
+        let digest = format!("sha256:{}", "0123456789abcdef".repeat(4));
+        let tag = fallback_tag(&digest);
+        assert_eq!(fallback_subject(&tag).as_deref(), Some(digest.as_str()));
+        for other in [
+            format!("{tag}.sig"),
+            format!("{tag}x"),
+            format!(" {tag}"),
+            tag.to_uppercase(),
+            tag.replace("sha256-", "sha512-"),
+            tag[..tag.len() - 1].to_owned(),
+            format!("sha256-{}", "g".repeat(64)),
+            "sha256-".to_owned(),
+            "latest".to_owned(),
+        ] {
+            assert_eq!(fallback_subject(&other), None, "{other}");
+        }
     }
 
     #[test]

@@ -70,8 +70,7 @@ pub fn attached_to(tag: &str) -> Option<String> {
         .strip_suffix(".sig")
         .or_else(|| tag.strip_suffix(".att"))
         .unwrap_or(tag);
-    let digest = format!("sha256:{}", stem.strip_prefix("sha256-")?);
-    crate::names::is_digest(&digest).then_some(digest)
+    super::bundle::fallback_subject(stem)
 }
 
 /// cosign writes go-containerregistry's `Repository.Name()`: Docker Hub as

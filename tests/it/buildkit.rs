@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::publish::{publish, scoped};
 use crate::support::engine_proxy::EngineProxy;
 use crate::support::git::Repo;
+use crate::support::proxy::{Fault, Proxy};
 use crate::support::services::services;
 
 /// Debian's static busybox (package `busybox-static`): the only program
@@ -541,6 +542,60 @@ async fn a_registry_cache_brings_every_stage_to_a_fresh_runner() {
     );
     let files = image_files("t-bk-regcache/app", &second).await;
     assert_eq!(text(&files, "out"), format!("built {nonce}\nx=2\n"));
+    assert!(
+        ran.summary
+            .contains("BuildKit's whole cache (`mode=max`, every stage) exported to"),
+        "the second build's cache replaced the first's\n{}",
+        ran.summary
+    );
+
+    // A registry that refuses the cache's manifest: the tag an earlier
+    // build left is no proof of this one's export.
+    let repository = &scoped("t-bk-regcache/app");
+    let earlier = cache_digest(&s.registry_open, repository).await;
+    let refusing = Proxy::start(
+        &s.registry_open,
+        Fault::Drop {
+            method: "PUT",
+            ending: "/manifests/buildcache",
+        },
+    );
+    repo.write("ops/docker/app/conf", "x=3\n");
+    let third = repo.commit("conf again");
+    let ran = publish(&repo, "t-bk-regcache", "refs/heads/main", &third)
+        .input("registry", &refusing.address)
+        .input("network", "none")
+        .input("cache-to", "registry")
+        .run_async()
+        .await;
+    ran.assert_ok();
+    assert!(
+        refusing
+            .requests()
+            .contains(&format!("PUT /v2/{repository}/manifests/buildcache")),
+        "BuildKit never tried to push its cache: {:?}",
+        refusing.requests()
+    );
+    assert_eq!(cache_digest(&s.registry_open, repository).await, earlier);
+    assert!(
+        ran.summary.contains(&format!(
+            "BuildKit's cache push did not land: {}/{repository}:buildcache still names the cache of an earlier build (see the build log); the image is published all the same",
+            refusing.address
+        )),
+        "{}",
+        ran.summary
+    );
+    assert!(!ran.summary.contains("exported to"), "{}", ran.summary);
+}
+
+/// The digest `repository:buildcache` names.
+async fn cache_digest(registry: &str, repository: &str) -> String {
+    registry_action::registry::Registry::new(registry, None)
+        .unwrap()
+        .manifest_digest(repository, "buildcache")
+        .await
+        .unwrap()
+        .expect("a buildcache tag")
 }
 
 /// The context the build sees is the same on every path (the containerd

@@ -301,6 +301,53 @@ const HUNG: Duration = Duration::from_secs(10);
 /// whole run takes about 1.2 s on an idle one); well short of [`HUNG`].
 const HUNG_RUN_BOUND: Duration = Duration::from_secs(3);
 
+/// A signature whose image is gone: `usage` proves it with a `HEAD` of
+/// the image's digest; `monitor`, which reports no orphans, sends none.
+/// Both go through a proxy that notes every request.
+#[tokio::test(flavor = "multi_thread")]
+async fn monitor_sends_no_orphan_checks_that_usage_does() {
+    let s = services();
+    let app = format!("{}/app", namespace("orphan"));
+    let registry = Registry::new(&s.registry_open, None).unwrap();
+    let seeder = Seeder::new(&registry, &app).await;
+    seeder.image(0, 1_700_000_000, &["latest"]).await;
+    let gone = format!("sha256:{}", "e0".repeat(32));
+    let signature = format!("{}.sig", gone.replacen(':', "-", 1));
+    seeder.image(1, 1_700_000_001, &[&signature]).await;
+    let proxy = Proxy::start(&s.registry_open, Fault::None);
+    let check = format!("HEAD /v2/{app}/manifests/{gone}");
+    let workspace = tempfile::tempdir().unwrap();
+
+    let ran = monitor(workspace.path(), &proxy.address, &[&app])
+        .run_async()
+        .await;
+    ran.assert_ok();
+    let monitored = proxy.requests();
+    assert!(
+        monitored.contains(&format!("GET /v2/{app}/manifests/{signature}")),
+        "the storage was measured, its signature tag read: {monitored:?}"
+    );
+    assert!(!monitored.contains(&check), "{monitored:?}");
+    let measured = &report(workspace.path())["repositories"][0];
+    assert_eq!(
+        (&measured["signatures"], measured.get("orphans")),
+        (&json!(1), None),
+        "{measured}"
+    );
+
+    let usage = Action::github(workspace.path())
+        .input("command", "usage")
+        .input("registry", &proxy.address)
+        .input("images", &app)
+        .run_async()
+        .await;
+    usage.assert_ok();
+    let used = proxy.requests()[monitored.len()..].to_vec();
+    assert_eq!(used.iter().filter(|r| **r == check).count(), 1, "{used:?}");
+    let report: Value = serde_json::from_str(&usage.outputs["report"]).unwrap();
+    assert_eq!(report["repositories"][0]["orphans"], json!(1), "{usage}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_registry_warns_and_a_hung_one_fails_within_the_request_timeout() {
     let s = services();

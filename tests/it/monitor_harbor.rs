@@ -173,3 +173,39 @@ async fn harbors_pull_counts_give_the_rate_and_an_unusual_one_warns() {
     let bad = monitor(dir, &repository, "harbor.example.com", &s.basic_password).run();
     bad.assert_failed("`harbor-api`: \"harbor.example.com\" is not a Harbor address");
 }
+
+/// Plain http to a host that isn't loopback would carry the login in the
+/// clear: refused before any request. Every request the binary would send
+/// goes to an HTTP proxy (`HTTP_PROXY`), which sees none.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plain_http_harbor_elsewhere_is_refused_before_any_request() {
+    let s = services();
+    let proxy = MockServer::start().await;
+    Mock::given(method("GET"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"pull_count": 1})))
+        .mount(&proxy)
+        .await;
+    let workspace = tempfile::tempdir().unwrap();
+    let ran = monitor(
+        workspace.path(),
+        &repository(),
+        "http://harbor.example.com",
+        &s.basic_password,
+    )
+    .env("HTTP_PROXY", &proxy.uri())
+    .env("http_proxy", &proxy.uri())
+    .run_async()
+    .await;
+    ran.assert_failed(
+        "`harbor-api`: \"http://harbor.example.com/\" is not a Harbor address (plain http sends the login in the clear: use https; http is for a loopback host only, 127.0.0.0/8, ::1 or localhost);",
+    );
+    ran.assert_secret_masked_only(&s.basic_password);
+    let sent: Vec<String> = proxy
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.url))
+        .collect();
+    assert_eq!(sent, Vec::<String>::new());
+}

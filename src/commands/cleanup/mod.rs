@@ -10,7 +10,9 @@ use crate::actions::inputs::split_list;
 use crate::actions::outputs::Outputs;
 use crate::actions::workflow::{Annotation, Level};
 use crate::cli::{CleanupArgs, Orphans};
-use crate::commands::{PackagesUse, Session, open_store, packages_api, repository_names};
+use crate::commands::{
+    OrphanCheck, PackagesUse, Session, open_store, packages_api, repository_names,
+};
 use crate::inventory::{Inventory, api_referrers};
 use crate::registry::Registry;
 use crate::report::cleanup::{Cleaned, summary};
@@ -96,7 +98,8 @@ async fn clean(
 ) -> anyhow::Result<Cleaned> {
     // Orphans found too (Docker Hub deletes tags, never manifests: there
     // no subject can be gone).
-    let inventory = super::inventory(store, None, repository, concurrency).await?;
+    let inventory =
+        super::inventory(store, None, repository, concurrency, OrphanCheck::Find).await?;
     let rules = Rules {
         gone: inventory.gone.clone(),
         ..rules.clone()

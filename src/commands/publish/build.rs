@@ -187,6 +187,11 @@ async fn solve_all(
         0 | 1 => format!("build {local}"),
         _ => format!("build {local} ({})", joined.replace(',', ", ")),
     };
+    // An earlier run's cache tag must not pass for this one's.
+    let cache_before = match target.registry_cache {
+        true => Some(cache_tag(target).await),
+        false => None,
+    };
     let started = Instant::now();
     let log = session.workflow.verbatim(&title);
     let mut on_line = |line: &str| log.line(line);
@@ -207,8 +212,11 @@ async fn solve_all(
             )));
         }
     };
-    if target.registry_cache {
-        note_registry_cache(target, repository, report).await;
+    if let Some(before) = cache_before {
+        let after = cache_tag(target).await;
+        report
+            .notes
+            .push(registry_cache_note(repository, &before, &after));
     }
     read_back(target, work, &built, bases, report)
         .await
@@ -311,24 +319,55 @@ fn no_solve_because(target: &Target, scanned: bool, engine: Capabilities) -> &'s
     }
 }
 
-/// BuildKit is told to ignore a registry refusing its cache export (the
-/// image is what matters), so the note says "exported" only when the
-/// registry holds the cache tag after the solve.
-async fn note_registry_cache(target: &Target, repository: &str, report: &mut Published) {
-    let held = target
-        .image
+/// What the registry's cache tag names, read with one HEAD.
+#[derive(Debug, PartialEq, Eq)]
+enum CacheTag {
+    Absent,
+    At(String),
+    /// The registry didn't answer.
+    Unread,
+}
+
+async fn cache_tag(target: &Target) -> CacheTag {
+    let image = &target.image;
+    match image
         .registry
-        .manifest_digest(&target.image.repository, CACHE_TAG)
+        .manifest_digest(&image.repository, CACHE_TAG)
         .await
-        .is_ok_and(|digest| digest.is_some());
-    report.notes.push(match held {
-        true => format!(
-            "BuildKit's whole cache (`mode=max`, every stage) exported to {repository}:{CACHE_TAG} and imported from it"
+    {
+        Ok(Some(digest)) => CacheTag::At(digest),
+        Ok(None) => CacheTag::Absent,
+        Err(e) => {
+            tracing::debug!("the cache tag couldn't be read: {e}");
+            CacheTag::Unread
+        }
+    }
+}
+
+/// BuildKit is told to ignore a registry refusing its cache export (the
+/// image is what matters), so the note says "exported" only when the cache
+/// tag names another manifest after the solve than before it.
+fn registry_cache_note(repository: &str, before: &CacheTag, after: &CacheTag) -> String {
+    let tag = format!("{repository}:{CACHE_TAG}");
+    const ALL_THE_SAME: &str = "the image is published all the same";
+    match (before, after) {
+        (CacheTag::Unread, _) | (_, CacheTag::Unread) => format!(
+            "BuildKit's cache export to {tag} is unconfirmed: the registry didn't answer for the tag {} the build; {ALL_THE_SAME}",
+            match before {
+                CacheTag::Unread => "before",
+                _ => "after",
+            }
         ),
-        false => format!(
-            "BuildKit's cache was not exported: the registry holds no {repository}:{CACHE_TAG} after the build (see the build log); the image is published all the same"
+        (_, CacheTag::Absent) => format!(
+            "BuildKit's cache was not exported: the registry holds no {tag} after the build (see the build log); {ALL_THE_SAME}"
         ),
-    });
+        (CacheTag::At(was), CacheTag::At(is)) if was == is => format!(
+            "BuildKit's cache push did not land: {tag} still names the cache of an earlier build (see the build log); {ALL_THE_SAME}"
+        ),
+        (_, CacheTag::At(_)) => format!(
+            "BuildKit's whole cache (`mode=max`, every stage) exported to {tag} and imported from it"
+        ),
+    }
 }
 
 fn note_no_registry_cache(report: &mut Published, why: &str) {
@@ -734,5 +773,37 @@ fn qemu_name(architecture: &str) -> &str {
         "arm64" => "aarch64",
         "386" => "i386",
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cache_counts_as_exported_only_when_its_tag_moved_or_appeared() {
+        let at = |d: &str| CacheTag::At(format!("sha256:{}", d.repeat(64)));
+        let note = |before, after| registry_cache_note("r/app", &before, &after);
+        let exported = "BuildKit's whole cache (`mode=max`, every stage) exported to r/app:buildcache and imported from it";
+        assert_eq!(note(CacheTag::Absent, at("a")), exported);
+        assert_eq!(note(at("a"), at("b")), exported);
+        assert!(
+            note(at("a"), at("a")).starts_with(
+                "BuildKit's cache push did not land: r/app:buildcache still names the cache of an earlier build (see the build log)"
+            )
+        );
+        for before in [CacheTag::Absent, at("a")] {
+            assert!(
+                note(before, CacheTag::Absent).starts_with(
+                    "BuildKit's cache was not exported: the registry holds no r/app:buildcache after the build"
+                )
+            );
+        }
+        assert!(
+            note(CacheTag::Unread, at("a")).contains("didn't answer for the tag before the build")
+        );
+        assert!(
+            note(at("a"), CacheTag::Unread).contains("didn't answer for the tag after the build")
+        );
     }
 }

@@ -127,6 +127,46 @@ async fn within_one_registry_blobs_are_mounted_not_sent() {
 }
 
 #[tokio::test]
+async fn each_manifest_is_read_once_from_the_source_its_signature_found_too() {
+    let s = services();
+    let registry = open();
+    let (source, target) = (unique("once-src"), unique("once-dst"));
+    let (index, _) = seed(&registry, &source).await;
+    // A signature tag in the source: choosing the tags reads `1.0` to
+    // find it, and the copy must not read `1.0` again.
+    let signed = format!("{}.sig", index.digest.replacen(':', "-", 1));
+    let signature = push_image(&registry, &source, &signed, "amd64", &[random_layer(6, 99)]).await;
+    let counted = Proxy::start(&s.registry_open, Fault::None);
+    let ran = run_owned(&[
+        ("command", "mirror".into()),
+        ("from", format!("{}/{source}", counted.address)),
+        ("to", format!("{}/{target}", s.registry_open)),
+        ("tags", "1.0".into()),
+    ])
+    .await;
+    ran.assert_ok();
+    let copied = copied(&ran);
+    assert_eq!(copied["1.0"], index.digest.as_str());
+    assert_eq!(copied[&signed], signature.digest.as_str(), "{ran}");
+    assert_same_tree((&registry, &source), (&registry, &target), "1.0").await;
+    let reads: Vec<String> = counted
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with(&format!("GET /v2/{source}/manifests/")))
+        .collect();
+    let mut distinct = reads.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), reads.len(), "one read each: {reads:#?}");
+    // `1.0`, its two platform images, the signature.
+    assert_eq!(reads.len(), 4, "{reads:#?}");
+    assert!(
+        reads.contains(&format!("GET /v2/{source}/manifests/1.0")),
+        "{reads:#?}"
+    );
+}
+
+#[tokio::test]
 async fn a_dry_run_to_a_token_registry_writes_nothing_then_the_copy_does() {
     let s = services();
     let (from, to) = (open(), token());

@@ -7,6 +7,7 @@ mod faults;
 
 mod layout;
 mod publish;
+mod referrers;
 
 use bytes::Bytes;
 use registry_action::registry::auth::Credentials;

@@ -24,6 +24,14 @@ pub enum Fault {
     /// Every chunk the registry sends back waits this long first: a slow
     /// registry, or (longer than a client's timeout) a hung one.
     Delay(std::time::Duration),
+    /// A connection is dropped when it sends a `method` request whose path
+    /// ends in `ending`, before the request's line is complete upstream: a
+    /// registry refusing that write, every other request passing. The
+    /// dropped request is still among [`Proxy::requests`].
+    Drop {
+        method: &'static str,
+        ending: &'static str,
+    },
 }
 
 pub struct Proxy {
@@ -119,8 +127,8 @@ impl State {
         let mut lines = self.requests.connection();
         std::thread::spawn(move || {
             pipe(client, server, |bytes| {
-                lines.feed(bytes);
-                state.allow(bytes.len() as u64, &here, &ends)
+                let requests = lines.feed(bytes);
+                state.allow(bytes.len() as u64, &here, &ends) && state.passes(&requests, &ends)
             })
         });
         let delay = match self.fault {
@@ -160,8 +168,24 @@ impl State {
                 }
                 !cut
             }
-            Fault::Delay(_) | Fault::None => true,
+            Fault::Delay(_) | Fault::None | Fault::Drop { .. } => true,
         }
+    }
+
+    /// Whether the `requests` a chunk completes may go upstream; drops the
+    /// connection of one a [`Fault::Drop`] names.
+    fn passes(&self, requests: &[String], ends: &[TcpStream; 2]) -> bool {
+        let Fault::Drop { method, ending } = self.fault else {
+            return true;
+        };
+        let dropped = requests.iter().any(|r| {
+            r.split_once(' ')
+                .is_some_and(|(m, path)| m == method && path.ends_with(ending))
+        });
+        if dropped {
+            close(ends);
+        }
+        !dropped
     }
 }
 
