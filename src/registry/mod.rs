@@ -259,10 +259,16 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Every request sets its own bound (see [`Registry::send`]); the client
 /// bounds only the connect, which no request may spend all its time on.
+/// The client's own bound is on connecting only: each request is bounded
+/// by [`Registry::send`].
+fn connect_timeout(timeout: Duration) -> Duration {
+    timeout.min(Duration::from_secs(10))
+}
+
 fn client(timeout: Duration) -> Result<reqwest::Client, RegistryError> {
     reqwest::Client::builder()
         .user_agent(concat!("registry-action/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .connect_timeout(connect_timeout(timeout))
         .build()
         .map_err(|e| RegistryError::Protocol(format!("couldn't set up an HTTP client: {e}")))
 }
@@ -361,7 +367,11 @@ impl Registry {
     /// Every request within `timeout`, its body and retries included, and
     /// no blob transfer idle for longer (instead of [`DEFAULT_TIMEOUT`]).
     pub fn with_timeout(mut self, timeout: Duration) -> Result<Self, RegistryError> {
-        self.http = client(timeout)?;
+        // A client loads the system's certificates: made again only when
+        // it would differ.
+        if connect_timeout(timeout) != connect_timeout(self.timeout) {
+            self.http = client(timeout)?;
+        }
         self.timeout = timeout;
         Ok(self)
     }

@@ -165,6 +165,41 @@ async fn several_platforms_of_an_unchanged_directory_are_released_again_without_
         "no 1 MiB layer sent again: {} bytes",
         counted.sent()
     );
+
+    // Read, each once: the access check, the SHA tag (absent), `latest`
+    // and its first child with its config, the last change's index (the
+    // same as `latest`'s), the second child with its config, whether the
+    // registry has each new config, and the SHA tag's digest again just
+    // before it is written.
+    let reads: Vec<String> = counted
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("GET ") || r.starts_with("HEAD "))
+        .map(|r| r.replace(&repository, ""))
+        .collect();
+    let mut distinct = reads.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), reads.len(), "read twice: {reads:?}");
+    let old_children: Vec<String> = children(&before).into_iter().map(|(_, d)| d).collect();
+    let mut expected = vec![
+        "GET /tags/list".to_owned(),
+        format!("GET /manifests/{second}"),
+        "GET /manifests/latest".to_owned(),
+        format!("GET /manifests/{first}"),
+        format!("HEAD /blobs/{}", new_configs[0]),
+        format!("HEAD /blobs/{}", new_configs[1]),
+        format!("HEAD /manifests/{second}"),
+    ];
+    for ((old, _), digest) in before_images.iter().zip(&old_children) {
+        expected.push(format!("GET /manifests/{digest}"));
+        expected.push(format!(
+            "GET /blobs/{}",
+            old["config"]["digest"].as_str().unwrap()
+        ));
+    }
+    expected.sort_unstable();
+    assert_eq!(distinct, expected, "{reads:?}");
     for config in new_configs {
         assert!(crate::publish::has_blob("t-same-multi/app", &config).await);
     }
@@ -269,4 +304,58 @@ async fn an_index_whose_child_is_gone_builds_again_and_says_why() {
     assert_eq!(key(&rebuilt), key(&index), "the same build, built again");
     let arm_again = children(&rebuilt)[1].1.clone();
     assert_eq!(read("t-same-multi-gone/app", &arm_again).await.0, arm_again);
+}
+
+/// A changed file builds again; the manifests and configs the build reads
+/// — `latest`, whose images' layers are reused and figures compared with,
+/// each platform's, and the images BuildKit pushed — it reads once.
+/// Without the cache, so that every read counted is ours, not the
+/// engine's import of `latest`. (A layer both platforms share is still
+/// streamed back once per platform for its analysis.)
+#[tokio::test]
+async fn several_platforms_built_again_read_latest_and_their_images_once() {
+    let s = services();
+    let repo = app_repo();
+    let first = repo.head();
+    publish(&repo, "t-reads-multi", "refs/heads/main", &first)
+        .input("platforms", BOTH)
+        .run_async()
+        .await
+        .assert_ok();
+    let (_, latest) = read("t-reads-multi/app", "latest").await;
+    let configs: Vec<String> = images("t-reads-multi/app", &latest)
+        .await
+        .iter()
+        .map(|(image, _)| image["config"]["digest"].as_str().unwrap().to_owned())
+        .collect();
+    repo.write("ops/docker/app/arch-arm64", "arm64, changed\n");
+    let second = repo.commit("arm64 changes");
+
+    let counted = Proxy::start(&s.registry_open, Fault::DieAfter(u64::MAX));
+    let ran = publish(&repo, "t-reads-multi", "refs/heads/main", &second)
+        .input("registry", &counted.address)
+        .input("platforms", BOTH)
+        .input("cache", "false")
+        .run_async()
+        .await;
+    ran.assert_ok();
+    assert!(ran.stdout.contains("::group::build"), "built:\n{ran}");
+    let gets: Vec<String> = counted
+        .requests()
+        .into_iter()
+        .filter(|r| r.starts_with("GET "))
+        .collect();
+    let latest = gets.iter().filter(|r| r.ends_with("/manifests/latest"));
+    assert_eq!(latest.count(), 1, "{gets:?}");
+    let manifests: Vec<&String> = gets.iter().filter(|r| r.contains("/manifests/")).collect();
+    let mut distinct = manifests.clone();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), manifests.len(), "read twice: {gets:?}");
+    for config in configs {
+        let reads = gets
+            .iter()
+            .filter(|r| r.ends_with(&format!("/blobs/{config}")));
+        assert_eq!(reads.count(), 1, "`latest`'s config {config}: {gets:?}");
+    }
 }

@@ -15,14 +15,14 @@ use crate::engine::{
     BuildSpec, Builder, Built, Capabilities, Engine, EngineError, Source, no_control_api,
     refused_session,
 };
-use crate::oci::Digest;
+use crate::oci::{Digest, child_for};
 use crate::plan::dockerfile;
 use crate::platform::Platform;
 use crate::report::publish::Published;
 
 use super::inputs::engine_credentials;
 use super::layers::{ExportUses, export, pushed_by_buildkit, reusable_layers};
-use super::platforms::{Exported, child_manifest};
+use super::platforms::Exported;
 use super::sizes;
 use super::unchanged::{base_digests, key_of};
 use super::{SAVED, Target, stage_timed};
@@ -261,11 +261,10 @@ async fn read_back(
     })?;
     let mut images = Vec::with_capacity(target.platforms.len());
     for platform in &target.platforms {
-        let child = child_manifest(registry, repository, &index, Some(platform))
-            .await?
-            .with_context(|| {
-                format!("the index the engine's BuildKit pushed ({repository}@{digest}) has no {platform} image")
-            })?;
+        // Only its digest: `take_pushed` reads the child, checked by it.
+        let child = child_for(&index.bytes, platform).with_context(|| {
+            format!("the index the engine's BuildKit pushed ({repository}@{digest}) has no {platform} image")
+        })?;
         let dir = work.join(platform.slug());
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("couldn't create {}", dir.display()))?;
@@ -280,7 +279,7 @@ async fn read_back(
             target,
             Some(platform),
             &dir,
-            child.digest.as_str(),
+            child.as_str(),
             &annotations,
             report,
         )

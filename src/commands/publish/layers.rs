@@ -38,18 +38,8 @@ pub(super) async fn reusable_layers(
     diff_ids: &[String],
 ) -> anyhow::Result<KnownLayers> {
     let mut sources: Vec<KnownLayers> = Vec::new();
-    // `latest` was read for the first platform; another one's layers
-    // are those of its own child of `latest`.
     let latest = match platform {
-        Some(p) if target.platforms.first() != Some(p) && target.image.latest.is_some() => {
-            pushed(
-                &target.image.registry,
-                &target.image.repository,
-                "latest",
-                Some(p),
-            )
-            .await?
-        }
+        Some(p) if target.image.latest.is_some() => latest_image(target, p).await?,
         _ => target.image.latest.clone(),
     };
     if let Some(latest) = &latest {
@@ -89,6 +79,28 @@ pub(super) async fn reusable_layers(
         }
     }
     Ok(held)
+}
+
+/// `latest`'s image for `platform`, in a run that pushes: the first
+/// platform's as resolved; another's, its own child of the index `latest`
+/// named then, read the first time it is asked for and kept.
+pub(super) async fn latest_image(
+    target: &Target,
+    platform: &Platform,
+) -> anyhow::Result<Option<Pushed>> {
+    let image = &target.image;
+    let Some(named) = image.latest_tag.as_ref() else {
+        return Ok(None);
+    };
+    if target.platforms.first() == Some(platform) {
+        return Ok(image.latest.clone());
+    }
+    if let Some((_, kept)) = image.latest_kept()?.iter().find(|(p, _)| p == platform) {
+        return Ok(kept.clone());
+    }
+    let read = image_of(&image.registry, &image.repository, named, Some(platform)).await?;
+    image.latest_kept()?.push((platform.clone(), read.clone()));
+    Ok(read)
 }
 
 /// The `FROM` images on this registry, whose layers may be mounted. Only
@@ -133,13 +145,36 @@ pub(super) async fn pushed(
     tag: &str,
     platform: Option<&Platform>,
 ) -> anyhow::Result<Option<Pushed>> {
-    let Some(manifest) = registry.manifest(repository, tag).await? else {
-        return Ok(None);
+    Ok(pushed_under(registry, repository, tag, platform).await?.1)
+}
+
+/// [`pushed`], with the manifest `tag` names itself (for several
+/// platforms, their index), for a caller that needs both.
+pub(super) async fn pushed_under(
+    registry: &Registry,
+    repository: &str,
+    tag: &str,
+    platform: Option<&Platform>,
+) -> anyhow::Result<(Option<Manifest>, Option<Pushed>)> {
+    let Some(named) = registry.manifest(repository, tag).await? else {
+        return Ok((None, None));
     };
-    let manifest = match manifest.contents() {
-        Ok(Contents::Image { .. }) => manifest,
+    let image = image_of(registry, repository, &named, platform).await?;
+    Ok((Some(named), image))
+}
+
+/// The image `named` is, or its child for `platform` when it is an index;
+/// none when it is neither an image nor an index with such a child.
+async fn image_of(
+    registry: &Registry,
+    repository: &str,
+    named: &Manifest,
+    platform: Option<&Platform>,
+) -> anyhow::Result<Option<Pushed>> {
+    let manifest = match named.contents() {
+        Ok(Contents::Image { .. }) => named.clone(),
         Ok(Contents::Index { .. }) => {
-            match child_manifest(registry, repository, &manifest, platform).await? {
+            match child_manifest(registry, repository, named, platform).await? {
                 Some(child) => child,
                 None => return Ok(None),
             }

@@ -15,6 +15,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
 use anyhow::bail;
@@ -73,7 +74,7 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
     if let Some(why) = release_not_out(publication.tagging, session)? {
         return nothing_to_publish(session, &why);
     }
-    let (mut target, found) = resolve(args, &publication, session).await?;
+    let (mut target, found, checkout) = resolve(args, &publication, session).await?;
     let supply = supply_inputs(
         session,
         &args.supply.signing,
@@ -83,7 +84,8 @@ pub async fn run(args: &PublishArgs, session: &Session) -> anyhow::Result<()> {
     .await?;
     let bases = bases(args, session, &target)?;
     let asked = asked(args, &target, &supply);
-    let plan = decide(&asked, session, &target, Found { bases, ..found }).await?;
+    let found = Found { bases, ..found };
+    let plan = decide(&asked, session, &target, found, checkout).await?;
     let mut report = target.image.report(&plan.tags);
     report.notes.extend(plan.notes.iter().cloned());
     let made = obtain(
@@ -192,15 +194,18 @@ fn asked(args: &PublishArgs, target: &Target, supply: &Supply) -> Asked {
 
 /// The last fact the plan needs, looked for only when it can matter: an
 /// image (or index) of the same build key already pushed. Then the plan.
+/// `checkout`: what that needs of the checkout, if being learnt already;
+/// dropped unused, it stops.
 async fn decide(
     asked: &Asked,
     session: &Session,
     target: &Target,
     found: Found,
+    checkout: Option<unchanged::Checkout>,
 ) -> anyhow::Result<PublishPlan> {
     let looking = Instant::now();
     let same = match plan::looks_for_same_build(asked, &found) {
-        true => same_build(session, target).await?,
+        true => same_build(session, target, checkout).await?,
         false => SameBuild::default(),
     };
     stage_timed("looking for the same build", looking);
@@ -225,10 +230,20 @@ struct Image {
     sha: String,
     /// The manifest the SHA tag names already, if any.
     existing: Option<Manifest>,
-    /// The image `latest` names now (read once: its revision guards
-    /// `latest`, its layers are reused).
+    /// The manifest `latest` names now: an image, or the index of several
+    /// platforms' (read once, when pushing: looked at again for the same
+    /// build).
+    latest_tag: Option<Manifest>,
+    /// The image `latest` names now, the first platform's of an index
+    /// (read once: its revision guards `latest`, its layers are reused).
     latest: Option<Pushed>,
+    /// The other platforms' images of `latest_tag`, each read once
+    /// (`layers::latest_image`).
+    latest_others: Mutex<LatestOthers>,
 }
+
+/// `latest`'s images by platform, as read.
+type LatestOthers = Vec<(Platform, Option<Pushed>)>;
 
 /// Everything `publish` builds from, beside the image it goes to.
 struct Target {
@@ -264,6 +279,12 @@ struct Target {
 }
 
 impl Image {
+    fn latest_kept(&self) -> anyhow::Result<MutexGuard<'_, LatestOthers>> {
+        self.latest_others
+            .lock()
+            .map_err(|_| anyhow::anyhow!("a read of `latest` failed midway"))
+    }
+
     fn report(&self, tags: &TagSet) -> Published {
         Published {
             image: self.reference.familiar(),

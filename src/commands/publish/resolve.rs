@@ -4,11 +4,12 @@
 //! `latest`'s commit is newer than this one.
 
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use anyhow::{Context as _, bail};
 
 use crate::actions::boundary::Access;
-use crate::cli::{CacheToArg, ImageLocation, PublishArgs, Signing, Tagging};
+use crate::cli::{CacheToArg, ImageLocation, PublishArgs, ScannerArg, Signing, Tagging};
 use crate::commands::Session;
 use crate::metadata;
 use crate::platform::Platform;
@@ -19,9 +20,10 @@ use super::inputs::{
     release_commit, release_facts,
 };
 use super::latest::{ancestry, github_token, raw_tags, released_versions, revision_label};
-use super::layers::pushed;
+use super::layers::pushed_under;
 use super::plan::{Found, LatestNow, latest_to_compare};
 use super::platforms::{merged_child, requested_platforms};
+use super::unchanged;
 use super::{Image, Target};
 
 /// What `publish` and `merge` share, as plain values rather than clap's:
@@ -102,12 +104,13 @@ pub(super) fn basename(location: &ImageLocation) -> &str {
 }
 
 /// Every input checked before the registry is asked anything, then the
-/// facts the plan needs.
+/// facts the plan needs; and what looking for the same build needs of the
+/// checkout, learnt meanwhile when the plan may look.
 pub(super) async fn resolve(
     args: &PublishArgs,
     publication: &Publication<'_>,
     session: &Session,
-) -> anyhow::Result<(Target, Found)> {
+) -> anyhow::Result<(Target, Found, Option<unchanged::Checkout>)> {
     let checkout = checkout(&args.location, args.dockerfile.as_deref(), session)?;
     // The scan's files are used after the build: refused before it.
     if let Some(sarif) = &args.scan.sarif {
@@ -123,6 +126,7 @@ pub(super) async fn resolve(
     check_network(args.builder, args.network.as_deref())?;
     let secrets = build_secrets(&args.secrets)?;
     check_secrets(args.builder, &secrets)?;
+    let early = learn_early(args, session, &checkout);
     let (image, found, version) = resolve_image(publication, session, platforms.first()).await?;
     let labels = labels(
         session,
@@ -150,7 +154,23 @@ pub(super) async fn resolve(
         cache_from: Vec::new(),
         push: args.push,
     };
-    Ok((target, found))
+    Ok((target, found, early))
+}
+
+/// The context's identity and the last change, learnt from now on while
+/// the registry is asked, when the inputs let the plan look for the same
+/// build: the registry's answers decide (`plan::looks_for_same_build`); if
+/// it doesn't look, both stop.
+fn learn_early(
+    args: &PublishArgs,
+    session: &Session,
+    checkout: &Checkout,
+) -> Option<unchanged::Checkout> {
+    let may_look =
+        args.push && !args.rebuild && !args.push_by_digest && args.scan.scanner == ScannerArg::None;
+    may_look.then(|| {
+        unchanged::Checkout::start(&session.ctx.workspace, &checkout.dir, &checkout.dockerfile)
+    })
 }
 
 /// The image, its commit and release, and what the registry and the forge
@@ -176,7 +196,7 @@ pub(super) async fn resolve_image(
     )?;
     let registry = Registry::new(reference.registry(), credentials.clone())?
         .with_timeout(location.timeout.request_timeout)?;
-    let (existing, latest) = if publication.push {
+    let (existing, (latest_tag, latest)) = if publication.push {
         registry.check_access(&repository).await?;
         let existing = async {
             match publication.by_digest {
@@ -186,10 +206,10 @@ pub(super) async fn resolve_image(
                 true => merged_child(&registry, &repository, &sha, platform).await,
             }
         };
-        let latest = pushed(&registry, &repository, "latest", platform);
+        let latest = pushed_under(&registry, &repository, "latest", platform);
         tokio::try_join!(existing, latest)?
     } else {
-        (None, None)
+        (None, (None, None))
     };
     let published_versions = if publication.push && release.version.is_some() {
         released_versions(&registry, &repository).await?
@@ -232,7 +252,9 @@ pub(super) async fn resolve_image(
         registry,
         sha,
         existing,
+        latest_tag,
         latest,
+        latest_others: Mutex::default(),
     };
     Ok((image, found, release.version))
 }

@@ -62,19 +62,33 @@ async fn child(
     key: &str,
 ) -> anyhow::Result<Result<Reusable, String>> {
     let (registry, repository) = (&target.image.registry, &target.image.repository);
-    let Some(manifest) = registry.manifest(repository, &entry.digest).await? else {
-        return Ok(Err(format!(
-            "its `{asked}` image `{}` is no longer in the repository",
-            entry.digest
-        )));
+    // `latest`'s image of the first platform, read when resolving.
+    let known = (target.image.latest.as_ref())
+        .filter(|latest| latest.manifest.digest == entry.digest.as_str());
+    let manifest = match known {
+        Some(latest) => latest.manifest.clone(),
+        None => match registry.manifest(repository, &entry.digest).await? {
+            Some(manifest) => manifest,
+            None => {
+                return Ok(Err(format!(
+                    "its `{asked}` image `{}` is no longer in the repository",
+                    entry.digest
+                )));
+            }
+        },
     };
     let config = match config_of(&manifest, asked, key) {
         Ok(config) => config,
         Err(why) => return Ok(Err(why)),
     };
-    let config = registry
-        .blob(repository, &config.digest, config.size)
-        .await?;
+    let config = match known {
+        Some(latest) => latest.config.clone(),
+        None => {
+            registry
+                .blob(repository, &config.digest, config.size)
+                .await?
+        }
+    };
     Ok(declares(&config, asked).map(|()| Reusable {
         platform: entry.platform,
         image: Pushed { manifest, config },

@@ -34,7 +34,7 @@ use crate::report::publish_layers::{Figures, ImageLayers};
 use super::Target;
 use super::bounds::{breaches, judge};
 use super::growth::growth;
-use super::layers::{PARALLEL_UPLOADS, Pushed, pushed};
+use super::layers::{PARALLEL_UPLOADS, Pushed, latest_image, pushed};
 use super::platforms::Exported;
 
 /// The manifest annotation holding our figures, so the next publish reads
@@ -217,15 +217,18 @@ async fn image_layers(
 }
 
 /// The image `latest` names for `platform`: as resolved for the first
-/// platform of a run that pushes; else read here, a run that doesn't push
-/// (a pull request's) included, since that is where growth matters most.
+/// platform of a run that pushes, and as the layers reused read it for
+/// another; else read here, in a run that doesn't push (a pull
+/// request's), since that is where growth matters most.
 async fn latest_of(
     target: &Target,
     platform: &Platform,
     first: bool,
 ) -> anyhow::Result<Option<Pushed>> {
-    if first && target.push {
-        return Ok(target.image.latest.clone());
+    match (first, target.push) {
+        (true, true) => return Ok(target.image.latest.clone()),
+        (false, true) => return latest_image(target, platform).await,
+        (_, false) => {}
     }
     let (registry, repository) = (&target.image.registry, &target.image.repository);
     pushed(registry, repository, "latest", Some(platform)).await

@@ -7,6 +7,7 @@
 //! configs.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use anyhow::Context as _;
 
@@ -63,18 +64,51 @@ pub(super) struct SameBuild {
     pub(super) passed_over: Vec<String>,
 }
 
+/// What looking for the same build needs of the checkout, learnt from
+/// [`start`](Self::start) on, while the registry is asked; dropped unused,
+/// both stop.
+pub(super) struct Checkout {
+    context: IdentityTask,
+    last_change: LastChange,
+}
+
+impl Checkout {
+    pub(super) fn start(workspace: &Path, dir: &Path, dockerfile: &Path) -> Self {
+        Checkout {
+            context: context_identity(dir, dockerfile),
+            last_change: LastChange::start(workspace, dir, dockerfile),
+        }
+    }
+}
+
+/// The identity of the context the engine would receive, learnt on a
+/// blocking thread; dropped unwaited, it stops reading the context.
+fn context_identity(dir: &Path, dockerfile: &Path) -> IdentityTask {
+    let (dir, dockerfile) = (dir.to_owned(), dockerfile.to_owned());
+    IdentityTask::spawn(move |stop| {
+        ContextPlan::new(&dir, Some(&dockerfile))?.identity_unless(stop)
+    })
+}
+
 /// The image this run would build again, if one is pushed: asked only
 /// when the plan may release it again (`plan::looks_for_same_build`).
-pub(super) async fn same_build(session: &Session, target: &Target) -> anyhow::Result<SameBuild> {
+/// `checkout`: what it needs of the checkout, if already being learnt.
+pub(super) async fn same_build(
+    session: &Session,
+    target: &Target,
+    checkout: Option<Checkout>,
+) -> anyhow::Result<SameBuild> {
     // The context is read while the registry and git are asked.
-    let (dir, dockerfile) = (target.dir.clone(), target.dockerfile.clone());
-    let context = IdentityTask::spawn(move |stop| {
-        ContextPlan::new(&dir, Some(&dockerfile))?.identity_unless(stop)
+    let Checkout {
+        context,
+        last_change,
+    } = checkout.unwrap_or_else(|| {
+        Checkout::start(&session.ctx.workspace, &target.dir, &target.dockerfile)
     });
     if target.platforms.len() > 1 {
-        return same_index(session, target, context).await;
+        return same_index(target, context, last_change).await;
     }
-    let candidates = candidates(session, target).await?;
+    let candidates = candidates(target, last_change).await?;
     if candidates.is_empty() {
         return Ok(SameBuild::default());
     }
@@ -91,26 +125,46 @@ pub(super) async fn same_build(session: &Session, target: &Target) -> anyhow::Re
 }
 
 /// The commit of the newest change to the image's directory or
-/// Dockerfile, when it is not this one: the SHA tag to look under first.
-async fn last_change(session: &Session, target: &Target) -> anyhow::Result<Option<String>> {
-    let Some(git) = GitSource::open(&session.ctx.workspace).await? else {
-        return Ok(None);
-    };
-    let paths = [target.dir.as_path(), target.dockerfile.as_path()];
-    Ok(git
-        .last_change(&paths)
-        .await?
-        .filter(|s| *s != target.image.sha))
+/// Dockerfile, asked of git from [`start`](Self::start) on; dropped
+/// before [`wait`](Self::wait) ends, git is stopped.
+struct LastChange(tokio::task::JoinHandle<anyhow::Result<Option<String>>>);
+
+impl LastChange {
+    fn start(workspace: &Path, dir: &Path, dockerfile: &Path) -> Self {
+        let workspace = workspace.to_owned();
+        let paths = [dir.to_owned(), dockerfile.to_owned()];
+        LastChange(tokio::spawn(async move {
+            let Some(git) = GitSource::open(&workspace).await? else {
+                return Ok(None);
+            };
+            git.last_change(&[paths[0].as_path(), paths[1].as_path()])
+                .await
+        }))
+    }
+
+    /// When it is not `sha`: the SHA tag to look under first.
+    async fn wait(mut self, sha: &str) -> anyhow::Result<Option<String>> {
+        let found = (&mut self.0)
+            .await
+            .context("asking git for the last change failed")??;
+        Ok(found.filter(|s| *s != sha))
+    }
+}
+
+impl Drop for LastChange {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Several platforms: the index of the last change, or `latest`, whose key
 /// is this build's, once each child is checked (`same_index`).
 async fn same_index(
-    session: &Session,
     target: &Target,
     context: IdentityTask,
+    last_change: LastChange,
 ) -> anyhow::Result<SameBuild> {
-    let indexes = keyed_indexes(session, target).await?;
+    let indexes = keyed_indexes(target, last_change).await?;
     if indexes.is_empty() {
         return Ok(SameBuild::default());
     }
@@ -137,27 +191,23 @@ async fn same_index(
 }
 
 /// What the SHA tag of the last change and `latest` name, each once, when
-/// it carries a build key.
+/// it carries a build key. `latest`'s was read when resolving.
 async fn keyed_indexes(
-    session: &Session,
     target: &Target,
+    last_change: LastChange,
 ) -> anyhow::Result<Vec<(String, Manifest)>> {
     let (registry, repository) = (&target.image.registry, &target.image.repository);
-    // `latest` is asked while git looks for the last change.
-    let (last_change, latest) = tokio::join!(
-        last_change(session, target),
-        registry.manifest(repository, "latest")
-    );
-    let last_change = match last_change? {
+    let last_change = match last_change.wait(&target.image.sha).await? {
         Some(sha) => {
             let named = registry.manifest(repository, &sha).await?;
             Some((sha, named))
         }
         None => None,
     };
+    let latest = target.image.latest_tag.clone();
     let named = last_change
         .into_iter()
-        .chain([("latest".to_owned(), latest?)]);
+        .chain([("latest".to_owned(), latest)]);
     let mut found: Vec<(String, Manifest)> = Vec::new();
     for (tag, named) in named {
         if let Some(index) = named.filter(|index| {
@@ -188,9 +238,9 @@ async fn platform_keys(
 
 /// The image of the newest commit that changed the image's directory or
 /// Dockerfile, and `latest`: those that carry a build key.
-async fn candidates(session: &Session, target: &Target) -> anyhow::Result<Vec<Earlier>> {
+async fn candidates(target: &Target, last_change: LastChange) -> anyhow::Result<Vec<Earlier>> {
     let mut found: Vec<(String, Pushed)> = Vec::new();
-    if let Some(sha) = last_change(session, target).await? {
+    if let Some(sha) = last_change.wait(&target.image.sha).await? {
         let platform = target.platforms.first();
         if let Some(image) = pushed(
             &target.image.registry,
