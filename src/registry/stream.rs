@@ -363,39 +363,14 @@ impl Registry {
         self.path(repository, Route::Blob(digest))?;
         let separator = if session.contains('?') { '&' } else { '?' };
         let url = format!("{}{session}{separator}digest={digest}", self.base);
-        let shown = self.path(repository, Route::Uploads)?;
-        // The body's own error would reach us only as a transport failure;
-        // kept aside, it is reported as what it was (e.g. a digest mismatch).
-        let refused: Arc<Mutex<Option<RegistryError>>> = Arc::default();
-        let slot = refused.clone();
-        let progress = Progress::new(size);
-        let body = reqwest::Body::wrap_stream(progress.tracking(chunks).map_err(move |e| {
-            let message = e.to_string();
-            if let Ok(mut slot) = slot.lock() {
-                slot.get_or_insert(e);
-            }
-            std::io::Error::other(message)
-        }));
-        let transfer = transfer_timeout(self.timeout, size);
-        let request = self.authorize(
-            self.http
-                .put(&url)
-                .header(header::CONTENT_TYPE, "application/octet-stream")
-                .header(header::CONTENT_LENGTH, size)
-                .timeout(transfer)
-                .body(body),
-            repository,
-        );
-        let sent = tokio::select! {
-            sent = request.send() => Ok(sent),
-            wait = progress.stalled(self.timeout) => Err(wait),
-        };
-        if let Some(e) = refused.lock().ok().and_then(|mut e| e.take()) {
-            return Err(e);
-        }
-        let sent = sent.map_err(|wait| self.timed_out(&shown, wait, self.timeout))?;
-        let response = sent.map_err(self.transport(&shown, Wait::Transfer, transfer))?;
+        let request = self
+            .http
+            .put(&url)
+            .header(header::CONTENT_LENGTH, size)
+            .timeout(transfer_timeout(self.timeout, size));
+        let response = self.send_body(repository, request, chunks, size).await?;
         if response.status() != StatusCode::CREATED {
+            let shown = self.path(repository, Route::Uploads)?;
             return Err(self
                 .failure(Method::PUT, &shown, repository, response)
                 .await);
@@ -416,11 +391,40 @@ impl Registry {
         chunks: BlobStream,
     ) -> Result<String, RegistryError> {
         let url = format!("{}{session}", self.base);
+        let request = self
+            .http
+            .patch(&url)
+            // The size is unknown: a budget for 4 GiB, stalls bound the rest.
+            .timeout(transfer_timeout(self.timeout, u32::MAX.into()));
+        // Unknown size: the body's end is what says all of it went.
+        let response = self
+            .send_body(repository, request, chunks, u64::MAX)
+            .await?;
+        if response.status() != StatusCode::ACCEPTED {
+            let shown = self.path(repository, Route::Uploads)?;
+            return Err(self
+                .failure(Method::PATCH, &shown, repository, response)
+                .await);
+        }
+        self.session(repository, &response)
+    }
+
+    /// Sends `request` (to an upload session) with the bytes of `chunks`,
+    /// `size` of them (`u64::MAX`: unknown), bounded by its stalls and its
+    /// answer; errors name the upload endpoint, never the session.
+    async fn send_body(
+        &self,
+        repository: &str,
+        request: reqwest::RequestBuilder,
+        chunks: BlobStream,
+        size: u64,
+    ) -> Result<reqwest::Response, RegistryError> {
         let shown = self.path(repository, Route::Uploads)?;
+        // The body's own error would reach us only as a transport failure;
+        // kept aside, it is reported as what it was (e.g. a digest mismatch).
         let refused: Arc<Mutex<Option<RegistryError>>> = Arc::default();
         let slot = refused.clone();
-        // Unknown size: the body's end is what says all of it went.
-        let progress = Progress::new(u64::MAX);
+        let progress = Progress::new(size);
         let body = reqwest::Body::wrap_stream(progress.tracking(chunks).map_err(move |e| {
             let message = e.to_string();
             if let Ok(mut slot) = slot.lock() {
@@ -429,11 +433,8 @@ impl Registry {
             std::io::Error::other(message)
         }));
         let request = self.authorize(
-            self.http
-                .patch(&url)
+            request
                 .header(header::CONTENT_TYPE, "application/octet-stream")
-                // The size is unknown: a budget for 4 GiB, stalls bound the rest.
-                .timeout(transfer_timeout(self.timeout, u32::MAX.into()))
                 .body(body),
             repository,
         );
@@ -445,13 +446,8 @@ impl Registry {
             return Err(e);
         }
         let sent = sent.map_err(|wait| self.timed_out(&shown, wait, self.timeout))?;
-        let response = sent.map_err(self.transport(&shown, Wait::Transfer, self.timeout))?;
-        if response.status() != StatusCode::ACCEPTED {
-            return Err(self
-                .failure(Method::PATCH, &shown, repository, response)
-                .await);
-        }
-        self.session(repository, &response)
+        let transfer = transfer_timeout(self.timeout, size.min(u32::MAX.into()));
+        sent.map_err(self.transport(&shown, Wait::Transfer, transfer))
     }
 
     /// Uploads the blob in the file at `path` (exactly the bytes that hash
