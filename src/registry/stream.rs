@@ -267,6 +267,9 @@ pub fn growing_file_chunks(
         (tokio::fs::File::from_std(file), 0u64, done, failed),
         |(mut file, offset, mut done, failed)| async move {
             loop {
+                // Read before the read: bytes flushed just before the seal
+                // may land between an empty read and a look at `done`.
+                let sealed = *done.borrow();
                 let mut chunk = vec![0; CHUNK];
                 let read = file
                     .read(&mut chunk)
@@ -278,14 +281,15 @@ pub fn growing_file_chunks(
                     let state = (file, offset, done, failed);
                     return Ok(Some((Bytes::from(chunk), state)));
                 }
-                let end = *done.borrow();
-                match end {
+                match sealed {
                     Some(size) if size == offset => return Ok(None),
                     Some(size) => {
                         return Err(failed(format!(
                             "its writer finished it at {size} bytes, {offset} were read"
                         )));
                     }
+                    // Sealed since: what it flushed last may be there now.
+                    None if done.borrow().is_some() => continue,
                     None => {}
                 }
                 tokio::select! {
@@ -565,7 +569,14 @@ impl Registry {
             let digest = known.get().map_or("being written", |b| &b.digest);
             format!("uploading blob {digest} to {}/{repository}", self.name)
         };
-        let done = retry::again(what, once, |e, attempt| resumable(e, attempt, sending)).await;
+        // The first try is only a head start: however it failed once it
+        // was sending, the whole file is worth a try.
+        let pause = |e: &RegistryError, attempt| {
+            resumable(e, attempt, sending).or_else(|| {
+                (attempt == 0 && sending.load(Ordering::Relaxed)).then_some(Duration::ZERO)
+            })
+        };
+        let done = retry::again(what, once, pause).await;
         let digest = known.get().map_or("(unfinished)", |b| &b.digest).to_owned();
         done.map_err(|e| self.upload_failed(repository, &digest, tries, e))?;
         blob().await
