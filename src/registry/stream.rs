@@ -252,13 +252,13 @@ pub fn file_chunks(
 const GROWING_POLL: Duration = Duration::from_millis(5);
 
 /// The bytes of `file` (opened at its start) while another thread still writes it,
-/// from its start to the size `done` announces once the writer is finished;
+/// from its start to the size of the blob `done` names once the writer is finished;
 /// `shown` names it in errors. `done` dropped without a size (the writer
 /// failed) ends the stream with an error, so an upload fed from it never
 /// completes.
 pub fn growing_file_chunks(
     file: std::fs::File,
-    done: tokio::sync::watch::Receiver<Option<u64>>,
+    done: tokio::sync::watch::Receiver<Option<SealedBlob>>,
     shown: String,
 ) -> BlobStream {
     use tokio::io::AsyncReadExt as _;
@@ -269,7 +269,7 @@ pub fn growing_file_chunks(
             loop {
                 // Read before the read: bytes flushed just before the seal
                 // may land between an empty read and a look at `done`.
-                let sealed = *done.borrow();
+                let sealed = done.borrow().as_ref().map(|blob| blob.size);
                 let mut chunk = vec![0; CHUNK];
                 let read = file
                     .read(&mut chunk)
@@ -531,20 +531,19 @@ impl Registry {
     pub async fn upload_growing(
         &self,
         repository: &str,
-        growing: BlobStream,
-        sealed: impl Future<Output = Option<SealedBlob>>,
+        file: std::fs::File,
+        shown: String,
+        sealed: tokio::sync::watch::Receiver<Option<SealedBlob>>,
     ) -> Result<SealedBlob, RegistryError> {
-        let sealed = futures_util::FutureExt::shared(sealed);
+        let growing = growing_file_chunks(file, sealed.clone(), shown);
         let growing = Mutex::new(Some(growing));
         let tries = &AtomicU32::new(0);
         let sending = &AtomicBool::new(false);
-        let known = std::sync::OnceLock::new();
         let blob = || async {
-            let blob = sealed
-                .clone()
-                .await
-                .ok_or_else(|| RegistryError::Protocol("the blob was never finished".to_owned()))?;
-            Ok(known.get_or_init(|| blob).clone())
+            let mut sealed = sealed.clone();
+            let blob = sealed.wait_for(Option::is_some).await.ok();
+            blob.and_then(|blob| blob.clone())
+                .ok_or_else(|| RegistryError::Protocol("the blob was never finished".to_owned()))
         };
         let once = || async {
             let first = growing.lock().ok().and_then(|mut g| g.take());
@@ -565,8 +564,12 @@ impl Registry {
             self.finish_upload(repository, &sent?, &blob.digest, 0, nothing)
                 .await
         };
+        let digest = || {
+            let sealed = sealed.borrow();
+            sealed.as_ref().map(|b| b.digest.to_string())
+        };
         let what = || {
-            let digest = known.get().map_or("being written", |b| &b.digest);
+            let digest = digest().unwrap_or_else(|| "being written".to_owned());
             format!("uploading blob {digest} to {}/{repository}", self.name)
         };
         // The first try is only a head start: however it failed once it
@@ -577,8 +580,8 @@ impl Registry {
             })
         };
         let done = retry::again(what, once, pause).await;
-        let digest = known.get().map_or("(unfinished)", |b| &b.digest).to_owned();
-        done.map_err(|e| self.upload_failed(repository, &digest, tries, e))?;
+        let shown = digest().unwrap_or_else(|| "(unfinished)".to_owned());
+        done.map_err(|e| self.upload_failed(repository, &shown, tries, e))?;
         blob().await
     }
 
@@ -603,7 +606,7 @@ impl Registry {
 /// to finish it, or to send it again from its file.
 #[derive(Debug, Clone)]
 pub struct SealedBlob {
-    pub digest: String,
+    pub digest: crate::oci::Digest,
     pub size: u64,
     pub path: std::path::PathBuf,
 }
@@ -676,7 +679,12 @@ mod tests {
             // Renamed as a sealed blob is: the open reader keeps reading.
             std::fs::rename(&path, dir.path().join("sealed")).unwrap();
             if tell {
-                done.send(Some(all.len() as u64)).unwrap();
+                let sealed = SealedBlob {
+                    digest: crate::oci::Digest::try_from(sha256_digest(&all)).unwrap(),
+                    size: all.len() as u64,
+                    path: dir.path().join("sealed"),
+                };
+                done.send(Some(sealed)).unwrap();
             }
         });
         let stream = growing_file_chunks(reader, seen, "blob.partial".into());

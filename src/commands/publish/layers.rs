@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, bail};
 use futures_util::stream::FuturesUnordered;
 use futures_util::{FutureExt as _, StreamExt as _, TryStreamExt as _};
-use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::sync::{Semaphore, watch};
 
 use crate::engine::{
     Blob, BlobEvent, Engine, KnownLayers, OciImage, Source, known_layers,
@@ -17,7 +17,7 @@ use crate::oci::Digest;
 use crate::platform::Platform;
 use crate::registry::contents::Contents;
 use crate::registry::mount::Upload;
-use crate::registry::stream::{SealedBlob, growing_file_chunks};
+use crate::registry::stream::SealedBlob;
 use crate::registry::{Manifest, Registry};
 use crate::report::publish::Published;
 
@@ -341,13 +341,6 @@ impl Written {
     }
 }
 
-/// What a followed blob's upload waits for: its size, for the file's
-/// reader, and the blob, for the upload's end.
-struct Seal {
-    size: watch::Sender<Option<u64>>,
-    blob: oneshot::Sender<Blob>,
-}
-
 /// Uploads each layer blob while it is being written, as `docker push`
 /// does, up to [`PARALLEL_UPLOADS`] at once; one begun while all are busy
 /// is uploaded whole once sealed. Runs until the sender is gone; returns
@@ -358,7 +351,7 @@ async fn upload_as_written(
     mut events: tokio::sync::mpsc::UnboundedReceiver<Written>,
 ) -> anyhow::Result<(u64, HashSet<Digest>)> {
     let slots = Semaphore::new(PARALLEL_UPLOADS);
-    let mut followed: HashMap<PathBuf, Seal> = HashMap::new();
+    let mut followed: HashMap<PathBuf, watch::Sender<Option<SealedBlob>>> = HashMap::new();
     let mut uploads = FuturesUnordered::new();
     let (mut sent, mut stored) = (0, HashSet::new());
     let mut open = true;
@@ -372,20 +365,23 @@ async fn upload_as_written(
                 }
                 Some(Written::Begun(partial, file)) => {
                     if let Ok(slot) = slots.try_acquire() {
-                        let (size, size_seen) = watch::channel(None);
-                        let (blob, blob_seen) = oneshot::channel();
-                        let upload = follow(registry, repository, partial.display().to_string(), file, size_seen, blob_seen);
+                        let (seal, sealed) = watch::channel(None);
+                        let shown = partial.display().to_string();
                         uploads.push(async move {
                             let _slot = slot;
-                            upload.await
+                            let sent = registry.upload_growing(repository, file, shown, sealed).await?;
+                            anyhow::Ok((sent.size, sent.digest))
                         }.boxed());
-                        followed.insert(partial, Seal { size, blob });
+                        followed.insert(partial, seal);
                     }
                 }
                 Some(Written::Sealed(partial, blob)) => match followed.remove(&partial) {
                     Some(seal) => {
-                        let _ = seal.size.send(Some(blob.size));
-                        let _ = seal.blob.send(blob);
+                        // Dropped unsent (no file to send again), the upload fails.
+                        if let Source::File(path) = blob.source {
+                            let (digest, size) = (blob.digest, blob.size);
+                            let _ = seal.send(Some(SealedBlob { digest, size, path }));
+                        }
                     }
                     None => {
                         let slots = &slots;
@@ -405,33 +401,6 @@ async fn upload_as_written(
         }
     }
     Ok((sent, stored))
-}
-
-/// Uploads the blob at `partial` as it grows (see
-/// [`Registry::upload_growing`]); returns bytes sent and its digest.
-async fn follow(
-    registry: &Registry,
-    repository: &str,
-    shown: String,
-    file: std::fs::File,
-    size: watch::Receiver<Option<u64>>,
-    blob: oneshot::Receiver<Blob>,
-) -> anyhow::Result<(u64, Digest)> {
-    let growing = growing_file_chunks(file, size, shown);
-    let sealed = async {
-        let blob = blob.await.ok()?;
-        let Source::File(path) = blob.source else {
-            return None;
-        };
-        Some(SealedBlob {
-            digest: blob.digest.to_string(),
-            size: blob.size,
-            path,
-        })
-    };
-    let sent = registry.upload_growing(repository, growing, sealed).await?;
-    let digest = Digest::try_from(sent.digest)?;
-    Ok((sent.size, digest))
 }
 
 /// Uploads what the registry lacks, config and layers, a few at a time as
