@@ -1468,16 +1468,15 @@ mod tests {
         files
     }
 
-    #[test]
-    fn known_layers_are_reused_and_the_others_compressed() {
-        let dir = tempfile::tempdir().unwrap();
-        let work = tempfile::tempdir().unwrap();
+    /// A legacy-layout export of two layers, base then app, stored in the
+    /// tarball in the other order; with the two layer tars.
+    fn base_and_app_saved(dir: &Path) -> (PathBuf, Vec<u8>, Vec<u8>) {
         let base = layer_tar(&[("etc/os-release", b"ID=test\n")]);
         let app = layer_tar(&[("app/main", b"binary")]);
         let config = config_for(&[&base, &app]);
         let manifest = save_manifest("c0ffee.json", &["aaaa/layer.tar", "bbbb/layer.tar"]);
         let saved = save_tar(
-            dir.path(),
+            dir,
             &[
                 Member::File("bbbb/layer.tar", &app),
                 Member::File("aaaa/layer.tar", &base),
@@ -1485,6 +1484,14 @@ mod tests {
                 Member::File("manifest.json", &manifest),
             ],
         );
+        (saved, base, app)
+    }
+
+    #[test]
+    fn known_layers_are_reused_and_the_others_compressed() {
+        let dir = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let (saved, base, app) = base_and_app_saved(dir.path());
         let base_blob = known('a', "team/base");
         let known = KnownLayers::from([(sha256_digest(&base), base_blob.clone())]);
 
@@ -1532,19 +1539,7 @@ mod tests {
     fn a_tap_sees_every_layer_once_reused_ones_too_and_their_order() {
         let dir = tempfile::tempdir().unwrap();
         let work = tempfile::tempdir().unwrap();
-        let base = layer_tar(&[("etc/os-release", b"ID=test\n")]);
-        let app = layer_tar(&[("app/main", b"binary")]);
-        let config = config_for(&[&base, &app]);
-        let manifest = save_manifest("c0ffee.json", &["aaaa/layer.tar", "bbbb/layer.tar"]);
-        let saved = save_tar(
-            dir.path(),
-            &[
-                Member::File("bbbb/layer.tar", &app),
-                Member::File("aaaa/layer.tar", &base),
-                Member::File("c0ffee.json", &config),
-                Member::File("manifest.json", &manifest),
-            ],
-        );
+        let (saved, base, app) = base_and_app_saved(dir.path());
         let known = KnownLayers::from([(sha256_digest(&base), known('a', "team/base"))]);
         let expected = vec![
             ("bbbb/layer.tar".to_owned(), app.clone()),
